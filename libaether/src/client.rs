@@ -1,0 +1,382 @@
+//! The client side: a connection to `aetherd`, and the publisher and
+//! subscriber handles built on it. Control requests go over the socket; the
+//! data path is the mapped segment only.
+
+use crate::error::{Error, Result, Status};
+use crate::protocol::{self, Reply, Request};
+use crate::ring::{Claim, Deadline, Reader, Record, WaitConfig, WaitStrategy, Writer};
+use crate::segment::{Segment, TopicParams};
+use crate::sys::uds::SeqPacket;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a control request may take before the call fails with `Timeout`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long auto-start waits for a freshly started daemon to answer.
+const AUTOSTART_WAIT: Duration = Duration::from_secs(5);
+
+struct Conn {
+    sock: Mutex<SeqPacket>,
+    next_id: AtomicU32,
+    socket: PathBuf,
+}
+
+impl Conn {
+    fn call(&self, req: &Request) -> Result<(Reply, Option<OwnedFd>)> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = protocol::encode_request(req, id);
+        let sock = self.sock.lock().map_err(|_| Error::new(Status::Internal, "connection lock poisoned"))?;
+        sock.send(&frame, None).map_err(|e| broker_gone(&self.socket, e))?;
+        let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
+        let (n, fd) = sock.recv(&mut buf).map_err(|e| broker_gone(&self.socket, e))?;
+        if n == 0 {
+            return Err(Error::new(Status::Unavailable, format!("aetherd at {} closed the connection", self.socket.display())));
+        }
+        match protocol::decode_reply(req.op(), id, &buf[..n])? {
+            Ok(reply) => Ok((reply, fd)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn broker_gone(socket: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            Error::new(Status::Timeout, format!("aetherd at {} did not answer in time", socket.display()))
+        }
+        _ => Error::new(Status::Unavailable, format!("lost the connection to aetherd at {}: {e}", socket.display())),
+    }
+}
+
+/// A connection to the broker. Cheap to share: publishers and subscribers
+/// keep it alive as long as they need it.
+#[derive(Clone)]
+pub struct Client {
+    conn: Arc<Conn>,
+    daemon_pid: u32,
+    instance_id: u64,
+}
+
+fn autostart_enabled() -> bool {
+    !matches!(std::env::var("AETHER_NO_AUTOSTART").as_deref(), Ok("1") | Ok("true") | Ok("yes"))
+}
+
+/// Starts `aetherd --detach` for `socket` and waits for it to exit: it does
+/// so once it listens (or once it finds another daemon already there).
+fn start_daemon(socket: &Path) -> Result<()> {
+    let candidates = crate::paths::daemon_candidates();
+    let exe = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
+        Error::new(
+            Status::Unavailable,
+            format!(
+                "no aetherd at {} and none found to start (set AETHER_DAEMON or put aetherd on PATH)",
+                socket.display()
+            ),
+        )
+    })?;
+    let status = std::process::Command::new(exe)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--detach")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| Error::new(Status::Unavailable, format!("cannot start {}: {e}", exe.display())))?;
+    if !status.success() {
+        return Err(Error::new(Status::Unavailable, format!("{} --socket {} failed: {status}", exe.display(), socket.display())));
+    }
+    Ok(())
+}
+
+impl Client {
+    /// Connects to the daemon at `socket` (default: [`crate::paths::default_socket`]),
+    /// starting one if none answers, unless `AETHER_NO_AUTOSTART=1`.
+    pub fn connect(socket: Option<&Path>) -> Result<Client> {
+        let path = socket.map(Path::to_path_buf).unwrap_or_else(crate::paths::default_socket);
+        let sock = match SeqPacket::connect(&path) {
+            Ok(s) => s,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+                if !autostart_enabled() {
+                    return Err(Error::new(
+                        Status::Unavailable,
+                        format!("no aetherd listening at {} (auto-start is off: AETHER_NO_AUTOSTART)", path.display()),
+                    ));
+                }
+                start_daemon(&path)?;
+                let deadline = std::time::Instant::now() + AUTOSTART_WAIT;
+                loop {
+                    match SeqPacket::connect(&path) {
+                        Ok(s) => break s,
+                        Err(e) if std::time::Instant::now() >= deadline => {
+                            return Err(Error::new(
+                                Status::Unavailable,
+                                format!("started aetherd but cannot connect to {}: {e}", path.display()),
+                            ))
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            }
+            Err(e) => return Err(Error::new(Status::Unavailable, format!("cannot connect to aetherd at {}: {e}", path.display()))),
+        };
+        sock.set_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| Error::io("set socket timeout", e))?;
+        let conn = Arc::new(Conn { sock: Mutex::new(sock), next_id: AtomicU32::new(1), socket: path });
+        let (reply, _) = conn.call(&Request::Hello { client_version: crate::broker::VERSION.into() })?;
+        let Reply::Hello { pid, instance_id, .. } = reply else {
+            return Err(Error::protocol("unexpected reply to hello"));
+        };
+        Ok(Client { conn, daemon_pid: pid, instance_id })
+    }
+
+    /// Process id of the daemon this client talks to.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon_pid
+    }
+
+    pub fn instance_id(&self) -> u64 {
+        self.instance_id
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.conn.socket
+    }
+
+    pub fn create_topic(&self, topic: &str, params: &TopicParams) -> Result<()> {
+        protocol::validate_topic(topic)?;
+        params.validate()?;
+        self.conn.call(&Request::TopicCreate { topic: topic.into(), params: *params }).map(drop)
+    }
+
+    pub fn delete_topic(&self, topic: &str) -> Result<()> {
+        protocol::validate_topic(topic)?;
+        self.conn.call(&Request::TopicDelete { topic: topic.into() }).map(drop)
+    }
+
+    fn open_segment(&self, req: &Request) -> Result<(Reply, Arc<Segment>)> {
+        let (reply, fd) = self.conn.call(req)?;
+        let fd = fd.ok_or_else(|| Error::protocol("the daemon sent no segment descriptor"))?;
+        Ok((reply, Arc::new(Segment::open(&fd)?)))
+    }
+
+    pub fn publisher(&self, topic: &str) -> Result<Publisher> {
+        protocol::validate_topic(topic)?;
+        let (_, seg) = self.open_segment(&Request::PublisherOpen { topic: topic.into() })?;
+        Ok(Publisher { writer: Writer::new(seg), loan: None, _client: self.clone() })
+    }
+
+    pub fn subscriber(&self, topic: &str, cfg: &SubscriberConfig) -> Result<Subscriber> {
+        protocol::validate_topic(topic)?;
+        let (reply, seg) = self.open_segment(&Request::SubscriberOpen { topic: topic.into() })?;
+        let Reply::Subscribed { slot } = reply else {
+            return Err(Error::protocol("unexpected reply to subscribe"));
+        };
+        let mut reader = match Reader::new(seg, Some(slot), std::process::id()) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.conn.call(&Request::SubscriberClose { topic: topic.into(), slot });
+                return Err(e);
+            }
+        };
+        reader.wait = cfg.wait;
+        reader.abandon_timeout = cfg.abandon_timeout;
+        Ok(Subscriber { reader, held: None, topic: topic.into(), slot, client: self.clone() })
+    }
+}
+
+/// Options for a subscriber.
+#[derive(Clone, Copy, Debug)]
+pub struct SubscriberConfig {
+    pub wait: WaitConfig,
+    pub abandon_timeout: Duration,
+}
+
+impl Default for SubscriberConfig {
+    fn default() -> Self {
+        SubscriberConfig { wait: WaitConfig { strategy: WaitStrategy::Futex, spin: 2000 }, abandon_timeout: Duration::from_millis(100) }
+    }
+}
+
+/// Publishes to one topic. Not shareable between threads at once (`&mut self`);
+/// open one per thread: publishers never lock each other.
+pub struct Publisher {
+    writer: Writer,
+    loan: Option<Claim>,
+    _client: Client,
+}
+
+impl Publisher {
+    /// Copies `data` into the ring as one message; returns its sequence number.
+    pub fn publish(&mut self, data: &[u8]) -> Result<u64> {
+        if self.loan.is_some() {
+            return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
+        }
+        self.writer.publish(data)
+    }
+
+    /// Loans `len` bytes of the ring to write a message in place.
+    pub fn loan(&mut self, len: usize) -> Result<&mut [u8]> {
+        if self.loan.is_some() {
+            return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
+        }
+        let claim = self.writer.claim(len)?;
+        self.loan = Some(claim);
+        // SAFETY: the claimed payload has `len` bytes (capacity >= len) that no
+        // other publisher writes and no reader reads until commit; the slice
+        // borrows `self`, so it cannot outlive the loan.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.writer.payload(&claim), len) })
+    }
+
+    /// Publishes the first `len` bytes of the outstanding loan.
+    pub fn commit(&mut self, len: usize) -> Result<u64> {
+        let claim = self.loan.ok_or_else(|| Error::invalid("no loan to commit"))?;
+        self.writer.commit(claim, len)?;
+        self.loan = None;
+        Ok(claim.seq)
+    }
+
+    /// Gives the outstanding loan up without publishing it.
+    pub fn abort(&mut self) -> Result<()> {
+        let claim = self.loan.take().ok_or_else(|| Error::invalid("no loan to abort"))?;
+        self.writer.abort(claim);
+        Ok(())
+    }
+
+    /// Bounds how long a publish on a reliable topic waits for slow subscribers.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.writer.timeout = timeout;
+    }
+
+    pub fn max_message(&self) -> usize {
+        self.writer.segment().geometry().max_message as usize
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if let Some(c) = self.loan.take() {
+            self.writer.abort(c);
+        }
+    }
+}
+
+/// A message copied out of the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub data: Vec<u8>,
+    pub seq: u64,
+    pub timestamp_ns: u64,
+}
+
+/// Metadata of a received message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub len: usize,
+    pub seq: u64,
+    pub timestamp_ns: u64,
+}
+
+/// Receives from one topic, in publication order.
+pub struct Subscriber {
+    reader: Reader,
+    held: Option<Record>,
+    topic: String,
+    slot: u32,
+    client: Client,
+}
+
+impl Subscriber {
+    /// Copies the next message into `buf`, waiting up to `timeout` (`None`: forever).
+    /// A message longer than `buf` is left unread and reported as `TooLarge`
+    /// with its length in the message text; [`next_len`](Self::next_len) gives it too.
+    pub fn receive_into(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<Received> {
+        self.receive_into_deadline(buf, &Deadline::after(timeout))
+    }
+
+    pub fn receive_into_deadline(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<Received> {
+        if self.held.is_some() {
+            return Err(Error::invalid("a received view is outstanding: release it first"));
+        }
+        let (len, seq, timestamp_ns) = self.reader.receive_into(buf, deadline)?;
+        Ok(Received { len, seq, timestamp_ns })
+    }
+
+    /// Receives the next message as an owned copy; `Ok(None)` on timeout.
+    pub fn receive(&mut self, timeout: Option<Duration>) -> Result<Option<Message>> {
+        let mut buf = vec![0u8; self.reader.geometry().max_message as usize];
+        match self.receive_into(&mut buf, timeout) {
+            Ok(r) => {
+                buf.truncate(r.len);
+                Ok(Some(Message { data: buf, seq: r.seq, timestamp_ns: r.timestamp_ns }))
+            }
+            Err(e) if e.status == Status::Timeout => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Borrows the next message in place (zero-copy). The view stays valid
+    /// until [`release`](Self::release_view); on a lossy topic it may be
+    /// overwritten meanwhile, which `release` then reports as `Overwritten`.
+    pub fn receive_view(&mut self, deadline: &Deadline) -> Result<Record> {
+        if self.held.is_some() {
+            return Err(Error::invalid("a received view is outstanding: release it first"));
+        }
+        loop {
+            let rec = self.reader.next(deadline)?;
+            if self.reader.geometry().policy == crate::segment::Policy::Lossy && self.reader.overwritten(rec.pos) {
+                self.reader.drop_overwritten(&rec);
+                continue;
+            }
+            self.held = Some(rec);
+            return Ok(rec);
+        }
+    }
+
+    /// Ends the outstanding view. `Overwritten` if, on a lossy topic, the
+    /// publisher lapped it while it was held (its bytes may be torn; it is counted lost).
+    pub fn release_view(&mut self) -> Result<Record> {
+        let rec = self.held.take().ok_or_else(|| Error::invalid("no received view to release"))?;
+        if self.reader.geometry().policy == crate::segment::Policy::Lossy && self.reader.overwritten(rec.pos) {
+            self.reader.drop_overwritten(&rec);
+            return Err(Error::new(Status::Overwritten, format!("message {} was overwritten while held", rec.seq)));
+        }
+        self.reader.consume(&rec);
+        Ok(rec)
+    }
+
+    /// The view currently held, if any.
+    pub fn held_view(&self) -> Option<&Record> {
+        self.held.as_ref()
+    }
+
+    /// Messages this subscriber missed (lossy topics: lapped; any topic: abandoned records).
+    pub fn lost(&self) -> u64 {
+        self.reader.lost()
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.reader.delivered()
+    }
+
+    pub fn max_message(&self) -> usize {
+        self.reader.geometry().max_message as usize
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The mapped segment's address range (lets tests prove views are zero-copy).
+    pub fn mapping_range(&self) -> (usize, usize) {
+        self.reader.segment().mapping_range()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        // The reader's drop frees the slot in shared memory; tell the daemon too.
+        let _ = self.client.conn.call(&Request::SubscriberClose { topic: self.topic.clone(), slot: self.slot });
+    }
+}

@@ -1,0 +1,30 @@
+//! Aether: a local publish/subscribe broker whose data plane is shared memory.
+//!
+//! ```no_run
+//! use aether::{Client, SubscriberConfig, TopicParams};
+//! let client = Client::connect(None)?;               // default socket; starts aetherd if needed
+//! client.create_topic("greetings", &TopicParams::default()).ok();
+//! let mut sub = client.subscriber("greetings", &SubscriberConfig::default())?;
+//! let mut publ = client.publisher("greetings")?;
+//! publ.publish(b"hello")?;
+//! let msg = sub.receive(Some(std::time::Duration::from_secs(1)))?.expect("a message");
+//! assert_eq!(msg.data, b"hello");
+//! # Ok::<(), aether::Error>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod broker;
+pub mod client;
+pub mod error;
+pub mod ffi;
+pub mod paths;
+pub mod protocol;
+pub mod ring;
+pub mod segment;
+pub mod sys;
+
+pub use client::{Client, Message, Publisher, Received, Subscriber, SubscriberConfig};
+pub use error::{Error, Result, Status};
+pub use ring::{WaitConfig, WaitStrategy};
+pub use segment::{Policy, TopicParams};

@@ -1,0 +1,61 @@
+//! Where the control socket lives, and where to find `aetherd` for auto-start.
+
+use std::path::{Path, PathBuf};
+
+/// `$AETHER_SOCKET`, else `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else `/run/aether/aetherd.sock`.
+pub fn default_socket() -> PathBuf {
+    if let Some(p) = std::env::var_os("AETHER_SOCKET").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        return Path::new(&d).join("aether").join("aetherd.sock");
+    }
+    PathBuf::from("/run/aether/aetherd.sock")
+}
+
+/// The lock file that makes one daemon per socket path.
+pub fn lock_file(socket: &Path) -> PathBuf {
+    let mut s = socket.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+fn library_dir() -> Option<PathBuf> {
+    // SAFETY: Dl_info is plain data; dladdr fills it for an address inside a
+    // loaded object (this function's own code) and leaves it alone otherwise.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(library_dir as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(info.dli_fname);
+        let p = PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked(name.to_bytes()));
+        p.canonicalize().ok()?.parent().map(Path::to_path_buf)
+    }
+}
+
+/// Candidates for the daemon binary, in order: `$AETHER_DAEMON`; next to the
+/// running program; next to libaether (and its prefix's `bin/`); `aetherd` on PATH.
+pub fn daemon_candidates() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(p) = std::env::var_os("AETHER_DAEMON").filter(|p| !p.is_empty()) {
+        v.push(PathBuf::from(p));
+        return v;
+    }
+    if let Some(d) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        v.push(d.join("aetherd"));
+        // cargo puts test binaries in target/<profile>/deps
+        v.push(d.join("..").join("aetherd"));
+    }
+    if let Some(d) = library_dir() {
+        v.push(d.join("aetherd"));
+        v.push(d.join("../bin/aetherd"));
+        v.push(d.join("../../bin/aetherd"));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for d in std::env::split_paths(&path) {
+            v.push(d.join("aetherd"));
+        }
+    }
+    v
+}

@@ -1,0 +1,385 @@
+//! The control protocol between clients and `aetherd` (see docs/PROTOCOL.md).
+//!
+//! One SOCK_SEQPACKET packet carries one frame, so framing is the kernel's;
+//! every frame starts with a fixed 16-byte header:
+//!
+//! ```text
+//! u32 magic "AEP1" | u16 version | u16 op | u32 request id | u32 body length
+//! ```
+//!
+//! Integers are little-endian. Strings are `u16 length + UTF-8 bytes`.
+//! A reply carries the request's op with [`REPLY_BIT`] set and starts its
+//! body with an `i32` status; an error reply's body continues with a message.
+//! Decoding checks every length against the bytes present: any frame, however
+//! malformed, decodes to a value or to a `Protocol` error.
+
+use crate::error::{Error, Result, Status};
+use crate::segment::{Policy, TopicParams};
+
+pub const MAGIC: u32 = u32::from_le_bytes(*b"AEP1");
+pub const VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 16;
+/// Largest frame either side sends or accepts.
+pub const MAX_FRAME: usize = 4096;
+pub const REPLY_BIT: u16 = 0x8000;
+
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Hello = 1,
+    TopicCreate = 2,
+    TopicDelete = 3,
+    PublisherOpen = 4,
+    SubscriberOpen = 5,
+    SubscriberClose = 6,
+}
+
+impl Op {
+    fn from_u16(v: u16) -> Option<Op> {
+        Some(match v {
+            1 => Op::Hello,
+            2 => Op::TopicCreate,
+            3 => Op::TopicDelete,
+            4 => Op::PublisherOpen,
+            5 => Op::SubscriberOpen,
+            6 => Op::SubscriberClose,
+            _ => return None,
+        })
+    }
+}
+
+/// A request from a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Hello { client_version: String },
+    TopicCreate { topic: String, params: TopicParams },
+    TopicDelete { topic: String },
+    PublisherOpen { topic: String },
+    SubscriberOpen { topic: String },
+    SubscriberClose { topic: String, slot: u32 },
+}
+
+impl Request {
+    pub fn op(&self) -> Op {
+        match self {
+            Request::Hello { .. } => Op::Hello,
+            Request::TopicCreate { .. } => Op::TopicCreate,
+            Request::TopicDelete { .. } => Op::TopicDelete,
+            Request::PublisherOpen { .. } => Op::PublisherOpen,
+            Request::SubscriberOpen { .. } => Op::SubscriberOpen,
+            Request::SubscriberClose { .. } => Op::SubscriberClose,
+        }
+    }
+}
+
+/// The success payload of a reply. Segment descriptors travel beside the
+/// frame (SCM_RIGHTS) with `PublisherOpen` and `SubscriberOpen` replies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Hello { daemon_version: String, pid: u32, instance_id: u64 },
+    Done,
+    Segment,
+    Subscribed { slot: u32 },
+}
+
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn new(op: u16, id: u32) -> Enc {
+        let mut v = Vec::with_capacity(64);
+        v.extend_from_slice(&MAGIC.to_le_bytes());
+        v.extend_from_slice(&VERSION.to_le_bytes());
+        v.extend_from_slice(&op.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        Enc(v)
+    }
+    fn u8(&mut self, x: u8) {
+        self.0.push(x)
+    }
+    fn u32(&mut self, x: u32) {
+        self.0.extend_from_slice(&x.to_le_bytes())
+    }
+    fn i32(&mut self, x: i32) {
+        self.0.extend_from_slice(&x.to_le_bytes())
+    }
+    fn u64(&mut self, x: u64) {
+        self.0.extend_from_slice(&x.to_le_bytes())
+    }
+    fn str(&mut self, s: &str) {
+        let b = &s.as_bytes()[..s.len().min(MAX_FRAME / 2)];
+        self.0.extend_from_slice(&(b.len() as u16).to_le_bytes());
+        self.0.extend_from_slice(b);
+    }
+    fn finish(mut self) -> Vec<u8> {
+        let body = (self.0.len() - HEADER_LEN) as u32;
+        self.0[12..16].copy_from_slice(&body.to_le_bytes());
+        self.0
+    }
+}
+
+struct Dec<'a>(&'a [u8]);
+
+impl<'a> Dec<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(Error::protocol("frame body too short"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn i32(&mut self) -> Result<i32> {
+        Ok(i32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn str(&mut self) -> Result<String> {
+        let n = self.u16()? as usize;
+        let b = self.take(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| Error::protocol("string is not UTF-8"))
+    }
+    fn end(&self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::protocol("trailing bytes after frame body"))
+        }
+    }
+}
+
+/// Splits a frame into (op, request id, body) after checking its header.
+fn parse_header(frame: &[u8]) -> Result<(u16, u32, &[u8])> {
+    if frame.len() < HEADER_LEN {
+        return Err(Error::protocol(format!("frame of {} bytes is shorter than the header", frame.len())));
+    }
+    if frame.len() > MAX_FRAME {
+        return Err(Error::protocol(format!("frame of {} bytes exceeds {MAX_FRAME}", frame.len())));
+    }
+    let mut d = Dec(frame);
+    let magic = d.u32()?;
+    let version = d.u16()?;
+    let op = d.u16()?;
+    let id = d.u32()?;
+    let len = d.u32()? as usize;
+    if magic != MAGIC {
+        return Err(Error::protocol("bad frame magic"));
+    }
+    if version != VERSION {
+        return Err(Error::protocol(format!("protocol version {version} not supported (this side speaks {VERSION})")));
+    }
+    if len != d.0.len() {
+        return Err(Error::protocol("frame body length does not match the packet"));
+    }
+    Ok((op, id, d.0))
+}
+
+pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
+    let mut e = Enc::new(req.op() as u16, id);
+    match req {
+        Request::Hello { client_version } => e.str(client_version),
+        Request::TopicCreate { topic, params } => {
+            e.str(topic);
+            e.u8(params.policy as u8);
+            e.u64(params.ring_size);
+            e.u64(params.max_message);
+            e.u32(params.max_subscribers);
+        }
+        Request::TopicDelete { topic } | Request::PublisherOpen { topic } | Request::SubscriberOpen { topic } => e.str(topic),
+        Request::SubscriberClose { topic, slot } => {
+            e.str(topic);
+            e.u32(*slot);
+        }
+    }
+    e.finish()
+}
+
+/// Decodes a request; on error also returns the request id when the header was readable.
+/// On error also returns the request id and raw op when the header was readable,
+/// so that the error reply can still be matched to its request.
+pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32, u16, Error)> {
+    let (raw_op, id, body) = parse_header(frame).map_err(|e| (0, 0, e))?;
+    let op = Op::from_u16(raw_op).ok_or_else(|| (id, raw_op, Error::protocol(format!("unknown request op {raw_op}"))))?;
+    let mut d = Dec(body);
+    let req = (|| {
+        let r = match op {
+            Op::Hello => Request::Hello { client_version: d.str()? },
+            Op::TopicCreate => {
+                let topic = d.str()?;
+                let policy = d.u8()?;
+                let policy = Policy::from_u32(policy as u32).ok_or_else(|| Error::protocol("unknown policy"))?;
+                let params = TopicParams { policy, ring_size: d.u64()?, max_message: d.u64()?, max_subscribers: d.u32()? };
+                Request::TopicCreate { topic, params }
+            }
+            Op::TopicDelete => Request::TopicDelete { topic: d.str()? },
+            Op::PublisherOpen => Request::PublisherOpen { topic: d.str()? },
+            Op::SubscriberOpen => Request::SubscriberOpen { topic: d.str()? },
+            Op::SubscriberClose => Request::SubscriberClose { topic: d.str()?, slot: d.u32()? },
+        };
+        d.end()?;
+        Ok(r)
+    })()
+    .map_err(|e| (id, raw_op, e))?;
+    Ok((id, req))
+}
+
+pub fn encode_reply(op: u16, id: u32, reply: &Result<Reply>) -> Vec<u8> {
+    let mut e = Enc::new(op | REPLY_BIT, id);
+    match reply {
+        Err(err) => {
+            e.i32(err.status as i32);
+            e.str(&err.message);
+        }
+        Ok(r) => {
+            e.i32(Status::Ok as i32);
+            match r {
+                Reply::Hello { daemon_version, pid, instance_id } => {
+                    e.str(daemon_version);
+                    e.u32(*pid);
+                    e.u64(*instance_id);
+                }
+                Reply::Done | Reply::Segment => {}
+                Reply::Subscribed { slot } => e.u32(*slot),
+            }
+        }
+    }
+    e.finish()
+}
+
+/// Decodes the reply to a request of kind `op` with id `id`.
+pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
+    let (rop, rid, body) = parse_header(frame)?;
+    if rop != op as u16 | REPLY_BIT || rid != id {
+        return Err(Error::protocol("reply does not match the request"));
+    }
+    let mut d = Dec(body);
+    let code = d.i32()?;
+    if code != 0 {
+        let status = Status::from_code(code).ok_or_else(|| Error::protocol(format!("unknown status {code}")))?;
+        let msg = d.str()?;
+        d.end()?;
+        return Ok(Err(Error::new(status, msg)));
+    }
+    let r = match op {
+        Op::Hello => Reply::Hello { daemon_version: d.str()?, pid: d.u32()?, instance_id: d.u64()? },
+        Op::TopicCreate | Op::TopicDelete | Op::SubscriberClose => Reply::Done,
+        Op::PublisherOpen => Reply::Segment,
+        Op::SubscriberOpen => Reply::Subscribed { slot: d.u32()? },
+    };
+    d.end()?;
+    Ok(Ok(r))
+}
+
+/// Topic names: 1..=120 bytes of `[A-Za-z0-9._-]`, not starting with '.'.
+/// (So no '/', no NUL, no "..", and every name is a valid shm name component.)
+pub fn validate_topic(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > crate::segment::MAX_TOPIC_LEN {
+        return Err(Error::new(
+            Status::Invalid,
+            format!("topic name must be 1 to {} bytes long", crate::segment::MAX_TOPIC_LEN),
+        ));
+    }
+    if name.starts_with('.') || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Err(Error::new(
+            Status::Invalid,
+            format!("invalid topic name {name:?}: use letters, digits, '.', '_' and '-', not starting with '.'"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_requests() -> Vec<Request> {
+        vec![
+            Request::Hello { client_version: "x".into() },
+            Request::TopicCreate { topic: "t".into(), params: TopicParams::default() },
+            Request::TopicDelete { topic: "t".into() },
+            Request::PublisherOpen { topic: "t".into() },
+            Request::SubscriberOpen { topic: "t".into() },
+            Request::SubscriberClose { topic: "t".into(), slot: 3 },
+        ]
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        for (i, r) in all_requests().into_iter().enumerate() {
+            let f = encode_request(&r, i as u32);
+            assert_eq!(decode_request(&f).unwrap(), (i as u32, r));
+        }
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let cases = [
+            (Op::Hello, Ok(Reply::Hello { daemon_version: "1".into(), pid: 7, instance_id: 9 })),
+            (Op::SubscriberOpen, Ok(Reply::Subscribed { slot: 5 })),
+            (Op::TopicCreate, Err(Error::new(Status::Exists, "topic exists"))),
+        ];
+        for (op, r) in cases {
+            let f = encode_reply(op as u16, 42, &r);
+            assert_eq!(decode_reply(op, 42, &f).unwrap(), r);
+        }
+    }
+
+    /// Every prefix and every single-byte corruption of every valid frame
+    /// decodes to a value or an error: never a panic.
+    #[test]
+    fn truncated_and_mutated_frames_never_panic() {
+        for r in all_requests() {
+            let f = encode_request(&r, 1);
+            for n in 0..f.len() {
+                assert!(decode_request(&f[..n]).is_err(), "prefix {n} of {r:?} accepted");
+            }
+            for i in 0..f.len() {
+                for b in [0u8, 1, 0x7f, 0x80, 0xff] {
+                    let mut g = f.clone();
+                    g[i] = b;
+                    let _ = decode_request(&g);
+                    let _ = decode_reply(r.op(), 1, &g);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_frames_never_panic() {
+        let mut x = 0x9e3779b97f4a7c15u64;
+        for _ in 0..20000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 64) as usize;
+            let mut f: Vec<u8> = (0..len).map(|i| (x >> (i % 8 * 8)) as u8).collect();
+            if len >= 16 && x % 3 == 0 {
+                f[..4].copy_from_slice(&MAGIC.to_le_bytes());
+                f[4..6].copy_from_slice(&VERSION.to_le_bytes());
+                f[12..16].copy_from_slice(&((len - 16) as u32).to_le_bytes());
+            }
+            let _ = decode_request(&f);
+            let _ = decode_reply(Op::SubscriberOpen, 0, &f);
+        }
+    }
+
+    #[test]
+    fn topic_names() {
+        for ok in ["a", "sensors.temp", "A-b_c.9"] {
+            validate_topic(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "a\0b", ".hidden", "sp ace", &"x".repeat(121)] {
+            assert_eq!(validate_topic(bad).unwrap_err().status, Status::Invalid, "{bad:?}");
+        }
+    }
+}

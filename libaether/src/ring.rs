@@ -1,0 +1,699 @@
+//! The topic ring: variable-length records packed in a byte ring, claimed by
+//! any number of publishers and read by any number of subscribers, each with
+//! its own cursor.
+//!
+//! The design follows Aeron's log buffer and Agrona's broadcast buffer:
+//!
+//! * **Claim.** A publisher claims `[pos, pos + stride)` and the sequence
+//!   number `seq` with one 128-bit compare-and-swap on the tail pair
+//!   `(position, next seq)`. Records are 64-byte aligned and never straddle the
+//!   end of the ring: a claim that would is preceded, in the same CAS, by a
+//!   padding record up to the end.
+//! * **Stamp.** Each record starts with a 64-bit stamp `(pos | kind) ^ salt`:
+//!   the absolute position tells the current record from one a lap older, the
+//!   kind says claimed / message / padding / aborted, and the per-segment salt
+//!   makes payload bytes that happen to look like a stamp vanishingly unlikely.
+//!   A publisher writes the header, then stamps CLAIMED, writes the payload and
+//!   stamps MESSAGE (release); a reader acquires the stamp before reading.
+//! * **Overwrite.** In lossy mode a reader copies a record and then re-reads the
+//!   tail: if a claim has reached `pos + ring_size`, the bytes may be torn and
+//!   the copy is discarded (the publisher fences after its claim, before it
+//!   writes, so a torn read always sees the claim). A lapped reader scans
+//!   forward from the oldest byte still valid to the next stamp, and counts
+//!   what it missed from the sequence numbers.
+//! * **Reliable.** Publishers also wait until the slowest gating subscriber's
+//!   cursor is within one ring of the claim's end.
+//! * **Wake-up.** Readers spin, then sleep on a futex word in the segment; a
+//!   publisher calls FUTEX_WAKE only when the waiter count is non-zero.
+//! * **Abandon.** A record left CLAIMED longer than the abandon timeout (its
+//!   publisher died between claim and commit) is skipped and counted lost.
+//!
+//! Everything read from the segment is validated against the process-local
+//! [`Geometry`] before use: every access stays inside the ring whatever the
+//! shared bytes say.
+
+use crate::error::{Error, Result, Status};
+use crate::segment::{Geometry, Policy, Segment, SLOT_FREE, SLOT_GATING};
+use crate::sys::{self, futex};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes of a record header: stamp, len, stride, seq, timestamp.
+pub const RECORD_HEADER: usize = 32;
+const ALIGN: u64 = 64;
+
+const KIND_CLAIMED: u64 = 1;
+const KIND_MESSAGE: u64 = 2;
+const KIND_PADDING: u64 = 3;
+const KIND_ABORTED: u64 = 4;
+
+#[repr(C)]
+struct RecordHeader {
+    stamp: AtomicU64,
+    len: u32,
+    stride: u32,
+    seq: u64,
+    timestamp_ns: u64,
+}
+const _: () = assert!(std::mem::size_of::<RecordHeader>() == RECORD_HEADER);
+
+fn stamp(salt: u64, pos: u64, kind: u64) -> u64 {
+    (pos | kind) ^ salt
+}
+
+fn decode(salt: u64, v: u64) -> (u64, u64) {
+    let x = v ^ salt;
+    (x & !(ALIGN - 1), x & (ALIGN - 1))
+}
+
+/// Bytes a message of `len` bytes takes in the ring.
+pub fn stride_for(len: usize) -> u64 {
+    (RECORD_HEADER as u64 + len as u64).div_ceil(ALIGN) * ALIGN
+}
+
+/// How a waiting call passes the time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Busy-spin on the ring: lowest latency, burns a core.
+    Spin = 0,
+    /// Spin, then `sched_yield` between checks.
+    Yield = 1,
+    /// Spin, then sleep on the segment's futex (default).
+    Futex = 2,
+}
+
+impl WaitStrategy {
+    pub fn from_u32(v: u32) -> Option<WaitStrategy> {
+        match v {
+            0 => Some(WaitStrategy::Spin),
+            1 => Some(WaitStrategy::Yield),
+            2 => Some(WaitStrategy::Futex),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct WaitConfig {
+    pub strategy: WaitStrategy,
+    /// Checks made by spinning before yielding or sleeping.
+    pub spin: u32,
+}
+
+impl Default for WaitConfig {
+    fn default() -> Self {
+        WaitConfig { strategy: WaitStrategy::Futex, spin: 2000 }
+    }
+}
+
+/// A monotonic deadline; `None` waits forever.
+#[derive(Clone, Copy)]
+pub struct Deadline(Option<u64>);
+
+impl Deadline {
+    /// From a C-style timeout: negative means forever, 0 means do not wait.
+    pub fn from_timeout_ns(t: i64) -> Deadline {
+        if t < 0 {
+            Deadline(None)
+        } else {
+            Deadline(Some(sys::monotonic_ns().saturating_add(t as u64)))
+        }
+    }
+    pub fn after(d: Option<Duration>) -> Deadline {
+        Deadline::from_timeout_ns(d.map_or(-1, |d| d.as_nanos().min(i64::MAX as u128) as i64))
+    }
+    /// Nanoseconds left (`None`: unbounded); `Some(0)` once passed.
+    fn remaining(&self) -> Option<u64> {
+        self.0.map(|d| d.saturating_sub(sys::monotonic_ns()))
+    }
+}
+
+/// Spins, yields or sleeps once, per `cfg`, while `ready()` is false.
+/// `round` counts calls for the current wait. `cap_ns` bounds one sleep.
+fn wait_once(
+    cfg: &WaitConfig,
+    notify: &crate::segment::NotifyLine,
+    round: &mut u32,
+    deadline: &Deadline,
+    cap_ns: u64,
+    ready: impl Fn() -> bool,
+) -> Result<()> {
+    *round = round.saturating_add(1);
+    let spinning = *round <= cfg.spin || cfg.strategy == WaitStrategy::Spin;
+    // Reading the clock costs ~20 ns: while spinning, look at it only now and then.
+    if !spinning || *round % 64 == 0 {
+        if deadline.remaining() == Some(0) {
+            return Err(Error::new(Status::Timeout, "timed out waiting"));
+        }
+    }
+    if spinning {
+        std::hint::spin_loop();
+        return Ok(());
+    }
+    match cfg.strategy {
+        WaitStrategy::Spin => unreachable!(),
+        WaitStrategy::Yield => {
+            std::thread::yield_now();
+        }
+        WaitStrategy::Futex => {
+            // Announce the sleeper, then re-check: either the waker sees the
+            // count or we see its write (both sides order with SeqCst fences).
+            notify.waiters.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let word = notify.word.load(Ordering::SeqCst);
+            if !ready() {
+                let left = deadline.remaining().unwrap_or(u64::MAX).min(cap_ns);
+                futex::wait(&notify.word, word, Some(Duration::from_nanos(left)));
+            }
+            notify.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    Ok(())
+}
+
+/// Wakes sleepers on `notify` if there are any. Call after the write they wait for.
+fn wake(notify: &crate::segment::NotifyLine) {
+    fence(Ordering::SeqCst);
+    if notify.waiters.load(Ordering::Relaxed) != 0 {
+        notify.word.fetch_add(1, Ordering::SeqCst);
+        futex::wake_all(&notify.word);
+    }
+}
+
+/// Space claimed by a publisher and not yet committed or aborted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub pos: u64,
+    pub seq: u64,
+    /// Payload bytes available at [`Writer::payload`].
+    pub capacity: usize,
+}
+
+/// The publishing side of a ring. One per publisher handle; many may exist
+/// for one segment, in any number of processes.
+pub struct Writer {
+    seg: Arc<Segment>,
+    geo: Geometry,
+    /// Claims may end at or below this position without re-reading the slots.
+    gate: u64,
+    gate_gen: u64,
+    pub timeout: Option<Duration>,
+    pub wait: WaitConfig,
+}
+
+impl Writer {
+    pub fn new(seg: Arc<Segment>) -> Writer {
+        let geo = *seg.geometry();
+        Writer { seg, geo, gate: 0, gate_gen: u64::MAX, timeout: Some(Duration::from_secs(5)), wait: WaitConfig::default() }
+    }
+
+    pub fn segment(&self) -> &Arc<Segment> {
+        &self.seg
+    }
+
+    fn header_at(&self, pos: u64) -> *mut RecordHeader {
+        let off = pos & (self.geo.ring_size - 1);
+        // SAFETY: off < ring_size and every record start is 64-aligned with at
+        // least a header's room before the end of the ring (stride >= 64).
+        unsafe { self.seg.ring_ptr().add(off as usize).cast() }
+    }
+
+    /// Recomputes the gate: one ring past the slowest gating subscriber.
+    fn rescan(&mut self, gen: u64) {
+        let mut min = u64::MAX;
+        for i in 0..self.geo.max_subscribers {
+            let slot = self.seg.slot(i).expect("index below max_subscribers");
+            if slot.flags.load(Ordering::SeqCst) & SLOT_GATING != 0 {
+                let c = slot.cursor.load(Ordering::SeqCst);
+                if c != SLOT_FREE {
+                    min = min.min(c);
+                }
+            }
+        }
+        self.gate = min.saturating_add(self.geo.ring_size);
+        self.gate_gen = gen;
+    }
+
+    /// Waits until a claim ending at `end` overwrites nothing a gating subscriber still needs.
+    fn wait_for_space(&mut self, end: u64, deadline: &Deadline) -> Result<()> {
+        let mut round = 0;
+        loop {
+            let gen = self.seg.gate().slots_gen.load(Ordering::SeqCst);
+            if gen != self.gate_gen || end > self.gate {
+                self.rescan(gen);
+            }
+            if end <= self.gate {
+                return Ok(());
+            }
+            let seg = Arc::clone(&self.seg);
+            let ring = self.geo.ring_size;
+            let space_ok = || {
+                (0..seg.geometry().max_subscribers).all(|i| {
+                    let s = seg.slot(i).expect("index below max");
+                    let c = s.cursor.load(Ordering::SeqCst);
+                    s.flags.load(Ordering::SeqCst) & SLOT_GATING == 0 || c == SLOT_FREE || end <= c.saturating_add(ring)
+                })
+            };
+            wait_once(&self.wait, self.seg.space_notify(), &mut round, deadline, 10_000_000, space_ok).map_err(|_| {
+                Error::new(Status::Timeout, "reliable topic: the slowest subscriber is a full ring behind; publish timed out")
+            })?;
+        }
+    }
+
+    /// Claims room for a message of `len` bytes.
+    pub fn claim(&mut self, len: usize) -> Result<Claim> {
+        if len as u64 > self.geo.max_message {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!("message of {len} bytes exceeds the topic's max_message of {}", self.geo.max_message),
+            ));
+        }
+        let ring = self.geo.ring_size;
+        let stride = stride_for(len);
+        let reliable = self.geo.policy == Policy::Reliable;
+        let deadline = Deadline::after(self.timeout);
+        let seg = Arc::clone(&self.seg);
+        let tail = seg.tail();
+        let mut cur = (tail.lo.load(Ordering::Acquire), tail.hi.load(Ordering::Acquire));
+        let (pos, pad, gen_before) = loop {
+            let (pos, seq) = cur;
+            if pos % ALIGN != 0 {
+                return Err(Error::corrupt(format!("ring tail {pos:#x} is not 64-byte aligned")));
+            }
+            let off = pos & (ring - 1);
+            let pad = if off + stride > ring { ring - off } else { 0 };
+            let end = pos
+                .checked_add(pad + stride)
+                .ok_or_else(|| Error::corrupt("ring tail is at the end of the position space"))?;
+            let gen = if reliable {
+                self.wait_for_space(end, &deadline)?;
+                self.gate_gen
+            } else {
+                0
+            };
+            match tail.compare_exchange((pos, seq), (end, seq.wrapping_add(1))) {
+                Ok(()) => break (pos, pad, gen),
+                Err(found) => cur = found,
+            }
+        };
+        let rec = pos + pad;
+        let seq = cur.1;
+        if reliable && self.seg.gate().slots_gen.load(Ordering::SeqCst) != gen_before {
+            // A gating subscriber joined while we claimed: do not write over
+            // what it may still read. Past the timeout, write anyway and count it.
+            if self.wait_for_space(rec + stride, &Deadline::after(self.timeout)).is_err() {
+                self.seg.stats().overruns.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // The claim must be visible before any byte we write (overwrite detection).
+        fence(Ordering::Release);
+        let salt = self.geo.salt;
+        if pad > 0 {
+            let h = self.header_at(pos);
+            // SAFETY: `h` is inside the ring (header_at) and the range
+            // [pos, pos + pad) is ours alone since the CAS succeeded.
+            unsafe {
+                std::ptr::addr_of_mut!((*h).len).write_volatile(0);
+                std::ptr::addr_of_mut!((*h).stride).write_volatile(pad as u32);
+                std::ptr::addr_of_mut!((*h).seq).write_volatile(0);
+                (*h).stamp.store(stamp(salt, pos, KIND_PADDING), Ordering::Release);
+            }
+        }
+        let h = self.header_at(rec);
+        // SAFETY: [rec, rec + stride) is ours (CAS) and inside the ring (no straddle).
+        unsafe {
+            std::ptr::addr_of_mut!((*h).len).write_volatile(len as u32);
+            std::ptr::addr_of_mut!((*h).stride).write_volatile(stride as u32);
+            std::ptr::addr_of_mut!((*h).seq).write_volatile(seq);
+            std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(0);
+            (*h).stamp.store(stamp(salt, rec, KIND_CLAIMED), Ordering::Release);
+        }
+        Ok(Claim { pos: rec, seq, capacity: (stride as usize) - RECORD_HEADER })
+    }
+
+    /// Where the payload of `claim` is written. Valid until commit or abort.
+    pub fn payload(&self, claim: &Claim) -> *mut u8 {
+        // SAFETY: the header is in the ring and the payload follows it within the stride.
+        unsafe { self.header_at(claim.pos).cast::<u8>().add(RECORD_HEADER) }
+    }
+
+    /// Publishes `len` bytes (at most the claimed capacity and max_message) of `claim`.
+    pub fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
+        if len > claim.capacity || len as u64 > self.geo.max_message {
+            return Err(Error::new(Status::TooLarge, format!("commit of {len} bytes exceeds the loan")));
+        }
+        let h = self.header_at(claim.pos);
+        // SAFETY: the record is ours until the stamp below publishes it.
+        unsafe {
+            std::ptr::addr_of_mut!((*h).len).write_volatile(len as u32);
+            std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(sys::realtime_ns());
+            (*h).stamp.store(stamp(self.geo.salt, claim.pos, KIND_MESSAGE), Ordering::Release);
+        }
+        wake(self.seg.data_notify());
+        Ok(())
+    }
+
+    /// Gives a claim up: readers skip it (its sequence number is not a loss).
+    pub fn abort(&mut self, claim: Claim) {
+        let h = self.header_at(claim.pos);
+        // SAFETY: the record is ours until the stamp below releases it.
+        unsafe { (*h).stamp.store(stamp(self.geo.salt, claim.pos, KIND_ABORTED), Ordering::Release) };
+        self.seg.stats().aborted.fetch_add(1, Ordering::Relaxed);
+        wake(self.seg.data_notify());
+    }
+
+    /// Copies `data` into the ring as one message.
+    pub fn publish(&mut self, data: &[u8]) -> Result<u64> {
+        let claim = self.claim(data.len())?;
+        // SAFETY: the payload area holds `capacity >= data.len()` bytes we own.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.payload(&claim), data.len()) };
+        self.commit(claim, data.len())?;
+        Ok(claim.seq)
+    }
+}
+
+/// A committed message found by a [`Reader`], not yet consumed.
+#[derive(Debug, Clone, Copy)]
+pub struct Record {
+    pub pos: u64,
+    pub stride: u64,
+    pub seq: u64,
+    pub timestamp_ns: u64,
+    pub len: usize,
+    pub data: *const u8,
+}
+
+/// What the reader found at its position.
+enum Found {
+    Message(Record),
+    /// Nothing (or nothing finished) there yet; `claimed` if a publisher has stamped it.
+    Pending { claimed: bool },
+}
+
+/// The subscribing side of a ring: one cursor.
+pub struct Reader {
+    seg: Arc<Segment>,
+    geo: Geometry,
+    slot: Option<u32>,
+    pos: u64,
+    next_seq: u64,
+    lost: u64,
+    delivered: u64,
+    pub wait: WaitConfig,
+    pub abandon_timeout: Duration,
+}
+
+impl Reader {
+    /// A reader starting at the current tail, using subscriber slot `slot`
+    /// (registered as gating on reliable topics).
+    pub fn new(seg: Arc<Segment>, slot: Option<u32>, pid: u32) -> Result<Reader> {
+        let geo = *seg.geometry();
+        let gating = geo.policy == Policy::Reliable;
+        if let Some(i) = slot {
+            let s = seg.slot(i).ok_or_else(|| Error::protocol(format!("slot {i} out of range")))?;
+            // Register at a conservative position first, announce the join,
+            // then start from the tail as it is after the announcement.
+            s.pid.store(pid, Ordering::Relaxed);
+            s.delivered.store(0, Ordering::Relaxed);
+            s.lost.store(0, Ordering::Relaxed);
+            s.cursor.store(seg.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst);
+            s.flags.store(if gating { SLOT_GATING } else { 0 }, Ordering::SeqCst);
+            seg.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
+        }
+        let (pos, next_seq) = seg.tail().load();
+        if pos % ALIGN != 0 {
+            return Err(Error::corrupt("ring tail is not 64-byte aligned"));
+        }
+        let r = Reader { seg, geo, slot, pos, next_seq, lost: 0, delivered: 0, wait: WaitConfig::default(), abandon_timeout: Duration::from_millis(100) };
+        r.store_cursor();
+        Ok(r)
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+    pub fn segment(&self) -> &Arc<Segment> {
+        &self.seg
+    }
+
+    fn store_cursor(&self) {
+        if let Some(s) = self.slot.and_then(|i| self.seg.slot(i)) {
+            s.cursor.store(self.pos, Ordering::Release);
+            s.delivered.store(self.delivered, Ordering::Relaxed);
+            s.lost.store(self.lost, Ordering::Relaxed);
+            if self.geo.policy == Policy::Reliable {
+                wake(self.seg.space_notify());
+            }
+        }
+    }
+
+    fn header_at(&self, pos: u64) -> *const RecordHeader {
+        let off = pos & (self.geo.ring_size - 1);
+        // SAFETY: off < ring_size and is 64-aligned (positions are), so a
+        // 32-byte header fits before the end of the ring.
+        unsafe { self.seg.ring_ptr().add(off as usize).cast() }
+    }
+
+    fn tail_pos(&self) -> u64 {
+        self.seg.tail().lo.load(Ordering::Acquire)
+    }
+
+    /// Whether the bytes of a record at `pos` may have been overwritten since
+    /// they were read (lossy topics). Call after reading them.
+    pub fn overwritten(&self, pos: u64) -> bool {
+        fence(Ordering::Acquire);
+        self.tail_pos() > pos.saturating_add(self.geo.ring_size)
+    }
+
+    /// Reads stride/len/seq of the record at `pos` and checks them against the ring.
+    fn read_header(&self, pos: u64) -> Result<(u64, usize, u64, u64)> {
+        let h = self.header_at(pos);
+        // SAFETY: header_at is in bounds; the fields are plain integers read
+        // volatile because another process may be writing them (validated below).
+        let (len, stride, seq, ts) = unsafe {
+            (
+                std::ptr::addr_of!((*h).len).read_volatile() as usize,
+                std::ptr::addr_of!((*h).stride).read_volatile() as u64,
+                std::ptr::addr_of!((*h).seq).read_volatile(),
+                std::ptr::addr_of!((*h).timestamp_ns).read_volatile(),
+            )
+        };
+        let off = pos & (self.geo.ring_size - 1);
+        if stride % ALIGN != 0 || stride < ALIGN || off + stride > self.geo.ring_size {
+            return Err(Error::corrupt(format!("record at {pos} has invalid stride {stride}")));
+        }
+        if len as u64 > self.geo.max_message || RECORD_HEADER as u64 + len as u64 > stride {
+            return Err(Error::corrupt(format!("record at {pos} has invalid length {len}")));
+        }
+        Ok((stride, len, seq, ts))
+    }
+
+    /// Looks at the record at the cursor, stepping over padding and aborted records.
+    fn look(&mut self) -> Result<Found> {
+        loop {
+            let h = self.header_at(self.pos);
+            // SAFETY: in bounds (header_at); the stamp is an atomic.
+            let raw = unsafe { (*h).stamp.load(Ordering::Acquire) };
+            let (p, kind) = decode(self.geo.salt, raw);
+            if p != self.pos {
+                return Ok(Found::Pending { claimed: false });
+            }
+            match kind {
+                KIND_MESSAGE => {
+                    let (stride, len, seq, ts) = self.read_header(self.pos)?;
+                    let data = self.header_at(self.pos).cast::<u8>().wrapping_add(RECORD_HEADER);
+                    return Ok(Found::Message(Record { pos: self.pos, stride, seq, timestamp_ns: ts, len, data }));
+                }
+                KIND_PADDING => {
+                    let off = self.pos & (self.geo.ring_size - 1);
+                    self.pos += self.geo.ring_size - off;
+                }
+                KIND_ABORTED => {
+                    let (stride, _, seq, _) = self.read_header(self.pos)?;
+                    if self.geo.policy == Policy::Lossy && self.overwritten(self.pos) {
+                        return Ok(Found::Pending { claimed: false });
+                    }
+                    if seq >= self.next_seq {
+                        self.lost += seq - self.next_seq;
+                        self.next_seq = seq + 1;
+                    }
+                    self.pos += stride;
+                }
+                KIND_CLAIMED => return Ok(Found::Pending { claimed: true }),
+                _ => return Ok(Found::Pending { claimed: false }),
+            }
+        }
+    }
+
+    /// After being lapped or finding garbage: move to the first record stamp in
+    /// `[from, tail)`, or to the tail. What was skipped shows up as a sequence gap.
+    fn resync(&mut self, from: u64) {
+        let tail = self.tail_pos();
+        let lo = from.max(tail.saturating_sub(self.geo.ring_size)).div_ceil(ALIGN) * ALIGN;
+        let mut u = lo;
+        while u < tail && u - lo < self.geo.ring_size {
+            let h = self.header_at(u);
+            // SAFETY: in bounds (header_at); the stamp is an atomic.
+            let (p, kind) = decode(self.geo.salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
+            if p == u && (KIND_CLAIMED..=KIND_ABORTED).contains(&kind) {
+                break;
+            }
+            u += ALIGN;
+        }
+        self.pos = u.min(tail).max(self.pos);
+        if self.pos % ALIGN != 0 {
+            self.pos = self.pos.div_ceil(ALIGN) * ALIGN;
+        }
+    }
+
+    /// Finds the next message, waiting until `deadline`. Does not consume it.
+    pub fn next(&mut self, deadline: &Deadline) -> Result<Record> {
+        let mut round = 0u32;
+        let mut pending_since: Option<(u64, u64)> = None; // (pos, monotonic ns)
+        loop {
+            let found = match self.look() {
+                Ok(f) => f,
+                Err(e) => {
+                    // A corrupt header: report it, and step past so the next call can go on.
+                    let from = self.pos + ALIGN;
+                    self.resync(from);
+                    self.store_cursor();
+                    return Err(e);
+                }
+            };
+            match found {
+                Found::Message(rec) => {
+                    if rec.seq < self.next_seq {
+                        let from = self.pos + ALIGN;
+                        if self.geo.policy == Policy::Lossy && self.overwritten(rec.pos) {
+                            self.resync(from);
+                            continue;
+                        }
+                        self.resync(from);
+                        self.store_cursor();
+                        return Err(Error::corrupt(format!(
+                            "sequence went backwards at position {}: {} after {}",
+                            rec.pos, rec.seq, self.next_seq
+                        )));
+                    }
+                    if rec.seq > self.next_seq {
+                        self.lost += rec.seq - self.next_seq;
+                        self.next_seq = rec.seq;
+                    }
+                    return Ok(rec);
+                }
+                Found::Pending { claimed } => {
+                    let tail = self.tail_pos();
+                    if tail > self.pos.saturating_add(self.geo.ring_size) {
+                        // Lapped: what we wanted is gone.
+                        self.resync(self.pos);
+                        continue;
+                    }
+                    if tail < self.pos {
+                        return Err(Error::corrupt(format!("ring tail {tail} is behind this reader's position {}", self.pos)));
+                    }
+                    if tail > self.pos {
+                        // Claimed space not yet committed: in progress, abandoned, or garbage.
+                        let now = sys::monotonic_ns();
+                        match pending_since {
+                            Some((p, since)) if p == self.pos => {
+                                if now.saturating_sub(since) >= self.abandon_timeout.as_nanos() as u64 {
+                                    pending_since = None;
+                                    if claimed {
+                                        if let Ok((stride, _, seq, _)) = self.read_header(self.pos) {
+                                            if seq >= self.next_seq {
+                                                self.lost += seq - self.next_seq + 1;
+                                                self.next_seq = seq + 1;
+                                            }
+                                            self.pos += stride;
+                                            self.store_cursor();
+                                            continue;
+                                        }
+                                    }
+                                    let at = self.pos;
+                                    self.resync(at + ALIGN);
+                                    self.store_cursor();
+                                    return Err(Error::corrupt(format!(
+                                        "no valid record at position {at} after {:?}; skipped ahead",
+                                        self.abandon_timeout
+                                    )));
+                                }
+                            }
+                            _ => pending_since = Some((self.pos, now)),
+                        }
+                    }
+                    let pos = self.pos;
+                    let salt = self.geo.salt;
+                    let seg = &self.seg;
+                    let h = self.header_at(pos);
+                    let ready = || {
+                        // SAFETY: in bounds (header_at); the stamp is an atomic.
+                        let (p, kind) = decode(salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
+                        (p == pos && kind != KIND_CLAIMED) || seg.tail().lo.load(Ordering::Acquire) != tail
+                    };
+                    let cap = if tail > pos { self.abandon_timeout.as_nanos() as u64 / 4 + 1 } else { u64::MAX };
+                    wait_once(&self.wait, self.seg.data_notify(), &mut round, deadline, cap, ready)?;
+                }
+            }
+        }
+    }
+
+    /// Marks `rec` (returned by [`next`](Self::next)) as consumed.
+    pub fn consume(&mut self, rec: &Record) {
+        self.pos = rec.pos + rec.stride;
+        self.next_seq = rec.seq + 1;
+        self.delivered += 1;
+        self.store_cursor();
+    }
+
+    /// Counts `rec` as lost (it was overwritten while read) and moves past it.
+    pub fn drop_overwritten(&mut self, rec: &Record) {
+        self.lost += 1;
+        self.next_seq = rec.seq + 1;
+        let from = rec.pos + ALIGN;
+        self.resync(from);
+        self.store_cursor();
+    }
+
+    /// Copies the next message into `buf`. Returns (length, seq, timestamp).
+    /// A message longer than `buf` is not consumed: `TooLarge`, with its length.
+    pub fn receive_into(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<(usize, u64, u64)> {
+        loop {
+            let rec = self.next(deadline)?;
+            if rec.len > buf.len() {
+                return Err(Error::new(Status::TooLarge, format!("{}", rec.len)));
+            }
+            // SAFETY: rec.data..rec.data+rec.len is inside the ring (validated in
+            // read_header); `buf` has room. The source may be overwritten
+            // concurrently in lossy mode, which `overwritten` detects below.
+            unsafe { std::ptr::copy_nonoverlapping(rec.data, buf.as_mut_ptr(), rec.len) };
+            if self.geo.policy == Policy::Lossy && self.overwritten(rec.pos) {
+                self.drop_overwritten(&rec);
+                continue;
+            }
+            self.consume(&rec);
+            return Ok((rec.len, rec.seq, rec.timestamp_ns));
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(s) = self.slot.and_then(|i| self.seg.slot(i)) {
+            s.flags.store(0, Ordering::SeqCst);
+            s.cursor.store(SLOT_FREE, Ordering::SeqCst);
+            wake(self.seg.space_notify());
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The topic segment: one POSIX shared-memory object per topic holding a
+//! versioned header, the subscriber slots and the ring's bytes.
+//!
+//! ```text
+//! offset  line  contents                                   written by
+//! 0       0     Meta: magic, version, geometry, salt        daemon, once
+//! 64      1-2   topic name                                  daemon, once
+//! 192     3     tail: (position, next seq) pair             publishers (CAS)
+//! 256     4     data notify: futex word, sleeping readers   publishers / readers
+//! 320     5     space notify: futex word, sleeping writers  readers / publishers
+//! 384     6     gate: slots generation                      subscribers joining
+//! 448     7     stats: aborted, overruns                    publishers
+//! 512     8..   subscriber slots, one line each             subscribers, daemon
+//! ring_offset   the ring: ring_size bytes, page aligned     publishers
+//! ```
+//!
+//! The geometry is read once, validated and copied into [`Geometry`]; nothing
+//! later re-reads it from shared memory, so a corrupted header cannot move any
+//! bound after open.
+
+use crate::error::{Error, Result};
+use crate::sys::{self, atomic128, mmap::Mapping, shm};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
+pub const LAYOUT_VERSION: u32 = 1;
+pub const LINE: usize = 64;
+pub const MIN_RING: u64 = 4096;
+pub const MAX_RING: u64 = 1 << 30;
+pub const MAX_SUBSCRIBERS: u32 = 1024;
+pub const MAX_TOPIC_LEN: usize = 120;
+/// A slot whose cursor holds this value is free.
+pub const SLOT_FREE: u64 = u64::MAX;
+/// Slot flag: publishers wait for this subscriber (reliable topics).
+pub const SLOT_GATING: u32 = 1;
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Lossy = 0,
+    Reliable = 1,
+}
+
+impl Policy {
+    pub fn from_u32(v: u32) -> Option<Policy> {
+        match v {
+            0 => Some(Policy::Lossy),
+            1 => Some(Policy::Reliable),
+            _ => None,
+        }
+    }
+}
+
+#[repr(C, align(64))]
+pub struct Meta {
+    pub magic: u64,
+    pub layout_version: u32,
+    pub ring_offset: u32,
+    pub ring_size: u64,
+    pub max_message: u64,
+    pub policy: u32,
+    pub max_subscribers: u32,
+    pub salt: u64,
+    pub instance_id: u64,
+    pub created_ns: u64,
+}
+
+#[repr(C, align(64))]
+pub struct TopicName {
+    pub len: u32,
+    pub _pad: u32,
+    pub bytes: [u8; MAX_TOPIC_LEN],
+}
+
+#[repr(C, align(64))]
+pub struct TailLine {
+    /// `lo`: byte position of the next claim; `hi`: sequence number of the next message.
+    pub pair: atomic128::Pair,
+}
+
+#[repr(C, align(64))]
+pub struct NotifyLine {
+    /// Bumped by the waker before FUTEX_WAKE; sleepers wait on it.
+    pub word: AtomicU32,
+    /// Number of processes asleep or about to sleep on `word`.
+    pub waiters: AtomicU32,
+}
+
+#[repr(C, align(64))]
+pub struct GateLine {
+    /// Bumped each time a gating subscriber joins, so publishers re-read the slots.
+    pub slots_gen: AtomicU64,
+}
+
+#[repr(C, align(64))]
+pub struct StatsLine {
+    pub aborted: AtomicU64,
+    pub overruns: AtomicU64,
+}
+
+#[repr(C, align(64))]
+pub struct Slot {
+    /// Position of the next record this subscriber reads, or [`SLOT_FREE`].
+    pub cursor: AtomicU64,
+    pub pid: AtomicU32,
+    pub flags: AtomicU32,
+    pub delivered: AtomicU64,
+    pub lost: AtomicU64,
+}
+
+#[repr(C)]
+pub struct Header {
+    pub meta: Meta,
+    pub name: TopicName,
+    pub tail: TailLine,
+    pub data_notify: NotifyLine,
+    pub space_notify: NotifyLine,
+    pub gate: GateLine,
+    pub stats: StatsLine,
+}
+
+const _: () = {
+    assert!(std::mem::size_of::<Meta>() == 64);
+    assert!(std::mem::size_of::<TopicName>() == 128);
+    assert!(std::mem::offset_of!(Header, tail) == 192);
+    assert!(std::mem::offset_of!(Header, data_notify) == 256);
+    assert!(std::mem::offset_of!(Header, space_notify) == 320);
+    assert!(std::mem::offset_of!(Header, gate) == 384);
+    assert!(std::mem::offset_of!(Header, stats) == 448);
+    assert!(std::mem::size_of::<Header>() == 512);
+    assert!(std::mem::size_of::<Slot>() == LINE);
+};
+
+/// Validated, process-local copy of a segment's immutable parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub ring_size: u64,
+    pub max_message: u64,
+    pub policy: Policy,
+    pub max_subscribers: u32,
+    pub ring_offset: usize,
+    pub salt: u64,
+    pub instance_id: u64,
+}
+
+impl Geometry {
+    pub fn total_size(&self) -> u64 {
+        self.ring_offset as u64 + self.ring_size
+    }
+}
+
+/// Largest message a ring of `ring_size` bytes accepts: a record may take at
+/// most half the ring, so a wrap's padding plus one record always fits.
+pub fn max_message_limit(ring_size: u64) -> u64 {
+    ring_size / 2 - crate::ring::RECORD_HEADER as u64
+}
+
+fn ring_offset(max_subscribers: u32) -> usize {
+    let raw = std::mem::size_of::<Header>() + max_subscribers as usize * LINE;
+    raw.div_ceil(4096) * 4096
+}
+
+/// Parameters a topic is created with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicParams {
+    pub policy: Policy,
+    pub ring_size: u64,
+    pub max_message: u64,
+    pub max_subscribers: u32,
+}
+
+impl Default for TopicParams {
+    fn default() -> Self {
+        TopicParams { policy: Policy::Lossy, ring_size: 4 << 20, max_message: 64 << 10, max_subscribers: 64 }
+    }
+}
+
+impl TopicParams {
+    pub fn validate(&self) -> Result<()> {
+        if !self.ring_size.is_power_of_two() || self.ring_size < MIN_RING || self.ring_size > MAX_RING {
+            return Err(Error::invalid(format!(
+                "ring_size {} must be a power of two between {MIN_RING} and {MAX_RING}",
+                self.ring_size
+            )));
+        }
+        if self.max_message == 0 || self.max_message > max_message_limit(self.ring_size) {
+            return Err(Error::invalid(format!(
+                "max_message {} must be between 1 and {} for a ring of {} bytes",
+                self.max_message,
+                max_message_limit(self.ring_size),
+                self.ring_size
+            )));
+        }
+        if self.max_subscribers == 0 || self.max_subscribers > MAX_SUBSCRIBERS {
+            return Err(Error::invalid(format!("max_subscribers must be between 1 and {MAX_SUBSCRIBERS}")));
+        }
+        Ok(())
+    }
+}
+
+/// A mapped segment with its validated geometry.
+pub struct Segment {
+    map: Mapping,
+    geo: Geometry,
+}
+
+impl Segment {
+    /// Creates the shm object `shm_name`, sizes it and writes a fresh header.
+    /// Used by the daemon only. Returns the descriptor (to hand to clients) and the mapping.
+    pub fn create(shm_name: &str, topic: &str, params: &TopicParams, instance_id: u64) -> Result<(OwnedFd, Segment)> {
+        params.validate()?;
+        if topic.len() > MAX_TOPIC_LEN {
+            return Err(Error::invalid("topic name too long"));
+        }
+        let ring_offset = ring_offset(params.max_subscribers);
+        let geo = Geometry {
+            ring_size: params.ring_size,
+            max_message: params.max_message,
+            policy: params.policy,
+            max_subscribers: params.max_subscribers,
+            ring_offset,
+            salt: sys::random_u64() | 1,
+            instance_id,
+        };
+        let fd = shm::create(shm_name, geo.total_size()).map_err(|e| Error::io(&format!("shm_open {shm_name}"), e))?;
+        let map = Mapping::shared(fd.as_fd(), geo.total_size() as usize).map_err(|e| {
+            let _ = shm::unlink(shm_name);
+            Error::io("mmap segment", e)
+        })?;
+        let seg = Segment { map, geo };
+        let h = seg.map.as_ptr().cast::<Header>();
+        // SAFETY: the object is fresh (zero-filled by ftruncate), at least a
+        // Header long, page aligned, and no other process knows it yet.
+        unsafe {
+            let mut name = TopicName { len: topic.len() as u32, _pad: 0, bytes: [0; MAX_TOPIC_LEN] };
+            name.bytes[..topic.len()].copy_from_slice(topic.as_bytes());
+            std::ptr::addr_of_mut!((*h).name).write(name);
+            std::ptr::addr_of_mut!((*h).meta).write(Meta {
+                magic: MAGIC,
+                layout_version: LAYOUT_VERSION,
+                ring_offset: ring_offset as u32,
+                ring_size: geo.ring_size,
+                max_message: geo.max_message,
+                policy: geo.policy as u32,
+                max_subscribers: geo.max_subscribers,
+                salt: geo.salt,
+                instance_id,
+                created_ns: sys::realtime_ns(),
+            });
+        }
+        for i in 0..geo.max_subscribers {
+            seg.slot(i).expect("slot index below max").cursor.store(SLOT_FREE, Ordering::Relaxed);
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        Ok((fd, seg))
+    }
+
+    /// Maps a segment received from the daemon and validates its header.
+    /// Every check failure is `Corrupt`: the descriptor does not hold a segment we can trust.
+    pub fn open(fd: &OwnedFd) -> Result<Segment> {
+        if !atomic128::supported() {
+            return Err(Error::new(crate::Status::Invalid, "this CPU lacks cmpxchg16b, which the ring needs"));
+        }
+        let size = shm::size(fd).map_err(|e| Error::io("fstat segment", e))?;
+        if size < std::mem::size_of::<Header>() as u64 || size > MAX_RING * 2 {
+            return Err(Error::corrupt(format!("segment size {size} is not a valid segment size")));
+        }
+        let map = Mapping::shared(fd.as_fd(), size as usize).map_err(|e| Error::io("mmap segment", e))?;
+        let h = map.as_ptr().cast::<Meta>();
+        // SAFETY: the mapping is at least a Header long and page aligned; Meta
+        // is plain integers, so any bit pattern is a valid value. The volatile
+        // read takes one snapshot that is validated below and never re-read.
+        let meta = unsafe { std::ptr::read_volatile(h) };
+        if meta.magic != MAGIC {
+            return Err(Error::corrupt("segment magic mismatch: not an aether segment"));
+        }
+        if meta.layout_version != LAYOUT_VERSION {
+            return Err(Error::corrupt(format!(
+                "segment layout version {} (this library reads {LAYOUT_VERSION})",
+                meta.layout_version
+            )));
+        }
+        let policy = Policy::from_u32(meta.policy).ok_or_else(|| Error::corrupt("segment policy out of range"))?;
+        let params = TopicParams {
+            policy,
+            ring_size: meta.ring_size,
+            max_message: meta.max_message,
+            max_subscribers: meta.max_subscribers,
+        };
+        params.validate().map_err(|e| Error::corrupt(format!("segment header: {}", e.message)))?;
+        let geo = Geometry {
+            ring_size: meta.ring_size,
+            max_message: meta.max_message,
+            policy,
+            max_subscribers: meta.max_subscribers,
+            ring_offset: ring_offset(meta.max_subscribers),
+            salt: meta.salt,
+            instance_id: meta.instance_id,
+        };
+        if meta.ring_offset as usize != geo.ring_offset || geo.total_size() != size {
+            return Err(Error::corrupt("segment size does not match its header"));
+        }
+        Ok(Segment { map, geo })
+    }
+
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    fn header(&self) -> *const Header {
+        self.map.as_ptr().cast()
+    }
+
+    pub fn tail(&self) -> &atomic128::Pair {
+        // SAFETY: the mapping holds a full Header (checked at open/create) and
+        // the tail line is made of atomics only, so a shared reference is sound
+        // even while other processes write it.
+        unsafe { &(*self.header()).tail.pair }
+    }
+
+    pub fn data_notify(&self) -> &NotifyLine {
+        // SAFETY: as for `tail`: in bounds, atomics only.
+        unsafe { &(*self.header()).data_notify }
+    }
+
+    pub fn space_notify(&self) -> &NotifyLine {
+        // SAFETY: as for `tail`: in bounds, atomics only.
+        unsafe { &(*self.header()).space_notify }
+    }
+
+    pub fn gate(&self) -> &GateLine {
+        // SAFETY: as for `tail`: in bounds, atomics only.
+        unsafe { &(*self.header()).gate }
+    }
+
+    pub fn stats(&self) -> &StatsLine {
+        // SAFETY: as for `tail`: in bounds, atomics only.
+        unsafe { &(*self.header()).stats }
+    }
+
+    /// Subscriber slot `i`, if `i` is below the validated slot count.
+    pub fn slot(&self, i: u32) -> Option<&Slot> {
+        if i >= self.geo.max_subscribers {
+            return None;
+        }
+        let off = std::mem::size_of::<Header>() + i as usize * LINE;
+        debug_assert!(off + LINE <= self.geo.ring_offset);
+        // SAFETY: i < max_subscribers, so the slot lies between the header and
+        // ring_offset, inside the mapping; Slot is atomics only and 64-aligned.
+        Some(unsafe { &*self.map.as_ptr().add(off).cast::<Slot>() })
+    }
+
+    /// Start of the ring's bytes; `ring_size` bytes from here are mapped.
+    pub fn ring_ptr(&self) -> *mut u8 {
+        // SAFETY: ring_offset + ring_size == mapping length (validated).
+        unsafe { self.map.as_ptr().add(self.geo.ring_offset) }
+    }
+
+    /// Base address and length of the whole mapping (for tests and diagnostics).
+    pub fn mapping_range(&self) -> (usize, usize) {
+        (self.map.as_ptr() as usize, self.map.len())
+    }
+}

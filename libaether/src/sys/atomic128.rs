@@ -1,0 +1,66 @@
+//! The 128-bit compare-and-swap that claims ring space: the publisher tail is a
+//! pair (byte position, next sequence number) updated together by one
+//! `lock cmpxchg16b`, so that positions and sequence numbers stay in one total
+//! order with one read-modify-write per claim.
+//!
+//! Readers load only the 64-bit position half with an ordinary atomic load; on
+//! x86-64 an aligned 8-byte load is single-copy atomic with respect to the
+//! locked 16-byte write.
+
+use std::sync::atomic::AtomicU64;
+
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("aether's ring needs a 128-bit compare-and-swap; only x86-64 is supported so far");
+
+/// The two halves of the tail, 16-byte aligned as `cmpxchg16b` requires.
+#[repr(C, align(16))]
+pub struct Pair {
+    pub lo: AtomicU64,
+    pub hi: AtomicU64,
+}
+
+/// Whether this CPU has `cmpxchg16b` (every x86-64 CPU since ~2006 does).
+pub fn supported() -> bool {
+    std::arch::is_x86_feature_detected!("cmpxchg16b")
+}
+
+#[target_feature(enable = "cmpxchg16b")]
+unsafe fn cmpxchg16b(dst: *mut u128, old: u128, new: u128) -> u128 {
+    // SAFETY: forwarded from the caller: `dst` is valid and 16-byte aligned.
+    unsafe {
+        std::arch::x86_64::cmpxchg16b(dst, old, new, std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn join(lo: u64, hi: u64) -> u128 {
+    (lo as u128) | ((hi as u128) << 64)
+}
+
+fn split(v: u128) -> (u64, u64) {
+    (v as u64, (v >> 64) as u64)
+}
+
+impl Pair {
+    /// Replaces `(lo, hi)` by `new` if it equals `old`; returns the value found.
+    /// Callers must have checked [`supported`] once (segment open does).
+    pub fn compare_exchange(&self, old: (u64, u64), new: (u64, u64)) -> Result<(), (u64, u64)> {
+        let dst = self as *const Pair as *mut u128;
+        // SAFETY: `Pair` is 16 bytes, 16-byte aligned and made of atomics, so a
+        // locked 16-byte exchange on it races with nothing non-atomic; the CPU
+        // feature is checked at segment open.
+        let found = unsafe { cmpxchg16b(dst, join(old.0, old.1), join(new.0, new.1)) };
+        if found == join(old.0, old.1) {
+            Ok(())
+        } else {
+            Err(split(found))
+        }
+    }
+
+    /// A consistent snapshot of both halves (a CAS that writes back what it found).
+    pub fn load(&self) -> (u64, u64) {
+        match self.compare_exchange((0, 0), (0, 0)) {
+            Ok(()) => (0, 0),
+            Err(v) => v,
+        }
+    }
+}

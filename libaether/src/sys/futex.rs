@@ -1,0 +1,30 @@
+//! Shared (not PRIVATE) futex wait/wake on a 32-bit word that lives in a
+//! shared-memory segment, so that waiters and wakers may be different processes.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// Sleeps while `*word == expected`, at most `timeout` (forever if `None`).
+/// Returns when woken, on a value mismatch, on a signal or on timeout; the caller
+/// re-checks its condition in every case.
+pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned 32-bit location for the duration of the
+    // call; FUTEX_WAIT only reads it. `ts_ptr` is null or points to `ts`.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32);
+    }
+}
+
+/// Wakes every waiter sleeping on `word`.
+pub fn wake_all(word: &AtomicU32) {
+    // SAFETY: `word` is a valid, aligned 32-bit location; FUTEX_WAKE does not
+    // access memory beyond looking up the futex by address.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32);
+    }
+}

@@ -1,0 +1,68 @@
+//! Thin wrappers over the system calls Aether uses. Every call goes through
+//! [`syscall!`], which turns the C convention (`-1` and `errno`) into
+//! `io::Result`; every file descriptor is an `OwnedFd` from the moment it exists.
+
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        // SAFETY: the caller passes arguments valid for this libc call; the
+        // macro only converts the C error convention.
+        #[allow(unused_unsafe, clippy::undocumented_unsafe_blocks)]
+        let res = unsafe { libc::$fn($($arg),*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+
+pub mod atomic128;
+pub mod futex;
+pub mod mmap;
+pub mod shm;
+pub mod uds;
+
+/// Nanoseconds of `CLOCK_REALTIME` (wall clock; comparable across processes).
+pub fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// Nanoseconds of `CLOCK_MONOTONIC` (for timeouts and latency).
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; clock ids above always exist.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+}
+
+/// Fills `buf` from the kernel's random source.
+pub fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
+        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if random_bytes(&mut b).is_err() {
+        // Fall back to time and pid mixing; uniqueness, not secrecy, is what callers need.
+        return monotonic_ns() ^ ((std::process::id() as u64) << 32) ^ realtime_ns().rotate_left(17);
+    }
+    u64::from_ne_bytes(b)
+}
