@@ -28,12 +28,21 @@ impl Conn {
     fn call(&self, req: &Request) -> Result<(Reply, Option<OwnedFd>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = protocol::encode_request(req, id);
-        let sock = self.sock.lock().map_err(|_| Error::new(Status::Internal, "connection lock poisoned"))?;
-        sock.send(&frame, None).map_err(|e| broker_gone(&self.socket, e))?;
+        let sock = self
+            .sock
+            .lock()
+            .map_err(|_| Error::new(Status::Internal, "connection lock poisoned"))?;
+        sock.send(&frame, None)
+            .map_err(|e| broker_gone(&self.socket, e))?;
         let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
-        let (n, fd) = sock.recv(&mut buf).map_err(|e| broker_gone(&self.socket, e))?;
+        let (n, fd) = sock
+            .recv(&mut buf)
+            .map_err(|e| broker_gone(&self.socket, e))?;
         if n == 0 {
-            return Err(Error::new(Status::Unavailable, format!("aetherd at {} closed the connection", self.socket.display())));
+            return Err(Error::new(
+                Status::Unavailable,
+                format!("aetherd at {} closed the connection", self.socket.display()),
+            ));
         }
         match protocol::decode_reply(req.op(), id, &buf[..n])? {
             Ok(reply) => Ok((reply, fd)),
@@ -44,10 +53,17 @@ impl Conn {
 
 fn broker_gone(socket: &Path, e: std::io::Error) -> Error {
     match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            Error::new(Status::Timeout, format!("aetherd at {} did not answer in time", socket.display()))
-        }
-        _ => Error::new(Status::Unavailable, format!("lost the connection to aetherd at {}: {e}", socket.display())),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Error::new(
+            Status::Timeout,
+            format!("aetherd at {} did not answer in time", socket.display()),
+        ),
+        _ => Error::new(
+            Status::Unavailable,
+            format!(
+                "lost the connection to aetherd at {}: {e}",
+                socket.display()
+            ),
+        ),
     }
 }
 
@@ -61,7 +77,10 @@ pub struct Client {
 }
 
 fn autostart_enabled() -> bool {
-    !matches!(std::env::var("AETHER_NO_AUTOSTART").as_deref(), Ok("1") | Ok("true") | Ok("yes"))
+    !matches!(
+        std::env::var("AETHER_NO_AUTOSTART").as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
 }
 
 /// Starts `aetherd --detach` for `socket` and waits for it to exit: it does
@@ -84,9 +103,21 @@ fn start_daemon(socket: &Path) -> Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .status()
-        .map_err(|e| Error::new(Status::Unavailable, format!("cannot start {}: {e}", exe.display())))?;
+        .map_err(|e| {
+            Error::new(
+                Status::Unavailable,
+                format!("cannot start {}: {e}", exe.display()),
+            )
+        })?;
     if !status.success() {
-        return Err(Error::new(Status::Unavailable, format!("{} --socket {} failed: {status}", exe.display(), socket.display())));
+        return Err(Error::new(
+            Status::Unavailable,
+            format!(
+                "{} --socket {} failed: {status}",
+                exe.display(),
+                socket.display()
+            ),
+        ));
     }
     Ok(())
 }
@@ -95,14 +126,24 @@ impl Client {
     /// Connects to the daemon at `socket` (default: [`crate::paths::default_socket`]),
     /// starting one if none answers, unless `AETHER_NO_AUTOSTART=1`.
     pub fn connect(socket: Option<&Path>) -> Result<Client> {
-        let path = socket.map(Path::to_path_buf).unwrap_or_else(crate::paths::default_socket);
+        let path = socket
+            .map(Path::to_path_buf)
+            .unwrap_or_else(crate::paths::default_socket);
         let sock = match SeqPacket::connect(&path) {
             Ok(s) => s,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
                 if !autostart_enabled() {
                     return Err(Error::new(
                         Status::Unavailable,
-                        format!("no aetherd listening at {} (auto-start is off: AETHER_NO_AUTOSTART)", path.display()),
+                        format!(
+                            "no aetherd listening at {} (auto-start is off: AETHER_NO_AUTOSTART)",
+                            path.display()
+                        ),
                     ));
                 }
                 start_daemon(&path)?;
@@ -113,22 +154,44 @@ impl Client {
                         Err(e) if std::time::Instant::now() >= deadline => {
                             return Err(Error::new(
                                 Status::Unavailable,
-                                format!("started aetherd but cannot connect to {}: {e}", path.display()),
+                                format!(
+                                    "started aetherd but cannot connect to {}: {e}",
+                                    path.display()
+                                ),
                             ))
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(10)),
                     }
                 }
             }
-            Err(e) => return Err(Error::new(Status::Unavailable, format!("cannot connect to aetherd at {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(Error::new(
+                    Status::Unavailable,
+                    format!("cannot connect to aetherd at {}: {e}", path.display()),
+                ))
+            }
         };
-        sock.set_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| Error::io("set socket timeout", e))?;
-        let conn = Arc::new(Conn { sock: Mutex::new(sock), next_id: AtomicU32::new(1), socket: path });
-        let (reply, _) = conn.call(&Request::Hello { client_version: crate::broker::VERSION.into() })?;
-        let Reply::Hello { pid, instance_id, .. } = reply else {
+        sock.set_timeout(Some(REQUEST_TIMEOUT))
+            .map_err(|e| Error::io("set socket timeout", e))?;
+        let conn = Arc::new(Conn {
+            sock: Mutex::new(sock),
+            next_id: AtomicU32::new(1),
+            socket: path,
+        });
+        let (reply, _) = conn.call(&Request::Hello {
+            client_version: crate::broker::VERSION.into(),
+        })?;
+        let Reply::Hello {
+            pid, instance_id, ..
+        } = reply
+        else {
             return Err(Error::protocol("unexpected reply to hello"));
         };
-        Ok(Client { conn, daemon_pid: pid, instance_id })
+        Ok(Client {
+            conn,
+            daemon_pid: pid,
+            instance_id,
+        })
     }
 
     /// Process id of the daemon this client talks to.
@@ -147,12 +210,21 @@ impl Client {
     pub fn create_topic(&self, topic: &str, params: &TopicParams) -> Result<()> {
         protocol::validate_topic(topic)?;
         params.validate()?;
-        self.conn.call(&Request::TopicCreate { topic: topic.into(), params: *params }).map(drop)
+        self.conn
+            .call(&Request::TopicCreate {
+                topic: topic.into(),
+                params: *params,
+            })
+            .map(drop)
     }
 
     pub fn delete_topic(&self, topic: &str) -> Result<()> {
         protocol::validate_topic(topic)?;
-        self.conn.call(&Request::TopicDelete { topic: topic.into() }).map(drop)
+        self.conn
+            .call(&Request::TopicDelete {
+                topic: topic.into(),
+            })
+            .map(drop)
     }
 
     fn open_segment(&self, req: &Request) -> Result<(Reply, Arc<Segment>)> {
@@ -163,26 +235,43 @@ impl Client {
 
     pub fn publisher(&self, topic: &str) -> Result<Publisher> {
         protocol::validate_topic(topic)?;
-        let (_, seg) = self.open_segment(&Request::PublisherOpen { topic: topic.into() })?;
-        Ok(Publisher { writer: Writer::new(seg), loan: None, _client: self.clone() })
+        let (_, seg) = self.open_segment(&Request::PublisherOpen {
+            topic: topic.into(),
+        })?;
+        Ok(Publisher {
+            writer: Writer::new(seg),
+            loan: None,
+            _client: self.clone(),
+        })
     }
 
     pub fn subscriber(&self, topic: &str, cfg: &SubscriberConfig) -> Result<Subscriber> {
         protocol::validate_topic(topic)?;
-        let (reply, seg) = self.open_segment(&Request::SubscriberOpen { topic: topic.into() })?;
+        let (reply, seg) = self.open_segment(&Request::SubscriberOpen {
+            topic: topic.into(),
+        })?;
         let Reply::Subscribed { slot } = reply else {
             return Err(Error::protocol("unexpected reply to subscribe"));
         };
         let mut reader = match Reader::new(seg, Some(slot), std::process::id()) {
             Ok(r) => r,
             Err(e) => {
-                let _ = self.conn.call(&Request::SubscriberClose { topic: topic.into(), slot });
+                let _ = self.conn.call(&Request::SubscriberClose {
+                    topic: topic.into(),
+                    slot,
+                });
                 return Err(e);
             }
         };
         reader.wait = cfg.wait;
         reader.abandon_timeout = cfg.abandon_timeout;
-        Ok(Subscriber { reader, held: None, topic: topic.into(), slot, client: self.clone() })
+        Ok(Subscriber {
+            reader,
+            held: None,
+            topic: topic.into(),
+            slot,
+            client: self.clone(),
+        })
     }
 }
 
@@ -195,7 +284,13 @@ pub struct SubscriberConfig {
 
 impl Default for SubscriberConfig {
     fn default() -> Self {
-        SubscriberConfig { wait: WaitConfig { strategy: WaitStrategy::Futex, spin: 2000 }, abandon_timeout: Duration::from_millis(100) }
+        SubscriberConfig {
+            wait: WaitConfig {
+                strategy: WaitStrategy::Futex,
+                spin: 2000,
+            },
+            abandon_timeout: Duration::from_millis(100),
+        }
     }
 }
 
@@ -211,7 +306,9 @@ impl Publisher {
     /// Copies `data` into the ring as one message; returns its sequence number.
     pub fn publish(&mut self, data: &[u8]) -> Result<u64> {
         if self.loan.is_some() {
-            return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
+            return Err(Error::invalid(
+                "a loan is outstanding: commit or abort it first",
+            ));
         }
         self.writer.publish(data)
     }
@@ -219,7 +316,9 @@ impl Publisher {
     /// Loans `len` bytes of the ring to write a message in place.
     pub fn loan(&mut self, len: usize) -> Result<&mut [u8]> {
         if self.loan.is_some() {
-            return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
+            return Err(Error::invalid(
+                "a loan is outstanding: commit or abort it first",
+            ));
         }
         let claim = self.writer.claim(len)?;
         self.loan = Some(claim);
@@ -231,7 +330,9 @@ impl Publisher {
 
     /// Publishes the first `len` bytes of the outstanding loan.
     pub fn commit(&mut self, len: usize) -> Result<u64> {
-        let claim = self.loan.ok_or_else(|| Error::invalid("no loan to commit"))?;
+        let claim = self
+            .loan
+            .ok_or_else(|| Error::invalid("no loan to commit"))?;
         self.writer.commit(claim, len)?;
         self.loan = None;
         Ok(claim.seq)
@@ -239,7 +340,10 @@ impl Publisher {
 
     /// Gives the outstanding loan up without publishing it.
     pub fn abort(&mut self) -> Result<()> {
-        let claim = self.loan.take().ok_or_else(|| Error::invalid("no loan to abort"))?;
+        let claim = self
+            .loan
+            .take()
+            .ok_or_else(|| Error::invalid("no loan to abort"))?;
         self.writer.abort(claim);
         Ok(())
     }
@@ -289,18 +393,28 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// Copies the next message into `buf`, waiting up to `timeout` (`None`: forever).
-    /// A message longer than `buf` is left unread and reported as `TooLarge`
-    /// with its length in the message text; [`next_len`](Self::next_len) gives it too.
+    /// A message longer than `buf` is left unread and reported as `TooLarge`;
+    /// [`too_large_len`](Self::too_large_len) then gives its length.
     pub fn receive_into(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<Received> {
         self.receive_into_deadline(buf, &Deadline::after(timeout))
     }
 
-    pub fn receive_into_deadline(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<Received> {
+    pub fn receive_into_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: &Deadline,
+    ) -> Result<Received> {
         if self.held.is_some() {
-            return Err(Error::invalid("a received view is outstanding: release it first"));
+            return Err(Error::invalid(
+                "a received view is outstanding: release it first",
+            ));
         }
         let (len, seq, timestamp_ns) = self.reader.receive_into(buf, deadline)?;
-        Ok(Received { len, seq, timestamp_ns })
+        Ok(Received {
+            len,
+            seq,
+            timestamp_ns,
+        })
     }
 
     /// Receives the next message as an owned copy; `Ok(None)` on timeout.
@@ -309,7 +423,11 @@ impl Subscriber {
         match self.receive_into(&mut buf, timeout) {
             Ok(r) => {
                 buf.truncate(r.len);
-                Ok(Some(Message { data: buf, seq: r.seq, timestamp_ns: r.timestamp_ns }))
+                Ok(Some(Message {
+                    data: buf,
+                    seq: r.seq,
+                    timestamp_ns: r.timestamp_ns,
+                }))
             }
             Err(e) if e.status == Status::Timeout => Ok(None),
             Err(e) => Err(e),
@@ -321,11 +439,15 @@ impl Subscriber {
     /// overwritten meanwhile, which `release` then reports as `Overwritten`.
     pub fn receive_view(&mut self, deadline: &Deadline) -> Result<Record> {
         if self.held.is_some() {
-            return Err(Error::invalid("a received view is outstanding: release it first"));
+            return Err(Error::invalid(
+                "a received view is outstanding: release it first",
+            ));
         }
         loop {
             let rec = self.reader.next(deadline)?;
-            if self.reader.geometry().policy == crate::segment::Policy::Lossy && self.reader.overwritten(rec.pos) {
+            if self.reader.geometry().policy == crate::segment::Policy::Lossy
+                && self.reader.overwritten(rec.pos)
+            {
                 self.reader.drop_overwritten(&rec);
                 continue;
             }
@@ -337,13 +459,26 @@ impl Subscriber {
     /// Ends the outstanding view. `Overwritten` if, on a lossy topic, the
     /// publisher lapped it while it was held (its bytes may be torn; it is counted lost).
     pub fn release_view(&mut self) -> Result<Record> {
-        let rec = self.held.take().ok_or_else(|| Error::invalid("no received view to release"))?;
-        if self.reader.geometry().policy == crate::segment::Policy::Lossy && self.reader.overwritten(rec.pos) {
+        let rec = self
+            .held
+            .take()
+            .ok_or_else(|| Error::invalid("no received view to release"))?;
+        if self.reader.geometry().policy == crate::segment::Policy::Lossy
+            && self.reader.overwritten(rec.pos)
+        {
             self.reader.drop_overwritten(&rec);
-            return Err(Error::new(Status::Overwritten, format!("message {} was overwritten while held", rec.seq)));
+            return Err(Error::new(
+                Status::Overwritten,
+                format!("message {} was overwritten while held", rec.seq),
+            ));
         }
         self.reader.consume(&rec);
         Ok(rec)
+    }
+
+    /// Length of the message the last `TooLarge` error left unread.
+    pub fn too_large_len(&self) -> usize {
+        self.reader.too_large_len()
     }
 
     /// The view currently held, if any.
@@ -377,6 +512,9 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         // The reader's drop frees the slot in shared memory; tell the daemon too.
-        let _ = self.client.conn.call(&Request::SubscriberClose { topic: self.topic.clone(), slot: self.slot });
+        let _ = self.client.conn.call(&Request::SubscriberClose {
+            topic: self.topic.clone(),
+            slot: self.slot,
+        });
     }
 }

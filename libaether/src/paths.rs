@@ -25,11 +25,15 @@ fn library_dir() -> Option<PathBuf> {
     // loaded object (this function's own code) and leaves it alone otherwise.
     unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
-        if libc::dladdr(library_dir as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+        if libc::dladdr(library_dir as *const libc::c_void, &mut info) == 0
+            || info.dli_fname.is_null()
+        {
             return None;
         }
         let name = std::ffi::CStr::from_ptr(info.dli_fname);
-        let p = PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked(name.to_bytes()));
+        let p = PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked(
+            name.to_bytes(),
+        ));
         p.canonicalize().ok()?.parent().map(Path::to_path_buf)
     }
 }
@@ -42,7 +46,10 @@ pub fn daemon_candidates() -> Vec<PathBuf> {
         v.push(PathBuf::from(p));
         return v;
     }
-    if let Some(d) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         v.push(d.join("aetherd"));
         // cargo puts test binaries in target/<profile>/deps
         v.push(d.join("..").join("aetherd"));

@@ -76,10 +76,16 @@ impl Request {
 /// frame (SCM_RIGHTS) with `PublisherOpen` and `SubscriberOpen` replies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    Hello { daemon_version: String, pid: u32, instance_id: u64 },
+    Hello {
+        daemon_version: String,
+        pid: u32,
+        instance_id: u64,
+    },
     Done,
     Segment,
-    Subscribed { slot: u32 },
+    Subscribed {
+        slot: u32,
+    },
 }
 
 struct Enc(Vec<u8>);
@@ -133,16 +139,24 @@ impl<'a> Dec<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn i32(&mut self) -> Result<i32> {
-        Ok(i32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(i32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn str(&mut self) -> Result<String> {
         let n = self.u16()? as usize;
@@ -161,10 +175,16 @@ impl<'a> Dec<'a> {
 /// Splits a frame into (op, request id, body) after checking its header.
 fn parse_header(frame: &[u8]) -> Result<(u16, u32, &[u8])> {
     if frame.len() < HEADER_LEN {
-        return Err(Error::protocol(format!("frame of {} bytes is shorter than the header", frame.len())));
+        return Err(Error::protocol(format!(
+            "frame of {} bytes is shorter than the header",
+            frame.len()
+        )));
     }
     if frame.len() > MAX_FRAME {
-        return Err(Error::protocol(format!("frame of {} bytes exceeds {MAX_FRAME}", frame.len())));
+        return Err(Error::protocol(format!(
+            "frame of {} bytes exceeds {MAX_FRAME}",
+            frame.len()
+        )));
     }
     let mut d = Dec(frame);
     let magic = d.u32()?;
@@ -176,10 +196,14 @@ fn parse_header(frame: &[u8]) -> Result<(u16, u32, &[u8])> {
         return Err(Error::protocol("bad frame magic"));
     }
     if version != VERSION {
-        return Err(Error::protocol(format!("protocol version {version} not supported (this side speaks {VERSION})")));
+        return Err(Error::protocol(format!(
+            "protocol version {version} not supported (this side speaks {VERSION})"
+        )));
     }
     if len != d.0.len() {
-        return Err(Error::protocol("frame body length does not match the packet"));
+        return Err(Error::protocol(
+            "frame body length does not match the packet",
+        ));
     }
     Ok((op, id, d.0))
 }
@@ -195,7 +219,9 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
             e.u64(params.max_message);
             e.u32(params.max_subscribers);
         }
-        Request::TopicDelete { topic } | Request::PublisherOpen { topic } | Request::SubscriberOpen { topic } => e.str(topic),
+        Request::TopicDelete { topic }
+        | Request::PublisherOpen { topic }
+        | Request::SubscriberOpen { topic } => e.str(topic),
         Request::SubscriberClose { topic, slot } => {
             e.str(topic);
             e.u32(*slot);
@@ -209,22 +235,39 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
 /// so that the error reply can still be matched to its request.
 pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32, u16, Error)> {
     let (raw_op, id, body) = parse_header(frame).map_err(|e| (0, 0, e))?;
-    let op = Op::from_u16(raw_op).ok_or_else(|| (id, raw_op, Error::protocol(format!("unknown request op {raw_op}"))))?;
+    let op = Op::from_u16(raw_op).ok_or_else(|| {
+        (
+            id,
+            raw_op,
+            Error::protocol(format!("unknown request op {raw_op}")),
+        )
+    })?;
     let mut d = Dec(body);
     let req = (|| {
         let r = match op {
-            Op::Hello => Request::Hello { client_version: d.str()? },
+            Op::Hello => Request::Hello {
+                client_version: d.str()?,
+            },
             Op::TopicCreate => {
                 let topic = d.str()?;
                 let policy = d.u8()?;
-                let policy = Policy::from_u32(policy as u32).ok_or_else(|| Error::protocol("unknown policy"))?;
-                let params = TopicParams { policy, ring_size: d.u64()?, max_message: d.u64()?, max_subscribers: d.u32()? };
+                let policy = Policy::from_u32(policy as u32)
+                    .ok_or_else(|| Error::protocol("unknown policy"))?;
+                let params = TopicParams {
+                    policy,
+                    ring_size: d.u64()?,
+                    max_message: d.u64()?,
+                    max_subscribers: d.u32()?,
+                };
                 Request::TopicCreate { topic, params }
             }
             Op::TopicDelete => Request::TopicDelete { topic: d.str()? },
             Op::PublisherOpen => Request::PublisherOpen { topic: d.str()? },
             Op::SubscriberOpen => Request::SubscriberOpen { topic: d.str()? },
-            Op::SubscriberClose => Request::SubscriberClose { topic: d.str()?, slot: d.u32()? },
+            Op::SubscriberClose => Request::SubscriberClose {
+                topic: d.str()?,
+                slot: d.u32()?,
+            },
         };
         d.end()?;
         Ok(r)
@@ -243,7 +286,11 @@ pub fn encode_reply(op: u16, id: u32, reply: &Result<Reply>) -> Vec<u8> {
         Ok(r) => {
             e.i32(Status::Ok as i32);
             match r {
-                Reply::Hello { daemon_version, pid, instance_id } => {
+                Reply::Hello {
+                    daemon_version,
+                    pid,
+                    instance_id,
+                } => {
                     e.str(daemon_version);
                     e.u32(*pid);
                     e.u64(*instance_id);
@@ -265,13 +312,18 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
     let mut d = Dec(body);
     let code = d.i32()?;
     if code != 0 {
-        let status = Status::from_code(code).ok_or_else(|| Error::protocol(format!("unknown status {code}")))?;
+        let status = Status::from_code(code)
+            .ok_or_else(|| Error::protocol(format!("unknown status {code}")))?;
         let msg = d.str()?;
         d.end()?;
         return Ok(Err(Error::new(status, msg)));
     }
     let r = match op {
-        Op::Hello => Reply::Hello { daemon_version: d.str()?, pid: d.u32()?, instance_id: d.u64()? },
+        Op::Hello => Reply::Hello {
+            daemon_version: d.str()?,
+            pid: d.u32()?,
+            instance_id: d.u64()?,
+        },
         Op::TopicCreate | Op::TopicDelete | Op::SubscriberClose => Reply::Done,
         Op::PublisherOpen => Reply::Segment,
         Op::SubscriberOpen => Reply::Subscribed { slot: d.u32()? },
@@ -286,10 +338,17 @@ pub fn validate_topic(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > crate::segment::MAX_TOPIC_LEN {
         return Err(Error::new(
             Status::Invalid,
-            format!("topic name must be 1 to {} bytes long", crate::segment::MAX_TOPIC_LEN),
+            format!(
+                "topic name must be 1 to {} bytes long",
+                crate::segment::MAX_TOPIC_LEN
+            ),
         ));
     }
-    if name.starts_with('.') || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if name.starts_with('.')
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return Err(Error::new(
             Status::Invalid,
             format!("invalid topic name {name:?}: use letters, digits, '.', '_' and '-', not starting with '.'"),
@@ -304,12 +363,20 @@ mod tests {
 
     fn all_requests() -> Vec<Request> {
         vec![
-            Request::Hello { client_version: "x".into() },
-            Request::TopicCreate { topic: "t".into(), params: TopicParams::default() },
+            Request::Hello {
+                client_version: "x".into(),
+            },
+            Request::TopicCreate {
+                topic: "t".into(),
+                params: TopicParams::default(),
+            },
             Request::TopicDelete { topic: "t".into() },
             Request::PublisherOpen { topic: "t".into() },
             Request::SubscriberOpen { topic: "t".into() },
-            Request::SubscriberClose { topic: "t".into(), slot: 3 },
+            Request::SubscriberClose {
+                topic: "t".into(),
+                slot: 3,
+            },
         ]
     }
 
@@ -324,9 +391,19 @@ mod tests {
     #[test]
     fn replies_round_trip() {
         let cases = [
-            (Op::Hello, Ok(Reply::Hello { daemon_version: "1".into(), pid: 7, instance_id: 9 })),
+            (
+                Op::Hello,
+                Ok(Reply::Hello {
+                    daemon_version: "1".into(),
+                    pid: 7,
+                    instance_id: 9,
+                }),
+            ),
             (Op::SubscriberOpen, Ok(Reply::Subscribed { slot: 5 })),
-            (Op::TopicCreate, Err(Error::new(Status::Exists, "topic exists"))),
+            (
+                Op::TopicCreate,
+                Err(Error::new(Status::Exists, "topic exists")),
+            ),
         ];
         for (op, r) in cases {
             let f = encode_reply(op as u16, 42, &r);
@@ -341,7 +418,10 @@ mod tests {
         for r in all_requests() {
             let f = encode_request(&r, 1);
             for n in 0..f.len() {
-                assert!(decode_request(&f[..n]).is_err(), "prefix {n} of {r:?} accepted");
+                assert!(
+                    decode_request(&f[..n]).is_err(),
+                    "prefix {n} of {r:?} accepted"
+                );
             }
             for i in 0..f.len() {
                 for b in [0u8, 1, 0x7f, 0x80, 0xff] {
@@ -378,8 +458,21 @@ mod tests {
         for ok in ["a", "sensors.temp", "A-b_c.9"] {
             validate_topic(ok).unwrap();
         }
-        for bad in ["", ".", "..", "a/b", "a\0b", ".hidden", "sp ace", &"x".repeat(121)] {
-            assert_eq!(validate_topic(bad).unwrap_err().status, Status::Invalid, "{bad:?}");
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\0b",
+            ".hidden",
+            "sp ace",
+            &"x".repeat(121),
+        ] {
+            assert_eq!(
+                validate_topic(bad).unwrap_err().status,
+                Status::Invalid,
+                "{bad:?}"
+            );
         }
     }
 }

@@ -104,7 +104,10 @@ pub struct WaitConfig {
 
 impl Default for WaitConfig {
     fn default() -> Self {
-        WaitConfig { strategy: WaitStrategy::Futex, spin: 2000 }
+        WaitConfig {
+            strategy: WaitStrategy::Futex,
+            spin: 2000,
+        }
     }
 }
 
@@ -206,7 +209,14 @@ pub struct Writer {
 impl Writer {
     pub fn new(seg: Arc<Segment>) -> Writer {
         let geo = *seg.geometry();
-        Writer { seg, geo, gate: 0, gate_gen: u64::MAX, timeout: Some(Duration::from_secs(5)), wait: WaitConfig::default() }
+        Writer {
+            seg,
+            geo,
+            gate: 0,
+            gate_gen: u64::MAX,
+            timeout: Some(Duration::from_secs(5)),
+            wait: WaitConfig::default(),
+        }
     }
 
     pub fn segment(&self) -> &Arc<Segment> {
@@ -253,7 +263,9 @@ impl Writer {
                 (0..seg.geometry().max_subscribers).all(|i| {
                     let s = seg.slot(i).expect("index below max");
                     let c = s.cursor.load(Ordering::SeqCst);
-                    s.flags.load(Ordering::SeqCst) & SLOT_GATING == 0 || c == SLOT_FREE || end <= c.saturating_add(ring)
+                    s.flags.load(Ordering::SeqCst) & SLOT_GATING == 0
+                        || c == SLOT_FREE
+                        || end <= c.saturating_add(ring)
                 })
             };
             wait_once(&self.wait, self.seg.space_notify(), &mut round, deadline, 10_000_000, space_ok).map_err(|_| {
@@ -267,7 +279,10 @@ impl Writer {
         if len as u64 > self.geo.max_message {
             return Err(Error::new(
                 Status::TooLarge,
-                format!("message of {len} bytes exceeds the topic's max_message of {}", self.geo.max_message),
+                format!(
+                    "message of {len} bytes exceeds the topic's max_message of {}",
+                    self.geo.max_message
+                ),
             ));
         }
         let ring = self.geo.ring_size;
@@ -276,11 +291,16 @@ impl Writer {
         let deadline = Deadline::after(self.timeout);
         let seg = Arc::clone(&self.seg);
         let tail = seg.tail();
-        let mut cur = (tail.lo.load(Ordering::Acquire), tail.hi.load(Ordering::Acquire));
+        let mut cur = (
+            tail.lo.load(Ordering::Acquire),
+            tail.hi.load(Ordering::Acquire),
+        );
         let (pos, pad, gen_before) = loop {
             let (pos, seq) = cur;
             if pos % ALIGN != 0 {
-                return Err(Error::corrupt(format!("ring tail {pos:#x} is not 64-byte aligned")));
+                return Err(Error::corrupt(format!(
+                    "ring tail {pos:#x} is not 64-byte aligned"
+                )));
             }
             let off = pos & (ring - 1);
             let pad = if off + stride > ring { ring - off } else { 0 };
@@ -303,7 +323,10 @@ impl Writer {
         if reliable && self.seg.gate().slots_gen.load(Ordering::SeqCst) != gen_before {
             // A gating subscriber joined while we claimed: do not write over
             // what it may still read. Past the timeout, write anyway and count it.
-            if self.wait_for_space(rec + stride, &Deadline::after(self.timeout)).is_err() {
+            if self
+                .wait_for_space(rec + stride, &Deadline::after(self.timeout))
+                .is_err()
+            {
                 self.seg.stats().overruns.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -318,7 +341,8 @@ impl Writer {
                 std::ptr::addr_of_mut!((*h).len).write_volatile(0);
                 std::ptr::addr_of_mut!((*h).stride).write_volatile(pad as u32);
                 std::ptr::addr_of_mut!((*h).seq).write_volatile(0);
-                (*h).stamp.store(stamp(salt, pos, KIND_PADDING), Ordering::Release);
+                (*h).stamp
+                    .store(stamp(salt, pos, KIND_PADDING), Ordering::Release);
             }
         }
         let h = self.header_at(rec);
@@ -328,9 +352,14 @@ impl Writer {
             std::ptr::addr_of_mut!((*h).stride).write_volatile(stride as u32);
             std::ptr::addr_of_mut!((*h).seq).write_volatile(seq);
             std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(0);
-            (*h).stamp.store(stamp(salt, rec, KIND_CLAIMED), Ordering::Release);
+            (*h).stamp
+                .store(stamp(salt, rec, KIND_CLAIMED), Ordering::Release);
         }
-        Ok(Claim { pos: rec, seq, capacity: (stride as usize) - RECORD_HEADER })
+        Ok(Claim {
+            pos: rec,
+            seq,
+            capacity: (stride as usize) - RECORD_HEADER,
+        })
     }
 
     /// Where the payload of `claim` is written. Valid until commit or abort.
@@ -342,14 +371,20 @@ impl Writer {
     /// Publishes `len` bytes (at most the claimed capacity and max_message) of `claim`.
     pub fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
         if len > claim.capacity || len as u64 > self.geo.max_message {
-            return Err(Error::new(Status::TooLarge, format!("commit of {len} bytes exceeds the loan")));
+            return Err(Error::new(
+                Status::TooLarge,
+                format!("commit of {len} bytes exceeds the loan"),
+            ));
         }
         let h = self.header_at(claim.pos);
         // SAFETY: the record is ours until the stamp below publishes it.
         unsafe {
             std::ptr::addr_of_mut!((*h).len).write_volatile(len as u32);
             std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(sys::realtime_ns());
-            (*h).stamp.store(stamp(self.geo.salt, claim.pos, KIND_MESSAGE), Ordering::Release);
+            (*h).stamp.store(
+                stamp(self.geo.salt, claim.pos, KIND_MESSAGE),
+                Ordering::Release,
+            );
         }
         wake(self.seg.data_notify());
         Ok(())
@@ -359,7 +394,12 @@ impl Writer {
     pub fn abort(&mut self, claim: Claim) {
         let h = self.header_at(claim.pos);
         // SAFETY: the record is ours until the stamp below releases it.
-        unsafe { (*h).stamp.store(stamp(self.geo.salt, claim.pos, KIND_ABORTED), Ordering::Release) };
+        unsafe {
+            (*h).stamp.store(
+                stamp(self.geo.salt, claim.pos, KIND_ABORTED),
+                Ordering::Release,
+            )
+        };
         self.seg.stats().aborted.fetch_add(1, Ordering::Relaxed);
         wake(self.seg.data_notify());
     }
@@ -389,7 +429,9 @@ pub struct Record {
 enum Found {
     Message(Record),
     /// Nothing (or nothing finished) there yet; `claimed` if a publisher has stamped it.
-    Pending { claimed: bool },
+    Pending {
+        claimed: bool,
+    },
 }
 
 /// The subscribing side of a ring: one cursor.
@@ -401,6 +443,8 @@ pub struct Reader {
     next_seq: u64,
     lost: u64,
     delivered: u64,
+    /// Length of the message the last `TooLarge` from `receive_into` left unread.
+    too_large_len: usize,
     pub wait: WaitConfig,
     pub abandon_timeout: Duration,
 }
@@ -412,21 +456,36 @@ impl Reader {
         let geo = *seg.geometry();
         let gating = geo.policy == Policy::Reliable;
         if let Some(i) = slot {
-            let s = seg.slot(i).ok_or_else(|| Error::protocol(format!("slot {i} out of range")))?;
+            let s = seg
+                .slot(i)
+                .ok_or_else(|| Error::protocol(format!("slot {i} out of range")))?;
             // Register at a conservative position first, announce the join,
             // then start from the tail as it is after the announcement.
             s.pid.store(pid, Ordering::Relaxed);
             s.delivered.store(0, Ordering::Relaxed);
             s.lost.store(0, Ordering::Relaxed);
-            s.cursor.store(seg.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst);
-            s.flags.store(if gating { SLOT_GATING } else { 0 }, Ordering::SeqCst);
+            s.cursor
+                .store(seg.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst);
+            s.flags
+                .store(if gating { SLOT_GATING } else { 0 }, Ordering::SeqCst);
             seg.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
         }
         let (pos, next_seq) = seg.tail().load();
         if pos % ALIGN != 0 {
             return Err(Error::corrupt("ring tail is not 64-byte aligned"));
         }
-        let r = Reader { seg, geo, slot, pos, next_seq, lost: 0, delivered: 0, wait: WaitConfig::default(), abandon_timeout: Duration::from_millis(100) };
+        let r = Reader {
+            seg,
+            geo,
+            slot,
+            pos,
+            next_seq,
+            lost: 0,
+            delivered: 0,
+            too_large_len: 0,
+            wait: WaitConfig::default(),
+            abandon_timeout: Duration::from_millis(100),
+        };
         r.store_cursor();
         Ok(r)
     }
@@ -436,6 +495,10 @@ impl Reader {
     }
     pub fn delivered(&self) -> u64 {
         self.delivered
+    }
+    /// Length of the message that the last `TooLarge` error left unread.
+    pub fn too_large_len(&self) -> usize {
+        self.too_large_len
     }
     pub fn position(&self) -> u64 {
         self.pos
@@ -491,10 +554,14 @@ impl Reader {
         };
         let off = pos & (self.geo.ring_size - 1);
         if stride % ALIGN != 0 || stride < ALIGN || off + stride > self.geo.ring_size {
-            return Err(Error::corrupt(format!("record at {pos} has invalid stride {stride}")));
+            return Err(Error::corrupt(format!(
+                "record at {pos} has invalid stride {stride}"
+            )));
         }
         if len as u64 > self.geo.max_message || RECORD_HEADER as u64 + len as u64 > stride {
-            return Err(Error::corrupt(format!("record at {pos} has invalid length {len}")));
+            return Err(Error::corrupt(format!(
+                "record at {pos} has invalid length {len}"
+            )));
         }
         Ok((stride, len, seq, ts))
     }
@@ -512,8 +579,18 @@ impl Reader {
             match kind {
                 KIND_MESSAGE => {
                     let (stride, len, seq, ts) = self.read_header(self.pos)?;
-                    let data = self.header_at(self.pos).cast::<u8>().wrapping_add(RECORD_HEADER);
-                    return Ok(Found::Message(Record { pos: self.pos, stride, seq, timestamp_ns: ts, len, data }));
+                    let data = self
+                        .header_at(self.pos)
+                        .cast::<u8>()
+                        .wrapping_add(RECORD_HEADER);
+                    return Ok(Found::Message(Record {
+                        pos: self.pos,
+                        stride,
+                        seq,
+                        timestamp_ns: ts,
+                        len,
+                        data,
+                    }));
                 }
                 KIND_PADDING => {
                     let off = self.pos & (self.geo.ring_size - 1);
@@ -540,7 +617,10 @@ impl Reader {
     /// `[from, tail)`, or to the tail. What was skipped shows up as a sequence gap.
     fn resync(&mut self, from: u64) {
         let tail = self.tail_pos();
-        let lo = from.max(tail.saturating_sub(self.geo.ring_size)).div_ceil(ALIGN) * ALIGN;
+        let lo = from
+            .max(tail.saturating_sub(self.geo.ring_size))
+            .div_ceil(ALIGN)
+            * ALIGN;
         let mut u = lo;
         while u < tail && u - lo < self.geo.ring_size {
             let h = self.header_at(u);
@@ -601,17 +681,23 @@ impl Reader {
                         continue;
                     }
                     if tail < self.pos {
-                        return Err(Error::corrupt(format!("ring tail {tail} is behind this reader's position {}", self.pos)));
+                        return Err(Error::corrupt(format!(
+                            "ring tail {tail} is behind this reader's position {}",
+                            self.pos
+                        )));
                     }
                     if tail > self.pos {
                         // Claimed space not yet committed: in progress, abandoned, or garbage.
                         let now = sys::monotonic_ns();
                         match pending_since {
                             Some((p, since)) if p == self.pos => {
-                                if now.saturating_sub(since) >= self.abandon_timeout.as_nanos() as u64 {
+                                if now.saturating_sub(since)
+                                    >= self.abandon_timeout.as_nanos() as u64
+                                {
                                     pending_since = None;
                                     if claimed {
-                                        if let Ok((stride, _, seq, _)) = self.read_header(self.pos) {
+                                        if let Ok((stride, _, seq, _)) = self.read_header(self.pos)
+                                        {
                                             if seq >= self.next_seq {
                                                 self.lost += seq - self.next_seq + 1;
                                                 self.next_seq = seq + 1;
@@ -640,10 +726,22 @@ impl Reader {
                     let ready = || {
                         // SAFETY: in bounds (header_at); the stamp is an atomic.
                         let (p, kind) = decode(salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
-                        (p == pos && kind != KIND_CLAIMED) || seg.tail().lo.load(Ordering::Acquire) != tail
+                        (p == pos && kind != KIND_CLAIMED)
+                            || seg.tail().lo.load(Ordering::Acquire) != tail
                     };
-                    let cap = if tail > pos { self.abandon_timeout.as_nanos() as u64 / 4 + 1 } else { u64::MAX };
-                    wait_once(&self.wait, self.seg.data_notify(), &mut round, deadline, cap, ready)?;
+                    let cap = if tail > pos {
+                        self.abandon_timeout.as_nanos() as u64 / 4 + 1
+                    } else {
+                        u64::MAX
+                    };
+                    wait_once(
+                        &self.wait,
+                        self.seg.data_notify(),
+                        &mut round,
+                        deadline,
+                        cap,
+                        ready,
+                    )?;
                 }
             }
         }
@@ -668,11 +766,23 @@ impl Reader {
 
     /// Copies the next message into `buf`. Returns (length, seq, timestamp).
     /// A message longer than `buf` is not consumed: `TooLarge`, with its length.
-    pub fn receive_into(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<(usize, u64, u64)> {
+    pub fn receive_into(
+        &mut self,
+        buf: &mut [u8],
+        deadline: &Deadline,
+    ) -> Result<(usize, u64, u64)> {
         loop {
             let rec = self.next(deadline)?;
             if rec.len > buf.len() {
-                return Err(Error::new(Status::TooLarge, format!("{}", rec.len)));
+                self.too_large_len = rec.len;
+                return Err(Error::new(
+                    Status::TooLarge,
+                    format!(
+                        "message of {} bytes does not fit a buffer of {}",
+                        rec.len,
+                        buf.len()
+                    ),
+                ));
             }
             // SAFETY: rec.data..rec.data+rec.len is inside the ring (validated in
             // read_header); `buf` has room. The source may be overwritten

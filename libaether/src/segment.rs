@@ -172,13 +172,21 @@ pub struct TopicParams {
 
 impl Default for TopicParams {
     fn default() -> Self {
-        TopicParams { policy: Policy::Lossy, ring_size: 4 << 20, max_message: 64 << 10, max_subscribers: 64 }
+        TopicParams {
+            policy: Policy::Lossy,
+            ring_size: 4 << 20,
+            max_message: 64 << 10,
+            max_subscribers: 64,
+        }
     }
 }
 
 impl TopicParams {
     pub fn validate(&self) -> Result<()> {
-        if !self.ring_size.is_power_of_two() || self.ring_size < MIN_RING || self.ring_size > MAX_RING {
+        if !self.ring_size.is_power_of_two()
+            || self.ring_size < MIN_RING
+            || self.ring_size > MAX_RING
+        {
             return Err(Error::invalid(format!(
                 "ring_size {} must be a power of two between {MIN_RING} and {MAX_RING}",
                 self.ring_size
@@ -193,7 +201,9 @@ impl TopicParams {
             )));
         }
         if self.max_subscribers == 0 || self.max_subscribers > MAX_SUBSCRIBERS {
-            return Err(Error::invalid(format!("max_subscribers must be between 1 and {MAX_SUBSCRIBERS}")));
+            return Err(Error::invalid(format!(
+                "max_subscribers must be between 1 and {MAX_SUBSCRIBERS}"
+            )));
         }
         Ok(())
     }
@@ -208,7 +218,12 @@ pub struct Segment {
 impl Segment {
     /// Creates the shm object `shm_name`, sizes it and writes a fresh header.
     /// Used by the daemon only. Returns the descriptor (to hand to clients) and the mapping.
-    pub fn create(shm_name: &str, topic: &str, params: &TopicParams, instance_id: u64) -> Result<(OwnedFd, Segment)> {
+    pub fn create(
+        shm_name: &str,
+        topic: &str,
+        params: &TopicParams,
+        instance_id: u64,
+    ) -> Result<(OwnedFd, Segment)> {
         params.validate()?;
         if topic.len() > MAX_TOPIC_LEN {
             return Err(Error::invalid("topic name too long"));
@@ -223,7 +238,8 @@ impl Segment {
             salt: sys::random_u64() | 1,
             instance_id,
         };
-        let fd = shm::create(shm_name, geo.total_size()).map_err(|e| Error::io(&format!("shm_open {shm_name}"), e))?;
+        let fd = shm::create(shm_name, geo.total_size())
+            .map_err(|e| Error::io(&format!("shm_open {shm_name}"), e))?;
         let map = Mapping::shared(fd.as_fd(), geo.total_size() as usize).map_err(|e| {
             let _ = shm::unlink(shm_name);
             Error::io("mmap segment", e)
@@ -233,7 +249,11 @@ impl Segment {
         // SAFETY: the object is fresh (zero-filled by ftruncate), at least a
         // Header long, page aligned, and no other process knows it yet.
         unsafe {
-            let mut name = TopicName { len: topic.len() as u32, _pad: 0, bytes: [0; MAX_TOPIC_LEN] };
+            let mut name = TopicName {
+                len: topic.len() as u32,
+                _pad: 0,
+                bytes: [0; MAX_TOPIC_LEN],
+            };
             name.bytes[..topic.len()].copy_from_slice(topic.as_bytes());
             std::ptr::addr_of_mut!((*h).name).write(name);
             std::ptr::addr_of_mut!((*h).meta).write(Meta {
@@ -250,7 +270,10 @@ impl Segment {
             });
         }
         for i in 0..geo.max_subscribers {
-            seg.slot(i).expect("slot index below max").cursor.store(SLOT_FREE, Ordering::Relaxed);
+            seg.slot(i)
+                .expect("slot index below max")
+                .cursor
+                .store(SLOT_FREE, Ordering::Relaxed);
         }
         std::sync::atomic::fence(Ordering::SeqCst);
         Ok((fd, seg))
@@ -260,20 +283,28 @@ impl Segment {
     /// Every check failure is `Corrupt`: the descriptor does not hold a segment we can trust.
     pub fn open(fd: &OwnedFd) -> Result<Segment> {
         if !atomic128::supported() {
-            return Err(Error::new(crate::Status::Invalid, "this CPU lacks cmpxchg16b, which the ring needs"));
+            return Err(Error::new(
+                crate::Status::Invalid,
+                "this CPU lacks cmpxchg16b, which the ring needs",
+            ));
         }
         let size = shm::size(fd).map_err(|e| Error::io("fstat segment", e))?;
         if size < std::mem::size_of::<Header>() as u64 || size > MAX_RING * 2 {
-            return Err(Error::corrupt(format!("segment size {size} is not a valid segment size")));
+            return Err(Error::corrupt(format!(
+                "segment size {size} is not a valid segment size"
+            )));
         }
-        let map = Mapping::shared(fd.as_fd(), size as usize).map_err(|e| Error::io("mmap segment", e))?;
+        let map =
+            Mapping::shared(fd.as_fd(), size as usize).map_err(|e| Error::io("mmap segment", e))?;
         let h = map.as_ptr().cast::<Meta>();
         // SAFETY: the mapping is at least a Header long and page aligned; Meta
         // is plain integers, so any bit pattern is a valid value. The volatile
         // read takes one snapshot that is validated below and never re-read.
         let meta = unsafe { std::ptr::read_volatile(h) };
         if meta.magic != MAGIC {
-            return Err(Error::corrupt("segment magic mismatch: not an aether segment"));
+            return Err(Error::corrupt(
+                "segment magic mismatch: not an aether segment",
+            ));
         }
         if meta.layout_version != LAYOUT_VERSION {
             return Err(Error::corrupt(format!(
@@ -281,14 +312,17 @@ impl Segment {
                 meta.layout_version
             )));
         }
-        let policy = Policy::from_u32(meta.policy).ok_or_else(|| Error::corrupt("segment policy out of range"))?;
+        let policy = Policy::from_u32(meta.policy)
+            .ok_or_else(|| Error::corrupt("segment policy out of range"))?;
         let params = TopicParams {
             policy,
             ring_size: meta.ring_size,
             max_message: meta.max_message,
             max_subscribers: meta.max_subscribers,
         };
-        params.validate().map_err(|e| Error::corrupt(format!("segment header: {}", e.message)))?;
+        params
+            .validate()
+            .map_err(|e| Error::corrupt(format!("segment header: {}", e.message)))?;
         let geo = Geometry {
             ring_size: meta.ring_size,
             max_message: meta.max_message,

@@ -57,7 +57,10 @@ fn take_lock(path: &Path) -> Result<File> {
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(Error::new(
                 Status::Exists,
-                format!("another aetherd is already running on this socket (lock {} is held)", path.display()),
+                format!(
+                    "another aetherd is already running on this socket (lock {} is held)",
+                    path.display()
+                ),
             ));
         }
         // The previous holder may have unlinked the file between our open and
@@ -88,9 +91,14 @@ impl Broker {
         let lock = take_lock(&lock_path)?;
         // We hold the lock, so a socket file here is a dead daemon's.
         let _ = std::fs::remove_file(socket);
-        let listener = SeqPacket::listen(socket).map_err(|e| Error::io(&format!("listen on {}", socket.display()), e))?;
+        let listener = SeqPacket::listen(socket)
+            .map_err(|e| Error::io(&format!("listen on {}", socket.display()), e))?;
         Ok(Broker {
-            state: Arc::new(Mutex::new(State { instance_id: sys::random_u64(), topics: HashMap::new(), next_client: 1 })),
+            state: Arc::new(Mutex::new(State {
+                instance_id: sys::random_u64(),
+                topics: HashMap::new(),
+                next_client: 1,
+            })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
             lock_path,
@@ -110,33 +118,41 @@ impl Broker {
     pub fn spawn_acceptor(&self) -> std::io::Result<std::thread::JoinHandle<()>> {
         let listener = Arc::clone(&self.listener);
         let state = Arc::clone(&self.state);
-        std::thread::Builder::new().name("aetherd-accept".into()).spawn(move || loop {
-            match listener.accept() {
-                Ok(conn) => {
-                    let state = Arc::clone(&state);
-                    let id = {
-                        let mut s = state.lock().expect("state lock");
-                        s.next_client += 1;
-                        s.next_client
-                    };
-                    let r = std::thread::Builder::new()
-                        .name("aetherd-client".into())
-                        .spawn(move || serve_client(&state, id, conn));
-                    if let Err(e) = r {
-                        eprintln!("aetherd: cannot start a client thread: {e}");
+        std::thread::Builder::new()
+            .name("aetherd-accept".into())
+            .spawn(move || loop {
+                match listener.accept() {
+                    Ok(conn) => {
+                        let state = Arc::clone(&state);
+                        let id = {
+                            let mut s = state.lock().expect("state lock");
+                            s.next_client += 1;
+                            s.next_client
+                        };
+                        let r = std::thread::Builder::new()
+                            .name("aetherd-client".into())
+                            .spawn(move || serve_client(&state, id, conn));
+                        if let Err(e) = r {
+                            eprintln!("aetherd: cannot start a client thread: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("aetherd: accept: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(50));
                     }
                 }
-                Err(e) => {
-                    eprintln!("aetherd: accept: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-            }
-        })
+            })
     }
 
     /// Names of the current topics (for logs and tests).
     pub fn topics(&self) -> Vec<String> {
-        self.state.lock().expect("state lock").topics.keys().cloned().collect()
+        self.state
+            .lock()
+            .expect("state lock")
+            .topics
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 
@@ -212,10 +228,18 @@ fn handle(state: &Mutex<State>, client: u64, req: Request) -> (Result<Reply>, Op
     let mut s = state.lock().expect("state lock");
     let instance_id = s.instance_id;
     match req {
-        Request::Hello { .. } => {
-            (Ok(Reply::Hello { daemon_version: VERSION.into(), pid: std::process::id(), instance_id }), None)
-        }
-        Request::TopicCreate { topic, params } => (create_topic(&mut s, &topic, &params).map(|_| Reply::Done), None),
+        Request::Hello { .. } => (
+            Ok(Reply::Hello {
+                daemon_version: VERSION.into(),
+                pid: std::process::id(),
+                instance_id,
+            }),
+            None,
+        ),
+        Request::TopicCreate { topic, params } => (
+            create_topic(&mut s, &topic, &params).map(|_| Reply::Done),
+            None,
+        ),
         Request::TopicDelete { topic } => {
             if let Err(e) = protocol::validate_topic(&topic) {
                 return (Err(e), None);
@@ -240,10 +264,19 @@ fn handle(state: &Mutex<State>, client: u64, req: Request) -> (Result<Reply>, Op
             match t.slots.iter().position(Option::is_none) {
                 Some(i) => {
                     t.slots[i] = Some(client);
-                    (Ok(Reply::Subscribed { slot: i as u32 }), Some(t.fd.as_raw_fd()))
+                    (
+                        Ok(Reply::Subscribed { slot: i as u32 }),
+                        Some(t.fd.as_raw_fd()),
+                    )
                 }
                 None => (
-                    Err(Error::new(Status::Limit, format!("topic {topic:?} has its maximum of {} subscribers", t.slots.len()))),
+                    Err(Error::new(
+                        Status::Limit,
+                        format!(
+                            "topic {topic:?} has its maximum of {} subscribers",
+                            t.slots.len()
+                        ),
+                    )),
                     None,
                 ),
             }
@@ -258,7 +291,12 @@ fn handle(state: &Mutex<State>, client: u64, req: Request) -> (Result<Reply>, Op
                     free_slot(&t.seg, slot);
                     (Ok(Reply::Done), None)
                 }
-                _ => (Err(Error::invalid(format!("slot {slot} of {topic:?} is not held by this client"))), None),
+                _ => (
+                    Err(Error::invalid(format!(
+                        "slot {slot} of {topic:?} is not held by this client"
+                    ))),
+                    None,
+                ),
             }
         }
     }
@@ -273,11 +311,22 @@ fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> 
     protocol::validate_topic(topic)?;
     params.validate()?;
     if s.topics.contains_key(topic) {
-        return Err(Error::new(Status::Exists, format!("topic {topic:?} already exists")));
+        return Err(Error::new(
+            Status::Exists,
+            format!("topic {topic:?} already exists"),
+        ));
     }
     let shm_name = format!("/aether.{:016x}.{topic}", s.instance_id);
     let (fd, seg) = Segment::create(&shm_name, topic, params, s.instance_id)?;
     let slots = vec![None; params.max_subscribers as usize];
-    s.topics.insert(topic.to_string(), Topic { shm_name, fd, seg, slots });
+    s.topics.insert(
+        topic.to_string(),
+        Topic {
+            shm_name,
+            fd,
+            seg,
+            slots,
+        },
+    );
     Ok(())
 }

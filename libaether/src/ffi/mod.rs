@@ -1,0 +1,516 @@
+//! The C API (`include/aether.h`, generated from this module by cbindgen).
+//!
+//! Conventions: every call that can fail returns `AETHER_OK` (0) or a negative
+//! `aether_status`, and sets this thread's `aether_last_error()`; out-parameters
+//! are last and written only on success; every pointer is checked; no panic
+//! crosses the boundary. Handles are opaque and freed by their `_close` call.
+//!
+//! Thread safety: an `aether_client` may be used from several threads at
+//! once. A publisher or subscriber may be used by one thread at a time (open
+//! one per thread: publishers on one topic never lock each other).
+#![allow(non_camel_case_types, clippy::missing_safety_doc)]
+
+pub mod error;
+pub mod handles;
+pub mod panic;
+
+use self::handles::{free_handle, handle_mut, handle_ref, into_handle, str_arg, write_out};
+use self::panic::{guard, guard_void, null_arg};
+use crate::client::{Client, Publisher, Subscriber, SubscriberConfig};
+use crate::error::{Error, Status};
+use crate::ring::{Deadline, WaitConfig, WaitStrategy};
+use crate::segment::{Policy, TopicParams};
+use std::ffi::{c_char, c_int, c_void};
+use std::time::Duration;
+
+pub use self::error::aether_status;
+
+/// A connection to the broker (opaque).
+pub struct aether_client {
+    inner: Client,
+}
+
+/// A publisher on one topic (opaque).
+pub struct aether_publisher {
+    inner: Publisher,
+    loan_len: usize,
+}
+
+/// A subscriber on one topic (opaque).
+pub struct aether_subscriber {
+    inner: Subscriber,
+}
+
+/// Delivery policy of a topic.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aether_policy {
+    /// Publishers never wait; a subscriber lapped by the ring is told how many messages it lost.
+    AETHER_POLICY_LOSSY = 0,
+    /// Publishers wait (with a timeout) for the slowest subscriber; nothing is lost.
+    AETHER_POLICY_RELIABLE = 1,
+}
+
+/// How a subscriber waits for messages.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aether_wait {
+    /// Busy-spin: lowest latency, burns a core while waiting.
+    AETHER_WAIT_SPIN = 0,
+    /// Spin, then yield the CPU between checks.
+    AETHER_WAIT_YIELD = 1,
+    /// Spin, then sleep on a futex (default).
+    AETHER_WAIT_FUTEX = 2,
+}
+
+/// Topic settings. Start from `aether_topic_config_default()` and edit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct aether_topic_config {
+    /// Set by `aether_topic_config_default()`; lets the struct grow compatibly.
+    pub struct_size: usize,
+    /// An `aether_policy` value (default `AETHER_POLICY_LOSSY`).
+    pub policy: u32,
+    /// Bytes in the ring, a power of two from 4096 to 2^30 (default 4 MiB).
+    pub ring_size: u64,
+    /// Largest message in bytes, at most ring_size / 2 - 32 (default 64 KiB).
+    pub max_message: u64,
+    /// Most subscribers at once, 1 to 1024 (default 64).
+    pub max_subscribers: u32,
+}
+
+/// Subscriber settings. Start from `aether_subscriber_config_default()` and edit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct aether_subscriber_config {
+    /// Set by `aether_subscriber_config_default()`.
+    pub struct_size: usize,
+    /// An `aether_wait` value (default `AETHER_WAIT_FUTEX`).
+    pub wait: u32,
+    /// Checks made by spinning before yielding or sleeping (default 2000).
+    pub spin: u32,
+    /// After how long a record left half-written by a dead publisher is skipped (default 100 ms).
+    pub abandon_timeout_ns: u64,
+}
+
+/// A received message. For `aether_receive_view`, `data` points into shared
+/// memory and stays valid until `aether_release`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct aether_message {
+    pub data: *const c_void,
+    pub len: usize,
+    /// Position of the message in the topic's total order.
+    pub seq: u64,
+    /// Wall-clock time (CLOCK_REALTIME, ns) at which it was committed.
+    pub timestamp_ns: u64,
+}
+
+const _: () = {
+    assert!(std::mem::size_of::<aether_topic_config>() == 40);
+    assert!(std::mem::size_of::<aether_subscriber_config>() == 24);
+    assert!(std::mem::size_of::<aether_message>() == 32);
+};
+
+/// The library version, e.g. "0.1.0". Static storage.
+#[no_mangle]
+pub extern "C" fn aether_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Default topic settings: lossy, 4 MiB ring, 64 KiB messages, 64 subscribers.
+#[no_mangle]
+pub extern "C" fn aether_topic_config_default() -> aether_topic_config {
+    let d = TopicParams::default();
+    aether_topic_config {
+        struct_size: std::mem::size_of::<aether_topic_config>(),
+        policy: d.policy as u32,
+        ring_size: d.ring_size,
+        max_message: d.max_message,
+        max_subscribers: d.max_subscribers,
+    }
+}
+
+/// Default subscriber settings: futex wait after 2000 spins, 100 ms abandon timeout.
+#[no_mangle]
+pub extern "C" fn aether_subscriber_config_default() -> aether_subscriber_config {
+    let d = SubscriberConfig::default();
+    aether_subscriber_config {
+        struct_size: std::mem::size_of::<aether_subscriber_config>(),
+        wait: d.wait.strategy as u32,
+        spin: d.wait.spin,
+        abandon_timeout_ns: d.abandon_timeout.as_nanos() as u64,
+    }
+}
+
+/// This thread's last error message (empty if none). Valid until the next
+/// failing call on this thread; never NULL.
+#[no_mangle]
+pub extern "C" fn aether_last_error() -> *const c_char {
+    error::last_error_ptr()
+}
+
+/// A static description of a status code; never NULL.
+#[no_mangle]
+pub extern "C" fn aether_strerror(status: c_int) -> *const c_char {
+    error::strerror(status)
+}
+
+/// Connects to the broker at `socket_path` (NULL: `$AETHER_SOCKET`, else
+/// `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else `/run/aether/aetherd.sock`).
+/// If no broker answers, starts `aetherd` unless `AETHER_NO_AUTOSTART=1`.
+/// On success `*out` owns a client; free it with `aether_client_close`.
+/// Errors: `AETHER_E_UNAVAILABLE` (no broker), `AETHER_E_INVALID`.
+#[no_mangle]
+pub unsafe extern "C" fn aether_connect(
+    socket_path: *const c_char,
+    out: *mut *mut aether_client,
+) -> c_int {
+    guard(|| {
+        if out.is_null() {
+            return Err(null_arg("out"));
+        }
+        let path = if socket_path.is_null() {
+            None
+        } else {
+            // SAFETY: non-null C string per the API contract.
+            Some(std::path::PathBuf::from(unsafe {
+                str_arg(socket_path, "socket_path")
+            }?))
+        };
+        let client = Client::connect(path.as_deref())?;
+        // SAFETY: `out` is non-null and writable per the API contract.
+        unsafe { write_out(out, into_handle(aether_client { inner: client })) };
+        Ok(())
+    })
+}
+
+/// Closes a client. Publishers and subscribers opened from it stay usable
+/// until they are closed. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn aether_client_close(c: *mut aether_client) {
+    // SAFETY: NULL or a handle from aether_connect, per the API contract.
+    guard_void(|| unsafe { free_handle(c) })
+}
+
+fn topic_params(cfg: *const aether_topic_config) -> crate::Result<TopicParams> {
+    if cfg.is_null() {
+        return Ok(TopicParams::default());
+    }
+    // SAFETY: non-null and, per the contract, a config from
+    // aether_topic_config_default(); struct_size is read first and bounds the rest.
+    let size = unsafe { std::ptr::addr_of!((*cfg).struct_size).read() };
+    if size != std::mem::size_of::<aether_topic_config>() {
+        return Err(Error::invalid(format!(
+            "cfg->struct_size is {size}, expected {}: initialise it with aether_topic_config_default()",
+            std::mem::size_of::<aether_topic_config>()
+        )));
+    }
+    // SAFETY: struct_size matches this version's layout.
+    let c = unsafe { cfg.read() };
+    let policy = Policy::from_u32(c.policy)
+        .ok_or_else(|| Error::invalid(format!("unknown policy {}", c.policy)))?;
+    let p = TopicParams {
+        policy,
+        ring_size: c.ring_size,
+        max_message: c.max_message,
+        max_subscribers: c.max_subscribers,
+    };
+    p.validate()?;
+    Ok(p)
+}
+
+/// Creates `topic` with `cfg` (NULL: defaults). Topic names are 1 to 120 bytes
+/// of letters, digits, '.', '_' and '-', not starting with '.'.
+/// Errors: `AETHER_E_EXISTS`, `AETHER_E_INVALID`.
+#[no_mangle]
+pub unsafe extern "C" fn aether_topic_create(
+    c: *mut aether_client,
+    topic: *const c_char,
+    cfg: *const aether_topic_config,
+) -> c_int {
+    guard(|| {
+        // SAFETY: pointers per the API contract (checked for NULL inside).
+        let (c, topic) = unsafe { (handle_ref(c, "client")?, str_arg(topic, "topic")?) };
+        c.inner.create_topic(topic, &topic_params(cfg)?)
+    })
+}
+
+/// Deletes `topic`. Open handles keep their mapping; new opens fail.
+/// Errors: `AETHER_E_NOT_FOUND`.
+#[no_mangle]
+pub unsafe extern "C" fn aether_topic_delete(c: *mut aether_client, topic: *const c_char) -> c_int {
+    guard(|| {
+        // SAFETY: pointers per the API contract (checked for NULL inside).
+        let (c, topic) = unsafe { (handle_ref(c, "client")?, str_arg(topic, "topic")?) };
+        c.inner.delete_topic(topic)
+    })
+}
+
+/// Opens a publisher on an existing topic. Free with `aether_publisher_close`.
+/// Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_INVALID`.
+#[no_mangle]
+pub unsafe extern "C" fn aether_publisher_open(
+    c: *mut aether_client,
+    topic: *const c_char,
+    out: *mut *mut aether_publisher,
+) -> c_int {
+    guard(|| {
+        // SAFETY: pointers per the API contract (checked for NULL inside).
+        let (c, topic) = unsafe { (handle_ref(c, "client")?, str_arg(topic, "topic")?) };
+        if out.is_null() {
+            return Err(null_arg("out"));
+        }
+        let p = c.inner.publisher(topic)?;
+        // SAFETY: `out` is non-null and writable per the API contract.
+        unsafe {
+            write_out(
+                out,
+                into_handle(aether_publisher {
+                    inner: p,
+                    loan_len: 0,
+                }),
+            )
+        };
+        Ok(())
+    })
+}
+
+/// Publishes a copy of `len` bytes at `data` (`data` may be NULL when `len` is 0).
+/// Errors: `AETHER_E_TOO_LARGE` (over the topic's max_message), `AETHER_E_TIMEOUT`
+/// (reliable topic whose slowest subscriber stayed a full ring behind).
+#[no_mangle]
+pub unsafe extern "C" fn aether_publish(
+    p: *mut aether_publisher,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live publisher handle, per the API contract.
+        let p = unsafe { handle_mut(p, "publisher")? };
+        let bytes = if len == 0 {
+            &[][..]
+        } else if data.is_null() {
+            return Err(null_arg("data"));
+        } else {
+            // SAFETY: the caller promises `len` readable bytes at `data`.
+            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
+        };
+        p.inner.publish(bytes).map(drop)
+    })
+}
+
+/// Loans `len` bytes of the ring: write the message at `*buf`, then
+/// `aether_commit` (publish) or `aether_abort`. One loan at a time per publisher.
+#[no_mangle]
+pub unsafe extern "C" fn aether_loan(
+    p: *mut aether_publisher,
+    len: usize,
+    buf: *mut *mut c_void,
+) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live publisher handle, per the API contract.
+        let p = unsafe { handle_mut(p, "publisher")? };
+        if buf.is_null() {
+            return Err(null_arg("buf"));
+        }
+        let slice = p.inner.loan(len)?;
+        let ptr = slice.as_mut_ptr();
+        p.loan_len = len;
+        // SAFETY: `buf` is non-null and writable per the API contract.
+        unsafe { write_out(buf, ptr.cast()) };
+        Ok(())
+    })
+}
+
+/// Publishes the first `len` bytes (at most the loaned length) of the outstanding loan.
+#[no_mangle]
+pub unsafe extern "C" fn aether_commit(p: *mut aether_publisher, len: usize) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live publisher handle, per the API contract.
+        let p = unsafe { handle_mut(p, "publisher")? };
+        if len > p.loan_len {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!("commit of {len} bytes exceeds the loan of {}", p.loan_len),
+            ));
+        }
+        p.inner.commit(len).map(drop)
+    })
+}
+
+/// Gives up the outstanding loan; nothing is published.
+#[no_mangle]
+pub unsafe extern "C" fn aether_abort(p: *mut aether_publisher) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live publisher handle, per the API contract.
+        unsafe { handle_mut(p, "publisher")? }.inner.abort()
+    })
+}
+
+/// Closes a publisher (an outstanding loan is aborted). NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn aether_publisher_close(p: *mut aether_publisher) {
+    // SAFETY: NULL or a handle from aether_publisher_open, per the API contract.
+    guard_void(|| unsafe { free_handle(p) })
+}
+
+/// Opens a subscriber on an existing topic; it receives messages published
+/// from now on. `cfg` NULL: defaults. Free with `aether_subscriber_close`.
+/// Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers).
+#[no_mangle]
+pub unsafe extern "C" fn aether_subscriber_open(
+    c: *mut aether_client,
+    topic: *const c_char,
+    cfg: *const aether_subscriber_config,
+    out: *mut *mut aether_subscriber,
+) -> c_int {
+    guard(|| {
+        // SAFETY: pointers per the API contract (checked for NULL inside).
+        let (c, topic) = unsafe { (handle_ref(c, "client")?, str_arg(topic, "topic")?) };
+        if out.is_null() {
+            return Err(null_arg("out"));
+        }
+        let mut conf = SubscriberConfig::default();
+        if !cfg.is_null() {
+            // SAFETY: non-null; struct_size is checked before the rest is read.
+            let size = unsafe { std::ptr::addr_of!((*cfg).struct_size).read() };
+            if size != std::mem::size_of::<aether_subscriber_config>() {
+                return Err(Error::invalid(format!(
+                    "cfg->struct_size is {size}: initialise it with aether_subscriber_config_default()"
+                )));
+            }
+            // SAFETY: the layout matches this version.
+            let s = unsafe { cfg.read() };
+            let strategy = WaitStrategy::from_u32(s.wait)
+                .ok_or_else(|| Error::invalid(format!("unknown wait strategy {}", s.wait)))?;
+            conf.wait = WaitConfig {
+                strategy,
+                spin: s.spin,
+            };
+            conf.abandon_timeout = Duration::from_nanos(s.abandon_timeout_ns.max(1));
+        }
+        let s = c.inner.subscriber(topic, &conf)?;
+        // SAFETY: `out` is non-null and writable per the API contract.
+        unsafe { write_out(out, into_handle(aether_subscriber { inner: s })) };
+        Ok(())
+    })
+}
+
+fn deadline(timeout_ns: i64) -> Deadline {
+    Deadline::from_timeout_ns(timeout_ns)
+}
+
+/// Copies the next message into `buf` (capacity `cap`) and sets `*len`.
+/// Waits up to `timeout_ns` (negative: forever; 0: do not wait).
+/// Errors: `AETHER_E_TIMEOUT`; `AETHER_E_TOO_LARGE` when the message exceeds
+/// `cap`: then `*len` is set to its length and the message stays unread.
+/// On a lossy topic, check `aether_subscriber_lost` for messages it missed.
+#[no_mangle]
+pub unsafe extern "C" fn aether_receive(
+    s: *mut aether_subscriber,
+    buf: *mut c_void,
+    cap: usize,
+    len: *mut usize,
+    timeout_ns: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live subscriber handle, per the API contract.
+        let s = unsafe { handle_mut(s, "subscriber")? };
+        if len.is_null() {
+            return Err(null_arg("len"));
+        }
+        if buf.is_null() && cap > 0 {
+            return Err(null_arg("buf"));
+        }
+        let out: &mut [u8] = if cap == 0 {
+            &mut []
+        } else {
+            // SAFETY: the caller promises `cap` writable bytes at `buf`.
+            unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) }
+        };
+        match s.inner.receive_into_deadline(out, &deadline(timeout_ns)) {
+            Ok(r) => {
+                // SAFETY: `len` is non-null and writable.
+                unsafe { write_out(len, r.len) };
+                Ok(())
+            }
+            Err(e) if e.status == Status::TooLarge => {
+                let need = s.inner.too_large_len();
+                // SAFETY: `len` is non-null and writable.
+                unsafe { write_out(len, need) };
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// Borrows the next message in place (zero-copy) into `*msg`, waiting up to
+/// `timeout_ns`. `msg->data` stays valid until `aether_release`; hold one view
+/// at a time. On a lossy topic the publisher may overwrite a view that is held
+/// too long: `aether_release` then returns `AETHER_E_OVERWRITTEN`, and the
+/// bytes read from it must be discarded.
+#[no_mangle]
+pub unsafe extern "C" fn aether_receive_view(
+    s: *mut aether_subscriber,
+    msg: *mut aether_message,
+    timeout_ns: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live subscriber handle, per the API contract.
+        let s = unsafe { handle_mut(s, "subscriber")? };
+        if msg.is_null() {
+            return Err(null_arg("msg"));
+        }
+        let rec = s.inner.receive_view(&deadline(timeout_ns))?;
+        let m = aether_message {
+            data: rec.data.cast(),
+            len: rec.len,
+            seq: rec.seq,
+            timestamp_ns: rec.timestamp_ns,
+        };
+        // SAFETY: `msg` is non-null and writable.
+        unsafe { write_out(msg, m) };
+        Ok(())
+    })
+}
+
+/// Ends the view `msg` got from `aether_receive_view`.
+/// Errors: `AETHER_E_OVERWRITTEN` (lossy topic: the view was overwritten while
+/// held, and is counted lost), `AETHER_E_INVALID` (not the view held).
+#[no_mangle]
+pub unsafe extern "C" fn aether_release(
+    s: *mut aether_subscriber,
+    msg: *mut aether_message,
+) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live subscriber handle, per the API contract.
+        let s = unsafe { handle_mut(s, "subscriber")? };
+        // SAFETY: NULL or a message filled by aether_receive_view.
+        let m = unsafe { handle_ref(msg as *const aether_message, "msg")? };
+        match s.inner.held_view() {
+            Some(h) if h.seq == m.seq && h.data as *const c_void == m.data => {}
+            _ => return Err(Error::invalid("msg is not the view this subscriber holds")),
+        }
+        s.inner.release_view().map(drop)
+    })
+}
+
+/// Messages this subscriber missed so far (lapped on a lossy topic, or left
+/// half-written by a dead publisher). 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn aether_subscriber_lost(s: *const aether_subscriber) -> u64 {
+    // SAFETY: NULL or a live subscriber handle, per the API contract.
+    match unsafe { s.as_ref() } {
+        Some(s) => s.inner.lost(),
+        None => 0,
+    }
+}
+
+/// Closes a subscriber and frees its slot. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn aether_subscriber_close(s: *mut aether_subscriber) {
+    // SAFETY: NULL or a handle from aether_subscriber_open, per the API contract.
+    guard_void(|| unsafe { free_handle(s) })
+}

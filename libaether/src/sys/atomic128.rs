@@ -24,12 +24,30 @@ pub fn supported() -> bool {
     std::arch::is_x86_feature_detected!("cmpxchg16b")
 }
 
-#[target_feature(enable = "cmpxchg16b")]
+/// `lock cmpxchg16b` in inline assembly: the std intrinsic becomes a libatomic
+/// call unless the whole crate is built with the CPU feature enabled.
+///
+/// # Safety
+/// `dst` is valid for reads and writes of 16 bytes and 16-byte aligned, and
+/// the CPU supports `cmpxchg16b`.
 unsafe fn cmpxchg16b(dst: *mut u128, old: u128, new: u128) -> u128 {
-    // SAFETY: forwarded from the caller: `dst` is valid and 16-byte aligned.
+    let (mut lo, mut hi) = (old as u64, (old >> 64) as u64);
+    // SAFETY: per the function's contract. rbx is reserved by LLVM, so the new
+    // low half is swapped into it around the instruction and restored after.
     unsafe {
-        std::arch::x86_64::cmpxchg16b(dst, old, new, std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst)
+        std::arch::asm!(
+            "xchg {new_lo}, rbx",
+            "lock cmpxchg16b xmmword ptr [{dst}]",
+            "mov rbx, {new_lo}",
+            new_lo = inout(reg) new as u64 => _,
+            dst = in(reg) dst,
+            inout("rax") lo,
+            inout("rdx") hi,
+            in("rcx") (new >> 64) as u64,
+            options(nostack),
+        );
     }
+    (lo as u128) | ((hi as u128) << 64)
 }
 
 fn join(lo: u64, hi: u64) -> u128 {

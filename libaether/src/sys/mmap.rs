@@ -35,7 +35,10 @@ impl Mapping {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping { ptr: NonNull::new(p.cast()).expect("mmap returned NULL"), len })
+        Ok(Mapping {
+            ptr: NonNull::new(p.cast()).expect("mmap returned NULL"),
+            len,
+        })
     }
 
     pub fn as_ptr(&self) -> *mut u8 {

@@ -28,7 +28,11 @@ fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("socket path must be 1..{} bytes without NUL: {}", addr.sun_path.len() - 1, path.display()),
+            format!(
+                "socket path must be 1..{} bytes without NUL: {}",
+                addr.sun_path.len() - 1,
+                path.display()
+            ),
         ));
     }
     for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
@@ -39,7 +43,11 @@ fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
 }
 
 fn socket() -> io::Result<OwnedFd> {
-    let fd = syscall!(socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0))?;
+    let fd = syscall!(socket(
+        libc::AF_UNIX,
+        libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+        0
+    ))?;
     // SAFETY: socket() just returned this descriptor; we are its only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -49,7 +57,11 @@ impl SeqPacket {
     pub fn listen(path: &Path) -> io::Result<SeqPacket> {
         let (addr, len) = sockaddr(path)?;
         let fd = socket()?;
-        syscall!(bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len))?;
+        syscall!(bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len
+        ))?;
         syscall!(listen(fd.as_raw_fd(), 128))?;
         Ok(SeqPacket { fd })
     }
@@ -58,7 +70,11 @@ impl SeqPacket {
         let (addr, len) = sockaddr(path)?;
         let fd = socket()?;
         loop {
-            match syscall!(connect(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len)) {
+            match syscall!(connect(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len
+            )) {
                 Ok(_) => return Ok(SeqPacket { fd }),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -68,9 +84,18 @@ impl SeqPacket {
 
     pub fn accept(&self) -> io::Result<SeqPacket> {
         loop {
-            match syscall!(accept4(self.fd.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC)) {
+            match syscall!(accept4(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC
+            )) {
                 // SAFETY: accept4 just returned this descriptor; we own it.
-                Ok(fd) => return Ok(SeqPacket { fd: unsafe { OwnedFd::from_raw_fd(fd) } }),
+                Ok(fd) => {
+                    return Ok(SeqPacket {
+                        fd: unsafe { OwnedFd::from_raw_fd(fd) },
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
@@ -78,7 +103,11 @@ impl SeqPacket {
     }
 
     pub fn peer_cred(&self) -> io::Result<PeerCred> {
-        let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
         let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
         syscall!(getsockopt(
             self.fd.as_raw_fd(),
@@ -87,14 +116,24 @@ impl SeqPacket {
             (&mut cred as *mut libc::ucred).cast(),
             &mut len
         ))?;
-        Ok(PeerCred { pid: cred.pid as u32, uid: cred.uid, gid: cred.gid })
+        Ok(PeerCred {
+            pid: cred.pid as u32,
+            uid: cred.uid,
+            gid: cred.gid,
+        })
     }
 
     /// Bounds every later send and receive by `timeout` (`None`: no bound).
     pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         let tv = match timeout {
-            Some(d) => libc::timeval { tv_sec: d.as_secs() as libc::time_t, tv_usec: d.subsec_micros() as libc::suseconds_t },
-            None => libc::timeval { tv_sec: 0, tv_usec: 0 },
+            Some(d) => libc::timeval {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_usec: d.subsec_micros() as libc::suseconds_t,
+            },
+            None => libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
         };
         for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
             syscall!(setsockopt(
@@ -110,9 +149,12 @@ impl SeqPacket {
 
     /// Sends one packet, with `fd` attached as SCM_RIGHTS when given.
     pub fn send(&self, data: &[u8], fd: Option<RawFd>) -> io::Result<()> {
-        let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
         let mut cmsg_buf = [0u64; 4]; // room for one cmsghdr + one int, 8-aligned
-        // SAFETY: msghdr is plain data; all-zero is valid.
+                                      // SAFETY: msghdr is plain data; all-zero is valid.
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
@@ -135,7 +177,12 @@ impl SeqPacket {
         loop {
             match syscall!(sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)) {
                 Ok(n) if n as usize == data.len() => return Ok(()),
-                Ok(_) => return Err(io::Error::new(io::ErrorKind::WriteZero, "short send on seqpacket")),
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "short send on seqpacket",
+                    ))
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
@@ -146,7 +193,10 @@ impl SeqPacket {
     /// closed) and the descriptor it carried, if any. A packet longer than
     /// `buf` is reported as `InvalidData` (it was truncated).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
         let mut cmsg_buf = [0u64; 8];
         // SAFETY: msghdr is plain data; all-zero is valid.
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
@@ -155,7 +205,11 @@ impl SeqPacket {
         msg.msg_control = cmsg_buf.as_mut_ptr().cast();
         msg.msg_controllen = mem::size_of_val(&cmsg_buf) as _;
         let n = loop {
-            match syscall!(recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)) {
+            match syscall!(recvmsg(
+                self.fd.as_raw_fd(),
+                &mut msg,
+                libc::MSG_CMSG_CLOEXEC
+            )) {
                 Ok(n) => break n as usize,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -170,7 +224,8 @@ impl SeqPacket {
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
                     let data = libc::CMSG_DATA(c);
-                    let count = ((*c).cmsg_len as usize - (data as usize - c as usize)) / mem::size_of::<RawFd>();
+                    let count = ((*c).cmsg_len as usize - (data as usize - c as usize))
+                        / mem::size_of::<RawFd>();
                     for i in 0..count {
                         let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
                         fds.push(OwnedFd::from_raw_fd(fd));
@@ -180,10 +235,16 @@ impl SeqPacket {
             }
         }
         if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "packet or control data truncated"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "packet or control data truncated",
+            ));
         }
         if fds.len() > 1 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "more than one descriptor in a packet"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "more than one descriptor in a packet",
+            ));
         }
         Ok((n, fds.pop()))
     }

@@ -1,0 +1,308 @@
+/*
+ * aether.h — C API of Aether, a local publish/subscribe broker over shared memory.
+ * Generated from libaether/src/ffi by cbindgen: do not edit; run
+ * `AETHER_BLESS=1 cargo test -p aether --test header` to regenerate.
+ *
+ * Every call returning int returns AETHER_OK (0) or a negative aether_status,
+ * and on failure sets the thread's aether_last_error(). Out-parameters are
+ * written only on success (except *len on AETHER_E_TOO_LARGE, see aether_receive).
+ * Handles are opaque; each is freed by its _close call, which accepts NULL.
+ * An aether_client may be shared by threads; a publisher or subscriber is
+ * used by one thread at a time.
+ *
+ * Link: cc app.c $(pkg-config --cflags --libs aether)
+ */
+
+#ifndef AETHER_H
+#define AETHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/**
+ * Delivery policy of a topic.
+ */
+typedef enum aether_policy {
+  /**
+   * Publishers never wait; a subscriber lapped by the ring is told how many messages it lost.
+   */
+  AETHER_POLICY_LOSSY = 0,
+  /**
+   * Publishers wait (with a timeout) for the slowest subscriber; nothing is lost.
+   */
+  AETHER_POLICY_RELIABLE = 1,
+} aether_policy;
+
+/**
+ * Status codes returned by every `int`-returning call: `AETHER_OK` (0) or negative.
+ */
+typedef enum aether_status {
+  AETHER_OK = 0,
+  AETHER_E_INVALID = -1,
+  AETHER_E_TIMEOUT = -2,
+  AETHER_E_NOT_FOUND = -3,
+  AETHER_E_EXISTS = -4,
+  AETHER_E_PERMISSION = -5,
+  AETHER_E_TOO_LARGE = -6,
+  AETHER_E_UNAVAILABLE = -7,
+  AETHER_E_SHUTDOWN = -8,
+  AETHER_E_CORRUPT = -9,
+  AETHER_E_OVERWRITTEN = -10,
+  AETHER_E_PROTOCOL = -11,
+  AETHER_E_LIMIT = -12,
+  AETHER_E_NOMEM = -13,
+  AETHER_E_IO = -14,
+  AETHER_E_INTERNAL = -15,
+} aether_status;
+
+/**
+ * How a subscriber waits for messages.
+ */
+typedef enum aether_wait {
+  /**
+   * Busy-spin: lowest latency, burns a core while waiting.
+   */
+  AETHER_WAIT_SPIN = 0,
+  /**
+   * Spin, then yield the CPU between checks.
+   */
+  AETHER_WAIT_YIELD = 1,
+  /**
+   * Spin, then sleep on a futex (default).
+   */
+  AETHER_WAIT_FUTEX = 2,
+} aether_wait;
+
+/**
+ * A connection to the broker (opaque).
+ */
+typedef struct aether_client aether_client;
+
+/**
+ * A publisher on one topic (opaque).
+ */
+typedef struct aether_publisher aether_publisher;
+
+/**
+ * A subscriber on one topic (opaque).
+ */
+typedef struct aether_subscriber aether_subscriber;
+
+/**
+ * Topic settings. Start from `aether_topic_config_default()` and edit.
+ */
+typedef struct aether_topic_config {
+  /**
+   * Set by `aether_topic_config_default()`; lets the struct grow compatibly.
+   */
+  size_t struct_size;
+  /**
+   * An `aether_policy` value (default `AETHER_POLICY_LOSSY`).
+   */
+  uint32_t policy;
+  /**
+   * Bytes in the ring, a power of two from 4096 to 2^30 (default 4 MiB).
+   */
+  uint64_t ring_size;
+  /**
+   * Largest message in bytes, at most ring_size / 2 - 32 (default 64 KiB).
+   */
+  uint64_t max_message;
+  /**
+   * Most subscribers at once, 1 to 1024 (default 64).
+   */
+  uint32_t max_subscribers;
+} aether_topic_config;
+
+/**
+ * Subscriber settings. Start from `aether_subscriber_config_default()` and edit.
+ */
+typedef struct aether_subscriber_config {
+  /**
+   * Set by `aether_subscriber_config_default()`.
+   */
+  size_t struct_size;
+  /**
+   * An `aether_wait` value (default `AETHER_WAIT_FUTEX`).
+   */
+  uint32_t wait;
+  /**
+   * Checks made by spinning before yielding or sleeping (default 2000).
+   */
+  uint32_t spin;
+  /**
+   * After how long a record left half-written by a dead publisher is skipped (default 100 ms).
+   */
+  uint64_t abandon_timeout_ns;
+} aether_subscriber_config;
+
+/**
+ * A received message. For `aether_receive_view`, `data` points into shared
+ * memory and stays valid until `aether_release`.
+ */
+typedef struct aether_message {
+  const void *data;
+  size_t len;
+  /**
+   * Position of the message in the topic's total order.
+   */
+  uint64_t seq;
+  /**
+   * Wall-clock time (CLOCK_REALTIME, ns) at which it was committed.
+   */
+  uint64_t timestamp_ns;
+} aether_message;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * The library version, e.g. "0.1.0". Static storage.
+ */
+const char *aether_version(void);
+
+/**
+ * Default topic settings: lossy, 4 MiB ring, 64 KiB messages, 64 subscribers.
+ */
+struct aether_topic_config aether_topic_config_default(void);
+
+/**
+ * Default subscriber settings: futex wait after 2000 spins, 100 ms abandon timeout.
+ */
+struct aether_subscriber_config aether_subscriber_config_default(void);
+
+/**
+ * This thread's last error message (empty if none). Valid until the next
+ * failing call on this thread; never NULL.
+ */
+const char *aether_last_error(void);
+
+/**
+ * A static description of a status code; never NULL.
+ */
+const char *aether_strerror(int status);
+
+/**
+ * Connects to the broker at `socket_path` (NULL: `$AETHER_SOCKET`, else
+ * `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else `/run/aether/aetherd.sock`).
+ * If no broker answers, starts `aetherd` unless `AETHER_NO_AUTOSTART=1`.
+ * On success `*out` owns a client; free it with `aether_client_close`.
+ * Errors: `AETHER_E_UNAVAILABLE` (no broker), `AETHER_E_INVALID`.
+ */
+int aether_connect(const char *socket_path, struct aether_client **out);
+
+/**
+ * Closes a client. Publishers and subscribers opened from it stay usable
+ * until they are closed. NULL is ignored.
+ */
+void aether_client_close(struct aether_client *c);
+
+/**
+ * Creates `topic` with `cfg` (NULL: defaults). Topic names are 1 to 120 bytes
+ * of letters, digits, '.', '_' and '-', not starting with '.'.
+ * Errors: `AETHER_E_EXISTS`, `AETHER_E_INVALID`.
+ */
+int aether_topic_create(struct aether_client *c,
+                        const char *topic,
+                        const struct aether_topic_config *cfg);
+
+/**
+ * Deletes `topic`. Open handles keep their mapping; new opens fail.
+ * Errors: `AETHER_E_NOT_FOUND`.
+ */
+int aether_topic_delete(struct aether_client *c, const char *topic);
+
+/**
+ * Opens a publisher on an existing topic. Free with `aether_publisher_close`.
+ * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_INVALID`.
+ */
+int aether_publisher_open(struct aether_client *c,
+                          const char *topic,
+                          struct aether_publisher **out);
+
+/**
+ * Publishes a copy of `len` bytes at `data` (`data` may be NULL when `len` is 0).
+ * Errors: `AETHER_E_TOO_LARGE` (over the topic's max_message), `AETHER_E_TIMEOUT`
+ * (reliable topic whose slowest subscriber stayed a full ring behind).
+ */
+int aether_publish(struct aether_publisher *p, const void *data, size_t len);
+
+/**
+ * Loans `len` bytes of the ring: write the message at `*buf`, then
+ * `aether_commit` (publish) or `aether_abort`. One loan at a time per publisher.
+ */
+int aether_loan(struct aether_publisher *p, size_t len, void **buf);
+
+/**
+ * Publishes the first `len` bytes (at most the loaned length) of the outstanding loan.
+ */
+int aether_commit(struct aether_publisher *p, size_t len);
+
+/**
+ * Gives up the outstanding loan; nothing is published.
+ */
+int aether_abort(struct aether_publisher *p);
+
+/**
+ * Closes a publisher (an outstanding loan is aborted). NULL is ignored.
+ */
+void aether_publisher_close(struct aether_publisher *p);
+
+/**
+ * Opens a subscriber on an existing topic; it receives messages published
+ * from now on. `cfg` NULL: defaults. Free with `aether_subscriber_close`.
+ * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers).
+ */
+int aether_subscriber_open(struct aether_client *c,
+                           const char *topic,
+                           const struct aether_subscriber_config *cfg,
+                           struct aether_subscriber **out);
+
+/**
+ * Copies the next message into `buf` (capacity `cap`) and sets `*len`.
+ * Waits up to `timeout_ns` (negative: forever; 0: do not wait).
+ * Errors: `AETHER_E_TIMEOUT`; `AETHER_E_TOO_LARGE` when the message exceeds
+ * `cap`: then `*len` is set to its length and the message stays unread.
+ * On a lossy topic, check `aether_subscriber_lost` for messages it missed.
+ */
+int aether_receive(struct aether_subscriber *s,
+                   void *buf,
+                   size_t cap,
+                   size_t *len,
+                   int64_t timeout_ns);
+
+/**
+ * Borrows the next message in place (zero-copy) into `*msg`, waiting up to
+ * `timeout_ns`. `msg->data` stays valid until `aether_release`; hold one view
+ * at a time. On a lossy topic the publisher may overwrite a view that is held
+ * too long: `aether_release` then returns `AETHER_E_OVERWRITTEN`, and the
+ * bytes read from it must be discarded.
+ */
+int aether_receive_view(struct aether_subscriber *s,
+                        struct aether_message *msg,
+                        int64_t timeout_ns);
+
+/**
+ * Ends the view `msg` got from `aether_receive_view`.
+ * Errors: `AETHER_E_OVERWRITTEN` (lossy topic: the view was overwritten while
+ * held, and is counted lost), `AETHER_E_INVALID` (not the view held).
+ */
+int aether_release(struct aether_subscriber *s, struct aether_message *msg);
+
+/**
+ * Messages this subscriber missed so far (lapped on a lossy topic, or left
+ * half-written by a dead publisher). 0 for NULL.
+ */
+uint64_t aether_subscriber_lost(const struct aether_subscriber *s);
+
+/**
+ * Closes a subscriber and frees its slot. NULL is ignored.
+ */
+void aether_subscriber_close(struct aether_subscriber *s);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* AETHER_H */
