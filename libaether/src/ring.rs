@@ -566,6 +566,16 @@ impl Reader {
         Ok((stride, len, seq, ts))
     }
 
+    /// [`read_header`](Self::read_header), except that a header found invalid
+    /// or torn because a publisher lapped us (lossy) is `None`, not corruption.
+    fn read_header_unless_lapped(&self, pos: u64) -> Result<Option<(u64, usize, u64, u64)>> {
+        let h = self.read_header(pos);
+        if self.geo.policy == Policy::Lossy && self.overwritten(pos) {
+            return Ok(None);
+        }
+        h.map(Some)
+    }
+
     /// Looks at the record at the cursor, stepping over padding and aborted records.
     fn look(&mut self) -> Result<Found> {
         loop {
@@ -578,7 +588,9 @@ impl Reader {
             }
             match kind {
                 KIND_MESSAGE => {
-                    let (stride, len, seq, ts) = self.read_header(self.pos)?;
+                    let Some((stride, len, seq, ts)) = self.read_header_unless_lapped(self.pos)? else {
+                        return Ok(Found::Pending { claimed: false });
+                    };
                     let data = self
                         .header_at(self.pos)
                         .cast::<u8>()
@@ -597,10 +609,9 @@ impl Reader {
                     self.pos += self.geo.ring_size - off;
                 }
                 KIND_ABORTED => {
-                    let (stride, _, seq, _) = self.read_header(self.pos)?;
-                    if self.geo.policy == Policy::Lossy && self.overwritten(self.pos) {
+                    let Some((stride, _, seq, _)) = self.read_header_unless_lapped(self.pos)? else {
                         return Ok(Found::Pending { claimed: false });
-                    }
+                    };
                     if seq >= self.next_seq {
                         self.lost += seq - self.next_seq;
                         self.next_seq = seq + 1;

@@ -1,0 +1,276 @@
+//! In-process tests of the ring protocol: many publisher threads, lossy
+//! laps, wrap-around, abandoned claims, overwritten views and garbage.
+//! (Cross-process tests live in aetherd/tests.)
+
+use aether::ring::{Deadline, Reader, Writer};
+use aether::segment::{Policy, Segment, TopicParams};
+use aether::Status;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A segment private to one test: created, then unlinked at once, so nothing
+/// is left in /dev/shm even if the test fails.
+fn segment(policy: Policy, ring_size: u64, max_message: u64) -> Arc<Segment> {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = format!("/aether-test.{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let params = TopicParams { policy, ring_size, max_message, max_subscribers: 8 };
+    let (_fd, seg) = Segment::create(&name, "t", &params, 1).expect("create segment");
+    aether::sys::shm::unlink(&name).expect("unlink");
+    Arc::new(seg)
+}
+
+/// Message `i`: its index in the first 8 bytes, then a pattern of `i`.
+fn message(i: u64, len: usize) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..len).map(|k| (i as usize).wrapping_mul(31).wrapping_add(k) as u8).collect();
+    if len >= 8 {
+        v[..8].copy_from_slice(&i.to_le_bytes());
+    }
+    v
+}
+
+fn size_of_msg(i: u64, max: usize) -> usize {
+    1 + (i as usize).wrapping_mul(7919) % max
+}
+
+fn soon() -> Deadline {
+    Deadline::after(Some(Duration::from_secs(10)))
+}
+
+#[test]
+fn single_publisher_round_trip_with_wraps() {
+    let seg = segment(Policy::Reliable, 8192, 1000);
+    let mut w = Writer::new(Arc::clone(&seg));
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut buf = vec![0u8; 1000];
+    for i in 0..5000u64 {
+        let m = message(i, size_of_msg(i, 1000));
+        assert_eq!(w.publish(&m).unwrap(), i);
+        let (len, seq, ts) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!((seq, &buf[..len]), (i, &m[..]));
+        assert!(ts > 0);
+    }
+    assert_eq!((r.delivered(), r.lost()), (5000, 0));
+}
+
+#[test]
+fn reliable_many_publisher_threads_gap_free() {
+    const PUBS: u64 = 4;
+    const PER: u64 = 20_000;
+    let seg = segment(Policy::Reliable, 16384, 512);
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let handles: Vec<_> = (0..PUBS)
+        .map(|p| {
+            let seg = Arc::clone(&seg);
+            std::thread::spawn(move || {
+                let mut w = Writer::new(seg);
+                w.timeout = Some(Duration::from_secs(30));
+                for i in 0..PER {
+                    let id = p * PER + i;
+                    w.publish(&message(id, 8 + size_of_msg(id, 504))).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut next = vec![0u64; PUBS as usize];
+    let mut buf = vec![0u8; 512];
+    for expect_seq in 0..PUBS * PER {
+        let (len, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!(seq, expect_seq, "sequence numbers are gap-free and in order");
+        let id = u64::from_le_bytes(buf[..8].try_into().unwrap());
+        let p = id / PER;
+        assert_eq!(id % PER, next[p as usize], "each publisher's messages arrive in its order");
+        next[p as usize] += 1;
+        assert_eq!(&buf[..len], &message(id, 8 + size_of_msg(id, 504))[..]);
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(r.lost(), 0);
+}
+
+#[test]
+fn lossy_lap_reports_exact_loss() {
+    let seg = segment(Policy::Lossy, 4096, 200);
+    let mut w = Writer::new(Arc::clone(&seg));
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut buf = vec![0u8; 200];
+    let total = 10_000u64;
+    let mut delivered = 0;
+    for i in 0..total {
+        w.publish(&message(i, size_of_msg(i, 200))).unwrap();
+        // Read one message every 50 published: the reader is lapped often.
+        if i % 50 == 0 {
+            let (len, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+            assert_eq!(&buf[..len], &message(seq, size_of_msg(seq, 200))[..]);
+            delivered += 1;
+        }
+    }
+    loop {
+        match r.receive_into(&mut buf, &Deadline::from_timeout_ns(0)) {
+            Ok((len, seq, _)) => {
+                assert_eq!(&buf[..len], &message(seq, size_of_msg(seq, 200))[..]);
+                delivered += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.status, Status::Timeout);
+                break;
+            }
+        }
+    }
+    assert!(r.lost() > 0, "the reader was lapped");
+    assert_eq!(delivered + r.lost(), total, "delivered + lost = published");
+    assert_eq!(r.delivered(), delivered);
+}
+
+#[test]
+fn lossy_concurrent_reader_never_sees_torn_messages() {
+    let seg = segment(Policy::Lossy, 4096, 300);
+    let total = 200_000u64;
+    let pubseg = Arc::clone(&seg);
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let h = std::thread::spawn(move || {
+        let mut w = Writer::new(pubseg);
+        for i in 0..total {
+            w.publish(&message(i, size_of_msg(i, 300))).unwrap();
+        }
+    });
+    let mut buf = vec![0u8; 300];
+    let mut last = None;
+    loop {
+        match r.receive_into(&mut buf, &Deadline::after(Some(Duration::from_millis(500)))) {
+            Ok((len, seq, _)) => {
+                assert_eq!(&buf[..len], &message(seq, size_of_msg(seq, 300))[..], "message {seq} intact");
+                assert!(last.map_or(true, |l| seq > l));
+                last = Some(seq);
+                if seq == total - 1 {
+                    break;
+                }
+            }
+            Err(e) if e.status == Status::Timeout => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    h.join().unwrap();
+    assert_eq!(r.delivered() + r.lost(), total);
+}
+
+#[test]
+fn abandoned_claim_is_skipped_and_counted() {
+    let seg = segment(Policy::Lossy, 8192, 100);
+    let mut w = Writer::new(Arc::clone(&seg));
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    r.abandon_timeout = Duration::from_millis(20);
+    w.publish(b"first").unwrap();
+    let _dead = w.claim(10).unwrap(); // a publisher that dies before commit
+    w.publish(b"third").unwrap();
+    let mut buf = [0u8; 100];
+    let (n, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+    assert_eq!((&buf[..n], seq), (&b"first"[..], 0));
+    let (n, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+    assert_eq!((&buf[..n], seq), (&b"third"[..], 2));
+    assert_eq!(r.lost(), 1);
+}
+
+#[test]
+fn aborted_claim_is_skipped_without_loss() {
+    let seg = segment(Policy::Reliable, 8192, 100);
+    let mut w = Writer::new(Arc::clone(&seg));
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let c = w.claim(10).unwrap();
+    w.abort(c);
+    w.publish(b"after").unwrap();
+    let mut buf = [0u8; 100];
+    let (n, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
+    assert_eq!(&buf[..n], b"after");
+    assert_eq!(r.lost(), 0);
+}
+
+#[test]
+fn reliable_publisher_times_out_on_a_stalled_subscriber() {
+    let seg = segment(Policy::Reliable, 4096, 1000);
+    let mut w = Writer::new(Arc::clone(&seg));
+    w.timeout = Some(Duration::from_millis(50));
+    let _r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut err = None;
+    for _ in 0..10 {
+        if let Err(e) = w.publish(&[0u8; 1000]) {
+            err = Some(e);
+            break;
+        }
+    }
+    assert_eq!(err.expect("the ring filled up").status, Status::Timeout);
+    drop(_r); // the subscriber goes away: publishing resumes
+    w.publish(&[0u8; 1000]).unwrap();
+}
+
+#[test]
+fn oversized_message_is_rejected_and_changes_nothing() {
+    let seg = segment(Policy::Lossy, 4096, 100);
+    let mut w = Writer::new(Arc::clone(&seg));
+    let before = seg.tail().load();
+    assert_eq!(w.publish(&[0u8; 101]).unwrap_err().status, Status::TooLarge);
+    assert_eq!(seg.tail().load(), before);
+}
+
+#[test]
+fn receive_wakes_a_sleeping_subscriber() {
+    let seg = segment(Policy::Lossy, 8192, 100);
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    r.wait.spin = 10; // go to sleep on the futex quickly
+    let s2 = Arc::clone(&seg);
+    let h = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        Writer::new(s2).publish(b"wake").unwrap();
+    });
+    let mut buf = [0u8; 100];
+    let (n, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
+    assert_eq!(&buf[..n], b"wake");
+    h.join().unwrap();
+}
+
+/// Simple xorshift for reproducible garbage.
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn garbage_ring_bytes_and_tails_never_crash_the_reader() {
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    for round in 0..200 {
+        let seg = segment(Policy::Lossy, 4096, 500);
+        let mut w = Writer::new(Arc::clone(&seg));
+        let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+        r.abandon_timeout = Duration::from_millis(1);
+        for i in 0..(rng(&mut seed) % 20) {
+            w.publish(&message(i, size_of_msg(i, 500))).unwrap();
+        }
+        // Scribble: random bytes at random places, sometimes the whole ring.
+        let ring = seg.ring_ptr();
+        let writes = if round % 10 == 0 { 4096 / 8 } else { rng(&mut seed) % 64 };
+        for k in 0..writes {
+            let off = if round % 10 == 0 { k * 8 } else { (rng(&mut seed) % 512) * 8 };
+            // SAFETY: off + 8 <= 4096 = ring size, and the ring is mapped.
+            unsafe { ring.add(off as usize).cast::<u64>().write_volatile(rng(&mut seed)) };
+        }
+        if round % 7 == 0 {
+            let t = rng(&mut seed) & !63;
+            let _ = seg.tail().compare_exchange(seg.tail().load(), (t, rng(&mut seed)));
+        }
+        let mut buf = vec![0u8; 500];
+        for _ in 0..50 {
+            match r.receive_into(&mut buf, &Deadline::from_timeout_ns(2_000_000)) {
+                Ok((len, _, _)) => assert!(len <= 500),
+                Err(e) => {
+                    assert!(matches!(e.status, Status::Corrupt | Status::Timeout), "{e}");
+                    if e.status == Status::Timeout {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
