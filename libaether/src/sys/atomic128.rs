@@ -37,10 +37,12 @@ unsafe fn cmpxchg16b(dst: *mut u128, old: u128, new: u128) -> u128 {
     unsafe {
         std::arch::asm!(
             "xchg {new_lo}, rbx",
-            "lock cmpxchg16b xmmword ptr [{dst}]",
+            "lock cmpxchg16b xmmword ptr [rdi]",
             "mov rbx, {new_lo}",
             new_lo = inout(reg) new as u64 => _,
-            dst = in(reg) dst,
+            // A fixed register: a `reg` operand could be given rbx, which the
+            // xchg above has just repurposed.
+            in("rdi") dst,
             inout("rax") lo,
             inout("rdx") hi,
             in("rcx") (new >> 64) as u64,
@@ -80,5 +82,38 @@ impl Pair {
             Ok(()) => (0, 0),
             Err(v) => v,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads incrementing both halves with CAS loops never lose an update
+    /// and never see the halves disagree.
+    #[test]
+    fn concurrent_increments_are_atomic() {
+        let p = std::sync::Arc::new(Pair { lo: AtomicU64::new(0), hi: AtomicU64::new(0) });
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let p = std::sync::Arc::clone(&p);
+                std::thread::spawn(move || {
+                    for _ in 0..50_000 {
+                        let mut cur = p.load();
+                        loop {
+                            assert_eq!(cur.0 * 3, cur.1, "halves updated together");
+                            match p.compare_exchange(cur, (cur.0 + 1, cur.1 + 3)) {
+                                Ok(()) => break,
+                                Err(found) => cur = found,
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(p.load(), (200_000, 600_000));
     }
 }
