@@ -588,7 +588,8 @@ impl Reader {
             }
             match kind {
                 KIND_MESSAGE => {
-                    let Some((stride, len, seq, ts)) = self.read_header_unless_lapped(self.pos)? else {
+                    let Some((stride, len, seq, ts)) = self.read_header_unless_lapped(self.pos)?
+                    else {
                         return Ok(Found::Pending { claimed: false });
                     };
                     let data = self
@@ -609,7 +610,8 @@ impl Reader {
                     self.pos += self.geo.ring_size - off;
                 }
                 KIND_ABORTED => {
-                    let Some((stride, _, seq, _)) = self.read_header_unless_lapped(self.pos)? else {
+                    let Some((stride, _, seq, _)) = self.read_header_unless_lapped(self.pos)?
+                    else {
                         return Ok(Found::Pending { claimed: false });
                     };
                     if seq >= self.next_seq {

@@ -13,8 +13,17 @@ use std::time::Duration;
 /// is left in /dev/shm even if the test fails.
 fn segment(policy: Policy, ring_size: u64, max_message: u64) -> Arc<Segment> {
     static N: AtomicU64 = AtomicU64::new(0);
-    let name = format!("/aether-test.{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-    let params = TopicParams { policy, ring_size, max_message, max_subscribers: 8 };
+    let name = format!(
+        "/aether-test.{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let params = TopicParams {
+        policy,
+        ring_size,
+        max_message,
+        max_subscribers: 8,
+    };
     let (_fd, seg) = Segment::create(&name, "t", &params, 1).expect("create segment");
     aether::sys::shm::unlink(&name).expect("unlink");
     Arc::new(seg)
@@ -22,7 +31,9 @@ fn segment(policy: Policy, ring_size: u64, max_message: u64) -> Arc<Segment> {
 
 /// Message `i`: its index in the first 8 bytes, then a pattern of `i`.
 fn message(i: u64, len: usize) -> Vec<u8> {
-    let mut v: Vec<u8> = (0..len).map(|k| (i as usize).wrapping_mul(31).wrapping_add(k) as u8).collect();
+    let mut v: Vec<u8> = (0..len)
+        .map(|k| (i as usize).wrapping_mul(31).wrapping_add(k) as u8)
+        .collect();
     if len >= 8 {
         v[..8].copy_from_slice(&i.to_le_bytes());
     }
@@ -76,10 +87,17 @@ fn reliable_many_publisher_threads_gap_free() {
     let mut buf = vec![0u8; 512];
     for expect_seq in 0..PUBS * PER {
         let (len, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
-        assert_eq!(seq, expect_seq, "sequence numbers are gap-free and in order");
+        assert_eq!(
+            seq, expect_seq,
+            "sequence numbers are gap-free and in order"
+        );
         let id = u64::from_le_bytes(buf[..8].try_into().unwrap());
         let p = id / PER;
-        assert_eq!(id % PER, next[p as usize], "each publisher's messages arrive in its order");
+        assert_eq!(
+            id % PER,
+            next[p as usize],
+            "each publisher's messages arrive in its order"
+        );
         next[p as usize] += 1;
         assert_eq!(&buf[..len], &message(id, 8 + size_of_msg(id, 504))[..]);
     }
@@ -140,7 +158,11 @@ fn lossy_concurrent_reader_never_sees_torn_messages() {
     loop {
         match r.receive_into(&mut buf, &Deadline::after(Some(Duration::from_millis(500)))) {
             Ok((len, seq, _)) => {
-                assert_eq!(&buf[..len], &message(seq, size_of_msg(seq, 300))[..], "message {seq} intact");
+                assert_eq!(
+                    &buf[..len],
+                    &message(seq, size_of_msg(seq, 300))[..],
+                    "message {seq} intact"
+                );
                 assert!(last.map_or(true, |l| seq > l));
                 last = Some(seq);
                 if seq == total - 1 {
@@ -250,15 +272,29 @@ fn garbage_ring_bytes_and_tails_never_crash_the_reader() {
         }
         // Scribble: random bytes at random places, sometimes the whole ring.
         let ring = seg.ring_ptr();
-        let writes = if round % 10 == 0 { 4096 / 8 } else { rng(&mut seed) % 64 };
+        let writes = if round % 10 == 0 {
+            4096 / 8
+        } else {
+            rng(&mut seed) % 64
+        };
         for k in 0..writes {
-            let off = if round % 10 == 0 { k * 8 } else { (rng(&mut seed) % 512) * 8 };
+            let off = if round % 10 == 0 {
+                k * 8
+            } else {
+                (rng(&mut seed) % 512) * 8
+            };
             // SAFETY: off + 8 <= 4096 = ring size, and the ring is mapped.
-            unsafe { ring.add(off as usize).cast::<u64>().write_volatile(rng(&mut seed)) };
+            unsafe {
+                ring.add(off as usize)
+                    .cast::<u64>()
+                    .write_volatile(rng(&mut seed))
+            };
         }
         if round % 7 == 0 {
             let t = rng(&mut seed) & !63;
-            let _ = seg.tail().compare_exchange(seg.tail().load(), (t, rng(&mut seed)));
+            let _ = seg
+                .tail()
+                .compare_exchange(seg.tail().load(), (t, rng(&mut seed)));
         }
         let mut buf = vec![0u8; 500];
         for _ in 0..50 {

@@ -93,7 +93,10 @@ mod tests {
     /// and never see the halves disagree.
     #[test]
     fn concurrent_increments_are_atomic() {
-        let p = std::sync::Arc::new(Pair { lo: AtomicU64::new(0), hi: AtomicU64::new(0) });
+        let p = std::sync::Arc::new(Pair {
+            lo: AtomicU64::new(0),
+            hi: AtomicU64::new(0),
+        });
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let p = std::sync::Arc::clone(&p);

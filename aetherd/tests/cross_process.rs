@@ -1,0 +1,413 @@
+//! End-to-end tests across real processes: a private `aetherd`, publishers
+//! and subscribers in separate processes (this binary re-executed in a role).
+
+mod common;
+
+use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
+use common::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Entry point of child processes; a no-op when run as an ordinary test.
+#[test]
+fn child_main() {
+    let Ok(role) = std::env::var("AETHER_CHILD_ROLE") else {
+        return;
+    };
+    let socket = PathBuf::from(env_var("AETHER_TEST_SOCKET"));
+    let topic = std::env::var("AETHER_TEST_TOPIC").unwrap_or_default();
+    let num = |k: &str| -> u64 { env_var(k).parse().expect("number") };
+    match role.as_str() {
+        "publisher" => {
+            let (count, max) = (num("AETHER_TEST_COUNT"), num("AETHER_TEST_MAX") as usize);
+            let client = Client::connect(Some(&socket)).expect("connect");
+            let mut p = client.publisher(&topic).expect("publisher");
+            p.set_timeout(Some(Duration::from_secs(30)));
+            for i in 0..count {
+                p.publish(&message(i, size_of_msg(i, max)))
+                    .expect("publish");
+            }
+            println!("AETHER:done");
+        }
+        "subscriber" => {
+            let (count, max) = (num("AETHER_TEST_COUNT"), num("AETHER_TEST_MAX") as usize);
+            let slow = std::env::var("AETHER_TEST_SLOW").is_ok();
+            let client = Client::connect(Some(&socket)).expect("connect");
+            let mut s = client
+                .subscriber(&topic, &SubscriberConfig::default())
+                .expect("subscriber");
+            println!("AETHER:ready");
+            if let Ok(go) = std::env::var("AETHER_TEST_GO_FILE") {
+                wait_for("go file", Duration::from_secs(30), || {
+                    std::path::Path::new(&go).exists()
+                });
+            }
+            let mut buf = vec![0u8; s.max_message()];
+            let (mut bad, mut errors, mut last) = (0u64, 0u64, None::<u64>);
+            while s.delivered() + s.lost() < count {
+                match s.receive_into(&mut buf, Some(Duration::from_secs(5))) {
+                    Ok(r) => {
+                        let ordered = last.map_or(true, |l| r.seq > l);
+                        if !ordered || buf[..r.len] != message(r.seq, size_of_msg(r.seq, max))[..] {
+                            bad += 1;
+                        }
+                        last = Some(r.seq);
+                        if slow && r.seq % 64 == 0 {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    Err(e) if e.status == Status::Timeout => break,
+                    Err(e) if e.status == Status::Corrupt => errors += 1,
+                    Err(e) => panic!("receive: {e}"),
+                }
+            }
+            println!(
+                "AETHER:result delivered={} lost={} bad={bad} errors={errors}",
+                s.delivered(),
+                s.lost()
+            );
+        }
+        "hello" => {
+            let client = Client::connect(Some(&socket)).expect("connect (auto-start)");
+            println!("AETHER:pid={}", client.daemon_pid());
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+fn stream_env(d: &Daemon, topic: &str, count: u64, max: u64) -> Vec<(&'static str, String)> {
+    vec![
+        d.socket_env(),
+        ("AETHER_TEST_TOPIC", topic.to_string()),
+        ("AETHER_TEST_COUNT", count.to_string()),
+        ("AETHER_TEST_MAX", max.to_string()),
+    ]
+}
+
+#[test]
+fn reliable_one_publisher_three_subscribers_100k_messages() {
+    let d = Daemon::start();
+    let params = TopicParams {
+        policy: Policy::Reliable,
+        ring_size: 1 << 18,
+        max_message: 4096,
+        max_subscribers: 8,
+    };
+    d.client().create_topic("stream", &params).unwrap();
+    let env = stream_env(&d, "stream", 100_000, 4096);
+    let mut subs: Vec<Role> = (0..3).map(|_| Role::spawn("subscriber", &env)).collect();
+    for s in &mut subs {
+        s.expect("ready");
+    }
+    let mut publ = Role::spawn("publisher", &env);
+    publ.expect("done");
+    publ.wait_ok();
+    for mut s in subs {
+        let r = s.line();
+        assert_eq!(
+            (
+                field(&r, "delivered"),
+                field(&r, "lost"),
+                field(&r, "bad"),
+                field(&r, "errors")
+            ),
+            (100_000, 0, 0, 0),
+            "{r}"
+        );
+        s.wait_ok();
+    }
+}
+
+#[test]
+fn lossy_topic_reports_every_loss_exactly() {
+    let d = Daemon::start();
+    let params = TopicParams {
+        policy: Policy::Lossy,
+        ring_size: 1 << 14,
+        max_message: 1024,
+        max_subscribers: 8,
+    };
+    d.client().create_topic("lossy", &params).unwrap();
+    let env = stream_env(&d, "lossy", 100_000, 1024);
+    let mut slow_env = env.clone();
+    slow_env.push(("AETHER_TEST_SLOW", "1".into()));
+    let mut subs = vec![
+        Role::spawn("subscriber", &env),
+        Role::spawn("subscriber", &env),
+        Role::spawn("subscriber", &slow_env),
+    ];
+    for s in &mut subs {
+        s.expect("ready");
+    }
+    let mut publ = Role::spawn("publisher", &env);
+    publ.expect("done");
+    publ.wait_ok();
+    let mut lost = Vec::new();
+    for mut s in subs {
+        let r = s.line();
+        assert_eq!(
+            field(&r, "delivered") + field(&r, "lost"),
+            100_000,
+            "delivered + lost = published: {r}"
+        );
+        assert_eq!(
+            (field(&r, "bad"), field(&r, "errors")),
+            (0, 0),
+            "every delivered message intact and in order: {r}"
+        );
+        lost.push(field(&r, "lost"));
+        s.wait_ok();
+    }
+    assert!(
+        lost[2] > 0,
+        "the slow subscriber on a 16 KiB ring was lapped"
+    );
+}
+
+/// Offset of the ring inside a segment, from its header (Meta.ring_offset).
+fn ring_offset(seg: &[u8]) -> usize {
+    u32::from_le_bytes(seg[12..16].try_into().unwrap()) as usize
+}
+
+/// Maps the named segment of `topic` read-write, as a hostile local process could.
+fn map_segment(d: &Daemon, topic: &str) -> (*mut u8, usize) {
+    let path = format!("/dev/shm/aether.{:016x}.{topic}", d.instance_id);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open segment");
+    let len = f.metadata().unwrap().len() as usize;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh shared mapping of a file we opened; unmapped by the caller.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    (p.cast(), len)
+}
+
+#[test]
+fn garbage_in_the_segment_gives_subscribers_an_error_not_a_crash() {
+    let d = Daemon::start();
+    let client = d.client();
+    client
+        .create_topic(
+            "victim",
+            &TopicParams {
+                ring_size: 1 << 16,
+                max_message: 1024,
+                ..TopicParams::default()
+            },
+        )
+        .unwrap();
+    let go = d.dir.0.join("go");
+    let mut env = stream_env(&d, "victim", 50, 1024);
+    env.push(("AETHER_TEST_GO_FILE", go.display().to_string()));
+    let mut sub = Role::spawn("subscriber", &env);
+    sub.expect("ready");
+    let mut p = client.publisher("victim").unwrap();
+    for i in 0..50 {
+        p.publish(&message(i, size_of_msg(i, 1024))).unwrap();
+    }
+    // Random bytes over the whole ring while the subscriber has 50 unread messages.
+    let (base, len) = map_segment(&d, "victim");
+    // SAFETY: [base, base + len) is our mapping of the segment.
+    let seg = unsafe { std::slice::from_raw_parts_mut(base, len) };
+    let off = ring_offset(seg);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for b in &mut seg[off..] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(&go, b"").unwrap();
+    let r = sub.line();
+    assert!(
+        field(&r, "errors") >= 1,
+        "the subscriber reported corruption: {r}"
+    );
+    assert_eq!(
+        field(&r, "bad"),
+        0,
+        "nothing garbled was delivered as a message: {r}"
+    );
+    sub.wait_ok();
+    // A corrupt header: new subscribers are refused with a clear error.
+    seg[0] ^= 0xff;
+    let err = client
+        .subscriber("victim", &SubscriberConfig::default())
+        .err()
+        .expect("open must fail");
+    assert_eq!(err.status, Status::Corrupt, "{err}");
+    // SAFETY: unmapping our own mapping.
+    unsafe { libc::munmap(base.cast(), len) };
+}
+
+#[test]
+fn a_killed_subscriber_stops_holding_back_a_reliable_publisher() {
+    let d = Daemon::start();
+    let client = d.client();
+    client
+        .create_topic(
+            "gated",
+            &TopicParams {
+                policy: Policy::Reliable,
+                ring_size: 1 << 14,
+                max_message: 512,
+                max_subscribers: 4,
+            },
+        )
+        .unwrap();
+    let mut sub = Role::spawn("subscriber", &stream_env(&d, "gated", 1_000_000, 512));
+    sub.expect("ready");
+    let mut p = client.publisher("gated").unwrap();
+    p.set_timeout(Some(Duration::from_millis(200)));
+    // Freeze the subscriber: its cursor stops, so the ring fills up.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(sub.child.id() as i32, libc::SIGSTOP) };
+    let mut timed_out = false;
+    for i in 0..1000 {
+        match p.publish(&message(i, 500)) {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.status, Status::Timeout, "{e}");
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        timed_out,
+        "a stopped subscriber holds a reliable publisher back"
+    );
+    let _ = sub.child.kill();
+    let _ = sub.child.wait();
+    // The daemon sees the socket close and frees the slot: publishing resumes.
+    p.set_timeout(Some(Duration::from_secs(5)));
+    for i in 0..1000 {
+        p.publish(&message(i, 500))
+            .expect("publish after the subscriber died");
+    }
+}
+
+#[test]
+fn sigterm_removes_socket_and_segments() {
+    let mut d = Daemon::start();
+    let client = d.client();
+    for t in ["a", "b", "c"] {
+        client.create_topic(t, &TopicParams::default()).unwrap();
+    }
+    assert_eq!(shm_objects(d.instance_id).len(), 3);
+    drop(client);
+    assert!(d.stop().success());
+    assert!(!d.socket.exists(), "socket removed");
+    assert!(shm_objects(d.instance_id).is_empty(), "segments removed");
+}
+
+#[test]
+fn second_daemon_on_the_same_socket_refuses() {
+    let d = Daemon::start();
+    let out = std::process::Command::new(AETHERD)
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.client(); // the first one still serves
+}
+
+#[test]
+fn no_daemon_and_autostart_off_is_unavailable() {
+    let dir = TempDir::new("none");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_main", "--nocapture", "--quiet"])
+        .env("AETHER_CHILD_ROLE", "hello")
+        .env("AETHER_NO_AUTOSTART", "1")
+        .env("AETHER_TEST_SOCKET", dir.0.join("nobody.sock"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Unavailable") && err.contains("nobody.sock"),
+        "{err}"
+    );
+}
+
+#[test]
+fn racing_clients_autostart_exactly_one_daemon() {
+    let dir = TempDir::new("auto");
+    let socket = dir.0.join("auto.sock");
+    let env = [
+        ("AETHER_TEST_SOCKET", socket.display().to_string()),
+        ("AETHER_DAEMON", AETHERD.to_string()),
+    ];
+    let mut kids: Vec<_> = (0..4)
+        .map(|_| {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args(["--exact", "child_main", "--nocapture", "--quiet"])
+                .env("AETHER_CHILD_ROLE", "hello");
+            for (k, v) in &env {
+                cmd.env(k, v);
+            }
+            cmd.stdout(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    let pids: Vec<u64> = kids
+        .iter_mut()
+        .map(|k| {
+            let out = k.wait_with_output_ref();
+            field(
+                out.lines()
+                    .find_map(|l| l.strip_prefix("AETHER:"))
+                    .expect("pid line"),
+                "pid",
+            )
+        })
+        .collect();
+    assert!(
+        pids.iter().all(|p| *p == pids[0]),
+        "one daemon for all: {pids:?}"
+    );
+    // Stop the auto-started daemon and wait until it has cleaned up.
+    // SAFETY: signalling the daemon these tests started.
+    unsafe { libc::kill(pids[0] as i32, libc::SIGTERM) };
+    wait_for(
+        "auto-started daemon to exit",
+        Duration::from_secs(10),
+        || {
+            // SAFETY: signal 0 only checks that the process exists.
+            unsafe { libc::kill(pids[0] as i32, 0) != 0 }
+        },
+    );
+    assert!(!socket.exists());
+}
+
+trait WaitOutput {
+    fn wait_with_output_ref(&mut self) -> String;
+}
+
+impl WaitOutput for std::process::Child {
+    fn wait_with_output_ref(&mut self) -> String {
+        use std::io::Read;
+        let mut s = String::new();
+        self.stdout.take().unwrap().read_to_string(&mut s).unwrap();
+        assert!(self.wait().unwrap().success());
+        s
+    }
+}
