@@ -126,6 +126,12 @@ impl Client {
     /// Connects to the daemon at `socket` (default: [`crate::paths::default_socket`]),
     /// starting one if none answers, unless `AETHER_NO_AUTOSTART=1`.
     pub fn connect(socket: Option<&Path>) -> Result<Client> {
+        Client::connect_with(socket, autostart_enabled())
+    }
+
+    /// Like [`connect`](Self::connect), with auto-start chosen by the caller
+    /// (`AETHER_NO_AUTOSTART` is not consulted).
+    pub fn connect_with(socket: Option<&Path>, autostart: bool) -> Result<Client> {
         let path = socket
             .map(Path::to_path_buf)
             .unwrap_or_else(crate::paths::default_socket);
@@ -137,7 +143,7 @@ impl Client {
                     std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
                 ) =>
             {
-                if !autostart_enabled() {
+                if !autostart {
                     return Err(Error::new(
                         Status::Unavailable,
                         format!(
@@ -346,6 +352,11 @@ impl Publisher {
             .ok_or_else(|| Error::invalid("no loan to abort"))?;
         self.writer.abort(claim);
         Ok(())
+    }
+
+    /// Whether a loan is outstanding.
+    pub fn has_loan(&self) -> bool {
+        self.loan.is_some()
     }
 
     /// Bounds how long a publish on a reliable topic waits for slow subscribers.

@@ -80,8 +80,9 @@ impl Daemon {
             dir,
         };
         let mut client = None;
+        // Never auto-start here: a second daemon would take the socket from ours.
         wait_for("aetherd to listen", Duration::from_secs(10), || {
-            client = Client::connect(Some(&d.socket)).ok();
+            client = Client::connect_with(Some(&d.socket), false).ok();
             client.is_some()
         });
         d.instance_id = client.unwrap().instance_id();
@@ -89,7 +90,7 @@ impl Daemon {
     }
 
     pub fn client(&self) -> Client {
-        Client::connect(Some(&self.socket)).expect("connect to test daemon")
+        Client::connect_with(Some(&self.socket), false).expect("connect to test daemon")
     }
 
     pub fn socket_env(&self) -> (&'static str, String) {

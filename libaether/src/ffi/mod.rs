@@ -329,6 +329,9 @@ pub unsafe extern "C" fn aether_commit(p: *mut aether_publisher, len: usize) -> 
     guard(|| {
         // SAFETY: NULL or a live publisher handle, per the API contract.
         let p = unsafe { handle_mut(p, "publisher")? };
+        if !p.inner.has_loan() {
+            return Err(Error::invalid("no loan to commit: call aether_loan first"));
+        }
         if len > p.loan_len {
             return Err(Error::new(
                 Status::TooLarge,

@@ -1,0 +1,77 @@
+/* layout.c — the C view of every type crossing the boundary matches the Rust
+ * side (libaether/src/ffi), and status codes have their documented values.
+ * Compile-time checks only, plus one runtime check of the defaults.
+ * Usage: layout */
+#include <aether.h>
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#define OFFSET(T, f, n) _Static_assert(offsetof(T, f) == (n), #T "." #f " at offset " #n)
+
+_Static_assert(sizeof(aether_topic_config) == 40, "aether_topic_config is 40 bytes");
+OFFSET(aether_topic_config, struct_size, 0);
+OFFSET(aether_topic_config, policy, 8);
+OFFSET(aether_topic_config, ring_size, 16);
+OFFSET(aether_topic_config, max_message, 24);
+OFFSET(aether_topic_config, max_subscribers, 32);
+
+_Static_assert(sizeof(aether_subscriber_config) == 24, "aether_subscriber_config is 24 bytes");
+OFFSET(aether_subscriber_config, struct_size, 0);
+OFFSET(aether_subscriber_config, wait, 8);
+OFFSET(aether_subscriber_config, spin, 12);
+OFFSET(aether_subscriber_config, abandon_timeout_ns, 16);
+
+_Static_assert(sizeof(aether_message) == 32, "aether_message is 32 bytes");
+OFFSET(aether_message, data, 0);
+OFFSET(aether_message, len, 8);
+OFFSET(aether_message, seq, 16);
+OFFSET(aether_message, timestamp_ns, 24);
+
+_Static_assert(AETHER_OK == 0, "AETHER_OK");
+_Static_assert(AETHER_E_INVALID == -1, "AETHER_E_INVALID");
+_Static_assert(AETHER_E_TIMEOUT == -2, "AETHER_E_TIMEOUT");
+_Static_assert(AETHER_E_NOT_FOUND == -3, "AETHER_E_NOT_FOUND");
+_Static_assert(AETHER_E_EXISTS == -4, "AETHER_E_EXISTS");
+_Static_assert(AETHER_E_PERMISSION == -5, "AETHER_E_PERMISSION");
+_Static_assert(AETHER_E_TOO_LARGE == -6, "AETHER_E_TOO_LARGE");
+_Static_assert(AETHER_E_UNAVAILABLE == -7, "AETHER_E_UNAVAILABLE");
+_Static_assert(AETHER_E_SHUTDOWN == -8, "AETHER_E_SHUTDOWN");
+_Static_assert(AETHER_E_CORRUPT == -9, "AETHER_E_CORRUPT");
+_Static_assert(AETHER_E_OVERWRITTEN == -10, "AETHER_E_OVERWRITTEN");
+_Static_assert(AETHER_E_PROTOCOL == -11, "AETHER_E_PROTOCOL");
+_Static_assert(AETHER_E_LIMIT == -12, "AETHER_E_LIMIT");
+_Static_assert(AETHER_E_NOMEM == -13, "AETHER_E_NOMEM");
+_Static_assert(AETHER_E_IO == -14, "AETHER_E_IO");
+_Static_assert(AETHER_E_INTERNAL == -15, "AETHER_E_INTERNAL");
+
+_Static_assert(AETHER_POLICY_LOSSY == 0 && AETHER_POLICY_RELIABLE == 1, "aether_policy values");
+_Static_assert(AETHER_WAIT_SPIN == 0 && AETHER_WAIT_YIELD == 1 && AETHER_WAIT_FUTEX == 2,
+               "aether_wait values");
+
+int main(void) {
+    int failed = 0;
+    aether_topic_config t = aether_topic_config_default();
+    if (t.struct_size != sizeof(aether_topic_config)) {
+        fprintf(stderr, "layout: aether_topic_config_default().struct_size is %zu, expected %zu\n",
+                t.struct_size, sizeof(aether_topic_config));
+        failed = 1;
+    }
+    aether_subscriber_config s = aether_subscriber_config_default();
+    if (s.struct_size != sizeof(aether_subscriber_config)) {
+        fprintf(stderr,
+                "layout: aether_subscriber_config_default().struct_size is %zu, expected %zu\n",
+                s.struct_size, sizeof(aether_subscriber_config));
+        failed = 1;
+    }
+    const char *v = aether_version();
+    if (v == NULL || strlen(v) == 0) {
+        fprintf(stderr, "layout: aether_version() is NULL or empty\n");
+        failed = 1;
+    }
+    if (failed)
+        return 1;
+    printf("layout ok (libaether %s)\n", v);
+    return 0;
+}

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# c-tests.sh — the C side as a user sees it: build, `make install` into a
+# temporary prefix, compile c-tests/*.c with `pkg-config aether`, and run them
+# against a private aetherd, natively and under valgrind.
+#
+# Prints `ok - NAME` / `not ok - NAME` per test (a failure's log follows, as
+# `# ` lines) and ends with `C tests: N passed, M failed`; exits 1 if M > 0.
+# Environment: C_TESTS_COUNT (messages per pub/sub run, default 20000),
+# C_TESTS_VALGRIND_COUNT (same under valgrind, default 2000), CC (default cc).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+COUNT=${C_TESTS_COUNT:-20000}
+VG_COUNT=${C_TESTS_VALGRIND_COUNT:-2000}
+CC=${CC:-cc}
+MAXSIZE=4096
+SUBSCRIBERS=3
+CFLAGS=(-std=c11 -Wall -Wextra -Werror)
+VALGRIND=(valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect
+          --error-exitcode=99 --quiet)
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/aether-c-tests.XXXXXX")
+PREFIX=$TMP/prefix
+BIN=$TMP/bin
+LOGS=$TMP/logs
+SOCK=$TMP/aetherd.sock
+TAG=ctest-$$ # in every topic name of this run
+DAEMON_PID=
+CHILDREN=()
+mkdir -p "$BIN" "$LOGS"
+
+passed=0
+failed=0
+
+cleanup() {
+    local pid
+    for pid in "${CHILDREN[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    stop_daemon || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# SIGTERM the daemon and wait for it (SIGKILL after 10 s); returns its status.
+stop_daemon() {
+    [[ -n $DAEMON_PID ]] || return 0
+    local pid=$DAEMON_PID rc=0 i
+    DAEMON_PID=
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; rc=124; }
+    wait "$pid" || rc=$?
+    return "$rc"
+}
+
+report() { # report NAME STATUS [LOG]
+    if [[ $2 == 0 ]]; then
+        echo "ok - $1"
+        passed=$((passed + 1))
+    else
+        echo "not ok - $1"
+        failed=$((failed + 1))
+        [[ -n ${3:-} && -s ${3:-} ]] && tail -n 40 "$3" | sed 's/^/# /'
+    fi
+    return 0
+}
+
+log_of() { echo "$LOGS/$(echo "$1" | tr -c 'A-Za-z0-9.\n-' '_').log"; }
+
+check() { # check NAME CMD...: runs CMD (errexit on, in a subshell), output to a log
+    local name=$1 log rc
+    shift
+    log=$(log_of "$name")
+    set +e
+    (set -e; "$@") >"$log" 2>&1
+    rc=$?
+    set -e
+    report "$name" "$rc" "$log"
+}
+
+finish() {
+    echo "C tests: $passed passed, $failed failed"
+    exit $((failed > 0))
+}
+
+wait_for() { # wait_for SECONDS TEST-CMD...: polls until TEST-CMD succeeds
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.05
+    done
+}
+
+# --- tools ------------------------------------------------------------------
+if ! command -v pkg-config >/dev/null; then
+    echo "c-tests: pkg-config is not installed" >&2
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "c-tests: installing it with apt-get" >&2
+        apt-get update -qq && apt-get install -y -qq pkg-config >/dev/null
+    else
+        echo "c-tests: install pkg-config (e.g. sudo apt-get install pkg-config) and rerun" >&2
+        exit 1
+    fi
+fi
+for tool in "$CC" valgrind readelf ldd make cargo; do
+    command -v "$tool" >/dev/null || { echo "c-tests: $tool is required" >&2; exit 1; }
+done
+
+# --- build and install --------------------------------------------------------
+check "cargo build --release --workspace" cargo build --release --workspace
+check "make install PREFIX=\$TMP/prefix" make --no-print-directory install PREFIX="$PREFIX"
+[[ $failed == 0 ]] || finish
+export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
+
+installed() {
+    local f
+    for f in lib/libaether.so.0.1.0 lib/libaether.a include/aether.h \
+        lib/pkgconfig/aether.pc bin/aetherd bin/aether-cli; do
+        [[ -f $PREFIX/$f ]] || { echo "missing $PREFIX/$f"; return 1; }
+    done
+    [[ $(readlink "$PREFIX/lib/libaether.so.0") == libaether.so.0.1.0 ]] || { echo "bad libaether.so.0 link"; return 1; }
+    [[ $(readlink "$PREFIX/lib/libaether.so") == libaether.so.0 ]] || { echo "bad libaether.so link"; return 1; }
+    readelf -d "$PREFIX/lib/libaether.so.0.1.0" | grep -F 'Library soname: [libaether.so.0]'
+    pkg-config --exists --print-errors aether
+    [[ $(pkg-config --modversion aether) == 0.1.0 ]] || { echo "modversion is $(pkg-config --modversion aether)"; return 1; }
+    pkg-config --static --libs aether
+}
+check "installed files, links, SONAME and aether.pc" installed
+
+# --- compile as a user would --------------------------------------------------
+compile() { # compile NAME: cc NAME.c $(pkg-config --cflags --libs aether)
+    # shellcheck disable=SC2046 # pkg-config output is meant to be word-split
+    "$CC" "${CFLAGS[@]}" -o "$BIN/$1" "c-tests/$1.c" $(pkg-config --cflags --libs aether)
+}
+linked() { # linked NAME: needs libaether.so.0, found in the prefix
+    readelf -d "$BIN/$1" | grep -F 'Shared library: [libaether.so.0]'
+    LD_LIBRARY_PATH=$PREFIX/lib ldd "$BIN/$1" | grep -F "libaether.so.0 => $PREFIX/lib/libaether.so.0"
+}
+for t in layout publisher subscriber errors; do
+    check "compile $t.c with pkg-config" compile "$t"
+    check "$t links libaether.so.0 from the prefix" linked "$t"
+done
+static_layout() { # the Libs.private line is enough for a static link
+    local libs
+    libs=$(pkg-config --static --libs aether)
+    # shellcheck disable=SC2046,SC2086
+    "$CC" "${CFLAGS[@]}" -o "$BIN/layout-static" c-tests/layout.c \
+        $(pkg-config --cflags aether) ${libs/-laether/-l:libaether.a}
+    if readelf -d "$BIN/layout-static" | grep -F libaether; then return 1; fi
+    "$BIN/layout-static"
+}
+check "layout.c linked statically with Libs.private" static_layout
+[[ $failed == 0 ]] || finish
+
+# --- a private daemon ------------------------------------------------------------
+export LD_LIBRARY_PATH=$PREFIX/lib AETHER_NO_AUTOSTART=1
+unset AETHER_SOCKET
+"$PREFIX/bin/aetherd" --socket "$SOCK" 2>"$LOGS/aetherd.log" &
+DAEMON_PID=$!
+if wait_for 10 test -S "$SOCK"; then rc=0; else rc=1; fi
+report "aetherd listens on a private socket" "$rc" "$LOGS/aetherd.log"
+[[ $rc == 0 ]] || finish
+INSTANCE=$(sed -n 's/.*instance \([0-9a-f]\{16\}\).*/\1/p' "$LOGS/aetherd.log" | head -n 1)
+CLI=("$PREFIX/bin/aether-cli" --socket "$SOCK")
+
+create_reliable() { # create_reliable TOPIC: with aether-cli; its segment appears in /dev/shm
+    "${CLI[@]}" create "$1" --policy reliable --max-message "$MAXSIZE"
+    [[ -n $INSTANCE && -e /dev/shm/aether.$INSTANCE.$1 ]] ||
+        { echo "no /dev/shm/aether.$INSTANCE.$1 (instance from the daemon's log: '$INSTANCE')"; return 1; }
+}
+
+ready_all() { # ready_all FILE...
+    local f
+    for f in "$@"; do [[ -e $f ]] || return 1; done
+}
+
+# pubsub LABEL TOPIC COUNT NSUBS [WRAPPER...]: NSUBS subscriber processes, then one publisher.
+pubsub() {
+    local label=$1 topic=$2 count=$3 nsubs=$4 i rc
+    shift 4
+    local wrap=("$@") pids=() ready=()
+    for ((i = 1; i <= nsubs; i++)); do
+        ready+=("$TMP/$topic.ready.$i")
+        "${wrap[@]}" "$BIN/subscriber" "$SOCK" "$topic" "$count" "$TMP/$topic.ready.$i" "$MAXSIZE" \
+            >"$(log_of "$label: subscriber $i")" 2>&1 &
+        pids+=($!)
+        CHILDREN+=($!)
+    done
+    if wait_for 60 ready_all "${ready[@]}"; then
+        check "$label: publisher, $count messages" "${wrap[@]}" "$BIN/publisher" "$SOCK" "$topic" "$count" "$MAXSIZE"
+    else
+        report "$label: subscribers ready within 60 s" 1
+    fi
+    for ((i = 1; i <= nsubs; i++)); do
+        rc=0
+        wait "${pids[i - 1]}" || rc=$?
+        local log
+        log=$(log_of "$label: subscriber $i")
+        [[ $rc != 0 ]] || grep -qx "received $count messages" "$log" || rc=1
+        report "$label: subscriber $i received $count messages in order" "$rc" "$log"
+    done
+}
+
+# aether-cli sub receives what the C publisher sends.
+cli_interop() {
+    local topic=$1 count=$2 rc=0 log=$TMP/cli-sub.log
+    "${CLI[@]}" sub "$topic" --count "$count" --timeout 10 --quiet 2>"$log" >/dev/null &
+    local pid=$!
+    CHILDREN+=($pid)
+    wait_for 10 grep -q "^subscribed to $topic" "$log" || { echo "aether-cli sub did not subscribe"; cat "$log"; return 1; }
+    "$BIN/publisher" "$SOCK" "$topic" "$count" "$MAXSIZE" || rc=$?
+    wait "$pid" || rc=$?
+    cat "$log"
+    grep -q "^received $count messages from $topic (0 lost)" "$log" || rc=1
+    return "$rc"
+}
+
+check "layout" "$BIN/layout"
+check "errors" "$BIN/errors" "$SOCK"
+check "aether-cli create $TAG-pubsub --policy reliable" create_reliable "$TAG-pubsub"
+pubsub "pubsub 1->$SUBSCRIBERS" "$TAG-pubsub" "$COUNT" "$SUBSCRIBERS"
+check "C publisher -> aether-cli sub, 1000 messages" cli_interop "$TAG-pubsub" 1000
+
+# --- under valgrind ---------------------------------------------------------------
+check "valgrind layout" "${VALGRIND[@]}" "$BIN/layout"
+check "valgrind errors" "${VALGRIND[@]}" "$BIN/errors" "$SOCK"
+check "aether-cli create $TAG-valgrind --policy reliable" create_reliable "$TAG-valgrind"
+pubsub "valgrind pubsub 1->1" "$TAG-valgrind" "$VG_COUNT" 1 "${VALGRIND[@]}"
+
+delete_topics() {
+    "${CLI[@]}" delete "$TAG-pubsub"
+    "${CLI[@]}" delete "$TAG-valgrind"
+    [[ ! -e /dev/shm/aether.$INSTANCE.$TAG-pubsub && ! -e /dev/shm/aether.$INSTANCE.$TAG-valgrind ]]
+}
+check "aether-cli delete removes the segments" delete_topics
+
+# --- shutdown: nothing left behind ------------------------------------------------
+if stop_daemon; then rc=0; else rc=$?; fi
+report "aetherd exits 0 on SIGTERM" "$rc" "$LOGS/aetherd.log"
+leftovers() {
+    local left
+    left=$(find /dev/shm -maxdepth 1 -name "aether.*" \( -name "aether.$INSTANCE.*" -o -name "*$TAG*" \) -print)
+    [[ -n $INSTANCE && -z $left ]] || { echo "left in /dev/shm (instance '$INSTANCE'): $left"; return 1; }
+}
+check "no /dev/shm/aether.$INSTANCE.* left after shutdown" leftovers
+finish

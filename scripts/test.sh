@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every test: Rust (unit, model, cross-process), the committed header's
+# freshness, and the C programs built against an installed prefix (plain and
+# under valgrind). Installs what it needs on a fresh Debian machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in pkg-config valgrind cc; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if [ ${#need[@]} -gt 0 ]; then
+  pkgs=$(printf '%s\n' "${need[@]}" | sed 's/^cc$/gcc/' | tr '\n' ' ')
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
+  else
+    echo "missing tools: $pkgs (run as root, or install them with apt-get)" >&2
+    exit 1
+  fi
+fi
+
+shm_before=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
+
+echo "== Rust tests"
+cargo test --workspace --quiet 2>&1
+
+echo "== C tests"
+bash scripts/c-tests.sh
+
+shm_after=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
+if [ "$shm_after" -gt "$shm_before" ]; then
+  echo "FAILED: the tests left shared-memory objects behind:" >&2
+  ls /dev/shm | grep '^aether' >&2
+  exit 1
+fi
+echo "== all tests passed"
