@@ -188,7 +188,7 @@ fn main() {
             let idle = timeout.map(Duration::from_secs_f64);
             let (mut n, mut first) = (0u64, None);
             let mut timed_out = false;
-            while count.map_or(true, |c| n < c) {
+            while count.is_none_or(|c| n < c) {
                 match s.receive_into(&mut buf, idle) {
                     Ok(r) => {
                         first.get_or_insert_with(Instant::now);

@@ -47,7 +47,7 @@ fn child_main() {
             while s.delivered() + s.lost() < count {
                 match s.receive_into(&mut buf, Some(Duration::from_secs(5))) {
                     Ok(r) => {
-                        let ordered = last.map_or(true, |l| r.seq > l);
+                        let ordered = last.is_none_or(|l| r.seq > l);
                         if !ordered || buf[..r.len] != message(r.seq, size_of_msg(r.seq, max))[..] {
                             bad += 1;
                         }

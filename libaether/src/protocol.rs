@@ -443,7 +443,7 @@ mod tests {
             x ^= x << 17;
             let len = (x % 64) as usize;
             let mut f: Vec<u8> = (0..len).map(|i| (x >> (i % 8 * 8)) as u8).collect();
-            if len >= 16 && x % 3 == 0 {
+            if len >= 16 && x.is_multiple_of(3) {
                 f[..4].copy_from_slice(&MAGIC.to_le_bytes());
                 f[4..6].copy_from_slice(&VERSION.to_le_bytes());
                 f[12..16].copy_from_slice(&((len - 16) as u32).to_le_bytes());

@@ -146,10 +146,8 @@ fn wait_once(
     *round = round.saturating_add(1);
     let spinning = *round <= cfg.spin || cfg.strategy == WaitStrategy::Spin;
     // Reading the clock costs ~20 ns: while spinning, look at it only now and then.
-    if !spinning || *round % 64 == 0 {
-        if deadline.remaining() == Some(0) {
-            return Err(Error::new(Status::Timeout, "timed out waiting"));
-        }
+    if (!spinning || (*round).is_multiple_of(64)) && deadline.remaining() == Some(0) {
+        return Err(Error::new(Status::Timeout, "timed out waiting"));
     }
     if spinning {
         std::hint::spin_loop();
@@ -645,7 +643,7 @@ impl Reader {
             u += ALIGN;
         }
         self.pos = u.min(tail).max(self.pos);
-        if self.pos % ALIGN != 0 {
+        if !self.pos.is_multiple_of(ALIGN) {
             self.pos = self.pos.div_ceil(ALIGN) * ALIGN;
         }
     }

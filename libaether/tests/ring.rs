@@ -163,7 +163,7 @@ fn lossy_concurrent_reader_never_sees_torn_messages() {
                     &message(seq, size_of_msg(seq, 300))[..],
                     "message {seq} intact"
                 );
-                assert!(last.map_or(true, |l| seq > l));
+                assert!(last.is_none_or(|l| seq > l));
                 last = Some(seq);
                 if seq == total - 1 {
                     break;

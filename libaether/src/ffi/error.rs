@@ -74,7 +74,7 @@ static STATUS_TEXT: [&std::ffi::CStr; 16] = [
 
 pub fn strerror(status: i32) -> *const c_char {
     match status {
-        0..=0 | -15..=-1 => STATUS_TEXT[(-status) as usize].as_ptr(),
+        -15..=0 => STATUS_TEXT[(-status) as usize].as_ptr(),
         _ => c"unknown status code".as_ptr(),
     }
 }

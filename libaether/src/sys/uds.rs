@@ -90,11 +90,10 @@ impl SeqPacket {
                 std::ptr::null_mut(),
                 libc::SOCK_CLOEXEC
             )) {
-                // SAFETY: accept4 just returned this descriptor; we own it.
                 Ok(fd) => {
-                    return Ok(SeqPacket {
-                        fd: unsafe { OwnedFd::from_raw_fd(fd) },
-                    })
+                    // SAFETY: accept4 just returned this descriptor; we own it.
+                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                    return Ok(SeqPacket { fd });
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
