@@ -411,3 +411,76 @@ impl WaitOutput for std::process::Child {
         s
     }
 }
+
+#[test]
+fn malformed_requests_get_protocol_errors_and_the_daemon_keeps_serving() {
+    use aether::protocol::{self, Request};
+    use aether::sys::uds::SeqPacket;
+    let d = Daemon::start();
+    let raw = SeqPacket::connect(&d.socket).unwrap();
+    raw.set_timeout(Some(Duration::from_secs(5))).unwrap();
+    let good = protocol::encode_request(&Request::TopicDelete { topic: "x".into() }, 7);
+    // (An empty packet is not among them: on SOCK_SEQPACKET it reads as end of
+    // connection, and the daemon treats it so.)
+    let mut bad_frames: Vec<Vec<u8>> = vec![
+        vec![1, 2, 3],
+        vec![0xff; 16],
+        good[..good.len() - 1].to_vec(), // body shorter than announced
+        vec![0u8; 5000],                 // larger than any frame
+    ];
+    let mut wrong_version = good.clone();
+    wrong_version[4] = 9;
+    bad_frames.push(wrong_version);
+    let mut unknown_op = good.clone();
+    unknown_op[6] = 0x7f;
+    bad_frames.push(unknown_op);
+    let mut trailing = good.clone();
+    trailing.push(0);
+    trailing[12] += 1;
+    bad_frames.push(trailing);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..50 {
+        let mut f = good.clone();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let i = 16 + (x as usize % (f.len() - 16));
+        f[i] = (x >> 32) as u8;
+        bad_frames.push(f);
+    }
+    let mut buf = vec![0u8; 8192];
+    for f in &bad_frames {
+        raw.send(f, None).unwrap();
+        let (n, fd) = raw.recv(&mut buf).unwrap();
+        assert!(fd.is_none() && n >= 20, "every request gets a reply");
+        let status = i32::from_le_bytes(buf[16..20].try_into().unwrap());
+        assert!(status < 0, "malformed frame {f:?} was accepted");
+    }
+    // A descriptor attached to a request is ignored; the daemon still answers.
+    let file = std::fs::File::open("/dev/null").unwrap();
+    use std::os::fd::AsRawFd;
+    raw.send(&good, Some(file.as_raw_fd())).unwrap();
+    let (n, _) = raw.recv(&mut buf).unwrap();
+    assert_eq!(
+        i32::from_le_bytes(buf[16..20].try_into().unwrap()),
+        Status::NotFound as i32,
+        "{:?}",
+        &buf[..n]
+    );
+    // Other clients were never disturbed.
+    let c = d.client();
+    c.create_topic("still-fine", &TopicParams::default())
+        .unwrap();
+    let mut p = c.publisher("still-fine").unwrap();
+    let mut s = c
+        .subscriber("still-fine", &SubscriberConfig::default())
+        .unwrap();
+    p.publish(b"ok").unwrap();
+    assert_eq!(
+        s.receive(Some(Duration::from_secs(5)))
+            .unwrap()
+            .unwrap()
+            .data,
+        b"ok"
+    );
+}
