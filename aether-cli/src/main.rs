@@ -7,11 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(
-    name = "aether-cli",
-    version,
-    about = "Aether command-line client and admin tool"
-)]
+#[command(name = "aether-cli", version, about = "Aether command-line client and admin tool")]
 struct Cli {
     /// Control socket of the broker [default: $AETHER_SOCKET, else $XDG_RUNTIME_DIR/aether/aetherd.sock, else /run/aether/aetherd.sock]
     #[arg(long, global = true)]
@@ -194,9 +190,7 @@ fn main() {
                         first.get_or_insert_with(Instant::now);
                         n += 1;
                         if !quiet {
-                            let ok = out
-                                .write_all(&buf[..r.len])
-                                .and_then(|_| out.write_all(b"\n"));
+                            let ok = out.write_all(&buf[..r.len]).and_then(|_| out.write_all(b"\n"));
                             if ok.is_err() {
                                 break; // stdout closed (e.g. `| head`)
                             }
@@ -217,10 +211,7 @@ fn main() {
                 rate(n, secs)
             );
             if timed_out && count.is_some_and(|c| n < c) {
-                eprintln!(
-                    "aether-cli: timed out after {n} of {} messages",
-                    count.unwrap_or(0)
-                );
+                eprintln!("aether-cli: timed out after {n} of {} messages", count.unwrap_or(0));
                 std::process::exit(2);
             }
         }

@@ -97,11 +97,7 @@ fn main() {
         }
         match sig {
             libc::SIGTERM | libc::SIGINT => break,
-            libc::SIGUSR1 => eprintln!(
-                "aetherd: {} topics: {:?}",
-                broker.topics().len(),
-                broker.topics()
-            ),
+            libc::SIGUSR1 => eprintln!("aetherd: {} topics: {:?}", broker.topics().len(), broker.topics()),
             _ => {}
         }
     }

@@ -24,8 +24,7 @@ fn child_main() {
             let mut p = client.publisher(&topic).expect("publisher");
             p.set_timeout(Some(Duration::from_secs(30)));
             for i in 0..count {
-                p.publish(&message(i, size_of_msg(i, max)))
-                    .expect("publish");
+                p.publish(&message(i, size_of_msg(i, max))).expect("publish");
             }
             println!("AETHER:done");
         }
@@ -159,10 +158,7 @@ fn lossy_topic_reports_every_loss_exactly() {
         lost.push(field(&r, "lost"));
         s.wait_ok();
     }
-    assert!(
-        lost[2] > 0,
-        "the slow subscriber on a 16 KiB ring was lapped"
-    );
+    assert!(lost[2] > 0, "the slow subscriber on a 16 KiB ring was lapped");
 }
 
 /// Offset of the ring inside a segment, from its header (Meta.ring_offset).
@@ -232,15 +228,8 @@ fn garbage_in_the_segment_gives_subscribers_an_error_not_a_crash() {
     }
     std::fs::write(&go, b"").unwrap();
     let r = sub.line();
-    assert!(
-        field(&r, "errors") >= 1,
-        "the subscriber reported corruption: {r}"
-    );
-    assert_eq!(
-        field(&r, "bad"),
-        0,
-        "nothing garbled was delivered as a message: {r}"
-    );
+    assert!(field(&r, "errors") >= 1, "the subscriber reported corruption: {r}");
+    assert_eq!(field(&r, "bad"), 0, "nothing garbled was delivered as a message: {r}");
     sub.wait_ok();
     // A corrupt header: new subscribers are refused with a clear error.
     seg[0] ^= 0xff;
@@ -286,17 +275,13 @@ fn a_killed_subscriber_stops_holding_back_a_reliable_publisher() {
             }
         }
     }
-    assert!(
-        timed_out,
-        "a stopped subscriber holds a reliable publisher back"
-    );
+    assert!(timed_out, "a stopped subscriber holds a reliable publisher back");
     let _ = sub.child.kill();
     let _ = sub.child.wait();
     // The daemon sees the socket close and frees the slot: publishing resumes.
     p.set_timeout(Some(Duration::from_secs(5)));
     for i in 0..1000 {
-        p.publish(&message(i, 500))
-            .expect("publish after the subscriber died");
+        p.publish(&message(i, 500)).expect("publish after the subscriber died");
     }
 }
 
@@ -343,10 +328,7 @@ fn no_daemon_and_autostart_off_is_unavailable() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("Unavailable") && err.contains("nobody.sock"),
-        "{err}"
-    );
+    assert!(err.contains("Unavailable") && err.contains("nobody.sock"), "{err}");
 }
 
 #[test]
@@ -373,28 +355,19 @@ fn racing_clients_autostart_exactly_one_daemon() {
         .map(|k| {
             let out = k.wait_with_output_ref();
             field(
-                out.lines()
-                    .find_map(|l| l.strip_prefix("AETHER:"))
-                    .expect("pid line"),
+                out.lines().find_map(|l| l.strip_prefix("AETHER:")).expect("pid line"),
                 "pid",
             )
         })
         .collect();
-    assert!(
-        pids.iter().all(|p| *p == pids[0]),
-        "one daemon for all: {pids:?}"
-    );
+    assert!(pids.iter().all(|p| *p == pids[0]), "one daemon for all: {pids:?}");
     // Stop the auto-started daemon and wait until it has cleaned up.
     // SAFETY: signalling the daemon these tests started.
     unsafe { libc::kill(pids[0] as i32, libc::SIGTERM) };
-    wait_for(
-        "auto-started daemon to exit",
-        Duration::from_secs(10),
-        || {
-            // SAFETY: signal 0 only checks that the process exists.
-            unsafe { libc::kill(pids[0] as i32, 0) != 0 }
-        },
-    );
+    wait_for("auto-started daemon to exit", Duration::from_secs(10), || {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pids[0] as i32, 0) != 0 }
+    });
     assert!(!socket.exists());
 }
 
@@ -469,18 +442,9 @@ fn malformed_requests_get_protocol_errors_and_the_daemon_keeps_serving() {
     );
     // Other clients were never disturbed.
     let c = d.client();
-    c.create_topic("still-fine", &TopicParams::default())
-        .unwrap();
+    c.create_topic("still-fine", &TopicParams::default()).unwrap();
     let mut p = c.publisher("still-fine").unwrap();
-    let mut s = c
-        .subscriber("still-fine", &SubscriberConfig::default())
-        .unwrap();
+    let mut s = c.subscriber("still-fine", &SubscriberConfig::default()).unwrap();
     p.publish(b"ok").unwrap();
-    assert_eq!(
-        s.receive(Some(Duration::from_secs(5)))
-            .unwrap()
-            .unwrap()
-            .data,
-        b"ok"
-    );
+    assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data, b"ok");
 }

@@ -32,12 +32,9 @@ impl Conn {
             .sock
             .lock()
             .map_err(|_| Error::new(Status::Internal, "connection lock poisoned"))?;
-        sock.send(&frame, None)
-            .map_err(|e| broker_gone(&self.socket, e))?;
+        sock.send(&frame, None).map_err(|e| broker_gone(&self.socket, e))?;
         let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
-        let (n, fd) = sock
-            .recv(&mut buf)
-            .map_err(|e| broker_gone(&self.socket, e))?;
+        let (n, fd) = sock.recv(&mut buf).map_err(|e| broker_gone(&self.socket, e))?;
         if n == 0 {
             return Err(Error::new(
                 Status::Unavailable,
@@ -59,10 +56,7 @@ fn broker_gone(socket: &Path, e: std::io::Error) -> Error {
         ),
         _ => Error::new(
             Status::Unavailable,
-            format!(
-                "lost the connection to aetherd at {}: {e}",
-                socket.display()
-            ),
+            format!("lost the connection to aetherd at {}: {e}", socket.display()),
         ),
     }
 }
@@ -103,20 +97,11 @@ fn start_daemon(socket: &Path) -> Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .status()
-        .map_err(|e| {
-            Error::new(
-                Status::Unavailable,
-                format!("cannot start {}: {e}", exe.display()),
-            )
-        })?;
+        .map_err(|e| Error::new(Status::Unavailable, format!("cannot start {}: {e}", exe.display())))?;
     if !status.success() {
         return Err(Error::new(
             Status::Unavailable,
-            format!(
-                "{} --socket {} failed: {status}",
-                exe.display(),
-                socket.display()
-            ),
+            format!("{} --socket {} failed: {status}", exe.display(), socket.display()),
         ));
     }
     Ok(())
@@ -160,10 +145,7 @@ impl Client {
                         Err(e) if std::time::Instant::now() >= deadline => {
                             return Err(Error::new(
                                 Status::Unavailable,
-                                format!(
-                                    "started aetherd but cannot connect to {}: {e}",
-                                    path.display()
-                                ),
+                                format!("started aetherd but cannot connect to {}: {e}", path.display()),
                             ))
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -187,10 +169,7 @@ impl Client {
         let (reply, _) = conn.call(&Request::Hello {
             client_version: crate::broker::VERSION.into(),
         })?;
-        let Reply::Hello {
-            pid, instance_id, ..
-        } = reply
-        else {
+        let Reply::Hello { pid, instance_id, .. } = reply else {
             return Err(Error::protocol("unexpected reply to hello"));
         };
         Ok(Client {
@@ -226,11 +205,7 @@ impl Client {
 
     pub fn delete_topic(&self, topic: &str) -> Result<()> {
         protocol::validate_topic(topic)?;
-        self.conn
-            .call(&Request::TopicDelete {
-                topic: topic.into(),
-            })
-            .map(drop)
+        self.conn.call(&Request::TopicDelete { topic: topic.into() }).map(drop)
     }
 
     fn open_segment(&self, req: &Request) -> Result<(Reply, Arc<Segment>)> {
@@ -241,9 +216,7 @@ impl Client {
 
     pub fn publisher(&self, topic: &str) -> Result<Publisher> {
         protocol::validate_topic(topic)?;
-        let (_, seg) = self.open_segment(&Request::PublisherOpen {
-            topic: topic.into(),
-        })?;
+        let (_, seg) = self.open_segment(&Request::PublisherOpen { topic: topic.into() })?;
         Ok(Publisher {
             writer: Writer::new(seg),
             loan: None,
@@ -253,9 +226,7 @@ impl Client {
 
     pub fn subscriber(&self, topic: &str, cfg: &SubscriberConfig) -> Result<Subscriber> {
         protocol::validate_topic(topic)?;
-        let (reply, seg) = self.open_segment(&Request::SubscriberOpen {
-            topic: topic.into(),
-        })?;
+        let (reply, seg) = self.open_segment(&Request::SubscriberOpen { topic: topic.into() })?;
         let Reply::Subscribed { slot } = reply else {
             return Err(Error::protocol("unexpected reply to subscribe"));
         };
@@ -312,9 +283,7 @@ impl Publisher {
     /// Copies `data` into the ring as one message; returns its sequence number.
     pub fn publish(&mut self, data: &[u8]) -> Result<u64> {
         if self.loan.is_some() {
-            return Err(Error::invalid(
-                "a loan is outstanding: commit or abort it first",
-            ));
+            return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
         }
         self.writer.publish(data)
     }
@@ -322,9 +291,7 @@ impl Publisher {
     /// Loans `len` bytes of the ring to write a message in place.
     pub fn loan(&mut self, len: usize) -> Result<&mut [u8]> {
         if self.loan.is_some() {
-            return Err(Error::invalid(
-                "a loan is outstanding: commit or abort it first",
-            ));
+            return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
         }
         let claim = self.writer.claim(len)?;
         self.loan = Some(claim);
@@ -336,9 +303,7 @@ impl Publisher {
 
     /// Publishes the first `len` bytes of the outstanding loan.
     pub fn commit(&mut self, len: usize) -> Result<u64> {
-        let claim = self
-            .loan
-            .ok_or_else(|| Error::invalid("no loan to commit"))?;
+        let claim = self.loan.ok_or_else(|| Error::invalid("no loan to commit"))?;
         self.writer.commit(claim, len)?;
         self.loan = None;
         Ok(claim.seq)
@@ -346,10 +311,7 @@ impl Publisher {
 
     /// Gives the outstanding loan up without publishing it.
     pub fn abort(&mut self) -> Result<()> {
-        let claim = self
-            .loan
-            .take()
-            .ok_or_else(|| Error::invalid("no loan to abort"))?;
+        let claim = self.loan.take().ok_or_else(|| Error::invalid("no loan to abort"))?;
         self.writer.abort(claim);
         Ok(())
     }
@@ -366,6 +328,11 @@ impl Publisher {
 
     pub fn max_message(&self) -> usize {
         self.writer.segment().geometry().max_message as usize
+    }
+
+    /// The topic's delivery policy (lossy or reliable).
+    pub fn policy(&self) -> crate::segment::Policy {
+        self.writer.segment().geometry().policy
     }
 }
 
@@ -410,22 +377,12 @@ impl Subscriber {
         self.receive_into_deadline(buf, &Deadline::after(timeout))
     }
 
-    pub fn receive_into_deadline(
-        &mut self,
-        buf: &mut [u8],
-        deadline: &Deadline,
-    ) -> Result<Received> {
+    pub fn receive_into_deadline(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<Received> {
         if self.held.is_some() {
-            return Err(Error::invalid(
-                "a received view is outstanding: release it first",
-            ));
+            return Err(Error::invalid("a received view is outstanding: release it first"));
         }
         let (len, seq, timestamp_ns) = self.reader.receive_into(buf, deadline)?;
-        Ok(Received {
-            len,
-            seq,
-            timestamp_ns,
-        })
+        Ok(Received { len, seq, timestamp_ns })
     }
 
     /// Receives the next message as an owned copy; `Ok(None)` on timeout.
@@ -450,15 +407,11 @@ impl Subscriber {
     /// overwritten meanwhile, which `release` then reports as `Overwritten`.
     pub fn receive_view(&mut self, deadline: &Deadline) -> Result<Record> {
         if self.held.is_some() {
-            return Err(Error::invalid(
-                "a received view is outstanding: release it first",
-            ));
+            return Err(Error::invalid("a received view is outstanding: release it first"));
         }
         loop {
             let rec = self.reader.next(deadline)?;
-            if self.reader.geometry().policy == crate::segment::Policy::Lossy
-                && self.reader.overwritten(rec.pos)
-            {
+            if self.reader.geometry().policy == crate::segment::Policy::Lossy && self.reader.overwritten(rec.pos) {
                 self.reader.drop_overwritten(&rec);
                 continue;
             }
@@ -474,9 +427,7 @@ impl Subscriber {
             .held
             .take()
             .ok_or_else(|| Error::invalid("no received view to release"))?;
-        if self.reader.geometry().policy == crate::segment::Policy::Lossy
-            && self.reader.overwritten(rec.pos)
-        {
+        if self.reader.geometry().policy == crate::segment::Policy::Lossy && self.reader.overwritten(rec.pos) {
             self.reader.drop_overwritten(&rec);
             return Err(Error::new(
                 Status::Overwritten,
@@ -517,6 +468,25 @@ impl Subscriber {
     /// The mapped segment's address range (lets tests prove views are zero-copy).
     pub fn mapping_range(&self) -> (usize, usize) {
         self.reader.segment().mapping_range()
+    }
+
+    /// The topic's delivery policy (lossy or reliable).
+    pub fn policy(&self) -> crate::segment::Policy {
+        self.reader.geometry().policy
+    }
+
+    /// Whether the held view has been overwritten so far: on a lossy topic a
+    /// publisher lapped it and its bytes may be torn. Check this after copying
+    /// from the view to know whether the copy can be trusted (the view stays
+    /// held; [`release_view`](Self::release_view) then reports `Overwritten`).
+    /// `false` when no view is held or the topic is reliable.
+    pub fn held_view_overwritten(&self) -> bool {
+        match &self.held {
+            Some(rec) => {
+                self.reader.geometry().policy == crate::segment::Policy::Lossy && self.reader.overwritten(rec.pos)
+            }
+            None => false,
+        }
     }
 }
 

@@ -25,15 +25,11 @@ fn library_dir() -> Option<PathBuf> {
     // loaded object (this function's own code) and leaves it alone otherwise.
     unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
-        if libc::dladdr(library_dir as *const libc::c_void, &mut info) == 0
-            || info.dli_fname.is_null()
-        {
+        if libc::dladdr(library_dir as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
             return None;
         }
         let name = std::ffi::CStr::from_ptr(info.dli_fname);
-        let p = PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked(
-            name.to_bytes(),
-        ));
+        let p = PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked(name.to_bytes()));
         p.canonicalize().ok()?.parent().map(Path::to_path_buf)
     }
 }

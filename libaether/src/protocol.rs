@@ -139,24 +139,16 @@ impl<'a> Dec<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
     fn i32(&mut self) -> Result<i32> {
-        Ok(i32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        Ok(i32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
     fn str(&mut self) -> Result<String> {
         let n = self.u16()? as usize;
@@ -201,9 +193,7 @@ fn parse_header(frame: &[u8]) -> Result<(u16, u32, &[u8])> {
         )));
     }
     if len != d.0.len() {
-        return Err(Error::protocol(
-            "frame body length does not match the packet",
-        ));
+        return Err(Error::protocol("frame body length does not match the packet"));
     }
     Ok((op, id, d.0))
 }
@@ -219,9 +209,9 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
             e.u64(params.max_message);
             e.u32(params.max_subscribers);
         }
-        Request::TopicDelete { topic }
-        | Request::PublisherOpen { topic }
-        | Request::SubscriberOpen { topic } => e.str(topic),
+        Request::TopicDelete { topic } | Request::PublisherOpen { topic } | Request::SubscriberOpen { topic } => {
+            e.str(topic)
+        }
         Request::SubscriberClose { topic, slot } => {
             e.str(topic);
             e.u32(*slot);
@@ -235,13 +225,8 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
 /// so that the error reply can still be matched to its request.
 pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32, u16, Error)> {
     let (raw_op, id, body) = parse_header(frame).map_err(|e| (0, 0, e))?;
-    let op = Op::from_u16(raw_op).ok_or_else(|| {
-        (
-            id,
-            raw_op,
-            Error::protocol(format!("unknown request op {raw_op}")),
-        )
-    })?;
+    let op =
+        Op::from_u16(raw_op).ok_or_else(|| (id, raw_op, Error::protocol(format!("unknown request op {raw_op}"))))?;
     let mut d = Dec(body);
     let req = (|| {
         let r = match op {
@@ -251,8 +236,7 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
             Op::TopicCreate => {
                 let topic = d.str()?;
                 let policy = d.u8()?;
-                let policy = Policy::from_u32(policy as u32)
-                    .ok_or_else(|| Error::protocol("unknown policy"))?;
+                let policy = Policy::from_u32(policy as u32).ok_or_else(|| Error::protocol("unknown policy"))?;
                 let params = TopicParams {
                     policy,
                     ring_size: d.u64()?,
@@ -312,8 +296,7 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
     let mut d = Dec(body);
     let code = d.i32()?;
     if code != 0 {
-        let status = Status::from_code(code)
-            .ok_or_else(|| Error::protocol(format!("unknown status {code}")))?;
+        let status = Status::from_code(code).ok_or_else(|| Error::protocol(format!("unknown status {code}")))?;
         let msg = d.str()?;
         d.end()?;
         return Ok(Err(Error::new(status, msg)));
@@ -338,10 +321,7 @@ pub fn validate_topic(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > crate::segment::MAX_TOPIC_LEN {
         return Err(Error::new(
             Status::Invalid,
-            format!(
-                "topic name must be 1 to {} bytes long",
-                crate::segment::MAX_TOPIC_LEN
-            ),
+            format!("topic name must be 1 to {} bytes long", crate::segment::MAX_TOPIC_LEN),
         ));
     }
     if name.starts_with('.')
@@ -400,10 +380,7 @@ mod tests {
                 }),
             ),
             (Op::SubscriberOpen, Ok(Reply::Subscribed { slot: 5 })),
-            (
-                Op::TopicCreate,
-                Err(Error::new(Status::Exists, "topic exists")),
-            ),
+            (Op::TopicCreate, Err(Error::new(Status::Exists, "topic exists"))),
         ];
         for (op, r) in cases {
             let f = encode_reply(op as u16, 42, &r);
@@ -418,10 +395,7 @@ mod tests {
         for r in all_requests() {
             let f = encode_request(&r, 1);
             for n in 0..f.len() {
-                assert!(
-                    decode_request(&f[..n]).is_err(),
-                    "prefix {n} of {r:?} accepted"
-                );
+                assert!(decode_request(&f[..n]).is_err(), "prefix {n} of {r:?} accepted");
             }
             for i in 0..f.len() {
                 for b in [0u8, 1, 0x7f, 0x80, 0xff] {
@@ -458,21 +432,8 @@ mod tests {
         for ok in ["a", "sensors.temp", "A-b_c.9"] {
             validate_topic(ok).unwrap();
         }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a\0b",
-            ".hidden",
-            "sp ace",
-            &"x".repeat(121),
-        ] {
-            assert_eq!(
-                validate_topic(bad).unwrap_err().status,
-                Status::Invalid,
-                "{bad:?}"
-            );
+        for bad in ["", ".", "..", "a/b", "a\0b", ".hidden", "sp ace", &"x".repeat(121)] {
+            assert_eq!(validate_topic(bad).unwrap_err().status, Status::Invalid, "{bad:?}");
         }
     }
 }

@@ -43,6 +43,9 @@ use std::time::Duration;
 pub const RECORD_HEADER: usize = 32;
 const ALIGN: u64 = 64;
 
+/// Copies up to this size are published without a CLAIMED stamp (see `Writer::publish`).
+const SMALL_COPY: usize = 1024;
+
 const KIND_CLAIMED: u64 = 1;
 const KIND_MESSAGE: u64 = 2;
 const KIND_PADDING: u64 = 3;
@@ -261,19 +264,34 @@ impl Writer {
                 (0..seg.geometry().max_subscribers).all(|i| {
                     let s = seg.slot(i).expect("index below max");
                     let c = s.cursor.load(Ordering::SeqCst);
-                    s.flags.load(Ordering::SeqCst) & SLOT_GATING == 0
-                        || c == SLOT_FREE
-                        || end <= c.saturating_add(ring)
+                    s.flags.load(Ordering::SeqCst) & SLOT_GATING == 0 || c == SLOT_FREE || end <= c.saturating_add(ring)
                 })
             };
-            wait_once(&self.wait, self.seg.space_notify(), &mut round, deadline, 10_000_000, space_ok).map_err(|_| {
-                Error::new(Status::Timeout, "reliable topic: the slowest subscriber is a full ring behind; publish timed out")
+            wait_once(
+                &self.wait,
+                self.seg.space_notify(),
+                &mut round,
+                deadline,
+                10_000_000,
+                space_ok,
+            )
+            .map_err(|_| {
+                Error::new(
+                    Status::Timeout,
+                    "reliable topic: the slowest subscriber is a full ring behind; publish timed out",
+                )
             })?;
         }
     }
 
-    /// Claims room for a message of `len` bytes.
+    /// Claims room for a message of `len` bytes, to be written in place and
+    /// committed or aborted. The record is stamped CLAIMED at once, so that if
+    /// this process dies before commit, readers skip it after the abandon timeout.
     pub fn claim(&mut self, len: usize) -> Result<Claim> {
+        self.claim_marked(len, true)
+    }
+
+    fn claim_marked(&mut self, len: usize, mark_claimed: bool) -> Result<Claim> {
         if len as u64 > self.geo.max_message {
             return Err(Error::new(
                 Status::TooLarge,
@@ -289,16 +307,11 @@ impl Writer {
         let deadline = Deadline::after(self.timeout);
         let seg = Arc::clone(&self.seg);
         let tail = seg.tail();
-        let mut cur = (
-            tail.lo.load(Ordering::Acquire),
-            tail.hi.load(Ordering::Acquire),
-        );
+        let mut cur = (tail.lo.load(Ordering::Acquire), tail.hi.load(Ordering::Acquire));
         let (pos, pad, gen_before) = loop {
             let (pos, seq) = cur;
             if pos % ALIGN != 0 {
-                return Err(Error::corrupt(format!(
-                    "ring tail {pos:#x} is not 64-byte aligned"
-                )));
+                return Err(Error::corrupt(format!("ring tail {pos:#x} is not 64-byte aligned")));
             }
             let off = pos & (ring - 1);
             let pad = if off + stride > ring { ring - off } else { 0 };
@@ -339,8 +352,7 @@ impl Writer {
                 std::ptr::addr_of_mut!((*h).len).write_volatile(0);
                 std::ptr::addr_of_mut!((*h).stride).write_volatile(pad as u32);
                 std::ptr::addr_of_mut!((*h).seq).write_volatile(0);
-                (*h).stamp
-                    .store(stamp(salt, pos, KIND_PADDING), Ordering::Release);
+                (*h).stamp.store(stamp(salt, pos, KIND_PADDING), Ordering::Release);
             }
         }
         let h = self.header_at(rec);
@@ -350,8 +362,9 @@ impl Writer {
             std::ptr::addr_of_mut!((*h).stride).write_volatile(stride as u32);
             std::ptr::addr_of_mut!((*h).seq).write_volatile(seq);
             std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(0);
-            (*h).stamp
-                .store(stamp(salt, rec, KIND_CLAIMED), Ordering::Release);
+            if mark_claimed {
+                (*h).stamp.store(stamp(salt, rec, KIND_CLAIMED), Ordering::Release);
+            }
         }
         Ok(Claim {
             pos: rec,
@@ -368,6 +381,10 @@ impl Writer {
 
     /// Publishes `len` bytes (at most the claimed capacity and max_message) of `claim`.
     pub fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
+        self.commit_at(claim, len, sys::realtime_ns())
+    }
+
+    fn commit_at(&mut self, claim: Claim, len: usize, timestamp_ns: u64) -> Result<()> {
         if len > claim.capacity || len as u64 > self.geo.max_message {
             return Err(Error::new(
                 Status::TooLarge,
@@ -378,11 +395,9 @@ impl Writer {
         // SAFETY: the record is ours until the stamp below publishes it.
         unsafe {
             std::ptr::addr_of_mut!((*h).len).write_volatile(len as u32);
-            std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(sys::realtime_ns());
-            (*h).stamp.store(
-                stamp(self.geo.salt, claim.pos, KIND_MESSAGE),
-                Ordering::Release,
-            );
+            std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(timestamp_ns);
+            (*h).stamp
+                .store(stamp(self.geo.salt, claim.pos, KIND_MESSAGE), Ordering::Release);
         }
         wake(self.seg.data_notify());
         Ok(())
@@ -393,21 +408,25 @@ impl Writer {
         let h = self.header_at(claim.pos);
         // SAFETY: the record is ours until the stamp below releases it.
         unsafe {
-            (*h).stamp.store(
-                stamp(self.geo.salt, claim.pos, KIND_ABORTED),
-                Ordering::Release,
-            )
+            (*h).stamp
+                .store(stamp(self.geo.salt, claim.pos, KIND_ABORTED), Ordering::Release)
         };
         self.seg.stats().aborted.fetch_add(1, Ordering::Relaxed);
         wake(self.seg.data_notify());
     }
 
     /// Copies `data` into the ring as one message.
+    ///
+    /// Small messages are written in one burst of stores ending with the
+    /// MESSAGE stamp, without the intermediate CLAIMED stamp: a reader spinning
+    /// on the stamp's line would otherwise pull it away mid-write. The clock is
+    /// read before the claim for the same reason.
     pub fn publish(&mut self, data: &[u8]) -> Result<u64> {
-        let claim = self.claim(data.len())?;
+        let timestamp_ns = sys::realtime_ns();
+        let claim = self.claim_marked(data.len(), data.len() > SMALL_COPY)?;
         // SAFETY: the payload area holds `capacity >= data.len()` bytes we own.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.payload(&claim), data.len()) };
-        self.commit(claim, data.len())?;
+        self.commit_at(claim, data.len(), timestamp_ns)?;
         Ok(claim.seq)
     }
 }
@@ -462,10 +481,8 @@ impl Reader {
             s.pid.store(pid, Ordering::Relaxed);
             s.delivered.store(0, Ordering::Relaxed);
             s.lost.store(0, Ordering::Relaxed);
-            s.cursor
-                .store(seg.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst);
-            s.flags
-                .store(if gating { SLOT_GATING } else { 0 }, Ordering::SeqCst);
+            s.cursor.store(seg.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst);
+            s.flags.store(if gating { SLOT_GATING } else { 0 }, Ordering::SeqCst);
             seg.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
         }
         let (pos, next_seq) = seg.tail().load();
@@ -488,6 +505,7 @@ impl Reader {
         Ok(r)
     }
 
+    /// Messages missed so far; a gap is counted when the message after it is consumed.
     pub fn lost(&self) -> u64 {
         self.lost
     }
@@ -552,14 +570,10 @@ impl Reader {
         };
         let off = pos & (self.geo.ring_size - 1);
         if stride % ALIGN != 0 || stride < ALIGN || off + stride > self.geo.ring_size {
-            return Err(Error::corrupt(format!(
-                "record at {pos} has invalid stride {stride}"
-            )));
+            return Err(Error::corrupt(format!("record at {pos} has invalid stride {stride}")));
         }
         if len as u64 > self.geo.max_message || RECORD_HEADER as u64 + len as u64 > stride {
-            return Err(Error::corrupt(format!(
-                "record at {pos} has invalid length {len}"
-            )));
+            return Err(Error::corrupt(format!("record at {pos} has invalid length {len}")));
         }
         Ok((stride, len, seq, ts))
     }
@@ -567,11 +581,13 @@ impl Reader {
     /// [`read_header`](Self::read_header), except that a header found invalid
     /// or torn because a publisher lapped us (lossy) is `None`, not corruption.
     fn read_header_unless_lapped(&self, pos: u64) -> Result<Option<(u64, usize, u64, u64)>> {
-        let h = self.read_header(pos);
-        if self.geo.policy == Policy::Lossy && self.overwritten(pos) {
-            return Ok(None);
+        // A valid header is returned without reading the tail: whoever copies
+        // the payload checks for overwrite afterwards, which covers the header.
+        match self.read_header(pos) {
+            Ok(h) => Ok(Some(h)),
+            Err(_) if self.geo.policy == Policy::Lossy && self.overwritten(pos) => Ok(None),
+            Err(e) => Err(e),
         }
-        h.map(Some)
     }
 
     /// Looks at the record at the cursor, stepping over padding and aborted records.
@@ -586,14 +602,10 @@ impl Reader {
             }
             match kind {
                 KIND_MESSAGE => {
-                    let Some((stride, len, seq, ts)) = self.read_header_unless_lapped(self.pos)?
-                    else {
+                    let Some((stride, len, seq, ts)) = self.read_header_unless_lapped(self.pos)? else {
                         return Ok(Found::Pending { claimed: false });
                     };
-                    let data = self
-                        .header_at(self.pos)
-                        .cast::<u8>()
-                        .wrapping_add(RECORD_HEADER);
+                    let data = self.header_at(self.pos).cast::<u8>().wrapping_add(RECORD_HEADER);
                     return Ok(Found::Message(Record {
                         pos: self.pos,
                         stride,
@@ -608,10 +620,12 @@ impl Reader {
                     self.pos += self.geo.ring_size - off;
                 }
                 KIND_ABORTED => {
-                    let Some((stride, _, seq, _)) = self.read_header_unless_lapped(self.pos)?
-                    else {
+                    let Some((stride, _, seq, _)) = self.read_header_unless_lapped(self.pos)? else {
                         return Ok(Found::Pending { claimed: false });
                     };
+                    if self.geo.policy == Policy::Lossy && self.overwritten(self.pos) {
+                        return Ok(Found::Pending { claimed: false });
+                    }
                     if seq >= self.next_seq {
                         self.lost += seq - self.next_seq;
                         self.next_seq = seq + 1;
@@ -628,10 +642,7 @@ impl Reader {
     /// `[from, tail)`, or to the tail. What was skipped shows up as a sequence gap.
     fn resync(&mut self, from: u64) {
         let tail = self.tail_pos();
-        let lo = from
-            .max(tail.saturating_sub(self.geo.ring_size))
-            .div_ceil(ALIGN)
-            * ALIGN;
+        let lo = from.max(tail.saturating_sub(self.geo.ring_size)).div_ceil(ALIGN) * ALIGN;
         let mut u = lo;
         while u < tail && u - lo < self.geo.ring_size {
             let h = self.header_at(u);
@@ -678,13 +689,29 @@ impl Reader {
                             rec.pos, rec.seq, self.next_seq
                         )));
                     }
-                    if rec.seq > self.next_seq {
-                        self.lost += rec.seq - self.next_seq;
-                        self.next_seq = rec.seq;
-                    }
+                    // Gaps are counted when the record is consumed: until the
+                    // caller's copy is checked, a lossy header may be torn.
                     return Ok(rec);
                 }
                 Found::Pending { claimed } => {
+                    // While spinning, watch only the stamp, the line a commit writes:
+                    // reading the tail (a line every claim writes) on each turn
+                    // would pull it away from publishers. Full checks every 256 turns.
+                    if self.wait.strategy == WaitStrategy::Spin || round < self.wait.spin {
+                        let h = self.header_at(self.pos);
+                        // SAFETY: in bounds (header_at); the stamp is an atomic.
+                        let stamp_now = || unsafe { (*h).stamp.load(Ordering::Acquire) };
+                        let before = stamp_now();
+                        let mut turns = 0;
+                        while turns < 255 && stamp_now() == before {
+                            std::hint::spin_loop();
+                            turns += 1;
+                        }
+                        round = round.saturating_add(turns);
+                        if turns < 255 {
+                            continue;
+                        }
+                    }
                     let tail = self.tail_pos();
                     if tail > self.pos.saturating_add(self.geo.ring_size) {
                         // Lapped: what we wanted is gone.
@@ -702,13 +729,11 @@ impl Reader {
                         let now = sys::monotonic_ns();
                         match pending_since {
                             Some((p, since)) if p == self.pos => {
-                                if now.saturating_sub(since)
-                                    >= self.abandon_timeout.as_nanos() as u64
-                                {
+                                if now.saturating_sub(since) >= self.abandon_timeout.as_nanos() as u64 {
                                     pending_since = None;
-                                    if claimed {
-                                        if let Ok((stride, _, seq, _)) = self.read_header(self.pos)
-                                        {
+                                    let torn = self.geo.policy == Policy::Lossy && self.overwritten(self.pos);
+                                    if claimed && !torn {
+                                        if let Ok((stride, _, seq, _)) = self.read_header(self.pos) {
                                             if seq >= self.next_seq {
                                                 self.lost += seq - self.next_seq + 1;
                                                 self.next_seq = seq + 1;
@@ -718,9 +743,16 @@ impl Reader {
                                             continue;
                                         }
                                     }
+                                    // No CLAIMED stamp (small copies skip it): either a
+                                    // publisher died before its first store, or garbage.
+                                    // A valid record further on means the former; its
+                                    // sequence gap counts the loss.
                                     let at = self.pos;
                                     self.resync(at + ALIGN);
                                     self.store_cursor();
+                                    if self.pos < self.tail_pos() {
+                                        continue;
+                                    }
                                     return Err(Error::corrupt(format!(
                                         "no valid record at position {at} after {:?}; skipped ahead",
                                         self.abandon_timeout
@@ -737,39 +769,33 @@ impl Reader {
                     let ready = || {
                         // SAFETY: in bounds (header_at); the stamp is an atomic.
                         let (p, kind) = decode(salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
-                        (p == pos && kind != KIND_CLAIMED)
-                            || seg.tail().lo.load(Ordering::Acquire) != tail
+                        (p == pos && kind != KIND_CLAIMED) || seg.tail().lo.load(Ordering::Acquire) != tail
                     };
                     let cap = if tail > pos {
                         self.abandon_timeout.as_nanos() as u64 / 4 + 1
                     } else {
                         u64::MAX
                     };
-                    wait_once(
-                        &self.wait,
-                        self.seg.data_notify(),
-                        &mut round,
-                        deadline,
-                        cap,
-                        ready,
-                    )?;
+                    wait_once(&self.wait, self.seg.data_notify(), &mut round, deadline, cap, ready)?;
                 }
             }
         }
     }
 
     /// Marks `rec` (returned by [`next`](Self::next)) as consumed.
+    /// Messages skipped before it (lapped, abandoned) are added to `lost`.
     pub fn consume(&mut self, rec: &Record) {
         self.pos = rec.pos + rec.stride;
+        self.lost += rec.seq.saturating_sub(self.next_seq);
         self.next_seq = rec.seq + 1;
         self.delivered += 1;
         self.store_cursor();
     }
 
-    /// Counts `rec` as lost (it was overwritten while read) and moves past it.
+    /// Moves past `rec`, which was overwritten while read. Its header may be
+    /// torn, so nothing in it is trusted: the message shows up as part of the
+    /// sequence gap before the next message consumed, and is counted lost then.
     pub fn drop_overwritten(&mut self, rec: &Record) {
-        self.lost += 1;
-        self.next_seq = rec.seq + 1;
         let from = rec.pos + ALIGN;
         self.resync(from);
         self.store_cursor();
@@ -777,22 +803,14 @@ impl Reader {
 
     /// Copies the next message into `buf`. Returns (length, seq, timestamp).
     /// A message longer than `buf` is not consumed: `TooLarge`, with its length.
-    pub fn receive_into(
-        &mut self,
-        buf: &mut [u8],
-        deadline: &Deadline,
-    ) -> Result<(usize, u64, u64)> {
+    pub fn receive_into(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<(usize, u64, u64)> {
         loop {
             let rec = self.next(deadline)?;
             if rec.len > buf.len() {
                 self.too_large_len = rec.len;
                 return Err(Error::new(
                     Status::TooLarge,
-                    format!(
-                        "message of {} bytes does not fit a buffer of {}",
-                        rec.len,
-                        buf.len()
-                    ),
+                    format!("message of {} bytes does not fit a buffer of {}", rec.len, buf.len()),
                 ));
             }
             // SAFETY: rec.data..rec.data+rec.len is inside the ring (validated in

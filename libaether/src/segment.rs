@@ -183,10 +183,7 @@ impl Default for TopicParams {
 
 impl TopicParams {
     pub fn validate(&self) -> Result<()> {
-        if !self.ring_size.is_power_of_two()
-            || self.ring_size < MIN_RING
-            || self.ring_size > MAX_RING
-        {
+        if !self.ring_size.is_power_of_two() || self.ring_size < MIN_RING || self.ring_size > MAX_RING {
             return Err(Error::invalid(format!(
                 "ring_size {} must be a power of two between {MIN_RING} and {MAX_RING}",
                 self.ring_size
@@ -218,12 +215,7 @@ pub struct Segment {
 impl Segment {
     /// Creates the shm object `shm_name`, sizes it and writes a fresh header.
     /// Used by the daemon only. Returns the descriptor (to hand to clients) and the mapping.
-    pub fn create(
-        shm_name: &str,
-        topic: &str,
-        params: &TopicParams,
-        instance_id: u64,
-    ) -> Result<(OwnedFd, Segment)> {
+    pub fn create(shm_name: &str, topic: &str, params: &TopicParams, instance_id: u64) -> Result<(OwnedFd, Segment)> {
         params.validate()?;
         if topic.len() > MAX_TOPIC_LEN {
             return Err(Error::invalid("topic name too long"));
@@ -238,8 +230,7 @@ impl Segment {
             salt: sys::random_u64() | 1,
             instance_id,
         };
-        let fd = shm::create(shm_name, geo.total_size())
-            .map_err(|e| Error::io(&format!("shm_open {shm_name}"), e))?;
+        let fd = shm::create(shm_name, geo.total_size()).map_err(|e| Error::io(&format!("shm_open {shm_name}"), e))?;
         let map = Mapping::shared(fd.as_fd(), geo.total_size() as usize).map_err(|e| {
             let _ = shm::unlink(shm_name);
             Error::io("mmap segment", e)
@@ -294,17 +285,14 @@ impl Segment {
                 "segment size {size} is not a valid segment size"
             )));
         }
-        let map =
-            Mapping::shared(fd.as_fd(), size as usize).map_err(|e| Error::io("mmap segment", e))?;
+        let map = Mapping::shared(fd.as_fd(), size as usize).map_err(|e| Error::io("mmap segment", e))?;
         let h = map.as_ptr().cast::<Meta>();
         // SAFETY: the mapping is at least a Header long and page aligned; Meta
         // is plain integers, so any bit pattern is a valid value. The volatile
         // read takes one snapshot that is validated below and never re-read.
         let meta = unsafe { std::ptr::read_volatile(h) };
         if meta.magic != MAGIC {
-            return Err(Error::corrupt(
-                "segment magic mismatch: not an aether segment",
-            ));
+            return Err(Error::corrupt("segment magic mismatch: not an aether segment"));
         }
         if meta.layout_version != LAYOUT_VERSION {
             return Err(Error::corrupt(format!(
@@ -312,8 +300,7 @@ impl Segment {
                 meta.layout_version
             )));
         }
-        let policy = Policy::from_u32(meta.policy)
-            .ok_or_else(|| Error::corrupt("segment policy out of range"))?;
+        let policy = Policy::from_u32(meta.policy).ok_or_else(|| Error::corrupt("segment policy out of range"))?;
         let params = TopicParams {
             policy,
             ring_size: meta.ring_size,

@@ -87,10 +87,7 @@ fn reliable_many_publisher_threads_gap_free() {
     let mut buf = vec![0u8; 512];
     for expect_seq in 0..PUBS * PER {
         let (len, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
-        assert_eq!(
-            seq, expect_seq,
-            "sequence numbers are gap-free and in order"
-        );
+        assert_eq!(seq, expect_seq, "sequence numbers are gap-free and in order");
         let id = u64::from_le_bytes(buf[..8].try_into().unwrap());
         let p = id / PER;
         assert_eq!(
@@ -272,11 +269,7 @@ fn garbage_ring_bytes_and_tails_never_crash_the_reader() {
         }
         // Scribble: random bytes at random places, sometimes the whole ring.
         let ring = seg.ring_ptr();
-        let writes = if round % 10 == 0 {
-            4096 / 8
-        } else {
-            rng(&mut seed) % 64
-        };
+        let writes = if round % 10 == 0 { 4096 / 8 } else { rng(&mut seed) % 64 };
         for k in 0..writes {
             let off = if round % 10 == 0 {
                 k * 8
@@ -284,17 +277,11 @@ fn garbage_ring_bytes_and_tails_never_crash_the_reader() {
                 (rng(&mut seed) % 512) * 8
             };
             // SAFETY: off + 8 <= 4096 = ring size, and the ring is mapped.
-            unsafe {
-                ring.add(off as usize)
-                    .cast::<u64>()
-                    .write_volatile(rng(&mut seed))
-            };
+            unsafe { ring.add(off as usize).cast::<u64>().write_volatile(rng(&mut seed)) };
         }
         if round % 7 == 0 {
             let t = rng(&mut seed) & !63;
-            let _ = seg
-                .tail()
-                .compare_exchange(seg.tail().load(), (t, rng(&mut seed)));
+            let _ = seg.tail().compare_exchange(seg.tail().load(), (t, rng(&mut seed)));
         }
         let mut buf = vec![0u8; 500];
         for _ in 0..50 {

@@ -136,17 +136,11 @@ pub struct Role {
 impl Role {
     pub fn spawn(role: &str, env: &[(&str, String)]) -> Role {
         let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-        cmd.args([
-            "--exact",
-            "child_main",
-            "--nocapture",
-            "--test-threads=1",
-            "--quiet",
-        ])
-        .env("AETHER_CHILD_ROLE", role)
-        .env("AETHER_NO_AUTOSTART", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        cmd.args(["--exact", "child_main", "--nocapture", "--test-threads=1", "--quiet"])
+            .env("AETHER_CHILD_ROLE", role)
+            .env("AETHER_NO_AUTOSTART", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -91,8 +91,8 @@ impl Broker {
         let lock = take_lock(&lock_path)?;
         // We hold the lock, so a socket file here is a dead daemon's.
         let _ = std::fs::remove_file(socket);
-        let listener = SeqPacket::listen(socket)
-            .map_err(|e| Error::io(&format!("listen on {}", socket.display()), e))?;
+        let listener =
+            SeqPacket::listen(socket).map_err(|e| Error::io(&format!("listen on {}", socket.display()), e))?;
         Ok(Broker {
             state: Arc::new(Mutex::new(State {
                 instance_id: sys::random_u64(),
@@ -146,13 +146,7 @@ impl Broker {
 
     /// Names of the current topics (for logs and tests).
     pub fn topics(&self) -> Vec<String> {
-        self.state
-            .lock()
-            .expect("state lock")
-            .topics
-            .keys()
-            .cloned()
-            .collect()
+        self.state.lock().expect("state lock").topics.keys().cloned().collect()
     }
 }
 
@@ -236,10 +230,7 @@ fn handle(state: &Mutex<State>, client: u64, req: Request) -> (Result<Reply>, Op
             }),
             None,
         ),
-        Request::TopicCreate { topic, params } => (
-            create_topic(&mut s, &topic, &params).map(|_| Reply::Done),
-            None,
-        ),
+        Request::TopicCreate { topic, params } => (create_topic(&mut s, &topic, &params).map(|_| Reply::Done), None),
         Request::TopicDelete { topic } => {
             if let Err(e) = protocol::validate_topic(&topic) {
                 return (Err(e), None);
@@ -264,18 +255,12 @@ fn handle(state: &Mutex<State>, client: u64, req: Request) -> (Result<Reply>, Op
             match t.slots.iter().position(Option::is_none) {
                 Some(i) => {
                     t.slots[i] = Some(client);
-                    (
-                        Ok(Reply::Subscribed { slot: i as u32 }),
-                        Some(t.fd.as_raw_fd()),
-                    )
+                    (Ok(Reply::Subscribed { slot: i as u32 }), Some(t.fd.as_raw_fd()))
                 }
                 None => (
                     Err(Error::new(
                         Status::Limit,
-                        format!(
-                            "topic {topic:?} has its maximum of {} subscribers",
-                            t.slots.len()
-                        ),
+                        format!("topic {topic:?} has its maximum of {} subscribers", t.slots.len()),
                     )),
                     None,
                 ),
@@ -311,10 +296,7 @@ fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> 
     protocol::validate_topic(topic)?;
     params.validate()?;
     if s.topics.contains_key(topic) {
-        return Err(Error::new(
-            Status::Exists,
-            format!("topic {topic:?} already exists"),
-        ));
+        return Err(Error::new(Status::Exists, format!("topic {topic:?} already exists")));
     }
     let shm_name = format!("/aether.{:016x}.{topic}", s.instance_id);
     let (fd, seg) = Segment::create(&shm_name, topic, params, s.instance_id)?;

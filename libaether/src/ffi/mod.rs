@@ -162,10 +162,7 @@ pub extern "C" fn aether_strerror(status: c_int) -> *const c_char {
 /// On success `*out` owns a client; free it with `aether_client_close`.
 /// Errors: `AETHER_E_UNAVAILABLE` (no broker), `AETHER_E_INVALID`.
 #[no_mangle]
-pub unsafe extern "C" fn aether_connect(
-    socket_path: *const c_char,
-    out: *mut *mut aether_client,
-) -> c_int {
+pub unsafe extern "C" fn aether_connect(socket_path: *const c_char, out: *mut *mut aether_client) -> c_int {
     guard(|| {
         if out.is_null() {
             return Err(null_arg("out"));
@@ -208,8 +205,7 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::Result<TopicParams> {
     }
     // SAFETY: struct_size matches this version's layout.
     let c = unsafe { cfg.read() };
-    let policy = Policy::from_u32(c.policy)
-        .ok_or_else(|| Error::invalid(format!("unknown policy {}", c.policy)))?;
+    let policy = Policy::from_u32(c.policy).ok_or_else(|| Error::invalid(format!("unknown policy {}", c.policy)))?;
     let p = TopicParams {
         policy,
         ring_size: c.ring_size,
@@ -263,15 +259,7 @@ pub unsafe extern "C" fn aether_publisher_open(
         }
         let p = c.inner.publisher(topic)?;
         // SAFETY: `out` is non-null and writable per the API contract.
-        unsafe {
-            write_out(
-                out,
-                into_handle(aether_publisher {
-                    inner: p,
-                    loan_len: 0,
-                }),
-            )
-        };
+        unsafe { write_out(out, into_handle(aether_publisher { inner: p, loan_len: 0 })) };
         Ok(())
     })
 }
@@ -280,11 +268,7 @@ pub unsafe extern "C" fn aether_publisher_open(
 /// Errors: `AETHER_E_TOO_LARGE` (over the topic's max_message), `AETHER_E_TIMEOUT`
 /// (reliable topic whose slowest subscriber stayed a full ring behind).
 #[no_mangle]
-pub unsafe extern "C" fn aether_publish(
-    p: *mut aether_publisher,
-    data: *const c_void,
-    len: usize,
-) -> c_int {
+pub unsafe extern "C" fn aether_publish(p: *mut aether_publisher, data: *const c_void, len: usize) -> c_int {
     guard(|| {
         // SAFETY: NULL or a live publisher handle, per the API contract.
         let p = unsafe { handle_mut(p, "publisher")? };
@@ -303,11 +287,7 @@ pub unsafe extern "C" fn aether_publish(
 /// Loans `len` bytes of the ring: write the message at `*buf`, then
 /// `aether_commit` (publish) or `aether_abort`. One loan at a time per publisher.
 #[no_mangle]
-pub unsafe extern "C" fn aether_loan(
-    p: *mut aether_publisher,
-    len: usize,
-    buf: *mut *mut c_void,
-) -> c_int {
+pub unsafe extern "C" fn aether_loan(p: *mut aether_publisher, len: usize, buf: *mut *mut c_void) -> c_int {
     guard(|| {
         // SAFETY: NULL or a live publisher handle, per the API contract.
         let p = unsafe { handle_mut(p, "publisher")? };
@@ -387,10 +367,7 @@ pub unsafe extern "C" fn aether_subscriber_open(
             let s = unsafe { cfg.read() };
             let strategy = WaitStrategy::from_u32(s.wait)
                 .ok_or_else(|| Error::invalid(format!("unknown wait strategy {}", s.wait)))?;
-            conf.wait = WaitConfig {
-                strategy,
-                spin: s.spin,
-            };
+            conf.wait = WaitConfig { strategy, spin: s.spin };
             conf.abandon_timeout = Duration::from_nanos(s.abandon_timeout_ns.max(1));
         }
         let s = c.inner.subscriber(topic, &conf)?;
@@ -483,10 +460,7 @@ pub unsafe extern "C" fn aether_receive_view(
 /// Errors: `AETHER_E_OVERWRITTEN` (lossy topic: the view was overwritten while
 /// held, and is counted lost), `AETHER_E_INVALID` (not the view held).
 #[no_mangle]
-pub unsafe extern "C" fn aether_release(
-    s: *mut aether_subscriber,
-    msg: *mut aether_message,
-) -> c_int {
+pub unsafe extern "C" fn aether_release(s: *mut aether_subscriber, msg: *mut aether_message) -> c_int {
     guard(|| {
         // SAFETY: NULL or a live subscriber handle, per the API contract.
         let s = unsafe { handle_mut(s, "subscriber")? };

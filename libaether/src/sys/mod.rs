@@ -33,10 +33,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; clock ids above always exist.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     (ts.tv_sec as u64)
@@ -66,9 +63,7 @@ pub fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     if random_bytes(&mut b).is_err() {
         // Fall back to time and pid mixing; uniqueness, not secrecy, is what callers need.
-        return monotonic_ns()
-            ^ ((std::process::id() as u64) << 32)
-            ^ realtime_ns().rotate_left(17);
+        return monotonic_ns() ^ ((std::process::id() as u64) << 32) ^ realtime_ns().rotate_left(17);
     }
     u64::from_ne_bytes(b)
 }

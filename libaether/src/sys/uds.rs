@@ -43,11 +43,7 @@ fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
 }
 
 fn socket() -> io::Result<OwnedFd> {
-    let fd = syscall!(socket(
-        libc::AF_UNIX,
-        libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-        0
-    ))?;
+    let fd = syscall!(socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0))?;
     // SAFETY: socket() just returned this descriptor; we are its only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -57,11 +53,7 @@ impl SeqPacket {
     pub fn listen(path: &Path) -> io::Result<SeqPacket> {
         let (addr, len) = sockaddr(path)?;
         let fd = socket()?;
-        syscall!(bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            len
-        ))?;
+        syscall!(bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len))?;
         syscall!(listen(fd.as_raw_fd(), 128))?;
         Ok(SeqPacket { fd })
     }
@@ -70,11 +62,7 @@ impl SeqPacket {
         let (addr, len) = sockaddr(path)?;
         let fd = socket()?;
         loop {
-            match syscall!(connect(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_un).cast(),
-                len
-            )) {
+            match syscall!(connect(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len)) {
                 Ok(_) => return Ok(SeqPacket { fd }),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -102,11 +90,7 @@ impl SeqPacket {
     }
 
     pub fn peer_cred(&self) -> io::Result<PeerCred> {
-        let mut cred = libc::ucred {
-            pid: 0,
-            uid: 0,
-            gid: 0,
-        };
+        let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
         let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
         syscall!(getsockopt(
             self.fd.as_raw_fd(),
@@ -129,10 +113,7 @@ impl SeqPacket {
                 tv_sec: d.as_secs() as libc::time_t,
                 tv_usec: d.subsec_micros() as libc::suseconds_t,
             },
-            None => libc::timeval {
-                tv_sec: 0,
-                tv_usec: 0,
-            },
+            None => libc::timeval { tv_sec: 0, tv_usec: 0 },
         };
         for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
             syscall!(setsockopt(
@@ -176,12 +157,7 @@ impl SeqPacket {
         loop {
             match syscall!(sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)) {
                 Ok(n) if n as usize == data.len() => return Ok(()),
-                Ok(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "short send on seqpacket",
-                    ))
-                }
+                Ok(_) => return Err(io::Error::new(io::ErrorKind::WriteZero, "short send on seqpacket")),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
@@ -204,11 +180,7 @@ impl SeqPacket {
         msg.msg_control = cmsg_buf.as_mut_ptr().cast();
         msg.msg_controllen = mem::size_of_val(&cmsg_buf) as _;
         let n = loop {
-            match syscall!(recvmsg(
-                self.fd.as_raw_fd(),
-                &mut msg,
-                libc::MSG_CMSG_CLOEXEC
-            )) {
+            match syscall!(recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)) {
                 Ok(n) => break n as usize,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -223,8 +195,7 @@ impl SeqPacket {
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
                     let data = libc::CMSG_DATA(c);
-                    let count = ((*c).cmsg_len as usize - (data as usize - c as usize))
-                        / mem::size_of::<RawFd>();
+                    let count = ((*c).cmsg_len as usize - (data as usize - c as usize)) / mem::size_of::<RawFd>();
                     for i in 0..count {
                         let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
                         fds.push(OwnedFd::from_raw_fd(fd));

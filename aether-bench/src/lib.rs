@@ -1,0 +1,405 @@
+//! aether-bench: Aether against the physical floors and a socket baseline,
+//! in one run, so that results are ratios that survive a noisy machine.
+//!
+//! Every measurement that involves two parties runs them as two (or more)
+//! separate processes: this binary re-executed in a role (see `roles`). The
+//! broker runs inside the parent process on a private socket.
+
+mod roles;
+mod shared;
+
+use aether::broker::Broker;
+use aether::{Client, Policy, TopicParams};
+use clap::Parser;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "aether-bench",
+    about = "Latency, throughput and fan-out of Aether beside cache-line, futex, Unix-socket, memcpy and memset baselines"
+)]
+pub struct Args {
+    /// A reduced run (under 30 s)
+    #[arg(long)]
+    pub quick: bool,
+    /// One JSON object per line instead of tables
+    #[arg(long)]
+    pub json: bool,
+    /// CPUs to pin processes to, e.g. 0,1 (publisher/ping on the first, the others round-robin)
+    #[arg(long, value_delimiter = ',')]
+    pub cpus: Vec<usize>,
+    /// Which benchmarks to run
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["latency".to_string(), "throughput".into(), "fanout".into()])]
+    pub only: Vec<String>,
+    /// Round trips measured per latency system (after a 10% warm-up)
+    #[arg(long)]
+    pub round_trips: Option<u64>,
+    /// Ring size of the latency topics
+    #[arg(long, default_value_t = 65536)]
+    pub latency_ring: u64,
+}
+
+/// Runs the benchmark (or, in a child, its role). `self_cmd` re-executes this
+/// program into the same argument parser (e.g. `[aether-cli, bench]`).
+pub fn main(args: impl Iterator<Item = OsString>, self_cmd: Vec<OsString>) -> i32 {
+    if let Ok(role) = std::env::var("AB_ROLE") {
+        return roles::run(&role);
+    }
+    let args = Args::parse_from(std::iter::once(OsString::from("aether-bench")).chain(args));
+    match Bench::new(args, self_cmd).and_then(|mut b| b.run()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("aether-bench: {e}");
+            1
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+struct Proc {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+}
+
+impl Proc {
+    fn expect_ready(&mut self) -> Result<()> {
+        let mut l = String::new();
+        self.out.read_line(&mut l).map_err(|e| e.to_string())?;
+        if l.trim() != "READY" {
+            return Err(format!("child did not get ready (said {l:?})"));
+        }
+        Ok(())
+    }
+    fn go(&mut self) -> Result<()> {
+        writeln!(self.stdin, "GO").map_err(|e| e.to_string())
+    }
+    fn result(mut self) -> Result<HashMap<String, f64>> {
+        let mut l = String::new();
+        self.out.read_line(&mut l).map_err(|e| e.to_string())?;
+        let st = self.child.wait().map_err(|e| e.to_string())?;
+        let body = l
+            .trim()
+            .strip_prefix("RESULT ")
+            .ok_or_else(|| format!("child failed ({st}): {l:?}"))?;
+        Ok(body
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect())
+    }
+}
+
+struct Bench {
+    args: Args,
+    self_cmd: Vec<OsString>,
+    dir: PathBuf,
+    socket: PathBuf,
+    broker: Option<Broker>,
+    client: Client,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        drop(self.broker.take()); // removes the socket and every segment
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e9 {
+        format!("{:.2} G", r / 1e9)
+    } else if r >= 1e6 {
+        format!("{:.2} M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1} k", r / 1e3)
+    } else {
+        format!("{r:.0} ")
+    }
+}
+
+fn fmt_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+impl Bench {
+    fn new(args: Args, self_cmd: Vec<OsString>) -> Result<Bench> {
+        let dir = std::env::temp_dir().join(format!(
+            "aether-bench-{}-{:x}",
+            std::process::id(),
+            aether::sys::random_u64() as u32
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let socket = dir.join("bench.sock");
+        let broker = Broker::bind(&socket).map_err(|e| e.to_string())?;
+        broker.spawn_acceptor().map_err(|e| e.to_string())?;
+        let client = Client::connect_with(Some(&socket), false).map_err(|e| e.to_string())?;
+        Ok(Bench {
+            args,
+            self_cmd,
+            dir,
+            socket,
+            broker: Some(broker),
+            client,
+        })
+    }
+
+    fn cpu(&self, i: usize) -> Option<usize> {
+        (!self.args.cpus.is_empty()).then(|| self.args.cpus[i % self.args.cpus.len()])
+    }
+
+    fn spawn(&self, role: &str, cpu: Option<usize>, env: &[(&str, String)]) -> Result<Proc> {
+        let mut cmd = Command::new(&self.self_cmd[0]);
+        cmd.args(&self.self_cmd[1..])
+            .env("AB_ROLE", role)
+            .env("AB_SOCKET", &self.socket)
+            .env("AETHER_NO_AUTOSTART", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(c) = cpu {
+            cmd.env("AB_CPU", c.to_string());
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("spawn {role}: {e}"))?;
+        let stdin = child.stdin.take().expect("piped");
+        let out = BufReader::new(child.stdout.take().expect("piped"));
+        Ok(Proc { child, stdin, out })
+    }
+
+    /// Starts all `procs`, waits until each is ready, then lets them go together.
+    fn start(&self, mut procs: Vec<Proc>) -> Result<Vec<Proc>> {
+        for p in &mut procs {
+            p.expect_ready()?;
+        }
+        for p in &mut procs {
+            p.go()?;
+        }
+        Ok(procs)
+    }
+
+    fn topic(&self, name: &str, policy: Policy, max_message: u64, ring_size: u64) -> Result<()> {
+        let _ = self.client.delete_topic(name);
+        let ring_size = (max_message * 8).next_power_of_two().max(ring_size);
+        let params = TopicParams {
+            policy,
+            ring_size,
+            max_message,
+            max_subscribers: 16,
+        };
+        self.client.create_topic(name, &params).map_err(|e| e.to_string())
+    }
+
+    fn emit(&self, json: String, table: String) {
+        if self.args.json {
+            println!("{json}");
+        } else {
+            println!("{table}");
+        }
+    }
+
+    fn run(&mut self) -> Result<()> {
+        let only = self.args.only.clone();
+        if only.iter().any(|o| o == "latency") {
+            self.latency()?;
+        }
+        if only.iter().any(|o| o == "throughput") {
+            self.throughput()?;
+        }
+        if only.iter().any(|o| o == "fanout") {
+            self.fanout()?;
+        }
+        Ok(())
+    }
+
+    fn latency(&mut self) -> Result<()> {
+        let count = self
+            .args
+            .round_trips
+            .unwrap_or(if self.args.quick { 20_000 } else { 100_000 });
+        let size = 64u64;
+        if !self.args.json {
+            println!("latency: one-way = round trip / 2, {size} B, {count} round trips after {} warm-up, ping and pong in separate processes", count / 10);
+            println!(
+                "{:<10} {:<6} {:>10} {:>10} {:>10}",
+                "system", "wait", "p50", "p99", "p99.9"
+            );
+        }
+        let page = shared::SharedPage::create().map_err(|e| e.to_string())?;
+        let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
+        for (system, wait) in [
+            ("cacheline", "spin"),
+            ("aether", "spin"),
+            ("futex", "futex"),
+            ("aether", "futex"),
+            ("uds", "futex"),
+        ] {
+            if system == "aether" {
+                // A small ring stays in cache: the latency a caller tuning for it gets.
+                self.topic("lat-ping", Policy::Reliable, size, self.args.latency_ring)?;
+                self.topic("lat-pong", Policy::Reliable, size, self.args.latency_ring)?;
+            }
+            // Reset the shared words between runs.
+            page.u64_at(0).store(0, std::sync::atomic::Ordering::SeqCst);
+            page.u32_at(1).store(0, std::sync::atomic::Ordering::SeqCst);
+            let base = |fd: i32| {
+                vec![
+                    ("AB_SYSTEM", system.to_string()),
+                    ("AB_WAIT", wait.to_string()),
+                    ("AB_SIZE", size.to_string()),
+                    ("AB_COUNT", count.to_string()),
+                    ("AB_WARMUP", (count / 10).to_string()),
+                    ("AB_FD", fd.to_string()),
+                ]
+            };
+            let (fd_ping, fd_pong) = if system == "uds" {
+                (s0.as_raw_fd(), s1.as_raw_fd())
+            } else {
+                (page.fd(), page.fd())
+            };
+            let procs = vec![
+                self.spawn("ping", self.cpu(0), &base(fd_ping))?,
+                self.spawn("pong", self.cpu(1), &base(fd_pong))?,
+            ];
+            let mut procs = self.start(procs)?.into_iter();
+            let (ping, pong) = (procs.next().expect("ping"), procs.next().expect("pong"));
+            let r = ping.result()?;
+            pong.result()?;
+            let (p50, p99, p999) = (r["p50_ns"], r["p99_ns"], r["p999_ns"]);
+            self.emit(
+                format!(r#"{{"bench":"latency","system":"{system}","wait":"{wait}","size":{size},"p50_ns":{p50},"p99_ns":{p99},"p999_ns":{p999}}}"#),
+                format!("{system:<10} {wait:<6} {:>8} ns {:>7} ns {:>7} ns", p50, p99, p999),
+            );
+        }
+        Ok(())
+    }
+
+    fn throughput(&mut self) -> Result<()> {
+        if !self.args.json {
+            println!(
+                "throughput: publisher and subscriber in separate processes, reliable topic; memcpy/memset: one thread"
+            );
+            println!(
+                "{:<10} {:>8} {:>14} {:>14} {:>6}",
+                "system", "size", "msgs/s", "bytes/s", "lost"
+            );
+        }
+        let budget: u64 = if self.args.quick { 64 << 20 } else { 1 << 31 };
+        let cap: u64 = if self.args.quick { 300_000 } else { 5_000_000 };
+        for size in [64u64, 4096, 65536, 1 << 20] {
+            let count = (budget / size).clamp(200, cap);
+            for system in ["aether", "aether-zc", "uds", "memcpy", "memset"] {
+                let (msgs, secs, lost) = match system {
+                    "memcpy" | "memset" => local_bandwidth(system, size as usize, count),
+                    _ => self.pipe(system, size, count)?,
+                };
+                let rate = msgs / secs.max(1e-9);
+                let bytes = rate * size as f64;
+                self.emit(
+                    format!(r#"{{"bench":"throughput","system":"{system}","size":{size},"msgs_per_s":{rate:.0},"bytes_per_s":{bytes:.0},"lost":{lost}}}"#),
+                    format!("{system:<10} {:>8} {:>12}/s {:>12}B/s {lost:>6}", fmt_size(size), fmt_rate(rate), fmt_rate(bytes)),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One source, one sink: returns (intervals measured, seconds, lost).
+    fn pipe(&self, system: &str, size: u64, count: u64) -> Result<(f64, f64, u64)> {
+        let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
+        if system != "uds" {
+            self.topic("tput", Policy::Reliable, size, 4 << 20)?;
+        }
+        let env = |fd: i32| {
+            vec![
+                ("AB_SYSTEM", system.to_string()),
+                ("AB_WAIT", "default".to_string()),
+                ("AB_SIZE", size.to_string()),
+                ("AB_COUNT", count.to_string()),
+                ("AB_TOPIC", "tput".to_string()),
+                ("AB_FD", fd.to_string()),
+            ]
+        };
+        let procs = vec![
+            self.spawn("sink", self.cpu(1), &env(s1.as_raw_fd()))?,
+            self.spawn("source", self.cpu(0), &env(s0.as_raw_fd()))?,
+        ];
+        let mut procs = self.start(procs)?.into_iter();
+        let (sink, source) = (procs.next().expect("sink"), procs.next().expect("source"));
+        source.result()?;
+        let r = sink.result()?;
+        Ok((r["intervals"], r["secs"], r["lost"] as u64))
+    }
+
+    fn fanout(&mut self) -> Result<()> {
+        let count: u64 = if self.args.quick { 200_000 } else { 2_000_000 };
+        if !self.args.json {
+            println!("fan-out: one publisher, N subscribers (separate processes), lossy topic, 64 B, {count} messages");
+            println!(
+                "{:<12} {:>16} {:>20}",
+                "subscribers", "publisher msg/s", "slowest sub msg/s"
+            );
+        }
+        for n in [1usize, 2, 4, 8] {
+            self.topic("fan", Policy::Lossy, 64, 4 << 20)?;
+            let env = vec![
+                ("AB_SYSTEM", "aether".to_string()),
+                ("AB_WAIT", "default".to_string()),
+                ("AB_SIZE", "64".to_string()),
+                ("AB_COUNT", count.to_string()),
+                ("AB_TOPIC", "fan".to_string()),
+            ];
+            let mut procs = Vec::new();
+            for i in 0..n {
+                procs.push(self.spawn("sink", self.cpu(1 + i), &env)?);
+            }
+            procs.push(self.spawn("source", self.cpu(0), &env)?);
+            let mut procs = self.start(procs)?;
+            let source = procs.pop().expect("source").result()?;
+            let pub_rate = source["msgs"] / source["secs"].max(1e-9);
+            let mut min_sub = f64::MAX;
+            for p in procs {
+                let r = p.result()?;
+                min_sub = min_sub.min(r["intervals"] / r["secs"].max(1e-9));
+            }
+            self.emit(
+                format!(r#"{{"bench":"fanout","subscribers":{n},"pub_msgs_per_s":{pub_rate:.0},"min_sub_msgs_per_s":{min_sub:.0}}}"#),
+                format!("{n:<12} {:>14}/s {:>18}/s", fmt_rate(pub_rate), fmt_rate(min_sub)),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Single-thread copy or fill bandwidth, the physical limit for the copy and
+/// zero-copy paths: returns (operations, seconds, 0).
+fn local_bandwidth(system: &str, size: usize, count: u64) -> (f64, f64, u64) {
+    let src = vec![0x5au8; size];
+    // Rotate over a buffer as big as a ring, like the real paths do.
+    let slots = ((8 << 20) / size).max(2);
+    let mut dst = vec![0u8; slots * size];
+    let start = aether::sys::monotonic_ns();
+    for i in 0..count as usize {
+        let d = &mut dst[(i % slots) * size..][..size];
+        if system == "memcpy" {
+            d.copy_from_slice(&src);
+        } else {
+            d.fill(i as u8);
+        }
+        std::hint::black_box(&mut *d);
+    }
+    let secs = (aether::sys::monotonic_ns() - start) as f64 / 1e9;
+    (count as f64, secs, 0)
+}

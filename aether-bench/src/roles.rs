@@ -1,0 +1,327 @@
+//! What the benchmark's child processes do. A child reads its role and
+//! parameters from `AB_*` environment variables, prints `READY` once set up,
+//! waits for `GO` on stdin, runs, and prints one `RESULT key=value ...` line.
+
+use crate::shared::{self, SharedPage};
+use aether::ring::Deadline;
+use aether::{Client, Status, SubscriberConfig, WaitConfig, WaitStrategy};
+use std::hint::black_box;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn env(k: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| panic!("aether-bench child: {k} not set"))
+}
+
+fn num(k: &str) -> u64 {
+    env(k)
+        .parse()
+        .unwrap_or_else(|_| panic!("aether-bench child: {k} is not a number"))
+}
+
+fn now() -> u64 {
+    aether::sys::monotonic_ns()
+}
+
+fn ready_then_wait_for_go() {
+    println!("READY");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("read GO");
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    eprintln!("aether-bench child: {what}: {e}");
+    std::process::exit(1);
+}
+
+fn client() -> Client {
+    Client::connect_with(Some(&PathBuf::from(env("AB_SOCKET"))), false).unwrap_or_else(|e| fail("connect", e))
+}
+
+fn sub_config() -> SubscriberConfig {
+    let mut c = SubscriberConfig::default();
+    c.wait = match env("AB_WAIT").as_str() {
+        "spin" => WaitConfig {
+            strategy: WaitStrategy::Spin,
+            spin: 0,
+        },
+        // Straight to the futex: the figure to compare with a raw futex ping-pong.
+        "futex" => WaitConfig {
+            strategy: WaitStrategy::Futex,
+            spin: 0,
+        },
+        _ => WaitConfig::default(),
+    };
+    c
+}
+
+/// Entry point for a child process; returns its exit code.
+pub fn run(role: &str) -> i32 {
+    if let Ok(cpu) = std::env::var("AB_CPU") {
+        if let Ok(cpu) = cpu.parse() {
+            shared::pin(cpu);
+        }
+    }
+    match role {
+        "ping" | "pong" => latency(role == "ping"),
+        "source" => source(),
+        "sink" => sink(),
+        other => fail("unknown role", other),
+    }
+    0
+}
+
+/// Percentiles of one-way latency (round trip / 2) in ns.
+fn report_latency(mut samples: Vec<u64>) {
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "RESULT p50_ns={} p99_ns={} p999_ns={} n={}",
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+        samples.len()
+    );
+}
+
+/// Ping-pong: `ping` sends, waits for the echo, and times the round trip.
+fn latency(ping: bool) {
+    let (warmup, count, size) = (num("AB_WARMUP"), num("AB_COUNT"), num("AB_SIZE") as usize);
+    let total = warmup + count;
+    let mut samples = Vec::with_capacity(if ping { count as usize } else { 0 });
+    let mut time = |i: u64, t0: u64| {
+        if ping && i >= warmup {
+            samples.push((now() - t0) / 2);
+        }
+    };
+    match env("AB_SYSTEM").as_str() {
+        "aether" => {
+            let c = client();
+            let (out_topic, in_topic) = if ping {
+                ("lat-ping", "lat-pong")
+            } else {
+                ("lat-pong", "lat-ping")
+            };
+            let mut s = c
+                .subscriber(in_topic, &sub_config())
+                .unwrap_or_else(|e| fail("subscribe", e));
+            let mut p = c.publisher(out_topic).unwrap_or_else(|e| fail("publisher", e));
+            let mut msg = vec![0u8; size];
+            let mut buf = vec![0u8; size.max(8)];
+            ready_then_wait_for_go();
+            let forever = Deadline::after(None);
+            for i in 0..total {
+                let t0 = now();
+                if ping {
+                    msg[..8].copy_from_slice(&i.to_le_bytes());
+                    p.publish(&msg).unwrap_or_else(|e| fail("publish", e));
+                }
+                let r = s
+                    .receive_into_deadline(&mut buf, &forever)
+                    .unwrap_or_else(|e| fail("receive", e));
+                if u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")) != i || r.len != size {
+                    fail("ping-pong", "echo out of order");
+                }
+                if !ping {
+                    p.publish(&buf[..r.len]).unwrap_or_else(|e| fail("publish", e));
+                }
+                time(i, t0);
+            }
+        }
+        "cacheline" => {
+            let page = SharedPage::from_inherited(num("AB_FD") as i32).unwrap_or_else(|e| fail("map", e));
+            let x = page.u64_at(0);
+            ready_then_wait_for_go();
+            for i in 0..total {
+                let t0 = now();
+                if ping {
+                    x.store(2 * i + 1, Ordering::Release);
+                    while x.load(Ordering::Acquire) != 2 * i + 2 {
+                        std::hint::spin_loop();
+                    }
+                } else {
+                    while x.load(Ordering::Acquire) != 2 * i + 1 {
+                        std::hint::spin_loop();
+                    }
+                    x.store(2 * i + 2, Ordering::Release);
+                }
+                time(i, t0);
+            }
+        }
+        "futex" => {
+            let page = SharedPage::from_inherited(num("AB_FD") as i32).unwrap_or_else(|e| fail("map", e));
+            let (to_pong, to_ping) = (page.u32_at(0), page.u32_at(1));
+            let (mine, theirs) = if ping { (to_pong, to_ping) } else { (to_ping, to_pong) };
+            ready_then_wait_for_go();
+            for i in 0..total {
+                let t0 = now();
+                let want = (i + 1) as u32;
+                if ping {
+                    mine.store(want, Ordering::Release);
+                    aether::sys::futex::wake_all(mine);
+                }
+                loop {
+                    let v = theirs.load(Ordering::Acquire);
+                    if v == want {
+                        break;
+                    }
+                    aether::sys::futex::wait(theirs, v, None);
+                }
+                if !ping {
+                    mine.store(want, Ordering::Release);
+                    aether::sys::futex::wake_all(mine);
+                }
+                time(i, t0);
+            }
+        }
+        "uds" => {
+            let fd = num("AB_FD") as i32;
+            let mut buf = vec![0u8; size];
+            ready_then_wait_for_go();
+            for i in 0..total {
+                let t0 = now();
+                if ping {
+                    buf[..8].copy_from_slice(&i.to_le_bytes());
+                    shared::write_all(fd, &buf).unwrap_or_else(|e| fail("write", e));
+                }
+                shared::read_exact(fd, &mut buf).unwrap_or_else(|e| fail("read", e));
+                if !ping {
+                    shared::write_all(fd, &buf).unwrap_or_else(|e| fail("write", e));
+                }
+                time(i, t0);
+            }
+        }
+        other => fail("unknown latency system", other),
+    }
+    if ping {
+        report_latency(samples);
+    } else {
+        println!("RESULT done=1");
+    }
+}
+
+/// Sums a buffer eight bytes at a time: proof that every byte was read.
+fn touch(data: &[u8]) -> u64 {
+    let mut sum = 0u64;
+    let chunks = data.chunks_exact(8);
+    let rest: u64 = chunks.remainder().iter().map(|b| *b as u64).sum();
+    for c in chunks {
+        sum = sum.wrapping_add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+    }
+    sum.wrapping_add(rest)
+}
+
+/// Publishes AB_COUNT messages of AB_SIZE bytes as fast as it can.
+fn source() {
+    let (count, size) = (num("AB_COUNT"), num("AB_SIZE") as usize);
+    let system = env("AB_SYSTEM");
+    let start;
+    match system.as_str() {
+        "aether" | "aether-zc" => {
+            let c = client();
+            let mut p = c.publisher(&env("AB_TOPIC")).unwrap_or_else(|e| fail("publisher", e));
+            p.set_timeout(Some(Duration::from_secs(60)));
+            let msg = vec![0x5au8; size];
+            ready_then_wait_for_go();
+            start = now();
+            for i in 0..count {
+                if system == "aether" {
+                    p.publish(&msg).unwrap_or_else(|e| fail("publish", e));
+                } else {
+                    // Zero-copy: the message is written in place, every byte.
+                    let buf = p.loan(size).unwrap_or_else(|e| fail("loan", e));
+                    buf.fill(i as u8);
+                    p.commit(size).unwrap_or_else(|e| fail("commit", e));
+                }
+            }
+        }
+        "uds" => {
+            let fd = num("AB_FD") as i32;
+            let msg = vec![0x5au8; size];
+            ready_then_wait_for_go();
+            start = now();
+            for _ in 0..count {
+                shared::write_all(fd, &msg).unwrap_or_else(|e| fail("write", e));
+            }
+        }
+        other => fail("unknown source system", other),
+    }
+    let secs = (now() - start) as f64 / 1e9;
+    println!("RESULT msgs={count} secs={secs}");
+}
+
+/// Receives until it has seen AB_COUNT messages (delivered + lost) or the
+/// stream goes quiet; times from the first message to the last.
+fn sink() {
+    let (count, size) = (num("AB_COUNT"), num("AB_SIZE") as usize);
+    let system = env("AB_SYSTEM");
+    let (mut first, mut last, mut got, mut lost, mut sum) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    match system.as_str() {
+        "aether" | "aether-zc" => {
+            let c = client();
+            let mut s = c
+                .subscriber(&env("AB_TOPIC"), &sub_config())
+                .unwrap_or_else(|e| fail("subscribe", e));
+            let mut buf = vec![0u8; size];
+            ready_then_wait_for_go();
+            while got + s.lost() < count {
+                let deadline = Deadline::after(Some(Duration::from_secs(if got == 0 { 30 } else { 2 })));
+                if system == "aether" {
+                    match s.receive_into_deadline(&mut buf, &deadline) {
+                        Ok(_) => {}
+                        Err(e) if e.status == Status::Timeout => break,
+                        Err(e) => fail("receive", e),
+                    }
+                } else {
+                    match s.receive_view(&deadline) {
+                        Ok(rec) => {
+                            // SAFETY: the view's bytes lie in the mapped ring and stay
+                            // there until release_view (reliable topic) or are checked by it.
+                            let data = unsafe { std::slice::from_raw_parts(rec.data, rec.len) };
+                            sum = sum.wrapping_add(touch(data));
+                            match s.release_view() {
+                                Ok(_)
+                                | Err(aether::Error {
+                                    status: Status::Overwritten,
+                                    ..
+                                }) => {}
+                                Err(e) => fail("release", e),
+                            }
+                        }
+                        Err(e) if e.status == Status::Timeout => break,
+                        Err(e) => fail("receive", e),
+                    }
+                }
+                last = now();
+                if got == 0 {
+                    first = last;
+                }
+                got = s.delivered();
+            }
+            lost = s.lost();
+        }
+        "uds" => {
+            let fd = num("AB_FD") as i32;
+            let mut buf = vec![0u8; size];
+            ready_then_wait_for_go();
+            while got < count {
+                shared::read_exact(fd, &mut buf).unwrap_or_else(|e| fail("read", e));
+                last = now();
+                if got == 0 {
+                    first = last;
+                }
+                got += 1;
+            }
+        }
+        other => fail("unknown sink system", other),
+    }
+    black_box(sum);
+    // The first message's own transfer is not inside [first, last]: count got - 1 intervals.
+    let secs = (last.saturating_sub(first)) as f64 / 1e9;
+    println!(
+        "RESULT msgs={got} lost={lost} secs={secs} intervals={}",
+        got.saturating_sub(1)
+    );
+}

@@ -1,0 +1,142 @@
+//! Resources the benchmark parent creates and its child processes inherit:
+//! a shared page (memfd) for the cache-line and futex baselines, and a Unix
+//! socket pair for the socket baseline. Descriptors are made inheritable on
+//! purpose and named to the children by number.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+pub const PAGE: usize = 4096;
+
+/// A page shared by every process that maps the same descriptor.
+pub struct SharedPage {
+    fd: OwnedFd,
+    ptr: *mut u8,
+}
+
+impl SharedPage {
+    /// A fresh zeroed page whose descriptor children inherit.
+    pub fn create() -> std::io::Result<SharedPage> {
+        // SAFETY: memfd_create with a static name; no MFD_CLOEXEC so exec'd children inherit it.
+        let fd = unsafe { libc::memfd_create(c"aether-bench".as_ptr(), 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: memfd_create just returned this descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: plain ftruncate on our descriptor.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), PAGE as libc::off_t) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        SharedPage::map(fd)
+    }
+
+    /// Maps an inherited descriptor (in a child).
+    pub fn from_inherited(fd: RawFd) -> std::io::Result<SharedPage> {
+        // SAFETY: the parent passed us this descriptor number; we take it over.
+        SharedPage::map(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn map(fd: OwnedFd) -> std::io::Result<SharedPage> {
+        // SAFETY: a fresh shared mapping of one page of a descriptor we own.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(SharedPage { fd, ptr: p.cast() })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The 64-bit word at cache line `line`.
+    pub fn u64_at(&self, line: usize) -> &AtomicU64 {
+        assert!(line < PAGE / 64);
+        // SAFETY: in bounds of the mapped page, 64-byte aligned, accessed only atomically.
+        unsafe { &*self.ptr.add(line * 64).cast::<AtomicU64>() }
+    }
+
+    /// The 32-bit word at cache line `line` (futex words).
+    pub fn u32_at(&self, line: usize) -> &AtomicU32 {
+        assert!(line < PAGE / 64);
+        // SAFETY: as above.
+        unsafe { &*self.ptr.add(line * 64).cast::<AtomicU32>() }
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `map` mapped.
+        unsafe { libc::munmap(self.ptr.cast(), PAGE) };
+    }
+}
+
+/// A connected pair of Unix stream sockets that children inherit.
+pub fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two descriptors; no CLOEXEC so children inherit them.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: socketpair just returned both descriptors.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Writes all of `buf` to a stream socket.
+pub fn write_all(fd: RawFd, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid readable slice.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Reads exactly `buf.len()` bytes from a stream socket.
+pub fn read_exact(fd: RawFd, mut buf: &mut [u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid writable slice.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut std::mem::take(&mut buf)[n as usize..];
+    }
+    Ok(())
+}
+
+/// Pins the calling process to one CPU.
+pub fn pin(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; CPU_SET stays in bounds for cpu < CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu < libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}
