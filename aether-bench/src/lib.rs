@@ -39,6 +39,9 @@ pub struct Args {
     /// Round trips measured per latency system (after a 10% warm-up)
     #[arg(long)]
     pub round_trips: Option<u64>,
+    /// Messages per throughput and fan-out run (default: sized by --quick)
+    #[arg(long)]
+    pub messages: Option<u64>,
     /// Ring size of the latency topics
     #[arg(long, default_value_t = 65536)]
     pub latency_ring: u64,
@@ -299,7 +302,7 @@ impl Bench {
         let budget: u64 = if self.args.quick { 64 << 20 } else { 1 << 31 };
         let cap: u64 = if self.args.quick { 300_000 } else { 5_000_000 };
         for size in [64u64, 4096, 65536, 1 << 20] {
-            let count = (budget / size).clamp(200, cap);
+            let count = self.args.messages.unwrap_or((budget / size).clamp(200, cap));
             for system in ["aether", "aether-zc", "uds", "memcpy", "memset"] {
                 let (msgs, secs, lost) = match system {
                     "memcpy" | "memset" => local_bandwidth(system, size as usize, count),
@@ -344,7 +347,10 @@ impl Bench {
     }
 
     fn fanout(&mut self) -> Result<()> {
-        let count: u64 = if self.args.quick { 200_000 } else { 2_000_000 };
+        let count: u64 = self
+            .args
+            .messages
+            .unwrap_or(if self.args.quick { 200_000 } else { 2_000_000 });
         if !self.args.json {
             println!("fan-out: one publisher, N subscribers (separate processes), lossy topic, 64 B, {count} messages");
             println!(

@@ -83,6 +83,12 @@ enum Cmd {
     Delete { topic: String },
     /// Show the daemon this client reaches
     Status,
+    /// Run the benchmark (same as `aether-bench`; see `aether-cli bench --help`)
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn fail(e: aether::Error) -> ! {
@@ -114,8 +120,17 @@ fn rate(n: u64, secs: f64) -> String {
 
 fn main() {
     let cli = Cli::parse();
+    if let Cmd::Bench { args } = cli.cmd {
+        // The benchmark hosts its own broker and re-executes `aether-cli bench` for its children.
+        let exe = std::env::current_exe().expect("own executable path");
+        std::process::exit(aether_bench::main(
+            args.into_iter(),
+            vec![exe.into_os_string(), "bench".into()],
+        ));
+    }
     let client = Client::connect(cli.socket.as_deref()).unwrap_or_else(|e| fail(e));
     match cli.cmd {
+        Cmd::Bench { .. } => unreachable!("handled above"),
         Cmd::Status => {
             println!("socket:   {}", client.socket_path().display());
             println!("pid:      {}", client.daemon_pid());

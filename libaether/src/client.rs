@@ -208,28 +208,54 @@ impl Client {
         self.conn.call(&Request::TopicDelete { topic: topic.into() }).map(drop)
     }
 
-    fn open_segment(&self, req: &Request) -> Result<(Reply, Arc<Segment>)> {
+    /// Sends an open request; returns the slot the daemon gave and the mapped
+    /// segment. If the segment cannot be mapped, the slot is given back.
+    fn open_segment(&self, req: &Request, topic: &str) -> Result<(u32, Arc<Segment>)> {
         let (reply, fd) = self.conn.call(req)?;
-        let fd = fd.ok_or_else(|| Error::protocol("the daemon sent no segment descriptor"))?;
-        Ok((reply, Arc::new(Segment::open(&fd)?)))
+        let (slot, close) = match reply {
+            Reply::Publishing { slot } => (
+                slot,
+                Request::PublisherClose {
+                    topic: topic.into(),
+                    slot,
+                },
+            ),
+            Reply::Subscribed { slot } => (
+                slot,
+                Request::SubscriberClose {
+                    topic: topic.into(),
+                    slot,
+                },
+            ),
+            _ => return Err(Error::protocol("unexpected reply to an open request")),
+        };
+        let seg = fd
+            .ok_or_else(|| Error::protocol("the daemon sent no segment descriptor"))
+            .and_then(|fd| Segment::open(&fd));
+        match seg {
+            Ok(seg) => Ok((slot, Arc::new(seg))),
+            Err(e) => {
+                let _ = self.conn.call(&close);
+                Err(e)
+            }
+        }
     }
 
     pub fn publisher(&self, topic: &str) -> Result<Publisher> {
         protocol::validate_topic(topic)?;
-        let (_, seg) = self.open_segment(&Request::PublisherOpen { topic: topic.into() })?;
+        let (slot, seg) = self.open_segment(&Request::PublisherOpen { topic: topic.into() }, topic)?;
         Ok(Publisher {
-            writer: Writer::new(seg),
+            writer: Writer::new(seg, Some(slot)),
             loan: None,
-            _client: self.clone(),
+            topic: topic.into(),
+            slot,
+            client: self.clone(),
         })
     }
 
     pub fn subscriber(&self, topic: &str, cfg: &SubscriberConfig) -> Result<Subscriber> {
         protocol::validate_topic(topic)?;
-        let (reply, seg) = self.open_segment(&Request::SubscriberOpen { topic: topic.into() })?;
-        let Reply::Subscribed { slot } = reply else {
-            return Err(Error::protocol("unexpected reply to subscribe"));
-        };
+        let (slot, seg) = self.open_segment(&Request::SubscriberOpen { topic: topic.into() }, topic)?;
         let mut reader = match Reader::new(seg, Some(slot), std::process::id()) {
             Ok(r) => r,
             Err(e) => {
@@ -276,7 +302,9 @@ impl Default for SubscriberConfig {
 pub struct Publisher {
     writer: Writer,
     loan: Option<Claim>,
-    _client: Client,
+    topic: String,
+    slot: u32,
+    client: Client,
 }
 
 impl Publisher {
@@ -341,6 +369,12 @@ impl Drop for Publisher {
         if let Some(c) = self.loan.take() {
             self.writer.abort(c);
         }
+        // Leave the slot before the daemon can hand it to someone else.
+        self.writer.leave_slot();
+        let _ = self.client.conn.call(&Request::PublisherClose {
+            topic: self.topic.clone(),
+            slot: self.slot,
+        });
     }
 }
 

@@ -32,6 +32,7 @@ pub enum Op {
     PublisherOpen = 4,
     SubscriberOpen = 5,
     SubscriberClose = 6,
+    PublisherClose = 7,
 }
 
 impl Op {
@@ -43,6 +44,7 @@ impl Op {
             4 => Op::PublisherOpen,
             5 => Op::SubscriberOpen,
             6 => Op::SubscriberClose,
+            7 => Op::PublisherClose,
             _ => return None,
         })
     }
@@ -57,6 +59,7 @@ pub enum Request {
     PublisherOpen { topic: String },
     SubscriberOpen { topic: String },
     SubscriberClose { topic: String, slot: u32 },
+    PublisherClose { topic: String, slot: u32 },
 }
 
 impl Request {
@@ -68,6 +71,7 @@ impl Request {
             Request::PublisherOpen { .. } => Op::PublisherOpen,
             Request::SubscriberOpen { .. } => Op::SubscriberOpen,
             Request::SubscriberClose { .. } => Op::SubscriberClose,
+            Request::PublisherClose { .. } => Op::PublisherClose,
         }
     }
 }
@@ -82,7 +86,9 @@ pub enum Reply {
         instance_id: u64,
     },
     Done,
-    Segment,
+    Publishing {
+        slot: u32,
+    },
     Subscribed {
         slot: u32,
     },
@@ -212,7 +218,7 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
         Request::TopicDelete { topic } | Request::PublisherOpen { topic } | Request::SubscriberOpen { topic } => {
             e.str(topic)
         }
-        Request::SubscriberClose { topic, slot } => {
+        Request::SubscriberClose { topic, slot } | Request::PublisherClose { topic, slot } => {
             e.str(topic);
             e.u32(*slot);
         }
@@ -220,8 +226,7 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
     e.finish()
 }
 
-/// Decodes a request; on error also returns the request id when the header was readable.
-/// On error also returns the request id and raw op when the header was readable,
+/// Decodes a request. On error also returns the request id and raw op when the header was readable,
 /// so that the error reply can still be matched to its request.
 pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32, u16, Error)> {
     let (raw_op, id, body) = parse_header(frame).map_err(|e| (0, 0, e))?;
@@ -252,6 +257,10 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                 topic: d.str()?,
                 slot: d.u32()?,
             },
+            Op::PublisherClose => Request::PublisherClose {
+                topic: d.str()?,
+                slot: d.u32()?,
+            },
         };
         d.end()?;
         Ok(r)
@@ -279,8 +288,8 @@ pub fn encode_reply(op: u16, id: u32, reply: &Result<Reply>) -> Vec<u8> {
                     e.u32(*pid);
                     e.u64(*instance_id);
                 }
-                Reply::Done | Reply::Segment => {}
-                Reply::Subscribed { slot } => e.u32(*slot),
+                Reply::Done => {}
+                Reply::Publishing { slot } | Reply::Subscribed { slot } => e.u32(*slot),
             }
         }
     }
@@ -307,8 +316,8 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
             pid: d.u32()?,
             instance_id: d.u64()?,
         },
-        Op::TopicCreate | Op::TopicDelete | Op::SubscriberClose => Reply::Done,
-        Op::PublisherOpen => Reply::Segment,
+        Op::TopicCreate | Op::TopicDelete | Op::SubscriberClose | Op::PublisherClose => Reply::Done,
+        Op::PublisherOpen => Reply::Publishing { slot: d.u32()? },
         Op::SubscriberOpen => Reply::Subscribed { slot: d.u32()? },
     };
     d.end()?;
@@ -356,6 +365,10 @@ mod tests {
             Request::SubscriberClose {
                 topic: "t".into(),
                 slot: 3,
+            },
+            Request::PublisherClose {
+                topic: "t".into(),
+                slot: 4,
             },
         ]
     }

@@ -33,7 +33,7 @@
 //! shared bytes say.
 
 use crate::error::{Error, Result, Status};
-use crate::segment::{Geometry, Policy, Segment, SLOT_FREE, SLOT_GATING};
+use crate::segment::{Geometry, Policy, Segment, MAX_PUBLISHERS, SLOT_FREE, SLOT_GATING};
 use crate::sys::{self, futex};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -200,22 +200,39 @@ pub struct Claim {
 pub struct Writer {
     seg: Arc<Segment>,
     geo: Geometry,
+    /// This publisher's slot, where it announces the claim it is writing.
+    slot: Option<u32>,
     /// Claims may end at or below this position without re-reading the slots.
     gate: u64,
     gate_gen: u64,
+    /// Peers' announced claims seen holding the gate: (slot, claim, since ns).
+    stalled: Vec<(u32, u64, u64)>,
+    /// How long a claim (reliable topics: the slowest subscriber) may hold this publisher up.
     pub timeout: Option<Duration>,
+    /// After how long a peer publisher stuck mid-write is taken for dead and passed.
+    pub abandon_timeout: Duration,
     pub wait: WaitConfig,
 }
 
 impl Writer {
-    pub fn new(seg: Arc<Segment>) -> Writer {
+    /// A writer announcing its claims in publisher slot `slot`. Writers on a
+    /// topic that may have several publishers need a slot each (the daemon
+    /// hands them out); `None` is for a writer known to be alone.
+    pub fn new(seg: Arc<Segment>, slot: Option<u32>) -> Writer {
         let geo = *seg.geometry();
+        if let Some(s) = slot.and_then(|i| seg.pub_slot(i)) {
+            s.pid.store(std::process::id(), Ordering::Relaxed);
+            s.claim.store(SLOT_FREE, Ordering::Release);
+        }
         Writer {
             seg,
             geo,
+            slot,
             gate: 0,
             gate_gen: u64::MAX,
+            stalled: Vec::new(),
             timeout: Some(Duration::from_secs(5)),
+            abandon_timeout: Duration::from_millis(100),
             wait: WaitConfig::default(),
         }
     }
@@ -231,32 +248,63 @@ impl Writer {
         unsafe { self.seg.ring_ptr().add(off as usize).cast() }
     }
 
-    /// Recomputes the gate: one ring past the slowest gating subscriber.
-    fn rescan(&mut self, gen: u64) {
-        let mut min = u64::MAX;
-        for i in 0..self.geo.max_subscribers {
-            let slot = self.seg.slot(i).expect("index below max_subscribers");
-            if slot.flags.load(Ordering::SeqCst) & SLOT_GATING != 0 {
-                let c = slot.cursor.load(Ordering::SeqCst);
-                if c != SLOT_FREE {
-                    min = min.min(c);
+    /// Recomputes the gate: one ring past the lowest of the tail (as it is
+    /// now), every other publisher's announced claim, and, on reliable topics,
+    /// every gating subscriber's cursor. Returns the publisher slot that set
+    /// the gate, if one did.
+    fn rescan(&mut self, gen: u64) -> Option<(u32, u64)> {
+        // The tail first: a claim announced after this scan starts at or above it.
+        let mut min = self.seg.tail().lo.load(Ordering::SeqCst);
+        let mut by_publisher = None;
+        if self.geo.policy == Policy::Reliable {
+            for i in 0..self.geo.max_subscribers {
+                let slot = self.seg.slot(i).expect("index below max_subscribers");
+                if slot.flags.load(Ordering::SeqCst) & SLOT_GATING != 0 {
+                    min = min.min(slot.cursor.load(Ordering::SeqCst));
                 }
+            }
+        }
+        let now = sys::monotonic_ns();
+        for i in (0..MAX_PUBLISHERS).filter(|i| Some(*i) != self.slot) {
+            let c = self
+                .seg
+                .pub_slot(i)
+                .expect("index below MAX_PUBLISHERS")
+                .claim
+                .load(Ordering::SeqCst);
+            let given_up = self.stalled.iter().any(|&(si, sc, since)| {
+                si == i && sc == c && now.saturating_sub(since) >= self.abandon_timeout.as_nanos() as u64
+            });
+            if c < min && !given_up {
+                min = c;
+                by_publisher = Some((i, c));
             }
         }
         self.gate = min.saturating_add(self.geo.ring_size);
         self.gate_gen = gen;
+        by_publisher
     }
 
-    /// Waits until a claim ending at `end` overwrites nothing a gating subscriber still needs.
+    /// Waits until a claim ending at `end` overwrites nothing that another
+    /// publisher is still writing or, on reliable topics, that a gating
+    /// subscriber has yet to read.
     fn wait_for_space(&mut self, end: u64, deadline: &Deadline) -> Result<()> {
         let mut round = 0;
         loop {
             let gen = self.seg.gate().slots_gen.load(Ordering::SeqCst);
-            if gen != self.gate_gen || end > self.gate {
-                self.rescan(gen);
+            if end <= self.gate && gen == self.gate_gen {
+                return Ok(());
             }
+            let blocker = self.rescan(gen);
             if end <= self.gate {
                 return Ok(());
+            }
+            // Held up by a peer mid-write: remember since when, to pass it once it looks dead.
+            if let Some((i, c)) = blocker {
+                if !self.stalled.iter().any(|&(si, sc, _)| si == i && sc == c) {
+                    self.stalled.retain(|&(si, _, _)| si != i);
+                    self.stalled.push((i, c, sys::monotonic_ns()));
+                }
             }
             let seg = Arc::clone(&self.seg);
             let ring = self.geo.ring_size;
@@ -267,18 +315,12 @@ impl Writer {
                     s.flags.load(Ordering::SeqCst) & SLOT_GATING == 0 || c == SLOT_FREE || end <= c.saturating_add(ring)
                 })
             };
-            wait_once(
-                &self.wait,
-                self.seg.space_notify(),
-                &mut round,
-                deadline,
-                10_000_000,
-                space_ok,
-            )
-            .map_err(|_| {
+            // A peer publisher does not wake us: poll it every millisecond.
+            let cap = if blocker.is_some() { 1_000_000 } else { 10_000_000 };
+            wait_once(&self.wait, self.seg.space_notify(), &mut round, deadline, cap, space_ok).map_err(|_| {
                 Error::new(
                     Status::Timeout,
-                    "reliable topic: the slowest subscriber is a full ring behind; publish timed out",
+                    "publish timed out: the slowest subscriber of this reliable topic is a full ring behind",
                 )
             })?;
         }
@@ -303,11 +345,11 @@ impl Writer {
         }
         let ring = self.geo.ring_size;
         let stride = stride_for(len);
-        let reliable = self.geo.policy == Policy::Reliable;
         let deadline = Deadline::after(self.timeout);
         let seg = Arc::clone(&self.seg);
         let tail = seg.tail();
         let mut cur = (tail.lo.load(Ordering::Acquire), tail.hi.load(Ordering::Acquire));
+        let announce = self.slot.and_then(|i| seg.pub_slot(i));
         let (pos, pad, gen_before) = loop {
             let (pos, seq) = cur;
             if pos % ALIGN != 0 {
@@ -317,21 +359,27 @@ impl Writer {
             let pad = if off + stride > ring { ring - off } else { 0 };
             let end = pos
                 .checked_add(pad + stride)
-                .ok_or_else(|| Error::corrupt("ring tail is at the end of the position space"))?;
-            let gen = if reliable {
-                self.wait_for_space(end, &deadline)?;
-                self.gate_gen
-            } else {
-                0
-            };
+                .ok_or_else(|| Error::corrupt("ring tail is at the end of the position space"));
+            let waited = end.and_then(|end| self.wait_for_space(end, &deadline).map(|_| end));
+            let end = waited?;
+            // Announce the claim before making it (see "Publisher gating"); withdraw
+            // it if the claim fails, so that a waiting publisher holds nobody up.
+            if let Some(a) = announce {
+                a.claim.store(pos, Ordering::SeqCst);
+            }
             match tail.compare_exchange((pos, seq), (end, seq.wrapping_add(1))) {
-                Ok(()) => break (pos, pad, gen),
-                Err(found) => cur = found,
+                Ok(()) => break (pos, pad, self.gate_gen),
+                Err(found) => {
+                    if let Some(a) = announce {
+                        a.claim.store(SLOT_FREE, Ordering::Relaxed);
+                    }
+                    cur = found
+                }
             }
         };
         let rec = pos + pad;
         let seq = cur.1;
-        if reliable && self.seg.gate().slots_gen.load(Ordering::SeqCst) != gen_before {
+        if self.geo.policy == Policy::Reliable && self.seg.gate().slots_gen.load(Ordering::SeqCst) != gen_before {
             // A gating subscriber joined while we claimed: do not write over
             // what it may still read. Past the timeout, write anyway and count it.
             if self
@@ -399,8 +447,22 @@ impl Writer {
             (*h).stamp
                 .store(stamp(self.geo.salt, claim.pos, KIND_MESSAGE), Ordering::Release);
         }
+        self.release_slot();
         wake(self.seg.data_notify());
         Ok(())
+    }
+
+    /// Stops using the publisher slot (before giving it back to the daemon).
+    pub fn leave_slot(&mut self) {
+        self.release_slot();
+        self.slot = None;
+    }
+
+    /// Withdraws the announced claim: peers may now lap what we wrote.
+    fn release_slot(&self) {
+        if let Some(a) = self.slot.and_then(|i| self.seg.pub_slot(i)) {
+            a.claim.store(SLOT_FREE, Ordering::Release);
+        }
     }
 
     /// Gives a claim up: readers skip it (its sequence number is not a loss).
@@ -412,6 +474,7 @@ impl Writer {
                 .store(stamp(self.geo.salt, claim.pos, KIND_ABORTED), Ordering::Release)
         };
         self.seg.stats().aborted.fetch_add(1, Ordering::Relaxed);
+        self.release_slot();
         wake(self.seg.data_notify());
     }
 
@@ -428,6 +491,12 @@ impl Writer {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.payload(&claim), data.len()) };
         self.commit_at(claim, data.len(), timestamp_ns)?;
         Ok(claim.seq)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.release_slot();
     }
 }
 

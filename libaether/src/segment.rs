@@ -11,6 +11,7 @@
 //! 384     6     gate: slots generation                      subscribers joining
 //! 448     7     stats: aborted, overruns                    publishers
 //! 512     8..   subscriber slots, one line each             subscribers, daemon
+//! then          64 publisher slots, one line each           publishers, daemon
 //! ring_offset   the ring: ring_size bytes, page aligned     publishers
 //! ```
 //!
@@ -29,6 +30,8 @@ pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
 pub const MAX_RING: u64 = 1 << 30;
 pub const MAX_SUBSCRIBERS: u32 = 1024;
+/// Publisher slots per topic: how many publishers may be open on it at once.
+pub const MAX_PUBLISHERS: u32 = 64;
 pub const MAX_TOPIC_LEN: usize = 120;
 /// A slot whose cursor holds this value is free.
 pub const SLOT_FREE: u64 = u64::MAX;
@@ -109,6 +112,15 @@ pub struct Slot {
     pub lost: AtomicU64,
 }
 
+/// Where a publisher announces the claim it is writing, so that no other
+/// publisher laps it mid-write (see ring.rs, "Publisher gating").
+#[repr(C, align(64))]
+pub struct PubSlot {
+    /// A lower bound of the position this publisher is writing at, or [`SLOT_FREE`].
+    pub claim: AtomicU64,
+    pub pid: AtomicU32,
+}
+
 #[repr(C)]
 pub struct Header {
     pub meta: Meta,
@@ -130,6 +142,7 @@ const _: () = {
     assert!(std::mem::offset_of!(Header, stats) == 448);
     assert!(std::mem::size_of::<Header>() == 512);
     assert!(std::mem::size_of::<Slot>() == LINE);
+    assert!(std::mem::size_of::<PubSlot>() == LINE);
 };
 
 /// Validated, process-local copy of a segment's immutable parameters.
@@ -157,8 +170,12 @@ pub fn max_message_limit(ring_size: u64) -> u64 {
 }
 
 fn ring_offset(max_subscribers: u32) -> usize {
-    let raw = std::mem::size_of::<Header>() + max_subscribers as usize * LINE;
+    let raw = pub_slots_offset(max_subscribers) + MAX_PUBLISHERS as usize * LINE;
     raw.div_ceil(4096) * 4096
+}
+
+fn pub_slots_offset(max_subscribers: u32) -> usize {
+    std::mem::size_of::<Header>() + max_subscribers as usize * LINE
 }
 
 /// Parameters a topic is created with.
@@ -266,6 +283,10 @@ impl Segment {
                 .cursor
                 .store(SLOT_FREE, Ordering::Relaxed);
         }
+        for i in 0..MAX_PUBLISHERS {
+            let slot = seg.pub_slot(i).expect("slot index below max");
+            slot.claim.store(SLOT_FREE, Ordering::Relaxed);
+        }
         std::sync::atomic::fence(Ordering::SeqCst);
         Ok((fd, seg))
     }
@@ -370,6 +391,18 @@ impl Segment {
         // SAFETY: i < max_subscribers, so the slot lies between the header and
         // ring_offset, inside the mapping; Slot is atomics only and 64-aligned.
         Some(unsafe { &*self.map.as_ptr().add(off).cast::<Slot>() })
+    }
+
+    /// Publisher slot `i`, if `i` is below [`MAX_PUBLISHERS`].
+    pub fn pub_slot(&self, i: u32) -> Option<&PubSlot> {
+        if i >= MAX_PUBLISHERS {
+            return None;
+        }
+        let off = pub_slots_offset(self.geo.max_subscribers) + i as usize * LINE;
+        debug_assert!(off + LINE <= self.geo.ring_offset);
+        // SAFETY: i < MAX_PUBLISHERS, so the slot lies between the subscriber
+        // slots and ring_offset, inside the mapping; PubSlot is atomics only.
+        Some(unsafe { &*self.map.as_ptr().add(off).cast::<PubSlot>() })
     }
 
     /// Start of the ring's bytes; `ring_size` bytes from here are mapped.

@@ -26,6 +26,44 @@ struct Topic {
     seg: Segment,
     /// Which client holds each subscriber slot.
     slots: Vec<Option<u64>>,
+    /// Which client holds each publisher slot.
+    pub_slots: Vec<Option<u64>>,
+}
+
+/// The two kinds of per-topic slots the daemon hands out and takes back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SlotKind {
+    Subscriber,
+    Publisher,
+}
+
+impl Topic {
+    fn owners(&mut self, kind: SlotKind) -> &mut Vec<Option<u64>> {
+        match kind {
+            SlotKind::Subscriber => &mut self.slots,
+            SlotKind::Publisher => &mut self.pub_slots,
+        }
+    }
+
+    /// Clears slot `i` in the segment, so that nobody waits for its holder any more.
+    fn free(&self, kind: SlotKind, i: u32) {
+        match kind {
+            SlotKind::Subscriber => {
+                if let Some(slot) = self.seg.slot(i) {
+                    slot.flags.store(0, Ordering::SeqCst);
+                    slot.cursor.store(SLOT_FREE, Ordering::SeqCst);
+                }
+            }
+            SlotKind::Publisher => {
+                if let Some(slot) = self.seg.pub_slot(i) {
+                    slot.claim.store(SLOT_FREE, Ordering::SeqCst);
+                }
+            }
+        }
+        let n = self.seg.space_notify();
+        n.word.fetch_add(1, Ordering::SeqCst);
+        sys::futex::wake_all(&n.word);
+    }
 }
 
 struct State {
@@ -194,22 +232,14 @@ fn serve_client(state: &Mutex<State>, client: u64, conn: SeqPacket) {
 fn release_client(state: &Mutex<State>, client: u64) {
     let mut s = state.lock().expect("state lock");
     for t in s.topics.values_mut() {
-        for (i, owner) in t.slots.iter_mut().enumerate() {
-            if *owner == Some(client) {
-                *owner = None;
-                free_slot(&t.seg, i as u32);
+        for kind in [SlotKind::Subscriber, SlotKind::Publisher] {
+            for i in 0..t.owners(kind).len() {
+                if t.owners(kind)[i] == Some(client) {
+                    t.owners(kind)[i] = None;
+                    t.free(kind, i as u32);
+                }
             }
         }
-    }
-}
-
-fn free_slot(seg: &Segment, i: u32) {
-    if let Some(slot) = seg.slot(i) {
-        slot.flags.store(0, Ordering::SeqCst);
-        slot.cursor.store(SLOT_FREE, Ordering::SeqCst);
-        let n = seg.space_notify();
-        n.word.fetch_add(1, Ordering::SeqCst);
-        sys::futex::wake_all(&n.word);
     }
 }
 
@@ -243,47 +273,53 @@ fn handle(state: &Mutex<State>, client: u64, req: Request) -> (Result<Reply>, Op
                 None => (Err(not_found(&topic)), None),
             }
         }
-        Request::PublisherOpen { topic } => match lookup(&s, &topic) {
-            Ok(t) => (Ok(Reply::Segment), Some(t.fd.as_raw_fd())),
-            Err(e) => (Err(e), None),
-        },
-        Request::SubscriberOpen { topic } => {
-            if let Err(e) = lookup(&s, &topic) {
-                return (Err(e), None);
-            }
-            let t = s.topics.get_mut(&topic).expect("looked up");
-            match t.slots.iter().position(Option::is_none) {
-                Some(i) => {
-                    t.slots[i] = Some(client);
-                    (Ok(Reply::Subscribed { slot: i as u32 }), Some(t.fd.as_raw_fd()))
-                }
-                None => (
-                    Err(Error::new(
-                        Status::Limit,
-                        format!("topic {topic:?} has its maximum of {} subscribers", t.slots.len()),
-                    )),
-                    None,
-                ),
-            }
+        Request::PublisherOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Publisher),
+        Request::SubscriberOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Subscriber),
+        Request::PublisherClose { topic, slot } => {
+            (close_slot(&mut s, &topic, client, SlotKind::Publisher, slot), None)
         }
         Request::SubscriberClose { topic, slot } => {
-            let Some(t) = s.topics.get_mut(&topic) else {
-                return (Err(not_found(&topic)), None);
-            };
-            match t.slots.get_mut(slot as usize) {
-                Some(owner) if *owner == Some(client) => {
-                    *owner = None;
-                    free_slot(&t.seg, slot);
-                    (Ok(Reply::Done), None)
-                }
-                _ => (
-                    Err(Error::invalid(format!(
-                        "slot {slot} of {topic:?} is not held by this client"
-                    ))),
-                    None,
-                ),
-            }
+            (close_slot(&mut s, &topic, client, SlotKind::Subscriber, slot), None)
         }
+    }
+}
+
+/// Gives `client` a free slot of `kind` on `topic`, with the segment's descriptor.
+fn open_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind) -> (Result<Reply>, Option<i32>) {
+    if let Err(e) = lookup(s, topic) {
+        return (Err(e), None);
+    }
+    let t = s.topics.get_mut(topic).expect("looked up");
+    let owners = t.owners(kind);
+    let Some(i) = owners.iter().position(Option::is_none) else {
+        let what = if kind == SlotKind::Publisher {
+            "publishers"
+        } else {
+            "subscribers"
+        };
+        let msg = format!("topic {topic:?} has its maximum of {} {what} open", owners.len());
+        return (Err(Error::new(Status::Limit, msg)), None);
+    };
+    owners[i] = Some(client);
+    let slot = i as u32;
+    let reply = match kind {
+        SlotKind::Publisher => Reply::Publishing { slot },
+        SlotKind::Subscriber => Reply::Subscribed { slot },
+    };
+    (Ok(reply), Some(t.fd.as_raw_fd()))
+}
+
+fn close_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind, slot: u32) -> Result<Reply> {
+    let t = s.topics.get_mut(topic).ok_or_else(|| not_found(topic))?;
+    match t.owners(kind).get_mut(slot as usize) {
+        Some(owner) if *owner == Some(client) => {
+            *owner = None;
+            t.free(kind, slot);
+            Ok(Reply::Done)
+        }
+        _ => Err(Error::invalid(format!(
+            "slot {slot} of {topic:?} is not held by this client"
+        ))),
     }
 }
 
@@ -301,6 +337,7 @@ fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> 
     let shm_name = format!("/aether.{:016x}.{topic}", s.instance_id);
     let (fd, seg) = Segment::create(&shm_name, topic, params, s.instance_id)?;
     let slots = vec![None; params.max_subscribers as usize];
+    let pub_slots = vec![None; crate::segment::MAX_PUBLISHERS as usize];
     s.topics.insert(
         topic.to_string(),
         Topic {
@@ -308,6 +345,7 @@ fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> 
             fd,
             seg,
             slots,
+            pub_slots,
         },
     );
     Ok(())

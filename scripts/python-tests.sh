@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Python bindings: build the abi3 wheel with maturin, install it in a virtual
+# environment (python/.venv, git-ignored), run the pytest suite against
+# private daemons, then the quick benchmark. Needs Rust, a C compiler and
+# CPython >= 3.11 with pip; maturin, pytest and numpy come from PyPI.
+#
+#   bash scripts/python-tests.sh            # tests + quick benchmark
+#   AETHER_PY_BENCH=0 bash scripts/python-tests.sh   # tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "python-tests: need CPython >= 3.11 as \$PYTHON or python3 (found: $("$python" --version 2>&1 || echo none))" >&2
+  exit 1
+fi
+
+venv=${AETHER_PY_VENV:-$root/python/.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  echo "== Python: virtual environment in $venv"
+  if ! "$python" -m venv "$venv" 2>/dev/null; then
+    # Debian's python3 ships venv separately.
+    rm -rf "$venv"
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      ver=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "python$ver-venv" >/dev/null ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      "$python" -m venv "$venv"
+    else
+      echo "python-tests: '$python -m venv' failed (install the python3-venv package)" >&2
+      exit 1
+    fi
+  fi
+fi
+py="$venv/bin/python"
+"$py" -m pip install --quiet --disable-pip-version-check --upgrade pip
+"$py" -m pip install --quiet --disable-pip-version-check 'maturin>=1.5,<2' pytest numpy
+
+echo "== Python: building aetherd and aether-cli"
+cargo build --release --quiet -p aetherd -p aether-cli
+
+echo "== Python: building and installing the wheel"
+wheels=$(mktemp -d)
+trap 'rm -rf "$wheels"' EXIT
+(cd python && "$venv/bin/maturin" build --release --quiet --interpreter "$py" --out "$wheels")
+"$py" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/aether-*.whl
+
+shm_before=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
+
+# Tests run from the repository root so that `import aether` is the installed
+# wheel, not the source folder python/aether (which lacks the native module).
+export AETHER_NO_AUTOSTART=1
+export AETHER_DAEMON="$root/target/release/aetherd"
+export AETHER_CLI="$root/target/release/aether-cli"
+
+echo "== Python: pytest"
+"$venv/bin/pytest" python/tests -q -p no:cacheprovider
+
+if [ "${AETHER_PY_BENCH:-1}" != 0 ]; then
+  echo "== Python: benchmark (quick)"
+  "$py" -m aether.bench --quick
+fi
+
+shm_after=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
+if [ "$shm_after" -gt "$shm_before" ]; then
+  echo "FAILED: the Python tests left shared-memory objects behind:" >&2
+  ls /dev/shm | grep '^aether' >&2
+  exit 1
+fi
+echo "== Python: all tests passed"
