@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every test: Rust (unit, model, cross-process), the committed header's
-# freshness, and the C programs built against an installed prefix (plain and
-# under valgrind). Installs what it needs on a fresh Debian machine.
+# Every test: Rust (unit, loom model, cross-process, stress), the committed
+# header's freshness, the C programs built against an installed prefix (plain
+# and under valgrind), and the Python bindings (pytest in a virtualenv).
+# Installs what it needs on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,9 @@ cargo test --workspace --quiet 2>&1
 
 echo "== C tests"
 bash scripts/c-tests.sh
+
+echo "== Python tests"
+bash scripts/python-tests.sh
 
 shm_after=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
 if [ "$shm_after" -gt "$shm_before" ]; then

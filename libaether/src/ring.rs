@@ -531,6 +531,9 @@ pub struct Reader {
     delivered: u64,
     /// Length of the message the last `TooLarge` from `receive_into` left unread.
     too_large_len: usize,
+    /// Since when (monotonic ns) the record at a position (the first field)
+    /// has been claimed but not committed: what the abandon timeout measures.
+    pending_since: Option<(u64, u64)>,
     pub wait: WaitConfig,
     pub abandon_timeout: Duration,
 }
@@ -567,6 +570,7 @@ impl Reader {
             lost: 0,
             delivered: 0,
             too_large_len: 0,
+            pending_since: None,
             wait: WaitConfig::default(),
             abandon_timeout: Duration::from_millis(100),
         };
@@ -731,7 +735,6 @@ impl Reader {
     /// Finds the next message, waiting until `deadline`. Does not consume it.
     pub fn next(&mut self, deadline: &Deadline) -> Result<Record> {
         let mut round = 0u32;
-        let mut pending_since: Option<(u64, u64)> = None; // (pos, monotonic ns)
         loop {
             let found = match self.look() {
                 Ok(f) => f,
@@ -796,10 +799,11 @@ impl Reader {
                     if tail > self.pos {
                         // Claimed space not yet committed: in progress, abandoned, or garbage.
                         let now = sys::monotonic_ns();
-                        match pending_since {
+                        // Kept across calls: short receive timeouts still add up to the abandon timeout.
+                        match self.pending_since {
                             Some((p, since)) if p == self.pos => {
                                 if now.saturating_sub(since) >= self.abandon_timeout.as_nanos() as u64 {
-                                    pending_since = None;
+                                    self.pending_since = None;
                                     let torn = self.geo.policy == Policy::Lossy && self.overwritten(self.pos);
                                     if claimed && !torn {
                                         if let Ok((stride, _, seq, _)) = self.read_header(self.pos) {
@@ -828,7 +832,7 @@ impl Reader {
                                     )));
                                 }
                             }
-                            _ => pending_since = Some((self.pos, now)),
+                            _ => self.pending_since = Some((self.pos, now)),
                         }
                     }
                     let pos = self.pos;

@@ -343,3 +343,28 @@ fn lossy_fast_publisher_never_laps_a_slow_one_mid_write() {
     assert!(seen > 0);
     assert_eq!(r.delivered() + r.lost(), 61);
 }
+
+/// The abandon timeout adds up over calls: a subscriber polling with short
+/// timeouts still gets past a record whose publisher died mid-write.
+#[test]
+fn abandoned_claim_is_skipped_by_short_polls_too() {
+    let seg = segment(Policy::Lossy, 8192, 100);
+    let mut w = Writer::new(Arc::clone(&seg), None);
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    r.abandon_timeout = Duration::from_millis(30);
+    let _dead = w.claim(10).unwrap();
+    w.publish(b"after").unwrap();
+    let mut buf = [0u8; 100];
+    let mut got = None;
+    for _ in 0..200 {
+        match r.receive_into(&mut buf, &Deadline::after(Some(Duration::from_millis(5)))) {
+            Ok((n, _, _)) => {
+                got = Some(buf[..n].to_vec());
+                break;
+            }
+            Err(e) => assert_eq!(e.status, Status::Timeout),
+        }
+    }
+    assert_eq!(got.as_deref(), Some(&b"after"[..]), "skipped within 200 polls of 5 ms");
+    assert_eq!(r.lost(), 1);
+}

@@ -70,6 +70,8 @@ struct State {
     instance_id: u64,
     topics: HashMap<String, Topic>,
     next_client: u64,
+    /// Unlink each segment's name as soon as it exists (see `Broker::set_unnamed_segments`).
+    unnamed_segments: bool,
 }
 
 /// A running broker bound to its socket. Dropping it removes the socket, the
@@ -136,6 +138,7 @@ impl Broker {
                 instance_id: sys::random_u64(),
                 topics: HashMap::new(),
                 next_client: 1,
+                unnamed_segments: false,
             })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
@@ -180,6 +183,14 @@ impl Broker {
                     }
                 }
             })
+    }
+
+    /// Removes each segment's name from /dev/shm as soon as it is created:
+    /// clients get descriptors anyway, and a process that is killed leaves
+    /// nothing behind. For brokers embedded in short-lived tools (the
+    /// benchmark); the daemon keeps names so a restart can find them.
+    pub fn set_unnamed_segments(&self, on: bool) {
+        self.state.lock().expect("state lock").unnamed_segments = on;
     }
 
     /// Names of the current topics (for logs and tests).
@@ -336,6 +347,9 @@ fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> 
     }
     let shm_name = format!("/aether.{:016x}.{topic}", s.instance_id);
     let (fd, seg) = Segment::create(&shm_name, topic, params, s.instance_id)?;
+    if s.unnamed_segments {
+        let _ = sys::shm::unlink(&shm_name);
+    }
     let slots = vec![None; params.max_subscribers as usize];
     let pub_slots = vec![None; crate::segment::MAX_PUBLISHERS as usize];
     s.topics.insert(

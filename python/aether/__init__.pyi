@@ -1,0 +1,230 @@
+"""Type stubs for aether (hand-written; the implementation is aether._aether)."""
+
+import builtins
+import os
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+from typing import ClassVar, Literal, TypedDict, final
+
+from typing_extensions import Buffer, Self
+
+__all__ = [
+    "BrokerShutdown",
+    "BrokerUnavailable",
+    "Corrupt",
+    "Error",
+    "Exists",
+    "InternalError",
+    "InvalidArgument",
+    "IoError",
+    "LimitReached",
+    "Loan",
+    "Message",
+    "MessageTooLarge",
+    "NotFound",
+    "OutOfMemory",
+    "Overwritten",
+    "PermissionDenied",
+    "ProtocolError",
+    "Publisher",
+    "Subscriber",
+    "Timeout",
+    "__version__",
+    "create_topic",
+    "delete_topic",
+]
+
+__version__: str
+
+_Socket = str | os.PathLike[str] | None
+_Policy = Literal["lossy", "reliable"]
+
+class Error(Exception):
+    """Base class of every aether error."""
+
+    status: ClassVar[int | None]
+    status_name: ClassVar[str | None]
+
+class InvalidArgument(Error, ValueError):
+    status: ClassVar[int]
+
+class Timeout(Error, TimeoutError):
+    status: ClassVar[int]
+
+class NotFound(Error):
+    status: ClassVar[int]
+
+class Exists(Error):
+    status: ClassVar[int]
+
+class PermissionDenied(Error, PermissionError):
+    status: ClassVar[int]
+
+class MessageTooLarge(Error):
+    status: ClassVar[int]
+
+class BrokerUnavailable(Error, ConnectionError):
+    status: ClassVar[int]
+
+class BrokerShutdown(Error):
+    status: ClassVar[int]
+
+class Corrupt(Error):
+    status: ClassVar[int]
+
+class Overwritten(Error):
+    status: ClassVar[int]
+
+class ProtocolError(Error):
+    status: ClassVar[int]
+
+class LimitReached(Error):
+    status: ClassVar[int]
+
+class OutOfMemory(Error):
+    status: ClassVar[int]
+
+class IoError(Error, OSError):
+    status: ClassVar[int]
+
+class InternalError(Error):
+    status: ClassVar[int]
+
+def create_topic(
+    topic: str,
+    *,
+    policy: _Policy = "lossy",
+    ring_size: int | None = None,
+    max_message: int | None = None,
+    max_subscribers: int | None = None,
+    socket: _Socket = None,
+    exist_ok: bool = False,
+) -> None: ...
+def delete_topic(topic: str, *, socket: _Socket = None) -> None: ...
+
+@final
+class Loan:
+    """Space loaned in the ring: a context manager yielding a writable memoryview."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def seq(self) -> int | None: ...
+    @property
+    def active(self) -> bool: ...
+    def commit(self, size: int | None = None) -> int: ...
+    def abort(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> bool: ...
+
+@final
+class Publisher:
+    def __new__(
+        cls,
+        topic: str,
+        *,
+        create: bool = True,
+        policy: _Policy = "lossy",
+        ring_size: int | None = None,
+        max_message: int | None = None,
+        max_subscribers: int | None = None,
+        socket: _Socket = None,
+        timeout: float | None = 5.0,
+    ) -> Self: ...
+    def publish(self, data: Buffer) -> int: ...
+    def loan(self, size: int) -> Loan: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def policy(self) -> _Policy: ...
+    @property
+    def max_message(self) -> int: ...
+    @property
+    def has_loan(self) -> bool: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> bool: ...
+
+@final
+class Message:
+    """A received message: a read-only, zero-copy view of its bytes in the ring."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def timestamp_ns(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def released(self) -> bool: ...
+    @property
+    def _address(self) -> int: ...
+    def bytes(self) -> builtins.bytes: ...
+    def release(self) -> None: ...
+    def __bytes__(self) -> builtins.bytes: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> bool: ...
+
+class _Stats(TypedDict):
+    topic: str
+    policy: _Policy
+    delivered: int
+    lost: int
+    max_message: int
+    holding: bool
+    closed: bool
+
+@final
+class Subscriber:
+    def __new__(
+        cls,
+        topic: str,
+        *,
+        from_: Literal["latest"] | None = None,
+        delivery: Literal["shm"] = "shm",
+        socket: _Socket = None,
+        create: bool = True,
+        policy: _Policy = "lossy",
+        ring_size: int | None = None,
+        max_message: int | None = None,
+        max_subscribers: int | None = None,
+    ) -> Self: ...
+    def receive(self, timeout: float | None = None) -> Message | None: ...
+    async def areceive(self, timeout: float | None = None) -> Message | None: ...
+    def close(self) -> None: ...
+    def stats(self) -> _Stats: ...
+    def mapping_range(self) -> tuple[int, int]: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def policy(self) -> _Policy: ...
+    @property
+    def max_message(self) -> int: ...
+    @property
+    def lost(self) -> int: ...
+    @property
+    def delivered(self) -> int: ...
+    def __iter__(self) -> Iterator[Message]: ...
+    def __next__(self) -> Message: ...
+    def __aiter__(self) -> AsyncIterator[Message]: ...
+    async def __anext__(self) -> Message: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> bool: ...

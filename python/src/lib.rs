@@ -1,0 +1,132 @@
+//! `aether._aether`: the native half of the `aether` Python package, over the
+//! Rust API of the core crate (no second implementation of anything).
+//!
+//! Threading rules, which keep the GIL and our mutexes from deadlocking:
+//! * every blocking wait (receive, a reliable publish, a control request, a
+//!   large copy) runs with the interpreter detached (`py.detach`);
+//! * a thread attached to the interpreter never *blocks* on one of our
+//!   mutexes: it tries the lock and, if it is taken, detaches while it waits
+//!   ([`lock`]). A thread may therefore hold a mutex while it re-attaches.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod bench;
+mod errors;
+mod publisher;
+mod subscriber;
+
+use aether::{Client, Policy, TopicParams};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, TryLockError};
+
+/// Locks `m` from a thread attached to the interpreter without ever blocking
+/// while attached (see the crate docs). A poisoned mutex is used as is: the
+/// state it guards stays consistent because no code here panics while holding it.
+pub(crate) fn lock<'a, T: Send>(py: Python<'_>, m: &'a Mutex<T>) -> MutexGuard<'a, T> {
+    loop {
+        match m.try_lock() {
+            Ok(g) => return g,
+            Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+            Err(TryLockError::WouldBlock) => py.detach(|| {
+                // Wait for the holder to finish, then try again attached.
+                drop(m.lock());
+            }),
+        }
+    }
+}
+
+/// Locks `m` from a detached thread (it may block).
+pub(crate) fn lock_detached<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn parse_policy(py: Python<'_>, policy: &str) -> PyResult<Policy> {
+    match policy {
+        "lossy" => Ok(Policy::Lossy),
+        "reliable" => Ok(Policy::Reliable),
+        other => Err(errors::invalid(
+            py,
+            format!("policy must be 'lossy' or 'reliable', not {other:?}"),
+        )),
+    }
+}
+
+/// Topic parameters from the optional keyword arguments (core defaults for the rest).
+pub(crate) fn topic_params(
+    py: Python<'_>,
+    policy: &str,
+    ring_size: Option<u64>,
+    max_message: Option<u64>,
+    max_subscribers: Option<u32>,
+) -> PyResult<TopicParams> {
+    let d = TopicParams::default();
+    Ok(TopicParams {
+        policy: parse_policy(py, policy)?,
+        ring_size: ring_size.unwrap_or(d.ring_size),
+        max_message: max_message.unwrap_or(d.max_message),
+        max_subscribers: max_subscribers.unwrap_or(d.max_subscribers),
+    })
+}
+
+/// Connects (detached: it may start a daemon and waits on the socket).
+pub(crate) fn connect(py: Python<'_>, socket: Option<PathBuf>) -> PyResult<Client> {
+    py.detach(|| Client::connect(socket.as_deref())).map_err(errors::to_py)
+}
+
+/// Creates `topic` on `client`; `Exists` is fine when `exist_ok`.
+pub(crate) fn create(
+    py: Python<'_>,
+    client: &Client,
+    topic: &str,
+    params: &TopicParams,
+    exist_ok: bool,
+) -> PyResult<()> {
+    match py.detach(|| client.create_topic(topic, params)) {
+        Ok(()) => Ok(()),
+        Err(e) if exist_ok && e.status == aether::Status::Exists => Ok(()),
+        Err(e) => Err(errors::to_py(e)),
+    }
+}
+
+/// Creates a topic. Raises `Exists` if it exists (unless `exist_ok`).
+/// Sizes default to the core's (4 MiB ring, 64 KiB messages, 64 subscribers).
+#[pyfunction]
+#[pyo3(signature = (topic, *, policy = "lossy", ring_size = None, max_message = None, max_subscribers = None, socket = None, exist_ok = false))]
+#[allow(clippy::too_many_arguments)]
+fn create_topic(
+    py: Python<'_>,
+    topic: &str,
+    policy: &str,
+    ring_size: Option<u64>,
+    max_message: Option<u64>,
+    max_subscribers: Option<u32>,
+    socket: Option<PathBuf>,
+    exist_ok: bool,
+) -> PyResult<()> {
+    let params = topic_params(py, policy, ring_size, max_message, max_subscribers)?;
+    let client = connect(py, socket)?;
+    create(py, &client, topic, &params, exist_ok)
+}
+
+/// Deletes a topic. Raises `NotFound` if there is none of that name.
+#[pyfunction]
+#[pyo3(signature = (topic, *, socket = None))]
+fn delete_topic(py: Python<'_>, topic: &str, socket: Option<PathBuf>) -> PyResult<()> {
+    let client = connect(py, socket)?;
+    py.detach(|| client.delete_topic(topic)).map_err(errors::to_py)
+}
+
+#[pymodule]
+fn _aether(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<publisher::Publisher>()?;
+    m.add_class::<publisher::Loan>()?;
+    m.add_class::<subscriber::Subscriber>()?;
+    m.add_class::<subscriber::Message>()?;
+    m.add_function(wrap_pyfunction!(create_topic, m)?)?;
+    m.add_function(wrap_pyfunction!(delete_topic, m)?)?;
+    bench::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

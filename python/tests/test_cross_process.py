@@ -1,0 +1,114 @@
+"""Python <-> Rust (aether-cli) and Python <-> Python across processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import aether
+
+from conftest import run_python
+
+
+def wait_for_line(stream, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            raise AssertionError(f"stream ended before {text!r}")
+        if text in line:
+            return
+    raise AssertionError(f"no {text!r} within {timeout} s")
+
+
+def test_python_publishes_rust_subscribes(cli_bin, sock, topic):
+    cli = subprocess.Popen(
+        [cli_bin, "--socket", sock, "sub", topic, "--count", "5", "--timeout", "10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_line(cli.stderr, "subscribed")
+        with aether.Publisher(topic, socket=sock) as pub:
+            for i in range(5):
+                pub.publish(f"from python {i}".encode())
+            with pub.loan(14) as buf:  # zero-copy publish reaches Rust too
+                buf[:] = b"ignored: count"
+        out, err = cli.communicate(timeout=10)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    assert cli.returncode == 0, err
+    assert out.splitlines() == [f"from python {i}" for i in range(5)]
+
+
+def test_rust_publishes_python_subscribes(cli_bin, sock, topic):
+    with aether.Subscriber(topic, socket=sock) as sub:
+        r = subprocess.run([cli_bin, "--socket", sock, "pub", topic, "hello from rust"], capture_output=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run(
+            [cli_bin, "--socket", sock, "pub", topic], input=b"line one\nline two\n", capture_output=True, timeout=10
+        )
+        assert r.returncode == 0, r.stderr
+        got = []
+        for _ in range(3):
+            msg = sub.receive(timeout=5)
+            assert msg is not None
+            got.append((msg.seq, msg.bytes()))
+        assert [b for _, b in got] == [b"hello from rust", b"line one", b"line two"]
+        assert [s for s, _ in got] == [got[0][0], got[0][0] + 1, got[0][0] + 2]
+        assert sub.lost == 0
+
+
+CHILD_PUBLISHER = """
+import sys, numpy as np, aether
+sock, topic = sys.argv[1], sys.argv[2]
+with aether.Publisher(topic, socket=sock, create=False) as pub:
+    for i in range(100):
+        pub.publish(np.full(1000, i, dtype=np.int64))
+"""
+
+
+def test_python_to_python_numpy(sock, topic):
+    with aether.Subscriber(topic, socket=sock, policy="reliable", ring_size=1 << 16, max_message=8000) as sub:
+        child = subprocess.Popen([sys.executable, "-c", CHILD_PUBLISHER, sock, topic], stderr=subprocess.PIPE, text=True)
+        try:
+            for i in range(100):
+                with sub.receive(timeout=10) as msg:
+                    a = np.frombuffer(msg, dtype=np.int64)
+                    assert a.shape == (1000,) and (a == i).all()
+                    del a
+            assert child.wait(timeout=10) == 0, child.stderr.read()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert sub.lost == 0
+
+
+ABANDONING_PUBLISHER = """
+import os, signal, sys, aether
+sock, topic = sys.argv[1], sys.argv[2]
+pub = aether.Publisher(topic, socket=sock, create=False)
+buf = pub.loan(16).__enter__()
+buf[:8] = b"half-way"
+os.kill(os.getpid(), signal.SIGKILL)  # dies in the middle of the write
+"""
+
+
+def test_record_abandoned_by_a_killed_publisher_is_skipped(sock, topic):
+    with aether.Subscriber(topic, socket=sock) as sub:
+        r = run_python(ABANDONING_PUBLISHER, sock, topic)
+        assert r.returncode == -9, r.stderr
+        with aether.Publisher(topic, socket=sock) as pub:
+            pub.publish(b"next")
+        t0 = time.monotonic()
+        msg = sub.receive(timeout=5)
+        assert msg is not None and msg.bytes() == b"next"
+        assert time.monotonic() - t0 < 2
+        assert sub.lost == 1
