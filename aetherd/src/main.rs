@@ -1,7 +1,9 @@
 //! aetherd: the Aether broker daemon. Argument parsing, signals and process
 //! set-up only; everything else is `aether::broker`.
 
+use aether::broker::log::{self, Level};
 use aether::broker::Broker;
+use aether::log_at;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -19,6 +21,12 @@ struct Args {
     /// another daemon already serves the socket, exit 0 quietly.
     #[arg(long)]
     detach: bool,
+    /// On SIGTERM/SIGINT, how long subscribers get to read what is left (seconds)
+    #[arg(long, default_value_t = 5.0)]
+    drain_timeout: f64,
+    /// error, warn, info or debug [default: $AETHER_LOG, else $RUST_LOG, else info]
+    #[arg(long)]
+    log_level: Option<String>,
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -66,6 +74,24 @@ fn detach() {
 
 fn main() {
     let args = Args::parse();
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("AETHER_LOG").ok())
+        .or_else(|| std::env::var("RUST_LOG").ok());
+    if let Some(l) = level {
+        match Level::parse(&l) {
+            Some(l) => log::set_level(l),
+            None => {
+                eprintln!("aetherd: unknown log level {l:?} (error, warn, info, debug)");
+                std::process::exit(2);
+            }
+        }
+    }
+    if !(args.drain_timeout >= 0.0 && args.drain_timeout.is_finite()) {
+        eprintln!("aetherd: --drain-timeout must be a number of seconds >= 0");
+        std::process::exit(2);
+    }
     let socket = args.socket.unwrap_or_else(aether::paths::default_socket);
     let set = block_signals();
     let broker = match Broker::bind(&socket) {
@@ -79,16 +105,18 @@ fn main() {
     if args.detach {
         detach();
     }
-    eprintln!(
-        "aetherd: listening on {} (pid {}, instance {:016x})",
+    log_at!(
+        Info,
+        "listening on {} (pid {}, instance {:016x})",
         socket.display(),
         std::process::id(),
         broker.instance_id()
     );
-    if let Err(e) = broker.spawn_acceptor() {
-        eprintln!("aetherd: cannot start the acceptor thread: {e}");
+    if let Err(e) = broker.spawn_threads() {
+        log_at!(Error, "cannot start the daemon's threads: {e}");
         std::process::exit(1);
     }
+    let stats_file = socket.with_file_name("aetherd.stats.json");
     loop {
         let mut sig: libc::c_int = 0;
         // SAFETY: `set` is the initialised mask blocked above; `sig` is writable.
@@ -97,10 +125,23 @@ fn main() {
         }
         match sig {
             libc::SIGTERM | libc::SIGINT => break,
-            libc::SIGUSR1 => eprintln!("aetherd: {} topics: {:?}", broker.topics().len(), broker.topics()),
+            libc::SIGUSR1 => {
+                let stats = broker.stats();
+                log_at!(Info, "statistics: {}", stats.summary());
+                match std::fs::write(&stats_file, stats.to_json()) {
+                    Ok(()) => log_at!(Info, "statistics written to {}", stats_file.display()),
+                    Err(e) => log_at!(Warn, "cannot write {}: {e}", stats_file.display()),
+                }
+            }
+            libc::SIGHUP => log_at!(Info, "SIGHUP: no configuration file to reload"),
             _ => {}
         }
     }
-    eprintln!("aetherd: shutting down");
+    log_at!(Info, "draining (up to {} s)", args.drain_timeout);
+    if !broker.drain(std::time::Duration::from_secs_f64(args.drain_timeout)) {
+        log_at!(Warn, "drain timeout: some subscribers had not read everything");
+    }
+    let _ = std::fs::remove_file(&stats_file);
     drop(broker);
+    log_at!(Info, "shut down");
 }

@@ -36,9 +36,13 @@ impl Conn {
         let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
         let (n, fd) = sock.recv(&mut buf).map_err(|e| broker_gone(&self.socket, e))?;
         if n == 0 {
+            // The daemon only closes a live connection when it shuts down.
             return Err(Error::new(
-                Status::Unavailable,
-                format!("aetherd at {} closed the connection", self.socket.display()),
+                Status::Shutdown,
+                format!(
+                    "aetherd at {} closed the connection: it is shutting down",
+                    self.socket.display()
+                ),
             ));
         }
         match protocol::decode_reply(req.op(), id, &buf[..n])? {
@@ -53,6 +57,13 @@ fn broker_gone(socket: &Path, e: std::io::Error) -> Error {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Error::new(
             Status::Timeout,
             format!("aetherd at {} did not answer in time", socket.display()),
+        ),
+        std::io::ErrorKind::BrokenPipe => Error::new(
+            Status::Shutdown,
+            format!(
+                "aetherd at {} closed the connection: it is shutting down",
+                socket.display()
+            ),
         ),
         _ => Error::new(
             Status::Unavailable,

@@ -33,7 +33,10 @@
 //! shared bytes say.
 
 use crate::error::{Error, Result, Status};
-use crate::segment::{Geometry, Policy, Segment, MAX_PUBLISHERS, SLOT_FREE, SLOT_GATING};
+use crate::segment::{
+    Geometry, Policy, Segment, MAX_PUBLISHERS, SLOT_FREE, SLOT_GATING, TOPIC_CLOSED, TOPIC_DELETED, TOPIC_DRAINING,
+    TOPIC_LIVE,
+};
 use crate::sys::{self, futex};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -141,6 +144,7 @@ impl Deadline {
 fn wait_once(
     cfg: &WaitConfig,
     notify: &crate::segment::NotifyLine,
+    sleeps: &AtomicU64,
     round: &mut u32,
     deadline: &Deadline,
     cap_ns: u64,
@@ -168,6 +172,7 @@ fn wait_once(
             fence(Ordering::SeqCst);
             let word = notify.word.load(Ordering::SeqCst);
             if !ready() {
+                sleeps.fetch_add(1, Ordering::Relaxed);
                 let left = deadline.remaining().unwrap_or(u64::MAX).min(cap_ns);
                 futex::wait(&notify.word, word, Some(Duration::from_nanos(left)));
             }
@@ -178,11 +183,23 @@ fn wait_once(
 }
 
 /// Wakes sleepers on `notify` if there are any. Call after the write they wait for.
-fn wake(notify: &crate::segment::NotifyLine) {
+fn wake(notify: &crate::segment::NotifyLine, wakes: &AtomicU64) {
     fence(Ordering::SeqCst);
     if notify.waiters.load(Ordering::Relaxed) != 0 {
         notify.word.fetch_add(1, Ordering::SeqCst);
         futex::wake_all(&notify.word);
+        wakes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The error a closed, draining or deleted topic gives, if any.
+fn topic_state_error(state: u32, publishing: bool) -> Option<Error> {
+    match state {
+        TOPIC_LIVE => None,
+        TOPIC_DRAINING if !publishing => None,
+        TOPIC_DRAINING | TOPIC_CLOSED => Some(Error::new(Status::Shutdown, "the broker is shutting down")),
+        TOPIC_DELETED => Some(Error::new(Status::NotFound, "the topic was deleted")),
+        _ => Some(Error::corrupt(format!("topic state {state} out of range"))),
     }
 }
 
@@ -317,7 +334,17 @@ impl Writer {
             };
             // A peer publisher does not wake us: poll it every millisecond.
             let cap = if blocker.is_some() { 1_000_000 } else { 10_000_000 };
-            wait_once(&self.wait, self.seg.space_notify(), &mut round, deadline, cap, space_ok).map_err(|_| {
+            let sleeps = &self.seg.stats().waits;
+            wait_once(
+                &self.wait,
+                self.seg.space_notify(),
+                sleeps,
+                &mut round,
+                deadline,
+                cap,
+                space_ok,
+            )
+            .map_err(|_| {
                 Error::new(
                     Status::Timeout,
                     "publish timed out: the slowest subscriber of this reliable topic is a full ring behind",
@@ -342,6 +369,9 @@ impl Writer {
                     self.geo.max_message
                 ),
             ));
+        }
+        if let Some(e) = topic_state_error(self.seg.gate().state.load(Ordering::Acquire), true) {
+            return Err(e);
         }
         let ring = self.geo.ring_size;
         let stride = stride_for(len);
@@ -448,7 +478,7 @@ impl Writer {
                 .store(stamp(self.geo.salt, claim.pos, KIND_MESSAGE), Ordering::Release);
         }
         self.release_slot();
-        wake(self.seg.data_notify());
+        wake(self.seg.data_notify(), &self.seg.stats().wakes);
         Ok(())
     }
 
@@ -475,7 +505,7 @@ impl Writer {
         };
         self.seg.stats().aborted.fetch_add(1, Ordering::Relaxed);
         self.release_slot();
-        wake(self.seg.data_notify());
+        wake(self.seg.data_notify(), &self.seg.stats().wakes);
     }
 
     /// Copies `data` into the ring as one message.
@@ -604,8 +634,9 @@ impl Reader {
             s.cursor.store(self.pos, Ordering::Release);
             s.delivered.store(self.delivered, Ordering::Relaxed);
             s.lost.store(self.lost, Ordering::Relaxed);
+            s.next_seq.store(self.next_seq, Ordering::Relaxed);
             if self.geo.policy == Policy::Reliable {
-                wake(self.seg.space_notify());
+                wake(self.seg.space_notify(), &self.seg.stats().wakes);
             }
         }
     }
@@ -796,6 +827,12 @@ impl Reader {
                             self.pos
                         )));
                     }
+                    if tail == self.pos {
+                        // Caught up: if the topic is closed or deleted, nothing more will come.
+                        if let Some(e) = topic_state_error(self.seg.gate().state.load(Ordering::Acquire), false) {
+                            return Err(e);
+                        }
+                    }
                     if tail > self.pos {
                         // Claimed space not yet committed: in progress, abandoned, or garbage.
                         let now = sys::monotonic_ns();
@@ -849,7 +886,15 @@ impl Reader {
                     } else {
                         u64::MAX
                     };
-                    wait_once(&self.wait, self.seg.data_notify(), &mut round, deadline, cap, ready)?;
+                    wait_once(
+                        &self.wait,
+                        self.seg.data_notify(),
+                        &self.seg.stats().waits,
+                        &mut round,
+                        deadline,
+                        cap,
+                        ready,
+                    )?;
                 }
             }
         }
@@ -905,7 +950,7 @@ impl Drop for Reader {
         if let Some(s) = self.slot.and_then(|i| self.seg.slot(i)) {
             s.flags.store(0, Ordering::SeqCst);
             s.cursor.store(SLOT_FREE, Ordering::SeqCst);
-            wake(self.seg.space_notify());
+            wake(self.seg.space_notify(), &self.seg.stats().wakes);
         }
     }
 }

@@ -94,12 +94,29 @@ pub struct NotifyLine {
 pub struct GateLine {
     /// Bumped each time a gating subscriber joins, so publishers re-read the slots.
     pub slots_gen: AtomicU64,
+    /// The topic's life: [`TOPIC_LIVE`], [`TOPIC_DRAINING`], [`TOPIC_CLOSED`], [`TOPIC_DELETED`].
+    /// Set by the daemon; publishers read it on every claim (same line as
+    /// `slots_gen`), subscribers when they find nothing to read.
+    pub state: AtomicU32,
 }
+
+/// The topic accepts messages.
+pub const TOPIC_LIVE: u32 = 0;
+/// The broker is shutting down: publishing is refused, subscribers read what is left.
+pub const TOPIC_DRAINING: u32 = 1;
+/// The broker has shut down: nothing more will be published.
+pub const TOPIC_CLOSED: u32 = 2;
+/// The topic was deleted.
+pub const TOPIC_DELETED: u32 = 3;
 
 #[repr(C, align(64))]
 pub struct StatsLine {
     pub aborted: AtomicU64,
     pub overruns: AtomicU64,
+    /// Times a subscriber went to sleep on the data futex.
+    pub waits: AtomicU64,
+    /// FUTEX_WAKE calls made by publishers.
+    pub wakes: AtomicU64,
 }
 
 #[repr(C, align(64))]
@@ -110,6 +127,8 @@ pub struct Slot {
     pub flags: AtomicU32,
     pub delivered: AtomicU64,
     pub lost: AtomicU64,
+    /// Sequence number of the next message this subscriber will see (for lag).
+    pub next_seq: AtomicU64,
 }
 
 /// Where a publisher announces the claim it is writing, so that no other

@@ -1,15 +1,33 @@
-//! The daemon's core: the control socket, topics and their segments, and the
-//! clients holding subscriber slots. `aetherd` is a thin binary over this.
+//! The daemon's core: the control socket, topics and their segments, the
+//! clients and the slots they hold. `aetherd` is a thin binary over this.
 //!
-//! Threads: the acceptor (`aetherd-accept`) takes connections and starts one
-//! thread per client (`aetherd-client`), which answers that client's requests
-//! in order. All of them share [`State`] under one mutex; no lock is held
-//! across a blocking call on a socket.
+//! Threads (named, visible in `ps -L`):
+//! - `aetherd-accept`: accepts connections, registers each client (its
+//!   SO_PEERCRED identity and a pidfd) and starts its thread;
+//! - `aetherd-client`: one per connection, answers its requests in order
+//!   (`requests.rs`), and on hang-up frees every slot the client held;
+//! - `aetherd-housekeep`: every 100 ms, notices clients whose process died
+//!   (pidfd) even if their socket lives on in a child, and samples rates.
+//! - the binary's main thread takes signals (sigwait) and calls
+//!   [`Broker::drain`], [`Broker::stats`] or reload.
+//!
+//! All of them share [`State`] under one mutex; no lock is held across a
+//! blocking socket call.
+
+pub mod access;
+pub mod config;
+mod housekeeper;
+pub mod leftovers;
+pub mod log;
+mod requests;
+pub mod stats;
 
 use crate::error::{Error, Result, Status};
-use crate::protocol::{self, Reply, Request};
-use crate::segment::{Segment, TopicParams, SLOT_FREE};
+use crate::log_at;
+use crate::segment::{Segment, SLOT_FREE, TOPIC_CLOSED, TOPIC_DRAINING};
 use crate::sys::{self, uds::SeqPacket};
+use access::Identity;
+use config::Config;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -17,6 +35,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -28,6 +47,8 @@ struct Topic {
     slots: Vec<Option<u64>>,
     /// Which client holds each publisher slot.
     pub_slots: Vec<Option<u64>>,
+    /// Published count and time at the last rate sample, and the rate then.
+    rate: (u64, Instant, f64),
 }
 
 /// The two kinds of per-topic slots the daemon hands out and takes back.
@@ -60,28 +81,72 @@ impl Topic {
                 }
             }
         }
-        let n = self.seg.space_notify();
-        n.word.fetch_add(1, Ordering::SeqCst);
-        sys::futex::wake_all(&n.word);
+        wake_all(&self.seg.space_notify().word);
     }
+
+    /// How many slots of `kind` `client` holds here.
+    fn held_by(&self, kind: SlotKind, client: u64) -> usize {
+        let owners = match kind {
+            SlotKind::Subscriber => &self.slots,
+            SlotKind::Publisher => &self.pub_slots,
+        };
+        owners.iter().filter(|o| **o == Some(client)).count()
+    }
+
+    /// Sets the topic's life state in the segment and wakes every sleeper so they see it.
+    fn set_state(&self, state: u32) {
+        self.seg.gate().state.store(state, Ordering::SeqCst);
+        wake_all(&self.seg.data_notify().word);
+        wake_all(&self.seg.space_notify().word);
+    }
+
+    /// Whether every subscriber has read everything published.
+    fn caught_up(&self) -> bool {
+        let tail = self.seg.tail().lo.load(Ordering::Acquire);
+        (0..self.slots.len() as u32).all(|i| {
+            let c = self.seg.slot(i).map_or(SLOT_FREE, |s| s.cursor.load(Ordering::Acquire));
+            c == SLOT_FREE || c >= tail
+        })
+    }
+}
+
+fn wake_all(word: &std::sync::atomic::AtomicU32) {
+    word.fetch_add(1, Ordering::SeqCst);
+    sys::futex::wake_all(word);
+}
+
+/// A connected client.
+struct Client {
+    who: Identity,
+    conn: Arc<SeqPacket>,
+    /// Readable once the process has exited (None where pidfd_open is unavailable).
+    pidfd: Option<OwnedFd>,
+    connected: Instant,
 }
 
 struct State {
     instance_id: u64,
+    config: Config,
     topics: HashMap<String, Topic>,
+    clients: HashMap<u64, Client>,
     next_client: u64,
+    /// Clients found dead (process exited) rather than closed cleanly.
+    dead_clients: u64,
+    draining: bool,
     /// Unlink each segment's name as soon as it exists (see `Broker::set_unnamed_segments`).
     unnamed_segments: bool,
+    started: Instant,
 }
 
 /// A running broker bound to its socket. Dropping it removes the socket, the
-/// lock file and every segment it created.
+/// lock files and every segment it created.
 pub struct Broker {
     state: Arc<Mutex<State>>,
     listener: Arc<SeqPacket>,
     socket: PathBuf,
     lock_path: PathBuf,
     _lock: File,
+    _instance_lock: OwnedFd,
 }
 
 fn take_lock(path: &Path) -> Result<File> {
@@ -115,9 +180,22 @@ fn take_lock(path: &Path) -> Result<File> {
     }
 }
 
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    use std::os::fd::FromRawFd;
+    // SAFETY: a non-negative return is a fresh descriptor we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 impl Broker {
-    /// Takes the daemon lock for `socket`, removes a stale socket and listens.
+    /// Takes the daemon lock for `socket`, removes what dead daemons left
+    /// (their socket and shm objects), and listens.
     pub fn bind(socket: &Path) -> Result<Broker> {
+        Broker::bind_with(socket, Config::default())
+    }
+
+    pub fn bind_with(socket: &Path, config: Config) -> Result<Broker> {
         if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::DirBuilder::new()
@@ -129,21 +207,37 @@ impl Broker {
         }
         let lock_path = crate::paths::lock_file(socket);
         let lock = take_lock(&lock_path)?;
+        let instance_id = sys::random_u64();
+        let instance_lock = leftovers::lock_instance(instance_id)?;
+        let removed = leftovers::clean_dead_instances(instance_id);
+        if !removed.is_empty() {
+            log_at!(
+                Info,
+                "removed {} shared-memory objects left by dead daemons: {removed:?}",
+                removed.len()
+            );
+        }
         // We hold the lock, so a socket file here is a dead daemon's.
         let _ = std::fs::remove_file(socket);
         let listener =
             SeqPacket::listen(socket).map_err(|e| Error::io(&format!("listen on {}", socket.display()), e))?;
         Ok(Broker {
             state: Arc::new(Mutex::new(State {
-                instance_id: sys::random_u64(),
+                instance_id,
+                config,
                 topics: HashMap::new(),
+                clients: HashMap::new(),
                 next_client: 1,
+                dead_clients: 0,
+                draining: false,
                 unnamed_segments: false,
+                started: Instant::now(),
             })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
             lock_path,
             _lock: lock,
+            _instance_lock: instance_lock,
         })
     }
 
@@ -155,34 +249,32 @@ impl Broker {
         self.state.lock().expect("state lock").instance_id
     }
 
-    /// Starts the acceptor thread. It runs until the process exits.
-    pub fn spawn_acceptor(&self) -> std::io::Result<std::thread::JoinHandle<()>> {
+    /// Replaces the configuration (SIGHUP); clients stay connected.
+    pub fn set_config(&self, config: Config) {
+        self.state.lock().expect("state lock").config = config;
+    }
+
+    pub fn config(&self) -> Config {
+        self.state.lock().expect("state lock").config.clone()
+    }
+
+    /// Starts the acceptor and housekeeper threads. They run until the process exits.
+    pub fn spawn_threads(&self) -> std::io::Result<()> {
         let listener = Arc::clone(&self.listener);
         let state = Arc::clone(&self.state);
         std::thread::Builder::new()
             .name("aetherd-accept".into())
-            .spawn(move || loop {
-                match listener.accept() {
-                    Ok(conn) => {
-                        let state = Arc::clone(&state);
-                        let id = {
-                            let mut s = state.lock().expect("state lock");
-                            s.next_client += 1;
-                            s.next_client
-                        };
-                        let r = std::thread::Builder::new()
-                            .name("aetherd-client".into())
-                            .spawn(move || serve_client(&state, id, conn));
-                        if let Err(e) = r {
-                            eprintln!("aetherd: cannot start a client thread: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("aetherd: accept: {e}");
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                    }
-                }
-            })
+            .spawn(move || accept_loop(&state, &listener))?;
+        let state = Arc::clone(&self.state);
+        std::thread::Builder::new()
+            .name("aetherd-housekeep".into())
+            .spawn(move || housekeeper::run(&state))?;
+        Ok(())
+    }
+
+    /// Starts the acceptor and housekeeper (kept for embedders such as the benchmark).
+    pub fn spawn_acceptor(&self) -> std::io::Result<()> {
+        self.spawn_threads()
     }
 
     /// Removes each segment's name from /dev/shm as soon as it is created:
@@ -197,6 +289,51 @@ impl Broker {
     pub fn topics(&self) -> Vec<String> {
         self.state.lock().expect("state lock").topics.keys().cloned().collect()
     }
+
+    /// A snapshot of every statistic (SIGUSR1, the admin interface).
+    pub fn stats(&self) -> stats::Stats {
+        stats::collect(&self.state.lock().expect("state lock"), &self.socket)
+    }
+
+    /// Graceful shutdown: stop accepting, refuse new publishes, let
+    /// subscribers read what is left (at most `timeout`), then close every
+    /// topic (waiting calls return `Shutdown`) and every connection.
+    /// Returns whether all subscribers caught up in time.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        {
+            let mut s = self.state.lock().expect("state lock");
+            s.draining = true;
+            for t in s.topics.values() {
+                t.set_state(TOPIC_DRAINING);
+            }
+        }
+        // Wake the acceptor out of accept(); it sees `draining` and stops.
+        // SAFETY: shutdown on a socket we own.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        let deadline = Instant::now() + timeout;
+        let caught_up = loop {
+            let done = self
+                .state
+                .lock()
+                .expect("state lock")
+                .topics
+                .values()
+                .all(Topic::caught_up);
+            if done || Instant::now() >= deadline {
+                break done;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let s = self.state.lock().expect("state lock");
+        for t in s.topics.values() {
+            t.set_state(TOPIC_CLOSED);
+        }
+        for c in s.clients.values() {
+            // SAFETY: shutdown on a connected socket the client map owns.
+            unsafe { libc::shutdown(c.conn.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+        caught_up
+    }
 }
 
 impl Drop for Broker {
@@ -204,42 +341,85 @@ impl Drop for Broker {
         let _ = std::fs::remove_file(&self.socket);
         if let Ok(mut s) = self.state.lock() {
             for (_, t) in s.topics.drain() {
+                t.set_state(TOPIC_CLOSED);
                 let _ = sys::shm::unlink(&t.shm_name);
             }
+            let _ = sys::shm::unlink(&leftovers::lock_name(s.instance_id));
         }
         let _ = std::fs::remove_file(&self.lock_path);
     }
 }
 
-fn serve_client(state: &Mutex<State>, client: u64, conn: SeqPacket) {
-    let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
+fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
     loop {
-        let n = match conn.recv(&mut buf) {
-            Ok((0, _)) => break,
-            Ok((n, _fd)) => n, // a descriptor sent by a client is dropped (closed) here
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                let reply = protocol::encode_reply(0, 0, &Err(Error::protocol("frame too large")));
-                let _ = conn.send(&reply, None);
+        let conn = match listener.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                if state.lock().expect("state lock").draining {
+                    return;
+                }
+                log_at!(Warn, "accept: {e}");
+                std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
-            Err(_) => break,
         };
-        let (reply, fd) = match protocol::decode_request(&buf[..n]) {
-            Ok((id, req)) => {
-                let op = req.op();
-                let (r, fd) = handle(state, client, req);
-                (protocol::encode_reply(op as u16, id, &r), fd)
+        let cred = match conn.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                log_at!(Warn, "SO_PEERCRED: {e}; connection refused");
+                continue;
             }
-            Err((id, op, e)) => (protocol::encode_reply(op, id, &Err(e)), None),
         };
-        if conn.send(&reply, fd).is_err() {
-            break;
+        let conn = Arc::new(conn);
+        let id = {
+            let mut s = state.lock().expect("state lock");
+            if s.draining {
+                return;
+            }
+            if s.clients.len() >= s.config.limits.max_clients {
+                let max = s.config.limits.max_clients;
+                drop(s);
+                requests::refuse(
+                    &conn,
+                    Error::new(Status::Limit, format!("the broker has its maximum of {max} clients")),
+                );
+                log_at!(Warn, "refused pid {} uid {}: client limit {max}", cred.pid, cred.uid);
+                continue;
+            }
+            s.next_client += 1;
+            let id = s.next_client;
+            let client = Client {
+                who: Identity::of(cred),
+                conn: Arc::clone(&conn),
+                pidfd: pidfd_open(cred.pid),
+                connected: Instant::now(),
+            };
+            s.clients.insert(id, client);
+            id
+        };
+        log_at!(
+            Debug,
+            "client {id} connected: pid {} uid {} gid {}",
+            cred.pid,
+            cred.uid,
+            cred.gid
+        );
+        let st = Arc::clone(state);
+        let spawned = std::thread::Builder::new()
+            .name("aetherd-client".into())
+            .spawn(move || {
+                requests::serve(&st, id, &conn);
+                release_client(&st, id);
+            });
+        if let Err(e) = spawned {
+            log_at!(Error, "cannot start a client thread: {e}");
+            release_client(state, id);
         }
     }
-    release_client(state, client);
 }
 
-/// Frees every subscriber slot `client` held, so reliable publishers stop waiting for it.
+/// Frees every slot `client` held (so reliable publishers stop waiting for
+/// it) and forgets the client.
 fn release_client(state: &Mutex<State>, client: u64) {
     let mut s = state.lock().expect("state lock");
     for t in s.topics.values_mut() {
@@ -252,115 +432,12 @@ fn release_client(state: &Mutex<State>, client: u64) {
             }
         }
     }
-}
-
-fn not_found(topic: &str) -> Error {
-    Error::new(Status::NotFound, format!("no topic named {topic:?}"))
-}
-
-/// Answers one request. Returns the reply and the descriptor to attach, if any.
-fn handle(state: &Mutex<State>, client: u64, req: Request) -> (Result<Reply>, Option<i32>) {
-    let mut s = state.lock().expect("state lock");
-    let instance_id = s.instance_id;
-    match req {
-        Request::Hello { .. } => (
-            Ok(Reply::Hello {
-                daemon_version: VERSION.into(),
-                pid: std::process::id(),
-                instance_id,
-            }),
-            None,
-        ),
-        Request::TopicCreate { topic, params } => (create_topic(&mut s, &topic, &params).map(|_| Reply::Done), None),
-        Request::TopicDelete { topic } => {
-            if let Err(e) = protocol::validate_topic(&topic) {
-                return (Err(e), None);
-            }
-            match s.topics.remove(&topic) {
-                Some(t) => {
-                    let _ = sys::shm::unlink(&t.shm_name);
-                    (Ok(Reply::Done), None)
-                }
-                None => (Err(not_found(&topic)), None),
-            }
-        }
-        Request::PublisherOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Publisher),
-        Request::SubscriberOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Subscriber),
-        Request::PublisherClose { topic, slot } => {
-            (close_slot(&mut s, &topic, client, SlotKind::Publisher, slot), None)
-        }
-        Request::SubscriberClose { topic, slot } => {
-            (close_slot(&mut s, &topic, client, SlotKind::Subscriber, slot), None)
-        }
+    if let Some(c) = s.clients.remove(&client) {
+        log_at!(
+            Debug,
+            "client {client} (pid {}) gone after {:?}",
+            c.who.cred.pid,
+            c.connected.elapsed()
+        );
     }
-}
-
-/// Gives `client` a free slot of `kind` on `topic`, with the segment's descriptor.
-fn open_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind) -> (Result<Reply>, Option<i32>) {
-    if let Err(e) = lookup(s, topic) {
-        return (Err(e), None);
-    }
-    let t = s.topics.get_mut(topic).expect("looked up");
-    let owners = t.owners(kind);
-    let Some(i) = owners.iter().position(Option::is_none) else {
-        let what = if kind == SlotKind::Publisher {
-            "publishers"
-        } else {
-            "subscribers"
-        };
-        let msg = format!("topic {topic:?} has its maximum of {} {what} open", owners.len());
-        return (Err(Error::new(Status::Limit, msg)), None);
-    };
-    owners[i] = Some(client);
-    let slot = i as u32;
-    let reply = match kind {
-        SlotKind::Publisher => Reply::Publishing { slot },
-        SlotKind::Subscriber => Reply::Subscribed { slot },
-    };
-    (Ok(reply), Some(t.fd.as_raw_fd()))
-}
-
-fn close_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind, slot: u32) -> Result<Reply> {
-    let t = s.topics.get_mut(topic).ok_or_else(|| not_found(topic))?;
-    match t.owners(kind).get_mut(slot as usize) {
-        Some(owner) if *owner == Some(client) => {
-            *owner = None;
-            t.free(kind, slot);
-            Ok(Reply::Done)
-        }
-        _ => Err(Error::invalid(format!(
-            "slot {slot} of {topic:?} is not held by this client"
-        ))),
-    }
-}
-
-fn lookup<'a>(s: &'a State, topic: &str) -> Result<&'a Topic> {
-    protocol::validate_topic(topic)?;
-    s.topics.get(topic).ok_or_else(|| not_found(topic))
-}
-
-fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> {
-    protocol::validate_topic(topic)?;
-    params.validate()?;
-    if s.topics.contains_key(topic) {
-        return Err(Error::new(Status::Exists, format!("topic {topic:?} already exists")));
-    }
-    let shm_name = format!("/aether.{:016x}.{topic}", s.instance_id);
-    let (fd, seg) = Segment::create(&shm_name, topic, params, s.instance_id)?;
-    if s.unnamed_segments {
-        let _ = sys::shm::unlink(&shm_name);
-    }
-    let slots = vec![None; params.max_subscribers as usize];
-    let pub_slots = vec![None; crate::segment::MAX_PUBLISHERS as usize];
-    s.topics.insert(
-        topic.to_string(),
-        Topic {
-            shm_name,
-            fd,
-            seg,
-            slots,
-            pub_slots,
-        },
-    );
-    Ok(())
 }

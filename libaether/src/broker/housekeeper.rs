@@ -1,0 +1,55 @@
+//! The housekeeper thread: notices clients whose process has died even when
+//! their socket stays open (inherited by a child), and samples topic rates.
+
+use super::State;
+use crate::log_at;
+use std::os::fd::AsRawFd;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const PERIOD: Duration = Duration::from_millis(100);
+
+pub(super) fn run(state: &Mutex<State>) {
+    loop {
+        std::thread::sleep(PERIOD);
+        let mut s = state.lock().expect("state lock");
+        if s.draining {
+            return;
+        }
+        // A pidfd becomes readable when its process exits.
+        let mut dead = Vec::new();
+        for (id, c) in &s.clients {
+            if let Some(fd) = &c.pidfd {
+                let mut p = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, zero timeout.
+                if unsafe { libc::poll(&mut p, 1, 0) } == 1 {
+                    dead.push((*id, c.who.cred.pid));
+                }
+            }
+        }
+        for (id, pid) in dead {
+            if let Some(c) = s.clients.get_mut(&id) {
+                c.pidfd = None; // count once
+                                // Its thread sees the connection end and frees its slots.
+                                // SAFETY: shutdown on a connected socket the client map owns.
+                unsafe { libc::shutdown(c.conn.as_raw_fd(), libc::SHUT_RDWR) };
+                s.dead_clients += 1;
+                log_at!(Info, "client {id} (pid {pid}) died; releasing what it held");
+            }
+        }
+        // Rates: messages per second since the last sample, about once a second.
+        let now = Instant::now();
+        for t in s.topics.values_mut() {
+            let (last, at, _) = t.rate;
+            let dt = now.duration_since(at).as_secs_f64();
+            if dt >= 1.0 {
+                let published = t.seg.tail().hi.load(std::sync::atomic::Ordering::Acquire);
+                t.rate = (published, now, published.saturating_sub(last) as f64 / dt);
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Statistics: a snapshot of the daemon, its topics, subscribers and
+//! clients, read from the segments' counters (SIGUSR1, the admin interface).
+
+use super::{SlotKind, State};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+#[derive(Serialize, Debug, Clone)]
+pub struct Stats {
+    pub daemon: DaemonStats,
+    pub topics: Vec<TopicStats>,
+    pub subscribers: Vec<SubscriberStats>,
+    pub clients: Vec<ClientStats>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct DaemonStats {
+    pub version: String,
+    pub pid: u32,
+    pub instance_id: String,
+    pub socket: String,
+    pub uptime_s: f64,
+    pub topics: usize,
+    pub clients: usize,
+    pub dead_clients: u64,
+    pub segment_bytes: u64,
+    pub draining: bool,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct TopicStats {
+    pub name: String,
+    pub policy: String,
+    pub ring_size: u64,
+    pub max_message: u64,
+    pub publishers: usize,
+    pub subscribers: usize,
+    /// Messages published so far (the next sequence number).
+    pub published: u64,
+    /// Messages per second over the last sample (about a second).
+    pub rate: f64,
+    /// Sum over current subscribers of what each lost.
+    pub lost: u64,
+    pub aborted: u64,
+    pub waits: u64,
+    pub wakes: u64,
+    pub durability: String,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct SubscriberStats {
+    pub topic: String,
+    pub slot: u32,
+    pub client: u64,
+    pub pid: u32,
+    pub uid: u32,
+    pub delivery: String,
+    pub delivered: u64,
+    pub lost: u64,
+    pub lag_messages: u64,
+    pub lag_bytes: u64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct ClientStats {
+    pub id: u64,
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub connected_s: f64,
+    pub publishers: usize,
+    pub subscribers: usize,
+}
+
+pub(super) fn collect(s: &State, socket: &Path) -> Stats {
+    let mut topics = Vec::new();
+    let mut subscribers = Vec::new();
+    let mut segment_bytes = 0;
+    let mut names: Vec<&String> = s.topics.keys().collect();
+    names.sort();
+    for name in names {
+        let t = &s.topics[name];
+        let g = t.seg.geometry();
+        segment_bytes += g.total_size();
+        let (tail, published) = (
+            t.seg.tail().lo.load(Ordering::Acquire),
+            t.seg.tail().hi.load(Ordering::Acquire),
+        );
+        let mut lost = 0;
+        for (i, owner) in t.slots.iter().enumerate() {
+            let (Some(client), Some(slot)) = (owner, t.seg.slot(i as u32)) else {
+                continue;
+            };
+            let who = s.clients.get(client).map(|c| &c.who.cred);
+            let cursor = slot.cursor.load(Ordering::Acquire);
+            let l = slot.lost.load(Ordering::Relaxed);
+            lost += l;
+            subscribers.push(SubscriberStats {
+                topic: name.clone(),
+                slot: i as u32,
+                client: *client,
+                pid: who.map_or(0, |c| c.pid),
+                uid: who.map_or(0, |c| c.uid),
+                delivery: "shm".into(),
+                delivered: slot.delivered.load(Ordering::Relaxed),
+                lost: l,
+                lag_messages: published.saturating_sub(slot.next_seq.load(Ordering::Relaxed)),
+                lag_bytes: if cursor == crate::segment::SLOT_FREE {
+                    0
+                } else {
+                    tail.saturating_sub(cursor)
+                },
+            });
+        }
+        let st = t.seg.stats();
+        topics.push(TopicStats {
+            name: name.clone(),
+            policy: format!("{:?}", g.policy).to_lowercase(),
+            ring_size: g.ring_size,
+            max_message: g.max_message,
+            publishers: t.pub_slots.iter().filter(|o| o.is_some()).count(),
+            subscribers: t.slots.iter().filter(|o| o.is_some()).count(),
+            published,
+            rate: t.rate.2,
+            lost,
+            aborted: st.aborted.load(Ordering::Relaxed),
+            waits: st.waits.load(Ordering::Relaxed),
+            wakes: st.wakes.load(Ordering::Relaxed),
+            durability: "none".into(),
+        });
+    }
+    let mut clients: Vec<ClientStats> = s
+        .clients
+        .iter()
+        .map(|(id, c)| {
+            let held = |kind| s.topics.values().map(|t| t.held_by(kind, *id)).sum();
+            ClientStats {
+                id: *id,
+                pid: c.who.cred.pid,
+                uid: c.who.cred.uid,
+                gid: c.who.cred.gid,
+                connected_s: c.connected.elapsed().as_secs_f64(),
+                publishers: held(SlotKind::Publisher),
+                subscribers: held(SlotKind::Subscriber),
+            }
+        })
+        .collect();
+    clients.sort_by_key(|c| c.id);
+    Stats {
+        daemon: DaemonStats {
+            version: super::VERSION.into(),
+            pid: std::process::id(),
+            instance_id: format!("{:016x}", s.instance_id),
+            socket: socket.display().to_string(),
+            uptime_s: s.started.elapsed().as_secs_f64(),
+            topics: s.topics.len(),
+            clients: s.clients.len(),
+            dead_clients: s.dead_clients,
+            segment_bytes,
+            draining: s.draining,
+        },
+        topics,
+        subscribers,
+        clients,
+    }
+}
+
+impl Stats {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("stats serialise")
+    }
+
+    /// A few lines for the log.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{} topics, {} clients ({} died), {} bytes in segments",
+            self.daemon.topics, self.daemon.clients, self.daemon.dead_clients, self.daemon.segment_bytes
+        );
+        for t in &self.topics {
+            out.push_str(&format!(
+                "\n  topic {}: {} published ({:.0}/s), {} publishers, {} subscribers, {} lost, {} waits, {} wakes",
+                t.name, t.published, t.rate, t.publishers, t.subscribers, t.lost, t.waits, t.wakes
+            ));
+        }
+        out
+    }
+}
