@@ -292,7 +292,7 @@ fn sigterm_removes_socket_and_segments() {
     for t in ["a", "b", "c"] {
         client.create_topic(t, &TopicParams::default()).unwrap();
     }
-    assert_eq!(shm_objects(d.instance_id).len(), 3);
+    assert_eq!(shm_objects(d.instance_id).len(), 4, "three segments and the instance lock");
     drop(client);
     assert!(d.stop().success());
     assert!(!d.socket.exists(), "socket removed");

@@ -36,11 +36,13 @@ impl Drop for TempDir {
 
 /// Names in /dev/shm that belong to the daemon instance `id`.
 pub fn shm_objects(instance_id: u64) -> Vec<String> {
-    let prefix = format!("aether.{instance_id:016x}.");
+    // Its segments `aether.<id>.<topic>` and its instance lock `aether.<id>`.
+    let lock = format!("aether.{instance_id:016x}");
+    let prefix = format!("{lock}.");
     std::fs::read_dir("/dev/shm")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(&prefix))
+                .filter(|n| *n == lock || n.starts_with(&prefix))
                 .collect()
         })
         .unwrap_or_default()

@@ -1,0 +1,225 @@
+//! The daemon as an operator sees it: graceful drain on SIGTERM, statistics
+//! on SIGUSR1, deleted topics, clients that die while their socket lives on,
+//! restart after kill -9, named threads.
+
+mod common;
+
+use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
+use common::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[test]
+fn child_main() {
+    let Ok(role) = std::env::var("AETHER_CHILD_ROLE") else { return };
+    let socket = PathBuf::from(env_var("AETHER_TEST_SOCKET"));
+    let topic = env_var("AETHER_TEST_TOPIC");
+    let client = Client::connect_with(Some(&socket), false).expect("connect");
+    match role.as_str() {
+        // Reads until an error, then reports how many it got and which error ended it.
+        "reader" => {
+            let mut s = client.subscriber(&topic, &SubscriberConfig::default()).expect("subscriber");
+            println!("AETHER:ready");
+            let mut n = 0u64;
+            let end = loop {
+                match s.receive(Some(Duration::from_secs(20))) {
+                    Ok(Some(_)) => {
+                        n += 1;
+                        if n == 1 {
+                            // Slow down so that the drain has something left to wait for.
+                            std::thread::sleep(Duration::from_millis(300));
+                        }
+                    }
+                    Ok(None) => break "timeout".to_string(),
+                    Err(e) => break format!("{:?}", e.status),
+                }
+            };
+            println!("AETHER:result received={n} end={end}");
+        }
+        // Subscribes, then forks a child that keeps the connection open, and waits to be killed.
+        "forker" => {
+            let _s = client.subscriber(&topic, &SubscriberConfig::default()).expect("subscriber");
+            // SAFETY: the child only calls async-signal-safe functions (pause) until killed.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                loop {
+                    // SAFETY: pause has no preconditions.
+                    unsafe { libc::pause() };
+                }
+            }
+            println!("AETHER:forked child={pid}");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+fn role_env(d: &Daemon, topic: &str) -> Vec<(&'static str, String)> {
+    vec![d.socket_env(), ("AETHER_TEST_TOPIC", topic.to_string())]
+}
+
+#[test]
+fn sigterm_drains_subscribers_then_closes_everything() {
+    let mut d = Daemon::start();
+    let client = d.client();
+    client.create_topic("drain", &TopicParams { policy: Policy::Reliable, ..TopicParams::default() }).unwrap();
+    let mut reader = Role::spawn("reader", &role_env(&d, "drain"));
+    reader.expect("ready");
+    let mut p = client.publisher("drain").unwrap();
+    for i in 0..200u32 {
+        p.publish(&i.to_le_bytes()).unwrap();
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+    // Publishing is refused once the drain begins (the reader is still reading);
+    // what got in before that is delivered too.
+    let mut accepted = 200;
+    wait_for("publishes to be refused", Duration::from_secs(5), || match p.publish(b"late") {
+        Ok(_) => {
+            accepted += 1;
+            false
+        }
+        Err(e) => e.status == Status::Shutdown,
+    });
+    let r = reader.line();
+    assert_eq!(field(&r, "received"), accepted, "everything published before the drain was delivered: {r}");
+    assert!(r.ends_with("end=Shutdown"), "then a clear Shutdown, not a hang: {r}");
+    reader.wait_ok();
+    assert!(d.stop().success(), "aetherd exits 0 after draining");
+    assert!(!d.socket.exists());
+    assert!(shm_objects(d.instance_id).is_empty(), "segments and the instance lock removed");
+    // The control connection of a client that stayed is closed with Shutdown too.
+    assert_eq!(client.create_topic("after", &TopicParams::default()).unwrap_err().status, Status::Shutdown);
+}
+
+#[test]
+fn sigusr1_writes_statistics_that_match_the_traffic() {
+    let d = Daemon::start();
+    let client = d.client();
+    client.create_topic("counted", &TopicParams::default()).unwrap();
+    let mut s = client.subscriber("counted", &SubscriberConfig::default()).unwrap();
+    let mut p = client.publisher("counted").unwrap();
+    for i in 0..1000u32 {
+        p.publish(&i.to_le_bytes()).unwrap();
+    }
+    for _ in 0..600 {
+        s.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+    }
+    let file = d.socket.with_file_name("aetherd.stats.json");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGUSR1) };
+    wait_for("the stats file", Duration::from_secs(5), || file.exists());
+    let mut text = String::new();
+    wait_for("complete JSON", Duration::from_secs(5), || {
+        text = std::fs::read_to_string(&file).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text).is_ok()
+    });
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let topic = &v["topics"][0];
+    assert_eq!(topic["name"], "counted");
+    assert_eq!(topic["published"], 1000);
+    assert_eq!((topic["publishers"].as_u64(), topic["subscribers"].as_u64()), (Some(1), Some(1)));
+    let sub = &v["subscribers"][0];
+    assert_eq!((sub["delivered"].as_u64(), sub["lag_messages"].as_u64()), (Some(600), Some(400)), "{sub}");
+    assert_eq!(sub["pid"].as_u64(), Some(std::process::id() as u64));
+    assert_eq!(v["daemon"]["clients"].as_u64(), Some(1));
+}
+
+#[test]
+fn deleting_a_topic_tells_its_open_handles() {
+    let d = Daemon::start();
+    let client = d.client();
+    client.create_topic("doomed", &TopicParams::default()).unwrap();
+    let mut s = client.subscriber("doomed", &SubscriberConfig::default()).unwrap();
+    let mut p = client.publisher("doomed").unwrap();
+    p.publish(b"one").unwrap();
+    d.client().delete_topic("doomed").unwrap();
+    assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data, b"one", "what was published is still read");
+    assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap_err().status, Status::NotFound);
+    assert_eq!(p.publish(b"two").unwrap_err().status, Status::NotFound);
+    assert!(shm_objects(d.instance_id).iter().all(|n| !n.ends_with(".doomed")), "the name is gone");
+}
+
+#[test]
+fn a_dead_client_is_released_even_if_a_child_keeps_its_socket() {
+    let d = Daemon::start();
+    let client = d.client();
+    let params = TopicParams { policy: Policy::Reliable, ring_size: 1 << 14, max_message: 512, max_subscribers: 4 };
+    client.create_topic("held", &params).unwrap();
+    let mut forker = Role::spawn("forker", &role_env(&d, "held"));
+    let grandchild = field(&forker.line(), "child") as i32;
+    let mut p = client.publisher("held").unwrap();
+    p.set_timeout(Some(Duration::from_millis(100)));
+    // Its subscriber reads nothing: the ring fills.
+    let mut full = false;
+    for _ in 0..200 {
+        if p.publish(&[0u8; 500]).is_err() {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "a subscriber that reads nothing holds a reliable publisher");
+    forker.child.kill().unwrap();
+    forker.child.wait().unwrap();
+    // The socket is still open in the grandchild; the daemon's pidfd notices the death.
+    p.set_timeout(Some(Duration::from_secs(5)));
+    let resumed = (0..200).all(|_| p.publish(&[0u8; 500]).is_ok());
+    // SAFETY: killing the grandchild this test created.
+    unsafe { libc::kill(grandchild, libc::SIGKILL) };
+    assert!(resumed, "the dead client's slot was freed");
+}
+
+#[test]
+fn restart_after_kill_9_removes_the_dead_instance_and_spares_a_live_one() {
+    let live = Daemon::start();
+    live.client().create_topic("alive", &TopicParams::default()).unwrap();
+    let mut dead = Daemon::start();
+    dead.client().create_topic("left", &TopicParams::default()).unwrap();
+    dead.child.kill().unwrap(); // kill -9: no cleanup
+    dead.child.wait().unwrap();
+    // (Any daemon that starts meanwhile, e.g. in a parallel test, may already clean them.)
+    // A new daemon on the same socket path starts despite the stale socket and lock file.
+    let restarted = std::process::Command::new(AETHERD)
+        .arg("--socket")
+        .arg(&dead.socket)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut restarted = scopeguard(restarted);
+    wait_for("the dead instance's objects to go", Duration::from_secs(10), || shm_objects(dead.instance_id).is_empty());
+    assert_eq!(shm_objects(live.instance_id).len(), 2, "the live daemon's segment and lock are untouched");
+    Client::connect_with(Some(&dead.socket), false).expect("the restarted daemon serves the old socket path");
+    live.client().publisher("alive").expect("the live daemon still serves its topic");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(restarted.0.id() as i32, libc::SIGTERM) };
+    assert!(restarted.0.wait().unwrap().success());
+}
+
+/// Kills the child on drop (test failure included).
+struct Guard(std::process::Child);
+fn scopeguard(c: std::process::Child) -> Guard {
+    Guard(c)
+}
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn daemon_threads_are_named() {
+    let d = Daemon::start();
+    let _c = d.client();
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", d.child.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|s| s.trim().to_string())
+        .collect();
+    for want in ["aetherd-accept", "aetherd-houseke", "aetherd-client"] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+}
