@@ -369,16 +369,19 @@ int main(int argc, char **argv) {
         names_and_configs(c);
         data_path(p, s);
 
-        /* After delete, open handles keep working; new opens fail. */
+        /* After delete, open handles see it: publishing fails, a subscriber
+         * reads what is left and then gets NOT_FOUND; new opens fail. */
+        uint8_t one = 42, in[8];
+        size_t len = 0;
+        EXPECT(aether_publish(p, &one, 1), AETHER_OK);
         EXPECT(aether_topic_delete(c, topic), AETHER_OK);
         aether_publisher *p2 = NULL;
         EXPECT(aether_publisher_open(c, topic, &p2), AETHER_E_NOT_FOUND);
         aether_publisher_close(p2);
-        uint8_t one = 42, in[8];
-        size_t len = 0;
-        EXPECT(aether_publish(p, &one, 1), AETHER_OK);
+        EXPECT(aether_publish(p, &one, 1), AETHER_E_NOT_FOUND);
         EXPECT(aether_receive(s, in, sizeof in, &len, 1000000000), AETHER_OK);
         CHECK(len == 1 && in[0] == 42);
+        EXPECT(aether_receive(s, in, sizeof in, &len, 1000000000), AETHER_E_NOT_FOUND);
         EXPECT(aether_topic_delete(c, topic), AETHER_E_NOT_FOUND);
     }
     /* Clean up whatever a failed check may have left behind. */

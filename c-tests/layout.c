@@ -17,11 +17,20 @@ OFFSET(aether_topic_config, ring_size, 16);
 OFFSET(aether_topic_config, max_message, 24);
 OFFSET(aether_topic_config, max_subscribers, 32);
 
-_Static_assert(sizeof(aether_subscriber_config) == 24, "aether_subscriber_config is 24 bytes");
+_Static_assert(sizeof(aether_subscriber_config) == 32, "aether_subscriber_config is 32 bytes");
 OFFSET(aether_subscriber_config, struct_size, 0);
 OFFSET(aether_subscriber_config, wait, 8);
 OFFSET(aether_subscriber_config, spin, 12);
 OFFSET(aether_subscriber_config, abandon_timeout_ns, 16);
+OFFSET(aether_subscriber_config, delivery, 24);
+
+_Static_assert(sizeof(aether_notice) == 152, "aether_notice is 152 bytes");
+OFFSET(aether_notice, kind, 0);
+OFFSET(aether_notice, topic, 4);
+OFFSET(aether_notice, seq, 128);
+OFFSET(aether_notice, count, 136);
+OFFSET(aether_notice, len, 144);
+_Static_assert(sizeof(((aether_notice *)0)->topic) == 121, "aether_notice.topic holds 120 bytes and a NUL");
 
 _Static_assert(sizeof(aether_message) == 32, "aether_message is 32 bytes");
 OFFSET(aether_message, data, 0);
@@ -49,6 +58,11 @@ _Static_assert(AETHER_E_INTERNAL == -15, "AETHER_E_INTERNAL");
 _Static_assert(AETHER_POLICY_LOSSY == 0 && AETHER_POLICY_RELIABLE == 1, "aether_policy values");
 _Static_assert(AETHER_WAIT_SPIN == 0 && AETHER_WAIT_YIELD == 1 && AETHER_WAIT_FUTEX == 2,
                "aether_wait values");
+_Static_assert(AETHER_DELIVERY_SHM == 0 && AETHER_DELIVERY_MQUEUE == 1, "aether_delivery values");
+_Static_assert(AETHER_NOTICE_TOPIC_DELETED == 1 && AETHER_NOTICE_DRAINING == 2 &&
+                   AETHER_NOTICE_LAGGED == 3 && AETHER_NOTICE_TOO_LARGE == 4 &&
+                   AETHER_NOTICE_DROPPED == 5,
+               "aether_notice_kind values");
 
 int main(void) {
     int failed = 0;

@@ -20,6 +20,54 @@
 #include <stdint.h>
 
 /**
+ * How a subscriber gets its messages (`aether_subscriber_config.delivery`).
+ */
+typedef enum aether_delivery {
+  /**
+   * Straight from the topic's shared-memory ring (default; zero-copy views).
+   */
+  AETHER_DELIVERY_SHM = 0,
+  /**
+   * Through a POSIX message queue that a daemon thread fills from the ring:
+   * `aether_subscriber_fd` gives a descriptor to poll. Messages are copied
+   * (`aether_receive_view` fails with `AETHER_E_INVALID`); one larger than the
+   * queue's message size (at most /proc/sys/fs/mqueue/msgsize_max - 24 bytes)
+   * is skipped, counted (`aether_subscriber_too_large`) and reported with an
+   * `AETHER_NOTICE_TOO_LARGE` notice.
+   */
+  AETHER_DELIVERY_MQUEUE = 1,
+} aether_delivery;
+
+/**
+ * What an `aether_notice` says.
+ */
+typedef enum aether_notice_kind {
+  /**
+   * `topic` was deleted (sent to clients with a publisher or subscriber on it).
+   */
+  AETHER_NOTICE_TOPIC_DELETED = 1,
+  /**
+   * The broker is shutting down: publishing is refused; subscribers read
+   * what is left, then get `AETHER_E_SHUTDOWN`.
+   */
+  AETHER_NOTICE_DRAINING = 2,
+  /**
+   * A subscriber of this client on `topic` lost `count` more messages;
+   * `seq` is where it was when the broker looked.
+   */
+  AETHER_NOTICE_LAGGED = 3,
+  /**
+   * An `AETHER_DELIVERY_MQUEUE` subscriber on `topic` skipped message `seq`
+   * of `len` bytes: too large for its queue (`count` is 1).
+   */
+  AETHER_NOTICE_TOO_LARGE = 4,
+  /**
+   * The broker dropped `count` notices for this client: its control queue was full.
+   */
+  AETHER_NOTICE_DROPPED = 5,
+} aether_notice_kind;
+
+/**
  * Delivery policy of a topic.
  */
 typedef enum aether_policy {
@@ -134,6 +182,12 @@ typedef struct aether_subscriber_config {
    * After how long a record left half-written by a dead publisher is skipped (default 100 ms).
    */
   uint64_t abandon_timeout_ns;
+  /**
+   * An `aether_delivery` value (default `AETHER_DELIVERY_SHM`). Added after
+   * the first layout: a struct_size of 24 (without this field) is still
+   * accepted and means `AETHER_DELIVERY_SHM`.
+   */
+  uint32_t delivery;
 } aether_subscriber_config;
 
 /**
@@ -152,6 +206,32 @@ typedef struct aether_message {
    */
   uint64_t timestamp_ns;
 } aether_message;
+
+/**
+ * A notice from the broker, filled by `aether_client_next_notice`.
+ */
+typedef struct aether_notice {
+  /**
+   * An `aether_notice_kind` value.
+   */
+  uint32_t kind;
+  /**
+   * The topic, NUL-terminated ("" for `AETHER_NOTICE_DRAINING` and `AETHER_NOTICE_DROPPED`).
+   */
+  char topic[121];
+  /**
+   * A sequence number (see the kind), else 0.
+   */
+  uint64_t seq;
+  /**
+   * A count of messages or notices (see the kind), else 0.
+   */
+  uint64_t count;
+  /**
+   * `AETHER_NOTICE_TOO_LARGE`: the message's length in bytes, else 0.
+   */
+  uint64_t len;
+} aether_notice;
 
 #ifdef __cplusplus
 extern "C" {
@@ -295,6 +375,45 @@ int aether_release(struct aether_subscriber *s, struct aether_message *msg);
  * half-written by a dead publisher). 0 for NULL.
  */
 uint64_t aether_subscriber_lost(const struct aether_subscriber *s);
+
+/**
+ * The pollable descriptor of an `AETHER_DELIVERY_MQUEUE` subscriber: readable
+ * (POLLIN) while a message, or the end of the stream, waits for
+ * `aether_receive`. Owned by the subscriber (valid until
+ * `aether_subscriber_close`): poll it, do not read or close it.
+ * Returns -1 for an `AETHER_DELIVERY_SHM` subscriber or NULL; never sets
+ * errno or `aether_last_error()`.
+ */
+int aether_subscriber_fd(const struct aether_subscriber *s);
+
+/**
+ * Messages the broker skipped for an `AETHER_DELIVERY_MQUEUE` subscriber
+ * because they exceed its queue's message size (neither delivered nor
+ * lost; each also reported by an `AETHER_NOTICE_TOO_LARGE` notice).
+ * 0 for shm subscribers and NULL.
+ */
+uint64_t aether_subscriber_too_large(const struct aether_subscriber *s);
+
+/**
+ * The client's control queue, on which the broker posts notices (topic
+ * deleted, draining, lagged, message too large): a descriptor to poll for
+ * POLLIN, then read with `aether_client_next_notice`. The queue is made on
+ * the first call (or the first mqueue subscriber); earlier notices are not
+ * kept. Returns the descriptor (>= 0), owned by the client (do not read or
+ * close it), or a negative `aether_status`. Thread-safe.
+ */
+int aether_client_notices_fd(struct aether_client *c);
+
+/**
+ * Takes the next notice from the client's control queue into `*out`, waiting
+ * up to `timeout_ns` (negative: forever; 0: only one already there).
+ * Makes the queue on first use, like `aether_client_notices_fd`.
+ * Errors: `AETHER_E_TIMEOUT` (none came), `AETHER_E_LIMIT` (no queue could be made).
+ * Thread-safe; each notice goes to one caller.
+ */
+int aether_client_next_notice(struct aether_client *c,
+                              struct aether_notice *out,
+                              int64_t timeout_ns);
 
 /**
  * Closes a subscriber and frees its slot. NULL is ignored.

@@ -144,7 +144,7 @@ linked() { # linked NAME: needs libaether.so.0, found in the prefix
     readelf -d "$BIN/$1" | grep -F 'Shared library: [libaether.so.0]'
     LD_LIBRARY_PATH=$PREFIX/lib ldd "$BIN/$1" | grep -F "libaether.so.0 => $PREFIX/lib/libaether.so.0"
 }
-for t in layout publisher subscriber errors; do
+for t in layout publisher subscriber errors mqueue; do
     check "compile $t.c with pkg-config" compile "$t"
     check "$t links libaether.so.0 from the prefix" linked "$t"
 done
@@ -228,12 +228,14 @@ check "errors" "$BIN/errors" "$SOCK"
 check "aether-cli create $TAG-pubsub --policy reliable" create_reliable "$TAG-pubsub"
 pubsub "pubsub 1->$SUBSCRIBERS" "$TAG-pubsub" "$COUNT" "$SUBSCRIBERS"
 check "C publisher -> aether-cli sub, 1000 messages" cli_interop "$TAG-pubsub" 1000
+check "mqueue: delivery=mqueue subscriber in poll(), control-queue notices" "$BIN/mqueue" "$SOCK" "$TAG-mqueue"
 
 # --- under valgrind ---------------------------------------------------------------
 check "valgrind layout" "${VALGRIND[@]}" "$BIN/layout"
 check "valgrind errors" "${VALGRIND[@]}" "$BIN/errors" "$SOCK"
 check "aether-cli create $TAG-valgrind --policy reliable" create_reliable "$TAG-valgrind"
 pubsub "valgrind pubsub 1->1" "$TAG-valgrind" "$VG_COUNT" 1 "${VALGRIND[@]}"
+check "valgrind mqueue" "${VALGRIND[@]}" "$BIN/mqueue" "$SOCK" "$TAG-mqueue-vg" 50
 
 delete_topics() {
     "${CLI[@]}" delete "$TAG-pubsub"

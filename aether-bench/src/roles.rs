@@ -41,20 +41,13 @@ fn client() -> Client {
 }
 
 fn sub_config() -> SubscriberConfig {
-    let mut c = SubscriberConfig::default();
-    c.wait = match env("AB_WAIT").as_str() {
-        "spin" => WaitConfig {
-            strategy: WaitStrategy::Spin,
-            spin: 0,
-        },
+    let wait = match env("AB_WAIT").as_str() {
+        "spin" => WaitConfig { strategy: WaitStrategy::Spin, spin: 0 },
         // Straight to the futex: the figure to compare with a raw futex ping-pong.
-        "futex" => WaitConfig {
-            strategy: WaitStrategy::Futex,
-            spin: 0,
-        },
+        "futex" => WaitConfig { strategy: WaitStrategy::Futex, spin: 0 },
         _ => WaitConfig::default(),
     };
-    c
+    SubscriberConfig { wait, ..SubscriberConfig::default() }
 }
 
 /// Entry point for a child process; returns its exit code.

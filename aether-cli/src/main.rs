@@ -1,19 +1,36 @@
-//! aether-cli: publish, subscribe and manage topics from the shell.
+//! aether-cli: publish and subscribe from the shell, and inspect and control
+//! a running `aetherd` through its admin named pipe. Argument parsing and
+//! output only: everything else is libaether (`aether::admin`, `aether::Client`).
 
+mod fmt;
+
+use aether::admin::{self, Command};
 use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(name = "aether-cli", version, about = "Aether command-line client and admin tool")]
 struct Cli {
-    /// Control socket of the broker [default: $AETHER_SOCKET, else $XDG_RUNTIME_DIR/aether/aetherd.sock, else /run/aether/aetherd.sock]
+    /// Control socket of the broker; the admin pipe is this path + ".admin"
+    /// [default: $AETHER_SOCKET, else $XDG_RUNTIME_DIR/aether/aetherd.sock, else /run/aether/aetherd.sock]
     #[arg(long, global = true)]
     socket: Option<PathBuf>,
+    /// Print exactly one JSON document (JSON lines for `stats --watch` and `sub`)
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone, Copy)]
+struct Wait {
+    /// Seconds to wait for the daemon's answer
+    #[arg(long, default_value_t = 2.0)]
+    timeout: f64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -22,35 +39,106 @@ enum PolicyArg {
     Reliable,
 }
 
+impl PolicyArg {
+    fn policy(self) -> Policy {
+        match self {
+            PolicyArg::Lossy => Policy::Lossy,
+            PolicyArg::Reliable => Policy::Reliable,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            PolicyArg::Lossy => "lossy",
+            PolicyArg::Reliable => "reliable",
+        }
+    }
+}
+
 #[derive(clap::Args, Clone, Copy)]
 struct TopicArgs {
-    /// Delivery policy when the topic is created
-    #[arg(long, value_enum, default_value = "lossy")]
-    policy: PolicyArg,
-    /// Ring size in bytes (a power of two) when the topic is created
-    #[arg(long, default_value_t = TopicParams::default().ring_size)]
-    ring_size: u64,
-    /// Largest message in bytes when the topic is created
-    #[arg(long, default_value_t = TopicParams::default().max_message)]
-    max_message: u64,
+    /// Delivery policy [default: the daemon's topic default]
+    #[arg(long, value_enum)]
+    policy: Option<PolicyArg>,
+    /// Ring size in bytes, a power of two [default: the daemon's topic default]
+    #[arg(long)]
+    ring_size: Option<u64>,
+    /// Largest message in bytes [default: the daemon's topic default]
+    #[arg(long)]
+    max_message: Option<u64>,
 }
 
 impl TopicArgs {
+    /// For library clients that create a missing topic: unset values take the library defaults.
     fn params(&self) -> TopicParams {
+        let d = TopicParams::default();
         TopicParams {
-            policy: match self.policy {
-                PolicyArg::Lossy => Policy::Lossy,
-                PolicyArg::Reliable => Policy::Reliable,
-            },
-            ring_size: self.ring_size,
-            max_message: self.max_message,
-            ..TopicParams::default()
+            policy: self.policy.map_or(d.policy, PolicyArg::policy),
+            ring_size: self.ring_size.unwrap_or(d.ring_size),
+            max_message: self.max_message.unwrap_or(d.max_message),
+            ..d
         }
     }
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Daemon version, uptime, pid, instance, paths, counts and memory in segments
+    Status {
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// One row per topic: policy, sizes, publishers, subscribers, published, rate, lost
+    Topics {
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// One row per subscriber (of TOPIC, or all): client, delivery, lag, lost
+    Subscribers {
+        topic: Option<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Every statistic the daemon keeps (what SIGUSR1 dumps)
+    Stats {
+        /// Refresh in place until Ctrl-C (JSON lines with --json)
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between refreshes
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Create a topic
+    Create {
+        topic: String,
+        #[command(flatten)]
+        topic_args: TopicArgs,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Delete a topic; its publishers and subscribers get a clear error at their next call
+    Delete {
+        topic: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Disconnect a client (its id is in `stats` and `subscribers`) and free what it held
+    Kick {
+        client: u64,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Shut the daemon down gracefully (same as SIGTERM)
+    Drain {
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Reload the daemon's configuration (same as SIGHUP)
+    Reload {
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Publish MESSAGE, or each line of standard input, to TOPIC (created if missing)
     Pub {
         topic: String,
@@ -73,162 +161,337 @@ enum Cmd {
         #[command(flatten)]
         topic_args: TopicArgs,
     },
-    /// Create a topic
-    Create {
-        topic: String,
-        #[command(flatten)]
-        topic_args: TopicArgs,
-    },
-    /// Delete a topic
-    Delete { topic: String },
-    /// Show the daemon this client reaches
-    Status,
     /// Run the benchmark (same as `aether-bench`; see `aether-cli bench --help`)
     #[command(disable_help_flag = true)]
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Print a shell completion script
+    Completions { shell: clap_complete::Shell },
 }
 
-fn fail(e: aether::Error) -> ! {
-    eprintln!("aether-cli: {e}");
-    if e.status == Status::Unavailable {
-        eprintln!("hint: start the broker with `aetherd`, or unset AETHER_NO_AUTOSTART");
+/// One clear line on stderr, a hint where one helps, and a non-zero exit.
+fn fail(e: aether::Error, socket: &Path) -> ! {
+    eprintln!("aether-cli: {}", e.message);
+    let hint = match e.status {
+        Status::Unavailable => format!(
+            "hint: is aetherd running? It was looked for at {} (start it with `aetherd --socket {}`, or pass --socket)",
+            socket.display(),
+            socket.display()
+        ),
+        Status::Permission => "hint: the admin pipe and topics are restricted; run as the daemon's user or root, or ask for a rule in its configuration".into(),
+        Status::Timeout => "hint: the daemon may be stopped or overloaded; try a longer --timeout".into(),
+        Status::NotFound if e.message.contains("topic") => "hint: `aether-cli topics` lists the topics".into(),
+        Status::NotFound if e.message.contains("client") => "hint: `aether-cli stats` lists the clients".into(),
+        _ => String::new(),
+    };
+    if !hint.is_empty() {
+        eprintln!("{hint}");
     }
     std::process::exit(1);
 }
 
-fn ensure_topic(client: &Client, topic: &str, args: &TopicArgs) {
+fn main() {
+    let cli = Cli::parse();
+    let socket = cli.socket.clone().unwrap_or_else(aether::paths::default_socket);
+    match cli.cmd {
+        Cmd::Bench { args } => {
+            // The benchmark hosts its own broker and re-executes `aether-cli bench` for its children.
+            let exe = std::env::current_exe().expect("own executable path");
+            std::process::exit(aether_bench::main(args.into_iter(), vec![exe.into_os_string(), "bench".into()]));
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "aether-cli", &mut std::io::stdout());
+        }
+        Cmd::Pub { ref topic, ref message, topic_args } => publish(&socket, topic, message.as_deref(), &topic_args, cli.json),
+        Cmd::Sub { ref topic, count, timeout, quiet, topic_args } => {
+            subscribe(&socket, topic, count, timeout, quiet, &topic_args, cli.json)
+        }
+        Cmd::Stats { watch: true, interval, wait } => watch(&socket, interval, wait, cli.json),
+        ref cmd => {
+            let (command, wait) = admin_command(cmd);
+            admin::interrupt_on_signals();
+            let v = admin::call(&socket, command, Duration::from_secs_f64(wait.timeout.max(0.0)))
+                .unwrap_or_else(|e| fail(e, &socket));
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+            } else {
+                println!("{}", human(cmd, &v));
+            }
+        }
+    }
+}
+
+fn admin_command(cmd: &Cmd) -> (Command, Wait) {
+    match cmd {
+        Cmd::Status { wait } => (Command::Status, *wait),
+        Cmd::Topics { wait } => (Command::Topics, *wait),
+        Cmd::Subscribers { topic, wait } => (Command::Subscribers { topic: topic.clone() }, *wait),
+        Cmd::Stats { wait, .. } => (Command::Stats, *wait),
+        Cmd::Create { topic, topic_args, wait } => (
+            Command::Create {
+                topic: topic.clone(),
+                policy: topic_args.policy.map(|p| p.name().to_string()),
+                ring_size: topic_args.ring_size,
+                max_message: topic_args.max_message,
+            },
+            *wait,
+        ),
+        Cmd::Delete { topic, wait } => (Command::Delete { topic: topic.clone() }, *wait),
+        Cmd::Kick { client, wait } => (Command::Kick { client: *client }, *wait),
+        Cmd::Drain { wait } => (Command::Drain, *wait),
+        Cmd::Reload { wait } => (Command::Reload, *wait),
+        _ => unreachable!("not an admin command"),
+    }
+}
+
+fn num(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(0.0)
+}
+
+fn text(v: &Value, k: &str) -> String {
+    match &v[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn status_text(d: &Value) -> String {
+    let rows = [
+        ("version", text(d, "version")),
+        ("pid", text(d, "pid")),
+        ("instance", text(d, "instance_id")),
+        ("uptime", fmt::duration(num(d, "uptime_s"))),
+        ("socket", text(d, "socket")),
+        ("admin pipe", text(d, "admin_pipe")),
+        ("topics", text(d, "topics")),
+        ("clients", format!("{} ({} died)", text(d, "clients"), text(d, "dead_clients"))),
+        ("segments", fmt::bytes(num(d, "segment_bytes") as u64)),
+        ("draining", text(d, "draining")),
+    ];
+    rows.iter().filter(|(_, v)| v != "-").map(|(k, v)| format!("{:<11} {v}", format!("{k}:"))).collect::<Vec<_>>().join("\n")
+}
+
+fn topics_table(topics: &Value) -> String {
+    let rows: Vec<Vec<String>> = topics
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    vec![
+                        text(t, "name"),
+                        text(t, "policy"),
+                        fmt::bytes(num(t, "ring_size") as u64),
+                        fmt::bytes(num(t, "max_message") as u64),
+                        text(t, "publishers"),
+                        text(t, "subscribers"),
+                        fmt::count(num(t, "published")),
+                        format!("{} msg/s", fmt::count(num(t, "rate"))),
+                        fmt::count(num(t, "lost")),
+                        text(t, "durability"),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if rows.is_empty() {
+        return "no topics".into();
+    }
+    fmt::table(&["TOPIC", "POLICY", "RING", "MAX MSG", "PUBS", "SUBS", "PUBLISHED", "RATE", "LOST", "DURABILITY"], &rows)
+}
+
+fn subscribers_table(subs: &Value) -> String {
+    let rows: Vec<Vec<String>> = subs
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    vec![
+                        text(s, "topic"),
+                        text(s, "client"),
+                        text(s, "pid"),
+                        text(s, "uid"),
+                        text(s, "delivery"),
+                        fmt::count(num(s, "delivered")),
+                        format!("{} msgs", fmt::count(num(s, "lag_messages"))),
+                        fmt::bytes(num(s, "lag_bytes") as u64),
+                        fmt::count(num(s, "lost")),
+                        format!("{} ago", fmt::duration(num(s, "idle_s"))),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if rows.is_empty() {
+        return "no subscribers".into();
+    }
+    fmt::table(&["TOPIC", "CLIENT", "PID", "UID", "DELIVERY", "DELIVERED", "LAG", "LAG BYTES", "LOST", "LAST ACTIVITY"], &rows)
+}
+
+fn human(cmd: &Cmd, v: &Value) -> String {
+    match cmd {
+        Cmd::Status { .. } => status_text(v),
+        Cmd::Topics { .. } => topics_table(v),
+        Cmd::Subscribers { .. } => subscribers_table(v),
+        Cmd::Stats { .. } => format!(
+            "{}\n\n{}\n\n{}",
+            status_text(&v["daemon"]),
+            topics_table(&v["topics"]),
+            subscribers_table(&v["subscribers"])
+        ),
+        Cmd::Create { topic, .. } => format!("created topic {topic}"),
+        Cmd::Delete { topic, .. } => format!("deleted topic {topic}"),
+        Cmd::Kick { client, .. } => format!("kicked client {client}"),
+        Cmd::Drain { .. } => "aetherd is draining".into(),
+        Cmd::Reload { .. } => "aetherd is reloading its configuration".into(),
+        _ => v.to_string(),
+    }
+}
+
+/// `stats --watch`: redraw in place (or print JSON lines) until Ctrl-C.
+fn watch(socket: &Path, interval: f64, wait: Wait, json: bool) {
+    admin::interrupt_on_signals();
+    let interval = Duration::from_secs_f64(interval.max(0.1));
+    loop {
+        let v = match admin::call(socket, Command::Stats, Duration::from_secs_f64(wait.timeout.max(0.0))) {
+            Ok(v) => v,
+            Err(e) if e.status == Status::Shutdown && admin::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) => return,
+            Err(e) => fail(e, socket),
+        };
+        if json {
+            println!("{}", serde_json::to_string(&v).expect("JSON"));
+        } else {
+            // Clear the screen and go home, like top.
+            println!("\x1b[2J\x1b[H{}", human(&Cmd::Stats { watch: true, interval: 0.0, wait }, &v));
+        }
+        let _ = std::io::stdout().flush();
+        let until = Instant::now() + interval;
+        while Instant::now() < until {
+            if admin::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn connect(socket: &Path) -> Client {
+    Client::connect(Some(socket)).unwrap_or_else(|e| fail(e, socket))
+}
+
+fn ensure_topic(client: &Client, socket: &Path, topic: &str, args: &TopicArgs) {
     match client.create_topic(topic, &args.params()) {
         Ok(()) => {}
         Err(e) if e.status == Status::Exists => {}
-        Err(e) => fail(e),
+        Err(e) => fail(e, socket),
     }
 }
 
-fn rate(n: u64, secs: f64) -> String {
-    let r = n as f64 / secs.max(1e-9);
-    if r >= 1e6 {
-        format!("{:.2} M msg/s", r / 1e6)
-    } else if r >= 1e3 {
-        format!("{:.1} k msg/s", r / 1e3)
+fn publish(socket: &Path, topic: &str, message: Option<&str>, topic_args: &TopicArgs, json: bool) {
+    let client = connect(socket);
+    ensure_topic(&client, socket, topic, topic_args);
+    let mut p = client.publisher(topic).unwrap_or_else(|e| fail(e, socket));
+    let start = Instant::now();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let mut send = |m: &[u8]| {
+        p.publish(m).unwrap_or_else(|e| fail(e, socket));
+        n += 1;
+        bytes += m.len() as u64;
+    };
+    match message {
+        Some(m) => send(m.as_bytes()),
+        None => {
+            let stdin = std::io::stdin();
+            let mut line = Vec::new();
+            let mut lock = stdin.lock();
+            loop {
+                line.clear();
+                match lock.read_until(b'\n', &mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                        }
+                        send(&line);
+                    }
+                    Err(e) => fail(aether::Error::io("read stdin", e), socket),
+                }
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if json {
+        println!("{}", serde_json::json!({"topic": topic, "published": n, "bytes": bytes, "seconds": secs}));
     } else {
-        format!("{r:.0} msg/s")
+        eprintln!(
+            "published {n} messages ({bytes} bytes) to {topic} in {secs:.3} s: {} msg/s",
+            fmt::count(n as f64 / secs.max(1e-9))
+        );
     }
 }
 
-fn main() {
-    let cli = Cli::parse();
-    if let Cmd::Bench { args } = cli.cmd {
-        // The benchmark hosts its own broker and re-executes `aether-cli bench` for its children.
-        let exe = std::env::current_exe().expect("own executable path");
-        std::process::exit(aether_bench::main(
-            args.into_iter(),
-            vec![exe.into_os_string(), "bench".into()],
-        ));
-    }
-    let client = Client::connect(cli.socket.as_deref()).unwrap_or_else(|e| fail(e));
-    match cli.cmd {
-        Cmd::Bench { .. } => unreachable!("handled above"),
-        Cmd::Status => {
-            println!("socket:   {}", client.socket_path().display());
-            println!("pid:      {}", client.daemon_pid());
-            println!("instance: {:016x}", client.instance_id());
-        }
-        Cmd::Create { topic, topic_args } => client
-            .create_topic(&topic, &topic_args.params())
-            .unwrap_or_else(|e| fail(e)),
-        Cmd::Delete { topic } => client.delete_topic(&topic).unwrap_or_else(|e| fail(e)),
-        Cmd::Pub {
-            topic,
-            message,
-            topic_args,
-        } => {
-            ensure_topic(&client, &topic, &topic_args);
-            let mut p = client.publisher(&topic).unwrap_or_else(|e| fail(e));
-            let start = Instant::now();
-            let (mut n, mut bytes) = (0u64, 0u64);
-            let mut send = |m: &[u8]| {
-                p.publish(m).unwrap_or_else(|e| fail(e));
+fn subscribe(
+    socket: &Path,
+    topic: &str,
+    count: Option<u64>,
+    timeout: Option<f64>,
+    quiet: bool,
+    topic_args: &TopicArgs,
+    json: bool,
+) {
+    let client = connect(socket);
+    ensure_topic(&client, socket, topic, topic_args);
+    let mut s = client.subscriber(topic, &SubscriberConfig::default()).unwrap_or_else(|e| fail(e, socket));
+    eprintln!("subscribed to {topic}");
+    let mut buf = vec![0u8; s.max_message()];
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let idle = timeout.map(Duration::from_secs_f64);
+    let (mut n, mut first) = (0u64, None);
+    let mut timed_out = false;
+    while count.is_none_or(|c| n < c) {
+        match s.receive_into(&mut buf, idle) {
+            Ok(r) => {
+                first.get_or_insert_with(Instant::now);
                 n += 1;
-                bytes += m.len() as u64;
-            };
-            match message {
-                Some(m) => send(m.as_bytes()),
-                None => {
-                    let stdin = std::io::stdin();
-                    let mut line = Vec::new();
-                    let mut lock = stdin.lock();
-                    loop {
-                        line.clear();
-                        match lock.read_until(b'\n', &mut line) {
-                            Ok(0) => break,
-                            Ok(_) => {
-                                if line.last() == Some(&b'\n') {
-                                    line.pop();
-                                }
-                                send(&line);
-                            }
-                            Err(e) => fail(aether::Error::io("read stdin", e)),
-                        }
-                    }
+                if quiet {
+                    continue;
+                }
+                let ok = if json {
+                    let line = serde_json::json!({
+                        "seq": r.seq,
+                        "timestamp_ns": r.timestamp_ns,
+                        "data": String::from_utf8_lossy(&buf[..r.len]),
+                    });
+                    writeln!(out, "{line}")
+                } else {
+                    out.write_all(&buf[..r.len]).and_then(|_| out.write_all(b"\n"))
+                };
+                if ok.is_err() {
+                    break; // stdout closed (e.g. `| head`)
                 }
             }
-            let secs = start.elapsed().as_secs_f64();
-            eprintln!(
-                "published {n} messages ({bytes} bytes) to {topic} in {secs:.3} s: {}",
-                rate(n, secs)
-            );
-        }
-        Cmd::Sub {
-            topic,
-            count,
-            timeout,
-            quiet,
-            topic_args,
-        } => {
-            ensure_topic(&client, &topic, &topic_args);
-            let mut s = client
-                .subscriber(&topic, &SubscriberConfig::default())
-                .unwrap_or_else(|e| fail(e));
-            eprintln!("subscribed to {topic}");
-            let mut buf = vec![0u8; s.max_message()];
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            let idle = timeout.map(Duration::from_secs_f64);
-            let (mut n, mut first) = (0u64, None);
-            let mut timed_out = false;
-            while count.is_none_or(|c| n < c) {
-                match s.receive_into(&mut buf, idle) {
-                    Ok(r) => {
-                        first.get_or_insert_with(Instant::now);
-                        n += 1;
-                        if !quiet {
-                            let ok = out.write_all(&buf[..r.len]).and_then(|_| out.write_all(b"\n"));
-                            if ok.is_err() {
-                                break; // stdout closed (e.g. `| head`)
-                            }
-                        }
-                    }
-                    Err(e) if e.status == Status::Timeout => {
-                        timed_out = true;
-                        break;
-                    }
-                    Err(e) => fail(e),
-                }
+            Err(e) if e.status == Status::Timeout => {
+                timed_out = true;
+                break;
             }
-            let _ = out.flush();
-            let secs = first.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
-            eprintln!(
-                "received {n} messages from {topic} ({} lost) in {secs:.3} s: {}",
-                s.lost(),
-                rate(n, secs)
-            );
-            if timed_out && count.is_some_and(|c| n < c) {
-                eprintln!("aether-cli: timed out after {n} of {} messages", count.unwrap_or(0));
-                std::process::exit(2);
+            Err(e) => {
+                let _ = out.flush();
+                fail(e, socket)
             }
         }
+    }
+    let _ = out.flush();
+    let secs = first.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
+    eprintln!(
+        "received {n} messages from {topic} ({} lost) in {secs:.3} s: {} msg/s",
+        s.lost(),
+        fmt::count(n as f64 / secs.max(1e-9))
+    );
+    if timed_out && count.is_some_and(|c| n < c) {
+        eprintln!("aether-cli: timed out after {n} of {} messages", count.unwrap_or(0));
+        std::process::exit(2);
     }
 }

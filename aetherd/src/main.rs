@@ -1,31 +1,56 @@
 //! aetherd: the Aether broker daemon. Argument parsing, signals and process
 //! set-up only; everything else is `aether::broker`.
 
-use aether::broker::log::{self, Level};
-use aether::broker::Broker;
+use aether::broker::config::{Loaded, Settings};
+use aether::broker::log;
+use aether::broker::{access, Broker};
 use aether::log_at;
 use clap::Parser;
 use std::path::PathBuf;
+
+const PRECEDENCE: &str = "\
+Each setting is taken from, highest first: its command-line flag, its AETHER_*
+environment variable, the configuration file, the built-in default.
+
+Configuration file: --config PATH, else $AETHER_CONFIG, else
+/etc/aether/aetherd.toml if it exists. It also holds the limits, the default
+topic parameters and the access rules ([limits], [topic_defaults], [[access]]);
+SIGHUP re-reads it (rules, limits, log level and drain timeout apply at once;
+socket, socket_mode and socket_group only at restart). Example: etc/aetherd.toml;
+every key: docs/OPERATIONS.md.
+
+Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads the configuration,
+SIGUSR1 writes statistics.";
 
 #[derive(Parser)]
 #[command(
     name = "aetherd",
     version,
-    about = "Aether broker daemon: owns topics and hands their shared-memory segments to clients"
+    about = "Aether broker daemon: owns topics and hands their shared-memory segments to clients",
+    after_help = PRECEDENCE
 )]
 struct Args {
-    /// Control socket path [default: $AETHER_SOCKET, else $XDG_RUNTIME_DIR/aether/aetherd.sock, else /run/aether/aetherd.sock]
-    #[arg(long)]
+    /// Configuration file (TOML) [env: AETHER_CONFIG] [default: /etc/aether/aetherd.toml if it exists]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Control socket path [env: AETHER_SOCKET] [file: daemon.socket] [default: $XDG_RUNTIME_DIR/aether/aetherd.sock, else /run/aether/aetherd.sock]
+    #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Socket file mode, octal; e.g. 0660 lets the socket's group connect [file: daemon.socket_mode] [default: as created, private]
+    #[arg(long, value_name = "MODE")]
+    socket_mode: Option<String>,
+    /// Group (name or id) that owns the socket [file: daemon.socket_group] [default: the daemon's group]
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// Go to the background once listening (used by client auto-start). If
     /// another daemon already serves the socket, exit 0 quietly.
     #[arg(long)]
     detach: bool,
-    /// On SIGTERM/SIGINT, how long subscribers get to read what is left (seconds)
-    #[arg(long, default_value_t = 5.0)]
-    drain_timeout: f64,
-    /// error, warn, info or debug [default: $AETHER_LOG, else $RUST_LOG, else info]
-    #[arg(long)]
+    /// On SIGTERM/SIGINT, how long subscribers get to read what is left, in seconds [env: AETHER_DRAIN_TIMEOUT] [file: daemon.drain_timeout] [default: 5]
+    #[arg(long, value_name = "SECONDS")]
+    drain_timeout: Option<f64>,
+    /// error, warn, info or debug [env: AETHER_LOG, else RUST_LOG when it is a bare level] [file: daemon.log_level] [default: info]
+    #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
 }
 
@@ -74,27 +99,29 @@ fn detach() {
 
 fn main() {
     let args = Args::parse();
-    let level = args
-        .log_level
-        .clone()
-        .or_else(|| std::env::var("AETHER_LOG").ok())
-        .or_else(|| std::env::var("RUST_LOG").ok());
-    if let Some(l) = level {
-        match Level::parse(&l) {
-            Some(l) => log::set_level(l),
-            None => {
-                eprintln!("aetherd: unknown log level {l:?} (error, warn, info, debug)");
-                std::process::exit(2);
-            }
+    let flags = Settings::from_flags(
+        args.socket.clone(),
+        args.socket_mode.as_deref(),
+        args.socket_group.as_deref(),
+        args.log_level.as_deref(),
+        args.drain_timeout,
+    );
+    let loaded = flags.and_then(|f| Loaded::load(f, args.config.as_deref(), |k| std::env::var(k).ok()));
+    let mut loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("aetherd: {e}");
+            std::process::exit(2);
         }
-    }
-    if !(args.drain_timeout >= 0.0 && args.drain_timeout.is_finite()) {
-        eprintln!("aetherd: --drain-timeout must be a number of seconds >= 0");
-        std::process::exit(2);
-    }
-    let socket = args.socket.unwrap_or_else(aether::paths::default_socket);
+    };
+    log::set_level(loaded.settings.log_level);
+    let socket = loaded.settings.socket.clone();
     let set = block_signals();
-    let broker = match Broker::bind(&socket) {
+    if let Err(e) = access::prepare_socket_dir(&socket, loaded.settings.socket_mode) {
+        eprintln!("aetherd: {e}");
+        std::process::exit(1);
+    }
+    let broker = match Broker::bind_with(&socket, loaded.config.clone()) {
         Ok(b) => b,
         Err(e) if e.status == aether::Status::Exists && args.detach => std::process::exit(0),
         Err(e) => {
@@ -102,6 +129,12 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let group = loaded.settings.socket_group.as_ref().map(|g| g.gid);
+    if let Err(e) = access::set_socket_permissions(&socket, loaded.settings.socket_mode, group) {
+        eprintln!("aetherd: {e}");
+        drop(broker);
+        std::process::exit(1);
+    }
     if args.detach {
         detach();
     }
@@ -112,6 +145,9 @@ fn main() {
         std::process::id(),
         broker.instance_id()
     );
+    if loaded.file_read {
+        log_at!(Info, "configuration from {}", loaded.file.path.display());
+    }
     if let Err(e) = broker.spawn_threads() {
         log_at!(Error, "cannot start the daemon's threads: {e}");
         std::process::exit(1);
@@ -133,12 +169,28 @@ fn main() {
                     Err(e) => log_at!(Warn, "cannot write {}: {e}", stats_file.display()),
                 }
             }
-            libc::SIGHUP => log_at!(Info, "SIGHUP: no configuration file to reload"),
+            libc::SIGHUP => match loaded.reload() {
+                Ok((new, ignored)) => {
+                    for note in ignored {
+                        log_at!(Warn, "SIGHUP: {note}");
+                    }
+                    log::set_level(new.settings.log_level);
+                    broker.set_config(new.config.clone());
+                    if new.file_read {
+                        log_at!(Info, "SIGHUP: configuration reloaded from {}", new.file.path.display());
+                    } else {
+                        log_at!(Info, "SIGHUP: no configuration file; built-in configuration in force");
+                    }
+                    loaded = new;
+                }
+                Err(e) => log_at!(Error, "SIGHUP: {e}; keeping the current configuration"),
+            },
             _ => {}
         }
     }
-    log_at!(Info, "draining (up to {} s)", args.drain_timeout);
-    if !broker.drain(std::time::Duration::from_secs_f64(args.drain_timeout)) {
+    let drain_timeout = loaded.settings.drain_timeout;
+    log_at!(Info, "draining (up to {} s)", drain_timeout.as_secs_f64());
+    if !broker.drain(drain_timeout) {
         log_at!(Warn, "drain timeout: some subscribers had not read everything");
     }
     let _ = std::fs::remove_file(&stats_file);

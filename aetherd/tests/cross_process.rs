@@ -264,6 +264,11 @@ fn a_killed_subscriber_stops_holding_back_a_reliable_publisher() {
     // Freeze the subscriber: its cursor stops, so the ring fills up.
     // SAFETY: signalling our own child.
     unsafe { libc::kill(sub.child.id() as i32, libc::SIGSTOP) };
+    let stat = format!("/proc/{}/stat", sub.child.id());
+    wait_for("the subscriber to stop", Duration::from_secs(5), || {
+        // The state is the field after the parenthesised command name.
+        std::fs::read_to_string(&stat).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
+    });
     let mut timed_out = false;
     for i in 0..1000 {
         match p.publish(&message(i, 500)) {

@@ -2,15 +2,17 @@
 //! subscriber handles built on it. Control requests go over the socket; the
 //! data path is the mapped segment only.
 
+use crate::delivery::{Delivery, MqReceiver};
 use crate::error::{Error, Result, Status};
+use crate::notice::{self, Notice};
 use crate::protocol::{self, Reply, Request};
 use crate::ring::{Claim, Deadline, Reader, Record, WaitConfig, WaitStrategy, Writer};
 use crate::segment::{Segment, TopicParams};
-use crate::sys::uds::SeqPacket;
-use std::os::fd::OwnedFd;
+use crate::sys::{mqueue as mq, uds::SeqPacket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// How long a control request may take before the call fails with `Timeout`.
@@ -20,12 +22,32 @@ const AUTOSTART_WAIT: Duration = Duration::from_secs(5);
 
 struct Conn {
     sock: Mutex<SeqPacket>,
+    /// `sock`'s descriptor, to poll for hang-up without taking the lock.
+    raw: RawFd,
     next_id: AtomicU32,
     socket: PathBuf,
+    /// The control queue's read end and message size, once asked for.
+    notices: OnceLock<(OwnedFd, usize)>,
+    notices_init: Mutex<()>,
+    /// A notice read but not returned yet (a `Dropped` made from its count went first).
+    notice_stash: Mutex<Option<Notice>>,
 }
 
 impl Conn {
-    fn call(&self, req: &Request) -> Result<(Reply, Option<OwnedFd>)> {
+    /// Whether the daemon has closed this connection (shut down or died).
+    fn hung_up(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.raw,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd on a descriptor `sock` keeps open; zero timeout.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n == 1 && p.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
+    }
+
+    /// Sends `req` and waits for its reply, with the descriptors it carried (in order).
+    fn call(&self, req: &Request) -> Result<(Reply, Vec<OwnedFd>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = protocol::encode_request(req, id);
         let sock = self
@@ -34,7 +56,9 @@ impl Conn {
             .map_err(|_| Error::new(Status::Internal, "connection lock poisoned"))?;
         sock.send(&frame, None).map_err(|e| broker_gone(&self.socket, e))?;
         let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
-        let (n, fd) = sock.recv(&mut buf).map_err(|e| broker_gone(&self.socket, e))?;
+        let (n, fd) = sock
+            .recv_fds(&mut buf, crate::sys::uds::MAX_FDS)
+            .map_err(|e| broker_gone(&self.socket, e))?;
         if n == 0 {
             // The daemon only closes a live connection when it shuts down.
             return Err(Error::new(
@@ -173,9 +197,13 @@ impl Client {
         sock.set_timeout(Some(REQUEST_TIMEOUT))
             .map_err(|e| Error::io("set socket timeout", e))?;
         let conn = Arc::new(Conn {
+            raw: sock.as_raw_fd(),
             sock: Mutex::new(sock),
             next_id: AtomicU32::new(1),
             socket: path,
+            notices: OnceLock::new(),
+            notices_init: Mutex::new(()),
+            notice_stash: Mutex::new(None),
         });
         let (reply, _) = conn.call(&Request::Hello {
             client_version: crate::broker::VERSION.into(),
@@ -241,6 +269,8 @@ impl Client {
             _ => return Err(Error::protocol("unexpected reply to an open request")),
         };
         let seg = fd
+            .into_iter()
+            .next()
             .ok_or_else(|| Error::protocol("the daemon sent no segment descriptor"))
             .and_then(|fd| Segment::open(&fd));
         match seg {
@@ -264,8 +294,71 @@ impl Client {
         })
     }
 
+    /// This connection's control queue, asked for on first use: a pollable
+    /// descriptor, readable while a [`Notice`] waits (read it with
+    /// [`next_notice`](Self::next_notice)). Notices from before the first
+    /// call are not kept. Clones of this client share the queue.
+    pub fn notices_fd(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.notice_queue()?.0.as_fd())
+    }
+
+    fn notice_queue(&self) -> Result<&(OwnedFd, usize)> {
+        if let Some(q) = self.conn.notices.get() {
+            return Ok(q);
+        }
+        let _once = self
+            .conn
+            .notices_init
+            .lock()
+            .map_err(|_| Error::new(Status::Internal, "notice lock poisoned"))?;
+        if let Some(q) = self.conn.notices.get() {
+            return Ok(q);
+        }
+        let (reply, fds) = self.conn.call(&Request::ControlQueue)?;
+        let (Reply::ControlQueue { msgsize, .. }, Some(fd)) = (reply, fds.into_iter().next()) else {
+            return Err(Error::protocol("unexpected reply to a control queue request"));
+        };
+        let attr = mq::getattr(fd.as_fd()).map_err(|e| Error::io("mq_getattr on the control queue", e))?;
+        if attr.msgsize != msgsize as usize {
+            return Err(Error::protocol("control queue message size differs from the reply's"));
+        }
+        Ok(self.conn.notices.get_or_init(|| (fd, attr.msgsize)))
+    }
+
+    /// The next notice from the daemon, waiting up to `timeout` (`None`:
+    /// forever; zero: only one already there); `Ok(None)` on timeout.
+    /// If the daemon had to drop notices because the queue was full, a
+    /// [`Notice::Dropped`] with their number comes first.
+    pub fn next_notice(&self, timeout: Option<Duration>) -> Result<Option<Notice>> {
+        let stash = || {
+            self.conn
+                .notice_stash
+                .lock()
+                .map_err(|_| Error::new(Status::Internal, "notice lock poisoned"))
+        };
+        if let Some(n) = stash()?.take() {
+            return Ok(Some(n));
+        }
+        let (fd, msgsize) = self.notice_queue()?;
+        let mut buf = vec![0u8; *msgsize];
+        let n = match mq::timedreceive(fd.as_fd(), &mut buf, timeout) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Ok(None),
+            Err(e) => return Err(Error::io("mq_timedreceive on the control queue", e)),
+        };
+        let (notice, dropped) = notice::decode_notice(&buf[..n])?;
+        if dropped > 0 {
+            *stash()? = Some(notice);
+            return Ok(Some(Notice::Dropped { count: dropped as u64 }));
+        }
+        Ok(Some(notice))
+    }
+
     pub fn subscriber(&self, topic: &str, cfg: &SubscriberConfig) -> Result<Subscriber> {
         protocol::validate_topic(topic)?;
+        if cfg.delivery == Delivery::Mqueue {
+            return self.mqueue_subscriber(topic);
+        }
         let (slot, seg) = self.open_segment(&Request::SubscriberOpen { topic: topic.into() }, topic)?;
         let mut reader = match Reader::new(seg, Some(slot), std::process::id()) {
             Ok(r) => r,
@@ -285,7 +378,50 @@ impl Client {
             topic: topic.into(),
             slot,
             client: self.clone(),
+            mq: None,
         })
+    }
+
+    /// A `delivery=mqueue` subscriber: the daemon reads the ring for it and
+    /// forwards into a queue; the segment comes too, for the slot's counters.
+    fn mqueue_subscriber(&self, topic: &str) -> Result<Subscriber> {
+        // Too-large notices go to the control queue: make sure there is one
+        // (a subscriber works without, so a failure here is not fatal).
+        let _ = self.notice_queue();
+        let (reply, fds) = self.conn.call(&Request::SubscriberOpenMqueue { topic: topic.into() })?;
+        let Reply::SubscribedMqueue { slot, msgsize, .. } = reply else {
+            return Err(Error::protocol("unexpected reply to an mqueue subscriber request"));
+        };
+        let opened = (|| {
+            let mut fds = fds.into_iter();
+            let (Some(seg_fd), Some(queue)) = (fds.next(), fds.next()) else {
+                return Err(Error::protocol("the daemon sent no segment or no queue descriptor"));
+            };
+            let seg = Arc::new(Segment::open(&seg_fd)?);
+            if seg.slot(slot).is_none() {
+                return Err(Error::protocol(format!("slot {slot} out of range")));
+            }
+            // Not registered in the slot: the daemon's dispatch thread reads through it.
+            let reader = Reader::new(seg, None, std::process::id())?;
+            Ok((reader, MqReceiver::new(queue, msgsize as usize)?))
+        })();
+        match opened {
+            Ok((reader, rx)) => Ok(Subscriber {
+                reader,
+                held: None,
+                topic: topic.into(),
+                slot,
+                client: self.clone(),
+                mq: Some(rx),
+            }),
+            Err(e) => {
+                let _ = self.conn.call(&Request::SubscriberClose {
+                    topic: topic.into(),
+                    slot,
+                });
+                Err(e)
+            }
+        }
     }
 }
 
@@ -294,6 +430,9 @@ impl Client {
 pub struct SubscriberConfig {
     pub wait: WaitConfig,
     pub abandon_timeout: Duration,
+    /// Straight from the ring (default) or through a message queue.
+    /// `wait` and `abandon_timeout` apply to `Delivery::Shm` only.
+    pub delivery: Delivery,
 }
 
 impl Default for SubscriberConfig {
@@ -304,6 +443,7 @@ impl Default for SubscriberConfig {
                 spin: 2000,
             },
             abandon_timeout: Duration::from_millis(100),
+            delivery: Delivery::Shm,
         }
     }
 }
@@ -407,11 +547,14 @@ pub struct Received {
 
 /// Receives from one topic, in publication order.
 pub struct Subscriber {
+    /// `Delivery::Mqueue`: not registered in a slot; maps the segment only.
     reader: Reader,
     held: Option<Record>,
     topic: String,
     slot: u32,
     client: Client,
+    /// `Delivery::Mqueue`: the queue the daemon forwards into.
+    mq: Option<MqReceiver>,
 }
 
 impl Subscriber {
@@ -423,6 +566,10 @@ impl Subscriber {
     }
 
     pub fn receive_into_deadline(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<Received> {
+        if let Some(mq) = &mut self.mq {
+            let conn = &self.client.conn;
+            return mq.receive_into(buf, deadline, &|| conn.hung_up());
+        }
         if self.held.is_some() {
             return Err(Error::invalid("a received view is outstanding: release it first"));
         }
@@ -432,7 +579,7 @@ impl Subscriber {
 
     /// Receives the next message as an owned copy; `Ok(None)` on timeout.
     pub fn receive(&mut self, timeout: Option<Duration>) -> Result<Option<Message>> {
-        let mut buf = vec![0u8; self.reader.geometry().max_message as usize];
+        let mut buf = vec![0u8; self.max_message()];
         match self.receive_into(&mut buf, timeout) {
             Ok(r) => {
                 buf.truncate(r.len);
@@ -451,6 +598,12 @@ impl Subscriber {
     /// until [`release`](Self::release_view); on a lossy topic it may be
     /// overwritten meanwhile, which `release` then reports as `Overwritten`.
     pub fn receive_view(&mut self, deadline: &Deadline) -> Result<Record> {
+        if self.mq.is_some() {
+            return Err(Error::invalid(
+                "receive_view is not available with delivery=mqueue (messages arrive copied through the \
+                 queue): use receive or receive_into",
+            ));
+        }
         if self.held.is_some() {
             return Err(Error::invalid("a received view is outstanding: release it first"));
         }
@@ -485,7 +638,10 @@ impl Subscriber {
 
     /// Length of the message the last `TooLarge` error left unread.
     pub fn too_large_len(&self) -> usize {
-        self.reader.too_large_len()
+        match &self.mq {
+            Some(mq) => mq.too_large_len(),
+            None => self.reader.too_large_len(),
+        }
     }
 
     /// The view currently held, if any.
@@ -493,17 +649,65 @@ impl Subscriber {
         self.held.as_ref()
     }
 
-    /// Messages this subscriber missed (lossy topics: lapped; any topic: abandoned records).
+    /// Messages this subscriber missed (lossy topics: lapped; any topic:
+    /// abandoned records; `delivery=mqueue` on a lossy topic: also those that
+    /// found its queue full). For `delivery=mqueue` this is the daemon's count,
+    /// read from the subscriber's slot in the segment: up to date as soon as
+    /// the daemon has passed a message, even before what precedes it is received.
     pub fn lost(&self) -> u64 {
-        self.reader.lost()
+        match &self.mq {
+            Some(_) => self.slot_counter(|s| &s.lost),
+            None => self.reader.lost(),
+        }
     }
 
+    /// Messages received so far.
     pub fn delivered(&self) -> u64 {
-        self.reader.delivered()
+        match &self.mq {
+            Some(mq) => mq.delivered(),
+            None => self.reader.delivered(),
+        }
     }
 
+    /// `delivery=mqueue`: messages the daemon skipped because they exceed the
+    /// queue's message size (each also reported by a [`Notice::TooLarge`]).
+    /// They are neither delivered nor lost. Always 0 for `delivery=shm`.
+    pub fn too_large(&self) -> u64 {
+        match &self.mq {
+            Some(_) => self.slot_counter(|s| &s.too_large),
+            None => 0,
+        }
+    }
+
+    fn slot_counter(&self, f: impl Fn(&crate::segment::Slot) -> &std::sync::atomic::AtomicU64) -> u64 {
+        self.reader
+            .segment()
+            .slot(self.slot)
+            .map_or(0, |s| f(s).load(Ordering::Acquire))
+    }
+
+    /// Largest message this subscriber can receive: the topic's maximum, or
+    /// for `delivery=mqueue` the queue's message size less its 24-byte header.
     pub fn max_message(&self) -> usize {
-        self.reader.geometry().max_message as usize
+        match &self.mq {
+            Some(mq) => mq.max_message(),
+            None => self.reader.geometry().max_message as usize,
+        }
+    }
+
+    pub fn delivery(&self) -> Delivery {
+        if self.mq.is_some() {
+            Delivery::Mqueue
+        } else {
+            Delivery::Shm
+        }
+    }
+
+    /// `delivery=mqueue`: the queue's descriptor, readable (POLLIN) while a
+    /// message (or the end-of-stream mark) waits, for poll/epoll/select.
+    /// `None` for `delivery=shm`.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.mq.as_ref().map(MqReceiver::fd)
     }
 
     pub fn topic(&self) -> &str {

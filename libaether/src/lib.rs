@@ -14,10 +14,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod admin;
 pub mod broker;
 pub mod client;
+pub mod delivery;
 pub mod error;
 pub mod ffi;
+pub mod notice;
 pub mod paths;
 pub mod protocol;
 pub mod ring;
@@ -25,6 +28,8 @@ pub mod segment;
 pub mod sys;
 
 pub use client::{Client, Message, Publisher, Received, Subscriber, SubscriberConfig};
+pub use delivery::Delivery;
+pub use notice::Notice;
 pub use error::{Error, Result, Status};
 pub use ring::{WaitConfig, WaitStrategy};
 pub use segment::{Policy, TopicParams};

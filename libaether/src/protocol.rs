@@ -33,6 +33,11 @@ pub enum Op {
     SubscriberOpen = 5,
     SubscriberClose = 6,
     PublisherClose = 7,
+    /// Asks for this connection's control queue (notices from the daemon).
+    ControlQueue = 8,
+    /// SubscriberOpen with `delivery=mqueue`: a daemon thread forwards the
+    /// topic's messages into a message queue made for this subscriber.
+    SubscriberOpenMqueue = 9,
 }
 
 impl Op {
@@ -45,6 +50,8 @@ impl Op {
             5 => Op::SubscriberOpen,
             6 => Op::SubscriberClose,
             7 => Op::PublisherClose,
+            8 => Op::ControlQueue,
+            9 => Op::SubscriberOpenMqueue,
             _ => return None,
         })
     }
@@ -60,6 +67,8 @@ pub enum Request {
     SubscriberOpen { topic: String },
     SubscriberClose { topic: String, slot: u32 },
     PublisherClose { topic: String, slot: u32 },
+    ControlQueue,
+    SubscriberOpenMqueue { topic: String },
 }
 
 impl Request {
@@ -72,12 +81,16 @@ impl Request {
             Request::SubscriberOpen { .. } => Op::SubscriberOpen,
             Request::SubscriberClose { .. } => Op::SubscriberClose,
             Request::PublisherClose { .. } => Op::PublisherClose,
+            Request::ControlQueue => Op::ControlQueue,
+            Request::SubscriberOpenMqueue { .. } => Op::SubscriberOpenMqueue,
         }
     }
 }
 
-/// The success payload of a reply. Segment descriptors travel beside the
-/// frame (SCM_RIGHTS) with `PublisherOpen` and `SubscriberOpen` replies.
+/// The success payload of a reply. Descriptors travel beside the frame
+/// (SCM_RIGHTS): the segment with `PublisherOpen` and `SubscriberOpen`
+/// replies, the queue with `ControlQueue`, the segment then the queue with
+/// `SubscriberOpenMqueue`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     Hello {
@@ -91,6 +104,16 @@ pub enum Reply {
     },
     Subscribed {
         slot: u32,
+    },
+    /// A message queue: at most `maxmsg` messages of at most `msgsize` bytes.
+    ControlQueue {
+        maxmsg: u32,
+        msgsize: u32,
+    },
+    SubscribedMqueue {
+        slot: u32,
+        maxmsg: u32,
+        msgsize: u32,
     },
 }
 
@@ -215,9 +238,11 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
             e.u64(params.max_message);
             e.u32(params.max_subscribers);
         }
-        Request::TopicDelete { topic } | Request::PublisherOpen { topic } | Request::SubscriberOpen { topic } => {
-            e.str(topic)
-        }
+        Request::TopicDelete { topic }
+        | Request::PublisherOpen { topic }
+        | Request::SubscriberOpen { topic }
+        | Request::SubscriberOpenMqueue { topic } => e.str(topic),
+        Request::ControlQueue => {}
         Request::SubscriberClose { topic, slot } | Request::PublisherClose { topic, slot } => {
             e.str(topic);
             e.u32(*slot);
@@ -261,6 +286,8 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                 topic: d.str()?,
                 slot: d.u32()?,
             },
+            Op::ControlQueue => Request::ControlQueue,
+            Op::SubscriberOpenMqueue => Request::SubscriberOpenMqueue { topic: d.str()? },
         };
         d.end()?;
         Ok(r)
@@ -290,6 +317,15 @@ pub fn encode_reply(op: u16, id: u32, reply: &Result<Reply>) -> Vec<u8> {
                 }
                 Reply::Done => {}
                 Reply::Publishing { slot } | Reply::Subscribed { slot } => e.u32(*slot),
+                Reply::ControlQueue { maxmsg, msgsize } => {
+                    e.u32(*maxmsg);
+                    e.u32(*msgsize);
+                }
+                Reply::SubscribedMqueue { slot, maxmsg, msgsize } => {
+                    e.u32(*slot);
+                    e.u32(*maxmsg);
+                    e.u32(*msgsize);
+                }
             }
         }
     }
@@ -319,6 +355,15 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
         Op::TopicCreate | Op::TopicDelete | Op::SubscriberClose | Op::PublisherClose => Reply::Done,
         Op::PublisherOpen => Reply::Publishing { slot: d.u32()? },
         Op::SubscriberOpen => Reply::Subscribed { slot: d.u32()? },
+        Op::ControlQueue => Reply::ControlQueue {
+            maxmsg: d.u32()?,
+            msgsize: d.u32()?,
+        },
+        Op::SubscriberOpenMqueue => Reply::SubscribedMqueue {
+            slot: d.u32()?,
+            maxmsg: d.u32()?,
+            msgsize: d.u32()?,
+        },
     };
     d.end()?;
     Ok(Ok(r))
@@ -370,6 +415,8 @@ mod tests {
                 topic: "t".into(),
                 slot: 4,
             },
+            Request::ControlQueue,
+            Request::SubscriberOpenMqueue { topic: "t".into() },
         ]
     }
 
@@ -393,6 +440,21 @@ mod tests {
                 }),
             ),
             (Op::SubscriberOpen, Ok(Reply::Subscribed { slot: 5 })),
+            (
+                Op::ControlQueue,
+                Ok(Reply::ControlQueue {
+                    maxmsg: 10,
+                    msgsize: 256,
+                }),
+            ),
+            (
+                Op::SubscriberOpenMqueue,
+                Ok(Reply::SubscribedMqueue {
+                    slot: 2,
+                    maxmsg: 10,
+                    msgsize: 8192,
+                }),
+            ),
             (Op::TopicCreate, Err(Error::new(Status::Exists, "topic exists"))),
         ];
         for (op, r) in cases {
@@ -437,7 +499,23 @@ mod tests {
             }
             let _ = decode_request(&f);
             let _ = decode_reply(Op::SubscriberOpen, 0, &f);
+            let _ = decode_reply(Op::SubscriberOpenMqueue, 0, &f);
         }
+    }
+
+    /// Op numbers are the wire format: new ops are appended, never renumbered,
+    /// and frames of the first seven ops are what they always were.
+    #[test]
+    fn ops_are_stable() {
+        for (i, r) in all_requests().iter().enumerate() {
+            assert_eq!(r.op() as u16, i as u16 + 1);
+            assert_eq!(Op::from_u16(i as u16 + 1), Some(r.op()));
+        }
+        let f = encode_request(&Request::SubscriberOpen { topic: "ab".into() }, 7);
+        assert_eq!(&f[6..8], &5u16.to_le_bytes());
+        assert_eq!(&f[16..], &[2, 0, b'a', b'b']);
+        let f = encode_request(&Request::ControlQueue, 1);
+        assert_eq!(f.len(), HEADER_LEN);
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Deadline {
         Deadline::from_timeout_ns(d.map_or(-1, |d| d.as_nanos().min(i64::MAX as u128) as i64))
     }
     /// Nanoseconds left (`None`: unbounded); `Some(0)` once passed.
-    fn remaining(&self) -> Option<u64> {
+    pub fn remaining(&self) -> Option<u64> {
         self.0.map(|d| d.saturating_sub(sys::monotonic_ns()))
     }
 }
@@ -907,6 +907,17 @@ impl Reader {
         self.lost += rec.seq.saturating_sub(self.next_seq);
         self.next_seq = rec.seq + 1;
         self.delivered += 1;
+        self.store_cursor();
+    }
+
+    /// Moves past `rec` (returned by [`next`](Self::next)) without delivering
+    /// it: counted lost when `lost` (a dispatch thread whose subscriber's
+    /// queue was full), else not counted here (the caller accounts for it).
+    /// Messages skipped before it are added to `lost`, as in [`consume`](Self::consume).
+    pub fn pass(&mut self, rec: &Record, lost: bool) {
+        self.pos = rec.pos + rec.stride;
+        self.lost += rec.seq.saturating_sub(self.next_seq) + lost as u64;
+        self.next_seq = rec.seq + 1;
         self.store_cursor();
     }
 

@@ -129,6 +129,10 @@ pub struct Slot {
     pub lost: AtomicU64,
     /// Sequence number of the next message this subscriber will see (for lag).
     pub next_seq: AtomicU64,
+    /// `delivery=mqueue` subscribers: messages the daemon's dispatch thread
+    /// skipped because they do not fit the subscriber's queue (written by the
+    /// daemon only; zero for other subscribers).
+    pub too_large: AtomicU64,
 }
 
 /// Where a publisher announces the claim it is writing, so that no other

@@ -211,3 +211,197 @@ pub fn message(i: u64, len: usize) -> Vec<u8> {
 pub fn size_of_msg(i: u64, max: usize) -> usize {
     1 + (i as usize).wrapping_mul(7919) % max
 }
+
+// ---------------------------------------------------------------------------
+// Daemons with a configuration, and clients running as another user
+// (aetherd/tests/access.rs).
+
+/// The variables through which the environment configures aetherd; removed
+/// from daemons started by [`Daemon::start_with`] unless the test sets them.
+pub const CONFIG_ENV: &[&str] = &[
+    "AETHER_SOCKET",
+    "AETHER_LOG",
+    "RUST_LOG",
+    "AETHER_CONFIG",
+    "AETHER_DRAIN_TIMEOUT",
+];
+
+impl Daemon {
+    /// Starts `aetherd args...` with `env` (and none of [`CONFIG_ENV`]
+    /// otherwise), its stderr in `dir/aetherd.log`, and waits until it answers
+    /// on `socket` (which the arguments, environment or file decide).
+    pub fn start_with(
+        dir: TempDir,
+        socket: PathBuf,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Daemon {
+        let log = std::fs::File::create(dir.0.join("aetherd.log")).expect("create daemon log");
+        let mut cmd = Command::new(AETHERD);
+        cmd.args(args).stdout(Stdio::null()).stderr(log);
+        for k in CONFIG_ENV {
+            cmd.env_remove(k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start aetherd");
+        let mut d = Daemon {
+            child,
+            socket,
+            instance_id: 0,
+            dir,
+        };
+        let mut client = None;
+        let end = Instant::now() + Duration::from_secs(10);
+        while client.is_none() {
+            if let Some(st) = d.child.try_wait().expect("wait aetherd") {
+                panic!("aetherd exited ({st}) before listening; its log:\n{}", d.log());
+            }
+            assert!(
+                Instant::now() < end,
+                "aetherd did not listen on {}; its log:\n{}",
+                d.socket.display(),
+                d.log()
+            );
+            client = Client::connect_with(Some(&d.socket), false).ok();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        d.instance_id = client.unwrap().instance_id();
+        d
+    }
+
+    /// What the daemon logged so far (only for daemons from [`Daemon::start_with`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("aetherd.log")).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `text` `count` times in all.
+    pub fn wait_log(&self, text: &str, count: usize) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while self.log().matches(text).count() < count {
+            assert!(
+                Instant::now() < end,
+                "no {text:?} (x{count}) in the daemon's log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+/// Whether a user who owns none of it and is in none of its groups can
+/// search every directory on the way to `path` and read (and, with `exec`,
+/// execute) it.
+pub fn reachable_by_others(path: &std::path::Path, exec: bool) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode()).unwrap_or(0);
+    let dirs_ok = path
+        .ancestors()
+        .skip(1)
+        .all(|d| d.as_os_str().is_empty() || mode(d) & 0o001 != 0);
+    let want = if exec { 0o005 } else { 0o004 };
+    dirs_ok && mode(path) & want == want
+}
+
+/// This test binary, or a copy of it in `dir` (mode 0755) when another user
+/// could not run it where it is.
+pub fn exe_for_others(dir: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::env::current_exe().expect("test binary");
+    if reachable_by_others(&exe, true) {
+        return exe;
+    }
+    let copy = dir.join("test-binary");
+    std::fs::copy(&exe, &copy).expect("copy the test binary");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod the copy");
+    assert!(
+        reachable_by_others(&copy, true),
+        "{} is not reachable by other users",
+        copy.display()
+    );
+    copy
+}
+
+/// A child process (this test binary, re-executed as `child_main` in `role`)
+/// running as another user, answering one line on stdout per line on stdin.
+pub struct UserRole {
+    pub child: Child,
+    stdin: std::process::ChildStdin,
+    out: BufReader<ChildStdout>,
+}
+
+impl UserRole {
+    /// Runs `exe` as `uid`/`gid` with exactly the supplementary `groups` (needs root).
+    pub fn spawn(
+        exe: &std::path::Path,
+        role: &str,
+        env: &[(&str, String)],
+        uid: u32,
+        gid: u32,
+        groups: &[u32],
+    ) -> UserRole {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(exe);
+        cmd.args(["--exact", "child_main", "--nocapture", "--test-threads=1", "--quiet"])
+            .env("AETHER_CHILD_ROLE", role)
+            .env("AETHER_NO_AUTOSTART", "1")
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let groups: Vec<libc::gid_t> = groups.to_vec();
+        // SAFETY: between fork and exec the closure only makes async-signal-safe
+        // system calls (setgroups, setgid, setuid) on memory allocated before
+        // the fork, and builds its error without allocating. Groups first, then
+        // the gid, then the uid: each needs the privileges the next one drops.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn a role as another user");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        UserRole { child, stdin, out }
+    }
+
+    /// Sends one command line and returns the `AETHER:` line it answers (prefix removed).
+    pub fn ask(&mut self, command: &str) -> String {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").expect("write to the role");
+        self.stdin.flush().expect("flush the role's stdin");
+        let mut l = String::new();
+        loop {
+            l.clear();
+            let n = self.out.read_line(&mut l).expect("read the role's stdout");
+            assert!(n > 0, "the role exited before answering {command:?}");
+            if let Some(rest) = l.trim_end().strip_prefix("AETHER:") {
+                return rest.to_string();
+            }
+        }
+    }
+}
+
+impl Drop for UserRole {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,10 +1,14 @@
 //! Who may do what. Clients are identified by SO_PEERCRED (and their
 //! supplementary groups from /proc). Default policy: the daemon's own uid and
-//! root may do everything; anyone else only what a rule grants.
+//! root may do everything; anyone else only what a rule grants. Also the
+//! socket's file permissions, which decide who may connect at all.
 
 use super::config::{Action, Config, Rule};
 use crate::error::{Error, Result, Status};
+use crate::log_at;
 use crate::sys::uds::PeerCred;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
 
 /// A connected client's identity.
 #[derive(Clone, Debug)]
@@ -45,7 +49,8 @@ fn rule_grants(rule: &Rule, who: &Identity, action: Action, topic: Option<&str>)
     let person = rule.uids.contains(&who.cred.uid) || who.gids.iter().any(|g| rule.gids.contains(g));
     let topic_ok = match topic {
         Some(t) => rule.topics.is_empty() || rule.topics.iter().any(|p| topic_matches(p, t)),
-        None => rule.topics.is_empty(),
+        // Broker-wide actions: rules for every topic (no patterns, or `*`).
+        None => rule.topics.is_empty() || rule.topics.iter().any(|p| p == "*"),
     };
     person && topic_ok && rule.allow.contains(&action)
 }
@@ -73,6 +78,63 @@ pub fn authorize(config: &Config, who: &Identity, action: Action, topic: Option<
             topic.map_or("this broker".to_string(), |t| format!("topic {t:?}"))
         ),
     ))
+}
+
+/// Whether `mode` lets anyone but the owner connect (connecting needs write permission).
+fn shared(mode: Option<u32>) -> bool {
+    mode.is_some_and(|m| m & 0o022 != 0)
+}
+
+/// Creates the socket's directory (and missing parents) when absent: 0700,
+/// or 0755 when `socket_mode` lets others connect, since they must be able to
+/// reach the socket. An existing directory is left as it is (the operator
+/// owns it); if it keeps others out of a shared socket, a warning says so.
+pub fn prepare_socket_dir(socket: &Path, socket_mode: Option<u32>) -> Result<()> {
+    let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let mode = if shared(socket_mode) { 0o755 } else { 0o700 };
+    // Outermost missing directory first; each one gets `mode` whatever the umask.
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    for d in missing.iter().rev() {
+        std::fs::DirBuilder::new()
+            .mode(mode)
+            .create(d)
+            .or_else(|e| if d.is_dir() { Ok(()) } else { Err(e) })
+            .and_then(|()| std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| Error::io(&format!("create {}", d.display()), e))?;
+    }
+    if missing.is_empty() && shared(socket_mode) {
+        if let Ok(m) = std::fs::metadata(dir) {
+            if m.permissions().mode() & 0o011 == 0 {
+                log_at!(
+                    Warn,
+                    "socket_mode {:04o} shares the socket, but its directory {} ({:04o}) lets only its owner in",
+                    socket_mode.unwrap_or(0),
+                    dir.display(),
+                    m.permissions().mode() & 0o7777
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After bind: sets the socket's mode and group when configured (`None`:
+/// leave it as bind created it).
+pub fn set_socket_permissions(socket: &Path, mode: Option<u32>, gid: Option<u32>) -> Result<()> {
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(socket, None, Some(gid))
+            .map_err(|e| Error::io(&format!("chown {} to group {gid}", socket.display()), e))?;
+    }
+    if let Some(mode) = mode {
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(&format!("chmod {:04o} {}", mode, socket.display()), e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -110,5 +172,48 @@ mod tests {
         assert!(authorize(&c, &stranger, Action::Subscribe, Some("sensors.temp")).is_ok());
         assert!(authorize(&c, &stranger, Action::Publish, Some("sensors.temp")).is_err());
         assert!(authorize(&c, &stranger, Action::Subscribe, Some("other")).is_err());
+        assert!(authorize(&c, &stranger, Action::Admin, None).is_err());
+        // `*` covers every topic and the broker itself.
+        c.rules.push(Rule {
+            topics: vec!["*".into()],
+            uids: vec![4242],
+            gids: vec![],
+            allow: vec![Action::Admin],
+        });
+        assert!(authorize(&c, &stranger, Action::Admin, Some("any")).is_ok());
+        assert!(authorize(&c, &stranger, Action::Admin, None).is_ok());
+        assert!(authorize(&c, &who(4243, &[4243]), Action::Admin, None).is_err());
+    }
+
+    #[test]
+    fn socket_dir_modes() {
+        let base = std::env::temp_dir().join(format!(
+            "aether-access-test-{}-{:x}",
+            std::process::id(),
+            crate::sys::random_u64()
+        ));
+        let mode_of = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        prepare_socket_dir(&base.join("private/a/s.sock"), None).unwrap();
+        assert_eq!(mode_of(&base.join("private/a")), 0o700);
+        assert_eq!(mode_of(&base.join("private")), 0o700);
+        prepare_socket_dir(&base.join("shared/s.sock"), Some(0o660)).unwrap();
+        assert_eq!(mode_of(&base.join("shared")), 0o755);
+        // Group/other read alone does not let anyone connect: stays private.
+        prepare_socket_dir(&base.join("readonly/s.sock"), Some(0o644)).unwrap();
+        assert_eq!(mode_of(&base.join("readonly")), 0o700);
+        // An existing directory is left alone.
+        prepare_socket_dir(&base.join("private/a/t.sock"), Some(0o666)).unwrap();
+        assert_eq!(mode_of(&base.join("private/a")), 0o700);
+
+        let sock = base.join("shared/f");
+        std::fs::write(&sock, b"").unwrap();
+        set_socket_permissions(&sock, Some(0o666), None).unwrap();
+        assert_eq!(mode_of(&sock), 0o666);
+        // SAFETY: getegid has no preconditions.
+        let gid = unsafe { libc::getegid() };
+        set_socket_permissions(&sock, Some(0o640), Some(gid)).unwrap();
+        assert_eq!(mode_of(&sock), 0o640);
+        assert!(set_socket_permissions(&base.join("missing"), Some(0o600), None).is_err());
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

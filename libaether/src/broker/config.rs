@@ -1,8 +1,23 @@
-//! The daemon's configuration: limits, topic defaults and access rules.
-//! (Loading it from a TOML file, the environment and flags comes with the
-//! configuration work; this is the in-memory shape the broker consults.)
+//! The daemon's configuration.
+//!
+//! - [`Config`]: what the broker consults on every request (limits, topic
+//!   defaults, access rules); replaced as a whole on reload (SIGHUP).
+//! - [`Settings`]: the daemon's own settings (socket, its permissions, log
+//!   level, drain timeout), which may come from several sources.
+//! - [`parse`]/[`load_file`]: the TOML configuration file (format and every
+//!   key in `docs/OPERATIONS.md`; a commented example in `etc/aetherd.toml`).
+//!   Unknown keys, wrong types and unknown user or group names are errors
+//!   naming the file, the key and the reason; nothing here panics on input.
+//! - [`resolve`]: the one order of precedence, highest first: command-line
+//!   flag > `AETHER_*` environment variable > configuration file > built-in
+//!   default. [`Loaded`] keeps the sources so a reload redoes the same merge.
 
-use crate::segment::TopicParams;
+use super::log::Level;
+use crate::segment::{Policy, TopicParams, MAX_RING, MAX_SUBSCRIBERS, MIN_RING};
+use std::ffi::CString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Limits against abuse; each breach is refused with a clear `Limit` (or
 /// `TooLarge`) error and changes nothing.
@@ -25,9 +40,14 @@ impl Default for Limits {
             max_clients: 1024,
             max_subscribers_per_topic: crate::segment::MAX_SUBSCRIBERS,
             max_segment_bytes: crate::segment::MAX_RING,
-            max_message_bytes: crate::segment::MAX_RING / 2 - crate::ring::RECORD_HEADER as u64,
+            max_message_bytes: largest_max_message(),
         }
     }
+}
+
+/// The largest `max_message` any ring allows (that of the largest ring).
+fn largest_max_message() -> u64 {
+    MAX_RING / 2 - crate::ring::RECORD_HEADER as u64
 }
 
 /// Something a client may be allowed to do on a topic.
@@ -42,7 +62,8 @@ pub enum Action {
 /// One grant: who (users/uids, groups/gids) may do what on which topics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rule {
-    /// Topic patterns: exact names, or a prefix ending in `*`; empty = all topics.
+    /// Topic patterns: exact names, or a prefix ending in `*` (`*` alone: every
+    /// topic and the broker itself); empty = all topics.
     pub topics: Vec<String>,
     pub uids: Vec<u32>,
     pub gids: Vec<u32>,
@@ -53,6 +74,1284 @@ pub struct Rule {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub limits: Limits,
+    /// Topic parameters for clients that ask for "the defaults". The protocol
+    /// has no such request today (clients always send explicit parameters),
+    /// so the daemon validates and keeps these but applies them nowhere.
     pub topic_defaults: TopicParams,
     pub rules: Vec<Rule>,
+}
+
+/// The configuration file read when neither `--config` nor `$AETHER_CONFIG` names one.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/aether/aetherd.toml";
+/// How long a draining daemon lets subscribers catch up, unless configured.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The socket mode bits a configuration may set (no setuid, setgid or sticky bits).
+const MODE_BITS: u32 = 0o777;
+
+/// A configuration error: where (a file, "environment" or "command line"),
+/// which key, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub origin: String,
+    /// The key (`limits.max_topics`, `access[2].users`, `AETHER_LOG`, `--log-level`); empty for the whole source.
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(origin: &str, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin, self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.origin, self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A group named in the configuration, resolved to its id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRef {
+    /// As written (a name, or the number).
+    pub name: String,
+    pub gid: u32,
+}
+
+/// The daemon's own settings as one source gives them (`None`: not given there).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub socket: Option<PathBuf>,
+    /// Mode bits of the socket after bind (connecting needs write permission).
+    pub socket_mode: Option<u32>,
+    /// Group that owns the socket after bind.
+    pub socket_group: Option<GroupRef>,
+    pub log_level: Option<Level>,
+    pub drain_timeout: Option<Duration>,
+}
+
+impl Settings {
+    /// Each setting from `self` where given, else from `lower`.
+    pub fn or(&self, lower: &Settings) -> Settings {
+        Settings {
+            socket: self.socket.clone().or_else(|| lower.socket.clone()),
+            socket_mode: self.socket_mode.or(lower.socket_mode),
+            socket_group: self.socket_group.clone().or_else(|| lower.socket_group.clone()),
+            log_level: self.log_level.or(lower.log_level),
+            drain_timeout: self.drain_timeout.or(lower.drain_timeout),
+        }
+    }
+
+    /// The settings given by command-line flags (each `None` when the flag is absent).
+    pub fn from_flags(
+        socket: Option<PathBuf>,
+        socket_mode: Option<&str>,
+        socket_group: Option<&str>,
+        log_level: Option<&str>,
+        drain_timeout: Option<f64>,
+    ) -> Result<Settings, ConfigError> {
+        let origin = "command line";
+        let err = |key: &str, reason: String| ConfigError::new(origin, key, reason);
+        Ok(Settings {
+            socket: socket.filter(|p| !p.as_os_str().is_empty()),
+            socket_mode: socket_mode
+                .map(parse_mode)
+                .transpose()
+                .map_err(|r| err("--socket-mode", r))?,
+            socket_group: socket_group
+                .map(resolve_group_arg)
+                .transpose()
+                .map_err(|r| err("--socket-group", r))?,
+            log_level: log_level
+                .map(parse_level)
+                .transpose()
+                .map_err(|r| err("--log-level", r))?,
+            drain_timeout: drain_timeout
+                .map(seconds)
+                .transpose()
+                .map_err(|r| err("--drain-timeout", r))?,
+        })
+    }
+
+    /// The settings given by the environment: `AETHER_SOCKET`, `AETHER_LOG`
+    /// (else `RUST_LOG` when it is a bare level; other `RUST_LOG` forms are
+    /// ignored) and `AETHER_DRAIN_TIMEOUT` (seconds). Empty variables count as unset.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
+        let err = |key: &str, reason: String| ConfigError::new("environment", key, reason);
+        let log_level = match get("AETHER_LOG") {
+            Some(v) => Some(parse_level(&v).map_err(|r| err("AETHER_LOG", r))?),
+            None => get("RUST_LOG").and_then(|v| Level::parse(&v)),
+        };
+        let drain_timeout = match get("AETHER_DRAIN_TIMEOUT") {
+            Some(v) => {
+                let secs = v
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| err("AETHER_DRAIN_TIMEOUT", format!("{v:?} is not a number of seconds")))?;
+                Some(seconds(secs).map_err(|r| err("AETHER_DRAIN_TIMEOUT", r))?)
+            }
+            None => None,
+        };
+        Ok(Settings {
+            socket: get("AETHER_SOCKET").map(PathBuf::from),
+            socket_mode: None,
+            socket_group: None,
+            log_level,
+            drain_timeout,
+        })
+    }
+}
+
+/// The daemon's settings after the merge: every one decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub socket: PathBuf,
+    /// `None`: leave the socket as `bind` created it (private to the daemon's user under the usual umask).
+    pub socket_mode: Option<u32>,
+    pub socket_group: Option<GroupRef>,
+    pub log_level: Level,
+    pub drain_timeout: Duration,
+}
+
+/// The order of precedence: `flags` > `env` > `file` > built-in defaults
+/// (`default_socket`, level `info`, drain timeout 5 s).
+pub fn resolve(flags: &Settings, env: &Settings, file: &Settings, default_socket: PathBuf) -> Resolved {
+    let s = flags.or(env).or(file);
+    Resolved {
+        socket: s.socket.unwrap_or(default_socket),
+        socket_mode: s.socket_mode,
+        socket_group: s.socket_group,
+        log_level: s.log_level.unwrap_or(Level::Info),
+        drain_timeout: s.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+    }
+}
+
+/// The built-in socket path: `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else
+/// `/run/aether/aetherd.sock` (`$AETHER_SOCKET` is the environment's say, above the file).
+pub fn builtin_socket(get: impl Fn(&str) -> Option<String>) -> PathBuf {
+    match get("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => Path::new(&d).join("aether").join("aetherd.sock"),
+        None => PathBuf::from("/run/aether/aetherd.sock"),
+    }
+}
+
+/// Which configuration file to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    /// Named by `--config` or `$AETHER_CONFIG`: it must exist. The default
+    /// file is read only if it exists.
+    pub required: bool,
+}
+
+/// `--config PATH`, else `$AETHER_CONFIG`, else [`DEFAULT_CONFIG_FILE`] (if it exists).
+pub fn config_file(flag: Option<&Path>, get: impl Fn(&str) -> Option<String>) -> ConfigFile {
+    if let Some(p) = flag.filter(|p| !p.as_os_str().is_empty()) {
+        return ConfigFile {
+            path: p.to_path_buf(),
+            required: true,
+        };
+    }
+    if let Some(p) = get("AETHER_CONFIG").filter(|p| !p.is_empty()) {
+        return ConfigFile {
+            path: PathBuf::from(p),
+            required: true,
+        };
+    }
+    ConfigFile {
+        path: PathBuf::from(DEFAULT_CONFIG_FILE),
+        required: false,
+    }
+}
+
+/// What a configuration file gives: daemon settings and the broker's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileConfig {
+    pub settings: Settings,
+    pub config: Config,
+}
+
+/// Reads and parses `file`; `Ok(None)` when it is the default file and absent.
+pub fn load_file(file: &ConfigFile) -> Result<Option<FileConfig>, ConfigError> {
+    let origin = file.path.display().to_string();
+    match std::fs::read_to_string(&file.path) {
+        Ok(text) => parse(&text, &file.path).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !file.required => Ok(None),
+        Err(e) => Err(ConfigError::new(
+            &origin,
+            "",
+            format!("cannot read the configuration file: {e}"),
+        )),
+    }
+}
+
+/// The sources the daemon started from, kept so SIGHUP redoes the same merge.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub file: ConfigFile,
+    /// Whether `file` existed and was read.
+    pub file_read: bool,
+    pub flags: Settings,
+    pub env: Settings,
+    pub settings: Resolved,
+    pub config: Config,
+}
+
+impl Loaded {
+    /// Finds and reads the configuration file and merges it with `flags` and
+    /// the environment (`get`), in the order of precedence.
+    pub fn load(
+        flags: Settings,
+        config_flag: Option<&Path>,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Loaded, ConfigError> {
+        let env = Settings::from_env(&get)?;
+        let file = config_file(config_flag, &get);
+        let from_file = load_file(&file)?;
+        let file_read = from_file.is_some();
+        let FileConfig {
+            settings: file_settings,
+            config,
+        } = from_file.unwrap_or_default();
+        let settings = resolve(&flags, &env, &file_settings, builtin_socket(&get));
+        Ok(Loaded {
+            file,
+            file_read,
+            flags,
+            env,
+            settings,
+            config,
+        })
+    }
+
+    /// Re-reads the same file and redoes the merge with the same flags and
+    /// environment. Settings that cannot change while running (the socket, its
+    /// mode and group) keep their current values; the returned notes say which
+    /// of them the file tried to change. On error nothing changes.
+    pub fn reload(&self) -> Result<(Loaded, Vec<String>), ConfigError> {
+        let from_file = load_file(&self.file)?;
+        let file_read = from_file.is_some();
+        let FileConfig {
+            settings: file_settings,
+            config,
+        } = from_file.unwrap_or_default();
+        let mut settings = resolve(&self.flags, &self.env, &file_settings, self.settings.socket.clone());
+        let mut notes = Vec::new();
+        if settings.socket != self.settings.socket {
+            notes.push(format!(
+                "socket {} ignored until restart (still listening on {})",
+                settings.socket.display(),
+                self.settings.socket.display()
+            ));
+            settings.socket = self.settings.socket.clone();
+        }
+        if settings.socket_mode != self.settings.socket_mode {
+            notes.push(format!(
+                "socket_mode {} ignored until restart",
+                settings.socket_mode.map_or("(unset)".into(), |m| format!("{m:04o}"))
+            ));
+            settings.socket_mode = self.settings.socket_mode;
+        }
+        if settings.socket_group != self.settings.socket_group {
+            notes.push(format!(
+                "socket_group {} ignored until restart",
+                settings.socket_group.as_ref().map_or("(unset)", |g| g.name.as_str())
+            ));
+            settings.socket_group = self.settings.socket_group.clone();
+        }
+        let loaded = Loaded {
+            file: self.file.clone(),
+            file_read,
+            flags: self.flags.clone(),
+            env: self.env.clone(),
+            settings,
+            config,
+        };
+        Ok((loaded, notes))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The TOML file.
+
+const TOP_KEYS: &[&str] = &["daemon", "limits", "topic_defaults", "access"];
+const DAEMON_KEYS: &[&str] = &["socket", "socket_mode", "socket_group", "log_level", "drain_timeout"];
+const LIMIT_KEYS: &[&str] = &[
+    "max_topics",
+    "max_clients",
+    "max_subscribers_per_topic",
+    "max_segment_bytes",
+    "max_message_bytes",
+];
+const TOPIC_KEYS: &[&str] = &["policy", "ring_size", "max_message", "max_subscribers"];
+const RULE_KEYS: &[&str] = &["topics", "users", "uids", "groups", "gids", "allow"];
+
+/// One table of the file being parsed, with its key path for error messages.
+struct Section<'a> {
+    origin: &'a str,
+    /// `limits`, `access[2]`, or empty for the top level.
+    path: String,
+    table: &'a toml::Table,
+}
+
+impl<'a> Section<'a> {
+    fn key(&self, k: &str) -> String {
+        if self.path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{}.{k}", self.path)
+        }
+    }
+
+    fn err(&self, k: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.origin, &self.key(k), reason)
+    }
+
+    /// Every key must be one of `known`.
+    fn check_keys(&self, known: &[&str]) -> Result<(), ConfigError> {
+        match self.table.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(self.err(k, format!("unknown key (known keys here: {})", known.join(", ")))),
+            None => Ok(()),
+        }
+    }
+
+    fn sub(&self, k: &str) -> Result<Option<Section<'a>>, ConfigError> {
+        match self.table.get(k) {
+            None => Ok(None),
+            Some(toml::Value::Table(t)) => Ok(Some(Section {
+                origin: self.origin,
+                path: self.key(k),
+                table: t,
+            })),
+            Some(v) => Err(self.err(k, format!("expected a table ([{k}]), found {}", v.type_str()))),
+        }
+    }
+
+    fn str(&self, k: &str) -> Result<Option<&'a str>, ConfigError> {
+        match self.table.get(k) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(self.err(k, format!("expected a string, found {}", v.type_str()))),
+        }
+    }
+
+    /// An integer in `min..=max`.
+    fn int(&self, k: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+        match self.table.get(k) {
+            None => Ok(None),
+            Some(toml::Value::Integer(i)) if *i >= 0 && (min..=max).contains(&(*i as u64)) => Ok(Some(*i as u64)),
+            Some(toml::Value::Integer(i)) => Err(self.err(k, format!("{i} is out of range ({min} to {max})"))),
+            Some(v) => Err(self.err(k, format!("expected an integer, found {}", v.type_str()))),
+        }
+    }
+
+    /// A list of strings (absent: empty).
+    fn strings(&self, k: &str) -> Result<Vec<&'a str>, ConfigError> {
+        self.list(k, |v| v.as_str(), "strings")
+    }
+
+    /// A list of non-negative 32-bit ids (absent: empty).
+    fn ids(&self, k: &str) -> Result<Vec<u32>, ConfigError> {
+        self.list(
+            k,
+            |v| v.as_integer().and_then(|i| u32::try_from(i).ok()),
+            "integers from 0 to 4294967295",
+        )
+    }
+
+    fn list<T>(&self, k: &str, each: impl Fn(&'a toml::Value) -> Option<T>, what: &str) -> Result<Vec<T>, ConfigError> {
+        match self.table.get(k) {
+            None => Ok(Vec::new()),
+            Some(toml::Value::Array(a)) => a
+                .iter()
+                .map(|v| each(v).ok_or_else(|| self.err(k, format!("expected a list of {what}, found {v}"))))
+                .collect(),
+            Some(v) => Err(self.err(k, format!("expected a list of {what}, found {}", v.type_str()))),
+        }
+    }
+}
+
+/// Parses a configuration file's text; `origin` names it in errors. User and
+/// group names are resolved here (getpwnam_r/getgrnam_r): an unknown name is an error.
+pub fn parse(text: &str, origin: &Path) -> Result<FileConfig, ConfigError> {
+    let origin = origin.display().to_string();
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::new(&origin, "", syntax_error(text, &e)))?;
+    let top = Section {
+        origin: &origin,
+        path: String::new(),
+        table: &table,
+    };
+    top.check_keys(TOP_KEYS)?;
+    let mut out = FileConfig::default();
+    if let Some(d) = top.sub("daemon")? {
+        out.settings = parse_daemon(&d)?;
+    }
+    if let Some(l) = top.sub("limits")? {
+        out.config.limits = parse_limits(&l)?;
+    }
+    if let Some(t) = top.sub("topic_defaults")? {
+        out.config.topic_defaults = parse_topic_defaults(&t)?;
+    }
+    match table.get("access") {
+        None => {}
+        Some(toml::Value::Array(rules)) => {
+            for (i, r) in rules.iter().enumerate() {
+                let path = format!("access[{}]", i + 1);
+                let toml::Value::Table(t) = r else {
+                    return Err(ConfigError::new(
+                        &origin,
+                        &path,
+                        format!("expected a table ([[access]]), found {}", r.type_str()),
+                    ));
+                };
+                out.config.rules.push(parse_rule(&Section {
+                    origin: &origin,
+                    path,
+                    table: t,
+                })?);
+            }
+        }
+        Some(v) => {
+            return Err(top.err(
+                "access",
+                format!("expected an array of tables ([[access]]), found {}", v.type_str()),
+            ))
+        }
+    }
+    Ok(out)
+}
+
+/// A TOML syntax error on one line: where, and what.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim().replace('\n', "; ");
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            format!("not valid TOML at line {line}, column {column}: {what}")
+        }
+        None => format!("not valid TOML: {what}"),
+    }
+}
+
+fn parse_daemon(d: &Section) -> Result<Settings, ConfigError> {
+    d.check_keys(DAEMON_KEYS)?;
+    let socket = match d.str("socket")? {
+        Some("") => return Err(d.err("socket", "must not be empty")),
+        Some(s) => Some(PathBuf::from(s)),
+        None => None,
+    };
+    let socket_mode = match d.table.get("socket_mode") {
+        None => None,
+        Some(toml::Value::String(s)) => Some(parse_mode(s).map_err(|r| d.err("socket_mode", r))?),
+        // TOML's own octal integers (0o660) are fine too.
+        Some(toml::Value::Integer(i)) if (0..=MODE_BITS as i64).contains(i) => Some(*i as u32),
+        Some(toml::Value::Integer(i)) => {
+            return Err(d.err(
+                "socket_mode",
+                format!("{i} (octal {i:o}) is not a file mode: write it as a string such as \"0660\""),
+            ))
+        }
+        Some(v) => {
+            return Err(d.err(
+                "socket_mode",
+                format!("expected an octal string such as \"0660\", found {}", v.type_str()),
+            ))
+        }
+    };
+    let socket_group = match d.table.get("socket_group") {
+        None => None,
+        Some(toml::Value::String(s)) => Some(resolve_group_arg(s).map_err(|r| d.err("socket_group", r))?),
+        Some(toml::Value::Integer(i)) => {
+            let gid = u32::try_from(*i).map_err(|_| d.err("socket_group", format!("{i} is not a group id")))?;
+            Some(GroupRef {
+                name: gid.to_string(),
+                gid,
+            })
+        }
+        Some(v) => {
+            return Err(d.err(
+                "socket_group",
+                format!("expected a group name or id, found {}", v.type_str()),
+            ))
+        }
+    };
+    let log_level = d
+        .str("log_level")?
+        .map(parse_level)
+        .transpose()
+        .map_err(|r| d.err("log_level", r))?;
+    let drain_timeout = match d.table.get("drain_timeout") {
+        None => None,
+        Some(toml::Value::Integer(i)) => Some(seconds(*i as f64).map_err(|r| d.err("drain_timeout", r))?),
+        Some(toml::Value::Float(f)) => Some(seconds(*f).map_err(|r| d.err("drain_timeout", r))?),
+        Some(v) => {
+            return Err(d.err(
+                "drain_timeout",
+                format!("expected a number of seconds, found {}", v.type_str()),
+            ))
+        }
+    };
+    Ok(Settings {
+        socket,
+        socket_mode,
+        socket_group,
+        log_level,
+        drain_timeout,
+    })
+}
+
+fn parse_limits(l: &Section) -> Result<Limits, ConfigError> {
+    l.check_keys(LIMIT_KEYS)?;
+    let mut limits = Limits::default();
+    let big = i64::MAX as u64;
+    if let Some(v) = l.int("max_topics", 1, big)? {
+        limits.max_topics = usize::try_from(v).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = l.int("max_clients", 1, big)? {
+        limits.max_clients = usize::try_from(v).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = l.int("max_subscribers_per_topic", 1, MAX_SUBSCRIBERS.into())? {
+        limits.max_subscribers_per_topic = v as u32;
+    }
+    if let Some(v) = l.int("max_segment_bytes", MIN_RING, MAX_RING)? {
+        limits.max_segment_bytes = v;
+    }
+    if let Some(v) = l.int("max_message_bytes", 1, largest_max_message())? {
+        limits.max_message_bytes = v;
+    }
+    Ok(limits)
+}
+
+fn parse_topic_defaults(t: &Section) -> Result<TopicParams, ConfigError> {
+    t.check_keys(TOPIC_KEYS)?;
+    let mut p = TopicParams::default();
+    match t.str("policy")? {
+        None => {}
+        Some("lossy") => p.policy = Policy::Lossy,
+        Some("reliable") => p.policy = Policy::Reliable,
+        Some(other) => {
+            return Err(t.err(
+                "policy",
+                format!("{other:?} is not a policy (\"lossy\" or \"reliable\")"),
+            ))
+        }
+    }
+    if let Some(v) = t.int("ring_size", MIN_RING, MAX_RING)? {
+        if !v.is_power_of_two() {
+            return Err(t.err("ring_size", format!("{v} is not a power of two")));
+        }
+        p.ring_size = v;
+    }
+    if let Some(v) = t.int("max_message", 1, largest_max_message())? {
+        p.max_message = v;
+    }
+    if let Some(v) = t.int("max_subscribers", 1, MAX_SUBSCRIBERS.into())? {
+        p.max_subscribers = v as u32;
+    }
+    // Together (max_message against the ring size).
+    p.validate()
+        .map_err(|e| ConfigError::new(t.origin, &t.path, e.message))?;
+    Ok(p)
+}
+
+fn parse_rule(r: &Section) -> Result<Rule, ConfigError> {
+    r.check_keys(RULE_KEYS)?;
+    let mut rule = Rule::default();
+    if !r.table.contains_key("topics") {
+        return Err(r.err(
+            "topics",
+            "missing (a list of topic names or prefixes ending in *; [\"*\"] for every topic)",
+        ));
+    }
+    for t in r.strings("topics")? {
+        check_pattern(t).map_err(|reason| r.err("topics", reason))?;
+        rule.topics.push(t.to_string());
+    }
+    if rule.topics.is_empty() {
+        return Err(r.err("topics", "is empty (use [\"*\"] for every topic)"));
+    }
+    for name in r.strings("users")? {
+        match lookup_user(name) {
+            Ok(Some(uid)) => rule.uids.push(uid),
+            Ok(None) => return Err(r.err("users", format!("no user named {name:?}"))),
+            Err(e) => return Err(r.err("users", format!("cannot look up user {name:?}: {e}"))),
+        }
+    }
+    rule.uids.extend(r.ids("uids")?);
+    for name in r.strings("groups")? {
+        match lookup_group(name) {
+            Ok(Some(gid)) => rule.gids.push(gid),
+            Ok(None) => return Err(r.err("groups", format!("no group named {name:?}"))),
+            Err(e) => return Err(r.err("groups", format!("cannot look up group {name:?}: {e}"))),
+        }
+    }
+    rule.gids.extend(r.ids("gids")?);
+    if rule.uids.is_empty() && rule.gids.is_empty() {
+        return Err(ConfigError::new(
+            r.origin,
+            &r.path,
+            "the rule names nobody: give users, uids, groups or gids",
+        ));
+    }
+    for a in r.strings("allow")? {
+        let action = match a {
+            "publish" => Action::Publish,
+            "subscribe" => Action::Subscribe,
+            "admin" => Action::Admin,
+            other => {
+                return Err(r.err(
+                    "allow",
+                    format!("{other:?} is not an action (publish, subscribe, admin)"),
+                ))
+            }
+        };
+        if !rule.allow.contains(&action) {
+            rule.allow.push(action);
+        }
+    }
+    if rule.allow.is_empty() {
+        return Err(r.err("allow", "missing or empty (a list of publish, subscribe, admin)"));
+    }
+    Ok(rule)
+}
+
+/// A topic pattern: `*`, a topic name, or a prefix of one followed by `*`.
+fn check_pattern(p: &str) -> Result<(), String> {
+    let (body, prefix) = match p.strip_suffix('*') {
+        Some(b) => (b, true),
+        None => (p, false),
+    };
+    if prefix && body.is_empty() {
+        return Ok(());
+    }
+    let chars_ok = body
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if !chars_ok || body.starts_with('.') || body.is_empty() || body.len() > crate::segment::MAX_TOPIC_LEN {
+        return Err(format!(
+            "{p:?} is not a topic name or a prefix followed by * (names: 1 to {} bytes of A-Z a-z 0-9 . _ -, \
+             not starting with .)",
+            crate::segment::MAX_TOPIC_LEN
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Values shared by the file, the environment and the flags.
+
+/// A socket mode: octal digits, optionally with a leading `0` or `0o` ("0660", "660", "0o660").
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let digits = t.strip_prefix("0o").unwrap_or(t);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= MODE_BITS && !digits.is_empty() => Ok(m),
+        Ok(_) => Err(format!("{s:?} has bits beyond 0777 (no setuid, setgid or sticky bits)")),
+        Err(_) => Err(format!("{s:?} is not an octal mode such as \"0660\"")),
+    }
+}
+
+fn parse_level(s: &str) -> Result<Level, String> {
+    Level::parse(s).ok_or_else(|| format!("{s:?} is not a log level (error, warn, info, debug)"))
+}
+
+fn seconds(s: f64) -> Result<Duration, String> {
+    if (0.0..=365.0 * 86_400.0).contains(&s) {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!("{s} is not a number of seconds from 0 to a year"))
+    }
+}
+
+/// A group given by name, or by number when all digits.
+fn resolve_group_arg(s: &str) -> Result<GroupRef, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let gid = s.parse().map_err(|_| format!("{s} is not a group id"))?;
+        return Ok(GroupRef { name: s.into(), gid });
+    }
+    match lookup_group(s) {
+        Ok(Some(gid)) => Ok(GroupRef { name: s.into(), gid }),
+        Ok(None) => Err(format!("no group named {s:?}")),
+        Err(e) => Err(format!("cannot look up group {s:?}: {e}")),
+    }
+}
+
+/// Calls a `get*nam_r` function with a growing buffer. `call` returns the
+/// function's result code and whether an entry was found.
+fn lookup_with_buffer(name: &str, mut call: impl FnMut(&CString, &mut [u8]) -> (i32, bool)) -> Result<bool, String> {
+    let cname = CString::new(name).map_err(|_| "the name contains a NUL byte".to_string())?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        match call(&cname, &mut buf) {
+            (0, found) => return Ok(found),
+            (libc::ERANGE, _) if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            // Some implementations report "no such entry" as an error code.
+            (libc::ENOENT | libc::ESRCH, _) => return Ok(false),
+            (rc, _) => return Err(std::io::Error::from_raw_os_error(rc).to_string()),
+        }
+    }
+}
+
+/// A user's uid by name (`None`: no such user).
+pub fn lookup_user(name: &str) -> Result<Option<u32>, String> {
+    let mut uid = 0;
+    let found = lookup_with_buffer(name, |cname, buf| {
+        // SAFETY: passwd is plain data (integers and pointers) for which all-zero is valid.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `cname` is NUL-terminated; `pwd`, `buf` (with its true length)
+        // and `result` are valid for writes for the duration of the call.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == 0 && !result.is_null() {
+            uid = pwd.pw_uid;
+        }
+        (rc, !result.is_null())
+    })?;
+    Ok(found.then_some(uid))
+}
+
+/// A group's gid by name (`None`: no such group).
+pub fn lookup_group(name: &str) -> Result<Option<u32>, String> {
+    let mut gid = 0;
+    let found = lookup_with_buffer(name, |cname, buf| {
+        // SAFETY: group is plain data (integers and pointers) for which all-zero is valid.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: `cname` is NUL-terminated; `grp`, `buf` (with its true length)
+        // and `result` are valid for writes for the duration of the call.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == 0 && !result.is_null() {
+            gid = grp.gr_gid;
+        }
+        (rc, !result.is_null())
+    })?;
+    Ok(found.then_some(gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<FileConfig, ConfigError> {
+        parse(text, Path::new("/etc/aether/test.toml"))
+    }
+
+    /// The error for `text`, checked to name the file and `key`.
+    fn err(text: &str, key: &str) -> ConfigError {
+        let e = p(text).expect_err("should be refused");
+        assert_eq!(e.origin, "/etc/aether/test.toml");
+        assert_eq!(e.key, key, "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("/etc/aether/test.toml: {key}")),
+            "{e}"
+        );
+        e
+    }
+
+    const NO_SUCH_NAME: &str = "aether-no-such-name-7c1f";
+
+    #[test]
+    fn valid_file() {
+        let f = p(r#"
+            # comment
+            [daemon]
+            socket = "/run/aether/x.sock"
+            socket_mode = "0660"
+            socket_group = "root"
+            log_level = "debug"
+            drain_timeout = 2.5
+
+            [limits]
+            max_topics = 10
+            max_clients = 20
+            max_subscribers_per_topic = 8
+            max_segment_bytes = 1048576
+            max_message_bytes = 4096
+
+            [topic_defaults]
+            policy = "reliable"
+            ring_size = 65536
+            max_message = 1024
+            max_subscribers = 4
+
+            [[access]]
+            topics = ["sensors.*", "logs"]
+            users = ["root"]
+            uids = [1000]
+            allow = ["publish", "subscribe"]
+
+            [[access]]
+            topics = ["*"]
+            groups = ["root"]
+            gids = [4242]
+            allow = ["admin", "admin"]
+        "#)
+        .unwrap();
+        let s = &f.settings;
+        assert_eq!(s.socket.as_deref(), Some(Path::new("/run/aether/x.sock")));
+        assert_eq!(s.socket_mode, Some(0o660));
+        assert_eq!(
+            s.socket_group,
+            Some(GroupRef {
+                name: "root".into(),
+                gid: 0
+            })
+        );
+        assert_eq!(s.log_level, Some(Level::Debug));
+        assert_eq!(s.drain_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(
+            f.config.limits,
+            Limits {
+                max_topics: 10,
+                max_clients: 20,
+                max_subscribers_per_topic: 8,
+                max_segment_bytes: 1 << 20,
+                max_message_bytes: 4096,
+            }
+        );
+        assert_eq!(
+            f.config.topic_defaults,
+            TopicParams {
+                policy: Policy::Reliable,
+                ring_size: 65536,
+                max_message: 1024,
+                max_subscribers: 4
+            }
+        );
+        assert_eq!(
+            f.config.rules,
+            vec![
+                Rule {
+                    topics: vec!["sensors.*".into(), "logs".into()],
+                    uids: vec![0, 1000],
+                    gids: vec![],
+                    allow: vec![Action::Publish, Action::Subscribe],
+                },
+                Rule {
+                    topics: vec!["*".into()],
+                    uids: vec![],
+                    gids: vec![0, 4242],
+                    allow: vec![Action::Admin],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(p("").unwrap(), FileConfig::default());
+        assert_eq!(p("[limits]\n[daemon]\n").unwrap(), FileConfig::default());
+    }
+
+    #[test]
+    fn each_limit_alone() {
+        let one = |k: &str, v: u64| p(&format!("[limits]\n{k} = {v}\n")).unwrap().config.limits;
+        let d = Limits::default();
+        assert_eq!(
+            one("max_topics", 3),
+            Limits {
+                max_topics: 3,
+                ..d.clone()
+            }
+        );
+        assert_eq!(
+            one("max_clients", 4),
+            Limits {
+                max_clients: 4,
+                ..d.clone()
+            }
+        );
+        assert_eq!(
+            one("max_subscribers_per_topic", 5),
+            Limits {
+                max_subscribers_per_topic: 5,
+                ..d.clone()
+            }
+        );
+        assert_eq!(
+            one("max_segment_bytes", 8192),
+            Limits {
+                max_segment_bytes: 8192,
+                ..d.clone()
+            }
+        );
+        assert_eq!(
+            one("max_message_bytes", 100),
+            Limits {
+                max_message_bytes: 100,
+                ..d.clone()
+            }
+        );
+        // Out of range, wrong type.
+        err("[limits]\nmax_topics = 0\n", "limits.max_topics");
+        err("[limits]\nmax_clients = -1\n", "limits.max_clients");
+        err(
+            "[limits]\nmax_subscribers_per_topic = 1025\n",
+            "limits.max_subscribers_per_topic",
+        );
+        err("[limits]\nmax_segment_bytes = 4095\n", "limits.max_segment_bytes");
+        err("[limits]\nmax_segment_bytes = 2147483648\n", "limits.max_segment_bytes");
+        err("[limits]\nmax_message_bytes = 0\n", "limits.max_message_bytes");
+        let e = err("[limits]\nmax_topics = \"10\"\n", "limits.max_topics");
+        assert!(e.reason.contains("expected an integer"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys() {
+        let e = err("[limits]\nmax_topic = 3\n", "limits.max_topic");
+        assert!(
+            e.reason.contains("unknown key") && e.reason.contains("max_topics"),
+            "{e}"
+        );
+        err("nonsense = 1\n", "nonsense");
+        err("[daemon]\nsocket_path = \"/x\"\n", "daemon.socket_path");
+        err("[topic_defaults]\nring = 4096\n", "topic_defaults.ring");
+        err(
+            "[[access]]\ntopics = [\"a\"]\nuids = [1]\nallow = [\"publish\"]\nuser = [\"x\"]\n",
+            "access[1].user",
+        );
+        err(
+            "[[access]]\ntopics = [\"a\"]\nuids = [1]\nallow = [\"publish\"]\n[[access]]\ntopic = [\"a\"]\n",
+            "access[2].topic",
+        );
+    }
+
+    #[test]
+    fn bad_policy_and_topic_defaults() {
+        let e = err("[topic_defaults]\npolicy = \"fast\"\n", "topic_defaults.policy");
+        assert!(e.reason.contains("lossy"), "{e}");
+        err("[topic_defaults]\nring_size = 5000\n", "topic_defaults.ring_size");
+        // max_message too large for the ring: reported on the table.
+        err(
+            "[topic_defaults]\nring_size = 4096\nmax_message = 4000\n",
+            "topic_defaults",
+        );
+        err("[topic_defaults]\npolicy = 1\n", "topic_defaults.policy");
+    }
+
+    #[test]
+    fn socket_modes() {
+        for (text, mode) in [
+            ("\"0660\"", 0o660),
+            ("\"660\"", 0o660),
+            ("\"0o666\"", 0o666),
+            ("\"0600\"", 0o600),
+            ("0o660", 0o660),
+        ] {
+            let f = p(&format!("[daemon]\nsocket_mode = {text}\n")).unwrap();
+            assert_eq!(f.settings.socket_mode, Some(mode), "{text}");
+        }
+        for bad in ["\"0999\"", "\"rw-rw----\"", "\"\"", "\"4755\"", "660", "true"] {
+            err(&format!("[daemon]\nsocket_mode = {bad}\n"), "daemon.socket_mode");
+        }
+        assert_eq!(parse_mode("0644"), Ok(0o644));
+        assert!(parse_mode("8").is_err());
+    }
+
+    #[test]
+    fn unknown_names() {
+        let rule = |who: &str| format!("[[access]]\ntopics = [\"t\"]\n{who}\nallow = [\"subscribe\"]\n");
+        let e = err(&rule(&format!("users = [\"{NO_SUCH_NAME}\"]")), "access[1].users");
+        assert!(e.reason.contains(NO_SUCH_NAME), "{e}");
+        err(&rule(&format!("groups = [\"{NO_SUCH_NAME}\"]")), "access[1].groups");
+        err(
+            &format!("[daemon]\nsocket_group = \"{NO_SUCH_NAME}\"\n"),
+            "daemon.socket_group",
+        );
+        assert_eq!(lookup_user("root"), Ok(Some(0)));
+        assert_eq!(lookup_group("root"), Ok(Some(0)));
+        assert_eq!(lookup_user(NO_SUCH_NAME), Ok(None));
+        assert!(lookup_user("a\0b").is_err());
+    }
+
+    #[test]
+    fn bad_rules() {
+        let base = "[[access]]\n";
+        err(
+            &format!("{base}uids = [1]\nallow = [\"publish\"]\n"),
+            "access[1].topics",
+        );
+        err(
+            &format!("{base}topics = []\nuids = [1]\nallow = [\"publish\"]\n"),
+            "access[1].topics",
+        );
+        err(
+            &format!("{base}topics = [\"a/b\"]\nuids = [1]\nallow = [\"publish\"]\n"),
+            "access[1].topics",
+        );
+        err(
+            &format!("{base}topics = [\"a*b\"]\nuids = [1]\nallow = [\"publish\"]\n"),
+            "access[1].topics",
+        );
+        err(&format!("{base}topics = [\"a\"]\nallow = [\"publish\"]\n"), "access[1]");
+        err(&format!("{base}topics = [\"a\"]\nuids = [1]\n"), "access[1].allow");
+        err(
+            &format!("{base}topics = [\"a\"]\nuids = [1]\nallow = [\"read\"]\n"),
+            "access[1].allow",
+        );
+        err(
+            &format!("{base}topics = [\"a\"]\nuids = [-1]\nallow = [\"publish\"]\n"),
+            "access[1].uids",
+        );
+        err(
+            &format!("{base}topics = \"a\"\nuids = [1]\nallow = [\"publish\"]\n"),
+            "access[1].topics",
+        );
+        err("access = 3\n", "access");
+        err("[access]\ntopics = [\"a\"]\n", "access");
+        let r = p(&format!(
+            "{base}topics = [\"a.*\", \"b\"]\ngids = [7]\nallow = [\"subscribe\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(r.config.rules[0].gids, vec![7]);
+    }
+
+    #[test]
+    fn daemon_settings_types() {
+        err("[daemon]\nlog_level = \"loud\"\n", "daemon.log_level");
+        err("[daemon]\ndrain_timeout = -1\n", "daemon.drain_timeout");
+        err("[daemon]\ndrain_timeout = \"5\"\n", "daemon.drain_timeout");
+        err("[daemon]\nsocket = \"\"\n", "daemon.socket");
+        err("[daemon]\nsocket = 3\n", "daemon.socket");
+        err("daemon = 3\n", "daemon");
+        let f = p("[daemon]\ndrain_timeout = 0\nsocket_group = 0\n").unwrap();
+        assert_eq!(f.settings.drain_timeout, Some(Duration::ZERO));
+        assert_eq!(f.settings.socket_group.map(|g| g.gid), Some(0));
+    }
+
+    #[test]
+    fn syntax_error_names_the_file_and_line() {
+        let e = p("[limits\nmax_topics = 1\n").unwrap_err();
+        assert_eq!(e.key, "");
+        assert!(
+            e.to_string().starts_with("/etc/aether/test.toml: not valid TOML"),
+            "{e}"
+        );
+        assert_eq!(e.reason.lines().count(), 1, "one line for the log: {e}");
+        assert!(e.reason.contains("at line 1, column 8"), "{e}");
+        let e = p("[limits]\nmax_topics = 1\nmax_topics = 2\n").unwrap_err();
+        assert!(e.reason.contains("at line 3"), "{e}");
+    }
+
+    /// The example in etc/ parses as it is, and the defaults it shows
+    /// (commented out) are the built-in ones.
+    #[test]
+    fn example_file_matches_the_defaults() {
+        let text = include_str!("../../../etc/aetherd.toml");
+        assert_eq!(p(text).unwrap(), FileConfig::default());
+        let shown: &[&str] = &[LIMIT_KEYS, TOPIC_KEYS, &["log_level", "drain_timeout", "socket_mode"]].concat();
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if shown.iter().any(|k| rest.starts_with(&format!("{k} ="))) => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let f = p(&uncommented).unwrap();
+        assert_eq!(f.config, Config::default());
+        assert_eq!(f.settings.log_level, Some(Level::Info));
+        assert_eq!(f.settings.drain_timeout, Some(DEFAULT_DRAIN_TIMEOUT));
+        assert_eq!(f.settings.socket_mode, Some(0o660));
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn environment() {
+        let s = Settings::from_env(env(&[
+            ("AETHER_SOCKET", "/e.sock"),
+            ("AETHER_LOG", "warn"),
+            ("RUST_LOG", "debug"),
+            ("AETHER_DRAIN_TIMEOUT", "0.5"),
+        ]))
+        .unwrap();
+        assert_eq!(s.socket.as_deref(), Some(Path::new("/e.sock")));
+        assert_eq!(s.log_level, Some(Level::Warn));
+        assert_eq!(s.drain_timeout, Some(Duration::from_millis(500)));
+        // RUST_LOG only as a bare level; empty variables are unset.
+        let s = Settings::from_env(env(&[("RUST_LOG", "debug"), ("AETHER_SOCKET", "")])).unwrap();
+        assert_eq!((s.log_level, s.socket), (Some(Level::Debug), None));
+        let s = Settings::from_env(env(&[("RUST_LOG", "aether=debug,info")])).unwrap();
+        assert_eq!(s.log_level, None);
+        let e = Settings::from_env(env(&[("AETHER_LOG", "loud")])).unwrap_err();
+        assert_eq!((e.origin.as_str(), e.key.as_str()), ("environment", "AETHER_LOG"));
+        let e = Settings::from_env(env(&[("AETHER_DRAIN_TIMEOUT", "soon")])).unwrap_err();
+        assert_eq!(e.key, "AETHER_DRAIN_TIMEOUT");
+        assert!(Settings::from_env(env(&[("AETHER_DRAIN_TIMEOUT", "-1")])).is_err());
+    }
+
+    #[test]
+    fn flags() {
+        let s = Settings::from_flags(
+            Some("/f.sock".into()),
+            Some("0666"),
+            Some("0"),
+            Some("error"),
+            Some(1.0),
+        )
+        .unwrap();
+        assert_eq!(s.socket_mode, Some(0o666));
+        assert_eq!(s.socket_group.map(|g| g.gid), Some(0));
+        assert_eq!(s.log_level, Some(Level::Error));
+        let e = Settings::from_flags(None, Some("999"), None, None, None).unwrap_err();
+        assert_eq!((e.origin.as_str(), e.key.as_str()), ("command line", "--socket-mode"));
+        let e = Settings::from_flags(None, None, None, None, Some(f64::NAN)).unwrap_err();
+        assert_eq!(e.key, "--drain-timeout");
+        let e = Settings::from_flags(None, None, Some(NO_SUCH_NAME), None, None).unwrap_err();
+        assert_eq!(e.key, "--socket-group");
+    }
+
+    #[test]
+    fn precedence_flag_env_file_default() {
+        let full = |tag: &str, level: Level, secs: u64, mode: u32| Settings {
+            socket: Some(PathBuf::from(format!("/{tag}.sock"))),
+            socket_mode: Some(mode),
+            socket_group: Some(GroupRef {
+                name: tag.into(),
+                gid: mode,
+            }),
+            log_level: Some(level),
+            drain_timeout: Some(Duration::from_secs(secs)),
+        };
+        let flags = full("flag", Level::Debug, 1, 0o600);
+        let env = full("env", Level::Warn, 2, 0o660);
+        let file = full("file", Level::Error, 3, 0o666);
+        let none = Settings::default();
+        let default = PathBuf::from("/default.sock");
+        let r = resolve(&flags, &env, &file, default.clone());
+        assert_eq!(r.socket, Path::new("/flag.sock"));
+        assert_eq!(
+            (r.log_level, r.drain_timeout, r.socket_mode),
+            (Level::Debug, Duration::from_secs(1), Some(0o600))
+        );
+        let r = resolve(&none, &env, &file, default.clone());
+        assert_eq!(r.socket, Path::new("/env.sock"));
+        assert_eq!((r.log_level, r.drain_timeout), (Level::Warn, Duration::from_secs(2)));
+        let r = resolve(&none, &none, &file, default.clone());
+        assert_eq!(r.socket, Path::new("/file.sock"));
+        assert_eq!(r.socket_group.map(|g| g.name), Some("file".into()));
+        let r = resolve(&none, &none, &none, default.clone());
+        assert_eq!(
+            r,
+            Resolved {
+                socket: default.clone(),
+                socket_mode: None,
+                socket_group: None,
+                log_level: Level::Info,
+                drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            }
+        );
+        // Per setting, not per source: a flag for one setting leaves the others to lower sources.
+        let only_level = Settings {
+            log_level: Some(Level::Debug),
+            ..Settings::default()
+        };
+        let r = resolve(&only_level, &none, &file, default);
+        assert_eq!((r.log_level, r.socket), (Level::Debug, PathBuf::from("/file.sock")));
+    }
+
+    #[test]
+    fn builtin_socket_and_file_choice() {
+        assert_eq!(builtin_socket(env(&[])), Path::new("/run/aether/aetherd.sock"));
+        assert_eq!(
+            builtin_socket(env(&[("XDG_RUNTIME_DIR", "/run/user/7")])),
+            Path::new("/run/user/7/aether/aetherd.sock")
+        );
+        let f = config_file(Some(Path::new("/flag.toml")), env(&[("AETHER_CONFIG", "/env.toml")]));
+        assert_eq!((f.path.as_path(), f.required), (Path::new("/flag.toml"), true));
+        let f = config_file(None, env(&[("AETHER_CONFIG", "/env.toml")]));
+        assert_eq!((f.path.as_path(), f.required), (Path::new("/env.toml"), true));
+        let f = config_file(None, env(&[]));
+        assert_eq!((f.path.as_path(), f.required), (Path::new(DEFAULT_CONFIG_FILE), false));
+    }
+
+    #[test]
+    fn load_and_reload() {
+        let dir = std::env::temp_dir().join(format!(
+            "aether-config-test-{}-{:x}",
+            std::process::id(),
+            crate::sys::random_u64()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("aetherd.toml");
+        let get = |k: &str| match k {
+            "AETHER_LOG" => Some("warn".to_string()),
+            _ => None,
+        };
+        // A named file must exist; the default one need not.
+        let e = Loaded::load(Settings::default(), Some(&path), get).unwrap_err();
+        assert!(e.reason.contains("cannot read"), "{e}");
+        let absent = load_file(&ConfigFile {
+            path: path.clone(),
+            required: false,
+        });
+        assert_eq!(absent, Ok(None));
+
+        std::fs::write(
+            &path,
+            "[daemon]\nsocket = \"/a.sock\"\nlog_level = \"debug\"\ndrain_timeout = 1\n",
+        )
+        .unwrap();
+        let l = Loaded::load(Settings::default(), Some(&path), get).unwrap();
+        assert!(l.file_read);
+        assert_eq!(l.settings.socket, Path::new("/a.sock"));
+        assert_eq!(l.settings.log_level, Level::Warn, "the environment beats the file");
+        assert_eq!(l.settings.drain_timeout, Duration::from_secs(1));
+
+        // Reload: limits and rules change; the socket cannot.
+        std::fs::write(
+            &path,
+            "[daemon]\nsocket = \"/b.sock\"\ndrain_timeout = 2\n[limits]\nmax_topics = 2\n\
+             [[access]]\ntopics = [\"*\"]\nuids = [5]\nallow = [\"subscribe\"]\n",
+        )
+        .unwrap();
+        let (l2, notes) = l.reload().unwrap();
+        assert_eq!(l2.settings.socket, Path::new("/a.sock"));
+        assert_eq!(l2.settings.drain_timeout, Duration::from_secs(2));
+        assert_eq!(l2.config.limits.max_topics, 2);
+        assert_eq!(l2.config.rules.len(), 1);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("/b.sock"), "{notes:?}");
+
+        // A broken file: an error, and the caller keeps what it had.
+        std::fs::write(&path, "[limits]\nmax_topics = \"many\"\n").unwrap();
+        let e = l2.reload().unwrap_err();
+        assert_eq!(e.key, "limits.max_topics");
+        assert_eq!(e.origin, path.display().to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

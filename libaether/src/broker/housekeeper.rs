@@ -9,9 +9,14 @@ use std::time::{Duration, Instant};
 
 const PERIOD: Duration = Duration::from_millis(100);
 
-pub(super) fn run(state: &Mutex<State>) {
+pub(super) fn run(state: &Mutex<State>, admin_pipe: &std::path::Path) {
+    let mut rounds = 0u32;
     loop {
         std::thread::sleep(PERIOD);
+        rounds += 1;
+        if rounds.is_multiple_of(10) {
+            super::admin::sweep_dead_requesters(admin_pipe);
+        }
         let mut s = state.lock().expect("state lock");
         if s.draining {
             return;
@@ -44,6 +49,15 @@ pub(super) fn run(state: &Mutex<State>) {
         // Rates: messages per second since the last sample, about once a second.
         let now = Instant::now();
         for t in s.topics.values_mut() {
+            // Last activity of each subscriber: when its delivered count last moved.
+            for (i, a) in t.activity.iter_mut().enumerate() {
+                if let Some(slot) = t.seg.slot(i as u32) {
+                    let d = slot.delivered.load(std::sync::atomic::Ordering::Relaxed);
+                    if d != a.0 {
+                        *a = (d, now);
+                    }
+                }
+            }
             let (last, at, _) = t.rate;
             let dt = now.duration_since(at).as_secs_f64();
             if dt >= 1.0 {
@@ -51,5 +65,7 @@ pub(super) fn run(state: &Mutex<State>) {
                 t.rate = (published, now, published.saturating_sub(last) as f64 / dt);
             }
         }
+        // Subscribers that lost messages since the last round: tell their clients.
+        super::mqueue::report_lag(&mut s);
     }
 }

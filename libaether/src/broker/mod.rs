@@ -6,8 +6,11 @@
 //!   SO_PEERCRED identity and a pidfd) and starts its thread;
 //! - `aetherd-client`: one per connection, answers its requests in order
 //!   (`requests.rs`), and on hang-up frees every slot the client held;
+//! - `aetherd-admin`: serves the admin named pipe (`<socket>.admin`, see
+//!   `crate::admin`) used by `aether-cli`;
 //! - `aetherd-housekeep`: every 100 ms, notices clients whose process died
-//!   (pidfd) even if their socket lives on in a child, and samples rates.
+//!   (pidfd) even if their socket lives on in a child, samples rates, and
+//!   removes reply FIFOs that dead admin clients left.
 //! - the binary's main thread takes signals (sigwait) and calls
 //!   [`Broker::drain`], [`Broker::stats`] or reload.
 //!
@@ -15,10 +18,12 @@
 //! blocking socket call.
 
 pub mod access;
+mod admin;
 pub mod config;
 mod housekeeper;
 pub mod leftovers;
 pub mod log;
+mod mqueue;
 mod requests;
 pub mod stats;
 
@@ -49,6 +54,8 @@ struct Topic {
     pub_slots: Vec<Option<u64>>,
     /// Published count and time at the last rate sample, and the rate then.
     rate: (u64, Instant, f64),
+    /// Per subscriber slot: its delivered count when last sampled, and when it last changed.
+    activity: Vec<(u64, Instant)>,
 }
 
 /// The two kinds of per-topic slots the daemon hands out and takes back.
@@ -122,6 +129,8 @@ struct Client {
     /// Readable once the process has exited (None where pidfd_open is unavailable).
     pidfd: Option<OwnedFd>,
     connected: Instant,
+    /// The daemon's end of the client's control queue, once it asked for one.
+    notices: mqueue::Notices,
 }
 
 struct State {
@@ -136,6 +145,8 @@ struct State {
     /// Unlink each segment's name as soon as it exists (see `Broker::set_unnamed_segments`).
     unnamed_segments: bool,
     started: Instant,
+    /// Dispatch threads of `delivery=mqueue` subscribers, lag reports.
+    mq: mqueue::Registry,
 }
 
 /// A running broker bound to its socket. Dropping it removes the socket, the
@@ -144,6 +155,7 @@ pub struct Broker {
     state: Arc<Mutex<State>>,
     listener: Arc<SeqPacket>,
     socket: PathBuf,
+    admin_pipe: PathBuf,
     lock_path: PathBuf,
     _lock: File,
     _instance_lock: OwnedFd,
@@ -221,6 +233,11 @@ impl Broker {
         let _ = std::fs::remove_file(socket);
         let listener =
             SeqPacket::listen(socket).map_err(|e| Error::io(&format!("listen on {}", socket.display()), e))?;
+        let admin_pipe = crate::admin::pipe_path(socket);
+        if let Err(e) = admin::create_pipe(&admin_pipe) {
+            let _ = std::fs::remove_file(socket);
+            return Err(e);
+        }
         Ok(Broker {
             state: Arc::new(Mutex::new(State {
                 instance_id,
@@ -232,9 +249,11 @@ impl Broker {
                 draining: false,
                 unnamed_segments: false,
                 started: Instant::now(),
+                mq: Default::default(),
             })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
+            admin_pipe,
             lock_path,
             _lock: lock,
             _instance_lock: instance_lock,
@@ -258,18 +277,21 @@ impl Broker {
         self.state.lock().expect("state lock").config.clone()
     }
 
-    /// Starts the acceptor and housekeeper threads. They run until the process exits.
+    /// Starts the acceptor, admin and housekeeper threads. They run until the process exits.
     pub fn spawn_threads(&self) -> std::io::Result<()> {
         let listener = Arc::clone(&self.listener);
         let state = Arc::clone(&self.state);
-        std::thread::Builder::new()
-            .name("aetherd-accept".into())
-            .spawn(move || accept_loop(&state, &listener))?;
-        let state = Arc::clone(&self.state);
-        std::thread::Builder::new()
-            .name("aetherd-housekeep".into())
-            .spawn(move || housekeeper::run(&state))?;
+        std::thread::Builder::new().name("aetherd-accept".into()).spawn(move || accept_loop(&state, &listener))?;
+        let (state, pipe, socket) = (Arc::clone(&self.state), self.admin_pipe.clone(), self.socket.clone());
+        std::thread::Builder::new().name("aetherd-admin".into()).spawn(move || admin::run(&state, &pipe, &socket))?;
+        let (state, pipe) = (Arc::clone(&self.state), self.admin_pipe.clone());
+        std::thread::Builder::new().name("aetherd-housekeep".into()).spawn(move || housekeeper::run(&state, &pipe))?;
         Ok(())
+    }
+
+    /// The admin named pipe.
+    pub fn admin_pipe(&self) -> &Path {
+        &self.admin_pipe
     }
 
     /// Starts the acceptor and housekeeper (kept for embedders such as the benchmark).
@@ -306,6 +328,7 @@ impl Broker {
             for t in s.topics.values() {
                 t.set_state(TOPIC_DRAINING);
             }
+            mqueue::post_all(&s, &crate::notice::Notice::Draining);
         }
         // Wake the acceptor out of accept(); it sees `draining` and stops.
         // SAFETY: shutdown on a socket we own.
@@ -324,10 +347,12 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let s = self.state.lock().expect("state lock");
-        for t in s.topics.values() {
+        for t in self.state.lock().expect("state lock").topics.values() {
             t.set_state(TOPIC_CLOSED);
         }
+        // Message-queue subscribers get what is left and an end-of-stream mark.
+        mqueue::finish_all(&self.state);
+        let s = self.state.lock().expect("state lock");
         for c in s.clients.values() {
             // SAFETY: shutdown on a connected socket the client map owns.
             unsafe { libc::shutdown(c.conn.as_raw_fd(), libc::SHUT_RDWR) };
@@ -339,6 +364,7 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.admin_pipe);
         if let Ok(mut s) = self.state.lock() {
             for (_, t) in s.topics.drain() {
                 t.set_state(TOPIC_CLOSED);
@@ -393,6 +419,7 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
                 conn: Arc::clone(&conn),
                 pidfd: pidfd_open(cred.pid),
                 connected: Instant::now(),
+                notices: Default::default(),
             };
             s.clients.insert(id, client);
             id
@@ -421,6 +448,9 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
 /// Frees every slot `client` held (so reliable publishers stop waiting for
 /// it) and forgets the client.
 fn release_client(state: &Mutex<State>, client: u64) {
+    // Its dispatch threads first: they read through its subscriber slots.
+    let dispatchers = mqueue::take(&mut state.lock().expect("state lock"), client, None);
+    mqueue::join(dispatchers);
     let mut s = state.lock().expect("state lock");
     for t in s.topics.values_mut() {
         for kind in [SlotKind::Subscriber, SlotKind::Publisher] {

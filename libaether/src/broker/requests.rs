@@ -8,12 +8,50 @@ use crate::protocol::{self, Reply, Request};
 use crate::segment::{Segment, TopicParams, MAX_PUBLISHERS, TOPIC_DELETED};
 use crate::sys::{self, uds::SeqPacket};
 use std::os::fd::AsRawFd;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Answers a connection we will not serve with one error reply.
-pub(super) fn refuse(conn: &SeqPacket, e: Error) {
-    let _ = conn.send(&protocol::encode_reply(0, 0, &Err(e)), None);
+/// Answers a connection we will not serve (the client limit): its first
+/// request gets `e` with that request's op and id, so the client library
+/// reports `e` itself, then the connection closes. The request must be read
+/// before closing: closing a socket with unread data resets the client's end
+/// (ECONNRESET) before it can read the answer. A short-lived thread waits for
+/// it (at most 1 s); beyond 16 such threads the answer goes out at once,
+/// unmatched (op and id 0).
+pub(super) fn refuse(conn: &Arc<SeqPacket>, e: Error) {
+    static REFUSING: AtomicUsize = AtomicUsize::new(0);
+    let unmatched = |conn: &SeqPacket, e: &Error| {
+        let _ = conn.send(&protocol::encode_reply(0, 0, &Err(e.clone())), None);
+    };
+    if REFUSING.fetch_add(1, Ordering::Relaxed) >= 16 {
+        REFUSING.fetch_sub(1, Ordering::Relaxed);
+        return unmatched(conn, &e);
+    }
+    let (c, err) = (Arc::clone(conn), e.clone());
+    let answer = move || {
+        let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
+        let first = c
+            .set_timeout(Some(Duration::from_secs(1)))
+            .and_then(|()| c.recv(&mut buf));
+        let (op, id) = match first {
+            Ok((n, _)) if n > 0 => match protocol::decode_request(&buf[..n]) {
+                Ok((id, req)) => (req.op() as u16, id),
+                Err((id, op, _)) => (op, id),
+            },
+            _ => (0, 0),
+        };
+        let _ = c.send(&protocol::encode_reply(op, id, &Err(err)), None);
+        REFUSING.fetch_sub(1, Ordering::Relaxed);
+    };
+    if std::thread::Builder::new()
+        .name("aetherd-refuse".into())
+        .spawn(answer)
+        .is_err()
+    {
+        REFUSING.fetch_sub(1, Ordering::Relaxed);
+        unmatched(conn, &e);
+    }
 }
 
 /// Serves `client`'s requests until it hangs up (or is shut down).
@@ -30,22 +68,25 @@ pub(super) fn serve(state: &Mutex<State>, client: u64, conn: &SeqPacket) {
             }
             Err(_) => break,
         };
-        let (reply, fd) = match protocol::decode_request(&buf[..n]) {
+        // Descriptors for this reply (segment, message queues): sent with it, closed here after.
+        let mut made = Vec::new();
+        let reply = match protocol::decode_request(&buf[..n]) {
             Ok((id, req)) => {
                 let op = req.op();
                 log_at!(Debug, "client {client}: {req:?}");
-                let (r, fd) = handle(state, client, req);
+                let r = handle(state, client, req, &mut made);
                 if let Err(e) = &r {
                     log_at!(Debug, "client {client}: refused: {e}");
                 }
-                (protocol::encode_reply(op as u16, id, &r), fd)
+                protocol::encode_reply(op as u16, id, &r)
             }
             Err((id, op, e)) => {
                 log_at!(Debug, "client {client}: malformed request: {e}");
-                (protocol::encode_reply(op, id, &Err(e)), None)
+                protocol::encode_reply(op, id, &Err(e))
             }
         };
-        if conn.send(&reply, fd).is_err() {
+        let fds: Vec<i32> = made.iter().map(|f| f.as_raw_fd()).collect();
+        if conn.send_fds(&reply, &fds).is_err() {
             break;
         }
     }
@@ -55,31 +96,38 @@ fn not_found(topic: &str) -> Error {
     Error::new(Status::NotFound, format!("no topic named {topic:?}"))
 }
 
-/// Answers one request. Returns the reply and the descriptor to attach, if any.
-fn handle(state: &Mutex<State>, client: u64, req: Request) -> (Result<Reply>, Option<i32>) {
+/// Answers one request. Descriptors for the reply are pushed on `made`:
+/// owned duplicates, so a topic deleted meanwhile cannot close (and the
+/// kernel reuse) a descriptor number before it is sent.
+fn handle(
+    state: &Mutex<State>,
+    client: u64,
+    req: Request,
+    made: &mut Vec<std::os::fd::OwnedFd>,
+) -> Result<Reply> {
     let mut s = state.lock().expect("state lock");
     let closing = matches!(
         req,
         Request::Hello { .. } | Request::PublisherClose { .. } | Request::SubscriberClose { .. }
     );
     if s.draining && !closing {
-        return (Err(Error::new(Status::Shutdown, "the broker is shutting down")), None);
+        return Err(Error::new(Status::Shutdown, "the broker is shutting down"));
     }
     // Who is asking, and may they?
     let action = match &req {
         Request::TopicCreate { topic, .. } | Request::TopicDelete { topic } => Some((Action::Admin, topic.clone())),
         Request::PublisherOpen { topic } => Some((Action::Publish, topic.clone())),
-        Request::SubscriberOpen { topic } => Some((Action::Subscribe, topic.clone())),
+        Request::SubscriberOpen { topic } | Request::SubscriberOpenMqueue { topic } => {
+            Some((Action::Subscribe, topic.clone()))
+        }
         _ => None,
     };
     if let Some((action, topic)) = action {
-        if let Err(e) = protocol::validate_topic(&topic) {
-            return (Err(e), None);
-        }
+        protocol::validate_topic(&topic)?;
         let who = &s.clients.get(&client).expect("a served client is registered").who;
         if let Err(e) = access::authorize(&s.config, who, action, Some(&topic)) {
             log_at!(Info, "client {client}: {e}");
-            return (Err(e), None);
+            return Err(e);
         }
     }
     match req {
@@ -89,35 +137,38 @@ fn handle(state: &Mutex<State>, client: u64, req: Request) -> (Result<Reply>, Op
                 pid: std::process::id(),
                 instance_id: s.instance_id,
             };
-            (Ok(reply), None)
+            Ok(reply)
         }
-        Request::TopicCreate { topic, params } => (create_topic(&mut s, &topic, &params).map(|_| Reply::Done), None),
-        Request::TopicDelete { topic } => match s.topics.remove(&topic) {
-            Some(t) => {
-                // Open handles see the topic deleted at their next call.
-                t.set_state(TOPIC_DELETED);
-                let _ = sys::shm::unlink(&t.shm_name);
-                log_at!(Info, "topic {topic:?} deleted by client {client}");
-                (Ok(Reply::Done), None)
-            }
-            None => (Err(not_found(&topic)), None),
-        },
-        Request::PublisherOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Publisher),
-        Request::SubscriberOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Subscriber),
-        Request::PublisherClose { topic, slot } => {
-            (close_slot(&mut s, &topic, client, SlotKind::Publisher, slot), None)
-        }
+        Request::TopicCreate { topic, params } => create_topic(&mut s, &topic, &params).map(|_| Reply::Done),
+        Request::TopicDelete { topic } => delete_topic(&mut s, &topic).map(|_| Reply::Done),
+        Request::PublisherOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Publisher, made),
+        Request::SubscriberOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Subscriber, made),
+        Request::PublisherClose { topic, slot } => close_slot(&mut s, &topic, client, SlotKind::Publisher, slot),
         Request::SubscriberClose { topic, slot } => {
-            (close_slot(&mut s, &topic, client, SlotKind::Subscriber, slot), None)
+            // An mqueue subscriber's dispatch thread reads through the slot: stop it first.
+            let dispatcher = super::mqueue::take(&mut s, client, Some((&topic, slot)));
+            if !dispatcher.is_empty() {
+                drop(s);
+                super::mqueue::join(dispatcher);
+                s = state.lock().expect("state lock");
+            }
+            close_slot(&mut s, &topic, client, SlotKind::Subscriber, slot)
         }
+        Request::ControlQueue => super::mqueue::control_queue(&mut s, client, made),
+        Request::SubscriberOpenMqueue { topic } => super::mqueue::open_subscriber(&mut s, &topic, client, made),
     }
 }
 
 /// Gives `client` a free slot of `kind` on `topic`, with the segment's descriptor.
-fn open_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind) -> (Result<Reply>, Option<i32>) {
-    let Some(t) = s.topics.get_mut(topic) else {
-        return (Err(not_found(topic)), None);
-    };
+fn open_slot(
+    s: &mut State,
+    topic: &str,
+    client: u64,
+    kind: SlotKind,
+    made: &mut Vec<std::os::fd::OwnedFd>,
+) -> Result<Reply> {
+    let t = s.topics.get_mut(topic).ok_or_else(|| not_found(topic))?;
+    let fd = t.fd.try_clone().map_err(|e| Error::io("duplicate the segment descriptor", e))?;
     let owners = t.owners(kind);
     let Some(i) = owners.iter().position(Option::is_none) else {
         let what = if kind == SlotKind::Publisher {
@@ -126,15 +177,19 @@ fn open_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind) -> (Result
             "subscribers"
         };
         let msg = format!("topic {topic:?} has its maximum of {} {what} open", owners.len());
-        return (Err(Error::new(Status::Limit, msg)), None);
+        return Err(Error::new(Status::Limit, msg));
     };
     owners[i] = Some(client);
+    if kind == SlotKind::Subscriber {
+        t.activity[i] = (0, Instant::now());
+    }
     let slot = i as u32;
     let reply = match kind {
         SlotKind::Publisher => Reply::Publishing { slot },
         SlotKind::Subscriber => Reply::Subscribed { slot },
     };
-    (Ok(reply), Some(t.fd.as_raw_fd()))
+    made.push(fd);
+    Ok(reply)
 }
 
 fn close_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind, slot: u32) -> Result<Reply> {
@@ -151,7 +206,19 @@ fn close_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind, slot: u32
     }
 }
 
-fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> {
+/// Deletes `topic`: open handles see it deleted at their next call.
+pub(super) fn delete_topic(s: &mut State, topic: &str) -> Result<()> {
+    protocol::validate_topic(topic)?;
+    let t = s.topics.remove(topic).ok_or_else(|| not_found(topic))?;
+    t.set_state(TOPIC_DELETED);
+    let _ = sys::shm::unlink(&t.shm_name);
+    super::mqueue::topic_deleted(s, topic, &t);
+    log_at!(Info, "topic {topic:?} deleted");
+    Ok(())
+}
+
+pub(super) fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> {
+    protocol::validate_topic(topic)?;
     params.validate()?;
     let limits = &s.config.limits;
     if params.ring_size > limits.max_segment_bytes {
@@ -202,6 +269,7 @@ fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> 
         slots: vec![None; params.max_subscribers as usize],
         pub_slots: vec![None; MAX_PUBLISHERS as usize],
         rate: (0, Instant::now(), 0.0),
+        activity: vec![(0, Instant::now()); params.max_subscribers as usize],
     };
     s.topics.insert(topic.to_string(), topic_entry);
     log_at!(Info, "topic {topic:?} created: {params:?}");

@@ -60,6 +60,8 @@ pub struct SubscriberStats {
     pub lost: u64,
     pub lag_messages: u64,
     pub lag_bytes: u64,
+    /// Seconds since it last received a message (or subscribed).
+    pub idle_s: f64,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -102,15 +104,12 @@ pub(super) fn collect(s: &State, socket: &Path) -> Stats {
                 client: *client,
                 pid: who.map_or(0, |c| c.pid),
                 uid: who.map_or(0, |c| c.uid),
-                delivery: "shm".into(),
+                delivery: super::mqueue::delivery_of(s, t, i as u32).into(),
                 delivered: slot.delivered.load(Ordering::Relaxed),
                 lost: l,
                 lag_messages: published.saturating_sub(slot.next_seq.load(Ordering::Relaxed)),
-                lag_bytes: if cursor == crate::segment::SLOT_FREE {
-                    0
-                } else {
-                    tail.saturating_sub(cursor)
-                },
+                lag_bytes: if cursor == crate::segment::SLOT_FREE { 0 } else { tail.saturating_sub(cursor) },
+                idle_s: t.activity.get(i).map_or(0.0, |a| a.1.elapsed().as_secs_f64()),
             });
         }
         let st = t.seg.stats();

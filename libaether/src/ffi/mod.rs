@@ -8,6 +8,9 @@
 //! Thread safety: an `aether_client` may be used from several threads at
 //! once. A publisher or subscriber may be used by one thread at a time (open
 //! one per thread: publishers on one topic never lock each other).
+//!
+//! Descriptors handed out (`aether_subscriber_fd`, `aether_client_notices_fd`)
+//! stay owned by the library: poll them, never close or read them directly.
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 pub mod error;
@@ -17,10 +20,13 @@ pub mod panic;
 use self::handles::{free_handle, handle_mut, handle_ref, into_handle, str_arg, write_out};
 use self::panic::{guard, guard_void, null_arg};
 use crate::client::{Client, Publisher, Subscriber, SubscriberConfig};
+use crate::delivery::Delivery;
 use crate::error::{Error, Status};
+use crate::notice::Notice;
 use crate::ring::{Deadline, WaitConfig, WaitStrategy};
 use crate::segment::{Policy, TopicParams};
 use std::ffi::{c_char, c_int, c_void};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 pub use self::error::aether_status;
@@ -63,6 +69,56 @@ pub enum aether_wait {
     AETHER_WAIT_FUTEX = 2,
 }
 
+/// How a subscriber gets its messages (`aether_subscriber_config.delivery`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aether_delivery {
+    /// Straight from the topic's shared-memory ring (default; zero-copy views).
+    AETHER_DELIVERY_SHM = 0,
+    /// Through a POSIX message queue that a daemon thread fills from the ring:
+    /// `aether_subscriber_fd` gives a descriptor to poll. Messages are copied
+    /// (`aether_receive_view` fails with `AETHER_E_INVALID`); one larger than the
+    /// queue's message size (at most /proc/sys/fs/mqueue/msgsize_max - 24 bytes)
+    /// is skipped, counted (`aether_subscriber_too_large`) and reported with an
+    /// `AETHER_NOTICE_TOO_LARGE` notice.
+    AETHER_DELIVERY_MQUEUE = 1,
+}
+
+/// What an `aether_notice` says.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aether_notice_kind {
+    /// `topic` was deleted (sent to clients with a publisher or subscriber on it).
+    AETHER_NOTICE_TOPIC_DELETED = 1,
+    /// The broker is shutting down: publishing is refused; subscribers read
+    /// what is left, then get `AETHER_E_SHUTDOWN`.
+    AETHER_NOTICE_DRAINING = 2,
+    /// A subscriber of this client on `topic` lost `count` more messages;
+    /// `seq` is where it was when the broker looked.
+    AETHER_NOTICE_LAGGED = 3,
+    /// An `AETHER_DELIVERY_MQUEUE` subscriber on `topic` skipped message `seq`
+    /// of `len` bytes: too large for its queue (`count` is 1).
+    AETHER_NOTICE_TOO_LARGE = 4,
+    /// The broker dropped `count` notices for this client: its control queue was full.
+    AETHER_NOTICE_DROPPED = 5,
+}
+
+/// A notice from the broker, filled by `aether_client_next_notice`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct aether_notice {
+    /// An `aether_notice_kind` value.
+    pub kind: u32,
+    /// The topic, NUL-terminated ("" for `AETHER_NOTICE_DRAINING` and `AETHER_NOTICE_DROPPED`).
+    pub topic: [c_char; 121],
+    /// A sequence number (see the kind), else 0.
+    pub seq: u64,
+    /// A count of messages or notices (see the kind), else 0.
+    pub count: u64,
+    /// `AETHER_NOTICE_TOO_LARGE`: the message's length in bytes, else 0.
+    pub len: u64,
+}
+
 /// Topic settings. Start from `aether_topic_config_default()` and edit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +135,9 @@ pub struct aether_topic_config {
     pub max_subscribers: u32,
 }
 
+/// `struct_size` of the first `aether_subscriber_config` layout (before `delivery`).
+const SUBSCRIBER_CONFIG_V1_SIZE: usize = 24;
+
 /// Subscriber settings. Start from `aether_subscriber_config_default()` and edit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -91,6 +150,10 @@ pub struct aether_subscriber_config {
     pub spin: u32,
     /// After how long a record left half-written by a dead publisher is skipped (default 100 ms).
     pub abandon_timeout_ns: u64,
+    /// An `aether_delivery` value (default `AETHER_DELIVERY_SHM`). Added after
+    /// the first layout: a struct_size of 24 (without this field) is still
+    /// accepted and means `AETHER_DELIVERY_SHM`.
+    pub delivery: u32,
 }
 
 /// A received message. For `aether_receive_view`, `data` points into shared
@@ -108,8 +171,12 @@ pub struct aether_message {
 
 const _: () = {
     assert!(std::mem::size_of::<aether_topic_config>() == 40);
-    assert!(std::mem::size_of::<aether_subscriber_config>() == 24);
+    assert!(std::mem::size_of::<aether_subscriber_config>() == 32);
+    assert!(std::mem::offset_of!(aether_subscriber_config, delivery) == SUBSCRIBER_CONFIG_V1_SIZE);
     assert!(std::mem::size_of::<aether_message>() == 32);
+    assert!(std::mem::offset_of!(aether_notice, topic) == 4);
+    assert!(std::mem::offset_of!(aether_notice, seq) == 128);
+    assert!(std::mem::size_of::<aether_notice>() == 152);
 };
 
 /// The library version, e.g. "0.1.0". Static storage.
@@ -140,6 +207,7 @@ pub extern "C" fn aether_subscriber_config_default() -> aether_subscriber_config
         wait: d.wait.strategy as u32,
         spin: d.wait.spin,
         abandon_timeout_ns: d.abandon_timeout.as_nanos() as u64,
+        delivery: aether_delivery::AETHER_DELIVERY_SHM as u32,
     }
 }
 
@@ -358,17 +426,31 @@ pub unsafe extern "C" fn aether_subscriber_open(
         if !cfg.is_null() {
             // SAFETY: non-null; struct_size is checked before the rest is read.
             let size = unsafe { std::ptr::addr_of!((*cfg).struct_size).read() };
-            if size != std::mem::size_of::<aether_subscriber_config>() {
+            if size != std::mem::size_of::<aether_subscriber_config>() && size != SUBSCRIBER_CONFIG_V1_SIZE {
                 return Err(Error::invalid(format!(
                     "cfg->struct_size is {size}: initialise it with aether_subscriber_config_default()"
                 )));
             }
-            // SAFETY: the layout matches this version.
-            let s = unsafe { cfg.read() };
-            let strategy = WaitStrategy::from_u32(s.wait)
-                .ok_or_else(|| Error::invalid(format!("unknown wait strategy {}", s.wait)))?;
-            conf.wait = WaitConfig { strategy, spin: s.spin };
-            conf.abandon_timeout = Duration::from_nanos(s.abandon_timeout_ns.max(1));
+            // SAFETY: the fields read lie within the first `size` bytes, which
+            // the caller's struct has (the first layout is a prefix of this one).
+            let (wait, spin, abandon_ns, delivery) = unsafe {
+                (
+                    std::ptr::addr_of!((*cfg).wait).read(),
+                    std::ptr::addr_of!((*cfg).spin).read(),
+                    std::ptr::addr_of!((*cfg).abandon_timeout_ns).read(),
+                    if size > SUBSCRIBER_CONFIG_V1_SIZE {
+                        std::ptr::addr_of!((*cfg).delivery).read()
+                    } else {
+                        aether_delivery::AETHER_DELIVERY_SHM as u32
+                    },
+                )
+            };
+            let strategy =
+                WaitStrategy::from_u32(wait).ok_or_else(|| Error::invalid(format!("unknown wait strategy {wait}")))?;
+            conf.wait = WaitConfig { strategy, spin };
+            conf.abandon_timeout = Duration::from_nanos(abandon_ns.max(1));
+            conf.delivery =
+                Delivery::from_u32(delivery).ok_or_else(|| Error::invalid(format!("unknown delivery {delivery}")))?;
         }
         let s = c.inner.subscriber(topic, &conf)?;
         // SAFETY: `out` is non-null and writable per the API contract.
@@ -483,6 +565,121 @@ pub unsafe extern "C" fn aether_subscriber_lost(s: *const aether_subscriber) -> 
         Some(s) => s.inner.lost(),
         None => 0,
     }
+}
+
+/// The pollable descriptor of an `AETHER_DELIVERY_MQUEUE` subscriber: readable
+/// (POLLIN) while a message, or the end of the stream, waits for
+/// `aether_receive`. Owned by the subscriber (valid until
+/// `aether_subscriber_close`): poll it, do not read or close it.
+/// Returns -1 for an `AETHER_DELIVERY_SHM` subscriber or NULL; never sets
+/// errno or `aether_last_error()`.
+#[no_mangle]
+pub unsafe extern "C" fn aether_subscriber_fd(s: *const aether_subscriber) -> c_int {
+    let mut fd = -1;
+    guard_void(|| {
+        // SAFETY: NULL or a live subscriber handle, per the API contract.
+        if let Some(f) = unsafe { s.as_ref() }.and_then(|s| s.inner.fd()) {
+            fd = f.as_raw_fd();
+        }
+    });
+    fd
+}
+
+/// Messages the broker skipped for an `AETHER_DELIVERY_MQUEUE` subscriber
+/// because they exceed its queue's message size (neither delivered nor
+/// lost; each also reported by an `AETHER_NOTICE_TOO_LARGE` notice).
+/// 0 for shm subscribers and NULL.
+#[no_mangle]
+pub unsafe extern "C" fn aether_subscriber_too_large(s: *const aether_subscriber) -> u64 {
+    let mut n = 0;
+    guard_void(|| {
+        // SAFETY: NULL or a live subscriber handle, per the API contract.
+        n = unsafe { s.as_ref() }.map_or(0, |s| s.inner.too_large());
+    });
+    n
+}
+
+/// The client's control queue, on which the broker posts notices (topic
+/// deleted, draining, lagged, message too large): a descriptor to poll for
+/// POLLIN, then read with `aether_client_next_notice`. The queue is made on
+/// the first call (or the first mqueue subscriber); earlier notices are not
+/// kept. Returns the descriptor (>= 0), owned by the client (do not read or
+/// close it), or a negative `aether_status`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn aether_client_notices_fd(c: *mut aether_client) -> c_int {
+    let mut fd = -1;
+    let rc = guard(|| {
+        // SAFETY: NULL or a live client handle, per the API contract.
+        let c = unsafe { handle_ref(c, "client")? };
+        fd = c.inner.notices_fd()?.as_raw_fd();
+        Ok(())
+    });
+    if rc == 0 {
+        fd
+    } else {
+        rc
+    }
+}
+
+fn notice_to_c(n: &Notice) -> aether_notice {
+    use aether_notice_kind::*;
+    let mut out = aether_notice {
+        kind: 0,
+        topic: [0; 121],
+        seq: 0,
+        count: 0,
+        len: 0,
+    };
+    for (d, b) in out.topic.iter_mut().zip(n.topic().bytes().take(120)) {
+        *d = b as c_char;
+    }
+    let kind = match *n {
+        Notice::TopicDeleted { .. } => AETHER_NOTICE_TOPIC_DELETED,
+        Notice::Draining => AETHER_NOTICE_DRAINING,
+        Notice::Lagged { seq, lost, .. } => {
+            (out.seq, out.count) = (seq, lost);
+            AETHER_NOTICE_LAGGED
+        }
+        Notice::TooLarge { seq, len, .. } => {
+            (out.seq, out.count, out.len) = (seq, 1, len);
+            AETHER_NOTICE_TOO_LARGE
+        }
+        Notice::Dropped { count } => {
+            out.count = count;
+            AETHER_NOTICE_DROPPED
+        }
+    };
+    out.kind = kind as u32;
+    out
+}
+
+/// Takes the next notice from the client's control queue into `*out`, waiting
+/// up to `timeout_ns` (negative: forever; 0: only one already there).
+/// Makes the queue on first use, like `aether_client_notices_fd`.
+/// Errors: `AETHER_E_TIMEOUT` (none came), `AETHER_E_LIMIT` (no queue could be made).
+/// Thread-safe; each notice goes to one caller.
+#[no_mangle]
+pub unsafe extern "C" fn aether_client_next_notice(
+    c: *mut aether_client,
+    out: *mut aether_notice,
+    timeout_ns: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live client handle, per the API contract.
+        let c = unsafe { handle_ref(c, "client")? };
+        if out.is_null() {
+            return Err(null_arg("out"));
+        }
+        let timeout = (timeout_ns >= 0).then(|| Duration::from_nanos(timeout_ns as u64));
+        match c.inner.next_notice(timeout)? {
+            Some(n) => {
+                // SAFETY: `out` is non-null and writable per the API contract.
+                unsafe { write_out(out, notice_to_c(&n)) };
+                Ok(())
+            }
+            None => Err(Error::new(Status::Timeout, "no notice came in time")),
+        }
+    })
 }
 
 /// Closes a subscriber and frees its slot. NULL is ignored.

@@ -19,6 +19,7 @@ macro_rules! syscall {
 pub mod atomic128;
 pub mod futex;
 pub mod mmap;
+pub mod mqueue;
 pub mod shm;
 pub mod uds;
 

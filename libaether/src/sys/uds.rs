@@ -16,6 +16,9 @@ pub struct PeerCred {
     pub gid: u32,
 }
 
+/// Most descriptors [`SeqPacket::send_fds`] attaches to one packet.
+pub const MAX_FDS: usize = 2;
+
 pub struct SeqPacket {
     fd: OwnedFd,
 }
@@ -129,29 +132,41 @@ impl SeqPacket {
 
     /// Sends one packet, with `fd` attached as SCM_RIGHTS when given.
     pub fn send(&self, data: &[u8], fd: Option<RawFd>) -> io::Result<()> {
+        self.send_fds(data, fd.as_slice())
+    }
+
+    /// Sends one packet with the descriptors `fds` (at most [`MAX_FDS`]) attached
+    /// as one SCM_RIGHTS message, in order.
+    pub fn send_fds(&self, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+        if fds.len() > MAX_FDS {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
+        }
         let mut iov = libc::iovec {
             iov_base: data.as_ptr() as *mut libc::c_void,
             iov_len: data.len(),
         };
-        let mut cmsg_buf = [0u64; 4]; // room for one cmsghdr + one int, 8-aligned
+        let mut cmsg_buf = [0u64; 4]; // room for one cmsghdr + MAX_FDS ints, 8-aligned
                                       // SAFETY: msghdr is plain data; all-zero is valid.
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        if let Some(fd) = fd {
+        if !fds.is_empty() {
+            let bytes = mem::size_of_val(fds) as u32;
             // SAFETY: CMSG_SPACE is a pure computation.
-            let space = unsafe { libc::CMSG_SPACE(mem::size_of::<RawFd>() as u32) } as usize;
+            let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
             debug_assert!(space <= mem::size_of_val(&cmsg_buf));
             msg.msg_control = cmsg_buf.as_mut_ptr().cast();
             msg.msg_controllen = space as _;
             // SAFETY: msg_control points at `space` writable bytes, enough for one
-            // header carrying one int, so CMSG_FIRSTHDR is non-null and in bounds.
+            // header carrying `fds.len()` ints, so CMSG_FIRSTHDR is non-null and in bounds.
             unsafe {
                 let c = libc::CMSG_FIRSTHDR(&msg);
                 (*c).cmsg_level = libc::SOL_SOCKET;
                 (*c).cmsg_type = libc::SCM_RIGHTS;
-                (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<RawFd>() as u32) as _;
-                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+                (*c).cmsg_len = libc::CMSG_LEN(bytes) as _;
+                for (i, fd) in fds.iter().enumerate() {
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>().add(i), *fd);
+                }
             }
         }
         loop {
@@ -168,6 +183,13 @@ impl SeqPacket {
     /// closed) and the descriptor it carried, if any. A packet longer than
     /// `buf` is reported as `InvalidData` (it was truncated).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+        let (n, mut fds) = self.recv_fds(buf, 1)?;
+        Ok((n, fds.pop()))
+    }
+
+    /// Like [`recv`](Self::recv), accepting up to `max` descriptors (in the
+    /// order sent). More than `max` is `InvalidData`; all of them are closed.
+    pub fn recv_fds(&self, buf: &mut [u8], max: usize) -> io::Result<(usize, Vec<OwnedFd>)> {
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -210,13 +232,13 @@ impl SeqPacket {
                 "packet or control data truncated",
             ));
         }
-        if fds.len() > 1 {
+        if fds.len() > max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "more than one descriptor in a packet",
+                format!("more than {max} descriptors in a packet"),
             ));
         }
-        Ok((n, fds.pop()))
+        Ok((n, fds))
     }
 }
 

@@ -1,0 +1,314 @@
+//! aether-cli against a live aetherd through the admin pipe: every command,
+//! the figures it reports against the traffic the test made, 16 CLIs at
+//! once, a CLI killed while waiting, and junk written straight into the pipe.
+
+use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CLI: &str = env!("CARGO_BIN_EXE_aether-cli");
+
+fn aetherd() -> PathBuf {
+    // Built alongside by `cargo test --workspace`: target/<profile>/aetherd.
+    let deps = std::env::current_exe().unwrap();
+    let p = deps.parent().unwrap().parent().unwrap().join("aetherd");
+    assert!(p.exists(), "{} missing: run the workspace tests (`cargo test --workspace`)", p.display());
+    p
+}
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let dir = std::env::temp_dir().join(format!("aether-cli-it-{}-{:x}", std::process::id(), aether::sys::random_u64()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("d.sock");
+        let child = Command::new(aetherd())
+            .arg("--socket")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, dir, socket };
+        wait_for("aetherd", || Client::connect_with(Some(&d.socket), false).is_ok());
+        d
+    }
+    fn client(&self) -> Client {
+        Client::connect_with(Some(&self.socket), false).unwrap()
+    }
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(CLI).arg("--socket").arg(&self.socket).args(args).env("AETHER_NO_AUTOSTART", "1").output().unwrap()
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.cli(&a);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+    fn reply_dirs(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("cli."))
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+        // SAFETY: as above.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn every_command_reports_what_the_traffic_did() {
+    let d = Daemon::start();
+    let out = d.cli(&["create", "orders", "--policy", "reliable", "--ring-size", "65536", "--max-message", "1024"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let client = d.client();
+    let mut sub = client.subscriber("orders", &SubscriberConfig::default()).unwrap();
+    let mut publ = client.publisher("orders").unwrap();
+    for i in 0..100u32 {
+        publ.publish(&i.to_le_bytes()).unwrap();
+    }
+    for _ in 0..60 {
+        sub.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+    }
+    let topics = d.json(&["topics"]);
+    let t = &topics[0];
+    assert_eq!((t["name"].as_str(), t["policy"].as_str()), (Some("orders"), Some("reliable")));
+    assert_eq!((t["ring_size"].as_u64(), t["max_message"].as_u64()), (Some(65536), Some(1024)));
+    assert_eq!((t["published"].as_u64(), t["publishers"].as_u64(), t["subscribers"].as_u64()), (Some(100), Some(1), Some(1)));
+    let subs = d.json(&["subscribers", "orders"]);
+    assert_eq!(subs[0]["delivered"].as_u64(), Some(60));
+    assert_eq!(subs[0]["lag_messages"].as_u64(), Some(40));
+    assert_eq!(subs[0]["pid"].as_u64(), Some(std::process::id() as u64));
+    assert_eq!(subs[0]["delivery"].as_str(), Some("shm"));
+    let status = d.json(&["status"]);
+    assert_eq!(status["topics"].as_u64(), Some(1));
+    assert_eq!(status["pid"].as_u64(), Some(d.child.id() as u64));
+    assert!(status["clients"].as_u64() >= Some(1));
+    assert_eq!(status["segment_bytes"].as_u64().map(|b| b > 65536), Some(true));
+    let stats = d.json(&["stats"]);
+    assert_eq!(stats["topics"][0]["published"].as_u64(), Some(100));
+    // Human tables carry units.
+    let human = String::from_utf8(d.cli(&["topics"]).stdout).unwrap();
+    assert!(human.contains("64 KiB") && human.contains("orders") && human.contains("reliable"), "{human}");
+    let human = String::from_utf8(d.cli(&["subscribers"]).stdout).unwrap();
+    assert!(human.contains("40 msgs"), "{human}");
+    // Errors: one line with a hint, non-zero exit.
+    let out = d.cli(&["delete", "nope"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("aether-cli: no topic named \"nope\"") && err.contains("hint:"), "{err}");
+    // Kick: the client's connection is closed and its slots freed.
+    let id = stats["clients"][0]["id"].as_u64().unwrap();
+    assert!(d.cli(&["kick", &id.to_string()]).status.success());
+    wait_for("the kicked client's slots to go", || d.json(&["topics"])[0]["subscribers"].as_u64() == Some(0));
+    assert_eq!(client.create_topic("x", &TopicParams::default()).unwrap_err().status, Status::Shutdown);
+    // Delete: a new client's open handles see it.
+    let other = d.client();
+    let mut p2 = other.publisher("orders").unwrap();
+    assert!(d.cli(&["delete", "orders"]).status.success());
+    assert_eq!(p2.publish(b"x").unwrap_err().status, Status::NotFound);
+    assert_eq!(d.json(&["topics"]).as_array().map(Vec::len), Some(0));
+    // Reload and drain go through the daemon's signal path.
+    assert!(d.cli(&["reload"]).status.success());
+    assert!(d.cli(&["drain"]).status.success());
+    let mut d = d;
+    wait_for("aetherd to exit after drain", || d.child.try_wait().unwrap().is_some());
+    assert!(!d.socket.exists() && !aether::admin::pipe_path(&d.socket).exists(), "socket and pipe removed");
+    assert!(d.reply_dirs().is_empty(), "no reply FIFOs left: {:?}", d.reply_dirs());
+}
+
+#[test]
+fn sixteen_concurrent_clis_get_their_own_replies() {
+    let d = Daemon::start();
+    let c = d.client();
+    for i in 0..5 {
+        c.create_topic(&format!("t{i}"), &TopicParams { policy: Policy::Lossy, ..TopicParams::default() }).unwrap();
+    }
+    for round in 0..3 {
+        let kids: Vec<Child> = (0..16)
+            .map(|i| {
+                let cmd = if i % 2 == 0 { "topics" } else { "status" };
+                Command::new(CLI)
+                    .args(["--socket", d.socket.to_str().unwrap(), "--json", cmd])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (i, k) in kids.into_iter().enumerate() {
+            let out = k.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round} cli {i}: {}", String::from_utf8_lossy(&out.stderr));
+            let v: Value = serde_json::from_slice(&out.stdout).expect("one whole JSON document");
+            if i % 2 == 0 {
+                assert_eq!(v.as_array().map(Vec::len), Some(5), "{v}");
+            } else {
+                assert_eq!(v["topics"].as_u64(), Some(5), "{v}");
+            }
+        }
+    }
+    assert!(d.reply_dirs().is_empty(), "{:?}", d.reply_dirs());
+}
+
+#[test]
+fn a_cli_killed_while_waiting_leaves_nothing_and_wedges_nothing() {
+    let d = Daemon::start();
+    // Freeze the daemon so the CLI waits for its reply.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGSTOP) };
+    let mut cli = Command::new(CLI)
+        .args(["--socket", d.socket.to_str().unwrap(), "status", "--timeout", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the CLI's reply FIFO", || {
+        if let Some(st) = cli.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(cli.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the CLI exited early ({st}): {err}");
+        }
+        !d.reply_dirs().is_empty()
+    });
+    cli.kill().unwrap(); // SIGKILL: no chance to clean up
+    cli.wait().unwrap();
+    // An interrupted (Ctrl-C) CLI cleans up after itself.
+    let mut cli2 = Command::new(CLI)
+        .args(["--socket", d.socket.to_str().unwrap(), "status", "--timeout", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the second CLI's reply FIFO", || d.reply_dirs().len() == 2);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(cli2.id() as i32, libc::SIGINT) };
+    assert!(!cli2.wait().unwrap().success());
+    assert_eq!(d.reply_dirs().len(), 1, "the interrupted CLI removed its FIFO");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGCONT) };
+    // The daemon answers the next CLI, and sweeps the killed one's FIFO.
+    assert_eq!(d.json(&["status"])["topics"].as_u64(), Some(0));
+    wait_for("the dead CLI's FIFO to be swept", || d.reply_dirs().is_empty());
+}
+
+#[test]
+fn junk_in_the_pipe_is_refused_and_the_daemon_keeps_serving() {
+    let d = Daemon::start();
+    let pipe = aether::admin::pipe_path(&d.socket);
+    // A reply FIFO of our own, where the daemon accepts to write.
+    let dir = d.dir.join(format!("cli.{}.junk", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let fifo = dir.join("reply");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let read_reply = |req: &str| -> Value {
+        // Open our end first (non-blocking), then write the request.
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut rd = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&pipe).unwrap();
+        w.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut buf = [0u8; 4096];
+            match std::io::Read::read(&mut rd, &mut buf) {
+                Ok(0) if !out.is_empty() => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+            assert!(Instant::now() < end, "no reply to {req}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        serde_json::from_slice(&out).unwrap()
+    };
+    let f = fifo.to_str().unwrap();
+    for (req, status) in [
+        (format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"explode\"}}\n"), Status::Invalid),
+        (format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"delete\"}}\n"), Status::Invalid),
+        (format!("{{\"v\":9,\"reply\":\"{f}\",\"cmd\":\"status\"}}\n"), Status::Protocol),
+        (format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"status\",\"rogue\":true}}\n"), Status::Protocol),
+        (format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"create\",\"topic\":\"../etc\"}}\n"), Status::Invalid),
+        (format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"delete\",\"topic\":\"absent\"}}\n"), Status::NotFound),
+    ] {
+        let v = read_reply(&req);
+        assert_eq!((v["ok"].as_bool(), v["status"].as_i64()), (Some(false), Some(status as i64)), "{req} -> {v}");
+    }
+    // Junk with no usable reply path: nothing to answer, nothing disturbed.
+    let mut w = std::fs::OpenOptions::new().write(true).open(&pipe).unwrap();
+    w.write_all(b"not json at all\n{\"v\":1,\"reply\":\"/etc/passwd\",\"cmd\":\"status\"}\n").unwrap();
+    w.write_all(&vec![b'x'; 10_000]).unwrap();
+    w.write_all(b"\n").unwrap();
+    drop(w);
+    assert_eq!(d.json(&["status"])["topics"].as_u64(), Some(0), "a normal CLI is still served");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let _ = Path::new("/");
+}
+
+#[test]
+fn stats_watch_prints_json_lines_until_interrupted() {
+    let d = Daemon::start();
+    d.client().create_topic("w", &TopicParams::default()).unwrap();
+    let cli = Command::new(CLI)
+        .args(["--socket", d.socket.to_str().unwrap(), "--json", "stats", "--watch", "--interval", "0.1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(cli.id() as i32, libc::SIGINT) };
+    let out = cli.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert!(lines.len() >= 3, "{} lines", lines.len());
+    assert!(lines.iter().all(|l| l["topics"][0]["name"] == "w"));
+    assert!(d.reply_dirs().is_empty());
+}
+
+#[test]
+fn no_daemon_is_one_clear_line() {
+    let dir = std::env::temp_dir().join(format!("aether-cli-none-{}", std::process::id()));
+    let out = Command::new(CLI).args(["--socket", dir.join("x.sock").to_str().unwrap(), "status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("aether-cli: no aetherd admin pipe at ") && err.contains("hint: is aetherd running?"), "{err}");
+}
+
+#[test]
+fn completions_are_generated() {
+    let out = Command::new(CLI).args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("aether-cli"));
+}

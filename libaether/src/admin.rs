@@ -1,0 +1,343 @@
+//! The admin interface: a named pipe next to the control socket
+//! (`<socket>.admin`). A client (`aether-cli`) makes a private reply FIFO,
+//! writes one request per `write` (one JSON line of at most `PIPE_BUF`
+//! bytes, so concurrent writers never interleave), and reads one JSON reply
+//! from its FIFO. See docs/CLI.md for the commands and their fields.
+
+use crate::error::{Error, Result, Status};
+use serde::{Deserialize, Serialize};
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Largest request: what one `write` to a pipe delivers atomically.
+pub const MAX_REQUEST: usize = libc::PIPE_BUF;
+pub const VERSION: u32 = 1;
+
+/// The admin pipe that belongs to the control socket `socket`.
+pub fn pipe_path(socket: &Path) -> PathBuf {
+    let mut s = socket.as_os_str().to_owned();
+    s.push(".admin");
+    PathBuf::from(s)
+}
+
+/// One admin request, as written to the pipe: one JSON line, e.g.
+/// `{"v":1,"reply":"/run/aether/cli.42.1a2b3c4d/reply","cmd":"delete","topic":"t"}`.
+/// Unknown fields are refused.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Protocol version, [`VERSION`].
+    pub v: u32,
+    /// Absolute path of the requester's reply FIFO.
+    pub reply: String,
+    pub cmd: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<u64>,
+}
+
+/// What the requester asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Status,
+    Topics,
+    Subscribers { topic: Option<String> },
+    Stats,
+    Create { topic: String, policy: Option<String>, ring_size: Option<u64>, max_message: Option<u64> },
+    Delete { topic: String },
+    Kick { client: u64 },
+    Drain,
+    Reload,
+}
+
+impl Request {
+    pub fn new(reply: String, cmd: Command) -> Request {
+        let mut r = Request { v: VERSION, reply, ..Request::default() };
+        r.cmd = match cmd {
+            Command::Status => "status",
+            Command::Topics => "topics",
+            Command::Subscribers { topic } => {
+                r.topic = topic;
+                "subscribers"
+            }
+            Command::Stats => "stats",
+            Command::Create { topic, policy, ring_size, max_message } => {
+                (r.topic, r.policy, r.ring_size, r.max_message) = (Some(topic), policy, ring_size, max_message);
+                "create"
+            }
+            Command::Delete { topic } => {
+                r.topic = Some(topic);
+                "delete"
+            }
+            Command::Kick { client } => {
+                r.client = Some(client);
+                "kick"
+            }
+            Command::Drain => "drain",
+            Command::Reload => "reload",
+        }
+        .to_string();
+        r
+    }
+
+    /// The command, checking that exactly the fields it takes are present.
+    pub fn command(&self) -> Result<Command> {
+        if self.v != VERSION {
+            return Err(Error::protocol(format!("admin protocol version {} not supported (this side speaks {VERSION})", self.v)));
+        }
+        let extra = |allowed: &[&str]| -> Result<()> {
+            let present = [
+                ("topic", self.topic.is_some()),
+                ("policy", self.policy.is_some()),
+                ("ring_size", self.ring_size.is_some()),
+                ("max_message", self.max_message.is_some()),
+                ("client", self.client.is_some()),
+            ];
+            match present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
+                Some((k, _)) => Err(Error::invalid(format!("field {k:?} does not belong to command {:?}", self.cmd))),
+                None => Ok(()),
+            }
+        };
+        let need_topic = || self.topic.clone().ok_or_else(|| Error::invalid(format!("command {:?} needs a topic", self.cmd)));
+        Ok(match self.cmd.as_str() {
+            "status" => extra(&[]).map(|_| Command::Status)?,
+            "topics" => extra(&[]).map(|_| Command::Topics)?,
+            "stats" => extra(&[]).map(|_| Command::Stats)?,
+            "drain" => extra(&[]).map(|_| Command::Drain)?,
+            "reload" => extra(&[]).map(|_| Command::Reload)?,
+            "subscribers" => extra(&["topic"]).map(|_| Command::Subscribers { topic: self.topic.clone() })?,
+            "delete" => {
+                extra(&["topic"])?;
+                Command::Delete { topic: need_topic()? }
+            }
+            "create" => {
+                extra(&["topic", "policy", "ring_size", "max_message"])?;
+                Command::Create {
+                    topic: need_topic()?,
+                    policy: self.policy.clone(),
+                    ring_size: self.ring_size,
+                    max_message: self.max_message,
+                }
+            }
+            "kick" => {
+                extra(&["client"])?;
+                Command::Kick { client: self.client.ok_or_else(|| Error::invalid("command \"kick\" needs a client id"))? }
+            }
+            other => return Err(Error::invalid(format!("unknown admin command {other:?}"))),
+        })
+    }
+}
+
+/// The reply: `{"ok":true,"result":...}` or `{"ok":false,"status":N,"error":"..."}`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    pub fn ok(result: serde_json::Value) -> Reply {
+        Reply { ok: true, result: Some(result), status: None, error: None }
+    }
+    pub fn err(e: &Error) -> Reply {
+        Reply { ok: false, result: None, status: Some(e.status as i32), error: Some(e.message.clone()) }
+    }
+}
+
+/// Set from a SIGINT/SIGTERM handler: a waiting [`call`] gives up, removes its FIFO and returns `Shutdown`.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM interrupt a waiting [`call`] (which then removes
+/// its reply FIFO) instead of killing the process outright.
+pub fn interrupt_on_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installing a handler that only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn cstr(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::invalid("path contains NUL"))
+}
+
+/// A private directory with the reply FIFO, removed on drop. Named
+/// `cli.<pid>.<random>` next to the admin pipe, so that the daemon can remove
+/// the ones whose process died without cleaning up (SIGKILL).
+struct ReplyFifo {
+    dir: PathBuf,
+    fifo: PathBuf,
+}
+
+impl ReplyFifo {
+    fn create(next_to: &Path) -> Result<ReplyFifo> {
+        let parent = next_to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = parent.join(format!("cli.{}.{:08x}", std::process::id(), crate::sys::random_u64() as u32));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io(&format!("create {}", dir.display()), e))?;
+        let fifo = dir.join("reply");
+        let c = cstr(&fifo)?;
+        // SAFETY: mkfifo with a NUL-terminated path we own.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+            let e = std::io::Error::last_os_error();
+            let _ = std::fs::remove_dir(&dir);
+            return Err(Error::io("mkfifo", e));
+        }
+        Ok(ReplyFifo { dir, fifo })
+    }
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+impl Drop for ReplyFifo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.fifo);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn open_fd(path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: open with a NUL-terminated path; the result is a new descriptor or -1.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: open just returned this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends `cmd` to the daemon behind `socket` and waits up to `timeout` for its reply.
+pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json::Value> {
+    let pipe = pipe_path(socket);
+    let no_daemon = || {
+        Error::new(
+            Status::Unavailable,
+            format!("no aetherd admin pipe at {} (is aetherd running on {}?)", pipe.display(), socket.display()),
+        )
+    };
+    match std::fs::metadata(&pipe) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_daemon()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Error::new(Status::Permission, format!("permission denied on the admin pipe {}", pipe.display())))
+        }
+        Err(e) => return Err(Error::io(&format!("stat {}", pipe.display()), e)),
+    }
+    let reply_fifo = ReplyFifo::create(&pipe)?;
+    // Open our end first (non-blocking), so the daemon's open finds a reader.
+    let rd = open_fd(&reply_fifo.fifo, libc::O_RDONLY | libc::O_NONBLOCK)
+        .map_err(|e| Error::io("open reply FIFO", e))?;
+    let req = Request::new(reply_fifo.fifo.display().to_string(), cmd);
+    let mut line = serde_json::to_vec(&req).map_err(|e| Error::invalid(e.to_string()))?;
+    line.push(b'\n');
+    if line.len() > MAX_REQUEST {
+        return Err(Error::new(Status::TooLarge, "admin request longer than PIPE_BUF"));
+    }
+    let wr = open_fd(&pipe, libc::O_WRONLY | libc::O_NONBLOCK).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENXIO) => no_daemon(),
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            Error::new(Status::Permission, format!("permission denied on the admin pipe {}", pipe.display()))
+        }
+        _ => Error::io(&format!("open {}", pipe.display()), e),
+    })?;
+    // SAFETY: writing our buffer to a descriptor we own; one write <= PIPE_BUF is atomic.
+    let n = unsafe { libc::write(wr.as_raw_fd(), line.as_ptr().cast(), line.len()) };
+    if n != line.len() as isize {
+        return Err(Error::new(Status::Timeout, "the admin pipe is full: aetherd is not reading it"));
+    }
+    drop(wr);
+    // Read until the daemon closes its end (EOF), up to the deadline.
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut file = std::fs::File::from(rd);
+    let mut got_writer = false;
+    loop {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err(Error::new(Status::Shutdown, "interrupted"));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::new(
+                Status::Timeout,
+                format!("aetherd did not answer within {timeout:?} (it may be stopped or overloaded)"),
+            ));
+        }
+        let mut p = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd; short slices so an interrupt is noticed quickly.
+        unsafe { libc::poll(&mut p, 1, left.as_millis().min(50) as i32) };
+        let mut buf = [0u8; 8192];
+        match file.read(&mut buf) {
+            Ok(0) if got_writer || p.revents & libc::POLLHUP != 0 => break,
+            Ok(0) => continue, // no writer has opened the FIFO yet
+            Ok(n) => {
+                got_writer = true;
+                out.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Error::io("read reply", e)),
+        }
+    }
+    let reply: Reply = serde_json::from_slice(&out)
+        .map_err(|e| Error::protocol(format!("malformed reply from aetherd: {e}")))?;
+    if reply.ok {
+        Ok(reply.result.unwrap_or(serde_json::Value::Null))
+    } else {
+        let status = reply.status.and_then(Status::from_code).unwrap_or(Status::Internal);
+        Err(Error::new(status, reply.error.unwrap_or_default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_reject_junk() {
+        let cmd = Command::Create { topic: "t".into(), policy: Some("reliable".into()), ring_size: None, max_message: Some(64) };
+        let r = Request::new("/tmp/x/reply".into(), cmd.clone());
+        let s = serde_json::to_string(&r).unwrap();
+        let back: Request = serde_json::from_str(&s).unwrap();
+        assert_eq!(back.command().unwrap(), cmd);
+        for bad in [
+            r#"{"v":1,"reply":"/x","cmd":"explode"}"#,
+            r#"{"v":1,"reply":"/x","cmd":"delete"}"#,
+            r#"{"v":1,"reply":"/x","cmd":"status","topic":"t"}"#,
+            r#"{"v":2,"reply":"/x","cmd":"status"}"#,
+            r#"{"v":1,"reply":"/x","cmd":"kick"}"#,
+        ] {
+            let r: Request = serde_json::from_str(bad).unwrap();
+            assert!(r.command().is_err(), "{bad}");
+        }
+        for junk in [r#"{}"#, r#"{"v":1,"cmd":"status"}"#, r#"{"v":1,"reply":"/x","cmd":"status","extra":1}"#, "not json"] {
+            assert!(serde_json::from_str::<Request>(junk).is_err(), "{junk}");
+        }
+    }
+}

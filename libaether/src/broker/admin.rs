@@ -1,0 +1,248 @@
+//! The admin reader thread (`aetherd-admin`): serves requests from the named
+//! pipe next to the socket (see `crate::admin` for the format). Every request
+//! is validated; a bad one gets an error reply (when it names a usable reply
+//! FIFO) and disturbs nobody else. Replies go to FIFOs opened non-blocking
+//! and without following symlinks, with a bounded wait, so a requester that
+//! vanished can never hang this thread.
+
+use super::{requests, State};
+use crate::admin::{self, Command, Reply, Request};
+use crate::error::{Error, Result, Status};
+use crate::log_at;
+use crate::segment::{Policy, TopicParams};
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a reply may take to write before the requester is given up on.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Creates the admin FIFO (mode 0600) at `path`, replacing a stale one.
+pub(super) fn create_pipe(path: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::invalid("admin pipe path contains NUL"))?;
+    // SAFETY: mkfifo with a NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(Error::io(&format!("mkfifo {}", path.display()), std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn open(path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: open with a NUL-terminated path; returns a new descriptor or -1.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: open just returned this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads requests from the pipe forever (until the process exits).
+pub(super) fn run(state: &Mutex<State>, pipe: &Path, socket: &Path) {
+    // Opened read-write, so that writers coming and going never make us see EOF.
+    let fd = match open(pipe, libc::O_RDWR) {
+        Ok(fd) => fd,
+        Err(e) => {
+            log_at!(Error, "cannot open the admin pipe {}: {e}; admin interface disabled", pipe.display());
+            return;
+        }
+    };
+    let mut file = std::fs::File::from(fd);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; admin::MAX_REQUEST * 4];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log_at!(Error, "admin pipe: {e}");
+                return;
+            }
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            serve_line(state, pipe, socket, &line[..line.len() - 1]);
+        }
+        if pending.len() > admin::MAX_REQUEST {
+            log_at!(Warn, "admin pipe: discarding {} bytes without a newline", pending.len());
+            pending.clear();
+        }
+    }
+}
+
+fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
+    if line.len() > admin::MAX_REQUEST {
+        log_at!(Warn, "admin pipe: request of {} bytes refused (limit {})", line.len(), admin::MAX_REQUEST);
+        return;
+    }
+    let req: Request = match serde_json::from_slice(line) {
+        Ok(r) => r,
+        Err(e) => {
+            // Answer if the junk at least names a reply FIFO we may write to.
+            let reply_to = serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("reply").and_then(|r| r.as_str()).map(str::to_string));
+            log_at!(Info, "admin pipe: malformed request: {e}");
+            if let Some(r) = reply_to {
+                send_reply(pipe, &r, &Reply::err(&Error::protocol(format!("malformed admin request: {e}"))));
+            }
+            return;
+        }
+    };
+    let reply = match req.command() {
+        Ok(cmd) => {
+            log_at!(Debug, "admin: {cmd:?}");
+            match execute(state, socket, pipe, &cmd) {
+                Ok(v) => Reply::ok(v),
+                Err(e) => Reply::err(&e),
+            }
+        }
+        Err(e) => Reply::err(&e),
+    };
+    send_reply(pipe, &req.reply, &reply);
+    // Drain and reload act after the requester has its answer, through the
+    // same signal path an operator uses.
+    if reply.ok {
+        let sig = match req.command() {
+            Ok(Command::Drain) => Some(libc::SIGTERM),
+            Ok(Command::Reload) => Some(libc::SIGHUP),
+            _ => None,
+        };
+        if let Some(sig) = sig {
+            // SAFETY: signalling our own process; the main thread takes it with sigwait.
+            unsafe { libc::kill(libc::getpid(), sig) };
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| Error::new(Status::Internal, e.to_string()))
+}
+
+fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> Result<serde_json::Value> {
+    let mut s = state.lock().expect("state lock");
+    match cmd {
+        Command::Status => {
+            let st = super::stats::collect(&s, socket);
+            let mut v = to_json(&st.daemon)?;
+            v["admin_pipe"] = pipe.display().to_string().into();
+            Ok(v)
+        }
+        Command::Topics => to_json(&super::stats::collect(&s, socket).topics),
+        Command::Subscribers { topic } => {
+            if let Some(t) = topic {
+                if !s.topics.contains_key(t) {
+                    return Err(Error::new(Status::NotFound, format!("no topic named {t:?}")));
+                }
+            }
+            let subs = super::stats::collect(&s, socket).subscribers;
+            to_json(&subs.into_iter().filter(|x| topic.as_ref().is_none_or(|t| &x.topic == t)).collect::<Vec<_>>())
+        }
+        Command::Stats => to_json(&super::stats::collect(&s, socket)),
+        Command::Create { topic, policy, ring_size, max_message } => {
+            let mut p: TopicParams = s.config.topic_defaults;
+            if let Some(pol) = policy {
+                p.policy = match pol.as_str() {
+                    "lossy" => Policy::Lossy,
+                    "reliable" => Policy::Reliable,
+                    other => return Err(Error::invalid(format!("unknown policy {other:?} (lossy or reliable)"))),
+                };
+            }
+            p.ring_size = ring_size.unwrap_or(p.ring_size);
+            p.max_message = max_message.unwrap_or(p.max_message);
+            requests::create_topic(&mut s, topic, &p)?;
+            Ok(serde_json::json!({ "created": topic }))
+        }
+        Command::Delete { topic } => {
+            requests::delete_topic(&mut s, topic)?;
+            Ok(serde_json::json!({ "deleted": topic }))
+        }
+        Command::Kick { client } => {
+            let c = s.clients.get(client).ok_or_else(|| Error::new(Status::NotFound, format!("no client {client}")))?;
+            // Its thread sees the connection end and frees what it held.
+            // SAFETY: shutdown on a connected socket the client map owns.
+            unsafe { libc::shutdown(c.conn.as_raw_fd(), libc::SHUT_RDWR) };
+            log_at!(Info, "client {client} (pid {}) kicked by an admin", c.who.cred.pid);
+            Ok(serde_json::json!({ "kicked": client }))
+        }
+        Command::Drain => Ok(serde_json::json!({ "draining": true })),
+        Command::Reload => Ok(serde_json::json!({ "reloading": true })),
+    }
+}
+
+/// Whether `reply` is a FIFO in a `cli.*` directory next to the admin pipe:
+/// the daemon writes nowhere else.
+fn reply_path_ok(pipe: &Path, reply: &Path) -> bool {
+    let dir = reply.parent();
+    let in_place = reply.is_absolute()
+        && dir.and_then(Path::parent) == pipe.parent()
+        && dir.and_then(Path::file_name).is_some_and(|n| n.as_bytes().starts_with(b"cli."))
+        && !reply.components().any(|c| matches!(c, std::path::Component::ParentDir));
+    in_place && std::fs::symlink_metadata(reply).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+fn send_reply(pipe: &Path, reply_to: &str, reply: &Reply) {
+    let path = PathBuf::from(reply_to);
+    if !reply_path_ok(pipe, &path) {
+        log_at!(Info, "admin pipe: reply path {reply_to:?} refused (must be a FIFO in a cli.* directory next to the pipe)");
+        return;
+    }
+    // Non-blocking: ENXIO means the requester is gone; no symlinks.
+    let fd = match open(&path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        Err(e) => {
+            log_at!(Debug, "admin pipe: requester gone ({reply_to}): {e}");
+            return;
+        }
+    };
+    let body = serde_json::to_vec(reply).expect("reply serialises");
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let mut off = 0;
+    while off < body.len() {
+        // SAFETY: writing the unsent part of our buffer to a descriptor we own.
+        let n = unsafe { libc::write(fd.as_raw_fd(), body[off..].as_ptr().cast(), body.len() - off) };
+        if n > 0 {
+            off += n as usize;
+            continue;
+        }
+        let err = std::io::Error::last_os_error();
+        if n < 0 && err.kind() != std::io::ErrorKind::WouldBlock && err.kind() != std::io::ErrorKind::Interrupted {
+            log_at!(Debug, "admin pipe: reply to {reply_to} failed: {err}");
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            log_at!(Info, "admin pipe: requester {reply_to} stopped reading; reply abandoned");
+            return;
+        }
+        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, left.as_millis().min(100) as i32) };
+    }
+}
+
+/// Removes reply directories (`cli.<pid>.*` next to the pipe) whose process has died.
+pub(super) fn sweep_dead_requesters(pipe: &Path) {
+    let Some(dir) = pipe.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("cli.")).and_then(|r| r.split('.').next()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i32>() else { continue };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let dead = unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if dead {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
