@@ -223,3 +223,14 @@ fn daemon_threads_are_named() {
         assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
     }
 }
+
+#[test]
+fn commit_publishes_at_most_what_was_loaned() {
+    let d = Daemon::start();
+    let client = d.client();
+    client.create_topic("loans", &TopicParams::default()).unwrap();
+    let mut p = client.publisher("loans").unwrap();
+    p.loan(10).unwrap().fill(7);
+    assert_eq!(p.commit(32).unwrap_err().status, Status::TooLarge, "the stride's slack is not part of the loan");
+    p.commit(10).unwrap();
+}

@@ -56,9 +56,17 @@ impl Conn {
             .map_err(|_| Error::new(Status::Internal, "connection lock poisoned"))?;
         sock.send(&frame, None).map_err(|e| broker_gone(&self.socket, e))?;
         let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
-        let (n, fd) = sock
-            .recv_fds(&mut buf, crate::sys::uds::MAX_FDS)
-            .map_err(|e| broker_gone(&self.socket, e))?;
+        // A reply to an earlier call that timed out may arrive first: drop it
+        // (closing any descriptors it carried) and read on.
+        let (n, fd) = loop {
+            let (n, fd) = sock
+                .recv_fds(&mut buf, crate::sys::uds::MAX_FDS)
+                .map_err(|e| broker_gone(&self.socket, e))?;
+            match protocol::frame_id(&buf[..n]) {
+                Some(rid) if rid != id && rid.wrapping_sub(id) > u32::MAX / 2 => continue,
+                _ => break (n, fd),
+            }
+        };
         if n == 0 {
             // The daemon only closes a live connection when it shuts down.
             return Err(Error::new(
@@ -472,7 +480,9 @@ impl Publisher {
         if self.loan.is_some() {
             return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
         }
-        let claim = self.writer.claim(len)?;
+        let mut claim = self.writer.claim(len)?;
+        // Commit may publish at most what was loaned (not the stride's slack).
+        claim.capacity = len;
         self.loan = Some(claim);
         // SAFETY: the claimed payload has `len` bytes (capacity >= len) that no
         // other publisher writes and no reader reads until commit; the slice
@@ -741,7 +751,9 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        // The reader's drop frees the slot in shared memory; tell the daemon too.
+        // Leave the slot in shared memory first: once the daemon has it back
+        // it may give it to another subscriber, whose registration we must not wipe.
+        self.reader.leave_slot();
         let _ = self.client.conn.call(&Request::SubscriberClose {
             topic: self.topic.clone(),
             slot: self.slot,

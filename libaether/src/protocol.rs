@@ -227,6 +227,11 @@ fn parse_header(frame: &[u8]) -> Result<(u16, u32, &[u8])> {
     Ok((op, id, d.0))
 }
 
+/// The request id in a well-formed frame header, if it is one.
+pub fn frame_id(frame: &[u8]) -> Option<u32> {
+    parse_header(frame).ok().map(|(_, id, _)| id)
+}
+
 pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
     let mut e = Enc::new(req.op() as u16, id);
     match req {

@@ -222,12 +222,8 @@ pub struct Writer {
     /// Claims may end at or below this position without re-reading the slots.
     gate: u64,
     gate_gen: u64,
-    /// Peers' announced claims seen holding the gate: (slot, claim, since ns).
-    stalled: Vec<(u32, u64, u64)>,
     /// How long a claim (reliable topics: the slowest subscriber) may hold this publisher up.
     pub timeout: Option<Duration>,
-    /// After how long a peer publisher stuck mid-write is taken for dead and passed.
-    pub abandon_timeout: Duration,
     pub wait: WaitConfig,
 }
 
@@ -247,9 +243,7 @@ impl Writer {
             slot,
             gate: 0,
             gate_gen: u64::MAX,
-            stalled: Vec::new(),
             timeout: Some(Duration::from_secs(5)),
-            abandon_timeout: Duration::from_millis(100),
             wait: WaitConfig::default(),
         }
     }
@@ -269,7 +263,7 @@ impl Writer {
     /// now), every other publisher's announced claim, and, on reliable topics,
     /// every gating subscriber's cursor. Returns the publisher slot that set
     /// the gate, if one did.
-    fn rescan(&mut self, gen: u64) -> Option<(u32, u64)> {
+    fn rescan(&mut self, gen: u64) -> Option<u32> {
         // The tail first: a claim announced after this scan starts at or above it.
         let mut min = self.seg.tail().lo.load(Ordering::SeqCst);
         let mut by_publisher = None;
@@ -281,20 +275,11 @@ impl Writer {
                 }
             }
         }
-        let now = sys::monotonic_ns();
         for i in (0..MAX_PUBLISHERS).filter(|i| Some(*i) != self.slot) {
-            let c = self
-                .seg
-                .pub_slot(i)
-                .expect("index below MAX_PUBLISHERS")
-                .claim
-                .load(Ordering::SeqCst);
-            let given_up = self.stalled.iter().any(|&(si, sc, since)| {
-                si == i && sc == c && now.saturating_sub(since) >= self.abandon_timeout.as_nanos() as u64
-            });
-            if c < min && !given_up {
+            let c = self.seg.pub_slot(i).expect("index below MAX_PUBLISHERS").claim.load(Ordering::SeqCst);
+            if c < min {
                 min = c;
-                by_publisher = Some((i, c));
+                by_publisher = Some(i);
             }
         }
         self.gate = min.saturating_add(self.geo.ring_size);
@@ -304,7 +289,9 @@ impl Writer {
 
     /// Waits until a claim ending at `end` overwrites nothing that another
     /// publisher is still writing or, on reliable topics, that a gating
-    /// subscriber has yet to read.
+    /// subscriber has yet to read. A peer's announcement holds until its owner
+    /// commits or aborts, or the daemon clears the slot of a client that is
+    /// gone: a live but stalled peer is never lapped (this times out instead).
     fn wait_for_space(&mut self, end: u64, deadline: &Deadline) -> Result<()> {
         let mut round = 0;
         loop {
@@ -312,44 +299,44 @@ impl Writer {
             if end <= self.gate && gen == self.gate_gen {
                 return Ok(());
             }
+            if let Some(e) = topic_state_error(self.seg.gate().state.load(Ordering::Acquire), true) {
+                return Err(e);
+            }
             let blocker = self.rescan(gen);
             if end <= self.gate {
                 return Ok(());
             }
-            // Held up by a peer mid-write: remember since when, to pass it once it looks dead.
-            if let Some((i, c)) = blocker {
-                if !self.stalled.iter().any(|&(si, sc, _)| si == i && sc == c) {
-                    self.stalled.retain(|&(si, _, _)| si != i);
-                    self.stalled.push((i, c, sys::monotonic_ns()));
-                }
-            }
             let seg = Arc::clone(&self.seg);
             let ring = self.geo.ring_size;
+            let stalled = blocker.map(|i| (i, seg.pub_slot(i).expect("index below max").claim.load(Ordering::SeqCst)));
             let space_ok = || {
+                if let Some((i, c)) = stalled {
+                    // A peer does not wake us: wait (timed) for its announcement to change.
+                    return seg.pub_slot(i).expect("index below max").claim.load(Ordering::SeqCst) != c;
+                }
                 (0..seg.geometry().max_subscribers).all(|i| {
                     let s = seg.slot(i).expect("index below max");
                     let c = s.cursor.load(Ordering::SeqCst);
                     s.flags.load(Ordering::SeqCst) & SLOT_GATING == 0 || c == SLOT_FREE || end <= c.saturating_add(ring)
                 })
             };
-            // A peer publisher does not wake us: poll it every millisecond.
             let cap = if blocker.is_some() { 1_000_000 } else { 10_000_000 };
             let sleeps = &self.seg.stats().waits;
-            wait_once(
-                &self.wait,
-                self.seg.space_notify(),
-                sleeps,
-                &mut round,
-                deadline,
-                cap,
-                space_ok,
-            )
-            .map_err(|_| {
-                Error::new(
-                    Status::Timeout,
-                    "publish timed out: the slowest subscriber of this reliable topic is a full ring behind",
-                )
-            })?;
+            wait_once(&self.wait, self.seg.space_notify(), sleeps, &mut round, deadline, cap, space_ok).map_err(
+                |_| match stalled {
+                    Some((i, _)) => Error::new(
+                        Status::Timeout,
+                        format!(
+                            "publish timed out: another publisher (pid {}) has been writing a record a full ring back",
+                            seg.pub_slot(i).map_or(0, |p| p.pid.load(Ordering::Relaxed))
+                        ),
+                    ),
+                    None => Error::new(
+                        Status::Timeout,
+                        "publish timed out: the slowest subscriber of this reliable topic is a full ring behind",
+                    ),
+                },
+            )?;
         }
     }
 
@@ -608,6 +595,12 @@ impl Reader {
         Ok(r)
     }
 
+    /// Whether some publisher announces a claim at or below `pos` (see
+    /// `Writer::wait_for_space`): then the record at `pos` may still be written.
+    fn live_writer_at_or_below(&self, pos: u64) -> bool {
+        (0..MAX_PUBLISHERS).any(|i| self.seg.pub_slot(i).is_some_and(|p| p.claim.load(Ordering::Acquire) <= pos))
+    }
+
     /// Messages missed so far; a gap is counted when the message after it is consumed.
     pub fn lost(&self) -> u64 {
         self.lost
@@ -731,8 +724,8 @@ impl Reader {
                         return Ok(Found::Pending { claimed: false });
                     }
                     if seq >= self.next_seq {
-                        self.lost += seq - self.next_seq;
-                        self.next_seq = seq + 1;
+                        self.lost = self.lost.saturating_add(seq - self.next_seq);
+                        self.next_seq = seq.wrapping_add(1);
                     }
                     self.pos += stride;
                 }
@@ -838,6 +831,10 @@ impl Reader {
                         let now = sys::monotonic_ns();
                         // Kept across calls: short receive timeouts still add up to the abandon timeout.
                         match self.pending_since {
+                            // A publisher that still announces a claim at or below this
+                            // record may be writing it: alive (the daemon clears the slots
+                            // of clients that are gone), so wait for it, however slow.
+                            Some(_) if self.live_writer_at_or_below(self.pos) => self.pending_since = Some((self.pos, now)),
                             Some((p, since)) if p == self.pos => {
                                 if now.saturating_sub(since) >= self.abandon_timeout.as_nanos() as u64 {
                                     self.pending_since = None;
@@ -845,8 +842,8 @@ impl Reader {
                                     if claimed && !torn {
                                         if let Ok((stride, _, seq, _)) = self.read_header(self.pos) {
                                             if seq >= self.next_seq {
-                                                self.lost += seq - self.next_seq + 1;
-                                                self.next_seq = seq + 1;
+                                                self.lost = self.lost.saturating_add(seq - self.next_seq).saturating_add(1);
+                                                self.next_seq = seq.wrapping_add(1);
                                             }
                                             self.pos += stride;
                                             self.store_cursor();
@@ -879,7 +876,9 @@ impl Reader {
                     let ready = || {
                         // SAFETY: in bounds (header_at); the stamp is an atomic.
                         let (p, kind) = decode(salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
-                        (p == pos && kind != KIND_CLAIMED) || seg.tail().lo.load(Ordering::Acquire) != tail
+                        (p == pos && kind != KIND_CLAIMED)
+                            || seg.tail().lo.load(Ordering::Acquire) != tail
+                            || topic_state_error(seg.gate().state.load(Ordering::Acquire), false).is_some()
                     };
                     let cap = if tail > pos {
                         self.abandon_timeout.as_nanos() as u64 / 4 + 1
@@ -904,8 +903,8 @@ impl Reader {
     /// Messages skipped before it (lapped, abandoned) are added to `lost`.
     pub fn consume(&mut self, rec: &Record) {
         self.pos = rec.pos + rec.stride;
-        self.lost += rec.seq.saturating_sub(self.next_seq);
-        self.next_seq = rec.seq + 1;
+        self.lost = self.lost.saturating_add(rec.seq.saturating_sub(self.next_seq));
+        self.next_seq = rec.seq.wrapping_add(1);
         self.delivered += 1;
         self.store_cursor();
     }
@@ -916,8 +915,8 @@ impl Reader {
     /// Messages skipped before it are added to `lost`, as in [`consume`](Self::consume).
     pub fn pass(&mut self, rec: &Record, lost: bool) {
         self.pos = rec.pos + rec.stride;
-        self.lost += rec.seq.saturating_sub(self.next_seq) + lost as u64;
-        self.next_seq = rec.seq + 1;
+        self.lost = self.lost.saturating_add(rec.seq.saturating_sub(self.next_seq)).saturating_add(lost as u64);
+        self.next_seq = rec.seq.wrapping_add(1);
         self.store_cursor();
     }
 
@@ -936,6 +935,11 @@ impl Reader {
         loop {
             let rec = self.next(deadline)?;
             if rec.len > buf.len() {
+                // On a lossy topic the length may come from a torn header.
+                if self.geo.policy == Policy::Lossy && self.overwritten(rec.pos) {
+                    self.drop_overwritten(&rec);
+                    continue;
+                }
                 self.too_large_len = rec.len;
                 return Err(Error::new(
                     Status::TooLarge,
@@ -956,12 +960,20 @@ impl Reader {
     }
 }
 
-impl Drop for Reader {
-    fn drop(&mut self) {
-        if let Some(s) = self.slot.and_then(|i| self.seg.slot(i)) {
+impl Reader {
+    /// Stops using the subscriber slot: clears it in shared memory (so
+    /// publishers stop waiting for it) before the daemon may hand it out again.
+    pub fn leave_slot(&mut self) {
+        if let Some(s) = self.slot.take().and_then(|i| self.seg.slot(i)) {
             s.flags.store(0, Ordering::SeqCst);
             s.cursor.store(SLOT_FREE, Ordering::SeqCst);
             wake(self.seg.space_notify(), &self.seg.stats().wakes);
         }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.leave_slot();
     }
 }

@@ -368,3 +368,70 @@ fn abandoned_claim_is_skipped_by_short_polls_too() {
     assert_eq!(got.as_deref(), Some(&b"after"[..]), "skipped within 200 polls of 5 ms");
     assert_eq!(r.lost(), 1);
 }
+
+/// A publisher that is slow (but alive: it still announces its claim) is
+/// waited for, never skipped: on a reliable topic nothing is lost.
+#[test]
+fn a_slow_live_publisher_is_waited_for_not_skipped() {
+    let seg = segment(Policy::Reliable, 8192, 100);
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    r.abandon_timeout = Duration::from_millis(20);
+    let mut slow = Writer::new(Arc::clone(&seg), Some(1));
+    let claim = slow.claim(4).unwrap();
+    let s2 = Arc::clone(&seg);
+    let fast = std::thread::spawn(move || Writer::new(s2, Some(2)).publish(b"fast").unwrap());
+    std::thread::sleep(Duration::from_millis(150)); // far past the abandon timeout
+    // SAFETY: the claim has room for 4 bytes.
+    unsafe { std::ptr::copy_nonoverlapping(b"slow".as_ptr(), slow.payload(&claim), 4) };
+    slow.commit(claim, 4).unwrap();
+    fast.join().unwrap();
+    let mut buf = [0u8; 100];
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let (n, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        got.push(buf[..n].to_vec());
+    }
+    assert_eq!(got, vec![b"slow".to_vec(), b"fast".to_vec()]);
+    assert_eq!(r.lost(), 0);
+}
+
+/// A reader asleep on an empty topic wakes with NotFound when the topic is
+/// deleted (the daemon sets the state word and wakes the futex), every time.
+#[test]
+fn a_sleeping_reader_sees_the_topic_deleted() {
+    for _ in 0..100 {
+        let seg = segment(Policy::Lossy, 4096, 100);
+        let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+        r.wait.spin = 0;
+        let s2 = Arc::clone(&seg);
+        let deleter = std::thread::spawn(move || {
+            s2.gate().state.store(aether::segment::TOPIC_DELETED, Ordering::SeqCst);
+            s2.data_notify().word.fetch_add(1, Ordering::SeqCst);
+            aether::sys::futex::wake_all(&s2.data_notify().word);
+        });
+        let mut buf = [0u8; 100];
+        let e = r.receive_into(&mut buf, &Deadline::after(Some(Duration::from_secs(5)))).unwrap_err();
+        assert_eq!(e.status, Status::NotFound, "{e}");
+        deleter.join().unwrap();
+    }
+}
+
+/// A publish blocked on a full reliable ring gives up when the topic is deleted.
+#[test]
+fn a_blocked_publish_sees_the_topic_deleted() {
+    let seg = segment(Policy::Reliable, 4096, 1000);
+    let _r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut w = Writer::new(Arc::clone(&seg), Some(0));
+    w.timeout = Some(Duration::from_secs(10));
+    while w.publish(&[0u8; 1000]).is_ok() && seg.tail().lo.load(Ordering::SeqCst) < 3000 {}
+    let s2 = Arc::clone(&seg);
+    let deleter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        s2.gate().state.store(aether::segment::TOPIC_DELETED, Ordering::SeqCst);
+        s2.space_notify().word.fetch_add(1, Ordering::SeqCst);
+        aether::sys::futex::wake_all(&s2.space_notify().word);
+    });
+    let e = w.publish(&[0u8; 1000]).unwrap_err();
+    assert_eq!(e.status, Status::NotFound, "{e}");
+    deleter.join().unwrap();
+}

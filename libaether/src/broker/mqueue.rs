@@ -403,6 +403,7 @@ impl Job {
         let cap = self.msgsize - FRAME_HEADER;
         let mut buf = vec![0u8; self.msgsize];
         let mut too_large = 0u64;
+        let mut last_corrupt_log: Option<Instant> = None;
         let end = loop {
             if self.stopped() {
                 return;
@@ -411,7 +412,13 @@ impl Job {
                 Ok(r) => r,
                 Err(e) if e.status == Status::Timeout => continue,
                 Err(e) if e.status == Status::Corrupt => {
-                    log_at!(Warn, "dispatch {:?} slot {}: {e}", self.topic, self.slot);
+                    // A damaged segment must not make this thread spin or flood the
+                    // log: report it at most once a second, and back off.
+                    if last_corrupt_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        log_at!(Warn, "dispatch {:?} slot {}: {e}", self.topic, self.slot);
+                        last_corrupt_log = Some(Instant::now());
+                    }
+                    std::thread::sleep(POLL);
                     continue;
                 }
                 Err(e) => break e.status,

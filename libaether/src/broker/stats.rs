@@ -89,7 +89,7 @@ pub(super) fn collect(s: &State, socket: &Path) -> Stats {
             t.seg.tail().lo.load(Ordering::Acquire),
             t.seg.tail().hi.load(Ordering::Acquire),
         );
-        let mut lost = 0;
+        let mut lost: u64 = 0;
         for (i, owner) in t.slots.iter().enumerate() {
             let (Some(client), Some(slot)) = (owner, t.seg.slot(i as u32)) else {
                 continue;
@@ -97,7 +97,7 @@ pub(super) fn collect(s: &State, socket: &Path) -> Stats {
             let who = s.clients.get(client).map(|c| &c.who.cred);
             let cursor = slot.cursor.load(Ordering::Acquire);
             let l = slot.lost.load(Ordering::Relaxed);
-            lost += l;
+            lost = lost.saturating_add(l);
             subscribers.push(SubscriberStats {
                 topic: name.clone(),
                 slot: i as u32,
