@@ -234,3 +234,21 @@ fn commit_publishes_at_most_what_was_loaned() {
     assert_eq!(p.commit(32).unwrap_err().status, Status::TooLarge, "the stride's slack is not part of the loan");
     p.commit(10).unwrap();
 }
+
+#[test]
+fn closing_a_handle_of_a_deleted_topic_does_not_touch_its_successor() {
+    let d = Daemon::start();
+    let client = d.client();
+    let reliable = TopicParams { policy: Policy::Reliable, ring_size: 4096, max_message: 100, max_subscribers: 4 };
+    client.create_topic("again", &reliable).unwrap();
+    let old = client.subscriber("again", &SubscriberConfig::default()).unwrap();
+    client.delete_topic("again").unwrap();
+    client.create_topic("again", &reliable).unwrap();
+    let new = client.subscriber("again", &SubscriberConfig::default()).unwrap(); // same slot number as `old`
+    drop(old); // its close names the old incarnation: refused, the new slot stays
+    let mut p = client.publisher("again").unwrap();
+    p.set_timeout(Some(Duration::from_millis(100)));
+    let blocked = (0..100).any(|_| p.publish(&[0u8; 100]).is_err());
+    assert!(blocked, "the new subscriber still holds the reliable publisher back");
+    drop(new);
+}

@@ -262,17 +262,11 @@ impl Client {
         let (slot, close) = match reply {
             Reply::Publishing { slot } => (
                 slot,
-                Request::PublisherClose {
-                    topic: topic.into(),
-                    slot,
-                },
+                Request::PublisherClose { topic: topic.into(), slot, topic_id: 0 },
             ),
             Reply::Subscribed { slot } => (
                 slot,
-                Request::SubscriberClose {
-                    topic: topic.into(),
-                    slot,
-                },
+                Request::SubscriberClose { topic: topic.into(), slot, topic_id: 0 },
             ),
             _ => return Err(Error::protocol("unexpected reply to an open request")),
         };
@@ -371,10 +365,7 @@ impl Client {
         let mut reader = match Reader::new(seg, Some(slot), std::process::id()) {
             Ok(r) => r,
             Err(e) => {
-                let _ = self.conn.call(&Request::SubscriberClose {
-                    topic: topic.into(),
-                    slot,
-                });
+                let _ = self.conn.call(&Request::SubscriberClose { topic: topic.into(), slot, topic_id: 0 });
                 return Err(e);
             }
         };
@@ -423,10 +414,7 @@ impl Client {
                 mq: Some(rx),
             }),
             Err(e) => {
-                let _ = self.conn.call(&Request::SubscriberClose {
-                    topic: topic.into(),
-                    slot,
-                });
+                let _ = self.conn.call(&Request::SubscriberClose { topic: topic.into(), slot, topic_id: 0 });
                 Err(e)
             }
         }
@@ -535,6 +523,7 @@ impl Drop for Publisher {
         let _ = self.client.conn.call(&Request::PublisherClose {
             topic: self.topic.clone(),
             slot: self.slot,
+            topic_id: self.writer.segment().geometry().salt,
         });
     }
 }
@@ -757,6 +746,7 @@ impl Drop for Subscriber {
         let _ = self.client.conn.call(&Request::SubscriberClose {
             topic: self.topic.clone(),
             slot: self.slot,
+            topic_id: self.reader.segment().geometry().salt,
         });
     }
 }

@@ -65,8 +65,11 @@ pub enum Request {
     TopicDelete { topic: String },
     PublisherOpen { topic: String },
     SubscriberOpen { topic: String },
-    SubscriberClose { topic: String, slot: u32 },
-    PublisherClose { topic: String, slot: u32 },
+    /// `topic_id` is the segment's salt (which topic incarnation the slot
+    /// belongs to; 0: the current one): a close for a topic since deleted and
+    /// recreated under the same name must not free the new topic's slot.
+    SubscriberClose { topic: String, slot: u32, topic_id: u64 },
+    PublisherClose { topic: String, slot: u32, topic_id: u64 },
     ControlQueue,
     SubscriberOpenMqueue { topic: String },
 }
@@ -248,9 +251,10 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
         | Request::SubscriberOpen { topic }
         | Request::SubscriberOpenMqueue { topic } => e.str(topic),
         Request::ControlQueue => {}
-        Request::SubscriberClose { topic, slot } | Request::PublisherClose { topic, slot } => {
+        Request::SubscriberClose { topic, slot, topic_id } | Request::PublisherClose { topic, slot, topic_id } => {
             e.str(topic);
             e.u32(*slot);
+            e.u64(*topic_id);
         }
     }
     e.finish()
@@ -283,14 +287,8 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
             Op::TopicDelete => Request::TopicDelete { topic: d.str()? },
             Op::PublisherOpen => Request::PublisherOpen { topic: d.str()? },
             Op::SubscriberOpen => Request::SubscriberOpen { topic: d.str()? },
-            Op::SubscriberClose => Request::SubscriberClose {
-                topic: d.str()?,
-                slot: d.u32()?,
-            },
-            Op::PublisherClose => Request::PublisherClose {
-                topic: d.str()?,
-                slot: d.u32()?,
-            },
+            Op::SubscriberClose => Request::SubscriberClose { topic: d.str()?, slot: d.u32()?, topic_id: d.u64()? },
+            Op::PublisherClose => Request::PublisherClose { topic: d.str()?, slot: d.u32()?, topic_id: d.u64()? },
             Op::ControlQueue => Request::ControlQueue,
             Op::SubscriberOpenMqueue => Request::SubscriberOpenMqueue { topic: d.str()? },
         };
@@ -412,14 +410,8 @@ mod tests {
             Request::TopicDelete { topic: "t".into() },
             Request::PublisherOpen { topic: "t".into() },
             Request::SubscriberOpen { topic: "t".into() },
-            Request::SubscriberClose {
-                topic: "t".into(),
-                slot: 3,
-            },
-            Request::PublisherClose {
-                topic: "t".into(),
-                slot: 4,
-            },
+            Request::SubscriberClose { topic: "t".into(), slot: 3, topic_id: 9 },
+            Request::PublisherClose { topic: "t".into(), slot: 4, topic_id: 0 },
             Request::ControlQueue,
             Request::SubscriberOpenMqueue { topic: "t".into() },
         ]

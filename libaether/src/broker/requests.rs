@@ -143,8 +143,11 @@ fn handle(
         Request::TopicDelete { topic } => delete_topic(&mut s, &topic).map(|_| Reply::Done),
         Request::PublisherOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Publisher, made),
         Request::SubscriberOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Subscriber, made),
-        Request::PublisherClose { topic, slot } => close_slot(&mut s, &topic, client, SlotKind::Publisher, slot),
-        Request::SubscriberClose { topic, slot } => {
+        Request::PublisherClose { topic, slot, topic_id } => {
+            close_slot(&mut s, &topic, client, SlotKind::Publisher, slot, topic_id)
+        }
+        Request::SubscriberClose { topic, slot, topic_id } => {
+            same_incarnation(&s, &topic, topic_id)?;
             // An mqueue subscriber's dispatch thread reads through the slot: stop it first.
             let dispatcher = super::mqueue::take(&mut s, client, Some((&topic, slot)));
             if !dispatcher.is_empty() {
@@ -152,7 +155,7 @@ fn handle(
                 super::mqueue::join(dispatcher);
                 s = state.lock().expect("state lock");
             }
-            close_slot(&mut s, &topic, client, SlotKind::Subscriber, slot)
+            close_slot(&mut s, &topic, client, SlotKind::Subscriber, slot, topic_id)
         }
         Request::ControlQueue => super::mqueue::control_queue(&mut s, client, made),
         Request::SubscriberOpenMqueue { topic } => super::mqueue::open_subscriber(&mut s, &topic, client, made),
@@ -192,7 +195,20 @@ fn open_slot(
     Ok(reply)
 }
 
-fn close_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind, slot: u32) -> Result<Reply> {
+/// Whether `topic_id` (a segment's salt; 0: any) names the current incarnation of `topic`.
+fn same_incarnation(s: &State, topic: &str, topic_id: u64) -> Result<()> {
+    let t = s.topics.get(topic).ok_or_else(|| not_found(topic))?;
+    if topic_id != 0 && t.seg.geometry().salt != topic_id {
+        return Err(Error::new(
+            Status::NotFound,
+            format!("topic {topic:?} was deleted (and created again): the slot belonged to the old one"),
+        ));
+    }
+    Ok(())
+}
+
+fn close_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind, slot: u32, topic_id: u64) -> Result<Reply> {
+    same_incarnation(s, topic, topic_id)?;
     let t = s.topics.get_mut(topic).ok_or_else(|| not_found(topic))?;
     match t.owners(kind).get_mut(slot as usize) {
         Some(owner) if *owner == Some(client) => {
