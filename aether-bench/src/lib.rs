@@ -145,7 +145,6 @@ impl Bench {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let socket = dir.join("bench.sock");
         let broker = Broker::bind(&socket).map_err(|e| e.to_string())?;
-        broker.set_unnamed_segments(true); // nothing left in /dev/shm even if we are killed
         broker.spawn_acceptor().map_err(|e| e.to_string())?;
         let client = Client::connect_with(Some(&socket), false).map_err(|e| e.to_string())?;
         Ok(Bench {

@@ -166,31 +166,6 @@ fn ring_offset(seg: &[u8]) -> usize {
     u32::from_le_bytes(seg[12..16].try_into().unwrap()) as usize
 }
 
-/// Maps the named segment of `topic` read-write, as a hostile local process could.
-fn map_segment(d: &Daemon, topic: &str) -> (*mut u8, usize) {
-    let path = format!("/dev/shm/aether.{:016x}.{topic}", d.instance_id);
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("open segment");
-    let len = f.metadata().unwrap().len() as usize;
-    use std::os::fd::AsRawFd;
-    // SAFETY: a fresh shared mapping of a file we opened; unmapped by the caller.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    (p.cast(), len)
-}
-
 #[test]
 fn garbage_in_the_segment_gives_subscribers_an_error_not_a_crash() {
     let d = Daemon::start();
@@ -214,10 +189,14 @@ fn garbage_in_the_segment_gives_subscribers_an_error_not_a_crash() {
     for i in 0..50 {
         p.publish(&message(i, size_of_msg(i, 1024))).unwrap();
     }
-    // Random bytes over the whole ring while the subscriber has 50 unread messages.
-    let (base, len) = map_segment(&d, "victim");
-    // SAFETY: [base, base + len) is our mapping of the segment.
-    let seg = unsafe { std::slice::from_raw_parts_mut(base, len) };
+    // Random bytes over the whole ring while the subscriber has 50 unread
+    // messages, written through this process's own mapping of the segment,
+    // as any hostile client that was given the segment could.
+    let spy = client.subscriber("victim", &SubscriberConfig::default()).unwrap();
+    let (base, len) = spy.mapping_range();
+    // SAFETY: [base, base + len) is `spy`'s live mapping of the segment; the
+    // bytes are plain memory other processes only read through atomics and checks.
+    let seg = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, len) };
     let off = ring_offset(seg);
     let mut x = 0x2545_f491_4f6c_dd1du64;
     for b in &mut seg[off..] {
@@ -238,8 +217,7 @@ fn garbage_in_the_segment_gives_subscribers_an_error_not_a_crash() {
         .err()
         .expect("open must fail");
     assert_eq!(err.status, Status::Corrupt, "{err}");
-    // SAFETY: unmapping our own mapping.
-    unsafe { libc::munmap(base.cast(), len) };
+    drop(spy);
 }
 
 #[test]
@@ -267,7 +245,8 @@ fn a_killed_subscriber_stops_holding_back_a_reliable_publisher() {
     let stat = format!("/proc/{}/stat", sub.child.id());
     wait_for("the subscriber to stop", Duration::from_secs(5), || {
         // The state is the field after the parenthesised command name.
-        std::fs::read_to_string(&stat).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
+        std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
     });
     let mut timed_out = false;
     for i in 0..1000 {
@@ -297,11 +276,12 @@ fn sigterm_removes_socket_and_segments() {
     for t in ["a", "b", "c"] {
         client.create_topic(t, &TopicParams::default()).unwrap();
     }
-    assert_eq!(shm_objects(d.instance_id).len(), 4, "three segments and the instance lock");
+    // Segments are sealed memfds: nothing in /dev/shm, ever.
+    assert!(shm_objects(d.instance_id).is_empty());
     drop(client);
     assert!(d.stop().success());
     assert!(!d.socket.exists(), "socket removed");
-    assert!(shm_objects(d.instance_id).is_empty(), "segments removed");
+    assert!(!aether::admin::pipe_path(&d.socket).exists(), "admin pipe removed");
 }
 
 #[test]
@@ -452,4 +432,40 @@ fn malformed_requests_get_protocol_errors_and_the_daemon_keeps_serving() {
     let mut s = c.subscriber("still-fine", &SubscriberConfig::default()).unwrap();
     p.publish(b"ok").unwrap();
     assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data, b"ok");
+}
+
+#[test]
+fn a_client_cannot_shrink_a_segment_under_others() {
+    use aether::protocol::{self, Request};
+    use aether::sys::uds::SeqPacket;
+    use std::os::fd::AsRawFd;
+    let d = Daemon::start();
+    let client = d.client();
+    client.create_topic("sealed", &TopicParams::default()).unwrap();
+    let mut s = client.subscriber("sealed", &SubscriberConfig::default()).unwrap();
+    // Speak the protocol directly to keep the segment descriptor, as a hostile client would.
+    let raw = SeqPacket::connect(&d.socket).unwrap();
+    raw.send(
+        &protocol::encode_request(&Request::PublisherOpen { topic: "sealed".into() }, 1),
+        None,
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let (_, fds) = raw.recv_fds(&mut buf, 4).unwrap();
+    let fd = fds.into_iter().next().expect("a segment descriptor");
+    // SAFETY: ftruncate on a descriptor we own.
+    let rc = unsafe { libc::ftruncate(fd.as_raw_fd(), 0) };
+    assert_eq!(
+        (rc, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::EPERM)),
+        "sealed against shrinking"
+    );
+    // Everyone still works: the daemon (stats read the segment) and the subscriber.
+    let mut p = client.publisher("sealed").unwrap();
+    p.publish(b"still here").unwrap();
+    assert_eq!(
+        s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data,
+        b"still here"
+    );
+    d.client().create_topic("other", &TopicParams::default()).unwrap();
 }

@@ -393,8 +393,10 @@ fn a_killed_daemon_ends_mqueue_streams_with_shutdown() {
     assert_eq!(e.status, Status::Shutdown, "{e}");
     assert!(t0.elapsed() < Duration::from_secs(2), "noticed within a wait slice");
     assert_eq!(s.receive(Some(Duration::ZERO)).unwrap_err().status, Status::Shutdown);
-    // kill -9 left the instance's lock object (its segments go with `d`).
-    let _ = aether::sys::shm::unlink(&aether::broker::leftovers::lock_name(d.instance_id));
+    assert!(
+        shm_objects(d.instance_id).is_empty(),
+        "kill -9 leaves nothing in /dev/shm"
+    );
 }
 
 #[test]

@@ -262,11 +262,19 @@ impl Client {
         let (slot, close) = match reply {
             Reply::Publishing { slot } => (
                 slot,
-                Request::PublisherClose { topic: topic.into(), slot, topic_id: 0 },
+                Request::PublisherClose {
+                    topic: topic.into(),
+                    slot,
+                    topic_id: 0,
+                },
             ),
             Reply::Subscribed { slot } => (
                 slot,
-                Request::SubscriberClose { topic: topic.into(), slot, topic_id: 0 },
+                Request::SubscriberClose {
+                    topic: topic.into(),
+                    slot,
+                    topic_id: 0,
+                },
             ),
             _ => return Err(Error::protocol("unexpected reply to an open request")),
         };
@@ -365,7 +373,11 @@ impl Client {
         let mut reader = match Reader::new(seg, Some(slot), std::process::id()) {
             Ok(r) => r,
             Err(e) => {
-                let _ = self.conn.call(&Request::SubscriberClose { topic: topic.into(), slot, topic_id: 0 });
+                let _ = self.conn.call(&Request::SubscriberClose {
+                    topic: topic.into(),
+                    slot,
+                    topic_id: 0,
+                });
                 return Err(e);
             }
         };
@@ -414,7 +426,11 @@ impl Client {
                 mq: Some(rx),
             }),
             Err(e) => {
-                let _ = self.conn.call(&Request::SubscriberClose { topic: topic.into(), slot, topic_id: 0 });
+                let _ = self.conn.call(&Request::SubscriberClose {
+                    topic: topic.into(),
+                    slot,
+                    topic_id: 0,
+                });
                 Err(e)
             }
         }

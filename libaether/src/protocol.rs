@@ -60,18 +60,39 @@ impl Op {
 /// A request from a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Hello { client_version: String },
-    TopicCreate { topic: String, params: TopicParams },
-    TopicDelete { topic: String },
-    PublisherOpen { topic: String },
-    SubscriberOpen { topic: String },
+    Hello {
+        client_version: String,
+    },
+    TopicCreate {
+        topic: String,
+        params: TopicParams,
+    },
+    TopicDelete {
+        topic: String,
+    },
+    PublisherOpen {
+        topic: String,
+    },
+    SubscriberOpen {
+        topic: String,
+    },
     /// `topic_id` is the segment's salt (which topic incarnation the slot
     /// belongs to; 0: the current one): a close for a topic since deleted and
     /// recreated under the same name must not free the new topic's slot.
-    SubscriberClose { topic: String, slot: u32, topic_id: u64 },
-    PublisherClose { topic: String, slot: u32, topic_id: u64 },
+    SubscriberClose {
+        topic: String,
+        slot: u32,
+        topic_id: u64,
+    },
+    PublisherClose {
+        topic: String,
+        slot: u32,
+        topic_id: u64,
+    },
     ControlQueue,
-    SubscriberOpenMqueue { topic: String },
+    SubscriberOpenMqueue {
+        topic: String,
+    },
 }
 
 impl Request {
@@ -287,8 +308,16 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
             Op::TopicDelete => Request::TopicDelete { topic: d.str()? },
             Op::PublisherOpen => Request::PublisherOpen { topic: d.str()? },
             Op::SubscriberOpen => Request::SubscriberOpen { topic: d.str()? },
-            Op::SubscriberClose => Request::SubscriberClose { topic: d.str()?, slot: d.u32()?, topic_id: d.u64()? },
-            Op::PublisherClose => Request::PublisherClose { topic: d.str()?, slot: d.u32()?, topic_id: d.u64()? },
+            Op::SubscriberClose => Request::SubscriberClose {
+                topic: d.str()?,
+                slot: d.u32()?,
+                topic_id: d.u64()?,
+            },
+            Op::PublisherClose => Request::PublisherClose {
+                topic: d.str()?,
+                slot: d.u32()?,
+                topic_id: d.u64()?,
+            },
             Op::ControlQueue => Request::ControlQueue,
             Op::SubscriberOpenMqueue => Request::SubscriberOpenMqueue { topic: d.str()? },
         };
@@ -410,8 +439,16 @@ mod tests {
             Request::TopicDelete { topic: "t".into() },
             Request::PublisherOpen { topic: "t".into() },
             Request::SubscriberOpen { topic: "t".into() },
-            Request::SubscriberClose { topic: "t".into(), slot: 3, topic_id: 9 },
-            Request::PublisherClose { topic: "t".into(), slot: 4, topic_id: 0 },
+            Request::SubscriberClose {
+                topic: "t".into(),
+                slot: 3,
+                topic_id: 9,
+            },
+            Request::PublisherClose {
+                topic: "t".into(),
+                slot: 4,
+                topic_id: 0,
+            },
             Request::ControlQueue,
             Request::SubscriberOpenMqueue { topic: "t".into() },
         ]

@@ -276,7 +276,12 @@ impl Writer {
             }
         }
         for i in (0..MAX_PUBLISHERS).filter(|i| Some(*i) != self.slot) {
-            let c = self.seg.pub_slot(i).expect("index below MAX_PUBLISHERS").claim.load(Ordering::SeqCst);
+            let c = self
+                .seg
+                .pub_slot(i)
+                .expect("index below MAX_PUBLISHERS")
+                .claim
+                .load(Ordering::SeqCst);
             if c < min {
                 min = c;
                 by_publisher = Some(i);
@@ -308,7 +313,12 @@ impl Writer {
             }
             let seg = Arc::clone(&self.seg);
             let ring = self.geo.ring_size;
-            let stalled = blocker.map(|i| (i, seg.pub_slot(i).expect("index below max").claim.load(Ordering::SeqCst)));
+            let stalled = blocker.map(|i| {
+                (
+                    i,
+                    seg.pub_slot(i).expect("index below max").claim.load(Ordering::SeqCst),
+                )
+            });
             let space_ok = || {
                 if let Some((i, c)) = stalled {
                     // A peer does not wake us: wait (timed) for its announcement to change.
@@ -322,21 +332,28 @@ impl Writer {
             };
             let cap = if blocker.is_some() { 1_000_000 } else { 10_000_000 };
             let sleeps = &self.seg.stats().waits;
-            wait_once(&self.wait, self.seg.space_notify(), sleeps, &mut round, deadline, cap, space_ok).map_err(
-                |_| match stalled {
-                    Some((i, _)) => Error::new(
-                        Status::Timeout,
-                        format!(
-                            "publish timed out: another publisher (pid {}) has been writing a record a full ring back",
-                            seg.pub_slot(i).map_or(0, |p| p.pid.load(Ordering::Relaxed))
-                        ),
+            wait_once(
+                &self.wait,
+                self.seg.space_notify(),
+                sleeps,
+                &mut round,
+                deadline,
+                cap,
+                space_ok,
+            )
+            .map_err(|_| match stalled {
+                Some((i, _)) => Error::new(
+                    Status::Timeout,
+                    format!(
+                        "publish timed out: another publisher (pid {}) has been writing a record a full ring back",
+                        seg.pub_slot(i).map_or(0, |p| p.pid.load(Ordering::Relaxed))
                     ),
-                    None => Error::new(
-                        Status::Timeout,
-                        "publish timed out: the slowest subscriber of this reliable topic is a full ring behind",
-                    ),
-                },
-            )?;
+                ),
+                None => Error::new(
+                    Status::Timeout,
+                    "publish timed out: the slowest subscriber of this reliable topic is a full ring behind",
+                ),
+            })?;
         }
     }
 
@@ -598,7 +615,11 @@ impl Reader {
     /// Whether some publisher announces a claim at or below `pos` (see
     /// `Writer::wait_for_space`): then the record at `pos` may still be written.
     fn live_writer_at_or_below(&self, pos: u64) -> bool {
-        (0..MAX_PUBLISHERS).any(|i| self.seg.pub_slot(i).is_some_and(|p| p.claim.load(Ordering::Acquire) <= pos))
+        (0..MAX_PUBLISHERS).any(|i| {
+            self.seg
+                .pub_slot(i)
+                .is_some_and(|p| p.claim.load(Ordering::Acquire) <= pos)
+        })
     }
 
     /// Messages missed so far; a gap is counted when the message after it is consumed.
@@ -834,7 +855,9 @@ impl Reader {
                             // A publisher that still announces a claim at or below this
                             // record may be writing it: alive (the daemon clears the slots
                             // of clients that are gone), so wait for it, however slow.
-                            Some(_) if self.live_writer_at_or_below(self.pos) => self.pending_since = Some((self.pos, now)),
+                            Some(_) if self.live_writer_at_or_below(self.pos) => {
+                                self.pending_since = Some((self.pos, now))
+                            }
                             Some((p, since)) if p == self.pos => {
                                 if now.saturating_sub(since) >= self.abandon_timeout.as_nanos() as u64 {
                                     self.pending_since = None;
@@ -842,7 +865,8 @@ impl Reader {
                                     if claimed && !torn {
                                         if let Ok((stride, _, seq, _)) = self.read_header(self.pos) {
                                             if seq >= self.next_seq {
-                                                self.lost = self.lost.saturating_add(seq - self.next_seq).saturating_add(1);
+                                                self.lost =
+                                                    self.lost.saturating_add(seq - self.next_seq).saturating_add(1);
                                                 self.next_seq = seq.wrapping_add(1);
                                             }
                                             self.pos += stride;
@@ -915,7 +939,10 @@ impl Reader {
     /// Messages skipped before it are added to `lost`, as in [`consume`](Self::consume).
     pub fn pass(&mut self, rec: &Record, lost: bool) {
         self.pos = rec.pos + rec.stride;
-        self.lost = self.lost.saturating_add(rec.seq.saturating_sub(self.next_seq)).saturating_add(lost as u64);
+        self.lost = self
+            .lost
+            .saturating_add(rec.seq.saturating_sub(self.next_seq))
+            .saturating_add(lost as u64);
         self.next_seq = rec.seq.wrapping_add(1);
         self.store_cursor();
     }

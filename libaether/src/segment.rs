@@ -1,4 +1,4 @@
-//! The topic segment: one POSIX shared-memory object per topic holding a
+//! The topic segment: one sealed shared-memory file (memfd) per topic holding a
 //! versioned header, the subscriber slots and the ring's bytes.
 //!
 //! ```text
@@ -253,9 +253,11 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Creates the shm object `shm_name`, sizes it and writes a fresh header.
-    /// Used by the daemon only. Returns the descriptor (to hand to clients) and the mapping.
-    pub fn create(shm_name: &str, topic: &str, params: &TopicParams, instance_id: u64) -> Result<(OwnedFd, Segment)> {
+    /// Creates a segment: a sealed memfd (no name anyone could open; its size
+    /// cannot change, so no holder can pull the memory from under other
+    /// mappings), sized and with a fresh header. Used by the daemon. Returns
+    /// the descriptor (handed to clients over SCM_RIGHTS) and the mapping.
+    pub fn create(topic: &str, params: &TopicParams, instance_id: u64) -> Result<(OwnedFd, Segment)> {
         params.validate()?;
         if topic.len() > MAX_TOPIC_LEN {
             return Err(Error::invalid("topic name too long"));
@@ -270,11 +272,9 @@ impl Segment {
             salt: sys::random_u64() | 1,
             instance_id,
         };
-        let fd = shm::create(shm_name, geo.total_size()).map_err(|e| Error::io(&format!("shm_open {shm_name}"), e))?;
-        let map = Mapping::shared(fd.as_fd(), geo.total_size() as usize).map_err(|e| {
-            let _ = shm::unlink(shm_name);
-            Error::io("mmap segment", e)
-        })?;
+        let label = format!("aether:{topic}");
+        let fd = shm::create_sealed(&label, geo.total_size()).map_err(|e| Error::io("memfd_create segment", e))?;
+        let map = Mapping::shared(fd.as_fd(), geo.total_size() as usize).map_err(|e| Error::io("mmap segment", e))?;
         let seg = Segment { map, geo };
         let h = seg.map.as_ptr().cast::<Header>();
         // SAFETY: the object is fresh (zero-filled by ftruncate), at least a
@@ -321,6 +321,12 @@ impl Segment {
             return Err(Error::new(
                 crate::Status::Invalid,
                 "this CPU lacks cmpxchg16b, which the ring needs",
+            ));
+        }
+        // An unsealed descriptor could be truncated under our mapping (SIGBUS).
+        if !shm::size_sealed(fd) {
+            return Err(Error::corrupt(
+                "segment descriptor is not size-sealed: refusing to map it",
             ));
         }
         let size = shm::size(fd).map_err(|e| Error::io("fstat segment", e))?;
@@ -437,5 +443,30 @@ impl Segment {
     /// Base address and length of the whole mapping (for tests and diagnostics).
     pub fn mapping_range(&self) -> (usize, usize) {
         (self.map.as_ptr() as usize, self.map.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unsealed_descriptor_is_refused() {
+        let (sealed, _seg) = Segment::create("t", &TopicParams::default(), 1).unwrap();
+        assert!(Segment::open(&sealed).is_ok());
+        // The same bytes in a memfd without seals: a client must not map it.
+        let size = shm::size(&sealed).unwrap();
+        let c = std::ffi::CString::new("unsealed").unwrap();
+        // SAFETY: memfd_create with a NUL-terminated name; the result is owned below.
+        let raw = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(raw >= 0);
+        // SAFETY: memfd_create just returned this descriptor.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        // SAFETY: ftruncate on our own descriptor.
+        assert_eq!(
+            unsafe { libc::ftruncate(std::os::fd::AsRawFd::as_raw_fd(&fd), size as libc::off_t) },
+            0
+        );
+        assert_eq!(Segment::open(&fd).err().map(|e| e.status), Some(crate::Status::Corrupt));
     }
 }

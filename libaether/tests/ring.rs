@@ -5,27 +5,19 @@
 use aether::ring::{Deadline, Reader, Writer};
 use aether::segment::{Policy, Segment, TopicParams};
 use aether::Status;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A segment private to one test: created, then unlinked at once, so nothing
-/// is left in /dev/shm even if the test fails.
+/// A segment private to one test (a sealed memfd: nothing to clean up).
 fn segment(policy: Policy, ring_size: u64, max_message: u64) -> Arc<Segment> {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let name = format!(
-        "/aether-test.{}.{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
     let params = TopicParams {
         policy,
         ring_size,
         max_message,
         max_subscribers: 8,
     };
-    let (_fd, seg) = Segment::create(&name, "t", &params, 1).expect("create segment");
-    aether::sys::shm::unlink(&name).expect("unlink");
+    let (_fd, seg) = Segment::create("t", &params, 1).expect("create segment");
     Arc::new(seg)
 }
 
@@ -381,7 +373,7 @@ fn a_slow_live_publisher_is_waited_for_not_skipped() {
     let s2 = Arc::clone(&seg);
     let fast = std::thread::spawn(move || Writer::new(s2, Some(2)).publish(b"fast").unwrap());
     std::thread::sleep(Duration::from_millis(150)); // far past the abandon timeout
-    // SAFETY: the claim has room for 4 bytes.
+                                                    // SAFETY: the claim has room for 4 bytes.
     unsafe { std::ptr::copy_nonoverlapping(b"slow".as_ptr(), slow.payload(&claim), 4) };
     slow.commit(claim, 4).unwrap();
     fast.join().unwrap();
@@ -410,7 +402,9 @@ fn a_sleeping_reader_sees_the_topic_deleted() {
             aether::sys::futex::wake_all(&s2.data_notify().word);
         });
         let mut buf = [0u8; 100];
-        let e = r.receive_into(&mut buf, &Deadline::after(Some(Duration::from_secs(5)))).unwrap_err();
+        let e = r
+            .receive_into(&mut buf, &Deadline::after(Some(Duration::from_secs(5))))
+            .unwrap_err();
         assert_eq!(e.status, Status::NotFound, "{e}");
         deleter.join().unwrap();
     }

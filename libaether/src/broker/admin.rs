@@ -28,7 +28,10 @@ pub(super) fn create_pipe(path: &Path) -> Result<()> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::invalid("admin pipe path contains NUL"))?;
     // SAFETY: mkfifo with a NUL-terminated path.
     if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(Error::io(&format!("mkfifo {}", path.display()), std::io::Error::last_os_error()));
+        return Err(Error::io(
+            &format!("mkfifo {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -50,7 +53,11 @@ pub(super) fn run(state: &Mutex<State>, pipe: &Path, socket: &Path) {
     let fd = match open(pipe, libc::O_RDWR) {
         Ok(fd) => fd,
         Err(e) => {
-            log_at!(Error, "cannot open the admin pipe {}: {e}; admin interface disabled", pipe.display());
+            log_at!(
+                Error,
+                "cannot open the admin pipe {}: {e}; admin interface disabled",
+                pipe.display()
+            );
             return;
         }
     };
@@ -80,7 +87,12 @@ pub(super) fn run(state: &Mutex<State>, pipe: &Path, socket: &Path) {
 
 fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
     if line.len() > admin::MAX_REQUEST {
-        log_at!(Warn, "admin pipe: request of {} bytes refused (limit {})", line.len(), admin::MAX_REQUEST);
+        log_at!(
+            Warn,
+            "admin pipe: request of {} bytes refused (limit {})",
+            line.len(),
+            admin::MAX_REQUEST
+        );
         return;
     }
     let req: Request = match serde_json::from_slice(line) {
@@ -92,7 +104,11 @@ fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
                 .and_then(|v| v.get("reply").and_then(|r| r.as_str()).map(str::to_string));
             log_at!(Info, "admin pipe: malformed request: {e}");
             if let Some(r) = reply_to {
-                send_reply(pipe, &r, &Reply::err(&Error::protocol(format!("malformed admin request: {e}"))));
+                send_reply(
+                    pipe,
+                    &r,
+                    &Reply::err(&Error::protocol(format!("malformed admin request: {e}"))),
+                );
             }
             return;
         }
@@ -144,10 +160,20 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
                 }
             }
             let subs = super::stats::collect(&s, socket).subscribers;
-            to_json(&subs.into_iter().filter(|x| topic.as_ref().is_none_or(|t| &x.topic == t)).collect::<Vec<_>>())
+            to_json(
+                &subs
+                    .into_iter()
+                    .filter(|x| topic.as_ref().is_none_or(|t| &x.topic == t))
+                    .collect::<Vec<_>>(),
+            )
         }
         Command::Stats => to_json(&super::stats::collect(&s, socket)),
-        Command::Create { topic, policy, ring_size, max_message } => {
+        Command::Create {
+            topic,
+            policy,
+            ring_size,
+            max_message,
+        } => {
             let mut p: TopicParams = s.config.topic_defaults;
             if let Some(pol) = policy {
                 p.policy = match pol.as_str() {
@@ -166,7 +192,10 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
             Ok(serde_json::json!({ "deleted": topic }))
         }
         Command::Kick { client } => {
-            let c = s.clients.get(client).ok_or_else(|| Error::new(Status::NotFound, format!("no client {client}")))?;
+            let c = s
+                .clients
+                .get(client)
+                .ok_or_else(|| Error::new(Status::NotFound, format!("no client {client}")))?;
             // Its thread sees the connection end and frees what it held.
             // SAFETY: shutdown on a connected socket the client map owns.
             unsafe { libc::shutdown(c.conn.as_raw_fd(), libc::SHUT_RDWR) };
@@ -184,7 +213,9 @@ fn reply_path_ok(pipe: &Path, reply: &Path) -> bool {
     let dir = reply.parent();
     let in_place = reply.is_absolute()
         && dir.and_then(Path::parent) == pipe.parent()
-        && dir.and_then(Path::file_name).is_some_and(|n| n.as_bytes().starts_with(b"cli."))
+        && dir
+            .and_then(Path::file_name)
+            .is_some_and(|n| n.as_bytes().starts_with(b"cli."))
         && !reply.components().any(|c| matches!(c, std::path::Component::ParentDir));
     in_place && std::fs::symlink_metadata(reply).is_ok_and(|m| m.file_type().is_fifo())
 }
@@ -192,7 +223,10 @@ fn reply_path_ok(pipe: &Path, reply: &Path) -> bool {
 fn send_reply(pipe: &Path, reply_to: &str, reply: &Reply) {
     let path = PathBuf::from(reply_to);
     if !reply_path_ok(pipe, &path) {
-        log_at!(Info, "admin pipe: reply path {reply_to:?} refused (must be a FIFO in a cli.* directory next to the pipe)");
+        log_at!(
+            Info,
+            "admin pipe: reply path {reply_to:?} refused (must be a FIFO in a cli.* directory next to the pipe)"
+        );
         return;
     }
     // Non-blocking: ENXIO means the requester is gone; no symlinks.
@@ -220,10 +254,17 @@ fn send_reply(pipe: &Path, reply_to: &str, reply: &Reply) {
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            log_at!(Info, "admin pipe: requester {reply_to} stopped reading; reply abandoned");
+            log_at!(
+                Info,
+                "admin pipe: requester {reply_to} stopped reading; reply abandoned"
+            );
             return;
         }
-        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut p, 1, left.as_millis().min(100) as i32) };
     }
@@ -235,12 +276,17 @@ pub(super) fn sweep_dead_requesters(pipe: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("cli.")).and_then(|r| r.split('.').next()) else {
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("cli."))
+            .and_then(|r| r.split('.').next())
+        else {
             continue;
         };
         let Ok(pid) = pid.parse::<i32>() else { continue };
         // SAFETY: signal 0 only checks whether the process exists.
-        let dead = unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        let dead =
+            unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
         if dead {
             let _ = std::fs::remove_dir_all(e.path());
         }

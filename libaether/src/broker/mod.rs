@@ -21,7 +21,6 @@ pub mod access;
 mod admin;
 pub mod config;
 mod housekeeper;
-pub mod leftovers;
 pub mod log;
 mod mqueue;
 mod requests;
@@ -45,7 +44,6 @@ use std::time::{Duration, Instant};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 struct Topic {
-    shm_name: String,
     fd: OwnedFd,
     seg: Segment,
     /// Which client holds each subscriber slot.
@@ -142,8 +140,6 @@ struct State {
     /// Clients found dead (process exited) rather than closed cleanly.
     dead_clients: u64,
     draining: bool,
-    /// Unlink each segment's name as soon as it exists (see `Broker::set_unnamed_segments`).
-    unnamed_segments: bool,
     started: Instant,
     /// Dispatch threads of `delivery=mqueue` subscribers, lag reports.
     mq: mqueue::Registry,
@@ -158,7 +154,6 @@ pub struct Broker {
     admin_pipe: PathBuf,
     lock_path: PathBuf,
     _lock: File,
-    _instance_lock: OwnedFd,
 }
 
 fn take_lock(path: &Path) -> Result<File> {
@@ -219,16 +214,9 @@ impl Broker {
         }
         let lock_path = crate::paths::lock_file(socket);
         let lock = take_lock(&lock_path)?;
+        // Segments are sealed memfds and message queues are unlinked at once:
+        // a dead daemon leaves nothing in /dev/shm or /dev/mqueue to clean up.
         let instance_id = sys::random_u64();
-        let instance_lock = leftovers::lock_instance(instance_id)?;
-        let removed = leftovers::clean_dead_instances(instance_id);
-        if !removed.is_empty() {
-            log_at!(
-                Info,
-                "removed {} shared-memory objects left by dead daemons: {removed:?}",
-                removed.len()
-            );
-        }
         // We hold the lock, so a socket file here is a dead daemon's.
         let _ = std::fs::remove_file(socket);
         let listener =
@@ -247,7 +235,6 @@ impl Broker {
                 next_client: 1,
                 dead_clients: 0,
                 draining: false,
-                unnamed_segments: false,
                 started: Instant::now(),
                 mq: Default::default(),
             })),
@@ -256,7 +243,6 @@ impl Broker {
             admin_pipe,
             lock_path,
             _lock: lock,
-            _instance_lock: instance_lock,
         })
     }
 
@@ -281,11 +267,17 @@ impl Broker {
     pub fn spawn_threads(&self) -> std::io::Result<()> {
         let listener = Arc::clone(&self.listener);
         let state = Arc::clone(&self.state);
-        std::thread::Builder::new().name("aetherd-accept".into()).spawn(move || accept_loop(&state, &listener))?;
+        std::thread::Builder::new()
+            .name("aetherd-accept".into())
+            .spawn(move || accept_loop(&state, &listener))?;
         let (state, pipe, socket) = (Arc::clone(&self.state), self.admin_pipe.clone(), self.socket.clone());
-        std::thread::Builder::new().name("aetherd-admin".into()).spawn(move || admin::run(&state, &pipe, &socket))?;
+        std::thread::Builder::new()
+            .name("aetherd-admin".into())
+            .spawn(move || admin::run(&state, &pipe, &socket))?;
         let (state, pipe) = (Arc::clone(&self.state), self.admin_pipe.clone());
-        std::thread::Builder::new().name("aetherd-housekeep".into()).spawn(move || housekeeper::run(&state, &pipe))?;
+        std::thread::Builder::new()
+            .name("aetherd-housekeep".into())
+            .spawn(move || housekeeper::run(&state, &pipe))?;
         Ok(())
     }
 
@@ -297,14 +289,6 @@ impl Broker {
     /// Starts the acceptor and housekeeper (kept for embedders such as the benchmark).
     pub fn spawn_acceptor(&self) -> std::io::Result<()> {
         self.spawn_threads()
-    }
-
-    /// Removes each segment's name from /dev/shm as soon as it is created:
-    /// clients get descriptors anyway, and a process that is killed leaves
-    /// nothing behind. For brokers embedded in short-lived tools (the
-    /// benchmark); the daemon keeps names so a restart can find them.
-    pub fn set_unnamed_segments(&self, on: bool) {
-        self.state.lock().expect("state lock").unnamed_segments = on;
     }
 
     /// Names of the current topics (for logs and tests).
@@ -368,9 +352,7 @@ impl Drop for Broker {
         if let Ok(mut s) = self.state.lock() {
             for (_, t) in s.topics.drain() {
                 t.set_state(TOPIC_CLOSED);
-                let _ = sys::shm::unlink(&t.shm_name);
             }
-            let _ = sys::shm::unlink(&leftovers::lock_name(s.instance_id));
         }
         let _ = std::fs::remove_file(&self.lock_path);
     }

@@ -6,7 +6,7 @@ use crate::error::{Error, Result, Status};
 use crate::log_at;
 use crate::protocol::{self, Reply, Request};
 use crate::segment::{Segment, TopicParams, MAX_PUBLISHERS, TOPIC_DELETED};
-use crate::sys::{self, uds::SeqPacket};
+use crate::sys::uds::SeqPacket;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,12 +99,7 @@ fn not_found(topic: &str) -> Error {
 /// Answers one request. Descriptors for the reply are pushed on `made`:
 /// owned duplicates, so a topic deleted meanwhile cannot close (and the
 /// kernel reuse) a descriptor number before it is sent.
-fn handle(
-    state: &Mutex<State>,
-    client: u64,
-    req: Request,
-    made: &mut Vec<std::os::fd::OwnedFd>,
-) -> Result<Reply> {
+fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::os::fd::OwnedFd>) -> Result<Reply> {
     let mut s = state.lock().expect("state lock");
     let closing = matches!(
         req,
@@ -171,7 +166,9 @@ fn open_slot(
     made: &mut Vec<std::os::fd::OwnedFd>,
 ) -> Result<Reply> {
     let t = s.topics.get_mut(topic).ok_or_else(|| not_found(topic))?;
-    let fd = t.fd.try_clone().map_err(|e| Error::io("duplicate the segment descriptor", e))?;
+    let fd =
+        t.fd.try_clone()
+            .map_err(|e| Error::io("duplicate the segment descriptor", e))?;
     let owners = t.owners(kind);
     let Some(i) = owners.iter().position(Option::is_none) else {
         let what = if kind == SlotKind::Publisher {
@@ -227,7 +224,6 @@ pub(super) fn delete_topic(s: &mut State, topic: &str) -> Result<()> {
     protocol::validate_topic(topic)?;
     let t = s.topics.remove(topic).ok_or_else(|| not_found(topic))?;
     t.set_state(TOPIC_DELETED);
-    let _ = sys::shm::unlink(&t.shm_name);
     super::mqueue::topic_deleted(s, topic, &t);
     log_at!(Info, "topic {topic:?} deleted");
     Ok(())
@@ -273,13 +269,8 @@ pub(super) fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> 
             format!("the broker has its maximum of {} topics", limits.max_topics),
         ));
     }
-    let shm_name = format!("/aether.{:016x}.{topic}", s.instance_id);
-    let (fd, seg) = Segment::create(&shm_name, topic, params, s.instance_id)?;
-    if s.unnamed_segments {
-        let _ = sys::shm::unlink(&shm_name);
-    }
+    let (fd, seg) = Segment::create(topic, params, s.instance_id)?;
     let topic_entry = Topic {
-        shm_name,
         fd,
         seg,
         slots: vec![None; params.max_subscribers as usize],

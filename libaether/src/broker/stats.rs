@@ -108,7 +108,11 @@ pub(super) fn collect(s: &State, socket: &Path) -> Stats {
                 delivered: slot.delivered.load(Ordering::Relaxed),
                 lost: l,
                 lag_messages: published.saturating_sub(slot.next_seq.load(Ordering::Relaxed)),
-                lag_bytes: if cursor == crate::segment::SLOT_FREE { 0 } else { tail.saturating_sub(cursor) },
+                lag_bytes: if cursor == crate::segment::SLOT_FREE {
+                    0
+                } else {
+                    tail.saturating_sub(cursor)
+                },
                 idle_s: t.activity.get(i).map_or(0.0, |a| a.1.elapsed().as_secs_f64()),
             });
         }

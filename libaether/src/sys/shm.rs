@@ -39,3 +39,26 @@ pub fn size(fd: &OwnedFd) -> io::Result<u64> {
     syscall!(fstat(fd.as_raw_fd(), &mut st))?;
     Ok(st.st_size as u64)
 }
+
+/// Seals that make a segment's size immutable: no process holding the
+/// descriptor can shrink it under other processes' mappings (SIGBUS) or grow it.
+pub const SIZE_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+
+/// An anonymous, sealed shared-memory file of `size` bytes (memfd): it has no
+/// name anyone could open, vanishes with its last descriptor or mapping, and
+/// cannot be resized once sealed. `name` only labels it in /proc/PID/fd.
+pub fn create_sealed(name: &str, size: u64) -> io::Result<OwnedFd> {
+    let c = cname(name)?;
+    let fd = syscall!(memfd_create(c.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING))?;
+    // SAFETY: memfd_create just returned this descriptor and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    syscall!(ftruncate(fd.as_raw_fd(), size as libc::off_t))?;
+    syscall!(fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, SIZE_SEALS))?;
+    Ok(fd)
+}
+
+/// Whether `fd`'s size is sealed (see [`SIZE_SEALS`]).
+pub fn size_sealed(fd: &OwnedFd) -> bool {
+    let want = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+    syscall!(fcntl(fd.as_raw_fd(), libc::F_GET_SEALS)).is_ok_and(|s| s & want == want)
+}
