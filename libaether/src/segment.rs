@@ -463,10 +463,8 @@ mod tests {
         // SAFETY: memfd_create just returned this descriptor.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
         // SAFETY: ftruncate on our own descriptor.
-        assert_eq!(
-            unsafe { libc::ftruncate(std::os::fd::AsRawFd::as_raw_fd(&fd), size as libc::off_t) },
-            0
-        );
+        let rc = unsafe { libc::ftruncate(std::os::fd::AsRawFd::as_raw_fd(&fd), size as libc::off_t) };
+        assert_eq!(rc, 0);
         assert_eq!(Segment::open(&fd).err().map(|e| e.status), Some(crate::Status::Corrupt));
     }
 }
