@@ -97,15 +97,32 @@ pub fn send(fd: BorrowedFd<'_>, msg: &[u8]) -> io::Result<()> {
 /// (`None`: as long as it takes). Timing out is `TimedOut`; a full queue on a
 /// non-blocking descriptor is `WouldBlock`. `EINTR` is retried.
 pub fn timedsend(fd: BorrowedFd<'_>, msg: &[u8], timeout: Option<Duration>) -> io::Result<()> {
-    let ts = timeout.map(abs_realtime);
-    let tp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let deadline = timeout.map(|t| super::monotonic_ns().saturating_add(t.as_nanos().min(u64::MAX as u128) as u64));
     loop {
+        // Timed waits happen in poll() on the monotonic clock; the call itself
+        // is given an expired deadline, so a wall-clock step cannot stretch it.
+        let ts = deadline.map(|d| {
+            wait_ready(fd, libc::POLLOUT, d);
+            abs_realtime(Duration::ZERO)
+        });
+        let tp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         match syscall!(mq_timedsend(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0, tp)) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) && deadline.is_some_and(|d| super::monotonic_ns() < d) => continue,
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Waits (poll, monotonic) until `fd` reports `events` or the monotonic
+/// `deadline` (ns) passes.
+fn wait_ready(fd: BorrowedFd<'_>, events: libc::c_short, deadline: u64) {
+    let left = deadline.saturating_sub(super::monotonic_ns());
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    let ms = left.div_ceil(1_000_000).min(i32::MAX as u64) as i32;
+    // SAFETY: one valid pollfd; a bounded timeout.
+    unsafe { libc::poll(&mut p, 1, ms) };
 }
 
 /// Receives the oldest message into `buf` (at least the queue's msgsize long),
@@ -118,9 +135,14 @@ pub fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// (`None`: as long as it takes; zero: only if one is queued). Timing out is
 /// `TimedOut`; `buf` shorter than the queue's msgsize is `EMSGSIZE`. `EINTR` is retried.
 pub fn timedreceive(fd: BorrowedFd<'_>, buf: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
-    let ts = timeout.map(abs_realtime);
-    let tp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let deadline = timeout.map(|t| super::monotonic_ns().saturating_add(t.as_nanos().min(u64::MAX as u128) as u64));
     loop {
+        // As in `timedsend`: wait in poll() on the monotonic clock.
+        let ts = deadline.map(|d| {
+            wait_ready(fd, libc::POLLIN, d);
+            abs_realtime(Duration::ZERO)
+        });
+        let tp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         match syscall!(mq_timedreceive(
             fd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
@@ -130,6 +152,7 @@ pub fn timedreceive(fd: BorrowedFd<'_>, buf: &mut [u8], timeout: Option<Duration
         )) {
             Ok(n) => return Ok(n as usize),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) && deadline.is_some_and(|d| super::monotonic_ns() < d) => continue,
             Err(e) => return Err(e),
         }
     }
