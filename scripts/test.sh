@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Every test: Rust (unit, loom model, cross-process, stress), the committed
 # header's freshness, the C programs built against an installed prefix (plain
-# and under valgrind), and the Python bindings (pytest in a virtualenv).
-# Installs what it needs on a fresh Debian machine.
+# and under valgrind), the Python bindings (pytest in a virtualenv), and the
+# Debian package (scripts/package-test.sh: built with cargo-deb, checked with
+# lintian, used from a dpkg -x root). Installs what it needs on a fresh Debian
+# machine (apt-get as root; cargo-deb with cargo install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in pkg-config valgrind cc; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in pkg-config valgrind cc lintian dpkg-architecture strip; do command -v "$tool" >/dev/null || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
-  pkgs=$(printf '%s\n' "${need[@]}" | sed 's/^cc$/gcc/' | tr '\n' ' ')
+  pkgs=$(printf '%s\n' "${need[@]}" | sed -e 's/^cc$/gcc/' -e 's/^dpkg-architecture$/dpkg-dev/' -e 's/^strip$/binutils/' | tr '\n' ' ')
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
   else
@@ -28,6 +30,9 @@ bash scripts/c-tests.sh
 
 echo "== Python tests"
 bash scripts/python-tests.sh
+
+echo "== Package tests"
+bash scripts/package-test.sh
 
 shm_after=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
 if [ "$shm_after" -gt "$shm_before" ]; then

@@ -49,7 +49,13 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         cells
             .iter()
             .enumerate()
-            .map(|(i, c)| if i == 0 { format!("{c:<width$}", width = w[i]) } else { format!("{c:>width$}", width = w[i]) })
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<width$}", width = w[i])
+                } else {
+                    format!("{c:>width$}", width = w[i])
+                }
+            })
             .collect::<Vec<_>>()
             .join("  ")
             .trim_end()
@@ -75,6 +81,9 @@ mod tests {
         assert_eq!(count(1_234_567.0), "1.23 M");
         assert_eq!(count(999.0), "999");
         assert_eq!(duration(3725.0), "1h 2m 5s");
-        assert_eq!(table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]), "a    bb\nxyz   1");
+        assert_eq!(
+            table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]),
+            "a    bb\nxyz   1"
+        );
     }
 }

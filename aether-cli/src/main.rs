@@ -2,42 +2,17 @@
 //! a running `aetherd` through its admin named pipe. Argument parsing and
 //! output only: everything else is libaether (`aether::admin`, `aether::Client`).
 
+mod cli;
 mod fmt;
 
 use aether::admin::{self, Command};
 use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Cmd, PolicyArg, TopicArgs, Wait};
 use serde_json::Value;
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-#[derive(Parser)]
-#[command(name = "aether-cli", version, about = "Aether command-line client and admin tool")]
-struct Cli {
-    /// Control socket of the broker; the admin pipe is this path + ".admin"
-    /// [default: $AETHER_SOCKET, else $XDG_RUNTIME_DIR/aether/aetherd.sock, else /run/aether/aetherd.sock]
-    #[arg(long, global = true)]
-    socket: Option<PathBuf>,
-    /// Print exactly one JSON document (JSON lines for `stats --watch` and `sub`)
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(clap::Args, Clone, Copy)]
-struct Wait {
-    /// Seconds to wait for the daemon's answer
-    #[arg(long, default_value_t = 2.0)]
-    timeout: f64,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PolicyArg {
-    Lossy,
-    Reliable,
-}
 
 impl PolicyArg {
     fn policy(self) -> Policy {
@@ -54,19 +29,6 @@ impl PolicyArg {
     }
 }
 
-#[derive(clap::Args, Clone, Copy)]
-struct TopicArgs {
-    /// Delivery policy [default: the daemon's topic default]
-    #[arg(long, value_enum)]
-    policy: Option<PolicyArg>,
-    /// Ring size in bytes, a power of two [default: the daemon's topic default]
-    #[arg(long)]
-    ring_size: Option<u64>,
-    /// Largest message in bytes [default: the daemon's topic default]
-    #[arg(long)]
-    max_message: Option<u64>,
-}
-
 impl TopicArgs {
     /// For library clients that create a missing topic: unset values take the library defaults.
     fn params(&self) -> TopicParams {
@@ -78,97 +40,6 @@ impl TopicArgs {
             ..d
         }
     }
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Daemon version, uptime, pid, instance, paths, counts and memory in segments
-    Status {
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// One row per topic: policy, sizes, publishers, subscribers, published, rate, lost
-    Topics {
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// One row per subscriber (of TOPIC, or all): client, delivery, lag, lost
-    Subscribers {
-        topic: Option<String>,
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// Every statistic the daemon keeps (what SIGUSR1 dumps)
-    Stats {
-        /// Refresh in place until Ctrl-C (JSON lines with --json)
-        #[arg(long)]
-        watch: bool,
-        /// Seconds between refreshes
-        #[arg(long, default_value_t = 1.0)]
-        interval: f64,
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// Create a topic
-    Create {
-        topic: String,
-        #[command(flatten)]
-        topic_args: TopicArgs,
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// Delete a topic; its publishers and subscribers get a clear error at their next call
-    Delete {
-        topic: String,
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// Disconnect a client (its id is in `stats` and `subscribers`) and free what it held
-    Kick {
-        client: u64,
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// Shut the daemon down gracefully (same as SIGTERM)
-    Drain {
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// Reload the daemon's configuration (same as SIGHUP)
-    Reload {
-        #[command(flatten)]
-        wait: Wait,
-    },
-    /// Publish MESSAGE, or each line of standard input, to TOPIC (created if missing)
-    Pub {
-        topic: String,
-        message: Option<String>,
-        #[command(flatten)]
-        topic_args: TopicArgs,
-    },
-    /// Print each message of TOPIC on its own line (TOPIC is created if missing)
-    Sub {
-        topic: String,
-        /// Exit after this many messages
-        #[arg(long)]
-        count: Option<u64>,
-        /// Give up when no message arrives for this many seconds
-        #[arg(long)]
-        timeout: Option<f64>,
-        /// Do not print messages, only the summary
-        #[arg(long)]
-        quiet: bool,
-        #[command(flatten)]
-        topic_args: TopicArgs,
-    },
-    /// Run the benchmark (same as `aether-bench`; see `aether-cli bench --help`)
-    #[command(disable_help_flag = true)]
-    Bench {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<std::ffi::OsString>,
-    },
-    /// Print a shell completion script
-    Completions { shell: clap_complete::Shell },
 }
 
 /// One clear line on stderr, a hint where one helps, and a non-zero exit.
@@ -199,16 +70,31 @@ fn main() {
         Cmd::Bench { args } => {
             // The benchmark hosts its own broker and re-executes `aether-cli bench` for its children.
             let exe = std::env::current_exe().expect("own executable path");
-            std::process::exit(aether_bench::main(args.into_iter(), vec![exe.into_os_string(), "bench".into()]));
+            std::process::exit(aether_bench::main(
+                args.into_iter(),
+                vec![exe.into_os_string(), "bench".into()],
+            ));
         }
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aether-cli", &mut std::io::stdout());
         }
-        Cmd::Pub { ref topic, ref message, topic_args } => publish(&socket, topic, message.as_deref(), &topic_args, cli.json),
-        Cmd::Sub { ref topic, count, timeout, quiet, topic_args } => {
-            subscribe(&socket, topic, count, timeout, quiet, &topic_args, cli.json)
-        }
-        Cmd::Stats { watch: true, interval, wait } => watch(&socket, interval, wait, cli.json),
+        Cmd::Pub {
+            ref topic,
+            ref message,
+            topic_args,
+        } => publish(&socket, topic, message.as_deref(), &topic_args, cli.json),
+        Cmd::Sub {
+            ref topic,
+            count,
+            timeout,
+            quiet,
+            topic_args,
+        } => subscribe(&socket, topic, count, timeout, quiet, &topic_args, cli.json),
+        Cmd::Stats {
+            watch: true,
+            interval,
+            wait,
+        } => watch(&socket, interval, wait, cli.json),
         ref cmd => {
             let (command, wait) = admin_command(cmd);
             admin::interrupt_on_signals();
@@ -229,7 +115,11 @@ fn admin_command(cmd: &Cmd) -> (Command, Wait) {
         Cmd::Topics { wait } => (Command::Topics, *wait),
         Cmd::Subscribers { topic, wait } => (Command::Subscribers { topic: topic.clone() }, *wait),
         Cmd::Stats { wait, .. } => (Command::Stats, *wait),
-        Cmd::Create { topic, topic_args, wait } => (
+        Cmd::Create {
+            topic,
+            topic_args,
+            wait,
+        } => (
             Command::Create {
                 topic: topic.clone(),
                 policy: topic_args.policy.map(|p| p.name().to_string()),
@@ -267,11 +157,18 @@ fn status_text(d: &Value) -> String {
         ("socket", text(d, "socket")),
         ("admin pipe", text(d, "admin_pipe")),
         ("topics", text(d, "topics")),
-        ("clients", format!("{} ({} died)", text(d, "clients"), text(d, "dead_clients"))),
+        (
+            "clients",
+            format!("{} ({} died)", text(d, "clients"), text(d, "dead_clients")),
+        ),
         ("segments", fmt::bytes(num(d, "segment_bytes") as u64)),
         ("draining", text(d, "draining")),
     ];
-    rows.iter().filter(|(_, v)| v != "-").map(|(k, v)| format!("{:<11} {v}", format!("{k}:"))).collect::<Vec<_>>().join("\n")
+    rows.iter()
+        .filter(|(_, v)| v != "-")
+        .map(|(k, v)| format!("{:<11} {v}", format!("{k}:")))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn topics_table(topics: &Value) -> String {
@@ -299,7 +196,21 @@ fn topics_table(topics: &Value) -> String {
     if rows.is_empty() {
         return "no topics".into();
     }
-    fmt::table(&["TOPIC", "POLICY", "RING", "MAX MSG", "PUBS", "SUBS", "PUBLISHED", "RATE", "LOST", "DURABILITY"], &rows)
+    fmt::table(
+        &[
+            "TOPIC",
+            "POLICY",
+            "RING",
+            "MAX MSG",
+            "PUBS",
+            "SUBS",
+            "PUBLISHED",
+            "RATE",
+            "LOST",
+            "DURABILITY",
+        ],
+        &rows,
+    )
 }
 
 fn subscribers_table(subs: &Value) -> String {
@@ -327,7 +238,21 @@ fn subscribers_table(subs: &Value) -> String {
     if rows.is_empty() {
         return "no subscribers".into();
     }
-    fmt::table(&["TOPIC", "CLIENT", "PID", "UID", "DELIVERY", "DELIVERED", "LAG", "LAG BYTES", "LOST", "LAST ACTIVITY"], &rows)
+    fmt::table(
+        &[
+            "TOPIC",
+            "CLIENT",
+            "PID",
+            "UID",
+            "DELIVERY",
+            "DELIVERED",
+            "LAG",
+            "LAG BYTES",
+            "LOST",
+            "LAST ACTIVITY",
+        ],
+        &rows,
+    )
 }
 
 fn human(cmd: &Cmd, v: &Value) -> String {
@@ -357,14 +282,26 @@ fn watch(socket: &Path, interval: f64, wait: Wait, json: bool) {
     loop {
         let v = match admin::call(socket, Command::Stats, Duration::from_secs_f64(wait.timeout.max(0.0))) {
             Ok(v) => v,
-            Err(e) if e.status == Status::Shutdown && admin::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) => return,
+            Err(e) if e.status == Status::Shutdown && admin::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) => {
+                return
+            }
             Err(e) => fail(e, socket),
         };
         if json {
             println!("{}", serde_json::to_string(&v).expect("JSON"));
         } else {
             // Clear the screen and go home, like top.
-            println!("\x1b[2J\x1b[H{}", human(&Cmd::Stats { watch: true, interval: 0.0, wait }, &v));
+            println!(
+                "\x1b[2J\x1b[H{}",
+                human(
+                    &Cmd::Stats {
+                        watch: true,
+                        interval: 0.0,
+                        wait
+                    },
+                    &v
+                )
+            );
         }
         let _ = std::io::stdout().flush();
         let until = Instant::now() + interval;
@@ -423,7 +360,10 @@ fn publish(socket: &Path, topic: &str, message: Option<&str>, topic_args: &Topic
     }
     let secs = start.elapsed().as_secs_f64();
     if json {
-        println!("{}", serde_json::json!({"topic": topic, "published": n, "bytes": bytes, "seconds": secs}));
+        println!(
+            "{}",
+            serde_json::json!({"topic": topic, "published": n, "bytes": bytes, "seconds": secs})
+        );
     } else {
         eprintln!(
             "published {n} messages ({bytes} bytes) to {topic} in {secs:.3} s: {} msg/s",
@@ -443,7 +383,9 @@ fn subscribe(
 ) {
     let client = connect(socket);
     ensure_topic(&client, socket, topic, topic_args);
-    let mut s = client.subscriber(topic, &SubscriberConfig::default()).unwrap_or_else(|e| fail(e, socket));
+    let mut s = client
+        .subscriber(topic, &SubscriberConfig::default())
+        .unwrap_or_else(|e| fail(e, socket));
     eprintln!("subscribed to {topic}");
     let mut buf = vec![0u8; s.max_message()];
     let stdout = std::io::stdout();

@@ -184,9 +184,13 @@ fn sixteen_concurrent_clis_get_their_own_replies() {
 #[test]
 fn a_cli_killed_while_waiting_leaves_nothing_and_wedges_nothing() {
     let d = Daemon::start();
-    // Freeze the daemon so the CLI waits for its reply.
+    // Freeze the daemon so the CLI waits for its reply (and wait until it is stopped).
     // SAFETY: signalling our own child.
     unsafe { libc::kill(d.child.id() as i32, libc::SIGSTOP) };
+    let stat = format!("/proc/{}/stat", d.child.id());
+    wait_for("the daemon to stop", || {
+        std::fs::read_to_string(&stat).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
+    });
     let mut cli = Command::new(CLI)
         .args(["--socket", d.socket.to_str().unwrap(), "status", "--timeout", "30"])
         .stdout(Stdio::null())

@@ -195,6 +195,12 @@ impl Client {
                     }
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(Error::new(
+                    Status::Permission,
+                    format!("permission denied on the aetherd socket {}: {e}", path.display()),
+                ))
+            }
             Err(e) => {
                 return Err(Error::new(
                     Status::Unavailable,

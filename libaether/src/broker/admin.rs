@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Creates the admin FIFO (mode 0600) at `path`, replacing a stale one.
-pub(super) fn create_pipe(path: &Path) -> Result<()> {
+/// Creates the admin FIFO (mode 0600) at `path`, replacing a stale one, and
+/// opens it read-write: from then on writers never get ENXIO ("no reader"),
+/// even before the admin thread runs, and never make it see EOF.
+pub(super) fn create_pipe(path: &Path) -> Result<OwnedFd> {
     let _ = std::fs::remove_file(path);
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::invalid("admin pipe path contains NUL"))?;
     // SAFETY: mkfifo with a NUL-terminated path.
@@ -33,7 +36,10 @@ pub(super) fn create_pipe(path: &Path) -> Result<()> {
             std::io::Error::last_os_error(),
         ));
     }
-    Ok(())
+    open(path, libc::O_RDWR).map_err(|e| {
+        let _ = std::fs::remove_file(path);
+        Error::io(&format!("open {}", path.display()), e)
+    })
 }
 
 fn open(path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
@@ -48,19 +54,8 @@ fn open(path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
 }
 
 /// Reads requests from the pipe forever (until the process exits).
-pub(super) fn run(state: &Mutex<State>, pipe: &Path, socket: &Path) {
-    // Opened read-write, so that writers coming and going never make us see EOF.
-    let fd = match open(pipe, libc::O_RDWR) {
-        Ok(fd) => fd,
-        Err(e) => {
-            log_at!(
-                Error,
-                "cannot open the admin pipe {}: {e}; admin interface disabled",
-                pipe.display()
-            );
-            return;
-        }
-    };
+/// Reads requests from the pipe (`fd`, from [`create_pipe`]) forever.
+pub(super) fn run(state: &Mutex<State>, fd: OwnedFd, pipe: &Path, socket: &Path) {
     let mut file = std::fs::File::from(fd);
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; admin::MAX_REQUEST * 4];

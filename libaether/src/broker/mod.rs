@@ -152,6 +152,8 @@ pub struct Broker {
     listener: Arc<SeqPacket>,
     socket: PathBuf,
     admin_pipe: PathBuf,
+    /// The pipe's read end, until the admin thread takes it.
+    admin_reader: Mutex<Option<OwnedFd>>,
     lock_path: PathBuf,
     _lock: File,
 }
@@ -219,13 +221,14 @@ impl Broker {
         let instance_id = sys::random_u64();
         // We hold the lock, so a socket file here is a dead daemon's.
         let _ = std::fs::remove_file(socket);
-        let listener =
-            SeqPacket::listen(socket).map_err(|e| Error::io(&format!("listen on {}", socket.display()), e))?;
+        // The admin pipe exists (and has its reader) before the socket listens:
+        // whoever can connect can also administer at once.
         let admin_pipe = crate::admin::pipe_path(socket);
-        if let Err(e) = admin::create_pipe(&admin_pipe) {
-            let _ = std::fs::remove_file(socket);
-            return Err(e);
-        }
+        let admin_reader = admin::create_pipe(&admin_pipe)?;
+        let listener = SeqPacket::listen(socket).map_err(|e| {
+            let _ = std::fs::remove_file(&admin_pipe);
+            Error::io(&format!("listen on {}", socket.display()), e)
+        })?;
         Ok(Broker {
             state: Arc::new(Mutex::new(State {
                 instance_id,
@@ -241,6 +244,7 @@ impl Broker {
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
             admin_pipe,
+            admin_reader: Mutex::new(Some(admin_reader)),
             lock_path,
             _lock: lock,
         })
@@ -271,9 +275,11 @@ impl Broker {
             .name("aetherd-accept".into())
             .spawn(move || accept_loop(&state, &listener))?;
         let (state, pipe, socket) = (Arc::clone(&self.state), self.admin_pipe.clone(), self.socket.clone());
-        std::thread::Builder::new()
-            .name("aetherd-admin".into())
-            .spawn(move || admin::run(&state, &pipe, &socket))?;
+        if let Some(fd) = self.admin_reader.lock().expect("admin reader lock").take() {
+            std::thread::Builder::new()
+                .name("aetherd-admin".into())
+                .spawn(move || admin::run(&state, fd, &pipe, &socket))?;
+        }
         let (state, pipe) = (Arc::clone(&self.state), self.admin_pipe.clone());
         std::thread::Builder::new()
             .name("aetherd-housekeep".into())

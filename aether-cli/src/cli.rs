@@ -1,0 +1,137 @@
+//! aether-cli's command line, kept apart from `main.rs` so that the man page
+//! generator (`aether-mangen`) renders the very same definition. Behaviour
+//! (what each value means to the library) stays in `main.rs`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "aether-cli", version, about = "Aether command-line client and admin tool")]
+pub(crate) struct Cli {
+    /// Control socket of the broker; the admin pipe is this path + ".admin"
+    /// [default: $AETHER_SOCKET, else $XDG_RUNTIME_DIR/aether/aetherd.sock, else /run/aether/aetherd.sock]
+    #[arg(long, global = true)]
+    pub(crate) socket: Option<PathBuf>,
+    /// Print exactly one JSON document (JSON lines for `stats --watch` and `sub`)
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct Wait {
+    /// Seconds to wait for the daemon's answer
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) timeout: f64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PolicyArg {
+    Lossy,
+    Reliable,
+}
+
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct TopicArgs {
+    /// Delivery policy [default: the daemon's topic default]
+    #[arg(long, value_enum)]
+    pub(crate) policy: Option<PolicyArg>,
+    /// Ring size in bytes, a power of two [default: the daemon's topic default]
+    #[arg(long)]
+    pub(crate) ring_size: Option<u64>,
+    /// Largest message in bytes [default: the daemon's topic default]
+    #[arg(long)]
+    pub(crate) max_message: Option<u64>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Cmd {
+    /// Daemon version, uptime, pid, instance, paths, counts and memory in segments
+    Status {
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// One row per topic: policy, sizes, publishers, subscribers, published, rate, lost
+    Topics {
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// One row per subscriber (of TOPIC, or all): client, delivery, lag, lost
+    Subscribers {
+        topic: Option<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Every statistic the daemon keeps (what SIGUSR1 dumps)
+    Stats {
+        /// Refresh in place until Ctrl-C (JSON lines with --json)
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between refreshes
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Create a topic
+    Create {
+        topic: String,
+        #[command(flatten)]
+        topic_args: TopicArgs,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Delete a topic; its publishers and subscribers get a clear error at their next call
+    Delete {
+        topic: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Disconnect a client (its id is in `stats` and `subscribers`) and free what it held
+    Kick {
+        client: u64,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Shut the daemon down gracefully (same as SIGTERM)
+    Drain {
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Reload the daemon's configuration (same as SIGHUP)
+    Reload {
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Publish MESSAGE, or each line of standard input, to TOPIC (created if missing)
+    Pub {
+        topic: String,
+        message: Option<String>,
+        #[command(flatten)]
+        topic_args: TopicArgs,
+    },
+    /// Print each message of TOPIC on its own line (TOPIC is created if missing)
+    Sub {
+        topic: String,
+        /// Exit after this many messages
+        #[arg(long)]
+        count: Option<u64>,
+        /// Give up when no message arrives for this many seconds
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Do not print messages, only the summary
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        topic_args: TopicArgs,
+    },
+    /// Run the benchmark (same as `aether-bench`; see `aether-cli bench --help`)
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Print a shell completion script
+    Completions { shell: clap_complete::Shell },
+}

@@ -1,0 +1,503 @@
+#!/usr/bin/env bash
+# package-test.sh — the Debian package as its users get it, without installing
+# it on this machine: build it (scripts/package.sh, lintian included), check
+# what it holds (dpkg -c, control files), extract it into a throwaway root
+# (dpkg -x), compile C programs against that root with pkg-config (sysroot),
+# and exchange messages between them and the packaged aether-cli through the
+# packaged aetherd; `ldd` shows libaether.so.0 resolved from the root.
+#
+# As root, where mount namespaces work (unshare -m), it also plays an
+# installation with a copy of /etc mounted over /etc in a private namespace:
+# the postinst creates the user and group aether (twice: idempotent) and
+# enables aetherd.service; the packaged /etc/aether/aetherd.toml starts the
+# packaged daemon as user aether; a member of group aether publishes and
+# subscribes through it, a non-member is refused; the postrm's purge removes
+# user and group. The machine's own /etc is checked to be untouched.
+#
+# Prints `ok - NAME` / `not ok - NAME` (a failure's log follows as `# `
+# lines) and ends with `package tests: N passed, M failed[, K skipped]`;
+# exits 1 if M > 0. Environment: CC (default cc), PACKAGE_TEST_COUNT
+# (messages per exchange, default 1000), PACKAGE_TEST_VERBOSE=1 (show every
+# test's log, not only a failure's).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+CC=${CC:-cc}
+COUNT=${PACKAGE_TEST_COUNT:-1000}
+CFLAGS=(-std=c11 -Wall -Wextra -Werror)
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/aether-package-test.XXXXXX")
+PKGROOT=$TMP/root # the extracted package
+BIN=$TMP/bin
+LOGS=$TMP/logs
+SOCK=$TMP/aetherd.sock
+TAG=pkgtest-$$ # in every topic name of this run
+DAEMON_PID=
+INSTANCE=
+CHILDREN=()
+mkdir -p "$BIN" "$LOGS"
+
+passed=0
+failed=0
+skipped=0
+
+FINISHED=
+cleanup() {
+    local status=$? pid
+    if [[ -z $FINISHED ]]; then # an unexpected error stopped the script
+        echo "not ok - package-test.sh stopped early (status $status)"
+        echo "package tests: $passed passed, $((failed + 1)) failed"
+    fi
+    for pid in "${CHILDREN[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    stop_daemon || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# SIGTERM the daemon and wait for it (SIGKILL after 10 s); returns its status.
+stop_daemon() {
+    [[ -n $DAEMON_PID ]] || return 0
+    local pid=$DAEMON_PID rc=0 i
+    DAEMON_PID=
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; rc=124; }
+    wait "$pid" || rc=$?
+    return "$rc"
+}
+
+report() { # report NAME STATUS [LOG]
+    if [[ $2 == 0 ]]; then
+        echo "ok - $1"
+        passed=$((passed + 1))
+        [[ -z ${PACKAGE_TEST_VERBOSE:-} || -z ${3:-} || ! -s ${3:-} ]] || sed 's/^/# /' "$3"
+    else
+        echo "not ok - $1"
+        failed=$((failed + 1))
+        [[ -n ${3:-} && -s ${3:-} ]] && tail -n 40 "$3" | sed 's/^/# /'
+    fi
+    return 0
+}
+
+skip() { # skip NAME WHY
+    echo "ok - $1 # SKIP $2"
+    skipped=$((skipped + 1))
+}
+
+log_of() { echo "$LOGS/$(echo "$1" | tr -c 'A-Za-z0-9.\n-' '_' | cut -c1-100).log"; }
+
+check() { # check NAME CMD...: runs CMD (errexit on, in a subshell), output to a log
+    local name=$1 log rc
+    shift
+    log=$(log_of "$name")
+    set +e
+    (set -e; "$@") >"$log" 2>&1
+    rc=$?
+    set -e
+    report "$name" "$rc" "$log"
+}
+
+finish() {
+    local extra=""
+    ((skipped == 0)) || extra=", $skipped skipped"
+    echo "package tests: $passed passed, $failed failed$extra"
+    FINISHED=1
+    exit $((failed > 0))
+}
+
+wait_for() { # wait_for SECONDS TEST-CMD...: polls until TEST-CMD succeeds
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.05
+    done
+}
+
+for tool in "$CC" pkg-config readelf ldd cargo; do
+    command -v "$tool" >/dev/null || { echo "package-test: $tool is required" >&2; exit 1; }
+done
+
+# --- the package ------------------------------------------------------------------------
+build_package() {
+    bash scripts/package.sh >"$TMP/package.out"
+    DEB=$(tail -n 1 "$TMP/package.out")
+    echo "package: $DEB"
+    [[ -f $DEB ]]
+}
+check "scripts/package.sh builds the package (lintian: no errors)" build_package
+DEB=$(tail -n 1 "$TMP/package.out" 2>/dev/null || true)
+[[ -n $DEB && -f $DEB ]] || finish
+
+VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+ARCH=$(dpkg-architecture -qDEB_HOST_ARCH)
+MA=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+LIBDIR=usr/lib/$MA
+dpkg -c "$DEB" | awk '{ print $6 }' | sed 's|^\./||' >"$TMP/contents"
+
+name_and_version() {
+    [[ ${DEB##*/} == "aether_${VERSION}_${ARCH}.deb" ]] || { echo "file name ${DEB##*/}"; return 1; }
+    [[ $(dpkg-deb -f "$DEB" Package) == aether && $(dpkg-deb -f "$DEB" Version) == "$VERSION" ]]
+    local depends
+    depends=$(dpkg-deb -f "$DEB" Depends)
+    echo "Depends: $depends"
+    grep -qw adduser <<<"$depends"
+}
+check "aether_${VERSION}_${ARCH}.deb: package aether, version $VERSION, depends on adduser" name_and_version
+
+has_files() { # has_files PATH...: each one is in `dpkg -c`
+    local f missing=0
+    for f in "$@"; do
+        grep -qxF "$f" "$TMP/contents" || { echo "not in the package: /$f"; missing=1; }
+    done
+    return "$missing"
+}
+check "dpkg -c: library, header, pkg-config file" has_files \
+    "$LIBDIR/libaether.so.$VERSION" "$LIBDIR/libaether.so.0" "$LIBDIR/libaether.so" \
+    usr/include/aether.h "$LIBDIR/pkgconfig/aether.pc"
+links() {
+    dpkg -c "$DEB" | grep -F " ./$LIBDIR/libaether.so.0 -> libaether.so.$VERSION"
+    dpkg -c "$DEB" | grep -F " ./$LIBDIR/libaether.so -> libaether.so.0"
+}
+check "dpkg -c: libaether.so -> libaether.so.0 -> libaether.so.$VERSION" links
+check "dpkg -c: programs, systemd unit, conffile, copyright, changelog" has_files \
+    usr/bin/aetherd usr/bin/aether-cli usr/lib/systemd/system/aetherd.service \
+    etc/aether/aetherd.toml usr/share/doc/aether/copyright usr/share/doc/aether/changelog.gz
+check "dpkg -c: completions for bash, zsh and fish" has_files \
+    usr/share/bash-completion/completions/aether-cli usr/share/zsh/vendor-completions/_aether-cli \
+    usr/share/fish/vendor_completions.d/aether-cli.fish
+
+control() {
+    local dir=$TMP/control
+    dpkg-deb -e "$DEB" "$dir"
+    grep -qxF /etc/aether/aetherd.toml "$dir/conffiles" || { echo "conffiles: $(cat "$dir/conffiles")"; return 1; }
+    grep -qx 'activate-noawait ldconfig' "$dir/triggers" || { echo "no ldconfig trigger"; return 1; }
+    grep -qx "libaether 0 aether (>= $VERSION)" "$dir/shlibs" || { echo "shlibs: $(cat "$dir/shlibs")"; return 1; }
+    grep -q 'adduser --system' "$dir/postinst" || { echo "postinst does not create the system user"; return 1; }
+    grep -q 'deb-systemd-helper enable aetherd.service' "$dir/postinst" || { echo "postinst does not enable the unit"; return 1; }
+    # shellcheck disable=SC2016 # a literal $ in the generated script
+    grep -q 'deb-systemd-invoke $_dh_action aetherd.service' "$dir/postinst" || { echo "postinst does not start the unit"; return 1; }
+    grep -q 'if \[ -d /run/systemd/system \]; then' "$dir/postinst" || { echo "the start is not limited to systems running systemd"; return 1; }
+    grep -q 'deluser --system' "$dir/postrm" || { echo "postrm does not remove the system user on purge"; return 1; }
+    local s
+    for s in postinst prerm postrm; do sh -n "$dir/$s"; done
+}
+check "control: conffiles, ldconfig trigger, shlibs, maintainer scripts (user, unit enable/start, purge)" control
+
+lintian_clean() {
+    local out status=0
+    out=$(lintian --fail-on error "$DEB" 2>&1) || status=$?
+    echo "$out"
+    echo "errors: $(grep -c '^E: ' <<<"$out" || true), warnings: $(grep -c '^W: ' <<<"$out" || true)"
+    [[ $status == 0 ]] && ! grep -q '^E: ' <<<"$out"
+}
+check "lintian reports no errors" lintian_clean
+echo "# lintian: $(tail -n 1 "$(log_of "lintian reports no errors")")"
+
+# --- extracted into a throwaway root ------------------------------------------------------------
+check "dpkg -x into a throwaway root" dpkg -x "$DEB" "$PKGROOT"
+[[ -x $PKGROOT/usr/bin/aetherd ]] || finish
+man_pages() { # aetherd(8), aether-cli(1) and one page per subcommand that `aether-cli --help` lists
+    local subs sub pages=(usr/share/man/man8/aetherd.8.gz usr/share/man/man1/aether-cli.1.gz)
+    subs=$("$PKGROOT/usr/bin/aether-cli" --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1 && NF { print $1 }' | grep -vx help)
+    [[ -n $subs ]] || { echo "no subcommands in aether-cli --help"; return 1; }
+    for sub in $subs; do pages+=("usr/share/man/man1/aether-cli-$sub.1.gz"); done
+    has_files "${pages[@]}"
+    echo "${#pages[@]} pages"
+}
+check "dpkg -c: man pages aetherd(8), aether-cli(1) and aether-cli-SUBCOMMAND(1) for each subcommand" man_pages
+md5sums() { dpkg-deb -e "$DEB" "$TMP/md5" && (cd "$PKGROOT" && md5sum -c --quiet "$TMP/md5/md5sums"); }
+check "the extracted files match the package's md5sums" md5sums
+
+docs() {
+    zcat "$PKGROOT/usr/share/doc/aether/changelog.gz" >"$TMP/changelog"
+    [[ $(dpkg-parsechangelog -l "$TMP/changelog" -S Version) == "$VERSION" ]] || { echo "changelog is not at $VERSION"; return 1; }
+    head -n 1 "$PKGROOT/usr/share/doc/aether/copyright" | grep -q '^Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/'
+}
+check "changelog (Debian format) is at $VERSION, copyright is DEP-5" docs
+unit() {
+    local u=$PKGROOT/usr/lib/systemd/system/aetherd.service exe cfg
+    exe=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$u")
+    cfg=$(sed -n 's/^ExecStart=.*--config \([^ ]*\).*/\1/p' "$u")
+    echo "ExecStart: $exe --config $cfg"
+    [[ -x $PKGROOT$exe && -f $PKGROOT$cfg ]] || { echo "the unit's program or configuration is not in the package"; return 1; }
+    grep -qx 'User=aether' "$u" && grep -qx 'Group=aether' "$u" && grep -qx 'RuntimeDirectory=aether' "$u"
+    grep -qx 'socket = "/run/aether/aetherd.sock"' "$PKGROOT/etc/aether/aetherd.toml"
+    grep -qx 'socket_mode = "0660"' "$PKGROOT/etc/aether/aetherd.toml"
+    grep -qx 'socket_group = "aether"' "$PKGROOT/etc/aether/aetherd.toml"
+}
+check "unit runs the packaged aetherd as aether with the conffile; socket /run/aether/aetherd.sock 0660 group aether" unit
+completions() {
+    local c=$PKGROOT/usr/share
+    bash -n "$c/bash-completion/completions/aether-cli"
+    bash -c "source '$c/bash-completion/completions/aether-cli' && complete -p aether-cli"
+    head -n 1 "$c/zsh/vendor-completions/_aether-cli" | grep -qx '#compdef aether-cli'
+    grep -q '^complete -c aether-cli' "$c/fish/vendor_completions.d/aether-cli.fish"
+}
+check "completions: bash loads and completes aether-cli; zsh #compdef; fish complete -c" completions
+if command -v man >/dev/null; then
+    render_man() {
+        local page out
+        for page in "$PKGROOT"/usr/share/man/man*/*.gz; do
+            out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$page" 2>&1 >/dev/null) || return 1
+            [[ -z $out ]] || { echo "${page##*/}: $out"; return 1; }
+        done
+        LC_ALL=C.UTF-8 MANWIDTH=80 man -l "$PKGROOT/usr/share/man/man8/aetherd.8.gz" >"$TMP/aetherd.8.txt"
+        grep -q -- '--socket-group' "$TMP/aetherd.8.txt"
+    }
+    check "man pages render without warnings (man --warnings); aetherd(8) documents --socket-group" render_man
+else
+    skip "man pages render without warnings" "man is not installed"
+fi
+
+export PKG_CONFIG_SYSROOT_DIR=$PKGROOT PKG_CONFIG_LIBDIR=$PKGROOT/$LIBDIR/pkgconfig
+unset PKG_CONFIG_PATH
+pc() {
+    pkg-config --exists --print-errors aether
+    [[ $(pkg-config --modversion aether) == "$VERSION" ]]
+    local flags
+    flags=$(pkg-config --cflags --libs aether | xargs) # (xargs: without the trailing blank)
+    echo "$flags"
+    [[ $flags == "-I$PKGROOT/usr/include -L$PKGROOT/$LIBDIR -laether" ]]
+}
+check "pkg-config --cflags --libs aether (sysroot = the extracted root) points into it" pc
+compile() { # compile NAME SOURCE
+    # shellcheck disable=SC2046 # pkg-config output is meant to be word-split
+    "$CC" "${CFLAGS[@]}" -o "$BIN/$1" "$2" $(pkg-config --cflags --libs aether)
+}
+check "compile c-tests/publisher.c with pkg-config" compile publisher c-tests/publisher.c
+check "compile packaging/test/lines.c with pkg-config" compile lines packaging/test/lines.c
+export LD_LIBRARY_PATH=$PKGROOT/$LIBDIR
+resolved() { # the programs need libaether.so.0 and ldd finds it in the extracted root
+    local p out
+    for p in publisher lines; do
+        readelf -d "$BIN/$p" | grep -F 'Shared library: [libaether.so.0]'
+        out=$(ldd "$BIN/$p")
+        echo "$out"
+        grep -qF "libaether.so.0 => $PKGROOT/$LIBDIR/libaether.so.0 (" <<<"$out"
+    done
+}
+check "ldd: libaether.so.0 => the extracted root's $LIBDIR/libaether.so.0" resolved
+[[ $failed == 0 ]] || finish
+
+# --- the packaged daemon and CLI, on a private socket ---------------------------------------------
+export AETHER_NO_AUTOSTART=1
+unset AETHER_SOCKET AETHER_CONFIG
+CLI=("$PKGROOT/usr/bin/aether-cli" --socket "$SOCK")
+check "packaged aetherd and aether-cli report version $VERSION" \
+    bash -c "'$PKGROOT/usr/bin/aetherd' --version | grep -qx 'aetherd $VERSION' && '${CLI[0]}' --version | grep -qx 'aether-cli $VERSION'"
+"$PKGROOT/usr/bin/aetherd" --socket "$SOCK" 2>"$LOGS/aetherd.log" &
+DAEMON_PID=$!
+if wait_for 10 test -S "$SOCK"; then rc=0; else rc=1; fi
+report "packaged aetherd listens on a private socket" "$rc" "$LOGS/aetherd.log"
+[[ $rc == 0 ]] || finish
+INSTANCE=$(sed -n 's/.*instance \([0-9a-f]\{16\}\).*/\1/p' "$LOGS/aetherd.log" | head -n 1)
+TOPIC=$TAG-exchange
+check "aether-cli create $TOPIC --policy reliable" "${CLI[@]}" create "$TOPIC" --policy reliable --max-message 4096
+
+c_to_cli() { # the C publisher's messages reach aether-cli sub
+    local log=$TMP/cli-sub.log pid rc=0
+    "${CLI[@]}" sub "$TOPIC" --count "$COUNT" --timeout 10 --quiet 2>"$log" >/dev/null &
+    pid=$!
+    CHILDREN+=("$pid")
+    wait_for 10 grep -q "^subscribed to $TOPIC" "$log" || { echo "aether-cli sub did not subscribe"; cat "$log"; return 1; }
+    "$BIN/publisher" "$SOCK" "$TOPIC" "$COUNT" 4096 || rc=$?
+    wait "$pid" || rc=$?
+    cat "$log"
+    grep -q "^received $COUNT messages from $TOPIC (0 lost)" "$log" && [[ $rc == 0 ]]
+}
+check "C program (c-tests/publisher.c) -> packaged aether-cli sub: $COUNT messages" c_to_cli
+
+cli_to_c() { # aether-cli pub's lines come out of the C subscriber
+    local pid rc=0
+    seq 1 "$COUNT" | sed 's/^/line /' >"$TMP/sent"
+    "$BIN/lines" "$SOCK" "$TOPIC" "$COUNT" "$TMP/lines.ready" >"$TMP/received" 2>"$TMP/lines.err" &
+    pid=$!
+    CHILDREN+=("$pid")
+    wait_for 10 test -e "$TMP/lines.ready" || { echo "lines did not subscribe"; cat "$TMP/lines.err"; return 1; }
+    "${CLI[@]}" pub "$TOPIC" <"$TMP/sent" || rc=$?
+    wait "$pid" || rc=$?
+    cat "$TMP/lines.err"
+    [[ $rc == 0 ]] && cmp "$TMP/sent" "$TMP/received"
+}
+check "packaged aether-cli pub -> C program (packaging/test/lines.c): $COUNT lines, same bytes, in order" cli_to_c
+check "aether-cli delete $TOPIC" "${CLI[@]}" delete "$TOPIC"
+
+if stop_daemon; then rc=0; else rc=$?; fi
+report "packaged aetherd exits 0 on SIGTERM" "$rc" "$LOGS/aetherd.log"
+leftovers() {
+    local left
+    left=$(find /dev/shm -maxdepth 1 -name "aether.*" \( -name "aether.$INSTANCE*" -o -name "*$TAG*" \) -print)
+    [[ -n $INSTANCE && -z $left ]] || { echo "left in /dev/shm (instance '$INSTANCE'): $left"; return 1; }
+    [[ ! -e $SOCK && ! -e $SOCK.lock && ! -e $SOCK.admin ]]
+}
+check "nothing left in /dev/shm, no socket, lock or pipe" leftovers
+
+# --- an installation played in a private mount namespace -------------------------------------------
+# Inside `unshare -m`, $ETC (a copy of /etc) is mounted over /etc, $VARLIB
+# (empty at first, kept between calls: deb-systemd-helper's state) over
+# /var/lib, and empty tmpfs over /var/log and /usr/lib/systemd/system (where
+# the packaged unit is copied): the maintainer scripts and adduser write only
+# there.
+ETC=$TMP/etc
+VARLIB=$TMP/varlib
+# "${IN_NS[@]}" CMD...: runs CMD as root in a fresh private mount namespace
+# over $ETC (an external command, so that `"${IN_NS[@]}" CMD &` gives CMD's pid).
+# shellcheck disable=SC2016 # the script's $ expand in the namespace's sh
+IN_NS=(unshare -m --propagation private env ETC="$ETC" VARLIB="$VARLIB" PKGROOT="$PKGROOT" sh -ec '
+    mount --bind "$ETC" /etc
+    mount --bind "$VARLIB" /var/lib
+    mount -t tmpfs tmpfs /var/log
+    if [ -d /usr/lib/systemd/system ]; then
+        mount -t tmpfs tmpfs /usr/lib/systemd/system
+        cp "$PKGROOT/usr/lib/systemd/system/aetherd.service" /usr/lib/systemd/system/
+    fi
+    exec "$@"' in_ns)
+in_ns() { "${IN_NS[@]}" "$@"; }
+maint() { # maint SCRIPT ARGS...: a maintainer script, in the namespace, with the environment dpkg gives it
+    local script=$1
+    shift
+    in_ns env DPKG_MAINTSCRIPT_PACKAGE=aether DPKG_MAINTSCRIPT_NAME="$script" \
+        DPKG_MAINTSCRIPT_ARCH="$ARCH" DPKG_RUNNING_VERSION="$(dpkg-query -W -f '${Version}' dpkg)" \
+        "$TMP/scripts/$script" "$@"
+}
+can_play=""
+if [[ $(id -u) != 0 ]]; then
+    can_play="needs root"
+elif ! command -v unshare >/dev/null || ! command -v setpriv >/dev/null; then
+    can_play="needs unshare and setpriv (util-linux)"
+elif ! command -v adduser >/dev/null || ! command -v deluser >/dev/null; then
+    can_play="needs adduser"
+elif ! unshare -m --propagation private true 2>/dev/null; then
+    can_play="mount namespaces are not available here"
+fi
+if [[ -n $can_play ]]; then
+    skip "installation played in a private mount namespace" "$can_play"
+    finish
+fi
+
+host_state() {
+    cat /etc/passwd /etc/group /etc/shadow /etc/gshadow 2>/dev/null | md5sum
+    ls -d /etc/aether /etc/systemd/system/multi-user.target.wants/aetherd.service \
+        /usr/lib/systemd/system/aetherd.service /var/lib/systemd/deb-systemd-helper-enabled/aetherd.service.dsh-also 2>&1 || true
+}
+host_before=$(host_state)
+cp -a /etc "$ETC"
+mkdir -p "$VARLIB"
+dpkg-deb -e "$DEB" "$TMP/scripts"
+# dpkg unpacks the files (the conffile among them) before it runs the postinst.
+mkdir -p "$ETC/aether"
+cp "$PKGROOT/etc/aether/aetherd.toml" "$ETC/aether/aetherd.toml"
+postinst() {
+    maint postinst configure
+    grep '^aether:' "$ETC/passwd" "$ETC/group"
+    maint postinst configure # again (reinstall, upgrade): nothing changes, no error
+    [[ $(grep -c '^aether:' "$ETC/passwd") == 1 && $(grep -c '^aether:' "$ETC/group") == 1 ]]
+    local uid shell
+    uid=$(grep '^aether:' "$ETC/passwd" | cut -d: -f3)
+    shell=$(grep '^aether:' "$ETC/passwd" | cut -d: -f7)
+    ((uid < 1000)) || { echo "uid $uid is not a system uid"; return 1; }
+    [[ $shell == */nologin || $shell == /bin/false ]] || { echo "shell $shell"; return 1; }
+    if [[ -d /usr/lib/systemd/system ]]; then
+        [[ -L $ETC/systemd/system/multi-user.target.wants/aetherd.service ]] || { echo "aetherd.service was not enabled"; return 1; }
+    else
+        echo "no /usr/lib/systemd/system here: enablement not checked"
+    fi
+}
+check "postinst: system user and group aether (twice: idempotent), aetherd.service enabled" postinst
+if ! grep -q '^aether:' "$ETC/group"; then finish; fi
+AUID=$(grep '^aether:' "$ETC/passwd" | cut -d: -f3)
+AGID=$(grep '^aether:' "$ETC/group" | cut -d: -f3)
+MEMBER=64101   # uid and gid of a user whose supplementary groups include aether
+STRANGER=64102 # and of one outside it
+SYS=$TMP/run/aether # stands for /run/aether (RuntimeDirectory, owned by aether)
+SYS_SOCK=$SYS/aetherd.sock
+chmod 711 "$TMP"
+mkdir -p "$SYS" "$TMP/member"
+chmod 755 "$TMP/run" "$SYS"
+chown "$AUID:$AGID" "$SYS"
+chown "$MEMBER:$MEMBER" "$TMP/member"
+as_member() { setpriv --reuid="$MEMBER" --regid="$MEMBER" --groups="$AGID" "$@"; }
+as_stranger() { setpriv --reuid="$STRANGER" --regid="$STRANGER" --clear-groups "$@"; }
+
+# The daemon as aetherd.service runs it: user and group aether, the packaged
+# configuration (group name resolved in the namespace), only the socket moved.
+"${IN_NS[@]}" setpriv --reuid=aether --regid=aether --init-groups \
+    "$PKGROOT/usr/bin/aetherd" --config /etc/aether/aetherd.toml --socket "$SYS_SOCK" \
+    2>"$LOGS/system-aetherd.log" &
+DAEMON_PID=$!
+conffile_accepted() {
+    wait_for 10 test -S "$SYS_SOCK" || { echo "no socket"; return 1; }
+    cat "$LOGS/system-aetherd.log"
+    grep -q "configuration from /etc/aether/aetherd.toml" "$LOGS/system-aetherd.log"
+    [[ $(stat -c '%a %U %G' "$SYS_SOCK") == "660 $AUID $AGID" || $(stat -c '%a %u %g' "$SYS_SOCK") == "660 $AUID $AGID" ]] ||
+        { echo "socket: $(stat -c '%a %u %g' "$SYS_SOCK")"; return 1; }
+}
+check "packaged aetherd.toml accepted by the packaged aetherd running as aether; socket 0660 aether:aether" conffile_accepted
+SYS_INSTANCE=$(sed -n 's/.*instance \([0-9a-f]\{16\}\).*/\1/p' "$LOGS/system-aetherd.log" | head -n 1)
+
+member_uses_it() { # a member of group aether: publishes with aether-cli, receives with the C program
+    local pid rc=0 topic=$TAG-members
+    seq 1 100 | sed 's/^/member /' >"$TMP/member/sent"
+    # aether-cli sub creates the topic (the rule's "admin") and subscribes
+    as_member "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" sub "$topic" --count 0
+    as_member "$BIN/lines" "$SYS_SOCK" "$topic" 100 "$TMP/member/ready" >"$TMP/member/received" 2>"$TMP/member/err" &
+    pid=$!
+    CHILDREN+=("$pid")
+    wait_for 10 test -e "$TMP/member/ready" || { echo "lines did not subscribe"; cat "$TMP/member/err"; return 1; }
+    as_member "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" pub "$topic" <"$TMP/member/sent" || rc=$?
+    wait "$pid" || rc=$?
+    cat "$TMP/member/err"
+    [[ $rc == 0 ]] && cmp "$TMP/member/sent" "$TMP/member/received"
+}
+check "a member of group aether creates a topic, publishes and subscribes through the system broker" member_uses_it
+stranger_refused() {
+    local out
+    if out=$(as_stranger "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" pub "$TAG-strangers" hello 2>&1); then
+        echo "a user outside group aether could publish: $out"
+        return 1
+    fi
+    echo "$out"
+    grep -qi 'permission denied' <<<"$out"
+}
+check "a user outside group aether is refused (permission denied on the socket)" stranger_refused
+if stop_daemon; then rc=0; else rc=$?; fi
+report "system broker (as aether) drains and exits 0 on SIGTERM" "$rc" "$LOGS/system-aetherd.log"
+sys_leftovers() {
+    local left
+    left=$(find /dev/shm -maxdepth 1 -name "aether.*" \( -name "aether.$SYS_INSTANCE*" -o -name "*$TAG*" \) -print)
+    [[ -n $SYS_INSTANCE && -z $left ]] || { echo "left in /dev/shm (instance '$SYS_INSTANCE'): $left"; return 1; }
+}
+check "nothing left in /dev/shm by the system broker" sys_leftovers
+
+purge() {
+    maint prerm remove
+    maint postrm remove
+    grep -q '^aether:' "$ETC/passwd" || { echo "remove (not purge) took the user away"; return 1; }
+    rm -f "$ETC/aether/aetherd.toml" # dpkg removes the conffile before the postrm's purge
+    maint postrm purge
+    if grep '^aether:' "$ETC/passwd" "$ETC/group"; then echo "purge left the user or group"; return 1; fi
+    [[ ! -e $ETC/aether ]] || { echo "/etc/aether is left"; return 1; }
+    [[ ! -e $ETC/systemd/system/multi-user.target.wants/aetherd.service ]] || { echo "still enabled"; return 1; }
+    [[ ! -L $ETC/systemd/system/aetherd.service ]] || { echo "still masked"; return 1; }
+}
+check "postrm: remove keeps the user; purge removes user, group, /etc/aether, the unit's enablement and mask" purge
+purge_keeps_shared_group() { # a group an administrator added people to stays
+    maint postinst configure
+    in_ns sh -c "adduser --system --quiet --no-create-home aether-member && adduser --quiet aether-member aether"
+    maint postrm purge
+    if grep '^aether:' "$ETC/passwd"; then echo "purge left the user"; return 1; fi
+    grep '^aether:' "$ETC/group"
+}
+check "postrm purge keeps group aether while it has other members" purge_keeps_shared_group
+host_untouched() { [[ $(host_state) == "$host_before" ]]; }
+check "this machine is untouched (users, groups, /etc/aether, the unit and its enablement)" host_untouched
+finish
