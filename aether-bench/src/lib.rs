@@ -39,6 +39,9 @@ pub struct Args {
     /// Round trips measured per latency system (after a 10% warm-up)
     #[arg(long)]
     pub round_trips: Option<u64>,
+    /// Message sizes of the throughput runs
+    #[arg(long, value_delimiter = ',', default_values_t = vec![64u64, 4096, 65536, 1 << 20])]
+    pub sizes: Vec<u64>,
     /// Messages per throughput and fan-out run (default: sized by --quick)
     #[arg(long)]
     pub messages: Option<u64>,
@@ -144,6 +147,8 @@ impl Bench {
         ));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let socket = dir.join("bench.sock");
+        // The embedded broker's info lines would interleave with the tables.
+        aether::broker::log::set_level(aether::broker::log::Level::Warn);
         let broker = Broker::bind(&socket).map_err(|e| e.to_string())?;
         broker.spawn_acceptor().map_err(|e| e.to_string())?;
         let client = Client::connect_with(Some(&socket), false).map_err(|e| e.to_string())?;
@@ -301,7 +306,7 @@ impl Bench {
         }
         let budget: u64 = if self.args.quick { 64 << 20 } else { 1 << 31 };
         let cap: u64 = if self.args.quick { 300_000 } else { 5_000_000 };
-        for size in [64u64, 4096, 65536, 1 << 20] {
+        for size in self.args.sizes.clone() {
             let count = self.args.messages.unwrap_or((budget / size).clamp(200, cap));
             for system in ["aether", "aether-zc", "uds", "memcpy", "memset"] {
                 let (msgs, secs, lost) = match system {

@@ -398,8 +398,11 @@ impl Writer {
             let end = waited?;
             // Announce the claim before making it (see "Publisher gating"); withdraw
             // it if the claim fails, so that a waiting publisher holds nobody up.
+            // Release is enough: the claim below is a `lock cmpxchg16b`, a full
+            // barrier on x86, so the announcement is visible before the claim
+            // to any publisher that scans the slots after reading the tail.
             if let Some(a) = announce {
-                a.claim.store(pos, Ordering::SeqCst);
+                a.claim.store(pos, Ordering::Release);
             }
             match tail.compare_exchange((pos, seq), (end, seq.wrapping_add(1))) {
                 Ok(()) => break (pos, pad, self.gate_gen),
