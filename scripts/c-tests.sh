@@ -29,9 +29,9 @@ TAG=ctest-$$ # in every topic name of this run
 DAEMON_PID=
 CHILDREN=()
 mkdir -p "$BIN" "$LOGS"
-
-passed=0
-failed=0
+SUITE="C tests"
+# shellcheck source=scripts/harness.sh
+source "$ROOT/scripts/harness.sh"
 
 cleanup() {
     local pid
@@ -44,60 +44,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# SIGTERM the daemon and wait for it (SIGKILL after 10 s); returns its status.
-stop_daemon() {
-    [[ -n $DAEMON_PID ]] || return 0
-    local pid=$DAEMON_PID rc=0 i
-    DAEMON_PID=
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; rc=124; }
-    wait "$pid" || rc=$?
-    return "$rc"
-}
-
-report() { # report NAME STATUS [LOG]
-    if [[ $2 == 0 ]]; then
-        echo "ok - $1"
-        passed=$((passed + 1))
-    else
-        echo "not ok - $1"
-        failed=$((failed + 1))
-        [[ -n ${3:-} && -s ${3:-} ]] && tail -n 40 "$3" | sed 's/^/# /'
-    fi
-    return 0
-}
-
-log_of() { echo "$LOGS/$(echo "$1" | tr -c 'A-Za-z0-9.\n-' '_').log"; }
-
-check() { # check NAME CMD...: runs CMD (errexit on, in a subshell), output to a log
-    local name=$1 log rc
-    shift
-    log=$(log_of "$name")
-    set +e
-    (set -e; "$@") >"$log" 2>&1
-    rc=$?
-    set -e
-    report "$name" "$rc" "$log"
-}
-
-finish() {
-    echo "C tests: $passed passed, $failed failed"
-    exit $((failed > 0))
-}
-
-wait_for() { # wait_for SECONDS TEST-CMD...: polls until TEST-CMD succeeds
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.05
-    done
-}
 
 # --- tools ------------------------------------------------------------------
 if ! command -v pkg-config >/dev/null; then

@@ -17,7 +17,7 @@
 # Prints `ok - NAME` / `not ok - NAME` (a failure's log follows as `# `
 # lines) and ends with `package tests: N passed, M failed[, K skipped]`;
 # exits 1 if M > 0. Environment: CC (default cc), PACKAGE_TEST_COUNT
-# (messages per exchange, default 1000), PACKAGE_TEST_VERBOSE=1 (show every
+# (messages per exchange, default 1000), HARNESS_VERBOSE=1 (show every
 # test's log, not only a failure's).
 set -euo pipefail
 
@@ -37,12 +37,10 @@ DAEMON_PID=
 INSTANCE=
 CHILDREN=()
 mkdir -p "$BIN" "$LOGS"
+SUITE="package tests"
+# shellcheck source=scripts/harness.sh
+source "$ROOT/scripts/harness.sh"
 
-passed=0
-failed=0
-skipped=0
-
-FINISHED=
 cleanup() {
     local status=$? pid
     if [[ -z $FINISHED ]]; then # an unexpected error stopped the script
@@ -58,69 +56,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# SIGTERM the daemon and wait for it (SIGKILL after 10 s); returns its status.
-stop_daemon() {
-    [[ -n $DAEMON_PID ]] || return 0
-    local pid=$DAEMON_PID rc=0 i
-    DAEMON_PID=
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; rc=124; }
-    wait "$pid" || rc=$?
-    return "$rc"
-}
-
-report() { # report NAME STATUS [LOG]
-    if [[ $2 == 0 ]]; then
-        echo "ok - $1"
-        passed=$((passed + 1))
-        [[ -z ${PACKAGE_TEST_VERBOSE:-} || -z ${3:-} || ! -s ${3:-} ]] || sed 's/^/# /' "$3"
-    else
-        echo "not ok - $1"
-        failed=$((failed + 1))
-        [[ -n ${3:-} && -s ${3:-} ]] && tail -n 40 "$3" | sed 's/^/# /'
-    fi
-    return 0
-}
-
-skip() { # skip NAME WHY
-    echo "ok - $1 # SKIP $2"
-    skipped=$((skipped + 1))
-}
-
-log_of() { echo "$LOGS/$(echo "$1" | tr -c 'A-Za-z0-9.\n-' '_' | cut -c1-100).log"; }
-
-check() { # check NAME CMD...: runs CMD (errexit on, in a subshell), output to a log
-    local name=$1 log rc
-    shift
-    log=$(log_of "$name")
-    set +e
-    (set -e; "$@") >"$log" 2>&1
-    rc=$?
-    set -e
-    report "$name" "$rc" "$log"
-}
-
-finish() {
-    local extra=""
-    ((skipped == 0)) || extra=", $skipped skipped"
-    echo "package tests: $passed passed, $failed failed$extra"
-    FINISHED=1
-    exit $((failed > 0))
-}
-
-wait_for() { # wait_for SECONDS TEST-CMD...: polls until TEST-CMD succeeds
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.05
-    done
-}
 
 for tool in "$CC" pkg-config readelf ldd cargo; do
     command -v "$tool" >/dev/null || { echo "package-test: $tool is required" >&2; exit 1; }

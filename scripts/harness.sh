@@ -1,0 +1,72 @@
+# Shared by scripts/c-tests.sh and scripts/package-test.sh (sourced, not run):
+# TAP-like "ok - NAME" / "not ok - NAME" lines, a closing
+# "<SUITE>: N passed, M failed[, K skipped]" line, and daemon handling.
+# The sourcing script sets SUITE and LOGS, and DAEMON_PID when it starts one.
+
+passed=0
+failed=0
+skipped=0
+FINISHED=
+
+# SIGTERM the daemon and wait for it (SIGKILL after 10 s); returns its status.
+stop_daemon() {
+    [[ -n ${DAEMON_PID:-} ]] || return 0
+    local pid=$DAEMON_PID rc=0 i
+    DAEMON_PID=
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; rc=124; }
+    wait "$pid" || rc=$?
+    return "$rc"
+}
+
+report() { # report NAME STATUS [LOG]: with HARNESS_VERBOSE set, passing logs are shown too
+    if [[ $2 == 0 ]]; then
+        echo "ok - $1"
+        passed=$((passed + 1))
+        [[ -z ${HARNESS_VERBOSE:-} || -z ${3:-} || ! -s ${3:-} ]] || sed 's/^/# /' "$3"
+    else
+        echo "not ok - $1"
+        failed=$((failed + 1))
+        [[ -n ${3:-} && -s ${3:-} ]] && tail -n 40 "$3" | sed 's/^/# /'
+    fi
+    return 0
+}
+
+skip() { # skip NAME WHY
+    echo "ok - $1 # SKIP $2"
+    skipped=$((skipped + 1))
+}
+
+log_of() { echo "$LOGS/$(echo "$1" | tr -c 'A-Za-z0-9.\n-' '_' | cut -c1-100).log"; }
+
+check() { # check NAME CMD...: runs CMD (errexit on, in a subshell), output to a log
+    local name=$1 log rc
+    shift
+    log=$(log_of "$name")
+    set +e
+    (set -e; "$@") >"$log" 2>&1
+    rc=$?
+    set -e
+    report "$name" "$rc" "$log"
+}
+
+finish() {
+    local extra=""
+    ((skipped == 0)) || extra=", $skipped skipped"
+    echo "$SUITE: $passed passed, $failed failed$extra"
+    FINISHED=1
+    exit $((failed > 0))
+}
+
+wait_for() { # wait_for SECONDS TEST-CMD...: polls until TEST-CMD succeeds
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.05
+    done
+}
