@@ -1,4 +1,5 @@
-//! POSIX shared-memory objects (`shm_open`), created 0600 and exclusive.
+//! Shared memory: segments are sealed memfds (see [`create_sealed`]); the
+//! POSIX shm namespace is only cleaned (`shm_unlink`).
 
 use std::ffi::CString;
 use std::io;
@@ -6,24 +7,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 fn cname(name: &str) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in shm name"))
-}
-
-/// Creates a new shm object `name` (must start with '/') of `size` bytes, mode 0600.
-/// Fails with `AlreadyExists` if the name is taken.
-pub fn create(name: &str, size: u64) -> io::Result<OwnedFd> {
-    let c = cname(name)?;
-    let fd = syscall!(shm_open(
-        c.as_ptr(),
-        libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
-        0o600 as libc::mode_t
-    ))?;
-    // SAFETY: shm_open just returned this descriptor and nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    if let Err(e) = syscall!(ftruncate(fd.as_raw_fd(), size as libc::off_t)) {
-        let _ = unlink(name);
-        return Err(e);
-    }
-    Ok(fd)
 }
 
 /// Removes the name `name`; mappings and descriptors stay valid.
