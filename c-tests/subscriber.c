@@ -15,29 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "messages.h"
+
 #define TIMEOUT_NS (10LL * 1000 * 1000 * 1000)
-
-/* Same two functions as publisher.c. */
-static size_t msg_size(uint64_t i, size_t max) { return 1 + (size_t)((i * 7919u) % max); }
-
-static void msg_fill(uint8_t *buf, uint64_t i, size_t n) {
-    size_t k = 0;
-    if (n >= 8)
-        for (; k < 8; k++)
-            buf[k] = (uint8_t)(i >> (8 * k));
-    for (; k < n; k++)
-        buf[k] = (uint8_t)(i + k);
-}
-
-static int parse_u64(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end != '\0')
-        return -1;
-    *out = v;
-    return 0;
-}
 
 static int fail(uint64_t k, const char *what, int rc) {
     fprintf(stderr, "subscriber: message %" PRIu64 ": %s: %s (%d): %s\n", k, what,
