@@ -117,25 +117,35 @@ impl Default for WaitConfig {
     }
 }
 
-/// A monotonic deadline; `None` waits forever.
-#[derive(Clone, Copy)]
-pub struct Deadline(Option<u64>);
+/// A monotonic deadline, started lazily: the clock is read the first time a
+/// wait asks how long is left, so a call that finds its message (or its
+/// space) at once never reads the clock (~20 ns) at all.
+#[derive(Clone, Debug)]
+pub struct Deadline {
+    /// The timeout in ns; `None` waits forever.
+    timeout_ns: Option<u64>,
+    /// The absolute monotonic deadline, once started.
+    at: std::cell::Cell<Option<u64>>,
+}
 
 impl Deadline {
     /// From a C-style timeout: negative means forever, 0 means do not wait.
     pub fn from_timeout_ns(t: i64) -> Deadline {
-        if t < 0 {
-            Deadline(None)
-        } else {
-            Deadline(Some(sys::monotonic_ns().saturating_add(t as u64)))
-        }
+        Deadline { timeout_ns: (t >= 0).then_some(t as u64), at: std::cell::Cell::new(None) }
     }
     pub fn after(d: Option<Duration>) -> Deadline {
         Deadline::from_timeout_ns(d.map_or(-1, |d| d.as_nanos().min(i64::MAX as u128) as i64))
     }
     /// Nanoseconds left (`None`: unbounded); `Some(0)` once passed.
     pub fn remaining(&self) -> Option<u64> {
-        self.0.map(|d| d.saturating_sub(sys::monotonic_ns()))
+        let timeout = self.timeout_ns?;
+        let now = sys::monotonic_ns();
+        let at = self.at.get().unwrap_or_else(|| {
+            let at = now.saturating_add(timeout);
+            self.at.set(Some(at));
+            at
+        });
+        Some(at.saturating_sub(now))
     }
 }
 
@@ -380,10 +390,10 @@ impl Writer {
         let ring = self.geo.ring_size;
         let stride = stride_for(len);
         let deadline = Deadline::after(self.timeout);
-        let seg = Arc::clone(&self.seg);
-        let tail = seg.tail();
-        let mut cur = (tail.lo.load(Ordering::Acquire), tail.hi.load(Ordering::Acquire));
-        let announce = self.slot.and_then(|i| seg.pub_slot(i));
+        let mut cur = {
+            let tail = self.seg.tail();
+            (tail.lo.load(Ordering::Acquire), tail.hi.load(Ordering::Acquire))
+        };
         let (pos, pad, gen_before) = loop {
             let (pos, seq) = cur;
             if pos % ALIGN != 0 {
@@ -396,6 +406,7 @@ impl Writer {
                 .ok_or_else(|| Error::corrupt("ring tail is at the end of the position space"));
             let waited = end.and_then(|end| self.wait_for_space(end, &deadline).map(|_| end));
             let end = waited?;
+            let announce = self.slot.and_then(|i| self.seg.pub_slot(i));
             // Announce the claim before making it (see "Publisher gating"); withdraw
             // it if the claim fails, so that a waiting publisher holds nobody up.
             // Release is enough: the claim below is a `lock cmpxchg16b`, a full
@@ -404,7 +415,7 @@ impl Writer {
             if let Some(a) = announce {
                 a.claim.store(pos, Ordering::Release);
             }
-            match tail.compare_exchange((pos, seq), (end, seq.wrapping_add(1))) {
+            match self.seg.tail().compare_exchange((pos, seq), (end, seq.wrapping_add(1))) {
                 Ok(()) => break (pos, pad, self.gate_gen),
                 Err(found) => {
                     if let Some(a) = announce {
