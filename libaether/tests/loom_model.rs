@@ -112,6 +112,10 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn new(ring: &'a Ring) -> Reader<'a> {
+        Reader { ring, pos: 0, next_seq: 0, delivered: 0, lost: 0 }
+    }
+
     /// One attempt, as `Reader::look` + `receive_into` do: acquire the stamp,
     /// read header and payload, fence, re-read the tail; a torn copy is never accepted.
     fn try_read(&self, len: u64) -> Read {
@@ -202,13 +206,7 @@ fn two_publishers_one_subscriber() {
                 })
             })
             .collect();
-        let mut r = Reader {
-            ring: &ring,
-            pos: 0,
-            next_seq: 0,
-            delivered: 0,
-            lost: 0,
-        };
+        let mut r = Reader::new(&ring);
         r.drain(4, 2);
         assert_eq!((r.delivered, r.lost), (4, 0));
         for p in pubs {
@@ -217,78 +215,43 @@ fn two_publishers_one_subscriber() {
     });
 }
 
+/// One publisher thread sends `count` messages of `len` units into a ring of
+/// `units` while this thread drains them; returns (delivered, lost).
+fn one_publisher(units: u64, gating: bool, count: u64, len: u64) -> (u64, u64) {
+    let ring = Arc::new(Ring::new(units, gating));
+    let w = Arc::clone(&ring);
+    let publisher = thread::spawn(move || {
+        for _ in 0..count {
+            w.publish(len);
+        }
+    });
+    let mut r = Reader::new(&ring);
+    r.drain(count, len);
+    publisher.join().unwrap();
+    (r.delivered, r.lost)
+}
+
 /// Lossy, a ring of 4 units and 2-unit messages: the publisher laps
 /// the subscriber while it reads. A torn copy is never accepted (asserted in
 /// `try_read`), and delivered + lost = published.
 #[test]
 fn overwrite_during_read() {
     model(3, || {
-        let ring = Arc::new(Ring::new(4, false));
-        let w = Arc::clone(&ring);
-        let publisher = thread::spawn(move || {
-            for _ in 0..4 {
-                w.publish(2);
-            }
-        });
-        let mut r = Reader {
-            ring: &ring,
-            pos: 0,
-            next_seq: 0,
-            delivered: 0,
-            lost: 0,
-        };
-        r.drain(4, 2);
-        assert_eq!(r.delivered + r.lost, 4);
-        assert!(r.delivered >= 1, "the last message is never overwritten");
-        publisher.join().unwrap();
+        let (delivered, lost) = one_publisher(4, false, 4, 2);
+        assert_eq!(delivered + lost, 4);
+        assert!(delivered >= 1, "the last message is never overwritten");
     });
 }
 
 /// Records of 3 units in a ring of 4: every other claim pads to the end.
 #[test]
 fn wrap_around_padding() {
-    model(3, || {
-        let ring = Arc::new(Ring::new(4, true));
-        let w = Arc::clone(&ring);
-        let publisher = thread::spawn(move || {
-            for _ in 0..3 {
-                w.publish(3);
-            }
-        });
-        let mut r = Reader {
-            ring: &ring,
-            pos: 0,
-            next_seq: 0,
-            delivered: 0,
-            lost: 0,
-        };
-        r.drain(3, 3);
-        assert_eq!((r.delivered, r.lost), (3, 0));
-        publisher.join().unwrap();
-    });
+    model(3, || assert_eq!(one_publisher(4, true, 3, 3), (3, 0)));
 }
 
 /// Reliable: the publisher waits for the subscriber's cursor, so a ring of 2
 /// units carries 4 messages with nothing lost.
 #[test]
 fn reliable_gating_loses_nothing() {
-    model(3, || {
-        let ring = Arc::new(Ring::new(2, true));
-        let w = Arc::clone(&ring);
-        let publisher = thread::spawn(move || {
-            for _ in 0..4 {
-                w.publish(1);
-            }
-        });
-        let mut r = Reader {
-            ring: &ring,
-            pos: 0,
-            next_seq: 0,
-            delivered: 0,
-            lost: 0,
-        };
-        r.drain(4, 1);
-        assert_eq!((r.delivered, r.lost), (4, 0));
-        publisher.join().unwrap();
-    });
+    model(3, || assert_eq!(one_publisher(2, true, 4, 1), (4, 0)));
 }
