@@ -248,18 +248,7 @@ fn a_killed_subscriber_stops_holding_back_a_reliable_publisher() {
         std::fs::read_to_string(&stat)
             .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
     });
-    let mut timed_out = false;
-    for i in 0..1000 {
-        match p.publish(&message(i, 500)) {
-            Ok(_) => {}
-            Err(e) => {
-                assert_eq!(e.status, Status::Timeout, "{e}");
-                timed_out = true;
-                break;
-            }
-        }
-    }
-    assert!(timed_out, "a stopped subscriber holds a reliable publisher back");
+    assert!(publish_until_blocked(&mut p, 1000, 500), "a stopped subscriber holds a reliable publisher back");
     let _ = sub.child.kill();
     let _ = sub.child.wait();
     // The daemon sees the socket close and frees the slot: publishing resumes.

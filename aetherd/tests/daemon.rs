@@ -203,14 +203,7 @@ fn a_dead_client_is_released_even_if_a_child_keeps_its_socket() {
     let mut p = client.publisher("held").unwrap();
     p.set_timeout(Some(Duration::from_millis(100)));
     // Its subscriber reads nothing: the ring fills.
-    let mut full = false;
-    for _ in 0..200 {
-        if p.publish(&[0u8; 500]).is_err() {
-            full = true;
-            break;
-        }
-    }
-    assert!(full, "a subscriber that reads nothing holds a reliable publisher");
+    assert!(publish_until_blocked(&mut p, 200, 500), "a subscriber that reads nothing holds a reliable publisher");
     forker.child.kill().unwrap();
     forker.child.wait().unwrap();
     // The socket is still open in the grandchild; the daemon's pidfd notices the death.
@@ -322,7 +315,6 @@ fn closing_a_handle_of_a_deleted_topic_does_not_touch_its_successor() {
     drop(old); // its close names the old incarnation: refused, the new slot stays
     let mut p = client.publisher("again").unwrap();
     p.set_timeout(Some(Duration::from_millis(100)));
-    let blocked = (0..100).any(|_| p.publish(&[0u8; 100]).is_err());
-    assert!(blocked, "the new subscriber still holds the reliable publisher back");
+    assert!(publish_until_blocked(&mut p, 100, 100), "the new subscriber still holds the reliable publisher back");
     drop(new);
 }

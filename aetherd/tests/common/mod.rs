@@ -405,3 +405,15 @@ impl Drop for UserRole {
         }
     }
 }
+
+/// Publishes `len`-byte messages until one times out (a reliable topic whose
+/// slowest subscriber is a full ring behind), at most `tries` times. Returns
+/// whether one did; any other error fails the test.
+pub fn publish_until_blocked(p: &mut aether::Publisher, tries: usize, len: usize) -> bool {
+    let msg = vec![0u8; len];
+    (0..tries).any(|_| match p.publish(&msg) {
+        Ok(_) => false,
+        Err(e) if e.status == aether::Status::Timeout => true,
+        Err(e) => panic!("publish: {e}"),
+    })
+}
