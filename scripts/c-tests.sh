@@ -193,10 +193,5 @@ check "aether-cli delete removes the topics" delete_topics
 # --- shutdown: nothing left behind ------------------------------------------------
 if stop_daemon; then rc=0; else rc=$?; fi
 report "aetherd exits 0 on SIGTERM" "$rc" "$LOGS/aetherd.log"
-leftovers() {
-    local left
-    left=$(find /dev/shm -maxdepth 1 -name "aether.*" \( -name "aether.$INSTANCE.*" -o -name "*$TAG*" \) -print)
-    [[ -n $INSTANCE && -z $left ]] || { echo "left in /dev/shm (instance '$INSTANCE'): $left"; return 1; }
-}
-check "no /dev/shm/aether.$INSTANCE.* left after shutdown" leftovers
+check "nothing in /dev/shm for instance $INSTANCE after shutdown" no_shm_leftovers "$INSTANCE" "$TAG"
 finish

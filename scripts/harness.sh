@@ -70,3 +70,9 @@ wait_for() { # wait_for SECONDS TEST-CMD...: polls until TEST-CMD succeeds
         sleep 0.05
     done
 }
+
+no_shm_leftovers() { # no_shm_leftovers INSTANCE TAG: nothing in /dev/shm names the daemon instance or this run
+    local left
+    left=$(find /dev/shm -maxdepth 1 -name "aether*" \( -name "aether.$1*" -o -name "*$2*" \) -print)
+    [[ -n $1 && -z $left ]] || { echo "left in /dev/shm (instance '$1'): $left"; return 1; }
+}

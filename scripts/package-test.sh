@@ -269,9 +269,7 @@ check "aether-cli delete $TOPIC" "${CLI[@]}" delete "$TOPIC"
 if stop_daemon; then rc=0; else rc=$?; fi
 report "packaged aetherd exits 0 on SIGTERM" "$rc" "$LOGS/aetherd.log"
 leftovers() {
-    local left
-    left=$(find /dev/shm -maxdepth 1 -name "aether.*" \( -name "aether.$INSTANCE*" -o -name "*$TAG*" \) -print)
-    [[ -n $INSTANCE && -z $left ]] || { echo "left in /dev/shm (instance '$INSTANCE'): $left"; return 1; }
+    no_shm_leftovers "$INSTANCE" "$TAG"
     [[ ! -e $SOCK && ! -e $SOCK.lock && ! -e $SOCK.admin ]]
 }
 check "nothing left in /dev/shm, no socket, lock or pipe" leftovers
@@ -406,12 +404,7 @@ stranger_refused() {
 check "a user outside group aether is refused (permission denied on the socket)" stranger_refused
 if stop_daemon; then rc=0; else rc=$?; fi
 report "system broker (as aether) drains and exits 0 on SIGTERM" "$rc" "$LOGS/system-aetherd.log"
-sys_leftovers() {
-    local left
-    left=$(find /dev/shm -maxdepth 1 -name "aether.*" \( -name "aether.$SYS_INSTANCE*" -o -name "*$TAG*" \) -print)
-    [[ -n $SYS_INSTANCE && -z $left ]] || { echo "left in /dev/shm (instance '$SYS_INSTANCE'): $left"; return 1; }
-}
-check "nothing left in /dev/shm by the system broker" sys_leftovers
+check "nothing left in /dev/shm by the system broker" no_shm_leftovers "$SYS_INSTANCE" "$TAG"
 
 purge() {
     maint prerm remove
