@@ -148,6 +148,8 @@ fn sigusr1_writes_statistics_that_match_the_traffic() {
     let topic = &v["topics"][0];
     assert_eq!(topic["name"], "counted");
     assert_eq!(topic["published"], 1000);
+    // Nobody ever had to sleep, so no publish made a FUTEX_WAKE system call.
+    assert_eq!((topic["waits"].as_u64(), topic["wakes"].as_u64()), (Some(0), Some(0)));
     assert_eq!(
         (topic["publishers"].as_u64(), topic["subscribers"].as_u64()),
         (Some(1), Some(1))
