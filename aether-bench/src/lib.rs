@@ -48,6 +48,11 @@ pub struct Args {
     /// Ring size of the latency topics
     #[arg(long, default_value_t = 65536)]
     pub latency_ring: u64,
+    /// Latency runs are split in this many rounds, each system taking its turn
+    /// in every round, so that a change in the machine (a VM's vCPUs moved to
+    /// other cores) hits every system alike (default: 2 with --quick, else 5)
+    #[arg(long)]
+    pub rounds: Option<u64>,
 }
 
 /// Runs the benchmark (or, in a child, its role). `self_cmd` re-executes this
@@ -239,7 +244,7 @@ impl Bench {
             .unwrap_or(if self.args.quick { 20_000 } else { 100_000 });
         let size = 64u64;
         if !self.args.json {
-            println!("latency: one-way = round trip / 2, {size} B, {count} round trips after {} warm-up, ping and pong in separate processes", count / 10);
+            println!("latency: one-way = round trip / 2, {size} B, {count} round trips (after warm-ups) in rounds that alternate the systems, ping and pong in separate processes");
             println!(
                 "{:<10} {:<6} {:>10} {:>10} {:>10}",
                 "system", "wait", "p50", "p99", "p99.9"
@@ -247,45 +252,67 @@ impl Bench {
         }
         let page = shared::SharedPage::create().map_err(|e| e.to_string())?;
         let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
-        for (system, wait) in [
+        let rounds = self.args.rounds.unwrap_or(if self.args.quick { 2 } else { 5 }).max(1);
+        let per_round = count.div_ceil(rounds);
+        let systems = [
             ("cacheline", "spin"),
             ("aether", "spin"),
             ("futex", "futex"),
             ("aether", "futex"),
             ("uds", "futex"),
-        ] {
-            if system == "aether" {
-                // A small ring stays in cache: the latency a caller tuning for it gets.
-                self.topic("lat-ping", Policy::Reliable, size, self.args.latency_ring)?;
-                self.topic("lat-pong", Policy::Reliable, size, self.args.latency_ring)?;
+        ];
+        let mut samples: Vec<Vec<u64>> = vec![Vec::new(); systems.len()];
+        let samples_file = self.dir.join("latency-samples");
+        for _ in 0..rounds {
+            for (k, (system, wait)) in systems.into_iter().enumerate() {
+                if system == "aether" {
+                    // A small ring stays in cache: the latency a caller tuning for it gets.
+                    self.topic("lat-ping", Policy::Reliable, size, self.args.latency_ring)?;
+                    self.topic("lat-pong", Policy::Reliable, size, self.args.latency_ring)?;
+                }
+                // Reset the shared words between runs.
+                page.u64_at(0).store(0, std::sync::atomic::Ordering::SeqCst);
+                page.u32_at(1).store(0, std::sync::atomic::Ordering::SeqCst);
+                let base = |fd: i32| {
+                    vec![
+                        ("AB_SYSTEM", system.to_string()),
+                        ("AB_WAIT", wait.to_string()),
+                        ("AB_SIZE", size.to_string()),
+                        ("AB_COUNT", per_round.to_string()),
+                        ("AB_WARMUP", (per_round / 10).to_string()),
+                        ("AB_FD", fd.to_string()),
+                        ("AB_SAMPLES", samples_file.display().to_string()),
+                    ]
+                };
+                let (fd_ping, fd_pong) = if system == "uds" {
+                    (s0.as_raw_fd(), s1.as_raw_fd())
+                } else {
+                    (page.fd(), page.fd())
+                };
+                let procs = vec![
+                    self.spawn("ping", self.cpu(0), &base(fd_ping))?,
+                    self.spawn("pong", self.cpu(1), &base(fd_pong))?,
+                ];
+                let mut procs = self.start(procs)?.into_iter();
+                let (ping, pong) = (procs.next().expect("ping"), procs.next().expect("pong"));
+                ping.result()?;
+                pong.result()?;
+                let raw = std::fs::read(&samples_file).map_err(|e| format!("latency samples: {e}"))?;
+                samples[k].extend(
+                    raw.chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))),
+                );
             }
-            // Reset the shared words between runs.
-            page.u64_at(0).store(0, std::sync::atomic::Ordering::SeqCst);
-            page.u32_at(1).store(0, std::sync::atomic::Ordering::SeqCst);
-            let base = |fd: i32| {
-                vec![
-                    ("AB_SYSTEM", system.to_string()),
-                    ("AB_WAIT", wait.to_string()),
-                    ("AB_SIZE", size.to_string()),
-                    ("AB_COUNT", count.to_string()),
-                    ("AB_WARMUP", (count / 10).to_string()),
-                    ("AB_FD", fd.to_string()),
-                ]
+        }
+        let _ = std::fs::remove_file(&samples_file);
+        for ((system, wait), mut s) in systems.into_iter().zip(samples) {
+            s.sort_unstable();
+            let pct = |p: f64| {
+                s.get(((s.len() as f64 * p) as usize).min(s.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or(0)
             };
-            let (fd_ping, fd_pong) = if system == "uds" {
-                (s0.as_raw_fd(), s1.as_raw_fd())
-            } else {
-                (page.fd(), page.fd())
-            };
-            let procs = vec![
-                self.spawn("ping", self.cpu(0), &base(fd_ping))?,
-                self.spawn("pong", self.cpu(1), &base(fd_pong))?,
-            ];
-            let mut procs = self.start(procs)?.into_iter();
-            let (ping, pong) = (procs.next().expect("ping"), procs.next().expect("pong"));
-            let r = ping.result()?;
-            pong.result()?;
-            let (p50, p99, p999) = (r["p50_ns"], r["p99_ns"], r["p999_ns"]);
+            let (p50, p99, p999) = (pct(0.50), pct(0.99), pct(0.999));
             self.emit(
                 format!(r#"{{"bench":"latency","system":"{system}","wait":"{wait}","size":{size},"p50_ns":{p50},"p99_ns":{p99},"p999_ns":{p999}}}"#),
                 format!("{system:<10} {wait:<6} {:>8} ns {:>7} ns {:>7} ns", p50, p99, p999),
@@ -328,7 +355,15 @@ impl Bench {
     fn pipe(&self, system: &str, size: u64, count: u64) -> Result<(f64, f64, u64)> {
         let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
         if system != "uds" {
-            self.topic("tput", Policy::Reliable, size, 4 << 20)?;
+            self.topic(
+                "tput",
+                Policy::Reliable,
+                size,
+                std::env::var("AB_TPUT_RING")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(4 << 20),
+            )?;
         }
         let env = |fd: i32| {
             vec![

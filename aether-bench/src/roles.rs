@@ -42,12 +42,21 @@ fn client() -> Client {
 
 fn sub_config() -> SubscriberConfig {
     let wait = match env("AB_WAIT").as_str() {
-        "spin" => WaitConfig { strategy: WaitStrategy::Spin, spin: 0 },
+        "spin" => WaitConfig {
+            strategy: WaitStrategy::Spin,
+            spin: 0,
+        },
         // Straight to the futex: the figure to compare with a raw futex ping-pong.
-        "futex" => WaitConfig { strategy: WaitStrategy::Futex, spin: 0 },
+        "futex" => WaitConfig {
+            strategy: WaitStrategy::Futex,
+            spin: 0,
+        },
         _ => WaitConfig::default(),
     };
-    SubscriberConfig { wait, ..SubscriberConfig::default() }
+    SubscriberConfig {
+        wait,
+        ..SubscriberConfig::default()
+    }
 }
 
 /// Entry point for a child process; returns its exit code.
@@ -66,8 +75,13 @@ pub fn run(role: &str) -> i32 {
     0
 }
 
-/// Percentiles of one-way latency (round trip / 2) in ns.
+/// Percentiles of one-way latency (round trip / 2) in ns; the samples
+/// themselves go to AB_SAMPLES, for the parent to merge rounds.
 fn report_latency(mut samples: Vec<u64>) {
+    if let Ok(path) = std::env::var("AB_SAMPLES") {
+        let raw: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        std::fs::write(&path, raw).unwrap_or_else(|e| fail("write samples", e));
+    }
     samples.sort_unstable();
     let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
     println!(

@@ -53,18 +53,33 @@ pub struct Request {
 pub enum Command {
     Status,
     Topics,
-    Subscribers { topic: Option<String> },
+    Subscribers {
+        topic: Option<String>,
+    },
     Stats,
-    Create { topic: String, policy: Option<String>, ring_size: Option<u64>, max_message: Option<u64> },
-    Delete { topic: String },
-    Kick { client: u64 },
+    Create {
+        topic: String,
+        policy: Option<String>,
+        ring_size: Option<u64>,
+        max_message: Option<u64>,
+    },
+    Delete {
+        topic: String,
+    },
+    Kick {
+        client: u64,
+    },
     Drain,
     Reload,
 }
 
 impl Request {
     pub fn new(reply: String, cmd: Command) -> Request {
-        let mut r = Request { v: VERSION, reply, ..Request::default() };
+        let mut r = Request {
+            v: VERSION,
+            reply,
+            ..Request::default()
+        };
         r.cmd = match cmd {
             Command::Status => "status",
             Command::Topics => "topics",
@@ -73,7 +88,12 @@ impl Request {
                 "subscribers"
             }
             Command::Stats => "stats",
-            Command::Create { topic, policy, ring_size, max_message } => {
+            Command::Create {
+                topic,
+                policy,
+                ring_size,
+                max_message,
+            } => {
                 (r.topic, r.policy, r.ring_size, r.max_message) = (Some(topic), policy, ring_size, max_message);
                 "create"
             }
@@ -95,7 +115,10 @@ impl Request {
     /// The command, checking that exactly the fields it takes are present.
     pub fn command(&self) -> Result<Command> {
         if self.v != VERSION {
-            return Err(Error::protocol(format!("admin protocol version {} not supported (this side speaks {VERSION})", self.v)));
+            return Err(Error::protocol(format!(
+                "admin protocol version {} not supported (this side speaks {VERSION})",
+                self.v
+            )));
         }
         let extra = |allowed: &[&str]| -> Result<()> {
             let present = [
@@ -106,18 +129,27 @@ impl Request {
                 ("client", self.client.is_some()),
             ];
             match present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
-                Some((k, _)) => Err(Error::invalid(format!("field {k:?} does not belong to command {:?}", self.cmd))),
+                Some((k, _)) => Err(Error::invalid(format!(
+                    "field {k:?} does not belong to command {:?}",
+                    self.cmd
+                ))),
                 None => Ok(()),
             }
         };
-        let need_topic = || self.topic.clone().ok_or_else(|| Error::invalid(format!("command {:?} needs a topic", self.cmd)));
+        let need_topic = || {
+            self.topic
+                .clone()
+                .ok_or_else(|| Error::invalid(format!("command {:?} needs a topic", self.cmd)))
+        };
         Ok(match self.cmd.as_str() {
             "status" => extra(&[]).map(|_| Command::Status)?,
             "topics" => extra(&[]).map(|_| Command::Topics)?,
             "stats" => extra(&[]).map(|_| Command::Stats)?,
             "drain" => extra(&[]).map(|_| Command::Drain)?,
             "reload" => extra(&[]).map(|_| Command::Reload)?,
-            "subscribers" => extra(&["topic"]).map(|_| Command::Subscribers { topic: self.topic.clone() })?,
+            "subscribers" => extra(&["topic"]).map(|_| Command::Subscribers {
+                topic: self.topic.clone(),
+            })?,
             "delete" => {
                 extra(&["topic"])?;
                 Command::Delete { topic: need_topic()? }
@@ -133,7 +165,11 @@ impl Request {
             }
             "kick" => {
                 extra(&["client"])?;
-                Command::Kick { client: self.client.ok_or_else(|| Error::invalid("command \"kick\" needs a client id"))? }
+                Command::Kick {
+                    client: self
+                        .client
+                        .ok_or_else(|| Error::invalid("command \"kick\" needs a client id"))?,
+                }
             }
             other => return Err(Error::invalid(format!("unknown admin command {other:?}"))),
         })
@@ -154,10 +190,20 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(result: serde_json::Value) -> Reply {
-        Reply { ok: true, result: Some(result), status: None, error: None }
+        Reply {
+            ok: true,
+            result: Some(result),
+            status: None,
+            error: None,
+        }
     }
     pub fn err(e: &Error) -> Reply {
-        Reply { ok: false, result: None, status: Some(e.status as i32), error: Some(e.message.clone()) }
+        Reply {
+            ok: false,
+            result: None,
+            status: Some(e.status as i32),
+            error: Some(e.message.clone()),
+        }
     }
 }
 
@@ -196,8 +242,15 @@ struct ReplyFifo {
 
 impl ReplyFifo {
     fn create(next_to: &Path) -> Result<ReplyFifo> {
-        let parent = next_to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let dir = parent.join(format!("cli.{}.{:08x}", std::process::id(), crate::sys::random_u64() as u32));
+        let parent = next_to
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = parent.join(format!(
+            "cli.{}.{:08x}",
+            std::process::id(),
+            crate::sys::random_u64() as u32
+        ));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
@@ -240,21 +293,28 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
     let no_daemon = || {
         Error::new(
             Status::Unavailable,
-            format!("no aetherd admin pipe at {} (is aetherd running on {}?)", pipe.display(), socket.display()),
+            format!(
+                "no aetherd admin pipe at {} (is aetherd running on {}?)",
+                pipe.display(),
+                socket.display()
+            ),
         )
     };
     match std::fs::metadata(&pipe) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_daemon()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Err(Error::new(Status::Permission, format!("permission denied on the admin pipe {}", pipe.display())))
+            return Err(Error::new(
+                Status::Permission,
+                format!("permission denied on the admin pipe {}", pipe.display()),
+            ))
         }
         Err(e) => return Err(Error::io(&format!("stat {}", pipe.display()), e)),
     }
     let reply_fifo = ReplyFifo::create(&pipe)?;
     // Open our end first (non-blocking), so the daemon's open finds a reader.
-    let rd = open_fd(&reply_fifo.fifo, libc::O_RDONLY | libc::O_NONBLOCK)
-        .map_err(|e| Error::io("open reply FIFO", e))?;
+    let rd =
+        open_fd(&reply_fifo.fifo, libc::O_RDONLY | libc::O_NONBLOCK).map_err(|e| Error::io("open reply FIFO", e))?;
     let req = Request::new(reply_fifo.fifo.display().to_string(), cmd);
     let mut line = serde_json::to_vec(&req).map_err(|e| Error::invalid(e.to_string()))?;
     line.push(b'\n');
@@ -263,15 +323,19 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
     }
     let wr = open_fd(&pipe, libc::O_WRONLY | libc::O_NONBLOCK).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::ENXIO) => no_daemon(),
-        Some(libc::EACCES) | Some(libc::EPERM) => {
-            Error::new(Status::Permission, format!("permission denied on the admin pipe {}", pipe.display()))
-        }
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::new(
+            Status::Permission,
+            format!("permission denied on the admin pipe {}", pipe.display()),
+        ),
         _ => Error::io(&format!("open {}", pipe.display()), e),
     })?;
     // SAFETY: writing our buffer to a descriptor we own; one write <= PIPE_BUF is atomic.
     let n = unsafe { libc::write(wr.as_raw_fd(), line.as_ptr().cast(), line.len()) };
     if n != line.len() as isize {
-        return Err(Error::new(Status::Timeout, "the admin pipe is full: aetherd is not reading it"));
+        return Err(Error::new(
+            Status::Timeout,
+            "the admin pipe is full: aetherd is not reading it",
+        ));
     }
     drop(wr);
     // Read until the daemon closes its end (EOF), up to the deadline.
@@ -290,7 +354,11 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
                 format!("aetherd did not answer within {timeout:?} (it may be stopped or overloaded)"),
             ));
         }
-        let mut p = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd; short slices so an interrupt is noticed quickly.
         unsafe { libc::poll(&mut p, 1, left.as_millis().min(50) as i32) };
         let mut buf = [0u8; 8192];
@@ -305,8 +373,8 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
             Err(e) => return Err(Error::io("read reply", e)),
         }
     }
-    let reply: Reply = serde_json::from_slice(&out)
-        .map_err(|e| Error::protocol(format!("malformed reply from aetherd: {e}")))?;
+    let reply: Reply =
+        serde_json::from_slice(&out).map_err(|e| Error::protocol(format!("malformed reply from aetherd: {e}")))?;
     if reply.ok {
         Ok(reply.result.unwrap_or(serde_json::Value::Null))
     } else {
@@ -321,7 +389,12 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_reject_junk() {
-        let cmd = Command::Create { topic: "t".into(), policy: Some("reliable".into()), ring_size: None, max_message: Some(64) };
+        let cmd = Command::Create {
+            topic: "t".into(),
+            policy: Some("reliable".into()),
+            ring_size: None,
+            max_message: Some(64),
+        };
         let r = Request::new("/tmp/x/reply".into(), cmd.clone());
         let s = serde_json::to_string(&r).unwrap();
         let back: Request = serde_json::from_str(&s).unwrap();
@@ -336,7 +409,12 @@ mod tests {
             let r: Request = serde_json::from_str(bad).unwrap();
             assert!(r.command().is_err(), "{bad}");
         }
-        for junk in [r#"{}"#, r#"{"v":1,"cmd":"status"}"#, r#"{"v":1,"reply":"/x","cmd":"status","extra":1}"#, "not json"] {
+        for junk in [
+            r#"{}"#,
+            r#"{"v":1,"cmd":"status"}"#,
+            r#"{"v":1,"reply":"/x","cmd":"status","extra":1}"#,
+            "not json",
+        ] {
             assert!(serde_json::from_str::<Request>(junk).is_err(), "{junk}");
         }
     }

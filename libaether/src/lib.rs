@@ -29,7 +29,7 @@ pub mod sys;
 
 pub use client::{Client, Message, Publisher, Received, Subscriber, SubscriberConfig};
 pub use delivery::Delivery;
-pub use notice::Notice;
 pub use error::{Error, Result, Status};
+pub use notice::Notice;
 pub use ring::{WaitConfig, WaitStrategy};
 pub use segment::{Policy, TopicParams};

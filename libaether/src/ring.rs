@@ -37,7 +37,7 @@ use crate::segment::{
     Geometry, Policy, Segment, MAX_PUBLISHERS, SLOT_FREE, SLOT_GATING, TOPIC_CLOSED, TOPIC_DELETED, TOPIC_DRAINING,
     TOPIC_LIVE,
 };
-use crate::sys::{self, futex};
+use crate::sys::{self, futex, membarrier, tsc::WallClock};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,7 +131,10 @@ pub struct Deadline {
 impl Deadline {
     /// From a C-style timeout: negative means forever, 0 means do not wait.
     pub fn from_timeout_ns(t: i64) -> Deadline {
-        Deadline { timeout_ns: (t >= 0).then_some(t as u64), at: std::cell::Cell::new(None) }
+        Deadline {
+            timeout_ns: (t >= 0).then_some(t as u64),
+            at: std::cell::Cell::new(None),
+        }
     }
     pub fn after(d: Option<Duration>) -> Deadline {
         Deadline::from_timeout_ns(d.map_or(-1, |d| d.as_nanos().min(i64::MAX as u128) as i64))
@@ -177,9 +180,15 @@ fn wait_once(
         }
         WaitStrategy::Futex => {
             // Announce the sleeper, then re-check: either the waker sees the
-            // count or we see its write (both sides order with SeqCst fences).
+            // count or we see its write (the waker's light fence pairs with
+            // our heavy one, see `sys::membarrier`).
             notify.waiters.fetch_add(1, Ordering::SeqCst);
-            fence(Ordering::SeqCst);
+            // Without the barrier a waker may miss us: sleep in short slices.
+            let cap_ns = if membarrier::heavy() {
+                cap_ns
+            } else {
+                cap_ns.min(1_000_000)
+            };
             let word = notify.word.load(Ordering::SeqCst);
             if !ready() {
                 sleeps.fetch_add(1, Ordering::Relaxed);
@@ -194,7 +203,7 @@ fn wait_once(
 
 /// Wakes sleepers on `notify` if there are any. Call after the write they wait for.
 fn wake(notify: &crate::segment::NotifyLine, wakes: &AtomicU64) {
-    fence(Ordering::SeqCst);
+    membarrier::light();
     if notify.waiters.load(Ordering::Relaxed) != 0 {
         notify.word.fetch_add(1, Ordering::SeqCst);
         futex::wake_all(&notify.word);
@@ -235,6 +244,8 @@ pub struct Writer {
     /// How long a claim (reliable topics: the slowest subscriber) may hold this publisher up.
     pub timeout: Option<Duration>,
     pub wait: WaitConfig,
+    /// Where message timestamps come from.
+    clock: WallClock,
 }
 
 impl Writer {
@@ -243,6 +254,7 @@ impl Writer {
     /// hands them out); `None` is for a writer known to be alone.
     pub fn new(seg: Arc<Segment>, slot: Option<u32>) -> Writer {
         let geo = *seg.geometry();
+        membarrier::register();
         if let Some(s) = slot.and_then(|i| seg.pub_slot(i)) {
             s.pid.store(std::process::id(), Ordering::Relaxed);
             s.claim.store(SLOT_FREE, Ordering::Release);
@@ -255,6 +267,7 @@ impl Writer {
             gate_gen: u64::MAX,
             timeout: Some(Duration::from_secs(5)),
             wait: WaitConfig::default(),
+            clock: WallClock::new(),
         }
     }
 
@@ -451,14 +464,15 @@ impl Writer {
                 (*h).stamp.store(stamp(salt, pos, KIND_PADDING), Ordering::Release);
             }
         }
-        let h = self.header_at(rec);
-        // SAFETY: [rec, rec + stride) is ours (CAS) and inside the ring (no straddle).
-        unsafe {
-            std::ptr::addr_of_mut!((*h).len).write_volatile(len as u32);
-            std::ptr::addr_of_mut!((*h).stride).write_volatile(stride as u32);
-            std::ptr::addr_of_mut!((*h).seq).write_volatile(seq);
-            std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(0);
-            if mark_claimed {
+        if mark_claimed {
+            // Readers that find the record abandoned read its stride and seq.
+            let h = self.header_at(rec);
+            // SAFETY: [rec, rec + stride) is ours (CAS) and inside the ring (no straddle).
+            unsafe {
+                std::ptr::addr_of_mut!((*h).len).write_volatile(len as u32);
+                std::ptr::addr_of_mut!((*h).stride).write_volatile(stride as u32);
+                std::ptr::addr_of_mut!((*h).seq).write_volatile(seq);
+                std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(0);
                 (*h).stamp.store(stamp(salt, rec, KIND_CLAIMED), Ordering::Release);
             }
         }
@@ -477,7 +491,8 @@ impl Writer {
 
     /// Publishes `len` bytes (at most the claimed capacity and max_message) of `claim`.
     pub fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
-        self.commit_at(claim, len, sys::realtime_ns())
+        let now = self.clock.now_ns();
+        self.commit_at(claim, len, now)
     }
 
     fn commit_at(&mut self, claim: Claim, len: usize, timestamp_ns: u64) -> Result<()> {
@@ -488,9 +503,13 @@ impl Writer {
             ));
         }
         let h = self.header_at(claim.pos);
+        // The whole header, then the stamp, in one burst: the reader spinning on
+        // this line pulls it away between stores that are further apart.
         // SAFETY: the record is ours until the stamp below publishes it.
         unsafe {
             std::ptr::addr_of_mut!((*h).len).write_volatile(len as u32);
+            std::ptr::addr_of_mut!((*h).stride).write_volatile((claim.capacity + RECORD_HEADER) as u32);
+            std::ptr::addr_of_mut!((*h).seq).write_volatile(claim.seq);
             std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(timestamp_ns);
             (*h).stamp
                 .store(stamp(self.geo.salt, claim.pos, KIND_MESSAGE), Ordering::Release);
@@ -533,7 +552,7 @@ impl Writer {
     /// on the stamp's line would otherwise pull it away mid-write. The clock is
     /// read before the claim for the same reason.
     pub fn publish(&mut self, data: &[u8]) -> Result<u64> {
-        let timestamp_ns = sys::realtime_ns();
+        let timestamp_ns = self.clock.now_ns();
         let claim = self.claim_marked(data.len(), data.len() > SMALL_COPY)?;
         // SAFETY: the payload area holds `capacity >= data.len()` bytes we own.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.payload(&claim), data.len()) };
@@ -592,6 +611,7 @@ impl Reader {
     pub fn new(seg: Arc<Segment>, slot: Option<u32>, pid: u32) -> Result<Reader> {
         let geo = *seg.geometry();
         let gating = geo.policy == Policy::Reliable;
+        membarrier::register();
         if let Some(i) = slot {
             let s = seg
                 .slot(i)
@@ -688,6 +708,7 @@ impl Reader {
     }
 
     /// Reads stride/len/seq of the record at `pos` and checks them against the ring.
+    #[inline(always)]
     fn read_header(&self, pos: u64) -> Result<(u64, usize, u64, u64)> {
         let h = self.header_at(pos);
         // SAFETY: header_at is in bounds; the fields are plain integers read
@@ -712,6 +733,7 @@ impl Reader {
 
     /// [`read_header`](Self::read_header), except that a header found invalid
     /// or torn because a publisher lapped us (lossy) is `None`, not corruption.
+    #[inline(always)]
     fn read_header_unless_lapped(&self, pos: u64) -> Result<Option<(u64, usize, u64, u64)>> {
         // A valid header is returned without reading the tail: whoever copies
         // the payload checks for overwrite afterwards, which covers the header.
@@ -723,6 +745,7 @@ impl Reader {
     }
 
     /// Looks at the record at the cursor, stepping over padding and aborted records.
+    #[inline(always)]
     fn look(&mut self) -> Result<Found> {
         loop {
             let h = self.header_at(self.pos);

@@ -113,7 +113,13 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(ring: &'a Ring) -> Reader<'a> {
-        Reader { ring, pos: 0, next_seq: 0, delivered: 0, lost: 0 }
+        Reader {
+            ring,
+            pos: 0,
+            next_seq: 0,
+            delivered: 0,
+            lost: 0,
+        }
     }
 
     /// One attempt, as `Reader::look` + `receive_into` do: acquire the stamp,

@@ -2,7 +2,7 @@
 //! laps, wrap-around, abandoned claims, overwritten views and garbage.
 //! (Cross-process tests live in aetherd/tests.)
 
-use aether::ring::{Deadline, Reader, Writer};
+use aether::ring::{Deadline, Reader, WaitConfig, WaitStrategy, Writer};
 use aether::segment::{Policy, Segment, TopicParams};
 use aether::Status;
 use std::sync::atomic::Ordering;
@@ -238,6 +238,56 @@ fn receive_wakes_a_sleeping_subscriber() {
     let (n, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
     assert_eq!(&buf[..n], b"wake");
     h.join().unwrap();
+}
+
+/// The waker skips its store-load fence (membarrier: the sleeper pays instead).
+/// A lost wake-up would leave a receive asleep until its 5 s deadline; with no
+/// spinning, every message races the subscriber going to sleep, both ways
+/// (data for the subscriber, space for the reliable publisher).
+#[test]
+fn no_wake_up_is_lost_when_sleeper_and_waker_race() {
+    // The lossy ring holds every message: a lap would lose some (by design).
+    for (policy, ring) in [(Policy::Lossy, 1 << 21), (Policy::Reliable, 4096)] {
+        let seg = segment(policy, ring, 64);
+        let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+        r.wait = WaitConfig {
+            strategy: WaitStrategy::Futex,
+            spin: 0,
+        };
+        let s2 = Arc::clone(&seg);
+        let n = 20_000u64;
+        let h = std::thread::spawn(move || {
+            let mut w = Writer::new(s2, None);
+            w.wait = WaitConfig {
+                strategy: WaitStrategy::Futex,
+                spin: 0,
+            };
+            let mut seed = 7u64;
+            for i in 0..n {
+                // Now and then let the subscriber fall asleep first.
+                if rng(&mut seed).is_multiple_of(16) {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+                w.publish(&i.to_le_bytes()).unwrap();
+            }
+        });
+        let mut buf = [0u8; 64];
+        let mut seed = 11u64;
+        for i in 0..n {
+            // And now and then let the (reliable) publisher fall asleep.
+            if rng(&mut seed).is_multiple_of(16) {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            let deadline = Deadline::after(Some(Duration::from_secs(5)));
+            let (len, _, _) = r
+                .receive_into(&mut buf, &deadline)
+                .unwrap_or_else(|e| panic!("message {i}: {e}"));
+            assert_eq!(buf[..len], i.to_le_bytes());
+        }
+        h.join().unwrap();
+        let sleeps = seg.stats().waits.load(Ordering::Relaxed);
+        assert!(sleeps > 0, "the subscriber never slept: the test proves nothing");
+    }
 }
 
 /// Simple xorshift for reproducible garbage.

@@ -18,9 +18,11 @@ macro_rules! syscall {
 
 pub mod atomic128;
 pub mod futex;
+pub mod membarrier;
 pub mod mmap;
 pub mod mqueue;
 pub mod shm;
+pub mod tsc;
 pub mod uds;
 
 /// Nanoseconds of `CLOCK_REALTIME` (wall clock; comparable across processes).

@@ -109,7 +109,11 @@ pub fn timedsend(fd: BorrowedFd<'_>, msg: &[u8], timeout: Option<Duration>) -> i
         match syscall!(mq_timedsend(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0, tp)) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) && deadline.is_some_and(|d| super::monotonic_ns() < d) => continue,
+            Err(e)
+                if e.raw_os_error() == Some(libc::ETIMEDOUT) && deadline.is_some_and(|d| super::monotonic_ns() < d) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         }
     }
@@ -119,7 +123,11 @@ pub fn timedsend(fd: BorrowedFd<'_>, msg: &[u8], timeout: Option<Duration>) -> i
 /// `deadline` (ns) passes.
 fn wait_ready(fd: BorrowedFd<'_>, events: libc::c_short, deadline: u64) {
     let left = deadline.saturating_sub(super::monotonic_ns());
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
     let ms = left.div_ceil(1_000_000).min(i32::MAX as u64) as i32;
     // SAFETY: one valid pollfd; a bounded timeout.
     unsafe { libc::poll(&mut p, 1, ms) };
@@ -152,7 +160,11 @@ pub fn timedreceive(fd: BorrowedFd<'_>, buf: &mut [u8], timeout: Option<Duration
         )) {
             Ok(n) => return Ok(n as usize),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) && deadline.is_some_and(|d| super::monotonic_ns() < d) => continue,
+            Err(e)
+                if e.raw_os_error() == Some(libc::ETIMEDOUT) && deadline.is_some_and(|d| super::monotonic_ns() < d) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         }
     }
