@@ -30,7 +30,8 @@ pub struct Args {
     /// One JSON object per line instead of tables
     #[arg(long)]
     pub json: bool,
-    /// CPUs to pin processes to, e.g. 0,1 (publisher/ping on the first, the others round-robin)
+    /// CPUs to pin processes to, e.g. 0,1: publisher/ping on the first, pong/sink on the
+    /// second, fan-out subscribers round-robin over all but the first
     #[arg(long, value_delimiter = ',')]
     pub cpus: Vec<usize>,
     /// Which benchmarks to run
@@ -169,6 +170,17 @@ impl Bench {
 
     fn cpu(&self, i: usize) -> Option<usize> {
         (!self.args.cpus.is_empty()).then(|| self.args.cpus[i % self.args.cpus.len()])
+    }
+
+    /// Where fan-out subscriber `i` runs: round-robin over the CPUs after the
+    /// publisher's, so that subscribers share CPUs with each other, never
+    /// with the publisher whose rate is measured.
+    fn subscriber_cpu(&self, i: usize) -> Option<usize> {
+        match self.args.cpus.len() {
+            0 => None,
+            1 => Some(self.args.cpus[0]),
+            n => Some(self.args.cpus[1 + i % (n - 1)]),
+        }
     }
 
     fn spawn(&self, role: &str, cpu: Option<usize>, env: &[(&str, String)]) -> Result<Proc> {
@@ -409,7 +421,7 @@ impl Bench {
             ];
             let mut procs = Vec::new();
             for i in 0..n {
-                procs.push(self.spawn("sink", self.cpu(1 + i), &env)?);
+                procs.push(self.spawn("sink", self.subscriber_cpu(i), &env)?);
             }
             procs.push(self.spawn("source", self.cpu(0), &env)?);
             let mut procs = self.start(procs)?;

@@ -15,12 +15,16 @@
 //!   makes payload bytes that happen to look like a stamp vanishingly unlikely.
 //!   A publisher writes the header, then stamps CLAIMED, writes the payload and
 //!   stamps MESSAGE (release); a reader acquires the stamp before reading.
-//! * **Overwrite.** In lossy mode a reader copies a record and then re-reads the
-//!   tail: if a claim has reached `pos + ring_size`, the bytes may be torn and
-//!   the copy is discarded (the publisher fences after its claim, before it
-//!   writes, so a torn read always sees the claim). A lapped reader scans
-//!   forward from the oldest byte still valid to the next stamp, and counts
-//!   what it missed from the sequence numbers.
+//! * **Overwrite.** Before writing, a publisher makes sure the segment's
+//!   horizon (a position no write reaches) is past its claim, raising it a
+//!   64th of a ring at a time, then fences. In lossy mode a reader copies a
+//!   record and then reads the horizon: if it has passed `pos + ring_size`,
+//!   the bytes may be torn and the copy is discarded (by the fences, a torn
+//!   read always sees the raised horizon). The horizon line is written about
+//!   64 times per ring, so readers do not pull the tail line, which every
+//!   claim writes, away from publishers. A lapped reader scans forward from
+//!   the oldest byte still valid to the next stamp, and counts what it missed
+//!   from the sequence numbers.
 //! * **Reliable.** Publishers also wait until the slowest gating subscriber's
 //!   cursor is within one ring of the claim's end.
 //! * **Wake-up.** Readers spin, then sleep on a futex word in the segment; a
@@ -71,6 +75,13 @@ fn stamp(salt: u64, pos: u64, kind: u64) -> u64 {
 fn decode(salt: u64, v: u64) -> (u64, u64) {
     let x = v ^ salt;
     (x & !(ALIGN - 1), x & (ALIGN - 1))
+}
+
+/// How far past a claim a publisher raises the horizon: rarely enough that
+/// readers keep the line cached, little enough that the early "overwritten"
+/// verdicts it causes (a reader within this distance of being lapped) are rare.
+pub fn horizon_step(ring_size: u64) -> u64 {
+    (ring_size / 64).max(ALIGN)
 }
 
 /// Bytes a message of `len` bytes takes in the ring.
@@ -240,6 +251,8 @@ pub struct Writer {
     slot: Option<u32>,
     /// Claims may end at or below this position without re-reading the slots.
     gate: u64,
+    /// The segment's horizon as last seen: claims ending at or below it need not raise it.
+    horizon: u64,
     gate_gen: u64,
     /// How long a claim (reliable topics: the slowest subscriber) may hold this publisher up.
     pub timeout: Option<Duration>,
@@ -264,6 +277,7 @@ impl Writer {
             geo,
             slot,
             gate: 0,
+            horizon: 0,
             gate_gen: u64::MAX,
             timeout: Some(Duration::from_secs(5)),
             wait: WaitConfig::default(),
@@ -407,7 +421,7 @@ impl Writer {
             let tail = self.seg.tail();
             (tail.lo.load(Ordering::Acquire), tail.hi.load(Ordering::Acquire))
         };
-        let (pos, pad, gen_before) = loop {
+        let (pos, pad, end, gen_before) = loop {
             let (pos, seq) = cur;
             if pos % ALIGN != 0 {
                 return Err(Error::corrupt(format!("ring tail {pos:#x} is not 64-byte aligned")));
@@ -429,7 +443,7 @@ impl Writer {
                 a.claim.store(pos, Ordering::Release);
             }
             match self.seg.tail().compare_exchange((pos, seq), (end, seq.wrapping_add(1))) {
-                Ok(()) => break (pos, pad, self.gate_gen),
+                Ok(()) => break (pos, pad, end, self.gate_gen),
                 Err(found) => {
                     if let Some(a) = announce {
                         a.claim.store(SLOT_FREE, Ordering::Relaxed);
@@ -450,7 +464,19 @@ impl Writer {
                 self.seg.stats().overruns.fetch_add(1, Ordering::Relaxed);
             }
         }
-        // The claim must be visible before any byte we write (overwrite detection).
+        // Overwrite detection: the horizon is past every byte we write, and
+        // visible to any reader that sees one of them (the fence pairs with
+        // the reader's acquire fence before it reads the horizon; a value we
+        // only loaded is covered too, horizons only grow).
+        if end > self.horizon {
+            let horizon = &self.seg.gate().horizon;
+            self.horizon = horizon.load(Ordering::Relaxed);
+            if end > self.horizon {
+                let raised = end.saturating_add(horizon_step(self.geo.ring_size));
+                // Release: whoever reads this horizon and then the tail sees our claim.
+                self.horizon = horizon.fetch_max(raised, Ordering::Release).max(raised);
+            }
+        }
         fence(Ordering::Release);
         let salt = self.geo.salt;
         if pad > 0 {
@@ -701,10 +727,16 @@ impl Reader {
     }
 
     /// Whether the bytes of a record at `pos` may have been overwritten since
-    /// they were read (lossy topics). Call after reading them.
+    /// they were read (lossy topics). Call after reading them. The horizon
+    /// may run up to [`horizon_step`] ahead of the claims: a reader that
+    /// close to being lapped counts as lapped.
     pub fn overwritten(&self, pos: u64) -> bool {
         fence(Ordering::Acquire);
-        self.tail_pos() > pos.saturating_add(self.geo.ring_size)
+        self.horizon() > pos.saturating_add(self.geo.ring_size)
+    }
+
+    fn horizon(&self) -> u64 {
+        self.seg.gate().horizon.load(Ordering::Acquire)
     }
 
     /// Reads stride/len/seq of the record at `pos` and checks them against the ring.
@@ -796,8 +828,11 @@ impl Reader {
     /// After being lapped or finding garbage: move to the first record stamp in
     /// `[from, tail)`, or to the tail. What was skipped shows up as a sequence gap.
     fn resync(&mut self, from: u64) {
+        // The horizon first: the tail read after it covers the claim that raised it.
+        let horizon = self.horizon();
         let tail = self.tail_pos();
-        let lo = from.max(tail.saturating_sub(self.geo.ring_size)).div_ceil(ALIGN) * ALIGN;
+        let oldest = horizon.max(tail).saturating_sub(self.geo.ring_size);
+        let lo = from.max(oldest).div_ceil(ALIGN) * ALIGN;
         let mut u = lo;
         while u < tail && u - lo < self.geo.ring_size {
             let h = self.header_at(u);

@@ -8,7 +8,7 @@
 //! 192     3     tail: (position, next seq) pair             publishers (CAS)
 //! 256     4     data notify: futex word, sleeping readers   publishers / readers
 //! 320     5     space notify: futex word, sleeping writers  readers / publishers
-//! 384     6     gate: slots generation                      subscribers joining
+//! 384     6     gate: slots generation, state, horizon      subscribers joining, daemon, publishers (rarely)
 //! 448     7     stats: aborted, overruns                    publishers
 //! 512     8..   subscriber slots, one line each             subscribers, daemon
 //! then          64 publisher slots, one line each           publishers, daemon
@@ -25,7 +25,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
 pub const MAX_RING: u64 = 1 << 30;
@@ -98,6 +98,11 @@ pub struct GateLine {
     /// Set by the daemon; publishers read it on every claim (same line as
     /// `slots_gen`), subscribers when they find nothing to read.
     pub state: AtomicU32,
+    /// No publisher writes at or above this ring position: raised (in steps
+    /// of a 64th of the ring) before a claim's bytes are written. Lossy
+    /// readers check it after a copy, instead of the tail that every claim
+    /// writes; it changes about 64 times per ring, so the line stays cached.
+    pub horizon: AtomicU64,
 }
 
 /// The topic accepts messages.
