@@ -238,8 +238,10 @@ fn topic_state_error(state: u32, publishing: bool) -> Option<Error> {
 pub struct Claim {
     pub pos: u64,
     pub seq: u64,
-    /// Payload bytes available at [`Writer::payload`].
+    /// Payload bytes available at [`Writer::payload`] (a caller may lower it).
     pub capacity: usize,
+    /// Bytes the record takes in the ring, as claimed.
+    stride: u64,
 }
 
 /// The publishing side of a ring. One per publisher handle; many may exist
@@ -506,6 +508,7 @@ impl Writer {
             pos: rec,
             seq,
             capacity: (stride as usize) - RECORD_HEADER,
+            stride,
         })
     }
 
@@ -522,7 +525,7 @@ impl Writer {
     }
 
     fn commit_at(&mut self, claim: Claim, len: usize, timestamp_ns: u64) -> Result<()> {
-        if len > claim.capacity || len as u64 > self.geo.max_message {
+        if len > claim.capacity || len + RECORD_HEADER > claim.stride as usize || len as u64 > self.geo.max_message {
             return Err(Error::new(
                 Status::TooLarge,
                 format!("commit of {len} bytes exceeds the loan"),
@@ -534,7 +537,7 @@ impl Writer {
         // SAFETY: the record is ours until the stamp below publishes it.
         unsafe {
             std::ptr::addr_of_mut!((*h).len).write_volatile(len as u32);
-            std::ptr::addr_of_mut!((*h).stride).write_volatile((claim.capacity + RECORD_HEADER) as u32);
+            std::ptr::addr_of_mut!((*h).stride).write_volatile(claim.stride as u32);
             std::ptr::addr_of_mut!((*h).seq).write_volatile(claim.seq);
             std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(timestamp_ns);
             (*h).stamp

@@ -240,6 +240,31 @@ fn receive_wakes_a_sleeping_subscriber() {
     h.join().unwrap();
 }
 
+/// A loan whose capacity the caller lowered (as `Publisher::loan` does)
+/// still commits a record with the stride it claimed: the reader steps over
+/// it to the next message.
+#[test]
+fn a_loan_with_lowered_capacity_keeps_its_stride() {
+    let seg = segment(Policy::Reliable, 4096, 200);
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut w = Writer::new(Arc::clone(&seg), None);
+    for len in [1usize, 31, 33, 64, 100, 200] {
+        let mut claim = w.claim(len).unwrap();
+        claim.capacity = len;
+        // SAFETY: the claim's payload has at least `len` bytes we own.
+        unsafe { std::ptr::write_bytes(w.payload(&claim), len as u8, len) };
+        w.commit(claim, len).unwrap();
+        w.publish(b"next").unwrap();
+    }
+    let mut buf = [0u8; 200];
+    for len in [1usize, 31, 33, 64, 100, 200] {
+        let (n, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!(buf[..n], vec![len as u8; len][..]);
+        let (n, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!(&buf[..n], b"next");
+    }
+}
+
 /// The waker skips its store-load fence (membarrier: the sleeper pays instead).
 /// A lost wake-up would leave a receive asleep until its 5 s deadline; with no
 /// spinning, every message races the subscriber going to sleep, both ways
