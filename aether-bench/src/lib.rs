@@ -49,9 +49,13 @@ pub struct Args {
     /// Ring size of the latency topics
     #[arg(long, default_value_t = 65536)]
     pub latency_ring: u64,
-    /// Latency runs are split in this many rounds, each system taking its turn
-    /// in every round, so that a change in the machine (a VM's vCPUs moved to
-    /// other cores) hits every system alike (default: 2 with --quick, else 5)
+    /// Ring size of the throughput topic (at least 8 messages of the size run)
+    #[arg(long, default_value_t = 4 << 20)]
+    pub throughput_ring: u64,
+    /// Latency and throughput runs are split in this many rounds, each system
+    /// taking its turn in every round, so that a change in the machine (a VM's
+    /// vCPUs moved to other cores) hits every system alike (default: 2 with
+    /// --quick, else 5)
     #[arg(long)]
     pub rounds: Option<u64>,
 }
@@ -264,10 +268,11 @@ impl Bench {
         }
         let page = shared::SharedPage::create().map_err(|e| e.to_string())?;
         let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
-        let rounds = self.args.rounds.unwrap_or(if self.args.quick { 2 } else { 5 }).max(1);
+        let rounds = self.rounds();
         let per_round = count.div_ceil(rounds);
         let systems = [
             ("cacheline", "spin"),
+            ("record", "spin"),
             ("aether", "spin"),
             ("futex", "futex"),
             ("aether", "futex"),
@@ -285,6 +290,10 @@ impl Bench {
                 // Reset the shared words between runs.
                 page.u64_at(0).store(0, std::sync::atomic::Ordering::SeqCst);
                 page.u32_at(1).store(0, std::sync::atomic::Ordering::SeqCst);
+                page.u64_at(shared::RECORD_TO_PONG)
+                    .store(0, std::sync::atomic::Ordering::SeqCst);
+                page.u64_at(shared::RECORD_TO_PING)
+                    .store(0, std::sync::atomic::Ordering::SeqCst);
                 let base = |fd: i32| {
                     vec![
                         ("AB_SYSTEM", system.to_string()),
@@ -345,13 +354,23 @@ impl Bench {
         }
         let budget: u64 = if self.args.quick { 64 << 20 } else { 1 << 31 };
         let cap: u64 = if self.args.quick { 300_000 } else { 5_000_000 };
+        let rounds = self.rounds();
+        let systems = ["aether", "aether-zc", "uds", "memcpy", "memset"];
         for size in self.args.sizes.clone() {
             let count = self.args.messages.unwrap_or((budget / size).clamp(200, cap));
-            for system in ["aether", "aether-zc", "uds", "memcpy", "memset"] {
-                let (msgs, secs, lost) = match system {
-                    "memcpy" | "memset" => local_bandwidth(system, size as usize, count),
-                    _ => self.pipe(system, size, count)?,
-                };
+            let per_round = count.div_ceil(rounds).max(2);
+            // Per system: messages (intervals), seconds, lost, summed over rounds.
+            let mut sums = [(0f64, 0f64, 0u64); 5];
+            for _ in 0..rounds {
+                for (system, sum) in systems.iter().zip(sums.iter_mut()) {
+                    let (msgs, secs, lost) = match *system {
+                        "memcpy" | "memset" => local_bandwidth(system, size as usize, per_round),
+                        _ => self.pipe(system, size, per_round)?,
+                    };
+                    *sum = (sum.0 + msgs, sum.1 + secs, sum.2 + lost);
+                }
+            }
+            for (system, (msgs, secs, lost)) in systems.into_iter().zip(sums) {
                 let rate = msgs / secs.max(1e-9);
                 let bytes = rate * size as f64;
                 self.emit(
@@ -363,19 +382,15 @@ impl Bench {
         Ok(())
     }
 
+    fn rounds(&self) -> u64 {
+        self.args.rounds.unwrap_or(if self.args.quick { 2 } else { 5 }).max(1)
+    }
+
     /// One source, one sink: returns (intervals measured, seconds, lost).
     fn pipe(&self, system: &str, size: u64, count: u64) -> Result<(f64, f64, u64)> {
         let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
         if system != "uds" {
-            self.topic(
-                "tput",
-                Policy::Reliable,
-                size,
-                std::env::var("AB_TPUT_RING")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(4 << 20),
-            )?;
+            self.topic("tput", Policy::Reliable, size, self.args.throughput_ring)?;
         }
         let env = |fd: i32| {
             vec![

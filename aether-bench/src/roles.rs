@@ -2,7 +2,7 @@
 //! parameters from `AB_*` environment variables, prints `READY` once set up,
 //! waits for `GO` on stdin, runs, and prints one `RESULT key=value ...` line.
 
-use crate::shared::{self, SharedPage};
+use crate::shared::{self, SharedPage, RECORD_TO_PING, RECORD_TO_PONG};
 use aether::ring::Deadline;
 use aether::{Client, Status, SubscriberConfig, WaitConfig, WaitStrategy};
 use std::hint::black_box;
@@ -153,6 +153,31 @@ fn latency(ping: bool) {
                         std::hint::spin_loop();
                     }
                     x.store(2 * i + 2, Ordering::Release);
+                }
+                time(i, t0);
+            }
+        }
+        "record" => {
+            // The floor for handing over a 64-byte payload with a stamp: per
+            // direction one ring-shaped record (stamp, 32-byte header, payload:
+            // two cache lines), payload written before the stamp.
+            let page = SharedPage::from_inherited(num("AB_FD") as i32).unwrap_or_else(|e| fail("map", e));
+            let (to_pong, to_ping) = (page.record(RECORD_TO_PONG), page.record(RECORD_TO_PING));
+            let (mine, theirs) = if ping { (to_pong, to_ping) } else { (to_ping, to_pong) };
+            let mut msg = [0u8; 64];
+            ready_then_wait_for_go();
+            for i in 0..total {
+                let t0 = now();
+                if ping {
+                    msg[..8].copy_from_slice(&i.to_le_bytes());
+                    mine.send(i + 1, &msg);
+                }
+                theirs.receive(i + 1, &mut msg);
+                if u64::from_le_bytes(msg[..8].try_into().expect("8 bytes")) != i {
+                    fail("ping-pong", "echo out of order");
+                }
+                if !ping {
+                    mine.send(i + 1, &msg);
                 }
                 time(i, t0);
             }

@@ -74,6 +74,53 @@ impl SharedPage {
     }
 }
 
+/// Where the `record` baseline's two records live in the page (line numbers).
+pub const RECORD_TO_PONG: usize = 16;
+pub const RECORD_TO_PING: usize = 32;
+
+/// A 128-byte record in the shared page: a stamp in the first word, a
+/// 64-byte payload at offset 32 (as in the ring), so two cache lines.
+#[derive(Clone, Copy)]
+pub struct Record {
+    ptr: *mut u8,
+}
+
+impl Record {
+    fn stamp(&self) -> &AtomicU64 {
+        // SAFETY: `ptr` is a 64-byte aligned record inside the mapped page (SharedPage::record).
+        unsafe { &*self.ptr.cast::<AtomicU64>() }
+    }
+
+    /// Writes the payload, then the stamp (release).
+    pub fn send(&self, stamp: u64, payload: &[u8; 64]) {
+        // SAFETY: the payload area [32, 96) is inside the record; the peer reads
+        // it only after seeing the stamp, and does not write it.
+        unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), self.ptr.add(32), 64) };
+        self.stamp().store(stamp, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Spins until the stamp reads `stamp`, then copies the payload out.
+    pub fn receive(&self, stamp: u64, payload: &mut [u8; 64]) {
+        while self.stamp().load(std::sync::atomic::Ordering::Acquire) != stamp {
+            std::hint::spin_loop();
+        }
+        // SAFETY: as in `send`; the writer does not touch the record again
+        // before we answer.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(32), payload.as_mut_ptr(), 64) };
+    }
+}
+
+impl SharedPage {
+    /// The two-line record starting at cache line `line`.
+    pub fn record(&self, line: usize) -> Record {
+        assert!(line + 2 <= PAGE / 64);
+        // SAFETY: the record's 128 bytes are inside the mapped page.
+        Record {
+            ptr: unsafe { self.ptr.add(line * 64) },
+        }
+    }
+}
+
 impl Drop for SharedPage {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `map` mapped.
