@@ -50,6 +50,10 @@ use std::time::Duration;
 pub const RECORD_HEADER: usize = 32;
 const ALIGN: u64 = 64;
 
+/// Spins a receive makes on its fast path before the general one (which
+/// counts its own toward the spin budget).
+const FAST_SPINS: u32 = 64;
+
 /// Copies up to this size are published without a CLAIMED stamp (see `Writer::publish`).
 const SMALL_COPY: usize = 1024;
 
@@ -223,7 +227,16 @@ fn wake(notify: &crate::segment::NotifyLine, wakes: &AtomicU64) {
 }
 
 /// The error a closed, draining or deleted topic gives, if any.
+#[inline(always)]
 fn topic_state_error(state: u32, publishing: bool) -> Option<Error> {
+    if state == TOPIC_LIVE {
+        return None;
+    }
+    topic_state_error_slow(state, publishing)
+}
+
+#[cold]
+fn topic_state_error_slow(state: u32, publishing: bool) -> Option<Error> {
     match state {
         TOPIC_LIVE => None,
         TOPIC_DRAINING if !publishing => None,
@@ -403,6 +416,7 @@ impl Writer {
         self.claim_marked(len, true)
     }
 
+    #[inline(always)]
     fn claim_marked(&mut self, len: usize, mark_claimed: bool) -> Result<Claim> {
         if len as u64 > self.geo.max_message {
             return Err(Error::new(
@@ -433,8 +447,12 @@ impl Writer {
             let end = pos
                 .checked_add(pad + stride)
                 .ok_or_else(|| Error::corrupt("ring tail is at the end of the position space"));
-            let waited = end.and_then(|end| self.wait_for_space(end, &deadline).map(|_| end));
-            let end = waited?;
+            let end = end?;
+            // The common case inline: the claim ends below the cached gate.
+            let gen = self.seg.gate().slots_gen.load(Ordering::SeqCst);
+            if end > self.gate || gen != self.gate_gen {
+                self.wait_for_space(end, &deadline)?;
+            }
             let announce = self.slot.and_then(|i| self.seg.pub_slot(i));
             // Announce the claim before making it (see "Publisher gating"); withdraw
             // it if the claim fails, so that a waiting publisher holds nobody up.
@@ -524,6 +542,7 @@ impl Writer {
         self.commit_at(claim, len, now)
     }
 
+    #[inline(always)]
     fn commit_at(&mut self, claim: Claim, len: usize, timestamp_ns: u64) -> Result<()> {
         if len > claim.capacity || len + RECORD_HEADER > claim.stride as usize || len as u64 > self.geo.max_message {
             return Err(Error::new(
@@ -1034,6 +1053,9 @@ impl Reader {
     /// Copies the next message into `buf`. Returns (length, seq, timestamp).
     /// A message longer than `buf` is not consumed: `TooLarge`, with its length.
     pub fn receive_into(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<(usize, u64, u64)> {
+        if let Some(r) = self.receive_fast(buf) {
+            return Ok(r);
+        }
         loop {
             let rec = self.next(deadline)?;
             if rec.len > buf.len() {
@@ -1063,6 +1085,46 @@ impl Reader {
 }
 
 impl Reader {
+    /// The common case of [`receive_into`](Self::receive_into), kept short for
+    /// latency: the record at the cursor is, or within a few spins becomes, a
+    /// committed message that fits `buf`. Anything else (`None`) goes the
+    /// general way, which also redoes a copy found torn here.
+    #[inline(always)]
+    fn receive_fast(&mut self, buf: &mut [u8]) -> Option<(usize, u64, u64)> {
+        let pos = self.pos;
+        let h = self.header_at(pos);
+        let committed = stamp(self.geo.salt, pos, KIND_MESSAGE);
+        let spins = if self.wait.strategy == WaitStrategy::Spin {
+            FAST_SPINS
+        } else {
+            self.wait.spin.min(FAST_SPINS)
+        };
+        let mut turns = 0;
+        // SAFETY: in bounds (header_at); the stamp is an atomic.
+        while unsafe { (*h).stamp.load(Ordering::Acquire) } != committed {
+            if turns == spins {
+                return None;
+            }
+            std::hint::spin_loop();
+            turns += 1;
+        }
+        let (stride, len, seq, timestamp_ns) = self.read_header(pos).ok()?;
+        if len > buf.len() || seq < self.next_seq {
+            return None;
+        }
+        // SAFETY: [pos + header, + len) is inside the ring (read_header); `buf` has room.
+        unsafe { std::ptr::copy_nonoverlapping(h.cast::<u8>().add(RECORD_HEADER), buf.as_mut_ptr(), len) };
+        if self.geo.policy == Policy::Lossy && self.overwritten(pos) {
+            return None;
+        }
+        self.pos = pos + stride;
+        self.lost = self.lost.saturating_add(seq - self.next_seq);
+        self.next_seq = seq.wrapping_add(1);
+        self.delivered += 1;
+        self.store_cursor();
+        Some((len, seq, timestamp_ns))
+    }
+
     /// Stops using the subscriber slot: clears it in shared memory (so
     /// publishers stop waiting for it) before the daemon may hand it out again.
     pub fn leave_slot(&mut self) {
