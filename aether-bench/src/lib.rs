@@ -463,6 +463,9 @@ fn local_bandwidth(system: &str, size: usize, count: u64) -> (f64, f64, u64) {
     // Rotate over a buffer as big as a ring, like the real paths do.
     let slots = ((8 << 20) / size).max(2);
     let mut dst = vec![0u8; slots * size];
+    // Fault the pages in before timing, as the rings are (mapped populated).
+    dst.fill(1);
+    std::hint::black_box(&mut dst);
     let start = aether::sys::monotonic_ns();
     for i in 0..count as usize {
         let d = &mut dst[(i % slots) * size..][..size];

@@ -16,7 +16,9 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` shared and read-write.
+    /// Maps `len` bytes of `fd` shared and read-write, populated: the pages
+    /// are faulted in here, at open, instead of on the data path during the
+    /// ring's first lap (a failed populate is not an error; faults then happen later).
     pub fn shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
@@ -27,7 +29,7 @@ impl Mapping {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
                 fd.as_raw_fd(),
                 0,
             )
