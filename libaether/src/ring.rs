@@ -38,13 +38,81 @@
 
 use crate::error::{Error, Result, Status};
 use crate::segment::{
-    Geometry, Policy, Segment, MAX_PUBLISHERS, SLOT_FREE, SLOT_GATING, TOPIC_CLOSED, TOPIC_DELETED, TOPIC_DRAINING,
-    TOPIC_LIVE,
+    GateLine, Geometry, Header, NotifyLine, Policy, PubSlot, Segment, Slot, StatsLine, MAX_PUBLISHERS, SLOT_FREE,
+    SLOT_GATING, TOPIC_CLOSED, TOPIC_DELETED, TOPIC_DRAINING, TOPIC_LIVE,
 };
-use crate::sys::{self, futex, membarrier, tsc::WallClock};
+use crate::sys::{self, atomic128::Pair, futex, membarrier, tsc::WallClock};
+use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A place in the segment's mapping, looked up once so that the hot path
+/// skips the offset arithmetic. Only a [`Writer`] or [`Reader`] holds one,
+/// next to the `Arc<Segment>` that keeps the mapping alive.
+#[derive(Clone, Copy)]
+struct InSegment<T>(NonNull<T>);
+
+// SAFETY: it points into a shared mapping (`Mapping` is Send + Sync) that its
+// owner keeps alive; the pointees are atomics or ring bytes accessed with
+// atomics and validated volatile copies.
+unsafe impl<T> Send for InSegment<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for InSegment<T> {}
+
+impl<T> InSegment<T> {
+    fn new(r: &T) -> InSegment<T> {
+        InSegment(NonNull::from(r))
+    }
+    fn ptr(&self) -> *mut T {
+        self.0.as_ptr()
+    }
+    /// For types made of atomics only (the subscriber and publisher slots).
+    fn get(&self) -> &T {
+        // SAFETY: the mapping outlives `self` (see the type's doc); the
+        // borrow of `self` bounds the reference; `T` is atomics only, so
+        // other processes writing it do not race with the reference.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// The segment header's shared lines. Only fields are borrowed, never the
+/// whole `Header` (its metadata is plain data another process could write).
+impl InSegment<Header> {
+    fn tail(&self) -> &Pair {
+        // SAFETY: the header is in the live mapping (see InSegment); the
+        // tail line is atomics only.
+        unsafe { &(*self.ptr()).tail.pair }
+    }
+    fn gate(&self) -> &GateLine {
+        // SAFETY: as for `tail`.
+        unsafe { &(*self.ptr()).gate }
+    }
+    fn data_notify(&self) -> &NotifyLine {
+        // SAFETY: as for `tail`.
+        unsafe { &(*self.ptr()).data_notify }
+    }
+    fn space_notify(&self) -> &NotifyLine {
+        // SAFETY: as for `tail`.
+        unsafe { &(*self.ptr()).space_notify }
+    }
+    fn stats(&self) -> &StatsLine {
+        // SAFETY: as for `tail`.
+        unsafe { &(*self.ptr()).stats }
+    }
+}
+
+/// The header and ring start of `seg`, for a Writer or Reader that holds `seg`.
+fn in_segment(seg: &Segment) -> (InSegment<Header>, InSegment<u8>) {
+    // SAFETY: both are non-null addresses inside the mapping (header at its
+    // start, ring at the validated ring_offset).
+    unsafe {
+        (
+            InSegment(NonNull::new_unchecked(seg.header().cast_mut())),
+            InSegment(NonNull::new_unchecked(seg.ring_ptr())),
+        )
+    }
+}
 
 /// Bytes of a record header: stamp, len, stride, seq, timestamp.
 pub const RECORD_HEADER: usize = 32;
@@ -171,7 +239,7 @@ impl Deadline {
 /// `round` counts calls for the current wait. `cap_ns` bounds one sleep.
 fn wait_once(
     cfg: &WaitConfig,
-    notify: &crate::segment::NotifyLine,
+    notify: &NotifyLine,
     sleeps: &AtomicU64,
     round: &mut u32,
     deadline: &Deadline,
@@ -217,7 +285,7 @@ fn wait_once(
 }
 
 /// Wakes sleepers on `notify` if there are any. Call after the write they wait for.
-fn wake(notify: &crate::segment::NotifyLine, wakes: &AtomicU64) {
+fn wake(notify: &NotifyLine, wakes: &AtomicU64) {
     membarrier::light();
     if notify.waiters.load(Ordering::Relaxed) != 0 {
         notify.word.fetch_add(1, Ordering::SeqCst);
@@ -262,8 +330,12 @@ pub struct Claim {
 pub struct Writer {
     seg: Arc<Segment>,
     geo: Geometry,
+    /// The segment's header and the first byte of its ring.
+    hdr: InSegment<Header>,
+    ring: InSegment<u8>,
     /// This publisher's slot, where it announces the claim it is writing.
     slot: Option<u32>,
+    announce: Option<InSegment<PubSlot>>,
     /// Claims may end at or below this position without re-reading the slots.
     gate: u64,
     /// The segment's horizon as last seen: claims ending at or below it need not raise it.
@@ -287,10 +359,15 @@ impl Writer {
             s.pid.store(std::process::id(), Ordering::Relaxed);
             s.claim.store(SLOT_FREE, Ordering::Release);
         }
+        let (hdr, ring) = in_segment(&seg);
+        let announce = slot.and_then(|i| seg.pub_slot(i)).map(InSegment::new);
         Writer {
             seg,
             geo,
+            hdr,
+            ring,
             slot,
+            announce,
             gate: 0,
             horizon: 0,
             gate_gen: u64::MAX,
@@ -308,7 +385,7 @@ impl Writer {
         let off = pos & (self.geo.ring_size - 1);
         // SAFETY: off < ring_size and every record start is 64-aligned with at
         // least a header's room before the end of the ring (stride >= 64).
-        unsafe { self.seg.ring_ptr().add(off as usize).cast() }
+        unsafe { self.ring.ptr().add(off as usize).cast() }
     }
 
     /// Recomputes the gate: one ring past the lowest of the tail (as it is
@@ -317,7 +394,7 @@ impl Writer {
     /// the gate, if one did.
     fn rescan(&mut self, gen: u64) -> Option<u32> {
         // The tail first: a claim announced after this scan starts at or above it.
-        let mut min = self.seg.tail().lo.load(Ordering::SeqCst);
+        let mut min = self.hdr.tail().lo.load(Ordering::SeqCst);
         let mut by_publisher = None;
         if self.geo.policy == Policy::Reliable {
             for i in 0..self.geo.max_subscribers {
@@ -352,11 +429,11 @@ impl Writer {
     fn wait_for_space(&mut self, end: u64, deadline: &Deadline) -> Result<()> {
         let mut round = 0;
         loop {
-            let gen = self.seg.gate().slots_gen.load(Ordering::SeqCst);
+            let gen = self.hdr.gate().slots_gen.load(Ordering::SeqCst);
             if end <= self.gate && gen == self.gate_gen {
                 return Ok(());
             }
-            if let Some(e) = topic_state_error(self.seg.gate().state.load(Ordering::Acquire), true) {
+            if let Some(e) = topic_state_error(self.hdr.gate().state.load(Ordering::Acquire), true) {
                 return Err(e);
             }
             let blocker = self.rescan(gen);
@@ -383,10 +460,10 @@ impl Writer {
                 })
             };
             let cap = if blocker.is_some() { 1_000_000 } else { 10_000_000 };
-            let sleeps = &self.seg.stats().waits;
+            let sleeps = &self.hdr.stats().waits;
             wait_once(
                 &self.wait,
-                self.seg.space_notify(),
+                self.hdr.space_notify(),
                 sleeps,
                 &mut round,
                 deadline,
@@ -427,14 +504,15 @@ impl Writer {
                 ),
             ));
         }
-        if let Some(e) = topic_state_error(self.seg.gate().state.load(Ordering::Acquire), true) {
+        if let Some(e) = topic_state_error(self.hdr.gate().state.load(Ordering::Acquire), true) {
             return Err(e);
         }
         let ring = self.geo.ring_size;
         let stride = stride_for(len);
-        let deadline = Deadline::after(self.timeout);
+        // Built at the first wait (rare), kept across CAS retries.
+        let mut deadline = None;
         let mut cur = {
-            let tail = self.seg.tail();
+            let tail = self.hdr.tail();
             (tail.lo.load(Ordering::Acquire), tail.hi.load(Ordering::Acquire))
         };
         let (pos, pad, end, gen_before) = loop {
@@ -449,11 +527,12 @@ impl Writer {
                 .ok_or_else(|| Error::corrupt("ring tail is at the end of the position space"));
             let end = end?;
             // The common case inline: the claim ends below the cached gate.
-            let gen = self.seg.gate().slots_gen.load(Ordering::SeqCst);
+            let gen = self.hdr.gate().slots_gen.load(Ordering::SeqCst);
             if end > self.gate || gen != self.gate_gen {
-                self.wait_for_space(end, &deadline)?;
+                let timeout = self.timeout;
+                self.wait_for_space(end, deadline.get_or_insert_with(|| Deadline::after(timeout)))?;
             }
-            let announce = self.slot.and_then(|i| self.seg.pub_slot(i));
+            let announce = self.announce.as_ref().map(InSegment::get);
             // Announce the claim before making it (see "Publisher gating"); withdraw
             // it if the claim fails, so that a waiting publisher holds nobody up.
             // Release is enough: the claim below is a `lock cmpxchg16b`, a full
@@ -462,7 +541,7 @@ impl Writer {
             if let Some(a) = announce {
                 a.claim.store(pos, Ordering::Release);
             }
-            match self.seg.tail().compare_exchange((pos, seq), (end, seq.wrapping_add(1))) {
+            match self.hdr.tail().compare_exchange((pos, seq), (end, seq.wrapping_add(1))) {
                 Ok(()) => break (pos, pad, end, self.gate_gen),
                 Err(found) => {
                     if let Some(a) = announce {
@@ -474,14 +553,14 @@ impl Writer {
         };
         let rec = pos + pad;
         let seq = cur.1;
-        if self.geo.policy == Policy::Reliable && self.seg.gate().slots_gen.load(Ordering::SeqCst) != gen_before {
+        if self.geo.policy == Policy::Reliable && self.hdr.gate().slots_gen.load(Ordering::SeqCst) != gen_before {
             // A gating subscriber joined while we claimed: do not write over
             // what it may still read. Past the timeout, write anyway and count it.
             if self
                 .wait_for_space(rec + stride, &Deadline::after(self.timeout))
                 .is_err()
             {
-                self.seg.stats().overruns.fetch_add(1, Ordering::Relaxed);
+                self.hdr.stats().overruns.fetch_add(1, Ordering::Relaxed);
             }
         }
         // Overwrite detection: the horizon is past every byte we write, and
@@ -489,7 +568,7 @@ impl Writer {
         // the reader's acquire fence before it reads the horizon; a value we
         // only loaded is covered too, horizons only grow).
         if end > self.horizon {
-            let horizon = &self.seg.gate().horizon;
+            let horizon = &self.hdr.gate().horizon;
             self.horizon = horizon.load(Ordering::Relaxed);
             if end > self.horizon {
                 let raised = end.saturating_add(horizon_step(self.geo.ring_size));
@@ -563,7 +642,7 @@ impl Writer {
                 .store(stamp(self.geo.salt, claim.pos, KIND_MESSAGE), Ordering::Release);
         }
         self.release_slot();
-        wake(self.seg.data_notify(), &self.seg.stats().wakes);
+        wake(self.hdr.data_notify(), &self.hdr.stats().wakes);
         Ok(())
     }
 
@@ -571,12 +650,13 @@ impl Writer {
     pub fn leave_slot(&mut self) {
         self.release_slot();
         self.slot = None;
+        self.announce = None;
     }
 
     /// Withdraws the announced claim: peers may now lap what we wrote.
     fn release_slot(&self) {
-        if let Some(a) = self.slot.and_then(|i| self.seg.pub_slot(i)) {
-            a.claim.store(SLOT_FREE, Ordering::Release);
+        if let Some(a) = &self.announce {
+            a.get().claim.store(SLOT_FREE, Ordering::Release);
         }
     }
 
@@ -588,9 +668,9 @@ impl Writer {
             (*h).stamp
                 .store(stamp(self.geo.salt, claim.pos, KIND_ABORTED), Ordering::Release)
         };
-        self.seg.stats().aborted.fetch_add(1, Ordering::Relaxed);
+        self.hdr.stats().aborted.fetch_add(1, Ordering::Relaxed);
         self.release_slot();
-        wake(self.seg.data_notify(), &self.seg.stats().wakes);
+        wake(self.hdr.data_notify(), &self.hdr.stats().wakes);
     }
 
     /// Copies `data` into the ring as one message.
@@ -639,7 +719,12 @@ enum Found {
 pub struct Reader {
     seg: Arc<Segment>,
     geo: Geometry,
+    /// The segment's header and the first byte of its ring.
+    hdr: InSegment<Header>,
+    ring: InSegment<u8>,
     slot: Option<u32>,
+    /// Where this subscriber publishes its cursor (slot `slot`).
+    cursor_slot: Option<InSegment<Slot>>,
     pos: u64,
     next_seq: u64,
     lost: u64,
@@ -677,10 +762,15 @@ impl Reader {
         if pos % ALIGN != 0 {
             return Err(Error::corrupt("ring tail is not 64-byte aligned"));
         }
+        let (hdr, ring) = in_segment(&seg);
+        let cursor_slot = slot.and_then(|i| seg.slot(i)).map(InSegment::new);
         let r = Reader {
             seg,
             geo,
+            hdr,
+            ring,
             slot,
+            cursor_slot,
             pos,
             next_seq,
             lost: 0,
@@ -726,13 +816,13 @@ impl Reader {
     }
 
     fn store_cursor(&self) {
-        if let Some(s) = self.slot.and_then(|i| self.seg.slot(i)) {
+        if let Some(s) = self.cursor_slot.as_ref().map(InSegment::get) {
             s.cursor.store(self.pos, Ordering::Release);
             s.delivered.store(self.delivered, Ordering::Relaxed);
             s.lost.store(self.lost, Ordering::Relaxed);
             s.next_seq.store(self.next_seq, Ordering::Relaxed);
             if self.geo.policy == Policy::Reliable {
-                wake(self.seg.space_notify(), &self.seg.stats().wakes);
+                wake(self.hdr.space_notify(), &self.hdr.stats().wakes);
             }
         }
     }
@@ -741,11 +831,11 @@ impl Reader {
         let off = pos & (self.geo.ring_size - 1);
         // SAFETY: off < ring_size and is 64-aligned (positions are), so a
         // 32-byte header fits before the end of the ring.
-        unsafe { self.seg.ring_ptr().add(off as usize).cast() }
+        unsafe { self.ring.ptr().add(off as usize).cast() }
     }
 
     fn tail_pos(&self) -> u64 {
-        self.seg.tail().lo.load(Ordering::Acquire)
+        self.hdr.tail().lo.load(Ordering::Acquire)
     }
 
     /// Whether the bytes of a record at `pos` may have been overwritten since
@@ -758,7 +848,7 @@ impl Reader {
     }
 
     fn horizon(&self) -> u64 {
-        self.seg.gate().horizon.load(Ordering::Acquire)
+        self.hdr.gate().horizon.load(Ordering::Acquire)
     }
 
     /// Reads stride/len/seq of the record at `pos` and checks them against the ring.
@@ -937,7 +1027,7 @@ impl Reader {
                     }
                     if tail == self.pos {
                         // Caught up: if the topic is closed or deleted, nothing more will come.
-                        if let Some(e) = topic_state_error(self.seg.gate().state.load(Ordering::Acquire), false) {
+                        if let Some(e) = topic_state_error(self.hdr.gate().state.load(Ordering::Acquire), false) {
                             return Err(e);
                         }
                     }
@@ -1005,8 +1095,8 @@ impl Reader {
                     };
                     wait_once(
                         &self.wait,
-                        self.seg.data_notify(),
-                        &self.seg.stats().waits,
+                        self.hdr.data_notify(),
+                        &self.hdr.stats().waits,
                         &mut round,
                         deadline,
                         cap,
@@ -1128,10 +1218,11 @@ impl Reader {
     /// Stops using the subscriber slot: clears it in shared memory (so
     /// publishers stop waiting for it) before the daemon may hand it out again.
     pub fn leave_slot(&mut self) {
+        self.cursor_slot = None;
         if let Some(s) = self.slot.take().and_then(|i| self.seg.slot(i)) {
             s.flags.store(0, Ordering::SeqCst);
             s.cursor.store(SLOT_FREE, Ordering::SeqCst);
-            wake(self.seg.space_notify(), &self.seg.stats().wakes);
+            wake(self.hdr.space_notify(), &self.hdr.stats().wakes);
         }
     }
 }

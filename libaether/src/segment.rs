@@ -384,7 +384,7 @@ impl Segment {
         &self.geo
     }
 
-    fn header(&self) -> *const Header {
+    pub(crate) fn header(&self) -> *const Header {
         self.map.as_ptr().cast()
     }
 
