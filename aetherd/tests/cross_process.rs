@@ -20,21 +20,29 @@ fn child_main() {
     match role.as_str() {
         "publisher" => {
             let (count, max) = (num("AETHER_TEST_COUNT"), num("AETHER_TEST_MAX") as usize);
+            // Pause now and then, so that subscribers fall asleep between messages.
+            let pause_every = std::env::var("AETHER_TEST_PAUSE_EVERY").map_or(0, |v| v.parse().expect("number"));
             let client = Client::connect(Some(&socket)).expect("connect");
             let mut p = client.publisher(&topic).expect("publisher");
             p.set_timeout(Some(Duration::from_secs(30)));
             for i in 0..count {
                 p.publish(&message(i, size_of_msg(i, max))).expect("publish");
+                if pause_every > 0 && i % pause_every == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
             }
             println!("AETHER:done");
         }
         "subscriber" => {
             let (count, max) = (num("AETHER_TEST_COUNT"), num("AETHER_TEST_MAX") as usize);
             let slow = std::env::var("AETHER_TEST_SLOW").is_ok();
+            let mut cfg = SubscriberConfig::default();
+            if std::env::var("AETHER_TEST_NO_SPIN").is_ok() {
+                // Straight to the futex whenever nothing is there.
+                cfg.wait.spin = 0;
+            }
             let client = Client::connect(Some(&socket)).expect("connect");
-            let mut s = client
-                .subscriber(&topic, &SubscriberConfig::default())
-                .expect("subscriber");
+            let mut s = client.subscriber(&topic, &cfg).expect("subscriber");
             println!("AETHER:ready");
             if let Ok(go) = std::env::var("AETHER_TEST_GO_FILE") {
                 wait_for("go file", Duration::from_secs(30), || {
@@ -82,6 +90,54 @@ fn stream_env(d: &Daemon, topic: &str, count: u64, max: u64) -> Vec<(&'static st
         ("AETHER_TEST_COUNT", count.to_string()),
         ("AETHER_TEST_MAX", max.to_string()),
     ]
+}
+
+/// Subscribers that go to sleep whenever the ring is empty are woken for
+/// every message whether each process uses membarrier (the publisher skips
+/// its fence) or opted out (`AETHER_MEMBARRIER=off`: it fences), in every
+/// mix. A lost wake-up would leave a subscriber asleep past its 5 s receive
+/// timeout, and the stream incomplete.
+#[test]
+fn sleeping_subscribers_are_woken_with_and_without_membarrier() {
+    let d = Daemon::start();
+    let params = TopicParams {
+        policy: Policy::Reliable,
+        ring_size: 1 << 16,
+        max_message: 256,
+        max_subscribers: 8,
+    };
+    for (publisher, subscriber) in [("on", "on"), ("off", "on"), ("on", "off"), ("off", "off")] {
+        let topic = format!("wake-{publisher}-{subscriber}");
+        d.client().create_topic(&topic, &params).unwrap();
+        let mut env = stream_env(&d, &topic, 20_000, 256);
+        env.push(("AETHER_TEST_NO_SPIN", "1".into()));
+        env.push(("AETHER_MEMBARRIER", subscriber.into()));
+        let mut sub = Role::spawn("subscriber", &env);
+        sub.expect("ready");
+        env.retain(|(k, _)| *k != "AETHER_MEMBARRIER" && *k != "AETHER_TEST_NO_SPIN");
+        env.push(("AETHER_MEMBARRIER", publisher.into()));
+        env.push(("AETHER_TEST_PAUSE_EVERY", "16".into()));
+        let mut publ = Role::spawn("publisher", &env);
+        publ.expect("done");
+        publ.wait_ok();
+        let r = sub.line();
+        assert_eq!(
+            (field(&r, "delivered"), field(&r, "lost"), field(&r, "bad")),
+            (20_000, 0, 0),
+            "publisher membarrier {publisher}, subscriber {subscriber}: {r}"
+        );
+        sub.wait_ok();
+        let stats = aether::admin::call(&d.socket, aether::admin::Command::Stats, Duration::from_secs(5)).unwrap();
+        let waits = stats["topics"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == topic.as_str()))
+            .and_then(|t| t["waits"].as_u64())
+            .unwrap_or_else(|| panic!("no waits for {topic} in {stats}"));
+        assert!(
+            waits >= 100,
+            "{topic}: the subscriber slept only {waits} times: the test proves little"
+        );
+    }
 }
 
 #[test]
@@ -248,7 +304,10 @@ fn a_killed_subscriber_stops_holding_back_a_reliable_publisher() {
         std::fs::read_to_string(&stat)
             .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
     });
-    assert!(publish_until_blocked(&mut p, 1000, 500), "a stopped subscriber holds a reliable publisher back");
+    assert!(
+        publish_until_blocked(&mut p, 1000, 500),
+        "a stopped subscriber holds a reliable publisher back"
+    );
     let _ = sub.child.kill();
     let _ = sub.child.wait();
     // The daemon sees the socket close and frees the slot: publishing resumes.

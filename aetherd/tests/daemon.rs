@@ -205,7 +205,10 @@ fn a_dead_client_is_released_even_if_a_child_keeps_its_socket() {
     let mut p = client.publisher("held").unwrap();
     p.set_timeout(Some(Duration::from_millis(100)));
     // Its subscriber reads nothing: the ring fills.
-    assert!(publish_until_blocked(&mut p, 200, 500), "a subscriber that reads nothing holds a reliable publisher");
+    assert!(
+        publish_until_blocked(&mut p, 200, 500),
+        "a subscriber that reads nothing holds a reliable publisher"
+    );
     forker.child.kill().unwrap();
     forker.child.wait().unwrap();
     // The socket is still open in the grandchild; the daemon's pidfd notices the death.
@@ -317,6 +320,9 @@ fn closing_a_handle_of_a_deleted_topic_does_not_touch_its_successor() {
     drop(old); // its close names the old incarnation: refused, the new slot stays
     let mut p = client.publisher("again").unwrap();
     p.set_timeout(Some(Duration::from_millis(100)));
-    assert!(publish_until_blocked(&mut p, 100, 100), "the new subscriber still holds the reliable publisher back");
+    assert!(
+        publish_until_blocked(&mut p, 100, 100),
+        "the new subscriber still holds the reliable publisher back"
+    );
     drop(new);
 }

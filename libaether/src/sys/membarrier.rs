@@ -14,6 +14,10 @@
 //!
 //! Where the kernel or a sandbox refuses membarrier, [`light`] is a real
 //! `SeqCst` fence and [`heavy`] reports failure, so sleepers cap their sleep.
+//!
+//! `AETHER_MEMBARRIER=off` in a process's environment keeps it from
+//! registering: its wakers fence, and no sleeper's barrier interrupts it (for
+//! publishers spinning on isolated CPUs that must not take IPIs).
 
 use std::sync::atomic::{compiler_fence, fence, AtomicU8, Ordering};
 
@@ -38,6 +42,11 @@ pub fn register() -> bool {
         REGISTERED => return true,
         UNAVAILABLE => return false,
         _ => {}
+    }
+    let opted_out = std::env::var_os("AETHER_MEMBARRIER").is_some_and(|v| v == "off" || v == "0");
+    if opted_out {
+        STATE.store(UNAVAILABLE, Ordering::Release);
+        return false;
     }
     let supported = membarrier(CMD_QUERY);
     let wanted = CMD_GLOBAL_EXPEDITED | CMD_REGISTER_GLOBAL_EXPEDITED;
