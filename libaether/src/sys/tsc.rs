@@ -80,6 +80,9 @@ pub struct WallClock {
     rate: u64,
     /// TSC ticks after the anchor at which to re-anchor.
     span: u64,
+    /// The last time handed out: a re-anchor that corrects an extrapolation
+    /// running ahead must not make one publisher's timestamps go backwards.
+    last: u64,
 }
 
 impl WallClock {
@@ -90,13 +93,21 @@ impl WallClock {
     /// `CLOCK_REALTIME` in nanoseconds, give or take a microsecond.
     #[inline]
     pub fn now_ns(&mut self) -> u64 {
-        if let Some(a) = self.anchor {
-            let ticks = rdtsc().wrapping_sub(a.tsc);
-            if ticks < self.span {
-                return a.ns + ((ticks as u128 * self.rate as u128) >> 32) as u64;
+        let t = match self.anchor {
+            Some(a) => {
+                let ticks = rdtsc().wrapping_sub(a.tsc);
+                if ticks < self.span {
+                    a.ns + ((ticks as u128 * self.rate as u128) >> 32) as u64
+                } else {
+                    self.reanchor()
+                }
             }
-        }
-        self.reanchor()
+            None => self.reanchor(),
+        };
+        // Never backwards, except across a real clock step (reanchor resets `last`).
+        let t = t.max(self.last);
+        self.last = t;
+        t
     }
 
     #[cold]
@@ -159,7 +170,7 @@ mod tests {
     fn follows_the_realtime_clock() {
         let mut c = WallClock::new();
         let start = super::super::realtime_ns();
-        let mut worst = 0i64;
+        let (mut worst, mut last) = (0i64, 0u64);
         while super::super::realtime_ns() - start < 300_000_000 {
             let before = super::super::realtime_ns();
             let t = c.now_ns();
@@ -171,6 +182,8 @@ mod tests {
                 t.saturating_sub(after) as i64
             };
             worst = worst.max(off);
+            assert!(t >= last, "went backwards: {t} after {last}");
+            last = t;
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
         // A loaded 2-vCPU machine can stall a thread between reads; a wrong
