@@ -14,6 +14,9 @@ use std::sync::OnceLock;
 
 /// How long one anchor is used before re-reading `CLOCK_REALTIME`.
 pub const ANCHOR_SPAN_NS: u64 = 100_000_000;
+/// A re-anchor finding the clock this far from the extrapolation takes it
+/// for a clock step (settimeofday, an NTP step), not drift.
+const STEP_NS: u64 = 1_000_000;
 /// The first rate is measured over at least this long (reading the clock until then).
 const FIRST_RATE_NS: u64 = 1_000_000;
 
@@ -131,8 +134,13 @@ impl WallClock {
         }
         let now = anchor();
         let (dns, dtsc) = (now.ns.wrapping_sub(old.ns), now.tsc.wrapping_sub(old.tsc));
-        if dns > 1 << 40 || dtsc == 0 || now.ns < old.ns {
-            // A clock step or a TSC that went backwards: start measuring again.
+        // Where the current rate says the clock should be: a clock that is
+        // more than STEP_NS away from it was set (or the TSC misbehaved).
+        let predicted = old.ns.wrapping_add(((dtsc as u128 * self.rate as u128) >> 32) as u64);
+        let stepped = self.rate != 0 && now.ns.abs_diff(predicted) > STEP_NS;
+        if dns > 1 << 40 || dtsc == 0 || now.ns < old.ns || stepped {
+            // Start measuring again, and let a step back show (`last` reset):
+            // timestamps follow CLOCK_REALTIME, steps included.
             *self = WallClock {
                 anchor: Some(now),
                 ..WallClock::default()
