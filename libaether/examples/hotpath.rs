@@ -40,6 +40,16 @@ fn main() {
             w.publish(&msg).expect("publish");
             r.receive_into(&mut buf, &forever).expect("receive");
         });
+        let zero_copy = best(|| {
+            let claim = w.claim(64).expect("claim");
+            // SAFETY: the claim's payload has at least 64 bytes we own until commit.
+            unsafe { std::ptr::write_bytes(w.payload(&claim), 7, 64) };
+            w.commit(claim, 64).expect("commit");
+            let rec = r.next(&forever).expect("next");
+            // SAFETY: the record's bytes are in the ring until consumed.
+            std::hint::black_box(unsafe { std::ptr::read_volatile(rec.data) });
+            r.consume(&rec);
+        });
         drop(r);
         let publish = best(|| {
             w.publish(&msg).expect("publish");
@@ -48,7 +58,7 @@ fn main() {
             std::hint::black_box(aether::sys::realtime_ns());
         });
         println!(
-            "{policy:?}: publish+receive {pair:.1} ns; publish alone {publish:.1} ns; clock_gettime {clock:.1} ns"
+            "{policy:?}: publish+receive {pair:.1} ns; claim+commit+next+consume {zero_copy:.1} ns; publish alone {publish:.1} ns; clock_gettime {clock:.1} ns"
         );
     }
 }
