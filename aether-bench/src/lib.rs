@@ -160,7 +160,7 @@ impl Bench {
         // The embedded broker's info lines would interleave with the tables.
         aether::broker::log::set_level(aether::broker::log::Level::Warn);
         let broker = Broker::bind(&socket).map_err(|e| e.to_string())?;
-        broker.spawn_acceptor().map_err(|e| e.to_string())?;
+        broker.spawn_threads().map_err(|e| e.to_string())?;
         let client = Client::connect_with(Some(&socket), false).map_err(|e| e.to_string())?;
         Ok(Bench {
             args,

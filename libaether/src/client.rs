@@ -630,7 +630,7 @@ impl Subscriber {
         }
         loop {
             let rec = self.reader.next(deadline)?;
-            if self.reader.geometry().policy == crate::segment::Policy::Lossy && self.reader.overwritten(rec.pos) {
+            if self.reader.overwritten(rec.pos) {
                 self.reader.drop_overwritten(&rec);
                 continue;
             }
@@ -646,7 +646,7 @@ impl Subscriber {
             .held
             .take()
             .ok_or_else(|| Error::invalid("no received view to release"))?;
-        if self.reader.geometry().policy == crate::segment::Policy::Lossy && self.reader.overwritten(rec.pos) {
+        if self.reader.overwritten(rec.pos) {
             self.reader.drop_overwritten(&rec);
             return Err(Error::new(
                 Status::Overwritten,
@@ -751,12 +751,7 @@ impl Subscriber {
     /// held; [`release_view`](Self::release_view) then reports `Overwritten`).
     /// `false` when no view is held or the topic is reliable.
     pub fn held_view_overwritten(&self) -> bool {
-        match &self.held {
-            Some(rec) => {
-                self.reader.geometry().policy == crate::segment::Policy::Lossy && self.reader.overwritten(rec.pos)
-            }
-            None => false,
-        }
+        self.held.is_some_and(|rec| self.reader.overwritten(rec.pos))
     }
 }
 

@@ -50,7 +50,6 @@ use std::time::Duration;
 /// A place in the segment's mapping, looked up once so that the hot path
 /// skips the offset arithmetic. Only a [`Writer`] or [`Reader`] holds one,
 /// next to the `Arc<Segment>` that keeps the mapping alive.
-#[derive(Clone, Copy)]
 struct InSegment<T>(NonNull<T>);
 
 // SAFETY: it points into a shared mapping (`Mapping` is Send + Sync) that its
@@ -284,12 +283,22 @@ fn wait_once(
     Ok(())
 }
 
+/// The lowest cursor of the subscribers that hold reliable publishers back
+/// (`u64::MAX` if none does).
+fn slowest_gating_cursor(seg: &Segment) -> u64 {
+    (0..seg.geometry().max_subscribers)
+        .filter_map(|i| seg.slot(i))
+        .filter(|s| s.flags.load(Ordering::SeqCst) & SLOT_GATING != 0)
+        .map(|s| s.cursor.load(Ordering::SeqCst))
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
 /// Wakes sleepers on `notify` if there are any. Call after the write they wait for.
 fn wake(notify: &NotifyLine, wakes: &AtomicU64) {
     membarrier::light();
     if notify.waiters.load(Ordering::Relaxed) != 0 {
-        notify.word.fetch_add(1, Ordering::SeqCst);
-        futex::wake_all(&notify.word);
+        notify.wake_all();
         wakes.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -355,12 +364,13 @@ impl Writer {
     pub fn new(seg: Arc<Segment>, slot: Option<u32>) -> Writer {
         let geo = *seg.geometry();
         membarrier::register();
-        if let Some(s) = slot.and_then(|i| seg.pub_slot(i)) {
+        let announce = slot.and_then(|i| seg.pub_slot(i));
+        if let Some(s) = announce {
             s.pid.store(std::process::id(), Ordering::Relaxed);
             s.claim.store(SLOT_FREE, Ordering::Release);
         }
+        let announce = announce.map(InSegment::new);
         let (hdr, ring) = in_segment(&seg);
-        let announce = slot.and_then(|i| seg.pub_slot(i)).map(InSegment::new);
         Writer {
             seg,
             geo,
@@ -397,12 +407,7 @@ impl Writer {
         let mut min = self.hdr.tail().lo.load(Ordering::SeqCst);
         let mut by_publisher = None;
         if self.geo.policy == Policy::Reliable {
-            for i in 0..self.geo.max_subscribers {
-                let slot = self.seg.slot(i).expect("index below max_subscribers");
-                if slot.flags.load(Ordering::SeqCst) & SLOT_GATING != 0 {
-                    min = min.min(slot.cursor.load(Ordering::SeqCst));
-                }
-            }
+            min = min.min(slowest_gating_cursor(&self.seg));
         }
         for i in (0..MAX_PUBLISHERS).filter(|i| Some(*i) != self.slot) {
             let c = self
@@ -440,7 +445,7 @@ impl Writer {
             if end <= self.gate {
                 return Ok(());
             }
-            let seg = Arc::clone(&self.seg);
+            let seg = &*self.seg;
             let ring = self.geo.ring_size;
             let stalled = blocker.map(|i| {
                 (
@@ -453,11 +458,7 @@ impl Writer {
                     // A peer does not wake us: wait (timed) for its announcement to change.
                     return seg.pub_slot(i).expect("index below max").claim.load(Ordering::SeqCst) != c;
                 }
-                (0..seg.geometry().max_subscribers).all(|i| {
-                    let s = seg.slot(i).expect("index below max");
-                    let c = s.cursor.load(Ordering::SeqCst);
-                    s.flags.load(Ordering::SeqCst) & SLOT_GATING == 0 || c == SLOT_FREE || end <= c.saturating_add(ring)
-                })
+                end <= slowest_gating_cursor(seg).saturating_add(ring)
             };
             let cap = if blocker.is_some() { 1_000_000 } else { 10_000_000 };
             let sleeps = &self.hdr.stats().waits;
@@ -556,10 +557,7 @@ impl Writer {
         if self.geo.policy == Policy::Reliable && self.hdr.gate().slots_gen.load(Ordering::SeqCst) != gen_before {
             // A gating subscriber joined while we claimed: do not write over
             // what it may still read. Past the timeout, write anyway and count it.
-            if self
-                .wait_for_space(rec + stride, &Deadline::after(self.timeout))
-                .is_err()
-            {
+            if self.wait_for_space(end, &Deadline::after(self.timeout)).is_err() {
                 self.hdr.stats().overruns.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -617,18 +615,22 @@ impl Writer {
 
     /// Publishes `len` bytes (at most the claimed capacity and max_message) of `claim`.
     pub fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
-        let now = self.clock.now_ns();
-        self.commit_at(claim, len, now)
-    }
-
-    #[inline(always)]
-    fn commit_at(&mut self, claim: Claim, len: usize, timestamp_ns: u64) -> Result<()> {
+        // `capacity` is public (a caller may lower it, or raise it by mistake):
+        // the claimed stride and max_message bound what is written.
         if len > claim.capacity || len + RECORD_HEADER > claim.stride as usize || len as u64 > self.geo.max_message {
             return Err(Error::new(
                 Status::TooLarge,
                 format!("commit of {len} bytes exceeds the loan"),
             ));
         }
+        let now = self.clock.now_ns();
+        self.commit_at(claim, len, now);
+        Ok(())
+    }
+
+    /// Publishes a claim of at least `len` bytes (checked by the caller).
+    #[inline(always)]
+    fn commit_at(&mut self, claim: Claim, len: usize, timestamp_ns: u64) {
         let h = self.header_at(claim.pos);
         // The whole header, then the stamp, in one burst: the reader spinning on
         // this line pulls it away between stores that are further apart.
@@ -643,7 +645,6 @@ impl Writer {
         }
         self.release_slot();
         wake(self.hdr.data_notify(), &self.hdr.stats().wakes);
-        Ok(())
     }
 
     /// Stops using the publisher slot (before giving it back to the daemon).
@@ -684,7 +685,8 @@ impl Writer {
         let claim = self.claim_marked(data.len(), data.len() > SMALL_COPY)?;
         // SAFETY: the payload area holds `capacity >= data.len()` bytes we own.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.payload(&claim), data.len()) };
-        self.commit_at(claim, data.len(), timestamp_ns)?;
+        // The claim was sized for `data`: nothing to check.
+        self.commit_at(claim, data.len(), timestamp_ns);
         Ok(claim.seq)
     }
 }
@@ -722,8 +724,7 @@ pub struct Reader {
     /// The segment's header and the first byte of its ring.
     hdr: InSegment<Header>,
     ring: InSegment<u8>,
-    slot: Option<u32>,
-    /// Where this subscriber publishes its cursor (slot `slot`).
+    /// Where this subscriber publishes its cursor (its subscriber slot).
     cursor_slot: Option<InSegment<Slot>>,
     pos: u64,
     next_seq: u64,
@@ -745,10 +746,14 @@ impl Reader {
         let geo = *seg.geometry();
         let gating = geo.policy == Policy::Reliable;
         membarrier::register();
-        if let Some(i) = slot {
-            let s = seg
-                .slot(i)
-                .ok_or_else(|| Error::protocol(format!("slot {i} out of range")))?;
+        let cursor_slot = match slot {
+            Some(i) => Some(
+                seg.slot(i)
+                    .ok_or_else(|| Error::protocol(format!("slot {i} out of range")))?,
+            ),
+            None => None,
+        };
+        if let Some(s) = cursor_slot {
             // Register at a conservative position first, announce the join,
             // then start from the tail as it is after the announcement.
             s.pid.store(pid, Ordering::Relaxed);
@@ -756,20 +761,23 @@ impl Reader {
             s.lost.store(0, Ordering::Relaxed);
             s.cursor.store(seg.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst);
             s.flags.store(if gating { SLOT_GATING } else { 0 }, Ordering::SeqCst);
-            seg.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
+            // Publishers re-read the slots when this changes; only a gating
+            // subscriber changes what they compute.
+            if gating {
+                seg.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
+            }
         }
+        let cursor_slot = cursor_slot.map(InSegment::new);
         let (pos, next_seq) = seg.tail().load();
         if pos % ALIGN != 0 {
             return Err(Error::corrupt("ring tail is not 64-byte aligned"));
         }
         let (hdr, ring) = in_segment(&seg);
-        let cursor_slot = slot.and_then(|i| seg.slot(i)).map(InSegment::new);
         let r = Reader {
             seg,
             geo,
             hdr,
             ring,
-            slot,
             cursor_slot,
             pos,
             next_seq,
@@ -839,10 +847,14 @@ impl Reader {
     }
 
     /// Whether the bytes of a record at `pos` may have been overwritten since
-    /// they were read (lossy topics). Call after reading them. The horizon
-    /// may run up to [`horizon_step`] ahead of the claims: a reader that
-    /// close to being lapped counts as lapped.
+    /// they were read. Call after reading them. Always false on a reliable
+    /// topic (publishers never lap a gating subscriber). The horizon may run
+    /// up to [`horizon_step`] ahead of the claims: a lossy reader that close to
+    /// being lapped counts as lapped.
     pub fn overwritten(&self, pos: u64) -> bool {
+        if self.geo.policy != Policy::Lossy {
+            return false;
+        }
         fence(Ordering::Acquire);
         self.horizon() > pos.saturating_add(self.geo.ring_size)
     }
@@ -883,7 +895,7 @@ impl Reader {
         // the payload checks for overwrite afterwards, which covers the header.
         match self.read_header(pos) {
             Ok(h) => Ok(Some(h)),
-            Err(_) if self.geo.policy == Policy::Lossy && self.overwritten(pos) => Ok(None),
+            Err(_) if self.overwritten(pos) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -922,7 +934,7 @@ impl Reader {
                     let Some((stride, _, seq, _)) = self.read_header_unless_lapped(self.pos)? else {
                         return Ok(Found::Pending { claimed: false });
                     };
-                    if self.geo.policy == Policy::Lossy && self.overwritten(self.pos) {
+                    if self.overwritten(self.pos) {
                         return Ok(Found::Pending { claimed: false });
                     }
                     if seq >= self.next_seq {
@@ -979,7 +991,7 @@ impl Reader {
                 Found::Message(rec) => {
                     if rec.seq < self.next_seq {
                         let from = self.pos + ALIGN;
-                        if self.geo.policy == Policy::Lossy && self.overwritten(rec.pos) {
+                        if self.overwritten(rec.pos) {
                             self.resync(from);
                             continue;
                         }
@@ -1045,7 +1057,7 @@ impl Reader {
                             Some((p, since)) if p == self.pos => {
                                 if now.saturating_sub(since) >= self.abandon_timeout.as_nanos() as u64 {
                                     self.pending_since = None;
-                                    let torn = self.geo.policy == Policy::Lossy && self.overwritten(self.pos);
+                                    let torn = self.overwritten(self.pos);
                                     if claimed && !torn {
                                         if let Ok((stride, _, seq, _)) = self.read_header(self.pos) {
                                             if seq >= self.next_seq {
@@ -1079,14 +1091,14 @@ impl Reader {
                     }
                     let pos = self.pos;
                     let salt = self.geo.salt;
-                    let seg = &self.seg;
+                    let hdr = &self.hdr;
                     let h = self.header_at(pos);
                     let ready = || {
                         // SAFETY: in bounds (header_at); the stamp is an atomic.
                         let (p, kind) = decode(salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
                         (p == pos && kind != KIND_CLAIMED)
-                            || seg.tail().lo.load(Ordering::Acquire) != tail
-                            || topic_state_error(seg.gate().state.load(Ordering::Acquire), false).is_some()
+                            || hdr.tail().lo.load(Ordering::Acquire) != tail
+                            || topic_state_error(hdr.gate().state.load(Ordering::Acquire), false).is_some()
                     };
                     let cap = if tail > pos {
                         self.abandon_timeout.as_nanos() as u64 / 4 + 1
@@ -1109,12 +1121,9 @@ impl Reader {
 
     /// Marks `rec` (returned by [`next`](Self::next)) as consumed.
     /// Messages skipped before it (lapped, abandoned) are added to `lost`.
+    #[inline(always)]
     pub fn consume(&mut self, rec: &Record) {
-        self.pos = rec.pos + rec.stride;
-        self.lost = self.lost.saturating_add(rec.seq.saturating_sub(self.next_seq));
-        self.next_seq = rec.seq.wrapping_add(1);
-        self.delivered += 1;
-        self.store_cursor();
+        self.advance(rec.pos + rec.stride, rec.seq, 1, 0);
     }
 
     /// Moves past `rec` (returned by [`next`](Self::next)) without delivering
@@ -1122,12 +1131,20 @@ impl Reader {
     /// queue was full), else not counted here (the caller accounts for it).
     /// Messages skipped before it are added to `lost`, as in [`consume`](Self::consume).
     pub fn pass(&mut self, rec: &Record, lost: bool) {
-        self.pos = rec.pos + rec.stride;
+        self.advance(rec.pos + rec.stride, rec.seq, 0, lost as u64);
+    }
+
+    /// Moves the cursor to `next_pos`, past the message numbered `seq`:
+    /// the gap before it is lost, and so are `extra_lost` more.
+    #[inline(always)]
+    fn advance(&mut self, next_pos: u64, seq: u64, delivered: u64, extra_lost: u64) {
+        self.pos = next_pos;
         self.lost = self
             .lost
-            .saturating_add(rec.seq.saturating_sub(self.next_seq))
-            .saturating_add(lost as u64);
-        self.next_seq = rec.seq.wrapping_add(1);
+            .saturating_add(seq.saturating_sub(self.next_seq))
+            .saturating_add(extra_lost);
+        self.next_seq = seq.wrapping_add(1);
+        self.delivered += delivered;
         self.store_cursor();
     }
 
@@ -1150,7 +1167,7 @@ impl Reader {
             let rec = self.next(deadline)?;
             if rec.len > buf.len() {
                 // On a lossy topic the length may come from a torn header.
-                if self.geo.policy == Policy::Lossy && self.overwritten(rec.pos) {
+                if self.overwritten(rec.pos) {
                     self.drop_overwritten(&rec);
                     continue;
                 }
@@ -1164,7 +1181,7 @@ impl Reader {
             // read_header); `buf` has room. The source may be overwritten
             // concurrently in lossy mode, which `overwritten` detects below.
             unsafe { std::ptr::copy_nonoverlapping(rec.data, buf.as_mut_ptr(), rec.len) };
-            if self.geo.policy == Policy::Lossy && self.overwritten(rec.pos) {
+            if self.overwritten(rec.pos) {
                 self.drop_overwritten(&rec);
                 continue;
             }
@@ -1204,22 +1221,18 @@ impl Reader {
         }
         // SAFETY: [pos + header, + len) is inside the ring (read_header); `buf` has room.
         unsafe { std::ptr::copy_nonoverlapping(h.cast::<u8>().add(RECORD_HEADER), buf.as_mut_ptr(), len) };
-        if self.geo.policy == Policy::Lossy && self.overwritten(pos) {
+        if self.overwritten(pos) {
             return None;
         }
-        self.pos = pos + stride;
-        self.lost = self.lost.saturating_add(seq - self.next_seq);
-        self.next_seq = seq.wrapping_add(1);
-        self.delivered += 1;
-        self.store_cursor();
+        self.advance(pos + stride, seq, 1, 0);
         Some((len, seq, timestamp_ns))
     }
 
     /// Stops using the subscriber slot: clears it in shared memory (so
     /// publishers stop waiting for it) before the daemon may hand it out again.
     pub fn leave_slot(&mut self) {
-        self.cursor_slot = None;
-        if let Some(s) = self.slot.take().and_then(|i| self.seg.slot(i)) {
+        if let Some(slot) = self.cursor_slot.take() {
+            let s = slot.get();
             s.flags.store(0, Ordering::SeqCst);
             s.cursor.store(SLOT_FREE, Ordering::SeqCst);
             wake(self.hdr.space_notify(), &self.hdr.stats().wakes);

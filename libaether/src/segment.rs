@@ -90,6 +90,15 @@ pub struct NotifyLine {
     pub waiters: AtomicU32,
 }
 
+impl NotifyLine {
+    /// Bumps the word (so a sleeper about to wait on the old value does not)
+    /// and wakes every sleeper, whether or not any is counted.
+    pub fn wake_all(&self) {
+        self.word.fetch_add(1, Ordering::SeqCst);
+        sys::futex::wake_all(&self.word);
+    }
+}
+
 #[repr(C, align(64))]
 pub struct GateLine {
     /// Bumped each time a gating subscriber joins, so publishers re-read the slots.

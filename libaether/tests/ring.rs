@@ -473,8 +473,7 @@ fn a_sleeping_reader_sees_the_topic_deleted() {
         let s2 = Arc::clone(&seg);
         let deleter = std::thread::spawn(move || {
             s2.gate().state.store(aether::segment::TOPIC_DELETED, Ordering::SeqCst);
-            s2.data_notify().word.fetch_add(1, Ordering::SeqCst);
-            aether::sys::futex::wake_all(&s2.data_notify().word);
+            s2.data_notify().wake_all();
         });
         let mut buf = [0u8; 100];
         let e = r
@@ -497,8 +496,7 @@ fn a_blocked_publish_sees_the_topic_deleted() {
     let deleter = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         s2.gate().state.store(aether::segment::TOPIC_DELETED, Ordering::SeqCst);
-        s2.space_notify().word.fetch_add(1, Ordering::SeqCst);
-        aether::sys::futex::wake_all(&s2.space_notify().word);
+        s2.space_notify().wake_all();
     });
     let e = w.publish(&[0u8; 1000]).unwrap_err();
     assert_eq!(e.status, Status::NotFound, "{e}");

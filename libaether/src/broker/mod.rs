@@ -86,7 +86,7 @@ impl Topic {
                 }
             }
         }
-        wake_all(&self.seg.space_notify().word);
+        self.seg.space_notify().wake_all();
     }
 
     /// How many slots of `kind` `client` holds here.
@@ -101,8 +101,8 @@ impl Topic {
     /// Sets the topic's life state in the segment and wakes every sleeper so they see it.
     fn set_state(&self, state: u32) {
         self.seg.gate().state.store(state, Ordering::SeqCst);
-        wake_all(&self.seg.data_notify().word);
-        wake_all(&self.seg.space_notify().word);
+        self.seg.data_notify().wake_all();
+        self.seg.space_notify().wake_all();
     }
 
     /// Whether every subscriber has read everything published.
@@ -113,11 +113,6 @@ impl Topic {
             c == SLOT_FREE || c >= tail
         })
     }
-}
-
-fn wake_all(word: &std::sync::atomic::AtomicU32) {
-    word.fetch_add(1, Ordering::SeqCst);
-    sys::futex::wake_all(word);
 }
 
 /// A connected client.
@@ -250,10 +245,6 @@ impl Broker {
         })
     }
 
-    pub fn socket_path(&self) -> &Path {
-        &self.socket
-    }
-
     pub fn instance_id(&self) -> u64 {
         self.state.lock().expect("state lock").instance_id
     }
@@ -261,10 +252,6 @@ impl Broker {
     /// Replaces the configuration (SIGHUP); clients stay connected.
     pub fn set_config(&self, config: Config) {
         self.state.lock().expect("state lock").config = config;
-    }
-
-    pub fn config(&self) -> Config {
-        self.state.lock().expect("state lock").config.clone()
     }
 
     /// Starts the acceptor, admin and housekeeper threads. They run until the process exits.
@@ -285,21 +272,6 @@ impl Broker {
             .name("aetherd-housekeep".into())
             .spawn(move || housekeeper::run(&state, &pipe))?;
         Ok(())
-    }
-
-    /// The admin named pipe.
-    pub fn admin_pipe(&self) -> &Path {
-        &self.admin_pipe
-    }
-
-    /// Starts the acceptor and housekeeper (kept for embedders such as the benchmark).
-    pub fn spawn_acceptor(&self) -> std::io::Result<()> {
-        self.spawn_threads()
-    }
-
-    /// Names of the current topics (for logs and tests).
-    pub fn topics(&self) -> Vec<String> {
-        self.state.lock().expect("state lock").topics.keys().cloned().collect()
     }
 
     /// A snapshot of every statistic (SIGUSR1, the admin interface).

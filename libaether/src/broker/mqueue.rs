@@ -425,7 +425,7 @@ impl Job {
             };
             if rec.len > cap {
                 // Never truncated: skipped, counted in the slot, and reported.
-                if lossy && self.reader.overwritten(rec.pos) {
+                if self.reader.overwritten(rec.pos) {
                     self.reader.drop_overwritten(&rec);
                     continue;
                 }
@@ -449,7 +449,7 @@ impl Job {
             unsafe {
                 std::ptr::copy_nonoverlapping(rec.data, buf.as_mut_ptr().add(FRAME_HEADER), rec.len);
             }
-            if lossy && self.reader.overwritten(rec.pos) {
+            if self.reader.overwritten(rec.pos) {
                 self.reader.drop_overwritten(&rec);
                 continue;
             }
