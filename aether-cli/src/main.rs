@@ -21,12 +21,6 @@ impl PolicyArg {
             PolicyArg::Reliable => Policy::Reliable,
         }
     }
-    fn name(self) -> &'static str {
-        match self {
-            PolicyArg::Lossy => "lossy",
-            PolicyArg::Reliable => "reliable",
-        }
-    }
 }
 
 impl TopicArgs {
@@ -122,7 +116,7 @@ fn admin_command(cmd: &Cmd) -> (Command, Wait) {
         } => (
             Command::Create {
                 topic: topic.clone(),
-                policy: topic_args.policy.map(|p| p.name().to_string()),
+                policy: topic_args.policy.map(|p| p.policy().name().to_string()),
                 ring_size: topic_args.ring_size,
                 max_message: topic_args.max_message,
             },

@@ -15,7 +15,11 @@ fn aetherd() -> PathBuf {
     // Built alongside by `cargo test --workspace`: target/<profile>/aetherd.
     let deps = std::env::current_exe().unwrap();
     let p = deps.parent().unwrap().parent().unwrap().join("aetherd");
-    assert!(p.exists(), "{} missing: run the workspace tests (`cargo test --workspace`)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run the workspace tests (`cargo test --workspace`)",
+        p.display()
+    );
     p
 }
 
@@ -27,7 +31,11 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
-        let dir = std::env::temp_dir().join(format!("aether-cli-it-{}-{:x}", std::process::id(), aether::sys::random_u64()));
+        let dir = std::env::temp_dir().join(format!(
+            "aether-cli-it-{}-{:x}",
+            std::process::id(),
+            aether::sys::random_u64()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("d.sock");
         let child = Command::new(aetherd())
@@ -45,14 +53,25 @@ impl Daemon {
         Client::connect_with(Some(&self.socket), false).unwrap()
     }
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(CLI).arg("--socket").arg(&self.socket).args(args).env("AETHER_NO_AUTOSTART", "1").output().unwrap()
+        Command::new(CLI)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .env("AETHER_NO_AUTOSTART", "1")
+            .output()
+            .unwrap()
     }
     fn json(&self, args: &[&str]) -> Value {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);
         let out = self.cli(&a);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
     fn reply_dirs(&self) -> Vec<String> {
         std::fs::read_dir(&self.dir)
@@ -90,7 +109,16 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn every_command_reports_what_the_traffic_did() {
     let d = Daemon::start();
-    let out = d.cli(&["create", "orders", "--policy", "reliable", "--ring-size", "65536", "--max-message", "1024"]);
+    let out = d.cli(&[
+        "create",
+        "orders",
+        "--policy",
+        "reliable",
+        "--ring-size",
+        "65536",
+        "--max-message",
+        "1024",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let client = d.client();
     let mut sub = client.subscriber("orders", &SubscriberConfig::default()).unwrap();
@@ -103,9 +131,22 @@ fn every_command_reports_what_the_traffic_did() {
     }
     let topics = d.json(&["topics"]);
     let t = &topics[0];
-    assert_eq!((t["name"].as_str(), t["policy"].as_str()), (Some("orders"), Some("reliable")));
-    assert_eq!((t["ring_size"].as_u64(), t["max_message"].as_u64()), (Some(65536), Some(1024)));
-    assert_eq!((t["published"].as_u64(), t["publishers"].as_u64(), t["subscribers"].as_u64()), (Some(100), Some(1), Some(1)));
+    assert_eq!(
+        (t["name"].as_str(), t["policy"].as_str()),
+        (Some("orders"), Some("reliable"))
+    );
+    assert_eq!(
+        (t["ring_size"].as_u64(), t["max_message"].as_u64()),
+        (Some(65536), Some(1024))
+    );
+    assert_eq!(
+        (
+            t["published"].as_u64(),
+            t["publishers"].as_u64(),
+            t["subscribers"].as_u64()
+        ),
+        (Some(100), Some(1), Some(1))
+    );
     let subs = d.json(&["subscribers", "orders"]);
     assert_eq!(subs[0]["delivered"].as_u64(), Some(60));
     assert_eq!(subs[0]["lag_messages"].as_u64(), Some(40));
@@ -120,19 +161,30 @@ fn every_command_reports_what_the_traffic_did() {
     assert_eq!(stats["topics"][0]["published"].as_u64(), Some(100));
     // Human tables carry units.
     let human = String::from_utf8(d.cli(&["topics"]).stdout).unwrap();
-    assert!(human.contains("64 KiB") && human.contains("orders") && human.contains("reliable"), "{human}");
+    assert!(
+        human.contains("64 KiB") && human.contains("orders") && human.contains("reliable"),
+        "{human}"
+    );
     let human = String::from_utf8(d.cli(&["subscribers"]).stdout).unwrap();
     assert!(human.contains("40 msgs"), "{human}");
     // Errors: one line with a hint, non-zero exit.
     let out = d.cli(&["delete", "nope"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("aether-cli: no topic named \"nope\"") && err.contains("hint:"), "{err}");
+    assert!(
+        err.starts_with("aether-cli: no topic named \"nope\"") && err.contains("hint:"),
+        "{err}"
+    );
     // Kick: the client's connection is closed and its slots freed.
     let id = stats["clients"][0]["id"].as_u64().unwrap();
     assert!(d.cli(&["kick", &id.to_string()]).status.success());
-    wait_for("the kicked client's slots to go", || d.json(&["topics"])[0]["subscribers"].as_u64() == Some(0));
-    assert_eq!(client.create_topic("x", &TopicParams::default()).unwrap_err().status, Status::Shutdown);
+    wait_for("the kicked client's slots to go", || {
+        d.json(&["topics"])[0]["subscribers"].as_u64() == Some(0)
+    });
+    assert_eq!(
+        client.create_topic("x", &TopicParams::default()).unwrap_err().status,
+        Status::Shutdown
+    );
     // Delete: a new client's open handles see it.
     let other = d.client();
     let mut p2 = other.publisher("orders").unwrap();
@@ -144,7 +196,10 @@ fn every_command_reports_what_the_traffic_did() {
     assert!(d.cli(&["drain"]).status.success());
     let mut d = d;
     wait_for("aetherd to exit after drain", || d.child.try_wait().unwrap().is_some());
-    assert!(!d.socket.exists() && !aether::admin::pipe_path(&d.socket).exists(), "socket and pipe removed");
+    assert!(
+        !d.socket.exists() && !aether::admin::pipe_path(&d.socket).exists(),
+        "socket and pipe removed"
+    );
     assert!(d.reply_dirs().is_empty(), "no reply FIFOs left: {:?}", d.reply_dirs());
 }
 
@@ -153,7 +208,14 @@ fn sixteen_concurrent_clis_get_their_own_replies() {
     let d = Daemon::start();
     let c = d.client();
     for i in 0..5 {
-        c.create_topic(&format!("t{i}"), &TopicParams { policy: Policy::Lossy, ..TopicParams::default() }).unwrap();
+        c.create_topic(
+            &format!("t{i}"),
+            &TopicParams {
+                policy: Policy::Lossy,
+                ..TopicParams::default()
+            },
+        )
+        .unwrap();
     }
     for round in 0..3 {
         let kids: Vec<Child> = (0..16)
@@ -169,7 +231,11 @@ fn sixteen_concurrent_clis_get_their_own_replies() {
             .collect();
         for (i, k) in kids.into_iter().enumerate() {
             let out = k.wait_with_output().unwrap();
-            assert!(out.status.success(), "round {round} cli {i}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "round {round} cli {i}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let v: Value = serde_json::from_slice(&out.stdout).expect("one whole JSON document");
             if i % 2 == 0 {
                 assert_eq!(v.as_array().map(Vec::len), Some(5), "{v}");
@@ -189,7 +255,8 @@ fn a_cli_killed_while_waiting_leaves_nothing_and_wedges_nothing() {
     unsafe { libc::kill(d.child.id() as i32, libc::SIGSTOP) };
     let stat = format!("/proc/{}/stat", d.child.id());
     wait_for("the daemon to stop", || {
-        std::fs::read_to_string(&stat).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
+        std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
     });
     let mut cli = Command::new(CLI)
         .args(["--socket", d.socket.to_str().unwrap(), "status", "--timeout", "30"])
@@ -240,7 +307,11 @@ fn junk_in_the_pipe_is_refused_and_the_daemon_keeps_serving() {
     let read_reply = |req: &str| -> Value {
         // Open our end first (non-blocking), then write the request.
         use std::os::unix::fs::OpenOptionsExt;
-        let mut rd = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
+        let mut rd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
         let mut w = std::fs::OpenOptions::new().write(true).open(&pipe).unwrap();
         w.write_all(req.as_bytes()).unwrap();
         let mut out = Vec::new();
@@ -259,23 +330,50 @@ fn junk_in_the_pipe_is_refused_and_the_daemon_keeps_serving() {
     };
     let f = fifo.to_str().unwrap();
     for (req, status) in [
-        (format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"explode\"}}\n"), Status::Invalid),
-        (format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"delete\"}}\n"), Status::Invalid),
-        (format!("{{\"v\":9,\"reply\":\"{f}\",\"cmd\":\"status\"}}\n"), Status::Protocol),
-        (format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"status\",\"rogue\":true}}\n"), Status::Protocol),
-        (format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"create\",\"topic\":\"../etc\"}}\n"), Status::Invalid),
-        (format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"delete\",\"topic\":\"absent\"}}\n"), Status::NotFound),
+        (
+            format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"explode\"}}\n"),
+            Status::Invalid,
+        ),
+        (
+            format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"delete\"}}\n"),
+            Status::Invalid,
+        ),
+        (
+            format!("{{\"v\":9,\"reply\":\"{f}\",\"cmd\":\"status\"}}\n"),
+            Status::Protocol,
+        ),
+        (
+            format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"status\",\"rogue\":true}}\n"),
+            Status::Protocol,
+        ),
+        (
+            format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"create\",\"topic\":\"../etc\"}}\n"),
+            Status::Invalid,
+        ),
+        (
+            format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"delete\",\"topic\":\"absent\"}}\n"),
+            Status::NotFound,
+        ),
     ] {
         let v = read_reply(&req);
-        assert_eq!((v["ok"].as_bool(), v["status"].as_i64()), (Some(false), Some(status as i64)), "{req} -> {v}");
+        assert_eq!(
+            (v["ok"].as_bool(), v["status"].as_i64()),
+            (Some(false), Some(status as i64)),
+            "{req} -> {v}"
+        );
     }
     // Junk with no usable reply path: nothing to answer, nothing disturbed.
     let mut w = std::fs::OpenOptions::new().write(true).open(&pipe).unwrap();
-    w.write_all(b"not json at all\n{\"v\":1,\"reply\":\"/etc/passwd\",\"cmd\":\"status\"}\n").unwrap();
+    w.write_all(b"not json at all\n{\"v\":1,\"reply\":\"/etc/passwd\",\"cmd\":\"status\"}\n")
+        .unwrap();
     w.write_all(&vec![b'x'; 10_000]).unwrap();
     w.write_all(b"\n").unwrap();
     drop(w);
-    assert_eq!(d.json(&["status"])["topics"].as_u64(), Some(0), "a normal CLI is still served");
+    assert_eq!(
+        d.json(&["status"])["topics"].as_u64(),
+        Some(0),
+        "a normal CLI is still served"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     let _ = Path::new("/");
 }
@@ -285,7 +383,15 @@ fn stats_watch_prints_json_lines_until_interrupted() {
     let d = Daemon::start();
     d.client().create_topic("w", &TopicParams::default()).unwrap();
     let cli = Command::new(CLI)
-        .args(["--socket", d.socket.to_str().unwrap(), "--json", "stats", "--watch", "--interval", "0.1"])
+        .args([
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "--json",
+            "stats",
+            "--watch",
+            "--interval",
+            "0.1",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -295,7 +401,10 @@ fn stats_watch_prints_json_lines_until_interrupted() {
     unsafe { libc::kill(cli.id() as i32, libc::SIGINT) };
     let out = cli.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
     assert!(lines.len() >= 3, "{} lines", lines.len());
     assert!(lines.iter().all(|l| l["topics"][0]["name"] == "w"));
     assert!(d.reply_dirs().is_empty());
@@ -304,10 +413,16 @@ fn stats_watch_prints_json_lines_until_interrupted() {
 #[test]
 fn no_daemon_is_one_clear_line() {
     let dir = std::env::temp_dir().join(format!("aether-cli-none-{}", std::process::id()));
-    let out = Command::new(CLI).args(["--socket", dir.join("x.sock").to_str().unwrap(), "status"]).output().unwrap();
+    let out = Command::new(CLI)
+        .args(["--socket", dir.join("x.sock").to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("aether-cli: no aetherd admin pipe at ") && err.contains("hint: is aetherd running?"), "{err}");
+    assert!(
+        err.starts_with("aether-cli: no aetherd admin pipe at ") && err.contains("hint: is aetherd running?"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -228,10 +228,6 @@ pub fn interrupt_on_signals() {
     }
 }
 
-fn cstr(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::invalid("path contains NUL"))
-}
-
 /// A private directory with the reply FIFO, removed on drop. Named
 /// `cli.<pid>.<random>` next to the admin pipe, so that the daemon can remove
 /// the ones whose process died without cleaning up (SIGKILL).
@@ -256,10 +252,7 @@ impl ReplyFifo {
             .create(&dir)
             .map_err(|e| Error::io(&format!("create {}", dir.display()), e))?;
         let fifo = dir.join("reply");
-        let c = cstr(&fifo)?;
-        // SAFETY: mkfifo with a NUL-terminated path we own.
-        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-            let e = std::io::Error::last_os_error();
+        if let Err(e) = mkfifo(&fifo, 0o600) {
             let _ = std::fs::remove_dir(&dir);
             return Err(Error::io("mkfifo", e));
         }
@@ -276,7 +269,18 @@ impl Drop for ReplyFifo {
     }
 }
 
-fn open_fd(path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+/// Creates a FIFO at `path` with permissions `mode` (for the daemon's pipe too).
+pub(crate) fn mkfifo(path: &Path, mode: libc::mode_t) -> std::io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: mkfifo with a NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), mode) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens `path` (close-on-exec) with `flags` (for the daemon's pipe too).
+pub(crate) fn open_fd(path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
     // SAFETY: open with a NUL-terminated path; the result is a new descriptor or -1.
     let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };

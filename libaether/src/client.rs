@@ -396,6 +396,7 @@ impl Client {
             slot,
             client: self.clone(),
             mq: None,
+            scratch: Vec::new(),
         })
     }
 
@@ -430,6 +431,7 @@ impl Client {
                 slot,
                 client: self.clone(),
                 mq: Some(rx),
+                scratch: Vec::new(),
             }),
             Err(e) => {
                 let _ = self.conn.call(&Request::SubscriberClose {
@@ -576,6 +578,9 @@ pub struct Subscriber {
     client: Client,
     /// `Delivery::Mqueue`: the queue the daemon forwards into.
     mq: Option<MqReceiver>,
+    /// `receive`'s landing area, sized to max_message once, so that each call
+    /// allocates only the message it returns.
+    scratch: Vec<u8>,
 }
 
 impl Subscriber {
@@ -600,16 +605,18 @@ impl Subscriber {
 
     /// Receives the next message as an owned copy; `Ok(None)` on timeout.
     pub fn receive(&mut self, timeout: Option<Duration>) -> Result<Option<Message>> {
-        let mut buf = vec![0u8; self.max_message()];
-        match self.receive_into(&mut buf, timeout) {
-            Ok(r) => {
-                buf.truncate(r.len);
-                Ok(Some(Message {
-                    data: buf,
-                    seq: r.seq,
-                    timestamp_ns: r.timestamp_ns,
-                }))
-            }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(self.max_message(), 0);
+        let got = self
+            .receive_into(&mut scratch, timeout)
+            .map(|r| (scratch[..r.len].to_vec(), r));
+        self.scratch = scratch;
+        match got {
+            Ok((data, r)) => Ok(Some(Message {
+                data,
+                seq: r.seq,
+                timestamp_ns: r.timestamp_ns,
+            })),
             Err(e) if e.status == Status::Timeout => Ok(None),
             Err(e) => Err(e),
         }

@@ -17,19 +17,20 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 /// How a subscriber gets its messages.
+#[repr(u32)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Delivery {
     /// Straight from the topic's shared-memory ring: lowest latency,
     /// zero-copy views (the default).
     #[default]
-    Shm,
+    Shm = 0,
     /// Through a POSIX message queue that a daemon thread fills from the
     /// ring. The queue's descriptor ([`crate::Subscriber::fd`]) is pollable.
     /// Messages are copied; a message larger than the queue's message size
     /// (at most `/proc/sys/fs/mqueue/msgsize_max` minus a 24-byte header) is
     /// skipped, counted ([`crate::Subscriber::too_large`]) and reported with a
     /// notice on the client's control queue.
-    Mqueue,
+    Mqueue = 1,
 }
 
 impl Delivery {

@@ -51,24 +51,29 @@ impl Status {
     }
 
     pub fn describe(self) -> &'static str {
+        self.describe_c().to_str().expect("status texts are ASCII")
+    }
+
+    /// [`describe`](Self::describe) as a C string (`aether_strerror`).
+    pub fn describe_c(self) -> &'static std::ffi::CStr {
         use Status::*;
         match self {
-            Ok => "success",
-            Invalid => "invalid argument",
-            Timeout => "timed out",
-            NotFound => "not found",
-            Exists => "already exists",
-            Permission => "permission denied",
-            TooLarge => "too large",
-            Unavailable => "broker unavailable",
-            Shutdown => "broker shutting down",
-            Corrupt => "corrupt shared memory",
-            Overwritten => "message overwritten",
-            Protocol => "protocol error",
-            Limit => "limit reached",
-            NoMem => "out of memory",
-            Io => "I/O error",
-            Internal => "internal error",
+            Ok => c"success",
+            Invalid => c"invalid argument",
+            Timeout => c"timed out",
+            NotFound => c"not found",
+            Exists => c"already exists",
+            Permission => c"permission denied",
+            TooLarge => c"too large",
+            Unavailable => c"broker unavailable",
+            Shutdown => c"broker shutting down",
+            Corrupt => c"corrupt shared memory",
+            Overwritten => c"message overwritten",
+            Protocol => c"protocol error",
+            Limit => c"limit reached",
+            NoMem => c"out of memory",
+            Io => c"I/O error",
+            Internal => c"internal error",
         }
     }
 }

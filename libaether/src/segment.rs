@@ -53,6 +53,20 @@ impl Policy {
             _ => None,
         }
     }
+
+    /// "lossy" or "reliable": the name in configuration files, the admin
+    /// protocol, the CLI and Python.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Lossy => "lossy",
+            Policy::Reliable => "reliable",
+        }
+    }
+
+    /// The policy [`name`](Self::name) names.
+    pub fn from_name(name: &str) -> Option<Policy> {
+        [Policy::Lossy, Policy::Reliable].into_iter().find(|p| p.name() == name)
+    }
 }
 
 #[repr(C, align(64))]

@@ -42,14 +42,8 @@ pub(crate) fn lock_detached<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 pub(crate) fn parse_policy(py: Python<'_>, policy: &str) -> PyResult<Policy> {
-    match policy {
-        "lossy" => Ok(Policy::Lossy),
-        "reliable" => Ok(Policy::Reliable),
-        other => Err(errors::invalid(
-            py,
-            format!("policy must be 'lossy' or 'reliable', not {other:?}"),
-        )),
-    }
+    Policy::from_name(policy)
+        .ok_or_else(|| errors::invalid(py, format!("policy must be 'lossy' or 'reliable', not {policy:?}")))
 }
 
 /// Topic parameters from the optional keyword arguments (core defaults for the rest).

@@ -316,7 +316,7 @@ impl Publisher {
     /// The topic's policy: "lossy" or "reliable".
     #[getter]
     fn policy(&self) -> &'static str {
-        policy_name(self.policy)
+        self.policy.name()
     }
 
     /// The largest message the topic takes, in bytes.
@@ -345,16 +345,9 @@ impl Publisher {
         format!(
             "<aether.Publisher topic={:?} policy={}{}>",
             self.topic,
-            policy_name(self.policy),
+            self.policy.name(),
             if self.closed(py) { " closed" } else { "" }
         )
-    }
-}
-
-pub(crate) fn policy_name(p: Policy) -> &'static str {
-    match p {
-        Policy::Lossy => "lossy",
-        Policy::Reliable => "reliable",
     }
 }
 

@@ -1,7 +1,7 @@
 //! `aether.Subscriber` and `aether.Message` (a zero-copy view into the ring).
 
 use crate::errors::{self, invalid};
-use crate::publisher::{bytes_at, policy_name, DETACH_COPY};
+use crate::publisher::{bytes_at, DETACH_COPY};
 use crate::{lock, lock_detached};
 use aether::ring::Deadline;
 use aether::{Policy, Status, SubscriberConfig};
@@ -486,7 +486,7 @@ impl Subscriber {
     /// The topic's policy: "lossy" or "reliable".
     #[getter]
     fn policy(&self) -> &'static str {
-        policy_name(self.policy)
+        self.policy.name()
     }
 
     #[getter]
@@ -511,7 +511,7 @@ impl Subscriber {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         d.set_item("topic", self.topic.bind(py))?;
-        d.set_item("policy", policy_name(self.policy))?;
+        d.set_item("policy", self.policy.name())?;
         d.set_item("delivered", self.delivered())?;
         d.set_item("lost", self.lost())?;
         d.set_item("max_message", self.max_message)?;
@@ -557,7 +557,7 @@ impl Subscriber {
         format!(
             "<aether.Subscriber topic={:?} policy={}{}>",
             self.topic.bind(py).to_string(),
-            policy_name(self.policy),
+            self.policy.name(),
             if self.closed() { " closed" } else { "" }
         )
     }
@@ -715,7 +715,10 @@ impl Message {
                 return Err(errors::new_err(
                     py,
                     Status::Overwritten,
-                    format!("message {} was overwritten by a publisher while it was copied", self.seq),
+                    format!(
+                        "message {} was overwritten by a publisher while it was copied",
+                        self.seq
+                    ),
                 ));
             }
             Ok(())

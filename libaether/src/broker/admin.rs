@@ -10,9 +10,8 @@ use crate::admin::{self, Command, Reply, Request};
 use crate::error::{Error, Result, Status};
 use crate::log_at;
 use crate::segment::{Policy, TopicParams};
-use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -22,38 +21,18 @@ use std::time::{Duration, Instant};
 /// How long a reply may take to write before the requester is given up on.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Creates the admin FIFO (mode 0600) at `path`, replacing a stale one.
 /// Creates the admin FIFO (mode 0600) at `path`, replacing a stale one, and
 /// opens it read-write: from then on writers never get ENXIO ("no reader"),
 /// even before the admin thread runs, and never make it see EOF.
 pub(super) fn create_pipe(path: &Path) -> Result<OwnedFd> {
     let _ = std::fs::remove_file(path);
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::invalid("admin pipe path contains NUL"))?;
-    // SAFETY: mkfifo with a NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(Error::io(
-            &format!("mkfifo {}", path.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    open(path, libc::O_RDWR).map_err(|e| {
+    admin::mkfifo(path, 0o600).map_err(|e| Error::io(&format!("mkfifo {}", path.display()), e))?;
+    admin::open_fd(path, libc::O_RDWR).map_err(|e| {
         let _ = std::fs::remove_file(path);
         Error::io(&format!("open {}", path.display()), e)
     })
 }
 
-fn open(path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    // SAFETY: open with a NUL-terminated path; returns a new descriptor or -1.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: open just returned this descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Reads requests from the pipe forever (until the process exits).
 /// Reads requests from the pipe (`fd`, from [`create_pipe`]) forever.
 pub(super) fn run(state: &Mutex<State>, fd: OwnedFd, pipe: &Path, socket: &Path) {
     let mut file = std::fs::File::from(fd);
@@ -171,11 +150,8 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
         } => {
             let mut p: TopicParams = s.config.topic_defaults;
             if let Some(pol) = policy {
-                p.policy = match pol.as_str() {
-                    "lossy" => Policy::Lossy,
-                    "reliable" => Policy::Reliable,
-                    other => return Err(Error::invalid(format!("unknown policy {other:?} (lossy or reliable)"))),
-                };
+                p.policy = Policy::from_name(pol)
+                    .ok_or_else(|| Error::invalid(format!("unknown policy {pol:?} (lossy or reliable)")))?;
             }
             p.ring_size = ring_size.unwrap_or(p.ring_size);
             p.max_message = max_message.unwrap_or(p.max_message);
@@ -225,7 +201,7 @@ fn send_reply(pipe: &Path, reply_to: &str, reply: &Reply) {
         return;
     }
     // Non-blocking: ENXIO means the requester is gone; no symlinks.
-    let fd = match open(&path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW) {
+    let fd = match admin::open_fd(&path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW) {
         Ok(fd) => fd,
         Err(e) => {
             log_at!(Debug, "admin pipe: requester gone ({reply_to}): {e}");

@@ -640,16 +640,13 @@ fn parse_limits(l: &Section) -> Result<Limits, ConfigError> {
 fn parse_topic_defaults(t: &Section) -> Result<TopicParams, ConfigError> {
     t.check_keys(TOPIC_KEYS)?;
     let mut p = TopicParams::default();
-    match t.str("policy")? {
-        None => {}
-        Some("lossy") => p.policy = Policy::Lossy,
-        Some("reliable") => p.policy = Policy::Reliable,
-        Some(other) => {
-            return Err(t.err(
+    if let Some(name) = t.str("policy")? {
+        p.policy = Policy::from_name(name).ok_or_else(|| {
+            t.err(
                 "policy",
-                format!("{other:?} is not a policy (\"lossy\" or \"reliable\")"),
-            ))
-        }
+                format!("{name:?} is not a policy (\"lossy\" or \"reliable\")"),
+            )
+        })?;
     }
     if let Some(v) = t.int("ring_size", MIN_RING, MAX_RING)? {
         if !v.is_power_of_two() {

@@ -22,7 +22,7 @@ use crate::ring::{Deadline, Reader, WaitConfig, WaitStrategy};
 use crate::segment::{Policy, Segment};
 use crate::sys::mqueue as mq;
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -161,18 +161,12 @@ pub(super) fn topic_deleted(s: &State, name: &str, t: &Topic) {
     }
 }
 
-/// Identifies a topic's segment for as long as anything maps it (its inode:
-/// a dispatch thread keeps its segment mapped, so the number is not reused
-/// while the thread lives, even if the topic is deleted and made again).
+/// Identifies one incarnation of a topic: its segment's salt, random and
+/// fixed for the segment's life (the protocol names incarnations the same
+/// way, see `requests::same_incarnation`); a topic deleted and made again
+/// gets a new one.
 fn topic_key(t: &Topic) -> u64 {
-    // SAFETY: zeroed `stat` is a valid out-parameter; fstat on a descriptor we own.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::fstat(t.fd.as_raw_fd(), &mut st) } == 0 {
-        st.st_ino
-    } else {
-        0
-    }
+    t.seg.geometry().salt
 }
 
 /// Housekeeping: tells each client whose subscriber lost messages since the

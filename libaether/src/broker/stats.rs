@@ -119,7 +119,7 @@ pub(super) fn collect(s: &State, socket: &Path) -> Stats {
         let st = t.seg.stats();
         topics.push(TopicStats {
             name: name.clone(),
-            policy: format!("{:?}", g.policy).to_lowercase(),
+            policy: g.policy.name().to_string(),
             ring_size: g.ring_size,
             max_message: g.max_message,
             publishers: t.pub_slots.iter().filter(|o| o.is_some()).count(),

@@ -27,11 +27,32 @@ pub enum aether_status {
     AETHER_E_INTERNAL = -15,
 }
 
-// The C codes and the Rust ones are the same numbers.
+// The C codes and the Rust ones are the same numbers, every one of them.
 const _: () = {
-    assert!(aether_status::AETHER_E_INVALID as i32 == Status::Invalid as i32);
-    assert!(aether_status::AETHER_E_INTERNAL as i32 == Status::Internal as i32);
-    assert!(aether_status::AETHER_E_IO as i32 == Status::Io as i32);
+    use aether_status::*;
+    let pairs = [
+        (AETHER_OK, Status::Ok),
+        (AETHER_E_INVALID, Status::Invalid),
+        (AETHER_E_TIMEOUT, Status::Timeout),
+        (AETHER_E_NOT_FOUND, Status::NotFound),
+        (AETHER_E_EXISTS, Status::Exists),
+        (AETHER_E_PERMISSION, Status::Permission),
+        (AETHER_E_TOO_LARGE, Status::TooLarge),
+        (AETHER_E_UNAVAILABLE, Status::Unavailable),
+        (AETHER_E_SHUTDOWN, Status::Shutdown),
+        (AETHER_E_CORRUPT, Status::Corrupt),
+        (AETHER_E_OVERWRITTEN, Status::Overwritten),
+        (AETHER_E_PROTOCOL, Status::Protocol),
+        (AETHER_E_LIMIT, Status::Limit),
+        (AETHER_E_NOMEM, Status::NoMem),
+        (AETHER_E_IO, Status::Io),
+        (AETHER_E_INTERNAL, Status::Internal),
+    ];
+    let mut i = 0;
+    while i < pairs.len() {
+        assert!(pairs[i].0 as i32 == pairs[i].1 as i32);
+        i += 1;
+    }
 };
 
 thread_local! {
@@ -53,28 +74,8 @@ pub fn last_error_ptr() -> *const c_char {
     LAST_ERROR.with(|l| l.borrow().as_ptr())
 }
 
-static STATUS_TEXT: [&std::ffi::CStr; 16] = [
-    c"success",
-    c"invalid argument",
-    c"timed out",
-    c"not found",
-    c"already exists",
-    c"permission denied",
-    c"too large",
-    c"broker unavailable",
-    c"broker shutting down",
-    c"corrupt shared memory",
-    c"message overwritten",
-    c"protocol error",
-    c"limit reached",
-    c"out of memory",
-    c"I/O error",
-    c"internal error",
-];
-
 pub fn strerror(status: i32) -> *const c_char {
-    match status {
-        -15..=0 => STATUS_TEXT[(-status) as usize].as_ptr(),
-        _ => c"unknown status code".as_ptr(),
-    }
+    Status::from_code(status)
+        .map_or(c"unknown status code", Status::describe_c)
+        .as_ptr()
 }

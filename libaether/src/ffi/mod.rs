@@ -177,6 +177,14 @@ const _: () = {
     assert!(std::mem::offset_of!(aether_notice, topic) == 4);
     assert!(std::mem::offset_of!(aether_notice, seq) == 128);
     assert!(std::mem::size_of::<aether_notice>() == 152);
+    // The C enums carry the Rust enums' numbers (decoded with their from_u32).
+    assert!(aether_policy::AETHER_POLICY_LOSSY as u32 == Policy::Lossy as u32);
+    assert!(aether_policy::AETHER_POLICY_RELIABLE as u32 == Policy::Reliable as u32);
+    assert!(aether_wait::AETHER_WAIT_SPIN as u32 == WaitStrategy::Spin as u32);
+    assert!(aether_wait::AETHER_WAIT_YIELD as u32 == WaitStrategy::Yield as u32);
+    assert!(aether_wait::AETHER_WAIT_FUTEX as u32 == WaitStrategy::Futex as u32);
+    assert!(aether_delivery::AETHER_DELIVERY_SHM as u32 == Delivery::Shm as u32);
+    assert!(aether_delivery::AETHER_DELIVERY_MQUEUE as u32 == Delivery::Mqueue as u32);
 };
 
 /// The library version, e.g. "0.1.0". Static storage.
@@ -207,7 +215,7 @@ pub extern "C" fn aether_subscriber_config_default() -> aether_subscriber_config
         wait: d.wait.strategy as u32,
         spin: d.wait.spin,
         abandon_timeout_ns: d.abandon_timeout.as_nanos() as u64,
-        delivery: aether_delivery::AETHER_DELIVERY_SHM as u32,
+        delivery: d.delivery as u32,
     }
 }
 
