@@ -234,7 +234,8 @@ impl Deadline {
     }
 }
 
-/// Spins, yields or sleeps once, per `cfg`, while `ready()` is false.
+/// Spins, yields or sleeps once, per `cfg` (the caller checks its condition
+/// between calls; a futex sleep re-checks `ready()` after announcing itself).
 /// `round` counts calls for the current wait. `cap_ns` bounds one sleep.
 fn wait_once(
     cfg: &WaitConfig,
@@ -461,7 +462,7 @@ impl Writer {
                 end <= slowest_gating_cursor(seg).saturating_add(ring)
             };
             let cap = if blocker.is_some() { 1_000_000 } else { 10_000_000 };
-            let sleeps = &self.hdr.stats().waits;
+            let sleeps = &self.hdr.stats().space_waits;
             wait_once(
                 &self.wait,
                 self.hdr.space_notify(),
@@ -534,7 +535,7 @@ impl Writer {
                 self.wait_for_space(end, deadline.get_or_insert_with(|| Deadline::after(timeout)))?;
             }
             let announce = self.announce.as_ref().map(InSegment::get);
-            // Announce the claim before making it (see "Publisher gating"); withdraw
+            // Announce the claim before making it (docs/ARCHITECTURE.md, "Publisher gating"); withdraw
             // it if the claim fails, so that a waiting publisher holds nobody up.
             // Release is enough: the claim below is a `lock cmpxchg16b`, a full
             // barrier on x86, so the announcement is visible before the claim

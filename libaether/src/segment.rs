@@ -9,7 +9,8 @@
 //! 256     4     data notify: futex word, sleeping readers   publishers / readers
 //! 320     5     space notify: futex word, sleeping writers  readers / publishers
 //! 384     6     gate: slots generation, state, horizon      subscribers joining, daemon, publishers (rarely)
-//! 448     7     stats: aborted, overruns                    publishers
+//! 448     7     stats: aborted, overruns, waits, wakes,     publishers, subscribers
+//!               space_waits
 //! 512     8..   subscriber slots, one line each             subscribers, daemon
 //! then          64 publisher slots, one line each           publishers, daemon
 //! ring_offset   the ring: ring_size bytes, page aligned     publishers
@@ -139,12 +140,18 @@ pub const TOPIC_DELETED: u32 = 3;
 
 #[repr(C, align(64))]
 pub struct StatsLine {
+    /// Loans given up (`Writer::abort`).
     pub aborted: AtomicU64,
+    /// Reliable claims written although a subscriber that joined meanwhile
+    /// had not read the space, after the publish timeout.
     pub overruns: AtomicU64,
     /// Times a subscriber went to sleep on the data futex.
     pub waits: AtomicU64,
-    /// FUTEX_WAKE calls made by publishers.
+    /// FUTEX_WAKE calls, by publishers (data) and subscribers (space).
     pub wakes: AtomicU64,
+    /// Times a publisher went to sleep on the space futex (reliable topics,
+    /// or waiting for a stalled peer publisher).
+    pub space_waits: AtomicU64,
 }
 
 #[repr(C, align(64))]
@@ -164,7 +171,7 @@ pub struct Slot {
 }
 
 /// Where a publisher announces the claim it is writing, so that no other
-/// publisher laps it mid-write (see ring.rs, "Publisher gating").
+/// publisher laps it mid-write (docs/ARCHITECTURE.md, "Publisher gating").
 #[repr(C, align(64))]
 pub struct PubSlot {
     /// A lower bound of the position this publisher is writing at, or [`SLOT_FREE`].

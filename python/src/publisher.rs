@@ -297,8 +297,12 @@ impl Publisher {
             st.loan = None;
             st.inner.take()
         };
-        // Dropping the core publisher aborts its loan, if any.
-        drop(inner);
+        // Dropping the core publisher aborts its loan, if any, and asks the
+        // daemon to free its slot: a round trip, made detached like every
+        // control request.
+        if let Some(inner) = inner {
+            py.detach(move || drop(inner));
+        }
         Ok(())
     }
 

@@ -43,7 +43,9 @@ pub struct TopicStats {
     /// Sum over current subscribers of what each lost.
     pub lost: u64,
     pub aborted: u64,
+    pub overruns: u64,
     pub waits: u64,
+    pub space_waits: u64,
     pub wakes: u64,
     pub durability: String,
 }
@@ -128,7 +130,9 @@ pub(super) fn collect(s: &State, socket: &Path) -> Stats {
             rate: t.rate.2,
             lost,
             aborted: st.aborted.load(Ordering::Relaxed),
+            overruns: st.overruns.load(Ordering::Relaxed),
             waits: st.waits.load(Ordering::Relaxed),
+            space_waits: st.space_waits.load(Ordering::Relaxed),
             wakes: st.wakes.load(Ordering::Relaxed),
             durability: "none".into(),
         });
