@@ -344,12 +344,14 @@ fn limits_refuse_and_change_nothing() {
     assert_eq!(mode(socket.parent().unwrap()), 0o700, "private socket dir");
     let c = d.client();
     c.create_topic("a", &small_topic()).expect("within every limit");
-    let before = shm_objects(d.instance_id);
+    let before = daemon_segments(d.child.id());
+    assert_eq!(before, ["a"], "the daemon holds the one segment");
     let refused = |name: &str, p: TopicParams, want: Status, what: &str| {
         let e = c.create_topic(name, &p).expect_err(what);
         assert_eq!(e.status, want, "{what}: {e}");
         assert!(e.message.contains(what), "{what}: {e}");
-        assert_eq!(shm_objects(d.instance_id), before, "nothing created");
+        assert_eq!(shm_objects(d.instance_id), Vec::<String>::new(), "nothing created");
+        assert_eq!(daemon_segments(d.child.id()), before, "nothing created");
     };
     let p = small_topic();
     refused(
@@ -378,11 +380,12 @@ fn limits_refuse_and_change_nothing() {
     );
     // The refused name was not taken: it can be created within the limits.
     c.create_topic("big", &p).expect("second topic");
-    let two = shm_objects(d.instance_id);
+    let two = daemon_segments(d.child.id());
+    assert_eq!(two, ["a", "big"]);
     let e = c.create_topic("c", &p).unwrap_err();
     assert_eq!(e.status, Status::Limit, "{e}");
     assert!(e.message.contains("maximum of 2 topics"), "{e}");
-    assert_eq!(shm_objects(d.instance_id), two);
+    assert_eq!(daemon_segments(d.child.id()), two);
 
     // A topic's own max_subscribers (here 4, the cap) bounds its subscribers.
     let subs: Vec<_> = (0..4)
@@ -409,7 +412,7 @@ fn limits_refuse_and_change_nothing() {
     wait_for("a client slot to free", Duration::from_secs(10), || {
         Client::connect_with(Some(&d.socket), false).is_ok()
     });
-    assert_eq!(shm_objects(d.instance_id), two);
+    assert_eq!(daemon_segments(d.child.id()), two);
 }
 
 /// (d) Flag beats environment beats file (socket path, log level, config file).

@@ -187,6 +187,9 @@ fn deleting_a_topic_tells_its_open_handles() {
         shm_objects(d.instance_id).iter().all(|n| !n.ends_with(".doomed")),
         "the name is gone"
     );
+    wait_for("the daemon to drop the deleted segment", Duration::from_secs(5), || {
+        !daemon_segments(d.child.id()).iter().any(|t| t == "doomed")
+    });
 }
 
 #[test]

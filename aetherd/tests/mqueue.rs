@@ -403,7 +403,12 @@ fn a_killed_daemon_ends_mqueue_streams_with_shutdown() {
 fn closing_the_subscriber_or_killing_its_process_stops_the_dispatch_thread() {
     let d = Daemon::start();
     let c = d.client();
-    c.create_topic("mq.close", &TopicParams::default()).unwrap();
+    // One subscriber slot: a leaked slot makes the reopen below fail with Limit.
+    let one_slot = TopicParams {
+        max_subscribers: 1,
+        ..TopicParams::default()
+    };
+    c.create_topic("mq.close", &one_slot).unwrap();
     let pid = d.child.id();
     assert_eq!(dispatch_threads(pid), 0);
     let s = c.subscriber("mq.close", &mqueue_config()).unwrap();
@@ -423,4 +428,8 @@ fn closing_the_subscriber_or_killing_its_process_stops_the_dispatch_thread() {
     h.child.kill().unwrap();
     h.child.wait().unwrap();
     wait_dispatch_threads(pid, 0);
+    // The dead holder's slot is free too (released when the daemon notices the death).
+    wait_for("the dead holder's slot to be free", Duration::from_secs(5), || {
+        c.subscriber("mq.close", &mqueue_config()).is_ok()
+    });
 }

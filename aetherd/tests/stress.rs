@@ -1,6 +1,6 @@
 //! Multi-process stress: 4 publisher processes x 4 subscriber processes,
 //! random sizes, every message checksummed; and publishers killed between
-//! claim and commit while others keep publishing.
+//! claim and commit, after which a healthy publisher goes on past them.
 
 mod common;
 

@@ -157,6 +157,10 @@ fn lossy_concurrent_reader_never_sees_torn_messages() {
                 if seq == total - 1 {
                     break;
                 }
+                // Fall behind now and then, so that the publisher laps us.
+                if seq % 2048 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
             Err(e) if e.status == Status::Timeout => break,
             Err(e) => panic!("{e}"),
@@ -164,6 +168,10 @@ fn lossy_concurrent_reader_never_sees_torn_messages() {
     }
     h.join().unwrap();
     assert_eq!(r.delivered() + r.lost(), total);
+    assert!(
+        r.lost() > 0,
+        "the publisher never lapped the reader: overwrite detection went untested"
+    );
 }
 
 #[test]
@@ -190,11 +198,14 @@ fn aborted_claim_is_skipped_without_loss() {
     let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
     let c = w.claim(10).unwrap();
     w.abort(c);
-    w.publish(b"after").unwrap();
+    // The aborted claim used sequence number 0 (counted in `aborted`, not lost).
+    assert_eq!(w.publish(b"after").unwrap(), 1);
     let mut buf = [0u8; 100];
-    let (n, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
+    let (n, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
     assert_eq!(&buf[..n], b"after");
+    assert_eq!(seq, 1);
     assert_eq!(r.lost(), 0);
+    assert_eq!(seg.stats().aborted.load(Ordering::Relaxed), 1);
 }
 
 #[test]
@@ -385,6 +396,12 @@ fn lossy_fast_publisher_never_laps_a_slow_one_mid_write() {
         }
     });
     std::thread::sleep(Duration::from_millis(20));
+    // The gate held: the fast publisher is stuck at most a ring past our claim.
+    assert!(
+        !fast.is_finished(),
+        "the fast publisher finished while a claim it would lap was open"
+    );
+    assert!(seg.tail().lo.load(Ordering::SeqCst) <= claim.pos + 4096);
     // SAFETY: the claim's payload has room for slow_msg.len() bytes.
     unsafe { std::ptr::copy_nonoverlapping(slow_msg.as_ptr(), slow.payload(&claim), slow_msg.len()) };
     slow.commit(claim, slow_msg.len()).unwrap();

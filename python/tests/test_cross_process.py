@@ -26,7 +26,7 @@ def wait_for_line(stream, text: str, timeout: float = 10) -> None:
 
 def test_python_publishes_rust_subscribes(cli_bin, sock, topic):
     cli = subprocess.Popen(
-        [cli_bin, "--socket", sock, "sub", topic, "--count", "5", "--timeout", "10"],
+        [cli_bin, "--socket", sock, "sub", topic, "--count", "6", "--timeout", "10"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -36,15 +36,15 @@ def test_python_publishes_rust_subscribes(cli_bin, sock, topic):
         with aether.Publisher(topic, socket=sock) as pub:
             for i in range(5):
                 pub.publish(f"from python {i}".encode())
-            with pub.loan(14) as buf:  # zero-copy publish reaches Rust too
-                buf[:] = b"ignored: count"
+            with pub.loan(13) as buf:  # zero-copy publish reaches Rust too
+                buf[:] = b"from a loan 5"
         out, err = cli.communicate(timeout=10)
     finally:
         if cli.poll() is None:
             cli.kill()
             cli.wait()
     assert cli.returncode == 0, err
-    assert out.splitlines() == [f"from python {i}" for i in range(5)]
+    assert out.splitlines() == [f"from python {i}" for i in range(5)] + ["from a loan 5"]
 
 
 def test_rust_publishes_python_subscribes(cli_bin, sock, topic):

@@ -225,6 +225,10 @@ def test_gil_released_while_waiting(sock, topic):
         t0 = time.monotonic()
         while time.monotonic() - t0 < 0.3:
             n += 1
+        # A receive holding the GIL would have kept the main thread out until
+        # it returned (0.5 s), then let it spin unhindered: still waiting means
+        # the two really ran side by side.
+        assert t.is_alive()
         t.join()
         assert n > 100_000  # the main thread ran while the other one waited
 

@@ -34,9 +34,12 @@ impl Drop for TempDir {
     }
 }
 
-/// Names in /dev/shm that belong to the daemon instance `id`.
+/// Names in /dev/shm that belong to the daemon instance `id`. Segments are
+/// unnamed memfds, so there should never be any: this guards against a
+/// return to named objects (after a daemon exits; while it runs, see
+/// [`daemon_segments`]).
 pub fn shm_objects(instance_id: u64) -> Vec<String> {
-    // Its segments `aether.<id>.<topic>` and its instance lock `aether.<id>`.
+    // Named segments would be `aether.<id>.<topic>`, a lock `aether.<id>`.
     let lock = format!("aether.{instance_id:016x}");
     let prefix = format!("{lock}.");
     std::fs::read_dir("/dev/shm")
@@ -46,6 +49,24 @@ pub fn shm_objects(instance_id: u64) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The topics whose segments the running daemon `pid` holds, sorted: its
+/// memfds, labelled `aether:<topic>`, seen through /proc/<pid>/fd.
+#[allow(dead_code)] // not every test binary uses it
+pub fn daemon_segments(pid: u32) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| {
+                let target = std::fs::read_link(e.ok()?.path()).ok()?;
+                let name = target.to_str()?.strip_prefix("/memfd:aether:")?;
+                Some(name.trim_end_matches(" (deleted)").to_string())
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
