@@ -202,7 +202,8 @@ typedef struct aether_message {
    */
   uint64_t seq;
   /**
-   * Wall-clock time (CLOCK_REALTIME, ns) at which it was committed.
+   * Wall-clock time (CLOCK_REALTIME, ns) of `aether_publish`'s call (before
+   * any wait for space) or of `aether_commit`.
    */
   uint64_t timestamp_ns;
 } aether_message;

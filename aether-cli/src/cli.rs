@@ -34,13 +34,13 @@ pub(crate) enum PolicyArg {
 
 #[derive(clap::Args, Clone, Copy)]
 pub(crate) struct TopicArgs {
-    /// Delivery policy [default: the daemon's topic default]
+    /// Delivery policy [default: create: the daemon's topic default; pub/sub: the library's]
     #[arg(long, value_enum)]
     pub(crate) policy: Option<PolicyArg>,
-    /// Ring size in bytes, a power of two [default: the daemon's topic default]
+    /// Ring size in bytes, a power of two [default: create: the daemon's topic default; pub/sub: the library's]
     #[arg(long)]
     pub(crate) ring_size: Option<u64>,
-    /// Largest message in bytes [default: the daemon's topic default]
+    /// Largest message in bytes [default: create: the daemon's topic default; pub/sub: the library's]
     #[arg(long)]
     pub(crate) max_message: Option<u64>,
 }

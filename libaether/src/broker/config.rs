@@ -74,9 +74,8 @@ pub struct Rule {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub limits: Limits,
-    /// Topic parameters for clients that ask for "the defaults". The protocol
-    /// has no such request today (clients always send explicit parameters),
-    /// so the daemon validates and keeps these but applies them nowhere.
+    /// Topic parameters for `aether-cli create` (admin pipe) values not given.
+    /// Protocol topic creation always carries explicit parameters.
     pub topic_defaults: TopicParams,
     pub rules: Vec<Rule>,
 }

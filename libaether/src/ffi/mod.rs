@@ -165,7 +165,8 @@ pub struct aether_message {
     pub len: usize,
     /// Position of the message in the topic's total order.
     pub seq: u64,
-    /// Wall-clock time (CLOCK_REALTIME, ns) at which it was committed.
+    /// Wall-clock time (CLOCK_REALTIME, ns) of `aether_publish`'s call (before
+    /// any wait for space) or of `aether_commit`.
     pub timestamp_ns: u64,
 }
 

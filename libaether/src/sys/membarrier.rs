@@ -12,8 +12,10 @@
 //! Either the waker read the count after that barrier (and saw the sleeper),
 //! or its write was drained by it (and the sleeper's re-check sees it).
 //!
-//! Where the kernel or a sandbox refuses membarrier, [`light`] is a real
-//! `SeqCst` fence and [`heavy`] reports failure, so sleepers cap their sleep.
+//! Where registration fails, [`light`] stays a real `SeqCst` fence. Where a
+//! sandbox refuses the sleeper's barrier that the kernel supports, [`heavy`]
+//! reports failure, so sleepers cap their sleep (a kernel without the command
+//! lets nobody register, so there is nothing to miss).
 //!
 //! `AETHER_MEMBARRIER=off` in a process's environment keeps it from
 //! registering: its wakers fence, and no sleeper's barrier interrupts it (for

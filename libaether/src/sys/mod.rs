@@ -1,6 +1,8 @@
-//! Thin wrappers over the system calls Aether uses. Every call goes through
-//! [`syscall!`], which turns the C convention (`-1` and `errno`) into
-//! `io::Result`; every file descriptor is an `OwnedFd` from the moment it exists.
+//! Thin wrappers over the system calls Aether uses. Calls that report errors
+//! the C way (`-1` and `errno`) go through [`syscall!`], which turns that
+//! into `io::Result` (futex, membarrier, clock and mmap calls, whose results
+//! are read differently, check them in place); every file descriptor is an
+//! `OwnedFd` from the moment it exists.
 
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{

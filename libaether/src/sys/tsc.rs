@@ -5,7 +5,7 @@
 //! publisher) pairs a TSC reading with `CLOCK_REALTIME` and extrapolates from
 //! there with a rate it measured itself. It re-anchors after twice the
 //! interval that rate was measured over, and at least every
-//! [`ANCHOR_SPAN_NS`]: timestamps stay within about a microsecond of
+//! [`ANCHOR_SPAN_NS`]: timestamps stay within (typically) a microsecond of
 //! `CLOCK_REALTIME`, and a clock step is followed within that span. Without an
 //! invariant TSC (CPUID 8000_0007h EDX bit 8) it reads `CLOCK_REALTIME` every time.
 
