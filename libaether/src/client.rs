@@ -274,14 +274,7 @@ impl Client {
                     topic_id: 0,
                 },
             ),
-            Reply::Subscribed { slot } => (
-                slot,
-                Request::SubscriberClose {
-                    topic: topic.into(),
-                    slot,
-                    topic_id: 0,
-                },
-            ),
+            Reply::Subscribed { slot } => (slot, subscriber_close(topic, slot)),
             _ => return Err(Error::protocol("unexpected reply to an open request")),
         };
         let seg = fd
@@ -289,13 +282,16 @@ impl Client {
             .next()
             .ok_or_else(|| Error::protocol("the daemon sent no segment descriptor"))
             .and_then(|fd| Segment::open(&fd));
-        match seg {
-            Ok(seg) => Ok((slot, Arc::new(seg))),
-            Err(e) => {
-                let _ = self.conn.call(&close);
-                Err(e)
-            }
+        self.or_give_back(seg, close).map(|seg| (slot, Arc::new(seg)))
+    }
+
+    /// `r`; when it is an error, first gives back the slot that `close` names
+    /// (an open that failed after the daemon granted it).
+    fn or_give_back<T>(&self, r: Result<T>, close: Request) -> Result<T> {
+        if r.is_err() {
+            let _ = self.conn.call(&close);
         }
+        r
     }
 
     pub fn publisher(&self, topic: &str) -> Result<Publisher> {
@@ -376,17 +372,10 @@ impl Client {
             return self.mqueue_subscriber(topic);
         }
         let (slot, seg) = self.open_segment(&Request::SubscriberOpen { topic: topic.into() }, topic)?;
-        let mut reader = match Reader::new(seg, Some(slot), std::process::id()) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = self.conn.call(&Request::SubscriberClose {
-                    topic: topic.into(),
-                    slot,
-                    topic_id: 0,
-                });
-                return Err(e);
-            }
-        };
+        let mut reader = self.or_give_back(
+            Reader::new(seg, Some(slot), std::process::id()),
+            subscriber_close(topic, slot),
+        )?;
         reader.wait = cfg.wait;
         reader.abandon_timeout = cfg.abandon_timeout;
         Ok(Subscriber {
@@ -423,25 +412,16 @@ impl Client {
             let reader = Reader::new(seg, None, std::process::id())?;
             Ok((reader, MqReceiver::new(queue, msgsize as usize)?))
         })();
-        match opened {
-            Ok((reader, rx)) => Ok(Subscriber {
-                reader,
-                held: None,
-                topic: topic.into(),
-                slot,
-                client: self.clone(),
-                mq: Some(rx),
-                scratch: Vec::new(),
-            }),
-            Err(e) => {
-                let _ = self.conn.call(&Request::SubscriberClose {
-                    topic: topic.into(),
-                    slot,
-                    topic_id: 0,
-                });
-                Err(e)
-            }
-        }
+        let (reader, rx) = self.or_give_back(opened, subscriber_close(topic, slot))?;
+        Ok(Subscriber {
+            reader,
+            held: None,
+            topic: topic.into(),
+            slot,
+            client: self.clone(),
+            mq: Some(rx),
+            scratch: Vec::new(),
+        })
     }
 }
 
@@ -772,5 +752,15 @@ impl Drop for Subscriber {
             slot: self.slot,
             topic_id: self.reader.segment().geometry().salt,
         });
+    }
+}
+
+/// The request that gives back subscriber slot `slot` of whatever incarnation
+/// of `topic` is current (`topic_id` 0: used right after the open).
+fn subscriber_close(topic: &str, slot: u32) -> Request {
+    Request::SubscriberClose {
+        topic: topic.into(),
+        slot,
+        topic_id: 0,
     }
 }

@@ -7,10 +7,16 @@ pub fn default_socket() -> PathBuf {
     if let Some(p) = std::env::var_os("AETHER_SOCKET").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
-        return Path::new(&d).join("aether").join("aetherd.sock");
+    builtin_socket(std::env::var_os("XDG_RUNTIME_DIR").as_deref())
+}
+
+/// The socket path without `$AETHER_SOCKET`: under `xdg_runtime_dir` when it
+/// is set and not empty, else `/run/aether/aetherd.sock`.
+pub fn builtin_socket(xdg_runtime_dir: Option<&std::ffi::OsStr>) -> PathBuf {
+    match xdg_runtime_dir.filter(|d| !d.is_empty()) {
+        Some(d) => Path::new(d).join("aether").join("aetherd.sock"),
+        None => PathBuf::from("/run/aether/aetherd.sock"),
     }
-    PathBuf::from("/run/aether/aetherd.sock")
 }
 
 /// The lock file that makes one daemon per socket path.

@@ -87,21 +87,22 @@ fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
             return;
         }
     };
-    let reply = match req.command() {
+    let cmd = req.command();
+    let reply = match &cmd {
         Ok(cmd) => {
             log_at!(Debug, "admin: {cmd:?}");
-            match execute(state, socket, pipe, &cmd) {
+            match execute(state, socket, pipe, cmd) {
                 Ok(v) => Reply::ok(v),
                 Err(e) => Reply::err(&e),
             }
         }
-        Err(e) => Reply::err(&e),
+        Err(e) => Reply::err(e),
     };
     send_reply(pipe, &req.reply, &reply);
     // Drain and reload act after the requester has its answer, through the
     // same signal path an operator uses.
     if reply.ok {
-        let sig = match req.command() {
+        let sig = match cmd {
             Ok(Command::Drain) => Some(libc::SIGTERM),
             Ok(Command::Reload) => Some(libc::SIGHUP),
             _ => None,
@@ -130,7 +131,7 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
         Command::Subscribers { topic } => {
             if let Some(t) = topic {
                 if !s.topics.contains_key(t) {
-                    return Err(Error::new(Status::NotFound, format!("no topic named {t:?}")));
+                    return Err(requests::not_found(t));
                 }
             }
             let subs = super::stats::collect(&s, socket).subscribers;

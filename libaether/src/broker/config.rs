@@ -47,7 +47,7 @@ impl Default for Limits {
 
 /// The largest `max_message` any ring allows (that of the largest ring).
 fn largest_max_message() -> u64 {
-    MAX_RING / 2 - crate::ring::RECORD_HEADER as u64
+    crate::segment::max_message_limit(MAX_RING)
 }
 
 /// Something a client may be allowed to do on a topic.
@@ -239,10 +239,7 @@ pub fn resolve(flags: &Settings, env: &Settings, file: &Settings, default_socket
 /// The built-in socket path: `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else
 /// `/run/aether/aetherd.sock` (`$AETHER_SOCKET` is the environment's say, above the file).
 pub fn builtin_socket(get: impl Fn(&str) -> Option<String>) -> PathBuf {
-    match get("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(d) => Path::new(&d).join("aether").join("aetherd.sock"),
-        None => PathBuf::from("/run/aether/aetherd.sock"),
-    }
+    crate::paths::builtin_socket(get("XDG_RUNTIME_DIR").as_deref().map(std::ffi::OsStr::new))
 }
 
 /// Which configuration file to read.
@@ -735,10 +732,8 @@ fn check_pattern(p: &str) -> Result<(), String> {
     if prefix && body.is_empty() {
         return Ok(());
     }
-    let chars_ok = body
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if !chars_ok || body.starts_with('.') || body.is_empty() || body.len() > crate::segment::MAX_TOPIC_LEN {
+    // The part before `*` follows the topic-name grammar of the protocol.
+    if crate::protocol::validate_topic(body).is_err() {
         return Err(format!(
             "{p:?} is not a topic name or a prefix followed by * (names: 1 to {} bytes of A-Z a-z 0-9 . _ -, \
              not starting with .)",

@@ -71,6 +71,30 @@ impl Topic {
         }
     }
 
+    /// The first free slot of `kind` on this topic (named `name`), or the
+    /// `Limit` error that says it is full.
+    fn free_slot(&mut self, kind: SlotKind, name: &str) -> Result<usize> {
+        let owners = self.owners(kind);
+        owners.iter().position(Option::is_none).ok_or_else(|| {
+            let what = match kind {
+                SlotKind::Publisher => "publishers",
+                SlotKind::Subscriber => "subscribers",
+            };
+            let msg = format!("topic {name:?} has its maximum of {} {what} open", owners.len());
+            Error::new(Status::Limit, msg)
+        })
+    }
+
+    /// Gives slot `i` of `kind` to `client` (a subscriber slot's lag record starts afresh).
+    fn take_slot(&mut self, kind: SlotKind, i: usize, client: u64) {
+        self.owners(kind)[i] = Some(client);
+        if kind == SlotKind::Subscriber {
+            if let Some(a) = self.activity.get_mut(i) {
+                *a = (0, Instant::now());
+            }
+        }
+    }
+
     /// Clears slot `i` in the segment, so that nobody waits for its holder any more.
     fn free(&self, kind: SlotKind, i: u32) {
         match kind {

@@ -13,7 +13,7 @@
 //! mode 0600, O_EXCL), opened for the client, and unlinked at once: the
 //! client gets its descriptor over SCM_RIGHTS and nothing is left behind.
 
-use super::{State, Topic};
+use super::{SlotKind, State, Topic};
 use crate::error::{Error, Result, Status};
 use crate::log_at;
 use crate::notice::{self, Notice, FRAME_HEADER, NOTICE_MSGSIZE};
@@ -248,13 +248,8 @@ pub(super) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
     let t = s
         .topics
         .get_mut(topic)
-        .ok_or_else(|| Error::new(Status::NotFound, format!("no topic named {topic:?}")))?;
-    let Some(i) = t.slots.iter().position(Option::is_none) else {
-        return Err(Error::new(
-            Status::Limit,
-            format!("topic {topic:?} has its maximum of {} subscribers open", t.slots.len()),
-        ));
-    };
+        .ok_or_else(|| super::requests::not_found(topic))?;
+    let i = t.free_slot(SlotKind::Subscriber, topic)?;
     let geo = *t.seg.geometry();
     let (msg_max, msgsize_max) = mq::system_limits();
     let msgsize = (geo.max_message as usize + FRAME_HEADER).min(msgsize_max);
@@ -289,10 +284,7 @@ pub(super) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
         .name("aetherd-dispatch".into())
         .spawn(move || job.run())
         .map_err(|e| Error::new(Status::Limit, format!("cannot start a dispatch thread: {e}")))?;
-    t.slots[i] = Some(client);
-    if let Some(a) = t.activity.get_mut(i) {
-        *a = (0, Instant::now());
-    }
+    t.take_slot(SlotKind::Subscriber, i, client);
     let key = topic_key(t);
     s.mq.dispatchers.push(Dispatcher {
         client,

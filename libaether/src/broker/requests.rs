@@ -92,7 +92,7 @@ pub(super) fn serve(state: &Mutex<State>, client: u64, conn: &SeqPacket) {
     }
 }
 
-fn not_found(topic: &str) -> Error {
+pub(super) fn not_found(topic: &str) -> Error {
     Error::new(Status::NotFound, format!("no topic named {topic:?}"))
 }
 
@@ -169,20 +169,8 @@ fn open_slot(
     let fd =
         t.fd.try_clone()
             .map_err(|e| Error::io("duplicate the segment descriptor", e))?;
-    let owners = t.owners(kind);
-    let Some(i) = owners.iter().position(Option::is_none) else {
-        let what = if kind == SlotKind::Publisher {
-            "publishers"
-        } else {
-            "subscribers"
-        };
-        let msg = format!("topic {topic:?} has its maximum of {} {what} open", owners.len());
-        return Err(Error::new(Status::Limit, msg));
-    };
-    owners[i] = Some(client);
-    if kind == SlotKind::Subscriber {
-        t.activity[i] = (0, Instant::now());
-    }
+    let i = t.free_slot(kind, topic)?;
+    t.take_slot(kind, i, client);
     let slot = i as u32;
     let reply = match kind {
         SlotKind::Publisher => Reply::Publishing { slot },
