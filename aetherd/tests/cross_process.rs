@@ -444,6 +444,7 @@ fn malformed_requests_get_protocol_errors_and_the_daemon_keeps_serving() {
     trailing.push(0);
     trailing[12] += 1;
     bad_frames.push(trailing);
+    let structural = bad_frames.len();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..50 {
         let mut f = good.clone();
@@ -455,12 +456,21 @@ fn malformed_requests_get_protocol_errors_and_the_daemon_keeps_serving() {
         bad_frames.push(f);
     }
     let mut buf = vec![0u8; 8192];
-    for f in &bad_frames {
+    for (k, f) in bad_frames.iter().enumerate() {
         raw.send(f, None).unwrap();
         let (n, fd) = raw.recv(&mut buf).unwrap();
         assert!(fd.is_none() && n >= 20, "every request gets a reply");
         let status = i32::from_le_bytes(buf[16..20].try_into().unwrap());
         assert!(status < 0, "malformed frame {f:?} was accepted");
+        if k < structural {
+            // Framing, version, op, length: protocol errors (docs/PROTOCOL.md).
+            assert_eq!(status, Status::Protocol as i32, "frame {k}: {f:?}");
+        } else {
+            // A flipped body byte: a broken string (protocol), a bad topic name
+            // (invalid), or another, absent topic (not found); nothing else.
+            let ok = [Status::Protocol, Status::Invalid, Status::NotFound].map(|s| s as i32);
+            assert!(ok.contains(&status), "body flip {f:?} answered {status}");
+        }
     }
     // A descriptor attached to a request is ignored; the daemon still answers.
     let file = std::fs::File::open("/dev/null").unwrap();

@@ -169,8 +169,7 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
                 .get(client)
                 .ok_or_else(|| Error::new(Status::NotFound, format!("no client {client}")))?;
             // Its thread sees the connection end and frees what it held.
-            // SAFETY: shutdown on a connected socket the client map owns.
-            unsafe { libc::shutdown(c.conn.as_raw_fd(), libc::SHUT_RDWR) };
+            c.conn.shutdown();
             log_at!(Info, "client {client} (pid {}) kicked by an admin", c.who.cred.pid);
             Ok(serde_json::json!({ "kicked": client }))
         }

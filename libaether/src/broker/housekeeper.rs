@@ -40,8 +40,7 @@ pub(super) fn run(state: &Mutex<State>, admin_pipe: &std::path::Path) {
             if let Some(c) = s.clients.get_mut(&id) {
                 c.pidfd = None; // count once
                                 // Its thread sees the connection end and frees its slots.
-                                // SAFETY: shutdown on a connected socket the client map owns.
-                unsafe { libc::shutdown(c.conn.as_raw_fd(), libc::SHUT_RDWR) };
+                c.conn.shutdown();
                 s.dead_clients += 1;
                 log_at!(Info, "client {id} (pid {pid}) died; releasing what it held");
             }

@@ -35,7 +35,7 @@ use config::Config;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -217,22 +217,15 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 }
 
 impl Broker {
-    /// Takes the daemon lock for `socket`, removes what dead daemons left
-    /// (their socket and shm objects), and listens.
+    /// Takes the daemon lock for `socket`, removes a dead daemon's socket,
+    /// and listens.
     pub fn bind(socket: &Path) -> Result<Broker> {
         Broker::bind_with(socket, Config::default())
     }
 
     pub fn bind_with(socket: &Path, config: Config) -> Result<Broker> {
-        if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| Error::io(&format!("create {}", dir.display()), e))?;
-            }
-        }
+        // (aetherd prepares it first, with its socket_mode; embedders get 0700.)
+        access::prepare_socket_dir(socket, None)?;
         let lock_path = crate::paths::lock_file(socket);
         let lock = take_lock(&lock_path)?;
         // Segments are sealed memfds and message queues are unlinked at once:
@@ -317,8 +310,7 @@ impl Broker {
             mqueue::post_all(&s, &crate::notice::Notice::Draining);
         }
         // Wake the acceptor out of accept(); it sees `draining` and stops.
-        // SAFETY: shutdown on a socket we own.
-        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        self.listener.shutdown();
         let deadline = Instant::now() + timeout;
         let caught_up = loop {
             let done = self
@@ -340,8 +332,7 @@ impl Broker {
         mqueue::finish_all(&self.state);
         let s = self.state.lock().expect("state lock");
         for c in s.clients.values() {
-            // SAFETY: shutdown on a connected socket the client map owns.
-            unsafe { libc::shutdown(c.conn.as_raw_fd(), libc::SHUT_RDWR) };
+            c.conn.shutdown();
         }
         caught_up
     }
@@ -381,6 +372,8 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
             }
         };
         let conn = Arc::new(conn);
+        // Read /proc and open the pidfd before taking the lock every request waits on.
+        let (who, pidfd) = (Identity::of(cred), pidfd_open(cred.pid));
         let id = {
             let mut s = state.lock().expect("state lock");
             if s.draining {
@@ -399,9 +392,9 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
             s.next_client += 1;
             let id = s.next_client;
             let client = Client {
-                who: Identity::of(cred),
+                who,
                 conn: Arc::clone(&conn),
-                pidfd: pidfd_open(cred.pid),
+                pidfd,
                 connected: Instant::now(),
                 notices: Default::default(),
             };

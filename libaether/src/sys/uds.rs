@@ -109,6 +109,13 @@ impl SeqPacket {
         })
     }
 
+    /// Shuts both directions down: a thread blocked in accept, send or receive
+    /// on this socket returns, and the peer sees the end of the connection.
+    pub fn shutdown(&self) {
+        // SAFETY: shutdown on a socket we own; it touches no memory of ours.
+        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+
     /// Bounds every later send and receive by `timeout` (`None`: no bound).
     pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         let tv = match timeout {
