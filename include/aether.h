@@ -4,8 +4,11 @@
  * `AETHER_BLESS=1 cargo test -p aether --test header` to regenerate.
  *
  * Every call returning int returns AETHER_OK (0) or a negative aether_status,
- * and on failure sets the thread's aether_last_error(). Out-parameters are
- * written only on success (except *len on AETHER_E_TOO_LARGE, see aether_receive).
+ * and on failure sets the thread's aether_last_error(), except the two that
+ * return a descriptor (aether_client_notices_fd: >= 0 or a status;
+ * aether_subscriber_fd: >= 0, or -1 without setting an error). Out-parameters
+ * are written only on success (except *len on AETHER_E_TOO_LARGE, see
+ * aether_receive).
  * Handles are opaque; each is freed by its _close call, which accepts NULL.
  * An aether_client may be shared by threads; a publisher or subscriber is
  * used by one thread at a time.

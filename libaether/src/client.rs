@@ -1,6 +1,7 @@
 //! The client side: a connection to `aetherd`, and the publisher and
 //! subscriber handles built on it. Control requests go over the socket; the
-//! data path is the mapped segment only.
+//! data path is the mapped segment (or, for a `delivery=mqueue` subscriber,
+//! the message queue the daemon fills from it).
 
 use crate::delivery::{Delivery, MqReceiver};
 use crate::error::{Error, Result, Status};
@@ -484,7 +485,9 @@ impl Publisher {
 
     /// Publishes the first `len` bytes of the outstanding loan.
     pub fn commit(&mut self, len: usize) -> Result<u64> {
-        let claim = self.loan.ok_or_else(|| Error::invalid("no loan to commit"))?;
+        let claim = self
+            .loan
+            .ok_or_else(|| Error::invalid("no loan to commit: loan first"))?;
         self.writer.commit(claim, len)?;
         self.loan = None;
         Ok(claim.seq)

@@ -7,8 +7,8 @@
 //!   the end-of-stream marker it sends last.
 //!
 //! Both are fixed-layout little-endian records. Decoding checks every length
-//! against the bytes present: any input decodes to a value or to a
-//! `Protocol` error, never a panic.
+//! against the bytes present: any input decodes to a value or to an error
+//! (`Protocol` for notices, `Corrupt` for queued frames), never a panic.
 
 use crate::error::{Error, Result, Status};
 use crate::segment::MAX_TOPIC_LEN;

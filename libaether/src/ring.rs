@@ -621,7 +621,7 @@ impl Writer {
         if len > claim.capacity || len + RECORD_HEADER > claim.stride as usize || len as u64 > self.geo.max_message {
             return Err(Error::new(
                 Status::TooLarge,
-                format!("commit of {len} bytes exceeds the loan"),
+                format!("commit of {len} bytes exceeds the loan of {}", claim.capacity),
             ));
         }
         let now = self.clock.now_ns();

@@ -1,8 +1,10 @@
 //! The C API (`include/aether.h`, generated from this module by cbindgen).
 //!
 //! Conventions: every call that can fail returns `AETHER_OK` (0) or a negative
-//! `aether_status`, and sets this thread's `aether_last_error()`; out-parameters
-//! are last and written only on success; every pointer is checked; no panic
+//! `aether_status`, and sets this thread's `aether_last_error()` (the two
+//! that return a descriptor are described in the header); out-parameters
+//! come before a trailing timeout and are written only on success (except
+//! `*len` on `AETHER_E_TOO_LARGE`); every pointer is checked; no panic
 //! crosses the boundary. Handles are opaque and freed by their `_close` call.
 //!
 //! Thread safety: an `aether_client` may be used from several threads at
@@ -39,7 +41,6 @@ pub struct aether_client {
 /// A publisher on one topic (opaque).
 pub struct aether_publisher {
     inner: Publisher,
-    loan_len: usize,
 }
 
 /// A subscriber on one topic (opaque).
@@ -336,7 +337,7 @@ pub unsafe extern "C" fn aether_publisher_open(
         }
         let p = c.inner.publisher(topic)?;
         // SAFETY: `out` is non-null and writable per the API contract.
-        unsafe { write_out(out, into_handle(aether_publisher { inner: p, loan_len: 0 })) };
+        unsafe { write_out(out, into_handle(aether_publisher { inner: p })) };
         Ok(())
     })
 }
@@ -373,7 +374,6 @@ pub unsafe extern "C" fn aether_loan(p: *mut aether_publisher, len: usize, buf: 
         }
         let slice = p.inner.loan(len)?;
         let ptr = slice.as_mut_ptr();
-        p.loan_len = len;
         // SAFETY: `buf` is non-null and writable per the API contract.
         unsafe { write_out(buf, ptr.cast()) };
         Ok(())
@@ -386,15 +386,7 @@ pub unsafe extern "C" fn aether_commit(p: *mut aether_publisher, len: usize) -> 
     guard(|| {
         // SAFETY: NULL or a live publisher handle, per the API contract.
         let p = unsafe { handle_mut(p, "publisher")? };
-        if !p.inner.has_loan() {
-            return Err(Error::invalid("no loan to commit: call aether_loan first"));
-        }
-        if len > p.loan_len {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!("commit of {len} bytes exceeds the loan of {}", p.loan_len),
-            ));
-        }
+        // The core checks that a loan is outstanding and that `len` fits it.
         p.inner.commit(len).map(drop)
     })
 }
