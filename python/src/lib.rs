@@ -3,7 +3,7 @@
 //!
 //! Threading rules, which keep the GIL and our mutexes from deadlocking:
 //! * every blocking wait (receive, a reliable publish, a control request, a
-//!   large copy) runs with the interpreter detached (`py.detach`);
+//!   large contiguous copy) runs with the interpreter detached (`py.detach`);
 //! * a thread attached to the interpreter never *blocks* on one of our
 //!   mutexes: it tries the lock and, if it is taken, detaches while it waits
 //!   ([`lock`]). A thread may therefore hold a mutex while it re-attaches.

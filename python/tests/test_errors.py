@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 import pytest
 
 import aether
+from conftest import REPO
 
 # (class, status code, builtin it also derives from)
 CLASSES = [
@@ -43,6 +45,16 @@ def test_hierarchy(cls, status, builtin):
 def test_every_status_has_a_class():
     assert sorted(c.status for c, _, _ in CLASSES) == list(range(-15, 0))
     assert aether.Error.status is None
+    # Against the C header and the module itself, not only this file's table:
+    # a status added to the core without a Python class fails here.
+    header = (REPO / "include" / "aether.h").read_text()
+    c_codes = {int(v) for v in re.findall(r"AETHER_E_\w+ = (-\d+)", header)}
+    module = {
+        v.status
+        for v in vars(aether).values()
+        if isinstance(v, type) and issubclass(v, aether.Error) and v is not aether.Error
+    }
+    assert c_codes == module == {c.status for c, _, _ in CLASSES}
 
 
 def test_not_found(sock, topic):
