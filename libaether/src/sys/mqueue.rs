@@ -3,7 +3,7 @@
 //! can be polled (readable while a message is queued, writable while there is
 //! room). The kernel opens every queue descriptor close-on-exec.
 
-use std::ffi::CString;
+use super::shm::cname;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -23,10 +23,6 @@ pub struct Attr {
     pub curmsgs: usize,
     /// Whether this descriptor is non-blocking (O_NONBLOCK).
     pub nonblocking: bool,
-}
-
-fn cname(name: &str) -> io::Result<CString> {
-    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in queue name"))
 }
 
 /// Reads a number from a /proc file, or `fallback`.
@@ -97,17 +93,31 @@ pub fn send(fd: BorrowedFd<'_>, msg: &[u8]) -> io::Result<()> {
 /// (`None`: as long as it takes). Timing out is `TimedOut`; a full queue on a
 /// non-blocking descriptor is `WouldBlock`. `EINTR` is retried.
 pub fn timedsend(fd: BorrowedFd<'_>, msg: &[u8], timeout: Option<Duration>) -> io::Result<()> {
+    timed(fd, libc::POLLOUT, timeout, |tp| {
+        syscall!(mq_timedsend(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0, tp)).map(drop)
+    })
+}
+
+/// Runs `call` (an `mq_timed*` call given its timespec pointer) until it
+/// succeeds, fails for good, or `timeout` passes (`TimedOut`). Timed waits
+/// happen in poll() for `events` on the monotonic clock; the call itself is
+/// given an expired deadline, so a wall-clock step cannot stretch it. `EINTR`
+/// is retried.
+fn timed<T>(
+    fd: BorrowedFd<'_>,
+    events: libc::c_short,
+    timeout: Option<Duration>,
+    mut call: impl FnMut(*const libc::timespec) -> io::Result<T>,
+) -> io::Result<T> {
     let deadline = timeout.map(|t| super::monotonic_ns().saturating_add(t.as_nanos().min(u64::MAX as u128) as u64));
     loop {
-        // Timed waits happen in poll() on the monotonic clock; the call itself
-        // is given an expired deadline, so a wall-clock step cannot stretch it.
         let ts = deadline.map(|d| {
-            wait_ready(fd, libc::POLLOUT, d);
+            wait_ready(fd, events, d);
             abs_realtime(Duration::ZERO)
         });
         let tp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        match syscall!(mq_timedsend(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0, tp)) {
-            Ok(_) => return Ok(()),
+        match call(tp) {
+            Ok(v) => return Ok(v),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e)
                 if e.raw_os_error() == Some(libc::ETIMEDOUT) && deadline.is_some_and(|d| super::monotonic_ns() < d) =>
@@ -143,31 +153,16 @@ pub fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// (`None`: as long as it takes; zero: only if one is queued). Timing out is
 /// `TimedOut`; `buf` shorter than the queue's msgsize is `EMSGSIZE`. `EINTR` is retried.
 pub fn timedreceive(fd: BorrowedFd<'_>, buf: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
-    let deadline = timeout.map(|t| super::monotonic_ns().saturating_add(t.as_nanos().min(u64::MAX as u128) as u64));
-    loop {
-        // As in `timedsend`: wait in poll() on the monotonic clock.
-        let ts = deadline.map(|d| {
-            wait_ready(fd, libc::POLLIN, d);
-            abs_realtime(Duration::ZERO)
-        });
-        let tp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        match syscall!(mq_timedreceive(
+    timed(fd, libc::POLLIN, timeout, |tp| {
+        syscall!(mq_timedreceive(
             fd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
             std::ptr::null_mut(),
             tp
-        )) {
-            Ok(n) => return Ok(n as usize),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if e.raw_os_error() == Some(libc::ETIMEDOUT) && deadline.is_some_and(|d| super::monotonic_ns() < d) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e),
-        }
-    }
+        ))
+        .map(|n| n as usize)
+    })
 }
 
 /// The queue's attributes as seen through `fd`.
