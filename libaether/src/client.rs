@@ -379,15 +379,7 @@ impl Client {
         )?;
         reader.wait = cfg.wait;
         reader.abandon_timeout = cfg.abandon_timeout;
-        Ok(Subscriber {
-            reader,
-            held: None,
-            topic: topic.into(),
-            slot,
-            client: self.clone(),
-            mq: None,
-            scratch: Vec::new(),
-        })
+        Ok(Subscriber::new(reader, topic, slot, self.clone(), None))
     }
 
     /// A `delivery=mqueue` subscriber: the daemon reads the ring for it and
@@ -414,15 +406,7 @@ impl Client {
             Ok((reader, MqReceiver::new(queue, msgsize as usize)?))
         })();
         let (reader, rx) = self.or_give_back(opened, subscriber_close(topic, slot))?;
-        Ok(Subscriber {
-            reader,
-            held: None,
-            topic: topic.into(),
-            slot,
-            client: self.clone(),
-            mq: Some(rx),
-            scratch: Vec::new(),
-        })
+        Ok(Subscriber::new(reader, topic, slot, self.clone(), Some(rx)))
     }
 }
 
@@ -567,6 +551,18 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    fn new(reader: Reader, topic: &str, slot: u32, client: Client, mq: Option<MqReceiver>) -> Subscriber {
+        Subscriber {
+            reader,
+            held: None,
+            topic: topic.into(),
+            slot,
+            client,
+            mq,
+            scratch: Vec::new(),
+        }
+    }
+
     /// Copies the next message into `buf`, waiting up to `timeout` (`None`: forever).
     /// A message longer than `buf` is left unread and reported as `TooLarge`;
     /// [`too_large_len`](Self::too_large_len) then gives its length.
