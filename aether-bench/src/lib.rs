@@ -21,7 +21,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "aether-bench",
-    about = "Latency, throughput and fan-out of Aether beside cache-line, futex, Unix-socket, memcpy and memset baselines"
+    about = "Latency, throughput and fan-out of Aether beside cache-line, record, futex, Unix-socket, hand-off, memcpy and memset baselines"
 )]
 pub struct Args {
     /// A reduced run (under 30 s)
@@ -221,7 +221,7 @@ impl Bench {
 
     fn topic(&self, name: &str, policy: Policy, max_message: u64, ring_size: u64) -> Result<()> {
         let _ = self.client.delete_topic(name);
-        let ring_size = (max_message * 8).next_power_of_two().max(ring_size);
+        let ring_size = ring_bytes(max_message, ring_size);
         let params = TopicParams {
             policy,
             ring_size,
@@ -355,12 +355,12 @@ impl Bench {
         let budget: u64 = if self.args.quick { 64 << 20 } else { 1 << 31 };
         let cap: u64 = if self.args.quick { 300_000 } else { 5_000_000 };
         let rounds = self.rounds();
-        let systems = ["aether", "aether-zc", "uds", "memcpy", "memset"];
+        let systems = ["aether", "aether-zc", "handoff", "uds", "memcpy", "memset"];
         for size in self.args.sizes.clone() {
             let count = self.args.messages.unwrap_or((budget / size).clamp(200, cap));
             let per_round = count.div_ceil(rounds).max(2);
             // Per system: messages (intervals), seconds, lost, summed over rounds.
-            let mut sums = [(0f64, 0f64, 0u64); 5];
+            let mut sums = [(0f64, 0f64, 0u64); 6];
             for _ in 0..rounds {
                 for (system, sum) in systems.iter().zip(sums.iter_mut()) {
                     let (msgs, secs, lost) = match *system {
@@ -389,7 +389,18 @@ impl Bench {
     /// One source, one sink: returns (intervals measured, seconds, lost).
     fn pipe(&self, system: &str, size: u64, count: u64) -> Result<(f64, f64, u64)> {
         let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
-        if system != "uds" {
+        // The hand-off area is as big as the ring.
+        let stride = size.div_ceil(64) * 64;
+        let slots = ring_bytes(size, self.args.throughput_ring) / stride;
+        let area = if system == "handoff" {
+            Some(
+                shared::SharedPage::create_sized(shared::PAGE + (slots * stride) as usize)
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
+        if system.starts_with("aether") {
             self.topic("tput", Policy::Reliable, size, self.args.throughput_ring)?;
         }
         let env = |fd: i32| {
@@ -399,7 +410,9 @@ impl Bench {
                 ("AB_SIZE", size.to_string()),
                 ("AB_COUNT", count.to_string()),
                 ("AB_TOPIC", "tput".to_string()),
-                ("AB_FD", fd.to_string()),
+                ("AB_FD", area.as_ref().map_or(fd, |a| a.fd()).to_string()),
+                ("AB_SLOTS", slots.to_string()),
+                ("AB_STRIDE", stride.to_string()),
             ]
         };
         let procs = vec![
@@ -454,6 +467,12 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+/// The ring size of a topic for messages up to `max_message`: `ring_size`,
+/// or more, to hold at least eight messages.
+fn ring_bytes(max_message: u64, ring_size: u64) -> u64 {
+    (max_message * 8).next_power_of_two().max(ring_size)
 }
 
 /// Single-thread copy or fill bandwidth, the physical limit for the copy and

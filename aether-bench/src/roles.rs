@@ -235,6 +235,42 @@ fn touch(data: &[u8]) -> u64 {
     sum.wrapping_add(rest)
 }
 
+/// The hand-off baseline's shared area: AB_SLOTS slots of AB_STRIDE bytes
+/// after a page whose lines 0 and 2 count the messages produced and consumed.
+struct Handoff {
+    area: SharedPage,
+    slots: u64,
+    stride: usize,
+}
+
+impl Handoff {
+    fn from_env() -> Handoff {
+        let (slots, stride) = (num("AB_SLOTS"), num("AB_STRIDE") as usize);
+        let len = shared::PAGE + slots as usize * stride;
+        let area = SharedPage::from_inherited_sized(num("AB_FD") as i32, len).unwrap_or_else(|e| fail("map", e));
+        Handoff { area, slots, stride }
+    }
+
+    /// The `size` bytes of message `i`'s slot.
+    fn slot(&self, i: u64, size: usize) -> *mut u8 {
+        assert!(size <= self.stride);
+        self.area.slot((i % self.slots) as usize, self.stride)
+    }
+
+    /// Spins until `done` holds, failing after 60 s (a dead peer).
+    fn spin_until(done: impl Fn() -> bool) {
+        let start = now();
+        let mut turns = 0u32;
+        while !done() {
+            std::hint::spin_loop();
+            turns = turns.wrapping_add(1);
+            if turns.is_multiple_of(4096) && now() - start > 60_000_000_000 {
+                fail("handoff", "the peer stopped for 60 s");
+            }
+        }
+    }
+}
+
 /// Publishes AB_COUNT messages of AB_SIZE bytes as fast as it can.
 fn source() {
     let (count, size) = (num("AB_COUNT"), num("AB_SIZE") as usize);
@@ -257,6 +293,22 @@ fn source() {
                     buf.fill(i as u8);
                     p.commit(size).unwrap_or_else(|e| fail("commit", e));
                 }
+            }
+        }
+        "handoff" => {
+            // The floor for aether-zc: the same fill, into slots of a shared
+            // area, each handed over by one counter store; no protocol at all.
+            let h = Handoff::from_env();
+            let (produced, consumed) = (h.area.u64_at(0), h.area.u64_at(2));
+            ready_then_wait_for_go();
+            start = now();
+            for i in 0..count {
+                Handoff::spin_until(|| i - consumed.load(Ordering::Acquire) < h.slots);
+                // SAFETY: the slot is inside the area (Handoff::slot) and the
+                // sink does not read it until `produced` passes `i`.
+                let buf = unsafe { std::slice::from_raw_parts_mut(h.slot(i, size), size) };
+                buf.fill(i as u8);
+                produced.store(i + 1, Ordering::Release);
             }
         }
         "uds" => {
@@ -323,6 +375,24 @@ fn sink() {
                 got = s.delivered();
             }
             lost = s.lost();
+        }
+        "handoff" => {
+            let h = Handoff::from_env();
+            let (produced, consumed) = (h.area.u64_at(0), h.area.u64_at(2));
+            ready_then_wait_for_go();
+            while got < count {
+                Handoff::spin_until(|| produced.load(Ordering::Acquire) > got);
+                // SAFETY: the slot is inside the area, and the source does not
+                // write it again until `consumed` passes `got`.
+                let data = unsafe { std::slice::from_raw_parts(h.slot(got, size), size) };
+                sum = sum.wrapping_add(touch(data));
+                consumed.store(got + 1, Ordering::Release);
+                last = now();
+                if got == 0 {
+                    first = last;
+                }
+                got += 1;
+            }
         }
         "uds" => {
             let fd = num("AB_FD") as i32;

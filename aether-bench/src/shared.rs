@@ -1,6 +1,7 @@
 //! Resources the benchmark parent creates and its child processes inherit:
-//! a shared page (memfd) for the cache-line and futex baselines, and a Unix
-//! socket pair for the socket baseline. Descriptors are made inheritable on
+//! a shared page (memfd) for the cache-line and futex baselines, a shared
+//! area for the hand-off baseline, and a Unix socket pair for the socket
+//! baseline. Descriptors are made inheritable on
 //! purpose and named to the children by number.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -8,15 +9,21 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 
 pub const PAGE: usize = 4096;
 
-/// A page shared by every process that maps the same descriptor.
+/// A page (or a larger area) shared by every process that maps the same descriptor.
 pub struct SharedPage {
     fd: OwnedFd,
     ptr: *mut u8,
+    len: usize,
 }
 
 impl SharedPage {
     /// A fresh zeroed page whose descriptor children inherit.
     pub fn create() -> std::io::Result<SharedPage> {
+        SharedPage::create_sized(PAGE)
+    }
+
+    /// A fresh zeroed area of `len` bytes (a multiple of the page size).
+    pub fn create_sized(len: usize) -> std::io::Result<SharedPage> {
         // SAFETY: memfd_create with a static name; no MFD_CLOEXEC so exec'd children inherit it.
         let fd = unsafe { libc::memfd_create(c"aether-bench".as_ptr(), 0) };
         if fd < 0 {
@@ -25,26 +32,32 @@ impl SharedPage {
         // SAFETY: memfd_create just returned this descriptor.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: plain ftruncate on our descriptor.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), PAGE as libc::off_t) } != 0 {
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        SharedPage::map(fd)
+        SharedPage::map(fd, len)
     }
 
     /// Maps an inherited descriptor (in a child).
     pub fn from_inherited(fd: RawFd) -> std::io::Result<SharedPage> {
-        // SAFETY: the parent passed us this descriptor number; we take it over.
-        SharedPage::map(unsafe { OwnedFd::from_raw_fd(fd) })
+        SharedPage::from_inherited_sized(fd, PAGE)
     }
 
-    fn map(fd: OwnedFd) -> std::io::Result<SharedPage> {
-        // SAFETY: a fresh shared mapping of one page of a descriptor we own.
+    /// Maps the first `len` bytes of an inherited descriptor (in a child).
+    pub fn from_inherited_sized(fd: RawFd, len: usize) -> std::io::Result<SharedPage> {
+        // SAFETY: the parent passed us this descriptor number; we take it over.
+        SharedPage::map(unsafe { OwnedFd::from_raw_fd(fd) }, len)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> std::io::Result<SharedPage> {
+        // SAFETY: a fresh shared mapping of `len` bytes of a descriptor we own
+        // (populated, as ring segments are, so that no run pays page faults).
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                PAGE,
+                len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
                 fd.as_raw_fd(),
                 0,
             )
@@ -52,7 +65,7 @@ impl SharedPage {
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(SharedPage { fd, ptr: p.cast() })
+        Ok(SharedPage { fd, ptr: p.cast(), len })
     }
 
     pub fn fd(&self) -> RawFd {
@@ -111,6 +124,14 @@ impl Record {
 }
 
 impl SharedPage {
+    /// Slot `i` of `size` bytes in the hand-off area: slots start after the
+    /// first page (which holds the two counters, lines 0 and 2).
+    pub fn slot(&self, i: usize, size: usize) -> *mut u8 {
+        assert!(PAGE + (i + 1) * size <= self.len);
+        // SAFETY: in bounds, checked above.
+        unsafe { self.ptr.add(PAGE + i * size) }
+    }
+
     /// The two-line record starting at cache line `line`.
     pub fn record(&self, line: usize) -> Record {
         assert!(line + 2 <= PAGE / 64);
@@ -124,7 +145,7 @@ impl SharedPage {
 impl Drop for SharedPage {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `map` mapped.
-        unsafe { libc::munmap(self.ptr.cast(), PAGE) };
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
 

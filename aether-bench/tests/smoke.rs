@@ -16,7 +16,7 @@ fn tiny_run_prints_every_system_as_json() {
     );
     let lines: Vec<&str> = stdout.lines().collect();
     let has = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
-    for sys in ["cacheline", "futex", "uds"] {
+    for sys in ["cacheline", "record", "futex", "uds"] {
         assert_eq!(has(&format!(r#""bench":"latency","system":"{sys}""#)), 1, "{stdout}");
     }
     assert_eq!(
@@ -24,7 +24,7 @@ fn tiny_run_prints_every_system_as_json() {
         2,
         "spin and futex: {stdout}"
     );
-    for sys in ["aether", "aether-zc", "uds", "memcpy", "memset"] {
+    for sys in ["aether", "aether-zc", "handoff", "uds", "memcpy", "memset"] {
         assert_eq!(
             has(&format!(r#""bench":"throughput","system":"{sys}""#)),
             4,

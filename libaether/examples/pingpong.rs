@@ -1,10 +1,16 @@
 //! Ping-pong through two rings between two forked processes, straight on the
 //! ring types (no daemon, no client layer): the ring's own share of
-//! `aether-bench`'s latency. `cargo run --release -p aether --example pingpong`
-//! (pins to CPUs 0 and 1; one-way = round trip / 2).
+//! `aether-bench`'s latency. Rounds alternate with a one-cache-line ping-pong
+//! between the same two processes, so each ring figure has its floor beside
+//! it. `cargo run --release -p aether --example pingpong [rounds]` (pins to
+//! CPUs 0 and 1; one-way = round trip / 2).
 use aether::ring::{Deadline, Reader, WaitConfig, WaitStrategy, Writer};
 use aether::segment::{Policy, Segment, TopicParams};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+const WARMUP: u64 = 5_000;
+const COUNT: u64 = 50_000;
 
 fn pin(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity only touch it.
@@ -26,51 +32,188 @@ fn segment(policy: Policy) -> Arc<Segment> {
     Arc::new(seg)
 }
 
+/// One shared cache line, mapped before the fork.
+fn shared_line() -> &'static AtomicU64 {
+    // SAFETY: a fresh anonymous shared mapping of one page; never unmapped
+    // (the example exits), and only accessed as one atomic at its start.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "mmap");
+        &*p.cast::<AtomicU64>()
+    }
+}
+
+struct Rings {
+    from_ping: Reader,
+    from_pong: Reader,
+    ping: Arc<Segment>,
+    pong: Arc<Segment>,
+}
+
+fn rings(policy: Policy) -> Rings {
+    let (ping, pong) = (segment(policy), segment(policy));
+    // Readers first, so that each starts before the first message.
+    let spin = WaitConfig {
+        strategy: WaitStrategy::Spin,
+        spin: 0,
+    };
+    let mut from_pong = Reader::new(Arc::clone(&pong), Some(0), 1).expect("reader");
+    let mut from_ping = Reader::new(Arc::clone(&ping), Some(0), 2).expect("reader");
+    from_pong.wait = spin;
+    from_ping.wait = spin;
+    Rings {
+        from_ping,
+        from_pong,
+        ping,
+        pong,
+    }
+}
+
+/// Echoes `COUNT + WARMUP` messages (the child side of one round).
+fn echo(rings: &mut Rings) {
+    let forever = Deadline::after(None);
+    let mut buf = [0u8; 64];
+    let mut w = Writer::new(Arc::clone(&rings.pong), None);
+    for _ in 0..WARMUP + COUNT {
+        let (n, _, _) = rings.from_ping.receive_into(&mut buf, &forever).expect("receive");
+        w.publish(&buf[..n]).expect("publish");
+    }
+}
+
+/// Times one round through the rings; returns the one-way p50 in ns.
+fn ring_round(rings: &mut Rings) -> u64 {
+    let forever = Deadline::after(None);
+    let mut buf = [0u8; 64];
+    let msg = [7u8; 64];
+    let mut w = Writer::new(Arc::clone(&rings.ping), None);
+    let mut samples = Vec::with_capacity(COUNT as usize);
+    for i in 0..WARMUP + COUNT {
+        let t0 = ticks();
+        w.publish(&msg).expect("publish");
+        rings.from_pong.receive_into(&mut buf, &forever).expect("receive");
+        if i >= WARMUP {
+            samples.push((ticks() - t0) / 2);
+        }
+    }
+    median(samples)
+}
+
+/// One round of the cache-line ping-pong; the pinger returns its one-way p50.
+/// `base` is where the line's value stands at the start (rounds go on from
+/// each other, so that no side has to reset it).
+fn line_round(x: &AtomicU64, ping: bool, base: u64) -> u64 {
+    let mut samples = Vec::with_capacity(if ping { COUNT as usize } else { 0 });
+    for i in 0..WARMUP + COUNT {
+        let t0 = ticks();
+        if ping {
+            x.store(base + 2 * i + 1, Ordering::Release);
+            while x.load(Ordering::Acquire) != base + 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+            if i >= WARMUP {
+                samples.push((ticks() - t0) / 2);
+            }
+        } else {
+            while x.load(Ordering::Acquire) != base + 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            x.store(base + 2 * i + 2, Ordering::Release);
+        }
+    }
+    if ping {
+        median(samples)
+    } else {
+        0
+    }
+}
+
+/// The time-stamp counter: finer than this VM's clock (5 ns steps), and
+/// ratios need no unit. `ticks_per_ns` converts for the printout.
+fn ticks() -> u64 {
+    // SAFETY: rdtsc has no preconditions on x86-64.
+    unsafe { std::arch::x86_64::_rdtsc() }
+}
+
+fn ticks_per_ns() -> f64 {
+    let (t0, n0) = (ticks(), aether::sys::monotonic_ns());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    (ticks() - t0) as f64 / (aether::sys::monotonic_ns() - n0) as f64
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
 fn main() {
-    let (warmup, count) = (20_000u64, 200_000u64);
-    for policy in [Policy::Reliable, Policy::Lossy] {
-        let (ping, pong) = (segment(policy), segment(policy));
-        // Readers first, so that each starts before the first message.
-        let spin = WaitConfig {
-            strategy: WaitStrategy::Spin,
-            spin: 0,
-        };
-        let mut from_pong = Reader::new(Arc::clone(&pong), Some(0), 1).expect("reader");
-        let mut from_ping = Reader::new(Arc::clone(&ping), Some(0), 2).expect("reader");
-        from_pong.wait = spin;
-        from_ping.wait = spin;
-        let forever = Deadline::after(None);
-        let mut buf = [0u8; 64];
-        // SAFETY: fork in a single-threaded program; the child only uses what it inherited.
-        let child = unsafe { libc::fork() };
-        if child == 0 {
-            pin(1);
-            drop(from_pong);
-            let mut w = Writer::new(Arc::clone(&pong), None);
-            for _ in 0..warmup + count {
-                let (n, _, _) = from_ping.receive_into(&mut buf, &forever).expect("receive");
-                w.publish(&buf[..n]).expect("publish");
-            }
-            // SAFETY: leaving the child without running the parent's destructors.
-            unsafe { libc::_exit(0) };
-        }
-        pin(0);
-        drop(from_ping);
-        let mut w = Writer::new(Arc::clone(&ping), None);
-        let mut samples = Vec::with_capacity(count as usize);
-        let msg = [7u8; 64];
-        for i in 0..warmup + count {
-            let t0 = aether::sys::monotonic_ns();
-            w.publish(&msg).expect("publish");
-            from_pong.receive_into(&mut buf, &forever).expect("receive");
-            if i >= warmup {
-                samples.push((aether::sys::monotonic_ns() - t0) / 2);
+    let tpn = ticks_per_ns();
+    let rounds: usize = std::env::args().nth(1).map_or(5, |s| s.parse().expect("rounds"));
+    let policies = [Policy::Reliable, Policy::Lossy];
+    // Every round's rings exist before the fork; each side uses its half.
+    let all: Vec<Vec<Rings>> = (0..rounds)
+        .map(|_| policies.iter().map(|&p| rings(p)).collect())
+        .collect();
+    let line = shared_line();
+    // A second line for the two sides to agree that a round starts together.
+    let go = shared_line();
+    // SAFETY: fork in a single-threaded program; the child only uses what it inherited.
+    let child = unsafe { libc::fork() };
+    let ping = child != 0;
+    pin(if ping { 0 } else { 1 });
+    let mut step = 0u64;
+    let mut base = 0u64;
+    let sync = |step: &mut u64| {
+        *step += 1;
+        if ping {
+            go.store(*step, Ordering::SeqCst);
+        } else {
+            while go.load(Ordering::SeqCst) < *step {
+                std::hint::spin_loop();
             }
         }
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
-        samples.sort_unstable();
-        let pct = |p: f64| samples[(samples.len() as f64 * p) as usize];
-        println!("{policy:?}: one-way p50 {} ns, p99 {} ns", pct(0.5), pct(0.99));
+    };
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); policies.len()];
+    for round in all.into_iter() {
+        for (k, mut rings) in round.into_iter().enumerate() {
+            sync(&mut step);
+            let floor = line_round(line, ping, base);
+            base += 2 * (WARMUP + COUNT);
+            sync(&mut step);
+            if ping {
+                let ring = ring_round(&mut rings);
+                println!(
+                    "{:?}: ring {:.1} ns, cacheline {:.1} ns, ratio {:.2}",
+                    policies[k],
+                    ring as f64 / tpn,
+                    floor as f64 / tpn,
+                    ring as f64 / floor as f64
+                );
+                ratios[k].push(ring as f64 / floor as f64);
+            } else {
+                echo(&mut rings);
+            }
+        }
+    }
+    if !ping {
+        // SAFETY: leaving the child without running the parent's destructors
+        // (the readers' slots are the parent's too).
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+    for (k, r) in ratios.iter_mut().enumerate() {
+        r.sort_by(f64::total_cmp);
+        println!(
+            "{:?}: median ratio {:.2} over {rounds} rounds",
+            policies[k],
+            r[r.len() / 2]
+        );
     }
 }
