@@ -976,6 +976,11 @@ impl Reader {
 
     /// Finds the next message, waiting until `deadline`. Does not consume it.
     pub fn next(&mut self, deadline: &Deadline) -> Result<Record> {
+        if self.committed_at_cursor() {
+            if let Some(rec) = self.record_at_cursor() {
+                return Ok(rec);
+            }
+        }
         let mut round = 0u32;
         loop {
             let found = match self.look() {
@@ -1221,17 +1226,47 @@ impl Reader {
             std::hint::spin_loop();
             turns += 1;
         }
-        let (stride, len, seq, timestamp_ns) = self.read_header(pos).ok()?;
-        if len > buf.len() || seq < self.next_seq {
+        let rec = self.record_at_cursor()?;
+        if rec.len > buf.len() {
             return None;
         }
-        // SAFETY: [pos + header, + len) is inside the ring (read_header); `buf` has room.
-        unsafe { std::ptr::copy_nonoverlapping(h.cast::<u8>().add(RECORD_HEADER), buf.as_mut_ptr(), len) };
+        // SAFETY: [data, + len) is inside the ring (read_header); `buf` has room.
+        unsafe { std::ptr::copy_nonoverlapping(rec.data, buf.as_mut_ptr(), rec.len) };
         if self.overwritten(pos) {
             return None;
         }
-        self.advance(pos + stride, seq, 1, 0);
-        Some((len, seq, timestamp_ns))
+        self.consume(&rec);
+        Some((rec.len, rec.seq, rec.timestamp_ns))
+    }
+
+    /// Whether the record at the cursor is stamped as a committed message.
+    #[inline(always)]
+    fn committed_at_cursor(&self) -> bool {
+        let h = self.header_at(self.pos);
+        // SAFETY: in bounds (header_at); the stamp is an atomic.
+        unsafe { (*h).stamp.load(Ordering::Acquire) == stamp(self.geo.salt, self.pos, KIND_MESSAGE) }
+    }
+
+    /// The common case of [`next`](Self::next), once the record at the cursor
+    /// is stamped committed: its header is valid and in sequence. Anything
+    /// else (`None`) goes the general way. As from `next`, a lossy caller
+    /// checks [`overwritten`](Self::overwritten) after reading the bytes.
+    #[inline(always)]
+    fn record_at_cursor(&self) -> Option<Record> {
+        let pos = self.pos;
+        let h = self.header_at(pos);
+        let (stride, len, seq, timestamp_ns) = self.read_header(pos).ok()?;
+        if seq < self.next_seq {
+            return None;
+        }
+        Some(Record {
+            pos,
+            stride,
+            seq,
+            timestamp_ns,
+            len,
+            data: h.cast::<u8>().wrapping_add(RECORD_HEADER),
+        })
     }
 
     /// Stops using the subscriber slot: clears it in shared memory (so
