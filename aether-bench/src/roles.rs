@@ -87,10 +87,11 @@ fn report_latency(samples: Vec<u64>) {
 fn latency(ping: bool) {
     let (warmup, count, size) = (num("AB_WARMUP"), num("AB_COUNT"), num("AB_SIZE") as usize);
     let total = warmup + count;
+    let watch = shared::Stopwatch::new();
     let mut samples = Vec::with_capacity(if ping { count as usize } else { 0 });
     let mut time = |i: u64, t0: u64| {
         if ping && i >= warmup {
-            samples.push((now() - t0) / 2);
+            samples.push(watch.ns(watch.now() - t0) / 2);
         }
     };
     match env("AB_SYSTEM").as_str() {
@@ -110,7 +111,7 @@ fn latency(ping: bool) {
             ready_then_wait_for_go();
             let forever = Deadline::after(None);
             for i in 0..total {
-                let t0 = now();
+                let t0 = watch.now();
                 if ping {
                     msg[..8].copy_from_slice(&i.to_le_bytes());
                     p.publish(&msg).unwrap_or_else(|e| fail("publish", e));
@@ -132,7 +133,7 @@ fn latency(ping: bool) {
             let x = page.u64_at(0);
             ready_then_wait_for_go();
             for i in 0..total {
-                let t0 = now();
+                let t0 = watch.now();
                 if ping {
                     x.store(2 * i + 1, Ordering::Release);
                     while x.load(Ordering::Acquire) != 2 * i + 2 {
@@ -157,7 +158,7 @@ fn latency(ping: bool) {
             let mut msg = [0u8; 64];
             ready_then_wait_for_go();
             for i in 0..total {
-                let t0 = now();
+                let t0 = watch.now();
                 if ping {
                     msg[..8].copy_from_slice(&i.to_le_bytes());
                     mine.send(i + 1, &msg);
@@ -178,7 +179,7 @@ fn latency(ping: bool) {
             let (mine, theirs) = if ping { (to_pong, to_ping) } else { (to_ping, to_pong) };
             ready_then_wait_for_go();
             for i in 0..total {
-                let t0 = now();
+                let t0 = watch.now();
                 let want = (i + 1) as u32;
                 if ping {
                     mine.store(want, Ordering::Release);
@@ -203,7 +204,7 @@ fn latency(ping: bool) {
             let mut buf = vec![0u8; size];
             ready_then_wait_for_go();
             for i in 0..total {
-                let t0 = now();
+                let t0 = watch.now();
                 if ping {
                     buf[..8].copy_from_slice(&i.to_le_bytes());
                     shared::write_all(fd, &buf).unwrap_or_else(|e| fail("write", e));

@@ -24,7 +24,9 @@ const FIRST_RATE_NS: u64 = 1_000_000;
 /// new publisher does not measure it again.
 static RATE: AtomicU64 = AtomicU64::new(0);
 
-fn invariant_tsc() -> bool {
+/// Whether the CPU's time-stamp counter ticks at a constant rate in every
+/// power state (then it measures time).
+pub fn invariant_tsc() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {
         use std::arch::x86_64::__cpuid;
