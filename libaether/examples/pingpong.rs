@@ -2,7 +2,8 @@
 //! ring types (no daemon, no client layer): the ring's own share of
 //! `aether-bench`'s latency. Rounds alternate with a one-cache-line ping-pong
 //! between the same two processes, so each ring figure has its floor beside
-//! it. `cargo run --release -p aether --example pingpong [rounds]` (pins to
+//! it (mid-means: the mean of the middle half of the samples).
+//! `cargo run --release -p aether --example pingpong [rounds]` (pins to
 //! CPUs 0 and 1; one-way = round trip / 2).
 use aether::ring::{Deadline, Reader, WaitConfig, WaitStrategy, Writer};
 use aether::segment::{Policy, Segment, TopicParams};
@@ -87,8 +88,8 @@ fn echo(rings: &mut Rings) {
     }
 }
 
-/// Times one round through the rings; returns the one-way p50 in ns.
-fn ring_round(rings: &mut Rings) -> u64 {
+/// Times one round through the rings; returns the one-way mid-mean in ticks.
+fn ring_round(rings: &mut Rings) -> f64 {
     let forever = Deadline::after(None);
     let mut buf = [0u8; 64];
     let msg = [7u8; 64];
@@ -102,13 +103,13 @@ fn ring_round(rings: &mut Rings) -> u64 {
             samples.push((ticks() - t0) / 2);
         }
     }
-    median(samples)
+    mid_mean(samples)
 }
 
-/// One round of the cache-line ping-pong; the pinger returns its one-way p50.
+/// One round of the cache-line ping-pong; the pinger returns its one-way mid-mean.
 /// `base` is where the line's value stands at the start (rounds go on from
 /// each other, so that no side has to reset it).
-fn line_round(x: &AtomicU64, ping: bool, base: u64) -> u64 {
+fn line_round(x: &AtomicU64, ping: bool, base: u64) -> f64 {
     let mut samples = Vec::with_capacity(if ping { COUNT as usize } else { 0 });
     for i in 0..WARMUP + COUNT {
         let t0 = ticks();
@@ -128,9 +129,9 @@ fn line_round(x: &AtomicU64, ping: bool, base: u64) -> u64 {
         }
     }
     if ping {
-        median(samples)
+        mid_mean(samples)
     } else {
-        0
+        0.0
     }
 }
 
@@ -147,9 +148,12 @@ fn ticks_per_ns() -> f64 {
     (ticks() - t0) as f64 / (aether::sys::monotonic_ns() - n0) as f64
 }
 
-fn median(mut v: Vec<u64>) -> u64 {
+/// The mean of the middle half of the samples: as robust as the median, and
+/// finer than this VM's TSC, which moves in steps of ~13 ticks (5 ns).
+fn mid_mean(mut v: Vec<u64>) -> f64 {
     v.sort_unstable();
-    v[v.len() / 2]
+    let mid = &v[v.len() / 4..v.len() * 3 / 4];
+    mid.iter().sum::<u64>() as f64 / mid.len() as f64
 }
 
 fn main() {
@@ -191,11 +195,11 @@ fn main() {
                 println!(
                     "{:?}: ring {:.1} ns, cacheline {:.1} ns, ratio {:.2}",
                     policies[k],
-                    ring as f64 / tpn,
-                    floor as f64 / tpn,
-                    ring as f64 / floor as f64
+                    ring / tpn,
+                    floor / tpn,
+                    ring / floor
                 );
-                ratios[k].push(ring as f64 / floor as f64);
+                ratios[k].push(ring / floor);
             } else {
                 echo(&mut rings);
             }
