@@ -170,6 +170,12 @@ fn main() {
     // SAFETY: fork in a single-threaded program; the child only uses what it inherited.
     let child = unsafe { libc::fork() };
     let ping = child != 0;
+    if !ping {
+        // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number changes only
+        // this process's own death signal. A spinning child must not outlive
+        // a parent that died (its output piped to `head`, say).
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    }
     pin(if ping { 0 } else { 1 });
     let mut step = 0u64;
     let mut base = 0u64;
