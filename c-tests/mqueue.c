@@ -1,7 +1,8 @@
 /* mqueue.c — message-queue delivery and the control queue, from C.
  * Usage: mqueue SOCKET TOPIC [COUNT]
  *
- * Creates TOPIC (reliable, 16 KiB messages), opens an AETHER_DELIVERY_MQUEUE
+ * Creates TOPIC (reliable, messages up to 16 KiB, or up to the queue limit
+ * where that is larger), opens an AETHER_DELIVERY_MQUEUE
  * subscriber and waits for each of COUNT messages (default 200) with poll()
  * on aether_subscriber_fd() before taking it with aether_receive(timeout 0).
  * Then publishes a message too large for the queue and one more: the big one
@@ -21,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_MESSAGE 16384
+#define MIN_MAX_MESSAGE 16384
 #define HEADER 24 /* bytes the broker puts before each message in the queue */
 #define WAIT_MS 5000
 
@@ -83,16 +84,20 @@ int main(int argc, char **argv) {
     }
     const char *sock = argv[1], *topic = argv[2];
     uint64_t count = argc == 4 ? strtoull(argv[3], NULL, 10) : 200;
-    /* The queue's message size is the system's limit (or the topic's max + header). */
+    /* The queue's message size is the system's limit (or the topic's max +
+     * header). The topic's max is at least that limit, so that a message one
+     * byte too large for the queue still fits the ring, whatever the limit. */
     long msgsize = proc_long("/proc/sys/fs/mqueue/msgsize_max", 8192);
-    if (msgsize > MAX_MESSAGE + HEADER)
-        msgsize = MAX_MESSAGE + HEADER;
+    size_t max_message = msgsize > MIN_MAX_MESSAGE ? (size_t)msgsize : MIN_MAX_MESSAGE;
+    uint64_t ring = 1 << 16;
+    while (ring / 2 - 64 < max_message)
+        ring *= 2;
     size_t cap = (size_t)msgsize - HEADER, big = cap + 1;
 
     aether_client *c = NULL, *admin = NULL;
     aether_subscriber *s = NULL, *shm = NULL;
     aether_publisher *p = NULL;
-    uint8_t *buf = malloc(MAX_MESSAGE), *want = malloc(MAX_MESSAGE);
+    uint8_t *buf = malloc(max_message), *want = malloc(max_message);
     aether_notice n;
     size_t len;
     if (buf == NULL || want == NULL) {
@@ -104,8 +109,8 @@ int main(int argc, char **argv) {
     MUST(aether_connect(sock, &admin), AETHER_OK);
     aether_topic_config tc = aether_topic_config_default();
     tc.policy = AETHER_POLICY_RELIABLE;
-    tc.ring_size = 1 << 16;
-    tc.max_message = MAX_MESSAGE;
+    tc.ring_size = ring;
+    tc.max_message = max_message;
     MUST(aether_topic_create(admin, topic, &tc), AETHER_OK);
 
     /* A shm subscriber has no descriptor; neither has NULL. The first
@@ -134,7 +139,7 @@ int main(int argc, char **argv) {
     CHECK(poll(&idle, 1, 0) == 0);
     aether_message view;
     MUST(aether_receive_view(s, &view, 0), AETHER_E_INVALID);
-    MUST(aether_receive(s, buf, MAX_MESSAGE, &len, 0), AETHER_E_TIMEOUT);
+    MUST(aether_receive(s, buf, max_message, &len, 0), AETHER_E_TIMEOUT);
 
     /* COUNT messages, each awaited in poll(). */
     MUST(aether_publisher_open(admin, topic, &p), AETHER_OK);
@@ -148,7 +153,7 @@ int main(int argc, char **argv) {
             failures++;
             goto out;
         }
-        MUST(aether_receive(s, buf, MAX_MESSAGE, &len, 0), AETHER_OK);
+        MUST(aether_receive(s, buf, max_message, &len, 0), AETHER_OK);
         if (len != m || memcmp(buf, want, m) != 0) {
             fprintf(stderr, "mqueue: message %" PRIu64 ": %zu bytes, expected %zu, or bytes differ\n",
                     k, len, m);
@@ -163,7 +168,7 @@ int main(int argc, char **argv) {
     msg_fill(want, count + 1, 5);
     MUST(aether_publish(p, want, 5), AETHER_OK);
     CHECK(readable(fd));
-    MUST(aether_receive(s, buf, MAX_MESSAGE, &len, 0), AETHER_OK);
+    MUST(aether_receive(s, buf, max_message, &len, 0), AETHER_OK);
     CHECK(len == 5 && memcmp(buf, want, 5) == 0);
     CHECK(aether_subscriber_too_large(s) == 1);
     CHECK(aether_subscriber_lost(s) == 0);
@@ -178,8 +183,8 @@ int main(int argc, char **argv) {
     p = NULL;
     MUST(aether_topic_delete(admin, topic), AETHER_OK);
     CHECK(readable(fd));
-    MUST(aether_receive(s, buf, MAX_MESSAGE, &len, 0), AETHER_E_NOT_FOUND);
-    MUST(aether_receive(s, buf, MAX_MESSAGE, &len, 0), AETHER_E_NOT_FOUND);
+    MUST(aether_receive(s, buf, max_message, &len, 0), AETHER_E_NOT_FOUND);
+    MUST(aether_receive(s, buf, max_message, &len, 0), AETHER_E_NOT_FOUND);
     MUST(aether_client_next_notice(c, &n, (int64_t)WAIT_MS * 1000000), AETHER_OK);
     CHECK(n.kind == AETHER_NOTICE_TOPIC_DELETED && strcmp(n.topic, topic) == 0);
     MUST(aether_client_next_notice(c, &n, 0), AETHER_E_TIMEOUT);
