@@ -4,6 +4,7 @@
 //! baseline. Descriptors are made inheritable on
 //! purpose and named to the children by number.
 
+use aether::sys::tsc;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
@@ -130,8 +131,13 @@ impl SharedPage {
     /// first page (which holds the two counters, lines 0 and 2).
     pub fn slot(&self, i: usize, size: usize) -> *mut u8 {
         assert!(PAGE + (i + 1) * size <= self.len);
-        // SAFETY: in bounds, checked above.
-        unsafe { self.ptr.add(PAGE + i * size) }
+        self.slot_unchecked(i, size)
+    }
+
+    /// [`slot`](Self::slot) without the bounds check, for a hot loop whose
+    /// caller checked its last slot once (the address is only computed here).
+    pub fn slot_unchecked(&self, i: usize, size: usize) -> *mut u8 {
+        self.ptr.wrapping_add(PAGE + i * size)
     }
 
     /// The two-line record starting at cache line `line`.
@@ -210,18 +216,16 @@ pub struct Stopwatch {
 
 impl Stopwatch {
     pub fn new() -> Stopwatch {
-        if !aether::sys::tsc::invariant_tsc() {
+        if !tsc::invariant_tsc() {
             return Stopwatch {
                 tsc: false,
                 ns_per_tick: 1.0,
             };
         }
-        let (t0, n0) = (rdtsc(), aether::sys::monotonic_ns());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let (t1, n1) = (rdtsc(), aether::sys::monotonic_ns());
+        let rate = tsc::ticks_per_ns(std::time::Duration::from_millis(20));
         Stopwatch {
             tsc: true,
-            ns_per_tick: (n1 - n0) as f64 / t1.saturating_sub(t0).max(1) as f64,
+            ns_per_tick: 1.0 / rate.max(1e-9),
         }
     }
 
@@ -229,21 +233,23 @@ impl Stopwatch {
     #[inline]
     pub fn now(&self) -> u64 {
         if self.tsc {
-            rdtsc()
+            tsc::rdtsc()
         } else {
             aether::sys::monotonic_ns()
         }
     }
 
-    /// A span of `ticks`, in nanoseconds.
+    /// A span of `ticks` (a difference of [`now`](Self::now)s), in nanoseconds.
     pub fn ns(&self, ticks: u64) -> u64 {
         (ticks as f64 * self.ns_per_tick) as u64
     }
-}
 
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc reads a counter; it has no memory effects.
-    unsafe { std::arch::x86_64::_rdtsc() }
+    /// The span from `since` (an earlier [`now`](Self::now)) to now, in
+    /// nanoseconds (0 if the counter went backwards, as unsynchronised TSCs
+    /// of two cores may).
+    pub fn ns_since(&self, since: u64) -> u64 {
+        self.ns(self.now().saturating_sub(since))
+    }
 }
 
 /// Pins the calling process to one CPU.

@@ -7,11 +7,14 @@
 //! CPUs 0 and 1; one-way = round trip / 2).
 use aether::ring::{Deadline, Reader, WaitConfig, WaitStrategy, Writer};
 use aether::segment::{Policy, Segment, TopicParams};
+use aether::sys::tsc::rdtsc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 const WARMUP: u64 = 5_000;
 const COUNT: u64 = 50_000;
+/// A round that takes longer than this means the other process is gone.
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 fn pin(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity only touch it.
@@ -79,28 +82,28 @@ fn rings(policy: Policy) -> Rings {
 
 /// Echoes `COUNT + WARMUP` messages (the child side of one round).
 fn echo(rings: &mut Rings) {
-    let forever = Deadline::after(None);
+    let deadline = Deadline::after(Some(PEER_TIMEOUT));
     let mut buf = [0u8; 64];
     let mut w = Writer::new(Arc::clone(&rings.pong), None);
     for _ in 0..WARMUP + COUNT {
-        let (n, _, _) = rings.from_ping.receive_into(&mut buf, &forever).expect("receive");
+        let (n, _, _) = rings.from_ping.receive_into(&mut buf, &deadline).expect("receive");
         w.publish(&buf[..n]).expect("publish");
     }
 }
 
 /// Times one round through the rings; returns the one-way mid-mean in ticks.
 fn ring_round(rings: &mut Rings) -> f64 {
-    let forever = Deadline::after(None);
+    let deadline = Deadline::after(Some(PEER_TIMEOUT));
     let mut buf = [0u8; 64];
     let msg = [7u8; 64];
     let mut w = Writer::new(Arc::clone(&rings.ping), None);
     let mut samples = Vec::with_capacity(COUNT as usize);
     for i in 0..WARMUP + COUNT {
-        let t0 = ticks();
+        let t0 = rdtsc();
         w.publish(&msg).expect("publish");
-        rings.from_pong.receive_into(&mut buf, &forever).expect("receive");
+        rings.from_pong.receive_into(&mut buf, &deadline).expect("receive");
         if i >= WARMUP {
-            samples.push((ticks() - t0) / 2);
+            samples.push((rdtsc() - t0) / 2);
         }
     }
     mid_mean(samples)
@@ -112,19 +115,15 @@ fn ring_round(rings: &mut Rings) -> f64 {
 fn line_round(x: &AtomicU64, ping: bool, base: u64) -> f64 {
     let mut samples = Vec::with_capacity(if ping { COUNT as usize } else { 0 });
     for i in 0..WARMUP + COUNT {
-        let t0 = ticks();
+        let t0 = rdtsc();
         if ping {
             x.store(base + 2 * i + 1, Ordering::Release);
-            while x.load(Ordering::Acquire) != base + 2 * i + 2 {
-                std::hint::spin_loop();
-            }
+            spin_until(|| x.load(Ordering::Acquire) == base + 2 * i + 2);
             if i >= WARMUP {
-                samples.push((ticks() - t0) / 2);
+                samples.push((rdtsc() - t0) / 2);
             }
         } else {
-            while x.load(Ordering::Acquire) != base + 2 * i + 1 {
-                std::hint::spin_loop();
-            }
+            spin_until(|| x.load(Ordering::Acquire) == base + 2 * i + 1);
             x.store(base + 2 * i + 2, Ordering::Release);
         }
     }
@@ -135,17 +134,17 @@ fn line_round(x: &AtomicU64, ping: bool, base: u64) -> f64 {
     }
 }
 
-/// The time-stamp counter: finer than this VM's clock (5 ns steps), and
-/// ratios need no unit. `ticks_per_ns` converts for the printout.
-fn ticks() -> u64 {
-    // SAFETY: rdtsc has no preconditions on x86-64.
-    unsafe { std::arch::x86_64::_rdtsc() }
-}
-
-fn ticks_per_ns() -> f64 {
-    let (t0, n0) = (ticks(), aether::sys::monotonic_ns());
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    (ticks() - t0) as f64 / (aether::sys::monotonic_ns() - n0) as f64
+/// Spins until `done`; panics after [`PEER_TIMEOUT`] (the other process died).
+fn spin_until(done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    let mut turns = 0u32;
+    while !done() {
+        std::hint::spin_loop();
+        turns = turns.wrapping_add(1);
+        if turns.is_multiple_of(4096) && start.elapsed() > PEER_TIMEOUT {
+            panic!("the other process stopped answering");
+        }
+    }
 }
 
 /// The mean of the middle half of the samples: as robust as the median, and
@@ -157,8 +156,10 @@ fn mid_mean(mut v: Vec<u64>) -> f64 {
 }
 
 fn main() {
-    let tpn = ticks_per_ns();
+    // Timed with the TSC: finer than this VM's clock, and ratios need no unit.
+    let tpn = aether::sys::tsc::ticks_per_ns(std::time::Duration::from_millis(50));
     let rounds: usize = std::env::args().nth(1).map_or(5, |s| s.parse().expect("rounds"));
+    assert!(rounds > 0, "at least one round");
     let policies = [Policy::Reliable, Policy::Lossy];
     // Every round's rings exist before the fork; each side uses its half.
     let all: Vec<Vec<Rings>> = (0..rounds)
@@ -168,13 +169,20 @@ fn main() {
     // A second line for the two sides to agree that a round starts together.
     let go = shared_line();
     // SAFETY: fork in a single-threaded program; the child only uses what it inherited.
+    let parent = std::process::id();
     let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
     let ping = child != 0;
     if !ping {
         // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number changes only
         // this process's own death signal. A spinning child must not outlive
         // a parent that died (its output piped to `head`, say).
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        // The parent may have died before the prctl: then nobody signals us.
+        if std::os::unix::process::parent_id() != parent {
+            // SAFETY: leaving at once, as the parent is gone.
+            unsafe { libc::_exit(1) };
+        }
     }
     pin(if ping { 0 } else { 1 });
     let mut step = 0u64;
@@ -184,9 +192,7 @@ fn main() {
         if ping {
             go.store(*step, Ordering::SeqCst);
         } else {
-            while go.load(Ordering::SeqCst) < *step {
-                std::hint::spin_loop();
-            }
+            spin_until(|| go.load(Ordering::SeqCst) >= *step);
         }
     };
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); policies.len()];
@@ -208,6 +214,8 @@ fn main() {
                 ratios[k].push(ring / floor);
             } else {
                 echo(&mut rings);
+                // The rings' readers hold the parent's slots too: leave them be.
+                std::mem::forget(rings);
             }
         }
     }

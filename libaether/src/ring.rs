@@ -914,18 +914,10 @@ impl Reader {
             }
             match kind {
                 KIND_MESSAGE => {
-                    let Some((stride, len, seq, ts)) = self.read_header_unless_lapped(self.pos)? else {
+                    let Some(header) = self.read_header_unless_lapped(self.pos)? else {
                         return Ok(Found::Pending { claimed: false });
                     };
-                    let data = self.header_at(self.pos).cast::<u8>().wrapping_add(RECORD_HEADER);
-                    return Ok(Found::Message(Record {
-                        pos: self.pos,
-                        stride,
-                        seq,
-                        timestamp_ns: ts,
-                        len,
-                        data,
-                    }));
+                    return Ok(Found::Message(self.record(self.pos, header)));
                 }
                 KIND_PADDING => {
                     let off = self.pos & (self.geo.ring_size - 1);
@@ -1205,16 +1197,13 @@ impl Reader {
     #[inline(always)]
     fn receive_fast(&mut self, buf: &mut [u8]) -> Option<(usize, u64, u64)> {
         let pos = self.pos;
-        let h = self.header_at(pos);
-        let committed = stamp(self.geo.salt, pos, KIND_MESSAGE);
         let spins = if self.wait.strategy == WaitStrategy::Spin {
             FAST_SPINS
         } else {
             self.wait.spin.min(FAST_SPINS)
         };
         let mut turns = 0;
-        // SAFETY: in bounds (header_at); the stamp is an atomic.
-        while unsafe { (*h).stamp.load(Ordering::Acquire) } != committed {
+        while !self.committed_at_cursor() {
             if turns == spins {
                 return None;
             }
@@ -1222,7 +1211,7 @@ impl Reader {
             // the publisher writes before the stamp: fetching it while we spin
             // overlaps its transfer with the stamp's instead of following it
             // (a prefetch past the ring's end is harmless).
-            sys::prefetch(h.cast::<u8>().wrapping_add(ALIGN as usize));
+            sys::prefetch(self.header_at(pos).cast::<u8>().wrapping_add(ALIGN as usize));
             std::hint::spin_loop();
             turns += 1;
         }
@@ -1253,20 +1242,24 @@ impl Reader {
     /// checks [`overwritten`](Self::overwritten) after reading the bytes.
     #[inline(always)]
     fn record_at_cursor(&self) -> Option<Record> {
-        let pos = self.pos;
-        let h = self.header_at(pos);
-        let (stride, len, seq, timestamp_ns) = self.read_header(pos).ok()?;
-        if seq < self.next_seq {
+        let header = self.read_header(self.pos).ok()?;
+        if header.2 < self.next_seq {
             return None;
         }
-        Some(Record {
+        Some(self.record(self.pos, header))
+    }
+
+    /// The record at `pos`, from its header fields (`read_header`).
+    #[inline(always)]
+    fn record(&self, pos: u64, (stride, len, seq, timestamp_ns): (u64, usize, u64, u64)) -> Record {
+        Record {
             pos,
             stride,
             seq,
             timestamp_ns,
             len,
-            data: h.cast::<u8>().wrapping_add(RECORD_HEADER),
-        })
+            data: self.header_at(pos).cast::<u8>().wrapping_add(RECORD_HEADER),
+        }
     }
 
     /// Stops using the subscriber slot: clears it in shared memory (so

@@ -42,10 +42,20 @@ pub fn invariant_tsc() -> bool {
     })
 }
 
+/// The time-stamp counter (a time only where [`invariant_tsc`] holds).
 #[inline]
-fn rdtsc() -> u64 {
+pub fn rdtsc() -> u64 {
     // SAFETY: rdtsc reads a counter; it has no memory effects.
     unsafe { std::arch::x86_64::_rdtsc() }
+}
+
+/// TSC ticks per nanosecond of `CLOCK_MONOTONIC`, measured over `span`
+/// (sleeping): for converting intervals timed with [`rdtsc`].
+pub fn ticks_per_ns(span: std::time::Duration) -> f64 {
+    let (t0, n0) = (rdtsc(), super::monotonic_ns());
+    std::thread::sleep(span);
+    let (t1, n1) = (rdtsc(), super::monotonic_ns());
+    t1.wrapping_sub(t0) as f64 / n1.saturating_sub(n0).max(1) as f64
 }
 
 /// One anchor: at TSC `tsc`, the wall clock read `ns`.
