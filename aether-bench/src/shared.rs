@@ -4,8 +4,9 @@
 //! baseline. Descriptors are made inheritable on
 //! purpose and named to the children by number.
 
+use aether::sys::mmap::Mapping;
 use aether::sys::tsc;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 pub const PAGE: usize = 4096;
@@ -13,8 +14,7 @@ pub const PAGE: usize = 4096;
 /// A page (or a larger area) shared by every process that maps the same descriptor.
 pub struct SharedPage {
     fd: OwnedFd,
-    ptr: *mut u8,
-    len: usize,
+    map: Mapping,
 }
 
 impl SharedPage {
@@ -50,23 +50,10 @@ impl SharedPage {
         SharedPage::map(unsafe { OwnedFd::from_raw_fd(fd) }, len)
     }
 
+    /// Populated, as ring segments are, so that no run pays page faults.
     fn map(fd: OwnedFd, len: usize) -> std::io::Result<SharedPage> {
-        // SAFETY: a fresh shared mapping of `len` bytes of a descriptor we own
-        // (populated, as ring segments are, so that no run pays page faults).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(SharedPage { fd, ptr: p.cast(), len })
+        let map = Mapping::shared(fd.as_fd(), len)?;
+        Ok(SharedPage { fd, map })
     }
 
     pub fn fd(&self) -> RawFd {
@@ -77,14 +64,14 @@ impl SharedPage {
     pub fn u64_at(&self, line: usize) -> &AtomicU64 {
         assert!(line < PAGE / 64);
         // SAFETY: in bounds of the mapped page, 64-byte aligned, accessed only atomically.
-        unsafe { &*self.ptr.add(line * 64).cast::<AtomicU64>() }
+        unsafe { &*self.map.as_ptr().add(line * 64).cast::<AtomicU64>() }
     }
 
     /// The 32-bit word at cache line `line` (futex words).
     pub fn u32_at(&self, line: usize) -> &AtomicU32 {
         assert!(line < PAGE / 64);
         // SAFETY: as above.
-        unsafe { &*self.ptr.add(line * 64).cast::<AtomicU32>() }
+        unsafe { &*self.map.as_ptr().add(line * 64).cast::<AtomicU32>() }
     }
 }
 
@@ -130,14 +117,14 @@ impl SharedPage {
     /// Slot `i` of `size` bytes in the hand-off area: slots start after the
     /// first page (which holds the two counters, lines 0 and 2).
     pub fn slot(&self, i: usize, size: usize) -> *mut u8 {
-        assert!(PAGE + (i + 1) * size <= self.len);
+        assert!(PAGE + (i + 1) * size <= self.map.len());
         self.slot_unchecked(i, size)
     }
 
     /// [`slot`](Self::slot) without the bounds check, for a hot loop whose
     /// caller checked its last slot once (the address is only computed here).
     pub fn slot_unchecked(&self, i: usize, size: usize) -> *mut u8 {
-        self.ptr.wrapping_add(PAGE + i * size)
+        self.map.as_ptr().wrapping_add(PAGE + i * size)
     }
 
     /// The two-line record starting at cache line `line`.
@@ -145,15 +132,8 @@ impl SharedPage {
         assert!(line + 2 <= PAGE / 64);
         // SAFETY: the record's 128 bytes are inside the mapped page.
         Record {
-            ptr: unsafe { self.ptr.add(line * 64) },
+            ptr: unsafe { self.map.as_ptr().add(line * 64) },
         }
-    }
-}
-
-impl Drop for SharedPage {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `map` mapped.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
 
