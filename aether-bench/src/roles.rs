@@ -261,8 +261,8 @@ impl Handoff {
         Handoff { area, slots, stride }
     }
 
-    /// The slot at `*index` (in 0..slots), whose first `size` bytes lie in
-    /// the area (checked in `from_env`); moves `*index` on to the next.
+    /// The slot at `*index` (in 0..slots), whose `stride` bytes lie in the
+    /// area (checked in `from_env`); moves `*index` on to the next.
     fn next_slot(&self, index: &mut usize) -> *mut u8 {
         let i = *index;
         *index = if i + 1 == self.slots as usize { 0 } else { i + 1 };
