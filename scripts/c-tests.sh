@@ -33,18 +33,6 @@ SUITE="C tests"
 # shellcheck source=scripts/harness.sh
 source "$ROOT/scripts/harness.sh"
 
-cleanup() {
-    local pid
-    for pid in "${CHILDREN[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    stop_daemon || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 # --- tools ------------------------------------------------------------------
 if ! command -v pkg-config >/dev/null; then
     echo "c-tests: pkg-config is not installed" >&2

@@ -1,12 +1,30 @@
 # Shared by scripts/c-tests.sh and scripts/package-test.sh (sourced, not run):
 # TAP-like "ok - NAME" / "not ok - NAME" lines, a closing
 # "<SUITE>: N passed, M failed[, K skipped]" line, and daemon handling.
-# The sourcing script sets SUITE and LOGS, and DAEMON_PID when it starts one.
+# The sourcing script sets SUITE, LOGS, TMP and CHILDREN (pids to kill at
+# exit) before sourcing, and DAEMON_PID when it starts a daemon.
 
 passed=0
 failed=0
 skipped=0
 FINISHED=
+
+# Kills what the suite started (CHILDREN), stops its daemon, removes TMP.
+release_all() {
+    local pid
+    for pid in "${CHILDREN[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    stop_daemon || true
+    rm -rf "$TMP"
+}
+
+# On exit, `cleanup` runs: release_all, unless the sourcing script
+# redefines it (after sourcing) to do more first.
+cleanup() { release_all; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # SIGTERM the daemon and wait for it (SIGKILL after 10 s); returns its status.
 stop_daemon() {

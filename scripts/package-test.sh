@@ -42,20 +42,13 @@ SUITE="package tests"
 source "$ROOT/scripts/harness.sh"
 
 cleanup() {
-    local status=$? pid
+    local status=$?
     if [[ -z $FINISHED ]]; then # an unexpected error stopped the script
         echo "not ok - package-test.sh stopped early (status $status)"
         echo "package tests: $passed passed, $((failed + 1)) failed"
     fi
-    for pid in "${CHILDREN[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    stop_daemon || true
-    rm -rf "$TMP"
+    release_all
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 for tool in "$CC" pkg-config readelf ldd cargo; do
     command -v "$tool" >/dev/null || { echo "package-test: $tool is required" >&2; exit 1; }

@@ -1,8 +1,11 @@
 //! Instruction cost of the hot paths, one thread, no contention, no daemon:
 //! `cargo run --release -p aether --example hotpath`. Each figure is the best
 //! of seven runs of 500,000 operations (the machine's noise only adds).
+mod common;
+
 use aether::ring::{Deadline, Reader, Writer};
-use aether::segment::{Policy, Segment, TopicParams};
+use aether::segment::Policy;
+use common::small_segment;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,14 +26,7 @@ fn best(mut f: impl FnMut()) -> f64 {
 
 fn main() {
     for policy in [Policy::Lossy, Policy::Reliable] {
-        let params = TopicParams {
-            policy,
-            ring_size: 1 << 16,
-            max_message: 64,
-            max_subscribers: 8,
-        };
-        let (_fd, seg) = Segment::create("t", &params, 1).expect("create segment");
-        let seg = Arc::new(seg);
+        let seg = small_segment("t", policy);
         let mut w = Writer::new(Arc::clone(&seg), Some(0));
         let mut r = Reader::new(Arc::clone(&seg), Some(0), std::process::id()).expect("reader");
         let msg = [7u8; 64];

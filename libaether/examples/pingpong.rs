@@ -5,9 +5,12 @@
 //! it (mid-means: the mean of the middle half of the samples).
 //! `cargo run --release -p aether --example pingpong [rounds]` (pins to
 //! CPUs 0 and 1; one-way = round trip / 2).
+mod common;
+
 use aether::ring::{Deadline, Reader, WaitConfig, WaitStrategy, Writer};
-use aether::segment::{Policy, Segment, TopicParams};
+use aether::segment::{Policy, Segment};
 use aether::sys::tsc::rdtsc;
+use common::small_segment;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -23,17 +26,6 @@ fn pin(cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
-}
-
-fn segment(policy: Policy) -> Arc<Segment> {
-    let params = TopicParams {
-        policy,
-        ring_size: 1 << 16,
-        max_message: 64,
-        max_subscribers: 8,
-    };
-    let (_fd, seg) = Segment::create("pp", &params, 1).expect("create segment");
-    Arc::new(seg)
 }
 
 /// One shared cache line, mapped before the fork.
@@ -62,7 +54,7 @@ struct Rings {
 }
 
 fn rings(policy: Policy) -> Rings {
-    let (ping, pong) = (segment(policy), segment(policy));
+    let (ping, pong) = (small_segment("pp", policy), small_segment("pp", policy));
     // Readers first, so that each starts before the first message.
     let spin = WaitConfig {
         strategy: WaitStrategy::Spin,
