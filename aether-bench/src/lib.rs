@@ -360,7 +360,7 @@ impl Bench {
             let count = self.args.messages.unwrap_or((budget / size).clamp(200, cap));
             let per_round = count.div_ceil(rounds).max(2);
             // Per system: messages (intervals), seconds, lost, summed over rounds.
-            let mut sums = [(0f64, 0f64, 0u64); 6];
+            let mut sums = systems.map(|_| (0f64, 0f64, 0u64));
             for _ in 0..rounds {
                 for (system, sum) in systems.iter().zip(sums.iter_mut()) {
                     let (msgs, secs, lost) = match *system {

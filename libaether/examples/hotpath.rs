@@ -57,4 +57,10 @@ fn main() {
             "{policy:?}: publish+receive {pair:.1} ns; claim+commit+next+consume {zero_copy:.1} ns; publish alone {publish:.1} ns; clock_gettime {clock:.1} ns"
         );
     }
+    // What a subscriber pays before it sleeps, so that publishers need no fence.
+    let registered = aether::sys::membarrier::register();
+    let barrier = best(|| {
+        std::hint::black_box(aether::sys::membarrier::heavy());
+    });
+    println!("membarrier (sleeper's barrier, registered: {registered}) {barrier:.1} ns");
 }
