@@ -1,12 +1,13 @@
 //! aether-cli: publish and subscribe from the shell, and inspect and control
 //! a running `aetherd` through its admin named pipe. Argument parsing and
-//! output only: everything else is libaether (`aether::admin`, `aether::Client`).
+//! output only: everything else is libaether (`aether::Client`) and the admin pipe's
+//! requester side in aetherd's library (`aetherd::admin`).
 
 mod cli;
 mod fmt;
 
-use aether::admin::{self, Command};
 use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
+use aetherd::admin::{self, Command};
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Cmd, PolicyArg, TopicArgs, Wait};
 use serde_json::Value;

@@ -197,7 +197,7 @@ fn every_command_reports_what_the_traffic_did() {
     let mut d = d;
     wait_for("aetherd to exit after drain", || d.child.try_wait().unwrap().is_some());
     assert!(
-        !d.socket.exists() && !aether::admin::pipe_path(&d.socket).exists(),
+        !d.socket.exists() && !aetherd::admin::pipe_path(&d.socket).exists(),
         "socket and pipe removed"
     );
     assert!(d.reply_dirs().is_empty(), "no reply FIFOs left: {:?}", d.reply_dirs());
@@ -296,7 +296,7 @@ fn a_cli_killed_while_waiting_leaves_nothing_and_wedges_nothing() {
 #[test]
 fn junk_in_the_pipe_is_refused_and_the_daemon_keeps_serving() {
     let d = Daemon::start();
-    let pipe = aether::admin::pipe_path(&d.socket);
+    let pipe = aetherd::admin::pipe_path(&d.socket);
     // A reply FIFO of our own, where the daemon accepts to write.
     let dir = d.dir.join(format!("cli.{}.junk", std::process::id()));
     std::fs::create_dir(&dir).unwrap();

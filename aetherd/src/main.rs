@@ -1,12 +1,11 @@
 //! aetherd: the Aether broker daemon. Argument parsing, signals and process
-//! set-up only; everything else is `aether::broker`.
+//! set-up only; everything else is the
+//! `aetherd` library.
 
 mod cli;
 
-use aether::broker::config::{Loaded, Settings};
-use aether::broker::log;
-use aether::broker::{access, Broker};
-use aether::log_at;
+use aetherd::config::{Loaded, Settings};
+use aetherd::{access, logger, Broker};
 use clap::Parser;
 use cli::Args;
 
@@ -70,7 +69,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    log::set_level(loaded.settings.log_level);
+    logger::init(loaded.settings.log_level);
     let socket = loaded.settings.socket.clone();
     let set = block_signals();
     if let Err(e) = access::prepare_socket_dir(&socket, loaded.settings.socket_mode) {
@@ -94,18 +93,17 @@ fn main() {
     if args.detach {
         detach();
     }
-    log_at!(
-        Info,
+    log::info!(
         "listening on {} (pid {}, instance {:016x})",
         socket.display(),
         std::process::id(),
         broker.instance_id()
     );
     if loaded.file_read {
-        log_at!(Info, "configuration from {}", loaded.file.path.display());
+        log::info!("configuration from {}", loaded.file.path.display());
     }
     if let Err(e) = broker.spawn_threads() {
-        log_at!(Error, "cannot start the daemon's threads: {e}");
+        log::error!("cannot start the daemon's threads: {e}");
         std::process::exit(1);
     }
     let stats_file = socket.with_file_name("aetherd.stats.json");
@@ -119,37 +117,37 @@ fn main() {
             libc::SIGTERM | libc::SIGINT => break,
             libc::SIGUSR1 => {
                 let stats = broker.stats();
-                log_at!(Info, "statistics: {}", stats.summary());
+                log::info!("statistics: {}", stats.summary());
                 match std::fs::write(&stats_file, stats.to_json()) {
-                    Ok(()) => log_at!(Info, "statistics written to {}", stats_file.display()),
-                    Err(e) => log_at!(Warn, "cannot write {}: {e}", stats_file.display()),
+                    Ok(()) => log::info!("statistics written to {}", stats_file.display()),
+                    Err(e) => log::warn!("cannot write {}: {e}", stats_file.display()),
                 }
             }
             libc::SIGHUP => match loaded.reload() {
                 Ok((new, ignored)) => {
                     for note in ignored {
-                        log_at!(Warn, "SIGHUP: {note}");
+                        log::warn!("SIGHUP: {note}");
                     }
-                    log::set_level(new.settings.log_level);
+                    logger::set_level(new.settings.log_level);
                     broker.set_config(new.config.clone());
                     if new.file_read {
-                        log_at!(Info, "SIGHUP: configuration reloaded from {}", new.file.path.display());
+                        log::info!("SIGHUP: configuration reloaded from {}", new.file.path.display());
                     } else {
-                        log_at!(Info, "SIGHUP: no configuration file; built-in configuration in force");
+                        log::info!("SIGHUP: no configuration file; built-in configuration in force");
                     }
                     loaded = new;
                 }
-                Err(e) => log_at!(Error, "SIGHUP: {e}; keeping the current configuration"),
+                Err(e) => log::error!("SIGHUP: {e}; keeping the current configuration"),
             },
             _ => {}
         }
     }
     let drain_timeout = loaded.settings.drain_timeout;
-    log_at!(Info, "draining (up to {} s)", drain_timeout.as_secs_f64());
+    log::info!("draining (up to {} s)", drain_timeout.as_secs_f64());
     if !broker.drain(drain_timeout) {
-        log_at!(Warn, "drain timeout: some subscribers had not read everything");
+        log::warn!("drain timeout: some subscribers had not read everything");
     }
     let _ = std::fs::remove_file(&stats_file);
     drop(broker);
-    log_at!(Info, "shut down");
+    log::info!("shut down");
 }

@@ -131,7 +131,7 @@ fn sleeping_subscribers_are_woken_with_and_without_membarrier() {
             "publisher membarrier {publisher}, subscriber {subscriber}: {r}"
         );
         sub.wait_ok();
-        let stats = aether::admin::call(&d.socket, aether::admin::Command::Stats, Duration::from_secs(5)).unwrap();
+        let stats = aetherd::admin::call(&d.socket, aetherd::admin::Command::Stats, Duration::from_secs(5)).unwrap();
         let waits = stats["topics"]
             .as_array()
             .and_then(|ts| ts.iter().find(|t| t["name"] == topic.as_str()))
@@ -333,7 +333,7 @@ fn sigterm_removes_socket_and_segments() {
     drop(client);
     assert!(d.stop().success());
     assert!(!d.socket.exists(), "socket removed");
-    assert!(!aether::admin::pipe_path(&d.socket).exists(), "admin pipe removed");
+    assert!(!aetherd::admin::pipe_path(&d.socket).exists(), "admin pipe removed");
 }
 
 #[test]

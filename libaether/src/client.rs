@@ -221,7 +221,7 @@ impl Client {
             notice_stash: Mutex::new(None),
         });
         let (reply, _) = conn.call(&Request::Hello {
-            client_version: crate::broker::VERSION.into(),
+            client_version: crate::VERSION.into(),
         })?;
         let Reply::Hello { pid, instance_id, .. } = reply else {
             return Err(Error::protocol("unexpected reply to hello"));

@@ -14,8 +14,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod admin;
-pub mod broker;
 pub mod client;
 pub mod delivery;
 pub mod error;
@@ -33,3 +31,6 @@ pub use error::{Error, Result, Status};
 pub use notice::Notice;
 pub use ring::{WaitConfig, WaitStrategy};
 pub use segment::{Policy, TopicParams};
+
+/// This library's version (the workspace's): sent to the daemon in `Hello`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

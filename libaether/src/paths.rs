@@ -19,13 +19,6 @@ pub fn builtin_socket(xdg_runtime_dir: Option<&std::ffi::OsStr>) -> PathBuf {
     }
 }
 
-/// The lock file that makes one daemon per socket path.
-pub fn lock_file(socket: &Path) -> PathBuf {
-    let mut s = socket.as_os_str().to_owned();
-    s.push(".lock");
-    PathBuf::from(s)
-}
-
 fn library_dir() -> Option<PathBuf> {
     // SAFETY: Dl_info is plain data; dladdr fills it for an address inside a
     // loaded object (this function's own code) and leaves it alone otherwise.

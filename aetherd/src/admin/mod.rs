@@ -4,15 +4,14 @@
 //! bytes, so concurrent writers never interleave), and reads one JSON reply
 //! from its FIFO. See docs/CLI.md for the commands and their fields.
 
-use crate::error::{Error, Result, Status};
+pub mod client;
+pub(crate) mod server;
+
+pub use client::{call, interrupt_on_signals, INTERRUPTED};
+
+use aether::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::ffi::CString;
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 /// Largest request: what one `write` to a pipe delivers atomically.
 pub const MAX_REQUEST: usize = libc::PIPE_BUF;
@@ -204,186 +203,6 @@ impl Reply {
             status: Some(e.status as i32),
             error: Some(e.message.clone()),
         }
-    }
-}
-
-/// Set from a SIGINT/SIGTERM handler: a waiting [`call`] gives up, removes its FIFO and returns `Shutdown`.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Makes SIGINT and SIGTERM interrupt a waiting [`call`] (which then removes
-/// its reply FIFO) instead of killing the process outright.
-pub fn interrupt_on_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installing a handler that only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
-/// A private directory with the reply FIFO, removed on drop. Named
-/// `cli.<pid>.<random>` next to the admin pipe, so that the daemon can remove
-/// the ones whose process died without cleaning up (SIGKILL).
-struct ReplyFifo {
-    dir: PathBuf,
-    fifo: PathBuf,
-}
-
-impl ReplyFifo {
-    fn create(next_to: &Path) -> Result<ReplyFifo> {
-        let parent = next_to
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let dir = parent.join(format!(
-            "cli.{}.{:08x}",
-            std::process::id(),
-            crate::sys::random_u64() as u32
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| Error::io(&format!("create {}", dir.display()), e))?;
-        let fifo = dir.join("reply");
-        if let Err(e) = mkfifo(&fifo, 0o600) {
-            let _ = std::fs::remove_dir(&dir);
-            return Err(Error::io("mkfifo", e));
-        }
-        Ok(ReplyFifo { dir, fifo })
-    }
-}
-
-use std::os::unix::fs::DirBuilderExt;
-
-impl Drop for ReplyFifo {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.fifo);
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
-/// Creates a FIFO at `path` with permissions `mode` (for the daemon's pipe too).
-pub(crate) fn mkfifo(path: &Path, mode: libc::mode_t) -> std::io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    // SAFETY: mkfifo with a NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), mode) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Opens `path` (close-on-exec) with `flags` (for the daemon's pipe too).
-pub(crate) fn open_fd(path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    // SAFETY: open with a NUL-terminated path; the result is a new descriptor or -1.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: open just returned this descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Sends `cmd` to the daemon behind `socket` and waits up to `timeout` for its reply.
-pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json::Value> {
-    let pipe = pipe_path(socket);
-    let no_daemon = || {
-        Error::new(
-            Status::Unavailable,
-            format!(
-                "no aetherd admin pipe at {} (is aetherd running on {}?)",
-                pipe.display(),
-                socket.display()
-            ),
-        )
-    };
-    match std::fs::metadata(&pipe) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_daemon()),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Err(Error::new(
-                Status::Permission,
-                format!("permission denied on the admin pipe {}", pipe.display()),
-            ))
-        }
-        Err(e) => return Err(Error::io(&format!("stat {}", pipe.display()), e)),
-    }
-    let reply_fifo = ReplyFifo::create(&pipe)?;
-    // Open our end first (non-blocking), so the daemon's open finds a reader.
-    let rd =
-        open_fd(&reply_fifo.fifo, libc::O_RDONLY | libc::O_NONBLOCK).map_err(|e| Error::io("open reply FIFO", e))?;
-    let req = Request::new(reply_fifo.fifo.display().to_string(), cmd);
-    let mut line = serde_json::to_vec(&req).map_err(|e| Error::invalid(e.to_string()))?;
-    line.push(b'\n');
-    if line.len() > MAX_REQUEST {
-        return Err(Error::new(Status::TooLarge, "admin request longer than PIPE_BUF"));
-    }
-    let wr = open_fd(&pipe, libc::O_WRONLY | libc::O_NONBLOCK).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENXIO) => no_daemon(),
-        Some(libc::EACCES) | Some(libc::EPERM) => Error::new(
-            Status::Permission,
-            format!("permission denied on the admin pipe {}", pipe.display()),
-        ),
-        _ => Error::io(&format!("open {}", pipe.display()), e),
-    })?;
-    // SAFETY: writing our buffer to a descriptor we own; one write <= PIPE_BUF is atomic.
-    let n = unsafe { libc::write(wr.as_raw_fd(), line.as_ptr().cast(), line.len()) };
-    if n != line.len() as isize {
-        return Err(Error::new(
-            Status::Timeout,
-            "the admin pipe is full: aetherd is not reading it",
-        ));
-    }
-    drop(wr);
-    // Read until the daemon closes its end (EOF), up to the deadline.
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    let mut file = std::fs::File::from(rd);
-    let mut got_writer = false;
-    loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            return Err(Error::new(Status::Shutdown, "interrupted"));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::new(
-                Status::Timeout,
-                format!("aetherd did not answer within {timeout:?} (it may be stopped or overloaded)"),
-            ));
-        }
-        let mut p = libc::pollfd {
-            fd: file.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; short slices so an interrupt is noticed quickly.
-        unsafe { libc::poll(&mut p, 1, left.as_millis().min(50) as i32) };
-        let mut buf = [0u8; 8192];
-        match file.read(&mut buf) {
-            Ok(0) if got_writer || p.revents & libc::POLLHUP != 0 => break,
-            Ok(0) => continue, // no writer has opened the FIFO yet
-            Ok(n) => {
-                got_writer = true;
-                out.extend_from_slice(&buf[..n]);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(Error::io("read reply", e)),
-        }
-    }
-    let reply: Reply =
-        serde_json::from_slice(&out).map_err(|e| Error::protocol(format!("malformed reply from aetherd: {e}")))?;
-    if reply.ok {
-        Ok(reply.result.unwrap_or(serde_json::Value::Null))
-    } else {
-        let status = reply.status.and_then(Status::from_code).unwrap_or(Status::Internal);
-        Err(Error::new(status, reply.error.unwrap_or_default()))
     }
 }
 

@@ -13,19 +13,17 @@
 //! mode 0600, O_EXCL), opened for the client, and unlinked at once: the
 //! client gets its descriptor over SCM_RIGHTS and nothing is left behind.
 
-use super::{SlotKind, State, Topic};
-use crate::error::{Error, Result, Status};
-use crate::log_at;
-use crate::notice::{self, Notice, FRAME_HEADER, NOTICE_MSGSIZE};
-use crate::protocol::Reply;
-use crate::ring::{Deadline, Reader, WaitConfig, WaitStrategy};
-use crate::segment::{Policy, Segment};
-use crate::sys::mqueue as mq;
+use crate::state::{not_found, Dispatcher, NoticeQueue, Notices, SlotKind, State, Topic};
+use aether::notice::{self, Notice, FRAME_HEADER, NOTICE_MSGSIZE};
+use aether::protocol::Reply;
+use aether::ring::{Deadline, Reader, WaitConfig, WaitStrategy};
+use aether::segment::{Policy, Segment};
+use aether::sys::mqueue as mq;
+use aether::{Error, Result, Status};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Most messages a queue holds (the system's `msg_max` permitting).
@@ -38,24 +36,9 @@ const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 static NEXT_QUEUE: AtomicU64 = AtomicU64::new(0);
 
-/// The daemon's mqueue state: dispatch threads and what was last reported.
-#[derive(Default)]
-pub(super) struct Registry {
-    dispatchers: Vec<Dispatcher>,
-    /// Per (topic, subscriber slot): the holder and the lost count last reported to it.
-    lag: HashMap<(u64, u32), (u64, u64)>,
-}
-
-/// The daemon's end of a client's control queue.
-pub(super) struct NoticeQueue {
-    fd: OwnedFd,
-    /// Notices dropped (queue full) since the last one that fitted.
-    dropped: AtomicU32,
-}
-
 impl NoticeQueue {
     /// Posts `n` without blocking. Returns whether it fitted.
-    pub(super) fn post(&self, n: &Notice) -> bool {
+    pub(crate) fn post(&self, n: &Notice) -> bool {
         let dropped = self.dropped.swap(0, Ordering::AcqRel);
         let Some(bytes) = notice::encode_notice(n, dropped) else {
             return true;
@@ -69,9 +52,6 @@ impl NoticeQueue {
         }
     }
 }
-
-/// A client's control queue, once it asked for one.
-pub(super) type Notices = Arc<OnceLock<NoticeQueue>>;
 
 /// A queue just made: the daemon's end, the client's end; the name is gone.
 struct NewQueue {
@@ -106,7 +86,7 @@ fn make_queue(instance: u64, nonblocking: bool, maxmsg: usize, msgsize: usize) -
 }
 
 /// `ControlQueue`: makes `client`'s control queue and hands out its read end.
-pub(super) fn control_queue(s: &mut State, client: u64, fds: &mut Vec<OwnedFd>) -> Result<Reply> {
+pub(crate) fn control_queue(s: &mut State, client: u64, fds: &mut Vec<OwnedFd>) -> Result<Reply> {
     let instance = s.instance_id;
     let c = s
         .clients
@@ -121,12 +101,9 @@ pub(super) fn control_queue(s: &mut State, client: u64, fds: &mut Vec<OwnedFd>) 
     let (msg_max, msgsize_max) = mq::system_limits();
     let (maxmsg, msgsize) = (QUEUE_DEPTH.min(msg_max), NOTICE_MSGSIZE.min(msgsize_max));
     let q = make_queue(instance, true, maxmsg, msgsize)?;
-    let _ = c.notices.set(NoticeQueue {
-        fd: q.daemon,
-        dropped: AtomicU32::new(0),
-    });
+    let _ = c.notices.set(NoticeQueue::new(q.daemon));
     fds.push(q.client);
-    log_at!(Debug, "client {client}: control queue {maxmsg} x {msgsize} bytes");
+    log::debug!("client {client}: control queue {maxmsg} x {msgsize} bytes");
     Ok(Reply::ControlQueue {
         maxmsg: maxmsg as u32,
         msgsize: msgsize as u32,
@@ -134,7 +111,7 @@ pub(super) fn control_queue(s: &mut State, client: u64, fds: &mut Vec<OwnedFd>) 
 }
 
 /// Posts `n` to `client`'s control queue, if it has one. Returns whether it was delivered.
-pub(super) fn post(s: &State, client: u64, n: &Notice) -> bool {
+pub(crate) fn post(s: &State, client: u64, n: &Notice) -> bool {
     match s.clients.get(&client).and_then(|c| c.notices.get()) {
         Some(q) => q.post(n),
         None => false,
@@ -142,7 +119,7 @@ pub(super) fn post(s: &State, client: u64, n: &Notice) -> bool {
 }
 
 /// Posts `n` to every client that has a control queue.
-pub(super) fn post_all(s: &State, n: &Notice) {
+pub(crate) fn post_all(s: &State, n: &Notice) {
     for c in s.clients.values() {
         if let Some(q) = c.notices.get() {
             q.post(n);
@@ -151,7 +128,7 @@ pub(super) fn post_all(s: &State, n: &Notice) {
 }
 
 /// Tells every client holding a slot on the deleted topic `t` that it is gone.
-pub(super) fn topic_deleted(s: &State, name: &str, t: &Topic) {
+pub(crate) fn topic_deleted(s: &State, name: &str, t: &Topic) {
     let mut told = Vec::new();
     for c in t.slots.iter().chain(t.pub_slots.iter()).flatten() {
         if !told.contains(c) {
@@ -161,21 +138,13 @@ pub(super) fn topic_deleted(s: &State, name: &str, t: &Topic) {
     }
 }
 
-/// Identifies one incarnation of a topic: its segment's salt, random and
-/// fixed for the segment's life (the protocol names incarnations the same
-/// way, see `requests::same_incarnation`); a topic deleted and made again
-/// gets a new one.
-fn topic_key(t: &Topic) -> u64 {
-    t.seg.geometry().salt
-}
-
 /// Housekeeping: tells each client whose subscriber lost messages since the
 /// last look (a `Lagged` notice per slot, at most once per call). A notice
 /// that does not fit is retried with the larger count next time.
-pub(super) fn report_lag(s: &mut State) {
+pub(crate) fn report_lag(s: &mut State) {
     let mut seen = HashMap::new();
     for (name, t) in &s.topics {
-        let key = topic_key(t);
+        let key = t.key();
         for (i, owner) in t.slots.iter().enumerate() {
             let (Some(client), Some(slot)) = (owner, t.seg.slot(i as u32)) else {
                 continue;
@@ -204,27 +173,10 @@ pub(super) fn report_lag(s: &mut State) {
     s.mq.lag = seen;
 }
 
-/// One `delivery=mqueue` subscriber's dispatch thread.
-pub(super) struct Dispatcher {
-    client: u64,
-    topic: String,
-    topic_key: u64,
-    slot: u32,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Dispatcher {
-    fn drop(&mut self) {
-        // Not joined (see `join`): the thread still stops at its next look.
-        self.stop.store(true, Ordering::Release);
-    }
-}
-
 /// How subscriber slot `slot` of `t` is delivered: "mqueue" when a live
 /// dispatch thread serves it, else "shm" (for statistics).
-pub(super) fn delivery_of(s: &State, t: &Topic, slot: u32) -> &'static str {
-    let key = topic_key(t);
+pub(crate) fn delivery_of(s: &State, t: &Topic, slot: u32) -> &'static str {
+    let key = t.key();
     let live = |d: &Dispatcher| !d.thread.as_ref().is_some_and(|h| h.is_finished());
     if s.mq
         .dispatchers
@@ -240,15 +192,12 @@ pub(super) fn delivery_of(s: &State, t: &Topic, slot: u32) -> &'static str {
 /// `SubscriberOpenMqueue`: a subscriber slot on `topic` for `client`, read by
 /// a new dispatch thread that forwards into a new queue. Hands out the
 /// segment (so the client can read its slot's counters) and the queue's read end.
-pub(super) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut Vec<OwnedFd>) -> Result<Reply> {
+pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut Vec<OwnedFd>) -> Result<Reply> {
     let instance = s.instance_id;
     let notices = s.clients.get(&client).map(|c| Arc::clone(&c.notices));
     s.mq.dispatchers
         .retain(|d| !d.thread.as_ref().is_some_and(|h| h.is_finished()));
-    let t = s
-        .topics
-        .get_mut(topic)
-        .ok_or_else(|| super::requests::not_found(topic))?;
+    let t = s.topics.get_mut(topic).ok_or_else(|| not_found(topic))?;
     let i = t.free_slot(SlotKind::Subscriber, topic)?;
     let geo = *t.seg.geometry();
     let (msg_max, msgsize_max) = mq::system_limits();
@@ -285,7 +234,7 @@ pub(super) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
         .spawn(move || job.run())
         .map_err(|e| Error::new(Status::Limit, format!("cannot start a dispatch thread: {e}")))?;
     t.take_slot(SlotKind::Subscriber, i, client);
-    let key = topic_key(t);
+    let key = t.key();
     s.mq.dispatchers.push(Dispatcher {
         client,
         topic: topic.to_string(),
@@ -296,10 +245,7 @@ pub(super) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
     });
     fds.push(seg_fd);
     fds.push(q.client);
-    log_at!(
-        Debug,
-        "client {client}: mqueue subscriber on {topic:?} slot {i}, queue {maxmsg} x {msgsize} bytes"
-    );
+    log::debug!("client {client}: mqueue subscriber on {topic:?} slot {i}, queue {maxmsg} x {msgsize} bytes");
     Ok(Reply::SubscribedMqueue {
         slot: i as u32,
         maxmsg: maxmsg as u32,
@@ -310,8 +256,8 @@ pub(super) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
 /// Takes out of `s` the dispatchers of `client`: all of them, or the one
 /// serving `(topic, slot)` (of the live topic of that name, or of a deleted
 /// one if none lives). Their stop flags are set; [`join`] them unlocked.
-pub(super) fn take(s: &mut State, client: u64, which: Option<(&str, u32)>) -> Vec<Dispatcher> {
-    let live = which.and_then(|(name, _)| s.topics.get(name).map(topic_key));
+pub(crate) fn take(s: &mut State, client: u64, which: Option<(&str, u32)>) -> Vec<Dispatcher> {
+    let live = which.and_then(|(name, _)| s.topics.get(name).map(Topic::key));
     let (out, keep) = std::mem::take(&mut s.mq.dispatchers).into_iter().partition(|d| {
         d.client == client
             && which
@@ -326,7 +272,7 @@ pub(super) fn take(s: &mut State, client: u64, which: Option<(&str, u32)>) -> Ve
 
 /// Waits for the threads of `ds` to end (each looks at its flag every 50 ms).
 /// Call without the state lock: the threads never take it, but this waits.
-pub(super) fn join(ds: Vec<Dispatcher>) {
+pub(crate) fn join(ds: Vec<Dispatcher>) {
     for mut d in ds {
         if let Some(h) = d.thread.take() {
             let _ = h.join();
@@ -337,7 +283,7 @@ pub(super) fn join(ds: Vec<Dispatcher>) {
 /// Draining, once every topic is closed: lets dispatch threads forward what
 /// is left and their end-of-stream marker (at most [`DRAIN_GRACE`]), then
 /// stops and joins them.
-pub(super) fn finish_all(state: &Mutex<State>) {
+pub(crate) fn finish_all(state: &Mutex<State>) {
     let all = std::mem::take(&mut state.lock().expect("state lock").mq.dispatchers);
     let deadline = Instant::now() + DRAIN_GRACE;
     while Instant::now() < deadline && !all.iter().all(|d| d.thread.as_ref().is_none_or(|h| h.is_finished())) {
@@ -401,7 +347,7 @@ impl Job {
                     // A damaged segment must not make this thread spin or flood the
                     // log: report it at most once a second, and back off.
                     if last_corrupt_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                        log_at!(Warn, "dispatch {:?} slot {}: {e}", self.topic, self.slot);
+                        log::warn!("dispatch {:?} slot {}: {e}", self.topic, self.slot);
                         last_corrupt_log = Some(Instant::now());
                     }
                     std::thread::sleep(POLL);
@@ -458,17 +404,12 @@ impl Job {
                 // Queue full on a lossy topic: the subscriber lost this one.
                 Ok(false) => self.reader.pass(&rec, true),
                 Err(e) => {
-                    log_at!(Warn, "dispatch {:?} slot {}: mq_send: {e}", self.topic, self.slot);
+                    log::warn!("dispatch {:?} slot {}: mq_send: {e}", self.topic, self.slot);
                     break Status::Io;
                 }
             }
         };
-        log_at!(
-            Debug,
-            "dispatch {:?} slot {}: stream ends ({end:?})",
-            self.topic,
-            self.slot
-        );
+        log::debug!("dispatch {:?} slot {}: stream ends ({end:?})", self.topic, self.slot);
         let _ = self.send_waiting(&notice::end_frame(end));
     }
 }

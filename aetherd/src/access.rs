@@ -3,10 +3,9 @@
 //! root may do everything; anyone else only what a rule grants. Also the
 //! socket's file permissions, which decide who may connect at all.
 
-use super::config::{Action, Config, Rule};
-use crate::error::{Error, Result, Status};
-use crate::log_at;
-use crate::sys::uds::PeerCred;
+use crate::config::{Action, Config, Rule};
+use aether::sys::uds::PeerCred;
+use aether::{Error, Result, Status};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
@@ -110,8 +109,7 @@ pub fn prepare_socket_dir(socket: &Path, socket_mode: Option<u32>) -> Result<()>
     if missing.is_empty() && shared(socket_mode) {
         if let Ok(m) = std::fs::metadata(dir) {
             if m.permissions().mode() & 0o011 == 0 {
-                log_at!(
-                    Warn,
+                log::warn!(
                     "socket_mode {:04o} shares the socket, but its directory {} ({:04o}) lets only its owner in",
                     socket_mode.unwrap_or(0),
                     dir.display(),
@@ -190,7 +188,7 @@ mod tests {
         let base = std::env::temp_dir().join(format!(
             "aether-access-test-{}-{:x}",
             std::process::id(),
-            crate::sys::random_u64()
+            aether::sys::random_u64()
         ));
         let mode_of = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         prepare_socket_dir(&base.join("private/a/s.sock"), None).unwrap();

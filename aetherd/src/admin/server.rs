@@ -5,11 +5,11 @@
 //! and without following symlinks, with a bounded wait, so a requester that
 //! vanished can never hang this thread.
 
-use super::{requests, State};
 use crate::admin::{self, Command, Reply, Request};
-use crate::error::{Error, Result, Status};
-use crate::log_at;
-use crate::segment::{Policy, TopicParams};
+use crate::requests;
+use crate::state::{not_found, State};
+use aether::segment::{Policy, TopicParams};
+use aether::{Error, Result, Status};
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -24,17 +24,17 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Creates the admin FIFO (mode 0600) at `path`, replacing a stale one, and
 /// opens it read-write: from then on writers never get ENXIO ("no reader"),
 /// even before the admin thread runs, and never make it see EOF.
-pub(super) fn create_pipe(path: &Path) -> Result<OwnedFd> {
+pub(crate) fn create_pipe(path: &Path) -> Result<OwnedFd> {
     let _ = std::fs::remove_file(path);
-    admin::mkfifo(path, 0o600).map_err(|e| Error::io(&format!("mkfifo {}", path.display()), e))?;
-    admin::open_fd(path, libc::O_RDWR).map_err(|e| {
+    admin::client::mkfifo(path, 0o600).map_err(|e| Error::io(&format!("mkfifo {}", path.display()), e))?;
+    admin::client::open_fd(path, libc::O_RDWR).map_err(|e| {
         let _ = std::fs::remove_file(path);
         Error::io(&format!("open {}", path.display()), e)
     })
 }
 
 /// Reads requests from the pipe (`fd`, from [`create_pipe`]) forever.
-pub(super) fn run(state: &Mutex<State>, fd: OwnedFd, pipe: &Path, socket: &Path) {
+pub(crate) fn run(state: &Mutex<State>, fd: OwnedFd, pipe: &Path, socket: &Path) {
     let mut file = std::fs::File::from(fd);
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; admin::MAX_REQUEST * 4];
@@ -43,7 +43,7 @@ pub(super) fn run(state: &Mutex<State>, fd: OwnedFd, pipe: &Path, socket: &Path)
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log_at!(Error, "admin pipe: {e}");
+                log::error!("admin pipe: {e}");
                 return;
             }
         };
@@ -53,7 +53,7 @@ pub(super) fn run(state: &Mutex<State>, fd: OwnedFd, pipe: &Path, socket: &Path)
             serve_line(state, pipe, socket, &line[..line.len() - 1]);
         }
         if pending.len() > admin::MAX_REQUEST {
-            log_at!(Warn, "admin pipe: discarding {} bytes without a newline", pending.len());
+            log::warn!("admin pipe: discarding {} bytes without a newline", pending.len());
             pending.clear();
         }
     }
@@ -61,8 +61,7 @@ pub(super) fn run(state: &Mutex<State>, fd: OwnedFd, pipe: &Path, socket: &Path)
 
 fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
     if line.len() > admin::MAX_REQUEST {
-        log_at!(
-            Warn,
+        log::warn!(
             "admin pipe: request of {} bytes refused (limit {})",
             line.len(),
             admin::MAX_REQUEST
@@ -76,7 +75,7 @@ fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
             let reply_to = serde_json::from_slice::<serde_json::Value>(line)
                 .ok()
                 .and_then(|v| v.get("reply").and_then(|r| r.as_str()).map(str::to_string));
-            log_at!(Info, "admin pipe: malformed request: {e}");
+            log::info!("admin pipe: malformed request: {e}");
             if let Some(r) = reply_to {
                 send_reply(
                     pipe,
@@ -90,7 +89,7 @@ fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
     let cmd = req.command();
     let reply = match &cmd {
         Ok(cmd) => {
-            log_at!(Debug, "admin: {cmd:?}");
+            log::debug!("admin: {cmd:?}");
             match execute(state, socket, pipe, cmd) {
                 Ok(v) => Reply::ok(v),
                 Err(e) => Reply::err(&e),
@@ -122,19 +121,19 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
     let mut s = state.lock().expect("state lock");
     match cmd {
         Command::Status => {
-            let st = super::stats::collect(&s, socket);
+            let st = crate::stats::collect(&s, socket);
             let mut v = to_json(&st.daemon)?;
             v["admin_pipe"] = pipe.display().to_string().into();
             Ok(v)
         }
-        Command::Topics => to_json(&super::stats::collect(&s, socket).topics),
+        Command::Topics => to_json(&crate::stats::collect(&s, socket).topics),
         Command::Subscribers { topic } => {
             if let Some(t) = topic {
                 if !s.topics.contains_key(t) {
-                    return Err(requests::not_found(t));
+                    return Err(not_found(t));
                 }
             }
-            let subs = super::stats::collect(&s, socket).subscribers;
+            let subs = crate::stats::collect(&s, socket).subscribers;
             to_json(
                 &subs
                     .into_iter()
@@ -142,7 +141,7 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
                     .collect::<Vec<_>>(),
             )
         }
-        Command::Stats => to_json(&super::stats::collect(&s, socket)),
+        Command::Stats => to_json(&crate::stats::collect(&s, socket)),
         Command::Create {
             topic,
             policy,
@@ -170,7 +169,7 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
                 .ok_or_else(|| Error::new(Status::NotFound, format!("no client {client}")))?;
             // Its thread sees the connection end and frees what it held.
             c.conn.shutdown();
-            log_at!(Info, "client {client} (pid {}) kicked by an admin", c.who.cred.pid);
+            log::info!("client {client} (pid {}) kicked by an admin", c.who.cred.pid);
             Ok(serde_json::json!({ "kicked": client }))
         }
         Command::Drain => Ok(serde_json::json!({ "draining": true })),
@@ -194,17 +193,16 @@ fn reply_path_ok(pipe: &Path, reply: &Path) -> bool {
 fn send_reply(pipe: &Path, reply_to: &str, reply: &Reply) {
     let path = PathBuf::from(reply_to);
     if !reply_path_ok(pipe, &path) {
-        log_at!(
-            Info,
+        log::info!(
             "admin pipe: reply path {reply_to:?} refused (must be a FIFO in a cli.* directory next to the pipe)"
         );
         return;
     }
     // Non-blocking: ENXIO means the requester is gone; no symlinks.
-    let fd = match admin::open_fd(&path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW) {
+    let fd = match admin::client::open_fd(&path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW) {
         Ok(fd) => fd,
         Err(e) => {
-            log_at!(Debug, "admin pipe: requester gone ({reply_to}): {e}");
+            log::debug!("admin pipe: requester gone ({reply_to}): {e}");
             return;
         }
     };
@@ -220,15 +218,12 @@ fn send_reply(pipe: &Path, reply_to: &str, reply: &Reply) {
         }
         let err = std::io::Error::last_os_error();
         if n < 0 && err.kind() != std::io::ErrorKind::WouldBlock && err.kind() != std::io::ErrorKind::Interrupted {
-            log_at!(Debug, "admin pipe: reply to {reply_to} failed: {err}");
+            log::debug!("admin pipe: reply to {reply_to} failed: {err}");
             return;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            log_at!(
-                Info,
-                "admin pipe: requester {reply_to} stopped reading; reply abandoned"
-            );
+            log::info!("admin pipe: requester {reply_to} stopped reading; reply abandoned");
             return;
         }
         let mut p = libc::pollfd {
@@ -242,7 +237,7 @@ fn send_reply(pipe: &Path, reply_to: &str, reply: &Reply) {
 }
 
 /// Removes reply directories (`cli.<pid>.*` next to the pipe) whose process has died.
-pub(super) fn sweep_dead_requesters(pipe: &Path) {
+pub(crate) fn sweep_dead_requesters(pipe: &Path) {
     let Some(dir) = pipe.parent() else { return };
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {

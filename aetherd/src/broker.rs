@@ -17,152 +17,21 @@
 //! All of them share [`State`] under one mutex; no lock is held across a
 //! blocking socket call.
 
-pub mod access;
-mod admin;
-pub mod config;
-mod housekeeper;
-pub mod log;
-mod mqueue;
-mod requests;
-pub mod stats;
-
-use crate::error::{Error, Result, Status};
-use crate::log_at;
-use crate::segment::{Segment, SLOT_FREE, TOPIC_CLOSED, TOPIC_DRAINING};
-use crate::sys::{self, uds::SeqPacket};
-use access::Identity;
-use config::Config;
+use crate::access::{self, Identity};
+use crate::admin;
+use crate::config::Config;
+use crate::state::{Client, SlotKind, State, Topic};
+use crate::{housekeeper, mqueue, requests, stats};
+use aether::segment::{TOPIC_CLOSED, TOPIC_DRAINING};
+use aether::sys::{self, uds::SeqPacket};
+use aether::{Error, Result, Status};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-struct Topic {
-    fd: OwnedFd,
-    seg: Segment,
-    /// Which client holds each subscriber slot.
-    slots: Vec<Option<u64>>,
-    /// Which client holds each publisher slot.
-    pub_slots: Vec<Option<u64>>,
-    /// Published count and time at the last rate sample, and the rate then.
-    rate: (u64, Instant, f64),
-    /// Per subscriber slot: its delivered count when last sampled, and when it last changed.
-    activity: Vec<(u64, Instant)>,
-}
-
-/// The two kinds of per-topic slots the daemon hands out and takes back.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SlotKind {
-    Subscriber,
-    Publisher,
-}
-
-impl Topic {
-    fn owners(&mut self, kind: SlotKind) -> &mut Vec<Option<u64>> {
-        match kind {
-            SlotKind::Subscriber => &mut self.slots,
-            SlotKind::Publisher => &mut self.pub_slots,
-        }
-    }
-
-    /// The first free slot of `kind` on this topic (named `name`), or the
-    /// `Limit` error that says it is full.
-    fn free_slot(&mut self, kind: SlotKind, name: &str) -> Result<usize> {
-        let owners = self.owners(kind);
-        owners.iter().position(Option::is_none).ok_or_else(|| {
-            let what = match kind {
-                SlotKind::Publisher => "publishers",
-                SlotKind::Subscriber => "subscribers",
-            };
-            let msg = format!("topic {name:?} has its maximum of {} {what} open", owners.len());
-            Error::new(Status::Limit, msg)
-        })
-    }
-
-    /// Gives slot `i` of `kind` to `client` (a subscriber slot's lag record starts afresh).
-    fn take_slot(&mut self, kind: SlotKind, i: usize, client: u64) {
-        self.owners(kind)[i] = Some(client);
-        if kind == SlotKind::Subscriber {
-            if let Some(a) = self.activity.get_mut(i) {
-                *a = (0, Instant::now());
-            }
-        }
-    }
-
-    /// Clears slot `i` in the segment, so that nobody waits for its holder any more.
-    fn free(&self, kind: SlotKind, i: u32) {
-        match kind {
-            SlotKind::Subscriber => {
-                if let Some(slot) = self.seg.slot(i) {
-                    slot.flags.store(0, Ordering::SeqCst);
-                    slot.cursor.store(SLOT_FREE, Ordering::SeqCst);
-                }
-            }
-            SlotKind::Publisher => {
-                if let Some(slot) = self.seg.pub_slot(i) {
-                    slot.claim.store(SLOT_FREE, Ordering::SeqCst);
-                }
-            }
-        }
-        self.seg.space_notify().wake_all();
-    }
-
-    /// How many slots of `kind` `client` holds here.
-    fn held_by(&self, kind: SlotKind, client: u64) -> usize {
-        let owners = match kind {
-            SlotKind::Subscriber => &self.slots,
-            SlotKind::Publisher => &self.pub_slots,
-        };
-        owners.iter().filter(|o| **o == Some(client)).count()
-    }
-
-    /// Sets the topic's life state in the segment and wakes every sleeper so they see it.
-    fn set_state(&self, state: u32) {
-        self.seg.gate().state.store(state, Ordering::SeqCst);
-        self.seg.data_notify().wake_all();
-        self.seg.space_notify().wake_all();
-    }
-
-    /// Whether every subscriber has read everything published.
-    fn caught_up(&self) -> bool {
-        let tail = self.seg.tail().lo.load(Ordering::Acquire);
-        (0..self.slots.len() as u32).all(|i| {
-            let c = self.seg.slot(i).map_or(SLOT_FREE, |s| s.cursor.load(Ordering::Acquire));
-            c == SLOT_FREE || c >= tail
-        })
-    }
-}
-
-/// A connected client.
-struct Client {
-    who: Identity,
-    conn: Arc<SeqPacket>,
-    /// Readable once the process has exited (None where pidfd_open is unavailable).
-    pidfd: Option<OwnedFd>,
-    connected: Instant,
-    /// The daemon's end of the client's control queue, once it asked for one.
-    notices: mqueue::Notices,
-}
-
-struct State {
-    instance_id: u64,
-    config: Config,
-    topics: HashMap<String, Topic>,
-    clients: HashMap<u64, Client>,
-    next_client: u64,
-    /// Clients found dead (process exited) rather than closed cleanly.
-    dead_clients: u64,
-    draining: bool,
-    started: Instant,
-    /// Dispatch threads of `delivery=mqueue` subscribers, lag reports.
-    mq: mqueue::Registry,
-}
 
 /// A running broker bound to its socket. Dropping it removes the socket, the
 /// lock files and every segment it created.
@@ -175,6 +44,13 @@ pub struct Broker {
     admin_reader: Mutex<Option<OwnedFd>>,
     lock_path: PathBuf,
     _lock: File,
+}
+
+/// The lock file that makes one daemon per socket path.
+pub fn lock_file(socket: &Path) -> PathBuf {
+    let mut s = socket.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
 }
 
 fn take_lock(path: &Path) -> Result<File> {
@@ -226,7 +102,7 @@ impl Broker {
     pub fn bind_with(socket: &Path, config: Config) -> Result<Broker> {
         // (aetherd prepares it first, with its socket_mode; embedders get 0700.)
         access::prepare_socket_dir(socket, None)?;
-        let lock_path = crate::paths::lock_file(socket);
+        let lock_path = lock_file(socket);
         let lock = take_lock(&lock_path)?;
         // Segments are sealed memfds and message queues are unlinked at once:
         // a dead daemon leaves nothing in /dev/shm or /dev/mqueue to clean up.
@@ -235,8 +111,8 @@ impl Broker {
         let _ = std::fs::remove_file(socket);
         // The admin pipe exists (and has its reader) before the socket listens:
         // whoever can connect can also administer at once.
-        let admin_pipe = crate::admin::pipe_path(socket);
-        let admin_reader = admin::create_pipe(&admin_pipe)?;
+        let admin_pipe = admin::pipe_path(socket);
+        let admin_reader = admin::server::create_pipe(&admin_pipe)?;
         let listener = SeqPacket::listen(socket).map_err(|e| {
             let _ = std::fs::remove_file(&admin_pipe);
             Error::io(&format!("listen on {}", socket.display()), e)
@@ -282,7 +158,7 @@ impl Broker {
         if let Some(fd) = self.admin_reader.lock().expect("admin reader lock").take() {
             std::thread::Builder::new()
                 .name("aetherd-admin".into())
-                .spawn(move || admin::run(&state, fd, &pipe, &socket))?;
+                .spawn(move || admin::server::run(&state, fd, &pipe, &socket))?;
         }
         let (state, pipe) = (Arc::clone(&self.state), self.admin_pipe.clone());
         std::thread::Builder::new()
@@ -307,7 +183,7 @@ impl Broker {
             for t in s.topics.values() {
                 t.set_state(TOPIC_DRAINING);
             }
-            mqueue::post_all(&s, &crate::notice::Notice::Draining);
+            mqueue::post_all(&s, &aether::notice::Notice::Draining);
         }
         // Wake the acceptor out of accept(); it sees `draining` and stops.
         self.listener.shutdown();
@@ -359,7 +235,7 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
                 if state.lock().expect("state lock").draining {
                     return;
                 }
-                log_at!(Warn, "accept: {e}");
+                log::warn!("accept: {e}");
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -367,7 +243,7 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
         let cred = match conn.peer_cred() {
             Ok(c) => c,
             Err(e) => {
-                log_at!(Warn, "SO_PEERCRED: {e}; connection refused");
+                log::warn!("SO_PEERCRED: {e}; connection refused");
                 continue;
             }
         };
@@ -386,7 +262,7 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
                     &conn,
                     Error::new(Status::Limit, format!("the broker has its maximum of {max} clients")),
                 );
-                log_at!(Warn, "refused pid {} uid {}: client limit {max}", cred.pid, cred.uid);
+                log::warn!("refused pid {} uid {}: client limit {max}", cred.pid, cred.uid);
                 continue;
             }
             s.next_client += 1;
@@ -401,8 +277,7 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
             s.clients.insert(id, client);
             id
         };
-        log_at!(
-            Debug,
+        log::debug!(
             "client {id} connected: pid {} uid {} gid {}",
             cred.pid,
             cred.uid,
@@ -416,7 +291,7 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
                 release_client(&st, id);
             });
         if let Err(e) = spawned {
-            log_at!(Error, "cannot start a client thread: {e}");
+            log::error!("cannot start a client thread: {e}");
             release_client(state, id);
         }
     }
@@ -440,8 +315,7 @@ fn release_client(state: &Mutex<State>, client: u64) {
         }
     }
     if let Some(c) = s.clients.remove(&client) {
-        log_at!(
-            Debug,
+        log::debug!(
             "client {client} (pid {}) gone after {:?}",
             c.who.cred.pid,
             c.connected.elapsed()

@@ -12,8 +12,8 @@
 //!   flag > `AETHER_*` environment variable > configuration file > built-in
 //!   default. [`Loaded`] keeps the sources so a reload redoes the same merge.
 
-use super::log::Level;
-use crate::segment::{Policy, TopicParams, MAX_RING, MAX_SUBSCRIBERS, MIN_RING};
+use aether::segment::{Policy, TopicParams, MAX_RING, MAX_SUBSCRIBERS, MIN_RING};
+use log::LevelFilter as Level;
 use std::ffi::CString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -38,8 +38,8 @@ impl Default for Limits {
         Limits {
             max_topics: 1024,
             max_clients: 1024,
-            max_subscribers_per_topic: crate::segment::MAX_SUBSCRIBERS,
-            max_segment_bytes: crate::segment::MAX_RING,
+            max_subscribers_per_topic: aether::segment::MAX_SUBSCRIBERS,
+            max_segment_bytes: aether::segment::MAX_RING,
             max_message_bytes: largest_max_message(),
         }
     }
@@ -47,7 +47,7 @@ impl Default for Limits {
 
 /// The largest `max_message` any ring allows (that of the largest ring).
 fn largest_max_message() -> u64 {
-    crate::segment::max_message_limit(MAX_RING)
+    aether::segment::max_message_limit(MAX_RING)
 }
 
 /// Something a client may be allowed to do on a topic.
@@ -190,7 +190,7 @@ impl Settings {
         let err = |key: &str, reason: String| ConfigError::new("environment", key, reason);
         let log_level = match get("AETHER_LOG") {
             Some(v) => Some(parse_level(&v).map_err(|r| err("AETHER_LOG", r))?),
-            None => get("RUST_LOG").and_then(|v| Level::parse(&v)),
+            None => get("RUST_LOG").and_then(|v| crate::logger::parse_level(&v)),
         };
         let drain_timeout = match get("AETHER_DRAIN_TIMEOUT") {
             Some(v) => {
@@ -239,7 +239,7 @@ pub fn resolve(flags: &Settings, env: &Settings, file: &Settings, default_socket
 /// The built-in socket path: `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else
 /// `/run/aether/aetherd.sock` (`$AETHER_SOCKET` is the environment's say, above the file).
 pub fn builtin_socket(get: impl Fn(&str) -> Option<String>) -> PathBuf {
-    crate::paths::builtin_socket(get("XDG_RUNTIME_DIR").as_deref().map(std::ffi::OsStr::new))
+    aether::paths::builtin_socket(get("XDG_RUNTIME_DIR").as_deref().map(std::ffi::OsStr::new))
 }
 
 /// Which configuration file to read.
@@ -733,11 +733,11 @@ fn check_pattern(p: &str) -> Result<(), String> {
         return Ok(());
     }
     // The part before `*` follows the topic-name grammar of the protocol.
-    if crate::protocol::validate_topic(body).is_err() {
+    if aether::protocol::validate_topic(body).is_err() {
         return Err(format!(
             "{p:?} is not a topic name or a prefix followed by * (names: 1 to {} bytes of A-Z a-z 0-9 . _ -, \
              not starting with .)",
-            crate::segment::MAX_TOPIC_LEN
+            aether::segment::MAX_TOPIC_LEN
         ));
     }
     Ok(())
@@ -758,7 +758,7 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {
-    Level::parse(s).ok_or_else(|| format!("{s:?} is not a log level (error, warn, info, debug)"))
+    crate::logger::parse_level(s).ok_or_else(|| format!("{s:?} is not a log level (error, warn, info, debug)"))
 }
 
 fn seconds(s: f64) -> Result<Duration, String> {
@@ -1159,7 +1159,7 @@ mod tests {
     /// (commented out) are the built-in ones.
     #[test]
     fn example_file_matches_the_defaults() {
-        let text = include_str!("../../../etc/aetherd.toml");
+        let text = include_str!("../../etc/aetherd.toml");
         assert_eq!(p(text).unwrap(), FileConfig::default());
         let shown: &[&str] = &[LIMIT_KEYS, TOPIC_KEYS, &["log_level", "drain_timeout", "socket_mode"]].concat();
         let uncommented: String = text
@@ -1295,7 +1295,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "aether-config-test-{}-{:x}",
             std::process::id(),
-            crate::sys::random_u64()
+            aether::sys::random_u64()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("aetherd.toml");

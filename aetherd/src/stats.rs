@@ -1,7 +1,7 @@
 //! Statistics: a snapshot of the daemon, its topics, subscribers and
 //! clients, read from the segments' counters (SIGUSR1, the admin interface).
 
-use super::{SlotKind, State};
+use crate::state::{SlotKind, State};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -77,7 +77,7 @@ pub struct ClientStats {
     pub subscribers: usize,
 }
 
-pub(super) fn collect(s: &State, socket: &Path) -> Stats {
+pub(crate) fn collect(s: &State, socket: &Path) -> Stats {
     let mut topics = Vec::new();
     let mut subscribers = Vec::new();
     let mut segment_bytes = 0;
@@ -106,11 +106,11 @@ pub(super) fn collect(s: &State, socket: &Path) -> Stats {
                 client: *client,
                 pid: who.map_or(0, |c| c.pid),
                 uid: who.map_or(0, |c| c.uid),
-                delivery: super::mqueue::delivery_of(s, t, i as u32).into(),
+                delivery: crate::mqueue::delivery_of(s, t, i as u32).into(),
                 delivered: slot.delivered.load(Ordering::Relaxed),
                 lost: l,
                 lag_messages: published.saturating_sub(slot.next_seq.load(Ordering::Relaxed)),
-                lag_bytes: if cursor == crate::segment::SLOT_FREE {
+                lag_bytes: if cursor == aether::segment::SLOT_FREE {
                     0
                 } else {
                     tail.saturating_sub(cursor)
@@ -156,7 +156,7 @@ pub(super) fn collect(s: &State, socket: &Path) -> Stats {
     clients.sort_by_key(|c| c.id);
     Stats {
         daemon: DaemonStats {
-            version: super::VERSION.into(),
+            version: aether::VERSION.into(),
             pid: std::process::id(),
             instance_id: format!("{:016x}", s.instance_id),
             socket: socket.display().to_string(),

@@ -1,21 +1,20 @@
 //! The housekeeper thread: notices clients whose process has died even when
 //! their socket stays open (inherited by a child), and samples topic rates.
 
-use super::State;
-use crate::log_at;
+use crate::state::State;
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const PERIOD: Duration = Duration::from_millis(100);
 
-pub(super) fn run(state: &Mutex<State>, admin_pipe: &std::path::Path) {
+pub(crate) fn run(state: &Mutex<State>, admin_pipe: &std::path::Path) {
     let mut rounds = 0u32;
     loop {
         std::thread::sleep(PERIOD);
         rounds += 1;
         if rounds.is_multiple_of(10) {
-            super::admin::sweep_dead_requesters(admin_pipe);
+            crate::admin::server::sweep_dead_requesters(admin_pipe);
         }
         let mut s = state.lock().expect("state lock");
         if s.draining {
@@ -42,7 +41,7 @@ pub(super) fn run(state: &Mutex<State>, admin_pipe: &std::path::Path) {
                                 // Its thread sees the connection end and frees its slots.
                 c.conn.shutdown();
                 s.dead_clients += 1;
-                log_at!(Info, "client {id} (pid {pid}) died; releasing what it held");
+                log::info!("client {id} (pid {pid}) died; releasing what it held");
             }
         }
         // Rates: messages per second since the last sample, about once a second.
@@ -65,6 +64,6 @@ pub(super) fn run(state: &Mutex<State>, admin_pipe: &std::path::Path) {
             }
         }
         // Subscribers that lost messages since the last round: tell their clients.
-        super::mqueue::report_lag(&mut s);
+        crate::mqueue::report_lag(&mut s);
     }
 }

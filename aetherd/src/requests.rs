@@ -1,12 +1,12 @@
 //! Answering one client's control requests, in order, on its own thread.
 
-use super::config::Action;
-use super::{access, SlotKind, State, Topic};
-use crate::error::{Error, Result, Status};
-use crate::log_at;
-use crate::protocol::{self, Reply, Request};
-use crate::segment::{Segment, TopicParams, MAX_PUBLISHERS, TOPIC_DELETED};
-use crate::sys::uds::SeqPacket;
+use crate::access;
+use crate::config::Action;
+use crate::state::{not_found, SlotKind, State, Topic};
+use aether::protocol::{self, Reply, Request};
+use aether::segment::{Segment, TopicParams, MAX_PUBLISHERS, TOPIC_DELETED};
+use aether::sys::uds::SeqPacket;
+use aether::{Error, Result, Status};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// (ECONNRESET) before it can read the answer. A short-lived thread waits for
 /// it (at most 1 s); beyond 16 such threads the answer goes out at once,
 /// unmatched (op and id 0).
-pub(super) fn refuse(conn: &Arc<SeqPacket>, e: Error) {
+pub(crate) fn refuse(conn: &Arc<SeqPacket>, e: Error) {
     static REFUSING: AtomicUsize = AtomicUsize::new(0);
     let unmatched = |conn: &SeqPacket, e: &Error| {
         let _ = conn.send(&protocol::encode_reply(0, 0, &Err(e.clone())), None);
@@ -55,7 +55,7 @@ pub(super) fn refuse(conn: &Arc<SeqPacket>, e: Error) {
 }
 
 /// Serves `client`'s requests until it hangs up (or is shut down).
-pub(super) fn serve(state: &Mutex<State>, client: u64, conn: &SeqPacket) {
+pub(crate) fn serve(state: &Mutex<State>, client: u64, conn: &SeqPacket) {
     let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
     loop {
         let n = match conn.recv(&mut buf) {
@@ -73,15 +73,15 @@ pub(super) fn serve(state: &Mutex<State>, client: u64, conn: &SeqPacket) {
         let reply = match protocol::decode_request(&buf[..n]) {
             Ok((id, req)) => {
                 let op = req.op();
-                log_at!(Debug, "client {client}: {req:?}");
+                log::debug!("client {client}: {req:?}");
                 let r = handle(state, client, req, &mut made);
                 if let Err(e) = &r {
-                    log_at!(Debug, "client {client}: refused: {e}");
+                    log::debug!("client {client}: refused: {e}");
                 }
                 protocol::encode_reply(op as u16, id, &r)
             }
             Err((id, op, e)) => {
-                log_at!(Debug, "client {client}: malformed request: {e}");
+                log::debug!("client {client}: malformed request: {e}");
                 protocol::encode_reply(op, id, &Err(e))
             }
         };
@@ -90,10 +90,6 @@ pub(super) fn serve(state: &Mutex<State>, client: u64, conn: &SeqPacket) {
             break;
         }
     }
-}
-
-pub(super) fn not_found(topic: &str) -> Error {
-    Error::new(Status::NotFound, format!("no topic named {topic:?}"))
 }
 
 /// Answers one request. Descriptors for the reply are pushed on `made`:
@@ -121,14 +117,14 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
         protocol::validate_topic(&topic)?;
         let who = &s.clients.get(&client).expect("a served client is registered").who;
         if let Err(e) = access::authorize(&s.config, who, action, Some(&topic)) {
-            log_at!(Info, "client {client}: {e}");
+            log::info!("client {client}: {e}");
             return Err(e);
         }
     }
     match req {
         Request::Hello { .. } => {
             let reply = Reply::Hello {
-                daemon_version: super::VERSION.into(),
+                daemon_version: aether::VERSION.into(),
                 pid: std::process::id(),
                 instance_id: s.instance_id,
             };
@@ -144,16 +140,16 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
         Request::SubscriberClose { topic, slot, topic_id } => {
             same_incarnation(&s, &topic, topic_id)?;
             // An mqueue subscriber's dispatch thread reads through the slot: stop it first.
-            let dispatcher = super::mqueue::take(&mut s, client, Some((&topic, slot)));
+            let dispatcher = crate::mqueue::take(&mut s, client, Some((&topic, slot)));
             if !dispatcher.is_empty() {
                 drop(s);
-                super::mqueue::join(dispatcher);
+                crate::mqueue::join(dispatcher);
                 s = state.lock().expect("state lock");
             }
             close_slot(&mut s, &topic, client, SlotKind::Subscriber, slot, topic_id)
         }
-        Request::ControlQueue => super::mqueue::control_queue(&mut s, client, made),
-        Request::SubscriberOpenMqueue { topic } => super::mqueue::open_subscriber(&mut s, &topic, client, made),
+        Request::ControlQueue => crate::mqueue::control_queue(&mut s, client, made),
+        Request::SubscriberOpenMqueue { topic } => crate::mqueue::open_subscriber(&mut s, &topic, client, made),
     }
 }
 
@@ -208,16 +204,16 @@ fn close_slot(s: &mut State, topic: &str, client: u64, kind: SlotKind, slot: u32
 }
 
 /// Deletes `topic`: open handles see it deleted at their next call.
-pub(super) fn delete_topic(s: &mut State, topic: &str) -> Result<()> {
+pub(crate) fn delete_topic(s: &mut State, topic: &str) -> Result<()> {
     protocol::validate_topic(topic)?;
     let t = s.topics.remove(topic).ok_or_else(|| not_found(topic))?;
     t.set_state(TOPIC_DELETED);
-    super::mqueue::topic_deleted(s, topic, &t);
-    log_at!(Info, "topic {topic:?} deleted");
+    crate::mqueue::topic_deleted(s, topic, &t);
+    log::info!("topic {topic:?} deleted");
     Ok(())
 }
 
-pub(super) fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> {
+pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> {
     protocol::validate_topic(topic)?;
     params.validate()?;
     let limits = &s.config.limits;
@@ -267,6 +263,6 @@ pub(super) fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> 
         activity: vec![(0, Instant::now()); params.max_subscribers as usize],
     };
     s.topics.insert(topic.to_string(), topic_entry);
-    log_at!(Info, "topic {topic:?} created: {params:?}");
+    log::info!("topic {topic:?} created: {params:?}");
     Ok(())
 }

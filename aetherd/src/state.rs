@@ -1,0 +1,191 @@
+//! What the daemon knows, shared by all its threads under one mutex: the
+//! topics with their segments and slot owners, and the connected clients.
+
+use crate::access::Identity;
+use crate::config::Config;
+use aether::segment::{Segment, SLOT_FREE};
+use aether::sys::uds::SeqPacket;
+use aether::{Error, Result, Status};
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+pub(crate) struct Topic {
+    pub(crate) fd: OwnedFd,
+    pub(crate) seg: Segment,
+    /// Which client holds each subscriber slot.
+    pub(crate) slots: Vec<Option<u64>>,
+    /// Which client holds each publisher slot.
+    pub(crate) pub_slots: Vec<Option<u64>>,
+    /// Published count and time at the last rate sample, and the rate then.
+    pub(crate) rate: (u64, Instant, f64),
+    /// Per subscriber slot: its delivered count when last sampled, and when it last changed.
+    pub(crate) activity: Vec<(u64, Instant)>,
+}
+
+/// The two kinds of per-topic slots the daemon hands out and takes back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotKind {
+    Subscriber,
+    Publisher,
+}
+
+impl Topic {
+    /// Identifies this incarnation of the topic: its segment's salt, random
+    /// and fixed for the segment's life (the protocol names incarnations the
+    /// same way); a topic deleted and made again gets a new one.
+    pub(crate) fn key(&self) -> u64 {
+        self.seg.geometry().salt
+    }
+
+    pub(crate) fn owners(&mut self, kind: SlotKind) -> &mut Vec<Option<u64>> {
+        match kind {
+            SlotKind::Subscriber => &mut self.slots,
+            SlotKind::Publisher => &mut self.pub_slots,
+        }
+    }
+
+    /// The first free slot of `kind` on this topic (named `name`), or the
+    /// `Limit` error that says it is full.
+    pub(crate) fn free_slot(&mut self, kind: SlotKind, name: &str) -> Result<usize> {
+        let owners = self.owners(kind);
+        owners.iter().position(Option::is_none).ok_or_else(|| {
+            let what = match kind {
+                SlotKind::Publisher => "publishers",
+                SlotKind::Subscriber => "subscribers",
+            };
+            let msg = format!("topic {name:?} has its maximum of {} {what} open", owners.len());
+            Error::new(Status::Limit, msg)
+        })
+    }
+
+    /// Gives slot `i` of `kind` to `client` (a subscriber slot's lag record starts afresh).
+    pub(crate) fn take_slot(&mut self, kind: SlotKind, i: usize, client: u64) {
+        self.owners(kind)[i] = Some(client);
+        if kind == SlotKind::Subscriber {
+            if let Some(a) = self.activity.get_mut(i) {
+                *a = (0, Instant::now());
+            }
+        }
+    }
+
+    /// Clears slot `i` in the segment, so that nobody waits for its holder any more.
+    pub(crate) fn free(&self, kind: SlotKind, i: u32) {
+        match kind {
+            SlotKind::Subscriber => {
+                if let Some(slot) = self.seg.slot(i) {
+                    slot.flags.store(0, Ordering::SeqCst);
+                    slot.cursor.store(SLOT_FREE, Ordering::SeqCst);
+                }
+            }
+            SlotKind::Publisher => {
+                if let Some(slot) = self.seg.pub_slot(i) {
+                    slot.claim.store(SLOT_FREE, Ordering::SeqCst);
+                }
+            }
+        }
+        self.seg.space_notify().wake_all();
+    }
+
+    /// How many slots of `kind` `client` holds here.
+    pub(crate) fn held_by(&self, kind: SlotKind, client: u64) -> usize {
+        let owners = match kind {
+            SlotKind::Subscriber => &self.slots,
+            SlotKind::Publisher => &self.pub_slots,
+        };
+        owners.iter().filter(|o| **o == Some(client)).count()
+    }
+
+    /// Sets the topic's life state in the segment and wakes every sleeper so they see it.
+    pub(crate) fn set_state(&self, state: u32) {
+        self.seg.gate().state.store(state, Ordering::SeqCst);
+        self.seg.data_notify().wake_all();
+        self.seg.space_notify().wake_all();
+    }
+
+    /// Whether every subscriber has read everything published.
+    pub(crate) fn caught_up(&self) -> bool {
+        let tail = self.seg.tail().lo.load(Ordering::Acquire);
+        (0..self.slots.len() as u32).all(|i| {
+            let c = self.seg.slot(i).map_or(SLOT_FREE, |s| s.cursor.load(Ordering::Acquire));
+            c == SLOT_FREE || c >= tail
+        })
+    }
+}
+
+/// A connected client.
+pub(crate) struct Client {
+    pub(crate) who: Identity,
+    pub(crate) conn: Arc<SeqPacket>,
+    /// Readable once the process has exited (None where pidfd_open is unavailable).
+    pub(crate) pidfd: Option<OwnedFd>,
+    pub(crate) connected: Instant,
+    /// The daemon's end of the client's control queue, once it asked for one.
+    pub(crate) notices: Notices,
+}
+
+pub(crate) struct State {
+    pub(crate) instance_id: u64,
+    pub(crate) config: Config,
+    pub(crate) topics: HashMap<String, Topic>,
+    pub(crate) clients: HashMap<u64, Client>,
+    pub(crate) next_client: u64,
+    /// Clients found dead (process exited) rather than closed cleanly.
+    pub(crate) dead_clients: u64,
+    pub(crate) draining: bool,
+    pub(crate) started: Instant,
+    /// Dispatch threads of `delivery=mqueue` subscribers, lag reports.
+    pub(crate) mq: Registry,
+}
+
+/// The error for a topic that does not exist.
+pub(crate) fn not_found(topic: &str) -> Error {
+    Error::new(Status::NotFound, format!("no topic named {topic:?}"))
+}
+
+/// The daemon's mqueue state: dispatch threads and what was last reported.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub(crate) dispatchers: Vec<Dispatcher>,
+    /// Per (topic, subscriber slot): the holder and the lost count last reported to it.
+    pub(crate) lag: HashMap<(u64, u32), (u64, u64)>,
+}
+
+/// The daemon's end of a client's control queue.
+pub(crate) struct NoticeQueue {
+    pub(crate) fd: OwnedFd,
+    /// Notices dropped (queue full) since the last one that fitted.
+    pub(crate) dropped: AtomicU32,
+}
+
+/// A client's control queue, once it asked for one.
+pub(crate) type Notices = Arc<OnceLock<NoticeQueue>>;
+
+/// One `delivery=mqueue` subscriber's dispatch thread.
+pub(crate) struct Dispatcher {
+    pub(crate) client: u64,
+    pub(crate) topic: String,
+    pub(crate) topic_key: u64,
+    pub(crate) slot: u32,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        // Not joined (see `join`): the thread still stops at its next look.
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+impl NoticeQueue {
+    pub(crate) fn new(fd: OwnedFd) -> NoticeQueue {
+        NoticeQueue {
+            fd,
+            dropped: AtomicU32::new(0),
+        }
+    }
+}
