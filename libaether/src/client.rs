@@ -3,7 +3,7 @@
 //! data path is the mapped segment (or, for a `delivery=mqueue` subscriber,
 //! the message queue the daemon fills from it).
 
-use crate::delivery::{Delivery, MqReceiver};
+use crate::delivery::{Delivery, MqReceiver, Received};
 use crate::error::{Error, Result, Status};
 use crate::notice::{self, Notice};
 use crate::protocol::{self, Reply, Request};
@@ -523,14 +523,6 @@ impl Drop for Publisher {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub data: Vec<u8>,
-    pub seq: u64,
-    pub timestamp_ns: u64,
-}
-
-/// Metadata of a received message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Received {
-    pub len: usize,
     pub seq: u64,
     pub timestamp_ns: u64,
 }

@@ -8,13 +8,20 @@
 //! descriptor is pollable, so such a subscriber can wait in poll/epoll with
 //! other descriptors. Messages are copied (no zero-copy views).
 
-use crate::client::Received;
 use crate::error::{Error, Result, Status};
 use crate::notice::{self, Frame, FRAME_HEADER};
 use crate::ring::Deadline;
 use crate::sys::mqueue as mq;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
+
+/// Metadata of a received message (what a receive into the caller's buffer gives).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub len: usize,
+    pub seq: u64,
+    pub timestamp_ns: u64,
+}
 
 /// How a subscriber gets its messages.
 #[repr(u32)]

@@ -25,8 +25,8 @@ pub mod ring;
 pub mod segment;
 pub mod sys;
 
-pub use client::{Client, Message, Publisher, Received, Subscriber, SubscriberConfig};
-pub use delivery::Delivery;
+pub use client::{Client, Message, Publisher, Subscriber, SubscriberConfig};
+pub use delivery::{Delivery, Received};
 pub use error::{Error, Result, Status};
 pub use notice::Notice;
 pub use ring::{WaitConfig, WaitStrategy};

@@ -38,8 +38,8 @@
 
 use crate::error::{Error, Result, Status};
 use crate::segment::{
-    GateLine, Geometry, Header, NotifyLine, Policy, PubSlot, Segment, Slot, StatsLine, MAX_PUBLISHERS, SLOT_FREE,
-    SLOT_GATING, TOPIC_CLOSED, TOPIC_DELETED, TOPIC_DRAINING, TOPIC_LIVE,
+    GateLine, Geometry, Header, NotifyLine, Policy, PubSlot, Segment, Slot, StatsLine, MAX_PUBLISHERS, RECORD_HEADER,
+    SLOT_FREE, SLOT_GATING, TOPIC_CLOSED, TOPIC_DELETED, TOPIC_DRAINING, TOPIC_LIVE,
 };
 use crate::sys::{self, atomic128::Pair, futex, membarrier, tsc::WallClock};
 use std::ptr::NonNull;
@@ -113,8 +113,6 @@ fn in_segment(seg: &Segment) -> (InSegment<Header>, InSegment<u8>) {
     }
 }
 
-/// Bytes of a record header: stamp, len, stride, seq, timestamp.
-pub const RECORD_HEADER: usize = 32;
 const ALIGN: u64 = 64;
 
 /// Spins a receive makes on its fast path before the general one (which

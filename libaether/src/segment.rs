@@ -221,10 +221,14 @@ impl Geometry {
     }
 }
 
+/// Bytes of a record header in the ring: stamp, len, stride, seq, timestamp
+/// (the layout is `ring.rs`'s `RecordHeader`, asserted there to match).
+pub const RECORD_HEADER: usize = 32;
+
 /// Largest message a ring of `ring_size` bytes accepts: a record may take at
 /// most half the ring, so a wrap's padding plus one record always fits.
 pub fn max_message_limit(ring_size: u64) -> u64 {
-    ring_size / 2 - crate::ring::RECORD_HEADER as u64
+    ring_size / 2 - RECORD_HEADER as u64
 }
 
 fn ring_offset(max_subscribers: u32) -> usize {
@@ -354,7 +358,7 @@ impl Segment {
     pub fn open(fd: &OwnedFd) -> Result<Segment> {
         if !atomic128::supported() {
             return Err(Error::new(
-                crate::Status::Invalid,
+                crate::error::Status::Invalid,
                 "this CPU lacks cmpxchg16b, which the ring needs",
             ));
         }
@@ -500,6 +504,6 @@ mod tests {
         // SAFETY: ftruncate on our own descriptor.
         let rc = unsafe { libc::ftruncate(std::os::fd::AsRawFd::as_raw_fd(&fd), size as libc::off_t) };
         assert_eq!(rc, 0);
-        assert_eq!(Segment::open(&fd).err().map(|e| e.status), Some(crate::Status::Corrupt));
+        assert_eq!(Segment::open(&fd).err().map(|e| e.status), Some(crate::error::Status::Corrupt));
     }
 }

@@ -268,7 +268,7 @@ pub unsafe extern "C" fn aether_client_close(c: *mut aether_client) {
     guard_void(|| unsafe { free_handle(c) })
 }
 
-fn topic_params(cfg: *const aether_topic_config) -> crate::Result<TopicParams> {
+fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicParams> {
     if cfg.is_null() {
         return Ok(TopicParams::default());
     }
