@@ -56,8 +56,7 @@ fn rule_grants(rule: &Rule, who: &Identity, action: Action, topic: Option<&str>)
 
 /// `Ok` if `who` may do `action` (on `topic`, when the action concerns one).
 pub fn authorize(config: &Config, who: &Identity, action: Action, topic: Option<&str>) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    let own = unsafe { libc::geteuid() };
+    let own = nix::unistd::geteuid().as_raw();
     if who.cred.uid == 0 || who.cred.uid == own {
         return Ok(());
     }
@@ -207,8 +206,7 @@ mod tests {
         std::fs::write(&sock, b"").unwrap();
         set_socket_permissions(&sock, Some(0o666), None).unwrap();
         assert_eq!(mode_of(&sock), 0o666);
-        // SAFETY: getegid has no preconditions.
-        let gid = unsafe { libc::getegid() };
+        let gid = nix::unistd::getegid().as_raw();
         set_socket_permissions(&sock, Some(0o640), Some(gid)).unwrap();
         assert_eq!(mode_of(&sock), 0o640);
         assert!(set_socket_permissions(&base.join("missing"), Some(0o600), None).is_err());

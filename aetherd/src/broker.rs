@@ -25,9 +25,10 @@ use crate::{housekeeper, mqueue, requests, stats};
 use aether::segment::{TOPIC_CLOSED, TOPIC_DRAINING};
 use aether::sys::{self, uds::SeqPacket};
 use aether::{Error, Result, Status};
+use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -43,7 +44,7 @@ pub struct Broker {
     /// The pipe's read end, until the admin thread takes it.
     admin_reader: Mutex<Option<OwnedFd>>,
     lock_path: PathBuf,
-    _lock: File,
+    _lock: Flock<File>,
 }
 
 /// The lock file that makes one daemon per socket path.
@@ -53,7 +54,7 @@ pub fn lock_file(socket: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn take_lock(path: &Path) -> Result<File> {
+fn take_lock(path: &Path) -> Result<Flock<File>> {
     loop {
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -62,16 +63,15 @@ fn take_lock(path: &Path) -> Result<File> {
             .write(true)
             .open(path)
             .map_err(|e| Error::io(&format!("open lock file {}", path.display()), e))?;
-        // SAFETY: plain flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(Error::new(
+        let f = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| {
+            Error::new(
                 Status::Exists,
                 format!(
                     "another aetherd is already running on this socket (lock {} is held)",
                     path.display()
                 ),
-            ));
-        }
+            )
+        })?;
         // The previous holder may have unlinked the file between our open and
         // flock: the lock only counts if the path still names our file.
         let same = match (f.metadata(), std::fs::metadata(path)) {
@@ -84,6 +84,8 @@ fn take_lock(path: &Path) -> Result<File> {
     }
 }
 
+/// A descriptor that becomes readable when process `pid` exits (`nix` has
+/// no pidfd_open, so it is made here).
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };

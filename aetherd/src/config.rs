@@ -14,7 +14,7 @@
 
 use aether::segment::{Policy, TopicParams, MAX_RING, MAX_SUBSCRIBERS, MIN_RING};
 use log::LevelFilter as Level;
-use std::ffi::CString;
+use nix::unistd::{Group, User};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -782,72 +782,27 @@ fn resolve_group_arg(s: &str) -> Result<GroupRef, String> {
     }
 }
 
-/// Calls a `get*nam_r` function with a growing buffer. `call` returns the
-/// function's result code and whether an entry was found.
-fn lookup_with_buffer(name: &str, mut call: impl FnMut(&CString, &mut [u8]) -> (i32, bool)) -> Result<bool, String> {
-    let cname = CString::new(name).map_err(|_| "the name contains a NUL byte".to_string())?;
-    let mut buf = vec![0u8; 1024];
-    loop {
-        match call(&cname, &mut buf) {
-            (0, found) => return Ok(found),
-            (libc::ERANGE, _) if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            // Some implementations report "no such entry" as an error code.
-            (libc::ENOENT | libc::ESRCH, _) => return Ok(false),
-            (rc, _) => return Err(std::io::Error::from_raw_os_error(rc).to_string()),
-        }
-    }
-}
-
 /// A user's uid by name (`None`: no such user).
 pub fn lookup_user(name: &str) -> Result<Option<u32>, String> {
-    let mut uid = 0;
-    let found = lookup_with_buffer(name, |cname, buf| {
-        // SAFETY: passwd is plain data (integers and pointers) for which all-zero is valid.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: `cname` is NUL-terminated; `pwd`, `buf` (with its true length)
-        // and `result` are valid for writes for the duration of the call.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == 0 && !result.is_null() {
-            uid = pwd.pw_uid;
-        }
-        (rc, !result.is_null())
-    })?;
-    Ok(found.then_some(uid))
+    check_name(name)?;
+    User::from_name(name)
+        .map(|u| u.map(|u| u.uid.as_raw()))
+        .map_err(|e| e.desc().to_string())
 }
 
 /// A group's gid by name (`None`: no such group).
 pub fn lookup_group(name: &str) -> Result<Option<u32>, String> {
-    let mut gid = 0;
-    let found = lookup_with_buffer(name, |cname, buf| {
-        // SAFETY: group is plain data (integers and pointers) for which all-zero is valid.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: `cname` is NUL-terminated; `grp`, `buf` (with its true length)
-        // and `result` are valid for writes for the duration of the call.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == 0 && !result.is_null() {
-            gid = grp.gr_gid;
-        }
-        (rc, !result.is_null())
-    })?;
-    Ok(found.then_some(gid))
+    check_name(name)?;
+    Group::from_name(name)
+        .map(|g| g.map(|g| g.gid.as_raw()))
+        .map_err(|e| e.desc().to_string())
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    match name.contains('\0') {
+        true => Err("the name contains a NUL byte".into()),
+        false => Ok(()),
+    }
 }
 
 #[cfg(test)]

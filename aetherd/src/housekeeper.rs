@@ -2,7 +2,9 @@
 //! their socket stays open (inherited by a child), and samples topic rates.
 
 use crate::state::State;
-use std::os::fd::AsRawFd;
+use aether::sys::poll_one;
+use nix::poll::PollFlags;
+use std::os::fd::AsFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,13 +26,7 @@ pub(crate) fn run(state: &Mutex<State>, admin_pipe: &std::path::Path) {
         let mut dead = Vec::new();
         for (id, c) in &s.clients {
             if let Some(fd) = &c.pidfd {
-                let mut p = libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd, zero timeout.
-                if unsafe { libc::poll(&mut p, 1, 0) } == 1 {
+                if !poll_one(fd.as_fd(), PollFlags::POLLIN, 0).is_empty() {
                     dead.push((*id, c.who.cred.pid));
                 }
             }

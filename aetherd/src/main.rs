@@ -8,47 +8,41 @@ use aetherd::config::{Loaded, Settings};
 use aetherd::{access, logger, Broker};
 use clap::Parser;
 use cli::Args;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid, ForkResult};
 
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data filled by sigemptyset/sigaddset; the mask
-    // is changed before any thread exists, so every thread inherits it and the
-    // signals are only ever taken by sigwait in main.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
+fn block_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1] {
+        set.add(s);
     }
+    // Blocked before any thread exists, so every thread inherits the mask and
+    // the signals are only ever taken by sigwait in main.
+    if let Err(e) = set.thread_block() {
+        eprintln!("aetherd: block signals: {e}");
+        std::process::exit(1);
+    }
+    set
 }
 
 /// Forks; the parent exits 0 at once (the socket already listens), the child
 /// leaves the session and the caller's stdio.
 fn detach() {
-    // SAFETY: no other thread exists yet, so fork is safe; the child only
-    // makes async-signal-safe calls before returning to ordinary code.
-    unsafe {
-        match libc::fork() {
-            -1 => {
-                eprintln!("aetherd: fork: {}", std::io::Error::last_os_error());
-                std::process::exit(1);
-            }
-            0 => {
-                libc::setsid();
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-                if null >= 0 {
-                    libc::dup2(null, 0);
-                    libc::dup2(null, 1);
-                    libc::dup2(null, 2);
-                    if null > 2 {
-                        libc::close(null);
-                    }
-                }
-            }
-            _ => libc::_exit(0),
+    // SAFETY: no other thread exists yet, so the child may run ordinary code.
+    match unsafe { fork() } {
+        Err(e) => {
+            eprintln!("aetherd: fork: {e}");
+            std::process::exit(1);
         }
+        Ok(ForkResult::Child) => {
+            let _ = setsid();
+            if let Ok(null) = nix::fcntl::open("/dev/null", OFlag::O_RDWR, Mode::empty()) {
+                let _ = (dup2_stdin(&null), dup2_stdout(&null), dup2_stderr(&null));
+            }
+        }
+        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
     }
 }
 
@@ -108,14 +102,12 @@ fn main() {
     }
     let stats_file = socket.with_file_name("aetherd.stats.json");
     loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `set` is the initialised mask blocked above; `sig` is writable.
-        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+        let Ok(sig) = set.wait() else {
             continue;
-        }
+        };
         match sig {
-            libc::SIGTERM | libc::SIGINT => break,
-            libc::SIGUSR1 => {
+            Signal::SIGTERM | Signal::SIGINT => break,
+            Signal::SIGUSR1 => {
                 let stats = broker.stats();
                 log::info!("statistics: {}", stats.summary());
                 match std::fs::write(&stats_file, stats.to_json()) {
@@ -123,7 +115,7 @@ fn main() {
                     Err(e) => log::warn!("cannot write {}: {e}", stats_file.display()),
                 }
             }
-            libc::SIGHUP => match loaded.reload() {
+            Signal::SIGHUP => match loaded.reload() {
                 Ok((new, ignored)) => {
                     for note in ignored {
                         log::warn!("SIGHUP: {note}");

@@ -10,6 +10,7 @@ use crate::protocol::{self, Reply, Request};
 use crate::ring::{Claim, Deadline, Reader, Record, WaitConfig, WaitStrategy, Writer};
 use crate::segment::{Segment, TopicParams};
 use crate::sys::{mqueue as mq, uds::SeqPacket};
+use nix::poll::PollFlags;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -37,14 +38,11 @@ struct Conn {
 impl Conn {
     /// Whether the daemon has closed this connection (shut down or died).
     fn hung_up(&self) -> bool {
-        let mut p = libc::pollfd {
-            fd: self.raw,
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd on a descriptor `sock` keeps open; zero timeout.
-        let n = unsafe { libc::poll(&mut p, 1, 0) };
-        n == 1 && p.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
+        // SAFETY: `raw` is the descriptor of `sock`, which this Conn keeps open.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.raw) };
+        // (nix has no name for POLLRDHUP: the peer shut its end down.)
+        let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+        crate::sys::poll_one(fd, rdhup, 0).intersects(PollFlags::POLLHUP | rdhup)
     }
 
     /// Sends `req` and waits for its reply, with the descriptors it carried (in order).

@@ -504,6 +504,9 @@ mod tests {
         // SAFETY: ftruncate on our own descriptor.
         let rc = unsafe { libc::ftruncate(std::os::fd::AsRawFd::as_raw_fd(&fd), size as libc::off_t) };
         assert_eq!(rc, 0);
-        assert_eq!(Segment::open(&fd).err().map(|e| e.status), Some(crate::error::Status::Corrupt));
+        assert_eq!(
+            Segment::open(&fd).err().map(|e| e.status),
+            Some(crate::error::Status::Corrupt)
+        );
     }
 }

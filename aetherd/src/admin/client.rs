@@ -2,11 +2,14 @@
 //! private reply FIFO, one request line, one reply read with a deadline.
 
 use super::{pipe_path, Command, Reply, Request, MAX_REQUEST};
+use aether::sys::poll_one;
 use aether::{Error, Result, Status};
-use std::ffi::CString;
+use nix::fcntl::OFlag;
+use nix::poll::PollFlags;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::stat::Mode;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,14 +24,10 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// Makes SIGINT and SIGTERM interrupt a waiting [`call`] (which then removes
 /// its reply FIFO) instead of killing the process outright.
 pub fn interrupt_on_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installing a handler that only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
     }
 }
 
@@ -75,24 +74,13 @@ impl Drop for ReplyFifo {
 
 /// Creates a FIFO at `path` with permissions `mode` (for the daemon's pipe too).
 pub(crate) fn mkfifo(path: &Path, mode: libc::mode_t) -> std::io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    // SAFETY: mkfifo with a NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), mode) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(nix::unistd::mkfifo(path, Mode::from_bits_truncate(mode))?)
 }
 
 /// Opens `path` (close-on-exec) with `flags` (for the daemon's pipe too).
 pub(crate) fn open_fd(path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    // SAFETY: open with a NUL-terminated path; the result is a new descriptor or -1.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: open just returned this descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let flags = OFlag::from_bits_retain(flags) | OFlag::O_CLOEXEC;
+    Ok(nix::fcntl::open(path, flags, Mode::empty())?)
 }
 
 /// Sends `cmd` to the daemon behind `socket` and waits up to `timeout` for its reply.
@@ -137,9 +125,8 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
         ),
         _ => Error::io(&format!("open {}", pipe.display()), e),
     })?;
-    // SAFETY: writing our buffer to a descriptor we own; one write <= PIPE_BUF is atomic.
-    let n = unsafe { libc::write(wr.as_raw_fd(), line.as_ptr().cast(), line.len()) };
-    if n != line.len() as isize {
+    // One write of at most PIPE_BUF bytes is atomic: all of it or nothing.
+    if nix::unistd::write(&wr, &line) != Ok(line.len()) {
         return Err(Error::new(
             Status::Timeout,
             "the admin pipe is full: aetherd is not reading it",
@@ -162,16 +149,11 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
                 format!("aetherd did not answer within {timeout:?} (it may be stopped or overloaded)"),
             ));
         }
-        let mut p = libc::pollfd {
-            fd: file.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; short slices so an interrupt is noticed quickly.
-        unsafe { libc::poll(&mut p, 1, left.as_millis().min(50) as i32) };
+        // Short slices, so that an interrupt is noticed quickly.
+        let revents = poll_one(file.as_fd(), PollFlags::POLLIN, left.as_millis().min(50) as i32);
         let mut buf = [0u8; 8192];
         match file.read(&mut buf) {
-            Ok(0) if got_writer || p.revents & libc::POLLHUP != 0 => break,
+            Ok(0) if got_writer || revents.contains(PollFlags::POLLHUP) => break,
             Ok(0) => continue, // no writer has opened the FIFO yet
             Ok(n) => {
                 got_writer = true;

@@ -9,9 +9,14 @@ use crate::admin::{self, Command, Reply, Request};
 use crate::requests;
 use crate::state::{not_found, State};
 use aether::segment::{Policy, TopicParams};
+use aether::sys::poll_one;
 use aether::{Error, Result, Status};
+use nix::errno::Errno;
+use nix::poll::PollFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -102,13 +107,13 @@ fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
     // same signal path an operator uses.
     if reply.ok {
         let sig = match cmd {
-            Ok(Command::Drain) => Some(libc::SIGTERM),
-            Ok(Command::Reload) => Some(libc::SIGHUP),
+            Ok(Command::Drain) => Some(Signal::SIGTERM),
+            Ok(Command::Reload) => Some(Signal::SIGHUP),
             _ => None,
         };
         if let Some(sig) = sig {
-            // SAFETY: signalling our own process; the main thread takes it with sigwait.
-            unsafe { libc::kill(libc::getpid(), sig) };
+            // Our own process: the main thread takes it with sigwait.
+            let _ = kill(Pid::this(), sig);
         }
     }
 }
@@ -210,29 +215,23 @@ fn send_reply(pipe: &Path, reply_to: &str, reply: &Reply) {
     let deadline = Instant::now() + REPLY_TIMEOUT;
     let mut off = 0;
     while off < body.len() {
-        // SAFETY: writing the unsent part of our buffer to a descriptor we own.
-        let n = unsafe { libc::write(fd.as_raw_fd(), body[off..].as_ptr().cast(), body.len() - off) };
-        if n > 0 {
-            off += n as usize;
-            continue;
-        }
-        let err = std::io::Error::last_os_error();
-        if n < 0 && err.kind() != std::io::ErrorKind::WouldBlock && err.kind() != std::io::ErrorKind::Interrupted {
-            log::debug!("admin pipe: reply to {reply_to} failed: {err}");
-            return;
+        match nix::unistd::write(&fd, &body[off..]) {
+            Ok(n) if n > 0 => {
+                off += n;
+                continue;
+            }
+            Ok(_) | Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            Err(e) => {
+                log::debug!("admin pipe: reply to {reply_to} failed: {e}");
+                return;
+            }
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             log::info!("admin pipe: requester {reply_to} stopped reading; reply abandoned");
             return;
         }
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, left.as_millis().min(100) as i32) };
+        poll_one(fd.as_fd(), PollFlags::POLLOUT, left.as_millis().min(100) as i32);
     }
 }
 
@@ -250,9 +249,8 @@ pub(crate) fn sweep_dead_requesters(pipe: &Path) {
             continue;
         };
         let Ok(pid) = pid.parse::<i32>() else { continue };
-        // SAFETY: signal 0 only checks whether the process exists.
-        let dead =
-            unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        // No signal: only whether the process exists.
+        let dead = kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH);
         if dead {
             let _ = std::fs::remove_dir_all(e.path());
         }

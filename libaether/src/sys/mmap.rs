@@ -1,7 +1,9 @@
-//! A shared read-write mapping of a file descriptor, unmapped on drop.
+//! A shared read-write mapping of a file descriptor (`nix`'s mmap), unmapped on drop.
 
+use nix::sys::mman::{self, MapFlags, ProtFlags};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::num::NonZeroUsize;
+use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 
 pub struct Mapping {
@@ -20,26 +22,22 @@ impl Mapping {
     /// are faulted in here, at open, instead of on the data path during the
     /// ring's first lap (a failed populate is not an error; faults then happen later).
     pub fn shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
-        if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
-        }
-        // SAFETY: a fresh mapping chosen by the kernel (addr NULL); fd is open.
+        let len = NonZeroUsize::new(len).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"))?;
+        // SAFETY: a fresh mapping at an address the kernel chooses (none given),
+        // so no existing memory is replaced; `fd` is open for the call.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
+            mman::mmap(
+                None,
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE,
+                fd,
                 0,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
         Ok(Mapping {
-            ptr: NonNull::new(p.cast()).expect("mmap returned NULL"),
-            len,
+            ptr: p.cast(),
+            len: len.get(),
         })
     }
 
@@ -60,6 +58,6 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: ptr/len are exactly what mmap returned; nothing borrows the
         // mapping past its owner's lifetime.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let _ = unsafe { mman::munmap(self.ptr.cast(), self.len) };
     }
 }

@@ -1,8 +1,11 @@
-//! Thin wrappers over the system calls Aether uses. Calls that report errors
-//! the C way (`-1` and `errno`) go through [`syscall!`], which turns that
-//! into `io::Result` (futex, membarrier, clock and mmap calls, whose results
-//! are read differently, check them in place); every file descriptor is an
-//! `OwnedFd` from the moment it exists.
+//! The system-call layer. What `nix` covers (sockets and descriptor passing,
+//! memfd and seals, mmap, message-queue opening, clocks) is called through
+//! `nix`; what it lacks is made here by hand: the futex, membarrier, the
+//! 128-bit compare-and-swap, the TSC clock, the timed message-queue calls,
+//! `getrandom` and [`poll_one`]. Hand-made calls that report errors the C
+//! way (`-1` and `errno`) go through [`syscall!`], which turns that into
+//! `io::Result` (futex and membarrier results, read differently, are checked
+//! in place); every file descriptor is an `OwnedFd` from the moment it exists.
 
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
@@ -18,6 +21,11 @@ macro_rules! syscall {
     }};
 }
 
+use nix::poll::PollFlags;
+use nix::sys::time::TimeSpec;
+use nix::time::ClockId;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
 pub mod atomic128;
 pub mod futex;
 pub mod membarrier;
@@ -29,21 +37,37 @@ pub mod uds;
 
 /// Nanoseconds of `CLOCK_REALTIME` (wall clock; comparable across processes).
 pub fn realtime_ns() -> u64 {
-    clock_ns(libc::CLOCK_REALTIME)
+    clock_ns(ClockId::CLOCK_REALTIME)
 }
 
 /// Nanoseconds of `CLOCK_MONOTONIC` (for timeouts and latency).
 pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
+    clock_ns(ClockId::CLOCK_MONOTONIC)
 }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; clock ids above always exist.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec as u64)
+fn clock_ns(clock: ClockId) -> u64 {
+    // These clocks always exist; a failure could only read as time zero.
+    let ts = nix::time::clock_gettime(clock).unwrap_or(TimeSpec::new(0, 0));
+    (ts.tv_sec() as u64)
         .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+        .wrapping_add(ts.tv_nsec() as u64)
+}
+
+/// Waits up to `timeout_ms` (negative: forever) for `events` on `fd`; returns
+/// the events that occurred (empty on timeout or error: callers look again).
+/// Made here rather than through `nix::poll`, whose `revents` cannot carry
+/// POLLRDHUP (the peer shut its end down), which the client watches for.
+pub fn poll_one(fd: BorrowedFd<'_>, events: PollFlags, timeout_ms: i32) -> PollFlags {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: events.bits(),
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a descriptor the caller keeps open for the call.
+    match unsafe { libc::poll(&mut p, 1, timeout_ms.max(-1)) } {
+        1 => PollFlags::from_bits_retain(p.revents),
+        _ => PollFlags::empty(),
+    }
 }
 
 /// Asks the CPU to start loading the cache line at `p` (a hint: no fault,

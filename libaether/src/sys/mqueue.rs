@@ -1,11 +1,16 @@
 //! POSIX message queues (`mq_open`). On Linux a queue descriptor (`mqd_t`) is
 //! a file descriptor: it lives in an `OwnedFd`, travels over SCM_RIGHTS and
 //! can be polled (readable while a message is queued, writable while there is
-//! room). The kernel opens every queue descriptor close-on-exec.
+//! room). The kernel opens every queue descriptor close-on-exec. Opening and
+//! unlinking are `nix`'s; the timed calls and `mq_getattr` on a borrowed
+//! descriptor, which `nix` lacks, are made here.
 
 use super::shm::cname;
+use nix::mqueue::{mq_open, mq_unlink, MQ_OFlag, MqAttr, MqdT};
+use nix::poll::PollFlags;
+use nix::sys::stat::Mode;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::time::Duration;
 
 /// Where the kernel publishes the per-queue limits for unprivileged creators.
@@ -44,34 +49,37 @@ pub fn system_limits() -> (usize, usize) {
 /// (`O_RDONLY`/`O_WRONLY`/`O_RDWR`, optionally `O_NONBLOCK`).
 /// Fails with `AlreadyExists` if the name is taken.
 pub fn create(name: &str, oflag: i32, maxmsg: usize, msgsize: usize) -> io::Result<OwnedFd> {
-    let c = cname(name)?;
-    // SAFETY: mq_attr is plain data; all-zero is a valid value.
-    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
-    attr.mq_maxmsg = maxmsg as _;
-    attr.mq_msgsize = msgsize as _;
-    let fd = syscall!(mq_open(
-        c.as_ptr(),
-        oflag | libc::O_CREAT | libc::O_EXCL,
-        0o600 as libc::mode_t,
-        &mut attr as *mut libc::mq_attr
-    ))?;
-    // SAFETY: mq_open just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let attr = MqAttr::new(0, maxmsg as _, msgsize as _, 0);
+    let flags = MQ_OFlag::from_bits_truncate(oflag) | MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL;
+    owned(mq_open(
+        cname(name)?.as_c_str(),
+        flags,
+        Mode::from_bits_truncate(0o600),
+        Some(&attr),
+    )?)
 }
 
 /// Opens the existing queue `name` with `oflag`.
 pub fn open(name: &str, oflag: i32) -> io::Result<OwnedFd> {
-    let c = cname(name)?;
-    let fd = syscall!(mq_open(c.as_ptr(), oflag))?;
-    // SAFETY: mq_open just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    owned(mq_open(
+        cname(name)?.as_c_str(),
+        MQ_OFlag::from_bits_truncate(oflag),
+        Mode::empty(),
+        None,
+    )?)
+}
+
+/// A queue descriptor as the `OwnedFd` it is on Linux.
+fn owned(q: MqdT) -> io::Result<OwnedFd> {
+    // SAFETY: mq_open just returned this descriptor; `into_raw_fd` gives up
+    // nix's ownership, so the `OwnedFd` is its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(q.into_raw_fd()) })
 }
 
 /// Removes the name `name`; open descriptors stay valid, and the queue goes
 /// away with the last of them.
 pub fn unlink(name: &str) -> io::Result<()> {
-    let c = cname(name)?;
-    syscall!(mq_unlink(c.as_ptr())).map(drop)
+    Ok(mq_unlink(cname(name)?.as_c_str())?)
 }
 
 /// Absolute `CLOCK_REALTIME` time `after` from now, as the timed calls want it.
@@ -133,14 +141,8 @@ fn timed<T>(
 /// `deadline` (ns) passes.
 fn wait_ready(fd: BorrowedFd<'_>, events: libc::c_short, deadline: u64) {
     let left = deadline.saturating_sub(super::monotonic_ns());
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events,
-        revents: 0,
-    };
     let ms = left.div_ceil(1_000_000).min(i32::MAX as u64) as i32;
-    // SAFETY: one valid pollfd; a bounded timeout.
-    unsafe { libc::poll(&mut p, 1, ms) };
+    super::poll_one(fd, PollFlags::from_bits_truncate(events), ms);
 }
 
 /// Receives the oldest message into `buf` (at least the queue's msgsize long),

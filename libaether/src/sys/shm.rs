@@ -1,9 +1,11 @@
 //! Shared memory: segments are sealed memfds (see [`create_sealed`]); the
-//! POSIX shm namespace is only cleaned (`shm_unlink`).
+//! POSIX shm namespace is only cleaned (`shm_unlink`). The calls are `nix`'s.
 
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 /// `name` as a C string (shm and message-queue names).
 pub(super) fn cname(name: &str) -> io::Result<CString> {
@@ -12,16 +14,12 @@ pub(super) fn cname(name: &str) -> io::Result<CString> {
 
 /// Removes the name `name`; mappings and descriptors stay valid.
 pub fn unlink(name: &str) -> io::Result<()> {
-    let c = cname(name)?;
-    syscall!(shm_unlink(c.as_ptr())).map(drop)
+    Ok(nix::sys::mman::shm_unlink(cname(name)?.as_c_str())?)
 }
 
 /// Size in bytes of the object behind `fd`.
 pub fn size(fd: &OwnedFd) -> io::Result<u64> {
-    // SAFETY: zeroed `stat` is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    syscall!(fstat(fd.as_raw_fd(), &mut st))?;
-    Ok(st.st_size as u64)
+    Ok(nix::sys::stat::fstat(fd)?.st_size as u64)
 }
 
 /// Seals that make a segment's size immutable: no process holding the
@@ -32,17 +30,18 @@ pub const SIZE_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | li
 /// name anyone could open, vanishes with its last descriptor or mapping, and
 /// cannot be resized once sealed. `name` only labels it in /proc/PID/fd.
 pub fn create_sealed(name: &str, size: u64) -> io::Result<OwnedFd> {
-    let c = cname(name)?;
-    let fd = syscall!(memfd_create(c.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING))?;
-    // SAFETY: memfd_create just returned this descriptor and nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    syscall!(ftruncate(fd.as_raw_fd(), size as libc::off_t))?;
-    syscall!(fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, SIZE_SEALS))?;
+    let fd = memfd_create(
+        cname(name)?.as_c_str(),
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?;
+    let len = libc::off_t::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    nix::unistd::ftruncate(&fd, len)?;
+    fcntl(&fd, FcntlArg::F_ADD_SEALS(SealFlag::from_bits_truncate(SIZE_SEALS)))?;
     Ok(fd)
 }
 
 /// Whether `fd`'s size is sealed (see [`SIZE_SEALS`]).
 pub fn size_sealed(fd: &OwnedFd) -> bool {
     let want = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
-    syscall!(fcntl(fd.as_raw_fd(), libc::F_GET_SEALS)).is_ok_and(|s| s & want == want)
+    fcntl(fd, FcntlArg::F_GET_SEALS).is_ok_and(|s| s & want == want)
 }

@@ -1,10 +1,14 @@
 //! Unix-domain SOCK_SEQPACKET sockets: message boundaries are kept, a file
-//! descriptor travels with SCM_RIGHTS, and the peer is identified by SO_PEERCRED.
+//! descriptor travels with SCM_RIGHTS, and the peer is identified by
+//! SO_PEERCRED. The calls are `nix`'s; this module adds the retry on EINTR,
+//! the descriptor bounds and ownership of what arrives.
 
-use std::io;
-use std::mem;
+use nix::errno::Errno;
+use nix::sys::socket::{self as sock, sockopt, AddressFamily, Backlog, ControlMessage, ControlMessageOwned};
+use nix::sys::socket::{MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::time::TimeVal;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,121 +23,94 @@ pub struct PeerCred {
 /// Most descriptors [`SeqPacket::send_fds`] attaches to one packet.
 pub const MAX_FDS: usize = 2;
 
+/// The most descriptors Linux passes in one message (`SCM_MAX_FD`). The
+/// receive buffer has room for all of them, so that a peer sending too many
+/// never truncates the control data: every descriptor that arrives is taken
+/// into ownership (and closed), none leaks.
+const SCM_MAX_FD: usize = 253;
+
 pub struct SeqPacket {
     fd: OwnedFd,
 }
 
-fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-    // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+fn address(path: &Path) -> io::Result<UnixAddr> {
+    let len = path.as_os_str().len();
+    // sun_path holds 108 bytes including the terminating NUL.
+    if len == 0 || len >= 108 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "socket path must be 1..{} bytes without NUL: {}",
-                addr.sun_path.len() - 1,
-                path.display()
-            ),
+            format!("socket path must be 1..107 bytes without NUL: {}", path.display()),
         ));
     }
-    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    Ok((addr, len as libc::socklen_t))
+    UnixAddr::new(path).map_err(io::Error::from)
 }
 
 fn socket() -> io::Result<OwnedFd> {
-    let fd = syscall!(socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0))?;
-    // SAFETY: socket() just returned this descriptor; we are its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(sock::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?)
+}
+
+/// Calls `f` until it does not fail with EINTR.
+fn retry<T>(mut f: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::EINTR) => continue,
+            r => return r.map_err(io::Error::from),
+        }
+    }
 }
 
 impl SeqPacket {
     /// Binds and listens at `path` (which must not exist).
     pub fn listen(path: &Path) -> io::Result<SeqPacket> {
-        let (addr, len) = sockaddr(path)?;
+        let addr = address(path)?;
         let fd = socket()?;
-        syscall!(bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len))?;
-        syscall!(listen(fd.as_raw_fd(), 128))?;
+        sock::bind(fd.as_raw_fd(), &addr)?;
+        sock::listen(&fd, Backlog::new(128)?)?;
         Ok(SeqPacket { fd })
     }
 
     pub fn connect(path: &Path) -> io::Result<SeqPacket> {
-        let (addr, len) = sockaddr(path)?;
+        let addr = address(path)?;
         let fd = socket()?;
-        loop {
-            match syscall!(connect(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len)) {
-                Ok(_) => return Ok(SeqPacket { fd }),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        retry(|| sock::connect(fd.as_raw_fd(), &addr))?;
+        Ok(SeqPacket { fd })
     }
 
     pub fn accept(&self) -> io::Result<SeqPacket> {
-        loop {
-            match syscall!(accept4(
-                self.fd.as_raw_fd(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC
-            )) {
-                Ok(fd) => {
-                    // SAFETY: accept4 just returned this descriptor; we own it.
-                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                    return Ok(SeqPacket { fd });
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        let fd = retry(|| sock::accept4(self.fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC))?;
+        // SAFETY: accept4 just returned this descriptor; we are its only owner.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(SeqPacket { fd })
     }
 
     pub fn peer_cred(&self) -> io::Result<PeerCred> {
-        let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-        let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
-        syscall!(getsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len
-        ))?;
+        let c = sock::getsockopt(&self.fd, sockopt::PeerCredentials)?;
         Ok(PeerCred {
-            pid: cred.pid as u32,
-            uid: cred.uid,
-            gid: cred.gid,
+            pid: c.pid() as u32,
+            uid: c.uid(),
+            gid: c.gid(),
         })
     }
 
     /// Shuts both directions down: a thread blocked in accept, send or receive
     /// on this socket returns, and the peer sees the end of the connection.
     pub fn shutdown(&self) {
-        // SAFETY: shutdown on a socket we own; it touches no memory of ours.
-        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+        let _ = sock::shutdown(self.fd.as_raw_fd(), sock::Shutdown::Both);
     }
 
     /// Bounds every later send and receive by `timeout` (`None`: no bound).
     pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        let tv = match timeout {
-            Some(d) => libc::timeval {
-                tv_sec: d.as_secs() as libc::time_t,
-                tv_usec: d.subsec_micros() as libc::suseconds_t,
-            },
-            None => libc::timeval { tv_sec: 0, tv_usec: 0 },
-        };
-        for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-            syscall!(setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&tv as *const libc::timeval).cast(),
-                mem::size_of::<libc::timeval>() as libc::socklen_t
-            ))?;
-        }
+        let tv = TimeVal::from(libc::timeval {
+            tv_sec: timeout.map_or(0, |d| d.as_secs() as libc::time_t),
+            tv_usec: timeout.map_or(0, |d| d.subsec_micros() as libc::suseconds_t),
+        });
+        sock::setsockopt(&self.fd, sockopt::ReceiveTimeout, &tv)?;
+        sock::setsockopt(&self.fd, sockopt::SendTimeout, &tv)?;
         Ok(())
     }
 
@@ -148,42 +125,14 @@ impl SeqPacket {
         if fds.len() > MAX_FDS {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
         }
-        let mut iov = libc::iovec {
-            iov_base: data.as_ptr() as *mut libc::c_void,
-            iov_len: data.len(),
-        };
-        let mut cmsg_buf = [0u64; 4]; // room for one cmsghdr + MAX_FDS ints, 8-aligned
-                                      // SAFETY: msghdr is plain data; all-zero is valid.
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if !fds.is_empty() {
-            let bytes = mem::size_of_val(fds) as u32;
-            // SAFETY: CMSG_SPACE is a pure computation.
-            let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
-            debug_assert!(space <= mem::size_of_val(&cmsg_buf));
-            msg.msg_control = cmsg_buf.as_mut_ptr().cast();
-            msg.msg_controllen = space as _;
-            // SAFETY: msg_control points at `space` writable bytes, enough for one
-            // header carrying `fds.len()` ints, so CMSG_FIRSTHDR is non-null and in bounds.
-            unsafe {
-                let c = libc::CMSG_FIRSTHDR(&msg);
-                (*c).cmsg_level = libc::SOL_SOCKET;
-                (*c).cmsg_type = libc::SCM_RIGHTS;
-                (*c).cmsg_len = libc::CMSG_LEN(bytes) as _;
-                for (i, fd) in fds.iter().enumerate() {
-                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>().add(i), *fd);
-                }
-            }
+        let iov = [IoSlice::new(data)];
+        let rights = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+        let n = retry(|| sock::sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None))?;
+        if n != data.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short send on seqpacket"));
         }
-        loop {
-            match syscall!(sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)) {
-                Ok(n) if n as usize == data.len() => return Ok(()),
-                Ok(_) => return Err(io::Error::new(io::ErrorKind::WriteZero, "short send on seqpacket")),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        Ok(())
     }
 
     /// Receives one packet into `buf`. Returns its length (0 means the peer
@@ -197,47 +146,29 @@ impl SeqPacket {
     /// Like [`recv`](Self::recv), accepting up to `max` descriptors (in the
     /// order sent). More than `max` is `InvalidData`; all of them are closed.
     pub fn recv_fds(&self, buf: &mut [u8], max: usize) -> io::Result<(usize, Vec<OwnedFd>)> {
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let mut cmsg_buf = [0u64; 8];
-        // SAFETY: msghdr is plain data; all-zero is valid.
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg_buf.as_mut_ptr().cast();
-        msg.msg_controllen = mem::size_of_val(&cmsg_buf) as _;
-        let n = loop {
-            match syscall!(recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)) {
-                Ok(n) => break n as usize,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+        let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
+        let mut iov = [IoSliceMut::new(buf)];
+        let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+        let msg = loop {
+            match sock::recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
+                Err(Errno::EINTR) => continue,
+                r => break r?,
             }
         };
         // Take ownership of every descriptor received first, so none leaks on error.
         let mut fds = Vec::new();
-        // SAFETY: the kernel filled msg_control/msg_controllen; CMSG_* walk only
-        // within that buffer and every SCM_RIGHTS payload is an array of ints.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(c);
-                    let count = ((*c).cmsg_len as usize - (data as usize - c as usize)) / mem::size_of::<RawFd>();
-                    for i in 0..count {
-                        let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
-                        fds.push(OwnedFd::from_raw_fd(fd));
-                    }
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
+        let cmsgs = msg
+            .cmsgs()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "control data truncated"))?;
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(received) = c {
+                // SAFETY: the kernel just installed these descriptors in this
+                // process for us; nothing else knows them.
+                fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
             }
         }
-        if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "packet or control data truncated",
-            ));
+        if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "packet truncated"));
         }
         if fds.len() > max {
             return Err(io::Error::new(
@@ -245,7 +176,7 @@ impl SeqPacket {
                 format!("more than {max} descriptors in a packet"),
             ));
         }
-        Ok((n, fds))
+        Ok((msg.bytes, fds))
     }
 }
 
