@@ -15,6 +15,7 @@
 use aether::segment::{Policy, TopicParams, MAX_RING, MAX_SUBSCRIBERS, MIN_RING};
 use log::LevelFilter as Level;
 use nix::unistd::{Group, User};
+use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -379,155 +380,161 @@ impl Loaded {
 }
 
 // ---------------------------------------------------------------------------
-// The TOML file.
+// The TOML file: its shape is the serde types below (unknown keys refused by
+// `deny_unknown_fields`); what serde cannot say (ranges, names, patterns) is
+// checked after, with the same key names in the errors.
 
-const TOP_KEYS: &[&str] = &["daemon", "limits", "topic_defaults", "access"];
-const DAEMON_KEYS: &[&str] = &["socket", "socket_mode", "socket_group", "log_level", "drain_timeout"];
-const LIMIT_KEYS: &[&str] = &[
-    "max_topics",
-    "max_clients",
-    "max_subscribers_per_topic",
-    "max_segment_bytes",
-    "max_message_bytes",
-];
-const TOPIC_KEYS: &[&str] = &["policy", "ring_size", "max_message", "max_subscribers"];
-const RULE_KEYS: &[&str] = &["topics", "users", "uids", "groups", "gids", "allow"];
-
-/// One table of the file being parsed, with its key path for error messages.
-struct Section<'a> {
-    origin: &'a str,
-    /// `limits`, `access[2]`, or empty for the top level.
-    path: String,
-    table: &'a toml::Table,
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    daemon: Option<DaemonToml>,
+    limits: Option<LimitsToml>,
+    topic_defaults: Option<TopicToml>,
+    #[serde(default)]
+    access: Vec<RuleToml>,
 }
 
-impl<'a> Section<'a> {
-    fn key(&self, k: &str) -> String {
-        if self.path.is_empty() {
-            k.to_string()
-        } else {
-            format!("{}.{k}", self.path)
-        }
-    }
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DaemonToml {
+    socket: Option<String>,
+    /// A string ("0660") or TOML's own octal integer (0o660).
+    socket_mode: Option<toml::Value>,
+    /// A group name or id.
+    socket_group: Option<toml::Value>,
+    log_level: Option<String>,
+    /// Seconds, an integer or a float.
+    drain_timeout: Option<f64>,
+}
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsToml {
+    max_topics: Option<i64>,
+    max_clients: Option<i64>,
+    max_subscribers_per_topic: Option<i64>,
+    max_segment_bytes: Option<i64>,
+    max_message_bytes: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TopicToml {
+    policy: Option<String>,
+    ring_size: Option<i64>,
+    max_message: Option<i64>,
+    max_subscribers: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleToml {
+    topics: Option<Vec<String>>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    uids: Vec<u32>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    gids: Vec<u32>,
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
+/// Errors for one table of the file: its key path (`limits`, `access[2]`).
+struct Table<'a> {
+    origin: &'a str,
+    path: String,
+}
+
+impl Table<'_> {
     fn err(&self, k: &str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::new(self.origin, &self.key(k), reason)
+        ConfigError::new(self.origin, &format!("{}.{k}", self.path), reason)
     }
 
-    /// Every key must be one of `known`.
-    fn check_keys(&self, known: &[&str]) -> Result<(), ConfigError> {
-        match self.table.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(self.err(k, format!("unknown key (known keys here: {})", known.join(", ")))),
-            None => Ok(()),
-        }
-    }
-
-    fn sub(&self, k: &str) -> Result<Option<Section<'a>>, ConfigError> {
-        match self.table.get(k) {
-            None => Ok(None),
-            Some(toml::Value::Table(t)) => Ok(Some(Section {
-                origin: self.origin,
-                path: self.key(k),
-                table: t,
-            })),
-            Some(v) => Err(self.err(k, format!("expected a table ([{k}]), found {}", v.type_str()))),
-        }
-    }
-
-    fn str(&self, k: &str) -> Result<Option<&'a str>, ConfigError> {
-        match self.table.get(k) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s)),
-            Some(v) => Err(self.err(k, format!("expected a string, found {}", v.type_str()))),
-        }
+    fn whole(&self, reason: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.origin, &self.path, reason)
     }
 
     /// An integer in `min..=max`.
-    fn int(&self, k: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
-        match self.table.get(k) {
+    fn int(&self, k: &str, v: Option<i64>, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+        match v {
             None => Ok(None),
-            Some(toml::Value::Integer(i)) if *i >= 0 && (min..=max).contains(&(*i as u64)) => Ok(Some(*i as u64)),
-            Some(toml::Value::Integer(i)) => Err(self.err(k, format!("{i} is out of range ({min} to {max})"))),
-            Some(v) => Err(self.err(k, format!("expected an integer, found {}", v.type_str()))),
-        }
-    }
-
-    /// A list of strings (absent: empty).
-    fn strings(&self, k: &str) -> Result<Vec<&'a str>, ConfigError> {
-        self.list(k, |v| v.as_str(), "strings")
-    }
-
-    /// A list of non-negative 32-bit ids (absent: empty).
-    fn ids(&self, k: &str) -> Result<Vec<u32>, ConfigError> {
-        self.list(
-            k,
-            |v| v.as_integer().and_then(|i| u32::try_from(i).ok()),
-            "integers from 0 to 4294967295",
-        )
-    }
-
-    fn list<T>(&self, k: &str, each: impl Fn(&'a toml::Value) -> Option<T>, what: &str) -> Result<Vec<T>, ConfigError> {
-        match self.table.get(k) {
-            None => Ok(Vec::new()),
-            Some(toml::Value::Array(a)) => a
-                .iter()
-                .map(|v| each(v).ok_or_else(|| self.err(k, format!("expected a list of {what}, found {v}"))))
-                .collect(),
-            Some(v) => Err(self.err(k, format!("expected a list of {what}, found {}", v.type_str()))),
+            Some(i) if i >= 0 && (min..=max).contains(&(i as u64)) => Ok(Some(i as u64)),
+            Some(i) => Err(self.err(k, format!("{i} is out of range ({min} to {max})"))),
         }
     }
 }
 
 /// Parses a configuration file's text; `origin` names it in errors. User and
-/// group names are resolved here (getpwnam_r/getgrnam_r): an unknown name is an error.
+/// group names are resolved here: an unknown name is an error.
 pub fn parse(text: &str, origin: &Path) -> Result<FileConfig, ConfigError> {
     let origin = origin.display().to_string();
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::new(&origin, "", syntax_error(text, &e)))?;
-    let top = Section {
+    let file: FileToml = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let (key, reason) = shape_error(&e);
+        ConfigError::new(&origin, &key, reason)
+    })?;
+    let table = |path: &str| Table {
         origin: &origin,
-        path: String::new(),
-        table: &table,
+        path: path.to_string(),
     };
-    top.check_keys(TOP_KEYS)?;
     let mut out = FileConfig::default();
-    if let Some(d) = top.sub("daemon")? {
-        out.settings = parse_daemon(&d)?;
+    if let Some(d) = file.daemon {
+        out.settings = daemon_settings(&table("daemon"), d)?;
     }
-    if let Some(l) = top.sub("limits")? {
-        out.config.limits = parse_limits(&l)?;
+    if let Some(l) = file.limits {
+        out.config.limits = limits(&table("limits"), l)?;
     }
-    if let Some(t) = top.sub("topic_defaults")? {
-        out.config.topic_defaults = parse_topic_defaults(&t)?;
+    if let Some(t) = file.topic_defaults {
+        out.config.topic_defaults = topic_defaults(&table("topic_defaults"), t)?;
     }
-    match table.get("access") {
-        None => {}
-        Some(toml::Value::Array(rules)) => {
-            for (i, r) in rules.iter().enumerate() {
-                let path = format!("access[{}]", i + 1);
-                let toml::Value::Table(t) = r else {
-                    return Err(ConfigError::new(
-                        &origin,
-                        &path,
-                        format!("expected a table ([[access]]), found {}", r.type_str()),
-                    ));
-                };
-                out.config.rules.push(parse_rule(&Section {
-                    origin: &origin,
-                    path,
-                    table: t,
-                })?);
-            }
-        }
-        Some(v) => {
-            return Err(top.err(
-                "access",
-                format!("expected an array of tables ([[access]]), found {}", v.type_str()),
-            ))
-        }
+    for (i, r) in file.access.into_iter().enumerate() {
+        out.config.rules.push(rule(&table(&format!("access[{}]", i + 1)), r)?);
     }
     Ok(out)
+}
+
+/// The key and reason of an error in the file's shape (an unknown key, a
+/// wrong type). Keys read as written: `limits.max_topic`, `access[1].users`
+/// (tables of `[[access]]` counted from 1, as a reader counts them).
+fn shape_error(e: &serde_path_to_error::Error<toml::de::Error>) -> (String, String) {
+    use serde_path_to_error::Segment;
+    let mut key = String::new();
+    for seg in e.path().iter() {
+        match seg {
+            Segment::Seq { index } => key.push_str(&format!("[{}]", index + 1)),
+            Segment::Map { key: k } | Segment::Enum { variant: k } => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(k);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    let mut reason = e.inner().message().trim().replace('\n', "; ");
+    // serde names Rust types; say what they mean in the file.
+    for (rust, toml) in [
+        ("expected i64", "expected an integer"),
+        ("expected u32", "expected an integer from 0 to 4294967295"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("invalid type: map", "invalid type: table"),
+        ("unknown field", "unknown key"),
+    ] {
+        reason = reason.replace(rust, toml);
+    }
+    if let Some(i) = reason.find("expected struct ") {
+        reason.replace_range(i.., "expected a table");
+    }
+    if key == "access" {
+        reason.push_str(" of tables ([[access]])");
+    }
+    (key, reason)
 }
 
 /// A TOML syntax error on one line: where, and what.
@@ -544,64 +551,50 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-fn parse_daemon(d: &Section) -> Result<Settings, ConfigError> {
-    d.check_keys(DAEMON_KEYS)?;
-    let socket = match d.str("socket")? {
-        Some("") => return Err(d.err("socket", "must not be empty")),
-        Some(s) => Some(PathBuf::from(s)),
-        None => None,
+fn daemon_settings(t: &Table, d: DaemonToml) -> Result<Settings, ConfigError> {
+    let socket = match d.socket.as_deref() {
+        Some("") => return Err(t.err("socket", "must not be empty")),
+        s => s.map(PathBuf::from),
     };
-    let socket_mode = match d.table.get("socket_mode") {
+    let socket_mode = match d.socket_mode {
         None => None,
-        Some(toml::Value::String(s)) => Some(parse_mode(s).map_err(|r| d.err("socket_mode", r))?),
+        Some(toml::Value::String(s)) => Some(parse_mode(&s).map_err(|r| t.err("socket_mode", r))?),
         // TOML's own octal integers (0o660) are fine too.
-        Some(toml::Value::Integer(i)) if (0..=MODE_BITS as i64).contains(i) => Some(*i as u32),
+        Some(toml::Value::Integer(i)) if (0..=MODE_BITS as i64).contains(&i) => Some(i as u32),
         Some(toml::Value::Integer(i)) => {
-            return Err(d.err(
-                "socket_mode",
-                format!("{i} (octal {i:o}) is not a file mode: write it as a string such as \"0660\""),
-            ))
+            let why = format!("{i} (octal {i:o}) is not a file mode: write it as a string such as \"0660\"");
+            return Err(t.err("socket_mode", why));
         }
         Some(v) => {
-            return Err(d.err(
-                "socket_mode",
-                format!("expected an octal string such as \"0660\", found {}", v.type_str()),
-            ))
+            let why = format!("expected an octal string such as \"0660\", found {}", v.type_str());
+            return Err(t.err("socket_mode", why));
         }
     };
-    let socket_group = match d.table.get("socket_group") {
+    let socket_group = match d.socket_group {
         None => None,
-        Some(toml::Value::String(s)) => Some(resolve_group_arg(s).map_err(|r| d.err("socket_group", r))?),
+        Some(toml::Value::String(s)) => Some(resolve_group_arg(&s).map_err(|r| t.err("socket_group", r))?),
         Some(toml::Value::Integer(i)) => {
-            let gid = u32::try_from(*i).map_err(|_| d.err("socket_group", format!("{i} is not a group id")))?;
+            let gid = u32::try_from(i).map_err(|_| t.err("socket_group", format!("{i} is not a group id")))?;
             Some(GroupRef {
                 name: gid.to_string(),
                 gid,
             })
         }
         Some(v) => {
-            return Err(d.err(
-                "socket_group",
-                format!("expected a group name or id, found {}", v.type_str()),
-            ))
+            let why = format!("expected a group name or id, found {}", v.type_str());
+            return Err(t.err("socket_group", why));
         }
     };
     let log_level = d
-        .str("log_level")?
-        .map(parse_level)
+        .log_level
+        .map(|l| parse_level(&l))
         .transpose()
-        .map_err(|r| d.err("log_level", r))?;
-    let drain_timeout = match d.table.get("drain_timeout") {
-        None => None,
-        Some(toml::Value::Integer(i)) => Some(seconds(*i as f64).map_err(|r| d.err("drain_timeout", r))?),
-        Some(toml::Value::Float(f)) => Some(seconds(*f).map_err(|r| d.err("drain_timeout", r))?),
-        Some(v) => {
-            return Err(d.err(
-                "drain_timeout",
-                format!("expected a number of seconds, found {}", v.type_str()),
-            ))
-        }
-    };
+        .map_err(|r| t.err("log_level", r))?;
+    let drain_timeout = d
+        .drain_timeout
+        .map(seconds)
+        .transpose()
+        .map_err(|r| t.err("drain_timeout", r))?;
     Ok(Settings {
         socket,
         socket_mode,
@@ -611,106 +604,99 @@ fn parse_daemon(d: &Section) -> Result<Settings, ConfigError> {
     })
 }
 
-fn parse_limits(l: &Section) -> Result<Limits, ConfigError> {
-    l.check_keys(LIMIT_KEYS)?;
+fn limits(t: &Table, l: LimitsToml) -> Result<Limits, ConfigError> {
     let mut limits = Limits::default();
     let big = i64::MAX as u64;
-    if let Some(v) = l.int("max_topics", 1, big)? {
+    if let Some(v) = t.int("max_topics", l.max_topics, 1, big)? {
         limits.max_topics = usize::try_from(v).unwrap_or(usize::MAX);
     }
-    if let Some(v) = l.int("max_clients", 1, big)? {
+    if let Some(v) = t.int("max_clients", l.max_clients, 1, big)? {
         limits.max_clients = usize::try_from(v).unwrap_or(usize::MAX);
     }
-    if let Some(v) = l.int("max_subscribers_per_topic", 1, MAX_SUBSCRIBERS.into())? {
+    let per_topic = l.max_subscribers_per_topic;
+    if let Some(v) = t.int("max_subscribers_per_topic", per_topic, 1, MAX_SUBSCRIBERS.into())? {
         limits.max_subscribers_per_topic = v as u32;
     }
-    if let Some(v) = l.int("max_segment_bytes", MIN_RING, MAX_RING)? {
+    if let Some(v) = t.int("max_segment_bytes", l.max_segment_bytes, MIN_RING, MAX_RING)? {
         limits.max_segment_bytes = v;
     }
-    if let Some(v) = l.int("max_message_bytes", 1, largest_max_message())? {
+    if let Some(v) = t.int("max_message_bytes", l.max_message_bytes, 1, largest_max_message())? {
         limits.max_message_bytes = v;
     }
     Ok(limits)
 }
 
-fn parse_topic_defaults(t: &Section) -> Result<TopicParams, ConfigError> {
-    t.check_keys(TOPIC_KEYS)?;
+fn topic_defaults(t: &Table, d: TopicToml) -> Result<TopicParams, ConfigError> {
     let mut p = TopicParams::default();
-    if let Some(name) = t.str("policy")? {
-        p.policy = Policy::from_name(name).ok_or_else(|| {
+    if let Some(name) = d.policy {
+        p.policy = Policy::from_name(&name).ok_or_else(|| {
             t.err(
                 "policy",
                 format!("{name:?} is not a policy (\"lossy\" or \"reliable\")"),
             )
         })?;
     }
-    if let Some(v) = t.int("ring_size", MIN_RING, MAX_RING)? {
+    if let Some(v) = t.int("ring_size", d.ring_size, MIN_RING, MAX_RING)? {
         if !v.is_power_of_two() {
             return Err(t.err("ring_size", format!("{v} is not a power of two")));
         }
         p.ring_size = v;
     }
-    if let Some(v) = t.int("max_message", 1, largest_max_message())? {
+    if let Some(v) = t.int("max_message", d.max_message, 1, largest_max_message())? {
         p.max_message = v;
     }
-    if let Some(v) = t.int("max_subscribers", 1, MAX_SUBSCRIBERS.into())? {
+    if let Some(v) = t.int("max_subscribers", d.max_subscribers, 1, MAX_SUBSCRIBERS.into())? {
         p.max_subscribers = v as u32;
     }
-    // Together (max_message against the ring size).
-    p.validate()
-        .map_err(|e| ConfigError::new(t.origin, &t.path, e.message))?;
+    // Together (max_message against the ring size): reported on the table.
+    p.validate().map_err(|e| t.whole(e.message))?;
     Ok(p)
 }
 
-fn parse_rule(r: &Section) -> Result<Rule, ConfigError> {
-    r.check_keys(RULE_KEYS)?;
-    let mut rule = Rule::default();
-    if !r.table.contains_key("topics") {
-        return Err(r.err(
+fn rule(t: &Table, r: RuleToml) -> Result<Rule, ConfigError> {
+    let topics = r.topics.ok_or_else(|| {
+        t.err(
             "topics",
             "missing (a list of topic names or prefixes ending in *; [\"*\"] for every topic)",
-        ));
+        )
+    })?;
+    if topics.is_empty() {
+        return Err(t.err("topics", "is empty (use [\"*\"] for every topic)"));
     }
-    for t in r.strings("topics")? {
-        check_pattern(t).map_err(|reason| r.err("topics", reason))?;
-        rule.topics.push(t.to_string());
+    for p in &topics {
+        check_pattern(p).map_err(|reason| t.err("topics", reason))?;
     }
-    if rule.topics.is_empty() {
-        return Err(r.err("topics", "is empty (use [\"*\"] for every topic)"));
-    }
-    for name in r.strings("users")? {
+    let mut rule = Rule {
+        topics,
+        ..Rule::default()
+    };
+    for name in &r.users {
         match lookup_user(name) {
             Ok(Some(uid)) => rule.uids.push(uid),
-            Ok(None) => return Err(r.err("users", format!("no user named {name:?}"))),
-            Err(e) => return Err(r.err("users", format!("cannot look up user {name:?}: {e}"))),
+            Ok(None) => return Err(t.err("users", format!("no user named {name:?}"))),
+            Err(e) => return Err(t.err("users", format!("cannot look up user {name:?}: {e}"))),
         }
     }
-    rule.uids.extend(r.ids("uids")?);
-    for name in r.strings("groups")? {
+    rule.uids.extend(r.uids);
+    for name in &r.groups {
         match lookup_group(name) {
             Ok(Some(gid)) => rule.gids.push(gid),
-            Ok(None) => return Err(r.err("groups", format!("no group named {name:?}"))),
-            Err(e) => return Err(r.err("groups", format!("cannot look up group {name:?}: {e}"))),
+            Ok(None) => return Err(t.err("groups", format!("no group named {name:?}"))),
+            Err(e) => return Err(t.err("groups", format!("cannot look up group {name:?}: {e}"))),
         }
     }
-    rule.gids.extend(r.ids("gids")?);
+    rule.gids.extend(r.gids);
     if rule.uids.is_empty() && rule.gids.is_empty() {
-        return Err(ConfigError::new(
-            r.origin,
-            &r.path,
-            "the rule names nobody: give users, uids, groups or gids",
-        ));
+        return Err(t.whole("the rule names nobody: give users, uids, groups or gids"));
     }
-    for a in r.strings("allow")? {
-        let action = match a {
+    for a in &r.allow {
+        let action = match a.as_str() {
             "publish" => Action::Publish,
             "subscribe" => Action::Subscribe,
             "admin" => Action::Admin,
             other => {
-                return Err(r.err(
-                    "allow",
-                    format!("{other:?} is not an action (publish, subscribe, admin)"),
-                ))
+                let why = format!("{other:?} is not an action (publish, subscribe, admin)");
+                return Err(t.err("allow", why));
             }
         };
         if !rule.allow.contains(&action) {
@@ -718,7 +704,7 @@ fn parse_rule(r: &Section) -> Result<Rule, ConfigError> {
         }
     }
     if rule.allow.is_empty() {
-        return Err(r.err("allow", "missing or empty (a list of publish, subscribe, admin)"));
+        return Err(t.err("allow", "missing or empty (a list of publish, subscribe, admin)"));
     }
     Ok(rule)
 }
@@ -1068,7 +1054,7 @@ mod tests {
         );
         err(
             &format!("{base}topics = [\"a\"]\nuids = [-1]\nallow = [\"publish\"]\n"),
-            "access[1].uids",
+            "access[1].uids[1]",
         );
         err(
             &format!("{base}topics = \"a\"\nuids = [1]\nallow = [\"publish\"]\n"),
@@ -1116,7 +1102,20 @@ mod tests {
     fn example_file_matches_the_defaults() {
         let text = include_str!("../../etc/aetherd.toml");
         assert_eq!(p(text).unwrap(), FileConfig::default());
-        let shown: &[&str] = &[LIMIT_KEYS, TOPIC_KEYS, &["log_level", "drain_timeout", "socket_mode"]].concat();
+        let shown: &[&str] = &[
+            "max_topics",
+            "max_clients",
+            "max_subscribers_per_topic",
+            "max_segment_bytes",
+            "max_message_bytes",
+            "policy",
+            "ring_size",
+            "max_message",
+            "max_subscribers",
+            "log_level",
+            "drain_timeout",
+            "socket_mode",
+        ];
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {
