@@ -22,6 +22,17 @@ fi
 
 shm_before=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
 
+echo "== The client library links nothing of the daemon's"
+# libaether (crate aether) is every client's dependency: configuration
+# parsing, JSON, logging and the daemon itself belong to aetherd.
+daemon_deps=$(cargo tree -p aether -e normal --prefix none | grep -E '^(aetherd|serde|serde_json|toml|log|clap) ' || true)
+if [ -n "$daemon_deps" ]; then
+  echo "FAILED: cargo tree -p aether -e normal shows daemon-only dependencies:" >&2
+  echo "$daemon_deps" >&2
+  exit 1
+fi
+cargo tree -p aether -e normal --depth 1 --prefix none | tr '\n' ' '; echo
+
 echo "== Rust tests"
 cargo test --workspace --quiet 2>&1
 
