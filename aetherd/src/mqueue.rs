@@ -307,6 +307,14 @@ struct Job {
 }
 
 impl Job {
+    /// Moves past a record overwritten while read; a segment whose horizon
+    /// is impossible (the reader reports it at its next look) is backed off from.
+    fn drop_overwritten(&mut self, rec: &aether::ring::Record) {
+        if self.reader.drop_overwritten(rec).is_err() {
+            std::thread::sleep(POLL);
+        }
+    }
+
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
@@ -358,7 +366,7 @@ impl Job {
             if rec.len > cap {
                 // Never truncated: skipped, counted in the slot, and reported.
                 if self.reader.overwritten(rec.pos) {
-                    self.reader.drop_overwritten(&rec);
+                    self.drop_overwritten(&rec);
                     continue;
                 }
                 self.reader.pass(&rec, false);
@@ -382,7 +390,7 @@ impl Job {
                 std::ptr::copy_nonoverlapping(rec.data, buf.as_mut_ptr().add(FRAME_HEADER), rec.len);
             }
             if self.reader.overwritten(rec.pos) {
-                self.reader.drop_overwritten(&rec);
+                self.drop_overwritten(&rec);
                 continue;
             }
             notice::put_message_header(&mut buf, rec.seq, rec.timestamp_ns);

@@ -607,7 +607,7 @@ impl Subscriber {
         loop {
             let rec = self.reader.next(deadline)?;
             if self.reader.overwritten(rec.pos) {
-                self.reader.drop_overwritten(&rec);
+                self.reader.drop_overwritten(&rec)?;
                 continue;
             }
             self.held = Some(rec);
@@ -623,7 +623,7 @@ impl Subscriber {
             .take()
             .ok_or_else(|| Error::invalid("no received view to release"))?;
         if self.reader.overwritten(rec.pos) {
-            self.reader.drop_overwritten(&rec);
+            self.reader.drop_overwritten(&rec)?;
             return Err(Error::new(
                 Status::Overwritten,
                 format!("message {} was overwritten while held", rec.seq),

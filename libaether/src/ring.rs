@@ -944,10 +944,18 @@ impl Reader {
 
     /// After being lapped or finding garbage: move to the first record stamp in
     /// `[from, tail)`, or to the tail. What was skipped shows up as a sequence gap.
-    fn resync(&mut self, from: u64) {
+    /// A horizon beyond anything ever claimed (it is raised at most one step
+    /// past a claim's end, and the tail covers every claim) is `Corrupt`: obeyed,
+    /// it would make every record look overwritten, and the reader resync forever.
+    fn resync(&mut self, from: u64) -> Result<()> {
         // The horizon first: the tail read after it covers the claim that raised it.
         let horizon = self.horizon();
         let tail = self.tail_pos();
+        if horizon > tail.saturating_add(horizon_step(self.geo.ring_size)) {
+            return Err(Error::corrupt(format!(
+                "ring horizon {horizon} is beyond anything claimed (tail {tail})"
+            )));
+        }
         let oldest = horizon.max(tail).saturating_sub(self.geo.ring_size);
         let lo = from.max(oldest).div_ceil(ALIGN) * ALIGN;
         let mut u = lo;
@@ -964,6 +972,7 @@ impl Reader {
         if !self.pos.is_multiple_of(ALIGN) {
             self.pos = self.pos.div_ceil(ALIGN) * ALIGN;
         }
+        Ok(())
     }
 
     /// Finds the next message, waiting until `deadline`. Does not consume it.
@@ -974,13 +983,20 @@ impl Reader {
             }
         }
         let mut round = 0u32;
+        let mut turns = 0u32;
         loop {
+            // Whatever the segment holds, this loop ends by its deadline: every
+            // path that goes round without waiting passes here.
+            turns = turns.wrapping_add(1);
+            if turns.is_multiple_of(64) && deadline.remaining() == Some(0) {
+                return Err(Error::new(Status::Timeout, "timed out waiting"));
+            }
             let found = match self.look() {
                 Ok(f) => f,
                 Err(e) => {
                     // A corrupt header: report it, and step past so the next call can go on.
                     let from = self.pos + ALIGN;
-                    self.resync(from);
+                    self.resync(from)?;
                     self.store_cursor();
                     return Err(e);
                 }
@@ -990,10 +1006,10 @@ impl Reader {
                     if rec.seq < self.next_seq {
                         let from = self.pos + ALIGN;
                         if self.overwritten(rec.pos) {
-                            self.resync(from);
+                            self.resync(from)?;
                             continue;
                         }
-                        self.resync(from);
+                        self.resync(from)?;
                         self.store_cursor();
                         return Err(Error::corrupt(format!(
                             "sequence went backwards at position {}: {} after {}",
@@ -1026,7 +1042,7 @@ impl Reader {
                     let tail = self.tail_pos();
                     if tail > self.pos.saturating_add(self.geo.ring_size) {
                         // Lapped: what we wanted is gone.
-                        self.resync(self.pos);
+                        self.resync(self.pos)?;
                         continue;
                     }
                     if tail < self.pos {
@@ -1073,7 +1089,7 @@ impl Reader {
                                     // A valid record further on means the former; its
                                     // sequence gap counts the loss.
                                     let at = self.pos;
-                                    self.resync(at + ALIGN);
+                                    self.resync(at + ALIGN)?;
                                     self.store_cursor();
                                     if self.pos < self.tail_pos() {
                                         continue;
@@ -1149,10 +1165,12 @@ impl Reader {
     /// Moves past `rec`, which was overwritten while read. Its header may be
     /// torn, so nothing in it is trusted: the message shows up as part of the
     /// sequence gap before the next message consumed, and is counted lost then.
-    pub fn drop_overwritten(&mut self, rec: &Record) {
+    /// `Corrupt` (the cursor stays) if the segment's horizon is impossible.
+    pub fn drop_overwritten(&mut self, rec: &Record) -> Result<()> {
         let from = rec.pos + ALIGN;
-        self.resync(from);
+        self.resync(from)?;
         self.store_cursor();
+        Ok(())
     }
 
     /// Copies the next message into `buf`. Returns (length, seq, timestamp).
@@ -1166,7 +1184,7 @@ impl Reader {
             if rec.len > buf.len() {
                 // On a lossy topic the length may come from a torn header.
                 if self.overwritten(rec.pos) {
-                    self.drop_overwritten(&rec);
+                    self.drop_overwritten(&rec)?;
                     continue;
                 }
                 self.too_large_len = rec.len;
@@ -1177,7 +1195,7 @@ impl Reader {
             }
             match self.copy_out(&rec, buf) {
                 Some(got) => return Ok(got),
-                None => self.drop_overwritten(&rec),
+                None => self.drop_overwritten(&rec)?,
             }
         }
     }

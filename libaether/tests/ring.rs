@@ -529,3 +529,78 @@ fn a_blocked_publish_sees_the_topic_deleted() {
     assert_eq!(e.status, Status::NotFound, "{e}");
     deleter.join().unwrap();
 }
+
+/// Runs `f` on a thread and fails the test if it has not returned within
+/// `bound` (a hang must fail, not stall the suite).
+fn within<T: Send + 'static>(bound: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(bound)
+        .expect("the call did not return within its bound")
+}
+
+/// Writes a record header stamped MESSAGE at ring position `pos`, as a
+/// hostile party with write access to the segment could.
+fn forge_message(seg: &Segment, pos: u64, seq: u64, len: u32) {
+    let geo = *seg.geometry();
+    let off = (pos & (geo.ring_size - 1)) as usize;
+    // SAFETY: `off` is 64-aligned and below ring_size, so the 32-byte header
+    // lies inside the ring; the test owns the segment.
+    unsafe {
+        let h = seg.ring_ptr().add(off);
+        h.add(8).cast::<u32>().write_volatile(len);
+        h.add(12).cast::<u32>().write_volatile(64);
+        h.add(16).cast::<u64>().write_volatile(seq);
+        h.add(24).cast::<u64>().write_volatile(0);
+        (*h.cast::<std::sync::atomic::AtomicU64>()).store((pos | 2) ^ geo.salt, Ordering::Release);
+    }
+}
+
+/// Issue 15, case 2: a record stamped MESSAGE at the tail with a stale
+/// sequence number, plus a horizon raised far beyond anything claimed, made
+/// `next` resync in place forever, ignoring the receive's deadline. Now the
+/// impossible horizon is reported as corruption, at once.
+#[test]
+fn a_forged_stale_record_and_horizon_cannot_hold_a_receive() {
+    let seg = segment(Policy::Lossy, 4096, 100);
+    let mut w = Writer::new(Arc::clone(&seg), Some(0));
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut buf = [0u8; 100];
+    for m in [&b"one"[..], b"two"] {
+        w.publish(m).unwrap();
+        let (n, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!(&buf[..n], m);
+    }
+    let tail = seg.tail().lo.load(Ordering::SeqCst);
+    forge_message(&seg, tail, 0, 3);
+    seg.gate().horizon.store(1 << 62, Ordering::SeqCst);
+    let t0 = std::time::Instant::now();
+    let e = within(Duration::from_secs(5), move || {
+        r.receive_into(&mut [0u8; 100], &Deadline::after(Some(Duration::from_secs(2))))
+            .unwrap_err()
+    });
+    assert_eq!(e.status, Status::Corrupt, "{e}");
+    assert!(e.message.contains("horizon"), "{e}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "reported at once, not at the deadline"
+    );
+}
+
+/// A forged horizon alone (nothing at the tail) is caught too: the lossy
+/// overwrite check would otherwise call every message torn, forever.
+#[test]
+fn an_impossible_horizon_is_corruption_not_endless_loss() {
+    let seg = segment(Policy::Lossy, 4096, 100);
+    let mut w = Writer::new(Arc::clone(&seg), Some(0));
+    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    seg.gate().horizon.store(1 << 62, Ordering::SeqCst);
+    w.publish(b"x").unwrap();
+    let e = within(Duration::from_secs(5), move || {
+        r.receive_into(&mut [0u8; 100], &Deadline::after(Some(Duration::from_secs(2))))
+            .unwrap_err()
+    });
+    assert_eq!(e.status, Status::Corrupt, "{e}");
+}
