@@ -6,7 +6,7 @@
 use crate::config::{Action, Config, Rule};
 use aether::sys::uds::PeerCred;
 use aether::{Error, Result, Status};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// A connected client's identity.
@@ -85,9 +85,10 @@ fn shared(mode: Option<u32>) -> bool {
 
 /// Creates the socket's directory (and missing parents) when absent: 0700,
 /// or 0755 when `socket_mode` lets others connect, since they must be able to
-/// reach the socket. An existing directory is left as it is (the operator
-/// owns it); if it keeps others out of a shared socket, a warning says so.
-pub fn prepare_socket_dir(socket: &Path, socket_mode: Option<u32>) -> Result<()> {
+/// reach the socket. Then checks the directory is the daemon's own (see
+/// [`check_socket_dir`]). An existing directory keeps its mode; if it keeps
+/// others out of a shared socket, a warning says so.
+pub fn prepare_socket_dir(socket: &Path, socket_mode: Option<u32>, socket_group: Option<u32>) -> Result<()> {
     let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(());
     };
@@ -95,7 +96,7 @@ pub fn prepare_socket_dir(socket: &Path, socket_mode: Option<u32>) -> Result<()>
     // Outermost missing directory first; each one gets `mode` whatever the umask.
     let missing: Vec<&Path> = dir
         .ancestors()
-        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
         .collect();
     for d in missing.iter().rev() {
         std::fs::DirBuilder::new()
@@ -105,19 +106,59 @@ pub fn prepare_socket_dir(socket: &Path, socket_mode: Option<u32>) -> Result<()>
             .and_then(|()| std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)))
             .map_err(|e| Error::io(&format!("create {}", d.display()), e))?;
     }
-    if missing.is_empty() && shared(socket_mode) {
-        if let Ok(m) = std::fs::metadata(dir) {
-            if m.permissions().mode() & 0o011 == 0 {
-                log::warn!(
-                    "socket_mode {:04o} shares the socket, but its directory {} ({:04o}) lets only its owner in",
-                    socket_mode.unwrap_or(0),
-                    dir.display(),
-                    m.permissions().mode() & 0o7777
-                );
-            }
-        }
+    let meta = check_socket_dir(dir, socket_group)?;
+    if missing.is_empty() && shared(socket_mode) && meta.permissions().mode() & 0o011 == 0 {
+        log::warn!(
+            "socket_mode {:04o} shares the socket, but its directory {} ({:04o}) lets only its owner in",
+            socket_mode.unwrap_or(0),
+            dir.display(),
+            meta.permissions().mode() & 0o7777
+        );
     }
     Ok(())
+}
+
+/// The daemon keeps its socket, lock, admin pipe and statistics in `dir`, so
+/// whoever else can write there could plant symlinks or swap the socket: it
+/// must be a real directory (not a symlink) owned by the daemon's user that
+/// others cannot write, group-writable only when its group is the configured
+/// `socket_group`. Anything else is refused with what to do about it.
+pub fn check_socket_dir(dir: &Path, socket_group: Option<u32>) -> Result<std::fs::Metadata> {
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(&format!("stat {}", dir.display()), e))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let mode = meta.permissions().mode() & 0o7777;
+    let refuse = |why: String| {
+        Error::new(
+            Status::Permission,
+            format!(
+                "refusing the socket directory {}: {why}; aetherd keeps its socket, lock and pipes only in a \
+                 directory it owns that others cannot write (mkdir -m 0700 a private one, or pass another --socket)",
+                dir.display()
+            ),
+        )
+    };
+    if meta.file_type().is_symlink() {
+        return Err(refuse("it is a symbolic link".into()));
+    }
+    if !meta.is_dir() {
+        return Err(refuse("it is not a directory".into()));
+    }
+    if meta.uid() != euid {
+        return Err(refuse(format!(
+            "it belongs to uid {}, not to this daemon's uid {euid}",
+            meta.uid()
+        )));
+    }
+    if mode & 0o002 != 0 {
+        return Err(refuse(format!("its mode {mode:04o} lets every user write in it")));
+    }
+    if mode & 0o020 != 0 && socket_group != Some(meta.gid()) {
+        return Err(refuse(format!(
+            "its mode {mode:04o} lets group {} write in it, and that is not the configured socket_group",
+            meta.gid()
+        )));
+    }
+    Ok(meta)
 }
 
 /// After bind: sets the socket's mode and group when configured (`None`:
@@ -190,16 +231,16 @@ mod tests {
             aether::sys::random_u64()
         ));
         let mode_of = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        prepare_socket_dir(&base.join("private/a/s.sock"), None).unwrap();
+        prepare_socket_dir(&base.join("private/a/s.sock"), None, None).unwrap();
         assert_eq!(mode_of(&base.join("private/a")), 0o700);
         assert_eq!(mode_of(&base.join("private")), 0o700);
-        prepare_socket_dir(&base.join("shared/s.sock"), Some(0o660)).unwrap();
+        prepare_socket_dir(&base.join("shared/s.sock"), Some(0o660), None).unwrap();
         assert_eq!(mode_of(&base.join("shared")), 0o755);
         // Group/other read alone does not let anyone connect: stays private.
-        prepare_socket_dir(&base.join("readonly/s.sock"), Some(0o644)).unwrap();
+        prepare_socket_dir(&base.join("readonly/s.sock"), Some(0o644), None).unwrap();
         assert_eq!(mode_of(&base.join("readonly")), 0o700);
         // An existing directory is left alone.
-        prepare_socket_dir(&base.join("private/a/t.sock"), Some(0o666)).unwrap();
+        prepare_socket_dir(&base.join("private/a/t.sock"), Some(0o666), None).unwrap();
         assert_eq!(mode_of(&base.join("private/a")), 0o700);
 
         let sock = base.join("shared/f");
@@ -210,6 +251,46 @@ mod tests {
         set_socket_permissions(&sock, Some(0o640), Some(gid)).unwrap();
         assert_eq!(mode_of(&sock), 0o640);
         assert!(set_socket_permissions(&base.join("missing"), Some(0o600), None).is_err());
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// Issue 15, case 5: a directory others can write, or that is a symlink,
+    /// or (as root's test: chown) belongs to someone else, is refused.
+    #[test]
+    fn a_socket_directory_others_control_is_refused() {
+        let base = std::env::temp_dir().join(format!(
+            "aether-access-dir-{}-{:x}",
+            std::process::id(),
+            aether::sys::random_u64()
+        ));
+        std::fs::create_dir_all(&base).unwrap();
+        let chmod = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        let status = |r: Result<std::fs::Metadata>| r.map(drop).map_err(|e| e.status);
+        let world = base.join("world");
+        std::fs::create_dir(&world).unwrap();
+        chmod(&world, 0o1777);
+        let e = prepare_socket_dir(&world.join("s.sock"), None, None).unwrap_err();
+        assert!(e.message.contains("every user write"), "{e}");
+        let group = base.join("group");
+        std::fs::create_dir(&group).unwrap();
+        chmod(&group, 0o770);
+        let gid = std::fs::metadata(&group).unwrap().gid();
+        assert_eq!(status(check_socket_dir(&group, None)), Err(Status::Permission));
+        assert_eq!(
+            status(check_socket_dir(&group, Some(gid))),
+            Ok(()),
+            "the configured group may"
+        );
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&group, &link).unwrap();
+        assert_eq!(status(check_socket_dir(&link, Some(gid))), Err(Status::Permission));
+        if nix::unistd::geteuid().is_root() {
+            let theirs = base.join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+            let e = check_socket_dir(&theirs, None).unwrap_err();
+            assert!(e.message.contains("belongs to uid 65534"), "{e}");
+        }
         let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -29,7 +29,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,13 +56,20 @@ pub fn lock_file(socket: &Path) -> PathBuf {
 
 fn take_lock(path: &Path) -> Result<Flock<File>> {
     loop {
+        // Private (anyone who can open it could flock it and keep the daemon
+        // from starting), and never through a symlink.
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| Error::io(&format!("open lock file {}", path.display()), e))?;
+        // A lock file left by an older daemon may be readable by others.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(&format!("chmod 0600 {}", path.display()), e))?;
         let f = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| {
             Error::new(
                 Status::Exists,
@@ -97,13 +104,17 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 impl Broker {
     /// Takes the daemon lock for `socket`, removes a dead daemon's socket,
     /// and listens.
+    /// The socket's directory is made (0700) if absent, and must be the
+    /// daemon's own (see [`access::check_socket_dir`]).
     pub fn bind(socket: &Path) -> Result<Broker> {
+        access::prepare_socket_dir(socket, None, None)?;
         Broker::bind_with(socket, Config::default())
     }
 
+    /// [`bind`](Self::bind) with a configuration, in a socket directory the
+    /// caller has prepared and checked (`aetherd` does, with its socket mode
+    /// and group).
     pub fn bind_with(socket: &Path, config: Config) -> Result<Broker> {
-        // (aetherd prepares it first, with its socket_mode; embedders get 0700.)
-        access::prepare_socket_dir(socket, None)?;
         let lock_path = lock_file(socket);
         let lock = take_lock(&lock_path)?;
         // Segments are sealed memfds and message queues are unlinked at once:

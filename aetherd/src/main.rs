@@ -46,6 +46,20 @@ fn detach() {
     }
 }
 
+/// Writes `bytes` to `path` (mode 0644 when created), never through a symlink.
+fn write_nofollow(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?
+        .write_all(bytes)
+}
+
 fn main() {
     let args = Args::parse();
     let flags = Settings::from_flags(
@@ -66,7 +80,8 @@ fn main() {
     logger::init(loaded.settings.log_level);
     let socket = loaded.settings.socket.clone();
     let set = block_signals();
-    if let Err(e) = access::prepare_socket_dir(&socket, loaded.settings.socket_mode) {
+    let group = loaded.settings.socket_group.as_ref().map(|g| g.gid);
+    if let Err(e) = access::prepare_socket_dir(&socket, loaded.settings.socket_mode, group) {
         eprintln!("aetherd: {e}");
         std::process::exit(1);
     }
@@ -78,7 +93,6 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let group = loaded.settings.socket_group.as_ref().map(|g| g.gid);
     if let Err(e) = access::set_socket_permissions(&socket, loaded.settings.socket_mode, group) {
         eprintln!("aetherd: {e}");
         drop(broker);
@@ -110,7 +124,7 @@ fn main() {
             Signal::SIGUSR1 => {
                 let stats = broker.stats();
                 log::info!("statistics: {}", stats.summary());
-                match std::fs::write(&stats_file, stats.to_json()) {
+                match write_nofollow(&stats_file, stats.to_json().as_bytes()) {
                     Ok(()) => log::info!("statistics written to {}", stats_file.display()),
                     Err(e) => log::warn!("cannot write {}: {e}", stats_file.display()),
                 }

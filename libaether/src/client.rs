@@ -207,6 +207,22 @@ impl Client {
                 ))
             }
         };
+        // Whoever listens there must be a daemon we trust, before a byte is sent.
+        let peer = sock
+            .peer_cred()
+            .map_err(|e| Error::io("SO_PEERCRED on the aetherd socket", e))?;
+        if !crate::paths::trusted_daemon(&path, peer.uid) {
+            return Err(Error::new(
+                Status::Permission,
+                format!(
+                    "refusing the process listening at {} (pid {}, uid {}): an aetherd must run as this user, \
+                     as root, or as the owner of a socket directory only root or this user could have made",
+                    path.display(),
+                    peer.pid,
+                    peer.uid
+                ),
+            ));
+        }
         sock.set_timeout(Some(REQUEST_TIMEOUT))
             .map_err(|e| Error::io("set socket timeout", e))?;
         let conn = Arc::new(Conn {

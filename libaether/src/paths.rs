@@ -1,5 +1,6 @@
 //! Where the control socket lives, and where to find `aetherd` for auto-start.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// `$AETHER_SOCKET`, else `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else `/run/aether/aetherd.sock`.
@@ -17,6 +18,30 @@ pub fn builtin_socket(xdg_runtime_dir: Option<&std::ffi::OsStr>) -> PathBuf {
         Some(d) => Path::new(d).join("aether").join("aetherd.sock"),
         None => PathBuf::from("/run/aether/aetherd.sock"),
     }
+}
+
+/// Whether a daemon running as `uid` may be trusted at `socket`, before a
+/// byte is sent to it: it runs as this process's user or as root, or as the
+/// owner of the socket's directory when that directory could not have been
+/// made by a stranger (others cannot write it, and its parent is root's or
+/// ours and others cannot write that either: `/run/aether` of the system
+/// broker qualifies, a directory someone made in `/tmp` does not).
+pub fn trusted_daemon(socket: &Path, uid: u32) -> bool {
+    let me = nix::unistd::geteuid().as_raw();
+    if uid == me || uid == 0 {
+        return true;
+    }
+    let closed = |m: &std::fs::Metadata| m.is_dir() && m.mode() & 0o022 == 0;
+    let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return false;
+    };
+    let (Ok(d), Some(Ok(p))) = (
+        std::fs::symlink_metadata(dir),
+        dir.parent().map(std::fs::symlink_metadata),
+    ) else {
+        return false;
+    };
+    d.uid() == uid && closed(&d) && (p.uid() == 0 || p.uid() == me) && closed(&p)
 }
 
 fn library_dir() -> Option<PathBuf> {

@@ -10,6 +10,7 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use nix::sys::stat::Mode;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -96,7 +97,20 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
             ),
         )
     };
-    match std::fs::metadata(&pipe) {
+    match std::fs::symlink_metadata(&pipe) {
+        // The request goes only to a FIFO of a daemon we trust (as the
+        // client's connect checks the socket's listener).
+        Ok(m) if !m.file_type().is_fifo() || !aether::paths::trusted_daemon(socket, m.uid()) => {
+            return Err(Error::new(
+                Status::Permission,
+                format!(
+                    "refusing the admin pipe {}: not a FIFO made by this user, root, or the owner of its \
+                     directory (uid {})",
+                    pipe.display(),
+                    m.uid()
+                ),
+            ))
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_daemon()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {

@@ -32,7 +32,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) fn create_pipe(path: &Path) -> Result<OwnedFd> {
     let _ = std::fs::remove_file(path);
     admin::client::mkfifo(path, 0o600).map_err(|e| Error::io(&format!("mkfifo {}", path.display()), e))?;
-    admin::client::open_fd(path, libc::O_RDWR).map_err(|e| {
+    admin::client::open_fd(path, libc::O_RDWR | libc::O_NOFOLLOW).map_err(|e| {
         let _ = std::fs::remove_file(path);
         Error::io(&format!("open {}", path.display()), e)
     })
