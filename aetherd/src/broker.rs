@@ -141,6 +141,7 @@ impl Broker {
                 draining: false,
                 started: Instant::now(),
                 mq: Default::default(),
+                keeper: Default::default(),
             })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),

@@ -12,6 +12,7 @@
 //! - [`access`]: who may do what, and the socket's permissions;
 //! - [`admin`]: the admin pipe's wire format and the requester's side
 //!   (used by `aether-cli`); its `server` is the daemon's side;
+//! - `keeper`: holds each segment's robust mutex, which tells clients the daemon died;
 //! - `state`: what the daemon knows (topics, slots, clients), under one mutex;
 //! - `mqueue`, `requests`, `stats`, `housekeeper`: what the threads do with it;
 //! - [`broker`]: the [`Broker`] that binds the socket and starts the threads.
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod broker;
 pub mod config;
 mod housekeeper;
+mod keeper;
 pub mod logger;
 mod mqueue;
 mod requests;

@@ -254,7 +254,10 @@ pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> 
         ));
     }
     let (fd, seg) = Segment::create(topic, params, s.instance_id)?;
+    // Held before anyone gets the segment: its clients can tell if we die.
+    let held = s.keeper.hold(&seg)?;
     let topic_entry = Topic {
+        _held: held,
         fd,
         seg,
         slots: vec![None; params.max_subscribers as usize],

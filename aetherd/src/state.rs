@@ -3,6 +3,7 @@
 
 use crate::access::Identity;
 use crate::config::Config;
+use crate::keeper::{Held, Keeper};
 use aether::segment::{Segment, SLOT_FREE};
 use aether::sys::uds::SeqPacket;
 use aether::{Error, Result, Status};
@@ -14,6 +15,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 pub(crate) struct Topic {
+    /// The segment's keeper mutex, held while the topic lives. First, so that
+    /// it is let go before the segment below is unmapped.
+    pub(crate) _held: Held,
     pub(crate) fd: OwnedFd,
     pub(crate) seg: Segment,
     /// Which client holds each subscriber slot.
@@ -139,6 +143,8 @@ pub(crate) struct State {
     pub(crate) started: Instant,
     /// Dispatch threads of `delivery=mqueue` subscribers, lag reports.
     pub(crate) mq: Registry,
+    /// Holds every topic's keeper mutex (after `topics`: dropped after them).
+    pub(crate) keeper: Arc<Keeper>,
 }
 
 /// The error for a topic that does not exist.

@@ -384,7 +384,7 @@ fn sigterm_sends_draining_and_ends_mqueue_streams() {
 }
 
 #[test]
-fn a_killed_daemon_ends_mqueue_streams_with_shutdown() {
+fn a_killed_daemon_ends_mqueue_streams_as_unavailable() {
     let mut d = Daemon::start();
     let c = d.client();
     c.create_topic("mq.orphan", &TopicParams::default()).unwrap();
@@ -393,9 +393,9 @@ fn a_killed_daemon_ends_mqueue_streams_with_shutdown() {
     d.child.wait().unwrap();
     let t0 = Instant::now();
     let e = s.receive(None).unwrap_err();
-    assert_eq!(e.status, Status::Shutdown, "{e}");
+    assert_eq!(e.status, Status::Unavailable, "{e}");
     assert!(t0.elapsed() < Duration::from_secs(2), "noticed within a wait slice");
-    assert_eq!(s.receive(Some(Duration::ZERO)).unwrap_err().status, Status::Shutdown);
+    assert_eq!(s.receive(Some(Duration::ZERO)).unwrap_err().status, Status::Unavailable);
     assert!(
         shm_objects(d.instance_id).is_empty(),
         "kill -9 leaves nothing in /dev/shm"

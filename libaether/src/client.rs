@@ -33,6 +33,8 @@ struct Conn {
     notices_init: Mutex<()>,
     /// A notice read but not returned yet (a `Dropped` made from its count went first).
     notice_stash: Mutex<Option<Notice>>,
+    /// The daemon's pid, from its `Hello` (0 until then).
+    daemon_pid: AtomicU32,
 }
 
 impl Conn {
@@ -53,28 +55,21 @@ impl Conn {
             .sock
             .lock()
             .map_err(|_| Error::new(Status::Internal, "connection lock poisoned"))?;
-        sock.send(&frame, None).map_err(|e| broker_gone(&self.socket, e))?;
+        sock.send(&frame, None).map_err(|e| self.gone(e))?;
         let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
         // A reply to an earlier call that timed out may arrive first: drop it
         // (closing any descriptors it carried) and read on.
         let (n, fd) = loop {
             let (n, fd) = sock
                 .recv_fds(&mut buf, crate::sys::uds::MAX_FDS)
-                .map_err(|e| broker_gone(&self.socket, e))?;
+                .map_err(|e| self.gone(e))?;
             match protocol::frame_id(&buf[..n]) {
                 Some(rid) if rid != id && rid.wrapping_sub(id) > u32::MAX / 2 => continue,
                 _ => break (n, fd),
             }
         };
         if n == 0 {
-            // The daemon only closes a live connection when it shuts down.
-            return Err(Error::new(
-                Status::Shutdown,
-                format!(
-                    "aetherd at {} closed the connection: it is shutting down",
-                    self.socket.display()
-                ),
-            ));
+            return Err(self.gone(std::io::ErrorKind::BrokenPipe.into()));
         }
         match protocol::decode_reply(req.op(), id, &buf[..n])? {
             Ok(reply) => Ok((reply, fd)),
@@ -83,23 +78,40 @@ impl Conn {
     }
 }
 
-fn broker_gone(socket: &Path, e: std::io::Error) -> Error {
-    match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Error::new(
-            Status::Timeout,
-            format!("aetherd at {} did not answer in time", socket.display()),
-        ),
-        std::io::ErrorKind::BrokenPipe => Error::new(
-            Status::Shutdown,
-            format!(
-                "aetherd at {} closed the connection: it is shutting down",
-                socket.display()
+impl Conn {
+    /// The error for a failed exchange with the daemon: `Timeout`; `Shutdown`
+    /// if it closed the connection and is still there (draining);
+    /// `Unavailable` if its process is gone (it died, or exited after a
+    /// drain) or the connection broke otherwise.
+    fn gone(&self, e: std::io::Error) -> Error {
+        let socket = self.socket.display();
+        let pid = self.daemon_pid.load(Ordering::Relaxed);
+        let alive = || {
+            pid == 0
+                || !matches!(
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None),
+                    Err(nix::errno::Errno::ESRCH)
+                )
+        };
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                Error::new(Status::Timeout, format!("aetherd at {socket} did not answer in time"))
+            }
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset if !alive() => Error::new(
+                Status::Unavailable,
+                format!(
+                    "aetherd at {socket} (pid {pid}) is gone (it died or exited): connect again once a daemon is back"
+                ),
             ),
-        ),
-        _ => Error::new(
-            Status::Unavailable,
-            format!("lost the connection to aetherd at {}: {e}", socket.display()),
-        ),
+            std::io::ErrorKind::BrokenPipe => Error::new(
+                Status::Shutdown,
+                format!("aetherd at {socket} closed the connection: it is shutting down"),
+            ),
+            _ => Error::new(
+                Status::Unavailable,
+                format!("lost the connection to aetherd at {socket}: {e}"),
+            ),
+        }
     }
 }
 
@@ -233,6 +245,7 @@ impl Client {
             notices: OnceLock::new(),
             notices_init: Mutex::new(()),
             notice_stash: Mutex::new(None),
+            daemon_pid: AtomicU32::new(0),
         });
         let (reply, _) = conn.call(&Request::Hello {
             client_version: crate::VERSION.into(),
@@ -240,6 +253,7 @@ impl Client {
         let Reply::Hello { pid, instance_id, .. } = reply else {
             return Err(Error::protocol("unexpected reply to hello"));
         };
+        conn.daemon_pid.store(pid, Ordering::Relaxed);
         Ok(Client {
             conn,
             daemon_pid: pid,

@@ -124,10 +124,12 @@ impl MqReceiver {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     // Nothing queued: if the daemon is gone, nothing ever will be.
+                    // (A draining daemon ends every stream with a frame first:
+                    // a hang-up without one is a death.)
                     if hung_up() {
                         let e = Error::new(
-                            Status::Shutdown,
-                            "the broker closed the connection: no more messages will come",
+                            Status::Unavailable,
+                            "aetherd closed the connection without ending this stream: it has died",
                         );
                         self.ended = Some(e.clone());
                         return Err(e);

@@ -302,18 +302,25 @@ fn wake(notify: &NotifyLine, wakes: &AtomicU64) {
     }
 }
 
-/// The error a closed, draining or deleted topic gives, if any.
+/// The error a closed, draining or deleted topic, or one whose daemon died,
+/// gives, if any. One line, which publishers read on every claim anyway.
 #[inline(always)]
-fn topic_state_error(state: u32, publishing: bool) -> Option<Error> {
-    if state == TOPIC_LIVE {
+fn gate_error(gate: &GateLine, publishing: bool) -> Option<Error> {
+    let state = gate.state.load(Ordering::Acquire);
+    if state == TOPIC_LIVE && !gate.daemon_died() {
         return None;
     }
-    topic_state_error_slow(state, publishing)
+    gate_error_slow(state, gate.daemon_died(), publishing)
 }
 
 #[cold]
-fn topic_state_error_slow(state: u32, publishing: bool) -> Option<Error> {
+fn gate_error_slow(state: u32, died: bool, publishing: bool) -> Option<Error> {
     match state {
+        TOPIC_LIVE | TOPIC_DRAINING if died => Some(Error::new(
+            Status::Unavailable,
+            "aetherd, which served this topic, has died: this handle can do nothing more; reopen it \
+             (or connect again) once a daemon is back",
+        )),
         TOPIC_LIVE => None,
         TOPIC_DRAINING if !publishing => None,
         TOPIC_DRAINING | TOPIC_CLOSED => Some(Error::new(Status::Shutdown, "the broker is shutting down")),
@@ -321,6 +328,11 @@ fn topic_state_error_slow(state: u32, publishing: bool) -> Option<Error> {
         _ => Some(Error::corrupt(format!("topic state {state} out of range"))),
     }
 }
+
+/// How long a wait sleeps at most before it looks again at what no futex
+/// wake-up announces: the daemon's death (the kernel marks the keeper word
+/// but wakes nobody on the data or space words).
+const LOOK_AGAIN_NS: u64 = 200_000_000;
 
 /// Space claimed by a publisher and not yet committed or aborted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,7 +449,7 @@ impl Writer {
             if end <= self.gate && gen == self.gate_gen {
                 return Ok(());
             }
-            if let Some(e) = topic_state_error(self.hdr.gate().state.load(Ordering::Acquire), true) {
+            if let Some(e) = gate_error(self.hdr.gate(), true) {
                 return Err(e);
             }
             let blocker = self.rescan(gen);
@@ -504,7 +516,7 @@ impl Writer {
                 ),
             ));
         }
-        if let Some(e) = topic_state_error(self.hdr.gate().state.load(Ordering::Acquire), true) {
+        if let Some(e) = gate_error(self.hdr.gate(), true) {
             return Err(e);
         }
         let ring = self.geo.ring_size;
@@ -1053,7 +1065,7 @@ impl Reader {
                     }
                     if tail == self.pos {
                         // Caught up: if the topic is closed or deleted, nothing more will come.
-                        if let Some(e) = topic_state_error(self.hdr.gate().state.load(Ordering::Acquire), false) {
+                        if let Some(e) = gate_error(self.hdr.gate(), false) {
                             return Err(e);
                         }
                     }
@@ -1112,12 +1124,12 @@ impl Reader {
                         let (p, kind) = decode(salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
                         (p == pos && kind != KIND_CLAIMED)
                             || hdr.tail().lo.load(Ordering::Acquire) != tail
-                            || topic_state_error(hdr.gate().state.load(Ordering::Acquire), false).is_some()
+                            || gate_error(hdr.gate(), false).is_some()
                     };
                     let cap = if tail > pos {
-                        self.abandon_timeout.as_nanos() as u64 / 4 + 1
+                        (self.abandon_timeout.as_nanos() as u64 / 4 + 1).min(LOOK_AGAIN_NS)
                     } else {
-                        u64::MAX
+                        LOOK_AGAIN_NS
                     };
                     wait_once(
                         &self.wait,

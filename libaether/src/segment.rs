@@ -8,7 +8,8 @@
 //! 192     3     tail: (position, next seq) pair             publishers (CAS)
 //! 256     4     data notify: futex word, sleeping readers   publishers / readers
 //! 320     5     space notify: futex word, sleeping writers  readers / publishers
-//! 384     6     gate: slots generation, state, horizon      subscribers joining, daemon, publishers (rarely)
+//! 384     6     gate: slots generation, horizon, state,     subscribers joining, publishers (rarely),
+//!               keeper (robust mutex: daemon alive)         daemon, the kernel (daemon died)
 //! 448     7     stats: aborted, overruns, waits, wakes,     publishers, subscribers
 //!               space_waits
 //! 512     8..   subscriber slots, one line each             subscribers, daemon
@@ -26,7 +27,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
 pub const MAX_RING: u64 = 1 << 30;
@@ -118,15 +119,34 @@ impl NotifyLine {
 pub struct GateLine {
     /// Bumped each time a gating subscriber joins, so publishers re-read the slots.
     pub slots_gen: AtomicU64,
-    /// The topic's life: [`TOPIC_LIVE`], [`TOPIC_DRAINING`], [`TOPIC_CLOSED`], [`TOPIC_DELETED`].
-    /// Set by the daemon; publishers read it on every claim (same line as
-    /// `slots_gen`), subscribers when they find nothing to read.
-    pub state: AtomicU32,
     /// No publisher writes at or above this ring position: raised (in steps
     /// of a 64th of the ring) before a claim's bytes are written. Lossy
     /// readers check it after a copy, instead of the tail that every claim
     /// writes; it changes about 64 times per ring, so the line stays cached.
     pub horizon: AtomicU64,
+    /// The topic's life: [`TOPIC_LIVE`], [`TOPIC_DRAINING`], [`TOPIC_CLOSED`], [`TOPIC_DELETED`].
+    /// Set by the daemon; publishers read it on every claim (same line as
+    /// `slots_gen` and `keeper`), subscribers when they find nothing to read.
+    pub state: AtomicU32,
+    pub _pad: u32,
+    /// A process-shared robust mutex (glibc's `pthread_mutex_t`, 40 bytes)
+    /// that the daemon holds for the segment's life. When the daemon dies,
+    /// however it dies, the kernel marks its first word [`KEEPER_DIED`]
+    /// (robust futex list): every client sees the death at its next look
+    /// at this line, without a system call. Zero: nobody holds it (a
+    /// segment made outside a daemon, or one the daemon has let go).
+    pub keeper: [AtomicU32; 10],
+}
+
+/// Set by the kernel in the keeper word when the daemon holding it died.
+pub const KEEPER_DIED: u32 = 0x4000_0000;
+
+impl GateLine {
+    /// Whether the daemon that made this segment has died (see `keeper`).
+    #[inline(always)]
+    pub fn daemon_died(&self) -> bool {
+        self.keeper[0].load(Ordering::Acquire) & KEEPER_DIED != 0
+    }
 }
 
 /// The topic accepts messages.
@@ -201,6 +221,11 @@ const _: () = {
     assert!(std::mem::size_of::<Header>() == 512);
     assert!(std::mem::size_of::<Slot>() == LINE);
     assert!(std::mem::size_of::<PubSlot>() == LINE);
+    assert!(std::mem::size_of::<GateLine>() == LINE);
+    assert!(std::mem::offset_of!(GateLine, keeper) == 24);
+    // The keeper holds exactly a pthread_mutex_t, 8-aligned.
+    assert!(std::mem::size_of::<libc::pthread_mutex_t>() == 40);
+    assert!(std::mem::align_of::<libc::pthread_mutex_t>() <= 8);
 };
 
 /// Validated, process-local copy of a segment's immutable parameters.

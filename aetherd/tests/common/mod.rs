@@ -89,6 +89,16 @@ impl Daemon {
     pub fn start() -> Daemon {
         let dir = TempDir::new("d");
         let socket = dir.0.join("aetherd.sock");
+        Daemon::start_in(dir, socket)
+    }
+
+    /// A daemon on `socket`, whose directory belongs to the caller (e.g. the
+    /// socket of a killed daemon, to restart it).
+    pub fn start_on(socket: PathBuf) -> Daemon {
+        Daemon::start_in(TempDir::new("d-on"), socket)
+    }
+
+    fn start_in(dir: TempDir, socket: PathBuf) -> Daemon {
         let child = Command::new(AETHERD)
             .arg("--socket")
             .arg(&socket)
