@@ -10,6 +10,12 @@
  * are written only on success (except *len on AETHER_E_TOO_LARGE, see
  * aether_receive).
  * Handles are opaque; each is freed by its _close call, which accepts NULL.
+ * When the daemon dies, every call on its handles fails with
+ * AETHER_E_UNAVAILABLE within a second (a publish at once; a blocked receive
+ * or reliable publish within 200 ms): none reports success into the dead
+ * daemon's segment. The library never reconnects by itself: call
+ * aether_publisher_reopen / aether_subscriber_reopen (one call each) once a
+ * daemon is back, or close and open again (aether_connect for a client).
  * An aether_client may be shared by threads; a publisher or subscriber is
  * used by one thread at a time.
  *
@@ -329,6 +335,18 @@ int aether_commit(struct aether_publisher *p, size_t len);
 int aether_abort(struct aether_publisher *p);
 
 /**
+ * Carries the publisher on after its daemon died (its calls then fail with
+ * `AETHER_E_UNAVAILABLE`) or its topic was deleted (`AETHER_E_NOT_FOUND`):
+ * connects again to the same socket (starting a daemon if its client was
+ * allowed to), makes the topic again with the same parameters if it does
+ * not exist, and takes a new slot. An outstanding loan is given up. The
+ * library never does this by itself. On error the handle is left as it
+ * was and may be reopened again later. Not thread-safe with other calls
+ * on the same publisher.
+ */
+int aether_publisher_reopen(struct aether_publisher *p);
+
+/**
  * Closes a publisher (an outstanding loan is aborted). NULL is ignored.
  */
 void aether_publisher_close(struct aether_publisher *p);
@@ -418,6 +436,16 @@ int aether_client_notices_fd(struct aether_client *c);
 int aether_client_next_notice(struct aether_client *c,
                               struct aether_notice *out,
                               int64_t timeout_ns);
+
+/**
+ * Carries the subscriber on after its daemon died or its topic was
+ * deleted, as `aether_publisher_reopen` does: a new subscriber with the
+ * same configuration, reading from the topic's tail as it is now (what was
+ * published while no daemon ran is gone; its counts start from zero). An
+ * outstanding view is dropped: its `aether_message` must not be used. On
+ * error the handle is left as it was.
+ */
+int aether_subscriber_reopen(struct aether_subscriber *s);
 
 /**
  * Closes a subscriber and frees its slot. NULL is ignored.

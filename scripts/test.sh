@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Every test: Rust (unit, loom model, cross-process, stress), the committed
-# header's freshness, the C programs built against an installed prefix (plain
-# and under valgrind), the Python bindings (pytest in a virtualenv), and the
+# Every test: Rust (unit, loom model, cross-process, stress, the security
+# suite), the committed header's freshness, the C programs built against an
+# installed prefix (plain and under valgrind), the Python bindings (pytest in
+# a virtualenv), 20 daemon SIGKILL-and-restart rounds under C, Rust and Python
+# clients (scripts/restart-loop.sh), and the
 # Debian package (scripts/package-test.sh: built with cargo-deb, checked with
 # lintian, used from a dpkg -x root). Installs what it needs on a fresh Debian
 # machine (apt-get as root; cargo-deb with cargo install).
@@ -41,6 +43,9 @@ bash scripts/c-tests.sh
 
 echo "== Python tests"
 bash scripts/python-tests.sh
+
+echo "== Daemon restarts: C, Rust and Python clients carry on (issue 15, case 3)"
+bash scripts/restart-loop.sh
 
 echo "== Package tests"
 bash scripts/package-test.sh

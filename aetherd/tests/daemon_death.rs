@@ -150,3 +150,39 @@ fn handles_of_a_dead_daemon_never_reach_its_successor() {
     );
     drop(d);
 }
+
+/// One call carries a handle over to the restarted daemon: `reopen` makes
+/// the topic again (same parameters) if needed and takes a new slot.
+#[test]
+fn reopen_carries_on_with_a_restarted_daemon() {
+    let mut d = Daemon::start();
+    let c = d.client();
+    c.create_topic("t", &small(Policy::Reliable)).unwrap();
+    let mut p = c.publisher("t").unwrap();
+    let mut s = c.subscriber("t", &SubscriberConfig::default()).unwrap();
+    let mut gone = Vec::new();
+    for round in 0..3 {
+        p.publish(format!("round {round}").as_bytes()).unwrap();
+        let m = s.receive(Some(Duration::from_secs(5))).unwrap().expect("a message");
+        assert_eq!(m.data, format!("round {round}").as_bytes());
+        kill9(&mut d);
+        assert_eq!(p.publish(b"x").unwrap_err().status, Status::Unavailable);
+        assert_eq!(
+            s.reopen().unwrap_err().status,
+            Status::Unavailable,
+            "no daemon yet: left as it was"
+        );
+        // The first daemon's directory holds the socket: it goes last.
+        let socket = d.socket.clone();
+        gone.push(std::mem::replace(&mut d, Daemon::start_on(socket)));
+        s.reopen().unwrap();
+        p.reopen().unwrap();
+        assert_eq!(
+            s.policy(),
+            Policy::Reliable,
+            "the topic made again with the same parameters"
+        );
+    }
+    drop(d);
+    gone.reverse();
+}

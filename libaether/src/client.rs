@@ -35,6 +35,8 @@ struct Conn {
     notice_stash: Mutex<Option<Notice>>,
     /// The daemon's pid, from its `Hello` (0 until then).
     daemon_pid: AtomicU32,
+    /// Whether this connection was allowed to start a daemon (reconnects do the same).
+    autostart: bool,
 }
 
 impl Conn {
@@ -246,6 +248,7 @@ impl Client {
             notices_init: Mutex::new(()),
             notice_stash: Mutex::new(None),
             daemon_pid: AtomicU32::new(0),
+            autostart,
         });
         let (reply, _) = conn.call(&Request::Hello {
             client_version: crate::VERSION.into(),
@@ -259,6 +262,26 @@ impl Client {
             daemon_pid: pid,
             instance_id,
         })
+    }
+
+    /// A new connection to the same socket (after the daemon died or was
+    /// restarted), starting a daemon if this client was allowed to.
+    pub fn reconnect(&self) -> Result<Client> {
+        Client::connect_with(Some(&self.conn.socket), self.conn.autostart)
+    }
+
+    /// Makes `topic` with the parameters of `geo` unless it exists.
+    fn ensure_topic(&self, topic: &str, geo: &crate::segment::Geometry) -> Result<()> {
+        let params = TopicParams {
+            policy: geo.policy,
+            ring_size: geo.ring_size,
+            max_message: geo.max_message,
+            max_subscribers: geo.max_subscribers,
+        };
+        match self.create_topic(topic, &params) {
+            Err(e) if e.status != Status::Exists => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Process id of the daemon this client talks to.
@@ -522,6 +545,24 @@ impl Publisher {
         self.writer.timeout = timeout;
     }
 
+    /// Carries on after the daemon died (calls fail with `Unavailable`) or
+    /// the topic was deleted (`NotFound`): connects again to the same socket
+    /// (starting a daemon if its client was allowed to), makes the topic again
+    /// with this one's parameters if it does not exist, and takes a new
+    /// publisher slot, keeping this handle's timeout. An outstanding loan is
+    /// given up. The library never does this by itself: the caller decides
+    /// when, with this one call. On error the handle is left as it was.
+    pub fn reopen(&mut self) -> Result<()> {
+        let client = self.client.reconnect()?;
+        client.ensure_topic(&self.topic, self.writer.segment().geometry())?;
+        let mut fresh = client.publisher(&self.topic)?;
+        fresh.writer.timeout = self.writer.timeout;
+        fresh.writer.wait = self.writer.wait;
+        // Dropping the old handle aborts its loan and tells its daemon, if alive.
+        *self = fresh;
+        Ok(())
+    }
+
     pub fn max_message(&self) -> usize {
         self.writer.segment().geometry().max_message as usize
     }
@@ -758,6 +799,28 @@ impl Subscriber {
     /// `false` when no view is held or the topic is reliable.
     pub fn held_view_overwritten(&self) -> bool {
         self.held.is_some_and(|rec| self.reader.overwritten(rec.pos))
+    }
+}
+
+impl Subscriber {
+    /// Carries on after the daemon died or the topic was deleted, as
+    /// [`Publisher::reopen`] does: a new connection, the topic made again if
+    /// it does not exist, and a new subscriber with this one's configuration,
+    /// reading from the topic's tail as it is now (what was published while
+    /// no daemon ran is gone; the counts start again from zero). An
+    /// outstanding view is dropped. On error the handle is left as it was.
+    pub fn reopen(&mut self) -> Result<()> {
+        let client = self.client.reconnect()?;
+        client.ensure_topic(&self.topic, self.reader.geometry())?;
+        let cfg = SubscriberConfig {
+            wait: self.reader.wait,
+            abandon_timeout: self.reader.abandon_timeout,
+            delivery: self.delivery(),
+        };
+        let fresh = client.subscriber(&self.topic, &cfg)?;
+        self.held = None;
+        *self = fresh;
+        Ok(())
     }
 }
 

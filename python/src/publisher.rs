@@ -281,6 +281,29 @@ impl Publisher {
         })
     }
 
+    /// reopen() -> None
+    ///
+    /// Carries the publisher on after its daemon died (calls raise
+    /// BrokerUnavailable) or its topic was deleted (NotFound): connects again
+    /// to the same socket, makes the topic again with the same settings if it
+    /// is missing, and takes a new slot. An outstanding loan is given up
+    /// (BufferError while buffers exported from it are alive). The library
+    /// never does this by itself. On error the publisher is left as it was.
+    fn reopen(&self, py: Python<'_>) -> PyResult<()> {
+        let mut st = lock(py, &self.state);
+        if let Some(l) = &st.loan {
+            if l.exports > 0 {
+                return Err(PyBufferError::new_err(format!(
+                    "cannot reopen the publisher: {} buffer(s) exported from its loan are alive",
+                    l.exports
+                )));
+            }
+        }
+        st.loan = None;
+        let p = st.publisher(py)?;
+        py.detach(|| p.reopen()).map_err(errors::to_py)
+    }
+
     /// Closes the publisher (aborting an outstanding loan). Idempotent.
     /// Raises BufferError while buffers exported from a loan are alive.
     fn close(&self, py: Python<'_>) -> PyResult<()> {

@@ -440,6 +440,36 @@ impl Subscriber {
         }
     }
 
+    /// reopen() -> None
+    ///
+    /// Carries the subscriber on after its daemon died (receives raise
+    /// BrokerUnavailable) or its topic was deleted: connects again, makes the
+    /// topic again with the same settings if it is missing, and subscribes
+    /// anew from its tail as it is now (what was published while no daemon
+    /// ran is gone; `lost` and `delivered` start again from zero). The current
+    /// message is released (BufferError while buffers made from it are
+    /// alive). The library never does this by itself. On error the
+    /// subscriber is left as it was.
+    fn reopen(&self, py: Python<'_>) -> PyResult<()> {
+        let mut st = lock(py, &self.state);
+        st.release_held(&self.counters)?;
+        if let Some(m) = st.stash.take() {
+            m.get().view.released.store(true, Ordering::SeqCst);
+        }
+        let Some(inner) = st.inner.as_mut() else {
+            return Err(self.closed_error(py));
+        };
+        // (The closure takes the Send wrapper whole, not its field.)
+        let wrapper: &mut SendSub = inner;
+        py.detach(move || {
+            let w = wrapper;
+            w.0.reopen()
+        })
+        .map_err(errors::to_py)?;
+        self.counters.update(&inner.0);
+        Ok(())
+    }
+
     /// Closes the subscriber (ending its current message). Idempotent.
     /// Raises BufferError while buffers made from its current message are alive.
     fn close(&self, py: Python<'_>) -> PyResult<()> {

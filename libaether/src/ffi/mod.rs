@@ -400,6 +400,22 @@ pub unsafe extern "C" fn aether_abort(p: *mut aether_publisher) -> c_int {
     })
 }
 
+/// Carries the publisher on after its daemon died (its calls then fail with
+/// `AETHER_E_UNAVAILABLE`) or its topic was deleted (`AETHER_E_NOT_FOUND`):
+/// connects again to the same socket (starting a daemon if its client was
+/// allowed to), makes the topic again with the same parameters if it does
+/// not exist, and takes a new slot. An outstanding loan is given up. The
+/// library never does this by itself. On error the handle is left as it
+/// was and may be reopened again later. Not thread-safe with other calls
+/// on the same publisher.
+#[no_mangle]
+pub unsafe extern "C" fn aether_publisher_reopen(p: *mut aether_publisher) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live publisher handle, per the API contract.
+        unsafe { handle_mut(p, "publisher")? }.inner.reopen()
+    })
+}
+
 /// Closes a publisher (an outstanding loan is aborted). NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn aether_publisher_close(p: *mut aether_publisher) {
@@ -680,6 +696,20 @@ pub unsafe extern "C" fn aether_client_next_notice(
             }
             None => Err(Error::new(Status::Timeout, "no notice came in time")),
         }
+    })
+}
+
+/// Carries the subscriber on after its daemon died or its topic was
+/// deleted, as `aether_publisher_reopen` does: a new subscriber with the
+/// same configuration, reading from the topic's tail as it is now (what was
+/// published while no daemon ran is gone; its counts start from zero). An
+/// outstanding view is dropped: its `aether_message` must not be used. On
+/// error the handle is left as it was.
+#[no_mangle]
+pub unsafe extern "C" fn aether_subscriber_reopen(s: *mut aether_subscriber) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live subscriber handle, per the API contract.
+        unsafe { handle_mut(s, "subscriber")? }.inner.reopen()
     })
 }
 
