@@ -57,7 +57,7 @@ static double now_s(void) {
 }
 
 /* Names of every topic this program may have created, deleted at the end. */
-static char topic[128], small[128], bad[128], longest[128], missing[128];
+static char topic[128], small[128], bad[128], longest[128], missing[128], grown_topic[128];
 
 static void null_arguments(aether_client *c, aether_publisher *p, aether_subscriber *s) {
     /* Out-parameters are written only on success: sentinels must survive. */
@@ -135,6 +135,34 @@ static void names_and_configs(aether_client *c) {
 
     aether_topic_config cfg = aether_topic_config_default();
     cfg.struct_size = sizeof cfg - 8;
+    EXPECT(aether_topic_create(c, bad, &cfg), AETHER_E_INVALID);
+    /* A program built against a newer header passes a bigger struct: accepted
+     * while the fields this library does not know are zero (their defaults). */
+    struct {
+        aether_topic_config base;
+        uint64_t newer_field;
+    } grown;
+    memset(&grown, 0, sizeof grown);
+    grown.base = aether_topic_config_default();
+    grown.base.struct_size = sizeof grown;
+    EXPECT(aether_topic_create(c, grown_topic, &grown.base), AETHER_OK);
+    EXPECT(aether_topic_delete(c, grown_topic), AETHER_OK);
+    grown.newer_field = 1;
+    EXPECT(aether_topic_create(c, grown_topic, &grown.base), AETHER_E_INVALID);
+    CHECK(strstr(aether_last_error(), "does not know") != NULL);
+    struct {
+        aether_subscriber_config base;
+        uint32_t newer_field;
+    } grown_sc;
+    memset(&grown_sc, 0, sizeof grown_sc);
+    grown_sc.base = aether_subscriber_config_default();
+    grown_sc.base.struct_size = sizeof grown_sc;
+    EXPECT(aether_subscriber_open(c, topic, &grown_sc.base, &s), AETHER_OK);
+    aether_subscriber_close(s);
+    s = NULL;
+    grown_sc.newer_field = 7;
+    EXPECT(aether_subscriber_open(c, topic, &grown_sc.base, &s), AETHER_E_INVALID);
+    cfg.struct_size = (size_t)1 << 40;
     EXPECT(aether_topic_create(c, bad, &cfg), AETHER_E_INVALID);
     cfg.struct_size = 0;
     EXPECT(aether_topic_create(c, bad, &cfg), AETHER_E_INVALID);
@@ -341,6 +369,7 @@ int main(int argc, char **argv) {
     snprintf(topic, sizeof topic, "errors-%d", pid);
     snprintf(small, sizeof small, "errors-%d-small", pid);
     snprintf(bad, sizeof bad, "errors-%d-bad", pid);
+    snprintf(grown_topic, sizeof grown_topic, "errors-%d-grown", pid);
     snprintf(missing, sizeof missing, "errors-%d-missing", pid);
     snprintf(longest, sizeof longest, "errors-%d-", pid);
     memset(longest + strlen(longest), 'L', 120 - strlen(longest));

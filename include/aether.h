@@ -150,7 +150,9 @@ typedef struct aether_subscriber aether_subscriber;
  */
 typedef struct aether_topic_config {
   /**
-   * Set by `aether_topic_config_default()`; lets the struct grow compatibly.
+   * Set by `aether_topic_config_default()`; lets the struct grow compatibly:
+   * a bigger size (a newer header) is accepted when the bytes this library
+   * does not know are zero, a smaller one when it is an older layout's.
    */
   size_t struct_size;
   /**

@@ -19,7 +19,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 ROUNDS=${RESTART_ROUNDS:-20}
-RELEASE=$ROOT/target/release
+RELEASE=${CARGO_TARGET_DIR:-$ROOT/target}/release
 VENV=${AETHER_PY_VENV:-$ROOT/python/.venv}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/aether-restart.XXXXXX")
 SOCK=$TMP/aetherd.sock

@@ -60,3 +60,52 @@ pub unsafe fn free_handle<T>(p: *mut T) {
         drop(unsafe { Box::from_raw(p) });
     }
 }
+
+/// Most bytes a caller's config struct may claim: far beyond any layout we
+/// will grow to, so that a garbage `struct_size` is refused, not read.
+const MAX_CONFIG_SIZE: usize = 4096;
+
+/// Reads a versioned config struct `T` whose first field is `struct_size`,
+/// into a copy of `defaults`. Accepted sizes: one of `older` (a program
+/// built against an older header: the fields it has are a prefix, the rest
+/// keep their defaults), `T`'s own size, or a bigger one (a newer header)
+/// whose bytes past `T` are all zero: fields this version does not know,
+/// left at their defaults. Anything else is `Invalid`, naming `what`.
+///
+/// # Safety
+/// `cfg` is non-null and points to at least `struct_size` readable bytes.
+pub unsafe fn read_config<T: Copy>(cfg: *const T, defaults: T, older: &[usize], what: &str) -> Result<T> {
+    let ours = std::mem::size_of::<T>();
+    // SAFETY: every config starts with a size_t struct_size (asserted by callers' layouts).
+    let size = unsafe { cfg.cast::<usize>().read_unaligned() };
+    let invalid = |why: String| {
+        Error::invalid(format!(
+            "{what}->struct_size is {size}: {why}; initialise it with {what}_default()"
+        ))
+    };
+    if size < ours && !older.contains(&size) {
+        return Err(invalid(format!(
+            "no version of this struct has that size (this library's: {ours})"
+        )));
+    }
+    if size > MAX_CONFIG_SIZE {
+        return Err(invalid(format!("larger than any version could be ({MAX_CONFIG_SIZE})")));
+    }
+    let bytes = cfg.cast::<u8>();
+    if size > ours {
+        // SAFETY: the caller's struct has `size` readable bytes.
+        let extra = unsafe { std::slice::from_raw_parts(bytes.add(ours), size - ours) };
+        if let Some(i) = extra.iter().position(|b| *b != 0) {
+            return Err(invalid(format!(
+                "byte {} is set, in a field this library (struct of {ours} bytes) does not know",
+                ours + i
+            )));
+        }
+    }
+    let mut out = defaults;
+    let n = size.min(ours);
+    // SAFETY: `n` bytes are readable at `cfg` (the caller's size) and writable
+    // in `out` (at most its size); `T` is plain C data, any bytes are valid.
+    unsafe { std::ptr::copy_nonoverlapping(bytes, (&mut out as *mut T).cast::<u8>(), n) };
+    Ok(out)
+}

@@ -19,7 +19,7 @@ pub mod error;
 pub mod handles;
 pub mod panic;
 
-use self::handles::{free_handle, handle_mut, handle_ref, into_handle, str_arg, write_out};
+use self::handles::{free_handle, handle_mut, handle_ref, into_handle, read_config, str_arg, write_out};
 use self::panic::{guard, guard_void, null_arg};
 use crate::client::{Client, Publisher, Subscriber, SubscriberConfig};
 use crate::delivery::Delivery;
@@ -124,7 +124,9 @@ pub struct aether_notice {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct aether_topic_config {
-    /// Set by `aether_topic_config_default()`; lets the struct grow compatibly.
+    /// Set by `aether_topic_config_default()`; lets the struct grow compatibly:
+    /// a bigger size (a newer header) is accepted when the bytes this library
+    /// does not know are zero, a smaller one when it is an older layout's.
     pub struct_size: usize,
     /// An `aether_policy` value (default `AETHER_POLICY_LOSSY`).
     pub policy: u32,
@@ -273,16 +275,8 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
         return Ok(TopicParams::default());
     }
     // SAFETY: non-null and, per the contract, a config from
-    // aether_topic_config_default(); struct_size is read first and bounds the rest.
-    let size = unsafe { std::ptr::addr_of!((*cfg).struct_size).read() };
-    if size != std::mem::size_of::<aether_topic_config>() {
-        return Err(Error::invalid(format!(
-            "cfg->struct_size is {size}, expected {}: initialise it with aether_topic_config_default()",
-            std::mem::size_of::<aether_topic_config>()
-        )));
-    }
-    // SAFETY: struct_size matches this version's layout.
-    let c = unsafe { cfg.read() };
+    // aether_topic_config_default() with struct_size readable bytes.
+    let c = unsafe { read_config(cfg, aether_topic_config_default(), &[], "aether_topic_config")? };
     let policy = Policy::from_u32(c.policy).ok_or_else(|| Error::invalid(format!("unknown policy {}", c.policy)))?;
     let p = TopicParams {
         policy,
@@ -441,27 +435,18 @@ pub unsafe extern "C" fn aether_subscriber_open(
         }
         let mut conf = SubscriberConfig::default();
         if !cfg.is_null() {
-            // SAFETY: non-null; struct_size is checked before the rest is read.
-            let size = unsafe { std::ptr::addr_of!((*cfg).struct_size).read() };
-            if size != std::mem::size_of::<aether_subscriber_config>() && size != SUBSCRIBER_CONFIG_V1_SIZE {
-                return Err(Error::invalid(format!(
-                    "cfg->struct_size is {size}: initialise it with aether_subscriber_config_default()"
-                )));
-            }
-            // SAFETY: the fields read lie within the first `size` bytes, which
-            // the caller's struct has (the first layout is a prefix of this one).
-            let (wait, spin, abandon_ns, delivery) = unsafe {
-                (
-                    std::ptr::addr_of!((*cfg).wait).read(),
-                    std::ptr::addr_of!((*cfg).spin).read(),
-                    std::ptr::addr_of!((*cfg).abandon_timeout_ns).read(),
-                    if size > SUBSCRIBER_CONFIG_V1_SIZE {
-                        std::ptr::addr_of!((*cfg).delivery).read()
-                    } else {
-                        aether_delivery::AETHER_DELIVERY_SHM as u32
-                    },
-                )
+            // SAFETY: non-null and, per the contract, a config from
+            // aether_subscriber_config_default() with struct_size readable bytes.
+            // (The first layout, without `delivery`, is a prefix: it means shm.)
+            let c = unsafe {
+                read_config(
+                    cfg,
+                    aether_subscriber_config_default(),
+                    &[SUBSCRIBER_CONFIG_V1_SIZE],
+                    "aether_subscriber_config",
+                )?
             };
+            let (wait, spin, abandon_ns, delivery) = (c.wait, c.spin, c.abandon_timeout_ns, c.delivery);
             let strategy =
                 WaitStrategy::from_u32(wait).ok_or_else(|| Error::invalid(format!("unknown wait strategy {wait}")))?;
             conf.wait = WaitConfig { strategy, spin };
