@@ -313,18 +313,33 @@ fn connect(socket: &Path) -> Client {
     Client::connect(Some(socket)).unwrap_or_else(|e| fail(e, socket))
 }
 
-fn ensure_topic(client: &Client, socket: &Path, topic: &str, args: &TopicArgs) {
-    match client.create_topic(topic, &args.params()) {
-        Ok(()) => {}
-        Err(e) if e.status == Status::Exists => {}
+/// Opens a publisher or subscriber with `open`; only if the topic does not
+/// exist is it made (which needs the admin right) and `open` tried again. So
+/// `pub` and `sub` on an existing topic need only the right they use.
+fn open_or_create<T>(
+    client: &Client,
+    socket: &Path,
+    topic: &str,
+    args: &TopicArgs,
+    open: impl Fn(&Client) -> aether::Result<T>,
+) -> T {
+    match open(client) {
+        Ok(h) => h,
+        Err(e) if e.status == Status::NotFound => {
+            match client.create_topic(topic, &args.params()) {
+                Ok(()) => {}
+                Err(e) if e.status == Status::Exists => {}
+                Err(e) => fail(e, socket),
+            }
+            open(client).unwrap_or_else(|e| fail(e, socket))
+        }
         Err(e) => fail(e, socket),
     }
 }
 
 fn publish(socket: &Path, topic: &str, message: Option<&str>, topic_args: &TopicArgs, json: bool) {
     let client = connect(socket);
-    ensure_topic(&client, socket, topic, topic_args);
-    let mut p = client.publisher(topic).unwrap_or_else(|e| fail(e, socket));
+    let mut p = open_or_create(&client, socket, topic, topic_args, |c| c.publisher(topic));
     let start = Instant::now();
     let (mut n, mut bytes) = (0u64, 0u64);
     let mut send = |m: &[u8]| {
@@ -377,10 +392,9 @@ fn subscribe(
     json: bool,
 ) {
     let client = connect(socket);
-    ensure_topic(&client, socket, topic, topic_args);
-    let mut s = client
-        .subscriber(topic, &SubscriberConfig::default())
-        .unwrap_or_else(|e| fail(e, socket));
+    let mut s = open_or_create(&client, socket, topic, topic_args, |c| {
+        c.subscriber(topic, &SubscriberConfig::default())
+    });
     eprintln!("subscribed to {topic}");
     let mut buf = vec![0u8; s.max_message()];
     let stdout = std::io::stdout();

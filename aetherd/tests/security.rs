@@ -240,3 +240,105 @@ fn another_user_cannot_hold_the_daemon_lock() {
         &[],
     );
 }
+
+/// `aether-cli` (built next to aetherd) run as the attacker's uid, with no
+/// supplementary groups: exit status and stderr.
+fn cli_as_attacker(dir: &Path, args: &[&OsStr]) -> (bool, String) {
+    use std::os::unix::process::CommandExt;
+    let cli = program_for_others(&Path::new(AETHERD).with_file_name("aether-cli"), dir);
+    let out = std::process::Command::new(cli)
+        .args(args)
+        .uid(ATTACKER)
+        .gid(ATTACKER)
+        .env("AETHER_NO_AUTOSTART", "1")
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run aether-cli as the attacker");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Case 8: `aether-cli sub` and `pub` need only the right they use: a user
+/// allowed only to subscribe to an existing topic subscribes with the CLI
+/// (it used to ask to create the topic, an admin right, and fail), and is
+/// still refused publishing.
+#[test]
+fn cli_pub_and_sub_need_only_the_rights_they_use() {
+    if skip("case 8, CLI rights") {
+        return;
+    }
+    let dir = shared_dir("sec8cli");
+    let socket = dir.0.join("aetherd.sock");
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(
+        &config,
+        format!("[[access]]\ntopics = [\"t8\"]\nuids = [{ATTACKER}]\nallow = [\"subscribe\"]\n"),
+    )
+    .unwrap();
+    let d = Daemon::start_with(
+        TempDir::new("sec8cli-log"),
+        socket.clone(),
+        &[
+            OsStr::new("--socket"),
+            socket.as_os_str(),
+            OsStr::new("--socket-mode"),
+            OsStr::new("0666"),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ],
+        &[],
+    );
+    let c = d.client();
+    c.create_topic("t8", &aether::TopicParams::default()).unwrap();
+    let mut p = c.publisher("t8").unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                p.publish(b"for subscribers").unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let s = socket.as_os_str();
+    let (ok, err) = cli_as_attacker(
+        &dir.0,
+        &[
+            OsStr::new("--socket"),
+            s,
+            OsStr::new("sub"),
+            OsStr::new("t8"),
+            OsStr::new("--count"),
+            OsStr::new("1"),
+            OsStr::new("--timeout"),
+            OsStr::new("10"),
+        ],
+    );
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    feeder.join().unwrap();
+    assert!(ok, "sub with only the subscribe right: {err}");
+    let (ok, err) = cli_as_attacker(
+        &dir.0,
+        &[
+            OsStr::new("--socket"),
+            s,
+            OsStr::new("pub"),
+            OsStr::new("t8"),
+            OsStr::new("x"),
+        ],
+    );
+    assert!(!ok && err.contains("may not publish"), "{err}");
+    let (ok, err) = cli_as_attacker(
+        &dir.0,
+        &[
+            OsStr::new("--socket"),
+            s,
+            OsStr::new("sub"),
+            OsStr::new("other"),
+            OsStr::new("--count"),
+            OsStr::new("1"),
+        ],
+    );
+    assert!(!ok && err.contains("may not"), "no right on a missing topic: {err}");
+}

@@ -359,6 +359,19 @@ pub fn exe_for_others(dir: &std::path::Path) -> PathBuf {
     copy
 }
 
+/// `path` (a program), or a copy of it in `dir` (mode 0755) when another
+/// user could not run it where it is.
+pub fn program_for_others(path: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if reachable_by_others(path, true) {
+        return path.to_path_buf();
+    }
+    let copy = dir.join(path.file_name().expect("a file name"));
+    std::fs::copy(path, &copy).expect("copy the program");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod the copy");
+    copy
+}
+
 /// A child process (this test binary, re-executed as `child_main` in `role`)
 /// running as another user, answering one line on stdout per line on stdin.
 pub struct UserRole {
