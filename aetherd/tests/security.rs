@@ -342,3 +342,55 @@ fn cli_pub_and_sub_need_only_the_rights_they_use() {
     );
     assert!(!ok && err.contains("may not"), "no right on a missing topic: {err}");
 }
+
+/// Case 8: root may administer a daemon that runs as another user (the
+/// reply FIFO root's CLI makes is handed to the daemon's user, who could not
+/// reach it before: "reply path refused", a timeout for root).
+#[test]
+fn root_administers_a_daemon_of_another_user() {
+    if skip("case 8, root administers") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    const DAEMON_UID: u32 = 64232;
+    let base = shared_dir("sec8root");
+    let run = base.0.join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&run, Some(DAEMON_UID), Some(DAEMON_UID)).unwrap();
+    let socket = run.join("aetherd.sock");
+    let aetherd = program_for_others(Path::new(AETHERD), &base.0);
+    let mut daemon = std::process::Command::new(aetherd)
+        .arg("--socket")
+        .arg(&socket)
+        .uid(DAEMON_UID)
+        .gid(DAEMON_UID)
+        .current_dir("/")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start aetherd as another user");
+    wait_for("the other user's aetherd", Duration::from_secs(10), || socket.exists());
+    let cli = Path::new(AETHERD).with_file_name("aether-cli");
+    let admin = |args: &[&str]| {
+        std::process::Command::new(&cli)
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("run aether-cli")
+    };
+    let out = admin(&["status"]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        out.status.success(),
+        "root's status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pid"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

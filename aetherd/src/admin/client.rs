@@ -60,7 +60,20 @@ impl ReplyFifo {
             let _ = std::fs::remove_dir(&dir);
             return Err(Error::io("mkfifo", e));
         }
-        Ok(ReplyFifo { dir, fifo })
+        let made = ReplyFifo { dir, fifo };
+        // Root administering a daemon of another user: that user must be able
+        // to reach and open the FIFO, so it gets them (root reads it anyway).
+        if nix::unistd::geteuid().is_root() {
+            if let Ok(owner) = std::fs::symlink_metadata(next_to).map(|m| m.uid()) {
+                if owner != 0 {
+                    for p in [&made.dir, &made.fifo] {
+                        std::os::unix::fs::lchown(p, Some(owner), None)
+                            .map_err(|e| Error::io(&format!("chown {} to uid {owner}", p.display()), e))?;
+                    }
+                }
+            }
+        }
+        Ok(made)
     }
 }
 
