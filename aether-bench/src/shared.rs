@@ -52,7 +52,7 @@ impl SharedPage {
 
     /// Populated, as ring segments are, so that no run pays page faults.
     fn map(fd: OwnedFd, len: usize) -> std::io::Result<SharedPage> {
-        let map = Mapping::shared(fd.as_fd(), len)?;
+        let map = Mapping::shared(fd.as_fd(), len, true)?;
         Ok(SharedPage { fd, map })
     }
 

@@ -78,6 +78,25 @@ pub fn authorize(config: &Config, who: &Identity, action: Action, topic: Option<
     ))
 }
 
+/// `Ok` if `who` holds some right, on some topic or the broker (the daemon's
+/// own uid and root hold every right): what a daemon-made control queue
+/// needs, since it costs the daemon's user a queue.
+pub fn authorize_any(config: &Config, who: &Identity) -> Result<()> {
+    let own = nix::unistd::geteuid().as_raw();
+    let person = |r: &Rule| r.uids.contains(&who.cred.uid) || who.gids.iter().any(|g| r.gids.contains(g));
+    if who.cred.uid == 0 || who.cred.uid == own || config.rules.iter().any(|r| person(r) && !r.allow.is_empty()) {
+        return Ok(());
+    }
+    Err(Error::new(
+        Status::Permission,
+        format!(
+            "uid {} holds no right on this broker, so it gets no control queue (no rule in the daemon's \
+             configuration names it)",
+            who.cred.uid
+        ),
+    ))
+}
+
 /// Whether `mode` lets anyone but the owner connect (connecting needs write permission).
 fn shared(mode: Option<u32>) -> bool {
     mode.is_some_and(|m| m & 0o022 != 0)

@@ -20,6 +20,7 @@
 use crate::access::{self, Identity};
 use crate::admin;
 use crate::config::Config;
+use crate::quota::{self, Quota};
 use crate::state::{Client, SlotKind, State, Topic};
 use crate::{housekeeper, mqueue, requests, stats};
 use aether::segment::{TOPIC_CLOSED, TOPIC_DRAINING};
@@ -142,6 +143,7 @@ impl Broker {
                 started: Instant::now(),
                 mq: Default::default(),
                 keeper: Default::default(),
+                refusals: Default::default(),
             })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
@@ -242,6 +244,7 @@ impl Drop for Broker {
 }
 
 fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
+    let mut last_accept_error: Option<Instant> = None;
     loop {
         let conn = match listener.accept() {
             Ok(c) => c,
@@ -249,7 +252,11 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
                 if state.lock().expect("state lock").draining {
                     return;
                 }
-                log::warn!("accept: {e}");
+                // Out of descriptors, say: the log says so once per 10 s, not 20 times a second.
+                if last_accept_error.is_none_or(|t| t.elapsed() >= crate::quota::LOG_EVERY) {
+                    log::warn!("accept: {e} (said once per 10 s while it lasts)");
+                    last_accept_error = Some(Instant::now());
+                }
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -277,6 +284,11 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
                     Error::new(Status::Limit, format!("the broker has its maximum of {max} clients")),
                 );
                 log::warn!("refused pid {} uid {}: client limit {max}", cred.pid, cred.uid);
+                continue;
+            }
+            if let Err(e) = quota::check(&mut s, cred.uid, 0, Quota::Connections, 1) {
+                drop(s);
+                requests::refuse(&conn, e);
                 continue;
             }
             s.next_client += 1;

@@ -32,6 +32,19 @@ pub struct Limits {
     pub max_segment_bytes: u64,
     /// Cap on a topic's `max_message` in bytes.
     pub max_message_bytes: u64,
+    /// Cap on the bytes of every topic's segment together (counted when a
+    /// topic is made, whether or not its pages are touched yet).
+    pub max_total_segment_bytes: u64,
+    /// Quotas per client uid (the daemon's own uid and root are exempt):
+    /// connections, control queues, `delivery=mqueue` subscribers, slots
+    /// (publishers and subscribers), and bytes of the topics it made.
+    pub per_uid_connections: usize,
+    pub per_uid_control_queues: usize,
+    pub per_uid_mqueue_subscribers: usize,
+    pub per_uid_slots: usize,
+    pub per_uid_segment_bytes: u64,
+    /// Slots one connection may hold (everyone, the exempt uids too).
+    pub per_client_slots: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +55,13 @@ impl Default for Limits {
             max_subscribers_per_topic: aether::segment::MAX_SUBSCRIBERS,
             max_segment_bytes: aether::segment::MAX_RING,
             max_message_bytes: largest_max_message(),
+            max_total_segment_bytes: 4 << 30,
+            per_uid_connections: 256,
+            per_uid_control_queues: 16,
+            per_uid_mqueue_subscribers: 4,
+            per_uid_slots: 256,
+            per_uid_segment_bytes: 1 << 30,
+            per_client_slots: 128,
         }
     }
 }
@@ -415,6 +435,13 @@ struct LimitsToml {
     max_subscribers_per_topic: Option<i64>,
     max_segment_bytes: Option<i64>,
     max_message_bytes: Option<i64>,
+    max_total_segment_bytes: Option<i64>,
+    per_uid_connections: Option<i64>,
+    per_uid_control_queues: Option<i64>,
+    per_uid_mqueue_subscribers: Option<i64>,
+    per_uid_slots: Option<i64>,
+    per_uid_segment_bytes: Option<i64>,
+    per_client_slots: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -623,6 +650,28 @@ fn limits(t: &Table, l: LimitsToml) -> Result<Limits, ConfigError> {
     if let Some(v) = t.int("max_message_bytes", l.max_message_bytes, 1, largest_max_message())? {
         limits.max_message_bytes = v;
     }
+    let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    if let Some(v) = t.int("max_total_segment_bytes", l.max_total_segment_bytes, MIN_RING, big)? {
+        limits.max_total_segment_bytes = v;
+    }
+    if let Some(v) = t.int("per_uid_connections", l.per_uid_connections, 1, big)? {
+        limits.per_uid_connections = count(v);
+    }
+    if let Some(v) = t.int("per_uid_control_queues", l.per_uid_control_queues, 0, big)? {
+        limits.per_uid_control_queues = count(v);
+    }
+    if let Some(v) = t.int("per_uid_mqueue_subscribers", l.per_uid_mqueue_subscribers, 0, big)? {
+        limits.per_uid_mqueue_subscribers = count(v);
+    }
+    if let Some(v) = t.int("per_uid_slots", l.per_uid_slots, 0, big)? {
+        limits.per_uid_slots = count(v);
+    }
+    if let Some(v) = t.int("per_uid_segment_bytes", l.per_uid_segment_bytes, 0, big)? {
+        limits.per_uid_segment_bytes = v;
+    }
+    if let Some(v) = t.int("per_client_slots", l.per_client_slots, 1, big)? {
+        limits.per_client_slots = count(v);
+    }
     Ok(limits)
 }
 
@@ -830,6 +879,7 @@ mod tests {
             max_subscribers_per_topic = 8
             max_segment_bytes = 1048576
             max_message_bytes = 4096
+            per_uid_slots = 9
 
             [topic_defaults]
             policy = "reliable"
@@ -870,6 +920,8 @@ mod tests {
                 max_subscribers_per_topic: 8,
                 max_segment_bytes: 1 << 20,
                 max_message_bytes: 4096,
+                per_uid_slots: 9,
+                ..Limits::default()
             }
         );
         assert_eq!(
@@ -1103,6 +1155,13 @@ mod tests {
         let text = include_str!("../../etc/aetherd.toml");
         assert_eq!(p(text).unwrap(), FileConfig::default());
         let shown: &[&str] = &[
+            "max_total_segment_bytes",
+            "per_uid_connections",
+            "per_uid_control_queues",
+            "per_uid_mqueue_subscribers",
+            "per_uid_slots",
+            "per_uid_segment_bytes",
+            "per_client_slots",
             "max_topics",
             "max_clients",
             "max_subscribers_per_topic",

@@ -14,6 +14,7 @@
 //!   (used by `aether-cli`); its `server` is the daemon's side;
 //! - `keeper`: holds each segment's robust mutex, which tells clients the daemon died;
 //! - `state`: what the daemon knows (topics, slots, clients), under one mutex;
+//! - `quota`: what a uid, a connection and everyone may hold, counted from the state;
 //! - `mqueue`, `requests`, `stats`, `housekeeper`: what the threads do with it;
 //! - [`broker`]: the [`Broker`] that binds the socket and starts the threads.
 
@@ -28,6 +29,7 @@ mod housekeeper;
 mod keeper;
 pub mod logger;
 mod mqueue;
+mod quota;
 mod requests;
 mod state;
 pub mod stats;

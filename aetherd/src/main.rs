@@ -60,6 +60,18 @@ fn write_nofollow(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
         .write_all(bytes)
 }
 
+/// Raises the soft limit on open descriptors to the hard one: each
+/// connection takes two (socket, pidfd), and running out only shows as
+/// refused connections.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let flags = Settings::from_flags(
@@ -80,6 +92,7 @@ fn main() {
     logger::init(loaded.settings.log_level);
     let socket = loaded.settings.socket.clone();
     let set = block_signals();
+    raise_descriptor_limit();
     let group = loaded.settings.socket_group.as_ref().map(|g| g.gid);
     if let Err(e) = access::prepare_socket_dir(&socket, loaded.settings.socket_mode, group) {
         eprintln!("aetherd: {e}");

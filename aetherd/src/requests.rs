@@ -2,6 +2,7 @@
 
 use crate::access;
 use crate::config::Action;
+use crate::quota::{self, Quota};
 use crate::state::{not_found, SlotKind, State, Topic};
 use aether::protocol::{self, Reply, Request};
 use aether::segment::{Segment, TopicParams, MAX_PUBLISHERS, TOPIC_DELETED};
@@ -113,13 +114,37 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
         }
         _ => None,
     };
+    let who = s
+        .clients
+        .get(&client)
+        .expect("a served client is registered")
+        .who
+        .clone();
+    let uid = who.cred.uid;
     if let Some((action, topic)) = action {
         protocol::validate_topic(&topic)?;
-        let who = &s.clients.get(&client).expect("a served client is registered").who;
-        if let Err(e) = access::authorize(&s.config, who, action, Some(&topic)) {
+        if let Err(e) = access::authorize(&s.config, &who, action, Some(&topic)) {
             log::info!("client {client}: {e}");
             return Err(e);
         }
+    }
+    // What the request would hold, against the quotas.
+    let slot = |s: &mut State| {
+        quota::check(s, uid, client, Quota::Slots, 1)?;
+        quota::check(s, uid, client, Quota::ClientSlots, 1)
+    };
+    match &req {
+        Request::PublisherOpen { .. } | Request::SubscriberOpen { .. } => slot(&mut s)?,
+        Request::SubscriberOpenMqueue { .. } => {
+            slot(&mut s)?;
+            quota::check(&mut s, uid, client, Quota::MqueueSubscribers, 1)?;
+        }
+        Request::ControlQueue => {
+            // A daemon-made queue for whoever asks: only for a party with some right.
+            access::authorize_any(&s.config, &who)?;
+            quota::check(&mut s, uid, client, Quota::ControlQueues, 1)?;
+        }
+        _ => {}
     }
     match req {
         Request::Hello { .. } => {
@@ -130,7 +155,7 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
             };
             Ok(reply)
         }
-        Request::TopicCreate { topic, params } => create_topic(&mut s, &topic, &params).map(|_| Reply::Done),
+        Request::TopicCreate { topic, params } => create_topic(&mut s, &topic, &params, Some(uid)).map(|_| Reply::Done),
         Request::TopicDelete { topic } => delete_topic(&mut s, &topic).map(|_| Reply::Done),
         Request::PublisherOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Publisher, made),
         Request::SubscriberOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Subscriber, made),
@@ -213,7 +238,8 @@ pub(crate) fn delete_topic(s: &mut State, topic: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> Result<()> {
+/// Makes `topic`; `creator` is the uid whose request made it (its quota is charged).
+pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams, creator: Option<u32>) -> Result<()> {
     protocol::validate_topic(topic)?;
     params.validate()?;
     let limits = &s.config.limits;
@@ -253,6 +279,11 @@ pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> 
             format!("the broker has its maximum of {} topics", limits.max_topics),
         ));
     }
+    let bytes = aether::segment::segment_size(params);
+    quota::check(s, creator.unwrap_or(0), 0, Quota::TotalSegmentBytes, bytes)?;
+    if let Some(uid) = creator {
+        quota::check(s, uid, 0, Quota::SegmentBytes, bytes)?;
+    }
     let (fd, seg) = Segment::create(topic, params, s.instance_id)?;
     // Held before anyone gets the segment: its clients can tell if we die.
     let held = s.keeper.hold(&seg)?;
@@ -264,6 +295,7 @@ pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams) -> 
         pub_slots: vec![None; MAX_PUBLISHERS as usize],
         rate: (0, Instant::now(), 0.0),
         activity: vec![(0, Instant::now()); params.max_subscribers as usize],
+        creator,
     };
     s.topics.insert(topic.to_string(), topic_entry);
     log::info!("topic {topic:?} created: {params:?}");

@@ -28,6 +28,9 @@ pub(crate) struct Topic {
     pub(crate) rate: (u64, Instant, f64),
     /// Per subscriber slot: its delivered count when last sampled, and when it last changed.
     pub(crate) activity: Vec<(u64, Instant)>,
+    /// The uid whose request made the topic (its bytes count against that
+    /// uid's quota); `None` when the admin pipe or an embedder made it.
+    pub(crate) creator: Option<u32>,
 }
 
 /// The two kinds of per-topic slots the daemon hands out and takes back.
@@ -145,6 +148,8 @@ pub(crate) struct State {
     pub(crate) mq: Registry,
     /// Holds every topic's keeper mutex (after `topics`: dropped after them).
     pub(crate) keeper: Arc<Keeper>,
+    /// When each quota refusal was last logged.
+    pub(crate) refusals: crate::quota::Refusals,
 }
 
 /// The error for a topic that does not exist.

@@ -24,8 +24,10 @@ const ATTACKER: u32 = 64231;
 /// per command. Commands: `id`; `mkdir P` (mode 0755); `symlink TARGET LINK`;
 /// `listen P` (binds a SEQPACKET socket at P and counts what connections
 /// send, in the background); `heard` (bytes received by `listen` so far);
-/// `open_read P` (open for reading: `Ok` or the errno); `connect S` (a
-/// client of the aetherd at S); `quit`.
+/// `open_read P` (open for reading: `Ok` or the errno); `connect S` (one
+/// more connection to the aetherd at S, kept); `notices [I]` (the control
+/// queue of connection I, by default the last); `sub T` and `create T RING` (on the first
+/// connection; subscribers are kept); `quit`.
 #[test]
 fn child_main() {
     let Ok(role) = std::env::var("AETHER_CHILD_ROLE") else {
@@ -34,6 +36,7 @@ fn child_main() {
     assert_eq!(role, "attacker", "unknown role");
     let heard = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut keep = Vec::new();
+    let (mut clients, mut subs) = (Vec::new(), Vec::new());
     for line in std::io::stdin().lock().lines() {
         let line = line.expect("read stdin");
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -64,19 +67,36 @@ fn child_main() {
             },
             ["heard"] => format!("Ok: {}", heard.load(std::sync::atomic::Ordering::SeqCst)),
             ["open_read", p] => io_outcome(std::fs::File::open(p).map(|f| keep.push(f))),
-            ["connect", s] => match Client::connect_with(Some(Path::new(s)), false) {
-                Ok(c) => {
-                    std::mem::forget(c);
-                    "Ok".into()
-                }
-                Err(e) => format!("{:?}: {}", e.status, e.message),
-            },
+            ["connect", s] => outcome(Client::connect_with(Some(Path::new(s)), false).map(|c| clients.push(c))),
+            ["notices"] => outcome(clients.last().expect("connect first").notices_fd().map(drop)),
+            ["notices", i] => outcome(clients[i.parse::<usize>().expect("an index")].notices_fd().map(drop)),
+            ["sub", t] => outcome(
+                clients[0]
+                    .subscriber(t, &aether::SubscriberConfig::default())
+                    .map(|s| subs.push(s)),
+            ),
+            ["create", t, ring] => outcome(clients[0].create_topic(
+                t,
+                &aether::TopicParams {
+                    ring_size: ring.parse().expect("a ring size"),
+                    max_message: 1024,
+                    max_subscribers: 4,
+                    ..aether::TopicParams::default()
+                },
+            )),
             ["quit"] => break,
             _ => format!("Invalid: unknown command {line:?}"),
         };
         println!("AETHER:{answer}");
     }
     std::process::exit(0);
+}
+
+fn outcome<T>(r: aether::Result<T>) -> String {
+    match r {
+        Ok(_) => "Ok".into(),
+        Err(e) => format!("{:?}: {}", e.status, e.message),
+    }
 }
 
 fn io_outcome<T>(r: std::io::Result<T>) -> String {
@@ -392,5 +412,142 @@ fn root_administers_a_daemon_of_another_user() {
         String::from_utf8_lossy(&out.stdout).contains("pid"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The daemon's shared memory, from /proc/PID/status (RssShmem, in KiB).
+fn rss_shmem_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssShmem:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("RssShmem in /proc/PID/status")
+}
+
+/// Case 4: quotas for everyone. A uid with no right gets no control queue;
+/// a uid with rights is held to its connections, control queues, slots and
+/// segment bytes, each refusal `Limit` naming the quota and logged once;
+/// the daemon's own user keeps being served throughout. And case 8's
+/// "committed at creation": a topic nobody uses takes no memory.
+#[test]
+fn quotas_hold_every_uid_and_the_daemon_keeps_serving() {
+    if skip("case 4") {
+        return;
+    }
+    const NO_RIGHTS: u32 = 64233;
+    let dir = shared_dir("sec4");
+    let socket = dir.0.join("aetherd.sock");
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[limits]\nper_uid_connections = 4\nper_uid_control_queues = 2\nper_uid_slots = 3\n\
+             per_uid_segment_bytes = 300000\nmax_total_segment_bytes = 200000000\n\
+             [[access]]\ntopics = [\"q.*\"]\nuids = [{ATTACKER}]\nallow = [\"subscribe\", \"admin\"]\n"
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_with(
+        TempDir::new("sec4-log"),
+        socket.clone(),
+        &[
+            OsStr::new("--socket-mode"),
+            OsStr::new("0666"),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ],
+        &[("AETHER_SOCKET", socket.as_os_str())],
+    );
+    let s = socket.display().to_string();
+    let exe = exe_for_others(&dir.0);
+    // No right at all: it may connect (the socket is 0666) but gets no queue.
+    let mut stranger = UserRole::spawn(&exe, "attacker", &[], NO_RIGHTS, NO_RIGHTS, &[NO_RIGHTS]);
+    assert_eq!(stranger.ask(&format!("connect {s}")), "Ok");
+    let a = stranger.ask("notices");
+    assert!(a.starts_with("Permission") && a.contains("no right"), "{a}");
+
+    let mut a = attacker(&dir.0);
+    for i in 0..4 {
+        assert_eq!(a.ask(&format!("connect {s}")), "Ok", "connection {i}");
+    }
+    for _ in 0..3 {
+        let r = a.ask(&format!("connect {s}"));
+        assert!(r.starts_with("Limit") && r.contains("per_uid_connections"), "{r}");
+    }
+    // Control queues: one per connection, two per uid.
+    assert_eq!(a.ask("notices 0"), "Ok");
+    assert_eq!(a.ask("notices 1"), "Ok");
+    let r = a.ask("notices 2");
+    assert!(r.starts_with("Limit") && r.contains("per_uid_control_queues"), "{r}");
+    let root = d.client();
+    root.create_topic("q.t", &aether::TopicParams::default()).unwrap();
+    for i in 0..3 {
+        assert_eq!(a.ask("sub q.t"), "Ok", "slot {i}");
+    }
+    let r = a.ask("sub q.t");
+    assert!(r.starts_with("Limit") && r.contains("per_uid_slots"), "{r}");
+    // Segment bytes: 4 KiB rings of ~12 KiB segments, 300000 bytes allowed.
+    let mut made = 0;
+    let refusal = loop {
+        let r = a.ask(&format!("create q.s{made} 65536"));
+        if r != "Ok" {
+            break r;
+        }
+        made += 1;
+        assert!(made < 100, "never refused");
+    };
+    assert!(
+        refusal.starts_with("Limit") && refusal.contains("per_uid_segment_bytes"),
+        "{refusal}"
+    );
+    assert!(made >= 2, "{made} topics before the quota");
+    // The daemon's own user is still served, queues included.
+    let mut sub = root
+        .subscriber(
+            "q.t",
+            &aether::SubscriberConfig {
+                delivery: aether::Delivery::Mqueue,
+                ..aether::SubscriberConfig::default()
+            },
+        )
+        .unwrap();
+    root.notices_fd().unwrap();
+    let mut p = root.publisher("q.t").unwrap();
+    p.publish(b"served").unwrap();
+    assert_eq!(
+        sub.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data,
+        b"served"
+    );
+    // The total: a topic past max_total_segment_bytes is refused for everyone.
+    let e = root
+        .create_topic(
+            "big",
+            &aether::TopicParams {
+                ring_size: 1 << 28,
+                ..aether::TopicParams::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.status == Status::Limit && e.message.contains("max_total_segment_bytes"),
+        "{e}"
+    );
+    // Each refusal is logged once, not once per attempt.
+    assert_eq!(d.log().matches("per_uid_connections").count(), 1, "{}", d.log());
+    // A 64 MiB topic nobody uses takes no memory in the daemon.
+    let before = rss_shmem_kib(d.child.id());
+    root.create_topic(
+        "idle",
+        &aether::TopicParams {
+            ring_size: 64 << 20,
+            ..aether::TopicParams::default()
+        },
+    )
+    .unwrap();
+    let grown = rss_shmem_kib(d.child.id()) - before;
+    assert!(
+        grown < 1024,
+        "an idle 64 MiB topic took {grown} KiB of the daemon's shared memory"
     );
 }

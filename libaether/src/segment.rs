@@ -265,6 +265,11 @@ fn pub_slots_offset(max_subscribers: u32) -> usize {
     std::mem::size_of::<Header>() + max_subscribers as usize * LINE
 }
 
+/// Bytes of the segment a topic with `params` gets (header, slots and ring).
+pub fn segment_size(params: &TopicParams) -> u64 {
+    ring_offset(params.max_subscribers) as u64 + params.ring_size
+}
+
 /// Parameters a topic is created with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TopicParams {
@@ -338,7 +343,9 @@ impl Segment {
         };
         let label = format!("aether:{topic}");
         let fd = shm::create_sealed(&label, geo.total_size()).map_err(|e| Error::io("memfd_create segment", e))?;
-        let map = Mapping::shared(fd.as_fd(), geo.total_size() as usize).map_err(|e| Error::io("mmap segment", e))?;
+        // Not populated: a topic nobody uses takes (almost) no memory.
+        let map =
+            Mapping::shared(fd.as_fd(), geo.total_size() as usize, false).map_err(|e| Error::io("mmap segment", e))?;
         let seg = Segment { map, geo };
         let h = seg.map.as_ptr().cast::<Header>();
         // SAFETY: the object is fresh (zero-filled by ftruncate), at least a
@@ -399,7 +406,7 @@ impl Segment {
                 "segment size {size} is not a valid segment size"
             )));
         }
-        let map = Mapping::shared(fd.as_fd(), size as usize).map_err(|e| Error::io("mmap segment", e))?;
+        let map = Mapping::shared(fd.as_fd(), size as usize, true).map_err(|e| Error::io("mmap segment", e))?;
         let h = map.as_ptr().cast::<Meta>();
         // SAFETY: the mapping is at least a Header long and page aligned; Meta
         // is plain integers, so any bit pattern is a valid value. The volatile

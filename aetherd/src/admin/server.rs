@@ -160,7 +160,7 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
             }
             p.ring_size = ring_size.unwrap_or(p.ring_size);
             p.max_message = max_message.unwrap_or(p.max_message);
-            requests::create_topic(&mut s, topic, &p)?;
+            requests::create_topic(&mut s, topic, &p, None)?;
             Ok(serde_json::json!({ "created": topic }))
         }
         Command::Delete { topic } => {

@@ -18,10 +18,12 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` shared and read-write, populated: the pages
-    /// are faulted in here, at open, instead of on the data path during the
-    /// ring's first lap (a failed populate is not an error; faults then happen later).
-    pub fn shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+    /// Maps `len` bytes of `fd` shared and read-write; `populate` faults the
+    /// pages in here, at open, instead of on the data path during the ring's
+    /// first lap (a failed populate is not an error; faults then happen
+    /// later). Populating commits the memory: clients that use a topic do,
+    /// the daemon that only makes it does not.
+    pub fn shared(fd: BorrowedFd<'_>, len: usize, populate: bool) -> io::Result<Mapping> {
         let len = NonZeroUsize::new(len).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"))?;
         // SAFETY: a fresh mapping at an address the kernel chooses (none given),
         // so no existing memory is replaced; `fd` is open for the call.
@@ -30,7 +32,11 @@ impl Mapping {
                 None,
                 len,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE,
+                if populate {
+                    MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE
+                } else {
+                    MapFlags::MAP_SHARED
+                },
                 fd,
                 0,
             )
