@@ -79,8 +79,22 @@ impl Topic {
         }
     }
 
-    /// Clears slot `i` in the segment, so that nobody waits for its holder any more.
+    /// Bumps slot `i`'s owner generation when it is taken back: whoever held
+    /// it noted the generation before, and can tell (the next holder notes the new one).
+    fn new_owner(&self, kind: SlotKind, i: u32) {
+        let gen = match kind {
+            SlotKind::Subscriber => self.seg.slot(i).map(|s| &s.owner_gen),
+            SlotKind::Publisher => self.seg.pub_slot(i).map(|s| &s.owner_gen),
+        };
+        if let Some(g) = gen {
+            g.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Clears slot `i` in the segment, so that nobody waits for its holder
+    /// any more, and fences it: its holder's handle fails from its next call.
     pub(crate) fn free(&self, kind: SlotKind, i: u32) {
+        self.new_owner(kind, i);
         match kind {
             SlotKind::Subscriber => {
                 if let Some(slot) = self.seg.slot(i) {

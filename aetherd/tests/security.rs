@@ -551,3 +551,77 @@ fn quotas_hold_every_uid_and_the_daemon_keeps_serving() {
         "an idle 64 MiB topic took {grown} KiB of the daemon's shared memory"
     );
 }
+
+/// Case 7: `kick` fences. The kicked process's next calls fail clearly, its
+/// slot goes to someone else, and closing the kicked handles then writes
+/// nothing into that slot: the new holder is not disturbed.
+#[test]
+fn a_kicked_client_is_fenced_from_its_slots() {
+    let d = Daemon::start();
+    let c = d.client();
+    let one = aether::TopicParams {
+        policy: aether::Policy::Reliable,
+        ring_size: 8192,
+        max_message: 256,
+        max_subscribers: 1,
+    };
+    c.create_topic("k", &one).unwrap();
+    let mut p = c.publisher("k").unwrap();
+    let mut s = c.subscriber("k", &aether::SubscriberConfig::default()).unwrap();
+    p.publish(b"before").unwrap();
+    assert_eq!(
+        s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data,
+        b"before"
+    );
+    // Our connection's id, from the daemon's statistics.
+    let stats = aetherd::admin::call(&d.socket, aetherd::admin::Command::Stats, Duration::from_secs(5)).unwrap();
+    let me = std::process::id() as u64;
+    let ids: Vec<u64> = stats["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|cl| cl["pid"].as_u64() == Some(me))
+        .map(|cl| cl["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "{stats}");
+    aetherd::admin::call(
+        &d.socket,
+        aetherd::admin::Command::Kick { client: ids[0] },
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    wait_for("the kick to take the slots back", Duration::from_secs(5), || {
+        p.publish(b"x").is_err()
+    });
+    let e = p.publish(b"after").unwrap_err();
+    assert!(
+        e.status == Status::Unavailable && e.message.contains("took this handle's slot back"),
+        "{e}"
+    );
+    let e = s.receive(Some(Duration::from_millis(10))).unwrap_err();
+    assert!(
+        e.status == Status::Unavailable && e.message.contains("took this handle's slot back"),
+        "{e}"
+    );
+    // The one subscriber slot is someone else's now; closing the kicked
+    // handles must not clear it (a reliable publisher would stop waiting for it).
+    let c2 = d.client();
+    let mut s2 = c2.subscriber("k", &aether::SubscriberConfig::default()).unwrap();
+    drop((p, s));
+    let mut p2 = c2.publisher("k").unwrap();
+    p2.set_timeout(Some(Duration::from_millis(100)));
+    let mut sent = 0;
+    while p2.publish(&[7u8; 200]).is_ok() {
+        sent += 1;
+        assert!(
+            sent < 1000,
+            "the new holder's cursor still gates the reliable publisher"
+        );
+    }
+    for _ in 0..sent {
+        s2.receive(Some(Duration::from_secs(5)))
+            .unwrap()
+            .expect("every message");
+    }
+    assert_eq!(s2.lost(), 0);
+}

@@ -37,6 +37,8 @@ struct Conn {
     daemon_pid: AtomicU32,
     /// Whether this connection was allowed to start a daemon (reconnects do the same).
     autostart: bool,
+    /// The process that opened it, as a fork generation (`sys::fork_generation`).
+    owner: u64,
 }
 
 impl Conn {
@@ -51,6 +53,8 @@ impl Conn {
 
     /// Sends `req` and waits for its reply, with the descriptors it carried (in order).
     fn call(&self, req: &Request) -> Result<(Reply, Vec<OwnedFd>)> {
+        // A forked child shares the parent's socket: never interleave requests on it.
+        owned_by_this_process(self.owner)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = protocol::encode_request(req, id);
         let sock = self
@@ -78,6 +82,19 @@ impl Conn {
             Err(e) => Err(e),
         }
     }
+}
+
+/// `Ok` in the process that opened a handle (fork generation `owner`); in a
+/// child forked since, a clear `Invalid`: handles belong to their process.
+#[inline(always)]
+fn owned_by_this_process(owner: u64) -> Result<()> {
+    if crate::sys::forked_since(owner) {
+        return Err(Error::invalid(
+            "this handle was opened by the parent of this forked process: a child opens its own \
+             (connect again, or call reopen on the handle)",
+        ));
+    }
+    Ok(())
 }
 
 impl Conn {
@@ -249,6 +266,7 @@ impl Client {
             notice_stash: Mutex::new(None),
             daemon_pid: AtomicU32::new(0),
             autostart,
+            owner: crate::sys::fork_generation(),
         });
         let (reply, _) = conn.call(&Request::Hello {
             client_version: crate::VERSION.into(),
@@ -497,6 +515,7 @@ pub struct Publisher {
 impl Publisher {
     /// Copies `data` into the ring as one message; returns its sequence number.
     pub fn publish(&mut self, data: &[u8]) -> Result<u64> {
+        owned_by_this_process(self.client.conn.owner)?;
         if self.loan.is_some() {
             return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
         }
@@ -505,6 +524,7 @@ impl Publisher {
 
     /// Loans `len` bytes of the ring to write a message in place.
     pub fn loan(&mut self, len: usize) -> Result<&mut [u8]> {
+        owned_by_this_process(self.client.conn.owner)?;
         if self.loan.is_some() {
             return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
         }
@@ -520,6 +540,7 @@ impl Publisher {
 
     /// Publishes the first `len` bytes of the outstanding loan.
     pub fn commit(&mut self, len: usize) -> Result<u64> {
+        owned_by_this_process(self.client.conn.owner)?;
         let claim = self
             .loan
             .ok_or_else(|| Error::invalid("no loan to commit: loan first"))?;
@@ -530,6 +551,7 @@ impl Publisher {
 
     /// Gives the outstanding loan up without publishing it.
     pub fn abort(&mut self) -> Result<()> {
+        owned_by_this_process(self.client.conn.owner)?;
         let claim = self.loan.take().ok_or_else(|| Error::invalid("no loan to abort"))?;
         self.writer.abort(claim);
         Ok(())
@@ -575,6 +597,12 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        // In a forked child the slot and the connection are the parent's:
+        // touch neither (only this process's mapping goes).
+        if crate::sys::forked_since(self.client.conn.owner) {
+            self.writer.forget_slot();
+            return;
+        }
         if let Some(c) = self.loan.take() {
             self.writer.abort(c);
         }
@@ -632,6 +660,7 @@ impl Subscriber {
     }
 
     pub fn receive_into_deadline(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<Received> {
+        owned_by_this_process(self.client.conn.owner)?;
         if let Some(mq) = &mut self.mq {
             let conn = &self.client.conn;
             return mq.receive_into(buf, deadline, &|| conn.hung_up());
@@ -666,6 +695,7 @@ impl Subscriber {
     /// until [`release`](Self::release_view); on a lossy topic it may be
     /// overwritten meanwhile, which `release` then reports as `Overwritten`.
     pub fn receive_view(&mut self, deadline: &Deadline) -> Result<Record> {
+        owned_by_this_process(self.client.conn.owner)?;
         if self.mq.is_some() {
             return Err(Error::invalid(
                 "receive_view is not available with delivery=mqueue (messages arrive copied through the \
@@ -689,6 +719,7 @@ impl Subscriber {
     /// Ends the outstanding view. `Overwritten` if, on a lossy topic, the
     /// publisher lapped it while it was held (its bytes may be torn; it is counted lost).
     pub fn release_view(&mut self) -> Result<Record> {
+        owned_by_this_process(self.client.conn.owner)?;
         let rec = self
             .held
             .take()
@@ -826,6 +857,10 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        if crate::sys::forked_since(self.client.conn.owner) {
+            self.reader.forget_slot();
+            return;
+        }
         // Leave the slot in shared memory first: once the daemon has it back
         // it may give it to another subscriber, whose registration we must not wipe.
         self.reader.leave_slot();

@@ -329,6 +329,16 @@ fn gate_error_slow(state: u32, died: bool, publishing: bool) -> Option<Error> {
     }
 }
 
+/// The error of a handle whose slot the daemon took back.
+#[cold]
+fn slot_taken_back() -> Error {
+    Error::new(
+        Status::Unavailable,
+        "the daemon took this handle's slot back (an admin kicked it, or its connection ended): \
+         it can do nothing more; reopen it",
+    )
+}
+
 /// How long a wait sleeps at most before it looks again at what no futex
 /// wake-up announces: the daemon's death (the kernel marks the keeper word
 /// but wakes nobody on the data or space words).
@@ -356,6 +366,8 @@ pub struct Writer {
     /// This publisher's slot, where it announces the claim it is writing.
     slot: Option<u32>,
     announce: Option<InSegment<PubSlot>>,
+    /// The slot's owner generation when it was handed to us (see `Slot::owner_gen`).
+    owner_gen: u64,
     /// Claims may end at or below this position without re-reading the slots.
     gate: u64,
     /// The segment's horizon as last seen: claims ending at or below it need not raise it.
@@ -376,6 +388,7 @@ impl Writer {
         let geo = *seg.geometry();
         membarrier::register();
         let announce = slot.and_then(|i| seg.pub_slot(i));
+        let owner_gen = announce.map_or(0, |s| s.owner_gen.load(Ordering::Acquire));
         if let Some(s) = announce {
             s.pid.store(std::process::id(), Ordering::Relaxed);
             s.claim.store(SLOT_FREE, Ordering::Release);
@@ -389,6 +402,7 @@ impl Writer {
             ring,
             slot,
             announce,
+            owner_gen,
             gate: 0,
             horizon: 0,
             gate_gen: u64::MAX,
@@ -518,6 +532,11 @@ impl Writer {
         }
         if let Some(e) = gate_error(self.hdr.gate(), true) {
             return Err(e);
+        }
+        if let Some(a) = &self.announce {
+            if a.get().owner_gen.load(Ordering::Relaxed) != self.owner_gen {
+                return Err(slot_taken_back());
+            }
         }
         let ring = self.geo.ring_size;
         let stride = stride_for(len);
@@ -663,14 +682,24 @@ impl Writer {
     /// Stops using the publisher slot (before giving it back to the daemon).
     pub fn leave_slot(&mut self) {
         self.release_slot();
+        self.forget_slot();
+    }
+
+    /// Stops using the publisher slot without touching it (a forked child's
+    /// inherited writer: the slot is its parent's).
+    pub fn forget_slot(&mut self) {
         self.slot = None;
         self.announce = None;
     }
 
-    /// Withdraws the announced claim: peers may now lap what we wrote.
+    /// Withdraws the announced claim: peers may now lap what we wrote. Not
+    /// once the daemon has taken the slot back: it may be another's now.
     fn release_slot(&self) {
         if let Some(a) = &self.announce {
-            a.get().claim.store(SLOT_FREE, Ordering::Release);
+            let a = a.get();
+            if a.owner_gen.load(Ordering::Acquire) == self.owner_gen {
+                a.claim.store(SLOT_FREE, Ordering::Release);
+            }
         }
     }
 
@@ -739,6 +768,8 @@ pub struct Reader {
     ring: InSegment<u8>,
     /// Where this subscriber publishes its cursor (its subscriber slot).
     cursor_slot: Option<InSegment<Slot>>,
+    /// The slot's owner generation when it was handed to us.
+    owner_gen: u64,
     pos: u64,
     next_seq: u64,
     lost: u64,
@@ -780,6 +811,7 @@ impl Reader {
                 seg.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
             }
         }
+        let owner_gen = cursor_slot.map_or(0, |s| s.owner_gen.load(Ordering::Acquire));
         let cursor_slot = cursor_slot.map(InSegment::new);
         let (pos, next_seq) = seg.tail().load();
         if pos % ALIGN != 0 {
@@ -792,6 +824,7 @@ impl Reader {
             hdr,
             ring,
             cursor_slot,
+            owner_gen,
             pos,
             next_seq,
             lost: 0,
@@ -987,8 +1020,18 @@ impl Reader {
         Ok(())
     }
 
+    /// `Err` once the daemon has taken this reader's slot back.
+    #[inline(always)]
+    fn still_ours(&self) -> Result<()> {
+        match &self.cursor_slot {
+            Some(s) if s.get().owner_gen.load(Ordering::Relaxed) != self.owner_gen => Err(slot_taken_back()),
+            _ => Ok(()),
+        }
+    }
+
     /// Finds the next message, waiting until `deadline`. Does not consume it.
     pub fn next(&mut self, deadline: &Deadline) -> Result<Record> {
+        self.still_ours()?;
         if self.committed_at_cursor() {
             if let Some(rec) = self.record_at_cursor() {
                 return Ok(rec);
@@ -1188,6 +1231,7 @@ impl Reader {
     /// Copies the next message into `buf`. Returns (length, seq, timestamp).
     /// A message longer than `buf` is not consumed: `TooLarge`, with its length.
     pub fn receive_into(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<(usize, u64, u64)> {
+        self.still_ours()?;
         if let Some(r) = self.receive_fast(buf) {
             return Ok(r);
         }
@@ -1297,11 +1341,21 @@ impl Reader {
         }
     }
 
+    /// Stops using the subscriber slot without touching it (a forked child's
+    /// inherited reader: the slot is its parent's).
+    pub fn forget_slot(&mut self) {
+        self.cursor_slot = None;
+    }
+
     /// Stops using the subscriber slot: clears it in shared memory (so
     /// publishers stop waiting for it) before the daemon may hand it out again.
+    /// Not once the daemon has taken the slot back: it may be another's now.
     pub fn leave_slot(&mut self) {
         if let Some(slot) = self.cursor_slot.take() {
             let s = slot.get();
+            if s.owner_gen.load(Ordering::Acquire) != self.owner_gen {
+                return;
+            }
             s.flags.store(0, Ordering::SeqCst);
             s.cursor.store(SLOT_FREE, Ordering::SeqCst);
             wake(self.hdr.space_notify(), &self.hdr.stats().wakes);

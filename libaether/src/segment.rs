@@ -27,7 +27,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
 pub const MAX_RING: u64 = 1 << 30;
@@ -188,6 +188,10 @@ pub struct Slot {
     /// skipped because they do not fit the subscriber's queue (written by the
     /// daemon only; zero for other subscribers).
     pub too_large: AtomicU64,
+    /// Bumped by the daemon each time it takes the slot back: a handle notes
+    /// it at open, and once it differs, the slot is no longer the handle's
+    /// (kicked, or its connection ended).
+    pub owner_gen: AtomicU64,
 }
 
 /// Where a publisher announces the claim it is writing, so that no other
@@ -197,6 +201,8 @@ pub struct PubSlot {
     /// A lower bound of the position this publisher is writing at, or [`SLOT_FREE`].
     pub claim: AtomicU64,
     pub pid: AtomicU32,
+    /// As [`Slot::owner_gen`].
+    pub owner_gen: AtomicU64,
 }
 
 #[repr(C)]

@@ -70,6 +70,34 @@ pub fn poll_one(fd: BorrowedFd<'_>, events: PollFlags, timeout_ms: i32) -> PollF
     }
 }
 
+/// Forks this process has gone through (bumped in the child by a
+/// `pthread_atfork` handler): a handle notes it at open, and a call from a
+/// forked child, which inherited the handle, sees it changed.
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process's fork generation, for a handle opened now (registers the
+/// fork handler on first use). Forks made without glibc's `fork` (a raw
+/// `clone`) are not seen.
+pub fn fork_generation() -> u64 {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a child handler that only bumps an atomic
+        // (async-signal-safe, as a handler run after fork must be).
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+    FORKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether this process is a child forked since generation `gen` (one load).
+#[inline(always)]
+pub fn forked_since(gen: u64) -> bool {
+    FORKS.load(std::sync::atomic::Ordering::Relaxed) != gen
+}
+
 /// Asks the CPU to start loading the cache line at `p` (a hint: no fault,
 /// whatever the address, and no effect on what later loads return).
 #[inline(always)]
