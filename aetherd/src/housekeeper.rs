@@ -44,9 +44,9 @@ pub(crate) fn run(state: &Mutex<State>, admin_pipe: &std::path::Path) {
         let now = Instant::now();
         for t in s.topics.values_mut() {
             // Last activity of each subscriber: when its delivered count last moved.
-            for (i, a) in t.activity.iter_mut().enumerate() {
-                if let Some(slot) = t.seg.slot(i as u32) {
-                    let d = slot.delivered.load(std::sync::atomic::Ordering::Relaxed);
+            for (a, c) in t.activity.iter_mut().zip(&t.cursors) {
+                if let Some(c) = c {
+                    let d = c.page.line().delivered.load(std::sync::atomic::Ordering::Relaxed);
                     if d != a.0 {
                         *a = (d, now);
                     }

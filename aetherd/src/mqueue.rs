@@ -146,9 +146,10 @@ pub(crate) fn report_lag(s: &mut State) {
     for (name, t) in &s.topics {
         let key = t.key();
         for (i, owner) in t.slots.iter().enumerate() {
-            let (Some(client), Some(slot)) = (owner, t.seg.slot(i as u32)) else {
+            let (Some(client), Some(Some(c))) = (owner, t.cursors.get(i)) else {
                 continue;
             };
+            let slot = c.page.line();
             let lost = slot.lost.load(Ordering::Relaxed);
             // A new holder, or a reopened slot (its count restarted): from zero.
             let before = match s.mq.lag.get(&(key, i as u32)) {
@@ -191,7 +192,8 @@ pub(crate) fn delivery_of(s: &State, t: &Topic, slot: u32) -> &'static str {
 
 /// `SubscriberOpenMqueue`: a subscriber slot on `topic` for `client`, read by
 /// a new dispatch thread that forwards into a new queue. Hands out the
-/// segment (so the client can read its slot's counters) and the queue's read end.
+/// segment and waiters page (read-only), the queue's read end, and the
+/// slot's cursor page (read-only: the client reads its counts there).
 pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut Vec<OwnedFd>) -> Result<Reply> {
     let instance = s.instance_id;
     let notices = s.clients.get(&client).map(|c| Arc::clone(&c.notices));
@@ -207,14 +209,26 @@ pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
     // Lossy: a full queue drops the message (non-blocking end); reliable: the
     // thread waits for room, and the ring's gate holds publishers back.
     let q = make_queue(instance, lossy, maxmsg, msgsize)?;
-    let seg_fd = t.fd.try_clone().map_err(|e| Error::io("dup segment descriptor", e))?;
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("duplicate a descriptor", e));
+    let (seg_fd, waiters_fd) = (dup(&t.fd_ro)?, dup(&t.waiters_ro)?);
     let seg = Arc::new(Segment::open(&t.fd)?);
-    if let Some(sl) = seg.slot(i as u32) {
-        sl.too_large.store(0, Ordering::Relaxed);
-    }
     // Registered (gating on reliable topics) before the reply: the subscriber
     // gets every message published after its open returns.
-    let mut reader = Reader::new(seg, Some(i as u32), std::process::id())?;
+    let pid = s.clients.get(&client).map_or(0, |c| c.who.cred.pid);
+    let (page, cursor_fd) = t.join(i as u32, pid, topic)?;
+    let opened = (|| {
+        let cursor_ro = aether::sys::shm::reopen_readonly(&cursor_fd)
+            .map_err(|e| Error::io("reopen the cursor page read-only", e))?;
+        let reader = Reader::new(seg, Arc::clone(&t.waiters), Some((i as u32, page)))?;
+        Ok((reader, cursor_ro))
+    })();
+    let (mut reader, cursor_ro) = match opened {
+        Ok(r) => r,
+        Err(e) => {
+            t.free(SlotKind::Subscriber, i as u32);
+            return Err(e);
+        }
+    };
     reader.wait = WaitConfig {
         strategy: WaitStrategy::Futex,
         spin: 64,
@@ -229,10 +243,19 @@ pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
         stop: Arc::clone(&stop),
         notices,
     };
-    let thread = std::thread::Builder::new()
+    let thread = match std::thread::Builder::new()
         .name("aetherd-dispatch".into())
         .spawn(move || job.run())
-        .map_err(|e| Error::new(Status::Limit, format!("cannot start a dispatch thread: {e}")))?;
+    {
+        Ok(h) => h,
+        Err(e) => {
+            t.free(SlotKind::Subscriber, i as u32);
+            return Err(Error::new(
+                Status::Limit,
+                format!("cannot start a dispatch thread: {e}"),
+            ));
+        }
+    };
     t.take_slot(SlotKind::Subscriber, i, client);
     let key = t.key();
     s.mq.dispatchers.push(Dispatcher {
@@ -244,7 +267,9 @@ pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
         thread: Some(thread),
     });
     fds.push(seg_fd);
+    fds.push(waiters_fd);
     fds.push(q.client);
+    fds.push(cursor_ro);
     log::debug!("client {client}: mqueue subscriber on {topic:?} slot {i}, queue {maxmsg} x {msgsize} bytes");
     Ok(Reply::SubscribedMqueue {
         slot: i as u32,
@@ -371,8 +396,8 @@ impl Job {
                 }
                 self.reader.pass(&rec, false);
                 too_large += 1;
-                if let Some(sl) = self.reader.segment().slot(self.slot) {
-                    sl.too_large.store(too_large, Ordering::Release);
+                if let Some(c) = self.reader.cursor_page() {
+                    c.line().too_large.store(too_large, Ordering::Release);
                 }
                 if let Some(q) = self.notices.as_ref().and_then(|n| n.get()) {
                     q.post(&Notice::TooLarge {

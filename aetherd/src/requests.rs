@@ -5,10 +5,12 @@ use crate::config::Action;
 use crate::quota::{self, Quota};
 use crate::state::{not_found, SlotKind, State, Topic};
 use aether::protocol::{self, Reply, Request};
-use aether::segment::{Segment, TopicParams, MAX_PUBLISHERS, TOPIC_DELETED};
+use aether::segment::{Segment, TopicParams, Waiters, MAX_PUBLISHERS, TOPIC_DELETED};
+use aether::sys::shm;
 use aether::sys::uds::SeqPacket;
 use aether::{Error, Result, Status};
 use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -174,11 +176,15 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
             close_slot(&mut s, &topic, client, SlotKind::Subscriber, slot, topic_id)
         }
         Request::ControlQueue => crate::mqueue::control_queue(&mut s, client, made),
+        Request::Cursors { topic, topic_id, slots } => cursors(&s, &topic, client, topic_id, &slots, made),
         Request::SubscriberOpenMqueue { topic } => crate::mqueue::open_subscriber(&mut s, &topic, client, made),
     }
 }
 
-/// Gives `client` a free slot of `kind` on `topic`, with the segment's descriptor.
+/// Gives `client` a free slot of `kind` on `topic`, with the descriptors it
+/// maps: a publisher the segment read-write and the waiters page read-only;
+/// a subscriber the segment read-only, the waiters page read-write and a
+/// new cursor page of its own (read-write). Nothing else is writable to it.
 fn open_slot(
     s: &mut State,
     topic: &str,
@@ -186,19 +192,59 @@ fn open_slot(
     kind: SlotKind,
     made: &mut Vec<std::os::fd::OwnedFd>,
 ) -> Result<Reply> {
+    let pid = s.clients.get(&client).map_or(0, |c| c.who.cred.pid);
     let t = s.topics.get_mut(topic).ok_or_else(|| not_found(topic))?;
-    let fd =
-        t.fd.try_clone()
-            .map_err(|e| Error::io("duplicate the segment descriptor", e))?;
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("duplicate a descriptor", e));
     let i = t.free_slot(kind, topic)?;
-    t.take_slot(kind, i, client);
-    let slot = i as u32;
     let reply = match kind {
-        SlotKind::Publisher => Reply::Publishing { slot },
-        SlotKind::Subscriber => Reply::Subscribed { slot },
+        SlotKind::Publisher => {
+            made.extend([dup(&t.fd)?, dup(&t.waiters_ro)?]);
+            Reply::Publishing { slot: i as u32 }
+        }
+        SlotKind::Subscriber => {
+            let (seg, waiters) = (dup(&t.fd_ro)?, dup(&t.waiters_fd)?);
+            let (_, cursor) = t.join(i as u32, pid, topic)?;
+            made.extend([seg, waiters, cursor]);
+            Reply::Subscribed { slot: i as u32 }
+        }
     };
-    made.push(fd);
+    t.take_slot(kind, i, client);
     Ok(reply)
+}
+
+/// `Cursors`: read-only cursor pages of the slots asked for that are still
+/// handed out under the generation given, for a client that holds a
+/// publisher slot on this incarnation of the topic (only publishers wait for
+/// subscribers).
+fn cursors(
+    s: &State,
+    topic: &str,
+    client: u64,
+    topic_id: u64,
+    slots: &[(u32, u64)],
+    made: &mut Vec<std::os::fd::OwnedFd>,
+) -> Result<Reply> {
+    same_incarnation(s, topic, topic_id)?;
+    let t = s.topics.get(topic).ok_or_else(|| not_found(topic))?;
+    if t.held_by(SlotKind::Publisher, client) == 0 {
+        return Err(Error::new(
+            Status::Permission,
+            format!("cursor pages of {topic:?} go only to its publishers"),
+        ));
+    }
+    let mut given = Vec::new();
+    for &(i, gen) in slots.iter().take(aether::protocol::MAX_CURSORS) {
+        let Some(Some(c)) = t.cursors.get(i as usize) else {
+            continue;
+        };
+        if c.gen != gen {
+            continue;
+        }
+        let ro = shm::reopen_readonly(&c.fd).map_err(|e| Error::io("reopen a cursor page read-only", e))?;
+        made.push(ro);
+        given.push((i, gen));
+    }
+    Ok(Reply::Cursors { slots: given })
 }
 
 /// Whether `topic_id` (a segment's salt; 0: any) names the current incarnation of `topic`.
@@ -285,11 +331,21 @@ pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams, cre
         quota::check(s, uid, 0, Quota::SegmentBytes, bytes)?;
     }
     let (fd, seg) = Segment::create(topic, params, s.instance_id)?;
+    let (waiters_fd, waiters) = Waiters::create(topic, seg.geometry().salt)?;
+    // Read-only descriptors for those who only read each: subscribers (the
+    // segment), publishers (the waiters page).
+    let readonly = |fd: &OwnedFd| shm::reopen_readonly(fd).map_err(|e| Error::io("reopen read-only", e));
+    let (fd_ro, waiters_ro) = (readonly(&fd)?, readonly(&waiters_fd)?);
     // Held before anyone gets the segment: its clients can tell if we die.
     let held = s.keeper.hold(&seg)?;
     let topic_entry = Topic {
         _held: held,
         fd,
+        fd_ro,
+        waiters: Arc::new(waiters),
+        waiters_fd,
+        waiters_ro,
+        cursors: (0..params.max_subscribers).map(|_| None).collect(),
         seg,
         slots: vec![None; params.max_subscribers as usize],
         pub_slots: vec![None; MAX_PUBLISHERS as usize],

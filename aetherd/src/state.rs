@@ -4,7 +4,7 @@
 use crate::access::Identity;
 use crate::config::Config;
 use crate::keeper::{Held, Keeper};
-use aether::segment::{Segment, SLOT_FREE};
+use aether::segment::{wake_all, Cursor, Segment, Waiters, SLOT_FREE};
 use aether::sys::uds::SeqPacket;
 use aether::{Error, Result, Status};
 use std::collections::HashMap;
@@ -18,8 +18,17 @@ pub(crate) struct Topic {
     /// The segment's keeper mutex, held while the topic lives. First, so that
     /// it is let go before the segment below is unmapped.
     pub(crate) _held: Held,
+    /// The segment: read-write (for publishers and the daemon's own readers)
+    /// and read-only (for subscribers).
     pub(crate) fd: OwnedFd,
+    pub(crate) fd_ro: OwnedFd,
     pub(crate) seg: Segment,
+    /// The waiters page: read-write (subscribers), read-only (publishers).
+    pub(crate) waiters: Arc<Waiters>,
+    pub(crate) waiters_fd: OwnedFd,
+    pub(crate) waiters_ro: OwnedFd,
+    /// Per subscriber slot: the cursor page of its current holder.
+    pub(crate) cursors: Vec<Option<CursorEntry>>,
     /// Which client holds each subscriber slot.
     pub(crate) slots: Vec<Option<u64>>,
     /// Which client holds each publisher slot.
@@ -31,6 +40,15 @@ pub(crate) struct Topic {
     /// The uid whose request made the topic (its bytes count against that
     /// uid's quota); `None` when the admin pipe or an embedder made it.
     pub(crate) creator: Option<u32>,
+}
+
+/// A subscriber's cursor page as the daemon keeps it: the owner generation it
+/// was made for, the mapping (for statistics and draining), and its
+/// descriptor (read-only copies go to reliable publishers).
+pub(crate) struct CursorEntry {
+    pub(crate) gen: u64,
+    pub(crate) page: Arc<Cursor>,
+    pub(crate) fd: OwnedFd,
 }
 
 /// The two kinds of per-topic slots the daemon hands out and takes back.
@@ -79,36 +97,42 @@ impl Topic {
         }
     }
 
-    /// Bumps slot `i`'s owner generation when it is taken back: whoever held
-    /// it noted the generation before, and can tell (the next holder notes the new one).
-    fn new_owner(&self, kind: SlotKind, i: u32) {
-        let gen = match kind {
-            SlotKind::Subscriber => self.seg.slot(i).map(|s| &s.owner_gen),
-            SlotKind::Publisher => self.seg.pub_slot(i).map(|s| &s.owner_gen),
-        };
-        if let Some(g) = gen {
-            g.fetch_add(1, Ordering::SeqCst);
-        }
+    /// Makes subscriber slot `i`'s cursor page and registers the slot for
+    /// process `pid` (see `Segment::join`). Returns the page and its descriptor.
+    pub(crate) fn join(&mut self, i: u32, pid: u32, topic: &str) -> Result<(Arc<Cursor>, OwnedFd)> {
+        let (fd, page) = Cursor::create(topic, self.key(), i)?;
+        let page = Arc::new(page);
+        let gen = self.seg.join(i, pid, &page)?;
+        let mine = fd
+            .try_clone()
+            .map_err(|e| Error::io("duplicate a cursor page descriptor", e))?;
+        self.cursors[i as usize] = Some(CursorEntry {
+            gen,
+            page: Arc::clone(&page),
+            fd: mine,
+        });
+        Ok((page, fd))
     }
 
-    /// Clears slot `i` in the segment, so that nobody waits for its holder
-    /// any more, and fences it: its holder's handle fails from its next call.
-    pub(crate) fn free(&self, kind: SlotKind, i: u32) {
-        self.new_owner(kind, i);
+    /// Takes slot `i` back: it stops counting at once (nobody waits for its
+    /// holder any more), and it is fenced: its holder's handle fails from its
+    /// next call (the owner generation moves on).
+    pub(crate) fn free(&mut self, kind: SlotKind, i: u32) {
         match kind {
             SlotKind::Subscriber => {
-                if let Some(slot) = self.seg.slot(i) {
-                    slot.flags.store(0, Ordering::SeqCst);
-                    slot.cursor.store(SLOT_FREE, Ordering::SeqCst);
+                self.seg.leave(i, &self.waiters);
+                if let Some(c) = self.cursors.get_mut(i as usize) {
+                    *c = None;
                 }
             }
             SlotKind::Publisher => {
                 if let Some(slot) = self.seg.pub_slot(i) {
+                    slot.owner_gen.fetch_add(1, Ordering::SeqCst);
                     slot.claim.store(SLOT_FREE, Ordering::SeqCst);
                 }
+                wake_all(&self.waiters.page().space.word);
             }
         }
-        self.seg.space_notify().wake_all();
     }
 
     /// How many slots of `kind` `client` holds here.
@@ -123,15 +147,15 @@ impl Topic {
     /// Sets the topic's life state in the segment and wakes every sleeper so they see it.
     pub(crate) fn set_state(&self, state: u32) {
         self.seg.gate().state.store(state, Ordering::SeqCst);
-        self.seg.data_notify().wake_all();
-        self.seg.space_notify().wake_all();
+        wake_all(&self.seg.data_notify().word);
+        wake_all(&self.waiters.page().space.word);
     }
 
     /// Whether every subscriber has read everything published.
     pub(crate) fn caught_up(&self) -> bool {
         let tail = self.seg.tail().lo.load(Ordering::Acquire);
-        (0..self.slots.len() as u32).all(|i| {
-            let c = self.seg.slot(i).map_or(SLOT_FREE, |s| s.cursor.load(Ordering::Acquire));
+        self.cursors.iter().flatten().all(|e| {
+            let c = e.page.line().cursor.load(Ordering::Acquire);
             c == SLOT_FREE || c >= tail
         })
     }

@@ -93,9 +93,10 @@ pub(crate) fn collect(s: &State, socket: &Path) -> Stats {
         );
         let mut lost: u64 = 0;
         for (i, owner) in t.slots.iter().enumerate() {
-            let (Some(client), Some(slot)) = (owner, t.seg.slot(i as u32)) else {
+            let (Some(client), Some(Some(c))) = (owner, t.cursors.get(i)) else {
                 continue;
             };
+            let slot = c.page.line();
             let who = s.clients.get(client).map(|c| &c.who.cred);
             let cursor = slot.cursor.load(Ordering::Acquire);
             let l = slot.lost.load(Ordering::Relaxed);
@@ -119,6 +120,7 @@ pub(crate) fn collect(s: &State, socket: &Path) -> Stats {
             });
         }
         let st = t.seg.stats();
+        let sub_stats = &t.waiters.page().stats;
         topics.push(TopicStats {
             name: name.clone(),
             policy: g.policy.name().to_string(),
@@ -131,9 +133,9 @@ pub(crate) fn collect(s: &State, socket: &Path) -> Stats {
             lost,
             aborted: st.aborted.load(Ordering::Relaxed),
             overruns: st.overruns.load(Ordering::Relaxed),
-            waits: st.waits.load(Ordering::Relaxed),
+            waits: sub_stats.waits.load(Ordering::Relaxed),
             space_waits: st.space_waits.load(Ordering::Relaxed),
-            wakes: st.wakes.load(Ordering::Relaxed),
+            wakes: st.wakes.load(Ordering::Relaxed) + sub_stats.wakes.load(Ordering::Relaxed),
             durability: "none".into(),
         });
     }

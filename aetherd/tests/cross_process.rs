@@ -251,11 +251,12 @@ fn garbage_in_the_segment_gives_subscribers_an_error_not_a_crash() {
     }
     // Random bytes over the whole ring while the subscriber has 50 unread
     // messages, written through this process's own mapping of the segment,
-    // as any hostile client that was given the segment could.
-    let spy = client.subscriber("victim", &SubscriberConfig::default()).unwrap();
+    // as any hostile publisher could (only publishers map it writable).
+    let spy = client.publisher("victim").unwrap();
     let (base, len) = spy.mapping_range();
-    // SAFETY: [base, base + len) is `spy`'s live mapping of the segment; the
-    // bytes are plain memory other processes only read through atomics and checks.
+    // SAFETY: [base, base + len) is `spy`'s live, writable mapping of the
+    // segment; the bytes are plain memory other processes only read through
+    // atomics and checks.
     let seg = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, len) };
     let off = ring_offset(seg);
     let mut x = 0x2545_f491_4f6c_dd1du64;

@@ -36,7 +36,8 @@ fn child_main() {
     assert_eq!(role, "attacker", "unknown role");
     let heard = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut keep = Vec::new();
-    let (mut clients, mut subs) = (Vec::new(), Vec::new());
+    let (mut clients, mut subs, mut pubs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut kept, mut kept_conns) = (Vec::new(), Vec::new());
     for line in std::io::stdin().lock().lines() {
         let line = line.expect("read stdin");
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -84,12 +85,126 @@ fn child_main() {
                     ..aether::TopicParams::default()
                 },
             )),
+            ["pub", t] => outcome(clients[0].publisher(t).map(|p| pubs.push(p))),
+            ["maps", t] => maps(t),
+            ["raw", op, sock, t] => {
+                // Speaks the protocol itself, keeping every descriptor sent,
+                // as a hostile client would.
+                use aether::protocol::{self, Request};
+                let req = match *op {
+                    "sub" => Request::SubscriberOpen { topic: t.to_string() },
+                    _ => Request::PublisherOpen { topic: t.to_string() },
+                };
+                let raw = aether::sys::uds::SeqPacket::connect(Path::new(sock)).unwrap();
+                raw.send(&protocol::encode_request(&req, 1), None).unwrap();
+                let mut buf = vec![0u8; 8192];
+                let (_, fds) = raw.recv_fds(&mut buf, 8).unwrap();
+                let n = fds.len();
+                kept.extend(fds);
+                kept_conns.push(raw);
+                format!("Ok: {n} descriptors")
+            }
+            ["upgrade", label] => upgrade(label),
+            ["poke", label] => {
+                // A store into the mapping labelled `label`: a read-only
+                // mapping ends this process here (SIGSEGV).
+                let (base, _, _) = mapping(label).expect("mapped");
+                // SAFETY: deliberately writes the first word of a mapping of
+                // this process; if it is read-only the kernel kills us.
+                unsafe { (base as *mut u64).write_volatile(0xdead_beef) };
+                "Ok: written".into()
+            }
             ["quit"] => break,
             _ => format!("Invalid: unknown command {line:?}"),
         };
         println!("AETHER:{answer}");
     }
     std::process::exit(0);
+}
+
+/// Address, length and permissions (`r--s`) of this process's mapping of
+/// the memfd labelled `aether:<label>`.
+fn mapping(label: &str) -> Option<(usize, usize, String)> {
+    let want = format!("/memfd:aether:{label} (deleted)");
+    std::fs::read_to_string("/proc/self/maps").ok()?.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 6 || f[5..].join(" ") != want {
+            return None;
+        }
+        let (a, b) = f[0].split_once('-')?;
+        let (a, b) = (usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?);
+        Some((a, b - a, f[1].to_string()))
+    })
+}
+
+/// The permissions of the topic's mappings here: `segment=r--s waiters=rw-s cursor=rw-s`.
+fn maps(topic: &str) -> String {
+    let perm = |label: String| mapping(&label).map_or("none".to_string(), |m| m.2);
+    let cursor = (0..64)
+        .map(|i| format!("{topic}:cursor{i}"))
+        .find(|l| mapping(l).is_some())
+        .map_or("none".to_string(), perm);
+    format!(
+        "segment={} waiters={} cursor={cursor}",
+        perm(topic.to_string()),
+        perm(format!("{topic}:waiters"))
+    )
+}
+
+/// Every way to write the memfd labelled `aether:<label>` through what this
+/// process holds: map its descriptor writable, reopen the descriptor
+/// read-write through /proc, make the existing mapping writable. Each
+/// outcome: `mmap=..., reopen=..., mprotect=...` (Ok, or the errno).
+fn upgrade(label: &str) -> String {
+    use std::os::fd::AsRawFd;
+    let want = format!("/memfd:aether:{label} (deleted)");
+    let fd = std::fs::read_dir("/proc/self/fd").unwrap().flatten().find_map(|e| {
+        let target = std::fs::read_link(e.path()).ok()?;
+        (target.to_str()? == want).then(|| e.file_name().to_str()?.parse::<i32>().ok())?
+    });
+    let Some(fd) = fd else { return "no descriptor".into() };
+    let errno = |ok: bool| {
+        if ok {
+            "Ok".to_string()
+        } else {
+            nix::errno::Errno::last().to_string()
+        }
+    };
+    // SAFETY: a fresh mapping at an address the kernel picks, unmapped at once if made.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    let mmap = errno(m != libc::MAP_FAILED);
+    if m != libc::MAP_FAILED {
+        // SAFETY: unmapping the mapping just made.
+        unsafe { libc::munmap(m, 4096) };
+    }
+    let reopen = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+    {
+        Ok(f) => {
+            let _ = f.as_raw_fd();
+            "Ok".to_string()
+        }
+        Err(e) => nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)).to_string(),
+    };
+    let mprotect = match mapping(label) {
+        // SAFETY: changes only the protection of a mapping of this process (it fails if not allowed).
+        Some((base, len, _)) => {
+            errno(unsafe { libc::mprotect(base as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE) } == 0)
+        }
+        None => "unmapped".into(),
+    };
+    format!("mmap={mmap} reopen={reopen} mprotect={mprotect}")
 }
 
 fn outcome<T>(r: aether::Result<T>) -> String {
@@ -624,4 +739,100 @@ fn a_kicked_client_is_fenced_from_its_slots() {
             .expect("every message");
     }
     assert_eq!(s2.lost(), 0);
+}
+
+/// Case 1: least privilege on the data plane. A client of another uid
+/// granted only `subscribe` maps the segment read-only and cannot get a
+/// writable mapping by any means its descriptors allow (mmap, a /proc reopen,
+/// mprotect); a store into it kills the attacker, not the topic. It holds
+/// its own cursor page writable, and the waiters page (which can only delay
+/// wake-ups). A publish-only client maps the waiters page read-only and
+/// never holds a subscriber's cursor page writable. Traffic beside them is
+/// exact.
+#[test]
+fn a_subscribe_only_client_can_write_nothing_others_read() {
+    if skip("case 1") {
+        return;
+    }
+    const PUBLISHER: u32 = 64234;
+    let dir = shared_dir("sec1");
+    let socket = dir.0.join("aetherd.sock");
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[access]]\ntopics = [\"lp\"]\nuids = [{ATTACKER}]\nallow = [\"subscribe\"]\n\
+             [[access]]\ntopics = [\"lp\"]\nuids = [{PUBLISHER}]\nallow = [\"publish\"]\n"
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_with(
+        TempDir::new("sec1-log"),
+        socket.clone(),
+        &[
+            OsStr::new("--socket-mode"),
+            OsStr::new("0666"),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ],
+        &[("AETHER_SOCKET", socket.as_os_str())],
+    );
+    let root = d.client();
+    root.create_topic(
+        "lp",
+        &aether::TopicParams {
+            policy: aether::Policy::Reliable,
+            ring_size: 1 << 16,
+            max_message: 256,
+            max_subscribers: 8,
+        },
+    )
+    .unwrap();
+    let mut sub = root.subscriber("lp", &aether::SubscriberConfig::default()).unwrap();
+    let mut p = root.publisher("lp").unwrap();
+    let s = socket.display().to_string();
+    let exe = exe_for_others(&dir.0);
+
+    let mut a = UserRole::spawn(&exe, "attacker", &[], ATTACKER, ATTACKER, &[ATTACKER]);
+    assert_eq!(a.ask(&format!("connect {s}")), "Ok");
+    assert_eq!(a.ask("sub lp"), "Ok");
+    assert_eq!(a.ask("pub lp").split(':').next(), Some("Permission"));
+    assert_eq!(a.ask("maps lp"), "segment=r--s waiters=rw-s cursor=rw-s");
+    assert_eq!(a.ask(&format!("raw sub {s} lp")), "Ok: 3 descriptors");
+    assert_eq!(
+        a.ask("upgrade lp"),
+        "mmap=EACCES: Permission denied reopen=EACCES: Permission denied mprotect=EACCES: Permission denied"
+    );
+    // Traffic beside it is exact.
+    for i in 0..100u32 {
+        p.publish(&i.to_le_bytes()).unwrap();
+        let m = sub.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+        assert_eq!(m.data, i.to_le_bytes());
+    }
+    // A store into the segment ends the attacker, and nothing else.
+    a.send("poke lp");
+    let status = a.child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "the store faulted: {status:?}");
+    for i in 0..100u32 {
+        p.publish(&i.to_le_bytes()).unwrap();
+        assert_eq!(
+            sub.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data,
+            i.to_le_bytes()
+        );
+    }
+    assert_eq!(sub.lost(), 0);
+
+    // A publish-only client: the segment writable (it publishes), the
+    // waiters page read-only, no cursor page of its own, nothing writable of
+    // anyone else's.
+    let mut w = UserRole::spawn(&exe, "attacker", &[], PUBLISHER, PUBLISHER, &[PUBLISHER]);
+    assert_eq!(w.ask(&format!("connect {s}")), "Ok");
+    assert_eq!(w.ask("pub lp"), "Ok");
+    assert_eq!(w.ask("maps lp"), "segment=rw-s waiters=r--s cursor=none");
+    assert_eq!(w.ask(&format!("raw pub {s} lp")), "Ok: 2 descriptors");
+    assert_eq!(
+        w.ask("upgrade lp:waiters"),
+        "mmap=EACCES: Permission denied reopen=EACCES: Permission denied mprotect=EACCES: Permission denied"
+    );
 }

@@ -3,10 +3,9 @@
 //! of seven runs of 500,000 operations (the machine's noise only adds).
 mod common;
 
-use aether::ring::{Deadline, Reader, Writer};
+use aether::ring::Deadline;
 use aether::segment::Policy;
 use common::small_segment;
-use std::sync::Arc;
 use std::time::Instant;
 
 const N: u32 = 500_000;
@@ -27,8 +26,8 @@ fn best(mut f: impl FnMut()) -> f64 {
 fn main() {
     for policy in [Policy::Lossy, Policy::Reliable] {
         let seg = small_segment("t", policy);
-        let mut w = Writer::new(Arc::clone(&seg), Some(0));
-        let mut r = Reader::new(Arc::clone(&seg), Some(0), std::process::id()).expect("reader");
+        let mut w = seg.writer(Some(0));
+        let mut r = seg.reader(0).expect("reader");
         let msg = [7u8; 64];
         let mut buf = [0u8; 64];
         let forever = Deadline::after(None);

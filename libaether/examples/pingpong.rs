@@ -7,8 +7,9 @@
 //! CPUs 0 and 1; one-way = round trip / 2).
 mod common;
 
-use aether::ring::{Deadline, Reader, WaitConfig, WaitStrategy, Writer};
-use aether::segment::{Policy, Segment};
+use aether::local::LocalTopic;
+use aether::ring::{Deadline, Reader, WaitConfig, WaitStrategy};
+use aether::segment::Policy;
 use aether::sys::tsc::rdtsc;
 use common::small_segment;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,8 +50,8 @@ fn shared_line() -> &'static AtomicU64 {
 struct Rings {
     from_ping: Reader,
     from_pong: Reader,
-    ping: Arc<Segment>,
-    pong: Arc<Segment>,
+    ping: Arc<LocalTopic>,
+    pong: Arc<LocalTopic>,
 }
 
 fn rings(policy: Policy) -> Rings {
@@ -60,8 +61,8 @@ fn rings(policy: Policy) -> Rings {
         strategy: WaitStrategy::Spin,
         spin: 0,
     };
-    let mut from_pong = Reader::new(Arc::clone(&pong), Some(0), 1).expect("reader");
-    let mut from_ping = Reader::new(Arc::clone(&ping), Some(0), 2).expect("reader");
+    let mut from_pong = pong.reader(0).expect("reader");
+    let mut from_ping = ping.reader(0).expect("reader");
     from_pong.wait = spin;
     from_ping.wait = spin;
     Rings {
@@ -76,7 +77,7 @@ fn rings(policy: Policy) -> Rings {
 fn echo(rings: &mut Rings) {
     let deadline = Deadline::after(Some(PEER_TIMEOUT));
     let mut buf = [0u8; 64];
-    let mut w = Writer::new(Arc::clone(&rings.pong), None);
+    let mut w = rings.pong.writer(None);
     for _ in 0..WARMUP + COUNT {
         let (n, _, _) = rings.from_ping.receive_into(&mut buf, &deadline).expect("receive");
         w.publish(&buf[..n]).expect("publish");
@@ -88,7 +89,7 @@ fn ring_round(rings: &mut Rings) -> f64 {
     let deadline = Deadline::after(Some(PEER_TIMEOUT));
     let mut buf = [0u8; 64];
     let msg = [7u8; 64];
-    let mut w = Writer::new(Arc::clone(&rings.ping), None);
+    let mut w = rings.ping.writer(None);
     let mut samples = Vec::with_capacity(COUNT as usize);
     for i in 0..WARMUP + COUNT {
         let t0 = rdtsc();

@@ -7,8 +7,8 @@ use crate::delivery::{Delivery, MqReceiver, Received};
 use crate::error::{Error, Result, Status};
 use crate::notice::{self, Notice};
 use crate::protocol::{self, Reply, Request};
-use crate::ring::{Claim, Deadline, Reader, Record, WaitConfig, WaitStrategy, Writer};
-use crate::segment::{Segment, TopicParams};
+use crate::ring::{Claim, CursorSource, Deadline, Reader, Record, WaitConfig, WaitStrategy, Writer};
+use crate::segment::{Cursor, CursorLine, Policy, Segment, TopicParams, Waiters};
 use crate::sys::{mqueue as mq, uds::SeqPacket};
 use nix::poll::PollFlags;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -331,10 +331,11 @@ impl Client {
         self.conn.call(&Request::TopicDelete { topic: topic.into() }).map(drop)
     }
 
-    /// Sends an open request; returns the slot the daemon gave and the mapped
-    /// segment. If the segment cannot be mapped, the slot is given back.
-    fn open_segment(&self, req: &Request, topic: &str) -> Result<(u32, Arc<Segment>)> {
-        let (reply, fd) = self.conn.call(req)?;
+    /// Sends an open request; returns the slot the daemon gave, the mapped
+    /// segment, the waiters page, and the descriptors that follow them (a
+    /// subscriber's cursor page). If anything cannot be mapped, the slot is given back.
+    fn open_segment(&self, req: &Request, topic: &str) -> Result<Opened> {
+        let (reply, fds) = self.conn.call(req)?;
         let (slot, close) = match reply {
             Reply::Publishing { slot } => (
                 slot,
@@ -347,12 +348,17 @@ impl Client {
             Reply::Subscribed { slot } => (slot, subscriber_close(topic, slot)),
             _ => return Err(Error::protocol("unexpected reply to an open request")),
         };
-        let seg = fd
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::protocol("the daemon sent no segment descriptor"))
-            .and_then(|fd| Segment::open(&fd));
-        self.or_give_back(seg, close).map(|seg| (slot, Arc::new(seg)))
+        let mapped = (|| {
+            let mut fds = fds.into_iter();
+            let (Some(seg_fd), Some(waiters_fd)) = (fds.next(), fds.next()) else {
+                return Err(Error::protocol("the daemon sent no segment or no waiters page"));
+            };
+            let seg = Segment::open(&seg_fd)?;
+            let waiters = Waiters::open(&waiters_fd, seg.geometry().salt)?;
+            Ok((Arc::new(seg), Arc::new(waiters), fds.collect()))
+        })();
+        self.or_give_back(mapped, close)
+            .map(|(seg, w, rest)| (slot, seg, w, rest))
     }
 
     /// `r`; when it is an error, first gives back the slot that `close` names
@@ -366,9 +372,18 @@ impl Client {
 
     pub fn publisher(&self, topic: &str) -> Result<Publisher> {
         protocol::validate_topic(topic)?;
-        let (slot, seg) = self.open_segment(&Request::PublisherOpen { topic: topic.into() }, topic)?;
+        let (slot, seg, waiters, _) = self.open_segment(&Request::PublisherOpen { topic: topic.into() }, topic)?;
+        // Only a reliable publisher reads subscribers' cursors.
+        let source: Option<Box<dyn CursorSource>> = match seg.geometry().policy {
+            Policy::Reliable => Some(Box::new(DaemonCursors {
+                client: self.clone(),
+                topic: topic.into(),
+                salt: seg.geometry().salt,
+            })),
+            Policy::Lossy => None,
+        };
         Ok(Publisher {
-            writer: Writer::new(seg, Some(slot)),
+            writer: Writer::new(seg, waiters, Some(slot), source),
             loan: None,
             topic: topic.into(),
             slot,
@@ -441,11 +456,15 @@ impl Client {
         if cfg.delivery == Delivery::Mqueue {
             return self.mqueue_subscriber(topic);
         }
-        let (slot, seg) = self.open_segment(&Request::SubscriberOpen { topic: topic.into() }, topic)?;
-        let mut reader = self.or_give_back(
-            Reader::new(seg, Some(slot), std::process::id()),
-            subscriber_close(topic, slot),
-        )?;
+        let (slot, seg, waiters, rest) = self.open_segment(&Request::SubscriberOpen { topic: topic.into() }, topic)?;
+        let opened = (|| {
+            let fd = rest
+                .first()
+                .ok_or_else(|| Error::protocol("the daemon sent no cursor page"))?;
+            let cursor = Arc::new(Cursor::open(fd, seg.geometry().salt, slot)?);
+            Reader::new(seg, waiters, Some((slot, cursor)))
+        })();
+        let mut reader = self.or_give_back(opened, subscriber_close(topic, slot))?;
         reader.wait = cfg.wait;
         reader.abandon_timeout = cfg.abandon_timeout;
         Ok(Subscriber::new(reader, topic, slot, self.clone(), None))
@@ -463,19 +482,61 @@ impl Client {
         };
         let opened = (|| {
             let mut fds = fds.into_iter();
-            let (Some(seg_fd), Some(queue)) = (fds.next(), fds.next()) else {
-                return Err(Error::protocol("the daemon sent no segment or no queue descriptor"));
+            let (Some(seg_fd), Some(waiters_fd), Some(queue), Some(cursor_fd)) =
+                (fds.next(), fds.next(), fds.next(), fds.next())
+            else {
+                return Err(Error::protocol(
+                    "the daemon sent no segment, waiters page, queue or cursor page",
+                ));
             };
-            let seg = Arc::new(Segment::open(&seg_fd)?);
-            if seg.slot(slot).is_none() {
-                return Err(Error::protocol(format!("slot {slot} out of range")));
-            }
-            // Not registered in the slot: the daemon's dispatch thread reads through it.
-            let reader = Reader::new(seg, None, std::process::id())?;
-            Ok((reader, MqReceiver::new(queue, msgsize as usize)?))
+            let seg = Segment::open(&seg_fd)?;
+            let salt = seg.geometry().salt;
+            let waiters = Arc::new(Waiters::open(&waiters_fd, salt)?);
+            // The daemon's dispatch thread reads through the slot; the cursor
+            // page (read-only here) gives this side the slot's counts.
+            let cursor = Cursor::open(&cursor_fd, salt, slot)?;
+            let reader = Reader::new(Arc::new(seg), waiters, None)?;
+            Ok((reader, MqReceiver::new(queue, msgsize as usize)?, cursor))
         })();
-        let (reader, rx) = self.or_give_back(opened, subscriber_close(topic, slot))?;
-        Ok(Subscriber::new(reader, topic, slot, self.clone(), Some(rx)))
+        let (reader, rx, cursor) = self.or_give_back(opened, subscriber_close(topic, slot))?;
+        let mut s = Subscriber::new(reader, topic, slot, self.clone(), Some(rx));
+        s.mq_cursor = Some(cursor);
+        Ok(s)
+    }
+}
+
+/// What an open request gives: the slot, the segment, the waiters page, and
+/// the descriptors after them.
+type Opened = (u32, Arc<Segment>, Arc<Waiters>, Vec<OwnedFd>);
+
+/// A reliable publisher's [`CursorSource`]: asks the daemon for read-only
+/// cursor pages of gating subscribers (`Cursors`), [`protocol::MAX_CURSORS`] at a time.
+struct DaemonCursors {
+    client: Client,
+    topic: String,
+    salt: u64,
+}
+
+impl CursorSource for DaemonCursors {
+    fn cursors(&mut self, wanted: &[(u32, u64)]) -> Result<Vec<(u32, u64, Arc<Cursor>)>> {
+        let mut out = Vec::new();
+        for chunk in wanted.chunks(protocol::MAX_CURSORS) {
+            let (reply, fds) = self.client.conn.call(&Request::Cursors {
+                topic: self.topic.clone(),
+                topic_id: self.salt,
+                slots: chunk.to_vec(),
+            })?;
+            let Reply::Cursors { slots } = reply else {
+                return Err(Error::protocol("unexpected reply to a cursors request"));
+            };
+            if slots.len() != fds.len() {
+                return Err(Error::protocol("cursor pages and their slots do not match"));
+            }
+            for ((slot, gen), fd) in slots.into_iter().zip(fds) {
+                out.push((slot, gen, Arc::new(Cursor::open(&fd, self.salt, slot)?)));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -562,6 +623,12 @@ impl Publisher {
         self.loan.is_some()
     }
 
+    /// Base address and length of this publisher's (writable) mapping of the
+    /// segment, for tests and diagnostics.
+    pub fn mapping_range(&self) -> (usize, usize) {
+        self.writer.segment().mapping_range()
+    }
+
     /// Bounds how long a publish on a reliable topic waits for slow subscribers.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
         self.writer.timeout = timeout;
@@ -637,6 +704,9 @@ pub struct Subscriber {
     /// `receive`'s landing area, sized to max_message once, so that each call
     /// allocates only the message it returns.
     scratch: Vec<u8>,
+    /// `Delivery::Mqueue`: the slot's cursor page, read-only (the daemon's
+    /// dispatch thread keeps its counts).
+    mq_cursor: Option<Cursor>,
 }
 
 impl Subscriber {
@@ -649,6 +719,7 @@ impl Subscriber {
             client,
             mq,
             scratch: Vec::new(),
+            mq_cursor: None,
         }
     }
 
@@ -778,11 +849,13 @@ impl Subscriber {
         }
     }
 
-    fn slot_counter(&self, f: impl Fn(&crate::segment::Slot) -> &std::sync::atomic::AtomicU64) -> u64 {
-        self.reader
-            .segment()
-            .slot(self.slot)
-            .map_or(0, |s| f(s).load(Ordering::Acquire))
+    /// A count of this subscriber's cursor page (kept by the daemon's
+    /// dispatch thread for a `delivery=mqueue` subscriber).
+    fn slot_counter(&self, f: impl Fn(&CursorLine) -> &std::sync::atomic::AtomicU64) -> u64 {
+        self.mq_cursor
+            .as_ref()
+            .or(self.reader.cursor_page())
+            .map_or(0, |c| f(c.line()).load(Ordering::Acquire))
     }
 
     /// Largest message this subscriber can receive: the topic's maximum, or

@@ -18,6 +18,7 @@ pub mod client;
 pub mod delivery;
 pub mod error;
 pub mod ffi;
+pub mod local;
 pub mod notice;
 pub mod paths;
 pub mod protocol;

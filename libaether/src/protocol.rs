@@ -17,7 +17,11 @@ use crate::error::{Error, Result, Status};
 use crate::segment::{Policy, TopicParams};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"AEP1");
-pub const VERSION: u16 = 1;
+/// 2: replies carry the segment, the waiters page and a cursor page as
+/// separate descriptors (least-privilege layout), and `Cursors` exists.
+pub const VERSION: u16 = 2;
+/// Most cursor pages one `Cursors` request asks for (one descriptor each).
+pub const MAX_CURSORS: usize = 32;
 pub const HEADER_LEN: usize = 16;
 /// Largest frame either side sends or accepts.
 pub const MAX_FRAME: usize = 4096;
@@ -38,6 +42,8 @@ pub enum Op {
     /// SubscriberOpen with `delivery=mqueue`: a daemon thread forwards the
     /// topic's messages into a message queue made for this subscriber.
     SubscriberOpenMqueue = 9,
+    /// A reliable publisher asks for the cursor pages of gating subscribers.
+    Cursors = 10,
 }
 
 impl Op {
@@ -52,6 +58,7 @@ impl Op {
             7 => Op::PublisherClose,
             8 => Op::ControlQueue,
             9 => Op::SubscriberOpenMqueue,
+            10 => Op::Cursors,
             _ => return None,
         })
     }
@@ -93,6 +100,14 @@ pub enum Request {
     SubscriberOpenMqueue {
         topic: String,
     },
+    /// Read-only cursor pages of the subscriber slots `slots` (slot, owner
+    /// generation; at most [`MAX_CURSORS`]) of the topic incarnation `topic_id`.
+    /// Only for a client holding a publisher slot on that topic.
+    Cursors {
+        topic: String,
+        topic_id: u64,
+        slots: Vec<(u32, u64)>,
+    },
 }
 
 impl Request {
@@ -107,14 +122,18 @@ impl Request {
             Request::PublisherClose { .. } => Op::PublisherClose,
             Request::ControlQueue => Op::ControlQueue,
             Request::SubscriberOpenMqueue { .. } => Op::SubscriberOpenMqueue,
+            Request::Cursors { .. } => Op::Cursors,
         }
     }
 }
 
 /// The success payload of a reply. Descriptors travel beside the frame
-/// (SCM_RIGHTS): the segment with `PublisherOpen` and `SubscriberOpen`
-/// replies, the queue with `ControlQueue`, the segment then the queue with
-/// `SubscriberOpenMqueue`.
+/// (SCM_RIGHTS), in this order: `PublisherOpen`: the segment (read-write),
+/// the waiters page (read-only); `SubscriberOpen`: the segment (read-only),
+/// the waiters page and the subscriber's cursor page (read-write);
+/// `ControlQueue`: the queue; `SubscriberOpenMqueue`: the segment
+/// (read-only), the queue, the cursor page (read-only); `Cursors`: one
+/// read-only cursor page per slot listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     Hello {
@@ -138,6 +157,11 @@ pub enum Reply {
         slot: u32,
         maxmsg: u32,
         msgsize: u32,
+    },
+    /// The (slot, owner generation) of each descriptor sent, in order: the
+    /// slots asked for that are still handed out under that generation.
+    Cursors {
+        slots: Vec<(u32, u64)>,
     },
 }
 
@@ -169,6 +193,15 @@ impl Enc {
         let b = &s.as_bytes()[..s.len().min(MAX_FRAME / 2)];
         self.0.extend_from_slice(&(b.len() as u16).to_le_bytes());
         self.0.extend_from_slice(b);
+    }
+    /// A u16 count and that many (u32 slot, u64 generation) pairs.
+    fn slots(&mut self, v: &[(u32, u64)]) {
+        let v = &v[..v.len().min(MAX_CURSORS)];
+        self.0.extend_from_slice(&(v.len() as u16).to_le_bytes());
+        for (s, g) in v {
+            self.u32(*s);
+            self.u64(*g);
+        }
     }
     fn finish(mut self) -> Vec<u8> {
         let body = (self.0.len() - HEADER_LEN) as u32;
@@ -207,6 +240,15 @@ impl<'a> Dec<'a> {
         let n = self.u16()? as usize;
         let b = self.take(n)?;
         String::from_utf8(b.to_vec()).map_err(|_| Error::protocol("string is not UTF-8"))
+    }
+    fn slots(&mut self) -> Result<Vec<(u32, u64)>> {
+        let n = self.u16()? as usize;
+        if n > MAX_CURSORS {
+            return Err(Error::protocol(format!(
+                "{n} cursor slots in one frame (at most {MAX_CURSORS})"
+            )));
+        }
+        (0..n).map(|_| Ok((self.u32()?, self.u64()?))).collect()
     }
     fn end(&self) -> Result<()> {
         if self.0.is_empty() {
@@ -277,6 +319,11 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
             e.u32(*slot);
             e.u64(*topic_id);
         }
+        Request::Cursors { topic, topic_id, slots } => {
+            e.str(topic);
+            e.u64(*topic_id);
+            e.slots(slots);
+        }
     }
     e.finish()
 }
@@ -320,6 +367,11 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
             },
             Op::ControlQueue => Request::ControlQueue,
             Op::SubscriberOpenMqueue => Request::SubscriberOpenMqueue { topic: d.str()? },
+            Op::Cursors => Request::Cursors {
+                topic: d.str()?,
+                topic_id: d.u64()?,
+                slots: d.slots()?,
+            },
         };
         d.end()?;
         Ok(r)
@@ -358,6 +410,7 @@ pub fn encode_reply(op: u16, id: u32, reply: &Result<Reply>) -> Vec<u8> {
                     e.u32(*maxmsg);
                     e.u32(*msgsize);
                 }
+                Reply::Cursors { slots } => e.slots(slots),
             }
         }
     }
@@ -396,6 +449,7 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
             maxmsg: d.u32()?,
             msgsize: d.u32()?,
         },
+        Op::Cursors => Reply::Cursors { slots: d.slots()? },
     };
     d.end()?;
     Ok(Ok(r))
@@ -451,6 +505,11 @@ mod tests {
             },
             Request::ControlQueue,
             Request::SubscriberOpenMqueue { topic: "t".into() },
+            Request::Cursors {
+                topic: "t".into(),
+                topic_id: 7,
+                slots: vec![(0, 1), (5, u64::MAX)],
+            },
         ]
     }
 
@@ -487,6 +546,12 @@ mod tests {
                     slot: 2,
                     maxmsg: 10,
                     msgsize: 8192,
+                }),
+            ),
+            (
+                Op::Cursors,
+                Ok(Reply::Cursors {
+                    slots: vec![(1, 2), (3, 4)],
                 }),
             ),
             (Op::TopicCreate, Err(Error::new(Status::Exists, "topic exists"))),

@@ -38,11 +38,13 @@
 
 use crate::error::{Error, Result, Status};
 use crate::segment::{
-    GateLine, Geometry, Header, NotifyLine, Policy, PubSlot, Segment, Slot, StatsLine, MAX_PUBLISHERS, RECORD_HEADER,
-    SLOT_FREE, SLOT_GATING, TOPIC_CLOSED, TOPIC_DELETED, TOPIC_DRAINING, TOPIC_LIVE,
+    wake_all, Cursor, CursorLine, DataLine, GateLine, Geometry, Header, Policy, PubSlot, Segment, SpaceLine, StatsLine,
+    Waiters, WaitersPage, MAX_PUBLISHERS, RECORD_HEADER, SLOT_FREE, SLOT_GATING, TOPIC_CLOSED, TOPIC_DELETED,
+    TOPIC_DRAINING, TOPIC_LIVE,
 };
 use crate::sys::{self, atomic128::Pair, futex, membarrier, tsc::WallClock};
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,11 +89,11 @@ impl InSegment<Header> {
         // SAFETY: as for `tail`.
         unsafe { &(*self.ptr()).gate }
     }
-    fn data_notify(&self) -> &NotifyLine {
+    fn data_notify(&self) -> &DataLine {
         // SAFETY: as for `tail`.
         unsafe { &(*self.ptr()).data_notify }
     }
-    fn space_notify(&self) -> &NotifyLine {
+    fn space_notify(&self) -> &SpaceLine {
         // SAFETY: as for `tail`.
         unsafe { &(*self.ptr()).space_notify }
     }
@@ -233,11 +235,14 @@ impl Deadline {
 }
 
 /// Spins, yields or sleeps once, per `cfg` (the caller checks its condition
-/// between calls; a futex sleep re-checks `ready()` after announcing itself).
-/// `round` counts calls for the current wait. `cap_ns` bounds one sleep.
+/// between calls; a futex sleep on `word`, counted in `waiters`, re-checks
+/// `ready()` after announcing itself). `round` counts calls for the current
+/// wait. `cap_ns` bounds one sleep.
+#[allow(clippy::too_many_arguments)]
 fn wait_once(
     cfg: &WaitConfig,
-    notify: &NotifyLine,
+    word: &AtomicU32,
+    waiters: &AtomicU32,
     sleeps: &AtomicU64,
     round: &mut u32,
     deadline: &Deadline,
@@ -263,43 +268,63 @@ fn wait_once(
             // Announce the sleeper, then re-check: either the waker sees the
             // count or we see its write (the waker's light fence pairs with
             // our heavy one, see `sys::membarrier`).
-            notify.waiters.fetch_add(1, Ordering::SeqCst);
+            waiters.fetch_add(1, Ordering::SeqCst);
             // Without the barrier a waker may miss us: sleep in short slices.
             let cap_ns = if membarrier::heavy() {
                 cap_ns
             } else {
                 cap_ns.min(1_000_000)
             };
-            let word = notify.word.load(Ordering::SeqCst);
+            let w = word.load(Ordering::SeqCst);
             if !ready() {
                 sleeps.fetch_add(1, Ordering::Relaxed);
                 let left = deadline.remaining().unwrap_or(u64::MAX).min(cap_ns);
-                futex::wait(&notify.word, word, Some(Duration::from_nanos(left)));
+                futex::wait(word, w, Some(Duration::from_nanos(left)));
             }
-            notify.waiters.fetch_sub(1, Ordering::SeqCst);
+            waiters.fetch_sub(1, Ordering::SeqCst);
         }
     }
     Ok(())
 }
 
-/// The lowest cursor of the subscribers that hold reliable publishers back
-/// (`u64::MAX` if none does).
-fn slowest_gating_cursor(seg: &Segment) -> u64 {
-    (0..seg.geometry().max_subscribers)
-        .filter_map(|i| seg.slot(i))
-        .filter(|s| s.flags.load(Ordering::SeqCst) & SLOT_GATING != 0)
-        .map(|s| s.cursor.load(Ordering::SeqCst))
-        .min()
-        .unwrap_or(u64::MAX)
-}
-
-/// Wakes sleepers on `notify` if there are any. Call after the write they wait for.
-fn wake(notify: &NotifyLine, wakes: &AtomicU64) {
+/// Wakes sleepers on `word` if `waiters` counts any. Call after the write they wait for.
+fn wake(word: &AtomicU32, waiters: &AtomicU32, wakes: &AtomicU64) {
     membarrier::light();
-    if notify.waiters.load(Ordering::Relaxed) != 0 {
-        notify.wake_all();
+    if waiters.load(Ordering::Relaxed) != 0 {
+        wake_all(word);
         wakes.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The lowest cursor of the subscribers that hold reliable publishers back
+/// (`u64::MAX` if none does), from the pages in `cursors`. A gating slot
+/// whose page is not mapped (under its current owner generation) holds the
+/// publisher back entirely: it is treated as unread from position 0.
+fn slowest_gating_cursor(seg: &Segment, cursors: &[Option<(u64, Arc<Cursor>)>]) -> u64 {
+    let mut min = u64::MAX;
+    for (i, mapped) in cursors.iter().enumerate() {
+        let Some(e) = seg.slot(i as u32) else { break };
+        if e.flags.load(Ordering::SeqCst) & SLOT_GATING == 0 {
+            continue;
+        }
+        let gen = e.owner_gen.load(Ordering::SeqCst);
+        let c = match mapped {
+            Some((g, page)) if *g == gen => page.line().cursor.load(Ordering::SeqCst),
+            _ => 0,
+        };
+        min = min.min(c);
+    }
+    min
+}
+
+/// Where a reliable publisher gets the cursor pages of gating subscribers it
+/// has not mapped yet: the daemon hands them over (read-only); an in-process
+/// user (the ring's tests) keeps them in a table.
+pub trait CursorSource: Send {
+    /// The pages of the subscriber slots `wanted` (slot, owner generation)
+    /// that are still handed out under that generation, with their slots and
+    /// generations; slots taken back meanwhile are left out.
+    fn cursors(&mut self, wanted: &[(u32, u64)]) -> Result<Vec<(u32, u64, Arc<Cursor>)>>;
 }
 
 /// The error a closed, draining or deleted topic, or one whose daemon died,
@@ -366,8 +391,16 @@ pub struct Writer {
     /// This publisher's slot, where it announces the claim it is writing.
     slot: Option<u32>,
     announce: Option<InSegment<PubSlot>>,
-    /// The slot's owner generation when it was handed to us (see `Slot::owner_gen`).
+    /// The slot's owner generation when it was handed to us (see `SubscriberEntry::owner_gen`).
     owner_gen: u64,
+    /// The topic's waiters page (read-only here): who sleeps on the data word,
+    /// and the space word this publisher sleeps on. The `Arc` keeps it mapped.
+    _waiters: Arc<Waiters>,
+    waiters_page: InSegment<WaitersPage>,
+    /// Reliable topics: the cursor pages of gating subscribers, by slot, with
+    /// the owner generation they were handed out under; and where to get more.
+    cursors: Vec<Option<(u64, Arc<Cursor>)>>,
+    source: Option<Box<dyn CursorSource>>,
     /// Claims may end at or below this position without re-reading the slots.
     gate: u64,
     /// The segment's horizon as last seen: claims ending at or below it need not raise it.
@@ -383,8 +416,15 @@ pub struct Writer {
 impl Writer {
     /// A writer announcing its claims in publisher slot `slot`. Writers on a
     /// topic that may have several publishers need a slot each (the daemon
-    /// hands them out); `None` is for a writer known to be alone.
-    pub fn new(seg: Arc<Segment>, slot: Option<u32>) -> Writer {
+    /// hands them out); `None` is for a writer known to be alone. On a
+    /// reliable topic, `source` maps the cursor pages of gating subscribers
+    /// (a writer without one waits for no subscriber).
+    pub fn new(
+        seg: Arc<Segment>,
+        waiters: Arc<Waiters>,
+        slot: Option<u32>,
+        source: Option<Box<dyn CursorSource>>,
+    ) -> Writer {
         let geo = *seg.geometry();
         membarrier::register();
         let announce = slot.and_then(|i| seg.pub_slot(i));
@@ -395,7 +435,9 @@ impl Writer {
         }
         let announce = announce.map(InSegment::new);
         let (hdr, ring) = in_segment(&seg);
+        let waiters_page = InSegment::new(waiters.page());
         Writer {
+            cursors: (0..geo.max_subscribers).map(|_| None).collect(),
             seg,
             geo,
             hdr,
@@ -403,6 +445,9 @@ impl Writer {
             slot,
             announce,
             owner_gen,
+            _waiters: waiters,
+            waiters_page,
+            source,
             gate: 0,
             horizon: 0,
             gate_gen: u64::MAX,
@@ -427,12 +472,13 @@ impl Writer {
     /// now), every other publisher's announced claim, and, on reliable topics,
     /// every gating subscriber's cursor. Returns the publisher slot that set
     /// the gate, if one did.
-    fn rescan(&mut self, gen: u64) -> Option<u32> {
+    fn rescan(&mut self, gen: u64) -> Result<Option<u32>> {
         // The tail first: a claim announced after this scan starts at or above it.
         let mut min = self.hdr.tail().lo.load(Ordering::SeqCst);
         let mut by_publisher = None;
         if self.geo.policy == Policy::Reliable {
-            min = min.min(slowest_gating_cursor(&self.seg));
+            self.map_gating_cursors()?;
+            min = min.min(slowest_gating_cursor(&self.seg, &self.cursors));
         }
         for i in (0..MAX_PUBLISHERS).filter(|i| Some(*i) != self.slot) {
             let c = self
@@ -448,7 +494,37 @@ impl Writer {
         }
         self.gate = min.saturating_add(self.geo.ring_size);
         self.gate_gen = gen;
-        by_publisher
+        Ok(by_publisher)
+    }
+
+    /// Maps the cursor page of every gating subscriber the directory lists
+    /// that this writer has not mapped under its current owner generation,
+    /// and forgets pages of slots taken back.
+    fn map_gating_cursors(&mut self) -> Result<()> {
+        let mut wanted = Vec::new();
+        for i in 0..self.geo.max_subscribers {
+            let e = self.seg.slot(i).expect("index below max_subscribers");
+            let gating = e.flags.load(Ordering::SeqCst) & SLOT_GATING != 0;
+            let gen = e.owner_gen.load(Ordering::SeqCst);
+            let have = &mut self.cursors[i as usize];
+            match have {
+                Some((g, _)) if gating && *g == gen => {}
+                _ if gating => wanted.push((i, gen)),
+                _ => *have = None,
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let Some(source) = self.source.as_mut() else {
+            return Ok(());
+        };
+        for (i, gen, page) in source.cursors(&wanted)? {
+            if let Some(c) = self.cursors.get_mut(i as usize) {
+                *c = Some((gen, page));
+            }
+        }
+        Ok(())
     }
 
     /// Waits until a claim ending at `end` overwrites nothing that another
@@ -466,11 +542,12 @@ impl Writer {
             if let Some(e) = gate_error(self.hdr.gate(), true) {
                 return Err(e);
             }
-            let blocker = self.rescan(gen);
+            let blocker = self.rescan(gen)?;
             if end <= self.gate {
                 return Ok(());
             }
             let seg = &*self.seg;
+            let cursors = &self.cursors;
             let ring = self.geo.ring_size;
             let stalled = blocker.map(|i| {
                 (
@@ -483,13 +560,15 @@ impl Writer {
                     // A peer does not wake us: wait (timed) for its announcement to change.
                     return seg.pub_slot(i).expect("index below max").claim.load(Ordering::SeqCst) != c;
                 }
-                end <= slowest_gating_cursor(seg).saturating_add(ring)
+                end <= slowest_gating_cursor(seg, cursors).saturating_add(ring)
+                    || seg.gate().slots_gen.load(Ordering::SeqCst) != gen
             };
             let cap = if blocker.is_some() { 1_000_000 } else { 10_000_000 };
             let sleeps = &self.hdr.stats().space_waits;
             wait_once(
                 &self.wait,
-                self.hdr.space_notify(),
+                &self.waiters_page.get().space.word,
+                &self.hdr.space_notify().waiters,
                 sleeps,
                 &mut round,
                 deadline,
@@ -676,7 +755,11 @@ impl Writer {
                 .store(stamp(self.geo.salt, claim.pos, KIND_MESSAGE), Ordering::Release);
         }
         self.release_slot();
-        wake(self.hdr.data_notify(), &self.hdr.stats().wakes);
+        wake(
+            &self.hdr.data_notify().word,
+            &self.waiters_page.get().data.waiters,
+            &self.hdr.stats().wakes,
+        );
     }
 
     /// Stops using the publisher slot (before giving it back to the daemon).
@@ -713,7 +796,11 @@ impl Writer {
         };
         self.hdr.stats().aborted.fetch_add(1, Ordering::Relaxed);
         self.release_slot();
-        wake(self.hdr.data_notify(), &self.hdr.stats().wakes);
+        wake(
+            &self.hdr.data_notify().word,
+            &self.waiters_page.get().data.waiters,
+            &self.hdr.stats().wakes,
+        );
     }
 
     /// Copies `data` into the ring as one message.
@@ -766,8 +853,15 @@ pub struct Reader {
     /// The segment's header and the first byte of its ring.
     hdr: InSegment<Header>,
     ring: InSegment<u8>,
-    /// Where this subscriber publishes its cursor (its subscriber slot).
-    cursor_slot: Option<InSegment<Slot>>,
+    /// The topic's waiters page: read-write for a subscriber (it counts its
+    /// sleeps there, and bumps the space word for publishers).
+    waiters: Arc<Waiters>,
+    waiters_page: InSegment<WaitersPage>,
+    /// This subscriber's slot: its index, its cursor page (kept mapped by
+    /// `cursor_page`), and the line in it where the cursor is published.
+    slot: Option<u32>,
+    cursor_page: Option<Arc<Cursor>>,
+    cursor_slot: Option<InSegment<CursorLine>>,
     /// The slot's owner generation when it was handed to us.
     owner_gen: u64,
     pos: u64,
@@ -784,45 +878,42 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// A reader starting at the current tail, using subscriber slot `slot`
-    /// (registered as gating on reliable topics).
-    pub fn new(seg: Arc<Segment>, slot: Option<u32>, pid: u32) -> Result<Reader> {
+    /// A reader starting at the current tail, through subscriber slot `slot`
+    /// with its cursor page (the daemon has registered the slot, gating on
+    /// reliable topics: see `Segment::join`), or with no slot at all (a reader
+    /// nobody waits for: the daemon's view of an mqueue subscriber's ring).
+    pub fn new(seg: Arc<Segment>, waiters: Arc<Waiters>, slot: Option<(u32, Arc<Cursor>)>) -> Result<Reader> {
         let geo = *seg.geometry();
-        let gating = geo.policy == Policy::Reliable;
         membarrier::register();
-        let cursor_slot = match slot {
-            Some(i) => Some(
+        let (slot, cursor_page) = match slot {
+            Some((i, page)) => {
                 seg.slot(i)
-                    .ok_or_else(|| Error::protocol(format!("slot {i} out of range")))?,
-            ),
-            None => None,
-        };
-        if let Some(s) = cursor_slot {
-            // Register at a conservative position first, announce the join,
-            // then start from the tail as it is after the announcement.
-            s.pid.store(pid, Ordering::Relaxed);
-            s.delivered.store(0, Ordering::Relaxed);
-            s.lost.store(0, Ordering::Relaxed);
-            s.cursor.store(seg.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst);
-            s.flags.store(if gating { SLOT_GATING } else { 0 }, Ordering::SeqCst);
-            // Publishers re-read the slots when this changes; only a gating
-            // subscriber changes what they compute.
-            if gating {
-                seg.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
+                    .ok_or_else(|| Error::protocol(format!("slot {i} out of range")))?;
+                (Some(i), Some(page))
             }
-        }
-        let owner_gen = cursor_slot.map_or(0, |s| s.owner_gen.load(Ordering::Acquire));
-        let cursor_slot = cursor_slot.map(InSegment::new);
-        let (pos, next_seq) = seg.tail().load();
+            None => (None, None),
+        };
+        let owner_gen = slot
+            .and_then(|i| seg.slot(i))
+            .map_or(0, |e| e.owner_gen.load(Ordering::Acquire));
+        let cursor_slot = cursor_page.as_deref().map(|p| InSegment::new(p.line()));
+        // Without writing: the segment may be mapped read-only here. The
+        // daemon registered the cursor at or below this tail.
+        let (pos, next_seq) = seg.tail().load_shared();
         if pos % ALIGN != 0 {
             return Err(Error::corrupt("ring tail is not 64-byte aligned"));
         }
         let (hdr, ring) = in_segment(&seg);
+        let waiters_page = InSegment::new(waiters.page());
         let r = Reader {
             seg,
             geo,
             hdr,
             ring,
+            waiters,
+            waiters_page,
+            slot,
+            cursor_page,
             cursor_slot,
             owner_gen,
             pos,
@@ -876,9 +967,16 @@ impl Reader {
             s.lost.store(self.lost, Ordering::Relaxed);
             s.next_seq.store(self.next_seq, Ordering::Relaxed);
             if self.geo.policy == Policy::Reliable {
-                wake(self.hdr.space_notify(), &self.hdr.stats().wakes);
+                self.wake_publishers();
             }
         }
+    }
+
+    /// Wakes publishers asleep waiting for space (the space word is in the
+    /// waiters page, which subscribers may write; the count in the segment).
+    fn wake_publishers(&self) {
+        let w = self.waiters_page.get();
+        wake(&w.space.word, &self.hdr.space_notify().waiters, &w.stats.wakes);
     }
 
     fn header_at(&self, pos: u64) -> *const RecordHeader {
@@ -1023,8 +1121,8 @@ impl Reader {
     /// `Err` once the daemon has taken this reader's slot back.
     #[inline(always)]
     fn still_ours(&self) -> Result<()> {
-        match &self.cursor_slot {
-            Some(s) if s.get().owner_gen.load(Ordering::Relaxed) != self.owner_gen => Err(slot_taken_back()),
+        match self.slot.and_then(|i| self.seg.slot(i)) {
+            Some(e) if e.owner_gen.load(Ordering::Relaxed) != self.owner_gen => Err(slot_taken_back()),
             _ => Ok(()),
         }
     }
@@ -1174,10 +1272,12 @@ impl Reader {
                     } else {
                         LOOK_AGAIN_NS
                     };
+                    let w = self.waiters_page.get();
                     wait_once(
                         &self.wait,
-                        self.hdr.data_notify(),
-                        &self.hdr.stats().waits,
+                        &self.hdr.data_notify().word,
+                        &w.data.waiters,
+                        &w.stats.waits,
                         &mut round,
                         deadline,
                         cap,
@@ -1345,21 +1445,29 @@ impl Reader {
     /// inherited reader: the slot is its parent's).
     pub fn forget_slot(&mut self) {
         self.cursor_slot = None;
+        self.slot = None;
     }
 
-    /// Stops using the subscriber slot: clears it in shared memory (so
-    /// publishers stop waiting for it) before the daemon may hand it out again.
-    /// Not once the daemon has taken the slot back: it may be another's now.
+    /// Stops using the subscriber slot: marks its cursor page free (so that
+    /// publishers stop waiting for it even before the daemon takes the slot
+    /// back). The page is this subscriber's alone: the daemon makes a new one
+    /// for the slot's next holder.
     pub fn leave_slot(&mut self) {
-        if let Some(slot) = self.cursor_slot.take() {
-            let s = slot.get();
-            if s.owner_gen.load(Ordering::Acquire) != self.owner_gen {
-                return;
-            }
-            s.flags.store(0, Ordering::SeqCst);
-            s.cursor.store(SLOT_FREE, Ordering::SeqCst);
-            wake(self.hdr.space_notify(), &self.hdr.stats().wakes);
+        if let Some(c) = self.cursor_slot.take() {
+            c.get().cursor.store(SLOT_FREE, Ordering::SeqCst);
+            self.wake_publishers();
         }
+        self.slot = None;
+    }
+
+    /// This subscriber's cursor page (its counts), if it has a slot.
+    pub fn cursor_page(&self) -> Option<&Cursor> {
+        self.cursor_page.as_deref()
+    }
+
+    /// The topic's waiters page.
+    pub fn waiters(&self) -> &Arc<Waiters> {
+        &self.waiters
     }
 }
 

@@ -1,25 +1,38 @@
-//! The topic segment: one sealed shared-memory file (memfd) per topic holding a
-//! versioned header, the subscriber slots and the ring's bytes.
+//! A topic's shared memory: three kinds of sealed memfds, so that each party
+//! can write only what it must (docs/SECURITY.md, "least privilege").
+//!
+//! **The segment** (one per topic; the daemon and publishers map it
+//! read-write, subscribers read-only):
 //!
 //! ```text
 //! offset  line  contents                                   written by
 //! 0       0     Meta: magic, version, geometry, salt        daemon, once
 //! 64      1-2   topic name                                  daemon, once
 //! 192     3     tail: (position, next seq) pair             publishers (CAS)
-//! 256     4     data notify: futex word, sleeping readers   publishers / readers
-//! 320     5     space notify: futex word, sleeping writers  readers / publishers
-//! 384     6     gate: slots generation, horizon, state,     subscribers joining, publishers (rarely),
-//!               keeper (robust mutex: daemon alive)         daemon, the kernel (daemon died)
-//! 448     7     stats: aborted, overruns, waits, wakes,     publishers, subscribers
-//!               space_waits
-//! 512     8..   subscriber slots, one line each             subscribers, daemon
-//! then          64 publisher slots, one line each           publishers, daemon
+//! 256     4     data: futex word subscribers sleep on       publishers
+//! 320     5     space: publishers asleep on the space word  publishers
+//! 384     6     gate: slots generation, horizon, state,     daemon, publishers (horizon),
+//!               keeper (robust mutex: daemon alive)         the kernel (daemon died)
+//! 448     7     stats: aborted, overruns, wakes, space_waits publishers
+//! 512     8..   subscriber directory, one line per slot:    daemon
+//!               owner generation, live/gating flags, pid
+//! then          64 publisher slots, one line each           publishers, daemon (owner generation)
 //! ring_offset   the ring: ring_size bytes, page aligned     publishers
 //! ```
 //!
-//! The geometry is read once, validated and copied into [`Geometry`]; nothing
-//! later re-reads it from shared memory, so a corrupted header cannot move any
-//! bound after open.
+//! **The waiters page** ([`Waiters`], one per topic; subscribers and the
+//! daemon map it read-write, publishers read-only): how many subscribers
+//! sleep on the data word, the space word publishers sleep on (bumped by
+//! subscribers as they read), and the subscribers' wait statistics.
+//!
+//! **A cursor page** ([`Cursor`], one per subscriber; its subscriber and the
+//! daemon map it read-write, reliable publishers read-only): where the
+//! subscriber reads, and its counts.
+//!
+//! Every page starts with a line naming its kind and the segment's salt, so
+//! that pages of different topics cannot be mixed. The geometry is read once,
+//! validated and copied into [`Geometry`]; nothing later re-reads it from
+//! shared memory, so a corrupted header cannot move any bound after open.
 
 use crate::error::{Error, Result};
 use crate::sys::{self, atomic128, mmap::Mapping, shm};
@@ -27,7 +40,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
 pub const MAX_RING: u64 = 1 << 30;
@@ -35,10 +48,12 @@ pub const MAX_SUBSCRIBERS: u32 = 1024;
 /// Publisher slots per topic: how many publishers may be open on it at once.
 pub const MAX_PUBLISHERS: u32 = 64;
 pub const MAX_TOPIC_LEN: usize = 120;
-/// A slot whose cursor holds this value is free.
+/// A cursor (or publisher claim) holding this value is not in use.
 pub const SLOT_FREE: u64 = u64::MAX;
-/// Slot flag: publishers wait for this subscriber (reliable topics).
+/// Directory flag: publishers wait for this subscriber (reliable topics).
 pub const SLOT_GATING: u32 = 1;
+/// Directory flag: the daemon has handed this slot out.
+pub const SLOT_LIVE: u32 = 2;
 
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,21 +113,27 @@ pub struct TailLine {
     pub pair: atomic128::Pair,
 }
 
+/// The word subscribers sleep on while there is nothing to read.
 #[repr(C, align(64))]
-pub struct NotifyLine {
-    /// Bumped by the waker before FUTEX_WAKE; sleepers wait on it.
+pub struct DataLine {
+    /// Bumped by a publisher before FUTEX_WAKE (and by the daemon to wake
+    /// everyone), so that a sleeper about to wait on the old value does not.
     pub word: AtomicU32,
-    /// Number of processes asleep or about to sleep on `word`.
+}
+
+/// Publishers waiting for space (reliable topics, or a stalled peer): they
+/// sleep on the waiters page's `space_word`.
+#[repr(C, align(64))]
+pub struct SpaceLine {
+    /// Publishers asleep or about to sleep on the space word.
     pub waiters: AtomicU32,
 }
 
-impl NotifyLine {
-    /// Bumps the word (so a sleeper about to wait on the old value does not)
-    /// and wakes every sleeper, whether or not any is counted.
-    pub fn wake_all(&self) {
-        self.word.fetch_add(1, Ordering::SeqCst);
-        sys::futex::wake_all(&self.word);
-    }
+/// Bumps `word` (so that a sleeper about to wait on the old value does not)
+/// and wakes every sleeper, whether or not any is counted.
+pub fn wake_all(word: &AtomicU32) {
+    word.fetch_add(1, Ordering::SeqCst);
+    sys::futex::wake_all(word);
 }
 
 #[repr(C, align(64))]
@@ -165,33 +186,25 @@ pub struct StatsLine {
     /// Reliable claims written although a subscriber that joined meanwhile
     /// had not read the space, after the publish timeout.
     pub overruns: AtomicU64,
-    /// Times a subscriber went to sleep on the data futex.
-    pub waits: AtomicU64,
-    /// FUTEX_WAKE calls, by publishers (data) and subscribers (space).
+    /// FUTEX_WAKE calls by publishers (subscribers count theirs in the waiters page).
     pub wakes: AtomicU64,
     /// Times a publisher went to sleep on the space futex (reliable topics,
     /// or waiting for a stalled peer publisher).
     pub space_waits: AtomicU64,
 }
 
+/// A subscriber slot as the daemon hands it out: the directory entry that
+/// says whether it counts, in the segment (which subscribers cannot write).
 #[repr(C, align(64))]
-pub struct Slot {
-    /// Position of the next record this subscriber reads, or [`SLOT_FREE`].
-    pub cursor: AtomicU64,
-    pub pid: AtomicU32,
-    pub flags: AtomicU32,
-    pub delivered: AtomicU64,
-    pub lost: AtomicU64,
-    /// Sequence number of the next message this subscriber will see (for lag).
-    pub next_seq: AtomicU64,
-    /// `delivery=mqueue` subscribers: messages the daemon's dispatch thread
-    /// skipped because they do not fit the subscriber's queue (written by the
-    /// daemon only; zero for other subscribers).
-    pub too_large: AtomicU64,
+pub struct SubscriberEntry {
     /// Bumped by the daemon each time it takes the slot back: a handle notes
     /// it at open, and once it differs, the slot is no longer the handle's
-    /// (kicked, or its connection ended).
+    /// (kicked, or its connection ended); publishers map the slot's cursor
+    /// page for this generation only.
     pub owner_gen: AtomicU64,
+    /// [`SLOT_LIVE`], and [`SLOT_GATING`] on reliable topics.
+    pub flags: AtomicU32,
+    pub pid: AtomicU32,
 }
 
 /// Where a publisher announces the claim it is writing, so that no other
@@ -201,7 +214,7 @@ pub struct PubSlot {
     /// A lower bound of the position this publisher is writing at, or [`SLOT_FREE`].
     pub claim: AtomicU64,
     pub pid: AtomicU32,
-    /// As [`Slot::owner_gen`].
+    /// As [`SubscriberEntry::owner_gen`].
     pub owner_gen: AtomicU64,
 }
 
@@ -210,8 +223,8 @@ pub struct Header {
     pub meta: Meta,
     pub name: TopicName,
     pub tail: TailLine,
-    pub data_notify: NotifyLine,
-    pub space_notify: NotifyLine,
+    pub data_notify: DataLine,
+    pub space_notify: SpaceLine,
     pub gate: GateLine,
     pub stats: StatsLine,
 }
@@ -225,7 +238,10 @@ const _: () = {
     assert!(std::mem::offset_of!(Header, gate) == 384);
     assert!(std::mem::offset_of!(Header, stats) == 448);
     assert!(std::mem::size_of::<Header>() == 512);
-    assert!(std::mem::size_of::<Slot>() == LINE);
+    assert!(std::mem::size_of::<SubscriberEntry>() == LINE);
+    assert!(std::mem::size_of::<PageMeta>() == LINE);
+    assert!(std::mem::size_of::<WaitersPage>() == 4 * LINE);
+    assert!(std::mem::size_of::<CursorPage>() == 2 * LINE);
     assert!(std::mem::size_of::<PubSlot>() == LINE);
     assert!(std::mem::size_of::<GateLine>() == LINE);
     assert!(std::mem::offset_of!(GateLine, keeper) == 24);
@@ -325,6 +341,28 @@ impl TopicParams {
 pub struct Segment {
     map: Mapping,
     geo: Geometry,
+    /// Whether this process maps it writable (the daemon, publishers).
+    writable: bool,
+}
+
+/// Whether `fd` was opened for writing (a read-only one can only be mapped read-only).
+fn fd_writable(fd: &OwnedFd) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    fcntl(fd, FcntlArg::F_GETFL)
+        .map(|f| OFlag::from_bits_truncate(f) & OFlag::O_ACCMODE != OFlag::O_RDONLY)
+        .unwrap_or(false)
+}
+
+/// Maps the `len` bytes of `fd`, writable when the descriptor allows it;
+/// returns the mapping and whether it is writable.
+fn map_fd(fd: &OwnedFd, len: usize, what: &str) -> Result<(Mapping, bool)> {
+    let writable = fd_writable(fd);
+    let map = if writable {
+        Mapping::shared(fd.as_fd(), len, true)
+    } else {
+        Mapping::shared_readonly(fd.as_fd(), len, true)
+    };
+    Ok((map.map_err(|e| Error::io(&format!("mmap {what}"), e))?, writable))
 }
 
 impl Segment {
@@ -352,7 +390,11 @@ impl Segment {
         // Not populated: a topic nobody uses takes (almost) no memory.
         let map =
             Mapping::shared(fd.as_fd(), geo.total_size() as usize, false).map_err(|e| Error::io("mmap segment", e))?;
-        let seg = Segment { map, geo };
+        let seg = Segment {
+            map,
+            geo,
+            writable: true,
+        };
         let h = seg.map.as_ptr().cast::<Header>();
         // SAFETY: the object is fresh (zero-filled by ftruncate), at least a
         // Header long, page aligned, and no other process knows it yet.
@@ -376,12 +418,6 @@ impl Segment {
                 instance_id,
                 created_ns: sys::realtime_ns(),
             });
-        }
-        for i in 0..geo.max_subscribers {
-            seg.slot(i)
-                .expect("slot index below max")
-                .cursor
-                .store(SLOT_FREE, Ordering::Relaxed);
         }
         for i in 0..MAX_PUBLISHERS {
             let slot = seg.pub_slot(i).expect("slot index below max");
@@ -412,7 +448,7 @@ impl Segment {
                 "segment size {size} is not a valid segment size"
             )));
         }
-        let map = Mapping::shared(fd.as_fd(), size as usize, true).map_err(|e| Error::io("mmap segment", e))?;
+        let (map, writable) = map_fd(fd, size as usize, "segment")?;
         let h = map.as_ptr().cast::<Meta>();
         // SAFETY: the mapping is at least a Header long and page aligned; Meta
         // is plain integers, so any bit pattern is a valid value. The volatile
@@ -449,7 +485,12 @@ impl Segment {
         if meta.ring_offset as usize != geo.ring_offset || geo.total_size() != size {
             return Err(Error::corrupt("segment size does not match its header"));
         }
-        Ok(Segment { map, geo })
+        Ok(Segment { map, geo, writable })
+    }
+
+    /// Whether this process maps the segment writable (subscribers do not).
+    pub fn writable(&self) -> bool {
+        self.writable
     }
 
     pub fn geometry(&self) -> &Geometry {
@@ -467,12 +508,12 @@ impl Segment {
         unsafe { &(*self.header()).tail.pair }
     }
 
-    pub fn data_notify(&self) -> &NotifyLine {
+    pub fn data_notify(&self) -> &DataLine {
         // SAFETY: as for `tail`: in bounds, atomics only.
         unsafe { &(*self.header()).data_notify }
     }
 
-    pub fn space_notify(&self) -> &NotifyLine {
+    pub fn space_notify(&self) -> &SpaceLine {
         // SAFETY: as for `tail`: in bounds, atomics only.
         unsafe { &(*self.header()).space_notify }
     }
@@ -487,16 +528,16 @@ impl Segment {
         unsafe { &(*self.header()).stats }
     }
 
-    /// Subscriber slot `i`, if `i` is below the validated slot count.
-    pub fn slot(&self, i: u32) -> Option<&Slot> {
+    /// Subscriber slot `i`'s directory entry, if `i` is below the validated slot count.
+    pub fn slot(&self, i: u32) -> Option<&SubscriberEntry> {
         if i >= self.geo.max_subscribers {
             return None;
         }
         let off = std::mem::size_of::<Header>() + i as usize * LINE;
         debug_assert!(off + LINE <= self.geo.ring_offset);
         // SAFETY: i < max_subscribers, so the slot lies between the header and
-        // ring_offset, inside the mapping; Slot is atomics only and 64-aligned.
-        Some(unsafe { &*self.map.as_ptr().add(off).cast::<Slot>() })
+        // ring_offset, inside the mapping; the entry is atomics only and 64-aligned.
+        Some(unsafe { &*self.map.as_ptr().add(off).cast::<SubscriberEntry>() })
     }
 
     /// Publisher slot `i`, if `i` is below [`MAX_PUBLISHERS`].
@@ -520,6 +561,202 @@ impl Segment {
     /// Base address and length of the whole mapping (for tests and diagnostics).
     pub fn mapping_range(&self) -> (usize, usize) {
         (self.map.as_ptr() as usize, self.map.len())
+    }
+}
+
+impl Segment {
+    /// Daemon: hands subscriber slot `i` out to process `pid` with its cursor
+    /// page: the cursor starts at the tail as it is now, and the directory
+    /// says the slot is live (and gating, on a reliable topic: publishers
+    /// re-read the directory when `slots_gen` changes). The subscriber moves
+    /// its cursor on from there. Returns the slot's owner generation.
+    pub fn join(&self, i: u32, pid: u32, cursor: &Cursor) -> Result<u64> {
+        let e = self
+            .slot(i)
+            .ok_or_else(|| Error::invalid(format!("subscriber slot {i} out of range")))?;
+        let c = cursor.line();
+        for a in [&c.delivered, &c.lost, &c.too_large] {
+            a.store(0, Ordering::Relaxed);
+        }
+        c.pid.store(pid, Ordering::Relaxed);
+        c.cursor.store(self.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst);
+        e.pid.store(pid, Ordering::Relaxed);
+        let gating = self.geo.policy == Policy::Reliable;
+        let flags = SLOT_LIVE | if gating { SLOT_GATING } else { 0 };
+        e.flags.store(flags, Ordering::SeqCst);
+        if gating {
+            self.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(e.owner_gen.load(Ordering::SeqCst))
+    }
+
+    /// Daemon: takes subscriber slot `i` back. It stops counting at once
+    /// (publishers stop waiting for it), and its holder's handle fails from
+    /// its next call (the owner generation moves on).
+    pub fn leave(&self, i: u32, waiters: &Waiters) {
+        if let Some(e) = self.slot(i) {
+            let gating = e.flags.swap(0, Ordering::SeqCst) & SLOT_GATING != 0;
+            e.owner_gen.fetch_add(1, Ordering::SeqCst);
+            if gating {
+                self.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        wake_all(&waiters.page().space.word);
+    }
+}
+
+/// The first line of a waiters or cursor page: what it is, and whose.
+#[repr(C, align(64))]
+pub struct PageMeta {
+    pub magic: u64,
+    pub layout_version: u32,
+    /// The cursor page's slot (0 for the waiters page).
+    pub slot: u32,
+    /// The segment's salt.
+    pub salt: u64,
+}
+
+pub const WAITERS_MAGIC: u64 = u64::from_le_bytes(*b"AETHERWT");
+pub const CURSOR_MAGIC: u64 = u64::from_le_bytes(*b"AETHERCR");
+const PAGE: usize = 4096;
+
+/// Subscribers asleep on the segment's data word.
+#[repr(C, align(64))]
+pub struct DataWaitLine {
+    pub waiters: AtomicU32,
+}
+
+/// The word publishers sleep on while waiting for space, bumped by
+/// subscribers (and the daemon) before FUTEX_WAKE.
+#[repr(C, align(64))]
+pub struct SpaceWakeLine {
+    pub word: AtomicU32,
+}
+
+#[repr(C, align(64))]
+pub struct SubscriberStatsLine {
+    /// Times a subscriber went to sleep on the data futex.
+    pub waits: AtomicU64,
+    /// FUTEX_WAKE calls by subscribers (waking publishers on the space word).
+    pub wakes: AtomicU64,
+}
+
+/// The waiters page's layout.
+#[repr(C)]
+pub struct WaitersPage {
+    pub meta: PageMeta,
+    pub data: DataWaitLine,
+    pub space: SpaceWakeLine,
+    pub stats: SubscriberStatsLine,
+}
+
+/// A subscriber's own line: where it reads, and its counts.
+#[repr(C, align(64))]
+pub struct CursorLine {
+    /// Position of the next record this subscriber reads, or [`SLOT_FREE`].
+    pub cursor: AtomicU64,
+    /// Sequence number of the next message this subscriber will see (for lag).
+    pub next_seq: AtomicU64,
+    pub delivered: AtomicU64,
+    pub lost: AtomicU64,
+    /// `delivery=mqueue` subscribers: messages the daemon's dispatch thread
+    /// skipped because they do not fit the subscriber's queue.
+    pub too_large: AtomicU64,
+    pub pid: AtomicU32,
+}
+
+/// A cursor page's layout.
+#[repr(C)]
+pub struct CursorPage {
+    pub meta: PageMeta,
+    pub line: CursorLine,
+}
+
+/// Creates a one-page sealed memfd with `meta` written (the daemon's part).
+fn create_page(label: &str, meta: PageMeta) -> Result<(OwnedFd, Mapping)> {
+    let fd = shm::create_sealed(label, PAGE as u64).map_err(|e| Error::io("memfd_create page", e))?;
+    let map = Mapping::shared(fd.as_fd(), PAGE, true).map_err(|e| Error::io("mmap page", e))?;
+    // SAFETY: a fresh, zero-filled page no other process knows yet; PageMeta is plain data.
+    unsafe { map.as_ptr().cast::<PageMeta>().write(meta) };
+    Ok((fd, map))
+}
+
+/// Maps a page received from the daemon and checks it is a `magic` page of
+/// the segment salted `salt` (and of slot `slot`). Failures are `Corrupt`.
+fn open_page(fd: &OwnedFd, magic: u64, salt: u64, slot: u32, what: &str) -> Result<(Mapping, bool)> {
+    if !shm::size_sealed(fd) || shm::size(fd).ok() != Some(PAGE as u64) {
+        return Err(Error::corrupt(format!("{what} descriptor is not a sealed page")));
+    }
+    let (map, writable) = map_fd(fd, PAGE, what)?;
+    // SAFETY: the mapping is one page; PageMeta is plain integers, any bits are valid.
+    let meta = unsafe { std::ptr::read_volatile(map.as_ptr().cast::<PageMeta>()) };
+    if meta.magic != magic || meta.layout_version != LAYOUT_VERSION || meta.salt != salt || meta.slot != slot {
+        return Err(Error::corrupt(format!("{what} does not belong to this topic")));
+    }
+    Ok((map, writable))
+}
+
+/// The topic's waiters page (see the module doc).
+pub struct Waiters {
+    map: Mapping,
+}
+
+impl Waiters {
+    /// Daemon: the waiters page of the segment salted `salt`.
+    pub fn create(topic: &str, salt: u64) -> Result<(OwnedFd, Waiters)> {
+        let meta = PageMeta {
+            magic: WAITERS_MAGIC,
+            layout_version: LAYOUT_VERSION,
+            slot: 0,
+            salt,
+        };
+        let (fd, map) = create_page(&format!("aether:{topic}:waiters"), meta)?;
+        Ok((fd, Waiters { map }))
+    }
+
+    /// Maps the waiters page the daemon sent with the segment salted `salt`.
+    pub fn open(fd: &OwnedFd, salt: u64) -> Result<Waiters> {
+        let (map, _) = open_page(fd, WAITERS_MAGIC, salt, 0, "waiters page")?;
+        Ok(Waiters { map })
+    }
+
+    pub fn page(&self) -> &WaitersPage {
+        // SAFETY: the mapping is a whole page (checked at create/open) and the
+        // lines after the meta are atomics only.
+        unsafe { &*self.map.as_ptr().cast::<WaitersPage>() }
+    }
+}
+
+/// One subscriber's cursor page (see the module doc).
+pub struct Cursor {
+    map: Mapping,
+}
+
+impl Cursor {
+    /// Daemon: a cursor page for slot `slot` of the segment salted `salt`.
+    pub fn create(topic: &str, salt: u64, slot: u32) -> Result<(OwnedFd, Cursor)> {
+        let meta = PageMeta {
+            magic: CURSOR_MAGIC,
+            layout_version: LAYOUT_VERSION,
+            slot,
+            salt,
+        };
+        let (fd, map) = create_page(&format!("aether:{topic}:cursor{slot}"), meta)?;
+        let c = Cursor { map };
+        c.line().cursor.store(SLOT_FREE, Ordering::Relaxed);
+        Ok((fd, c))
+    }
+
+    /// Maps the cursor page of slot `slot` the daemon sent for the segment salted `salt`.
+    pub fn open(fd: &OwnedFd, salt: u64, slot: u32) -> Result<Cursor> {
+        let (map, _) = open_page(fd, CURSOR_MAGIC, salt, slot, "cursor page")?;
+        Ok(Cursor { map })
+    }
+
+    pub fn line(&self) -> &CursorLine {
+        // SAFETY: the mapping is a whole page (checked at create/open) and the
+        // line after the meta is atomics only.
+        unsafe { &(*self.map.as_ptr().cast::<CursorPage>()).line }
     }
 }
 

@@ -2,23 +2,23 @@
 //! laps, wrap-around, abandoned claims, overwritten views and garbage.
 //! (Cross-process tests live in aetherd/tests.)
 
-use aether::ring::{Deadline, Reader, WaitConfig, WaitStrategy, Writer};
-use aether::segment::{Policy, Segment, TopicParams};
+use aether::local::LocalTopic;
+use aether::ring::{Deadline, WaitConfig, WaitStrategy};
+use aether::segment::{wake_all, Policy, Segment, TopicParams};
 use aether::Status;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A segment private to one test (a sealed memfd: nothing to clean up).
-fn segment(policy: Policy, ring_size: u64, max_message: u64) -> Arc<Segment> {
+/// A topic private to one test (sealed memfds: nothing to clean up).
+fn segment(policy: Policy, ring_size: u64, max_message: u64) -> Arc<LocalTopic> {
     let params = TopicParams {
         policy,
         ring_size,
         max_message,
         max_subscribers: 8,
     };
-    let (_fd, seg) = Segment::create("t", &params, 1).expect("create segment");
-    Arc::new(seg)
+    Arc::new(LocalTopic::create("t", &params).expect("create the topic"))
 }
 
 /// Message `i`: its index in the first 8 bytes, then a pattern of `i`.
@@ -43,8 +43,8 @@ fn soon() -> Deadline {
 #[test]
 fn single_publisher_round_trip_with_wraps() {
     let seg = segment(Policy::Reliable, 8192, 1000);
-    let mut w = Writer::new(Arc::clone(&seg), None);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut w = seg.writer(None);
+    let mut r = seg.reader(0).unwrap();
     let mut buf = vec![0u8; 1000];
     for i in 0..5000u64 {
         let m = message(i, size_of_msg(i, 1000));
@@ -61,12 +61,12 @@ fn reliable_many_publisher_threads_gap_free() {
     const PUBS: u64 = 4;
     const PER: u64 = 20_000;
     let seg = segment(Policy::Reliable, 16384, 512);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut r = seg.reader(0).unwrap();
     let handles: Vec<_> = (0..PUBS)
         .map(|p| {
             let seg = Arc::clone(&seg);
             std::thread::spawn(move || {
-                let mut w = Writer::new(seg, Some(p as u32));
+                let mut w = seg.writer(Some(p as u32));
                 w.timeout = Some(Duration::from_secs(30));
                 for i in 0..PER {
                     let id = p * PER + i;
@@ -99,8 +99,8 @@ fn reliable_many_publisher_threads_gap_free() {
 #[test]
 fn lossy_lap_reports_exact_loss() {
     let seg = segment(Policy::Lossy, 4096, 200);
-    let mut w = Writer::new(Arc::clone(&seg), None);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut w = seg.writer(None);
+    let mut r = seg.reader(0).unwrap();
     let mut buf = vec![0u8; 200];
     let total = 10_000u64;
     let mut delivered = 0;
@@ -135,9 +135,9 @@ fn lossy_concurrent_reader_never_sees_torn_messages() {
     let seg = segment(Policy::Lossy, 4096, 300);
     let total = 200_000u64;
     let pubseg = Arc::clone(&seg);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut r = seg.reader(0).unwrap();
     let h = std::thread::spawn(move || {
-        let mut w = Writer::new(pubseg, Some(0));
+        let mut w = pubseg.writer(Some(0));
         for i in 0..total {
             w.publish(&message(i, size_of_msg(i, 300))).unwrap();
         }
@@ -177,8 +177,8 @@ fn lossy_concurrent_reader_never_sees_torn_messages() {
 #[test]
 fn abandoned_claim_is_skipped_and_counted() {
     let seg = segment(Policy::Lossy, 8192, 100);
-    let mut w = Writer::new(Arc::clone(&seg), None);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut w = seg.writer(None);
+    let mut r = seg.reader(0).unwrap();
     r.abandon_timeout = Duration::from_millis(20);
     w.publish(b"first").unwrap();
     let _dead = w.claim(10).unwrap(); // a publisher that dies before commit
@@ -194,8 +194,8 @@ fn abandoned_claim_is_skipped_and_counted() {
 #[test]
 fn aborted_claim_is_skipped_without_loss() {
     let seg = segment(Policy::Reliable, 8192, 100);
-    let mut w = Writer::new(Arc::clone(&seg), None);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut w = seg.writer(None);
+    let mut r = seg.reader(0).unwrap();
     let c = w.claim(10).unwrap();
     w.abort(c);
     // The aborted claim used sequence number 0 (counted in `aborted`, not lost).
@@ -211,9 +211,9 @@ fn aborted_claim_is_skipped_without_loss() {
 #[test]
 fn reliable_publisher_times_out_on_a_stalled_subscriber() {
     let seg = segment(Policy::Reliable, 4096, 1000);
-    let mut w = Writer::new(Arc::clone(&seg), None);
+    let mut w = seg.writer(None);
     w.timeout = Some(Duration::from_millis(50));
-    let _r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let _r = seg.reader(0).unwrap();
     let mut err = None;
     for _ in 0..10 {
         if let Err(e) = w.publish(&[0u8; 1000]) {
@@ -229,7 +229,7 @@ fn reliable_publisher_times_out_on_a_stalled_subscriber() {
 #[test]
 fn oversized_message_is_rejected_and_changes_nothing() {
     let seg = segment(Policy::Lossy, 4096, 100);
-    let mut w = Writer::new(Arc::clone(&seg), None);
+    let mut w = seg.writer(None);
     let before = seg.tail().load();
     assert_eq!(w.publish(&[0u8; 101]).unwrap_err().status, Status::TooLarge);
     assert_eq!(seg.tail().load(), before);
@@ -238,12 +238,12 @@ fn oversized_message_is_rejected_and_changes_nothing() {
 #[test]
 fn receive_wakes_a_sleeping_subscriber() {
     let seg = segment(Policy::Lossy, 8192, 100);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut r = seg.reader(0).unwrap();
     r.wait.spin = 10; // go to sleep on the futex quickly
     let s2 = Arc::clone(&seg);
     let h = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
-        Writer::new(s2, None).publish(b"wake").unwrap();
+        s2.writer(None).publish(b"wake").unwrap();
     });
     let mut buf = [0u8; 100];
     let (n, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
@@ -257,8 +257,8 @@ fn receive_wakes_a_sleeping_subscriber() {
 #[test]
 fn a_loan_with_lowered_capacity_keeps_its_stride() {
     let seg = segment(Policy::Reliable, 4096, 200);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
-    let mut w = Writer::new(Arc::clone(&seg), None);
+    let mut r = seg.reader(0).unwrap();
+    let mut w = seg.writer(None);
     for len in [1usize, 31, 33, 64, 100, 200] {
         let mut claim = w.claim(len).unwrap();
         claim.capacity = len;
@@ -288,7 +288,7 @@ fn no_wake_up_is_lost_when_sleeper_and_waker_race() {
     // The lossy ring holds every message: a lap would lose some (by design).
     for (policy, ring) in [(Policy::Lossy, 1 << 21), (Policy::Reliable, 4096)] {
         let seg = segment(policy, ring, 64);
-        let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+        let mut r = seg.reader(0).unwrap();
         r.wait = WaitConfig {
             strategy: WaitStrategy::Futex,
             spin: 0,
@@ -296,7 +296,7 @@ fn no_wake_up_is_lost_when_sleeper_and_waker_race() {
         let s2 = Arc::clone(&seg);
         let n = 20_000u64;
         let h = std::thread::spawn(move || {
-            let mut w = Writer::new(s2, None);
+            let mut w = s2.writer(None);
             w.wait = WaitConfig {
                 strategy: WaitStrategy::Futex,
                 spin: 0,
@@ -324,7 +324,7 @@ fn no_wake_up_is_lost_when_sleeper_and_waker_race() {
             assert_eq!(buf[..len], i.to_le_bytes());
         }
         h.join().unwrap();
-        let sleeps = seg.stats().waits.load(Ordering::Relaxed);
+        let sleeps = seg.waiters.page().stats.waits.load(Ordering::Relaxed);
         assert!(sleeps > 0, "the subscriber never slept: the test proves nothing");
         if policy == Policy::Reliable {
             let space_sleeps = seg.stats().space_waits.load(Ordering::Relaxed);
@@ -349,8 +349,8 @@ fn garbage_ring_bytes_and_tails_never_crash_the_reader() {
     let mut seed = 0x1234_5678_9abc_def1u64;
     for round in 0..200 {
         let seg = segment(Policy::Lossy, 4096, 500);
-        let mut w = Writer::new(Arc::clone(&seg), None);
-        let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+        let mut w = seg.writer(None);
+        let mut r = seg.reader(0).unwrap();
         r.abandon_timeout = Duration::from_millis(1);
         for i in 0..(rng(&mut seed) % 20) {
             w.publish(&message(i, size_of_msg(i, 500))).unwrap();
@@ -394,13 +394,13 @@ fn garbage_ring_bytes_and_tails_never_crash_the_reader() {
 #[test]
 fn lossy_fast_publisher_never_laps_a_slow_one_mid_write() {
     let seg = segment(Policy::Lossy, 4096, 200);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
-    let mut slow = Writer::new(Arc::clone(&seg), Some(1));
+    let mut r = seg.reader(0).unwrap();
+    let mut slow = seg.writer(Some(1));
     let slow_msg = message(1_000_000, 100);
     let claim = slow.claim(slow_msg.len()).unwrap();
     let fast_seg = Arc::clone(&seg);
     let fast = std::thread::spawn(move || {
-        let mut w = Writer::new(fast_seg, Some(0));
+        let mut w = fast_seg.writer(Some(0));
         for id in 0..60u64 {
             w.publish(&message(id, 150)).unwrap(); // 60 x 192 bytes: almost three rings
         }
@@ -443,8 +443,8 @@ fn lossy_fast_publisher_never_laps_a_slow_one_mid_write() {
 #[test]
 fn abandoned_claim_is_skipped_by_short_polls_too() {
     let seg = segment(Policy::Lossy, 8192, 100);
-    let mut w = Writer::new(Arc::clone(&seg), None);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut w = seg.writer(None);
+    let mut r = seg.reader(0).unwrap();
     r.abandon_timeout = Duration::from_millis(30);
     let _dead = w.claim(10).unwrap();
     w.publish(b"after").unwrap();
@@ -468,12 +468,12 @@ fn abandoned_claim_is_skipped_by_short_polls_too() {
 #[test]
 fn a_slow_live_publisher_is_waited_for_not_skipped() {
     let seg = segment(Policy::Reliable, 8192, 100);
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut r = seg.reader(0).unwrap();
     r.abandon_timeout = Duration::from_millis(20);
-    let mut slow = Writer::new(Arc::clone(&seg), Some(1));
+    let mut slow = seg.writer(Some(1));
     let claim = slow.claim(4).unwrap();
     let s2 = Arc::clone(&seg);
-    let fast = std::thread::spawn(move || Writer::new(s2, Some(2)).publish(b"fast").unwrap());
+    let fast = std::thread::spawn(move || s2.writer(Some(2)).publish(b"fast").unwrap());
     std::thread::sleep(Duration::from_millis(150)); // far past the abandon timeout
                                                     // SAFETY: the claim has room for 4 bytes.
     unsafe { std::ptr::copy_nonoverlapping(b"slow".as_ptr(), slow.payload(&claim), 4) };
@@ -495,12 +495,12 @@ fn a_slow_live_publisher_is_waited_for_not_skipped() {
 fn a_sleeping_reader_sees_the_topic_deleted() {
     for _ in 0..100 {
         let seg = segment(Policy::Lossy, 4096, 100);
-        let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+        let mut r = seg.reader(0).unwrap();
         r.wait.spin = 0;
         let s2 = Arc::clone(&seg);
         let deleter = std::thread::spawn(move || {
             s2.gate().state.store(aether::segment::TOPIC_DELETED, Ordering::SeqCst);
-            s2.data_notify().wake_all();
+            wake_all(&s2.data_notify().word);
         });
         let mut buf = [0u8; 100];
         let e = r
@@ -515,15 +515,15 @@ fn a_sleeping_reader_sees_the_topic_deleted() {
 #[test]
 fn a_blocked_publish_sees_the_topic_deleted() {
     let seg = segment(Policy::Reliable, 4096, 1000);
-    let _r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
-    let mut w = Writer::new(Arc::clone(&seg), Some(0));
+    let _r = seg.reader(0).unwrap();
+    let mut w = seg.writer(Some(0));
     w.timeout = Some(Duration::from_secs(10));
     while w.publish(&[0u8; 1000]).is_ok() && seg.tail().lo.load(Ordering::SeqCst) < 3000 {}
     let s2 = Arc::clone(&seg);
     let deleter = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         s2.gate().state.store(aether::segment::TOPIC_DELETED, Ordering::SeqCst);
-        s2.space_notify().wake_all();
+        wake_all(&s2.waiters.page().space.word);
     });
     let e = w.publish(&[0u8; 1000]).unwrap_err();
     assert_eq!(e.status, Status::NotFound, "{e}");
@@ -565,8 +565,8 @@ fn forge_message(seg: &Segment, pos: u64, seq: u64, len: u32) {
 #[test]
 fn a_forged_stale_record_and_horizon_cannot_hold_a_receive() {
     let seg = segment(Policy::Lossy, 4096, 100);
-    let mut w = Writer::new(Arc::clone(&seg), Some(0));
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut w = seg.writer(Some(0));
+    let mut r = seg.reader(0).unwrap();
     let mut buf = [0u8; 100];
     for m in [&b"one"[..], b"two"] {
         w.publish(m).unwrap();
@@ -594,8 +594,8 @@ fn a_forged_stale_record_and_horizon_cannot_hold_a_receive() {
 #[test]
 fn an_impossible_horizon_is_corruption_not_endless_loss() {
     let seg = segment(Policy::Lossy, 4096, 100);
-    let mut w = Writer::new(Arc::clone(&seg), Some(0));
-    let mut r = Reader::new(Arc::clone(&seg), Some(0), 1).unwrap();
+    let mut w = seg.writer(Some(0));
+    let mut r = seg.reader(0).unwrap();
     seg.gate().horizon.store(1 << 62, Ordering::SeqCst);
     w.publish(b"x").unwrap();
     let e = within(Duration::from_secs(5), move || {

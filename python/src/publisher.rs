@@ -304,6 +304,13 @@ impl Publisher {
         py.detach(|| p.reopen()).map_err(errors::to_py)
     }
 
+    /// (base address, length) of this publisher's (writable) mapping of the
+    /// segment: for tests and diagnostics.
+    fn mapping_range(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
+        let mut st = lock(py, &self.state);
+        Ok(st.publisher(py)?.mapping_range())
+    }
+
     /// Closes the publisher (aborting an outstanding loan). Idempotent.
     /// Raises BufferError while buffers exported from a loan are alive.
     fn close(&self, py: Python<'_>) -> PyResult<()> {

@@ -180,8 +180,8 @@ def test_corrupt_segment(broker, sock, topic):
     ) as sub:
         pub.publish(b"victim")
         # Segments have no name: scribble through this process's own mapping,
-        # as any client given the segment could.
-        base, length = sub.mapping_range()
+        # as any publisher could (a subscriber's mapping is read-only).
+        base, length = pub.mapping_range()
         ring = base + length - ring_size
         # Record header: stamp u64 | len u32 | stride u32 | seq u64 | timestamp u64.
         ctypes.c_uint32.from_address(ring + 12).value = 7  # a stride no record can have

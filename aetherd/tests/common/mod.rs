@@ -52,7 +52,8 @@ pub fn shm_objects(instance_id: u64) -> Vec<String> {
 }
 
 /// The topics whose segments the running daemon `pid` holds, sorted: its
-/// memfds, labelled `aether:<topic>`, seen through /proc/<pid>/fd.
+/// memfds labelled `aether:<topic>` (not its waiters and cursor pages,
+/// `aether:<topic>:...`), seen through /proc/<pid>/fd.
 #[allow(dead_code)] // not every test binary uses it
 pub fn daemon_segments(pid: u32) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -60,12 +61,16 @@ pub fn daemon_segments(pid: u32) -> Vec<String> {
             d.filter_map(|e| {
                 let target = std::fs::read_link(e.ok()?.path()).ok()?;
                 let name = target.to_str()?.strip_prefix("/memfd:aether:")?;
-                Some(name.trim_end_matches(" (deleted)").to_string())
+                let name = name.trim_end_matches(" (deleted)");
+                // The segment itself (its waiters and cursor pages are `topic:...`).
+                (!name.contains(':')).then(|| name.to_string())
             })
             .collect()
         })
         .unwrap_or_default();
     v.sort();
+    // The daemon holds a read-write and a read-only descriptor of each.
+    v.dedup();
     v
 }
 
@@ -422,6 +427,13 @@ impl UserRole {
         let stdin = child.stdin.take().expect("piped stdin");
         let out = BufReader::new(child.stdout.take().expect("piped stdout"));
         UserRole { child, stdin, out }
+    }
+
+    /// Sends one command line without waiting for an answer (one that ends the role).
+    pub fn send(&mut self, command: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").expect("write to the role");
+        self.stdin.flush().expect("flush the role's stdin");
     }
 
     /// Sends one command line and returns the `AETHER:` line it answers (prefix removed).

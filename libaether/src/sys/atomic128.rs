@@ -76,6 +76,25 @@ impl Pair {
         }
     }
 
+    /// A consistent snapshot of both halves without writing (for read-only
+    /// mappings, where `cmpxchg16b` faults): every claim raises `hi` by one,
+    /// so a `lo` read between two equal reads of `hi` belongs to that `hi`.
+    pub fn load_shared(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Acquire;
+        // Bounded: a writer that never stops must not hold a reader here.
+        let mut last = (0, 0);
+        for _ in 0..1000 {
+            let hi = self.hi.load(Acquire);
+            let lo = self.lo.load(Acquire);
+            if self.hi.load(Acquire) == hi {
+                return (lo, hi);
+            }
+            last = (lo, hi);
+            std::hint::spin_loop();
+        }
+        last
+    }
+
     /// A consistent snapshot of both halves (a CAS that writes back what it found).
     pub fn load(&self) -> (u64, u64) {
         match self.compare_exchange((0, 0), (0, 0)) {

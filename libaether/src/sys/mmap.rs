@@ -24,6 +24,16 @@ impl Mapping {
     /// later). Populating commits the memory: clients that use a topic do,
     /// the daemon that only makes it does not.
     pub fn shared(fd: BorrowedFd<'_>, len: usize, populate: bool) -> io::Result<Mapping> {
+        Mapping::new(fd, len, populate, true)
+    }
+
+    /// A read-only shared mapping (of a read-only descriptor, for instance:
+    /// the kernel then refuses any later `mprotect` to writable).
+    pub fn shared_readonly(fd: BorrowedFd<'_>, len: usize, populate: bool) -> io::Result<Mapping> {
+        Mapping::new(fd, len, populate, false)
+    }
+
+    fn new(fd: BorrowedFd<'_>, len: usize, populate: bool, writable: bool) -> io::Result<Mapping> {
         let len = NonZeroUsize::new(len).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"))?;
         // SAFETY: a fresh mapping at an address the kernel chooses (none given),
         // so no existing memory is replaced; `fd` is open for the call.
@@ -31,7 +41,11 @@ impl Mapping {
             mman::mmap(
                 None,
                 len,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                if writable {
+                    ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+                } else {
+                    ProtFlags::PROT_READ
+                },
                 if populate {
                     MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE
                 } else {

@@ -29,11 +29,15 @@ pub const SIZE_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | li
 /// An anonymous, sealed shared-memory file of `size` bytes (memfd): it has no
 /// name anyone could open, vanishes with its last descriptor or mapping, and
 /// cannot be resized once sealed. `name` only labels it in /proc/PID/fd.
+/// Mode 0600, so that only its owner (and root) can reopen it.
 pub fn create_sealed(name: &str, size: u64) -> io::Result<OwnedFd> {
     let fd = memfd_create(
         cname(name)?.as_c_str(),
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
     )?;
+    // A memfd starts 0777: another user holding a descriptor could reopen it
+    // through /proc for more than the descriptor allows.
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
     let len = libc::off_t::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     nix::unistd::ftruncate(&fd, len)?;
     fcntl(&fd, FcntlArg::F_ADD_SEALS(SealFlag::from_bits_truncate(SIZE_SEALS)))?;
@@ -44,4 +48,16 @@ pub fn create_sealed(name: &str, size: u64) -> io::Result<OwnedFd> {
 pub fn size_sealed(fd: &OwnedFd) -> bool {
     let want = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
     fcntl(fd, FcntlArg::F_GET_SEALS).is_ok_and(|s| s & want == want)
+}
+
+/// A read-only descriptor of the file behind `fd` (reopened through
+/// /proc/self/fd). Nothing holding only it can map the file writable, and,
+/// the file being 0600 and another user's, nor can it reopen it writable.
+pub fn reopen_readonly(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+    Ok(nix::fcntl::open(
+        path.as_str(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?)
 }

@@ -21,7 +21,7 @@ pub struct PeerCred {
 }
 
 /// Most descriptors [`SeqPacket::send_fds`] attaches to one packet.
-pub const MAX_FDS: usize = 2;
+pub const MAX_FDS: usize = crate::protocol::MAX_CURSORS;
 
 /// The most descriptors Linux passes in one message (`SCM_MAX_FD`). The
 /// receive buffer has room for all of them, so that a peer sending too many
