@@ -44,7 +44,10 @@ cargo build --release --quiet -p aetherd -p aether-cli
 echo "== Python: building and installing the wheel"
 wheels=$(mktemp -d)
 trap 'rm -rf "$wheels"' EXIT
-(cd python && "$venv/bin/maturin" build --release --quiet --interpreter "$py" --out "$wheels")
+# The extension is its own workspace (python/Cargo.lock): it builds in its own
+# target directory, so that it never overwrites the main workspace's
+# artifacts when CARGO_TARGET_DIR points both at one place.
+(cd python && CARGO_TARGET_DIR="$root/python/target" "$venv/bin/maturin" build --release --quiet --interpreter "$py" --out "$wheels")
 "$py" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/aether-*.whl
 
 shm_before=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
@@ -52,8 +55,9 @@ shm_before=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
 # Tests run from the repository root so that `import aether` is the installed
 # wheel, not the source folder python/aether (which lacks the native module).
 export AETHER_NO_AUTOSTART=1
-export AETHER_DAEMON="$root/target/release/aetherd"
-export AETHER_CLI="$root/target/release/aether-cli"
+release=${CARGO_TARGET_DIR:-$root/target}/release
+export AETHER_DAEMON="$release/aetherd"
+export AETHER_CLI="$release/aether-cli"
 
 echo "== Python: pytest"
 "$venv/bin/pytest" python/tests -q -p no:cacheprovider
