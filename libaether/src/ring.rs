@@ -39,8 +39,8 @@
 use crate::error::{Error, Result, Status};
 use crate::segment::{
     wake_all, Cursor, CursorLine, DataLine, GateLine, Geometry, Header, Policy, PubSlot, Segment, SpaceLine, StatsLine,
-    Waiters, WaitersPage, MAX_PUBLISHERS, RECORD_HEADER, SLOT_FREE, SLOT_GATING, TOPIC_CLOSED, TOPIC_DELETED,
-    TOPIC_DRAINING, TOPIC_LIVE,
+    SubscriberEntry, Waiters, WaitersPage, MAX_PUBLISHERS, RECORD_HEADER, SLOT_FREE, SLOT_GATING, TOPIC_CLOSED,
+    TOPIC_DELETED, TOPIC_DRAINING, TOPIC_LIVE,
 };
 use crate::sys::{self, atomic128::Pair, futex, membarrier, tsc::WallClock};
 use std::ptr::NonNull;
@@ -857,12 +857,13 @@ pub struct Reader {
     /// sleeps there, and bumps the space word for publishers).
     waiters: Arc<Waiters>,
     waiters_page: InSegment<WaitersPage>,
-    /// This subscriber's slot: its index, its cursor page (kept mapped by
-    /// `cursor_page`), and the line in it where the cursor is published.
-    slot: Option<u32>,
+    /// This subscriber's cursor page (kept mapped by `cursor_page`), and the
+    /// line in it where the cursor is published.
     cursor_page: Option<Arc<Cursor>>,
     cursor_slot: Option<InSegment<CursorLine>>,
-    /// The slot's owner generation when it was handed to us.
+    /// The slot's directory entry (looked up once), and its owner generation
+    /// when it was handed to us.
+    entry: Option<InSegment<SubscriberEntry>>,
     owner_gen: u64,
     pos: u64,
     next_seq: u64,
@@ -893,9 +894,9 @@ impl Reader {
             }
             None => (None, None),
         };
-        let owner_gen = slot
-            .and_then(|i| seg.slot(i))
-            .map_or(0, |e| e.owner_gen.load(Ordering::Acquire));
+        let entry = slot.and_then(|i| seg.slot(i));
+        let owner_gen = entry.map_or(0, |e| e.owner_gen.load(Ordering::Acquire));
+        let entry = entry.map(InSegment::new);
         let cursor_slot = cursor_page.as_deref().map(|p| InSegment::new(p.line()));
         // Without writing: the segment may be mapped read-only here. The
         // daemon registered the cursor at or below this tail.
@@ -912,9 +913,9 @@ impl Reader {
             ring,
             waiters,
             waiters_page,
-            slot,
             cursor_page,
             cursor_slot,
+            entry,
             owner_gen,
             pos,
             next_seq,
@@ -1121,8 +1122,8 @@ impl Reader {
     /// `Err` once the daemon has taken this reader's slot back.
     #[inline(always)]
     fn still_ours(&self) -> Result<()> {
-        match self.slot.and_then(|i| self.seg.slot(i)) {
-            Some(e) if e.owner_gen.load(Ordering::Relaxed) != self.owner_gen => Err(slot_taken_back()),
+        match &self.entry {
+            Some(e) if e.get().owner_gen.load(Ordering::Relaxed) != self.owner_gen => Err(slot_taken_back()),
             _ => Ok(()),
         }
     }
@@ -1445,7 +1446,7 @@ impl Reader {
     /// inherited reader: the slot is its parent's).
     pub fn forget_slot(&mut self) {
         self.cursor_slot = None;
-        self.slot = None;
+        self.entry = None;
     }
 
     /// Stops using the subscriber slot: marks its cursor page free (so that
@@ -1457,7 +1458,7 @@ impl Reader {
             c.get().cursor.store(SLOT_FREE, Ordering::SeqCst);
             self.wake_publishers();
         }
-        self.slot = None;
+        self.entry = None;
     }
 
     /// This subscriber's cursor page (its counts), if it has a slot.
