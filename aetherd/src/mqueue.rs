@@ -210,8 +210,8 @@ pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
     // thread waits for room, and the ring's gate holds publishers back.
     let q = make_queue(instance, lossy, maxmsg, msgsize)?;
     let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("duplicate a descriptor", e));
-    let (seg_fd, waiters_fd) = (dup(&t.fd_ro)?, dup(&t.waiters_ro)?);
-    let seg = Arc::new(Segment::open(&t.fd)?);
+    let (seg_fd, control_fd, waiters_fd) = (dup(&t.fd_ro)?, dup(&t.control_ro)?, dup(&t.waiters_ro)?);
+    let seg = Arc::new(Segment::open(&t.fd, &t.control_ro)?);
     // Registered (gating on reliable topics) before the reply: the subscriber
     // gets every message published after its open returns.
     let pid = s.clients.get(&client).map_or(0, |c| c.who.cred.pid);
@@ -267,6 +267,7 @@ pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
         thread: Some(thread),
     });
     fds.push(seg_fd);
+    fds.push(control_fd);
     fds.push(waiters_fd);
     fds.push(q.client);
     fds.push(cursor_ro);

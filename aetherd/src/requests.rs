@@ -182,9 +182,10 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
 }
 
 /// Gives `client` a free slot of `kind` on `topic`, with the descriptors it
-/// maps: a publisher the segment read-write and the waiters page read-only;
-/// a subscriber the segment read-only, the waiters page read-write and a
-/// new cursor page of its own (read-write). Nothing else is writable to it.
+/// maps: a publisher the segment read-write, the control and waiters pages
+/// read-only; a subscriber the segment and the control page read-only, the
+/// waiters page read-write and a new cursor page of its own (read-write).
+/// Nothing else is writable to it, and the control page to nobody.
 fn open_slot(
     s: &mut State,
     topic: &str,
@@ -198,13 +199,13 @@ fn open_slot(
     let i = t.free_slot(kind, topic)?;
     let reply = match kind {
         SlotKind::Publisher => {
-            made.extend([dup(&t.fd)?, dup(&t.waiters_ro)?]);
+            made.extend([dup(&t.fd)?, dup(&t.control_ro)?, dup(&t.waiters_ro)?]);
             Reply::Publishing { slot: i as u32 }
         }
         SlotKind::Subscriber => {
-            let (seg, waiters) = (dup(&t.fd_ro)?, dup(&t.waiters_fd)?);
+            let (seg, control, waiters) = (dup(&t.fd_ro)?, dup(&t.control_ro)?, dup(&t.waiters_fd)?);
             let (_, cursor) = t.join(i as u32, pid, topic)?;
-            made.extend([seg, waiters, cursor]);
+            made.extend([seg, control, waiters, cursor]);
             Reply::Subscribed { slot: i as u32 }
         }
     };
@@ -330,18 +331,19 @@ pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams, cre
     if let Some(uid) = creator {
         quota::check(s, uid, 0, Quota::SegmentBytes, bytes)?;
     }
-    let (fd, seg) = Segment::create(topic, params, s.instance_id)?;
+    let (fd, control_fd, seg) = Segment::create(topic, params, s.instance_id)?;
     let (waiters_fd, waiters) = Waiters::create(topic, seg.geometry().salt)?;
     // Read-only descriptors for those who only read each: subscribers (the
     // segment), publishers (the waiters page).
     let readonly = |fd: &OwnedFd| shm::reopen_readonly(fd).map_err(|e| Error::io("reopen read-only", e));
-    let (fd_ro, waiters_ro) = (readonly(&fd)?, readonly(&waiters_fd)?);
+    let (fd_ro, control_ro, waiters_ro) = (readonly(&fd)?, readonly(&control_fd)?, readonly(&waiters_fd)?);
     // Held before anyone gets the segment: its clients can tell if we die.
     let held = s.keeper.hold(&seg)?;
     let topic_entry = Topic {
         _held: held,
         fd,
         fd_ro,
+        control_ro,
         waiters: Arc::new(waiters),
         waiters_fd,
         waiters_ro,

@@ -22,6 +22,9 @@ pub(crate) struct Topic {
     /// and read-only (for subscribers).
     pub(crate) fd: OwnedFd,
     pub(crate) fd_ro: OwnedFd,
+    /// The control page (gate line, directories), read-only for every client;
+    /// the daemon writes it through `seg`.
+    pub(crate) control_ro: OwnedFd,
     pub(crate) seg: Segment,
     /// The waiters page: read-write (subscribers), read-only (publishers).
     pub(crate) waiters: Arc<Waiters>,
@@ -125,13 +128,7 @@ impl Topic {
                     *c = None;
                 }
             }
-            SlotKind::Publisher => {
-                if let Some(slot) = self.seg.pub_slot(i) {
-                    slot.owner_gen.fetch_add(1, Ordering::SeqCst);
-                    slot.claim.store(SLOT_FREE, Ordering::SeqCst);
-                }
-                wake_all(&self.waiters.page().space.word);
-            }
+            SlotKind::Publisher => self.seg.leave_publisher(i, &self.waiters),
         }
     }
 

@@ -24,7 +24,11 @@ const ATTACKER: u32 = 64231;
 /// per command. Commands: `id`; `mkdir P` (mode 0755); `symlink TARGET LINK`;
 /// `listen P` (binds a SEQPACKET socket at P and counts what connections
 /// send, in the background); `heard` (bytes received by `listen` so far);
-/// `open_read P` (open for reading: `Ok` or the errno); `connect S` (one
+/// `open_read P` (open for reading: `Ok` or the errno); `pub T`, `publish T`
+/// (a publisher on the first connection, and one message from it); `maps T`
+/// (the permissions of the topic's mappings); `raw sub|pub S T` (an open
+/// spoken by hand, keeping every descriptor); `upgrade LABEL` (every way to
+/// write that memfd); `poke LABEL` (a store into it); `connect S` (one
 /// more connection to the aetherd at S, kept); `notices [I]` (the control
 /// queue of connection I, by default the last); `sub T` and `create T RING` (on the first
 /// connection; subscribers are kept); `quit`.
@@ -86,6 +90,7 @@ fn child_main() {
                 },
             )),
             ["pub", t] => outcome(clients[0].publisher(t).map(|p| pubs.push(p))),
+            ["publish", _] => outcome(pubs.last_mut().expect("pub first").publish(b"from a publisher")),
             ["maps", t] => maps(t),
             ["raw", op, sock, t] => {
                 // Speaks the protocol itself, keeping every descriptor sent,
@@ -137,7 +142,7 @@ fn mapping(label: &str) -> Option<(usize, usize, String)> {
     })
 }
 
-/// The permissions of the topic's mappings here: `segment=r--s waiters=rw-s cursor=rw-s`.
+/// The permissions of the topic's mappings here: `segment=r--s control=r--s waiters=rw-s cursor=rw-s`.
 fn maps(topic: &str) -> String {
     let perm = |label: String| mapping(&label).map_or("none".to_string(), |m| m.2);
     let cursor = (0..64)
@@ -145,8 +150,9 @@ fn maps(topic: &str) -> String {
         .find(|l| mapping(l).is_some())
         .map_or("none".to_string(), perm);
     format!(
-        "segment={} waiters={} cursor={cursor}",
+        "segment={} control={} waiters={} cursor={cursor}",
         perm(topic.to_string()),
+        perm(format!("{topic}:control")),
         perm(format!("{topic}:waiters"))
     )
 }
@@ -797,10 +803,14 @@ fn a_subscribe_only_client_can_write_nothing_others_read() {
     assert_eq!(a.ask(&format!("connect {s}")), "Ok");
     assert_eq!(a.ask("sub lp"), "Ok");
     assert_eq!(a.ask("pub lp").split(':').next(), Some("Permission"));
-    assert_eq!(a.ask("maps lp"), "segment=r--s waiters=rw-s cursor=rw-s");
-    assert_eq!(a.ask(&format!("raw sub {s} lp")), "Ok: 3 descriptors");
+    assert_eq!(a.ask("maps lp"), "segment=r--s control=r--s waiters=rw-s cursor=rw-s");
+    assert_eq!(a.ask(&format!("raw sub {s} lp")), "Ok: 4 descriptors");
     assert_eq!(
         a.ask("upgrade lp"),
+        "mmap=EACCES: Permission denied reopen=EACCES: Permission denied mprotect=EACCES: Permission denied"
+    );
+    assert_eq!(
+        a.ask("upgrade lp:control"),
         "mmap=EACCES: Permission denied reopen=EACCES: Permission denied mprotect=EACCES: Permission denied"
     );
     // Traffic beside it is exact.
@@ -829,10 +839,16 @@ fn a_subscribe_only_client_can_write_nothing_others_read() {
     let mut w = UserRole::spawn(&exe, "attacker", &[], PUBLISHER, PUBLISHER, &[PUBLISHER]);
     assert_eq!(w.ask(&format!("connect {s}")), "Ok");
     assert_eq!(w.ask("pub lp"), "Ok");
-    assert_eq!(w.ask("maps lp"), "segment=rw-s waiters=r--s cursor=none");
-    assert_eq!(w.ask(&format!("raw pub {s} lp")), "Ok: 2 descriptors");
-    assert_eq!(
-        w.ask("upgrade lp:waiters"),
-        "mmap=EACCES: Permission denied reopen=EACCES: Permission denied mprotect=EACCES: Permission denied"
-    );
+    assert_eq!(w.ask("maps lp"), "segment=rw-s control=r--s waiters=r--s cursor=none");
+    assert_eq!(w.ask(&format!("raw pub {s} lp")), "Ok: 3 descriptors");
+    for label in ["lp:waiters", "lp:control"] {
+        assert_eq!(
+            w.ask(&format!("upgrade {label}")),
+            "mmap=EACCES: Permission denied reopen=EACCES: Permission denied mprotect=EACCES: Permission denied",
+            "{label}"
+        );
+    }
+    // Publishing (reliable) maps the gating subscribers' cursor pages: read-only.
+    assert_eq!(w.ask("publish lp"), "Ok");
+    assert_eq!(w.ask("maps lp"), "segment=rw-s control=r--s waiters=r--s cursor=r--s");
 }

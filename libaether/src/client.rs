@@ -332,7 +332,7 @@ impl Client {
     }
 
     /// Sends an open request; returns the slot the daemon gave, the mapped
-    /// segment, the waiters page, and the descriptors that follow them (a
+    /// segment (with its control page), the waiters page, and the descriptors that follow them (a
     /// subscriber's cursor page). If anything cannot be mapped, the slot is given back.
     fn open_segment(&self, req: &Request, topic: &str) -> Result<Opened> {
         let (reply, fds) = self.conn.call(req)?;
@@ -350,10 +350,12 @@ impl Client {
         };
         let mapped = (|| {
             let mut fds = fds.into_iter();
-            let (Some(seg_fd), Some(waiters_fd)) = (fds.next(), fds.next()) else {
-                return Err(Error::protocol("the daemon sent no segment or no waiters page"));
+            let (Some(seg_fd), Some(control_fd), Some(waiters_fd)) = (fds.next(), fds.next(), fds.next()) else {
+                return Err(Error::protocol(
+                    "the daemon sent no segment, control page or waiters page",
+                ));
             };
-            let seg = Segment::open(&seg_fd)?;
+            let seg = Segment::open(&seg_fd, &control_fd)?;
             let waiters = Waiters::open(&waiters_fd, seg.geometry().salt)?;
             Ok((Arc::new(seg), Arc::new(waiters), fds.collect()))
         })();
@@ -482,14 +484,14 @@ impl Client {
         };
         let opened = (|| {
             let mut fds = fds.into_iter();
-            let (Some(seg_fd), Some(waiters_fd), Some(queue), Some(cursor_fd)) =
-                (fds.next(), fds.next(), fds.next(), fds.next())
+            let (Some(seg_fd), Some(control_fd), Some(waiters_fd), Some(queue), Some(cursor_fd)) =
+                (fds.next(), fds.next(), fds.next(), fds.next(), fds.next())
             else {
                 return Err(Error::protocol(
-                    "the daemon sent no segment, waiters page, queue or cursor page",
+                    "the daemon sent no segment, control page, waiters page, queue or cursor page",
                 ));
             };
-            let seg = Segment::open(&seg_fd)?;
+            let seg = Segment::open(&seg_fd, &control_fd)?;
             let salt = seg.geometry().salt;
             let waiters = Arc::new(Waiters::open(&waiters_fd, salt)?);
             // The daemon's dispatch thread reads through the slot; the cursor

@@ -129,9 +129,10 @@ impl Request {
 
 /// The success payload of a reply. Descriptors travel beside the frame
 /// (SCM_RIGHTS), in this order: `PublisherOpen`: the segment (read-write),
-/// the waiters page (read-only); `SubscriberOpen`: the segment (read-only),
-/// the waiters page and the subscriber's cursor page (read-write);
-/// `ControlQueue`: the queue; `SubscriberOpenMqueue`: the segment
+/// the control page and the waiters page (read-only); `SubscriberOpen`: the
+/// segment and the control page (read-only), the waiters page and the
+/// subscriber's cursor page (read-write); `ControlQueue`: the queue;
+/// `SubscriberOpenMqueue`: the segment, the control page, the waiters page
 /// (read-only), the queue, the cursor page (read-only); `Cursors`: one
 /// read-only cursor page per slot listed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -85,9 +85,9 @@ impl InSegment<Header> {
         // tail line is atomics only.
         unsafe { &(*self.ptr()).tail.pair }
     }
-    fn gate(&self) -> &GateLine {
+    fn horizon(&self) -> &AtomicU64 {
         // SAFETY: as for `tail`.
-        unsafe { &(*self.ptr()).gate }
+        unsafe { &(*self.ptr()).horizon.horizon }
     }
     fn data_notify(&self) -> &DataLine {
         // SAFETY: as for `tail`.
@@ -391,8 +391,12 @@ pub struct Writer {
     /// This publisher's slot, where it announces the claim it is writing.
     slot: Option<u32>,
     announce: Option<InSegment<PubSlot>>,
-    /// The slot's owner generation when it was handed to us (see `SubscriberEntry::owner_gen`).
+    /// The slot's owner generation in the control page, and its value when
+    /// the slot was handed to us (see `SubscriberEntry::owner_gen`).
+    announce_gen: Option<InSegment<AtomicU64>>,
     owner_gen: u64,
+    /// The control page's gate line (state, daemon alive, slots generation).
+    gate_line: InSegment<GateLine>,
     /// The topic's waiters page (read-only here): who sleeps on the data word,
     /// and the space word this publisher sleeps on. The `Arc` keeps it mapped.
     _waiters: Arc<Waiters>,
@@ -428,7 +432,10 @@ impl Writer {
         let geo = *seg.geometry();
         membarrier::register();
         let announce = slot.and_then(|i| seg.pub_slot(i));
-        let owner_gen = announce.map_or(0, |s| s.owner_gen.load(Ordering::Acquire));
+        let announce_gen = slot.and_then(|i| seg.pub_owner_gen(i));
+        let owner_gen = announce_gen.map_or(0, |g| g.load(Ordering::Acquire));
+        let announce_gen = announce_gen.map(InSegment::new);
+        let gate_line = InSegment::new(seg.gate());
         if let Some(s) = announce {
             s.pid.store(std::process::id(), Ordering::Relaxed);
             s.claim.store(SLOT_FREE, Ordering::Release);
@@ -444,7 +451,9 @@ impl Writer {
             ring,
             slot,
             announce,
+            announce_gen,
             owner_gen,
+            gate_line,
             _waiters: waiters,
             waiters_page,
             source,
@@ -535,11 +544,11 @@ impl Writer {
     fn wait_for_space(&mut self, end: u64, deadline: &Deadline) -> Result<()> {
         let mut round = 0;
         loop {
-            let gen = self.hdr.gate().slots_gen.load(Ordering::SeqCst);
+            let gen = self.gate_line.get().slots_gen.load(Ordering::SeqCst);
             if end <= self.gate && gen == self.gate_gen {
                 return Ok(());
             }
-            if let Some(e) = gate_error(self.hdr.gate(), true) {
+            if let Some(e) = gate_error(self.gate_line.get(), true) {
                 return Err(e);
             }
             let blocker = self.rescan(gen)?;
@@ -609,11 +618,11 @@ impl Writer {
                 ),
             ));
         }
-        if let Some(e) = gate_error(self.hdr.gate(), true) {
+        if let Some(e) = gate_error(self.gate_line.get(), true) {
             return Err(e);
         }
-        if let Some(a) = &self.announce {
-            if a.get().owner_gen.load(Ordering::Relaxed) != self.owner_gen {
+        if let Some(g) = &self.announce_gen {
+            if g.get().load(Ordering::Relaxed) != self.owner_gen {
                 return Err(slot_taken_back());
             }
         }
@@ -639,7 +648,7 @@ impl Writer {
                 .ok_or_else(|| Error::corrupt("ring tail is at the end of the position space"));
             let end = end?;
             // The common case inline: the claim ends below the cached gate.
-            let gen = self.hdr.gate().slots_gen.load(Ordering::SeqCst);
+            let gen = self.gate_line.get().slots_gen.load(Ordering::SeqCst);
             if end > self.gate || gen != self.gate_gen {
                 let timeout = self.timeout;
                 self.wait_for_space(end, deadline.get_or_insert_with(|| Deadline::after(timeout)))?;
@@ -665,7 +674,7 @@ impl Writer {
         };
         let rec = pos + pad;
         let seq = cur.1;
-        if self.geo.policy == Policy::Reliable && self.hdr.gate().slots_gen.load(Ordering::SeqCst) != gen_before {
+        if self.geo.policy == Policy::Reliable && self.gate_line.get().slots_gen.load(Ordering::SeqCst) != gen_before {
             // A gating subscriber joined while we claimed: do not write over
             // what it may still read. Past the timeout, write anyway and count it.
             if self.wait_for_space(end, &Deadline::after(self.timeout)).is_err() {
@@ -677,7 +686,7 @@ impl Writer {
         // the reader's acquire fence before it reads the horizon; a value we
         // only loaded is covered too, horizons only grow).
         if end > self.horizon {
-            let horizon = &self.hdr.gate().horizon;
+            let horizon = &self.hdr.horizon();
             self.horizon = horizon.load(Ordering::Relaxed);
             if end > self.horizon {
                 let raised = end.saturating_add(horizon_step(self.geo.ring_size));
@@ -773,15 +782,15 @@ impl Writer {
     pub fn forget_slot(&mut self) {
         self.slot = None;
         self.announce = None;
+        self.announce_gen = None;
     }
 
     /// Withdraws the announced claim: peers may now lap what we wrote. Not
     /// once the daemon has taken the slot back: it may be another's now.
     fn release_slot(&self) {
-        if let Some(a) = &self.announce {
-            let a = a.get();
-            if a.owner_gen.load(Ordering::Acquire) == self.owner_gen {
-                a.claim.store(SLOT_FREE, Ordering::Release);
+        if let (Some(a), Some(g)) = (&self.announce, &self.announce_gen) {
+            if g.get().load(Ordering::Acquire) == self.owner_gen {
+                a.get().claim.store(SLOT_FREE, Ordering::Release);
             }
         }
     }
@@ -864,6 +873,8 @@ pub struct Reader {
     /// The slot's directory entry (looked up once), and its owner generation
     /// when it was handed to us.
     entry: Option<InSegment<SubscriberEntry>>,
+    /// The control page's gate line (state, daemon alive).
+    gate_line: InSegment<GateLine>,
     owner_gen: u64,
     pos: u64,
     next_seq: u64,
@@ -897,6 +908,7 @@ impl Reader {
         let entry = slot.and_then(|i| seg.slot(i));
         let owner_gen = entry.map_or(0, |e| e.owner_gen.load(Ordering::Acquire));
         let entry = entry.map(InSegment::new);
+        let gate_line = InSegment::new(seg.gate());
         let cursor_slot = cursor_page.as_deref().map(|p| InSegment::new(p.line()));
         // Without writing: the segment may be mapped read-only here. The
         // daemon registered the cursor at or below this tail.
@@ -916,6 +928,7 @@ impl Reader {
             cursor_page,
             cursor_slot,
             entry,
+            gate_line,
             owner_gen,
             pos,
             next_seq,
@@ -1005,7 +1018,7 @@ impl Reader {
     }
 
     fn horizon(&self) -> u64 {
-        self.hdr.gate().horizon.load(Ordering::Acquire)
+        self.hdr.horizon().load(Ordering::Acquire)
     }
 
     /// Reads stride/len/seq of the record at `pos` and checks them against the ring.
@@ -1207,7 +1220,7 @@ impl Reader {
                     }
                     if tail == self.pos {
                         // Caught up: if the topic is closed or deleted, nothing more will come.
-                        if let Some(e) = gate_error(self.hdr.gate(), false) {
+                        if let Some(e) = gate_error(self.gate_line.get(), false) {
                             return Err(e);
                         }
                     }
@@ -1260,13 +1273,14 @@ impl Reader {
                     let pos = self.pos;
                     let salt = self.geo.salt;
                     let hdr = &self.hdr;
+                    let gate = &self.gate_line;
                     let h = self.header_at(pos);
                     let ready = || {
                         // SAFETY: in bounds (header_at); the stamp is an atomic.
                         let (p, kind) = decode(salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
                         (p == pos && kind != KIND_CLAIMED)
                             || hdr.tail().lo.load(Ordering::Acquire) != tail
-                            || gate_error(hdr.gate(), false).is_some()
+                            || gate_error(gate.get(), false).is_some()
                     };
                     let cap = if tail > pos {
                         (self.abandon_timeout.as_nanos() as u64 / 4 + 1).min(LOOK_AGAIN_NS)

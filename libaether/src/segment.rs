@@ -136,15 +136,23 @@ pub fn wake_all(word: &AtomicU32) {
     sys::futex::wake_all(word);
 }
 
+/// No publisher writes at or above this ring position: raised (in steps
+/// of a 64th of the ring) before a claim's bytes are written. Lossy readers
+/// check it after a copy, instead of the tail that every claim writes; it
+/// changes about 64 times per ring, so the line stays cached.
+#[repr(C, align(64))]
+pub struct HorizonLine {
+    pub horizon: AtomicU64,
+}
+
+/// The daemon's word on the topic, in the control page (which only the
+/// daemon writes): publishers read it on every claim.
 #[repr(C, align(64))]
 pub struct GateLine {
-    /// Bumped each time a gating subscriber joins, so publishers re-read the slots.
+    /// Bumped each time a gating subscriber joins or leaves, so publishers
+    /// re-read the directory.
     pub slots_gen: AtomicU64,
-    /// No publisher writes at or above this ring position: raised (in steps
-    /// of a 64th of the ring) before a claim's bytes are written. Lossy
-    /// readers check it after a copy, instead of the tail that every claim
-    /// writes; it changes about 64 times per ring, so the line stays cached.
-    pub horizon: AtomicU64,
+    pub _pad0: u64,
     /// The topic's life: [`TOPIC_LIVE`], [`TOPIC_DRAINING`], [`TOPIC_CLOSED`], [`TOPIC_DELETED`].
     /// Set by the daemon; publishers read it on every claim (same line as
     /// `slots_gen` and `keeper`), subscribers when they find nothing to read.
@@ -214,8 +222,6 @@ pub struct PubSlot {
     /// A lower bound of the position this publisher is writing at, or [`SLOT_FREE`].
     pub claim: AtomicU64,
     pub pid: AtomicU32,
-    /// As [`SubscriberEntry::owner_gen`].
-    pub owner_gen: AtomicU64,
 }
 
 #[repr(C)]
@@ -225,7 +231,7 @@ pub struct Header {
     pub tail: TailLine,
     pub data_notify: DataLine,
     pub space_notify: SpaceLine,
-    pub gate: GateLine,
+    pub horizon: HorizonLine,
     pub stats: StatsLine,
 }
 
@@ -235,7 +241,7 @@ const _: () = {
     assert!(std::mem::offset_of!(Header, tail) == 192);
     assert!(std::mem::offset_of!(Header, data_notify) == 256);
     assert!(std::mem::offset_of!(Header, space_notify) == 320);
-    assert!(std::mem::offset_of!(Header, gate) == 384);
+    assert!(std::mem::offset_of!(Header, horizon) == 384);
     assert!(std::mem::offset_of!(Header, stats) == 448);
     assert!(std::mem::size_of::<Header>() == 512);
     assert!(std::mem::size_of::<SubscriberEntry>() == LINE);
@@ -245,6 +251,7 @@ const _: () = {
     assert!(std::mem::size_of::<PubSlot>() == LINE);
     assert!(std::mem::size_of::<GateLine>() == LINE);
     assert!(std::mem::offset_of!(GateLine, keeper) == 24);
+    assert!(std::mem::size_of::<ControlHead>() == CONTROL_DIRECTORY);
     // The keeper holds exactly a pthread_mutex_t, 8-aligned.
     assert!(std::mem::size_of::<libc::pthread_mutex_t>() == 40);
     assert!(std::mem::align_of::<libc::pthread_mutex_t>() <= 8);
@@ -278,18 +285,25 @@ pub fn max_message_limit(ring_size: u64) -> u64 {
     ring_size / 2 - RECORD_HEADER as u64
 }
 
-fn ring_offset(max_subscribers: u32) -> usize {
-    let raw = pub_slots_offset(max_subscribers) + MAX_PUBLISHERS as usize * LINE;
-    raw.div_ceil(4096) * 4096
+/// The ring starts after the header and the publisher slots, page aligned.
+fn ring_offset() -> usize {
+    let raw = pub_slots_offset() + MAX_PUBLISHERS as usize * LINE;
+    raw.div_ceil(PAGE) * PAGE
 }
 
-fn pub_slots_offset(max_subscribers: u32) -> usize {
-    std::mem::size_of::<Header>() + max_subscribers as usize * LINE
+fn pub_slots_offset() -> usize {
+    std::mem::size_of::<Header>()
 }
 
-/// Bytes of the segment a topic with `params` gets (header, slots and ring).
+/// Bytes of a topic's control page: its head, then one directory line per subscriber slot.
+fn control_size(max_subscribers: u32) -> usize {
+    (CONTROL_DIRECTORY + max_subscribers as usize * LINE).div_ceil(PAGE) * PAGE
+}
+
+/// Bytes of shared memory a topic with `params` takes, cursor pages aside
+/// (segment, control page and waiters page).
 pub fn segment_size(params: &TopicParams) -> u64 {
-    ring_offset(params.max_subscribers) as u64 + params.ring_size
+    (ring_offset() + control_size(params.max_subscribers) + PAGE) as u64 + params.ring_size
 }
 
 /// Parameters a topic is created with.
@@ -337,13 +351,30 @@ impl TopicParams {
     }
 }
 
-/// A mapped segment with its validated geometry.
+/// A topic's segment and control page, mapped, with the validated geometry.
 pub struct Segment {
     map: Mapping,
+    /// The control page: the gate line and the directories (read-only
+    /// everywhere but in the daemon).
+    control: Mapping,
     geo: Geometry,
-    /// Whether this process maps it writable (the daemon, publishers).
+    /// Whether this process maps the segment writable (the daemon, publishers).
     writable: bool,
 }
+
+/// The head of the control page: what it is, the gate line, and the owner
+/// generations of the publisher slots; the subscriber directory follows.
+#[repr(C)]
+pub struct ControlHead {
+    pub meta: PageMeta,
+    pub gate: GateLine,
+    /// Bumped by the daemon each time it takes a publisher slot back.
+    pub pub_owner_gen: [AtomicU64; MAX_PUBLISHERS as usize],
+}
+
+/// Where the subscriber directory starts in the control page.
+const CONTROL_DIRECTORY: usize = 2 * LINE + MAX_PUBLISHERS as usize * 8;
+pub const CONTROL_MAGIC: u64 = u64::from_le_bytes(*b"AETHERCT");
 
 /// Whether `fd` was opened for writing (a read-only one can only be mapped read-only).
 fn fd_writable(fd: &OwnedFd) -> bool {
@@ -366,16 +397,17 @@ fn map_fd(fd: &OwnedFd, len: usize, what: &str) -> Result<(Mapping, bool)> {
 }
 
 impl Segment {
-    /// Creates a segment: a sealed memfd (no name anyone could open; its size
-    /// cannot change, so no holder can pull the memory from under other
-    /// mappings), sized and with a fresh header. Used by the daemon. Returns
-    /// the descriptor (handed to clients over SCM_RIGHTS) and the mapping.
-    pub fn create(topic: &str, params: &TopicParams, instance_id: u64) -> Result<(OwnedFd, Segment)> {
+    /// Creates a topic's segment and control page: sealed memfds (no name
+    /// anyone could open; their size cannot change, so no holder can pull the
+    /// memory from under other mappings), with fresh headers. Used by the
+    /// daemon. Returns the descriptors (the segment's, the control page's)
+    /// and the mappings.
+    pub fn create(topic: &str, params: &TopicParams, instance_id: u64) -> Result<(OwnedFd, OwnedFd, Segment)> {
         params.validate()?;
         if topic.len() > MAX_TOPIC_LEN {
             return Err(Error::invalid("topic name too long"));
         }
-        let ring_offset = ring_offset(params.max_subscribers);
+        let ring_offset = ring_offset();
         let geo = Geometry {
             ring_size: params.ring_size,
             max_message: params.max_message,
@@ -390,14 +422,21 @@ impl Segment {
         // Not populated: a topic nobody uses takes (almost) no memory.
         let map =
             Mapping::shared(fd.as_fd(), geo.total_size() as usize, false).map_err(|e| Error::io("mmap segment", e))?;
+        let control_len = control_size(params.max_subscribers);
+        let control_fd = shm::create_sealed(&format!("{label}:control"), control_len as u64)
+            .map_err(|e| Error::io("memfd_create control page", e))?;
+        let control =
+            Mapping::shared(control_fd.as_fd(), control_len, false).map_err(|e| Error::io("mmap control page", e))?;
         let seg = Segment {
             map,
+            control,
             geo,
             writable: true,
         };
         let h = seg.map.as_ptr().cast::<Header>();
         // SAFETY: the object is fresh (zero-filled by ftruncate), at least a
-        // Header long, page aligned, and no other process knows it yet.
+        // Header long, page aligned, and no other process knows it yet; the
+        // same holds for the control page and its PageMeta.
         unsafe {
             let mut name = TopicName {
                 len: topic.len() as u32,
@@ -418,18 +457,25 @@ impl Segment {
                 instance_id,
                 created_ns: sys::realtime_ns(),
             });
+            seg.control.as_ptr().cast::<PageMeta>().write(PageMeta {
+                magic: CONTROL_MAGIC,
+                layout_version: LAYOUT_VERSION,
+                slot: geo.max_subscribers,
+                salt: geo.salt,
+            });
         }
         for i in 0..MAX_PUBLISHERS {
             let slot = seg.pub_slot(i).expect("slot index below max");
             slot.claim.store(SLOT_FREE, Ordering::Relaxed);
         }
         std::sync::atomic::fence(Ordering::SeqCst);
-        Ok((fd, seg))
+        Ok((fd, control_fd, seg))
     }
 
-    /// Maps a segment received from the daemon and validates its header.
-    /// Every check failure is `Corrupt`: the descriptor does not hold a segment we can trust.
-    pub fn open(fd: &OwnedFd) -> Result<Segment> {
+    /// Maps a segment and its control page received from the daemon and
+    /// validates both. Every check failure is `Corrupt`: the descriptors do
+    /// not hold a topic we can trust.
+    pub fn open(fd: &OwnedFd, control_fd: &OwnedFd) -> Result<Segment> {
         if !atomic128::supported() {
             return Err(Error::new(
                 crate::error::Status::Invalid,
@@ -437,7 +483,7 @@ impl Segment {
             ));
         }
         // An unsealed descriptor could be truncated under our mapping (SIGBUS).
-        if !shm::size_sealed(fd) {
+        if !shm::size_sealed(fd) || !shm::size_sealed(control_fd) {
             return Err(Error::corrupt(
                 "segment descriptor is not size-sealed: refusing to map it",
             ));
@@ -478,14 +524,34 @@ impl Segment {
             max_message: meta.max_message,
             policy,
             max_subscribers: meta.max_subscribers,
-            ring_offset: ring_offset(meta.max_subscribers),
+            ring_offset: ring_offset(),
             salt: meta.salt,
             instance_id: meta.instance_id,
         };
         if meta.ring_offset as usize != geo.ring_offset || geo.total_size() != size {
             return Err(Error::corrupt("segment size does not match its header"));
         }
-        Ok(Segment { map, geo, writable })
+        // The control page: its size follows from the validated slot count.
+        let control_len = control_size(geo.max_subscribers);
+        if shm::size(control_fd).ok() != Some(control_len as u64) {
+            return Err(Error::corrupt("control page size does not match the segment"));
+        }
+        let (control, _) = map_fd(control_fd, control_len, "control page")?;
+        // SAFETY: the mapping is at least a page; PageMeta is plain integers.
+        let cmeta = unsafe { std::ptr::read_volatile(control.as_ptr().cast::<PageMeta>()) };
+        if cmeta.magic != CONTROL_MAGIC
+            || cmeta.layout_version != LAYOUT_VERSION
+            || cmeta.salt != geo.salt
+            || cmeta.slot != geo.max_subscribers
+        {
+            return Err(Error::corrupt("control page does not belong to this segment"));
+        }
+        Ok(Segment {
+            map,
+            control,
+            geo,
+            writable,
+        })
     }
 
     /// Whether this process maps the segment writable (subscribers do not).
@@ -518,9 +584,25 @@ impl Segment {
         unsafe { &(*self.header()).space_notify }
     }
 
-    pub fn gate(&self) -> &GateLine {
+    pub fn horizon(&self) -> &AtomicU64 {
         // SAFETY: as for `tail`: in bounds, atomics only.
-        unsafe { &(*self.header()).gate }
+        unsafe { &(*self.header()).horizon.horizon }
+    }
+
+    fn control_head(&self) -> &ControlHead {
+        // SAFETY: the control mapping is at least CONTROL_DIRECTORY bytes
+        // (control_size) and page aligned; after its meta, the head is atomics only.
+        unsafe { &*self.control.as_ptr().cast::<ControlHead>() }
+    }
+
+    /// The gate line, in the control page.
+    pub fn gate(&self) -> &GateLine {
+        &self.control_head().gate
+    }
+
+    /// Publisher slot `i`'s owner generation (in the control page).
+    pub fn pub_owner_gen(&self, i: u32) -> Option<&AtomicU64> {
+        self.control_head().pub_owner_gen.get(i as usize)
     }
 
     pub fn stats(&self) -> &StatsLine {
@@ -533,11 +615,11 @@ impl Segment {
         if i >= self.geo.max_subscribers {
             return None;
         }
-        let off = std::mem::size_of::<Header>() + i as usize * LINE;
-        debug_assert!(off + LINE <= self.geo.ring_offset);
-        // SAFETY: i < max_subscribers, so the slot lies between the header and
-        // ring_offset, inside the mapping; the entry is atomics only and 64-aligned.
-        Some(unsafe { &*self.map.as_ptr().add(off).cast::<SubscriberEntry>() })
+        let off = CONTROL_DIRECTORY + i as usize * LINE;
+        debug_assert!(off + LINE <= self.control.len());
+        // SAFETY: i < max_subscribers, so the entry lies inside the control
+        // mapping (control_size); it is atomics only and 64-aligned.
+        Some(unsafe { &*self.control.as_ptr().add(off).cast::<SubscriberEntry>() })
     }
 
     /// Publisher slot `i`, if `i` is below [`MAX_PUBLISHERS`].
@@ -545,10 +627,10 @@ impl Segment {
         if i >= MAX_PUBLISHERS {
             return None;
         }
-        let off = pub_slots_offset(self.geo.max_subscribers) + i as usize * LINE;
+        let off = pub_slots_offset() + i as usize * LINE;
         debug_assert!(off + LINE <= self.geo.ring_offset);
-        // SAFETY: i < MAX_PUBLISHERS, so the slot lies between the subscriber
-        // slots and ring_offset, inside the mapping; PubSlot is atomics only.
+        // SAFETY: i < MAX_PUBLISHERS, so the slot lies between the header and
+        // ring_offset, inside the mapping; PubSlot is atomics only.
         Some(unsafe { &*self.map.as_ptr().add(off).cast::<PubSlot>() })
     }
 
@@ -588,6 +670,16 @@ impl Segment {
             self.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
         }
         Ok(e.owner_gen.load(Ordering::SeqCst))
+    }
+
+    /// Daemon: takes publisher slot `i` back: its holder's next claim fails,
+    /// and nobody waits for its announced claim any more.
+    pub fn leave_publisher(&self, i: u32, waiters: &Waiters) {
+        if let (Some(g), Some(slot)) = (self.pub_owner_gen(i), self.pub_slot(i)) {
+            g.fetch_add(1, Ordering::SeqCst);
+            slot.claim.store(SLOT_FREE, Ordering::SeqCst);
+        }
+        wake_all(&waiters.page().space.word);
     }
 
     /// Daemon: takes subscriber slot `i` back. It stops counting at once
@@ -766,8 +858,8 @@ mod tests {
 
     #[test]
     fn an_unsealed_descriptor_is_refused() {
-        let (sealed, _seg) = Segment::create("t", &TopicParams::default(), 1).unwrap();
-        assert!(Segment::open(&sealed).is_ok());
+        let (sealed, control, _seg) = Segment::create("t", &TopicParams::default(), 1).unwrap();
+        assert!(Segment::open(&sealed, &control).is_ok());
         // The same bytes in a memfd without seals: a client must not map it.
         let size = shm::size(&sealed).unwrap();
         let c = std::ffi::CString::new("unsealed").unwrap();
@@ -780,8 +872,17 @@ mod tests {
         let rc = unsafe { libc::ftruncate(std::os::fd::AsRawFd::as_raw_fd(&fd), size as libc::off_t) };
         assert_eq!(rc, 0);
         assert_eq!(
-            Segment::open(&fd).err().map(|e| e.status),
+            Segment::open(&fd, &control).err().map(|e| e.status),
             Some(crate::error::Status::Corrupt)
         );
+    }
+
+    /// A control page of another topic (another salt) is refused.
+    #[test]
+    fn a_control_page_of_another_topic_is_refused() {
+        let (seg_a, _, _a) = Segment::create("a", &TopicParams::default(), 1).unwrap();
+        let (_, control_b, _b) = Segment::create("b", &TopicParams::default(), 1).unwrap();
+        let e = Segment::open(&seg_a, &control_b).err().expect("refused");
+        assert_eq!(e.status, crate::error::Status::Corrupt, "{e}");
     }
 }

@@ -575,7 +575,7 @@ fn a_forged_stale_record_and_horizon_cannot_hold_a_receive() {
     }
     let tail = seg.tail().lo.load(Ordering::SeqCst);
     forge_message(&seg, tail, 0, 3);
-    seg.gate().horizon.store(1 << 62, Ordering::SeqCst);
+    seg.horizon().store(1 << 62, Ordering::SeqCst);
     let t0 = std::time::Instant::now();
     let e = within(Duration::from_secs(5), move || {
         r.receive_into(&mut [0u8; 100], &Deadline::after(Some(Duration::from_secs(2))))
@@ -596,7 +596,7 @@ fn an_impossible_horizon_is_corruption_not_endless_loss() {
     let seg = segment(Policy::Lossy, 4096, 100);
     let mut w = seg.writer(Some(0));
     let mut r = seg.reader(0).unwrap();
-    seg.gate().horizon.store(1 << 62, Ordering::SeqCst);
+    seg.horizon().store(1 << 62, Ordering::SeqCst);
     w.publish(b"x").unwrap();
     let e = within(Duration::from_secs(5), move || {
         r.receive_into(&mut [0u8; 100], &Deadline::after(Some(Duration::from_secs(2))))
