@@ -105,28 +105,6 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A temp dir that uid 65534 can reach (0755 all the way down), under
-/// `$TMPDIR` if that is reachable, else under /tmp.
-fn shared_dir(tag: &str) -> TempDir {
-    let d = TempDir::new(tag);
-    std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
-    if reachable_by_others(&d.0, true) {
-        return d;
-    }
-    let name = d.0.file_name().expect("a name").to_owned();
-    drop(d);
-    let p = Path::new("/tmp").join(name);
-    std::fs::create_dir_all(&p).expect("create dir in /tmp");
-    let d = TempDir(p);
-    std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
-    assert!(
-        reachable_by_others(&d.0, true),
-        "{} is not reachable by other users",
-        d.0.display()
-    );
-    d
-}
-
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("aetherd.toml");
     // Write then rename, so a reload never reads half a file.

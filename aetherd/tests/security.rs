@@ -235,27 +235,6 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// A temp dir the attacker can reach (0755 all the way down).
-fn shared_dir(tag: &str) -> TempDir {
-    let d = TempDir::new(tag);
-    std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
-    if reachable_by_others(&d.0, true) {
-        return d;
-    }
-    let name = d.0.file_name().expect("a name").to_owned();
-    drop(d);
-    let p = Path::new("/tmp").join(name);
-    std::fs::create_dir_all(&p).expect("create dir in /tmp");
-    let d = TempDir(p);
-    std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
-    assert!(
-        reachable_by_others(&d.0, true),
-        "{} is not reachable by others",
-        d.0.display()
-    );
-    d
-}
-
 fn attacker(dir: &Path) -> UserRole {
     let exe = exe_for_others(dir);
     let mut a = UserRole::spawn(&exe, "attacker", &[], ATTACKER, ATTACKER, &[ATTACKER]);
@@ -409,26 +388,11 @@ fn cli_pub_and_sub_need_only_the_rights_they_use() {
         return;
     }
     let dir = shared_dir("sec8cli");
-    let socket = dir.0.join("aetherd.sock");
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(
-        &config,
-        format!("[[access]]\ntopics = [\"t8\"]\nuids = [{ATTACKER}]\nallow = [\"subscribe\"]\n"),
-    )
-    .unwrap();
-    let d = Daemon::start_with(
-        TempDir::new("sec8cli-log"),
-        socket.clone(),
-        &[
-            OsStr::new("--socket"),
-            socket.as_os_str(),
-            OsStr::new("--socket-mode"),
-            OsStr::new("0666"),
-            OsStr::new("--config"),
-            config.as_os_str(),
-        ],
-        &[],
+    let d = shared_daemon(
+        &dir,
+        &format!("[[access]]\ntopics = [\"t8\"]\nuids = [{ATTACKER}]\nallow = [\"subscribe\"]\n"),
     );
+    let socket = d.socket.clone();
     let c = d.client();
     c.create_topic("t8", &aether::TopicParams::default()).unwrap();
     let mut p = c.publisher("t8").unwrap();
@@ -558,29 +522,15 @@ fn quotas_hold_every_uid_and_the_daemon_keeps_serving() {
     }
     const NO_RIGHTS: u32 = 64233;
     let dir = shared_dir("sec4");
-    let socket = dir.0.join("aetherd.sock");
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let d = shared_daemon(
+        &dir,
+        &format!(
             "[limits]\nper_uid_connections = 4\nper_uid_control_queues = 2\nper_uid_slots = 3\n\
              per_uid_segment_bytes = 300000\nmax_total_segment_bytes = 200000000\n\
              [[access]]\ntopics = [\"q.*\"]\nuids = [{ATTACKER}]\nallow = [\"subscribe\", \"admin\"]\n"
         ),
-    )
-    .unwrap();
-    let d = Daemon::start_with(
-        TempDir::new("sec4-log"),
-        socket.clone(),
-        &[
-            OsStr::new("--socket-mode"),
-            OsStr::new("0666"),
-            OsStr::new("--config"),
-            config.as_os_str(),
-        ],
-        &[("AETHER_SOCKET", socket.as_os_str())],
     );
-    let s = socket.display().to_string();
+    let s = d.socket.display().to_string();
     let exe = exe_for_others(&dir.0);
     // No right at all: it may connect (the socket is 0666) but gets no queue.
     let mut stranger = UserRole::spawn(&exe, "attacker", &[], NO_RIGHTS, NO_RIGHTS, &[NO_RIGHTS]);
@@ -762,26 +712,12 @@ fn a_subscribe_only_client_can_write_nothing_others_read() {
     }
     const PUBLISHER: u32 = 64234;
     let dir = shared_dir("sec1");
-    let socket = dir.0.join("aetherd.sock");
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let d = shared_daemon(
+        &dir,
+        &format!(
             "[[access]]\ntopics = [\"lp\"]\nuids = [{ATTACKER}]\nallow = [\"subscribe\"]\n\
              [[access]]\ntopics = [\"lp\"]\nuids = [{PUBLISHER}]\nallow = [\"publish\"]\n"
         ),
-    )
-    .unwrap();
-    let d = Daemon::start_with(
-        TempDir::new("sec1-log"),
-        socket.clone(),
-        &[
-            OsStr::new("--socket-mode"),
-            OsStr::new("0666"),
-            OsStr::new("--config"),
-            config.as_os_str(),
-        ],
-        &[("AETHER_SOCKET", socket.as_os_str())],
     );
     let root = d.client();
     root.create_topic(
@@ -796,7 +732,7 @@ fn a_subscribe_only_client_can_write_nothing_others_read() {
     .unwrap();
     let mut sub = root.subscriber("lp", &aether::SubscriberConfig::default()).unwrap();
     let mut p = root.publisher("lp").unwrap();
-    let s = socket.display().to_string();
+    let s = d.socket.display().to_string();
     let exe = exe_for_others(&dir.0);
 
     let mut a = UserRole::spawn(&exe, "attacker", &[], ATTACKER, ATTACKER, &[ATTACKER]);

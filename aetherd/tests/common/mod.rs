@@ -364,6 +364,49 @@ pub fn exe_for_others(dir: &std::path::Path) -> PathBuf {
     copy
 }
 
+/// A temp dir that other users can reach (0755 all the way down), under
+/// `$TMPDIR` if that is reachable, else under /tmp.
+pub fn shared_dir(tag: &str) -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = TempDir::new(tag);
+    std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+    if reachable_by_others(&d.0, true) {
+        return d;
+    }
+    let name = d.0.file_name().expect("a name").to_owned();
+    drop(d);
+    let p = std::path::Path::new("/tmp").join(name);
+    std::fs::create_dir_all(&p).expect("create dir in /tmp");
+    let d = TempDir(p);
+    std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+    assert!(
+        reachable_by_others(&d.0, true),
+        "{} is not reachable by other users",
+        d.0.display()
+    );
+    d
+}
+
+/// An `aetherd` whose socket is in `dir` (from [`shared_dir`]), mode 0666 so
+/// that other users can connect, with `config` (the file's text) as its
+/// configuration; its log in a private temp dir.
+pub fn shared_daemon(dir: &TempDir, config: &str) -> Daemon {
+    let socket = dir.0.join("aetherd.sock");
+    let file = dir.0.join("aetherd.toml");
+    std::fs::write(&file, config).expect("write the configuration");
+    Daemon::start_with(
+        TempDir::new("shared-log"),
+        socket.clone(),
+        &[
+            std::ffi::OsStr::new("--socket-mode"),
+            std::ffi::OsStr::new("0666"),
+            std::ffi::OsStr::new("--config"),
+            file.as_os_str(),
+        ],
+        &[("AETHER_SOCKET", socket.as_os_str())],
+    )
+}
+
 /// `path` (a program), or a copy of it in `dir` (mode 0755) when another
 /// user could not run it where it is.
 pub fn program_for_others(path: &std::path::Path, dir: &std::path::Path) -> PathBuf {
