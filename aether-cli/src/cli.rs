@@ -45,6 +45,14 @@ pub(crate) struct TopicArgs {
     pub(crate) max_message: Option<u64>,
 }
 
+/// How `sub` prints a payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Hex,
+    Base64,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum Cmd {
     /// Daemon version, uptime, pid, instance, paths, counts and memory in segments
@@ -123,6 +131,12 @@ pub(crate) enum Cmd {
         /// Do not print messages, only the summary
         #[arg(long)]
         quiet: bool,
+        /// How a payload is printed: its bytes as they are (text), or as hex
+        /// or base64 (one message per line whatever it holds). With --json,
+        /// `data` is the payload as UTF-8 when it is, else base64, and
+        /// `encoding` says which (hex and base64 force that encoding).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
         #[command(flatten)]
         topic_args: TopicArgs,
     },

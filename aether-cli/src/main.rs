@@ -9,7 +9,7 @@ mod fmt;
 use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
 use aetherd::admin::{self, Command};
 use clap::{CommandFactory, Parser};
-use cli::{Cli, Cmd, PolicyArg, TopicArgs, Wait};
+use cli::{Cli, Cmd, Format, PolicyArg, TopicArgs, Wait};
 use serde_json::Value;
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -59,6 +59,11 @@ fn fail(e: aether::Error, socket: &Path) -> ! {
 }
 
 fn main() {
+    // Like any Unix filter: when the reader of our output goes away
+    // (`| head`), end quietly on SIGPIPE instead of failing on EPIPE.
+    // SAFETY: restoring the default disposition of one signal before any
+    // thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let socket = cli.socket.clone().unwrap_or_else(aether::paths::default_socket);
     match cli.cmd {
@@ -83,8 +88,16 @@ fn main() {
             count,
             timeout,
             quiet,
+            format,
             topic_args,
-        } => subscribe(&socket, topic, count, timeout, quiet, &topic_args, cli.json),
+        } => subscribe(
+            &socket,
+            topic,
+            Limits { count, timeout },
+            if quiet { None } else { Some(format) },
+            &topic_args,
+            cli.json,
+        ),
         Cmd::Stats {
             watch: true,
             interval,
@@ -180,7 +193,8 @@ fn topics_table(topics: &Value) -> String {
                         text(t, "publishers"),
                         text(t, "subscribers"),
                         fmt::count(num(t, "published")),
-                        format!("{} msg/s", fmt::count(num(t, "rate"))),
+                        format!("{} msg/s", fmt::count(num(t, "rate_msgs_per_s"))),
+                        format!("{}/s", fmt::bytes(num(t, "rate_bytes_per_s") as u64)),
                         fmt::count(num(t, "lost")),
                         text(t, "durability"),
                     ]
@@ -201,6 +215,7 @@ fn topics_table(topics: &Value) -> String {
             "SUBS",
             "PUBLISHED",
             "RATE",
+            "BYTES",
             "LOST",
             "DURABILITY",
         ],
@@ -250,22 +265,60 @@ fn subscribers_table(subs: &Value) -> String {
     )
 }
 
+/// The connected clients, with the ids `kick` takes.
+fn clients_table(clients: &Value) -> String {
+    let rows: Vec<Vec<String>> = clients
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    vec![
+                        text(c, "id"),
+                        text(c, "pid"),
+                        text(c, "uid"),
+                        text(c, "gid"),
+                        text(c, "publishers"),
+                        text(c, "subscribers"),
+                        fmt::duration(num(c, "connected_s")),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if rows.is_empty() {
+        return "no clients".into();
+    }
+    fmt::table(&["CLIENT", "PID", "UID", "GID", "PUBS", "SUBS", "CONNECTED"], &rows)
+}
+
 fn human(cmd: &Cmd, v: &Value) -> String {
     match cmd {
         Cmd::Status { .. } => status_text(v),
         Cmd::Topics { .. } => topics_table(v),
         Cmd::Subscribers { .. } => subscribers_table(v),
         Cmd::Stats { .. } => format!(
-            "{}\n\n{}\n\n{}",
+            "{}\n\n{}\n\n{}\n\n{}",
             status_text(&v["daemon"]),
             topics_table(&v["topics"]),
-            subscribers_table(&v["subscribers"])
+            subscribers_table(&v["subscribers"]),
+            clients_table(&v["clients"])
         ),
         Cmd::Create { topic, .. } => format!("created topic {topic}"),
         Cmd::Delete { topic, .. } => format!("deleted topic {topic}"),
         Cmd::Kick { client, .. } => format!("kicked client {client}"),
         Cmd::Drain { .. } => "aetherd is draining".into(),
-        Cmd::Reload { .. } => "aetherd is reloading its configuration".into(),
+        Cmd::Reload { .. } => {
+            let ignored: Vec<String> = v["ignored"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.as_str())
+                        .map(|n| format!("\nignored: {n}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("aetherd reloaded its configuration{}", ignored.concat())
+        }
         _ => v.to_string(),
     }
 }
@@ -382,15 +435,44 @@ fn publish(socket: &Path, topic: &str, message: Option<&str>, topic_args: &Topic
     }
 }
 
-fn subscribe(
-    socket: &Path,
-    topic: &str,
+/// When `sub` stops: after `count` messages, or `timeout` seconds without one.
+struct Limits {
     count: Option<u64>,
     timeout: Option<f64>,
-    quiet: bool,
-    topic_args: &TopicArgs,
-    json: bool,
-) {
+}
+
+/// One message as `sub` prints it (`format` for the payload; JSON lines with `json`).
+fn message_line(data: &[u8], seq: u64, timestamp_ns: u64, format: Format, json: bool) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = || base64::engine::general_purpose::STANDARD.encode(data);
+    let hex = || data.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut line = if json {
+        let (encoding, text) = match (format, std::str::from_utf8(data)) {
+            (Format::Text, Ok(t)) => ("utf8", t.to_string()),
+            (Format::Hex, _) => ("hex", hex()),
+            _ => ("base64", b64()),
+        };
+        serde_json::json!({
+            "seq": seq,
+            "timestamp_ns": timestamp_ns,
+            "len": data.len(),
+            "encoding": encoding,
+            "data": text,
+        })
+        .to_string()
+        .into_bytes()
+    } else {
+        match format {
+            Format::Text => data.to_vec(),
+            Format::Hex => hex().into_bytes(),
+            Format::Base64 => b64().into_bytes(),
+        }
+    };
+    line.push(b'\n');
+    line
+}
+
+fn subscribe(socket: &Path, topic: &str, limits: Limits, format: Option<Format>, topic_args: &TopicArgs, json: bool) {
     let client = connect(socket);
     let mut s = open_or_create(&client, socket, topic, topic_args, |c| {
         c.subscriber(topic, &SubscriberConfig::default())
@@ -399,28 +481,31 @@ fn subscribe(
     let mut buf = vec![0u8; s.max_message()];
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let idle = timeout.map(Duration::from_secs_f64);
+    let idle = limits.timeout.map(Duration::from_secs_f64);
     let (mut n, mut first) = (0u64, None);
     let mut timed_out = false;
-    while count.is_none_or(|c| n < c) {
-        match s.receive_into(&mut buf, idle) {
+    while limits.count.is_none_or(|c| n < c) {
+        // What is waiting is taken at once and written in one batch; the
+        // output is flushed before waiting, so that each message reaches a
+        // pipe (`| head`) as soon as nothing else follows it.
+        let r = match s.receive_into(&mut buf, Some(Duration::ZERO)) {
+            Err(e) if e.status == Status::Timeout => {
+                if out.flush().is_err() {
+                    break;
+                }
+                s.receive_into(&mut buf, idle)
+            }
+            r => r,
+        };
+        match r {
             Ok(r) => {
                 first.get_or_insert_with(Instant::now);
                 n += 1;
-                if quiet {
-                    continue;
-                }
-                let ok = if json {
-                    let line = serde_json::json!({
-                        "seq": r.seq,
-                        "timestamp_ns": r.timestamp_ns,
-                        "data": String::from_utf8_lossy(&buf[..r.len]),
-                    });
-                    writeln!(out, "{line}")
-                } else {
-                    out.write_all(&buf[..r.len]).and_then(|_| out.write_all(b"\n"))
-                };
-                if ok.is_err() {
+                let Some(format) = format else { continue };
+                if out
+                    .write_all(&message_line(&buf[..r.len], r.seq, r.timestamp_ns, format, json))
+                    .is_err()
+                {
                     break; // stdout closed (e.g. `| head`)
                 }
             }
@@ -441,8 +526,11 @@ fn subscribe(
         s.lost(),
         fmt::count(n as f64 / secs.max(1e-9))
     );
-    if timed_out && count.is_some_and(|c| n < c) {
-        eprintln!("aether-cli: timed out after {n} of {} messages", count.unwrap_or(0));
+    if timed_out && limits.count.is_some_and(|c| n < c) {
+        eprintln!(
+            "aether-cli: timed out after {n} of {} messages",
+            limits.count.unwrap_or(0)
+        );
         std::process::exit(2);
     }
 }

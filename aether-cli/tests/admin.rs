@@ -31,6 +31,11 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    /// A daemon started with these extra arguments (`{dir}` in one is replaced by its directory).
+    fn start_with(args: &[&str]) -> Daemon {
         let dir = std::env::temp_dir().join(format!(
             "aether-cli-it-{}-{:x}",
             std::process::id(),
@@ -38,9 +43,14 @@ impl Daemon {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("d.sock");
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{dir}", &dir.display().to_string()))
+            .collect();
         let child = Command::new(aetherd())
             .arg("--socket")
             .arg(&socket)
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -430,4 +440,140 @@ fn completions_are_generated() {
     let out = Command::new(CLI).args(["completions", "bash"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("aether-cli"));
+}
+
+/// `reload` reports the daemon's verdict: a bad file is an error (exit 1,
+/// naming the file and key) and changes nothing; a good one is in force
+/// when the command returns.
+#[test]
+fn reload_says_whether_the_file_was_taken() {
+    let dir = std::env::temp_dir().join(format!(
+        "aether-cli-conf-{}-{:x}",
+        std::process::id(),
+        aether::sys::random_u64()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("aetherd.toml");
+    std::fs::write(&conf, "[limits]\nmax_topics = 5\n").unwrap();
+    let d = Daemon::start_with(&["--config", conf.to_str().unwrap()]);
+    std::fs::write(&conf, "[limits]\nmax_topic = 1\n").unwrap();
+    let out = d.cli(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not reloaded") && err.contains("limits.max_topic"),
+        "{err}"
+    );
+    // Still the old limit (5): a sixth topic is refused.
+    let c = d.client();
+    for i in 0..5 {
+        c.create_topic(&format!("t{i}"), &TopicParams::default()).unwrap();
+    }
+    assert_eq!(
+        c.create_topic("t5", &TopicParams::default()).unwrap_err().status,
+        Status::Limit
+    );
+    std::fs::write(&conf, "[limits]\nmax_topics = 6\n").unwrap();
+    let out = d.cli(&["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reloaded"));
+    c.create_topic("t5", &TopicParams::default())
+        .expect("in force on return");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `sub` in a pipeline: each message reaches `head` as it arrives (no
+/// block buffering), and when `head` exits the CLI ends quietly.
+#[test]
+fn sub_feeds_a_pipe_at_once_and_ends_quietly_when_it_closes() {
+    let d = Daemon::start();
+    d.client().create_topic("lines", &TopicParams::default()).unwrap();
+    let mut sh = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{CLI}' --socket '{}' sub lines | head -n 2",
+            d.socket.display()
+        ))
+        .env("AETHER_NO_AUTOSTART", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = d.client();
+    wait_for("the CLI to subscribe", || {
+        d.json(&["subscribers", "lines"])
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    let mut p = c.publisher("lines").unwrap();
+    p.publish(b"first").unwrap();
+    p.publish(b"second").unwrap();
+    // `head` has its two lines now; the CLI dies of SIGPIPE at its next write.
+    let t0 = Instant::now();
+    while sh.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the pipeline did not finish");
+        let _ = p.publish(b"more");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = sh.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "first\nsecond\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    // `stats --watch --json | head -c 10`: no panic either.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{CLI}' --socket '{}' --json stats --watch --interval 0.1 | head -c 10",
+            d.socket.display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.stdout.len(), 10);
+}
+
+/// `sub --json` never mangles bytes; `--format hex|base64` print any payload on one line.
+#[test]
+fn sub_prints_binary_payloads_faithfully() {
+    let d = Daemon::start();
+    let c = d.client();
+    c.create_topic("bin", &TopicParams::default()).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(CLI);
+        cmd.arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .env("AETHER_NO_AUTOSTART", "1");
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let payloads: [&[u8]; 2] = [b"plain text", &[0xff, 0x00, b'\n', 0x80]];
+    let kids = [
+        run(&["--json", "sub", "bin", "--count", "2", "--timeout", "10"]),
+        run(&["sub", "bin", "--count", "2", "--format", "hex", "--timeout", "10"]),
+        run(&["sub", "bin", "--count", "2", "--format", "base64", "--timeout", "10"]),
+    ];
+    wait_for("three subscribers", || {
+        d.json(&["subscribers", "bin"]).as_array().is_some_and(|a| a.len() == 3)
+    });
+    let mut p = c.publisher("bin").unwrap();
+    for m in payloads {
+        p.publish(m).unwrap();
+    }
+    let outs: Vec<String> = kids
+        .into_iter()
+        .map(|k| String::from_utf8(k.wait_with_output().unwrap().stdout).unwrap())
+        .collect();
+    let json: Vec<Value> = outs[0].lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        (json[0]["encoding"].as_str(), json[0]["data"].as_str()),
+        (Some("utf8"), Some("plain text"))
+    );
+    assert_eq!(
+        (json[1]["encoding"].as_str(), json[1]["data"].as_str()),
+        (Some("base64"), Some("/wAKgA=="))
+    );
+    assert_eq!(json[1]["len"], 4);
+    assert_eq!(outs[1], "706c61696e2074657874\nff000a80\n");
+    assert_eq!(outs[2], "cGxhaW4gdGV4dA==\n/wAKgA==\n");
 }

@@ -19,7 +19,7 @@
 
 use crate::access::{self, Identity};
 use crate::admin;
-use crate::config::Config;
+use crate::config::{Config, ConfigError, Loaded};
 use crate::quota::{self, Quota};
 use crate::state::{Client, SlotKind, State, Topic};
 use crate::{housekeeper, mqueue, requests, stats};
@@ -144,6 +144,7 @@ impl Broker {
                 mq: Default::default(),
                 keeper: Default::default(),
                 refusals: Default::default(),
+                loaded: None,
             })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
@@ -161,6 +162,28 @@ impl Broker {
     /// Replaces the configuration (SIGHUP); clients stay connected.
     pub fn set_config(&self, config: Config) {
         self.state.lock().expect("state lock").config = config;
+    }
+
+    /// Keeps where the configuration came from (flags, environment, file),
+    /// for [`reload`](Self::reload), and puts it in force.
+    pub fn set_loaded(&self, loaded: Loaded) {
+        let mut s = self.state.lock().expect("state lock");
+        s.config = loaded.config.clone();
+        s.loaded = Some(loaded);
+    }
+
+    /// Re-reads the configuration file and puts it in force (SIGHUP, and
+    /// the admin pipe's `reload`): see [`reload`].
+    pub fn reload(&self) -> std::result::Result<Vec<String>, ConfigError> {
+        reload(&self.state)
+    }
+
+    /// How long a drain lets subscribers catch up, as configured now.
+    pub fn drain_timeout(&self) -> Duration {
+        let s = self.state.lock().expect("state lock");
+        s.loaded
+            .as_ref()
+            .map_or(crate::config::DEFAULT_DRAIN_TIMEOUT, |l| l.settings.drain_timeout)
     }
 
     /// Starts the acceptor, admin and housekeeper threads. They run until the process exits.
@@ -240,6 +263,38 @@ impl Drop for Broker {
             }
         }
         let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// Re-reads the configuration file with the same flags and environment, and
+/// on success puts it in force (rules, limits, topic defaults, log level,
+/// drain timeout; connected clients stay). Returns what was ignored (socket
+/// settings change only at restart), or the error, the running configuration
+/// kept. Each outcome is logged.
+pub(crate) fn reload(state: &Mutex<State>) -> std::result::Result<Vec<String>, ConfigError> {
+    let mut s = state.lock().expect("state lock");
+    let Some(loaded) = s.loaded.as_ref() else {
+        return Ok(vec!["an embedded broker has no configuration file to re-read".into()]);
+    };
+    match loaded.reload() {
+        Ok((new, ignored)) => {
+            for note in &ignored {
+                log::warn!("reload: {note}");
+            }
+            crate::logger::set_level(new.settings.log_level);
+            if new.file_read {
+                log::info!("reload: configuration re-read from {}", new.file.path.display());
+            } else {
+                log::info!("reload: no configuration file; the built-in configuration is in force");
+            }
+            s.config = new.config.clone();
+            s.loaded = Some(new);
+            Ok(ignored)
+        }
+        Err(e) => {
+            log::error!("reload: {e}; the running configuration is kept");
+            Err(e)
+        }
     }
 }
 

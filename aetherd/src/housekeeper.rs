@@ -52,11 +52,19 @@ pub(crate) fn run(state: &Mutex<State>, admin_pipe: &std::path::Path) {
                     }
                 }
             }
-            let (last, at, _) = t.rate;
-            let dt = now.duration_since(at).as_secs_f64();
+            let last = t.rate;
+            let dt = now.duration_since(last.at).as_secs_f64();
             if dt >= 1.0 {
-                let published = t.seg.tail().hi.load(std::sync::atomic::Ordering::Acquire);
-                t.rate = (published, now, published.saturating_sub(last) as f64 / dt);
+                let tail = t.seg.tail();
+                let published = tail.hi.load(std::sync::atomic::Ordering::Acquire);
+                let ring_bytes = tail.lo.load(std::sync::atomic::Ordering::Acquire);
+                t.rate = crate::state::Rate {
+                    published,
+                    ring_bytes,
+                    at: now,
+                    msgs_per_s: published.saturating_sub(last.published) as f64 / dt,
+                    bytes_per_s: ring_bytes.saturating_sub(last.ring_bytes) as f64 / dt,
+                };
             }
         }
         // Subscribers that lost messages since the last round: tell their clients.

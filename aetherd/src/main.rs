@@ -82,7 +82,7 @@ fn main() {
         args.drain_timeout,
     );
     let loaded = flags.and_then(|f| Loaded::load(f, args.config.as_deref(), |k| std::env::var(k).ok()));
-    let mut loaded = match loaded {
+    let loaded = match loaded {
         Ok(l) => l,
         Err(e) => {
             eprintln!("aetherd: {e}");
@@ -123,6 +123,7 @@ fn main() {
     if loaded.file_read {
         log::info!("configuration from {}", loaded.file.path.display());
     }
+    broker.set_loaded(loaded);
     if let Err(e) = broker.spawn_threads() {
         log::error!("cannot start the daemon's threads: {e}");
         std::process::exit(1);
@@ -142,26 +143,12 @@ fn main() {
                     Err(e) => log::warn!("cannot write {}: {e}", stats_file.display()),
                 }
             }
-            Signal::SIGHUP => match loaded.reload() {
-                Ok((new, ignored)) => {
-                    for note in ignored {
-                        log::warn!("SIGHUP: {note}");
-                    }
-                    logger::set_level(new.settings.log_level);
-                    broker.set_config(new.config.clone());
-                    if new.file_read {
-                        log::info!("SIGHUP: configuration reloaded from {}", new.file.path.display());
-                    } else {
-                        log::info!("SIGHUP: no configuration file; built-in configuration in force");
-                    }
-                    loaded = new;
-                }
-                Err(e) => log::error!("SIGHUP: {e}; keeping the current configuration"),
-            },
+            // The outcome is logged by the reload itself.
+            Signal::SIGHUP => drop(broker.reload()),
             _ => {}
         }
     }
-    let drain_timeout = loaded.settings.drain_timeout;
+    let drain_timeout = broker.drain_timeout();
     log::info!("draining (up to {} s)", drain_timeout.as_secs_f64());
     if !broker.drain(drain_timeout) {
         log::warn!("drain timeout: some subscribers had not read everything");

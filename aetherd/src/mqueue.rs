@@ -443,7 +443,12 @@ impl Job {
                 }
             }
         };
-        log::debug!("dispatch {:?} slot {}: stream ends ({end:?})", self.topic, self.slot);
+        log::debug!(
+            "dispatch {:?} slot {}: stream ends ({})",
+            self.topic,
+            self.slot,
+            end.describe()
+        );
         let _ = self.send_waiting(&notice::end_frame(end));
     }
 }

@@ -76,7 +76,7 @@ pub(crate) fn serve(state: &Mutex<State>, client: u64, conn: &SeqPacket) {
         let reply = match protocol::decode_request(&buf[..n]) {
             Ok((id, req)) => {
                 let op = req.op();
-                log::debug!("client {client}: {req:?}");
+                log::debug!("client {client}: {req}");
                 let r = handle(state, client, req, &mut made);
                 if let Err(e) = &r {
                     log::debug!("client {client}: refused: {e}");
@@ -351,11 +351,11 @@ pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams, cre
         seg,
         slots: vec![None; params.max_subscribers as usize],
         pub_slots: vec![None; MAX_PUBLISHERS as usize],
-        rate: (0, Instant::now(), 0.0),
+        rate: crate::state::Rate::new(),
         activity: vec![(0, Instant::now()); params.max_subscribers as usize],
         creator,
     };
     s.topics.insert(topic.to_string(), topic_entry);
-    log::info!("topic {topic:?} created: {params:?}");
+    log::info!("topic {topic:?} created: {params}");
     Ok(())
 }

@@ -36,13 +36,37 @@ pub(crate) struct Topic {
     pub(crate) slots: Vec<Option<u64>>,
     /// Which client holds each publisher slot.
     pub(crate) pub_slots: Vec<Option<u64>>,
-    /// Published count and time at the last rate sample, and the rate then.
-    pub(crate) rate: (u64, Instant, f64),
+    /// The last rate sample (about once a second).
+    pub(crate) rate: Rate,
     /// Per subscriber slot: its delivered count when last sampled, and when it last changed.
     pub(crate) activity: Vec<(u64, Instant)>,
     /// The uid whose request made the topic (its bytes count against that
     /// uid's quota); `None` when the admin pipe or an embedder made it.
     pub(crate) creator: Option<u32>,
+}
+
+/// A topic's rates, sampled by the housekeeper about once a second.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rate {
+    /// Messages published and ring bytes claimed at the last sample, and when.
+    pub(crate) published: u64,
+    pub(crate) ring_bytes: u64,
+    pub(crate) at: Instant,
+    /// Per second between the last two samples.
+    pub(crate) msgs_per_s: f64,
+    pub(crate) bytes_per_s: f64,
+}
+
+impl Rate {
+    pub(crate) fn new() -> Rate {
+        Rate {
+            published: 0,
+            ring_bytes: 0,
+            at: Instant::now(),
+            msgs_per_s: 0.0,
+            bytes_per_s: 0.0,
+        }
+    }
 }
 
 /// A subscriber's cursor page as the daemon keeps it: the owner generation it
@@ -185,6 +209,9 @@ pub(crate) struct State {
     pub(crate) keeper: Arc<Keeper>,
     /// When each quota refusal was last logged.
     pub(crate) refusals: crate::quota::Refusals,
+    /// Where the configuration came from, so that a reload (SIGHUP or the
+    /// admin pipe) redoes the same merge; `None` for an embedded broker.
+    pub(crate) loaded: Option<crate::config::Loaded>,
 }
 
 /// The error for a topic that does not exist.

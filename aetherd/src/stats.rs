@@ -39,7 +39,10 @@ pub struct TopicStats {
     /// Messages published so far (the next sequence number).
     pub published: u64,
     /// Messages per second over the last sample (about a second).
-    pub rate: f64,
+    pub rate_msgs_per_s: f64,
+    /// Bytes of ring written per second over the last sample: payloads
+    /// with their 32-byte record headers, rounded to 64 bytes each.
+    pub rate_bytes_per_s: f64,
     /// Sum over current subscribers of what each lost.
     pub lost: u64,
     pub aborted: u64,
@@ -129,7 +132,8 @@ pub(crate) fn collect(s: &State, socket: &Path) -> Stats {
             publishers: t.pub_slots.iter().filter(|o| o.is_some()).count(),
             subscribers: t.slots.iter().filter(|o| o.is_some()).count(),
             published,
-            rate: t.rate.2,
+            rate_msgs_per_s: t.rate.msgs_per_s,
+            rate_bytes_per_s: t.rate.bytes_per_s,
             lost,
             aborted: st.aborted.load(Ordering::Relaxed),
             overruns: st.overruns.load(Ordering::Relaxed),
@@ -188,8 +192,16 @@ impl Stats {
         );
         for t in &self.topics {
             out.push_str(&format!(
-                "\n  topic {}: {} published ({:.0}/s), {} publishers, {} subscribers, {} lost, {} waits, {} wakes",
-                t.name, t.published, t.rate, t.publishers, t.subscribers, t.lost, t.waits, t.wakes
+                "\n  topic {}: {} published ({:.0} messages/s, {:.0} bytes/s), {} publishers, {} subscribers, {} lost, {} waits, {} wakes",
+                t.name,
+                t.published,
+                t.rate_msgs_per_s,
+                t.rate_bytes_per_s,
+                t.publishers,
+                t.subscribers,
+                t.lost,
+                t.waits,
+                t.wakes
             ));
         }
         out

@@ -266,7 +266,7 @@ fn sighup_reloads_rules_and_keeps_old_config_on_error() {
         ),
     );
     d.signal(libc::SIGHUP);
-    d.wait_log("SIGHUP: configuration reloaded", 1);
+    d.wait_log("reload: configuration re-read", 1);
     assert!(d.log().contains("ignored until restart"), "{}", d.log());
     assert_eq!(other.ask("sub t"), "Ok", "the same connection, the new rules");
     assert_eq!(status(&other.ask("pub t")), "Permission", "only what the rule grants");
@@ -280,7 +280,7 @@ fn sighup_reloads_rules_and_keeps_old_config_on_error() {
     // A broken file: an error naming the key, and everything as before.
     write_config(&d.dir.0, &format!("{base}[limits]\nmax_topics = \"lots\"\n"));
     d.signal(libc::SIGHUP);
-    d.wait_log("keeping the current configuration", 1);
+    d.wait_log("the running configuration is kept", 1);
     let log = d.log();
     assert!(log.contains("ERROR") && log.contains("limits.max_topics"), "{log}");
     assert_eq!(other.ask("sub t"), "Ok", "old rules kept");
@@ -299,7 +299,7 @@ fn sighup_reloads_rules_and_keeps_old_config_on_error() {
     // The file gone entirely: also an error (it was named with --config), old config kept.
     std::fs::remove_file(&config).expect("remove config");
     d.signal(libc::SIGHUP);
-    d.wait_log("keeping the current configuration", 2);
+    d.wait_log("the running configuration is kept", 2);
     assert_eq!(other.ask("sub t"), "Ok");
 }
 

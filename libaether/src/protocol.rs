@@ -127,6 +127,24 @@ impl Request {
     }
 }
 
+/// In words, for logs: `subscribe to "t"`, `close publisher slot 3 of "t"`.
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Hello { client_version } => write!(f, "hello (client version {client_version})"),
+            Request::TopicCreate { topic, params } => write!(f, "create {topic:?}: {params}"),
+            Request::TopicDelete { topic } => write!(f, "delete {topic:?}"),
+            Request::PublisherOpen { topic } => write!(f, "publish to {topic:?}"),
+            Request::SubscriberOpen { topic } => write!(f, "subscribe to {topic:?}"),
+            Request::SubscriberOpenMqueue { topic } => write!(f, "subscribe to {topic:?} through a message queue"),
+            Request::SubscriberClose { topic, slot, .. } => write!(f, "close subscriber slot {slot} of {topic:?}"),
+            Request::PublisherClose { topic, slot, .. } => write!(f, "close publisher slot {slot} of {topic:?}"),
+            Request::ControlQueue => write!(f, "open a control queue"),
+            Request::Cursors { topic, slots, .. } => write!(f, "map {} cursor pages of {topic:?}", slots.len()),
+        }
+    }
+}
+
 /// The success payload of a reply. Descriptors travel beside the frame
 /// (SCM_RIGHTS), in this order: `PublisherOpen`: the segment (read-write),
 /// the control page and the waiters page (read-only); `SubscriberOpen`: the

@@ -326,6 +326,24 @@ impl Default for TopicParams {
     }
 }
 
+/// In words, for logs: `reliable, 4 MiB ring, messages up to 65536 bytes, 64 subscribers`.
+impl std::fmt::Display for TopicParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ring = match self.ring_size {
+            r if r >= 1 << 20 && r % (1 << 20) == 0 => format!("{} MiB", r >> 20),
+            r if r >= 1 << 10 && r % (1 << 10) == 0 => format!("{} KiB", r >> 10),
+            r => format!("{r} bytes"),
+        };
+        write!(
+            f,
+            "{}, {ring} ring, messages up to {} bytes, {} subscribers",
+            self.policy.name(),
+            self.max_message,
+            self.max_subscribers
+        )
+    }
+}
+
 impl TopicParams {
     pub fn validate(&self) -> Result<()> {
         if !self.ring_size.is_power_of_two() || self.ring_size < MIN_RING || self.ring_size > MAX_RING {

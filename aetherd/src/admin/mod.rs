@@ -72,6 +72,24 @@ pub enum Command {
     Reload,
 }
 
+/// In words, for logs: `delete "t"`, `kick client 7`.
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Status => write!(f, "status"),
+            Command::Topics => write!(f, "topics"),
+            Command::Subscribers { topic: Some(t) } => write!(f, "subscribers of {t:?}"),
+            Command::Subscribers { topic: None } => write!(f, "subscribers"),
+            Command::Stats => write!(f, "stats"),
+            Command::Create { topic, .. } => write!(f, "create {topic:?}"),
+            Command::Delete { topic } => write!(f, "delete {topic:?}"),
+            Command::Kick { client } => write!(f, "kick client {client}"),
+            Command::Drain => write!(f, "drain"),
+            Command::Reload => write!(f, "reload"),
+        }
+    }
+}
+
 impl Request {
     pub fn new(reply: String, cmd: Command) -> Request {
         let mut r = Request {

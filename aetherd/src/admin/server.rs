@@ -94,7 +94,7 @@ fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
     let cmd = req.command();
     let reply = match &cmd {
         Ok(cmd) => {
-            log::debug!("admin: {cmd:?}");
+            log::debug!("admin: {cmd}");
             match execute(state, socket, pipe, cmd) {
                 Ok(v) => Reply::ok(v),
                 Err(e) => Reply::err(&e),
@@ -103,18 +103,10 @@ fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
         Err(e) => Reply::err(e),
     };
     send_reply(pipe, &req.reply, &reply);
-    // Drain and reload act after the requester has its answer, through the
-    // same signal path an operator uses.
-    if reply.ok {
-        let sig = match cmd {
-            Ok(Command::Drain) => Some(Signal::SIGTERM),
-            Ok(Command::Reload) => Some(Signal::SIGHUP),
-            _ => None,
-        };
-        if let Some(sig) = sig {
-            // Our own process: the main thread takes it with sigwait.
-            let _ = kill(Pid::this(), sig);
-        }
+    // A drain acts after the requester has its answer, through the same
+    // signal path an operator uses (the main thread takes it with sigwait).
+    if reply.ok && matches!(cmd, Ok(Command::Drain)) {
+        let _ = kill(Pid::this(), Signal::SIGTERM);
     }
 }
 
@@ -178,7 +170,17 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
             Ok(serde_json::json!({ "kicked": client }))
         }
         Command::Drain => Ok(serde_json::json!({ "draining": true })),
-        Command::Reload => Ok(serde_json::json!({ "reloading": true })),
+        Command::Reload => {
+            // Done here, so that the requester gets the verdict.
+            drop(s);
+            match crate::broker::reload(state) {
+                Ok(ignored) => Ok(serde_json::json!({ "reloaded": true, "ignored": ignored })),
+                Err(e) => Err(Error::new(
+                    Status::Invalid,
+                    format!("the configuration was not reloaded: {e}"),
+                )),
+            }
+        }
     }
 }
 
