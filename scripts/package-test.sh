@@ -395,9 +395,67 @@ stranger_refused() {
     grep -qi 'permission denied' <<<"$out"
 }
 check "a user outside group aether is refused (permission denied on the socket)" stranger_refused
+administered_by_root_and_members() { # issue 16: the admin pipe of a broker running as aether
+    local out
+    out=$("$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" --json status) || { echo "root: $out"; return 1; }
+    echo "root: $out"
+    grep -q '"topics"' <<<"$out"
+    as_member "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" create "$TAG-admin" --policy reliable
+    as_member "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" topics | tee /dev/stderr | grep -q "$TAG-admin"
+    as_member "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" reload
+    "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" delete "$TAG-admin"
+    stat -c 'reply directory: %A %U %G' "$SYS_SOCK.replies"
+    [[ $(stat -c '%a' "$SYS_SOCK.replies") == 1730 && $(stat -c '%a' "$SYS_SOCK.admin") == 620 ]]
+}
+check "root and a member of group aether run aether-cli status, create, topics, reload and delete on the system broker" \
+    administered_by_root_and_members
+stranger_cannot_administer() {
+    local out
+    if out=$(as_stranger "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" status 2>&1); then
+        echo "a user outside group aether could administer: $out"
+        return 1
+    fi
+    echo "$out"
+    grep -q 'permission denied' <<<"$out"
+}
+check "a user outside group aether cannot reach the admin pipe (and is told so)" stranger_cannot_administer
 if stop_daemon; then rc=0; else rc=$?; fi
 report "system broker (as aether) drains and exits 0 on SIGTERM" "$rc" "$LOGS/system-aetherd.log"
 check "nothing left in /dev/shm by the system broker" no_shm_leftovers "$SYS_INSTANCE" "$TAG"
+
+# An operator lets a monitoring agent (outside group aether) in: every user
+# may connect, and a rule grants it the monitor right only.
+MONITOR=64103
+as_monitor() { setpriv --reuid="$MONITOR" --regid="$MONITOR" --clear-groups "$@"; }
+cp "$ETC/aether/aetherd.toml" "$TMP/aetherd.toml.packaged"
+sed -i 's/^socket_mode = "0660"/socket_mode = "0666"/' "$ETC/aether/aetherd.toml"
+printf '\n[[access]]\ntopics = ["*"]\nuids = [%s]\nallow = ["monitor"]\n' "$MONITOR" >>"$ETC/aether/aetherd.toml"
+"${IN_NS[@]}" setpriv --reuid=aether --regid=aether --init-groups \
+    "$PKGROOT/usr/bin/aetherd" --config /etc/aether/aetherd.toml --socket "$SYS_SOCK" \
+    2>"$LOGS/monitored-aetherd.log" &
+DAEMON_PID=$!
+monitor_reads_only() {
+    local out rc=0
+    wait_for 10 test -S "$SYS_SOCK" || { echo "no socket"; cat "$LOGS/monitored-aetherd.log"; return 1; }
+    "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" create "$TAG-watched"
+    for cmd in status topics subscribers stats; do
+        out=$(as_monitor "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" "$cmd" 2>&1) || { echo "monitor $cmd: $out"; return 1; }
+    done
+    as_monitor "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" topics | grep -q "$TAG-watched"
+    out=$(as_monitor "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" delete "$TAG-watched" 2>&1) && rc=1
+    echo "monitor delete: $out"
+    grep -q "uid $MONITOR may not administer" <<<"$out" || rc=1
+    out=$(as_stranger "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" status 2>&1) && rc=1
+    echo "stranger status: $out"
+    grep -q "uid $STRANGER may not monitor" <<<"$out" || rc=1
+    "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" delete "$TAG-watched" || rc=1
+    return "$rc"
+}
+check "a monitoring user (monitor right only) reads status, topics, subscribers and stats but may not delete; a user with no right is told why" \
+    monitor_reads_only
+if stop_daemon; then rc=0; else rc=$?; fi
+report "the monitored system broker exits 0 on SIGTERM" "$rc" "$LOGS/monitored-aetherd.log"
+cp "$TMP/aetherd.toml.packaged" "$ETC/aether/aetherd.toml"
 
 purge() {
     maint prerm remove

@@ -5,7 +5,7 @@
 use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -83,8 +83,19 @@ impl Daemon {
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
+    /// What a file in the daemon's directory holds (empty if absent).
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+    /// Waits until `n` CLIs said "subscribed to" in the file `name` (their stderr).
+    fn wait_subscribed(&self, name: &str, n: usize) {
+        wait_for("the CLIs to subscribe", || {
+            self.read(name).matches("subscribed to").count() >= n
+        });
+    }
+    /// The reply FIFOs in the daemon's reply directory.
     fn reply_dirs(&self) -> Vec<String> {
-        std::fs::read_dir(&self.dir)
+        std::fs::read_dir(aetherd::admin::replies_dir(&self.socket))
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .filter(|n| n.starts_with("cli."))
@@ -207,10 +218,11 @@ fn every_command_reports_what_the_traffic_did() {
     let mut d = d;
     wait_for("aetherd to exit after drain", || d.child.try_wait().unwrap().is_some());
     assert!(
-        !d.socket.exists() && !aetherd::admin::pipe_path(&d.socket).exists(),
-        "socket and pipe removed"
+        !d.socket.exists()
+            && !aetherd::admin::pipe_path(&d.socket).exists()
+            && !aetherd::admin::replies_dir(&d.socket).exists(),
+        "socket, pipe and reply directory removed"
     );
-    assert!(d.reply_dirs().is_empty(), "no reply FIFOs left: {:?}", d.reply_dirs());
 }
 
 #[test]
@@ -308,9 +320,7 @@ fn junk_in_the_pipe_is_refused_and_the_daemon_keeps_serving() {
     let d = Daemon::start();
     let pipe = aetherd::admin::pipe_path(&d.socket);
     // A reply FIFO of our own, where the daemon accepts to write.
-    let dir = d.dir.join(format!("cli.{}.junk", std::process::id()));
-    std::fs::create_dir(&dir).unwrap();
-    let fifo = dir.join("reply");
+    let fifo = aetherd::admin::replies_dir(&d.socket).join(format!("cli.{}.{:032x}", std::process::id(), 7));
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
@@ -341,11 +351,11 @@ fn junk_in_the_pipe_is_refused_and_the_daemon_keeps_serving() {
     let f = fifo.to_str().unwrap();
     for (req, status) in [
         (
-            format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"explode\"}}\n"),
+            format!("{{\"v\":2,\"reply\":\"{f}\",\"cmd\":\"explode\"}}\n"),
             Status::Invalid,
         ),
         (
-            format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"delete\"}}\n"),
+            format!("{{\"v\":2,\"reply\":\"{f}\",\"cmd\":\"delete\"}}\n"),
             Status::Invalid,
         ),
         (
@@ -353,15 +363,15 @@ fn junk_in_the_pipe_is_refused_and_the_daemon_keeps_serving() {
             Status::Protocol,
         ),
         (
-            format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"status\",\"rogue\":true}}\n"),
+            format!("{{\"v\":2,\"reply\":\"{f}\",\"cmd\":\"status\",\"rogue\":true}}\n"),
             Status::Protocol,
         ),
         (
-            format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"create\",\"topic\":\"../etc\"}}\n"),
+            format!("{{\"v\":2,\"reply\":\"{f}\",\"cmd\":\"create\",\"topic\":\"../etc\"}}\n"),
             Status::Invalid,
         ),
         (
-            format!("{{\"v\":1,\"reply\":\"{f}\",\"cmd\":\"delete\",\"topic\":\"absent\"}}\n"),
+            format!("{{\"v\":2,\"reply\":\"{f}\",\"cmd\":\"delete\",\"topic\":\"absent\"}}\n"),
             Status::NotFound,
         ),
     ] {
@@ -374,7 +384,7 @@ fn junk_in_the_pipe_is_refused_and_the_daemon_keeps_serving() {
     }
     // Junk with no usable reply path: nothing to answer, nothing disturbed.
     let mut w = std::fs::OpenOptions::new().write(true).open(&pipe).unwrap();
-    w.write_all(b"not json at all\n{\"v\":1,\"reply\":\"/etc/passwd\",\"cmd\":\"status\"}\n")
+    w.write_all(b"not json at all\n{\"v\":2,\"reply\":\"/etc/passwd\",\"cmd\":\"status\"}\n")
         .unwrap();
     w.write_all(&vec![b'x'; 10_000]).unwrap();
     w.write_all(b"\n").unwrap();
@@ -384,8 +394,29 @@ fn junk_in_the_pipe_is_refused_and_the_daemon_keeps_serving() {
         Some(0),
         "a normal CLI is still served"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
-    let _ = Path::new("/");
+    // A FIFO outside the reply directory, or a symlink in it: the request
+    // is not answered and nothing runs (the topic is not made).
+    let elsewhere = d.dir.join(format!("cli.{}.{:032x}", std::process::id(), 8));
+    let link = aetherd::admin::replies_dir(&d.socket).join(format!("cli.{}.{:032x}", std::process::id(), 9));
+    let c = std::ffi::CString::new(elsewhere.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let mut w = std::fs::OpenOptions::new().write(true).open(&pipe).unwrap();
+    for (i, reply) in [&elsewhere, &link].into_iter().enumerate() {
+        let r = reply.to_str().unwrap();
+        writeln!(
+            w,
+            "{{\"v\":2,\"reply\":\"{r}\",\"cmd\":\"create\",\"topic\":\"made{i}\"}}"
+        )
+        .unwrap();
+    }
+    drop(w);
+    let topics = d.json(&["topics"]);
+    assert_eq!(topics.as_array().map(Vec::len), Some(0), "{topics}");
+    for f in [&fifo, &elsewhere, &link] {
+        std::fs::remove_file(f).unwrap();
+    }
 }
 
 #[test]
@@ -491,8 +522,9 @@ fn sub_feeds_a_pipe_at_once_and_ends_quietly_when_it_closes() {
     let mut sh = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "'{CLI}' --socket '{}' sub lines | head -n 2",
-            d.socket.display()
+            "'{CLI}' --socket '{}' sub lines 2>'{}' | head -n 2",
+            d.socket.display(),
+            d.dir.join("sub.err").display()
         ))
         .env("AETHER_NO_AUTOSTART", "1")
         .stdout(Stdio::piped())
@@ -500,11 +532,8 @@ fn sub_feeds_a_pipe_at_once_and_ends_quietly_when_it_closes() {
         .spawn()
         .unwrap();
     let c = d.client();
-    wait_for("the CLI to subscribe", || {
-        d.json(&["subscribers", "lines"])
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
+    // (The daemon lists a subscriber before its open returns: wait for the CLI's word.)
+    d.wait_subscribed("sub.err", 1);
     let mut p = c.publisher("lines").unwrap();
     p.publish(b"first").unwrap();
     p.publish(b"second").unwrap();
@@ -517,7 +546,7 @@ fn sub_feeds_a_pipe_at_once_and_ends_quietly_when_it_closes() {
     }
     let out = sh.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "first\nsecond\n");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned() + &d.read("sub.err");
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
     // `stats --watch --json | head -c 10`: no panic either.
     let out = Command::new("sh")
@@ -545,7 +574,12 @@ fn sub_prints_binary_payloads_faithfully() {
             .arg(&d.socket)
             .args(args)
             .env("AETHER_NO_AUTOSTART", "1");
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.dir.join("subs.err"))
+            .unwrap();
+        cmd.stdout(Stdio::piped()).stderr(err).spawn().unwrap()
     };
     let payloads: [&[u8]; 2] = [b"plain text", &[0xff, 0x00, b'\n', 0x80]];
     let kids = [
@@ -553,9 +587,7 @@ fn sub_prints_binary_payloads_faithfully() {
         run(&["sub", "bin", "--count", "2", "--format", "hex", "--timeout", "10"]),
         run(&["sub", "bin", "--count", "2", "--format", "base64", "--timeout", "10"]),
     ];
-    wait_for("three subscribers", || {
-        d.json(&["subscribers", "bin"]).as_array().is_some_and(|a| a.len() == 3)
-    });
+    d.wait_subscribed("subs.err", 3);
     let mut p = c.publisher("bin").unwrap();
     for m in payloads {
         p.publish(m).unwrap();
@@ -576,4 +608,127 @@ fn sub_prints_binary_payloads_faithfully() {
     assert_eq!(json[1]["len"], 4);
     assert_eq!(outs[1], "706c61696e2074657874\nff000a80\n");
     assert_eq!(outs[2], "cGxhaW4gdGV4dA==\n/wAKgA==\n");
+}
+
+/// Who may administer (issue 16): the reply FIFO's owner is the requester,
+/// checked against the `monitor` and `admin` rights. As root: a monitoring
+/// user reads but cannot change; a member of the admin group (known only
+/// from its process's groups, not from /etc/group) does everything; a user
+/// with no right is told why; root does everything; and nobody can list
+/// the reply directory to find another requester's FIFO.
+#[test]
+fn admin_rights_decide_what_each_user_may_run() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: running the CLI as other users needs root");
+        return;
+    }
+    const MONITOR: u32 = 65534; // nobody
+    const STRANGER: u32 = 64997;
+    const ADMIN: u32 = 64998;
+    const ADMINS: u32 = 64999; // a group only ADMIN's process is in
+    let conf_dir = std::env::temp_dir().join(format!(
+        "aether-cli-rights-{}-{:x}",
+        std::process::id(),
+        aether::sys::random_u64()
+    ));
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let conf = conf_dir.join("aetherd.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[daemon]\nsocket_mode = \"0666\"\nsocket_group = {ADMINS}\n\
+             [[access]]\ntopics = [\"*\"]\nuids = [{MONITOR}]\nallow = [\"monitor\"]\n\
+             [[access]]\ntopics = [\"*\"]\ngids = [{ADMINS}]\nallow = [\"admin\"]\n"
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_with(&["--config", conf.to_str().unwrap()]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&d.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = d.dir.join("aether-cli");
+    std::fs::copy(CLI, &exe).unwrap();
+    let run_as = |uid: u32, gid: u32, groups: &'static [u32], args: &[&str]| -> (bool, String, String) {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .env("AETHER_NO_AUTOSTART", "1");
+        // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid) in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                let ok = libc::setgroups(groups.len(), groups.as_ptr()) == 0
+                    && libc::setgid(gid) == 0
+                    && libc::setuid(uid) == 0;
+                if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            })
+        };
+        let out = cmd.output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, _, err) = run_as(MONITOR, MONITOR, &[], &["--version"]);
+    if !ok {
+        eprintln!("skipped: {} cannot be run by uid {MONITOR}: {err}", exe.display());
+        let _ = std::fs::remove_dir_all(&conf_dir);
+        return;
+    }
+    // A member of the admin group: every command.
+    let (ok, out, err) = run_as(ADMIN, ADMIN, &[ADMINS], &["create", "ops"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run_as(ADMIN, ADMIN, &[ADMINS], &["reload"]);
+    assert!(ok && out.contains("reloaded"), "{out}{err}");
+    // The monitoring user: reads, but may not change anything.
+    for cmd in [&["status"][..], &["topics"], &["subscribers"], &["stats"]] {
+        let (ok, out, err) = run_as(MONITOR, MONITOR, &[], cmd);
+        assert!(ok, "{cmd:?}: {out}{err}");
+    }
+    let (ok, out, _) = run_as(MONITOR, MONITOR, &[], &["topics"]);
+    assert!(ok && out.contains("ops"), "{out}");
+    for cmd in [
+        &["delete", "ops"][..],
+        &["create", "x"],
+        &["drain"],
+        &["reload"],
+        &["kick", "1"],
+    ] {
+        let (ok, _, err) = run_as(MONITOR, MONITOR, &[], cmd);
+        assert!(!ok, "{cmd:?} was allowed to a monitor");
+        assert!(
+            err.contains(&format!("uid {MONITOR} may not administer")) && err.contains("needs the admin right"),
+            "{err}"
+        );
+    }
+    // No right at all: told so, in the CLI.
+    let (ok, _, err) = run_as(STRANGER, STRANGER, &[], &["status"]);
+    assert!(
+        !ok && err.contains(&format!("uid {STRANGER} may not monitor")) && err.contains("needs the monitor right"),
+        "{err}"
+    );
+    // The reply directory cannot be listed by them, and root is served.
+    let replies = aetherd::admin::replies_dir(&d.socket);
+    let meta = std::fs::metadata(&replies).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o1733);
+    let (ok, _, err) = run_as(STRANGER, STRANGER, &[], &["--version"]);
+    assert!(ok, "{err}");
+    let listed = Command::new("setpriv")
+        .args([
+            &format!("--reuid={STRANGER}"),
+            &format!("--regid={STRANGER}"),
+            "--clear-groups",
+            "ls",
+        ])
+        .arg(&replies)
+        .output();
+    if let Ok(listed) = listed {
+        assert!(!listed.status.success(), "uid {STRANGER} listed {}", replies.display());
+    }
+    assert!(d.cli(&["delete", "ops"]).status.success());
+    assert_eq!(d.json(&["topics"]).as_array().map(Vec::len), Some(0));
+    let _ = std::fs::remove_dir_all(&conf_dir);
 }

@@ -23,6 +23,27 @@ impl Identity {
         gids.extend(supplementary_groups(cred.pid));
         Identity { cred, gids }
     }
+
+    /// The owner of a file only its owner could have made (an admin
+    /// requester's reply FIFO): uid `uid`, the file's group `gid` (one its
+    /// owner belongs to, or could not have given it the file), and the
+    /// groups the group database lists for that user. No process: pid 0.
+    pub fn of_owner(uid: u32, gid: u32) -> Identity {
+        let mut gids = vec![gid];
+        if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            if let Ok(name) = std::ffi::CString::new(user.name) {
+                if let Ok(list) = nix::unistd::getgrouplist(&name, user.gid) {
+                    gids.extend(list.into_iter().map(|g| g.as_raw()));
+                }
+            }
+        }
+        gids.sort_unstable();
+        gids.dedup();
+        Identity {
+            cred: PeerCred { pid: 0, uid, gid },
+            gids,
+        }
+    }
 }
 
 /// The `Groups:` line of /proc/PID/status (empty if unreadable).
@@ -51,7 +72,8 @@ fn rule_grants(rule: &Rule, who: &Identity, action: Action, topic: Option<&str>)
         // Broker-wide actions: rules for every topic (no patterns, or `*`).
         None => rule.topics.is_empty() || rule.topics.iter().any(|p| p == "*"),
     };
-    person && topic_ok && rule.allow.contains(&action)
+    let granted = rule.allow.contains(&action) || (action == Action::Monitor && rule.allow.contains(&Action::Admin));
+    person && topic_ok && granted
 }
 
 /// `Ok` if `who` may do `action` (on `topic`, when the action concerns one).
@@ -67,6 +89,7 @@ pub fn authorize(config: &Config, who: &Identity, action: Action, topic: Option<
         Action::Publish => "publish to",
         Action::Subscribe => "subscribe to",
         Action::Admin => "administer",
+        Action::Monitor => "monitor",
     };
     Err(Error::new(
         Status::Permission,
@@ -181,15 +204,36 @@ pub fn check_socket_dir(dir: &Path, socket_group: Option<u32>) -> Result<std::fs
 }
 
 /// After bind: sets the socket's mode and group when configured (`None`:
-/// leave it as bind created it).
+/// leave it as bind created it), and opens the admin pipe and its reply
+/// directory to the same people: whoever may connect may also ask (their
+/// `monitor` and `admin` rights decide what they get). The pipe becomes
+/// writable (`0620`/`0622`), the reply directory writable and searchable
+/// but not listable, and sticky (`1730`/`1733`), so that nobody can find,
+/// remove or replace another requester's FIFO.
 pub fn set_socket_permissions(socket: &Path, mode: Option<u32>, gid: Option<u32>) -> Result<()> {
-    if let Some(gid) = gid {
-        std::os::unix::fs::chown(socket, None, Some(gid))
-            .map_err(|e| Error::io(&format!("chown {} to group {gid}", socket.display()), e))?;
-    }
-    if let Some(mode) = mode {
-        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(&format!("chmod {:04o} {}", mode, socket.display()), e))?;
+    let shared = mode.unwrap_or(0) & 0o022;
+    let pipe = crate::admin::pipe_path(socket);
+    let replies = crate::admin::replies_dir(socket);
+    // Write and search (`-wx`) for whoever may write the socket.
+    let dir_mode = if shared == 0 {
+        0o700
+    } else {
+        0o1700 | shared | (shared >> 1)
+    };
+    let settings = [
+        (socket, mode),
+        (&pipe, mode.map(|_| 0o600 | shared)),
+        (&replies, mode.map(|_| dir_mode)),
+    ];
+    for (path, mode) in settings {
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(path, None, Some(gid))
+                .map_err(|e| Error::io(&format!("chown {} to group {gid}", path.display()), e))?;
+        }
+        if let Some(mode) = mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(&format!("chmod {:04o} {}", mode, path.display()), e))?;
+        }
     }
     Ok(())
 }
@@ -262,13 +306,30 @@ mod tests {
         prepare_socket_dir(&base.join("private/a/t.sock"), Some(0o666), None).unwrap();
         assert_eq!(mode_of(&base.join("private/a")), 0o700);
 
+        // The admin pipe and reply directory follow the socket: writable by
+        // whoever may connect, the directory sticky and not listable.
         let sock = base.join("shared/f");
+        let (pipe, replies) = (crate::admin::pipe_path(&sock), crate::admin::replies_dir(&sock));
         std::fs::write(&sock, b"").unwrap();
+        std::fs::write(&pipe, b"").unwrap();
+        std::fs::create_dir(&replies).unwrap();
+        let full_mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         set_socket_permissions(&sock, Some(0o666), None).unwrap();
-        assert_eq!(mode_of(&sock), 0o666);
+        assert_eq!(
+            (mode_of(&sock), mode_of(&pipe), full_mode(&replies)),
+            (0o666, 0o622, 0o1733)
+        );
         let gid = nix::unistd::getegid().as_raw();
+        set_socket_permissions(&sock, Some(0o660), Some(gid)).unwrap();
+        assert_eq!(
+            (mode_of(&sock), mode_of(&pipe), full_mode(&replies)),
+            (0o660, 0o620, 0o1730)
+        );
         set_socket_permissions(&sock, Some(0o640), Some(gid)).unwrap();
-        assert_eq!(mode_of(&sock), 0o640);
+        assert_eq!(
+            (mode_of(&sock), mode_of(&pipe), full_mode(&replies)),
+            (0o640, 0o600, 0o700)
+        );
         assert!(set_socket_permissions(&base.join("missing"), Some(0o600), None).is_err());
         let _ = std::fs::remove_dir_all(&base);
     }

@@ -127,8 +127,14 @@ impl Broker {
         // whoever can connect can also administer at once.
         let admin_pipe = admin::pipe_path(socket);
         let admin_reader = admin::server::create_pipe(&admin_pipe)?;
+        let replies = admin::replies_dir(socket);
+        if let Err(e) = admin::server::create_replies_dir(&replies) {
+            let _ = std::fs::remove_file(&admin_pipe);
+            return Err(e);
+        }
         let listener = SeqPacket::listen(socket).map_err(|e| {
             let _ = std::fs::remove_file(&admin_pipe);
+            let _ = std::fs::remove_dir_all(&replies);
             Error::io(&format!("listen on {}", socket.display()), e)
         })?;
         Ok(Broker {
@@ -199,10 +205,10 @@ impl Broker {
                 .name("aetherd-admin".into())
                 .spawn(move || admin::server::run(&state, fd, &pipe, &socket))?;
         }
-        let (state, pipe) = (Arc::clone(&self.state), self.admin_pipe.clone());
+        let (state, socket) = (Arc::clone(&self.state), self.socket.clone());
         std::thread::Builder::new()
             .name("aetherd-housekeep".into())
-            .spawn(move || housekeeper::run(&state, &pipe))?;
+            .spawn(move || housekeeper::run(&state, &socket))?;
         Ok(())
     }
 
@@ -257,6 +263,7 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.admin_pipe);
+        let _ = std::fs::remove_dir_all(admin::replies_dir(&self.socket));
         if let Ok(mut s) = self.state.lock() {
             for (_, t) in s.topics.drain() {
                 t.set_state(TOPIC_CLOSED);

@@ -76,8 +76,11 @@ fn largest_max_message() -> u64 {
 pub enum Action {
     Publish,
     Subscribe,
-    /// Create and delete topics, and administer the daemon.
+    /// Create and delete topics, and administer the daemon (every admin
+    /// command; implies [`Action::Monitor`]).
     Admin,
+    /// The admin pipe's read-only commands: status, topics, subscribers, stats.
+    Monitor,
 }
 
 /// One grant: who (users/uids, groups/gids) may do what on which topics.
@@ -743,8 +746,9 @@ fn rule(t: &Table, r: RuleToml) -> Result<Rule, ConfigError> {
             "publish" => Action::Publish,
             "subscribe" => Action::Subscribe,
             "admin" => Action::Admin,
+            "monitor" => Action::Monitor,
             other => {
-                let why = format!("{other:?} is not an action (publish, subscribe, admin)");
+                let why = format!("{other:?} is not an action (publish, subscribe, admin, monitor)");
                 return Err(t.err("allow", why));
             }
         };
@@ -753,7 +757,10 @@ fn rule(t: &Table, r: RuleToml) -> Result<Rule, ConfigError> {
         }
     }
     if rule.allow.is_empty() {
-        return Err(t.err("allow", "missing or empty (a list of publish, subscribe, admin)"));
+        return Err(t.err(
+            "allow",
+            "missing or empty (a list of publish, subscribe, admin, monitor)",
+        ));
     }
     Ok(rule)
 }

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 const PERIOD: Duration = Duration::from_millis(100);
 
-pub(crate) fn run(state: &Mutex<State>, admin_pipe: &std::path::Path) {
+pub(crate) fn run(state: &Mutex<State>, socket: &std::path::Path) {
     let mut rounds = 0u32;
     loop {
         std::thread::sleep(PERIOD);
         rounds += 1;
         if rounds.is_multiple_of(10) {
-            crate::admin::server::sweep_dead_requesters(admin_pipe);
+            crate::admin::server::sweep_dead_requesters(socket);
         }
         let mut s = state.lock().expect("state lock");
         if s.draining {

@@ -1,7 +1,7 @@
 //! The requester's side of the admin pipe (what `aether-cli` uses): a
 //! private reply FIFO, one request line, one reply read with a deadline.
 
-use super::{pipe_path, Command, Reply, Request, MAX_REQUEST};
+use super::{pipe_path, replies_dir, Command, Reply, Request, MAX_REQUEST, VERSION};
 use aether::sys::poll_one;
 use aether::{Error, Result, Status};
 use nix::fcntl::OFlag;
@@ -10,7 +10,7 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use nix::sys::stat::Mode;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -32,57 +32,89 @@ pub fn interrupt_on_signals() {
     }
 }
 
-/// A private directory with the reply FIFO, removed on drop. Named
-/// `cli.<pid>.<random>` next to the admin pipe, so that the daemon can remove
-/// the ones whose process died without cleaning up (SIGKILL).
+/// The reply FIFO, removed on drop: `cli.<pid>.<128 random bits>` in the
+/// daemon's reply directory, which others cannot list, so that nobody else
+/// can name it in a request of theirs (the daemon takes its owner for the
+/// requester). The pid lets the daemon remove the FIFOs of requesters that
+/// died without cleaning up (SIGKILL).
 struct ReplyFifo {
-    dir: PathBuf,
     fifo: PathBuf,
 }
 
 impl ReplyFifo {
-    fn create(next_to: &Path) -> Result<ReplyFifo> {
-        let parent = next_to
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let dir = parent.join(format!(
-            "cli.{}.{:08x}",
-            std::process::id(),
-            aether::sys::random_u64() as u32
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| Error::io(&format!("create {}", dir.display()), e))?;
-        let fifo = dir.join("reply");
-        if let Err(e) = mkfifo(&fifo, 0o600) {
-            let _ = std::fs::remove_dir(&dir);
-            return Err(Error::io("mkfifo", e));
-        }
-        let made = ReplyFifo { dir, fifo };
-        // Root administering a daemon of another user: that user must be able
-        // to reach and open the FIFO, so it gets them (root reads it anyway).
-        if nix::unistd::geteuid().is_root() {
-            if let Ok(owner) = std::fs::symlink_metadata(next_to).map(|m| m.uid()) {
-                if owner != 0 {
-                    for p in [&made.dir, &made.fifo] {
-                        std::os::unix::fs::lchown(p, Some(owner), None)
-                            .map_err(|e| Error::io(&format!("chown {} to uid {owner}", p.display()), e))?;
-                    }
-                }
+    /// `daemon_uid`: the owner of the admin pipe, who must own the reply directory too.
+    fn create(socket: &Path, daemon_uid: u32) -> Result<ReplyFifo> {
+        let dir = replies_dir(socket);
+        let meta = match std::fs::symlink_metadata(&dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::new(
+                    Status::Unavailable,
+                    format!(
+                        "no reply directory {} next to the admin pipe (aetherd stopped, or it is older than \
+                         admin protocol {VERSION})",
+                        dir.display()
+                    ),
+                ))
             }
+            Err(e) => return Err(Error::io(&format!("stat {}", dir.display()), e)),
+        };
+        // Shared with others, it must be sticky, or they could swap our FIFO for theirs.
+        let mode = meta.mode() & 0o7777;
+        if !meta.is_dir() || meta.uid() != daemon_uid || (mode & 0o022 != 0 && mode & 0o1000 == 0) {
+            return Err(Error::new(
+                Status::Permission,
+                format!(
+                    "refusing the reply directory {}: not a directory of the admin pipe's owner (uid {daemon_uid}) \
+                     that others cannot tamper with (uid {}, mode {mode:04o})",
+                    dir.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        let fifo = dir.join(format!(
+            "cli.{}.{:016x}{:016x}",
+            std::process::id(),
+            aether::sys::random_u64(),
+            aether::sys::random_u64()
+        ));
+        if let Err(e) = mkfifo(&fifo, 0o600) {
+            return Err(match e.kind() {
+                std::io::ErrorKind::PermissionDenied => Error::new(
+                    Status::Permission,
+                    format!(
+                        "permission denied making a reply FIFO in {}: uid {} may not use this broker's admin pipe \
+                         (it is open to the daemon's user, root, and whoever its socket_mode and socket_group \
+                         let connect)",
+                        dir.display(),
+                        nix::unistd::geteuid()
+                    ),
+                ),
+                _ => Error::io(&format!("mkfifo {}", fifo.display()), e),
+            });
+        }
+        let made = ReplyFifo { fifo };
+        // The FIFO's group counts as one of ours: when we are in the reply
+        // directory's group (the daemon's socket_group), give it that one, so
+        // that a rule for that group sees us even where the group database
+        // does not list us (groups given by setgroups, SupplementaryGroups=).
+        let dir_gid = nix::unistd::Gid::from_raw(meta.gid());
+        if dir_gid != nix::unistd::getegid() && nix::unistd::getgroups().is_ok_and(|g| g.contains(&dir_gid)) {
+            let _ = std::os::unix::fs::lchown(&made.fifo, None, Some(meta.gid()));
+        }
+        // The daemon must open it for writing. Its name is the secret: the
+        // directory cannot be listed, so others cannot find it.
+        if daemon_uid != nix::unistd::geteuid().as_raw() {
+            std::fs::set_permissions(&made.fifo, std::fs::Permissions::from_mode(0o622))
+                .map_err(|e| Error::io(&format!("chmod {}", made.fifo.display()), e))?;
         }
         Ok(made)
     }
 }
 
-use std::os::unix::fs::DirBuilderExt;
-
 impl Drop for ReplyFifo {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.fifo);
-        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -95,6 +127,27 @@ pub(crate) fn mkfifo(path: &Path, mode: libc::mode_t) -> std::io::Result<()> {
 pub(crate) fn open_fd(path: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
     let flags = OFlag::from_bits_retain(flags) | OFlag::O_CLOEXEC;
     Ok(nix::fcntl::open(path, flags, Mode::empty())?)
+}
+
+/// Why the daemon did not answer, as far as the requester can tell: whether
+/// its socket still accepts connections (a daemon killed outright leaves its
+/// socket and pipe behind), and whether it had begun to answer.
+fn silence(socket: &Path, timeout: Duration, began: bool) -> String {
+    if began {
+        return format!("aetherd began to answer but did not finish within {timeout:?}");
+    }
+    match aether::sys::uds::SeqPacket::connect(socket) {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => format!(
+            "aetherd did not answer within {timeout:?}: it is not running (nothing accepts connections on {}; \
+             its socket and admin pipe were left by a daemon that died)",
+            socket.display()
+        ),
+        Ok(_) => format!(
+            "aetherd did not answer within {timeout:?}: it is running (its socket accepts connections) but its \
+             admin thread did not reply (overloaded or stuck: see its log)"
+        ),
+        Err(_) => format!("aetherd did not answer within {timeout:?} (it may be stopped or overloaded)"),
+    }
 }
 
 /// Sends `cmd` to the daemon behind `socket` and waits up to `timeout` for its reply.
@@ -110,7 +163,7 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
             ),
         )
     };
-    match std::fs::symlink_metadata(&pipe) {
+    let daemon_uid = match std::fs::symlink_metadata(&pipe) {
         // The request goes only to a FIFO of a daemon we trust (as the
         // client's connect checks the socket's listener).
         Ok(m) if !m.file_type().is_fifo() || !aether::paths::trusted_daemon(socket, m.uid()) => {
@@ -124,7 +177,7 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
                 ),
             ))
         }
-        Ok(_) => {}
+        Ok(m) => m.uid(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_daemon()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             return Err(Error::new(
@@ -133,8 +186,8 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
             ))
         }
         Err(e) => return Err(Error::io(&format!("stat {}", pipe.display()), e)),
-    }
-    let reply_fifo = ReplyFifo::create(&pipe)?;
+    };
+    let reply_fifo = ReplyFifo::create(socket, daemon_uid)?;
     // Open our end first (non-blocking), so the daemon's open finds a reader.
     let rd =
         open_fd(&reply_fifo.fifo, libc::O_RDONLY | libc::O_NONBLOCK).map_err(|e| Error::io("open reply FIFO", e))?;
@@ -171,10 +224,7 @@ pub fn call(socket: &Path, cmd: Command, timeout: Duration) -> Result<serde_json
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Error::new(
-                Status::Timeout,
-                format!("aetherd did not answer within {timeout:?} (it may be stopped or overloaded)"),
-            ));
+            return Err(Error::new(Status::Timeout, silence(socket, timeout, got_writer)));
         }
         // Short slices, so that an interrupt is noticed quickly.
         let revents = poll_one(file.as_fd(), PollFlags::POLLIN, left.as_millis().min(50) as i32);

@@ -1,21 +1,27 @@
 //! The admin interface: a named pipe next to the control socket
-//! (`<socket>.admin`). A client (`aether-cli`) makes a private reply FIFO,
+//! (`<socket>.admin`). A client (`aether-cli`) makes a reply FIFO with an
+//! unguessable name in the daemon's reply directory (`<socket>.replies`),
 //! writes one request per `write` (one JSON line of at most `PIPE_BUF`
 //! bytes, so concurrent writers never interleave), and reads one JSON reply
-//! from its FIFO. See docs/CLI.md for the commands and their fields.
+//! from its FIFO. The FIFO's owner is the requester: no one can make a file
+//! owned by another user, so that is the identity the daemon checks the
+//! `admin` and `monitor` rights against. See docs/CLI.md for the commands
+//! and their fields, docs/SECURITY.md for the rights.
 
 pub mod client;
 pub(crate) mod server;
 
 pub use client::{call, interrupt_on_signals, INTERRUPTED};
 
+use crate::config::Action;
 use aether::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Largest request: what one `write` to a pipe delivers atomically.
 pub const MAX_REQUEST: usize = libc::PIPE_BUF;
-pub const VERSION: u32 = 1;
+/// 2: the reply FIFO lives in [`replies_dir`] and its owner is the requester.
+pub const VERSION: u32 = 2;
 
 /// The admin pipe that belongs to the control socket `socket`.
 pub fn pipe_path(socket: &Path) -> PathBuf {
@@ -24,15 +30,33 @@ pub fn pipe_path(socket: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Where requesters make their reply FIFOs: `<socket>.replies`, owned by
+/// the daemon, writable (sticky, not listable) by those who may reach the
+/// socket.
+pub fn replies_dir(socket: &Path) -> PathBuf {
+    let mut s = socket.as_os_str().to_owned();
+    s.push(".replies");
+    PathBuf::from(s)
+}
+
+/// Whether `name` is a reply FIFO's name: `cli.<pid>.<32 hex digits>`.
+pub fn is_reply_name(name: &str) -> bool {
+    let mut parts = name.splitn(3, '.');
+    let (Some("cli"), Some(pid), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    pid.parse::<u32>().is_ok() && key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// One admin request, as written to the pipe: one JSON line, e.g.
-/// `{"v":1,"reply":"/run/aether/cli.42.1a2b3c4d/reply","cmd":"delete","topic":"t"}`.
+/// `{"v":2,"reply":"/run/aether/aetherd.sock.replies/cli.42.<32 hex>","cmd":"delete","topic":"t"}`.
 /// Unknown fields are refused.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     /// Protocol version, [`VERSION`].
     pub v: u32,
-    /// Absolute path of the requester's reply FIFO.
+    /// Absolute path of the requester's reply FIFO, in [`replies_dir`].
     pub reply: String,
     pub cmd: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +110,19 @@ impl std::fmt::Display for Command {
             Command::Kick { client } => write!(f, "kick client {client}"),
             Command::Drain => write!(f, "drain"),
             Command::Reload => write!(f, "reload"),
+        }
+    }
+}
+
+impl Command {
+    /// The right the command needs, and the topic it concerns (if any):
+    /// reading needs `monitor` (which `admin` includes), changing needs `admin`.
+    pub fn right(&self) -> (Action, Option<&str>) {
+        match self {
+            Command::Status | Command::Topics | Command::Stats => (Action::Monitor, None),
+            Command::Subscribers { topic } => (Action::Monitor, topic.as_deref()),
+            Command::Create { topic, .. } | Command::Delete { topic } => (Action::Admin, Some(topic)),
+            Command::Kick { .. } | Command::Drain | Command::Reload => (Action::Admin, None),
         }
     }
 }
@@ -241,11 +278,11 @@ mod tests {
         let back: Request = serde_json::from_str(&s).unwrap();
         assert_eq!(back.command().unwrap(), cmd);
         for bad in [
-            r#"{"v":1,"reply":"/x","cmd":"explode"}"#,
-            r#"{"v":1,"reply":"/x","cmd":"delete"}"#,
-            r#"{"v":1,"reply":"/x","cmd":"status","topic":"t"}"#,
-            r#"{"v":2,"reply":"/x","cmd":"status"}"#,
-            r#"{"v":1,"reply":"/x","cmd":"kick"}"#,
+            r#"{"v":2,"reply":"/x","cmd":"explode"}"#,
+            r#"{"v":2,"reply":"/x","cmd":"delete"}"#,
+            r#"{"v":2,"reply":"/x","cmd":"status","topic":"t"}"#,
+            r#"{"v":1,"reply":"/x","cmd":"status"}"#,
+            r#"{"v":2,"reply":"/x","cmd":"kick"}"#,
         ] {
             let r: Request = serde_json::from_str(bad).unwrap();
             assert!(r.command().is_err(), "{bad}");
@@ -253,10 +290,42 @@ mod tests {
         for junk in [
             r#"{}"#,
             r#"{"v":1,"cmd":"status"}"#,
-            r#"{"v":1,"reply":"/x","cmd":"status","extra":1}"#,
+            r#"{"v":2,"reply":"/x","cmd":"status","extra":1}"#,
             "not json",
         ] {
             assert!(serde_json::from_str::<Request>(junk).is_err(), "{junk}");
         }
+    }
+
+    #[test]
+    fn reply_names_are_pid_and_128_random_bits() {
+        assert!(is_reply_name("cli.42.0123456789abcdef0123456789ABCDEF"));
+        for bad in [
+            "cli.42.0123",
+            "cli.x.0123456789abcdef0123456789abcdef",
+            "cli.42.0123456789abcdef0123456789abcdeg",
+            "reply",
+            "cli.42.0123456789abcdef0123456789abcdef/..",
+            "../cli.42.0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(!is_reply_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reading_needs_monitor_changing_needs_admin() {
+        assert_eq!(Command::Stats.right(), (Action::Monitor, None));
+        assert_eq!(
+            Command::Subscribers {
+                topic: Some("t".into())
+            }
+            .right(),
+            (Action::Monitor, Some("t"))
+        );
+        assert_eq!(
+            Command::Delete { topic: "t".into() }.right(),
+            (Action::Admin, Some("t"))
+        );
+        assert_eq!(Command::Reload.right(), (Action::Admin, None));
     }
 }

@@ -1,11 +1,16 @@
 //! The admin reader thread (`aetherd-admin`): serves requests from the named
-//! pipe next to the socket (see `crate::admin` for the format). Every request
-//! is validated; a bad one gets an error reply (when it names a usable reply
-//! FIFO) and disturbs nobody else. Replies go to FIFOs opened non-blocking
-//! and without following symlinks, with a bounded wait, so a requester that
-//! vanished can never hang this thread.
+//! pipe next to the socket (see `crate::admin` for the format). A request is
+//! served only when its reply FIFO, in the reply directory, can be opened:
+//! the FIFO's owner is the requester, whose `monitor` or `admin` right is
+//! checked before anything runs. Every request is validated; a bad or
+//! refused one gets an error reply saying why and disturbs nobody else.
+//! Replies go to FIFOs opened non-blocking and without following symlinks,
+//! with a bounded wait, so a requester that vanished can never hang this
+//! thread.
 
+use crate::access::{self, Identity};
 use crate::admin::{self, Command, Reply, Request};
+use crate::config::Action;
 use crate::requests;
 use crate::state::{not_found, State};
 use aether::segment::{Policy, TopicParams};
@@ -17,9 +22,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,17 @@ pub(crate) fn create_pipe(path: &Path) -> Result<OwnedFd> {
         let _ = std::fs::remove_file(path);
         Error::io(&format!("open {}", path.display()), e)
     })
+}
+
+/// Creates the reply directory (mode 0700 until [`crate::access::set_socket_permissions`]
+/// shares it), replacing a stale one and whatever it held.
+pub(crate) fn create_replies_dir(path: &Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(path);
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| Error::io(&format!("create {}", path.display()), e))
 }
 
 /// Reads requests from the pipe (`fd`, from [`create_pipe`]) forever.
@@ -73,40 +87,57 @@ fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
         );
         return;
     }
-    let req: Request = match serde_json::from_slice(line) {
-        Ok(r) => r,
-        Err(e) => {
-            // Answer if the junk at least names a reply FIFO we may write to.
-            let reply_to = serde_json::from_slice::<serde_json::Value>(line)
+    let (reply_to, req) = match serde_json::from_slice::<Request>(line) {
+        Ok(r) => (r.reply.clone(), Ok(r)),
+        // Junk that at least names a reply FIFO gets told what is wrong.
+        Err(e) => (
+            serde_json::from_slice::<serde_json::Value>(line)
                 .ok()
-                .and_then(|v| v.get("reply").and_then(|r| r.as_str()).map(str::to_string));
-            log::info!("admin pipe: malformed request: {e}");
-            if let Some(r) = reply_to {
-                send_reply(
-                    pipe,
-                    &r,
-                    &Reply::err(&Error::protocol(format!("malformed admin request: {e}"))),
-                );
-            }
-            return;
-        }
+                .and_then(|v| v.get("reply").and_then(|r| r.as_str()).map(str::to_string))
+                .unwrap_or_default(),
+            Err(Error::protocol(format!("malformed admin request: {e}"))),
+        ),
     };
-    let cmd = req.command();
-    let reply = match &cmd {
-        Ok(cmd) => {
-            log::debug!("admin: {cmd}");
-            match execute(state, socket, pipe, cmd) {
-                Ok(v) => Reply::ok(v),
-                Err(e) => Reply::err(&e),
-            }
-        }
-        Err(e) => Reply::err(e),
+    // Nothing runs for a requester who cannot be answered: its identity is its FIFO's owner.
+    let Some(reply) = ReplyTo::open(socket, &reply_to) else {
+        return;
     };
-    send_reply(pipe, &req.reply, &reply);
+    let who = Identity::of_owner(reply.uid, reply.gid);
+    let cmd = req.and_then(|r| r.command());
+    let outcome = cmd.as_ref().map_err(Clone::clone).and_then(|cmd| {
+        let (action, topic) = cmd.right();
+        let allowed = access::authorize(&state.lock().expect("state lock").config, &who, action, topic);
+        if let Err(e) = allowed {
+            log::info!("admin: {cmd} refused: {}", e.message);
+            return Err(Error::new(
+                Status::Permission,
+                format!("{} (`{cmd}` needs the {} right)", e.message, action_name(action)),
+            ));
+        }
+        match action {
+            Action::Monitor => log::debug!("admin: uid {} asks for {cmd}", who.cred.uid),
+            _ => log::info!("admin: uid {} runs {cmd}", who.cred.uid),
+        }
+        execute(state, socket, pipe, cmd)
+    });
+    let ok = outcome.is_ok();
+    reply.send(&match outcome {
+        Ok(v) => Reply::ok(v),
+        Err(e) => Reply::err(&e),
+    });
     // A drain acts after the requester has its answer, through the same
     // signal path an operator uses (the main thread takes it with sigwait).
-    if reply.ok && matches!(cmd, Ok(Command::Drain)) {
+    if ok && matches!(cmd, Ok(Command::Drain)) {
         let _ = kill(Pid::this(), Signal::SIGTERM);
+    }
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Publish => "publish",
+        Action::Subscribe => "subscribe",
+        Action::Admin => "admin",
+        Action::Monitor => "monitor",
     }
 }
 
@@ -184,63 +215,85 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
     }
 }
 
-/// Whether `reply` is a FIFO in a `cli.*` directory next to the admin pipe:
-/// the daemon writes nowhere else.
-fn reply_path_ok(pipe: &Path, reply: &Path) -> bool {
-    let dir = reply.parent();
-    let in_place = reply.is_absolute()
-        && dir.and_then(Path::parent) == pipe.parent()
-        && dir
-            .and_then(Path::file_name)
-            .is_some_and(|n| n.as_bytes().starts_with(b"cli."))
-        && !reply.components().any(|c| matches!(c, std::path::Component::ParentDir));
-    in_place && std::fs::symlink_metadata(reply).is_ok_and(|m| m.file_type().is_fifo())
+/// A requester's reply FIFO, open for writing, and who made it.
+struct ReplyTo {
+    fd: OwnedFd,
+    path: String,
+    uid: u32,
+    gid: u32,
 }
 
-fn send_reply(pipe: &Path, reply_to: &str, reply: &Reply) {
-    let path = PathBuf::from(reply_to);
-    if !reply_path_ok(pipe, &path) {
-        log::info!(
-            "admin pipe: reply path {reply_to:?} refused (must be a FIFO in a cli.* directory next to the pipe)"
-        );
-        return;
-    }
-    // Non-blocking: ENXIO means the requester is gone; no symlinks.
-    let fd = match admin::client::open_fd(&path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW) {
-        Ok(fd) => fd,
-        Err(e) => {
-            log::debug!("admin pipe: requester gone ({reply_to}): {e}");
-            return;
+impl ReplyTo {
+    /// Opens `path` if it names a FIFO in the reply directory (the daemon
+    /// writes nowhere else): non-blocking (ENXIO means the requester is
+    /// gone) and never through a symlink. Its owner and group are read from
+    /// the open descriptor, so a file swapped in after the check cannot lend
+    /// its owner's identity.
+    fn open(socket: &Path, path: &str) -> Option<ReplyTo> {
+        let p = Path::new(path);
+        let in_place = p.parent() == Some(admin::replies_dir(socket).as_path())
+            && p.file_name().and_then(|n| n.to_str()).is_some_and(admin::is_reply_name);
+        if !in_place {
+            log::info!(
+                "admin pipe: request ignored: reply path {path:?} is not a FIFO named cli.<pid>.<32 hex digits> in {}",
+                admin::replies_dir(socket).display()
+            );
+            return None;
         }
-    };
-    let body = serde_json::to_vec(reply).expect("reply serialises");
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    let mut off = 0;
-    while off < body.len() {
-        match nix::unistd::write(&fd, &body[off..]) {
-            Ok(n) if n > 0 => {
-                off += n;
-                continue;
-            }
-            Ok(_) | Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+        let fd = match admin::client::open_fd(p, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
             Err(e) => {
-                log::debug!("admin pipe: reply to {reply_to} failed: {e}");
+                log::info!("admin pipe: request ignored: cannot open its reply FIFO {path}: {e}");
+                return None;
+            }
+        };
+        let st = match nix::sys::stat::fstat(&fd) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFIFO => st,
+            _ => {
+                log::info!("admin pipe: request ignored: {path} is not a FIFO");
+                return None;
+            }
+        };
+        Some(ReplyTo {
+            fd,
+            path: path.to_string(),
+            uid: st.st_uid,
+            gid: st.st_gid,
+        })
+    }
+
+    fn send(&self, reply: &Reply) {
+        let body = serde_json::to_vec(reply).expect("reply serialises");
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        let mut off = 0;
+        while off < body.len() {
+            match nix::unistd::write(&self.fd, &body[off..]) {
+                Ok(n) if n > 0 => {
+                    off += n;
+                    continue;
+                }
+                Ok(_) | Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    log::debug!("admin pipe: reply to {} failed: {e}", self.path);
+                    return;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log::info!("admin pipe: requester {} stopped reading; reply abandoned", self.path);
                 return;
             }
+            poll_one(self.fd.as_fd(), PollFlags::POLLOUT, left.as_millis().min(100) as i32);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            log::info!("admin pipe: requester {reply_to} stopped reading; reply abandoned");
-            return;
-        }
-        poll_one(fd.as_fd(), PollFlags::POLLOUT, left.as_millis().min(100) as i32);
     }
 }
 
-/// Removes reply directories (`cli.<pid>.*` next to the pipe) whose process has died.
-pub(crate) fn sweep_dead_requesters(pipe: &Path) {
-    let Some(dir) = pipe.parent() else { return };
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+/// Removes the reply FIFOs (`cli.<pid>.*` in the reply directory) whose
+/// process has died.
+pub(crate) fn sweep_dead_requesters(socket: &Path) {
+    let Ok(entries) = std::fs::read_dir(admin::replies_dir(socket)) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(pid) = name
@@ -252,9 +305,8 @@ pub(crate) fn sweep_dead_requesters(pipe: &Path) {
         };
         let Ok(pid) = pid.parse::<i32>() else { continue };
         // No signal: only whether the process exists.
-        let dead = kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH);
-        if dead {
-            let _ = std::fs::remove_dir_all(e.path());
+        if pid > 0 && kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH) {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }
