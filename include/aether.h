@@ -276,9 +276,12 @@ const char *aether_last_error(void);
 const char *aether_strerror(int status);
 
 /**
- * Connects to the broker at `socket_path` (NULL: `$AETHER_SOCKET`, else
- * `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else `/run/aether/aetherd.sock`).
- * If no broker answers, starts `aetherd` unless `AETHER_NO_AUTOSTART=1`.
+ * Connects to the broker at `socket_path` (NULL: `$AETHER_SOCKET`, else this
+ * user's private broker: `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else
+ * `/tmp/aether-<uid>/aetherd.sock`; the system broker is
+ * `/run/aether/aetherd.sock`, used only when named). If no broker answers,
+ * starts a private `aetherd` unless `AETHER_NO_AUTOSTART=1` (never on the
+ * system broker's socket, nor in another user's directory).
  * On success `*out` owns a client; free it with `aether_client_close`.
  * Errors: `AETHER_E_UNAVAILABLE` (no broker), `AETHER_E_INVALID`.
  */

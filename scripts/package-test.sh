@@ -96,8 +96,9 @@ links() {
     dpkg -c "$DEB" | grep -F " ./$LIBDIR/libaether.so -> libaether.so.0"
 }
 check "dpkg -c: libaether.so -> libaether.so.0 -> libaether.so.$VERSION" links
-check "dpkg -c: programs, systemd unit, conffile, copyright, changelog" has_files \
+check "dpkg -c: programs, systemd units (service, socket), tmpfiles.d, conffile, copyright, changelog" has_files \
     usr/bin/aetherd usr/bin/aether-cli usr/lib/systemd/system/aetherd.service \
+    usr/lib/systemd/system/aetherd.socket usr/lib/tmpfiles.d/aetherd.conf \
     etc/aether/aetherd.toml usr/share/doc/aether/copyright usr/share/doc/aether/changelog.gz
 check "dpkg -c: completions for bash, zsh and fish" has_files \
     usr/share/bash-completion/completions/aether-cli usr/share/zsh/vendor-completions/_aether-cli \
@@ -114,6 +115,8 @@ control() {
     # shellcheck disable=SC2016 # a literal $ in the generated script
     grep -q 'deb-systemd-invoke $_dh_action aetherd.service' "$dir/postinst" || { echo "postinst does not start the unit"; return 1; }
     grep -q 'if \[ -d /run/systemd/system \]; then' "$dir/postinst" || { echo "the start is not limited to systems running systemd"; return 1; }
+    grep -q 'deb-systemd-helper enable aetherd.socket' "$dir/postinst" || { echo "postinst does not enable the socket"; return 1; }
+    grep -q 'systemd-tmpfiles --create aetherd.conf' "$dir/postinst" || { echo "postinst does not make /run/aether"; return 1; }
     grep -q 'deluser --system' "$dir/postrm" || { echo "postrm does not remove the system user on purge"; return 1; }
     local s
     for s in postinst prerm postrm; do sh -n "$dir/$s"; done
@@ -161,8 +164,15 @@ unit() {
     grep -qx 'socket = "/run/aether/aetherd.sock"' "$PKGROOT/etc/aether/aetherd.toml"
     grep -qx 'socket_mode = "0660"' "$PKGROOT/etc/aether/aetherd.toml"
     grep -qx 'socket_group = "aether"' "$PKGROOT/etc/aether/aetherd.toml"
+    grep -q '^Documentation=man:aetherd(8)' "$u" && ! grep -q 'example.invalid' "$u" || { echo "Documentation= of the unit"; return 1; }
+    grep -qx 'RuntimeDirectoryPreserve=yes' "$u"
+    # The socket unit makes the same socket, as the conffile sets it up.
+    local s=$PKGROOT/usr/lib/systemd/system/aetherd.socket
+    grep -qx 'ListenSequentialPacket=/run/aether/aetherd.sock' "$s" && grep -qx 'SocketMode=0660' "$s" &&
+        grep -qx 'SocketGroup=aether' "$s" && grep -qx 'SocketUser=aether' "$s" || { echo "aetherd.socket:"; cat "$s"; return 1; }
+    grep -qx 'd /run/aether 0755 aether aether -' "$PKGROOT/usr/lib/tmpfiles.d/aetherd.conf"
 }
-check "unit runs the packaged aetherd as aether with the conffile; socket /run/aether/aetherd.sock 0660 group aether" unit
+check "unit runs the packaged aetherd as aether with the conffile; aetherd.socket and the conffile: /run/aether/aetherd.sock 0660 group aether; tmpfiles.d makes /run/aether" unit
 completions() {
     local c=$PKGROOT/usr/share
     bash -n "$c/bash-completion/completions/aether-cli"
@@ -284,8 +294,10 @@ IN_NS=(unshare -m --propagation private env ETC="$ETC" VARLIB="$VARLIB" PKGROOT=
     mount -t tmpfs tmpfs /var/log
     if [ -d /usr/lib/systemd/system ]; then
         mount -t tmpfs tmpfs /usr/lib/systemd/system
-        cp "$PKGROOT/usr/lib/systemd/system/aetherd.service" /usr/lib/systemd/system/
+        cp "$PKGROOT"/usr/lib/systemd/system/aetherd.* /usr/lib/systemd/system/
     fi
+    # NS_RUN=1: a /run of its own (no systemd there, and /run/aether is free).
+    if [ -n "${NS_RUN:-}" ]; then mount -t tmpfs -o mode=0755 tmpfs /run; fi
     exec "$@"' in_ns)
 in_ns() { "${IN_NS[@]}" "$@"; }
 maint() { # maint SCRIPT ARGS...: a maintainer script, in the namespace, with the environment dpkg gives it
@@ -401,7 +413,9 @@ administered_by_root_and_members() { # issue 16: the admin pipe of a broker runn
     echo "root: $out"
     grep -q '"topics"' <<<"$out"
     as_member "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" create "$TAG-admin" --policy reliable
-    as_member "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" topics | tee /dev/stderr | grep -q "$TAG-admin"
+    out=$(as_member "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" topics)
+    echo "$out"
+    grep -q "$TAG-admin" <<<"$out"
     as_member "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" reload
     "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" delete "$TAG-admin"
     stat -c 'reply directory: %A %U %G' "$SYS_SOCK.replies"
@@ -456,6 +470,58 @@ check "a monitoring user (monitor right only) reads status, topics, subscribers 
 if stop_daemon; then rc=0; else rc=$?; fi
 report "the monitored system broker exits 0 on SIGTERM" "$rc" "$LOGS/monitored-aetherd.log"
 cp "$TMP/aetherd.toml.packaged" "$ETC/aether/aetherd.toml"
+
+# Without systemd (a /run of its own in the namespace: no /run/systemd/system),
+# the postinst says how to start the broker; that command, pasted, works.
+# Beside it, a user outside the group auto-starts a private broker, which
+# reads nothing of /etc/aether; with the system broker stopped, nobody's
+# auto-start takes its place.
+cat >"$TMP/nosystemd.sh" <<'SCRIPT'
+set -eu
+CLI=$PKGROOT/usr/bin/aether-cli
+unset AETHER_NO_AUTOSTART AETHER_SOCKET XDG_RUNTIME_DIR
+as_member() { setpriv --reuid="$MEMBER" --regid="$MEMBER" --groups="$AGID" "$@"; }
+as_stranger() { setpriv --reuid="$STRANGER" --regid="$STRANGER" --clear-groups "$@"; }
+stop_all() { # (what a failed step may leave running: the daemons this script started)
+    "$CLI" --system drain >/dev/null 2>&1 || true
+    "$CLI" --socket "/tmp/aether-$STRANGER/aetherd.sock" drain >/dev/null 2>&1 || true
+    for _ in $(seq 50); do [ -e /run/aether/aetherd.sock ] || [ -e "/tmp/aether-$STRANGER/aetherd.sock" ] || break; sleep 0.1; done
+    pkill -KILL -f "^$PKGROOT/usr/bin/aetherd" || true
+    rm -rf "/tmp/aether-$STRANGER"
+}
+trap stop_all EXIT
+out=$(env DPKG_MAINTSCRIPT_PACKAGE=aether DPKG_MAINTSCRIPT_NAME=postinst "$SCRIPTS/postinst" configure)
+echo "$out"
+cmd=$(printf '%s\n' "$out" | sed -n 's/^    //p')
+[ -n "$cmd" ] || { echo "the postinst printed no command"; exit 1; }
+# As pasted, but with the extracted root's aetherd for /usr/bin/aetherd.
+sh -ec "$(printf '%s' "$cmd" | sed "s|/usr/bin/aetherd|$PKGROOT/usr/bin/aetherd|")"
+cat /run/aether/aetherd.log
+"$CLI" --system status
+as_member "$CLI" --system create nosystemd-topic
+as_member "$CLI" --system topics | grep -q nosystemd-topic
+# The stranger's program finds no broker of its own and auto-starts one.
+as_stranger "$CLI" pub private-topic "from a private broker"
+test -S "/tmp/aether-$STRANGER/aetherd.sock"
+cat "/tmp/aether-$STRANGER/aetherd.log"
+if grep -q /etc/aether "/tmp/aether-$STRANGER/aetherd.log"; then echo "the private broker read /etc/aether"; exit 1; fi
+as_stranger "$CLI" topics | grep -q private-topic
+as_stranger "$CLI" drain
+"$CLI" --system drain
+for _ in $(seq 100); do [ -e /run/aether/aetherd.sock ] || break; sleep 0.1; done
+[ ! -e /run/aether/aetherd.sock ] || { echo "the system broker did not stop"; exit 1; }
+# Stopped: root's client, pointed at it, does not start a root-owned one there.
+if out=$(AETHER_SOCKET=/run/aether/aetherd.sock "$CLI" pub x hello 2>&1); then echo "started: $out"; exit 1; fi
+echo "$out"
+echo "$out" | grep -q "never auto-started"
+[ ! -e /run/aether/aetherd.sock.lock ] && [ ! -e /run/aether/aetherd.sock ]
+SCRIPT
+no_systemd() {
+    NS_RUN=1 in_ns env SCRIPTS="$TMP/scripts" MEMBER="$MEMBER" STRANGER="$STRANGER" AGID="$AGID" \
+        sh "$TMP/nosystemd.sh"
+}
+check "without systemd, the postinst prints how to start the broker; pasted, it runs; a stranger's auto-started private broker stays apart; a stopped system broker is never auto-started" \
+    no_systemd
 
 purge() {
     maint prerm remove

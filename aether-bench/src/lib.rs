@@ -158,7 +158,7 @@ impl Bench {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let socket = dir.join("bench.sock");
         // The embedded broker's info lines would interleave with the tables.
-        aetherd::logger::init(log::LevelFilter::Warn);
+        aetherd::logger::init(log::LevelFilter::Warn, aetherd::logger::Format::Text);
         let broker = Broker::bind(&socket).map_err(|e| e.to_string())?;
         broker.spawn_threads().map_err(|e| e.to_string())?;
         let client = Client::connect_with(Some(&socket), false).map_err(|e| e.to_string())?;

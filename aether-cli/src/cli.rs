@@ -9,9 +9,13 @@ use std::path::PathBuf;
 #[command(name = "aether-cli", version, about = "Aether command-line client and admin tool")]
 pub(crate) struct Cli {
     /// Control socket of the broker; the admin pipe is this path + ".admin"
-    /// [default: $AETHER_SOCKET, else $XDG_RUNTIME_DIR/aether/aetherd.sock, else /run/aether/aetherd.sock]
+    /// [default: $AETHER_SOCKET, else this user's private broker:
+    /// $XDG_RUNTIME_DIR/aether/aetherd.sock, else /tmp/aether-UID/aetherd.sock]
     #[arg(long, global = true)]
     pub(crate) socket: Option<PathBuf>,
+    /// The system broker (aetherd.service): --socket /run/aether/aetherd.sock
+    #[arg(long, global = true, conflicts_with = "socket")]
+    pub(crate) system: bool,
     /// Print exactly one JSON document (JSON lines for `stats --watch` and `sub`)
     #[arg(long, global = true)]
     pub(crate) json: bool,

@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser};
 use cli::{Cli, Cmd, Format, PolicyArg, TopicArgs, Wait};
 use serde_json::Value;
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 impl PolicyArg {
@@ -41,13 +41,20 @@ impl TopicArgs {
 fn fail(e: aether::Error, socket: &Path) -> ! {
     eprintln!("aether-cli: {}", e.message);
     let hint = match e.status {
+        Status::Unavailable if aether::paths::is_system_socket(socket) => {
+            "hint: the system broker runs as a service: `systemctl start aetherd` (see aetherd(8))".into()
+        }
         Status::Unavailable => format!(
-            "hint: is aetherd running? It was looked for at {} (start it with `aetherd --socket {}`, or pass --socket)",
+            "hint: no broker answers at {}; start a private one with `aetherd --socket {}`, or use the \
+             system broker with --system (or AETHER_SOCKET={})",
             socket.display(),
-            socket.display()
+            socket.display(),
+            aether::paths::SYSTEM_SOCKET
         ),
-        Status::Permission => "hint: the admin pipe and topics are restricted; run as the daemon's user or root, or ask for a rule in its configuration".into(),
-        Status::Timeout => "hint: the daemon may be stopped or overloaded; try a longer --timeout".into(),
+        Status::Permission => "hint: the socket's mode and group decide who may connect; the daemon's [[access]] \
+                               rules decide who may publish, subscribe, monitor or administer"
+            .into(),
+        Status::Timeout => "hint: try a longer --timeout".into(),
         Status::NotFound if e.message.contains("topic") => "hint: `aether-cli topics` lists the topics".into(),
         Status::NotFound if e.message.contains("client") => "hint: `aether-cli stats` lists the clients".into(),
         _ => String::new(),
@@ -65,7 +72,13 @@ fn main() {
     // thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
-    let socket = cli.socket.clone().unwrap_or_else(aether::paths::default_socket);
+    // Only a socket named here is passed to the library, so that its errors
+    // say where the default came from.
+    let named = match cli.system {
+        true => Some(PathBuf::from(aether::paths::SYSTEM_SOCKET)),
+        false => cli.socket.clone(),
+    };
+    let socket = named.clone().unwrap_or_else(aether::paths::default_socket);
     match cli.cmd {
         Cmd::Bench { args } => {
             // The benchmark hosts its own broker and re-executes `aether-cli bench` for its children.
@@ -82,7 +95,14 @@ fn main() {
             ref topic,
             ref message,
             topic_args,
-        } => publish(&socket, topic, message.as_deref(), &topic_args, cli.json),
+        } => publish(
+            named.as_deref(),
+            &socket,
+            topic,
+            message.as_deref(),
+            &topic_args,
+            cli.json,
+        ),
         Cmd::Sub {
             ref topic,
             count,
@@ -91,6 +111,7 @@ fn main() {
             format,
             topic_args,
         } => subscribe(
+            named.as_deref(),
             &socket,
             topic,
             Limits { count, timeout },
@@ -362,8 +383,8 @@ fn watch(socket: &Path, interval: f64, wait: Wait, json: bool) {
     }
 }
 
-fn connect(socket: &Path) -> Client {
-    Client::connect(Some(socket)).unwrap_or_else(|e| fail(e, socket))
+fn connect(named: Option<&Path>, socket: &Path) -> Client {
+    Client::connect(named).unwrap_or_else(|e| fail(e, socket))
 }
 
 /// Opens a publisher or subscriber with `open`; only if the topic does not
@@ -390,8 +411,15 @@ fn open_or_create<T>(
     }
 }
 
-fn publish(socket: &Path, topic: &str, message: Option<&str>, topic_args: &TopicArgs, json: bool) {
-    let client = connect(socket);
+fn publish(
+    named: Option<&Path>,
+    socket: &Path,
+    topic: &str,
+    message: Option<&str>,
+    topic_args: &TopicArgs,
+    json: bool,
+) {
+    let client = connect(named, socket);
     let mut p = open_or_create(&client, socket, topic, topic_args, |c| c.publisher(topic));
     let start = Instant::now();
     let (mut n, mut bytes) = (0u64, 0u64);
@@ -472,8 +500,16 @@ fn message_line(data: &[u8], seq: u64, timestamp_ns: u64, format: Format, json: 
     line
 }
 
-fn subscribe(socket: &Path, topic: &str, limits: Limits, format: Option<Format>, topic_args: &TopicArgs, json: bool) {
-    let client = connect(socket);
+fn subscribe(
+    named: Option<&Path>,
+    socket: &Path,
+    topic: &str,
+    limits: Limits,
+    format: Option<Format>,
+    topic_args: &TopicArgs,
+    json: bool,
+) {
+    let client = connect(named, socket);
     let mut s = open_or_create(&client, socket, topic, topic_args, |c| {
         c.subscriber(topic, &SubscriberConfig::default())
     });

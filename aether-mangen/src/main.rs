@@ -39,13 +39,16 @@ const AETHERD_EXTRA: Extra = &[
         "FILES",
         &[
             "/etc/aether/aetherd.toml\tConfiguration of the system broker (a conffile of the Debian package). Every key is described in /usr/share/doc/aether/OPERATIONS.md; a commented example is /usr/share/doc/aether/examples/aetherd.toml.",
-            "/run/aether/aetherd.sock\tControl socket of the system broker (aetherd.service); members of the group aether may connect. Next to it: the admin pipe aetherd.sock.admin, the lock aetherd.sock.lock and, after SIGUSR1, aetherd.stats.json.",
+            "/run/aether/aetherd.sock\tControl socket of the system broker (aetherd.service, made by aetherd.socket); members of the group aether may connect. Next to it: the admin pipe aetherd.sock.admin and its reply directory aetherd.sock.replies, the lock aetherd.sock.lock and, after SIGUSR1, aetherd.stats.json.",
+            "/usr/lib/systemd/system/aetherd.service, aetherd.socket\tThe system broker's units: the service runs aetherd --config /etc/aether/aetherd.toml as user aether; the socket starts it on the first connection.",
+            "/usr/lib/tmpfiles.d/aetherd.conf\tMakes /run/aether (owned by aether) at boot.",
+            "$XDG_RUNTIME_DIR/aether/aetherd.sock, /tmp/aether-UID/aetherd.sock\tA private broker's socket (the default without --socket or AETHER_SOCKET), and aetherd.log next to it when a client auto-started the daemon.",
         ],
     ),
     (
         "ENVIRONMENT",
         &[
-            "AETHER_CONFIG\tConfiguration file, when --config is not given.",
+            "AETHER_CONFIG\tConfiguration file, when --config is not given (otherwise none is read).",
             "AETHER_SOCKET\tControl socket, when --socket is not given.",
             "AETHER_LOG\tLog level (else RUST_LOG when it is a bare level).",
             "AETHER_DRAIN_TIMEOUT\tSeconds SIGTERM/SIGINT give subscribers to read what is left.",
@@ -66,8 +69,8 @@ const AETHER_CLI_EXTRA: Extra = &[
     (
         "ENVIRONMENT",
         &[
-            "AETHER_SOCKET\tControl socket, when --socket is not given (the system broker's is /run/aether/aetherd.sock).",
-            "AETHER_NO_AUTOSTART\tWhen 1, pub and sub do not start a daemon when none listens.",
+            "AETHER_SOCKET\tControl socket, when neither --socket nor --system is given; else the user's private broker's ($XDG_RUNTIME_DIR/aether/aetherd.sock, else /tmp/aether-UID/aetherd.sock). The system broker's is /run/aether/aetherd.sock (--system).",
+            "AETHER_NO_AUTOSTART\tWhen 1, pub and sub do not start a private daemon when none listens (none is ever started on the system broker's socket).",
         ],
     ),
     (

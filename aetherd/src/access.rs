@@ -211,29 +211,33 @@ pub fn check_socket_dir(dir: &Path, socket_group: Option<u32>) -> Result<std::fs
 /// but not listable, and sticky (`1730`/`1733`), so that nobody can find,
 /// remove or replace another requester's FIFO.
 pub fn set_socket_permissions(socket: &Path, mode: Option<u32>, gid: Option<u32>) -> Result<()> {
+    set_permissions(socket, mode, gid)?;
+    share_admin(socket, mode, gid)
+}
+
+/// The admin pipe's and reply directory's half of [`set_socket_permissions`],
+/// alone: for a socket systemd made (`aetherd.socket`), whose own mode and
+/// group are systemd's to set and are passed here.
+pub fn share_admin(socket: &Path, mode: Option<u32>, gid: Option<u32>) -> Result<()> {
     let shared = mode.unwrap_or(0) & 0o022;
-    let pipe = crate::admin::pipe_path(socket);
-    let replies = crate::admin::replies_dir(socket);
     // Write and search (`-wx`) for whoever may write the socket.
     let dir_mode = if shared == 0 {
         0o700
     } else {
         0o1700 | shared | (shared >> 1)
     };
-    let settings = [
-        (socket, mode),
-        (&pipe, mode.map(|_| 0o600 | shared)),
-        (&replies, mode.map(|_| dir_mode)),
-    ];
-    for (path, mode) in settings {
-        if let Some(gid) = gid {
-            std::os::unix::fs::chown(path, None, Some(gid))
-                .map_err(|e| Error::io(&format!("chown {} to group {gid}", path.display()), e))?;
-        }
-        if let Some(mode) = mode {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| Error::io(&format!("chmod {:04o} {}", mode, path.display()), e))?;
-        }
+    set_permissions(&crate::admin::pipe_path(socket), mode.map(|_| 0o600 | shared), gid)?;
+    set_permissions(&crate::admin::replies_dir(socket), mode.map(|_| dir_mode), gid)
+}
+
+fn set_permissions(path: &Path, mode: Option<u32>, gid: Option<u32>) -> Result<()> {
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(|e| Error::io(&format!("chown {} to group {gid}", path.display()), e))?;
+    }
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(&format!("chmod {:04o} {}", mode, path.display()), e))?;
     }
     Ok(())
 }

@@ -35,12 +35,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A running broker bound to its socket. Dropping it removes the socket, the
-/// lock files and every segment it created.
+/// A running broker bound to its socket. Dropping it removes the socket
+/// (unless systemd made it), the lock files and every segment it created.
 pub struct Broker {
     state: Arc<Mutex<State>>,
     listener: Arc<SeqPacket>,
     socket: PathBuf,
+    /// Whether this broker made the socket file (not socket activation).
+    owns_socket: bool,
     admin_pipe: PathBuf,
     /// The pipe's read end, until the admin thread takes it.
     admin_reader: Mutex<Option<OwnedFd>>,
@@ -116,13 +118,27 @@ impl Broker {
     /// caller has prepared and checked (`aetherd` does, with its socket mode
     /// and group).
     pub fn bind_with(socket: &Path, config: Config) -> Result<Broker> {
+        Broker::bind_inner(socket, config, None)
+    }
+
+    /// [`bind_with`](Self::bind_with) on a socket systemd made and listens on
+    /// (`aetherd.socket`): `listener` is adopted, and the socket file is left
+    /// in place when the broker stops, so that systemd keeps listening.
+    pub fn bind_activated(socket: &Path, config: Config, listener: SeqPacket) -> Result<Broker> {
+        Broker::bind_inner(socket, config, Some(listener))
+    }
+
+    fn bind_inner(socket: &Path, config: Config, activated: Option<SeqPacket>) -> Result<Broker> {
         let lock_path = lock_file(socket);
         let lock = take_lock(&lock_path)?;
         // Segments are sealed memfds and message queues are unlinked at once:
         // a dead daemon leaves nothing in /dev/shm or /dev/mqueue to clean up.
         let instance_id = sys::random_u64();
+        let owns_socket = activated.is_none();
         // We hold the lock, so a socket file here is a dead daemon's.
-        let _ = std::fs::remove_file(socket);
+        if owns_socket {
+            let _ = std::fs::remove_file(socket);
+        }
         // The admin pipe exists (and has its reader) before the socket listens:
         // whoever can connect can also administer at once.
         let admin_pipe = admin::pipe_path(socket);
@@ -132,11 +148,14 @@ impl Broker {
             let _ = std::fs::remove_file(&admin_pipe);
             return Err(e);
         }
-        let listener = SeqPacket::listen(socket).map_err(|e| {
-            let _ = std::fs::remove_file(&admin_pipe);
-            let _ = std::fs::remove_dir_all(&replies);
-            Error::io(&format!("listen on {}", socket.display()), e)
-        })?;
+        let listener = match activated {
+            Some(l) => l,
+            None => SeqPacket::listen(socket).map_err(|e| {
+                let _ = std::fs::remove_file(&admin_pipe);
+                let _ = std::fs::remove_dir_all(&replies);
+                Error::io(&format!("listen on {}", socket.display()), e)
+            })?,
+        };
         Ok(Broker {
             state: Arc::new(Mutex::new(State {
                 instance_id,
@@ -154,11 +173,17 @@ impl Broker {
             })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
+            owns_socket,
             admin_pipe,
             admin_reader: Mutex::new(Some(admin_reader)),
             lock_path,
             _lock: lock,
         })
+    }
+
+    /// Whether the socket came from systemd ([`bind_activated`](Self::bind_activated)).
+    pub fn socket_activated(&self) -> bool {
+        !self.owns_socket
     }
 
     pub fn instance_id(&self) -> u64 {
@@ -230,8 +255,15 @@ impl Broker {
             }
             mqueue::post_all(&s, &aether::notice::Notice::Draining);
         }
-        // Wake the acceptor out of accept(); it sees `draining` and stops.
-        self.listener.shutdown();
+        // Wake the acceptor out of accept(); it sees `draining` and stops. A
+        // socket systemd listens on is shared with it and must stay usable
+        // (later connections start the next daemon): wake it with a
+        // connection of our own instead of shutting it down.
+        if self.owns_socket {
+            self.listener.shutdown();
+        } else {
+            let _ = SeqPacket::connect(&self.socket);
+        }
         let deadline = Instant::now() + timeout;
         let caught_up = loop {
             let done = self
@@ -261,7 +293,9 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.socket);
+        if self.owns_socket {
+            let _ = std::fs::remove_file(&self.socket);
+        }
         let _ = std::fs::remove_file(&self.admin_pipe);
         let _ = std::fs::remove_dir_all(admin::replies_dir(&self.socket));
         if let Ok(mut s) = self.state.lock() {
@@ -289,10 +323,9 @@ pub(crate) fn reload(state: &Mutex<State>) -> std::result::Result<Vec<String>, C
                 log::warn!("reload: {note}");
             }
             crate::logger::set_level(new.settings.log_level);
-            if new.file_read {
-                log::info!("reload: configuration re-read from {}", new.file.path.display());
-            } else {
-                log::info!("reload: no configuration file; the built-in configuration is in force");
+            match &new.file {
+                Some(f) => log::info!("reload: configuration re-read from {}", f.display()),
+                None => log::info!("reload: no configuration file (none named); flags and environment re-applied"),
             }
             s.config = new.config.clone();
             s.loaded = Some(new);

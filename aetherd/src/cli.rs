@@ -8,12 +8,14 @@ const PRECEDENCE: &str = "\
 Each setting is taken from, highest first: its command-line flag, its AETHER_*
 environment variable, the configuration file, the built-in default.
 
-Configuration file: --config PATH, else $AETHER_CONFIG, else
-/etc/aether/aetherd.toml if it exists. It also holds the limits, the default
+Configuration file: --config PATH, else $AETHER_CONFIG, else none (the
+system broker's unit passes --config /etc/aether/aetherd.toml; a private
+broker never reads it unless told to). It also holds the limits, the default
 topic parameters and the access rules ([limits], [topic_defaults], [[access]]);
 SIGHUP re-reads it (rules, limits, log level and drain timeout apply at once;
-socket, socket_mode and socket_group only at restart). Example: etc/aetherd.toml;
-every key: docs/OPERATIONS.md.
+socket, socket_mode and socket_group only at restart). Example:
+/usr/share/doc/aether/examples/aetherd.toml; every key:
+/usr/share/doc/aether/OPERATIONS.md.
 
 Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads the configuration,
 SIGUSR1 writes statistics.";
@@ -26,10 +28,10 @@ SIGUSR1 writes statistics.";
     after_help = PRECEDENCE
 )]
 pub(crate) struct Args {
-    /// Configuration file (TOML) [env: AETHER_CONFIG] [default: /etc/aether/aetherd.toml if it exists]
+    /// Configuration file (TOML) [env: AETHER_CONFIG] [default: none]
     #[arg(long, value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,
-    /// Control socket path [env: AETHER_SOCKET] [file: daemon.socket] [default: $XDG_RUNTIME_DIR/aether/aetherd.sock, else /run/aether/aetherd.sock]
+    /// Control socket path [env: AETHER_SOCKET] [file: daemon.socket] [default: $XDG_RUNTIME_DIR/aether/aetherd.sock, else /tmp/aether-UID/aetherd.sock; the system broker's is /run/aether/aetherd.sock]
     #[arg(long, value_name = "PATH")]
     pub(crate) socket: Option<PathBuf>,
     /// Socket file mode, octal; e.g. 0660 lets the socket's group connect [file: daemon.socket_mode] [default: as created, private]
@@ -45,7 +47,24 @@ pub(crate) struct Args {
     /// On SIGTERM/SIGINT, how long subscribers get to read what is left, in seconds [env: AETHER_DRAIN_TIMEOUT] [file: daemon.drain_timeout] [default: 5]
     #[arg(long, value_name = "SECONDS")]
     pub(crate) drain_timeout: Option<f64>,
+    /// Append the log to this file (created mode 0600) instead of writing it
+    /// to stderr; auto-started daemons log to aetherd.log next to their socket
+    #[arg(long, value_name = "PATH")]
+    pub(crate) log_file: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object each (time, level, message).
+    /// Under systemd either is prefixed with its syslog priority for journald
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
     /// error, warn, info or debug [env: AETHER_LOG, else RUST_LOG when it is a bare level] [file: daemon.log_level] [default: info]
     #[arg(long, value_name = "LEVEL")]
     pub(crate) log_level: Option<String>,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// TIME LEVEL aetherd: message
+    Text,
+    /// one JSON object per line: time, level, message
+    Json,
 }

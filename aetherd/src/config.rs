@@ -105,7 +105,6 @@ pub struct Config {
 }
 
 /// The configuration file read when neither `--config` nor `$AETHER_CONFIG` names one.
-pub const DEFAULT_CONFIG_FILE: &str = "/etc/aether/aetherd.toml";
 /// How long a draining daemon lets subscribers catch up, unless configured.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The socket mode bits a configuration may set (no setuid, setgid or sticky bits).
@@ -260,39 +259,23 @@ pub fn resolve(flags: &Settings, env: &Settings, file: &Settings, default_socket
     }
 }
 
-/// The built-in socket path: `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else
-/// `/run/aether/aetherd.sock` (`$AETHER_SOCKET` is the environment's say, above the file).
+/// The built-in socket path, a private broker's: `$XDG_RUNTIME_DIR/aether/aetherd.sock`,
+/// else `/tmp/aether-<uid>/aetherd.sock` (`$AETHER_SOCKET` is the environment's say, above the file).
 pub fn builtin_socket(get: impl Fn(&str) -> Option<String>) -> PathBuf {
-    aether::paths::builtin_socket(get("XDG_RUNTIME_DIR").as_deref().map(std::ffi::OsStr::new))
+    aether::paths::builtin_socket(
+        get("XDG_RUNTIME_DIR").as_deref().map(std::ffi::OsStr::new),
+        nix::unistd::geteuid().as_raw(),
+    )
 }
 
-/// Which configuration file to read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigFile {
-    pub path: PathBuf,
-    /// Named by `--config` or `$AETHER_CONFIG`: it must exist. The default
-    /// file is read only if it exists.
-    pub required: bool,
-}
-
-/// `--config PATH`, else `$AETHER_CONFIG`, else [`DEFAULT_CONFIG_FILE`] (if it exists).
-pub fn config_file(flag: Option<&Path>, get: impl Fn(&str) -> Option<String>) -> ConfigFile {
-    if let Some(p) = flag.filter(|p| !p.as_os_str().is_empty()) {
-        return ConfigFile {
-            path: p.to_path_buf(),
-            required: true,
-        };
-    }
-    if let Some(p) = get("AETHER_CONFIG").filter(|p| !p.is_empty()) {
-        return ConfigFile {
-            path: PathBuf::from(p),
-            required: true,
-        };
-    }
-    ConfigFile {
-        path: PathBuf::from(DEFAULT_CONFIG_FILE),
-        required: false,
-    }
+/// `--config PATH`, else `$AETHER_CONFIG`, else none: a daemon reads a
+/// configuration file only when told to (the system broker's unit names
+/// `/etc/aether/aetherd.toml`), so that a private broker never picks up the
+/// system broker's settings.
+pub fn config_file(flag: Option<&Path>, get: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    flag.filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .or_else(|| get("AETHER_CONFIG").filter(|p| !p.is_empty()).map(PathBuf::from))
 }
 
 /// What a configuration file gives: daemon settings and the broker's configuration.
@@ -302,14 +285,12 @@ pub struct FileConfig {
     pub config: Config,
 }
 
-/// Reads and parses `file`; `Ok(None)` when it is the default file and absent.
-pub fn load_file(file: &ConfigFile) -> Result<Option<FileConfig>, ConfigError> {
-    let origin = file.path.display().to_string();
-    match std::fs::read_to_string(&file.path) {
-        Ok(text) => parse(&text, &file.path).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !file.required => Ok(None),
+/// Reads and parses the file at `path` (it must exist).
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path),
         Err(e) => Err(ConfigError::new(
-            &origin,
+            &path.display().to_string(),
             "",
             format!("cannot read the configuration file: {e}"),
         )),
@@ -319,9 +300,8 @@ pub fn load_file(file: &ConfigFile) -> Result<Option<FileConfig>, ConfigError> {
 /// The sources the daemon started from, kept so SIGHUP redoes the same merge.
 #[derive(Clone, Debug)]
 pub struct Loaded {
-    pub file: ConfigFile,
-    /// Whether `file` existed and was read.
-    pub file_read: bool,
+    /// The configuration file, if one was named.
+    pub file: Option<PathBuf>,
     pub flags: Settings,
     pub env: Settings,
     pub settings: Resolved,
@@ -338,16 +318,13 @@ impl Loaded {
     ) -> Result<Loaded, ConfigError> {
         let env = Settings::from_env(&get)?;
         let file = config_file(config_flag, &get);
-        let from_file = load_file(&file)?;
-        let file_read = from_file.is_some();
         let FileConfig {
             settings: file_settings,
             config,
-        } = from_file.unwrap_or_default();
+        } = file.as_deref().map(load_file).transpose()?.unwrap_or_default();
         let settings = resolve(&flags, &env, &file_settings, builtin_socket(&get));
         Ok(Loaded {
             file,
-            file_read,
             flags,
             env,
             settings,
@@ -360,12 +337,10 @@ impl Loaded {
     /// mode and group) keep their current values; the returned notes say which
     /// of them the file tried to change. On error nothing changes.
     pub fn reload(&self) -> Result<(Loaded, Vec<String>), ConfigError> {
-        let from_file = load_file(&self.file)?;
-        let file_read = from_file.is_some();
         let FileConfig {
             settings: file_settings,
             config,
-        } = from_file.unwrap_or_default();
+        } = self.file.as_deref().map(load_file).transpose()?.unwrap_or_default();
         let mut settings = resolve(&self.flags, &self.env, &file_settings, self.settings.socket.clone());
         let mut notes = Vec::new();
         if settings.socket != self.settings.socket {
@@ -392,7 +367,6 @@ impl Loaded {
         }
         let loaded = Loaded {
             file: self.file.clone(),
-            file_read,
             flags: self.flags.clone(),
             env: self.env.clone(),
             settings,
@@ -1297,17 +1271,21 @@ mod tests {
 
     #[test]
     fn builtin_socket_and_file_choice() {
-        assert_eq!(builtin_socket(env(&[])), Path::new("/run/aether/aetherd.sock"));
+        let uid = nix::unistd::geteuid().as_raw();
+        assert_eq!(
+            builtin_socket(env(&[])),
+            PathBuf::from(format!("/tmp/aether-{uid}/aetherd.sock"))
+        );
         assert_eq!(
             builtin_socket(env(&[("XDG_RUNTIME_DIR", "/run/user/7")])),
             Path::new("/run/user/7/aether/aetherd.sock")
         );
         let f = config_file(Some(Path::new("/flag.toml")), env(&[("AETHER_CONFIG", "/env.toml")]));
-        assert_eq!((f.path.as_path(), f.required), (Path::new("/flag.toml"), true));
+        assert_eq!(f.as_deref(), Some(Path::new("/flag.toml")));
         let f = config_file(None, env(&[("AETHER_CONFIG", "/env.toml")]));
-        assert_eq!((f.path.as_path(), f.required), (Path::new("/env.toml"), true));
-        let f = config_file(None, env(&[]));
-        assert_eq!((f.path.as_path(), f.required), (Path::new(DEFAULT_CONFIG_FILE), false));
+        assert_eq!(f.as_deref(), Some(Path::new("/env.toml")));
+        // No file unless one is named: /etc/aether is the system broker's alone.
+        assert_eq!(config_file(None, env(&[])), None);
     }
 
     #[test]
@@ -1323,14 +1301,9 @@ mod tests {
             "AETHER_LOG" => Some("warn".to_string()),
             _ => None,
         };
-        // A named file must exist; the default one need not.
+        // A named file must exist.
         let e = Loaded::load(Settings::default(), Some(&path), get).unwrap_err();
         assert!(e.reason.contains("cannot read"), "{e}");
-        let absent = load_file(&ConfigFile {
-            path: path.clone(),
-            required: false,
-        });
-        assert_eq!(absent, Ok(None));
 
         std::fs::write(
             &path,
@@ -1338,7 +1311,7 @@ mod tests {
         )
         .unwrap();
         let l = Loaded::load(Settings::default(), Some(&path), get).unwrap();
-        assert!(l.file_read);
+        assert_eq!(l.file.as_deref(), Some(path.as_path()));
         assert_eq!(l.settings.socket, Path::new("/a.sock"));
         assert_eq!(l.settings.log_level, Level::Warn, "the environment beats the file");
         assert_eq!(l.settings.drain_timeout, Duration::from_secs(1));

@@ -3,6 +3,8 @@
 //! (stderr is the journal's stream, `$JOURNAL_STREAM`) the line is instead
 //! prefixed with its syslog priority (`<6>message`) and carries no timestamp:
 //! journald parses the prefix into the entry's priority and stamps it itself.
+//! With `--log-format json` each line is one JSON object instead:
+//! `{"time":"2026-12-06T09:18:55.123Z","level":"info","message":"..."}`.
 //! Nothing on the data path logs; the control plane logs per request at `debug`.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -13,6 +15,17 @@ use std::sync::OnceLock;
 struct Logger {
     /// Whether stderr is connected to journald.
     journal: bool,
+    json: bool,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `TIME LEVEL aetherd: message`.
+    #[default]
+    Text,
+    /// One JSON object per line: `time`, `level`, `message`.
+    Json,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
@@ -27,10 +40,20 @@ impl Log for Logger {
             return;
         }
         // One write per line, so that threads never interleave within a line.
-        let line = if self.journal {
-            format!("<{}>{}\n", priority(r.level()), r.args())
-        } else {
-            format!("{} {} aetherd: {}\n", timestamp(), tag(r.level()), r.args())
+        let line = match (self.journal, self.json) {
+            (_, true) => {
+                let object = serde_json::json!({
+                    "time": timestamp(),
+                    "level": tag(r.level()).trim().to_ascii_lowercase(),
+                    "message": r.args().to_string(),
+                });
+                match self.journal {
+                    true => format!("<{}>{object}\n", priority(r.level())),
+                    false => format!("{object}\n"),
+                }
+            }
+            (true, false) => format!("<{}>{}\n", priority(r.level()), r.args()),
+            (false, false) => format!("{} {} aetherd: {}\n", timestamp(), tag(r.level()), r.args()),
         };
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
@@ -72,9 +95,10 @@ fn stderr_is_journal() -> bool {
 }
 
 /// Installs the logger (once per process; later calls only set the level).
-pub fn init(level: LevelFilter) {
+pub fn init(level: LevelFilter, format: Format) {
     let logger = LOGGER.get_or_init(|| Logger {
         journal: stderr_is_journal(),
+        json: format == Format::Json,
     });
     let _ = log::set_logger(logger);
     set_level(level);

@@ -28,8 +28,9 @@ fn block_signals() -> SigSet {
 }
 
 /// Forks; the parent exits 0 at once (the socket already listens), the child
-/// leaves the session and the caller's stdio.
-fn detach() {
+/// leaves the session and the caller's stdio (stderr too, unless it is the
+/// log file: `keep_stderr`).
+fn detach(keep_stderr: bool) {
     // SAFETY: no other thread exists yet, so the child may run ordinary code.
     match unsafe { fork() } {
         Err(e) => {
@@ -39,17 +40,21 @@ fn detach() {
         Ok(ForkResult::Child) => {
             let _ = setsid();
             if let Ok(null) = nix::fcntl::open("/dev/null", OFlag::O_RDWR, Mode::empty()) {
-                let _ = (dup2_stdin(&null), dup2_stdout(&null), dup2_stderr(&null));
+                let _ = (dup2_stdin(&null), dup2_stdout(&null));
+                if !keep_stderr {
+                    let _ = dup2_stderr(&null);
+                }
             }
         }
         Ok(ForkResult::Parent { .. }) => std::process::exit(0),
     }
 }
 
+use std::os::unix::fs::OpenOptionsExt;
+
 /// Writes `bytes` to `path` (mode 0644 when created), never through a symlink.
 fn write_nofollow(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -58,6 +63,38 @@ fn write_nofollow(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)?
         .write_all(bytes)
+}
+
+/// The listening socket systemd passed (socket activation, sd_listen_fds(3):
+/// `$LISTEN_PID` is this process and `$LISTEN_FDS` counts descriptors from
+/// 3), if any. The variables are removed, as sd_listen_fds does.
+fn socket_from_systemd() -> Option<Result<std::os::fd::OwnedFd, String>> {
+    let for_us = std::env::var("LISTEN_PID").ok()?.parse::<u32>().ok()? == std::process::id();
+    let count = std::env::var("LISTEN_FDS").ok();
+    for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // (No other thread exists yet.)
+        std::env::remove_var(v);
+    }
+    if !for_us {
+        return None;
+    }
+    match count.and_then(|c| c.parse::<u32>().ok()) {
+        // (F_GETFD: only an open descriptor may be taken over.)
+        // SAFETY: F_GETFD only reads descriptor 3's flags (EBADF if closed).
+        Some(1) if unsafe { libc::fcntl(3, libc::F_GETFD) } < 0 => {
+            Some(Err("LISTEN_FDS=1, but descriptor 3 is not open".into()))
+        }
+        Some(1) => {
+            use std::os::fd::FromRawFd;
+            // SAFETY: by the socket-activation protocol descriptor 3 is
+            // open and handed to this process, which takes it over here.
+            Some(Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(3) }))
+        }
+        n => Some(Err(format!(
+            "systemd passed {} sockets (LISTEN_FDS); aetherd takes exactly one (ListenSequentialPacket=)",
+            n.map_or("an unreadable number of".into(), |n| n.to_string())
+        ))),
+    }
 }
 
 /// Raises the soft limit on open descriptors to the hard one: each
@@ -89,7 +126,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    logger::init(loaded.settings.log_level);
+    let format = match args.log_format {
+        cli::LogFormat::Text => logger::Format::Text,
+        cli::LogFormat::Json => logger::Format::Json,
+    };
+    logger::init(loaded.settings.log_level, format);
     let socket = loaded.settings.socket.clone();
     let set = block_signals();
     raise_descriptor_limit();
@@ -98,7 +139,29 @@ fn main() {
         eprintln!("aetherd: {e}");
         std::process::exit(1);
     }
-    let broker = match Broker::bind_with(&socket, loaded.config.clone()) {
+    // (After the socket's directory exists: auto-start logs there.)
+    if let Some(path) = &args.log_file {
+        // stderr becomes the log file: log lines and any panic message land there.
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path);
+        if let Err(e) = file.and_then(|f| Ok(dup2_stderr(&f)?)) {
+            eprintln!("aetherd: log file {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+    let activated = socket_from_systemd();
+    let bound = match activated {
+        None => Broker::bind_with(&socket, loaded.config.clone()),
+        Some(Err(e)) => Err(aether::Error::invalid(e)),
+        Some(Ok(fd)) => aether::sys::uds::SeqPacket::adopt_listener(fd, &socket)
+            .map_err(|e| aether::Error::invalid(format!("the socket systemd passed: {e}")))
+            .and_then(|l| Broker::bind_activated(&socket, loaded.config.clone(), l)),
+    };
+    let broker = match bound {
         Ok(b) => b,
         Err(e) if e.status == aether::Status::Exists && args.detach => std::process::exit(0),
         Err(e) => {
@@ -106,22 +169,37 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = access::set_socket_permissions(&socket, loaded.settings.socket_mode, group) {
+    let shared = match broker.socket_activated() {
+        // systemd set the socket's mode and group (SocketMode=, SocketGroup=): the admin pipe follows them.
+        true => std::fs::metadata(&socket)
+            .map_err(|e| aether::Error::io("stat the socket", e))
+            .and_then(|m| {
+                use std::os::unix::fs::MetadataExt;
+                access::share_admin(&socket, Some(m.mode() & 0o777), Some(m.gid()))
+            }),
+        false => access::set_socket_permissions(&socket, loaded.settings.socket_mode, group),
+    };
+    if let Err(e) = shared {
         eprintln!("aetherd: {e}");
         drop(broker);
         std::process::exit(1);
     }
     if args.detach {
-        detach();
+        detach(args.log_file.is_some());
     }
     log::info!(
-        "listening on {} (pid {}, instance {:016x})",
+        "listening on {}{} (pid {}, instance {:016x})",
         socket.display(),
+        if broker.socket_activated() {
+            ", a socket from systemd"
+        } else {
+            ""
+        },
         std::process::id(),
         broker.instance_id()
     );
-    if loaded.file_read {
-        log::info!("configuration from {}", loaded.file.path.display());
+    if let Some(f) = &loaded.file {
+        log::info!("configuration from {}", f.display());
     }
     broker.set_loaded(loaded);
     if let Err(e) = broker.spawn_threads() {

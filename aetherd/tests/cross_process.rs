@@ -407,6 +407,57 @@ fn racing_clients_autostart_exactly_one_daemon() {
         unsafe { libc::kill(pids[0] as i32, 0) != 0 }
     });
     assert!(!socket.exists());
+    // An auto-started daemon logs next to its socket (issue 16), not to /dev/null.
+    let log = std::fs::read_to_string(dir.0.join("aetherd.log")).unwrap_or_default();
+    assert!(
+        log.contains("listening on") && log.contains("auto.sock"),
+        "aetherd.log: {log:?}"
+    );
+}
+
+/// Issue 16: auto-start starts only a private broker. Never on the system
+/// broker's path (its service starts it), never in a directory of another
+/// user's; the error says which socket it tried, from where, and why.
+#[test]
+fn autostart_never_starts_the_system_broker_nor_one_in_a_strangers_directory() {
+    let hello = |socket: &std::path::Path| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_main", "--nocapture", "--quiet"])
+            .env("AETHER_CHILD_ROLE", "hello")
+            .env("AETHER_TEST_SOCKET", socket)
+            .env("AETHER_DAEMON", AETHERD)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let system = std::path::Path::new(aether::paths::SYSTEM_SOCKET);
+    if system.exists() {
+        eprintln!("(a system broker's socket exists here: its case is not played)");
+    } else {
+        let err = hello(system);
+        assert!(
+            err.contains("never auto-started") && err.contains("systemctl start aetherd"),
+            "{err}"
+        );
+        assert!(!system.exists() && !system.parent().unwrap().join("aetherd.sock.lock").exists());
+    }
+    // A directory of another user's: root plays it with a chowned directory,
+    // anyone else with `/` (root's).
+    let dir = TempDir::new("stranger");
+    // SAFETY: geteuid has no preconditions.
+    let socket = if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&dir.0, Some(64300), Some(64300)).unwrap();
+        dir.0.join("aetherd.sock")
+    } else {
+        std::path::PathBuf::from(format!("/aether-test-{}.sock", std::process::id()))
+    };
+    let err = hello(&socket);
+    assert!(
+        err.contains("auto-start only starts a private broker") && err.contains("belongs to uid"),
+        "{err}"
+    );
+    assert!(!socket.exists());
 }
 
 trait WaitOutput {

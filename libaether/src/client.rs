@@ -12,6 +12,7 @@ use crate::segment::{Cursor, CursorLine, Policy, Segment, TopicParams, Waiters};
 use crate::sys::{mqueue as mq, uds::SeqPacket};
 use nix::poll::PollFlags;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -151,30 +152,73 @@ fn autostart_enabled() -> bool {
 }
 
 /// Starts `aetherd --detach` for `socket` and waits for it to exit: it does
-/// so once it listens (or once it finds another daemon already there).
-fn start_daemon(socket: &Path) -> Result<()> {
+/// so once it listens (or once it finds another daemon already there). Only
+/// a private broker: never on the system broker's path, nor in a directory
+/// of another user's. The daemon logs to `aetherd.log` next to the socket.
+fn start_daemon(socket: &Path, origin: &str) -> Result<()> {
+    if crate::paths::is_system_socket(socket) {
+        return Err(Error::new(
+            Status::Unavailable,
+            format!(
+                "no aetherd listening at {} ({origin}), the system broker's socket: the system broker is started \
+                 by its service (`systemctl start aetherd`), never auto-started; unset AETHER_SOCKET to use a \
+                 private broker instead",
+                socket.display()
+            ),
+        ));
+    }
+    let dir = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(m) = std::fs::metadata(dir) {
+        let me = nix::unistd::geteuid().as_raw();
+        if m.uid() != me {
+            return Err(Error::new(
+                Status::Unavailable,
+                format!(
+                    "no aetherd listening at {} ({origin}); not starting one: its directory {} belongs to uid {}, \
+                     and auto-start only starts a private broker of this user (uid {me})",
+                    socket.display(),
+                    dir.display(),
+                    m.uid()
+                ),
+            ));
+        }
+    }
     let candidates = crate::paths::daemon_candidates();
     let exe = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
         Error::new(
             Status::Unavailable,
             format!(
-                "no aetherd at {} and none found to start (set AETHER_DAEMON or put aetherd on PATH)",
+                "no aetherd listening at {} ({origin}) and no aetherd program found to start one (set \
+                 AETHER_DAEMON or put aetherd on PATH)",
                 socket.display()
             ),
         )
     })?;
-    let status = std::process::Command::new(exe)
+    let log = dir.join("aetherd.log");
+    let out = std::process::Command::new(exe)
         .arg("--socket")
         .arg(socket)
         .arg("--detach")
+        .arg("--log-file")
+        .arg(&log)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .status()
+        .stderr(std::process::Stdio::piped())
+        .output()
         .map_err(|e| Error::new(Status::Unavailable, format!("cannot start {}: {e}", exe.display())))?;
-    if !status.success() {
+    if !out.status.success() {
         return Err(Error::new(
             Status::Unavailable,
-            format!("{} --socket {} failed: {status}", exe.display(), socket.display()),
+            format!(
+                "auto-start: {} --socket {} failed ({}): {}",
+                exe.display(),
+                socket.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         ));
     }
     Ok(())
@@ -190,9 +234,10 @@ impl Client {
     /// Like [`connect`](Self::connect), with auto-start chosen by the caller
     /// (`AETHER_NO_AUTOSTART` is not consulted).
     pub fn connect_with(socket: Option<&Path>, autostart: bool) -> Result<Client> {
-        let path = socket
-            .map(Path::to_path_buf)
-            .unwrap_or_else(crate::paths::default_socket);
+        let (path, origin) = match socket {
+            Some(p) => (p.to_path_buf(), "as given"),
+            None => crate::paths::socket_choice(),
+        };
         let sock = match SeqPacket::connect(&path) {
             Ok(s) => s,
             Err(e)
@@ -205,12 +250,12 @@ impl Client {
                     return Err(Error::new(
                         Status::Unavailable,
                         format!(
-                            "no aetherd listening at {} (auto-start is off: AETHER_NO_AUTOSTART)",
+                            "no aetherd listening at {} ({origin}; auto-start is off: AETHER_NO_AUTOSTART)",
                             path.display()
                         ),
                     ));
                 }
-                start_daemon(&path)?;
+                start_daemon(&path, origin)?;
                 let deadline = std::time::Instant::now() + AUTOSTART_WAIT;
                 loop {
                     match SeqPacket::connect(&path) {
@@ -228,13 +273,22 @@ impl Client {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 return Err(Error::new(
                     Status::Permission,
-                    format!("permission denied on the aetherd socket {}: {e}", path.display()),
+                    format!(
+                        "permission denied on the aetherd socket {} ({origin}): {e} ({})",
+                        path.display(),
+                        match crate::paths::is_system_socket(&path) {
+                            true =>
+                                "the system broker lets in members of group aether: `adduser $USER aether`, \
+                                     then log in again",
+                            false => "its daemon's socket_mode and socket_group decide who may connect",
+                        }
+                    ),
                 ))
             }
             Err(e) => {
                 return Err(Error::new(
                     Status::Unavailable,
-                    format!("cannot connect to aetherd at {}: {e}", path.display()),
+                    format!("cannot connect to aetherd at {} ({origin}): {e}", path.display()),
                 ))
             }
         };

@@ -3,21 +3,46 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// `$AETHER_SOCKET`, else `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else `/run/aether/aetherd.sock`.
+/// The system broker's socket (`aetherd.service`). No program uses it unless
+/// told to (`--socket`, `$AETHER_SOCKET`), and auto-start never starts a
+/// daemon there.
+pub const SYSTEM_SOCKET: &str = "/run/aether/aetherd.sock";
+
+/// `$AETHER_SOCKET`, else a private broker of this user:
+/// `$XDG_RUNTIME_DIR/aether/aetherd.sock`, else `/tmp/aether-<uid>/aetherd.sock`.
 pub fn default_socket() -> PathBuf {
-    if let Some(p) = std::env::var_os("AETHER_SOCKET").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    builtin_socket(std::env::var_os("XDG_RUNTIME_DIR").as_deref())
+    socket_choice().0
 }
 
-/// The socket path without `$AETHER_SOCKET`: under `xdg_runtime_dir` when it
-/// is set and not empty, else `/run/aether/aetherd.sock`.
-pub fn builtin_socket(xdg_runtime_dir: Option<&std::ffi::OsStr>) -> PathBuf {
+/// [`default_socket`], and where that choice came from, in words (for errors).
+pub fn socket_choice() -> (PathBuf, &'static str) {
+    if let Some(p) = std::env::var_os("AETHER_SOCKET").filter(|p| !p.is_empty()) {
+        return (PathBuf::from(p), "from $AETHER_SOCKET");
+    }
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR");
+    let origin = match xdg.as_deref().filter(|d| !d.is_empty()) {
+        Some(_) => "this user's private broker, under $XDG_RUNTIME_DIR",
+        None => "this user's private broker ($XDG_RUNTIME_DIR is not set)",
+    };
+    (builtin_socket(xdg.as_deref(), nix::unistd::geteuid().as_raw()), origin)
+}
+
+/// The socket path without `$AETHER_SOCKET`, for user `uid`: under
+/// `xdg_runtime_dir` when it is set and not empty, else
+/// `/tmp/aether-<uid>/aetherd.sock` (a directory the daemon makes 0700 and
+/// refuses if someone else made it). Never the system broker's.
+pub fn builtin_socket(xdg_runtime_dir: Option<&std::ffi::OsStr>, uid: u32) -> PathBuf {
     match xdg_runtime_dir.filter(|d| !d.is_empty()) {
         Some(d) => Path::new(d).join("aether").join("aetherd.sock"),
-        None => PathBuf::from("/run/aether/aetherd.sock"),
+        None => PathBuf::from(format!("/tmp/aether-{uid}/aetherd.sock")),
     }
+}
+
+/// Whether `socket` is the system broker's, or in its directory: a place
+/// only `aetherd.service` starts a daemon.
+pub fn is_system_socket(socket: &Path) -> bool {
+    let system = Path::new(SYSTEM_SOCKET);
+    socket == system || socket.parent() == system.parent()
 }
 
 /// Whether a daemon running as `uid` may be trusted at `socket`, before a

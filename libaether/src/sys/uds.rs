@@ -74,6 +74,31 @@ impl SeqPacket {
         Ok(SeqPacket { fd })
     }
 
+    /// Takes over a socket another process bound and listens on (systemd's
+    /// socket activation), after checking it is what `listen` would have
+    /// made: AF_UNIX, SOCK_SEQPACKET, listening, bound to `path`.
+    pub fn adopt_listener(fd: OwnedFd, path: &Path) -> io::Result<SeqPacket> {
+        let wrong = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+        if sock::getsockopt(&fd, sockopt::SockType)? != SockType::SeqPacket {
+            return Err(wrong(
+                "the socket is not SOCK_SEQPACKET (ListenSequentialPacket=)".into(),
+            ));
+        }
+        if !sock::getsockopt(&fd, sockopt::AcceptConn)? {
+            return Err(wrong("the socket is not listening".into()));
+        }
+        let bound: UnixAddr = sock::getsockname(fd.as_raw_fd())?;
+        if bound.path() != Some(path) {
+            return Err(wrong(format!(
+                "the socket is bound to {}, not to {}",
+                bound.path().map_or("(no path)".into(), |p| p.display().to_string()),
+                path.display()
+            )));
+        }
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+        Ok(SeqPacket { fd })
+    }
+
     pub fn connect(path: &Path) -> io::Result<SeqPacket> {
         let addr = address(path)?;
         let fd = socket()?;
