@@ -5,8 +5,8 @@
  *
  * Every call returning int returns AETHER_OK (0) or a negative aether_status,
  * and on failure sets the thread's aether_last_error(), except the two that
- * return a descriptor (aether_client_notices_fd: >= 0 or a status;
- * aether_subscriber_fd: >= 0, or -1 without setting an error). Out-parameters
+ * return a descriptor (aether_client_notices_fd, aether_subscriber_fd: >= 0,
+ * or a negative status with aether_last_error() set). Out-parameters
  * are written only on success (except *len on AETHER_E_TOO_LARGE, see
  * aether_receive).
  * Handles are opaque; each is freed by its _close call, which accepts NULL.
@@ -404,12 +404,19 @@ int aether_release(struct aether_subscriber *s, struct aether_message *msg);
 uint64_t aether_subscriber_lost(const struct aether_subscriber *s);
 
 /**
- * The pollable descriptor of an `AETHER_DELIVERY_MQUEUE` subscriber: readable
- * (POLLIN) while a message, or the end of the stream, waits for
- * `aether_receive`. Owned by the subscriber (valid until
- * `aether_subscriber_close`): poll it, do not read or close it.
- * Returns -1 for an `AETHER_DELIVERY_SHM` subscriber or NULL; never sets
- * errno or `aether_last_error()`.
+ * A descriptor to poll (poll, epoll, select, an event loop) for POLLIN: it
+ * is readable when `aether_receive` may not come back empty. For
+ * `AETHER_DELIVERY_MQUEUE` it is the subscriber's queue; for
+ * `AETHER_DELIVERY_SHM` an eventfd the broker makes on the first call (one
+ * request to it), which publishers signal only while the subscriber is
+ * armed: from a receive that came back `AETHER_E_TIMEOUT` (timeout 0 or
+ * not) until its next receive. So the loop is: poll; then
+ * `aether_receive`/`aether_receive_view` with timeout 0 until
+ * `AETHER_E_TIMEOUT`; poll again. A subscriber that never calls this costs
+ * publishers nothing. Returns the descriptor (>= 0), owned by the
+ * subscriber (valid until `aether_subscriber_close`; do not read or close
+ * it), or a negative `aether_status` (`AETHER_E_INVALID` for NULL,
+ * `AETHER_E_UNAVAILABLE` when the broker is gone, as any request).
  */
 int aether_subscriber_fd(const struct aether_subscriber *s);
 

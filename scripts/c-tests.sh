@@ -78,7 +78,7 @@ linked() { # linked NAME: needs libaether.so.0, found in the prefix
     readelf -d "$BIN/$1" | grep -F 'Shared library: [libaether.so.0]'
     LD_LIBRARY_PATH=$PREFIX/lib ldd "$BIN/$1" | grep -F "libaether.so.0 => $PREFIX/lib/libaether.so.0"
 }
-for t in layout publisher subscriber errors mqueue fork; do
+for t in layout publisher subscriber errors mqueue fork poll; do
     check "compile $t.c with pkg-config" compile "$t"
     check "$t links libaether.so.0 from the prefix" linked "$t"
 done
@@ -164,6 +164,7 @@ pubsub "pubsub 1->$SUBSCRIBERS" "$TAG-pubsub" "$COUNT" "$SUBSCRIBERS"
 check "C publisher -> aether-cli sub, 1000 messages" cli_interop "$TAG-pubsub" 1000
 check "mqueue: delivery=mqueue subscriber in poll(), control-queue notices" "$BIN/mqueue" "$SOCK" "$TAG-mqueue"
 check "fork: a child cannot use its parent's handles, reopens its own; the parent keeps its slots" "$BIN/fork" "$SOCK" "$TAG-fork"
+check "poll: a shm subscriber in epoll_wait on aether_subscriber_fd gets 20000 messages from another process" "$BIN/poll" "$SOCK" "$TAG-poll"
 
 # --- under valgrind ---------------------------------------------------------------
 check "valgrind layout" "${VALGRIND[@]}" "$BIN/layout"
@@ -172,6 +173,7 @@ check "aether-cli create $TAG-valgrind --policy reliable" create_reliable "$TAG-
 pubsub "valgrind pubsub 1->1" "$TAG-valgrind" "$VG_COUNT" 1 "${VALGRIND[@]}"
 check "valgrind mqueue" "${VALGRIND[@]}" "$BIN/mqueue" "$SOCK" "$TAG-mqueue-vg" 50
 check "valgrind fork" "${VALGRIND[@]}" --trace-children=yes "$BIN/fork" "$SOCK" "$TAG-fork-vg"
+check "valgrind poll" "${VALGRIND[@]}" "$BIN/poll" "$SOCK" "$TAG-poll-vg" 500
 
 delete_topics() {
     "${CLI[@]}" delete "$TAG-pubsub"

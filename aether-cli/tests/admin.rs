@@ -461,7 +461,7 @@ fn no_daemon_is_one_clear_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.starts_with("aether-cli: no aetherd admin pipe at ") && err.contains("hint: is aetherd running?"),
+        err.starts_with("aether-cli: no aetherd admin pipe at ") && err.contains("hint: no broker answers at "),
         "{err}"
     );
 }

@@ -176,7 +176,13 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
             close_slot(&mut s, &topic, client, SlotKind::Subscriber, slot, topic_id)
         }
         Request::ControlQueue => crate::mqueue::control_queue(&mut s, client, made),
-        Request::Cursors { topic, topic_id, slots } => cursors(&s, &topic, client, topic_id, &slots, made),
+        Request::Cursors { topic, topic_id, slots } => {
+            per_subscriber(&s, &topic, client, topic_id, &slots, PerSubscriber::CursorPages, made)
+        }
+        Request::SubscriberFd { topic, topic_id, slot } => subscriber_fd(&mut s, &topic, client, topic_id, slot, made),
+        Request::Notifiers { topic, topic_id, slots } => {
+            per_subscriber(&s, &topic, client, topic_id, &slots, PerSubscriber::Eventfds, made)
+        }
         Request::SubscriberOpenMqueue { topic } => crate::mqueue::open_subscriber(&mut s, &topic, client, made),
     }
 }
@@ -213,39 +219,99 @@ fn open_slot(
     Ok(reply)
 }
 
-/// `Cursors`: read-only cursor pages of the slots asked for that are still
-/// handed out under the generation given, for a client that holds a
-/// publisher slot on this incarnation of the topic (only publishers wait for
-/// subscribers).
-fn cursors(
+/// What a publisher asks for about subscriber slots it has not seen.
+#[derive(Clone, Copy)]
+enum PerSubscriber {
+    /// `Cursors`: read-only cursor pages (reliable publishers wait for them).
+    CursorPages,
+    /// `Notifiers`: the eventfds of pollable subscribers (publishers signal them).
+    Eventfds,
+}
+
+/// `Cursors` and `Notifiers`: for the slots asked for that are still handed
+/// out under the generation given (and, for eventfds, are pollable), one
+/// descriptor each, for a client that holds a publisher slot on this
+/// incarnation of the topic (only publishers wait for or signal subscribers).
+fn per_subscriber(
     s: &State,
     topic: &str,
     client: u64,
     topic_id: u64,
     slots: &[(u32, u64)],
+    what: PerSubscriber,
     made: &mut Vec<std::os::fd::OwnedFd>,
 ) -> Result<Reply> {
     same_incarnation(s, topic, topic_id)?;
     let t = s.topics.get(topic).ok_or_else(|| not_found(topic))?;
     if t.held_by(SlotKind::Publisher, client) == 0 {
+        let things = match what {
+            PerSubscriber::CursorPages => "cursor pages",
+            PerSubscriber::Eventfds => "pollable subscribers' descriptors",
+        };
         return Err(Error::new(
             Status::Permission,
-            format!("cursor pages of {topic:?} go only to its publishers"),
+            format!("{things} of {topic:?} go only to its publishers"),
         ));
     }
     let mut given = Vec::new();
     for &(i, gen) in slots.iter().take(aether::protocol::MAX_CURSORS) {
-        let Some(Some(c)) = t.cursors.get(i as usize) else {
+        let Some(Some(c)) = t
+            .cursors
+            .get(i as usize)
+            .filter(|c| c.as_ref().is_some_and(|c| c.gen == gen))
+        else {
             continue;
         };
-        if c.gen != gen {
-            continue;
-        }
-        let ro = shm::reopen_readonly(&c.fd).map_err(|e| Error::io("reopen a cursor page read-only", e))?;
-        made.push(ro);
+        let fd = match (what, &c.notify) {
+            (PerSubscriber::CursorPages, _) => {
+                shm::reopen_readonly(&c.fd).map_err(|e| Error::io("reopen a cursor page read-only", e))?
+            }
+            (PerSubscriber::Eventfds, Some(fd)) => fd.try_clone().map_err(|e| Error::io("duplicate an eventfd", e))?,
+            (PerSubscriber::Eventfds, None) => continue,
+        };
+        made.push(fd);
         given.push((i, gen));
     }
-    Ok(Reply::Cursors { slots: given })
+    Ok(match what {
+        PerSubscriber::CursorPages => Reply::Cursors { slots: given },
+        PerSubscriber::Eventfds => Reply::Notifiers { slots: given },
+    })
+}
+
+/// `SubscriberFd`: the eventfd of subscriber slot `slot`, made on first
+/// request, for the client that holds that slot (on this incarnation).
+fn subscriber_fd(
+    s: &mut State,
+    topic: &str,
+    client: u64,
+    topic_id: u64,
+    slot: u32,
+    made: &mut Vec<std::os::fd::OwnedFd>,
+) -> Result<Reply> {
+    same_incarnation(s, topic, topic_id)?;
+    let t = s.topics.get_mut(topic).ok_or_else(|| not_found(topic))?;
+    if t.slots.get(slot as usize).copied().flatten() != Some(client) {
+        return Err(Error::new(
+            Status::Permission,
+            format!("subscriber slot {slot} of {topic:?} is not this client's"),
+        ));
+    }
+    let entry = t
+        .cursors
+        .get_mut(slot as usize)
+        .and_then(Option::as_mut)
+        .ok_or_else(|| {
+            Error::new(
+                Status::Unavailable,
+                format!("subscriber slot {slot} of {topic:?} is closed"),
+            )
+        })?;
+    if entry.notify.is_none() {
+        entry.notify = Some(aether::sys::eventfd::create().map_err(|e| Error::io("eventfd", e))?);
+    }
+    let fd = entry.notify.as_ref().expect("made above");
+    made.push(fd.try_clone().map_err(|e| Error::io("duplicate an eventfd", e))?);
+    Ok(Reply::Done)
 }
 
 /// Whether `topic_id` (a segment's salt; 0: any) names the current incarnation of `topic`.

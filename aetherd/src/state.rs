@@ -71,11 +71,14 @@ impl Rate {
 
 /// A subscriber's cursor page as the daemon keeps it: the owner generation it
 /// was made for, the mapping (for statistics and draining), and its
-/// descriptor (read-only copies go to reliable publishers).
+/// descriptor (read-only copies go to reliable publishers); and, once the
+/// subscriber asked to be pollable, its eventfd (copies go to the subscriber
+/// and to publishers, which signal it while the subscriber is armed).
 pub(crate) struct CursorEntry {
     pub(crate) gen: u64,
     pub(crate) page: Arc<Cursor>,
     pub(crate) fd: OwnedFd,
+    pub(crate) notify: Option<OwnedFd>,
 }
 
 /// The two kinds of per-topic slots the daemon hands out and takes back.
@@ -137,6 +140,7 @@ impl Topic {
             gen,
             page: Arc::clone(&page),
             fd: mine,
+            notify: None,
         });
         Ok((page, fd))
     }
@@ -165,11 +169,15 @@ impl Topic {
         owners.iter().filter(|o| **o == Some(client)).count()
     }
 
-    /// Sets the topic's life state in the segment and wakes every sleeper so they see it.
+    /// Sets the topic's life state in the segment and wakes every sleeper
+    /// (and signals every pollable subscriber) so they see it.
     pub(crate) fn set_state(&self, state: u32) {
         self.seg.gate().state.store(state, Ordering::SeqCst);
         wake_all(&self.seg.data_notify().word);
         wake_all(&self.waiters.page().space.word);
+        for fd in self.cursors.iter().flatten().filter_map(|c| c.notify.as_ref()) {
+            aether::sys::eventfd::signal(fd);
+        }
     }
 
     /// Whether every subscriber has read everything published.

@@ -5,6 +5,7 @@ mod common;
 
 use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
 use common::*;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -74,6 +75,46 @@ fn child_main() {
                 s.lost()
             );
         }
+        "poller" => {
+            // Waits only in poll(2) on the subscriber's descriptor; counts
+            // polls that time out (a lost wake-up) and this process's threads.
+            let (count, max) = (num("AETHER_TEST_COUNT"), num("AETHER_TEST_MAX") as usize);
+            let mut cfg = SubscriberConfig::default();
+            if std::env::var("AETHER_TEST_DELIVERY").as_deref() == Ok("mqueue") {
+                cfg.delivery = aether::Delivery::Mqueue;
+            }
+            let threads_before = threads();
+            let client = Client::connect(Some(&socket)).expect("connect");
+            let mut s = client.subscriber(&topic, &cfg).expect("subscriber");
+            let fd = s.fd().expect("pollable descriptor").as_raw_fd();
+            println!("AETHER:ready");
+            let mut buf = vec![0u8; s.max_message()];
+            let (mut bad, mut stalls, mut polls) = (0u64, 0u64, 0u64);
+            while s.delivered() + s.lost() < count && stalls < 3 {
+                match s.receive_into(&mut buf, Some(Duration::ZERO)) {
+                    Ok(r) => bad += u64::from(buf[..r.len] != message(r.seq, size_of_msg(r.seq, max))[..]),
+                    Err(e) if e.status == Status::Timeout => {
+                        polls += 1;
+                        let mut p = libc::pollfd {
+                            fd,
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one pollfd for a descriptor the subscriber keeps open.
+                        if unsafe { libc::poll(&mut p, 1, 5000) } != 1 {
+                            stalls += 1;
+                        }
+                    }
+                    Err(e) => panic!("receive: {e}"),
+                }
+            }
+            println!(
+                "AETHER:result delivered={} lost={} bad={bad} stalls={stalls} polls={polls} threads_added={}",
+                s.delivered(),
+                s.lost(),
+                threads() - threads_before
+            );
+        }
         "hello" => {
             let client = Client::connect(Some(&socket)).expect("connect (auto-start)");
             println!("AETHER:pid={}", client.daemon_pid());
@@ -81,6 +122,18 @@ fn child_main() {
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
+}
+
+/// This process's threads (the `Threads:` line of /proc/self/status).
+fn threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .expect("Threads: in /proc/self/status")
 }
 
 fn stream_env(d: &Daemon, topic: &str, count: u64, max: u64) -> Vec<(&'static str, String)> {
@@ -141,6 +194,50 @@ fn sleeping_subscribers_are_woken_with_and_without_membarrier() {
             waits >= 100,
             "{topic}: the subscriber slept only {waits} times: the test proves little"
         );
+    }
+}
+
+/// Issue 16: a subscriber that waits only in poll(2) on `Subscriber::fd`
+/// (an eventfd for shared-memory delivery, the queue for mqueue delivery)
+/// gets every message from a publisher in another process that pauses now
+/// and then, with no poll timing out (no lost wake-up) and no thread added.
+#[test]
+fn pollable_subscribers_wake_on_their_descriptor_alone() {
+    let d = Daemon::start();
+    let params = TopicParams {
+        policy: Policy::Reliable,
+        ring_size: 1 << 16,
+        max_message: 256,
+        max_subscribers: 8,
+    };
+    for (delivery, count) in [("shm", 20_000u64), ("mqueue", 2_000)] {
+        let topic = format!("poll-{delivery}");
+        d.client().create_topic(&topic, &params).unwrap();
+        let mut env = stream_env(&d, &topic, count, 256);
+        env.push(("AETHER_TEST_DELIVERY", delivery.into()));
+        let mut sub = Role::spawn("poller", &env);
+        sub.expect("ready");
+        env.push(("AETHER_TEST_PAUSE_EVERY", "16".into()));
+        let mut publ = Role::spawn("publisher", &env);
+        publ.expect("done");
+        publ.wait_ok();
+        let r = sub.line();
+        assert_eq!(
+            (
+                field(&r, "delivered"),
+                field(&r, "lost"),
+                field(&r, "bad"),
+                field(&r, "stalls")
+            ),
+            (count, 0, 0, 0),
+            "{delivery}: {r}"
+        );
+        assert_eq!(field(&r, "threads_added"), 0, "{delivery}: {r}");
+        assert!(
+            field(&r, "polls") >= 50,
+            "{delivery}: it hardly ever waited, the test proves little: {r}"
+        );
+        sub.wait_ok();
     }
 }
 

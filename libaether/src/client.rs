@@ -7,7 +7,7 @@ use crate::delivery::{Delivery, MqReceiver, Received};
 use crate::error::{Error, Result, Status};
 use crate::notice::{self, Notice};
 use crate::protocol::{self, Reply, Request};
-use crate::ring::{Claim, CursorSource, Deadline, Reader, Record, WaitConfig, WaitStrategy, Writer};
+use crate::ring::{Claim, Deadline, Reader, Record, SubscriberSource, WaitConfig, WaitStrategy, Writer};
 use crate::segment::{Cursor, CursorLine, Policy, Segment, TopicParams, Waiters};
 use crate::sys::{mqueue as mq, uds::SeqPacket};
 use nix::poll::PollFlags;
@@ -429,17 +429,15 @@ impl Client {
     pub fn publisher(&self, topic: &str) -> Result<Publisher> {
         protocol::validate_topic(topic)?;
         let (slot, seg, waiters, _) = self.open_segment(&Request::PublisherOpen { topic: topic.into() }, topic)?;
-        // Only a reliable publisher reads subscribers' cursors.
-        let source: Option<Box<dyn CursorSource>> = match seg.geometry().policy {
-            Policy::Reliable => Some(Box::new(DaemonCursors {
-                client: self.clone(),
-                topic: topic.into(),
-                salt: seg.geometry().salt,
-            })),
-            Policy::Lossy => None,
-        };
+        // Cursor pages (a reliable publisher's) and pollable subscribers' eventfds come from the daemon.
+        let source: Box<dyn SubscriberSource> = Box::new(DaemonSubscribers {
+            client: self.clone(),
+            topic: topic.into(),
+            salt: seg.geometry().salt,
+            reliable: seg.geometry().policy == Policy::Reliable,
+        });
         Ok(Publisher {
-            writer: Writer::new(seg, waiters, Some(slot), source),
+            writer: Writer::new(seg, waiters, Some(slot), Some(source)),
             loan: None,
             topic: topic.into(),
             slot,
@@ -565,34 +563,63 @@ impl Client {
 /// the descriptors after them.
 type Opened = (u32, Arc<Segment>, Arc<Waiters>, Vec<OwnedFd>);
 
-/// A reliable publisher's [`CursorSource`]: asks the daemon for read-only
-/// cursor pages of gating subscribers (`Cursors`), [`protocol::MAX_CURSORS`] at a time.
-struct DaemonCursors {
+/// A publisher's [`SubscriberSource`]: asks the daemon for read-only cursor
+/// pages of gating subscribers (`Cursors`, reliable topics) and for the
+/// eventfds of pollable ones (`Notifiers`), [`protocol::MAX_CURSORS`] at a time.
+struct DaemonSubscribers {
     client: Client,
     topic: String,
     salt: u64,
+    reliable: bool,
 }
 
-impl CursorSource for DaemonCursors {
-    fn cursors(&mut self, wanted: &[(u32, u64)]) -> Result<Vec<(u32, u64, Arc<Cursor>)>> {
+impl DaemonSubscribers {
+    /// Asks with `request` (one of the two) for the slots `wanted`, in
+    /// chunks; the reply lists the slots given, one descriptor each.
+    fn ask(
+        &self,
+        wanted: &[(u32, u64)],
+        request: impl Fn(Vec<(u32, u64)>) -> Request,
+    ) -> Result<Vec<((u32, u64), OwnedFd)>> {
         let mut out = Vec::new();
         for chunk in wanted.chunks(protocol::MAX_CURSORS) {
-            let (reply, fds) = self.client.conn.call(&Request::Cursors {
-                topic: self.topic.clone(),
-                topic_id: self.salt,
-                slots: chunk.to_vec(),
-            })?;
-            let Reply::Cursors { slots } = reply else {
-                return Err(Error::protocol("unexpected reply to a cursors request"));
+            let (reply, fds) = self.client.conn.call(&request(chunk.to_vec()))?;
+            let (Reply::Cursors { slots } | Reply::Notifiers { slots }) = reply else {
+                return Err(Error::protocol("unexpected reply to a cursors or notifiers request"));
             };
             if slots.len() != fds.len() {
-                return Err(Error::protocol("cursor pages and their slots do not match"));
+                return Err(Error::protocol("descriptors and their slots do not match"));
             }
-            for ((slot, gen), fd) in slots.into_iter().zip(fds) {
-                out.push((slot, gen, Arc::new(Cursor::open(&fd, self.salt, slot)?)));
-            }
+            out.extend(slots.into_iter().zip(fds));
         }
         Ok(out)
+    }
+}
+
+impl SubscriberSource for DaemonSubscribers {
+    fn cursors(&mut self, wanted: &[(u32, u64)]) -> Result<Vec<(u32, u64, Arc<Cursor>)>> {
+        if !self.reliable {
+            return Ok(Vec::new());
+        }
+        let (topic, topic_id) = (self.topic.clone(), self.salt);
+        self.ask(wanted, |slots| Request::Cursors {
+            topic: topic.clone(),
+            topic_id,
+            slots,
+        })?
+        .into_iter()
+        .map(|((slot, gen), fd)| Ok((slot, gen, Arc::new(Cursor::open(&fd, self.salt, slot)?))))
+        .collect()
+    }
+
+    fn notifiers(&mut self, wanted: &[(u32, u64)]) -> Result<Vec<(u32, u64, OwnedFd)>> {
+        let (topic, topic_id) = (self.topic.clone(), self.salt);
+        let got = self.ask(wanted, |slots| Request::Notifiers {
+            topic: topic.clone(),
+            topic_id,
+            slots,
+        })?;
+        Ok(got.into_iter().map(|((slot, gen), fd)| (slot, gen, fd)).collect())
     }
 }
 
@@ -763,6 +790,9 @@ pub struct Subscriber {
     /// `Delivery::Mqueue`: the slot's cursor page, read-only (the daemon's
     /// dispatch thread keeps its counts).
     mq_cursor: Option<Cursor>,
+    /// `Delivery::Shm`, once [`fd`](Self::fd) was asked for: the eventfd
+    /// publishers signal while this subscriber is armed (see `PollLine`).
+    notify: Option<OwnedFd>,
 }
 
 impl Subscriber {
@@ -776,7 +806,56 @@ impl Subscriber {
             mq,
             scratch: Vec::new(),
             mq_cursor: None,
+            notify: None,
         }
+    }
+
+    /// A descriptor for poll/epoll/select (and event loops): readable when a
+    /// receive may not come back empty. For `delivery=mqueue` it is the
+    /// queue's; for `delivery=shm` an eventfd the daemon makes on the first
+    /// call (one request), which publishers signal only while this subscriber
+    /// is armed: from a receive that came back empty (a timeout, zero or
+    /// not) until the next receive. So: poll, then receive (timeout 0) until
+    /// it comes back empty, then poll again. The descriptor stays valid as
+    /// long as the subscriber; do not read or close it.
+    pub fn fd(&mut self) -> Result<BorrowedFd<'_>> {
+        owned_by_this_process(self.client.conn.owner)?;
+        if self.mq.is_none() && self.notify.is_none() {
+            let (_, mut fds) = self.client.conn.call(&Request::SubscriberFd {
+                topic: self.topic.clone(),
+                topic_id: self.reader.segment().geometry().salt,
+                slot: self.slot,
+            })?;
+            let fd = fds.pop().ok_or_else(|| Error::protocol("the daemon sent no eventfd"))?;
+            self.notify = Some(fd);
+            self.came_back_empty();
+        }
+        match (&self.mq, &self.notify) {
+            (Some(mq), _) => Ok(mq.fd()),
+            (None, Some(fd)) => Ok(fd.as_fd()),
+            (None, None) => unreachable!("made above"),
+        }
+    }
+
+    /// After a receive found nothing: a pollable subscriber clears its
+    /// eventfd and arms, and signals itself if something arrived meanwhile.
+    fn came_back_empty(&mut self) {
+        if let Some(fd) = &self.notify {
+            crate::sys::eventfd::drain(fd);
+            if self.reader.arm_poll() {
+                crate::sys::eventfd::signal(fd);
+            }
+        }
+    }
+
+    /// Disarms before a receive, and arms again if it came back empty.
+    fn pollable<T>(&mut self, receive: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.reader.disarm_poll();
+        let r = receive(self);
+        if matches!(&r, Err(e) if e.status == Status::Timeout) {
+            self.came_back_empty();
+        }
+        r
     }
 
     /// Copies the next message into `buf`, waiting up to `timeout` (`None`: forever).
@@ -795,7 +874,7 @@ impl Subscriber {
         if self.held.is_some() {
             return Err(Error::invalid("a received view is outstanding: release it first"));
         }
-        let (len, seq, timestamp_ns) = self.reader.receive_into(buf, deadline)?;
+        let (len, seq, timestamp_ns) = self.pollable(|s| s.reader.receive_into(buf, deadline))?;
         Ok(Received { len, seq, timestamp_ns })
     }
 
@@ -832,15 +911,16 @@ impl Subscriber {
         if self.held.is_some() {
             return Err(Error::invalid("a received view is outstanding: release it first"));
         }
-        loop {
-            let rec = self.reader.next(deadline)?;
-            if self.reader.overwritten(rec.pos) {
-                self.reader.drop_overwritten(&rec)?;
+        let rec = self.pollable(|s| loop {
+            let rec = s.reader.next(deadline)?;
+            if s.reader.overwritten(rec.pos) {
+                s.reader.drop_overwritten(&rec)?;
                 continue;
             }
-            self.held = Some(rec);
             return Ok(rec);
-        }
+        })?;
+        self.held = Some(rec);
+        Ok(rec)
     }
 
     /// Ends the outstanding view. `Overwritten` if, on a lossy topic, the
@@ -929,13 +1009,6 @@ impl Subscriber {
         } else {
             Delivery::Shm
         }
-    }
-
-    /// `delivery=mqueue`: the queue's descriptor, readable (POLLIN) while a
-    /// message (or the end-of-stream mark) waits, for poll/epoll/select.
-    /// `None` for `delivery=shm`.
-    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.mq.as_ref().map(MqReceiver::fd)
     }
 
     pub fn topic(&self) -> &str {

@@ -44,6 +44,10 @@ pub enum Op {
     SubscriberOpenMqueue = 9,
     /// A reliable publisher asks for the cursor pages of gating subscribers.
     Cursors = 10,
+    /// A subscriber asks for the eventfd that makes it pollable.
+    SubscriberFd = 11,
+    /// A publisher asks for the eventfds of armed pollable subscribers.
+    Notifiers = 12,
 }
 
 impl Op {
@@ -59,6 +63,8 @@ impl Op {
             8 => Op::ControlQueue,
             9 => Op::SubscriberOpenMqueue,
             10 => Op::Cursors,
+            11 => Op::SubscriberFd,
+            12 => Op::Notifiers,
             _ => return None,
         })
     }
@@ -108,6 +114,21 @@ pub enum Request {
         topic_id: u64,
         slots: Vec<(u32, u64)>,
     },
+    /// The eventfd of subscriber slot `slot` of the topic incarnation
+    /// `topic_id` (made on first request). Only for the slot's holder.
+    SubscriberFd {
+        topic: String,
+        topic_id: u64,
+        slot: u32,
+    },
+    /// The eventfds of the pollable subscriber slots `slots` (slot, owner
+    /// generation; at most [`MAX_CURSORS`]) that have one, as `Cursors`.
+    /// Only for a client holding a publisher slot on that topic.
+    Notifiers {
+        topic: String,
+        topic_id: u64,
+        slots: Vec<(u32, u64)>,
+    },
 }
 
 impl Request {
@@ -123,6 +144,8 @@ impl Request {
             Request::ControlQueue => Op::ControlQueue,
             Request::SubscriberOpenMqueue { .. } => Op::SubscriberOpenMqueue,
             Request::Cursors { .. } => Op::Cursors,
+            Request::SubscriberFd { .. } => Op::SubscriberFd,
+            Request::Notifiers { .. } => Op::Notifiers,
         }
     }
 }
@@ -141,6 +164,12 @@ impl std::fmt::Display for Request {
             Request::PublisherClose { topic, slot, .. } => write!(f, "close publisher slot {slot} of {topic:?}"),
             Request::ControlQueue => write!(f, "open a control queue"),
             Request::Cursors { topic, slots, .. } => write!(f, "map {} cursor pages of {topic:?}", slots.len()),
+            Request::SubscriberFd { topic, slot, .. } => {
+                write!(f, "pollable descriptor of subscriber slot {slot} of {topic:?}")
+            }
+            Request::Notifiers { topic, slots, .. } => {
+                write!(f, "{} pollable subscribers' descriptors of {topic:?}", slots.len())
+            }
         }
     }
 }
@@ -152,7 +181,8 @@ impl std::fmt::Display for Request {
 /// subscriber's cursor page (read-write); `ControlQueue`: the queue;
 /// `SubscriberOpenMqueue`: the segment, the control page, the waiters page
 /// (read-only), the queue, the cursor page (read-only); `Cursors`: one
-/// read-only cursor page per slot listed.
+/// read-only cursor page per slot listed; `SubscriberFd`: the eventfd;
+/// `Notifiers`: one eventfd per slot listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     Hello {
@@ -180,6 +210,10 @@ pub enum Reply {
     /// The (slot, owner generation) of each descriptor sent, in order: the
     /// slots asked for that are still handed out under that generation.
     Cursors {
+        slots: Vec<(u32, u64)>,
+    },
+    /// As `Cursors`, for the eventfds of `Notifiers`.
+    Notifiers {
         slots: Vec<(u32, u64)>,
     },
 }
@@ -338,10 +372,15 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
             e.u32(*slot);
             e.u64(*topic_id);
         }
-        Request::Cursors { topic, topic_id, slots } => {
+        Request::Cursors { topic, topic_id, slots } | Request::Notifiers { topic, topic_id, slots } => {
             e.str(topic);
             e.u64(*topic_id);
             e.slots(slots);
+        }
+        Request::SubscriberFd { topic, topic_id, slot } => {
+            e.str(topic);
+            e.u64(*topic_id);
+            e.u32(*slot);
         }
     }
     e.finish()
@@ -391,6 +430,16 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                 topic_id: d.u64()?,
                 slots: d.slots()?,
             },
+            Op::SubscriberFd => Request::SubscriberFd {
+                topic: d.str()?,
+                topic_id: d.u64()?,
+                slot: d.u32()?,
+            },
+            Op::Notifiers => Request::Notifiers {
+                topic: d.str()?,
+                topic_id: d.u64()?,
+                slots: d.slots()?,
+            },
         };
         d.end()?;
         Ok(r)
@@ -429,7 +478,7 @@ pub fn encode_reply(op: u16, id: u32, reply: &Result<Reply>) -> Vec<u8> {
                     e.u32(*maxmsg);
                     e.u32(*msgsize);
                 }
-                Reply::Cursors { slots } => e.slots(slots),
+                Reply::Cursors { slots } | Reply::Notifiers { slots } => e.slots(slots),
             }
         }
     }
@@ -456,7 +505,7 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
             pid: d.u32()?,
             instance_id: d.u64()?,
         },
-        Op::TopicCreate | Op::TopicDelete | Op::SubscriberClose | Op::PublisherClose => Reply::Done,
+        Op::TopicCreate | Op::TopicDelete | Op::SubscriberClose | Op::PublisherClose | Op::SubscriberFd => Reply::Done,
         Op::PublisherOpen => Reply::Publishing { slot: d.u32()? },
         Op::SubscriberOpen => Reply::Subscribed { slot: d.u32()? },
         Op::ControlQueue => Reply::ControlQueue {
@@ -469,6 +518,7 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
             msgsize: d.u32()?,
         },
         Op::Cursors => Reply::Cursors { slots: d.slots()? },
+        Op::Notifiers => Reply::Notifiers { slots: d.slots()? },
     };
     d.end()?;
     Ok(Ok(r))
@@ -529,6 +579,16 @@ mod tests {
                 topic_id: 7,
                 slots: vec![(0, 1), (5, u64::MAX)],
             },
+            Request::SubscriberFd {
+                topic: "t".into(),
+                topic_id: 7,
+                slot: 1023,
+            },
+            Request::Notifiers {
+                topic: "t".into(),
+                topic_id: 7,
+                slots: vec![(3, 2)],
+            },
         ]
     }
 
@@ -573,6 +633,8 @@ mod tests {
                     slots: vec![(1, 2), (3, 4)],
                 }),
             ),
+            (Op::Notifiers, Ok(Reply::Notifiers { slots: vec![(5, 6)] })),
+            (Op::SubscriberFd, Ok(Reply::Done)),
             (Op::TopicCreate, Err(Error::new(Status::Exists, "topic exists"))),
         ];
         for (op, r) in cases {

@@ -43,6 +43,7 @@ use crate::segment::{
     TOPIC_DELETED, TOPIC_DRAINING, TOPIC_LIVE,
 };
 use crate::sys::{self, atomic128::Pair, futex, membarrier, tsc::WallClock};
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
@@ -320,11 +321,16 @@ fn slowest_gating_cursor(seg: &Segment, cursors: &[Option<(u64, Arc<Cursor>)>]) 
 /// Where a reliable publisher gets the cursor pages of gating subscribers it
 /// has not mapped yet: the daemon hands them over (read-only); an in-process
 /// user (the ring's tests) keeps them in a table.
-pub trait CursorSource: Send {
+pub trait SubscriberSource: Send {
     /// The pages of the subscriber slots `wanted` (slot, owner generation)
     /// that are still handed out under that generation, with their slots and
     /// generations; slots taken back meanwhile are left out.
     fn cursors(&mut self, wanted: &[(u32, u64)]) -> Result<Vec<(u32, u64, Arc<Cursor>)>>;
+
+    /// The eventfds of the pollable subscribers among `wanted` (slot, owner
+    /// generation), as [`cursors`](Self::cursors) gives pages: what a
+    /// publisher writes to when their bit is armed (see `PollLine`).
+    fn notifiers(&mut self, wanted: &[(u32, u64)]) -> Result<Vec<(u32, u64, OwnedFd)>>;
 }
 
 /// The error a closed, draining or deleted topic, or one whose daemon died,
@@ -404,7 +410,10 @@ pub struct Writer {
     /// Reliable topics: the cursor pages of gating subscribers, by slot, with
     /// the owner generation they were handed out under; and where to get more.
     cursors: Vec<Option<(u64, Arc<Cursor>)>>,
-    source: Option<Box<dyn CursorSource>>,
+    /// Pollable subscribers' eventfds, by slot, with the owner generation
+    /// they were handed out under (asked for when a slot is first armed).
+    notifiers: Vec<Option<(u64, OwnedFd)>>,
+    source: Option<Box<dyn SubscriberSource>>,
     /// Claims may end at or below this position without re-reading the slots.
     gate: u64,
     /// The segment's horizon as last seen: claims ending at or below it need not raise it.
@@ -427,7 +436,7 @@ impl Writer {
         seg: Arc<Segment>,
         waiters: Arc<Waiters>,
         slot: Option<u32>,
-        source: Option<Box<dyn CursorSource>>,
+        source: Option<Box<dyn SubscriberSource>>,
     ) -> Writer {
         let geo = *seg.geometry();
         membarrier::register();
@@ -445,6 +454,7 @@ impl Writer {
         let waiters_page = InSegment::new(waiters.page());
         Writer {
             cursors: (0..geo.max_subscribers).map(|_| None).collect(),
+            notifiers: (0..geo.max_subscribers).map(|_| None).collect(),
             seg,
             geo,
             hdr,
@@ -764,11 +774,67 @@ impl Writer {
                 .store(stamp(self.geo.salt, claim.pos, KIND_MESSAGE), Ordering::Release);
         }
         self.release_slot();
-        wake(
-            &self.hdr.data_notify().word,
-            &self.waiters_page.get().data.waiters,
-            &self.hdr.stats().wakes,
-        );
+        self.wake_readers();
+    }
+
+    /// Wakes the subscribers waiting for data: those asleep on the data word,
+    /// and the pollable ones armed in the waiters page (see `PollLine`).
+    /// Call after the write they wait for. While nobody waits: one fence
+    /// (a compiler fence where membarrier is registered) and one line read.
+    #[inline(always)]
+    fn wake_readers(&mut self) {
+        membarrier::light();
+        let data = &self.waiters_page.get().data;
+        if data.waiters.load(Ordering::Relaxed) != 0 {
+            wake_all(&self.hdr.data_notify().word);
+            self.hdr.stats().wakes.fetch_add(1, Ordering::Relaxed);
+        }
+        if data.pollers.load(Ordering::Relaxed) != 0 {
+            self.signal_pollers();
+        }
+    }
+
+    /// Writes to the eventfd of every armed pollable subscriber.
+    #[cold]
+    fn signal_pollers(&mut self) {
+        let max = self.geo.max_subscribers;
+        let armed: Vec<u32> = (0..(max as usize).div_ceil(64))
+            .flat_map(|w| {
+                let mut bits = self.waiters_page.get().poll.armed[w].load(Ordering::Acquire);
+                std::iter::from_fn(move || {
+                    (bits != 0).then(|| {
+                        let b = bits.trailing_zeros();
+                        bits &= bits - 1;
+                        w as u32 * 64 + b
+                    })
+                })
+            })
+            .filter(|&i| i < max)
+            .collect();
+        let mut wanted = Vec::new();
+        for &i in &armed {
+            let Some(e) = self.seg.slot(i) else { continue };
+            let gen = e.owner_gen.load(Ordering::Acquire);
+            if !matches!(&self.notifiers[i as usize], Some((g, _)) if *g == gen) {
+                wanted.push((i, gen));
+            }
+        }
+        if !wanted.is_empty() {
+            if let Some(src) = self.source.as_mut() {
+                // A failure only delays these subscribers to their next arming.
+                for (i, gen, fd) in src.notifiers(&wanted).unwrap_or_default() {
+                    if let Some(n) = self.notifiers.get_mut(i as usize) {
+                        *n = Some((gen, fd));
+                    }
+                }
+            }
+        }
+        for i in armed {
+            if let Some((_, fd)) = &self.notifiers[i as usize] {
+                sys::eventfd::signal(fd);
+            }
+        }
+        self.hdr.stats().wakes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Stops using the publisher slot (before giving it back to the daemon).
@@ -805,11 +871,7 @@ impl Writer {
         };
         self.hdr.stats().aborted.fetch_add(1, Ordering::Relaxed);
         self.release_slot();
-        wake(
-            &self.hdr.data_notify().word,
-            &self.waiters_page.get().data.waiters,
-            &self.hdr.stats().wakes,
-        );
+        self.wake_readers();
     }
 
     /// Copies `data` into the ring as one message.
@@ -876,6 +938,10 @@ pub struct Reader {
     /// The control page's gate line (state, daemon alive).
     gate_line: InSegment<GateLine>,
     owner_gen: u64,
+    /// The subscriber slot, if any.
+    slot: Option<u32>,
+    /// Whether this (pollable) reader has armed its bit in the waiters page.
+    poll_armed: bool,
     pos: u64,
     next_seq: u64,
     lost: u64,
@@ -930,6 +996,8 @@ impl Reader {
             entry,
             gate_line,
             owner_gen,
+            slot,
+            poll_armed: false,
             pos,
             next_seq,
             lost: 0,
@@ -1468,11 +1536,63 @@ impl Reader {
     /// back). The page is this subscriber's alone: the daemon makes a new one
     /// for the slot's next holder.
     pub fn leave_slot(&mut self) {
+        self.disarm_poll();
         if let Some(c) = self.cursor_slot.take() {
             c.get().cursor.store(SLOT_FREE, Ordering::SeqCst);
             self.wake_publishers();
         }
         self.entry = None;
+    }
+
+    /// Pollable subscribers: announces in the waiters page that this reader
+    /// waits for a signal on its eventfd (see `PollLine`), then looks again.
+    /// Returns whether there is something to receive already (a message, a
+    /// lap, the topic's end): then the caller signals its eventfd itself,
+    /// since no publisher may. Call when a receive came back empty.
+    pub fn arm_poll(&mut self) -> bool {
+        if self.still_ours().is_err() {
+            return true; // the receive will say so
+        }
+        if let (Some(slot), false) = (self.slot, self.poll_armed) {
+            if self.entry.is_some() {
+                self.waiters.arm(slot);
+                self.poll_armed = true;
+            }
+        }
+        // Announce, then re-check: a publisher either sees the bit or its
+        // commit is visible here (its light fence pairs with this heavy one).
+        // Where the kernel refuses the barrier, a waker may miss the bit.
+        membarrier::heavy();
+        self.something_to_receive()
+    }
+
+    /// Withdraws [`arm_poll`](Self::arm_poll)'s announcement (before receiving).
+    #[inline]
+    pub fn disarm_poll(&mut self) {
+        if self.poll_armed {
+            self.poll_armed = false;
+            if let (Some(slot), Some(_)) = (self.slot, &self.entry) {
+                self.waiters.disarm(slot);
+            }
+        }
+    }
+
+    /// Whether a receive now would not come back empty: something was
+    /// claimed past the cursor and the record there is committed or given
+    /// up, or a publisher lapped the cursor, or the topic ended. (A claim
+    /// still being written is not: its commit signals.)
+    fn something_to_receive(&self) -> bool {
+        if gate_error(self.gate_line.get(), false).is_some() {
+            return true;
+        }
+        let tail = self.tail_pos();
+        if tail == self.pos {
+            return false;
+        }
+        let h = self.header_at(self.pos);
+        // SAFETY: in bounds (header_at); the stamp is an atomic.
+        let (p, kind) = decode(self.geo.salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
+        (p == self.pos && kind != KIND_CLAIMED) || tail.wrapping_sub(self.pos) > self.geo.ring_size
     }
 
     /// This subscriber's cursor page (its counts), if it has a slot.

@@ -23,7 +23,8 @@
 //! **The waiters page** ([`Waiters`], one per topic; subscribers and the
 //! daemon map it read-write, publishers read-only): how many subscribers
 //! sleep on the data word, the space word publishers sleep on (bumped by
-//! subscribers as they read), and the subscribers' wait statistics.
+//! subscribers as they read), the subscribers' wait statistics, and which
+//! pollable subscribers wait for a signal on their descriptor ([`PollLine`]).
 //!
 //! **A cursor page** ([`Cursor`], one per subscriber; its subscriber and the
 //! daemon map it read-write, reliable publishers read-only): where the
@@ -40,7 +41,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
-pub const LAYOUT_VERSION: u32 = 5;
+/// 6: the waiters page has the pollable subscribers' line ([`PollLine`]).
+pub const LAYOUT_VERSION: u32 = 6;
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
 pub const MAX_RING: u64 = 1 << 30;
@@ -246,7 +248,7 @@ const _: () = {
     assert!(std::mem::size_of::<Header>() == 512);
     assert!(std::mem::size_of::<SubscriberEntry>() == LINE);
     assert!(std::mem::size_of::<PageMeta>() == LINE);
-    assert!(std::mem::size_of::<WaitersPage>() == 4 * LINE);
+    assert!(std::mem::size_of::<WaitersPage>() == 6 * LINE && std::mem::offset_of!(WaitersPage, poll) == 4 * LINE);
     assert!(std::mem::size_of::<CursorPage>() == 2 * LINE);
     assert!(std::mem::size_of::<PubSlot>() == LINE);
     assert!(std::mem::size_of::<GateLine>() == LINE);
@@ -711,6 +713,8 @@ impl Segment {
                 self.gate().slots_gen.fetch_add(1, Ordering::SeqCst);
             }
         }
+        // A pollable subscriber that died armed must not keep publishers signalling.
+        waiters.disarm(i);
         wake_all(&waiters.page().space.word);
     }
 }
@@ -730,10 +734,14 @@ pub const WAITERS_MAGIC: u64 = u64::from_le_bytes(*b"AETHERWT");
 pub const CURSOR_MAGIC: u64 = u64::from_le_bytes(*b"AETHERCR");
 const PAGE: usize = 4096;
 
-/// Subscribers asleep on the segment's data word.
+/// Subscribers asleep on the segment's data word, and pollable subscribers
+/// waiting for a signal on their descriptor: a publisher reads both (one
+/// line) after every commit, and does nothing more while both are 0.
 #[repr(C, align(64))]
 pub struct DataWaitLine {
     pub waiters: AtomicU32,
+    /// Bits set in [`PollLine::armed`].
+    pub pollers: AtomicU32,
 }
 
 /// The word publishers sleep on while waiting for space, bumped by
@@ -751,6 +759,24 @@ pub struct SubscriberStatsLine {
     pub wakes: AtomicU64,
 }
 
+/// Pollable subscribers (`aether_subscriber_fd`) waiting for a signal: a
+/// subscriber whose ring came up empty counts itself in
+/// [`DataWaitLine::pollers`], sets its slot's bit here, and polls its
+/// eventfd; after every commit while `pollers` is not 0, publishers write to
+/// the eventfd of each slot whose bit is set (they map this page read-only).
+/// The subscriber clears its bit and uncounts itself at its next receive;
+/// the daemon does so when it takes the slot back.
+#[repr(C, align(64))]
+pub struct PollLine {
+    /// One bit per subscriber slot.
+    pub armed: [AtomicU64; MAX_SUBSCRIBERS as usize / 64],
+}
+
+/// The bit of subscriber slot `slot` in [`PollLine::armed`]: (word, mask).
+pub fn poll_bit(slot: u32) -> (usize, u64) {
+    (slot as usize / 64 % (MAX_SUBSCRIBERS as usize / 64), 1 << (slot % 64))
+}
+
 /// The waiters page's layout.
 #[repr(C)]
 pub struct WaitersPage {
@@ -758,6 +784,7 @@ pub struct WaitersPage {
     pub data: DataWaitLine,
     pub space: SpaceWakeLine,
     pub stats: SubscriberStatsLine,
+    pub poll: PollLine,
 }
 
 /// A subscriber's own line: where it reads, and its counts.
@@ -834,6 +861,27 @@ impl Waiters {
         // SAFETY: the mapping is a whole page (checked at create/open) and the
         // lines after the meta are atomics only.
         unsafe { &*self.map.as_ptr().cast::<WaitersPage>() }
+    }
+
+    /// Pollable subscriber `slot` waits for a signal (see [`PollLine`]):
+    /// counted first, then its bit set, so that the count never falls short
+    /// of the bits a publisher may see. Needs the page mapped writable.
+    pub fn arm(&self, slot: u32) {
+        let (w, m) = poll_bit(slot);
+        let p = self.page();
+        p.data.pollers.fetch_add(1, Ordering::SeqCst);
+        if p.poll.armed[w].fetch_or(m, Ordering::SeqCst) & m != 0 {
+            p.data.pollers.fetch_sub(1, Ordering::SeqCst); // it was armed (and counted) already
+        }
+    }
+
+    /// Undoes [`arm`](Self::arm) if `slot`'s bit is set (whoever clears it uncounts it).
+    pub fn disarm(&self, slot: u32) {
+        let (w, m) = poll_bit(slot);
+        let p = self.page();
+        if p.poll.armed[w].fetch_and(!m, Ordering::SeqCst) & m != 0 {
+            p.data.pollers.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 

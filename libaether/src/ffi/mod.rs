@@ -572,22 +572,36 @@ pub unsafe extern "C" fn aether_subscriber_lost(s: *const aether_subscriber) -> 
     }
 }
 
-/// The pollable descriptor of an `AETHER_DELIVERY_MQUEUE` subscriber: readable
-/// (POLLIN) while a message, or the end of the stream, waits for
-/// `aether_receive`. Owned by the subscriber (valid until
-/// `aether_subscriber_close`): poll it, do not read or close it.
-/// Returns -1 for an `AETHER_DELIVERY_SHM` subscriber or NULL; never sets
-/// errno or `aether_last_error()`.
+/// A descriptor to poll (poll, epoll, select, an event loop) for POLLIN: it
+/// is readable when `aether_receive` may not come back empty. For
+/// `AETHER_DELIVERY_MQUEUE` it is the subscriber's queue; for
+/// `AETHER_DELIVERY_SHM` an eventfd the broker makes on the first call (one
+/// request to it), which publishers signal only while the subscriber is
+/// armed: from a receive that came back `AETHER_E_TIMEOUT` (timeout 0 or
+/// not) until its next receive. So the loop is: poll; then
+/// `aether_receive`/`aether_receive_view` with timeout 0 until
+/// `AETHER_E_TIMEOUT`; poll again. A subscriber that never calls this costs
+/// publishers nothing. Returns the descriptor (>= 0), owned by the
+/// subscriber (valid until `aether_subscriber_close`; do not read or close
+/// it), or a negative `aether_status` (`AETHER_E_INVALID` for NULL,
+/// `AETHER_E_UNAVAILABLE` when the broker is gone, as any request).
 #[no_mangle]
 pub unsafe extern "C" fn aether_subscriber_fd(s: *const aether_subscriber) -> c_int {
     let mut fd = -1;
-    guard_void(|| {
-        // SAFETY: NULL or a live subscriber handle, per the API contract.
-        if let Some(f) = unsafe { s.as_ref() }.and_then(|s| s.inner.fd()) {
-            fd = f.as_raw_fd();
-        }
+    let rc = guard(|| {
+        // SAFETY: NULL or a live subscriber handle, per the API contract; the
+        // handle was made mutable (Box::into_raw) and is used by one thread at
+        // a time, so the `const` of the C signature (kept for compatibility)
+        // does not guard anything here.
+        let s = unsafe { handle_mut(s as *mut aether_subscriber, "subscriber")? };
+        fd = s.inner.fd()?.as_raw_fd();
+        Ok(())
     });
-    fd
+    if rc == 0 {
+        fd
+    } else {
+        rc
+    }
 }
 
 /// Messages the broker skipped for an `AETHER_DELIVERY_MQUEUE` subscriber

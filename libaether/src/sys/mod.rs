@@ -27,6 +27,7 @@ use nix::time::ClockId;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 pub mod atomic128;
+pub mod eventfd;
 pub mod futex;
 pub mod membarrier;
 pub mod mmap;
