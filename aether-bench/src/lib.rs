@@ -276,6 +276,7 @@ impl Bench {
             ("aether", "spin"),
             ("futex", "futex"),
             ("aether", "futex"),
+            ("aether", "poll"),
             ("uds", "futex"),
         ];
         let mut samples: Vec<Vec<u64>> = vec![Vec::new(); systems.len()];

@@ -7,6 +7,7 @@ use aether::ring::Deadline;
 use aether::{Client, Status, SubscriberConfig, WaitConfig, WaitStrategy};
 use std::hint::black_box;
 use std::io::BufRead;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -46,8 +47,9 @@ fn sub_config() -> SubscriberConfig {
             strategy: WaitStrategy::Spin,
             spin: 0,
         },
-        // Straight to the futex: the figure to compare with a raw futex ping-pong.
-        "futex" => WaitConfig {
+        // Straight to the futex (or, `poll`, to poll(2) on the eventfd): no
+        // spinning, the figures to compare with a raw futex ping-pong.
+        "futex" | "poll" => WaitConfig {
             strategy: WaitStrategy::Futex,
             spin: 0,
         },
@@ -108,17 +110,41 @@ fn latency(ping: bool) {
             let mut p = c.publisher(out_topic).unwrap_or_else(|e| fail("publisher", e));
             let mut msg = vec![0u8; size];
             let mut buf = vec![0u8; size.max(8)];
+            // `poll`: the receiver waits in poll(2) on its pollable descriptor
+            // (an eventfd), as an event loop would, and receives without waiting.
+            let pollable = env("AB_WAIT") == "poll";
+            let fd = match pollable {
+                true => s.fd().unwrap_or_else(|e| fail("pollable descriptor", e)).as_raw_fd(),
+                false => -1,
+            };
             ready_then_wait_for_go();
             let forever = Deadline::after(None);
+            let now = Deadline::after(Some(Duration::ZERO));
             for i in 0..total {
                 let t0 = watch.now();
                 if ping {
                     msg[..8].copy_from_slice(&i.to_le_bytes());
                     p.publish(&msg).unwrap_or_else(|e| fail("publish", e));
                 }
-                let r = s
-                    .receive_into_deadline(&mut buf, &forever)
-                    .unwrap_or_else(|e| fail("receive", e));
+                let r = if pollable {
+                    loop {
+                        match s.receive_into_deadline(&mut buf, &now) {
+                            Err(e) if e.status == Status::Timeout => {
+                                let mut pfd = libc::pollfd {
+                                    fd,
+                                    events: libc::POLLIN,
+                                    revents: 0,
+                                };
+                                // SAFETY: one pollfd for a descriptor the subscriber keeps open.
+                                unsafe { libc::poll(&mut pfd, 1, -1) };
+                            }
+                            r => break r.unwrap_or_else(|e| fail("receive", e)),
+                        }
+                    }
+                } else {
+                    s.receive_into_deadline(&mut buf, &forever)
+                        .unwrap_or_else(|e| fail("receive", e))
+                };
                 if u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")) != i || r.len != size {
                     fail("ping-pong", "echo out of order");
                 }
