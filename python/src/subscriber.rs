@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Longest stretch a blocking receive waits detached before it re-attaches to
-/// check for signals (Ctrl-C), cancellation and `close()` from another thread.
+/// check for signals (Ctrl-C) and `close()` from another thread.
 ///
 /// It must exceed the subscriber's abandon timeout (100 ms): the core notices a
 /// record abandoned by a dead publisher only within one wait of at least that
@@ -51,9 +51,6 @@ struct State {
     inner: Option<SendSub>,
     /// The message holding the core's one view, if any.
     held: Option<Arc<ViewState>>,
-    /// A message received for an `areceive` that was cancelled: handed to the
-    /// next receive, so that nothing is lost.
-    stash: Option<Py<Message>>,
 }
 
 impl State {
@@ -102,13 +99,15 @@ struct Got {
     seq: u64,
     timestamp_ns: u64,
     view: Arc<ViewState>,
+    /// `delivery="mqueue"`: the bytes, copied out of the queue (`ptr` points
+    /// into them); `None`: `ptr` points into the ring.
+    owned: Option<Box<[u8]>>,
 }
 
 enum Outcome {
     Message(Py<Message>),
     TimedOut,
     Closed,
-    Cancelled,
 }
 
 enum Slice {
@@ -124,8 +123,10 @@ enum Slice {
 /// Subscriber(topic, *, from_="latest", delivery="shm", socket=None, create=True,
 ///            policy="lossy", ring_size=None, max_message=None, max_subscribers=None)
 ///
-/// Only `from_="latest"` (messages published from now on) and
-/// `delivery="shm"` (read straight from the shared-memory ring) exist so far.
+/// Only `from_="latest"` (messages published from now on) exists so far.
+/// `delivery="shm"` reads straight from the shared-memory ring (zero-copy);
+/// `delivery="mqueue"` through a POSIX message queue a daemon thread fills
+/// (each message copied). `fileno()` gives a descriptor to poll either way.
 /// With `create`, a missing topic is created with the given settings.
 #[pyclass(module = "aether", name = "Subscriber", frozen, weakref)]
 pub struct Subscriber {
@@ -136,7 +137,6 @@ pub struct Subscriber {
     mapping: (usize, usize),
     counters: Counters,
     closed: AtomicBool,
-    async_helper: Mutex<Option<Py<PyAny>>>,
 }
 
 fn timeout_deadline(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Instant>> {
@@ -164,65 +164,63 @@ impl Subscriber {
                 len: g.len,
                 ptr: g.ptr,
                 view: g.view,
+                _owned: g.owned,
             },
         )
     }
 
-    /// Registers a record the core just handed out as the held view.
-    fn took(st: &mut State, rec: aether::ring::Record) -> Got {
+    /// Takes the next message without waiting past `deadline`: a view into
+    /// the ring (`delivery="shm"`), or a copy out of the queue
+    /// (`delivery="mqueue"`), registered as the held view either way.
+    fn take(st: &mut State, deadline: &Deadline, max_message: usize) -> aether::Result<Got> {
+        let inner = &mut st.inner.as_mut().expect("the caller checked").0;
+        let (ptr, len, seq, timestamp_ns, owned) = match inner.delivery() {
+            aether::Delivery::Shm => {
+                let rec = inner.receive_view(deadline)?;
+                (rec.data as usize, rec.len, rec.seq, rec.timestamp_ns, None)
+            }
+            aether::Delivery::Mqueue => {
+                let mut buf = vec![0u8; max_message].into_boxed_slice();
+                let r = inner.receive_into_deadline(&mut buf, deadline)?;
+                (buf.as_ptr() as usize, r.len, r.seq, r.timestamp_ns, Some(buf))
+            }
+        };
         let view = Arc::new(ViewState {
             released: AtomicBool::new(false),
             exports: AtomicUsize::new(0),
             release_pending: AtomicBool::new(false),
         });
         st.held = Some(view.clone());
-        Got {
-            ptr: rec.data as usize,
-            len: rec.len,
-            seq: rec.seq,
-            timestamp_ns: rec.timestamp_ns,
+        Ok(Got {
+            ptr,
+            len,
+            seq,
+            timestamp_ns,
             view,
-        }
+            owned,
+        })
     }
 
-    /// The receive loop: attached between slices (signals, cancellation,
-    /// releasing the previous message), detached while waiting.
-    fn receive_impl(
-        slf: &Bound<'_, Self>,
-        timeout: Option<f64>,
-        cancel: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Outcome> {
+    /// The receive loop: attached between slices (signals, releasing the
+    /// previous message, `close()` from another thread), detached while waiting.
+    fn receive_impl(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<Outcome> {
         let py = slf.py();
         let this = slf.get();
         let deadline = timeout_deadline(py, timeout)?;
         let mut first = true;
         loop {
-            // Attached: bookkeeping, and a try that does not wait. (Python
-            // code runs only before the lock is taken: it might drop objects
-            // whose destructors take the lock.)
-            let cancelled = match cancel {
-                Some(c) => c.call_method0("is_set")?.is_truthy()?,
-                None => false,
-            };
+            // Attached: bookkeeping, and a try that does not wait.
             {
                 let mut st = lock(py, &this.state);
                 if st.inner.is_none() {
                     return Ok(Outcome::Closed);
                 }
-                if let Some(m) = st.stash.take() {
-                    return Ok(Outcome::Message(m));
-                }
-                if cancelled {
-                    return Ok(Outcome::Cancelled);
-                }
                 st.release_held(&this.counters)?;
                 if first {
-                    let inner = &mut st.inner.as_mut().expect("checked above").0;
-                    let r = inner.receive_view(&Deadline::from_timeout_ns(0));
-                    this.counters.update(inner);
+                    let r = Self::take(&mut st, &Deadline::from_timeout_ns(0), this.max_message);
+                    this.counters.update(&st.inner.as_ref().expect("checked above").0);
                     match r {
-                        Ok(rec) => {
-                            let g = Self::took(&mut st, rec);
+                        Ok(g) => {
                             drop(st);
                             return Ok(Outcome::Message(this.make_message(slf, g)?));
                         }
@@ -243,16 +241,16 @@ impl Subscriber {
             };
             let r = py.detach(|| {
                 let mut st = lock_detached(&this.state);
-                if st.held.is_some() || st.stash.is_some() {
+                if st.held.is_some() {
                     return Ok(Slice::Busy);
                 }
-                let Some(inner) = st.inner.as_mut() else {
+                if st.inner.is_none() {
                     return Ok(Slice::Closed);
-                };
-                let r = inner.0.receive_view(&Deadline::after(Some(slice)));
-                this.counters.update(&inner.0);
+                }
+                let r = Self::take(&mut st, &Deadline::after(Some(slice)), this.max_message);
+                this.counters.update(&st.inner.as_ref().expect("checked above").0);
                 match r {
-                    Ok(rec) => Ok(Slice::Got(Self::took(&mut st, rec))),
+                    Ok(g) => Ok(Slice::Got(g)),
                     Err(e) if e.status == Status::Timeout => Ok(Slice::TimedOut),
                     Err(e) => Err(e),
                 }
@@ -301,22 +299,27 @@ impl Subscriber {
                 ),
             ));
         }
-        if delivery != "shm" {
-            return Err(invalid(
-                py,
-                format!(
-                    "delivery={delivery:?} is not supported: only delivery=\"shm\" (read from the \
-                     shared-memory ring) exists in this version; message-queue delivery is not built yet"
-                ),
-            ));
-        }
+        let delivery = match delivery {
+            "shm" => aether::Delivery::Shm,
+            "mqueue" => aether::Delivery::Mqueue,
+            other => {
+                return Err(invalid(
+                    py,
+                    format!("delivery={other:?}: use \"shm\" (the shared-memory ring) or \"mqueue\" (a message queue)"),
+                ))
+            }
+        };
+        let config = SubscriberConfig {
+            delivery,
+            ..SubscriberConfig::default()
+        };
         let params = crate::topic_params(py, policy, ring_size, max_message, max_subscribers)?;
         let client = crate::connect(py, socket)?;
         if create {
             crate::create(py, &client, topic, &params, true)?;
         }
         let inner = py
-            .detach(|| client.subscriber(topic, &SubscriberConfig::default()).map(SendSub))
+            .detach(|| client.subscriber(topic, &config).map(SendSub))
             .map_err(errors::to_py)?
             .0;
         Ok(Subscriber {
@@ -326,11 +329,9 @@ impl Subscriber {
             mapping: inner.mapping_range(),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
-            async_helper: Mutex::new(None),
             state: Mutex::new(State {
                 inner: Some(SendSub(inner)),
                 held: None,
-                stash: None,
             }),
         })
     }
@@ -344,42 +345,30 @@ impl Subscriber {
     /// which case this raises BufferError. Ctrl-C interrupts the wait.
     #[pyo3(signature = (timeout = None))]
     fn receive(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<Option<Py<Message>>> {
-        match Self::receive_impl(slf, timeout, None)? {
+        match Self::receive_impl(slf, timeout)? {
             Outcome::Message(m) => Ok(Some(m)),
-            Outcome::TimedOut | Outcome::Cancelled => Ok(None),
+            Outcome::TimedOut => Ok(None),
             Outcome::Closed => Err(slf.get().closed_error(slf.py())),
         }
     }
 
-    /// For the asyncio helper thread: like `receive`, also giving up (None)
-    /// once `cancel` (a threading.Event) is set; when `iterating`, a closed
-    /// subscriber gives None instead of an error.
-    #[pyo3(signature = (timeout, cancel, iterating))]
-    fn _receive_async(
-        slf: &Bound<'_, Self>,
-        timeout: Option<f64>,
-        cancel: &Bound<'_, PyAny>,
-        iterating: bool,
-    ) -> PyResult<Option<Py<Message>>> {
-        match Self::receive_impl(slf, timeout, Some(cancel))? {
-            Outcome::Message(m) => Ok(Some(m)),
-            Outcome::TimedOut | Outcome::Cancelled => Ok(None),
-            Outcome::Closed if iterating => Ok(None),
-            Outcome::Closed => Err(slf.get().closed_error(slf.py())),
-        }
-    }
-
-    /// For the asyncio helper: keeps `msg` (received for a cancelled
-    /// `areceive`) to hand it to the next receive.
-    fn _stash(&self, py: Python<'_>, msg: Py<Message>) {
+    /// fileno() -> int
+    ///
+    /// A descriptor to poll (select, selectors, asyncio's add_reader): it is
+    /// readable when a receive may not come back empty. For
+    /// `delivery="mqueue"` it is the message queue; for `delivery="shm"` an
+    /// eventfd the broker makes on the first call, which publishers signal
+    /// while this subscriber's last receive came back empty (until its next
+    /// receive). So: wait for it, then `receive(timeout=0)` until None, then
+    /// wait again. Valid until `close()`; do not read or close it.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        use std::os::fd::AsRawFd;
         let mut st = lock(py, &self.state);
-        let ours = st.held.as_ref().is_some_and(|h| Arc::ptr_eq(h, &msg.get().view));
-        if ours && st.stash.is_none() && !msg.get().view.released.load(Ordering::SeqCst) {
-            st.stash = Some(msg);
-        } else {
-            drop(st);
-            drop(msg);
-        }
+        let Some(inner) = st.inner.as_mut() else {
+            return Err(self.closed_error(py));
+        };
+        let fd = inner.0.fd().map_err(errors::to_py)?.as_raw_fd();
+        Ok(fd)
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -389,7 +378,7 @@ impl Subscriber {
     /// Blocks until the next message; the iteration ends when the subscriber
     /// is closed (from another thread).
     fn __next__(slf: &Bound<'_, Self>) -> PyResult<Option<Py<Message>>> {
-        match Self::receive_impl(slf, None, None)? {
+        match Self::receive_impl(slf, None)? {
             Outcome::Message(m) => Ok(Some(m)),
             _ => Ok(None),
         }
@@ -397,8 +386,8 @@ impl Subscriber {
 
     /// areceive(timeout=None) -> Message | None (a coroutine)
     ///
-    /// `receive` for asyncio: a helper thread does the blocking wait and
-    /// wakes the event loop; the loop itself never polls.
+    /// `receive` for asyncio: the event loop waits on `fileno()` (no thread,
+    /// no polling) and receives without waiting once it is readable.
     #[pyo3(signature = (timeout = None))]
     fn areceive<'py>(slf: &Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
@@ -414,32 +403,6 @@ impl Subscriber {
         py.import("aether._async")?.getattr("anext")?.call1((slf,))
     }
 
-    /// The asyncio helper of this subscriber (made on first use).
-    fn _async_helper(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
-        if let Some(h) = lock(py, &this.async_helper).as_ref() {
-            return Ok(h.clone_ref(py));
-        }
-        if this.closed.load(Ordering::SeqCst) {
-            return Err(this.closed_error(py));
-        }
-        let h = py.import("aether._async")?.getattr("Helper")?.call1((slf,))?.unbind();
-        let mut slot = lock(py, &this.async_helper);
-        match slot.as_ref() {
-            Some(existing) => {
-                let existing = existing.clone_ref(py);
-                drop(slot);
-                let _ = h.bind(py).call_method0("stop");
-                Ok(existing)
-            }
-            None => {
-                *slot = Some(h.clone_ref(py));
-                Ok(h)
-            }
-        }
-    }
-
     /// reopen() -> None
     ///
     /// Carries the subscriber on after its daemon died (receives raise
@@ -453,9 +416,6 @@ impl Subscriber {
     fn reopen(&self, py: Python<'_>) -> PyResult<()> {
         let mut st = lock(py, &self.state);
         st.release_held(&self.counters)?;
-        if let Some(m) = st.stash.take() {
-            m.get().view.released.store(true, Ordering::SeqCst);
-        }
         let Some(inner) = st.inner.as_mut() else {
             return Err(self.closed_error(py));
         };
@@ -472,9 +432,10 @@ impl Subscriber {
 
     /// Closes the subscriber (ending its current message). Idempotent.
     /// Raises BufferError while buffers made from its current message are alive.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let (inner, stash) = {
-            let mut st = lock(py, &self.state);
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let (py, this) = (slf.py(), slf.get());
+        let inner = {
+            let mut st = lock(py, &this.state);
             if let Some(v) = st.held.as_ref() {
                 let n = v.exports.load(Ordering::SeqCst);
                 if n > 0 {
@@ -484,20 +445,18 @@ impl Subscriber {
                     )));
                 }
             }
-            st.release_held(&self.counters)?;
-            self.closed.store(true, Ordering::SeqCst);
-            (st.inner.take(), st.stash.take())
+            st.release_held(&this.counters)?;
+            this.closed.store(true, Ordering::SeqCst);
+            st.inner.take()
         };
-        if let Some(m) = stash {
-            m.get().view.released.store(true, Ordering::SeqCst);
+        // Coroutines awaiting this subscriber's descriptor learn it is closed
+        // (before the descriptor goes: the event loop forgets it then).
+        if let Ok(m) = py.import("aether._async") {
+            m.call_method1("closed", (slf,))?;
         }
         // Dropping the core subscriber tells the daemon (a socket round trip).
         if let Some(inner) = inner {
             py.detach(move || drop(inner));
-        }
-        let helper = lock(py, &self.async_helper).take();
-        if let Some(h) = helper {
-            h.bind(py).call_method0("stop")?;
         }
         Ok(())
     }
@@ -564,23 +523,9 @@ impl Subscriber {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
+    fn __exit__(slf: &Bound<'_, Self>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        Self::close(slf)?;
         Ok(false)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(st) = self.state.try_lock() {
-            if let Some(m) = st.stash.as_ref() {
-                visit.call(m)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        let stash = self.state.try_lock().ok().and_then(|mut st| st.stash.take());
-        drop(stash);
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
@@ -609,6 +554,8 @@ pub struct Message {
     len: usize,
     ptr: usize,
     view: Arc<ViewState>,
+    /// `delivery="mqueue"`: the copy `ptr` points into (kept alive with the message).
+    _owned: Option<Box<[u8]>>,
 }
 
 enum Release {
@@ -643,6 +590,8 @@ impl Message {
         }
         st.held = None;
         match st.inner.as_mut() {
+            // A copy (delivery="mqueue") holds no view of the core's.
+            Some(_) if self._owned.is_some() => Ok(()),
             Some(inner) => {
                 let r = inner.0.release_view().map(drop);
                 counters.update(&inner.0);

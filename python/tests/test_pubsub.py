@@ -336,7 +336,7 @@ def test_unsupported_options(sock, topic):
     with pytest.raises(ValueError, match="latest"):
         aether.Subscriber(topic, socket=sock, from_=0)
     with pytest.raises(ValueError, match="shm"):
-        aether.Subscriber(topic, socket=sock, delivery="mqueue")
+        aether.Subscriber(topic, socket=sock, delivery="tcp")
     with pytest.raises(ValueError, match="policy"):
         aether.Publisher(topic, socket=sock, policy="fast")
     aether.Subscriber(topic, socket=sock, from_="latest", delivery="shm").close()
