@@ -77,7 +77,7 @@ buf = loan.__enter__()                          # a loan with a live view at exi
 cycle = [sub2]; cycle.append(cycle)             # only the cyclic GC can free it
 import asyncio
 async def main():
-    return await sub2.areceive(0.05)            # starts the helper thread
+    return await sub2.areceive(0.05)            # watches the descriptor
 asyncio.run(main())
 print("done", flush=True)
 """
