@@ -41,26 +41,47 @@ py="$venv/bin/python"
 echo "== Python: building aetherd and aether-cli"
 cargo build --release --quiet -p aetherd -p aether-cli
 
-echo "== Python: building and installing the wheel"
+echo "== Python: building and installing the wheel (distribution aether-pubsub, with aetherd inside)"
 wheels=$(mktemp -d)
-trap 'rm -rf "$wheels"' EXIT
+fresh=$(mktemp -d)
+trap 'rm -rf "$wheels" "$fresh"' EXIT
+release=${CARGO_TARGET_DIR:-$root/target}/release
+# The wheel carries the broker (pyproject.toml: tool.maturin.include).
+strip -o python/aether/aetherd "$release/aetherd" 2>/dev/null || cp "$release/aetherd" python/aether/aetherd
 # The extension is its own workspace (python/Cargo.lock): it builds in its own
 # target directory, so that it never overwrites the main workspace's
 # artifacts when CARGO_TARGET_DIR points both at one place.
 (cd python && CARGO_TARGET_DIR="$root/python/target" "$venv/bin/maturin" build --release --quiet --interpreter "$py" --out "$wheels")
-"$py" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/aether-*.whl
+"$py" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/aether_pubsub-*.whl
 
 shm_before=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
 
 # Tests run from the repository root so that `import aether` is the installed
 # wheel, not the source folder python/aether (which lacks the native module).
 export AETHER_NO_AUTOSTART=1
-release=${CARGO_TARGET_DIR:-$root/target}/release
 export AETHER_DAEMON="$release/aetherd"
 export AETHER_CLI="$release/aether-cli"
 
 echo "== Python: pytest"
 "$venv/bin/pytest" python/tests -q -p no:cacheprovider
+
+echo "== Python: the wheel alone: a fresh virtualenv, no aetherd on PATH, the README's example"
+# What a user gets from `pip install aether-pubsub` on a machine with no
+# Aether: the example auto-starts the aetherd inside the wheel (a private
+# broker under this run's own XDG_RUNTIME_DIR), which is then stopped.
+"$python" -m venv "$fresh/venv"
+"$fresh/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index "$wheels"/aether_pubsub-*.whl
+mkdir -m 0700 "$fresh/run"
+example=$(sed -n '/^```python$/,/^```$/p' python/README.md | sed '1d;/^```$/,$d')
+out=$(cd "$fresh" && env -i PATH=/nonexistent HOME="$fresh" XDG_RUNTIME_DIR="$fresh/run" "$fresh/venv/bin/python" -c "$example")
+echo "$out"
+pid=$(cat "$fresh/run/aether/aetherd.log" | sed -n 's/.*listening on .* (pid \([0-9]*\),.*/\1/p' | head -n 1)
+[ -n "$pid" ] && kill -TERM "$pid"
+for _ in $(seq 100); do [ -e "$fresh/run/aether/aetherd.sock" ] || break; sleep 0.1; done
+case "$out" in
+  "0 "*" b'hello'") echo "ok: the README's example ran with the wheel's aetherd (pid $pid)" ;;
+  *) echo "FAILED: the README's example printed: $out" >&2; exit 1 ;;
+esac
 
 if [ "${AETHER_PY_BENCH:-1}" != 0 ]; then
   echo "== Python: benchmark (quick)"
