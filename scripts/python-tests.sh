@@ -36,7 +36,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 py="$venv/bin/python"
 "$py" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$py" -m pip install --quiet --disable-pip-version-check 'maturin>=1.5,<2' pytest numpy
+"$py" -m pip install --quiet --disable-pip-version-check 'maturin>=1.5,<2' pytest numpy mypy
 
 echo "== Python: building aetherd and aether-cli"
 cargo build --release --quiet -p aetherd -p aether-cli
@@ -64,6 +64,11 @@ export AETHER_CLI="$release/aether-cli"
 
 echo "== Python: pytest"
 "$venv/bin/pytest" python/tests -q -p no:cacheprovider
+
+echo "== Python: the stubs type-check what users write (mypy --strict, Python 3.11 and 3.12)"
+for v in 3.11 3.12; do
+  (cd python && "$py" -m mypy --strict --no-incremental --python-version "$v" tests/typing_check.py)
+done
 
 echo "== Python: the wheel alone: a fresh virtualenv, no aetherd on PATH, the README's example"
 # What a user gets from `pip install aether-pubsub` on a machine with no

@@ -4,9 +4,19 @@ import builtins
 import os
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import ClassVar, Literal, TypedDict, final
+from typing import Any, ClassVar, Literal, Protocol, TypedDict, final
 
 from typing_extensions import Buffer, Self
+
+class _ArrayInterface(Protocol):
+    # numpy arrays, whose stubs declare the buffer protocol (__buffer__)
+    # only for Python 3.12 and later, and arrays of libraries like them.
+    @property
+    def __array_interface__(self) -> dict[str, Any]: ...
+
+# What `publish` takes: anything with the buffer protocol (PEP 688's Buffer,
+# from typing_extensions before 3.12), numpy arrays on 3.11 included.
+_Data = Buffer | _ArrayInterface
 
 __all__ = [
     "BrokerShutdown",
@@ -138,7 +148,7 @@ class Publisher:
         socket: _Socket = None,
         timeout: float | None = 5.0,
     ) -> Self: ...
-    def publish(self, data: Buffer) -> int: ...
+    def publish(self, data: _Data) -> int: ...
     def loan(self, size: int) -> Loan: ...
     def reopen(self) -> None: ...
     def mapping_range(self) -> tuple[int, int]: ...
