@@ -21,8 +21,8 @@ fn tiny_run_prints_every_system_as_json() {
     }
     assert_eq!(
         has(r#""bench":"latency","system":"aether""#),
-        2,
-        "spin and futex: {stdout}"
+        3,
+        "spin, futex and poll: {stdout}"
     );
     for sys in ["aether", "aether-zc", "handoff", "uds", "memcpy", "memset"] {
         assert_eq!(
