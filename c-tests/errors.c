@@ -57,7 +57,7 @@ static double now_s(void) {
 }
 
 /* Names of every topic this program may have created, deleted at the end. */
-static char topic[128], small[128], bad[128], longest[128], missing[128], grown_topic[128];
+static char topic[128], small[128], bad[128], longest[128], missing[128], grown_topic[128], timed[128];
 
 static void null_arguments(aether_client *c, aether_publisher *p, aether_subscriber *s) {
     /* Out-parameters are written only on success: sentinels must survive. */
@@ -92,6 +92,7 @@ static void null_arguments(aether_client *c, aether_publisher *p, aether_subscri
     CHECK(loan == &sentinel);
     EXPECT(aether_commit(NULL, 0), AETHER_E_INVALID);
     EXPECT(aether_abort(NULL), AETHER_E_INVALID);
+    EXPECT(aether_publisher_set_timeout(NULL, 0), AETHER_E_INVALID);
 
     EXPECT(aether_receive(NULL, buf, sizeof buf, &len, 0), AETHER_E_INVALID);
     EXPECT(aether_receive(s, buf, sizeof buf, NULL, 0), AETHER_E_INVALID);
@@ -107,6 +108,42 @@ static void null_arguments(aether_client *c, aether_publisher *p, aether_subscri
     aether_publisher_close(NULL);
     aether_subscriber_close(NULL);
     CHECK(aether_subscriber_lost(NULL) == 0);
+}
+
+/* A reliable publisher's timeout is the caller's: with 50 ms, a publish
+ * into a ring its (never reading) subscriber keeps full fails with
+ * AETHER_E_TIMEOUT after about 50 ms, not the default 5 s; 0 fails at once. */
+static void publish_timeout(aether_client *c, const char *name) {
+    aether_topic_config cfg = aether_topic_config_default();
+    cfg.policy = AETHER_POLICY_RELIABLE;
+    cfg.ring_size = 4096;
+    cfg.max_message = 64;
+    aether_publisher *p = NULL;
+    aether_subscriber *s = NULL;
+    EXPECT(aether_topic_create(c, name, &cfg), AETHER_OK);
+    EXPECT(aether_subscriber_open(c, name, NULL, &s), AETHER_OK);
+    EXPECT(aether_publisher_open(c, name, &p), AETHER_OK);
+    if (p == NULL || s == NULL)
+        return;
+    EXPECT(aether_publisher_set_timeout(p, 50000000), AETHER_OK);
+    uint8_t msg[64] = {0};
+    int rc = AETHER_OK, sent = 0;
+    double t0 = 0;
+    while (rc == AETHER_OK && sent < 1000) {
+        t0 = now_s();
+        rc = aether_publish(p, msg, sizeof msg);
+        sent++;
+    }
+    double took = now_s() - t0;
+    EXPECT(rc, AETHER_E_TIMEOUT);
+    CHECK(took >= 0.045 && took < 1.0);
+    EXPECT(aether_publisher_set_timeout(p, 0), AETHER_OK);
+    t0 = now_s();
+    EXPECT(aether_publish(p, msg, sizeof msg), AETHER_E_TIMEOUT);
+    CHECK(now_s() - t0 < 0.5);
+    aether_publisher_close(p);
+    aether_subscriber_close(s);
+    EXPECT(aether_topic_delete(c, name), AETHER_OK);
 }
 
 static void names_and_configs(aether_client *c) {
@@ -370,6 +407,7 @@ int main(int argc, char **argv) {
     snprintf(small, sizeof small, "errors-%d-small", pid);
     snprintf(bad, sizeof bad, "errors-%d-bad", pid);
     snprintf(grown_topic, sizeof grown_topic, "errors-%d-grown", pid);
+    snprintf(timed, sizeof timed, "errors-%d-timed", pid);
     snprintf(missing, sizeof missing, "errors-%d-missing", pid);
     snprintf(longest, sizeof longest, "errors-%d-", pid);
     memset(longest + strlen(longest), 'L', 120 - strlen(longest));
@@ -397,6 +435,7 @@ int main(int argc, char **argv) {
         null_arguments(c, p, s);
         names_and_configs(c);
         data_path(p, s);
+        publish_timeout(c, timed);
 
         /* After delete, open handles see it: publishing fails, a subscriber
          * reads what is left and then gets NOT_FOUND; new opens fail. */
@@ -414,7 +453,7 @@ int main(int argc, char **argv) {
         EXPECT(aether_topic_delete(c, topic), AETHER_E_NOT_FOUND);
     }
     /* Clean up whatever a failed check may have left behind. */
-    const char *created[] = {topic, small, bad, longest};
+    const char *created[] = {topic, small, bad, longest, timed};
     for (size_t i = 0; i < sizeof created / sizeof created[0]; i++)
         aether_topic_delete(c, created[i]);
     aether_subscriber_close(s);

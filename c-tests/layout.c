@@ -80,10 +80,13 @@ int main(void) {
         failed = 1;
     }
     const char *v = aether_version();
-    if (v == NULL || strlen(v) == 0) {
-        fprintf(stderr, "layout: aether_version() is NULL or empty\n");
+    if (v == NULL || strcmp(v, AETHER_VERSION) != 0) {
+        fprintf(stderr, "layout: aether_version() is %s, the header is %s\n", v ? v : "NULL", AETHER_VERSION);
         failed = 1;
     }
+#if AETHER_VERSION_NUMBER != AETHER_VERSION_MAJOR * 10000 + AETHER_VERSION_MINOR * 100 + AETHER_VERSION_PATCH
+#error "AETHER_VERSION_NUMBER does not match AETHER_VERSION_MAJOR/MINOR/PATCH"
+#endif
     if (failed)
         return 1;
     printf("layout ok (libaether %s)\n", v);

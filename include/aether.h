@@ -27,6 +27,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+/* The version of this header. aether_version() gives the library's. */
+#define AETHER_VERSION_MAJOR 0
+#define AETHER_VERSION_MINOR 1
+#define AETHER_VERSION_PATCH 0
+#define AETHER_VERSION "0.1.0"
+/* For #if: MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define AETHER_VERSION_NUMBER 100
+
 
 /**
  * How a subscriber gets its messages (`aether_subscriber_config.delivery`).
@@ -250,7 +258,8 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The library version, e.g. "0.1.0". Static storage.
+ * The library version, e.g. "0.1.0" (the library loaded at run time, which
+ * may differ from the header's `AETHER_VERSION_*`). Static storage.
  */
 const char *aether_version(void);
 
@@ -283,7 +292,14 @@ const char *aether_strerror(int status);
  * starts a private `aetherd` unless `AETHER_NO_AUTOSTART=1` (never on the
  * system broker's socket, nor in another user's directory).
  * On success `*out` owns a client; free it with `aether_client_close`.
- * Errors: `AETHER_E_UNAVAILABLE` (no broker), `AETHER_E_INVALID`.
+ * Errors: `AETHER_E_UNAVAILABLE` (no broker answers and none could be
+ * started; the message says which socket, from where, and why),
+ * `AETHER_E_PERMISSION` (the socket's permissions keep this user out, or
+ * the process listening there is not a daemon this user may trust),
+ * `AETHER_E_LIMIT` (the broker's client limit or this uid's connection
+ * quota), `AETHER_E_PROTOCOL` (a broker speaking another protocol
+ * version), `AETHER_E_INVALID` (`out` NULL, `socket_path` not UTF-8 or too
+ * long), `AETHER_E_IO`.
  */
 int aether_connect(const char *socket_path, struct aether_client **out);
 
@@ -296,21 +312,33 @@ void aether_client_close(struct aether_client *c);
 /**
  * Creates `topic` with `cfg` (NULL: defaults). Topic names are 1 to 120 bytes
  * of letters, digits, '.', '_' and '-', not starting with '.'.
- * Errors: `AETHER_E_EXISTS`, `AETHER_E_INVALID`.
+ * Errors: `AETHER_E_EXISTS`, `AETHER_E_INVALID` (a bad name or setting,
+ * NULL), `AETHER_E_PERMISSION` (no `admin` right on the topic),
+ * `AETHER_E_LIMIT` (the broker's topic or segment limits, or this uid's
+ * quotas), `AETHER_E_TOO_LARGE` (`max_message` over the broker's limit),
+ * `AETHER_E_SHUTDOWN` (the broker is draining), `AETHER_E_UNAVAILABLE`.
  */
 int aether_topic_create(struct aether_client *c,
                         const char *topic,
                         const struct aether_topic_config *cfg);
 
 /**
- * Deletes `topic`. Open handles keep their mapping; new opens fail.
- * Errors: `AETHER_E_NOT_FOUND`.
+ * Deletes `topic`. Open handles keep their mapping; new opens fail, and
+ * open handles get `AETHER_E_NOT_FOUND` (subscribers once they have read
+ * what was published).
+ * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_PERMISSION` (no `admin` right),
+ * `AETHER_E_INVALID` (NULL), `AETHER_E_SHUTDOWN`, `AETHER_E_UNAVAILABLE`.
  */
 int aether_topic_delete(struct aether_client *c, const char *topic);
 
 /**
  * Opens a publisher on an existing topic. Free with `aether_publisher_close`.
- * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_INVALID`.
+ * Its reliable publishes wait up to 5 s for the slowest subscriber
+ * (`aether_publisher_set_timeout` changes it).
+ * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_PERMISSION` (no `publish`
+ * right), `AETHER_E_LIMIT` (the topic's 64 publishers, or this uid's or
+ * client's slot quota), `AETHER_E_INVALID` (NULL), `AETHER_E_CORRUPT` (a
+ * segment that fails its checks), `AETHER_E_SHUTDOWN`, `AETHER_E_UNAVAILABLE`.
  */
 int aether_publisher_open(struct aether_client *c,
                           const char *topic,
@@ -319,23 +347,33 @@ int aether_publisher_open(struct aether_client *c,
 /**
  * Publishes a copy of `len` bytes at `data` (`data` may be NULL when `len` is 0).
  * Errors: `AETHER_E_TOO_LARGE` (over the topic's max_message), `AETHER_E_TIMEOUT`
- * (reliable topic whose slowest subscriber stayed a full ring behind).
+ * (reliable topic whose slowest subscriber stayed a full ring behind for
+ * the publisher's timeout), `AETHER_E_NOT_FOUND` (the topic was deleted),
+ * `AETHER_E_SHUTDOWN` (the broker is draining), `AETHER_E_UNAVAILABLE` (the
+ * daemon died, or kicked this client), `AETHER_E_INVALID` (NULL `data`
+ * with `len` > 0, a loan outstanding, a handle of the parent process after
+ * fork), `AETHER_E_CORRUPT` (the segment's shared state is impossible).
  */
 int aether_publish(struct aether_publisher *p, const void *data, size_t len);
 
 /**
  * Loans `len` bytes of the ring: write the message at `*buf`, then
  * `aether_commit` (publish) or `aether_abort`. One loan at a time per publisher.
+ * Errors: as `aether_publish` (`AETHER_E_INVALID` also for a NULL `buf`).
  */
 int aether_loan(struct aether_publisher *p, size_t len, void **buf);
 
 /**
  * Publishes the first `len` bytes (at most the loaned length) of the outstanding loan.
+ * Errors: `AETHER_E_INVALID` (no loan, or `len` over the loaned length),
+ * `AETHER_E_UNAVAILABLE` (the daemon died or kicked this client meanwhile:
+ * nothing is published).
  */
 int aether_commit(struct aether_publisher *p, size_t len);
 
 /**
  * Gives up the outstanding loan; nothing is published.
+ * Errors: `AETHER_E_INVALID` (no loan outstanding, NULL).
  */
 int aether_abort(struct aether_publisher *p);
 
@@ -352,6 +390,14 @@ int aether_abort(struct aether_publisher *p);
 int aether_publisher_reopen(struct aether_publisher *p);
 
 /**
+ * Sets how long a publish (or loan) on a reliable topic waits for the
+ * slowest subscriber before it fails with `AETHER_E_TIMEOUT`: `timeout_ns`
+ * nanoseconds (negative: forever; 0: never wait). The default is 5 s.
+ * Errors: `AETHER_E_INVALID` (NULL).
+ */
+int aether_publisher_set_timeout(struct aether_publisher *p, int64_t timeout_ns);
+
+/**
  * Closes a publisher (an outstanding loan is aborted). NULL is ignored.
  */
 void aether_publisher_close(struct aether_publisher *p);
@@ -359,7 +405,12 @@ void aether_publisher_close(struct aether_publisher *p);
 /**
  * Opens a subscriber on an existing topic; it receives messages published
  * from now on. `cfg` NULL: defaults. Free with `aether_subscriber_close`.
- * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers).
+ * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers,
+ * or this uid's or client's slot quota, or its message-queue quota),
+ * `AETHER_E_PERMISSION` (no `subscribe` right), `AETHER_E_INVALID` (NULL,
+ * a config not from `aether_subscriber_config_default`, an unknown
+ * delivery or wait), `AETHER_E_CORRUPT`, `AETHER_E_SHUTDOWN`,
+ * `AETHER_E_UNAVAILABLE`, `AETHER_E_IO` (a message queue could not be made).
  */
 int aether_subscriber_open(struct aether_client *c,
                            const char *topic,
@@ -370,7 +421,12 @@ int aether_subscriber_open(struct aether_client *c,
  * Copies the next message into `buf` (capacity `cap`) and sets `*len`.
  * Waits up to `timeout_ns` (negative: forever; 0: do not wait).
  * Errors: `AETHER_E_TIMEOUT`; `AETHER_E_TOO_LARGE` when the message exceeds
- * `cap`: then `*len` is set to its length and the message stays unread.
+ * `cap`: then `*len` is set to its length and the message stays unread;
+ * `AETHER_E_NOT_FOUND` (the topic was deleted, once everything published
+ * before was read), `AETHER_E_SHUTDOWN` (the broker drained),
+ * `AETHER_E_UNAVAILABLE` (the daemon died, or kicked this client),
+ * `AETHER_E_INVALID` (NULL, a view outstanding, a handle of the parent
+ * process after fork), `AETHER_E_CORRUPT`.
  * On a lossy topic, check `aether_subscriber_lost` for messages it missed.
  */
 int aether_receive(struct aether_subscriber *s,
@@ -385,6 +441,9 @@ int aether_receive(struct aether_subscriber *s,
  * at a time. On a lossy topic the publisher may overwrite a view that is held
  * too long: `aether_release` then returns `AETHER_E_OVERWRITTEN`, and the
  * bytes read from it must be discarded.
+ * Errors: as `aether_receive` (not `AETHER_E_TOO_LARGE`), and
+ * `AETHER_E_INVALID` for an `AETHER_DELIVERY_MQUEUE` subscriber (its
+ * messages arrive copied: use `aether_receive`).
  */
 int aether_receive_view(struct aether_subscriber *s,
                         struct aether_message *msg,
@@ -442,7 +501,9 @@ int aether_client_notices_fd(struct aether_client *c);
  * Takes the next notice from the client's control queue into `*out`, waiting
  * up to `timeout_ns` (negative: forever; 0: only one already there).
  * Makes the queue on first use, like `aether_client_notices_fd`.
- * Errors: `AETHER_E_TIMEOUT` (none came), `AETHER_E_LIMIT` (no queue could be made).
+ * Errors: `AETHER_E_TIMEOUT` (none came), `AETHER_E_LIMIT` (no queue could be
+ * made: this uid's control-queue quota, or RLIMIT_MSGQUEUE), `AETHER_E_INVALID`
+ * (NULL), `AETHER_E_UNAVAILABLE`.
  * Thread-safe; each notice goes to one caller.
  */
 int aether_client_next_notice(struct aether_client *c,

@@ -66,8 +66,20 @@ installed() {
     pkg-config --exists --print-errors aether
     [[ $(pkg-config --modversion aether) == 0.1.0 ]] || { echo "modversion is $(pkg-config --modversion aether)"; return 1; }
     pkg-config --static --libs aether
+    for f in share/man/man8/aetherd.8 share/man/man1/aether-cli.1 share/man/man1/aether-cli-sub.1 \
+        share/bash-completion/completions/aether-cli share/zsh/site-functions/_aether-cli \
+        share/fish/vendor_completions.d/aether-cli.fish; do
+        [[ -f $PREFIX/$f ]] || { echo "missing $PREFIX/$f"; return 1; }
+    done
 }
-check "installed files, links, SONAME and aether.pc" installed
+check "installed files, links, SONAME, aether.pc, man pages and completions" installed
+reinstall_builds_nothing() { # a second `make install` finds everything built
+    local out
+    out=$(make --no-print-directory install PREFIX="$PREFIX" 2>&1)
+    echo "$out" | tail -n 3
+    if grep -q 'Compiling' <<<"$out"; then echo "make install compiled again"; return 1; fi
+}
+check "a second make install compiles nothing" reinstall_builds_nothing
 
 # --- compile as a user would --------------------------------------------------
 compile() { # compile NAME: cc NAME.c $(pkg-config --cflags --libs aether)
@@ -81,6 +93,17 @@ linked() { # linked NAME: needs libaether.so.0, found in the prefix
 for t in layout publisher subscriber errors mqueue fork poll; do
     check "compile $t.c with pkg-config" compile "$t"
     check "$t links libaether.so.0 from the prefix" linked "$t"
+done
+# The examples, compiled as their comments and the README say (the
+# library found through the rpath, with no LD_LIBRARY_PATH).
+compile_example() { # compile_example NAME
+    # shellcheck disable=SC2046 # pkg-config output is meant to be word-split
+    "$CC" "${CFLAGS[@]}" -o "$BIN/example-$1" "examples/c/$1.c" $(pkg-config --cflags --libs aether) \
+        -Wl,-rpath,"$(pkg-config --variable=libdir aether)"
+    env -u LD_LIBRARY_PATH ldd "$BIN/example-$1" | grep -F "libaether.so.0 => $PREFIX/lib/libaether.so.0"
+}
+for t in hello event_loop; do
+    check "examples/c/$t.c compiles as its comment says; the rpath finds the library" compile_example "$t"
 done
 static_layout() { # the Libs.private line is enough for a static link
     local libs
@@ -165,6 +188,30 @@ check "C publisher -> aether-cli sub, 1000 messages" cli_interop "$TAG-pubsub" 1
 check "mqueue: delivery=mqueue subscriber in poll(), control-queue notices" "$BIN/mqueue" "$SOCK" "$TAG-mqueue"
 check "fork: a child cannot use its parent's handles, reopens its own; the parent keeps its slots" "$BIN/fork" "$SOCK" "$TAG-fork"
 check "poll: a shm subscriber in epoll_wait on aether_subscriber_fd gets 20000 messages from another process" "$BIN/poll" "$SOCK" "$TAG-poll"
+example_hello() {
+    local out
+    out=$(env -u LD_LIBRARY_PATH AETHER_SOCKET="$SOCK" "$BIN/example-hello")
+    echo "$out"
+    [[ $out == "got hello (libaether "*")" ]]
+}
+check "examples/c/hello runs (no LD_LIBRARY_PATH)" example_hello
+example_event_loop() { # three messages from aether-cli pub reach it; end of input ends it
+    local topic=$TAG-example-loop log=$TMP/event_loop.err pid rc=0
+    mkfifo "$TMP/event_loop.in"
+    env -u LD_LIBRARY_PATH AETHER_SOCKET="$SOCK" "$BIN/example-event_loop" "$topic" 3 \
+        <"$TMP/event_loop.in" >"$TMP/event_loop.out" 2>"$log" &
+    pid=$!
+    CHILDREN+=("$pid")
+    exec {keep}>"$TMP/event_loop.in" # its stdin stays open until the end
+    wait_for 10 grep -q "subscribed to $topic" "$log" || { cat "$log"; return 1; }
+    printf 'one\ntwo\nthree\n' | "${CLI[@]}" pub "$topic"
+    wait "$pid" || rc=$?
+    exec {keep}>&-
+    cat "$TMP/event_loop.out" "$log"
+    "${CLI[@]}" delete "$topic" >/dev/null
+    [[ $rc == 0 && $(cat "$TMP/event_loop.out") == $'one\ntwo\nthree' ]]
+}
+check "examples/c/event_loop gets 3 messages in its epoll loop" example_event_loop
 
 # --- under valgrind ---------------------------------------------------------------
 check "valgrind layout" "${VALGRIND[@]}" "$BIN/layout"

@@ -202,11 +202,15 @@ pc() {
     pkg-config --exists --print-errors aether
     [[ $(pkg-config --modversion aether) == "$VERSION" ]]
     local flags
+    if grep -q '^Libs.private' "$PKGROOT/$LIBDIR/pkgconfig/aether.pc"; then
+        echo "aether.pc names Libs.private, for a static library the package does not ship"
+        return 1
+    fi
     flags=$(pkg-config --cflags --libs aether | xargs) # (xargs: without the trailing blank)
     echo "$flags"
     [[ $flags == "-I$PKGROOT/usr/include -L$PKGROOT/$LIBDIR -laether" ]]
 }
-check "pkg-config --cflags --libs aether (sysroot = the extracted root) points into it" pc
+check "pkg-config --cflags --libs aether (sysroot = the extracted root) points into it; no Libs.private (no static library shipped)" pc
 compile() { # compile NAME SOURCE
     # shellcheck disable=SC2046 # pkg-config output is meant to be word-split
     "$CC" "${CFLAGS[@]}" -o "$BIN/$1" "$2" $(pkg-config --cflags --libs aether)

@@ -70,9 +70,10 @@ mkdir -p "$STAGE/man" "$STAGE/completions"
 # cargo-deb strips only libraries named *.so; this one is named for its version.
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
     -o "$STAGE/libaether.so.$VERSION" "$RELEASE/libaether.so"
-# aether.pc exactly as `make install` writes it for /usr (Libs.private from rustc).
+# aether.pc as `make install` writes it for /usr.
 make --no-print-directory -s install PREFIX=/usr LIBDIR="/usr/lib/$MULTIARCH" DESTDIR="$ROOT/$STAGE/root" >/dev/null
-cp "$STAGE/root/usr/lib/$MULTIARCH/pkgconfig/aether.pc" "$STAGE/aether.pc"
+# The package ships no static library: its aether.pc has no Libs.private.
+sed '/^Libs.private:/d' "$STAGE/root/usr/lib/$MULTIARCH/pkgconfig/aether.pc" >"$STAGE/aether.pc"
 rm -rf "$STAGE/root"
 "$RELEASE/aether-mangen" "$STAGE/man" >/dev/null
 "$RELEASE/aether-cli" completions bash >"$STAGE/completions/aether-cli.bash"

@@ -80,7 +80,21 @@ mkdir -m 0700 "$fresh/run"
 example=$(sed -n '/^```python$/,/^```$/p' python/README.md | sed '1d;/^```$/,$d')
 out=$(cd "$fresh" && env -i PATH=/nonexistent HOME="$fresh" XDG_RUNTIME_DIR="$fresh/run" "$fresh/venv/bin/python" -c "$example")
 echo "$out"
-pid=$(cat "$fresh/run/aether/aetherd.log" | sed -n 's/.*listening on .* (pid \([0-9]*\),.*/\1/p' | head -n 1)
+pid=$(sed -n 's/.*listening on .* (pid \([0-9]*\),.*/\1/p' "$fresh/run/aether/aetherd.log" | head -n 1)
+trap '[ -n "${pid:-}" ] && kill -TERM "$pid" 2>/dev/null; rm -rf "$wheels" "$fresh"' EXIT
+# The examples, run the same way, against the broker the example started.
+run_fresh() { (cd "$fresh" && env -i PATH=/nonexistent HOME="$fresh" XDG_RUNTIME_DIR="$fresh/run" "$fresh/venv/bin/python" "$@"); }
+hello=$(run_fresh "$root/examples/python/hello.py")
+echo "$hello"
+case "$hello" in "got hello (seq "*")") ;; *) echo "FAILED: examples/python/hello.py printed: $hello" >&2; exit 1 ;; esac
+run_fresh "$root/examples/python/asyncio_subscriber.py" example-topic 2 >"$fresh/async.out" 2>"$fresh/async.err" &
+async_pid=$!
+for _ in $(seq 100); do grep -q "subscribed to example-topic" "$fresh/async.err" 2>/dev/null && break; sleep 0.1; done
+run_fresh -c 'import aether; p = aether.Publisher("example-topic"); p.publish(b"first"); p.publish(b"second")'
+wait "$async_pid" || { cat "$fresh/async.err" >&2; echo "FAILED: examples/python/asyncio_subscriber.py" >&2; exit 1; }
+[ "$(cat "$fresh/async.out")" = "$(printf 'first\nsecond')" ] ||
+  { echo "FAILED: asyncio_subscriber.py printed: $(cat "$fresh/async.out")" >&2; exit 1; }
+echo "ok: examples/python/hello.py and asyncio_subscriber.py"
 [ -n "$pid" ] && kill -TERM "$pid"
 for _ in $(seq 100); do [ -e "$fresh/run/aether/aetherd.sock" ] || break; sleep 0.1; done
 case "$out" in

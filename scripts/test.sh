@@ -41,6 +41,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 cargo test --workspace --quiet 2>&1
 
+echo "== Rust examples (examples/rust)"
+bash scripts/rust-examples.sh
+
 echo "== C tests"
 bash scripts/c-tests.sh
 

@@ -26,3 +26,34 @@ fn committed_header_is_fresh() {
         "include/aether.h is stale: run `AETHER_BLESS=1 cargo test -p aether --test header` and commit it"
     );
 }
+
+/// The header's version macros are the crate's version (bump them with it,
+/// in libaether/cbindgen.toml).
+#[test]
+fn version_macros_match_the_crate() {
+    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../include/aether.h")).unwrap();
+    let num = |name: &str| -> u64 {
+        let line = header
+            .lines()
+            .find(|l| l.starts_with(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("no {name} in aether.h"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let v: Vec<u64> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let (major, minor, patch) = (
+        num("AETHER_VERSION_MAJOR"),
+        num("AETHER_VERSION_MINOR"),
+        num("AETHER_VERSION_PATCH"),
+    );
+    assert_eq!(
+        vec![major, minor, patch],
+        v,
+        "update AETHER_VERSION_* in libaether/cbindgen.toml"
+    );
+    assert_eq!(num("AETHER_VERSION_NUMBER"), major * 10000 + minor * 100 + patch);
+    let text = format!("#define AETHER_VERSION \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(header.contains(&text), "{text} missing from aether.h");
+}

@@ -191,7 +191,8 @@ const _: () = {
     assert!(aether_delivery::AETHER_DELIVERY_MQUEUE as u32 == Delivery::Mqueue as u32);
 };
 
-/// The library version, e.g. "0.1.0". Static storage.
+/// The library version, e.g. "0.1.0" (the library loaded at run time, which
+/// may differ from the header's `AETHER_VERSION_*`). Static storage.
 #[no_mangle]
 pub extern "C" fn aether_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
@@ -243,7 +244,14 @@ pub extern "C" fn aether_strerror(status: c_int) -> *const c_char {
 /// starts a private `aetherd` unless `AETHER_NO_AUTOSTART=1` (never on the
 /// system broker's socket, nor in another user's directory).
 /// On success `*out` owns a client; free it with `aether_client_close`.
-/// Errors: `AETHER_E_UNAVAILABLE` (no broker), `AETHER_E_INVALID`.
+/// Errors: `AETHER_E_UNAVAILABLE` (no broker answers and none could be
+/// started; the message says which socket, from where, and why),
+/// `AETHER_E_PERMISSION` (the socket's permissions keep this user out, or
+/// the process listening there is not a daemon this user may trust),
+/// `AETHER_E_LIMIT` (the broker's client limit or this uid's connection
+/// quota), `AETHER_E_PROTOCOL` (a broker speaking another protocol
+/// version), `AETHER_E_INVALID` (`out` NULL, `socket_path` not UTF-8 or too
+/// long), `AETHER_E_IO`.
 #[no_mangle]
 pub unsafe extern "C" fn aether_connect(socket_path: *const c_char, out: *mut *mut aether_client) -> c_int {
     guard(|| {
@@ -293,7 +301,11 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
 
 /// Creates `topic` with `cfg` (NULL: defaults). Topic names are 1 to 120 bytes
 /// of letters, digits, '.', '_' and '-', not starting with '.'.
-/// Errors: `AETHER_E_EXISTS`, `AETHER_E_INVALID`.
+/// Errors: `AETHER_E_EXISTS`, `AETHER_E_INVALID` (a bad name or setting,
+/// NULL), `AETHER_E_PERMISSION` (no `admin` right on the topic),
+/// `AETHER_E_LIMIT` (the broker's topic or segment limits, or this uid's
+/// quotas), `AETHER_E_TOO_LARGE` (`max_message` over the broker's limit),
+/// `AETHER_E_SHUTDOWN` (the broker is draining), `AETHER_E_UNAVAILABLE`.
 #[no_mangle]
 pub unsafe extern "C" fn aether_topic_create(
     c: *mut aether_client,
@@ -307,8 +319,11 @@ pub unsafe extern "C" fn aether_topic_create(
     })
 }
 
-/// Deletes `topic`. Open handles keep their mapping; new opens fail.
-/// Errors: `AETHER_E_NOT_FOUND`.
+/// Deletes `topic`. Open handles keep their mapping; new opens fail, and
+/// open handles get `AETHER_E_NOT_FOUND` (subscribers once they have read
+/// what was published).
+/// Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_PERMISSION` (no `admin` right),
+/// `AETHER_E_INVALID` (NULL), `AETHER_E_SHUTDOWN`, `AETHER_E_UNAVAILABLE`.
 #[no_mangle]
 pub unsafe extern "C" fn aether_topic_delete(c: *mut aether_client, topic: *const c_char) -> c_int {
     guard(|| {
@@ -319,7 +334,12 @@ pub unsafe extern "C" fn aether_topic_delete(c: *mut aether_client, topic: *cons
 }
 
 /// Opens a publisher on an existing topic. Free with `aether_publisher_close`.
-/// Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_INVALID`.
+/// Its reliable publishes wait up to 5 s for the slowest subscriber
+/// (`aether_publisher_set_timeout` changes it).
+/// Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_PERMISSION` (no `publish`
+/// right), `AETHER_E_LIMIT` (the topic's 64 publishers, or this uid's or
+/// client's slot quota), `AETHER_E_INVALID` (NULL), `AETHER_E_CORRUPT` (a
+/// segment that fails its checks), `AETHER_E_SHUTDOWN`, `AETHER_E_UNAVAILABLE`.
 #[no_mangle]
 pub unsafe extern "C" fn aether_publisher_open(
     c: *mut aether_client,
@@ -341,7 +361,12 @@ pub unsafe extern "C" fn aether_publisher_open(
 
 /// Publishes a copy of `len` bytes at `data` (`data` may be NULL when `len` is 0).
 /// Errors: `AETHER_E_TOO_LARGE` (over the topic's max_message), `AETHER_E_TIMEOUT`
-/// (reliable topic whose slowest subscriber stayed a full ring behind).
+/// (reliable topic whose slowest subscriber stayed a full ring behind for
+/// the publisher's timeout), `AETHER_E_NOT_FOUND` (the topic was deleted),
+/// `AETHER_E_SHUTDOWN` (the broker is draining), `AETHER_E_UNAVAILABLE` (the
+/// daemon died, or kicked this client), `AETHER_E_INVALID` (NULL `data`
+/// with `len` > 0, a loan outstanding, a handle of the parent process after
+/// fork), `AETHER_E_CORRUPT` (the segment's shared state is impossible).
 #[no_mangle]
 pub unsafe extern "C" fn aether_publish(p: *mut aether_publisher, data: *const c_void, len: usize) -> c_int {
     guard(|| {
@@ -361,6 +386,7 @@ pub unsafe extern "C" fn aether_publish(p: *mut aether_publisher, data: *const c
 
 /// Loans `len` bytes of the ring: write the message at `*buf`, then
 /// `aether_commit` (publish) or `aether_abort`. One loan at a time per publisher.
+/// Errors: as `aether_publish` (`AETHER_E_INVALID` also for a NULL `buf`).
 #[no_mangle]
 pub unsafe extern "C" fn aether_loan(p: *mut aether_publisher, len: usize, buf: *mut *mut c_void) -> c_int {
     guard(|| {
@@ -378,6 +404,9 @@ pub unsafe extern "C" fn aether_loan(p: *mut aether_publisher, len: usize, buf: 
 }
 
 /// Publishes the first `len` bytes (at most the loaned length) of the outstanding loan.
+/// Errors: `AETHER_E_INVALID` (no loan, or `len` over the loaned length),
+/// `AETHER_E_UNAVAILABLE` (the daemon died or kicked this client meanwhile:
+/// nothing is published).
 #[no_mangle]
 pub unsafe extern "C" fn aether_commit(p: *mut aether_publisher, len: usize) -> c_int {
     guard(|| {
@@ -389,6 +418,7 @@ pub unsafe extern "C" fn aether_commit(p: *mut aether_publisher, len: usize) -> 
 }
 
 /// Gives up the outstanding loan; nothing is published.
+/// Errors: `AETHER_E_INVALID` (no loan outstanding, NULL).
 #[no_mangle]
 pub unsafe extern "C" fn aether_abort(p: *mut aether_publisher) -> c_int {
     guard(|| {
@@ -413,6 +443,21 @@ pub unsafe extern "C" fn aether_publisher_reopen(p: *mut aether_publisher) -> c_
     })
 }
 
+/// Sets how long a publish (or loan) on a reliable topic waits for the
+/// slowest subscriber before it fails with `AETHER_E_TIMEOUT`: `timeout_ns`
+/// nanoseconds (negative: forever; 0: never wait). The default is 5 s.
+/// Errors: `AETHER_E_INVALID` (NULL).
+#[no_mangle]
+pub unsafe extern "C" fn aether_publisher_set_timeout(p: *mut aether_publisher, timeout_ns: i64) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live publisher handle, per the API contract.
+        let p = unsafe { handle_mut(p, "publisher")? };
+        p.inner
+            .set_timeout((timeout_ns >= 0).then(|| Duration::from_nanos(timeout_ns as u64)));
+        Ok(())
+    })
+}
+
 /// Closes a publisher (an outstanding loan is aborted). NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn aether_publisher_close(p: *mut aether_publisher) {
@@ -422,7 +467,12 @@ pub unsafe extern "C" fn aether_publisher_close(p: *mut aether_publisher) {
 
 /// Opens a subscriber on an existing topic; it receives messages published
 /// from now on. `cfg` NULL: defaults. Free with `aether_subscriber_close`.
-/// Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers).
+/// Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers,
+/// or this uid's or client's slot quota, or its message-queue quota),
+/// `AETHER_E_PERMISSION` (no `subscribe` right), `AETHER_E_INVALID` (NULL,
+/// a config not from `aether_subscriber_config_default`, an unknown
+/// delivery or wait), `AETHER_E_CORRUPT`, `AETHER_E_SHUTDOWN`,
+/// `AETHER_E_UNAVAILABLE`, `AETHER_E_IO` (a message queue could not be made).
 #[no_mangle]
 pub unsafe extern "C" fn aether_subscriber_open(
     c: *mut aether_client,
@@ -471,7 +521,12 @@ fn deadline(timeout_ns: i64) -> Deadline {
 /// Copies the next message into `buf` (capacity `cap`) and sets `*len`.
 /// Waits up to `timeout_ns` (negative: forever; 0: do not wait).
 /// Errors: `AETHER_E_TIMEOUT`; `AETHER_E_TOO_LARGE` when the message exceeds
-/// `cap`: then `*len` is set to its length and the message stays unread.
+/// `cap`: then `*len` is set to its length and the message stays unread;
+/// `AETHER_E_NOT_FOUND` (the topic was deleted, once everything published
+/// before was read), `AETHER_E_SHUTDOWN` (the broker drained),
+/// `AETHER_E_UNAVAILABLE` (the daemon died, or kicked this client),
+/// `AETHER_E_INVALID` (NULL, a view outstanding, a handle of the parent
+/// process after fork), `AETHER_E_CORRUPT`.
 /// On a lossy topic, check `aether_subscriber_lost` for messages it missed.
 #[no_mangle]
 pub unsafe extern "C" fn aether_receive(
@@ -518,6 +573,9 @@ pub unsafe extern "C" fn aether_receive(
 /// at a time. On a lossy topic the publisher may overwrite a view that is held
 /// too long: `aether_release` then returns `AETHER_E_OVERWRITTEN`, and the
 /// bytes read from it must be discarded.
+/// Errors: as `aether_receive` (not `AETHER_E_TOO_LARGE`), and
+/// `AETHER_E_INVALID` for an `AETHER_DELIVERY_MQUEUE` subscriber (its
+/// messages arrive copied: use `aether_receive`).
 #[no_mangle]
 pub unsafe extern "C" fn aether_receive_view(
     s: *mut aether_subscriber,
@@ -675,7 +733,9 @@ fn notice_to_c(n: &Notice) -> aether_notice {
 /// Takes the next notice from the client's control queue into `*out`, waiting
 /// up to `timeout_ns` (negative: forever; 0: only one already there).
 /// Makes the queue on first use, like `aether_client_notices_fd`.
-/// Errors: `AETHER_E_TIMEOUT` (none came), `AETHER_E_LIMIT` (no queue could be made).
+/// Errors: `AETHER_E_TIMEOUT` (none came), `AETHER_E_LIMIT` (no queue could be
+/// made: this uid's control-queue quota, or RLIMIT_MSGQUEUE), `AETHER_E_INVALID`
+/// (NULL), `AETHER_E_UNAVAILABLE`.
 /// Thread-safe; each notice goes to one caller.
 #[no_mangle]
 pub unsafe extern "C" fn aether_client_next_notice(
