@@ -41,6 +41,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 cargo test --workspace --quiet 2>&1
 
+echo "== The Rust API is documented (missing_docs is denied; rustdoc warnings fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p aether --no-deps --quiet
+
 echo "== Rust examples (examples/rust)"
 bash scripts/rust-examples.sh
 

@@ -225,8 +225,16 @@ fn start_daemon(socket: &Path, origin: &str) -> Result<()> {
 }
 
 impl Client {
-    /// Connects to the daemon at `socket` (default: [`crate::paths::default_socket`]),
-    /// starting one if none answers, unless `AETHER_NO_AUTOSTART=1`.
+    /// Connects to the daemon at `socket`. `None`: `$AETHER_SOCKET`, else
+    /// this user's private broker's (`$XDG_RUNTIME_DIR/aether/aetherd.sock`,
+    /// else `/tmp/aether-<uid>/aetherd.sock`), which is started if none
+    /// answers, unless `AETHER_NO_AUTOSTART=1`. The system broker
+    /// (`/run/aether/aetherd.sock`) is used only when named, and never started.
+    ///
+    /// Errors: `Unavailable` (nobody answers and none could be started; the
+    /// message names the socket and why it was chosen), `Permission` (the
+    /// socket's mode or the broker's access rules refuse this user),
+    /// `Protocol` (not an aetherd, or an incompatible one).
     pub fn connect(socket: Option<&Path>) -> Result<Client> {
         Client::connect_with(socket, autostart_enabled())
     }
@@ -361,14 +369,25 @@ impl Client {
         self.daemon_pid
     }
 
+    /// The daemon's instance: random per start, so a restarted daemon on the
+    /// same socket differs (and its segments are told apart).
     pub fn instance_id(&self) -> u64 {
         self.instance_id
     }
 
+    /// The control socket this client connected to.
     pub fn socket_path(&self) -> &Path {
         &self.conn.socket
     }
 
+    /// Makes `topic` (a name of 1 to 120 bytes of letters, digits, `.`, `_`
+    /// and `-`, not starting with `.`) with `params` ([`TopicParams::default`]: a
+    /// lossy 4 MiB ring, messages up to 64 KiB, 64 subscribers).
+    ///
+    /// Errors: `Exists` (with whatever parameters it has: fine when several
+    /// programs make the same topic), `Invalid` (a bad name or parameters),
+    /// `Permission` (no `admin` right on it), `Limit` (the broker's topic limit
+    /// or this user's quota), `NoMem` (no shared memory for the ring).
     pub fn create_topic(&self, topic: &str, params: &TopicParams) -> Result<()> {
         protocol::validate_topic(topic)?;
         params.validate()?;
@@ -380,6 +399,10 @@ impl Client {
             .map(drop)
     }
 
+    /// Deletes `topic`: its publishers and subscribers get `NotFound` from
+    /// then on (a subscriber first reads what was committed).
+    ///
+    /// Errors: `NotFound`, `Permission` (no `admin` right on it).
     pub fn delete_topic(&self, topic: &str) -> Result<()> {
         protocol::validate_topic(topic)?;
         self.conn.call(&Request::TopicDelete { topic: topic.into() }).map(drop)
@@ -426,6 +449,12 @@ impl Client {
         r
     }
 
+    /// A publisher on the existing `topic`; its publishes wait up to 5 s for
+    /// space on a reliable topic ([`Publisher::set_timeout`]).
+    ///
+    /// Errors: `NotFound`, `Permission` (no `publish` right), `Limit` (the
+    /// topic's 64 publishers, or this user's slot quota), `Corrupt` (a
+    /// segment that fails its checks).
     pub fn publisher(&self, topic: &str) -> Result<Publisher> {
         protocol::validate_topic(topic)?;
         let (slot, seg, waiters, _) = self.open_segment(&Request::PublisherOpen { topic: topic.into() }, topic)?;
@@ -505,6 +534,12 @@ impl Client {
         Ok(Some(notice))
     }
 
+    /// A subscriber on the existing `topic`: it receives what is published
+    /// from now on, in order.
+    ///
+    /// Errors: `NotFound`, `Permission` (no `subscribe` right), `Limit` (the
+    /// topic's `max_subscribers`, or this user's slot or queue quota),
+    /// `Corrupt`, `Io` (`Delivery::Mqueue`: the queue could not be made).
     pub fn subscriber(&self, topic: &str, cfg: &SubscriberConfig) -> Result<Subscriber> {
         protocol::validate_topic(topic)?;
         if cfg.delivery == Delivery::Mqueue {
@@ -626,7 +661,12 @@ impl SubscriberSource for DaemonSubscribers {
 /// Options for a subscriber.
 #[derive(Clone, Copy, Debug)]
 pub struct SubscriberConfig {
+    /// How a receive waits: spin this many times, then sleep on a futex
+    /// (the default), or spin only, or yield.
     pub wait: WaitConfig,
+    /// How long a receive waits for a publisher that claimed the next
+    /// record but has not committed it, before skipping it as abandoned
+    /// (the publisher died between claim and commit). Default 100 ms.
     pub abandon_timeout: Duration,
     /// Straight from the ring (default) or through a message queue.
     /// `wait` and `abandon_timeout` apply to `Delivery::Shm` only.
@@ -735,6 +775,7 @@ impl Publisher {
         Ok(())
     }
 
+    /// The topic's largest message, in bytes.
     pub fn max_message(&self) -> usize {
         self.writer.segment().geometry().max_message as usize
     }
@@ -769,8 +810,11 @@ impl Drop for Publisher {
 /// A message copied out of the ring.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
+    /// The payload.
     pub data: Vec<u8>,
+    /// Its sequence number in the topic.
     pub seq: u64,
+    /// When it was published: CLOCK_REALTIME, nanoseconds since the epoch.
     pub timestamp_ns: u64,
 }
 
@@ -865,6 +909,8 @@ impl Subscriber {
         self.receive_into_deadline(buf, &Deadline::after(timeout))
     }
 
+    /// [`receive_into`](Self::receive_into) with an absolute deadline (one
+    /// deadline for several calls).
     pub fn receive_into_deadline(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<Received> {
         owned_by_this_process(self.client.conn.owner)?;
         if let Some(mq) = &mut self.mq {
@@ -1003,6 +1049,7 @@ impl Subscriber {
         }
     }
 
+    /// Whether this subscriber reads the ring or a message queue.
     pub fn delivery(&self) -> Delivery {
         if self.mq.is_some() {
             Delivery::Mqueue
@@ -1011,6 +1058,7 @@ impl Subscriber {
         }
     }
 
+    /// The topic's name.
     pub fn topic(&self) -> &str {
         &self.topic
     }

@@ -18,8 +18,11 @@ use std::time::Duration;
 /// Metadata of a received message (what a receive into the caller's buffer gives).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Received {
+    /// The message's length: the first `len` bytes of the buffer.
     pub len: usize,
+    /// Its sequence number in the topic (0, 1, 2, ... per topic).
     pub seq: u64,
+    /// When it was published: CLOCK_REALTIME, nanoseconds since the epoch.
     pub timestamp_ns: u64,
 }
 
@@ -41,6 +44,7 @@ pub enum Delivery {
 }
 
 impl Delivery {
+    /// The delivery of a C `aether_delivery` value; `None` for an unknown one.
     pub fn from_u32(v: u32) -> Option<Delivery> {
         match v {
             0 => Some(Delivery::Shm),

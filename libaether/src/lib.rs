@@ -11,27 +11,48 @@
 //! assert_eq!(msg.data, b"hello");
 //! # Ok::<(), aether::Error>(())
 //! ```
+//!
+//! The API is what the crate root re-exports: [`Client`] (a connection to
+//! the broker: makes and deletes topics, opens publishers and subscribers),
+//! [`Publisher`] (copy or loan/commit), [`Subscriber`] (copy, or a zero-copy
+//! view until `release_view`; `fd()` for poll/epoll), and their options and
+//! results. Every fallible call returns [`Error`], whose [`Status`] is the
+//! same code C and Python see. The modules hidden from these pages are
+//! shared with the daemon and the tools; they carry no stability promise.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod client;
-pub mod delivery;
-pub mod error;
-pub mod ffi;
-pub mod local;
-pub mod notice;
-pub mod paths;
-pub mod protocol;
-pub mod ring;
-pub mod segment;
-pub mod sys;
+// The API: the items re-exported below, nothing else.
+mod client;
+mod delivery;
+mod error;
+mod ffi;
 
 pub use client::{Client, Message, Publisher, Subscriber, SubscriberConfig};
 pub use delivery::{Delivery, Received};
 pub use error::{Error, Result, Status};
 pub use notice::Notice;
-pub use ring::{WaitConfig, WaitStrategy};
+pub use ring::{Deadline, Record, WaitConfig, WaitStrategy};
 pub use segment::{Policy, TopicParams};
+
+// The parts the daemon, the CLI, the benchmark and the tests share with the
+// client (one definition of each layout and wire format). Public for them,
+// hidden from the documentation, and not a stable API: no semver promise.
+#[doc(hidden)]
+pub mod local;
+#[doc(hidden)]
+pub mod notice;
+#[doc(hidden)]
+pub mod paths;
+#[doc(hidden)]
+pub mod protocol;
+#[doc(hidden)]
+pub mod ring;
+#[doc(hidden)]
+pub mod segment;
+#[doc(hidden)]
+pub mod sys;
 
 /// This library's version (the workspace's): sent to the daemon in `Hello`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

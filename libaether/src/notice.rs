@@ -29,21 +29,41 @@ const KIND_TOO_LARGE: u8 = 4;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// A topic this client had a publisher or subscriber on was deleted.
-    TopicDeleted { topic: String },
+    TopicDeleted {
+        /// Its name.
+        topic: String,
+    },
     /// The broker is shutting down: publishing is refused from now on;
     /// subscribers read what is left, then get `Shutdown`.
     Draining,
     /// A subscriber of this client on `topic` lost `lost` more messages
     /// (lapped on a lossy topic, or its message queue was full); `seq` is
     /// the sequence number it was at when the daemon looked.
-    Lagged { topic: String, seq: u64, lost: u64 },
+    Lagged {
+        /// The subscriber's topic.
+        topic: String,
+        /// Where the subscriber was.
+        seq: u64,
+        /// Messages lost since the last such notice.
+        lost: u64,
+    },
     /// A `delivery=mqueue` subscriber of this client on `topic` skipped
     /// message `seq` of `len` bytes: it does not fit the subscriber's queue.
-    TooLarge { topic: String, seq: u64, len: u64 },
+    TooLarge {
+        /// The subscriber's topic.
+        topic: String,
+        /// The skipped message's sequence number.
+        seq: u64,
+        /// Its length.
+        len: u64,
+    },
     /// The daemon dropped `count` notices for this client because its
     /// control queue was full (made by the client library from the count
     /// carried by the next notice that fitted; never on the wire by itself).
-    Dropped { count: u64 },
+    Dropped {
+        /// Notices dropped.
+        count: u64,
+    },
 }
 
 impl Notice {

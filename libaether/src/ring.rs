@@ -174,6 +174,7 @@ pub enum WaitStrategy {
 }
 
 impl WaitStrategy {
+    /// The strategy of a C `aether_wait` value; `None` for an unknown one.
     pub fn from_u32(v: u32) -> Option<WaitStrategy> {
         match v {
             0 => Some(WaitStrategy::Spin),
@@ -184,8 +185,10 @@ impl WaitStrategy {
     }
 }
 
+/// How a receive (or a reliable publish) waits: spin first, then per `strategy`.
 #[derive(Clone, Copy, Debug)]
 pub struct WaitConfig {
+    /// What to do once the spins are spent (default: futex sleep).
     pub strategy: WaitStrategy,
     /// Checks made by spinning before yielding or sleeping.
     pub spin: u32,
@@ -219,6 +222,7 @@ impl Deadline {
             at: std::cell::Cell::new(None),
         }
     }
+    /// `d` from the first wait on (`None`: forever).
     pub fn after(d: Option<Duration>) -> Deadline {
         Deadline::from_timeout_ns(d.map_or(-1, |d| d.as_nanos().min(i64::MAX as u128) as i64))
     }
@@ -897,14 +901,27 @@ impl Drop for Writer {
     }
 }
 
-/// A committed message found by a [`Reader`], not yet consumed.
+/// A committed message found by a reader, not yet consumed.
+///
+/// As [`Subscriber::receive_view`](crate::Subscriber::receive_view) gives it:
+/// `data` points at `len` bytes in the shared ring, readable until
+/// `release_view`. Reading them is the caller's `unsafe`: on a reliable topic
+/// they do not change; on a lossy topic a publisher may overwrite them
+/// meanwhile, so copy what you need, then trust the copy only if
+/// `held_view_overwritten()` is false (or `release_view` is `Ok`).
 #[derive(Debug, Clone, Copy)]
 pub struct Record {
+    /// The record's position in the ring (bytes since the topic began).
     pub pos: u64,
+    /// Bytes the record takes in the ring (header, payload, padding).
     pub stride: u64,
+    /// The message's sequence number.
     pub seq: u64,
+    /// When it was published: CLOCK_REALTIME, nanoseconds since the epoch.
     pub timestamp_ns: u64,
+    /// The payload's length.
     pub len: usize,
+    /// The payload, in the shared mapping.
     pub data: *const u8,
 }
 

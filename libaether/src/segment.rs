@@ -57,14 +57,20 @@ pub const SLOT_GATING: u32 = 1;
 /// Directory flag: the daemon has handed this slot out.
 pub const SLOT_LIVE: u32 = 2;
 
+/// What a topic does when a subscriber falls a full ring behind.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
+    /// Publishers go on and overwrite; the subscriber is told how many
+    /// messages it lost (`Subscriber::lost`).
     Lossy = 0,
+    /// Publishers wait (up to their timeout) for the slowest subscriber:
+    /// nothing is lost.
     Reliable = 1,
 }
 
 impl Policy {
+    /// The policy of a C `aether_policy` value; `None` for an unknown one.
     pub fn from_u32(v: u32) -> Option<Policy> {
         match v {
             0 => Some(Policy::Lossy),
@@ -311,9 +317,14 @@ pub fn segment_size(params: &TopicParams) -> u64 {
 /// Parameters a topic is created with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TopicParams {
+    /// Lossy (default) or reliable.
     pub policy: Policy,
+    /// The ring's bytes: a power of two, 4 KiB to 1 GiB (default 4 MiB).
     pub ring_size: u64,
+    /// The largest message, in bytes: at most half the ring less a record
+    /// header (default 64 KiB).
     pub max_message: u64,
+    /// Subscribers at once: 1 to 1024 (default 64).
     pub max_subscribers: u32,
 }
 

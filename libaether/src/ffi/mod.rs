@@ -31,8 +31,6 @@ use std::ffi::{c_char, c_int, c_void};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-pub use self::error::aether_status;
-
 /// A connection to the broker (opaque).
 pub struct aether_client {
     inner: Client,

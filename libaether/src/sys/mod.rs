@@ -3,7 +3,7 @@
 //! `nix`; what it lacks is made here by hand: the futex, membarrier, the
 //! 128-bit compare-and-swap, the TSC clock, the timed message-queue calls,
 //! `getrandom` and [`poll_one`]. Hand-made calls that report errors the C
-//! way (`-1` and `errno`) go through [`syscall!`], which turns that into
+//! way (`-1` and `errno`) go through `syscall!`, which turns that into
 //! `io::Result` (futex and membarrier results, read differently, are checked
 //! in place); every file descriptor is an `OwnedFd` from the moment it exists.
 
