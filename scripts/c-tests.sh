@@ -130,7 +130,11 @@ CLI=("$PREFIX/bin/aether-cli" --socket "$SOCK")
 
 create_reliable() { # create_reliable TOPIC: with aether-cli; it shows in `topics`, and nothing in /dev/shm
     "${CLI[@]}" create "$1" --policy reliable --max-message "$MAXSIZE" || return 1
-    "${CLI[@]}" topics | grep -q "^$1 " || { echo "topic $1 not listed by aether-cli topics"; return 1; }
+    # (output kept first: `cli | grep -q` under pipefail fails when grep
+    # leaves early and the CLI then dies of SIGPIPE, as a Unix tool should)
+    local topics
+    topics=$("${CLI[@]}" topics) || return 1
+    grep -q "^$1 " <<<"$topics" || { echo "topic $1 not listed by aether-cli topics"; return 1; }
     ! ls /dev/shm | grep -q -- "$1" || { echo "a /dev/shm object names $1: segments should be anonymous"; return 1; }
 }
 
@@ -225,7 +229,8 @@ check "valgrind poll" "${VALGRIND[@]}" "$BIN/poll" "$SOCK" "$TAG-poll-vg" 500
 delete_topics() {
     "${CLI[@]}" delete "$TAG-pubsub"
     "${CLI[@]}" delete "$TAG-valgrind"
-    ! "${CLI[@]}" topics | grep -q -- "$TAG-"
+    local topics
+    topics=$("${CLI[@]}" topics) && ! grep -q -- "$TAG-" <<<"$topics"
 }
 check "aether-cli delete removes the topics" delete_topics
 

@@ -57,19 +57,26 @@ done
 # --- the package ------------------------------------------------------------------------
 build_package() {
     bash scripts/package.sh >"$TMP/package.out"
-    DEB=$(tail -n 1 "$TMP/package.out")
-    echo "package: $DEB"
-    [[ -f $DEB ]]
+    tail -n 3 "$TMP/package.out"
+    local d
+    for d in $(tail -n 3 "$TMP/package.out"); do [[ -f $d ]]; done
 }
-check "scripts/package.sh builds the package (lintian: no errors)" build_package
+check "scripts/package.sh builds libaether0, libaether-dev and aether (lintian: no errors, no warnings)" build_package
+# package.sh's last three lines: libaether0, libaether-dev, aether
+LIB_DEB=$(tail -n 3 "$TMP/package.out" 2>/dev/null | sed -n 1p || true)
+DEV_DEB=$(tail -n 3 "$TMP/package.out" 2>/dev/null | sed -n 2p || true)
 DEB=$(tail -n 1 "$TMP/package.out" 2>/dev/null || true)
-[[ -n $DEB && -f $DEB ]] || finish
+[[ -n $DEB && -f $DEB && -f $LIB_DEB && -f $DEV_DEB ]] || finish
+DEBS=("$LIB_DEB" "$DEV_DEB" "$DEB")
 
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 ARCH=$(dpkg-architecture -qDEB_HOST_ARCH)
 MA=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 LIBDIR=usr/lib/$MA
-dpkg -c "$DEB" | awk '{ print $6 }' | sed 's|^\./||' >"$TMP/contents"
+for d in "${DEBS[@]}"; do
+    dpkg -c "$d" | awk '{ print $6 }' | sed 's|^\./||' >"$TMP/contents.$(dpkg-deb -f "$d" Package)"
+done
+cp "$TMP/contents.aether" "$TMP/contents"
 
 name_and_version() {
     [[ ${DEB##*/} == "aether_${VERSION}_${ARCH}.deb" ]] || { echo "file name ${DEB##*/}"; return 1; }
@@ -80,20 +87,42 @@ name_and_version() {
     grep -qw adduser <<<"$depends"
 }
 check "aether_${VERSION}_${ARCH}.deb: package aether, version $VERSION, depends on adduser" name_and_version
+library_packages() {
+    [[ ${LIB_DEB##*/} == "libaether0_${VERSION}_${ARCH}.deb" && ${DEV_DEB##*/} == "libaether-dev_${VERSION}_${ARCH}.deb" ]] ||
+        { echo "file names ${LIB_DEB##*/} ${DEV_DEB##*/}"; return 1; }
+    local d
+    for d in "$LIB_DEB" "$DEV_DEB"; do
+        dpkg-deb -f "$d" Package Version Section Multi-Arch Depends
+        [[ $(dpkg-deb -f "$d" Version) == "$VERSION" && $(dpkg-deb -f "$d" Multi-Arch) == same ]]
+    done
+    [[ $(dpkg-deb -f "$LIB_DEB" Section) == libs && $(dpkg-deb -f "$DEV_DEB" Section) == libdevel ]]
+    [[ $(dpkg-deb -f "$DEV_DEB" Depends) == "libaether0 (= $VERSION)" ]]
+    dpkg-deb -f "$LIB_DEB" Depends | grep -q '^libc6 (>= '
+}
+check "libaether0 (section libs) and libaether-dev (libdevel, depends on libaether0 (= $VERSION)): Multi-Arch: same" library_packages
 
 has_files() { # has_files PATH...: each one is in `dpkg -c`
     local f missing=0
     for f in "$@"; do
-        grep -qxF "$f" "$TMP/contents" || { echo "not in the package: /$f"; missing=1; }
+        grep -qxF "$f" "${CONTENTS:-$TMP/contents}" || { echo "not in the package: /$f"; missing=1; }
     done
     return "$missing"
 }
-check "dpkg -c: library, header, pkg-config file" has_files \
-    "$LIBDIR/libaether.so.$VERSION" "$LIBDIR/libaether.so.0" "$LIBDIR/libaether.so" \
-    usr/include/aether.h "$LIBDIR/pkgconfig/aether.pc"
+split() { # each file in the package Debian users look for it in, and only there
+    local f
+    CONTENTS=$TMP/contents.libaether0 has_files "$LIBDIR/libaether.so.$VERSION" "$LIBDIR/libaether.so.0" usr/share/doc/libaether0/copyright
+    CONTENTS=$TMP/contents.libaether-dev has_files "$LIBDIR/libaether.so" usr/include/aether.h "$LIBDIR/pkgconfig/aether.pc" \
+        usr/share/doc/libaether-dev/examples/hello.c usr/share/doc/libaether-dev/examples/event_loop.c
+    for f in libaether aether.h aether.pc; do
+        ! grep -F "$f" "$TMP/contents.aether" | grep -v '^usr/share/' || { echo "the daemon's package holds $f"; return 1; }
+    done
+    ! grep -Fx -f "$TMP/contents.libaether0" "$TMP/contents.libaether-dev" | grep -v -e '/$' -e '^$' ||
+        { echo "a file in both library packages"; return 1; }
+}
+check "dpkg -c: libaether0 the runtime library, libaether-dev header, link, aether.pc and examples; aether none of them" split
 links() {
-    dpkg -c "$DEB" | grep -F " ./$LIBDIR/libaether.so.0 -> libaether.so.$VERSION"
-    dpkg -c "$DEB" | grep -F " ./$LIBDIR/libaether.so -> libaether.so.0"
+    dpkg -c "$LIB_DEB" | grep -F " ./$LIBDIR/libaether.so.0 -> libaether.so.$VERSION"
+    dpkg -c "$DEV_DEB" | grep -F " ./$LIBDIR/libaether.so -> libaether.so.0"
 }
 check "dpkg -c: libaether.so -> libaether.so.0 -> libaether.so.$VERSION" links
 check "dpkg -c: programs, systemd units (service, socket), tmpfiles.d, conffile, copyright, changelog" has_files \
@@ -108,8 +137,10 @@ control() {
     local dir=$TMP/control
     dpkg-deb -e "$DEB" "$dir"
     grep -qxF /etc/aether/aetherd.toml "$dir/conffiles" || { echo "conffiles: $(cat "$dir/conffiles")"; return 1; }
-    grep -qx 'activate-noawait ldconfig' "$dir/triggers" || { echo "no ldconfig trigger"; return 1; }
-    grep -qx "libaether 0 aether (>= $VERSION)" "$dir/shlibs" || { echo "shlibs: $(cat "$dir/shlibs")"; return 1; }
+    local lib=$TMP/control.lib
+    dpkg-deb -e "$LIB_DEB" "$lib"
+    grep -qx 'activate-noawait ldconfig' "$lib/triggers" || { echo "libaether0: no ldconfig trigger"; return 1; }
+    grep -qx "libaether 0 libaether0 (>= $VERSION)" "$lib/shlibs" || { echo "libaether0 shlibs: $(cat "$lib/shlibs")"; return 1; }
     grep -q 'adduser --system' "$dir/postinst" || { echo "postinst does not create the system user"; return 1; }
     grep -q 'deb-systemd-helper enable aetherd.service' "$dir/postinst" || { echo "postinst does not enable the unit"; return 1; }
     # shellcheck disable=SC2016 # a literal $ in the generated script
@@ -121,20 +152,21 @@ control() {
     local s
     for s in postinst prerm postrm; do sh -n "$dir/$s"; done
 }
-check "control: conffiles, ldconfig trigger, shlibs, maintainer scripts (user, unit enable/start, purge)" control
+check "control: conffiles, libaether0's ldconfig trigger and shlibs, maintainer scripts (user, unit enable/start, purge)" control
 
 lintian_clean() {
     local out status=0
-    out=$(lintian --fail-on error "$DEB" 2>&1) || status=$?
+    out=$(lintian --fail-on error,warning "${DEBS[@]}" 2>&1) || status=$?
     echo "$out"
     echo "errors: $(grep -c '^E: ' <<<"$out" || true), warnings: $(grep -c '^W: ' <<<"$out" || true)"
-    [[ $status == 0 ]] && ! grep -q '^E: ' <<<"$out"
+    [[ $status == 0 ]] && ! grep -q '^[EW]: ' <<<"$out"
 }
-check "lintian reports no errors" lintian_clean
-echo "# lintian: $(tail -n 1 "$(log_of "lintian reports no errors")")"
+check "lintian reports no errors and no warnings on the three packages" lintian_clean
+echo "# lintian: $(tail -n 1 "$(log_of "lintian reports no errors and no warnings on the three packages")")"
 
 # --- extracted into a throwaway root ------------------------------------------------------------
-check "dpkg -x into a throwaway root" dpkg -x "$DEB" "$PKGROOT"
+extract() { local d; for d in "${DEBS[@]}"; do dpkg -x "$d" "$PKGROOT"; done; }
+check "dpkg -x the three packages into a throwaway root" extract
 [[ -x $PKGROOT/usr/bin/aetherd ]] || finish
 man_pages() { # aetherd(8), aether-cli(1) and one page per subcommand that `aether-cli --help` lists
     local subs sub pages=(usr/share/man/man8/aetherd.8.gz usr/share/man/man1/aether-cli.1.gz)
@@ -145,7 +177,12 @@ man_pages() { # aetherd(8), aether-cli(1) and one page per subcommand that `aeth
     echo "${#pages[@]} pages"
 }
 check "dpkg -c: man pages aetherd(8), aether-cli(1) and aether-cli-SUBCOMMAND(1) for each subcommand" man_pages
-md5sums() { dpkg-deb -e "$DEB" "$TMP/md5" && (cd "$PKGROOT" && md5sum -c --quiet "$TMP/md5/md5sums"); }
+md5sums() {
+    local d
+    for d in "${DEBS[@]}"; do
+        rm -rf "$TMP/md5" && dpkg-deb -e "$d" "$TMP/md5" && (cd "$PKGROOT" && md5sum -c --quiet "$TMP/md5/md5sums")
+    done
+}
 check "the extracted files match the package's md5sums" md5sums
 
 docs() {
@@ -228,6 +265,17 @@ resolved() { # the programs need libaether.so.0 and ldd finds it in the extracte
     done
 }
 check "ldd: libaether.so.0 => the extracted root's $LIBDIR/libaether.so.0" resolved
+shlibdeps() { # a package of a program built against libaether depends on libaether0
+    # (as a package build would: the library package unpacked with its
+    # DEBIAN/shlibs, and a source tree for dpkg-shlibdeps to stand in)
+    local dir=$TMP/shlibdeps out
+    mkdir -p "$dir/debian" && : >"$dir/debian/control"
+    dpkg-deb -R "$LIB_DEB" "$dir/libaether0"
+    out=$(cd "$dir" && dpkg-shlibdeps -O -S"$dir/libaether0" -l"$dir/libaether0/$LIBDIR" "$BIN/publisher" 2>&1)
+    echo "$out"
+    grep -q "libaether0 (>= $VERSION)" <<<"$out"
+}
+check "dpkg-shlibdeps on a program built against it: Depends: libaether0 (>= $VERSION) (the shlibs file)" shlibdeps
 [[ $failed == 0 ]] || finish
 
 # --- the packaged daemon and CLI, on a private socket ---------------------------------------------
@@ -459,7 +507,8 @@ monitor_reads_only() {
     for cmd in status topics subscribers stats; do
         out=$(as_monitor "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" "$cmd" 2>&1) || { echo "monitor $cmd: $out"; return 1; }
     done
-    as_monitor "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" topics | grep -q "$TAG-watched"
+    local topics # (kept first: see c-tests.sh, create_reliable)
+    topics=$(as_monitor "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" topics) && grep -q "$TAG-watched" <<<"$topics"
     out=$(as_monitor "$PKGROOT/usr/bin/aether-cli" --socket "$SYS_SOCK" delete "$TAG-watched" 2>&1) && rc=1
     echo "monitor delete: $out"
     grep -q "uid $MONITOR may not administer" <<<"$out" || rc=1
@@ -503,13 +552,13 @@ sh -ec "$(printf '%s' "$cmd" | sed "s|/usr/bin/aetherd|$PKGROOT/usr/bin/aetherd|
 cat /run/aether/aetherd.log
 "$CLI" --system status
 as_member "$CLI" --system create nosystemd-topic
-as_member "$CLI" --system topics | grep -q nosystemd-topic
+topics=$(as_member "$CLI" --system topics); printf "%s\n" "$topics" | grep -q nosystemd-topic
 # The stranger's program finds no broker of its own and auto-starts one.
 as_stranger "$CLI" pub private-topic "from a private broker"
 test -S "/tmp/aether-$STRANGER/aetherd.sock"
 cat "/tmp/aether-$STRANGER/aetherd.log"
 if grep -q /etc/aether "/tmp/aether-$STRANGER/aetherd.log"; then echo "the private broker read /etc/aether"; exit 1; fi
-as_stranger "$CLI" topics | grep -q private-topic
+topics=$(as_stranger "$CLI" topics); printf "%s\n" "$topics" | grep -q private-topic
 as_stranger "$CLI" drain
 "$CLI" --system drain
 for _ in $(seq 100); do [ -e /run/aether/aetherd.sock ] || break; sleep 0.1; done
