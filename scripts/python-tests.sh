@@ -81,7 +81,9 @@ example=$(sed -n '/^```python$/,/^```$/p' python/README.md | sed '1d;/^```$/,$d'
 out=$(cd "$fresh" && env -i PATH=/nonexistent HOME="$fresh" XDG_RUNTIME_DIR="$fresh/run" "$fresh/venv/bin/python" -c "$example")
 echo "$out"
 pid=$(sed -n 's/.*listening on .* (pid \([0-9]*\),.*/\1/p' "$fresh/run/aether/aetherd.log" | head -n 1)
-trap '[ -n "${pid:-}" ] && kill -TERM "$pid" 2>/dev/null; rm -rf "$wheels" "$fresh"' EXIT
+# (`|| true`: under set -e a failed kill of a daemon already gone would end
+# the trap, and the script, with status 1 before the rm)
+trap 'if [ -n "${pid:-}" ]; then kill -TERM "$pid" 2>/dev/null || true; fi; rm -rf "$wheels" "$fresh"' EXIT
 # The examples, run the same way, against the broker the example started.
 run_fresh() { (cd "$fresh" && env -i PATH=/nonexistent HOME="$fresh" XDG_RUNTIME_DIR="$fresh/run" "$fresh/venv/bin/python" "$@"); }
 hello=$(run_fresh "$root/examples/python/hello.py")

@@ -429,7 +429,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print()
         print(
             f"asyncio adds {wakeup:.1f} us to a 64 B round trip (median of 3 alternating sync/asyncio runs: "
-            f"{', '.join(f'{d:.1f}' for d in diffs)}; p50; one helper-thread wake-up per message)"
+            f"{', '.join(f'{d:.1f}' for d in diffs)}; p50; the event loop wakes on the subscriber's descriptor)"
         )
         print(
             f"64 B round trip: Python p50 {py64:.1f} us vs 3 x Rust ({rs64:.1f} us) + 6 calls x {overhead:.0f} ns "
