@@ -5,6 +5,8 @@
 //! separate processes: this binary re-executed in a role (see `roles`). The
 //! broker runs inside the parent process on a private socket.
 
+#[cfg(feature = "peers")]
+mod peers;
 mod roles;
 mod shared;
 
@@ -58,6 +60,36 @@ pub struct Args {
     /// --quick, else 5)
     #[arg(long)]
     pub rounds: Option<u64>,
+    /// What zero-copy receivers (aether-zc, handoff, iceoryx2) read of each
+    /// throughput message: `all` its bytes, or `head` its first and last 8
+    #[arg(long, default_value = "all", value_parser = ["all", "head"])]
+    pub touch: String,
+}
+
+/// The latency systems: (system, how the receiver waits).
+fn latency_systems() -> Vec<(&'static str, &'static str)> {
+    let mut v = vec![
+        ("cacheline", "spin"),
+        ("record", "spin"),
+        ("aether", "spin"),
+        ("futex", "futex"),
+        ("aether", "futex"),
+        ("aether", "poll"),
+        ("uds", "futex"),
+    ];
+    if cfg!(feature = "peers") {
+        v.extend([("iceoryx2", "spin"), ("iceoryx2", "event"), ("zmq", "block")]);
+    }
+    v
+}
+
+/// The throughput systems.
+fn throughput_systems() -> Vec<&'static str> {
+    let mut v = vec!["aether", "aether-zc", "handoff", "uds", "memcpy", "memset"];
+    if cfg!(feature = "peers") {
+        v.extend(["iceoryx2", "zmq"]);
+    }
+    v
 }
 
 /// Runs the benchmark (or, in a child, its role). `self_cmd` re-executes this
@@ -119,6 +151,8 @@ struct Bench {
     socket: PathBuf,
     broker: Option<Broker>,
     client: Client,
+    /// Runs so far: peers rendezvous under a name unique to each (AB_PEER).
+    runs: std::cell::Cell<u64>,
 }
 
 impl Drop for Bench {
@@ -169,6 +203,7 @@ impl Bench {
             socket,
             broker: Some(broker),
             client,
+            runs: std::cell::Cell::new(0),
         })
     }
 
@@ -202,6 +237,14 @@ impl Bench {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        cmd.env("AB_TOUCH", &self.args.touch).env("AB_PEER_DIR", &self.dir).env(
+            "AB_PEER",
+            format!(
+                "{}-{}",
+                self.dir.file_name().unwrap_or_default().to_string_lossy(),
+                self.runs.get()
+            ),
+        );
         let mut child = cmd.spawn().map_err(|e| format!("spawn {role}: {e}"))?;
         let stdin = child.stdin.take().expect("piped");
         let out = BufReader::new(child.stdout.take().expect("piped"));
@@ -210,6 +253,7 @@ impl Bench {
 
     /// Starts all `procs`, waits until each is ready, then lets them go together.
     fn start(&self, mut procs: Vec<Proc>) -> Result<Vec<Proc>> {
+        self.runs.set(self.runs.get() + 1);
         for p in &mut procs {
             p.expect_ready()?;
         }
@@ -270,19 +314,11 @@ impl Bench {
         let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
         let rounds = self.rounds();
         let per_round = count.div_ceil(rounds);
-        let systems = [
-            ("cacheline", "spin"),
-            ("record", "spin"),
-            ("aether", "spin"),
-            ("futex", "futex"),
-            ("aether", "futex"),
-            ("aether", "poll"),
-            ("uds", "futex"),
-        ];
+        let systems = latency_systems();
         let mut samples: Vec<Vec<u64>> = vec![Vec::new(); systems.len()];
         let samples_file = self.dir.join("latency-samples");
         for _ in 0..rounds {
-            for (k, (system, wait)) in systems.into_iter().enumerate() {
+            for (k, &(system, wait)) in systems.iter().enumerate() {
                 if system == "aether" {
                     // A small ring stays in cache: the latency a caller tuning for it gets.
                     self.topic("lat-ping", Policy::Reliable, size, self.args.latency_ring)?;
@@ -327,7 +363,7 @@ impl Bench {
             }
         }
         let _ = std::fs::remove_file(&samples_file);
-        for ((system, wait), mut s) in systems.into_iter().zip(samples) {
+        for (&(system, wait), mut s) in systems.iter().zip(samples) {
             s.sort_unstable();
             let pct = |p: f64| {
                 s.get(((s.len() as f64 * p) as usize).min(s.len().saturating_sub(1)))
@@ -356,12 +392,12 @@ impl Bench {
         let budget: u64 = if self.args.quick { 64 << 20 } else { 1 << 31 };
         let cap: u64 = if self.args.quick { 300_000 } else { 5_000_000 };
         let rounds = self.rounds();
-        let systems = ["aether", "aether-zc", "handoff", "uds", "memcpy", "memset"];
+        let systems = throughput_systems();
         for size in self.args.sizes.clone() {
             let count = self.args.messages.unwrap_or((budget / size).clamp(200, cap));
             let per_round = count.div_ceil(rounds).max(2);
             // Per system: messages (intervals), seconds, lost, summed over rounds.
-            let mut sums = systems.map(|_| (0f64, 0f64, 0u64));
+            let mut sums = vec![(0f64, 0f64, 0u64); systems.len()];
             for _ in 0..rounds {
                 for (system, sum) in systems.iter().zip(sums.iter_mut()) {
                     let (msgs, secs, lost) = match *system {
@@ -371,7 +407,7 @@ impl Bench {
                     *sum = (sum.0 + msgs, sum.1 + secs, sum.2 + lost);
                 }
             }
-            for (system, (msgs, secs, lost)) in systems.into_iter().zip(sums) {
+            for (&system, (msgs, secs, lost)) in systems.iter().zip(sums) {
                 let rate = msgs / secs.max(1e-9);
                 let bytes = rate * size as f64;
                 self.emit(

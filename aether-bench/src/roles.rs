@@ -22,17 +22,17 @@ fn num(k: &str) -> u64 {
         .unwrap_or_else(|_| panic!("aether-bench child: {k} is not a number"))
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     aether::sys::monotonic_ns()
 }
 
-fn ready_then_wait_for_go() {
+pub(crate) fn ready_then_wait_for_go() {
     println!("READY");
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).expect("read GO");
 }
 
-fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+pub(crate) fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("aether-bench child: {what}: {e}");
     std::process::exit(1);
 }
@@ -242,12 +242,45 @@ fn latency(ping: bool) {
                 time(i, t0);
             }
         }
+        #[cfg(feature = "peers")]
+        peer @ ("iceoryx2" | "zmq") => {
+            crate::peers::latency(peer, &env("AB_WAIT"), ping, total, size, &watch, &mut time)
+        }
         other => fail("unknown latency system", other),
     }
     if ping {
         report_latency(samples);
     } else {
         println!("RESULT done=1");
+    }
+}
+
+/// What a zero-copy receiver reads of each message (`--touch`): its first
+/// and last 8 bytes (`Head`: a receiver that looks at a header and hands
+/// the payload on), or every byte (`All`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Touch {
+    Head,
+    All,
+}
+
+impl Touch {
+    fn from_env() -> Touch {
+        match std::env::var("AB_TOUCH").as_deref() {
+            Ok("head") => Touch::Head,
+            _ => Touch::All,
+        }
+    }
+
+    /// Reads `data` as this mode says; returns a sum the caller keeps.
+    pub(crate) fn read(self, data: &[u8]) -> u64 {
+        match self {
+            Touch::All => touch(data),
+            Touch::Head => {
+                let n = data.len();
+                touch(&data[..n.min(8)]).wrapping_add(touch(&data[n.saturating_sub(8)..]))
+            }
+        }
     }
 }
 
@@ -370,6 +403,10 @@ fn source() {
                 shared::write_all(fd, &msg).unwrap_or_else(|e| fail("write", e));
             }
         }
+        #[cfg(feature = "peers")]
+        peer @ ("iceoryx2" | "zmq") => {
+            start = crate::peers::source(peer, count, size, num("AB_SLOTS") as usize, now);
+        }
         other => fail("unknown source system", other),
     }
     let secs = (now() - start) as f64 / 1e9;
@@ -384,6 +421,7 @@ fn sink() {
     // Read once a message: the TSC costs less than the clock (a third, here).
     let watch = shared::Stopwatch::new();
     let (mut first, mut last, mut got, mut lost, mut sum) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let touch_mode = Touch::from_env();
     match system.as_str() {
         "aether" | "aether-zc" => {
             let c = client();
@@ -406,7 +444,7 @@ fn sink() {
                             // SAFETY: the view's bytes lie in the mapped ring and stay
                             // there until release_view (reliable topic) or are checked by it.
                             let data = unsafe { std::slice::from_raw_parts(rec.data, rec.len) };
-                            sum = sum.wrapping_add(touch(data));
+                            sum = sum.wrapping_add(touch_mode.read(data));
                             match s.release_view() {
                                 Ok(_)
                                 | Err(aether::Error {
@@ -441,7 +479,7 @@ fn sink() {
                 // SAFETY: in the area (next_slot). Ours: produced (above), and
                 // not written again until `consumed` passes `got`.
                 let data = unsafe { std::slice::from_raw_parts(h.next_slot(&mut slot), size) };
-                sum = sum.wrapping_add(touch(data));
+                sum = sum.wrapping_add(touch_mode.read(data));
                 consumed.store(got + 1, Ordering::Release);
                 last = watch.now();
                 if got == 0 {
@@ -462,6 +500,13 @@ fn sink() {
                 }
                 got += 1;
             }
+        }
+        #[cfg(feature = "peers")]
+        peer @ ("iceoryx2" | "zmq") => {
+            (got, first, last, sum) =
+                crate::peers::sink(peer, count, size, num("AB_SLOTS") as usize, touch_mode, &watch);
+            // Whatever did not arrive was lost (both are set up lossless).
+            lost = count - got;
         }
         other => fail("unknown sink system", other),
     }
