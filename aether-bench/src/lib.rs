@@ -72,6 +72,7 @@ fn latency_systems() -> Vec<(&'static str, &'static str)> {
         ("cacheline", "spin"),
         ("record", "spin"),
         ("aether", "spin"),
+        ("aether-zc", "spin"),
         ("futex", "futex"),
         ("aether", "futex"),
         ("aether", "poll"),
@@ -319,7 +320,7 @@ impl Bench {
         let samples_file = self.dir.join("latency-samples");
         for _ in 0..rounds {
             for (k, &(system, wait)) in systems.iter().enumerate() {
-                if system == "aether" {
+                if system.starts_with("aether") {
                     // A small ring stays in cache: the latency a caller tuning for it gets.
                     self.topic("lat-ping", Policy::Reliable, size, self.args.latency_ring)?;
                     self.topic("lat-pong", Policy::Reliable, size, self.args.latency_ring)?;

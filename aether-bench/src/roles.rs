@@ -97,6 +97,44 @@ fn latency(ping: bool) {
         }
     };
     match env("AB_SYSTEM").as_str() {
+        "aether-zc" => {
+            // Zero-copy both ways: loan, write in place, commit; a borrowed
+            // view, read in place (the pong copies it into its own loan), release.
+            let c = client();
+            let (out_topic, in_topic) = if ping {
+                ("lat-ping", "lat-pong")
+            } else {
+                ("lat-pong", "lat-ping")
+            };
+            let mut s = c
+                .subscriber(in_topic, &sub_config())
+                .unwrap_or_else(|e| fail("subscribe", e));
+            let mut p = c.publisher(out_topic).unwrap_or_else(|e| fail("publisher", e));
+            ready_then_wait_for_go();
+            let forever = Deadline::after(None);
+            for i in 0..total {
+                let t0 = watch.now();
+                if ping {
+                    let buf = p.loan(size).unwrap_or_else(|e| fail("loan", e));
+                    buf[..8].copy_from_slice(&i.to_le_bytes());
+                    p.commit(size).unwrap_or_else(|e| fail("commit", e));
+                }
+                let rec = s.receive_view(&forever).unwrap_or_else(|e| fail("receive_view", e));
+                // SAFETY: the view's bytes lie in the mapped ring and stay there
+                // until release_view (reliable topic: no publisher overwrites them).
+                let data = unsafe { std::slice::from_raw_parts(rec.data, rec.len) };
+                if data.len() != size || u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) != i {
+                    fail("ping-pong", "echo out of order");
+                }
+                if !ping {
+                    let buf = p.loan(size).unwrap_or_else(|e| fail("loan", e));
+                    buf.copy_from_slice(data);
+                    p.commit(size).unwrap_or_else(|e| fail("commit", e));
+                }
+                s.release_view().unwrap_or_else(|e| fail("release_view", e));
+                time(i, t0);
+            }
+        }
         "aether" => {
             let c = client();
             let (out_topic, in_topic) = if ping {

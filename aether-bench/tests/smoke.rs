@@ -24,6 +24,11 @@ fn tiny_run_prints_every_system_as_json() {
         3,
         "spin, futex and poll: {stdout}"
     );
+    assert_eq!(
+        has(r#""bench":"latency","system":"aether-zc","wait":"spin""#),
+        1,
+        "zero-copy spin: {stdout}"
+    );
     for sys in ["aether", "aether-zc", "handoff", "uds", "memcpy", "memset"] {
         assert_eq!(
             has(&format!(r#""bench":"throughput","system":"{sys}""#)),
