@@ -1281,6 +1281,15 @@ impl Reader {
                         // SAFETY: in bounds (header_at); the stamp is an atomic.
                         let stamp_now = || unsafe { (*h).stamp.load(Ordering::Acquire) };
                         let before = stamp_now();
+                        // Committed (or given up) since `look`: a loan stamps its
+                        // record twice (claimed, then committed), and a commit that
+                        // lands between `look` and this read would otherwise be
+                        // waited for as a change that already happened (255 turns
+                        // of PAUSE: microseconds, the zero-copy path's old p99).
+                        let (at, kind) = decode(self.geo.salt, before);
+                        if at == self.pos && kind != KIND_CLAIMED {
+                            continue;
+                        }
                         let mut turns = 0;
                         while turns < 255 && stamp_now() == before {
                             std::hint::spin_loop();
