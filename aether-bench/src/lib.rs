@@ -64,6 +64,12 @@ pub struct Args {
     /// throughput message: `all` its bytes, or `head` its first and last 8
     #[arg(long, default_value = "all", value_parser = ["all", "head"])]
     pub touch: String,
+    /// iceoryx2's subscriber buffer in the throughput runs, in messages
+    /// (`--features peers`; 0: as many as Aether's ring holds, up to 1024).
+    /// The default, 2, is iceoryx2's own: its publisher then reuses the
+    /// sample just released while it is still in cache
+    #[arg(long, default_value_t = 2)]
+    pub iceoryx2_buffer: u64,
 }
 
 /// The latency systems: (system, how the receiver waits).
@@ -450,6 +456,14 @@ impl Bench {
                 ("AB_TOPIC", "tput".to_string()),
                 ("AB_FD", area.as_ref().map_or(fd, |a| a.fd()).to_string()),
                 ("AB_SLOTS", slots.to_string()),
+                (
+                    "AB_PEER_BUFFER",
+                    match self.args.iceoryx2_buffer {
+                        0 => slots,
+                        n => n,
+                    }
+                    .to_string(),
+                ),
                 ("AB_STRIDE", stride.to_string()),
             ]
         };

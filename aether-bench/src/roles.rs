@@ -443,7 +443,7 @@ fn source() {
         }
         #[cfg(feature = "peers")]
         peer @ ("iceoryx2" | "zmq") => {
-            start = crate::peers::source(peer, count, size, num("AB_SLOTS") as usize, now);
+            start = crate::peers::source(peer, count, size, num("AB_PEER_BUFFER") as usize, now);
         }
         other => fail("unknown source system", other),
     }
@@ -542,7 +542,7 @@ fn sink() {
         #[cfg(feature = "peers")]
         peer @ ("iceoryx2" | "zmq") => {
             (got, first, last, sum) =
-                crate::peers::sink(peer, count, size, num("AB_SLOTS") as usize, touch_mode, &watch);
+                crate::peers::sink(peer, count, size, num("AB_PEER_BUFFER") as usize, touch_mode, &watch);
             // Whatever did not arrive was lost (both are set up lossless).
             lost = count - got;
         }
