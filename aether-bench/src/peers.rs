@@ -5,7 +5,7 @@
 //! - `iceoryx2` (0.10, `ipc::Service`, publish/subscribe over `[u8]`):
 //!   latency with a spinning receiver (`spin`) or one woken through an
 //!   iceoryx2 event service (`event`: the publisher notifies after sending,
-//!   the receiver blocks in `Listener::blocking_wait_one`); throughput
+//!   the receiver blocks in `Listener::blocking_wait`); throughput
 //!   lossless (no safe overflow, `RetryUntilDelivered`), loan, write every
 //!   byte, send; the receiver reads per `--touch`.
 //! - `zmq` (ZeroMQ 4.3 through the `zmq` crate, `ipc://`): latency REQ/REP
@@ -21,6 +21,7 @@ use iceoryx2::prelude::*;
 use std::time::Duration;
 
 type Ipc = ipc::Service;
+type Factory = iceoryx2::service::port_factory::publish_subscribe::PortFactory<Ipc, [u8], ()>;
 
 fn service_name(what: &str) -> ServiceName {
     let name = format!(
@@ -43,13 +44,9 @@ fn node() -> Node<Ipc> {
         .unwrap_or_else(|e| fail("iceoryx2 node", format!("{e:?}")))
 }
 
-/// A `[u8]` publish/subscribe service for messages of `size` bytes,
-/// lossless: a full subscriber buffer makes the publisher retry.
-fn pubsub(
-    node: &Node<Ipc>,
-    what: &str,
-    buffer: usize,
-) -> iceoryx2::service::port_factory::publish_subscribe::PortFactory<Ipc, [u8], ()> {
+/// A `[u8]` publish/subscribe service whose subscriber holds `buffer`
+/// messages (1 to 1024), lossless: a full buffer makes the publisher retry.
+fn pubsub(node: &Node<Ipc>, what: &str, buffer: usize) -> Factory {
     node.service_builder(&service_name(what))
         .publish_subscribe::<[u8]>()
         .enable_safe_overflow(false)
@@ -64,10 +61,7 @@ fn pubsub(
 type Publisher = iceoryx2::port::publisher::Publisher<Ipc, [u8], ()>;
 type Subscriber = iceoryx2::port::subscriber::Subscriber<Ipc, [u8], ()>;
 
-fn publisher(
-    f: &iceoryx2::service::port_factory::publish_subscribe::PortFactory<Ipc, [u8], ()>,
-    size: usize,
-) -> Publisher {
+fn publisher(f: &Factory, size: usize) -> Publisher {
     f.publisher_builder()
         .initial_max_slice_len(size)
         .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
@@ -75,20 +69,18 @@ fn publisher(
         .unwrap_or_else(|e| fail("iceoryx2 publisher", format!("{e:?}")))
 }
 
-fn subscriber(f: &iceoryx2::service::port_factory::publish_subscribe::PortFactory<Ipc, [u8], ()>) -> Subscriber {
+fn subscriber(f: &Factory) -> Subscriber {
     f.subscriber_builder()
         .create()
         .unwrap_or_else(|e| fail("iceoryx2 subscriber", format!("{e:?}")))
 }
 
-/// Loans `size` bytes, fills them with `fill`, sends.
-fn send(p: &Publisher, size: usize, fill: impl FnOnce(&mut [u8])) {
-    let sample = p
-        .loan_slice(size)
-        .unwrap_or_else(|e| fail("iceoryx2 loan", format!("{e:?}")));
-    let mut sample = sample;
-    fill(sample.payload_mut());
-    sample
+/// Loans `size` bytes uninitialized (no zeroing: `loan_slice` would write
+/// every byte once more), writes byte `k` as `byte(k)`, sends.
+fn send(p: &Publisher, size: usize, byte: impl FnMut(usize) -> u8) {
+    p.loan_slice_uninit(size)
+        .unwrap_or_else(|e| fail("iceoryx2 loan", format!("{e:?}")))
+        .write_from_fn(byte)
         .send()
         .unwrap_or_else(|e| fail("iceoryx2 send", format!("{e:?}")));
 }
@@ -131,17 +123,15 @@ pub fn latency(
             let mut echo = vec![0u8; size];
             for i in 0..total {
                 let t0 = watch.now();
-                let post = |data: &dyn Fn(&mut [u8])| {
-                    send(&p, size, |b| data(b));
+                let notify = || {
                     if let Some((n, _)) = &events {
                         n.notify().unwrap_or_else(|e| fail("iceoryx2 notify", format!("{e:?}")));
                     }
                 };
                 if ping {
-                    post(&|b| {
-                        b.fill(0);
-                        b[..8].copy_from_slice(&i.to_le_bytes());
-                    });
+                    let head = i.to_le_bytes();
+                    send(&p, size, |k| if k < 8 { head[k] } else { 0 });
+                    notify();
                 }
                 let sample = loop {
                     if let Some(sample) = s
@@ -166,7 +156,12 @@ pub fn latency(
                 if !ping {
                     echo.copy_from_slice(sample.payload());
                     drop(sample);
-                    post(&|b| b.copy_from_slice(&echo));
+                    p.loan_slice_uninit(size)
+                        .unwrap_or_else(|e| fail("iceoryx2 loan", format!("{e:?}")))
+                        .write_from_slice(&echo)
+                        .send()
+                        .unwrap_or_else(|e| fail("iceoryx2 send", format!("{e:?}")));
+                    notify();
                 }
                 time(i, t0);
             }
@@ -216,7 +211,7 @@ pub fn source(system: &str, count: u64, size: usize, buffer: usize, now: fn() ->
             ready_then_wait_for_go();
             let start = now();
             for i in 0..count {
-                send(&p, size, |b| b.fill(i as u8));
+                send(&p, size, |_| i as u8);
             }
             // The sink may still be reading what the last sends delivered
             // (at most a buffer's worth): leave it the time to.
