@@ -14,7 +14,7 @@
 //! - the binary's main thread takes signals (sigwait) and calls
 //!   [`Broker::drain`], [`Broker::stats`] or reload.
 //!
-//! All of them share [`State`] under one mutex; no lock is held across a
+//! All of them share `State` under one mutex; no lock is held across a
 //! blocking socket call.
 
 use crate::access::{self, Identity};

@@ -16,7 +16,9 @@
 //! - `state`: what the daemon knows (topics, slots, clients), under one mutex;
 //! - `quota`: what a uid, a connection and everyone may hold, counted from the state;
 //! - `mqueue`, `requests`, `stats`, `housekeeper`: what the threads do with it;
-//! - [`broker`]: the [`Broker`] that binds the socket and starts the threads.
+//! - [`broker`]: the [`Broker`] that binds the socket and starts the threads;
+//! - [`wal`]: the write-ahead log's segment files (format, append, checked
+//!   reads, torn-tail recovery); not wired into the broker yet.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -33,5 +35,6 @@ mod quota;
 mod requests;
 mod state;
 pub mod stats;
+pub mod wal;
 
 pub use broker::Broker;
