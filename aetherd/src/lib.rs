@@ -17,8 +17,9 @@
 //! - `quota`: what a uid, a connection and everyone may hold, counted from the state;
 //! - `mqueue`, `requests`, `stats`, `housekeeper`: what the threads do with it;
 //! - [`broker`]: the [`Broker`] that binds the socket and starts the threads;
-//! - [`wal`]: the write-ahead log's segment files (format, append, checked
-//!   reads, torn-tail recovery); not wired into the broker yet.
+//! - [`wal`]: the write-ahead log's files (segment format, append, checked
+//!   reads, torn-tail recovery, a directory of segments with rolling and
+//!   retention); not wired into the broker yet.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

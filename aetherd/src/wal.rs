@@ -1,7 +1,8 @@
 //! The write-ahead log's files: the on-disk format of one log segment,
-//! appending to it, reading it back with every record checked, and the
-//! recovery scan that repairs a torn tail (issue 18, its first piece: the
-//! broker does not write logs yet).
+//! appending to it, reading it back with every record checked, the
+//! recovery scan that repairs a torn tail, and [`Log`], one topic's
+//! directory of segments (rolling, reading across them, retention). Issue
+//! 18's first piece: the broker does not write logs yet.
 //!
 //! A segment is one file, `<first seq, 20 digits>.wal`, mode 0600 (the
 //! daemon's alone), little-endian throughout:
@@ -347,6 +348,167 @@ impl SegmentWriter {
     }
 }
 
+/// One topic's log: a directory of segments numbered without gaps, the
+/// last one appended to and rolled over at `segment_bytes`.
+pub struct Log {
+    dir: PathBuf,
+    topic_id: u64,
+    segment_bytes: u64,
+    /// First seq of every segment, ascending; the last is `writer`'s.
+    firsts: Vec<u64>,
+    writer: SegmentWriter,
+}
+
+impl Log {
+    /// Opens the log in `dir` (made 0700 if missing), checks that its
+    /// segments follow each other with no gap, and recovers the last one
+    /// (see [`SegmentWriter::recover`]); an empty directory starts at 0.
+    pub fn open(dir: &Path, topic_id: u64, segment_bytes: u64) -> Result<(Log, Recovery)> {
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::io(&format!("create {}", dir.display()), e))
+            }
+            _ => {}
+        }
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(&format!("stat {}", dir.display()), e))?;
+        if !meta.is_dir() {
+            return Err(Error::invalid(format!("{} is not a directory", dir.display())));
+        }
+        let mut firsts: Vec<u64> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(&format!("list {}", dir.display()), e))?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                let first = name.strip_suffix(".wal")?;
+                (first.len() == 20).then(|| first.parse().ok()).flatten()
+            })
+            .collect();
+        firsts.sort_unstable();
+        let Some(&last) = firsts.last() else {
+            let writer = SegmentWriter::create(dir, topic_id, 0)?;
+            let log = Log {
+                dir: dir.into(),
+                topic_id,
+                segment_bytes,
+                firsts: vec![0],
+                writer,
+            };
+            return Ok((
+                log,
+                Recovery {
+                    records: 0,
+                    cut: 0,
+                    next_seq: 0,
+                },
+            ));
+        };
+        // Each sealed segment must end where the next begins.
+        for w in firsts.windows(2) {
+            let path = dir.join(SegmentWriter::file_name(w[0]));
+            let n = read_segment(&path, topic_id, true)?.len() as u64;
+            if w[0] + n != w[1] {
+                return Err(Error::new(
+                    Status::Corrupt,
+                    format!(
+                        "{}: holds records {} to {}, but the next segment starts at {}",
+                        path.display(),
+                        w[0],
+                        (w[0] + n).wrapping_sub(1),
+                        w[1]
+                    ),
+                ));
+            }
+        }
+        let (writer, recovery) = SegmentWriter::recover(&dir.join(SegmentWriter::file_name(last)), topic_id)?;
+        let log = Log {
+            dir: dir.into(),
+            topic_id,
+            segment_bytes,
+            firsts,
+            writer,
+        };
+        Ok((log, recovery))
+    }
+
+    /// Appends one record; rolls to a new segment first when the current
+    /// one has reached `segment_bytes`. Durable only after [`sync`](Self::sync).
+    pub fn append(&mut self, timestamp_ns: u64, payload: &[u8]) -> Result<u64> {
+        if self.writer.len() >= self.segment_bytes && !self.writer.is_empty() {
+            // The old segment's records are made durable before a new file
+            // names a first seq after them.
+            self.writer.sync()?;
+            let next = self.writer.next_seq();
+            self.writer = SegmentWriter::create(&self.dir, self.topic_id, next)?;
+            self.firsts.push(next);
+        }
+        self.writer.append(timestamp_ns, payload)
+    }
+
+    /// Makes every appended record durable.
+    pub fn sync(&mut self) -> Result<()> {
+        self.writer.sync()
+    }
+
+    /// The number the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.writer.next_seq()
+    }
+
+    /// The first seq still in the log.
+    pub fn first_seq(&self) -> u64 {
+        self.firsts[0]
+    }
+
+    /// Records from `seq` on, up to `max` of them, read and checked across
+    /// segments. `NotFound` if `seq` is below the log's first (removed by
+    /// retention) or past its end.
+    pub fn read_from(&self, seq: u64, max: usize) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+        if seq < self.first_seq() || seq > self.next_seq() {
+            return Err(Error::new(
+                Status::NotFound,
+                format!(
+                    "record {seq} is not in the log (it holds {} to {})",
+                    self.first_seq(),
+                    self.next_seq()
+                ),
+            ));
+        }
+        let start = self.firsts.partition_point(|&f| f <= seq) - 1;
+        let mut out = Vec::new();
+        for (i, &first) in self.firsts.iter().enumerate().skip(start) {
+            let sealed = i + 1 < self.firsts.len();
+            let path = self.dir.join(SegmentWriter::file_name(first));
+            for r in read_segment(&path, self.topic_id, sealed)? {
+                if r.0 >= seq && out.len() < max {
+                    out.push(r);
+                }
+            }
+            if out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Retention: removes the segments all of whose records are below
+    /// `seq` (never the one being written); returns how many went.
+    pub fn remove_before(&mut self, seq: u64) -> Result<usize> {
+        let mut gone = 0;
+        while self.firsts.len() > 1 && self.firsts[1] <= seq {
+            let path = self.dir.join(SegmentWriter::file_name(self.firsts[0]));
+            std::fs::remove_file(&path).map_err(|e| Error::io(&format!("remove {}", path.display()), e))?;
+            self.firsts.remove(0);
+            gone += 1;
+        }
+        Ok(gone)
+    }
+
+    /// Segments in the log, oldest first.
+    pub fn segments(&self) -> usize {
+        self.firsts.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,5 +683,64 @@ mod tests {
                 Err(e) => assert_eq!(e.status, Status::Corrupt, "{}", e.message),
             }
         }
+    }
+
+    #[test]
+    fn a_log_rolls_segments_reads_across_them_and_resumes_after_reopening() {
+        let d = TempDir::new("log");
+        let dir = d.0.join("topic");
+        let (mut log, r) = Log::open(&dir, TOPIC, 4096).expect("open");
+        assert_eq!(r.next_seq, 0);
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "the daemon's alone");
+        for i in 0..400 {
+            assert_eq!(log.append(i, &payload(i)).expect("append"), i);
+        }
+        log.sync().expect("sync");
+        assert!(log.segments() > 5, "rolled at 4 KiB: {} segments", log.segments());
+        let got = log.read_from(123, 1000).expect("read");
+        assert_eq!(got.len(), 400 - 123);
+        for (k, (seq, ts, p)) in got.iter().enumerate() {
+            let i = 123 + k as u64;
+            assert_eq!((*seq, *ts, p.clone()), (i, i, payload(i)));
+        }
+        assert_eq!(log.read_from(0, 10).expect("read").len(), 10);
+        assert_eq!(log.read_from(400, 10).expect("at the end: nothing yet").len(), 0);
+        assert_eq!(
+            log.read_from(401, 1).expect_err("past the end").status,
+            Status::NotFound
+        );
+        let segments = log.segments();
+        drop(log);
+        let (mut log, r) = Log::open(&dir, TOPIC, 4096).expect("reopen");
+        assert_eq!((r.next_seq, log.segments()), (400, segments));
+        assert_eq!(log.append(1, b"on").expect("append"), 400);
+
+        // Retention: whole segments below the mark go; reading above it goes on.
+        let removed = log.remove_before(200).expect("retention");
+        assert!(removed > 0);
+        assert!(log.first_seq() <= 200 && log.first_seq() > 0);
+        assert_eq!(log.read_from(0, 1).expect_err("removed").status, Status::NotFound);
+        assert_eq!(log.read_from(200, 1000).expect("read").len(), 201);
+        drop(log);
+        let (log, _) = Log::open(&dir, TOPIC, 4096).expect("reopen after retention");
+        assert!(log.first_seq() > 0);
+    }
+
+    #[test]
+    fn a_missing_segment_in_the_middle_is_corrupt_not_skipped() {
+        let d = TempDir::new("gap");
+        let dir = d.0.join("topic");
+        let (mut log, _) = Log::open(&dir, TOPIC, 2048).expect("open");
+        for i in 0..200 {
+            log.append(i, &payload(i)).expect("append");
+        }
+        assert!(log.segments() >= 3);
+        let second = log.firsts[1];
+        drop(log);
+        std::fs::remove_file(dir.join(SegmentWriter::file_name(second))).expect("remove");
+        let e = Log::open(&dir, TOPIC, 2048).err().expect("a gap");
+        assert_eq!(e.status, Status::Corrupt);
+        assert!(e.message.contains("but the next segment starts at"), "{}", e.message);
     }
 }
