@@ -928,9 +928,12 @@ pub struct Record {
 /// What the reader found at its position.
 enum Found {
     Message(Record),
-    /// Nothing (or nothing finished) there yet; `claimed` if a publisher has stamped it.
+    /// Nothing (or nothing finished) there yet; `claimed` if a publisher has
+    /// stamped it. `stamp`: the stamp word as read, which a waiter watches for
+    /// a change (a change after this read, not after a later one).
     Pending {
         claimed: bool,
+        stamp: u64,
     },
 }
 
@@ -1152,12 +1155,12 @@ impl Reader {
             let raw = unsafe { (*h).stamp.load(Ordering::Acquire) };
             let (p, kind) = decode(self.geo.salt, raw);
             if p != self.pos {
-                return Ok(Found::Pending { claimed: false });
+                return Ok(Found::Pending { claimed: false, stamp: raw });
             }
             match kind {
                 KIND_MESSAGE => {
                     let Some(header) = self.read_header_unless_lapped(self.pos)? else {
-                        return Ok(Found::Pending { claimed: false });
+                        return Ok(Found::Pending { claimed: false, stamp: raw });
                     };
                     return Ok(Found::Message(self.record(self.pos, header)));
                 }
@@ -1167,10 +1170,10 @@ impl Reader {
                 }
                 KIND_ABORTED => {
                     let Some((stride, _, seq, _)) = self.read_header_unless_lapped(self.pos)? else {
-                        return Ok(Found::Pending { claimed: false });
+                        return Ok(Found::Pending { claimed: false, stamp: raw });
                     };
                     if self.overwritten(self.pos) {
-                        return Ok(Found::Pending { claimed: false });
+                        return Ok(Found::Pending { claimed: false, stamp: raw });
                     }
                     if seq >= self.next_seq {
                         self.lost = self.lost.saturating_add(seq - self.next_seq);
@@ -1178,8 +1181,8 @@ impl Reader {
                     }
                     self.pos += stride;
                 }
-                KIND_CLAIMED => return Ok(Found::Pending { claimed: true }),
-                _ => return Ok(Found::Pending { claimed: false }),
+                KIND_CLAIMED => return Ok(Found::Pending { claimed: true, stamp: raw }),
+                _ => return Ok(Found::Pending { claimed: false, stamp: raw }),
             }
         }
     }
@@ -1272,7 +1275,7 @@ impl Reader {
                     // caller's copy is checked, a lossy header may be torn.
                     return Ok(rec);
                 }
-                Found::Pending { claimed } => {
+                Found::Pending { claimed, stamp: seen } => {
                     // While spinning, watch only the stamp, the line a commit writes:
                     // reading the tail (a line every claim writes) on each turn
                     // would pull it away from publishers. Full checks every 256 turns.
@@ -1280,18 +1283,13 @@ impl Reader {
                         let h = self.header_at(self.pos);
                         // SAFETY: in bounds (header_at); the stamp is an atomic.
                         let stamp_now = || unsafe { (*h).stamp.load(Ordering::Acquire) };
-                        let before = stamp_now();
-                        // Committed (or given up) since `look`: a loan stamps its
-                        // record twice (claimed, then committed), and a commit that
-                        // lands between `look` and this read would otherwise be
-                        // waited for as a change that already happened (255 turns
+                        // Watch for a change from what `look` saw, not from a second
+                        // read: a loan stamps its record twice (claimed, then
+                        // committed), and a commit landing between two reads would
+                        // be waited for as a change that already happened (255 turns
                         // of PAUSE: microseconds, the zero-copy path's old p99).
-                        let (at, kind) = decode(self.geo.salt, before);
-                        if at == self.pos && kind != KIND_CLAIMED {
-                            continue;
-                        }
                         let mut turns = 0;
-                        while turns < 255 && stamp_now() == before {
+                        while turns < 255 && stamp_now() == seen {
                             std::hint::spin_loop();
                             turns += 1;
                         }
