@@ -85,6 +85,30 @@ fn report_latency(samples: Vec<u64>) {
     println!("RESULT n={}", samples.len());
 }
 
+/// The Aether latency runs' ports: a subscriber on the topic the other side
+/// publishes to, and a publisher on its own.
+fn ping_pong_ports(ping: bool) -> (aether::Subscriber, aether::Publisher) {
+    let c = client();
+    let (out_topic, in_topic) = if ping {
+        ("lat-ping", "lat-pong")
+    } else {
+        ("lat-pong", "lat-ping")
+    };
+    let s = c
+        .subscriber(in_topic, &sub_config())
+        .unwrap_or_else(|e| fail("subscribe", e));
+    let p = c.publisher(out_topic).unwrap_or_else(|e| fail("publisher", e));
+    (s, p)
+}
+
+/// Every ping-pong's check of what came back: `size` bytes, numbered `i`
+/// in the first eight.
+pub(crate) fn check_echo(got: &[u8], size: usize, i: u64) {
+    if got.len() != size || got.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) != Some(i) {
+        fail("ping-pong", "echo out of order");
+    }
+}
+
 /// Ping-pong: `ping` sends, waits for the echo, and times the round trip.
 fn latency(ping: bool) {
     let (warmup, count, size) = (num("AB_WARMUP"), num("AB_COUNT"), num("AB_SIZE") as usize);
@@ -100,16 +124,7 @@ fn latency(ping: bool) {
         "aether-zc" => {
             // Zero-copy both ways: loan, write in place, commit; a borrowed
             // view, read in place (the pong copies it into its own loan), release.
-            let c = client();
-            let (out_topic, in_topic) = if ping {
-                ("lat-ping", "lat-pong")
-            } else {
-                ("lat-pong", "lat-ping")
-            };
-            let mut s = c
-                .subscriber(in_topic, &sub_config())
-                .unwrap_or_else(|e| fail("subscribe", e));
-            let mut p = c.publisher(out_topic).unwrap_or_else(|e| fail("publisher", e));
+            let (mut s, mut p) = ping_pong_ports(ping);
             ready_then_wait_for_go();
             let forever = Deadline::after(None);
             for i in 0..total {
@@ -123,9 +138,7 @@ fn latency(ping: bool) {
                 // SAFETY: the view's bytes lie in the mapped ring and stay there
                 // until release_view (reliable topic: no publisher overwrites them).
                 let data = unsafe { std::slice::from_raw_parts(rec.data, rec.len) };
-                if data.len() != size || u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) != i {
-                    fail("ping-pong", "echo out of order");
-                }
+                check_echo(data, size, i);
                 if !ping {
                     let buf = p.loan(size).unwrap_or_else(|e| fail("loan", e));
                     buf.copy_from_slice(data);
@@ -136,16 +149,7 @@ fn latency(ping: bool) {
             }
         }
         "aether" => {
-            let c = client();
-            let (out_topic, in_topic) = if ping {
-                ("lat-ping", "lat-pong")
-            } else {
-                ("lat-pong", "lat-ping")
-            };
-            let mut s = c
-                .subscriber(in_topic, &sub_config())
-                .unwrap_or_else(|e| fail("subscribe", e));
-            let mut p = c.publisher(out_topic).unwrap_or_else(|e| fail("publisher", e));
+            let (mut s, mut p) = ping_pong_ports(ping);
             let mut msg = vec![0u8; size];
             let mut buf = vec![0u8; size.max(8)];
             // `poll`: the receiver waits in poll(2) on its pollable descriptor
@@ -183,9 +187,7 @@ fn latency(ping: bool) {
                     s.receive_into_deadline(&mut buf, &forever)
                         .unwrap_or_else(|e| fail("receive", e))
                 };
-                if u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")) != i || r.len != size {
-                    fail("ping-pong", "echo out of order");
-                }
+                check_echo(&buf[..r.len], size, i);
                 if !ping {
                     p.publish(&buf[..r.len]).unwrap_or_else(|e| fail("publish", e));
                 }
@@ -228,9 +230,7 @@ fn latency(ping: bool) {
                     mine.send(i + 1, &msg);
                 }
                 theirs.receive(i + 1, &mut msg);
-                if u64::from_le_bytes(msg[..8].try_into().expect("8 bytes")) != i {
-                    fail("ping-pong", "echo out of order");
-                }
+                check_echo(&msg, 64, i);
                 if !ping {
                     mine.send(i + 1, &msg);
                 }
