@@ -124,22 +124,33 @@ pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
     )
 }
 
-/// A segment's header: (topic id, first seq), checked.
-fn decode_header(bytes: &[u8], path: &Path) -> Result<(u64, u64)> {
-    let corrupt = |why: &str| Error::new(Status::Corrupt, format!("{}: {why}", path.display()));
+/// A segment's bytes, checked: its header (for `topic_id`), then its
+/// records from the start while they pass. Returns the first seq, those
+/// records, and the offset where they end (the file's length if all pass).
+fn scan<'a>(bytes: &'a [u8], path: &Path, topic_id: u64) -> Result<(u64, Vec<LogRecord<'a>>, usize)> {
+    let corrupt = |why: String| Error::new(Status::Corrupt, format!("{}: {why}", path.display()));
     let h = bytes
         .get(..SEGMENT_HEADER)
-        .ok_or_else(|| corrupt("shorter than a log segment's header"))?;
+        .ok_or_else(|| corrupt("shorter than a log segment's header".into()))?;
     if &h[..8] != MAGIC {
-        return Err(corrupt("not an Aether log segment (bad magic)"));
+        return Err(corrupt("not an Aether log segment (bad magic)".into()));
     }
     if u32_at(h, 8) != VERSION {
-        return Err(corrupt(&format!(
+        return Err(corrupt(format!(
             "log format version {}, this broker reads {VERSION}",
             u32_at(h, 8)
         )));
     }
-    Ok((u64_at(h, 16), u64_at(h, 24)))
+    let (id, first) = (u64_at(h, 16), u64_at(h, 24));
+    if id != topic_id {
+        return Err(corrupt(format!("belongs to topic id {id:#x}, not {topic_id:#x}")));
+    }
+    let (mut records, mut off) = (Vec::new(), SEGMENT_HEADER);
+    while let Found::Record(r, next) = decode_at(bytes, off, first + records.len() as u64) {
+        records.push(r);
+        off = next;
+    }
+    Ok((first, records, off))
 }
 
 /// Where a valid record numbered `min_seq` or later starts in
@@ -160,30 +171,21 @@ fn valid_record_after(bytes: &[u8], from: usize, min_seq: u64) -> Option<usize> 
 /// ends the list.
 pub fn read_segment(path: &Path, topic_id: u64, sealed: bool) -> Result<Vec<(u64, u64, Vec<u8>)>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
-    let (id, first) = decode_header(&bytes, path)?;
-    if id != topic_id {
+    let (first, records, off) = scan(&bytes, path, topic_id)?;
+    let seq = first + records.len() as u64;
+    if off < bytes.len() && (sealed || valid_record_after(&bytes, off + 8, seq + 1).is_some()) {
+        let Found::Bad(why) = decode_at(&bytes, off, seq) else {
+            unreachable!("scan stopped at a record that does not pass")
+        };
         return Err(Error::new(
             Status::Corrupt,
-            format!("{}: belongs to topic id {id:#x}, not {topic_id:#x}", path.display()),
+            format!("{}: record {seq} at offset {off}: {why}", path.display()),
         ));
     }
-    let (mut out, mut off, mut seq) = (Vec::new(), SEGMENT_HEADER, first);
-    loop {
-        match decode_at(&bytes, off, seq) {
-            Found::Record(r, next) => {
-                out.push((r.seq, r.timestamp_ns, r.payload.to_vec()));
-                (off, seq) = (next, seq + 1);
-            }
-            Found::End => return Ok(out),
-            Found::Bad(_) if !sealed && valid_record_after(&bytes, off + 8, seq + 1).is_none() => return Ok(out),
-            Found::Bad(why) => {
-                return Err(Error::new(
-                    Status::Corrupt,
-                    format!("{}: record {seq} at offset {off}: {why}", path.display()),
-                ))
-            }
-        }
-    }
+    Ok(records
+        .iter()
+        .map(|r| (r.seq, r.timestamp_ns, r.payload.to_vec()))
+        .collect())
 }
 
 /// What recovery found in a segment.
@@ -253,17 +255,8 @@ impl SegmentWriter {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
-        let (id, first) = decode_header(&bytes, path)?;
-        if id != topic_id {
-            return Err(Error::new(
-                Status::Corrupt,
-                format!("{}: belongs to topic id {id:#x}, not {topic_id:#x}", path.display()),
-            ));
-        }
-        let (mut off, mut seq) = (SEGMENT_HEADER, first);
-        while let Found::Record(_, next) = decode_at(&bytes, off, seq) {
-            (off, seq) = (next, seq + 1);
-        }
+        let (first, records, off) = scan(&bytes, path, topic_id)?;
+        let seq = first + records.len() as u64;
         if off < bytes.len() {
             if let Some(at) = valid_record_after(&bytes, off + 8, seq + 1) {
                 return Err(Error::new(
@@ -742,5 +735,31 @@ mod tests {
         let e = Log::open(&dir, TOPIC, 2048).err().expect("a gap");
         assert_eq!(e.status, Status::Corrupt);
         assert!(e.message.contains("but the next segment starts at"), "{}", e.message);
+    }
+
+    #[test]
+    fn another_uid_cannot_read_a_log_file() {
+        // As root, read it as uid 65534 with setpriv; elsewhere there is no
+        // other uid to be, and the mode checks above stand alone.
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to act as another uid");
+            return;
+        }
+        let d = TempDir::new("uid");
+        // The directory open to all: only the file's own mode keeps it private.
+        std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = segment(&d.0, 0, 3);
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+            .arg(&path)
+            .output()
+            .expect("run setpriv");
+        assert!(!out.status.success(), "uid 65534 read the log");
+        assert!(out.stdout.is_empty());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
