@@ -9,6 +9,16 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A topic's parameters for these tests: up to 8 subscribers.
+fn topic(policy: Policy, ring_size: u64, max_message: u64) -> TopicParams {
+    TopicParams {
+        policy,
+        ring_size,
+        max_message,
+        max_subscribers: 8,
+    }
+}
+
 /// Entry point of child processes; a no-op when run as an ordinary test.
 #[test]
 fn child_main() {
@@ -157,12 +167,7 @@ fn sleeping_subscribers_are_woken_with_and_without_membarrier() {
         eprintln!("membarrier is unavailable here: every case tests the fenced path");
     }
     let d = Daemon::start();
-    let params = TopicParams {
-        policy: Policy::Reliable,
-        ring_size: 1 << 16,
-        max_message: 256,
-        max_subscribers: 8,
-    };
+    let params = topic(Policy::Reliable, 1 << 16, 256);
     for (publisher, subscriber) in [("on", "on"), ("off", "on"), ("on", "off"), ("off", "off")] {
         let topic = format!("wake-{publisher}-{subscriber}");
         d.client().create_topic(&topic, &params).unwrap();
@@ -204,12 +209,7 @@ fn sleeping_subscribers_are_woken_with_and_without_membarrier() {
 #[test]
 fn pollable_subscribers_wake_on_their_descriptor_alone() {
     let d = Daemon::start();
-    let params = TopicParams {
-        policy: Policy::Reliable,
-        ring_size: 1 << 16,
-        max_message: 256,
-        max_subscribers: 8,
-    };
+    let params = topic(Policy::Reliable, 1 << 16, 256);
     for (delivery, count) in [("shm", 20_000u64), ("mqueue", 2_000)] {
         let topic = format!("poll-{delivery}");
         d.client().create_topic(&topic, &params).unwrap();
@@ -244,12 +244,7 @@ fn pollable_subscribers_wake_on_their_descriptor_alone() {
 #[test]
 fn reliable_one_publisher_three_subscribers_100k_messages() {
     let d = Daemon::start();
-    let params = TopicParams {
-        policy: Policy::Reliable,
-        ring_size: 1 << 18,
-        max_message: 4096,
-        max_subscribers: 8,
-    };
+    let params = topic(Policy::Reliable, 1 << 18, 4096);
     d.client().create_topic("stream", &params).unwrap();
     let env = stream_env(&d, "stream", 100_000, 4096);
     let mut subs: Vec<Role> = (0..3).map(|_| Role::spawn("subscriber", &env)).collect();
@@ -278,12 +273,7 @@ fn reliable_one_publisher_three_subscribers_100k_messages() {
 #[test]
 fn lossy_topic_reports_every_loss_exactly() {
     let d = Daemon::start();
-    let params = TopicParams {
-        policy: Policy::Lossy,
-        ring_size: 1 << 14,
-        max_message: 1024,
-        max_subscribers: 8,
-    };
+    let params = topic(Policy::Lossy, 1 << 14, 1024);
     d.client().create_topic("lossy", &params).unwrap();
     let env = stream_env(&d, "lossy", 100_000, 1024);
     let mut slow_env = env.clone();
