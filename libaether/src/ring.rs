@@ -798,29 +798,25 @@ impl Writer {
         }
     }
 
-    /// Writes to the eventfd of every armed pollable subscriber.
+    /// Writes to the eventfd of every armed pollable subscriber. Allocates
+    /// nothing while each armed slot's eventfd is known (every commit comes
+    /// here while a subscriber is armed); asks the daemon only for those of
+    /// slots new to this publisher or taken by a new holder.
     #[cold]
     fn signal_pollers(&mut self) {
         let max = self.geo.max_subscribers;
-        let armed: Vec<u32> = (0..(max as usize).div_ceil(64))
-            .flat_map(|w| {
-                let mut bits = self.waiters_page.get().poll.armed[w].load(Ordering::Acquire);
-                std::iter::from_fn(move || {
-                    (bits != 0).then(|| {
-                        let b = bits.trailing_zeros();
-                        bits &= bits - 1;
-                        w as u32 * 64 + b
-                    })
-                })
-            })
-            .filter(|&i| i < max)
-            .collect();
         let mut wanted = Vec::new();
-        for &i in &armed {
-            let Some(e) = self.seg.slot(i) else { continue };
-            let gen = e.owner_gen.load(Ordering::Acquire);
-            if !matches!(&self.notifiers[i as usize], Some((g, _)) if *g == gen) {
-                wanted.push((i, gen));
+        for w in 0..(max as usize).div_ceil(64) {
+            let mut bits = self.waiters_page.get().poll.armed[w].load(Ordering::Acquire);
+            while bits != 0 {
+                let i = w as u32 * 64 + bits.trailing_zeros();
+                bits &= bits - 1;
+                let Some(e) = self.seg.slot(i) else { break };
+                let gen = e.owner_gen.load(Ordering::Acquire);
+                match &self.notifiers[i as usize] {
+                    Some((g, fd)) if *g == gen => sys::eventfd::signal(fd),
+                    _ => wanted.push((i, gen)),
+                }
             }
         }
         if !wanted.is_empty() {
@@ -832,10 +828,10 @@ impl Writer {
                     }
                 }
             }
-        }
-        for i in armed {
-            if let Some((_, fd)) = &self.notifiers[i as usize] {
-                sys::eventfd::signal(fd);
+            for (i, _) in wanted {
+                if let Some((_, fd)) = &self.notifiers[i as usize] {
+                    sys::eventfd::signal(fd);
+                }
             }
         }
         self.hdr.stats().wakes.fetch_add(1, Ordering::Relaxed);
@@ -1155,12 +1151,18 @@ impl Reader {
             let raw = unsafe { (*h).stamp.load(Ordering::Acquire) };
             let (p, kind) = decode(self.geo.salt, raw);
             if p != self.pos {
-                return Ok(Found::Pending { claimed: false, stamp: raw });
+                return Ok(Found::Pending {
+                    claimed: false,
+                    stamp: raw,
+                });
             }
             match kind {
                 KIND_MESSAGE => {
                     let Some(header) = self.read_header_unless_lapped(self.pos)? else {
-                        return Ok(Found::Pending { claimed: false, stamp: raw });
+                        return Ok(Found::Pending {
+                            claimed: false,
+                            stamp: raw,
+                        });
                     };
                     return Ok(Found::Message(self.record(self.pos, header)));
                 }
@@ -1170,10 +1172,16 @@ impl Reader {
                 }
                 KIND_ABORTED => {
                     let Some((stride, _, seq, _)) = self.read_header_unless_lapped(self.pos)? else {
-                        return Ok(Found::Pending { claimed: false, stamp: raw });
+                        return Ok(Found::Pending {
+                            claimed: false,
+                            stamp: raw,
+                        });
                     };
                     if self.overwritten(self.pos) {
-                        return Ok(Found::Pending { claimed: false, stamp: raw });
+                        return Ok(Found::Pending {
+                            claimed: false,
+                            stamp: raw,
+                        });
                     }
                     if seq >= self.next_seq {
                         self.lost = self.lost.saturating_add(seq - self.next_seq);
@@ -1181,8 +1189,18 @@ impl Reader {
                     }
                     self.pos += stride;
                 }
-                KIND_CLAIMED => return Ok(Found::Pending { claimed: true, stamp: raw }),
-                _ => return Ok(Found::Pending { claimed: false, stamp: raw }),
+                KIND_CLAIMED => {
+                    return Ok(Found::Pending {
+                        claimed: true,
+                        stamp: raw,
+                    })
+                }
+                _ => {
+                    return Ok(Found::Pending {
+                        claimed: false,
+                        stamp: raw,
+                    })
+                }
             }
         }
     }
