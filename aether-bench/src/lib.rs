@@ -278,6 +278,7 @@ impl Bench {
             ring_size,
             max_message,
             max_subscribers: 16,
+            wal: None,
         };
         self.client.create_topic(name, &params).map_err(|e| e.to_string())
     }

@@ -49,6 +49,13 @@ pub(crate) struct TopicArgs {
     pub(crate) max_message: Option<u64>,
 }
 
+/// Whether a topic is logged to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Durability {
+    Memory,
+    Wal,
+}
+
 /// How `sub` prints a payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
@@ -91,6 +98,15 @@ pub(crate) enum Cmd {
         topic: String,
         #[command(flatten)]
         topic_args: TopicArgs,
+        /// `wal`: the daemon logs every message to disk, for subscribers
+        /// that start in the past (`sub --from`) and across restarts; the
+        /// topic is reliable
+        #[arg(long, value_enum, default_value_t = Durability::Memory)]
+        durability: Durability,
+        /// With --durability wal: when the log is synced to disk, `never`
+        /// (the kernel decides) or `interval=MS` [default: never]
+        #[arg(long, value_name = "POLICY")]
+        fsync: Option<String>,
         #[command(flatten)]
         wait: Wait,
     },
@@ -141,6 +157,11 @@ pub(crate) enum Cmd {
         /// `encoding` says which (hex and base64 force that encoding).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Where to begin: `latest` (what is published from now on),
+        /// `earliest`, `seq=N` or `time=NS` (nanoseconds since the epoch):
+        /// the last three read a durable topic's log first
+        #[arg(long, value_name = "START", default_value = "latest")]
+        from: String,
         #[command(flatten)]
         topic_args: TopicArgs,
     },

@@ -9,7 +9,7 @@ mod fmt;
 use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
 use aetherd::admin::{self, Command};
 use clap::{CommandFactory, Parser};
-use cli::{Cli, Cmd, Format, PolicyArg, TopicArgs, Wait};
+use cli::{Cli, Cmd, Durability, Format, PolicyArg, TopicArgs, Wait};
 use serde_json::Value;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -109,16 +109,23 @@ fn main() {
             timeout,
             quiet,
             format,
+            ref from,
             topic_args,
-        } => subscribe(
-            named.as_deref(),
-            &socket,
-            topic,
-            Limits { count, timeout },
-            if quiet { None } else { Some(format) },
-            &topic_args,
-            cli.json,
-        ),
+        } => {
+            let Some(start) = aether::Start::parse(from) else {
+                eprintln!("aether-cli: --from {from:?}: use latest, earliest, seq=N or time=NS");
+                std::process::exit(2);
+            };
+            subscribe(
+                named.as_deref(),
+                &socket,
+                topic,
+                Limits { start, count, timeout },
+                if quiet { None } else { Some(format) },
+                &topic_args,
+                cli.json,
+            )
+        }
         Cmd::Stats {
             watch: true,
             interval,
@@ -147,6 +154,8 @@ fn admin_command(cmd: &Cmd) -> (Command, Wait) {
         Cmd::Create {
             topic,
             topic_args,
+            durability,
+            fsync,
             wait,
         } => (
             Command::Create {
@@ -154,6 +163,14 @@ fn admin_command(cmd: &Cmd) -> (Command, Wait) {
                 policy: topic_args.policy.map(|p| p.policy().name().to_string()),
                 ring_size: topic_args.ring_size,
                 max_message: topic_args.max_message,
+                fsync: match (durability, fsync) {
+                    (Durability::Wal, f) => Some(f.clone().unwrap_or_else(|| "never".into())),
+                    (Durability::Memory, None) => None,
+                    (Durability::Memory, Some(_)) => {
+                        eprintln!("aether-cli: --fsync needs --durability wal");
+                        std::process::exit(2);
+                    }
+                },
             },
             *wait,
         ),
@@ -217,7 +234,16 @@ fn topics_table(topics: &Value) -> String {
                         format!("{} msg/s", fmt::count(num(t, "rate_msgs_per_s"))),
                         format!("{}/s", fmt::bytes(num(t, "rate_bytes_per_s") as u64)),
                         fmt::count(num(t, "lost")),
-                        text(t, "durability"),
+                        match &t["log"] {
+                            Value::Null => text(t, "durability"),
+                            l => format!(
+                                "{}, {}, seq {}..{}",
+                                text(t, "durability"),
+                                fmt::bytes(num(l, "bytes") as u64),
+                                num(l, "oldest_seq"),
+                                num(l, "next_seq")
+                            ),
+                        },
                     ]
                 })
                 .collect()
@@ -463,8 +489,10 @@ fn publish(
     }
 }
 
-/// When `sub` stops: after `count` messages, or `timeout` seconds without one.
+/// Where `sub` starts, and when it stops: after `count` messages, or
+/// `timeout` seconds without one.
 struct Limits {
+    start: aether::Start,
     count: Option<u64>,
     timeout: Option<f64>,
 }
@@ -510,9 +538,11 @@ fn subscribe(
     json: bool,
 ) {
     let client = connect(named, socket);
-    let mut s = open_or_create(&client, socket, topic, topic_args, |c| {
-        c.subscriber(topic, &SubscriberConfig::default())
-    });
+    let cfg = SubscriberConfig {
+        start: limits.start,
+        ..SubscriberConfig::default()
+    };
+    let mut s = open_or_create(&client, socket, topic, topic_args, |c| c.subscriber(topic, &cfg));
     eprintln!("subscribed to {topic}");
     let mut buf = vec![0u8; s.max_message()];
     let stdout = std::io::stdout();

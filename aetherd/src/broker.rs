@@ -57,7 +57,9 @@ pub fn lock_file(socket: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn take_lock(path: &Path) -> Result<Flock<File>> {
+/// Holds the lock file at `path` (made 0600), or fails with `Exists` and
+/// `held` when another process holds it.
+pub(crate) fn take_lock(path: &Path, held: &str) -> Result<Flock<File>> {
     loop {
         // Private (anyone who can open it could flock it and keep the daemon
         // from starting), and never through a symlink.
@@ -73,15 +75,8 @@ fn take_lock(path: &Path) -> Result<Flock<File>> {
         // A lock file left by an older daemon may be readable by others.
         f.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(&format!("chmod 0600 {}", path.display()), e))?;
-        let f = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| {
-            Error::new(
-                Status::Exists,
-                format!(
-                    "another aetherd is already running on this socket (lock {} is held)",
-                    path.display()
-                ),
-            )
-        })?;
+        let f = Flock::lock(f, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| Error::new(Status::Exists, format!("{held} (lock {} is held)", path.display())))?;
         // The previous holder may have unlinked the file between our open and
         // flock: the lock only counts if the path still names our file.
         let same = match (f.metadata(), std::fs::metadata(path)) {
@@ -130,7 +125,7 @@ impl Broker {
 
     fn bind_inner(socket: &Path, config: Config, activated: Option<SeqPacket>) -> Result<Broker> {
         let lock_path = lock_file(socket);
-        let lock = take_lock(&lock_path)?;
+        let lock = take_lock(&lock_path, "another aetherd is already running on this socket")?;
         // Segments are sealed memfds and message queues are unlinked at once:
         // a dead daemon leaves nothing in /dev/shm or /dev/mqueue to clean up.
         let instance_id = sys::random_u64();
@@ -170,6 +165,8 @@ impl Broker {
                 keeper: Default::default(),
                 refusals: Default::default(),
                 loaded: None,
+                state_dir: None,
+                state_lock: None,
             })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
@@ -179,6 +176,27 @@ impl Broker {
             lock_path,
             _lock: lock,
         })
+    }
+
+    /// Where durable topics keep their logs (`--state-dir`); until this is
+    /// set, the broker refuses to make durable topics. Makes every durable
+    /// topic found there again, numbered on from its log (call before
+    /// [`spawn_threads`](Self::spawn_threads)).
+    pub fn set_state_dir(&self, dir: PathBuf) {
+        let mut s = self.state.lock().expect("state lock");
+        s.state_dir = Some(dir);
+        crate::durable::recover_all(&mut s);
+    }
+
+    /// Lets each log writer write what it has read and sync, then stop.
+    fn stop_log_writers(&self) {
+        let writers: Vec<_> = match self.state.lock() {
+            Ok(s) => s.topics.values().filter_map(|t| t.durable.clone()).collect(),
+            Err(_) => return,
+        };
+        for d in writers {
+            d.stop(false);
+        }
     }
 
     /// Whether the socket came from systemd ([`bind_activated`](Self::bind_activated)).
@@ -281,6 +299,7 @@ impl Broker {
         for t in self.state.lock().expect("state lock").topics.values() {
             t.set_state(TOPIC_CLOSED);
         }
+        self.stop_log_writers();
         // Message-queue subscribers get what is left and an end-of-stream mark.
         mqueue::finish_all(&self.state);
         let s = self.state.lock().expect("state lock");
@@ -298,10 +317,14 @@ impl Drop for Broker {
         }
         let _ = std::fs::remove_file(&self.admin_pipe);
         let _ = std::fs::remove_dir_all(admin::replies_dir(&self.socket));
-        if let Ok(mut s) = self.state.lock() {
-            for (_, t) in s.topics.drain() {
+        if let Ok(s) = self.state.lock() {
+            for t in s.topics.values() {
                 t.set_state(TOPIC_CLOSED);
             }
+        }
+        self.stop_log_writers();
+        if let Ok(mut s) = self.state.lock() {
+            s.topics.clear();
         }
         let _ = std::fs::remove_file(&self.lock_path);
     }

@@ -47,6 +47,10 @@ pub(crate) struct Args {
     /// On SIGTERM/SIGINT, how long subscribers get to read what is left, in seconds [env: AETHER_DRAIN_TIMEOUT] [file: daemon.drain_timeout] [default: 5]
     #[arg(long, value_name = "SECONDS")]
     pub(crate) drain_timeout: Option<f64>,
+    /// Where durable topics keep their write-ahead logs (made 0700 on first
+    /// use) [env: AETHER_STATE_DIR] [file: daemon.state_dir] [default: /var/lib/aether for root, else $XDG_STATE_HOME/aether or ~/.local/state/aether]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
     /// Append the log to this file (created mode 0600) instead of writing it
     /// to stderr; auto-started daemons log to aetherd.log next to their socket
     #[arg(long, value_name = "PATH")]

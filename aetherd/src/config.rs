@@ -160,6 +160,8 @@ pub struct Settings {
     pub socket_group: Option<GroupRef>,
     pub log_level: Option<Level>,
     pub drain_timeout: Option<Duration>,
+    /// Where durable topics keep their logs.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -171,6 +173,7 @@ impl Settings {
             socket_group: self.socket_group.clone().or_else(|| lower.socket_group.clone()),
             log_level: self.log_level.or(lower.log_level),
             drain_timeout: self.drain_timeout.or(lower.drain_timeout),
+            state_dir: self.state_dir.clone().or_else(|| lower.state_dir.clone()),
         }
     }
 
@@ -202,6 +205,7 @@ impl Settings {
                 .map(seconds)
                 .transpose()
                 .map_err(|r| err("--drain-timeout", r))?,
+            state_dir: None,
         })
     }
 
@@ -231,6 +235,7 @@ impl Settings {
             socket_group: None,
             log_level,
             drain_timeout,
+            state_dir: get("AETHER_STATE_DIR").map(PathBuf::from),
         })
     }
 }
@@ -244,6 +249,8 @@ pub struct Resolved {
     pub socket_group: Option<GroupRef>,
     pub log_level: Level,
     pub drain_timeout: Duration,
+    /// `None`: the default for the daemon's user (`aetherd::durable::default_state_dir`).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The order of precedence: `flags` > `env` > `file` > built-in defaults
@@ -256,6 +263,7 @@ pub fn resolve(flags: &Settings, env: &Settings, file: &Settings, default_socket
         socket_group: s.socket_group,
         log_level: s.log_level.unwrap_or(Level::Info),
         drain_timeout: s.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        state_dir: s.state_dir,
     }
 }
 
@@ -402,6 +410,7 @@ struct DaemonToml {
     log_level: Option<String>,
     /// Seconds, an integer or a float.
     drain_timeout: Option<f64>,
+    state_dir: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -599,12 +608,17 @@ fn daemon_settings(t: &Table, d: DaemonToml) -> Result<Settings, ConfigError> {
         .map(seconds)
         .transpose()
         .map_err(|r| t.err("drain_timeout", r))?;
+    let state_dir = match d.state_dir.as_deref() {
+        Some("") => return Err(t.err("state_dir", "must not be empty")),
+        s => s.map(PathBuf::from),
+    };
     Ok(Settings {
         socket,
         socket_mode,
         socket_group,
         log_level,
         drain_timeout,
+        state_dir,
     })
 }
 
@@ -911,7 +925,8 @@ mod tests {
                 policy: Policy::Reliable,
                 ring_size: 65536,
                 max_message: 1024,
-                max_subscribers: 4
+                max_subscribers: 4,
+                wal: None,
             }
         );
         assert_eq!(
@@ -1231,6 +1246,7 @@ mod tests {
             }),
             log_level: Some(level),
             drain_timeout: Some(Duration::from_secs(secs)),
+            state_dir: Some(PathBuf::from(format!("/{tag}.state"))),
         };
         let flags = full("flag", Level::Debug, 1, 0o600);
         let env = full("env", Level::Warn, 2, 0o660);
@@ -1258,6 +1274,7 @@ mod tests {
                 socket_group: None,
                 log_level: Level::Info,
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+                state_dir: None,
             }
         );
         // Per setting, not per source: a flag for one setting leaves the others to lower sources.

@@ -28,6 +28,7 @@ pub mod access;
 pub mod admin;
 pub mod broker;
 pub mod config;
+pub mod durable;
 mod housekeeper;
 mod keeper;
 pub mod logger;

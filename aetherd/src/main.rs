@@ -117,7 +117,11 @@ fn main() {
         args.socket_group.as_deref(),
         args.log_level.as_deref(),
         args.drain_timeout,
-    );
+    )
+    .map(|f| Settings {
+        state_dir: args.state_dir.clone().filter(|d| !d.as_os_str().is_empty()),
+        ..f
+    });
     let loaded = flags.and_then(|f| Loaded::load(f, args.config.as_deref(), |k| std::env::var(k).ok()));
     let loaded = match loaded {
         Ok(l) => l,
@@ -201,7 +205,17 @@ fn main() {
     if let Some(f) = &loaded.file {
         log::info!("configuration from {}", f.display());
     }
+    let state_dir = loaded
+        .settings
+        .state_dir
+        .clone()
+        .or_else(|| aetherd::durable::default_state_dir(|k| std::env::var(k).ok()));
     broker.set_loaded(loaded);
+    // After detaching (the log writers are threads, which a fork leaves behind).
+    match state_dir {
+        Some(dir) => broker.set_state_dir(dir),
+        None => log::warn!("no state directory (no HOME?): durable topics are refused"),
+    }
     if let Err(e) = broker.spawn_threads() {
         log::error!("cannot start the daemon's threads: {e}");
         std::process::exit(1);

@@ -177,6 +177,9 @@ pub(crate) fn report_lag(s: &mut State) {
 /// How subscriber slot `slot` of `t` is delivered: "mqueue" when a live
 /// dispatch thread serves it, else "shm" (for statistics).
 pub(crate) fn delivery_of(s: &State, t: &Topic, slot: u32) -> &'static str {
+    if t.slots.get(slot as usize) == Some(&Some(crate::durable::LOG_WRITER)) {
+        return "log writer";
+    }
     let key = t.key();
     let live = |d: &Dispatcher| !d.thread.as_ref().is_some_and(|h| h.is_finished());
     if s.mq
@@ -215,7 +218,7 @@ pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
     // Registered (gating on reliable topics) before the reply: the subscriber
     // gets every message published after its open returns.
     let pid = s.clients.get(&client).map_or(0, |c| c.who.cred.pid);
-    let (page, cursor_fd) = t.join(i as u32, pid, topic)?;
+    let (page, cursor_fd) = t.join(i as u32, pid, topic, None)?;
     let opened = (|| {
         let cursor_ro = aether::sys::shm::reopen_readonly(&cursor_fd)
             .map_err(|e| Error::io("reopen the cursor page read-only", e))?;

@@ -4,7 +4,7 @@ use crate::access;
 use crate::config::Action;
 use crate::quota::{self, Quota};
 use crate::state::{not_found, SlotKind, State, Topic};
-use aether::protocol::{self, Reply, Request};
+use aether::protocol::{self, Reply, Request, Start};
 use aether::segment::{Segment, TopicParams, Waiters, MAX_PUBLISHERS, TOPIC_DELETED};
 use aether::sys::shm;
 use aether::sys::uds::SeqPacket;
@@ -111,7 +111,7 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
     let action = match &req {
         Request::TopicCreate { topic, .. } | Request::TopicDelete { topic } => Some((Action::Admin, topic.clone())),
         Request::PublisherOpen { topic } => Some((Action::Publish, topic.clone())),
-        Request::SubscriberOpen { topic } | Request::SubscriberOpenMqueue { topic } => {
+        Request::SubscriberOpen { topic, .. } | Request::SubscriberOpenMqueue { topic } => {
             Some((Action::Subscribe, topic.clone()))
         }
         _ => None,
@@ -159,8 +159,10 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
         }
         Request::TopicCreate { topic, params } => create_topic(&mut s, &topic, &params, Some(uid)).map(|_| Reply::Done),
         Request::TopicDelete { topic } => delete_topic(&mut s, &topic).map(|_| Reply::Done),
-        Request::PublisherOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Publisher, made),
-        Request::SubscriberOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Subscriber, made),
+        Request::PublisherOpen { topic } => open_slot(&mut s, &topic, client, SlotKind::Publisher, Start::Latest, made),
+        Request::SubscriberOpen { topic, start } => {
+            open_slot(&mut s, &topic, client, SlotKind::Subscriber, start, made)
+        }
         Request::PublisherClose { topic, slot, topic_id } => {
             close_slot(&mut s, &topic, client, SlotKind::Publisher, slot, topic_id)
         }
@@ -192,11 +194,15 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
 /// read-only; a subscriber the segment and the control page read-only, the
 /// waiters page read-write and a new cursor page of its own (read-write).
 /// Nothing else is writable to it, and the control page to nobody.
+/// A subscriber with a `start` (a durable topic) joins where the log
+/// writer's cursor is, and gets read-only descriptors of the log files
+/// that hold its history too.
 fn open_slot(
     s: &mut State,
     topic: &str,
     client: u64,
     kind: SlotKind,
+    start: Start,
     made: &mut Vec<std::os::fd::OwnedFd>,
 ) -> Result<Reply> {
     let pid = s.clients.get(&client).map_or(0, |c| c.who.cred.pid);
@@ -210,9 +216,40 @@ fn open_slot(
         }
         SlotKind::Subscriber => {
             let (seg, control, waiters) = (dup(&t.fd_ro)?, dup(&t.control_ro)?, dup(&t.waiters_fd)?);
-            let (_, cursor) = t.join(i as u32, pid, topic)?;
-            made.extend([seg, control, waiters, cursor]);
-            Reply::Subscribed { slot: i as u32 }
+            if start == Start::Latest {
+                let (_, cursor) = t.join(i as u32, pid, topic, None)?;
+                made.extend([seg, control, waiters, cursor]);
+                Reply::Subscribed {
+                    slot: i as u32,
+                    start: None,
+                }
+            } else {
+                let durable = t.durable.clone().ok_or_else(|| {
+                    Error::invalid(format!(
+                        "topic {topic:?} is not durable: it has no history to start from (only latest)"
+                    ))
+                })?;
+                // The writer's cursor stays put while this one joins there.
+                let held = durable.mark.lock().expect("mark lock");
+                let mark = *held;
+                if let Start::Seq(n) = start {
+                    if n > mark.1 {
+                        return Err(Error::invalid(format!(
+                            "seq {n} of {topic:?} is not published yet (the next is {})",
+                            mark.1
+                        )));
+                    }
+                }
+                let files = durable.files_from(start)?;
+                let (_, cursor) = t.join(i as u32, pid, topic, Some(mark))?;
+                drop(held);
+                made.extend([seg, control, waiters, cursor]);
+                made.extend(files);
+                Reply::Subscribed {
+                    slot: i as u32,
+                    start: Some(mark),
+                }
+            }
         }
     };
     t.take_slot(kind, i, client);
@@ -346,13 +383,49 @@ pub(crate) fn delete_topic(s: &mut State, topic: &str) -> Result<()> {
     protocol::validate_topic(topic)?;
     let t = s.topics.remove(topic).ok_or_else(|| not_found(topic))?;
     t.set_state(TOPIC_DELETED);
+    if let Some(d) = &t.durable {
+        // The log goes with the topic.
+        d.stop(true);
+        if let Err(e) = std::fs::remove_dir_all(&d.dir) {
+            log::warn!("topic {topic:?}: remove its log {}: {e}", d.dir.display());
+        }
+    }
     crate::mqueue::topic_deleted(s, topic, &t);
     log::info!("topic {topic:?} deleted");
     Ok(())
 }
 
-/// Makes `topic`; `creator` is the uid whose request made it (its quota is charged).
+/// Makes `topic`; `creator` is the uid whose request made it (its quota is
+/// charged). A durable one gets a new log under the state directory.
 pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams, creator: Option<u32>) -> Result<()> {
+    protocol::validate_topic(topic)?;
+    params.validate()?;
+    let log = match params.wal {
+        None => None,
+        Some(_) => {
+            if s.topics.contains_key(topic) {
+                return Err(Error::new(Status::Exists, format!("topic {topic:?} already exists")));
+            }
+            Some(crate::durable::create(s, topic, params)?)
+        }
+    };
+    let dir = s.state_dir.as_deref().map(|d| crate::durable::topic_dir(d, topic));
+    let made = make_topic(s, topic, params, creator, log);
+    if let (Err(_), Some(dir), Some(_)) = (&made, dir, params.wal) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    made
+}
+
+/// Makes `topic` with `params`; a durable one (with `log`) numbered on from
+/// its log, its writer started.
+pub(crate) fn make_topic(
+    s: &mut State,
+    topic: &str,
+    params: &TopicParams,
+    creator: Option<u32>,
+    log: Option<crate::wal::Log>,
+) -> Result<()> {
     protocol::validate_topic(topic)?;
     params.validate()?;
     let limits = &s.config.limits;
@@ -397,7 +470,8 @@ pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams, cre
     if let Some(uid) = creator {
         quota::check(s, uid, 0, Quota::SegmentBytes, bytes)?;
     }
-    let (fd, control_fd, seg) = Segment::create(topic, params, s.instance_id)?;
+    let first_seq = log.as_ref().map_or(0, |l| l.next_seq());
+    let (fd, control_fd, seg) = Segment::create(topic, params, s.instance_id, first_seq)?;
     let (waiters_fd, waiters) = Waiters::create(topic, seg.geometry().salt)?;
     // Read-only descriptors for those who only read each: subscribers (the
     // segment), publishers (the waiters page).
@@ -420,7 +494,13 @@ pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams, cre
         rate: crate::state::Rate::new(),
         activity: vec![(0, Instant::now()); params.max_subscribers as usize],
         creator,
+        durable: None,
     };
+    let mut topic_entry = topic_entry;
+    if let (Some(log), Some(fsync), Some(state_dir)) = (log, params.wal, s.state_dir.as_deref()) {
+        let dir = crate::durable::topic_dir(state_dir, topic);
+        topic_entry.durable = Some(crate::durable::start(&mut topic_entry, topic, dir, fsync, log)?);
+    }
     s.topics.insert(topic.to_string(), topic_entry);
     log::info!("topic {topic:?} created: {params}");
     Ok(())

@@ -43,6 +43,8 @@ pub(crate) struct Topic {
     /// The uid whose request made the topic (its bytes count against that
     /// uid's quota); `None` when the admin pipe or an embedder made it.
     pub(crate) creator: Option<u32>,
+    /// A durable topic's log and its writer.
+    pub(crate) durable: Option<Arc<crate::durable::Durable>>,
 }
 
 /// A topic's rates, sampled by the housekeeper about once a second.
@@ -128,11 +130,18 @@ impl Topic {
     }
 
     /// Makes subscriber slot `i`'s cursor page and registers the slot for
-    /// process `pid` (see `Segment::join`). Returns the page and its descriptor.
-    pub(crate) fn join(&mut self, i: u32, pid: u32, topic: &str) -> Result<(Arc<Cursor>, OwnedFd)> {
+    /// process `pid` (see `Segment::join_at`), its cursor at `start` or at
+    /// the tail. Returns the page and its descriptor.
+    pub(crate) fn join(
+        &mut self,
+        i: u32,
+        pid: u32,
+        topic: &str,
+        start: Option<(u64, u64)>,
+    ) -> Result<(Arc<Cursor>, OwnedFd)> {
         let (fd, page) = Cursor::create(topic, self.key(), i)?;
         let page = Arc::new(page);
-        let gen = self.seg.join(i, pid, &page)?;
+        let gen = self.seg.join_at(i, pid, &page, start)?;
         let mine = fd
             .try_clone()
             .map_err(|e| Error::io("duplicate a cursor page descriptor", e))?;
@@ -220,6 +229,10 @@ pub(crate) struct State {
     /// Where the configuration came from, so that a reload (SIGHUP or the
     /// admin pipe) redoes the same merge; `None` for an embedded broker.
     pub(crate) loaded: Option<crate::config::Loaded>,
+    /// Where durable topics keep their logs; `None`: this broker makes none.
+    pub(crate) state_dir: Option<std::path::PathBuf>,
+    /// The state directory's lock, once durable topics use it: one daemon at a time.
+    pub(crate) state_lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 /// The error for a topic that does not exist.

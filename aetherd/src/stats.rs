@@ -50,7 +50,25 @@ pub struct TopicStats {
     pub waits: u64,
     pub space_waits: u64,
     pub wakes: u64,
+    /// `none`, or `wal (fsync POLICY)` for a durable topic.
     pub durability: String,
+    /// A durable topic's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogStats>,
+}
+
+/// A durable topic's write-ahead log.
+#[derive(Serialize, Debug, Clone)]
+pub struct LogStats {
+    /// Bytes of its files on disk.
+    pub bytes: u64,
+    /// The oldest message it holds, and the number of the next it will write
+    /// (oldest == next: empty).
+    pub oldest_seq: u64,
+    pub next_seq: u64,
+    /// Everything before this one has been synced to disk (fdatasync).
+    pub synced_seq: u64,
+    pub dir: String,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -140,7 +158,17 @@ pub(crate) fn collect(s: &State, socket: &Path) -> Stats {
             waits: sub_stats.waits.load(Ordering::Relaxed),
             space_waits: st.space_waits.load(Ordering::Relaxed),
             wakes: st.wakes.load(Ordering::Relaxed) + sub_stats.wakes.load(Ordering::Relaxed),
-            durability: "none".into(),
+            durability: t
+                .durable
+                .as_ref()
+                .map_or("none".into(), |d| format!("wal (fsync {})", d.fsync)),
+            log: t.durable.as_ref().map(|d| LogStats {
+                bytes: d.bytes.load(Ordering::Relaxed),
+                oldest_seq: d.oldest.load(Ordering::Relaxed),
+                next_seq: d.mark.lock().map_or(0, |m| m.1),
+                synced_seq: d.synced.load(Ordering::Relaxed),
+                dir: d.dir.display().to_string(),
+            }),
         });
     }
     let mut clients: Vec<ClientStats> = s

@@ -1,194 +1,17 @@
-//! The write-ahead log's files: the on-disk format of one log segment,
-//! appending to it, reading it back with every record checked, the
-//! recovery scan that repairs a torn tail, and [`Log`], one topic's
-//! directory of segments (rolling, reading across them, retention). Issue
-//! 18's first piece: the broker does not write logs yet.
-//!
-//! A segment is one file, `<first seq, 20 digits>.wal`, mode 0600 (the
-//! daemon's alone), little-endian throughout:
-//!
-//! ```text
-//! header (32 B)  magic "AETHWAL1" | version u32 (1) | reserved u32 (0)
-//!                | topic id u64 | first seq u64
-//! record         len u32 | crc u32 | seq u64 | timestamp_ns u64
-//!                | payload (len bytes) | zeros to a multiple of 8
-//! ```
-//!
-//! `crc` is CRC32C over len, seq, timestamp and payload. Records are
-//! numbered without gaps from the header's first seq. A file is append-only,
-//! so what a crash can leave is a prefix of the last write: a torn tail.
-//! Recovery keeps every record up to the first one that fails its checks
-//! and cuts the rest, but only when nothing valid follows it; a bad record
-//! with valid ones after it is damage, not a torn write, and is reported
-//! (`Corrupt`, with the file and offset), never skipped or cut.
+//! The write-ahead log's files: appending to a log segment, the recovery
+//! scan that repairs a torn tail, and [`Log`], one topic's directory of
+//! segments (rolling, reading across them, retention). The on-disk format
+//! is defined once, in `aether::logfile` (clients read logs the daemon hands
+//! them).
 
+use aether::logfile::{
+    encode_header, encode_record_with, read_segment, scan, valid_record_after, MAX_PAYLOAD, SEGMENT_HEADER,
+};
 use aether::{Error, Result, Status};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-
-const MAGIC: &[u8; 8] = b"AETHWAL1";
-const VERSION: u32 = 1;
-/// Bytes of a segment's header.
-pub const SEGMENT_HEADER: usize = 32;
-/// Bytes of a record's header (before its payload).
-pub const RECORD_HEADER: usize = 24;
-/// The largest payload a record may hold (a topic's max_message is far below).
-pub const MAX_PAYLOAD: usize = 1 << 30;
-
-/// One logged message, borrowed from the bytes it was read from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LogRecord<'a> {
-    pub seq: u64,
-    pub timestamp_ns: u64,
-    pub payload: &'a [u8],
-}
-
-/// Bytes a record with `len` payload bytes takes in the file.
-pub fn record_size(len: usize) -> usize {
-    (RECORD_HEADER + len).div_ceil(8) * 8
-}
-
-fn crc(len: u32, seq: u64, timestamp_ns: u64, payload: &[u8]) -> u32 {
-    let mut head = [0u8; 20];
-    head[..4].copy_from_slice(&len.to_le_bytes());
-    head[4..12].copy_from_slice(&seq.to_le_bytes());
-    head[12..20].copy_from_slice(&timestamp_ns.to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c(&head), payload)
-}
-
-/// Appends the encoded record to `out`.
-pub fn encode_record(out: &mut Vec<u8>, seq: u64, timestamp_ns: u64, payload: &[u8]) {
-    let len = payload.len() as u32;
-    let start = out.len();
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc(len, seq, timestamp_ns, payload).to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&timestamp_ns.to_le_bytes());
-    out.extend_from_slice(payload);
-    out.resize(start + record_size(payload.len()), 0);
-}
-
-/// What is at an offset of a segment's bytes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Found<'a> {
-    /// A record that passes every check, and the offset after it.
-    Record(LogRecord<'a>, usize),
-    /// The end of the bytes, exactly.
-    End,
-    /// Something that is not the record expected there (why, for messages).
-    Bad(String),
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
-/// Decodes the record at `off` of `bytes`, which must be numbered `seq`.
-/// Any input gives an answer, never a panic.
-pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
-    if off == bytes.len() {
-        return Found::End;
-    }
-    let Some(head) = bytes.get(off..off.saturating_add(RECORD_HEADER)) else {
-        return Found::Bad(format!("{} bytes, less than a record header", bytes.len() - off));
-    };
-    let len = u32_at(head, 0) as usize;
-    if len > MAX_PAYLOAD {
-        return Found::Bad(format!("length {len} over the limit of {MAX_PAYLOAD}"));
-    }
-    let size = record_size(len);
-    let Some(rec) = bytes.get(off..off.saturating_add(size)) else {
-        return Found::Bad(format!("a record of {size} bytes, {} present", bytes.len() - off));
-    };
-    let (stored, got_seq, ts) = (u32_at(rec, 4), u64_at(rec, 8), u64_at(rec, 16));
-    let payload = &rec[RECORD_HEADER..RECORD_HEADER + len];
-    if crc(len as u32, got_seq, ts, payload) != stored {
-        return Found::Bad("CRC mismatch".into());
-    }
-    if got_seq != seq {
-        return Found::Bad(format!("sequence number {got_seq} where {seq} was due"));
-    }
-    Found::Record(
-        LogRecord {
-            seq,
-            timestamp_ns: ts,
-            payload,
-        },
-        off + size,
-    )
-}
-
-/// A segment's bytes, checked: its header (for `topic_id`), then its
-/// records from the start while they pass. Returns the first seq, those
-/// records, and the offset where they end (the file's length if all pass).
-fn scan<'a>(bytes: &'a [u8], path: &Path, topic_id: u64) -> Result<(u64, Vec<LogRecord<'a>>, usize)> {
-    let corrupt = |why: String| Error::new(Status::Corrupt, format!("{}: {why}", path.display()));
-    let h = bytes
-        .get(..SEGMENT_HEADER)
-        .ok_or_else(|| corrupt("shorter than a log segment's header".into()))?;
-    if &h[..8] != MAGIC {
-        return Err(corrupt("not an Aether log segment (bad magic)".into()));
-    }
-    if u32_at(h, 8) != VERSION {
-        return Err(corrupt(format!(
-            "log format version {}, this broker reads {VERSION}",
-            u32_at(h, 8)
-        )));
-    }
-    let (id, first) = (u64_at(h, 16), u64_at(h, 24));
-    if id != topic_id {
-        return Err(corrupt(format!("belongs to topic id {id:#x}, not {topic_id:#x}")));
-    }
-    let (mut records, mut off) = (Vec::new(), SEGMENT_HEADER);
-    while let Found::Record(r, next) = decode_at(bytes, off, first + records.len() as u64) {
-        records.push(r);
-        off = next;
-    }
-    Ok((first, records, off))
-}
-
-/// Where a valid record numbered `min_seq` or later starts in
-/// `bytes[from..]` (8-byte steps), if anywhere: tells damage from a torn tail.
-fn valid_record_after(bytes: &[u8], from: usize, min_seq: u64) -> Option<usize> {
-    (from..bytes.len()).step_by(8).find(|&off| {
-        bytes.len() - off >= RECORD_HEADER && {
-            let seq = u64_at(bytes, off + 8);
-            seq >= min_seq && matches!(decode_at(bytes, off, seq), Found::Record(..))
-        }
-    })
-}
-
-/// Every record of the segment at `path`, checked: `Corrupt`, naming the
-/// file and the offset, at the first one that fails. `sealed`: the segment
-/// is complete (not the one being written), so a bad tail is damage too;
-/// else a bad tail with nothing valid after it is a write in progress and
-/// ends the list.
-pub fn read_segment(path: &Path, topic_id: u64, sealed: bool) -> Result<Vec<(u64, u64, Vec<u8>)>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
-    let (first, records, off) = scan(&bytes, path, topic_id)?;
-    let seq = first + records.len() as u64;
-    if off < bytes.len() && (sealed || valid_record_after(&bytes, off + 8, seq + 1).is_some()) {
-        let Found::Bad(why) = decode_at(&bytes, off, seq) else {
-            unreachable!("scan stopped at a record that does not pass")
-        };
-        return Err(Error::new(
-            Status::Corrupt,
-            format!("{}: record {seq} at offset {off}: {why}", path.display()),
-        ));
-    }
-    Ok(records
-        .iter()
-        .map(|r| (r.seq, r.timestamp_ns, r.payload.to_vec()))
-        .collect())
-}
-
-/// What recovery found in a segment.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Recovery {
     /// Valid records kept.
@@ -225,12 +48,7 @@ impl SegmentWriter {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| Error::io(&format!("create {}", path.display()), e))?;
-        let mut h = Vec::with_capacity(SEGMENT_HEADER);
-        h.extend_from_slice(MAGIC);
-        h.extend_from_slice(&VERSION.to_le_bytes());
-        h.extend_from_slice(&0u32.to_le_bytes());
-        h.extend_from_slice(&topic_id.to_le_bytes());
-        h.extend_from_slice(&first_seq.to_le_bytes());
+        let h = encode_header(topic_id, first_seq);
         file.write_all(&h)
             .map_err(|e| Error::io(&format!("write {}", path.display()), e))?;
         Ok(SegmentWriter {
@@ -287,34 +105,55 @@ impl SegmentWriter {
         Ok((writer, recovery))
     }
 
-    /// Appends one record (numbered next) at the end; returns its seq.
-    /// Durable only after [`sync`](Self::sync).
+    /// Appends one record (numbered next); returns its seq. Written to the
+    /// file by [`flush`](Self::flush), durable after [`sync`](Self::sync).
     pub fn append(&mut self, timestamp_ns: u64, payload: &[u8]) -> Result<u64> {
-        if payload.len() > MAX_PAYLOAD {
+        self.append_with(timestamp_ns, payload.len(), |dst| dst.copy_from_slice(payload))
+    }
+
+    /// [`append`](Self::append) of `len` bytes that `fill` writes in place.
+    pub fn append_with(&mut self, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64> {
+        if len > MAX_PAYLOAD {
             return Err(Error::new(
                 Status::TooLarge,
-                format!("a log record of {} bytes (at most {MAX_PAYLOAD})", payload.len()),
+                format!("a log record of {len} bytes (at most {MAX_PAYLOAD})"),
             ));
         }
         let seq = self.next_seq;
-        self.buf.clear();
-        encode_record(&mut self.buf, seq, timestamp_ns, payload);
-        // pwrite at the known end: a failed write leaves at most a torn tail,
-        // which the next append overwrites and recovery cuts.
-        nix::sys::uio::pwrite(&self.file, &self.buf, self.len as i64)
-            .map_err(|e| Error::io(&format!("append to {}", self.path.display()), e.into()))
-            .and_then(|n| {
-                (n == self.buf.len())
-                    .then_some(())
-                    .ok_or_else(|| Error::new(Status::Io, format!("short write to {}", self.path.display())))
-            })?;
-        self.len += self.buf.len() as u64;
+        encode_record_with(&mut self.buf, seq, timestamp_ns, len, fill);
         self.next_seq += 1;
         Ok(seq)
     }
 
-    /// Makes every appended record durable (fdatasync).
+    /// Writes what was appended since the last flush (one write).
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        // pwrite at the known end: a failed write leaves at most a torn tail,
+        // which the next write overwrites and recovery cuts.
+        let mut done = 0;
+        while done < self.buf.len() {
+            match nix::sys::uio::pwrite(&self.file, &self.buf[done..], (self.len + done as u64) as i64) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        Status::Io,
+                        format!("short write to {}", self.path.display()),
+                    ))
+                }
+                Ok(n) => done += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::io(&format!("append to {}", self.path.display()), e.into())),
+            }
+        }
+        self.len += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Makes every appended record durable (write, then fdatasync).
     pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
         self.file
             .sync_data()
             .map_err(|e| Error::io(&format!("fdatasync {}", self.path.display()), e))
@@ -325,14 +164,14 @@ impl SegmentWriter {
         self.next_seq
     }
 
-    /// Bytes in the file.
+    /// Bytes in the file, with those appended and not yet flushed.
     pub fn len(&self) -> u64 {
-        self.len
+        self.len + self.buf.len() as u64
     }
 
     /// Whether it holds no record yet.
     pub fn is_empty(&self) -> bool {
-        self.len == SEGMENT_HEADER as u64
+        self.len() == SEGMENT_HEADER as u64
     }
 
     /// The file.
@@ -350,6 +189,8 @@ pub struct Log {
     /// First seq of every segment, ascending; the last is `writer`'s.
     firsts: Vec<u64>,
     writer: SegmentWriter,
+    /// Bytes of the segments before the writer's.
+    sealed_bytes: u64,
 }
 
 impl Log {
@@ -385,6 +226,7 @@ impl Log {
                 segment_bytes,
                 firsts: vec![0],
                 writer,
+                sealed_bytes: 0,
             };
             return Ok((
                 log,
@@ -417,6 +259,11 @@ impl Log {
             dir: dir.into(),
             topic_id,
             segment_bytes,
+            sealed_bytes: firsts[..firsts.len() - 1]
+                .iter()
+                .filter_map(|&f| std::fs::metadata(dir.join(SegmentWriter::file_name(f))).ok())
+                .map(|m| m.len())
+                .sum(),
             firsts,
             writer,
         };
@@ -426,15 +273,26 @@ impl Log {
     /// Appends one record; rolls to a new segment first when the current
     /// one has reached `segment_bytes`. Durable only after [`sync`](Self::sync).
     pub fn append(&mut self, timestamp_ns: u64, payload: &[u8]) -> Result<u64> {
+        self.append_with(timestamp_ns, payload.len(), |dst| dst.copy_from_slice(payload))
+    }
+
+    /// [`append`](Self::append) of `len` bytes that `fill` writes in place.
+    pub fn append_with(&mut self, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64> {
         if self.writer.len() >= self.segment_bytes && !self.writer.is_empty() {
             // The old segment's records are made durable before a new file
             // names a first seq after them.
             self.writer.sync()?;
+            self.sealed_bytes += self.writer.len();
             let next = self.writer.next_seq();
             self.writer = SegmentWriter::create(&self.dir, self.topic_id, next)?;
             self.firsts.push(next);
         }
-        self.writer.append(timestamp_ns, payload)
+        self.writer.append_with(timestamp_ns, len, fill)
+    }
+
+    /// Writes what was appended (readers of the files see it from then on).
+    pub fn flush(&mut self) -> Result<()> {
+        self.writer.flush()
     }
 
     /// Makes every appended record durable.
@@ -445,6 +303,11 @@ impl Log {
     /// The number the next record gets.
     pub fn next_seq(&self) -> u64 {
         self.writer.next_seq()
+    }
+
+    /// Bytes in the log's files (with what is appended and not yet written).
+    pub fn bytes(&self) -> u64 {
+        self.sealed_bytes + self.writer.len()
     }
 
     /// The first seq still in the log.
@@ -489,8 +352,10 @@ impl Log {
         let mut gone = 0;
         while self.firsts.len() > 1 && self.firsts[1] <= seq {
             let path = self.dir.join(SegmentWriter::file_name(self.firsts[0]));
+            let len = std::fs::metadata(&path).map_or(0, |m| m.len());
             std::fs::remove_file(&path).map_err(|e| Error::io(&format!("remove {}", path.display()), e))?;
             self.firsts.remove(0);
+            self.sealed_bytes = self.sealed_bytes.saturating_sub(len);
             gone += 1;
         }
         Ok(gone)
@@ -505,6 +370,7 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aether::logfile::{record_size, RECORD_HEADER};
     use std::os::unix::fs::PermissionsExt;
 
     /// A directory unique to the test, removed when dropped.
@@ -564,6 +430,7 @@ mod tests {
             }
         );
         assert_eq!(w.append(1, b"after").expect("append"), 1500);
+        w.flush().expect("flush");
         assert_eq!(read_segment(&path, TOPIC, true).expect("read").len(), 501);
         assert!(
             SegmentWriter::create(&d.0, TOPIC, 1000).is_err(),
@@ -593,6 +460,7 @@ mod tests {
             assert_eq!(r.cut as usize, last - cut, "cut {cut}");
             assert_eq!(std::fs::metadata(&path).expect("stat").len() as usize, keep);
             assert_eq!(w.append(7, b"next").expect("append"), 19);
+            w.flush().expect("flush");
             let got = read_segment(&path, TOPIC, true).expect("read");
             assert_eq!(got.len(), 20);
             assert_eq!(got[19], (19, 7, b"next".to_vec()));
@@ -708,6 +576,7 @@ mod tests {
         let (mut log, r) = Log::open(&dir, TOPIC, 4096).expect("reopen");
         assert_eq!((r.next_seq, log.segments()), (400, segments));
         assert_eq!(log.append(1, b"on").expect("append"), 400);
+        log.flush().expect("flush");
 
         // Retention: whole segments below the mark go; reading above it goes on.
         let removed = log.remove_before(200).expect("retention");

@@ -16,6 +16,7 @@ fn topic(policy: Policy, ring_size: u64, max_message: u64) -> TopicParams {
         ring_size,
         max_message,
         max_subscribers: 8,
+        wal: None,
     }
 }
 
@@ -380,6 +381,7 @@ fn a_killed_subscriber_stops_holding_back_a_reliable_publisher() {
                 ring_size: 1 << 14,
                 max_message: 512,
                 max_subscribers: 4,
+                wal: None,
             },
         )
         .unwrap();

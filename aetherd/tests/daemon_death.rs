@@ -19,6 +19,7 @@ fn small(policy: Policy) -> TopicParams {
         ring_size: 8192,
         max_message: 1024,
         max_subscribers: 4,
+        wal: None,
     }
 }
 

@@ -97,7 +97,10 @@ fn child_main() {
                 // as a hostile client would.
                 use aether::protocol::{self, Request};
                 let req = match *op {
-                    "sub" => Request::SubscriberOpen { topic: t.to_string() },
+                    "sub" => Request::SubscriberOpen {
+                        topic: t.to_string(),
+                        start: aether::Start::Latest,
+                    },
                     _ => Request::PublisherOpen { topic: t.to_string() },
                 };
                 let raw = aether::sys::uds::SeqPacket::connect(Path::new(sock)).unwrap();
@@ -635,6 +638,7 @@ fn a_kicked_client_is_fenced_from_its_slots() {
         ring_size: 8192,
         max_message: 256,
         max_subscribers: 1,
+        wal: None,
     };
     c.create_topic("k", &one).unwrap();
     let mut p = c.publisher("k").unwrap();
@@ -727,6 +731,7 @@ fn a_subscribe_only_client_can_write_nothing_others_read() {
             ring_size: 1 << 16,
             max_message: 256,
             max_subscribers: 8,
+            wal: None,
         },
     )
     .unwrap();

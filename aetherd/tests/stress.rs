@@ -131,6 +131,7 @@ fn run_4x4(policy: Policy, per_publisher: u64) {
         ring_size: 1 << 16,
         max_message: max as u64,
         max_subscribers: 8,
+        wal: None,
     };
     d.client().create_topic("stress", &params).unwrap();
     let total = PUBLISHERS * per_publisher;
@@ -197,6 +198,7 @@ fn publishers_killed_mid_write_do_not_wedge_subscribers() {
         ring_size: 1 << 16,
         max_message: 512,
         max_subscribers: 8,
+        wal: None,
     };
     client.create_topic("crashy", &params).unwrap();
     let total = CRASHES * (PER_ROUND + 1);

@@ -71,6 +71,7 @@ fn main() {
         wait: WaitConfig { strategy, spin: 2000 },
         abandon_timeout: Duration::from_millis(100),
         delivery: Delivery::Shm,
+        ..SubscriberConfig::default()
     };
     let mut sub = client.subscriber(topic, &cfg).unwrap_or_else(|e| fail("subscribe", e));
     let mut publ = client.publisher(topic).unwrap_or_else(|e| fail("publish", e));

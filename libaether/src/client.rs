@@ -5,8 +5,9 @@
 
 use crate::delivery::{Delivery, MqReceiver, Received};
 use crate::error::{Error, Result, Status};
+use crate::history::History;
 use crate::notice::{self, Notice};
-use crate::protocol::{self, Reply, Request};
+use crate::protocol::{self, Reply, Request, Start};
 use crate::ring::{Claim, Deadline, Reader, Record, SubscriberSource, WaitConfig, WaitStrategy, Writer};
 use crate::segment::{Cursor, CursorLine, Policy, Segment, TopicParams, Waiters};
 use crate::sys::{mqueue as mq, uds::SeqPacket};
@@ -357,6 +358,7 @@ impl Client {
             ring_size: geo.ring_size,
             max_message: geo.max_message,
             max_subscribers: geo.max_subscribers,
+            wal: None,
         };
         match self.create_topic(topic, &params) {
             Err(e) if e.status != Status::Exists => Err(e),
@@ -413,6 +415,7 @@ impl Client {
     /// subscriber's cursor page). If anything cannot be mapped, the slot is given back.
     fn open_segment(&self, req: &Request, topic: &str) -> Result<Opened> {
         let (reply, fds) = self.conn.call(req)?;
+        let mut start = None;
         let (slot, close) = match reply {
             Reply::Publishing { slot } => (
                 slot,
@@ -422,7 +425,10 @@ impl Client {
                     topic_id: 0,
                 },
             ),
-            Reply::Subscribed { slot } => (slot, subscriber_close(topic, slot)),
+            Reply::Subscribed { slot, start: s } => {
+                start = s;
+                (slot, subscriber_close(topic, slot))
+            }
             _ => return Err(Error::protocol("unexpected reply to an open request")),
         };
         let mapped = (|| {
@@ -437,7 +443,7 @@ impl Client {
             Ok((Arc::new(seg), Arc::new(waiters), fds.collect()))
         })();
         self.or_give_back(mapped, close)
-            .map(|(seg, w, rest)| (slot, seg, w, rest))
+            .map(|(seg, w, rest)| (slot, seg, w, rest, start))
     }
 
     /// `r`; when it is an error, first gives back the slot that `close` names
@@ -457,7 +463,7 @@ impl Client {
     /// segment that fails its checks).
     pub fn publisher(&self, topic: &str) -> Result<Publisher> {
         protocol::validate_topic(topic)?;
-        let (slot, seg, waiters, _) = self.open_segment(&Request::PublisherOpen { topic: topic.into() }, topic)?;
+        let (slot, seg, waiters, _, _) = self.open_segment(&Request::PublisherOpen { topic: topic.into() }, topic)?;
         // Cursor pages (a reliable publisher's) and pollable subscribers' eventfds come from the daemon.
         let source: Box<dyn SubscriberSource> = Box::new(DaemonSubscribers {
             client: self.clone(),
@@ -534,29 +540,51 @@ impl Client {
         Ok(Some(notice))
     }
 
-    /// A subscriber on the existing `topic`: it receives what is published
-    /// from now on, in order.
+    /// A subscriber on the existing `topic`: it receives, in order, what is
+    /// published from now on, or with `cfg.start` other than `Latest` (a
+    /// durable topic), the topic's logged history from there first, then
+    /// what is published, with no gap and no duplicate between the two.
     ///
     /// Errors: `NotFound`, `Permission` (no `subscribe` right), `Limit` (the
     /// topic's `max_subscribers`, or this user's slot or queue quota),
-    /// `Corrupt`, `Io` (`Delivery::Mqueue`: the queue could not be made).
+    /// `Invalid` (a start on a topic that is not durable, a seq not yet
+    /// published, a start with `Delivery::Mqueue`), `Corrupt`, `Io`
+    /// (`Delivery::Mqueue`: the queue could not be made).
     pub fn subscriber(&self, topic: &str, cfg: &SubscriberConfig) -> Result<Subscriber> {
         protocol::validate_topic(topic)?;
         if cfg.delivery == Delivery::Mqueue {
+            if cfg.start != Start::Latest {
+                return Err(Error::invalid(
+                    "a subscriber with a start (history) reads the ring: use delivery=shm",
+                ));
+            }
             return self.mqueue_subscriber(topic);
         }
-        let (slot, seg, waiters, rest) = self.open_segment(&Request::SubscriberOpen { topic: topic.into() }, topic)?;
+        let req = Request::SubscriberOpen {
+            topic: topic.into(),
+            start: cfg.start,
+        };
+        let (slot, seg, waiters, rest, start) = self.open_segment(&req, topic)?;
         let opened = (|| {
+            let mut rest = rest.into_iter();
             let fd = rest
-                .first()
+                .next()
                 .ok_or_else(|| Error::protocol("the daemon sent no cursor page"))?;
-            let cursor = Arc::new(Cursor::open(fd, seg.geometry().salt, slot)?);
-            Reader::new(seg, waiters, Some((slot, cursor)))
+            let cursor = Arc::new(Cursor::open(&fd, seg.geometry().salt, slot)?);
+            let max_message = seg.geometry().max_message as usize;
+            let history = match (cfg.start, start) {
+                (Start::Latest, _) => None,
+                (_, Some((_, seq))) => Some(History::new(rest.collect(), cfg.start, seq, max_message)),
+                (_, None) => return Err(Error::protocol("the daemon sent no history for a start")),
+            };
+            Ok((Reader::new_at(seg, waiters, Some((slot, cursor)), start)?, history))
         })();
-        let mut reader = self.or_give_back(opened, subscriber_close(topic, slot))?;
+        let (mut reader, history) = self.or_give_back(opened, subscriber_close(topic, slot))?;
         reader.wait = cfg.wait;
         reader.abandon_timeout = cfg.abandon_timeout;
-        Ok(Subscriber::new(reader, topic, slot, self.clone(), None))
+        let mut sub = Subscriber::new(reader, topic, slot, self.clone(), None);
+        sub.history = history;
+        Ok(sub)
     }
 
     /// A `delivery=mqueue` subscriber: the daemon reads the ring for it and
@@ -596,7 +624,9 @@ impl Client {
 
 /// What an open request gives: the slot, the segment, the waiters page, and
 /// the descriptors after them.
-type Opened = (u32, Arc<Segment>, Arc<Waiters>, Vec<OwnedFd>);
+/// Slot, segment, waiters page, the descriptors that follow, and where a
+/// replaying subscriber's cursor was put.
+type Opened = (u32, Arc<Segment>, Arc<Waiters>, Vec<OwnedFd>, Option<(u64, u64)>);
 
 /// A publisher's [`SubscriberSource`]: asks the daemon for read-only cursor
 /// pages of gating subscribers (`Cursors`, reliable topics) and for the
@@ -671,6 +701,9 @@ pub struct SubscriberConfig {
     /// Straight from the ring (default) or through a message queue.
     /// `wait` and `abandon_timeout` apply to `Delivery::Shm` only.
     pub delivery: Delivery,
+    /// Where to begin: `Latest` (default), or on a durable topic, somewhere
+    /// in its log (`Earliest`, `Seq`, `Time`). `Delivery::Shm` only.
+    pub start: Start,
 }
 
 impl Default for SubscriberConfig {
@@ -682,6 +715,7 @@ impl Default for SubscriberConfig {
             },
             abandon_timeout: Duration::from_millis(100),
             delivery: Delivery::Shm,
+            start: Start::Latest,
         }
     }
 }
@@ -837,6 +871,10 @@ pub struct Subscriber {
     /// `Delivery::Shm`, once [`fd`](Self::fd) was asked for: the eventfd
     /// publishers signal while this subscriber is armed (see `PollLine`).
     notify: Option<OwnedFd>,
+    /// A durable topic's logged messages still to deliver before the ring's.
+    history: Option<History>,
+    /// Messages the finished history delivered, and lost (retention had removed them).
+    from_log: (u64, u64),
 }
 
 impl Subscriber {
@@ -851,6 +889,8 @@ impl Subscriber {
             scratch: Vec::new(),
             mq_cursor: None,
             notify: None,
+            history: None,
+            from_log: (0, 0),
         }
     }
 
@@ -873,6 +913,10 @@ impl Subscriber {
             let fd = fds.pop().ok_or_else(|| Error::protocol("the daemon sent no eventfd"))?;
             self.notify = Some(fd);
             self.came_back_empty();
+            // History to deliver: readable now, whatever the ring holds.
+            if let (Some(fd), true) = (&self.notify, self.history.as_ref().is_some_and(History::pending)) {
+                crate::sys::eventfd::signal(fd);
+            }
         }
         match (&self.mq, &self.notify) {
             (Some(mq), _) => Ok(mq.fd()),
@@ -920,6 +964,19 @@ impl Subscriber {
         if self.held.is_some() {
             return Err(Error::invalid("a received view is outstanding: release it first"));
         }
+        let from_log = self.take_history(true, |m| {
+            let len = m.payload.len();
+            let dst = buf.get_mut(..len).ok_or(len)?;
+            dst.copy_from_slice(m.payload);
+            Ok(Received {
+                len,
+                seq: m.seq,
+                timestamp_ns: m.timestamp_ns,
+            })
+        })?;
+        if let Some(got) = from_log {
+            return Ok(got);
+        }
         let (len, seq, timestamp_ns) = self.pollable(|s| s.reader.receive_into(buf, deadline))?;
         Ok(Received { len, seq, timestamp_ns })
     }
@@ -957,6 +1014,21 @@ impl Subscriber {
         if self.held.is_some() {
             return Err(Error::invalid("a received view is outstanding: release it first"));
         }
+        // Not advanced: the view stays in the history's buffer until released.
+        let from_log = self.take_history(false, |m| {
+            Ok(Record {
+                pos: HISTORY,
+                stride: 0,
+                seq: m.seq,
+                timestamp_ns: m.timestamp_ns,
+                len: m.payload.len(),
+                data: m.payload.as_ptr(),
+            })
+        })?;
+        if let Some(rec) = from_log {
+            self.held = Some(rec);
+            return Ok(rec);
+        }
         let rec = self.pollable(|s| loop {
             let rec = s.reader.next(deadline)?;
             if s.reader.overwritten(rec.pos) {
@@ -977,6 +1049,12 @@ impl Subscriber {
             .held
             .take()
             .ok_or_else(|| Error::invalid("no received view to release"))?;
+        if rec.pos == HISTORY {
+            if let Some(h) = &mut self.history {
+                h.advance();
+            }
+            return Ok(rec);
+        }
         if self.reader.overwritten(rec.pos) {
             self.reader.drop_overwritten(&rec)?;
             return Err(Error::new(
@@ -990,9 +1068,10 @@ impl Subscriber {
 
     /// Length of the message the last `TooLarge` error left unread.
     pub fn too_large_len(&self) -> usize {
-        match &self.mq {
-            Some(mq) => mq.too_large_len(),
-            None => self.reader.too_large_len(),
+        match (&self.mq, &self.history) {
+            (Some(mq), _) => mq.too_large_len(),
+            (None, Some(h)) if h.too_large_len != 0 => h.too_large_len,
+            (None, _) => self.reader.too_large_len(),
         }
     }
 
@@ -1009,7 +1088,7 @@ impl Subscriber {
     pub fn lost(&self) -> u64 {
         match &self.mq {
             Some(_) => self.slot_counter(|s| &s.lost),
-            None => self.reader.lost(),
+            None => self.reader.lost() + self.from_log.1 + self.history.as_ref().map_or(0, |h| h.lost),
         }
     }
 
@@ -1017,7 +1096,7 @@ impl Subscriber {
     pub fn delivered(&self) -> u64 {
         match &self.mq {
             Some(mq) => mq.delivered(),
-            None => self.reader.delivered(),
+            None => self.reader.delivered() + self.from_log.0 + self.history.as_ref().map_or(0, |h| h.delivered),
         }
     }
 
@@ -1079,9 +1158,48 @@ impl Subscriber {
     /// held; [`release_view`](Self::release_view) then reports `Overwritten`).
     /// `false` when no view is held or the topic is reliable.
     pub fn held_view_overwritten(&self) -> bool {
-        self.held.is_some_and(|rec| self.reader.overwritten(rec.pos))
+        self.held
+            .is_some_and(|rec| rec.pos != HISTORY && self.reader.overwritten(rec.pos))
+    }
+
+    /// While history remains: `take` of its next message (`Err(len)`: the
+    /// caller's buffer is too small: `TooLarge`, nothing consumed), and the
+    /// message consumed when `advance`. `None` once the ring takes over.
+    fn take_history<T>(
+        &mut self,
+        advance: bool,
+        take: impl FnOnce(&crate::history::Logged<'_>) -> std::result::Result<T, usize>,
+    ) -> Result<Option<T>> {
+        let Some(h) = &mut self.history else {
+            return Ok(None);
+        };
+        let Some(m) = h.peek()? else {
+            self.from_log = (h.delivered, h.lost);
+            self.history = None;
+            return Ok(None);
+        };
+        let seq = m.seq;
+        match take(&m) {
+            Ok(t) => {
+                h.too_large_len = 0;
+                if advance {
+                    h.advance();
+                }
+                Ok(Some(t))
+            }
+            Err(len) => {
+                h.too_large_len = len;
+                Err(Error::new(
+                    Status::TooLarge,
+                    format!("message {seq} of {len} bytes does not fit the buffer"),
+                ))
+            }
+        }
     }
 }
+
+/// The position a view from the log (not the ring) carries.
+const HISTORY: u64 = u64::MAX;
 
 impl Subscriber {
     /// Carries on after the daemon died or the topic was deleted, as
@@ -1097,6 +1215,7 @@ impl Subscriber {
             wait: self.reader.wait,
             abandon_timeout: self.reader.abandon_timeout,
             delivery: self.delivery(),
+            start: Start::Latest,
         };
         let fresh = client.subscriber(&self.topic, &cfg)?;
         self.held = None;

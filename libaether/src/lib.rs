@@ -28,19 +28,23 @@ mod client;
 mod delivery;
 mod error;
 mod ffi;
+mod history;
 
 pub use client::{Client, Message, Publisher, Subscriber, SubscriberConfig};
 pub use delivery::{Delivery, Received};
 pub use error::{Error, Result, Status};
 pub use notice::Notice;
+pub use protocol::Start;
 pub use ring::{Deadline, Record, WaitConfig, WaitStrategy};
-pub use segment::{Policy, TopicParams};
+pub use segment::{Fsync, Policy, TopicParams};
 
 // The parts the daemon, the CLI, the benchmark and the tests share with the
 // client (one definition of each layout and wire format). Public for them,
 // hidden from the documentation, and not a stable API: no semver promise.
 #[doc(hidden)]
 pub mod local;
+#[doc(hidden)]
+pub mod logfile;
 #[doc(hidden)]
 pub mod notice;
 #[doc(hidden)]

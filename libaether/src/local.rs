@@ -26,7 +26,7 @@ pub struct LocalTopic {
 
 impl LocalTopic {
     pub fn create(name: &str, params: &TopicParams) -> Result<LocalTopic> {
-        let (_, _, seg) = Segment::create(name, params, 1)?;
+        let (_, _, seg) = Segment::create(name, params, 1, 0)?;
         let (_, waiters) = Waiters::create(name, seg.geometry().salt)?;
         let slots = params.max_subscribers as usize;
         Ok(LocalTopic {

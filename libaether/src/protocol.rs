@@ -14,7 +14,7 @@
 //! malformed, decodes to a value or to a `Protocol` error.
 
 use crate::error::{Error, Result, Status};
-use crate::segment::{Policy, TopicParams};
+use crate::segment::{Fsync, Policy, TopicParams};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"AEP1");
 /// 2: replies carry the segment, the waiters page and a cursor page as
@@ -70,6 +70,57 @@ impl Op {
     }
 }
 
+/// Where a subscriber begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Start {
+    /// With the next message published (the default).
+    #[default]
+    Latest,
+    /// With the oldest message a durable topic's log still holds.
+    Earliest,
+    /// With message number `n` (the oldest still logged, if `n` is older).
+    Seq(u64),
+    /// With the first message published at or after this CLOCK_REALTIME
+    /// time, in nanoseconds since the epoch.
+    Time(u64),
+}
+
+impl Start {
+    /// `latest`, `earliest`, `seq=N` or `time=NS` (the CLI's spelling).
+    pub fn parse(s: &str) -> Option<Start> {
+        match s {
+            "latest" => Some(Start::Latest),
+            "earliest" => Some(Start::Earliest),
+            _ => {
+                if let Some(n) = s.strip_prefix("seq=") {
+                    n.parse().ok().map(Start::Seq)
+                } else {
+                    s.strip_prefix("time=")?.parse().ok().map(Start::Time)
+                }
+            }
+        }
+    }
+
+    fn encode(self) -> (u8, u64) {
+        match self {
+            Start::Latest => (0, 0),
+            Start::Earliest => (1, 0),
+            Start::Seq(n) => (2, n),
+            Start::Time(t) => (3, t),
+        }
+    }
+
+    fn decode(kind: u8, v: u64) -> Result<Start> {
+        Ok(match kind {
+            0 => Start::Latest,
+            1 => Start::Earliest,
+            2 => Start::Seq(v),
+            3 => Start::Time(v),
+            _ => return Err(Error::protocol(format!("unknown subscriber start {kind}"))),
+        })
+    }
+}
+
 /// A request from a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -86,8 +137,11 @@ pub enum Request {
     PublisherOpen {
         topic: String,
     },
+    /// `start`: where it begins; anything but `Latest` reads the topic's
+    /// log first (a durable topic only).
     SubscriberOpen {
         topic: String,
+        start: Start,
     },
     /// `topic_id` is the segment's salt (which topic incarnation the slot
     /// belongs to; 0: the current one): a close for a topic since deleted and
@@ -158,7 +212,7 @@ impl std::fmt::Display for Request {
             Request::TopicCreate { topic, params } => write!(f, "create {topic:?}: {params}"),
             Request::TopicDelete { topic } => write!(f, "delete {topic:?}"),
             Request::PublisherOpen { topic } => write!(f, "publish to {topic:?}"),
-            Request::SubscriberOpen { topic } => write!(f, "subscribe to {topic:?}"),
+            Request::SubscriberOpen { topic, start } => write!(f, "subscribe to {topic:?} from {start:?}"),
             Request::SubscriberOpenMqueue { topic } => write!(f, "subscribe to {topic:?} through a message queue"),
             Request::SubscriberClose { topic, slot, .. } => write!(f, "close subscriber slot {slot} of {topic:?}"),
             Request::PublisherClose { topic, slot, .. } => write!(f, "close publisher slot {slot} of {topic:?}"),
@@ -194,8 +248,11 @@ pub enum Reply {
     Publishing {
         slot: u32,
     },
+    /// `start`: for a subscriber that asked for history, where its cursor
+    /// was put (position, next seq); the log's files follow the cursor page.
     Subscribed {
         slot: u32,
+        start: Option<(u64, u64)>,
     },
     /// A message queue: at most `maxmsg` messages of at most `msgsize` bytes.
     ControlQueue {
@@ -361,11 +418,28 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
             e.u64(params.ring_size);
             e.u64(params.max_message);
             e.u32(params.max_subscribers);
+            // Trailing, so that an older daemon's decoder sees extra bytes
+            // and refuses rather than making a topic that is not logged.
+            if let Some(fsync) = params.wal {
+                let (kind, ms) = match fsync {
+                    Fsync::Never => (1, 0),
+                    Fsync::Interval(ms) => (2, ms),
+                };
+                e.u8(kind);
+                e.u32(ms);
+            }
         }
-        Request::TopicDelete { topic }
-        | Request::PublisherOpen { topic }
-        | Request::SubscriberOpen { topic }
-        | Request::SubscriberOpenMqueue { topic } => e.str(topic),
+        Request::TopicDelete { topic } | Request::PublisherOpen { topic } | Request::SubscriberOpenMqueue { topic } => {
+            e.str(topic)
+        }
+        Request::SubscriberOpen { topic, start } => {
+            e.str(topic);
+            if *start != Start::Latest {
+                let (kind, v) = start.encode();
+                e.u8(kind);
+                e.u64(v);
+            }
+        }
         Request::ControlQueue => {}
         Request::SubscriberClose { topic, slot, topic_id } | Request::PublisherClose { topic, slot, topic_id } => {
             e.str(topic);
@@ -407,12 +481,34 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                     ring_size: d.u64()?,
                     max_message: d.u64()?,
                     max_subscribers: d.u32()?,
+                    wal: None,
+                };
+                let params = if d.0.is_empty() {
+                    params
+                } else {
+                    let wal = match (d.u8()?, d.u32()?) {
+                        (1, _) => Fsync::Never,
+                        (2, ms) => Fsync::Interval(ms),
+                        (k, _) => return Err(Error::protocol(format!("unknown fsync policy {k}"))),
+                    };
+                    TopicParams {
+                        wal: Some(wal),
+                        ..params
+                    }
                 };
                 Request::TopicCreate { topic, params }
             }
             Op::TopicDelete => Request::TopicDelete { topic: d.str()? },
             Op::PublisherOpen => Request::PublisherOpen { topic: d.str()? },
-            Op::SubscriberOpen => Request::SubscriberOpen { topic: d.str()? },
+            Op::SubscriberOpen => {
+                let topic = d.str()?;
+                let start = if d.0.is_empty() {
+                    Start::Latest
+                } else {
+                    Start::decode(d.u8()?, d.u64()?)?
+                };
+                Request::SubscriberOpen { topic, start }
+            }
             Op::SubscriberClose => Request::SubscriberClose {
                 topic: d.str()?,
                 slot: d.u32()?,
@@ -468,7 +564,14 @@ pub fn encode_reply(op: u16, id: u32, reply: &Result<Reply>) -> Vec<u8> {
                     e.u64(*instance_id);
                 }
                 Reply::Done => {}
-                Reply::Publishing { slot } | Reply::Subscribed { slot } => e.u32(*slot),
+                Reply::Publishing { slot } => e.u32(*slot),
+                Reply::Subscribed { slot, start } => {
+                    e.u32(*slot);
+                    if let Some((pos, seq)) = start {
+                        e.u64(*pos);
+                        e.u64(*seq);
+                    }
+                }
                 Reply::ControlQueue { maxmsg, msgsize } => {
                     e.u32(*maxmsg);
                     e.u32(*msgsize);
@@ -507,7 +610,15 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
         },
         Op::TopicCreate | Op::TopicDelete | Op::SubscriberClose | Op::PublisherClose | Op::SubscriberFd => Reply::Done,
         Op::PublisherOpen => Reply::Publishing { slot: d.u32()? },
-        Op::SubscriberOpen => Reply::Subscribed { slot: d.u32()? },
+        Op::SubscriberOpen => {
+            let slot = d.u32()?;
+            let start = if d.0.is_empty() {
+                None
+            } else {
+                Some((d.u64()?, d.u64()?))
+            };
+            Reply::Subscribed { slot, start }
+        }
         Op::ControlQueue => Reply::ControlQueue {
             maxmsg: d.u32()?,
             msgsize: d.u32()?,
@@ -561,7 +672,10 @@ mod tests {
             },
             Request::TopicDelete { topic: "t".into() },
             Request::PublisherOpen { topic: "t".into() },
-            Request::SubscriberOpen { topic: "t".into() },
+            Request::SubscriberOpen {
+                topic: "t".into(),
+                start: Start::Latest,
+            },
             Request::SubscriberClose {
                 topic: "t".into(),
                 slot: 3,
@@ -592,9 +706,31 @@ mod tests {
         ]
     }
 
+    /// Requests with their optional trailing fields (starts, durability).
+    fn with_options() -> Vec<Request> {
+        let mut v: Vec<Request> = [Start::Earliest, Start::Seq(7), Start::Time(1 << 60)]
+            .into_iter()
+            .map(|start| Request::SubscriberOpen {
+                topic: "t".into(),
+                start,
+            })
+            .collect();
+        for wal in [Fsync::Never, Fsync::Interval(5)] {
+            v.push(Request::TopicCreate {
+                topic: "t".into(),
+                params: TopicParams {
+                    policy: Policy::Reliable,
+                    wal: Some(wal),
+                    ..TopicParams::default()
+                },
+            });
+        }
+        v
+    }
+
     #[test]
     fn requests_round_trip() {
-        for (i, r) in all_requests().into_iter().enumerate() {
+        for (i, r) in all_requests().into_iter().chain(with_options()).enumerate() {
             let f = encode_request(&r, i as u32);
             assert_eq!(decode_request(&f).unwrap(), (i as u32, r));
         }
@@ -611,7 +747,14 @@ mod tests {
                     instance_id: 9,
                 }),
             ),
-            (Op::SubscriberOpen, Ok(Reply::Subscribed { slot: 5 })),
+            (Op::SubscriberOpen, Ok(Reply::Subscribed { slot: 5, start: None })),
+            (
+                Op::SubscriberOpen,
+                Ok(Reply::Subscribed {
+                    slot: 5,
+                    start: Some((4096, 77)),
+                }),
+            ),
             (
                 Op::ControlQueue,
                 Ok(Reply::ControlQueue {
@@ -691,7 +834,13 @@ mod tests {
             assert_eq!(r.op() as u16, i as u16 + 1);
             assert_eq!(Op::from_u16(i as u16 + 1), Some(r.op()));
         }
-        let f = encode_request(&Request::SubscriberOpen { topic: "ab".into() }, 7);
+        let f = encode_request(
+            &Request::SubscriberOpen {
+                topic: "ab".into(),
+                start: Start::Latest,
+            },
+            7,
+        );
         assert_eq!(&f[6..8], &5u16.to_le_bytes());
         assert_eq!(&f[16..], &[2, 0, b'a', b'b']);
         let f = encode_request(&Request::ControlQueue, 1);

@@ -977,6 +977,19 @@ impl Reader {
     /// reliable topics: see `Segment::join`), or with no slot at all (a reader
     /// nobody waits for: the daemon's view of an mqueue subscriber's ring).
     pub fn new(seg: Arc<Segment>, waiters: Arc<Waiters>, slot: Option<(u32, Arc<Cursor>)>) -> Result<Reader> {
+        Reader::new_at(seg, waiters, slot, None)
+    }
+
+    /// [`new`](Self::new), starting at `start` (position, next seq) rather
+    /// than the tail: where the daemon registered the slot's cursor (see
+    /// `Segment::join_at`). Checked against the tail: not past it, not a
+    /// ring behind it, 64-byte aligned.
+    pub fn new_at(
+        seg: Arc<Segment>,
+        waiters: Arc<Waiters>,
+        slot: Option<(u32, Arc<Cursor>)>,
+        start: Option<(u64, u64)>,
+    ) -> Result<Reader> {
         let geo = *seg.geometry();
         membarrier::register();
         let (slot, cursor_page) = match slot {
@@ -994,10 +1007,21 @@ impl Reader {
         let cursor_slot = cursor_page.as_deref().map(|p| InSegment::new(p.line()));
         // Without writing: the segment may be mapped read-only here. The
         // daemon registered the cursor at or below this tail.
-        let (pos, next_seq) = seg.tail().load_shared();
-        if pos % ALIGN != 0 {
+        let (tail, tail_seq) = seg.tail().load_shared();
+        if tail % ALIGN != 0 {
             return Err(Error::corrupt("ring tail is not 64-byte aligned"));
         }
+        let (pos, next_seq) = match start {
+            None => (tail, tail_seq),
+            Some((pos, seq)) => {
+                if pos % ALIGN != 0 || pos > tail || tail - pos > geo.ring_size || seq > tail_seq {
+                    return Err(Error::protocol(format!(
+                        "start position {pos} (seq {seq}) is not in the ring (tail {tail}, seq {tail_seq})"
+                    )));
+                }
+                (pos, seq)
+            }
+        };
         let (hdr, ring) = in_segment(&seg);
         let waiters_page = InSegment::new(waiters.page());
         let r = Reader {
@@ -1418,6 +1442,31 @@ impl Reader {
     #[inline(always)]
     pub fn consume(&mut self, rec: &Record) {
         self.advance(rec.pos + rec.stride, rec.seq, 1, 0);
+    }
+
+    /// [`consume`](Self::consume), but the shared cursor stays where it was
+    /// (publishers may not overwrite `rec` yet) until [`store_position`](Self::store_position):
+    /// the daemon's log writer keeps a batch in the ring until it is written.
+    pub fn consume_held(&mut self, rec: &Record) {
+        self.pos = rec.pos + rec.stride;
+        self.lost = self.lost.saturating_add(rec.seq.saturating_sub(self.next_seq));
+        self.next_seq = rec.seq.wrapping_add(1);
+        self.delivered += 1;
+    }
+
+    /// Publishes the position [`consume_held`](Self::consume_held) reached.
+    pub fn store_position(&self) {
+        self.store_cursor();
+    }
+
+    /// The ring's tail: where the next claim goes.
+    pub fn tail(&self) -> u64 {
+        self.tail_pos()
+    }
+
+    /// The sequence number the next message will have.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// Moves past `rec` (returned by [`next`](Self::next)) without delivering

@@ -326,6 +326,44 @@ pub struct TopicParams {
     pub max_message: u64,
     /// Subscribers at once: 1 to 1024 (default 64).
     pub max_subscribers: u32,
+    /// Durable topics: the daemon logs every message to disk (a write-ahead
+    /// log it replays from), with this fsync policy. `None` (default): the
+    /// topic lives in memory only. Only reliable topics can be durable.
+    pub wal: Option<Fsync>,
+}
+
+/// When the daemon's log writer makes what it wrote durable (fdatasync).
+/// `docs/DURABILITY.md` says what each survives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// Never: the kernel writes back when it likes. Survives a crash of any
+    /// process, the daemon's included; not a power loss.
+    Never,
+    /// Every this many milliseconds (1 to 60000), for everything written
+    /// since the last: a power loss loses at most about that much.
+    Interval(u32),
+}
+
+impl Fsync {
+    /// `never` or `interval=MS` (the CLI's and the configuration file's spelling).
+    pub fn parse(s: &str) -> Option<Fsync> {
+        match s {
+            "never" => Some(Fsync::Never),
+            _ => {
+                let ms = s.strip_prefix("interval=")?.parse().ok()?;
+                (1..=60_000).contains(&ms).then_some(Fsync::Interval(ms))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Fsync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fsync::Never => write!(f, "never"),
+            Fsync::Interval(ms) => write!(f, "interval={ms}"),
+        }
+    }
 }
 
 impl Default for TopicParams {
@@ -335,6 +373,7 @@ impl Default for TopicParams {
             ring_size: 4 << 20,
             max_message: 64 << 10,
             max_subscribers: 64,
+            wal: None,
         }
     }
 }
@@ -353,7 +392,11 @@ impl std::fmt::Display for TopicParams {
             self.policy.name(),
             self.max_message,
             self.max_subscribers
-        )
+        )?;
+        match self.wal {
+            Some(fsync) => write!(f, ", logged (fsync {fsync})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -377,6 +420,16 @@ impl TopicParams {
             return Err(Error::invalid(format!(
                 "max_subscribers must be between 1 and {MAX_SUBSCRIBERS}"
             )));
+        }
+        if let Some(Fsync::Interval(ms)) = self.wal {
+            if !(1..=60_000).contains(&ms) {
+                return Err(Error::invalid(format!("fsync interval {ms} ms must be 1 to 60000")));
+            }
+        }
+        if self.wal.is_some() && self.policy != Policy::Reliable {
+            return Err(Error::invalid(
+                "a durable (logged) topic must be reliable: the log writer may not be overwritten",
+            ));
         }
         Ok(())
     }
@@ -433,7 +486,14 @@ impl Segment {
     /// memory from under other mappings), with fresh headers. Used by the
     /// daemon. Returns the descriptors (the segment's, the control page's)
     /// and the mappings.
-    pub fn create(topic: &str, params: &TopicParams, instance_id: u64) -> Result<(OwnedFd, OwnedFd, Segment)> {
+    /// The first message published gets sequence number `first_seq` (a
+    /// durable topic's numbering goes on from its log).
+    pub fn create(
+        topic: &str,
+        params: &TopicParams,
+        instance_id: u64,
+        first_seq: u64,
+    ) -> Result<(OwnedFd, OwnedFd, Segment)> {
         params.validate()?;
         if topic.len() > MAX_TOPIC_LEN {
             return Err(Error::invalid("topic name too long"));
@@ -499,6 +559,7 @@ impl Segment {
             let slot = seg.pub_slot(i).expect("slot index below max");
             slot.claim.store(SLOT_FREE, Ordering::Relaxed);
         }
+        seg.tail().hi.store(first_seq, Ordering::Relaxed);
         std::sync::atomic::fence(Ordering::SeqCst);
         Ok((fd, control_fd, seg))
     }
@@ -546,6 +607,7 @@ impl Segment {
             ring_size: meta.ring_size,
             max_message: meta.max_message,
             max_subscribers: meta.max_subscribers,
+            wal: None,
         };
         params
             .validate()
@@ -684,6 +746,13 @@ impl Segment {
     /// re-read the directory when `slots_gen` changes). The subscriber moves
     /// its cursor on from there. Returns the slot's owner generation.
     pub fn join(&self, i: u32, pid: u32, cursor: &Cursor) -> Result<u64> {
+        self.join_at(i, pid, cursor, None)
+    }
+
+    /// [`join`](Self::join), with the cursor at `start` (position, next seq)
+    /// instead of the tail: a place no publisher may have passed by a ring
+    /// (another gating cursor's, which the caller keeps from moving).
+    pub fn join_at(&self, i: u32, pid: u32, cursor: &Cursor, start: Option<(u64, u64)>) -> Result<u64> {
         let e = self
             .slot(i)
             .ok_or_else(|| Error::invalid(format!("subscriber slot {i} out of range")))?;
@@ -692,7 +761,13 @@ impl Segment {
             a.store(0, Ordering::Relaxed);
         }
         c.pid.store(pid, Ordering::Relaxed);
-        c.cursor.store(self.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst);
+        match start {
+            Some((pos, seq)) => {
+                c.next_seq.store(seq, Ordering::Relaxed);
+                c.cursor.store(pos, Ordering::SeqCst);
+            }
+            None => c.cursor.store(self.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst),
+        }
         e.pid.store(pid, Ordering::Relaxed);
         let gating = self.geo.policy == Policy::Reliable;
         let flags = SLOT_LIVE | if gating { SLOT_GATING } else { 0 };
@@ -935,7 +1010,7 @@ mod tests {
 
     #[test]
     fn an_unsealed_descriptor_is_refused() {
-        let (sealed, control, _seg) = Segment::create("t", &TopicParams::default(), 1).unwrap();
+        let (sealed, control, _seg) = Segment::create("t", &TopicParams::default(), 1, 0).unwrap();
         assert!(Segment::open(&sealed, &control).is_ok());
         // The same bytes in a memfd without seals: a client must not map it.
         let size = shm::size(&sealed).unwrap();
@@ -957,8 +1032,8 @@ mod tests {
     /// A control page of another topic (another salt) is refused.
     #[test]
     fn a_control_page_of_another_topic_is_refused() {
-        let (seg_a, _, _a) = Segment::create("a", &TopicParams::default(), 1).unwrap();
-        let (_, control_b, _b) = Segment::create("b", &TopicParams::default(), 1).unwrap();
+        let (seg_a, _, _a) = Segment::create("a", &TopicParams::default(), 1, 0).unwrap();
+        let (_, control_b, _b) = Segment::create("b", &TopicParams::default(), 1, 0).unwrap();
         let e = Segment::open(&seg_a, &control_b).err().expect("refused");
         assert_eq!(e.status, crate::error::Status::Corrupt, "{e}");
     }

@@ -17,6 +17,7 @@ fn segment(policy: Policy, ring_size: u64, max_message: u64) -> Arc<LocalTopic> 
         ring_size,
         max_message,
         max_subscribers: 8,
+        wal: None,
     };
     Arc::new(LocalTopic::create("t", &params).expect("create the topic"))
 }

@@ -60,6 +60,7 @@ pub(crate) fn topic_params(
         ring_size: ring_size.unwrap_or(d.ring_size),
         max_message: max_message.unwrap_or(d.max_message),
         max_subscribers: max_subscribers.unwrap_or(d.max_subscribers),
+        wal: None,
     })
 }
 

@@ -67,6 +67,9 @@ pub struct Request {
     pub ring_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message: Option<u64>,
+    /// `create`: a durable topic with this fsync policy (`never`, `interval=MS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsync: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<u64>,
 }
@@ -85,6 +88,8 @@ pub enum Command {
         policy: Option<String>,
         ring_size: Option<u64>,
         max_message: Option<u64>,
+        /// A durable topic (write-ahead log) with this fsync policy.
+        fsync: Option<String>,
     },
     Delete {
         topic: String,
@@ -147,8 +152,10 @@ impl Request {
                 policy,
                 ring_size,
                 max_message,
+                fsync,
             } => {
                 (r.topic, r.policy, r.ring_size, r.max_message) = (Some(topic), policy, ring_size, max_message);
+                r.fsync = fsync;
                 "create"
             }
             Command::Delete { topic } => {
@@ -180,6 +187,7 @@ impl Request {
                 ("policy", self.policy.is_some()),
                 ("ring_size", self.ring_size.is_some()),
                 ("max_message", self.max_message.is_some()),
+                ("fsync", self.fsync.is_some()),
                 ("client", self.client.is_some()),
             ];
             match present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
@@ -209,12 +217,13 @@ impl Request {
                 Command::Delete { topic: need_topic()? }
             }
             "create" => {
-                extra(&["topic", "policy", "ring_size", "max_message"])?;
+                extra(&["topic", "policy", "ring_size", "max_message", "fsync"])?;
                 Command::Create {
                     topic: need_topic()?,
                     policy: self.policy.clone(),
                     ring_size: self.ring_size,
                     max_message: self.max_message,
+                    fsync: self.fsync.clone(),
                 }
             }
             "kick" => {
@@ -272,6 +281,7 @@ mod tests {
             policy: Some("reliable".into()),
             ring_size: None,
             max_message: Some(64),
+            fsync: Some("interval=10".into()),
         };
         let r = Request::new("/tmp/x/reply".into(), cmd.clone());
         let s = serde_json::to_string(&r).unwrap();

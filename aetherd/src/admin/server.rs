@@ -13,7 +13,7 @@ use crate::admin::{self, Command, Reply, Request};
 use crate::config::Action;
 use crate::requests;
 use crate::state::{not_found, State};
-use aether::segment::{Policy, TopicParams};
+use aether::segment::{Fsync, Policy, TopicParams};
 use aether::sys::poll_one;
 use aether::{Error, Result, Status};
 use nix::errno::Errno;
@@ -175,8 +175,17 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
             policy,
             ring_size,
             max_message,
+            fsync,
         } => {
             let mut p: TopicParams = s.config.topic_defaults;
+            if let Some(f) = fsync {
+                p.wal = Some(
+                    Fsync::parse(f)
+                        .ok_or_else(|| Error::invalid(format!("unknown fsync policy {f:?} (never or interval=MS)")))?,
+                );
+                // A durable topic is reliable unless the request says otherwise (and fails).
+                p.policy = Policy::Reliable;
+            }
             if let Some(pol) = policy {
                 p.policy = Policy::from_name(pol)
                     .ok_or_else(|| Error::invalid(format!("unknown policy {pol:?} (lossy or reliable)")))?;

@@ -11,6 +11,7 @@ pub fn small_segment(name: &str, policy: Policy) -> Arc<LocalTopic> {
         ring_size: 1 << 16,
         max_message: 64,
         max_subscribers: 8,
+        wal: None,
     };
     Arc::new(LocalTopic::create(name, &params).expect("create the topic"))
 }

@@ -292,6 +292,7 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
         ring_size: c.ring_size,
         max_message: c.max_message,
         max_subscribers: c.max_subscribers,
+        wal: None,
     };
     p.validate()?;
     Ok(p)

@@ -1,0 +1,431 @@
+//! Durable topics. Each has a directory under the daemon's state directory,
+//! `<state>/topics/<name>/`, that outlives the daemon: `topic` (the
+//! parameters it was made with and its log's id, so that the daemon makes
+//! it again on start) and the segments of its write-ahead log ([`crate::wal`]).
+//! A log writer thread is a subscriber of the topic's ring like any other,
+//! gating (the topic is reliable), so nothing is overwritten before it is
+//! logged. It copies a batch of records into the log's buffer, writes them
+//! with one `pwrite`, and only then moves its cursor on: every message
+//! before the writer's cursor is in the files. A subscriber asking for
+//! history joins the ring at that cursor (under the same lock) and reads
+//! the files for everything before it: no gap, no duplicate.
+//!
+//! Who may read a log: the files are 0600 and the directories 0700, the
+//! daemon's user's alone; a client reads history only through read-only
+//! descriptors the daemon hands to a subscriber it authorized (the topic's
+//! `subscribe` right).
+
+use crate::state::{SlotKind, State, Topic};
+use crate::wal::{Log, SegmentWriter};
+use aether::protocol::Start;
+use aether::ring::{Deadline, Reader};
+use aether::segment::{Fsync, Policy, Segment, TopicParams};
+use aether::{Error, Result, Status};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The client id that holds a log writer's subscriber slot (real clients start at 2).
+pub(crate) const LOG_WRITER: u64 = 0;
+/// A log segment is rolled over at this size.
+pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
+/// The most log files one subscriber's history may span (descriptors in one reply).
+const MAX_FILES: usize = 200;
+/// How long the writer waits for a message before it looks at its stop flag.
+const IDLE: Duration = Duration::from_millis(50);
+
+/// One durable topic's log, as the daemon's threads share it.
+pub(crate) struct Durable {
+    pub(crate) dir: PathBuf,
+    pub(crate) fsync: Fsync,
+    /// Where the writer stands: every message before seq `.1` is in the
+    /// files; `.0` is that place in the ring. Locked while the writer moves
+    /// its cursor on, and while a subscriber with a start joins there.
+    pub(crate) mark: Mutex<(u64, u64)>,
+    /// The last seq made durable by fdatasync, plus one.
+    pub(crate) synced: AtomicU64,
+    /// The first seq the log still holds, and its bytes on disk.
+    pub(crate) oldest: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    /// Stop: when caught up with the ring (`stop`), or at once (`discard`:
+    /// the topic was deleted and its log goes with it).
+    stop: AtomicBool,
+    discard: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The state directory, made private and locked for this daemon on first
+/// use (a second daemon on the same directory would write the same logs).
+pub(crate) fn claim_state_dir(s: &mut State) -> Result<PathBuf> {
+    let dir = s
+        .state_dir
+        .clone()
+        .ok_or_else(|| Error::invalid("this broker has no state directory: it cannot make durable topics"))?;
+    if s.state_lock.is_none() {
+        private_dir(&dir)?;
+        let held = format!("another aetherd keeps its durable topics in {}", dir.display());
+        s.state_lock = Some(crate::broker::take_lock(&dir.join("lock"), &held)?);
+    }
+    Ok(dir)
+}
+
+/// `<state>/topics/<name>`.
+pub(crate) fn topic_dir(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("topics").join(name)
+}
+
+/// Makes `dir` (0700) unless it exists; either way it must be a directory
+/// of this process's user that nobody else may write.
+fn private_dir(dir: &Path) -> Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::io(&format!("create {}", dir.display()), e))
+        }
+        _ => {}
+    }
+    let m = std::fs::symlink_metadata(dir).map_err(|e| Error::io(&format!("stat {}", dir.display()), e))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if !m.is_dir() || m.uid() != euid || m.mode() & 0o022 != 0 {
+        return Err(Error::new(
+            Status::Permission,
+            format!(
+                "{} must be a directory of uid {euid} that no one else may write (it holds the topics' logs)",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The `topic` file: what the topic was made with, one `key=value` a line.
+fn params_text(p: &TopicParams, log_id: u64) -> String {
+    format!(
+        "log_id={log_id}\npolicy={}\nring_size={}\nmax_message={}\nmax_subscribers={}\nfsync={}\n",
+        p.policy.name(),
+        p.ring_size,
+        p.max_message,
+        p.max_subscribers,
+        p.wal.unwrap_or(Fsync::Never)
+    )
+}
+
+fn parse_params(text: &str, what: &Path) -> Result<(TopicParams, u64)> {
+    let bad = |why: String| Error::new(Status::Corrupt, format!("{}: {why}", what.display()));
+    let mut p = TopicParams::default();
+    let mut log_id = None;
+    let mut fsync = None;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{line:?} is not key=value")))?;
+        let num = || v.parse::<u64>().map_err(|_| bad(format!("{k}: {v:?} is not a number")));
+        match k {
+            "log_id" => log_id = Some(num()?),
+            "policy" => p.policy = Policy::from_name(v).ok_or_else(|| bad(format!("unknown policy {v:?}")))?,
+            "ring_size" => p.ring_size = num()?,
+            "max_message" => p.max_message = num()?,
+            "max_subscribers" => p.max_subscribers = num()?.try_into().map_err(|_| bad("max_subscribers".into()))?,
+            "fsync" => fsync = Some(Fsync::parse(v).ok_or_else(|| bad(format!("unknown fsync {v:?}")))?),
+            _ => return Err(bad(format!("unknown key {k:?}"))),
+        }
+    }
+    p.wal = Some(fsync.ok_or_else(|| bad("no fsync".into()))?);
+    p.validate().map_err(|e| bad(e.message))?;
+    Ok((p, log_id.ok_or_else(|| bad("no log_id".into()))?))
+}
+
+/// A new durable topic's directory and log (`Exists` if it has one already:
+/// a log the daemon could not recover at start, which it keeps for a human).
+pub(crate) fn create(s: &mut State, name: &str, params: &TopicParams) -> Result<Log> {
+    let state_dir = claim_state_dir(s)?;
+    private_dir(&state_dir.join("topics"))?;
+    let state_dir = state_dir.as_path();
+    let dir = topic_dir(state_dir, name);
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::new(
+                Status::Exists,
+                format!(
+                    "{} exists: a log the broker could not recover (see its log)",
+                    dir.display()
+                ),
+            )
+        } else {
+            Error::io(&format!("create {}", dir.display()), e)
+        });
+    }
+    let log_id = aether::sys::random_u64();
+    let made = (|| {
+        let tmp = dir.join("topic.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&format!("create {}", tmp.display()), e))?;
+        std::io::Write::write_all(&mut f, params_text(params, log_id).as_bytes())
+            .and_then(|_| f.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, dir.join("topic")))
+            .map_err(|e| Error::io(&format!("write {}", tmp.display()), e))?;
+        Log::open(&dir, log_id, SEGMENT_BYTES).map(|(log, _)| log)
+    })();
+    if made.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    made
+}
+
+/// A durable topic's parameters and log, found in `dir` at start: the log
+/// recovered (a torn tail cut), numbering to go on from its end.
+pub(crate) fn reopen(dir: &Path) -> Result<(TopicParams, Log)> {
+    private_dir(dir)?;
+    let path = dir.join("topic");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
+    let (params, log_id) = parse_params(&text, &path)?;
+    let (log, recovery) = Log::open(dir, log_id, SEGMENT_BYTES)?;
+    if recovery.cut > 0 {
+        log::warn!(
+            "log {}: cut a torn tail of {} bytes; numbering goes on at {}",
+            dir.display(),
+            recovery.cut,
+            recovery.next_seq
+        );
+    }
+    Ok((params, log))
+}
+
+/// The names of the durable topics whose directories are under `state_dir`.
+pub(crate) fn saved_topics(state_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("topics")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| aether::protocol::validate_topic(n).is_ok())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Starts `t`'s log writer (`name`, made with `log`): it takes a subscriber
+/// slot, which it holds as long as the topic lives.
+pub(crate) fn start(t: &mut Topic, name: &str, dir: PathBuf, fsync: Fsync, log: Log) -> Result<Arc<Durable>> {
+    let i = t.free_slot(SlotKind::Subscriber, name)?;
+    let (page, _) = t.join(i as u32, std::process::id(), name, None)?;
+    t.take_slot(SlotKind::Subscriber, i, LOG_WRITER);
+    let seg = Arc::new(Segment::open(&t.fd, &t.control_ro)?);
+    let reader = Reader::new(seg, Arc::clone(&t.waiters), Some((i as u32, page)))?;
+    let next = log.next_seq();
+    if reader.next_seq() != next {
+        return Err(Error::new(
+            Status::Corrupt,
+            format!("the ring starts at seq {} but the log at {next}", reader.next_seq()),
+        ));
+    }
+    let d = Arc::new(Durable {
+        dir,
+        fsync,
+        mark: Mutex::new((reader.position(), next)),
+        synced: AtomicU64::new(next),
+        oldest: AtomicU64::new(log.first_seq()),
+        bytes: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        discard: AtomicBool::new(false),
+        thread: Mutex::new(None),
+    });
+    let (w, topic) = (Arc::clone(&d), name.to_string());
+    let handle = std::thread::Builder::new()
+        .name(format!("aetherd-log-{}", &name[..name.len().min(4)]))
+        .spawn(move || w.run(&topic, log, reader))
+        .map_err(|e| Error::io("spawn a log writer", e))?;
+    *d.thread.lock().expect("thread lock") = Some(handle);
+    Ok(d)
+}
+
+impl Durable {
+    /// The writer: batches what the ring holds into the log, writes it,
+    /// then moves its cursor on; syncs by the topic's policy.
+    fn run(&self, topic: &str, mut log: Log, mut reader: Reader) {
+        let batch_limit = (reader.geometry().ring_size / 4).clamp(4096, 1 << 20) as usize;
+        let (mut staged, mut staged_bytes) = (0u64, 0usize);
+        let mut last_sync = Instant::now();
+        let mut last_error: Option<Instant> = None;
+        self.bytes.store(log.bytes(), Ordering::Relaxed);
+        loop {
+            if self.discard.load(Ordering::Acquire) {
+                return;
+            }
+            let deadline = Deadline::after(Some(if staged > 0 { Duration::ZERO } else { IDLE }));
+            let got = if staged_bytes >= batch_limit {
+                None
+            } else {
+                match reader.next(&deadline) {
+                    Ok(rec) => Some(rec),
+                    Err(e) if e.status == Status::Timeout => None,
+                    Err(e) => {
+                        // Deleted or closed: write what is staged and end.
+                        log::debug!("log writer {topic:?}: the ring ends ({e})");
+                        let _ = self.write(&mut log, &mut reader).and_then(|_| log.sync());
+                        return;
+                    }
+                }
+            };
+            if let Some(rec) = got {
+                // SAFETY: rec.data..+rec.len lies in the ring (validated by
+                // `next`), and the topic is reliable with this reader gating
+                // at or before rec.pos (consume_held does not publish its
+                // cursor), so no publisher writes those bytes meanwhile.
+                let appended = log.append_with(rec.timestamp_ns, rec.len, |dst| unsafe {
+                    std::ptr::copy_nonoverlapping(rec.data, dst.as_mut_ptr(), rec.len)
+                });
+                if let Err(e) = appended {
+                    log::error!("log writer {topic:?}: {e}");
+                    return;
+                }
+                reader.consume_held(&rec);
+                staged += 1;
+                staged_bytes += rec.len + 24;
+                continue;
+            }
+            if staged > 0 {
+                match self.write(&mut log, &mut reader) {
+                    Ok(()) => {
+                        (staged, staged_bytes) = (0, 0);
+                        last_error = None;
+                    }
+                    Err(e) => {
+                        // Disk full, an I/O error: the cursor stays (publishers
+                        // wait, then time out); try again.
+                        if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                            log::error!("log writer {topic:?}: {e}; retrying");
+                            last_error = Some(Instant::now());
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                }
+            }
+            let due = match self.fsync {
+                Fsync::Never => false,
+                Fsync::Interval(ms) => last_sync.elapsed() >= Duration::from_millis(ms.into()),
+            };
+            let next = reader.next_seq();
+            if due && self.synced.load(Ordering::Relaxed) != next {
+                match log.sync() {
+                    Ok(()) => self.synced.store(next, Ordering::Release),
+                    Err(e) => log::error!("log writer {topic:?}: {e}"),
+                }
+                last_sync = Instant::now();
+            }
+            if self.stop.load(Ordering::Acquire) && reader.position() >= reader.tail() {
+                if let Err(e) = log.sync() {
+                    log::error!("log writer {topic:?}: {e}");
+                }
+                return;
+            }
+        }
+    }
+
+    /// Writes the staged records, then moves the cursor past them.
+    fn write(&self, log: &mut Log, reader: &mut Reader) -> Result<()> {
+        log.flush()?;
+        let mut mark = self.mark.lock().expect("mark lock");
+        reader.store_position();
+        *mark = (reader.position(), reader.next_seq());
+        self.bytes.store(log.bytes(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stops the writer once it has logged everything published (the
+    /// daemon is draining or exiting), or at once when `discard`.
+    pub(crate) fn stop(&self, discard: bool) {
+        self.discard.store(discard, Ordering::Release);
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.thread.lock().expect("thread lock").take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Read-only descriptors of the log files that hold `start` and what
+    /// follows, oldest first. `Limit` past [`MAX_FILES`].
+    pub(crate) fn files_from(&self, start: Start) -> Result<Vec<OwnedFd>> {
+        let mut firsts: Vec<u64> = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(&format!("list {}", self.dir.display()), e))?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                let first = name.strip_suffix(".wal")?;
+                (first.len() == 20).then(|| first.parse().ok()).flatten()
+            })
+            .collect();
+        firsts.sort_unstable();
+        if let Start::Seq(n) = start {
+            // Keep the file holding n (the last starting at or before it) and those after.
+            let holding = firsts.partition_point(|&f| f <= n).saturating_sub(1);
+            firsts.drain(..holding);
+        }
+        if firsts.len() > MAX_FILES {
+            return Err(Error::new(
+                Status::Limit,
+                format!(
+                    "that history spans {} log files, more than {MAX_FILES} at once: start later",
+                    firsts.len()
+                ),
+            ));
+        }
+        firsts
+            .iter()
+            .map(|&f| {
+                let path = self.dir.join(SegmentWriter::file_name(f));
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&path)
+                    .map(OwnedFd::from)
+                    .map_err(|e| Error::io(&format!("open {}", path.display()), e))
+            })
+            .collect()
+    }
+}
+
+/// Makes every durable topic saved under the state directory again, each
+/// numbered on from its log. One that cannot be recovered is reported and
+/// left on disk as it is; the others go on.
+pub(crate) fn recover_all(s: &mut State) {
+    let Some(state_dir) = s.state_dir.clone() else {
+        return;
+    };
+    let names = saved_topics(&state_dir);
+    if names.is_empty() {
+        return;
+    }
+    if let Err(e) = claim_state_dir(s) {
+        log::error!("durable topics not recovered: {e}");
+        return;
+    }
+    for name in names {
+        let dir = topic_dir(&state_dir, &name);
+        let made =
+            reopen(&dir).and_then(|(params, log)| crate::requests::make_topic(s, &name, &params, None, Some(log)));
+        match made {
+            Ok(()) => log::info!("durable topic {name:?} recovered from {}", dir.display()),
+            Err(e) => log::error!("durable topic {name:?} not recovered: {e}"),
+        }
+    }
+}
+
+/// Where a daemon keeps its durable topics unless told: `/var/lib/aether`
+/// for root, else `$XDG_STATE_HOME/aether`, else `~/.local/state/aether`.
+pub fn default_state_dir(get: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Some(PathBuf::from("/var/lib/aether"));
+    }
+    let get = |k: &str| get(k).filter(|v| !v.is_empty());
+    if let Some(x) = get("XDG_STATE_HOME") {
+        return Some(PathBuf::from(x).join("aether"));
+    }
+    get("HOME").map(|h| PathBuf::from(h).join(".local/state/aether"))
+}

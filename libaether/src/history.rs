@@ -1,0 +1,243 @@
+//! A subscriber's history on a durable topic: the log files the daemon
+//! handed over (read-only descriptors, oldest first), read in place in
+//! order with every record checked, up to the sequence number where the
+//! subscriber's ring cursor starts. The daemon put that cursor where its
+//! log writer had written everything before it, so history and ring meet
+//! with no gap and no duplicate.
+
+use crate::logfile::{decode_at, decode_header, record_size, Found, RECORD_HEADER, SEGMENT_HEADER};
+use crate::protocol::Start;
+use crate::{Error, Result, Status};
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+
+/// Bytes read from a log file at a time (a record larger is read whole).
+const CHUNK: usize = 1 << 20;
+
+/// The record `peek` found, as offsets into the buffer.
+#[derive(Clone, Copy)]
+struct Peeked {
+    seq: u64,
+    timestamp_ns: u64,
+    at: usize,
+    len: usize,
+    next: usize,
+}
+
+/// A message of the history, borrowed from the read buffer.
+pub(crate) struct Logged<'a> {
+    pub seq: u64,
+    pub timestamp_ns: u64,
+    pub payload: &'a [u8],
+}
+
+pub(crate) struct History {
+    /// Files not opened yet, oldest first.
+    files: VecDeque<OwnedFd>,
+    /// The file being read, and how many were opened before it.
+    file: Option<OwnedFd>,
+    opened: usize,
+    /// Bytes of the file from offset `buf_at`; the next record at `buf[off..]`.
+    buf: Vec<u8>,
+    buf_at: u64,
+    off: usize,
+    /// The number the next record in the file must have.
+    next_seq: u64,
+    /// The ring holds this one and after: history ends before it.
+    end_seq: u64,
+    start: Start,
+    /// The topic's largest message: a record claiming more is damage.
+    max_message: usize,
+    /// Bytes the last fill asked for.
+    asked: usize,
+    peeked: Option<Peeked>,
+    /// Messages delivered from the log, and those asked for that retention had removed.
+    pub(crate) delivered: u64,
+    pub(crate) lost: u64,
+    /// Length of the message the last `TooLarge` left unread (0: none).
+    pub(crate) too_large_len: usize,
+}
+
+impl History {
+    /// History from `start` up to (not including) `end_seq`, in `files`.
+    pub(crate) fn new(files: Vec<OwnedFd>, start: Start, end_seq: u64, max_message: usize) -> History {
+        History {
+            files: files.into(),
+            file: None,
+            opened: 0,
+            buf: Vec::new(),
+            buf_at: 0,
+            off: 0,
+            next_seq: 0,
+            end_seq,
+            start,
+            max_message,
+            asked: 0,
+            peeked: None,
+            delivered: 0,
+            lost: 0,
+            too_large_len: 0,
+        }
+    }
+
+    /// Whether messages remain before the ring takes over.
+    pub(crate) fn pending(&self) -> bool {
+        self.peeked.is_some() || (self.next_seq < self.end_seq && (self.file.is_some() || !self.files.is_empty()))
+    }
+
+    fn corrupt(&self, why: String) -> Error {
+        Error::new(
+            Status::Corrupt,
+            format!(
+                "log file {} (from the daemon), offset {}: {why}",
+                self.opened,
+                self.buf_at + self.off as u64
+            ),
+        )
+    }
+
+    /// Reads the file from `at` (at least `need` bytes if the file has them).
+    fn fill(&mut self, at: u64, need: usize) -> Result<()> {
+        let fd = self.file.as_ref().expect("a file is open");
+        let want = need.max(CHUNK);
+        self.asked = want;
+        self.buf.resize(want, 0);
+        let mut got = 0;
+        while got < want {
+            match nix::sys::uio::pread(fd, &mut self.buf[got..], (at + got as u64) as i64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::io("read a log file", e.into())),
+            }
+        }
+        self.buf.truncate(got);
+        self.buf_at = at;
+        self.off = 0;
+        Ok(())
+    }
+
+    /// Opens the next file: its header must continue the numbering.
+    fn open_next(&mut self) -> Result<bool> {
+        let Some(fd) = self.files.pop_front() else {
+            return Ok(false);
+        };
+        self.file = Some(fd);
+        self.opened += 1;
+        self.fill(0, SEGMENT_HEADER)?;
+        let (_, first) = decode_header(&self.buf, &format!("log file {}", self.opened))?;
+        if self.opened == 1 {
+            let wanted = match self.start {
+                Start::Seq(n) => n,
+                _ => first,
+            };
+            // What retention removed before the first file is lost to us.
+            self.lost = first.saturating_sub(wanted).min(self.end_seq.saturating_sub(wanted));
+        } else if first != self.next_seq {
+            return Err(self.corrupt(format!("starts at seq {first}, {} was due", self.next_seq)));
+        }
+        self.next_seq = first;
+        self.off = SEGMENT_HEADER;
+        Ok(true)
+    }
+
+    /// The next message to deliver, left in place until [`advance`](Self::advance);
+    /// `None` once the ring takes over.
+    pub(crate) fn peek(&mut self) -> Result<Option<Logged<'_>>> {
+        while self.peeked.is_none() {
+            if self.next_seq >= self.end_seq && self.file.is_some() {
+                self.finish();
+                return Ok(None);
+            }
+            if self.file.is_none() && !self.open_next()? {
+                if self.opened == 0 || self.next_seq >= self.end_seq {
+                    self.finish();
+                    return Ok(None);
+                }
+                return Err(Error::new(
+                    Status::Corrupt,
+                    format!(
+                        "the log ends at seq {} but the ring starts at {}",
+                        self.next_seq, self.end_seq
+                    ),
+                ));
+            }
+            match decode_at(&self.buf, self.off, self.next_seq) {
+                Found::Record(r, next) => {
+                    let p = Peeked {
+                        seq: r.seq,
+                        timestamp_ns: r.timestamp_ns,
+                        at: next - record_size(r.payload.len()) + RECORD_HEADER,
+                        len: r.payload.len(),
+                        next,
+                    };
+                    let wanted = match self.start {
+                        Start::Seq(n) => r.seq >= n,
+                        Start::Time(t) => r.timestamp_ns >= t,
+                        _ => true,
+                    };
+                    if wanted {
+                        self.peeked = Some(p);
+                    } else {
+                        self.step(p);
+                    }
+                }
+                found => {
+                    let rest = &self.buf[self.off.min(self.buf.len())..];
+                    let len = rest
+                        .get(..4)
+                        .map(|l| u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize);
+                    if len.is_some_and(|l| l > self.max_message) {
+                        return Err(self.corrupt(format!(
+                            "record {}: length {} over the topic's max_message {}",
+                            self.next_seq,
+                            len.unwrap_or(0),
+                            self.max_message
+                        )));
+                    }
+                    let need = record_size(len.unwrap_or(0));
+                    if self.off > 0 || self.buf.len() < need && self.asked < need {
+                        // The buffer may end inside the record: read on from it.
+                        self.fill(self.buf_at + self.off as u64, need)?;
+                        continue;
+                    }
+                    // The buffer starts at this record and holds all the file has of it.
+                    if matches!(found, Found::End) || self.buf.len() < need {
+                        self.file = None;
+                        continue;
+                    }
+                    let Found::Bad(why) = found else {
+                        unreachable!("End handled above")
+                    };
+                    return Err(self.corrupt(format!("record {}: {why}", self.next_seq)));
+                }
+            }
+        }
+        let p = self.peeked.expect("set above");
+        Ok(Some(Logged {
+            seq: p.seq,
+            timestamp_ns: p.timestamp_ns,
+            payload: &self.buf[p.at..p.at + p.len],
+        }))
+    }
+
+    fn step(&mut self, p: Peeked) {
+        self.off = p.next;
+        self.next_seq = p.seq + 1;
+    }
+
+    /// Moves past the message [`peek`](Self::peek) returned.
+    pub(crate) fn advance(&mut self) {
+        if let Some(p) = self.peeked.take() {
+            self.step(p);
+            self.delivered += 1;
+        }
+    }
+
+    fn finish(&mut self) {
+        self.file = None;
+        self.files.clear();
+        self.buf = Vec::new();
+        self.next_seq = self.end_seq;
+    }
+}

@@ -1,0 +1,214 @@
+//! The write-ahead log's on-disk format, defined once: the daemon writes
+//! it (`aetherd::wal`), and subscribers replaying history read the files
+//! the daemon hands them ([`crate::history`]). Every reader checks every
+//! record: a log file is untrusted input like the segment.
+//!
+//! A log segment is one file, `<first seq, 20 digits>.wal`, mode 0600 (the
+//! daemon's alone), little-endian throughout:
+//!
+//! ```text
+//! header (32 B)  magic "AETHWAL1" | version u32 (1) | reserved u32 (0)
+//!                | topic id u64 | first seq u64
+//! record         len u32 | crc u32 | seq u64 | timestamp_ns u64
+//!                | payload (len bytes) | zeros to a multiple of 8
+//! ```
+//!
+//! `crc` is CRC32C over len, seq, timestamp and payload. Records are
+//! numbered without gaps from the header's first seq. A file is append-only,
+//! so what a crash can leave is a prefix of the last write: a torn tail.
+//! Recovery keeps every record up to the first one that fails its checks
+//! and cuts the rest, but only when nothing valid follows it; a bad record
+//! with valid ones after it is damage, not a torn write, and is reported
+//! (`Corrupt`, with the file and offset), never skipped or cut.
+
+use crate::{Error, Result, Status};
+use std::path::Path;
+
+pub const MAGIC: &[u8; 8] = b"AETHWAL1";
+pub const VERSION: u32 = 1;
+/// Bytes of a segment's header.
+pub const SEGMENT_HEADER: usize = 32;
+/// Bytes of a record's header (before its payload).
+pub const RECORD_HEADER: usize = 24;
+/// The largest payload a record may hold (a topic's max_message is far below).
+pub const MAX_PAYLOAD: usize = 1 << 30;
+
+/// One logged message, borrowed from the bytes it was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRecord<'a> {
+    pub seq: u64,
+    pub timestamp_ns: u64,
+    pub payload: &'a [u8],
+}
+
+/// Bytes a record with `len` payload bytes takes in the file.
+pub fn record_size(len: usize) -> usize {
+    (RECORD_HEADER + len).div_ceil(8) * 8
+}
+
+fn crc(len: u32, seq: u64, timestamp_ns: u64, payload: &[u8]) -> u32 {
+    let mut head = [0u8; 20];
+    head[..4].copy_from_slice(&len.to_le_bytes());
+    head[4..12].copy_from_slice(&seq.to_le_bytes());
+    head[12..20].copy_from_slice(&timestamp_ns.to_le_bytes());
+    crc32c::crc32c_append(crc32c::crc32c(&head), payload)
+}
+
+/// Appends the encoded record to `out`.
+pub fn encode_record(out: &mut Vec<u8>, seq: u64, timestamp_ns: u64, payload: &[u8]) {
+    encode_record_with(out, seq, timestamp_ns, payload.len(), |dst| {
+        dst.copy_from_slice(payload)
+    });
+}
+
+/// Appends a record of `len` payload bytes to `out`, the payload written
+/// in place by `fill` (the daemon copies it there straight from the ring).
+pub fn encode_record_with(out: &mut Vec<u8>, seq: u64, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) {
+    let start = out.len();
+    out.resize(start + record_size(len), 0);
+    let rec = &mut out[start..];
+    fill(&mut rec[RECORD_HEADER..RECORD_HEADER + len]);
+    let crc = crc(len as u32, seq, timestamp_ns, &rec[RECORD_HEADER..RECORD_HEADER + len]);
+    rec[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    rec[4..8].copy_from_slice(&crc.to_le_bytes());
+    rec[8..16].copy_from_slice(&seq.to_le_bytes());
+    rec[16..24].copy_from_slice(&timestamp_ns.to_le_bytes());
+}
+
+/// What is at an offset of a segment's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found<'a> {
+    /// A record that passes every check, and the offset after it.
+    Record(LogRecord<'a>, usize),
+    /// The end of the bytes, exactly.
+    End,
+    /// Something that is not the record expected there (why, for messages).
+    Bad(String),
+}
+
+/// A segment's header for `topic_id`, records from `first_seq` on.
+pub fn encode_header(topic_id: u64, first_seq: u64) -> [u8; SEGMENT_HEADER] {
+    let mut h = [0u8; SEGMENT_HEADER];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&topic_id.to_le_bytes());
+    h[24..32].copy_from_slice(&first_seq.to_le_bytes());
+    h
+}
+
+/// A segment header's topic id and first seq; `Corrupt` (naming `what`)
+/// if it is not one this library reads.
+pub fn decode_header(bytes: &[u8], what: &str) -> Result<(u64, u64)> {
+    let corrupt = |why: String| Error::new(Status::Corrupt, format!("{what}: {why}"));
+    let h = bytes
+        .get(..SEGMENT_HEADER)
+        .ok_or_else(|| corrupt("shorter than a log segment's header".into()))?;
+    if &h[..8] != MAGIC {
+        return Err(corrupt("not an Aether log segment (bad magic)".into()));
+    }
+    if u32_at(h, 8) != VERSION {
+        return Err(corrupt(format!(
+            "log format version {}, this library reads {VERSION}",
+            u32_at(h, 8)
+        )));
+    }
+    Ok((u64_at(h, 16), u64_at(h, 24)))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Decodes the record at `off` of `bytes`, which must be numbered `seq`.
+/// Any input gives an answer, never a panic.
+pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
+    if off == bytes.len() {
+        return Found::End;
+    }
+    let Some(head) = bytes.get(off..off.saturating_add(RECORD_HEADER)) else {
+        return Found::Bad(format!("{} bytes, less than a record header", bytes.len() - off));
+    };
+    let len = u32_at(head, 0) as usize;
+    if len > MAX_PAYLOAD {
+        return Found::Bad(format!("length {len} over the limit of {MAX_PAYLOAD}"));
+    }
+    let size = record_size(len);
+    let Some(rec) = bytes.get(off..off.saturating_add(size)) else {
+        return Found::Bad(format!("a record of {size} bytes, {} present", bytes.len() - off));
+    };
+    let (stored, got_seq, ts) = (u32_at(rec, 4), u64_at(rec, 8), u64_at(rec, 16));
+    let payload = &rec[RECORD_HEADER..RECORD_HEADER + len];
+    if crc(len as u32, got_seq, ts, payload) != stored {
+        return Found::Bad("CRC mismatch".into());
+    }
+    if got_seq != seq {
+        return Found::Bad(format!("sequence number {got_seq} where {seq} was due"));
+    }
+    Found::Record(
+        LogRecord {
+            seq,
+            timestamp_ns: ts,
+            payload,
+        },
+        off + size,
+    )
+}
+
+/// A segment's bytes, checked: its header (for `topic_id`), then its
+/// records from the start while they pass. Returns the first seq, those
+/// records, and the offset where they end (the file's length if all pass).
+pub fn scan<'a>(bytes: &'a [u8], path: &Path, topic_id: u64) -> Result<(u64, Vec<LogRecord<'a>>, usize)> {
+    let what = path.display().to_string();
+    let (id, first) = decode_header(bytes, &what)?;
+    if id != topic_id {
+        return Err(Error::new(
+            Status::Corrupt,
+            format!("{what}: belongs to topic id {id:#x}, not {topic_id:#x}"),
+        ));
+    }
+    let (mut records, mut off) = (Vec::new(), SEGMENT_HEADER);
+    while let Found::Record(r, next) = decode_at(bytes, off, first + records.len() as u64) {
+        records.push(r);
+        off = next;
+    }
+    Ok((first, records, off))
+}
+
+/// Where a valid record numbered `min_seq` or later starts in
+/// `bytes[from..]` (8-byte steps), if anywhere: tells damage from a torn tail.
+pub fn valid_record_after(bytes: &[u8], from: usize, min_seq: u64) -> Option<usize> {
+    (from..bytes.len()).step_by(8).find(|&off| {
+        bytes.len() - off >= RECORD_HEADER && {
+            let seq = u64_at(bytes, off + 8);
+            seq >= min_seq && matches!(decode_at(bytes, off, seq), Found::Record(..))
+        }
+    })
+}
+
+/// Every record of the segment at `path`, checked: `Corrupt`, naming the
+/// file and the offset, at the first one that fails. `sealed`: the segment
+/// is complete (not the one being written), so a bad tail is damage too;
+/// else a bad tail with nothing valid after it is a write in progress and
+/// ends the list.
+pub fn read_segment(path: &Path, topic_id: u64, sealed: bool) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
+    let (first, records, off) = scan(&bytes, path, topic_id)?;
+    let seq = first + records.len() as u64;
+    if off < bytes.len() && (sealed || valid_record_after(&bytes, off + 8, seq + 1).is_some()) {
+        let Found::Bad(why) = decode_at(&bytes, off, seq) else {
+            unreachable!("scan stopped at a record that does not pass")
+        };
+        return Err(Error::new(
+            Status::Corrupt,
+            format!("{}: record {seq} at offset {off}: {why}", path.display()),
+        ));
+    }
+    Ok(records
+        .iter()
+        .map(|r| (r.seq, r.timestamp_ns, r.payload.to_vec()))
+        .collect())
+}
