@@ -103,8 +103,9 @@ pub(crate) enum Cmd {
         /// topic is reliable
         #[arg(long, value_enum, default_value_t = Durability::Memory)]
         durability: Durability,
-        /// With --durability wal: when the log is synced to disk, `never`
-        /// (the kernel decides) or `interval=MS` [default: never]
+        /// With --durability wal: when the log is synced to disk: `never`
+        /// (the kernel decides), `interval=MS`, or `always` (a publish
+        /// returns once its message is on disk) [default: never]
         #[arg(long, value_name = "POLICY")]
         fsync: Option<String>,
         #[command(flatten)]

@@ -217,8 +217,7 @@ pub(crate) fn start(t: &mut Topic, name: &str, dir: PathBuf, fsync: Fsync, log: 
     let i = t.free_slot(SlotKind::Subscriber, name)?;
     let (page, _) = t.join(i as u32, std::process::id(), name, None)?;
     t.take_slot(SlotKind::Subscriber, i, LOG_WRITER);
-    let seg = Arc::new(Segment::open(&t.fd, &t.control_ro)?);
-    let reader = Reader::new(seg, Arc::clone(&t.waiters), Some((i as u32, page)))?;
+    let reader = Reader::new(Arc::clone(&t.seg), Arc::clone(&t.waiters), Some((i as u32, page)))?;
     let next = log.next_seq();
     if reader.next_seq() != next {
         return Err(Error::new(
@@ -312,21 +311,34 @@ impl Durable {
             let due = match self.fsync {
                 Fsync::Never => false,
                 Fsync::Interval(ms) => last_sync.elapsed() >= Duration::from_millis(ms.into()),
+                // Group commit: one sync for the batch, whoever waits on it.
+                Fsync::Always => true,
             };
             let next = reader.next_seq();
             if due && self.synced.load(Ordering::Relaxed) != next {
                 match log.sync() {
-                    Ok(()) => self.synced.store(next, Ordering::Release),
+                    Ok(()) => self.synced_to(reader.segment(), next),
                     Err(e) => log::error!("log writer {topic:?}: {e}"),
                 }
                 last_sync = Instant::now();
             }
             if self.stop.load(Ordering::Acquire) && reader.position() >= reader.tail() {
-                if let Err(e) = log.sync() {
-                    log::error!("log writer {topic:?}: {e}");
+                match log.sync() {
+                    Ok(()) => self.synced_to(reader.segment(), reader.next_seq()),
+                    Err(e) => log::error!("log writer {topic:?}: {e}"),
                 }
                 return;
             }
+        }
+    }
+
+    /// Everything below `next` is on disk: says so to publishers waiting for it.
+    fn synced_to(&self, seg: &Segment, next: u64) {
+        self.synced.store(next, Ordering::Release);
+        seg.durable().synced.store(next, Ordering::SeqCst);
+        let line = seg.synced_notify();
+        if line.waiters.load(Ordering::SeqCst) != 0 {
+            aether::segment::wake_all(&line.word);
         }
     }
 

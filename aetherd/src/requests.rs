@@ -488,7 +488,7 @@ pub(crate) fn make_topic(
         waiters_fd,
         waiters_ro,
         cursors: (0..params.max_subscribers).map(|_| None).collect(),
-        seg,
+        seg: Arc::new(seg),
         slots: vec![None; params.max_subscribers as usize],
         pub_slots: vec![None; MAX_PUBLISHERS as usize],
         rate: crate::state::Rate::new(),

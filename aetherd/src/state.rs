@@ -25,7 +25,7 @@ pub(crate) struct Topic {
     /// The control page (gate line, directories), read-only for every client;
     /// the daemon writes it through `seg`.
     pub(crate) control_ro: OwnedFd,
-    pub(crate) seg: Segment,
+    pub(crate) seg: Arc<Segment>,
     /// The waiters page: read-write (subscribers), read-only (publishers).
     pub(crate) waiters: Arc<Waiters>,
     pub(crate) waiters_fd: OwnedFd,

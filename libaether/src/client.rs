@@ -471,7 +471,10 @@ impl Client {
             salt: seg.geometry().salt,
             reliable: seg.geometry().policy == Policy::Reliable,
         });
+        // Set when the topic was made, never changed.
+        let synced = seg.durable().always.load(Ordering::Acquire) == 1;
         Ok(Publisher {
+            synced,
             writer: Writer::new(seg, waiters, Some(slot), Some(source)),
             loan: None,
             topic: topic.into(),
@@ -723,6 +726,9 @@ impl Default for SubscriberConfig {
 /// Publishes to one topic. Not shareable between threads at once (`&mut self`);
 /// open one per thread: publishers never lock each other.
 pub struct Publisher {
+    /// A durable topic with `fsync = always`: a publish returns once its
+    /// message is on disk.
+    synced: bool,
     writer: Writer,
     loan: Option<Claim>,
     topic: String,
@@ -737,7 +743,16 @@ impl Publisher {
         if self.loan.is_some() {
             return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
         }
-        self.writer.publish(data)
+        let seq = self.writer.publish(data)?;
+        self.synced(seq)
+    }
+
+    /// `seq`, once it is on disk where the topic says so (`fsync = always`).
+    fn synced(&self, seq: u64) -> Result<u64> {
+        if self.synced {
+            self.writer.wait_synced(seq)?;
+        }
+        Ok(seq)
     }
 
     /// Loans `len` bytes of the ring to write a message in place.
@@ -764,7 +779,7 @@ impl Publisher {
             .ok_or_else(|| Error::invalid("no loan to commit: loan first"))?;
         self.writer.commit(claim, len)?;
         self.loan = None;
-        Ok(claim.seq)
+        self.synced(claim.seq)
     }
 
     /// Gives the outstanding loan up without publishing it.

@@ -424,6 +424,7 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
                 let (kind, ms) = match fsync {
                     Fsync::Never => (1, 0),
                     Fsync::Interval(ms) => (2, ms),
+                    Fsync::Always => (3, 0),
                 };
                 e.u8(kind);
                 e.u32(ms);
@@ -489,6 +490,7 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                     let wal = match (d.u8()?, d.u32()?) {
                         (1, _) => Fsync::Never,
                         (2, ms) => Fsync::Interval(ms),
+                        (3, _) => Fsync::Always,
                         (k, _) => return Err(Error::protocol(format!("unknown fsync policy {k}"))),
                     };
                     TopicParams {
@@ -715,7 +717,7 @@ mod tests {
                 start,
             })
             .collect();
-        for wal in [Fsync::Never, Fsync::Interval(5)] {
+        for wal in [Fsync::Never, Fsync::Interval(5), Fsync::Always] {
             v.push(Request::TopicCreate {
                 topic: "t".into(),
                 params: TopicParams {

@@ -614,6 +614,40 @@ impl Writer {
         }
     }
 
+    /// Waits until message `seq` is on disk, for a durable topic whose fsync
+    /// policy is `always` (the daemon's log writer syncs, then raises the
+    /// control page's `synced`), up to the publisher's timeout. `Timeout`
+    /// leaves the message published, not known durable.
+    pub fn wait_synced(&self, seq: u64) -> Result<()> {
+        let durable = self.seg.durable();
+        let line = self.seg.synced_notify();
+        let synced = || durable.synced.load(Ordering::SeqCst) > seq;
+        let deadline = Deadline::after(self.timeout);
+        let (mut round, sleeps) = (0, AtomicU64::new(0));
+        while !synced() {
+            if let Some(e) = gate_error(self.gate_line.get(), false) {
+                return Err(e);
+            }
+            wait_once(
+                &self.wait,
+                &line.word,
+                &line.waiters,
+                &sleeps,
+                &mut round,
+                &deadline,
+                10_000_000,
+                synced,
+            )
+            .map_err(|_| {
+                Error::new(
+                    Status::Timeout,
+                    format!("message {seq} is published but not known to be on disk: the daemon's log writer did not sync it in time"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Claims room for a message of `len` bytes, to be written in place and
     /// committed or aborted. The record is stamped CLAIMED at once, so that if
     /// this process dies before commit, readers skip it after the abandon timeout.

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
 /// 6: the waiters page has the pollable subscribers' line ([`PollLine`]).
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
 pub const MAX_RING: u64 = 1 << 30;
@@ -241,6 +241,30 @@ pub struct Header {
     pub space_notify: SpaceLine,
     pub horizon: HorizonLine,
     pub stats: StatsLine,
+    pub synced_notify: SyncedLine,
+}
+
+/// Publishers of an `fsync = always` topic waiting for the log writer's
+/// sync (see [`DurableLine`]). In the segment, which publishers may write:
+/// a publisher that meddles here only wakes others early (they re-check) or
+/// makes them sleep in slices until the sync they wait for.
+#[repr(C, align(64))]
+pub struct SyncedLine {
+    /// Bumped by the daemon after each sync, before FUTEX_WAKE.
+    pub word: AtomicU32,
+    /// Publishers asleep or about to sleep on `word`.
+    pub waiters: AtomicU32,
+}
+
+/// A durable topic's log, as far as publishers need it: in the control
+/// page, which only the daemon writes.
+#[repr(C, align(64))]
+pub struct DurableLine {
+    /// Every message numbered below this one is on disk (fdatasync).
+    pub synced: AtomicU64,
+    /// 1: a publish returns only once its message is below `synced` (the
+    /// topic's fsync policy is `always`).
+    pub always: AtomicU32,
 }
 
 const _: () = {
@@ -251,7 +275,8 @@ const _: () = {
     assert!(std::mem::offset_of!(Header, space_notify) == 320);
     assert!(std::mem::offset_of!(Header, horizon) == 384);
     assert!(std::mem::offset_of!(Header, stats) == 448);
-    assert!(std::mem::size_of::<Header>() == 512);
+    assert!(std::mem::offset_of!(Header, synced_notify) == 512);
+    assert!(std::mem::size_of::<Header>() == 576);
     assert!(std::mem::size_of::<SubscriberEntry>() == LINE);
     assert!(std::mem::size_of::<PageMeta>() == LINE);
     assert!(std::mem::size_of::<WaitersPage>() == 6 * LINE && std::mem::offset_of!(WaitersPage, poll) == 4 * LINE);
@@ -342,13 +367,17 @@ pub enum Fsync {
     /// Every this many milliseconds (1 to 60000), for everything written
     /// since the last: a power loss loses at most about that much.
     Interval(u32),
+    /// Before a publish returns: a publish that returned OK survives a
+    /// power loss. Publishers waiting together share one sync.
+    Always,
 }
 
 impl Fsync {
-    /// `never` or `interval=MS` (the CLI's and the configuration file's spelling).
+    /// `never`, `always` or `interval=MS` (the CLI's and the configuration file's spelling).
     pub fn parse(s: &str) -> Option<Fsync> {
         match s {
             "never" => Some(Fsync::Never),
+            "always" => Some(Fsync::Always),
             _ => {
                 let ms = s.strip_prefix("interval=")?.parse().ok()?;
                 (1..=60_000).contains(&ms).then_some(Fsync::Interval(ms))
@@ -361,6 +390,7 @@ impl std::fmt::Display for Fsync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Fsync::Never => write!(f, "never"),
+            Fsync::Always => write!(f, "always"),
             Fsync::Interval(ms) => write!(f, "interval={ms}"),
         }
     }
@@ -454,10 +484,11 @@ pub struct ControlHead {
     pub gate: GateLine,
     /// Bumped by the daemon each time it takes a publisher slot back.
     pub pub_owner_gen: [AtomicU64; MAX_PUBLISHERS as usize],
+    pub durable: DurableLine,
 }
 
 /// Where the subscriber directory starts in the control page.
-const CONTROL_DIRECTORY: usize = 2 * LINE + MAX_PUBLISHERS as usize * 8;
+const CONTROL_DIRECTORY: usize = 3 * LINE + MAX_PUBLISHERS as usize * 8;
 pub const CONTROL_MAGIC: u64 = u64::from_le_bytes(*b"AETHERCT");
 
 /// Whether `fd` was opened for writing (a read-only one can only be mapped read-only).
@@ -560,6 +591,10 @@ impl Segment {
             slot.claim.store(SLOT_FREE, Ordering::Relaxed);
         }
         seg.tail().hi.store(first_seq, Ordering::Relaxed);
+        seg.durable().synced.store(first_seq, Ordering::Relaxed);
+        if params.wal == Some(Fsync::Always) {
+            seg.durable().always.store(1, Ordering::Relaxed);
+        }
         std::sync::atomic::fence(Ordering::SeqCst);
         Ok((fd, control_fd, seg))
     }
@@ -691,6 +726,17 @@ impl Segment {
     /// The gate line, in the control page.
     pub fn gate(&self) -> &GateLine {
         &self.control_head().gate
+    }
+
+    /// The control page's durable line (see [`DurableLine`]).
+    pub fn durable(&self) -> &DurableLine {
+        &self.control_head().durable
+    }
+
+    /// The segment's line for publishers waiting on a sync (see [`SyncedLine`]).
+    pub fn synced_notify(&self) -> &SyncedLine {
+        // SAFETY: the header is in bounds and 64-aligned; the line is atomics only.
+        unsafe { &(*self.header()).synced_notify }
     }
 
     /// Publisher slot `i`'s owner generation (in the control page).

@@ -67,7 +67,7 @@ pub struct Request {
     pub ring_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message: Option<u64>,
-    /// `create`: a durable topic with this fsync policy (`never`, `interval=MS`).
+    /// `create`: a durable topic with this fsync policy (`never`, `always`, `interval=MS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fsync: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -179,10 +179,9 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
         } => {
             let mut p: TopicParams = s.config.topic_defaults;
             if let Some(f) = fsync {
-                p.wal = Some(
-                    Fsync::parse(f)
-                        .ok_or_else(|| Error::invalid(format!("unknown fsync policy {f:?} (never or interval=MS)")))?,
-                );
+                p.wal = Some(Fsync::parse(f).ok_or_else(|| {
+                    Error::invalid(format!("unknown fsync policy {f:?} (never, always or interval=MS)"))
+                })?);
                 // A durable topic is reliable unless the request says otherwise (and fails).
                 p.policy = Policy::Reliable;
             }
