@@ -233,10 +233,10 @@ fn open_slot(
                 let held = durable.mark.lock().expect("mark lock");
                 let mark = *held;
                 if let Start::Seq(n) = start {
-                    if n > mark.1 {
+                    let next = t.seg.tail().hi.load(std::sync::atomic::Ordering::Acquire);
+                    if n > next {
                         return Err(Error::invalid(format!(
-                            "seq {n} of {topic:?} is not published yet (the next is {})",
-                            mark.1
+                            "seq {n} of {topic:?} is not published yet (the next is {next})"
                         )));
                     }
                 }

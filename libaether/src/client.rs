@@ -890,6 +890,8 @@ pub struct Subscriber {
     history: Option<History>,
     /// Messages the finished history delivered, and lost (retention had removed them).
     from_log: (u64, u64),
+    /// A start the log did not reach: ring messages before it are passed over.
+    ring_start: Option<Start>,
 }
 
 impl Subscriber {
@@ -906,6 +908,7 @@ impl Subscriber {
             notify: None,
             history: None,
             from_log: (0, 0),
+            ring_start: None,
         }
     }
 
@@ -992,6 +995,9 @@ impl Subscriber {
         if let Some(got) = from_log {
             return Ok(got);
         }
+        if self.ring_start.is_some() {
+            self.pollable(|s| s.pass_before_start(deadline))?;
+        }
         let (len, seq, timestamp_ns) = self.pollable(|s| s.reader.receive_into(buf, deadline))?;
         Ok(Received { len, seq, timestamp_ns })
     }
@@ -1043,6 +1049,9 @@ impl Subscriber {
         if let Some(rec) = from_log {
             self.held = Some(rec);
             return Ok(rec);
+        }
+        if self.ring_start.is_some() {
+            self.pollable(|s| s.pass_before_start(deadline))?;
         }
         let rec = self.pollable(|s| loop {
             let rec = s.reader.next(deadline)?;
@@ -1190,6 +1199,7 @@ impl Subscriber {
         };
         let Some(m) = h.peek()? else {
             self.from_log = (h.delivered, h.lost);
+            self.ring_start = h.ring_start();
             self.history = None;
             return Ok(None);
         };
@@ -1210,6 +1220,28 @@ impl Subscriber {
                 ))
             }
         }
+    }
+}
+
+impl Subscriber {
+    /// Passes over the ring's messages before a start the log did not reach
+    /// (published before this subscriber joined, not yet logged then),
+    /// neither delivered nor lost, up to the first at or after it.
+    fn pass_before_start(&mut self, deadline: &Deadline) -> Result<()> {
+        while let Some(start) = self.ring_start {
+            let rec = self.reader.next(deadline)?;
+            let wanted = match start {
+                Start::Seq(n) => rec.seq >= n,
+                Start::Time(t) => rec.timestamp_ns >= t,
+                Start::Latest | Start::Earliest => true,
+            };
+            if wanted {
+                self.ring_start = None;
+            } else {
+                self.reader.pass(&rec, false);
+            }
+        }
+        Ok(())
     }
 }
 

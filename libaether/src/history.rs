@@ -54,6 +54,10 @@ pub(crate) struct History {
     /// Messages delivered from the log, and those asked for that retention had removed.
     pub(crate) delivered: u64,
     pub(crate) lost: u64,
+    /// Whether a message at or after the start was found in the log: if not,
+    /// the ring's first messages may still be before it (published, not yet
+    /// logged when the subscriber joined), and the subscriber skips those.
+    pub(crate) found_start: bool,
     /// Length of the message the last `TooLarge` left unread (0: none).
     pub(crate) too_large_len: usize,
 }
@@ -77,6 +81,16 @@ impl History {
             delivered: 0,
             lost: 0,
             too_large_len: 0,
+            found_start: false,
+        }
+    }
+
+    /// Where the ring's messages start to count for this subscriber: `None`
+    /// when the log held the start (the ring's first message follows it).
+    pub(crate) fn ring_start(&self) -> Option<Start> {
+        match self.start {
+            Start::Seq(_) | Start::Time(_) if !self.found_start => Some(self.start),
+            _ => None,
         }
     }
 
@@ -177,6 +191,7 @@ impl History {
                         _ => true,
                     };
                     if wanted {
+                        self.found_start = true;
                         self.peeked = Some(p);
                     } else {
                         self.step(p);

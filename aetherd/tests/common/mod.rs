@@ -104,9 +104,12 @@ impl Daemon {
     }
 
     fn start_in(dir: TempDir, socket: PathBuf) -> Daemon {
+        // Durable topics under the test's own directory, never the user's.
         let child = Command::new(AETHERD)
             .arg("--socket")
             .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.0.join("state"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -260,6 +263,7 @@ pub const CONFIG_ENV: &[&str] = &[
     "RUST_LOG",
     "AETHER_CONFIG",
     "AETHER_DRAIN_TIMEOUT",
+    "AETHER_STATE_DIR",
 ];
 
 impl Daemon {
@@ -278,6 +282,8 @@ impl Daemon {
         for k in CONFIG_ENV {
             cmd.env_remove(k);
         }
+        // Durable topics under the test's own directory unless it says otherwise.
+        cmd.env("AETHER_STATE_DIR", dir.0.join("state"));
         for (k, v) in env {
             cmd.env(k, v);
         }

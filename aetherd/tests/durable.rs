@@ -1,0 +1,418 @@
+//! Durable topics across real processes (issue 18): a daemon that logs a
+//! topic to its state directory, publishers and subscribers in other
+//! processes, restarts and kill -9 of the daemon, damaged log files, and a
+//! client of another uid.
+
+mod common;
+
+use aether::{Client, Fsync, Policy, Start, Status, SubscriberConfig, TopicParams};
+use common::*;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const NOBODY: u32 = 65534;
+
+/// A reliable topic logged with `fsync`.
+fn durable(fsync: Fsync, ring_size: u64, max_message: u64) -> TopicParams {
+    TopicParams {
+        policy: Policy::Reliable,
+        ring_size,
+        max_message,
+        max_subscribers: 4,
+        wal: Some(fsync),
+    }
+}
+
+fn from(start: Start) -> SubscriberConfig {
+    SubscriberConfig {
+        start,
+        ..SubscriberConfig::default()
+    }
+}
+
+/// An aetherd on `socket` keeping its durable topics in `state`, its log in a
+/// fresh directory (so that a restart on the same socket and state is a new
+/// process with the same disk).
+fn daemon(socket: &Path, state: &Path, extra: &[&OsStr]) -> Daemon {
+    let mut args = vec![
+        OsStr::new("--socket"),
+        socket.as_os_str(),
+        OsStr::new("--state-dir"),
+        state.as_os_str(),
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start_with(TempDir::new("dur-log"), socket.to_path_buf(), &args, &[])
+}
+
+fn kill9(d: &mut Daemon) {
+    d.child.kill().expect("SIGKILL aetherd");
+    let _ = d.child.wait();
+}
+
+/// The log segment files of `topic` under `state`, oldest first.
+fn log_files(state: &Path, topic: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(state.join("topics").join(topic))
+        .expect("the topic's log directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Entry point of child processes; a no-op when run as an ordinary test.
+///
+/// - `publisher`: publishes `AETHER_N` messages `message(i, 32)` to
+///   `AETHER_TEST_TOPIC`, printing `AETHER:at I` every 50,000.
+/// - `acked`: publishes `round.i` (8 + 8 bytes) until a publish fails,
+///   printing `AETHER:acked SEQ ROUND I` for each that returned OK.
+/// - `client` (run as another uid): one command per stdin line, one
+///   `AETHER:<status>` line each: `replay T`, `open PATH`.
+#[test]
+fn child_main() {
+    let Ok(role) = std::env::var("AETHER_CHILD_ROLE") else {
+        return;
+    };
+    let socket = PathBuf::from(env_var("AETHER_TEST_SOCKET"));
+    let c = || Client::connect_with(Some(&socket), false).expect("connect");
+    match role.as_str() {
+        "publisher" => {
+            let topic = env_var("AETHER_TEST_TOPIC");
+            let n: u64 = env_var("AETHER_N").parse().expect("N");
+            let mut p = c().publisher(&topic).expect("publisher");
+            // History is read before the ring: a rejoining subscriber may hold us a while.
+            p.set_timeout(Some(Duration::from_secs(120)));
+            for i in 0..n {
+                assert_eq!(p.publish(&message(i, 32)).expect("publish"), i);
+                if (i + 1) % 50_000 == 0 {
+                    println!("AETHER:at {}", i + 1);
+                }
+            }
+            println!("AETHER:done");
+        }
+        "acked" => {
+            let topic = env_var("AETHER_TEST_TOPIC");
+            let round: u64 = env_var("AETHER_ROUND").parse().expect("round");
+            let mut p = c().publisher(&topic).expect("publisher");
+            for i in 0.. {
+                let mut payload = round.to_le_bytes().to_vec();
+                payload.extend_from_slice(&(i as u64).to_le_bytes());
+                match p.publish(&payload) {
+                    Ok(seq) => println!("AETHER:acked {seq} {round} {i}"),
+                    Err(e) => {
+                        println!("AETHER:error {:?}", e.status);
+                        break;
+                    }
+                }
+            }
+        }
+        "client" => {
+            use std::io::BufRead;
+            for line in std::io::stdin().lock().lines() {
+                let line = line.expect("read stdin");
+                let answer = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                    ["replay", t] => match c().subscriber(t, &from(Start::Earliest)) {
+                        Ok(_) => "Ok".to_string(),
+                        Err(e) => format!("{:?}", e.status),
+                    },
+                    ["open", path] => match std::fs::File::open(path) {
+                        Ok(_) => "Ok".to_string(),
+                        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => "EACCES".to_string(),
+                        Err(e) => format!("{e}"),
+                    },
+                    ["quit"] => break,
+                    _ => format!("Invalid: {line:?}"),
+                };
+                println!("AETHER:{answer}");
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+/// A million messages: a subscriber reads the first thousand and goes away
+/// while a publisher in another process goes on; it comes back (from seq
+/// 1000) while the publisher is still publishing, reads the log, passes to
+/// the live ring, and sees every message once, in order.
+#[test]
+fn a_subscriber_back_from_away_replays_a_million_and_joins_the_live_stream() {
+    const N: u64 = 1_000_000;
+    let dir = TempDir::new("dur-million");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let d = daemon(&socket, &state, &[]);
+    let c = d.client();
+    c.create_topic("mil", &durable(Fsync::Never, 1 << 20, 64)).unwrap();
+    let mut s = c.subscriber("mil", &from(Start::Earliest)).unwrap();
+    let mut p = Role::spawn(
+        "publisher",
+        &[
+            d.socket_env(),
+            ("AETHER_TEST_TOPIC", "mil".into()),
+            ("AETHER_N", N.to_string()),
+        ],
+    );
+    let mut buf = vec![0u8; 64];
+    for i in 0..1000 {
+        let r = s.receive_into(&mut buf, Some(Duration::from_secs(30))).unwrap();
+        assert_eq!((r.seq, &buf[..r.len]), (i, &message(i, 32)[..]));
+    }
+    drop(s);
+    // Away until the publisher is well past it, and not finished.
+    loop {
+        let l = p.line();
+        let at: u64 = l
+            .strip_prefix("at ")
+            .expect("the publisher is not done")
+            .parse()
+            .unwrap();
+        if at >= 600_000 {
+            break;
+        }
+    }
+    let mut s = c.subscriber("mil", &from(Start::Seq(1000))).unwrap();
+    for i in 1000..N {
+        let r = s.receive_into(&mut buf, Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(r.seq, i, "no gap, no duplicate");
+        assert_eq!(&buf[..r.len], &message(i, 32)[..], "message {i}");
+    }
+    while p.line() != "done" {}
+    p.wait_ok();
+    assert_eq!(
+        s.receive(Some(Duration::from_millis(100))).unwrap(),
+        None,
+        "nothing more"
+    );
+    assert_eq!((s.delivered(), s.lost()), (N - 1000, 0));
+}
+
+/// `fsync = always`, the daemon killed (SIGKILL) while a publisher in
+/// another process publishes, 20 times over, with a torn write added to the
+/// log after every other kill: after each restart, every publish that
+/// returned OK is in the log with its payload, the torn tail is cut, and
+/// numbering goes on without a gap.
+#[test]
+fn kill_9_under_fsync_always_loses_no_acknowledged_publish() {
+    let dir = TempDir::new("dur-kill");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let mut acked: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut cuts = 0;
+    for round in 0..20u64 {
+        let mut d = daemon(&socket, &state, &[]);
+        if round == 0 {
+            d.client()
+                .create_topic("al", &durable(Fsync::Always, 1 << 16, 64))
+                .unwrap();
+        }
+        assert!(d.log().contains("recovered") || round == 0, "{}", d.log());
+        cuts += d.log().matches("cut a torn tail").count();
+        let mut p = Role::spawn(
+            "acked",
+            &[
+                d.socket_env(),
+                ("AETHER_TEST_TOPIC", "al".into()),
+                ("AETHER_ROUND", round.to_string()),
+            ],
+        );
+        let mut record = |l: &str| {
+            let w: Vec<u64> = l
+                .strip_prefix("acked ")
+                .expect("an ack")
+                .split(' ')
+                .map(|x| x.parse().expect("number"))
+                .collect();
+            let mut payload = w[1].to_le_bytes().to_vec();
+            payload.extend_from_slice(&w[2].to_le_bytes());
+            acked.push((w[0], payload));
+        };
+        // Some acknowledged publishes, then the kill at a moment the publisher does not choose.
+        for _ in 0..5 + round * 3 {
+            record(&p.line());
+        }
+        kill9(&mut d);
+        loop {
+            let l = p.line();
+            if l.starts_with("error") {
+                break;
+            }
+            record(&l);
+        }
+        p.wait_ok();
+        if round % 2 == 1 {
+            // A write the kill tore: part of a record header at the end of the newest file.
+            use std::io::Write;
+            let newest = log_files(&state, "al").pop().expect("a log file");
+            let mut f = std::fs::OpenOptions::new().append(true).open(newest).unwrap();
+            f.write_all(&[0x2a, 0, 0, 0, 0xde, 0xad]).unwrap();
+        }
+    }
+    let d = daemon(&socket, &state, &[]);
+    cuts += d.log().matches("cut a torn tail").count();
+    assert!(cuts >= 10, "every torn tail added was cut ({cuts}):\n{}", d.log());
+    let mut s = d.client().subscriber("al", &from(Start::Earliest)).unwrap();
+    let mut logged = Vec::new();
+    while let Some(m) = s.receive(Some(Duration::from_millis(300))).unwrap() {
+        assert_eq!(m.seq, logged.len() as u64, "numbered without a gap");
+        logged.push(m.data);
+    }
+    assert!(acked.len() >= 20 * 5);
+    for (seq, payload) in &acked {
+        assert_eq!(logged.get(*seq as usize), Some(payload), "acknowledged message {seq}");
+    }
+    // Numbering went on across restarts: each round's first ack is past the last round's.
+    assert!(acked.windows(2).all(|w| w[0].0 < w[1].0));
+}
+
+/// A byte flipped in a log file: a subscriber replaying it gets everything
+/// before the damage and then `Corrupt` naming the place, never the
+/// damaged message; a restarted daemon does not serve that topic (it keeps
+/// the log for a human) and serves the others.
+#[test]
+fn a_flipped_byte_in_the_log_is_reported_never_delivered() {
+    let dir = TempDir::new("dur-flip");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let mut d = daemon(&socket, &state, &[]);
+    let c = d.client();
+    c.create_topic("fl", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
+    c.create_topic("ok", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
+    let mut p = c.publisher("fl").unwrap();
+    for i in 0..100 {
+        p.publish(&message(i, 100)).unwrap();
+    }
+    c.publisher("ok").unwrap().publish(b"fine").unwrap();
+    // All of it logged: a replay sees the hundred.
+    let mut s = c.subscriber("fl", &from(Start::Earliest)).unwrap();
+    for i in 0..100 {
+        assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, i);
+    }
+    drop(s);
+    // Record 50's payload: after the 32-byte file header, records of 24 + 100 bytes padded to 128.
+    let file = log_files(&state, "fl").remove(0);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[32 + 50 * 128 + 24 + 10] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let mut s = c.subscriber("fl", &from(Start::Earliest)).unwrap();
+    for i in 0..50 {
+        assert_eq!(
+            s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data,
+            message(i, 100)
+        );
+    }
+    let e = s.receive(Some(Duration::from_secs(5))).unwrap_err();
+    assert_eq!(e.status, Status::Corrupt, "{e}");
+    assert!(
+        e.message.contains("offset 6432") && e.message.contains("record 50"),
+        "{e}"
+    );
+    drop((s, p, c));
+    d.stop();
+    let d = daemon(&socket, &state, &[]);
+    let c = d.client();
+    assert!(d.log().contains("\"fl\" not recovered"), "{}", d.log());
+    let e = c
+        .subscriber("fl", &SubscriberConfig::default())
+        .err()
+        .expect("no such topic now");
+    assert_eq!(e.status, Status::NotFound);
+    let e = c.create_topic("fl", &durable(Fsync::Never, 1 << 16, 256)).unwrap_err();
+    assert_eq!(e.status, Status::Exists, "the damaged log is kept: {e}");
+    let m = c
+        .subscriber("ok", &from(Start::Earliest))
+        .unwrap()
+        .receive(Some(Duration::from_secs(5)));
+    assert_eq!(m.unwrap().unwrap().data, b"fine");
+}
+
+/// Only a client with the topic's `subscribe` right reads its history,
+/// and only through the daemon: as uid 65534 with `publish` alone, a
+/// replaying subscriber is refused, and the log files cannot be opened.
+/// The topic's own files are 0600 in 0700 directories.
+#[test]
+fn a_client_without_the_subscribe_right_reads_no_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = shared_dir("dur-uid");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(
+        &config,
+        format!("[[access]]\ntopics = [\"sec\"]\nuids = [{NOBODY}]\nallow = [\"publish\"]\n"),
+    )
+    .unwrap();
+    let d = daemon(
+        &socket,
+        &state,
+        &[
+            OsStr::new("--socket-mode"),
+            OsStr::new("0666"),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ],
+    );
+    let c = d.client();
+    c.create_topic("sec", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
+    c.publisher("sec").unwrap().publish(b"secret").unwrap();
+    let file = log_files(&state, "sec").remove(0);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    for p in [state.clone(), state.join("topics"), state.join("topics/sec")] {
+        assert_eq!(mode(&p), 0o700, "{}", p.display());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: running a client as another uid needs root");
+        return;
+    }
+    let exe = exe_for_others(&dir.0);
+    let mut other = UserRole::spawn(&exe, "client", &[d.socket_env()], NOBODY, NOBODY, &[]);
+    assert_eq!(other.ask("replay sec"), "Permission");
+    assert_eq!(other.ask(&format!("open {}", file.display())), "EACCES");
+    // Even with the directories opened up, the file's own mode keeps it private.
+    for p in [state.clone(), state.join("topics"), state.join("topics/sec")] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert_eq!(other.ask(&format!("open {}", file.display())), "EACCES");
+    other.send("quit");
+}
+
+/// Starts that make no sense are refused with a clear error and change nothing.
+#[test]
+fn bad_starts_and_bad_durable_topics_are_refused() {
+    let d = Daemon::start();
+    let c = d.client();
+    let memory = TopicParams {
+        wal: None,
+        ..durable(Fsync::Never, 1 << 16, 256)
+    };
+    c.create_topic("mem", &memory).unwrap();
+    let e = c.subscriber("mem", &from(Start::Earliest)).err().expect("not durable");
+    assert_eq!(e.status, Status::Invalid);
+    assert!(e.message.contains("not durable"), "{e}");
+    let lossy = TopicParams {
+        policy: Policy::Lossy,
+        ..durable(Fsync::Never, 1 << 16, 256)
+    };
+    assert_eq!(c.create_topic("l", &lossy).unwrap_err().status, Status::Invalid);
+    c.create_topic("dur", &durable(Fsync::Interval(5), 1 << 16, 256))
+        .unwrap();
+    c.publisher("dur").unwrap().publish(b"one").unwrap();
+    let e = c.subscriber("dur", &from(Start::Seq(5))).err().expect("the future");
+    assert_eq!(e.status, Status::Invalid);
+    assert!(e.message.contains("not published yet"), "{e}");
+    // A time starts at the first message published at or after it: now is
+    // the live stream (whether or not "one" was logged yet).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let mut s = c.subscriber("dur", &from(Start::Time(now.as_nanos() as u64))).unwrap();
+    assert_eq!(s.receive(Some(Duration::from_millis(50))).unwrap(), None);
+    c.publisher("dur").unwrap().publish(b"two").unwrap();
+    assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, 1);
+    let mut s = c.subscriber("dur", &from(Start::Time(0))).unwrap();
+    assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data, b"one");
+    // Deleting a durable topic deletes its log; the name can be used again.
+    let state = d.dir.0.join("state/topics/dur");
+    assert!(state.exists());
+    c.delete_topic("dur").unwrap();
+    assert!(!state.exists(), "the log went with the topic");
+    c.create_topic("dur", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
+}
