@@ -351,6 +351,9 @@ pub(crate) fn reload(state: &Mutex<State>) -> std::result::Result<Vec<String>, C
                 None => log::info!("reload: no configuration file (none named); flags and environment re-applied"),
             }
             s.config = new.config.clone();
+            for d in s.topics.values().filter_map(|t| t.durable.as_ref()) {
+                d.configure(s.config.log);
+            }
             s.loaded = Some(new);
             Ok(ignored)
         }

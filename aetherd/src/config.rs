@@ -66,6 +66,29 @@ impl Default for Limits {
     }
 }
 
+/// Durable topics' write-ahead logs: how their files roll and how long they
+/// are kept (for every durable topic; applied by each topic's log writer
+/// about once a second, and at once after a reload).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A log segment file is rolled over at this size.
+    pub segment_bytes: u64,
+    /// Oldest segments are removed while a topic's log is larger (0: no limit).
+    pub retain_bytes: u64,
+    /// Segments whose every message is older are removed (0: kept forever).
+    pub retain_seconds: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 64 << 20,
+            retain_bytes: 0,
+            retain_seconds: 0,
+        }
+    }
+}
+
 /// The largest `max_message` any ring allows (that of the largest ring).
 fn largest_max_message() -> u64 {
     aether::segment::max_message_limit(MAX_RING)
@@ -102,6 +125,7 @@ pub struct Config {
     /// Protocol topic creation always carries explicit parameters.
     pub topic_defaults: TopicParams,
     pub rules: Vec<Rule>,
+    pub log: LogConfig,
 }
 
 /// The configuration file read when neither `--config` nor `$AETHER_CONFIG` names one.
@@ -395,6 +419,7 @@ struct FileToml {
     daemon: Option<DaemonToml>,
     limits: Option<LimitsToml>,
     topic_defaults: Option<TopicToml>,
+    log: Option<LogToml>,
     #[serde(default)]
     access: Vec<RuleToml>,
 }
@@ -428,6 +453,14 @@ struct LimitsToml {
     per_uid_slots: Option<i64>,
     per_uid_segment_bytes: Option<i64>,
     per_client_slots: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogToml {
+    segment_bytes: Option<i64>,
+    retain_bytes: Option<i64>,
+    retain_seconds: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -504,6 +537,21 @@ pub fn parse(text: &str, origin: &Path) -> Result<FileConfig, ConfigError> {
     }
     if let Some(t) = file.topic_defaults {
         out.config.topic_defaults = topic_defaults(&table("topic_defaults"), t)?;
+    }
+    if let Some(l) = file.log {
+        let t = table("log");
+        let big = i64::MAX as u64;
+        let mut log = LogConfig::default();
+        if let Some(v) = t.int("segment_bytes", l.segment_bytes, 4096, 1 << 40)? {
+            log.segment_bytes = v;
+        }
+        if let Some(v) = t.int("retain_bytes", l.retain_bytes, 0, big)? {
+            log.retain_bytes = v;
+        }
+        if let Some(v) = t.int("retain_seconds", l.retain_seconds, 0, big)? {
+            log.retain_seconds = v;
+        }
+        out.config.log = log;
     }
     for (i, r) in file.access.into_iter().enumerate() {
         out.config.rules.push(rule(&table(&format!("access[{}]", i + 1)), r)?);
@@ -1167,6 +1215,9 @@ mod tests {
             "ring_size",
             "max_message",
             "max_subscribers",
+            "segment_bytes",
+            "retain_bytes",
+            "retain_seconds",
             "log_level",
             "drain_timeout",
             "socket_mode",

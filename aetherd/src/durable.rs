@@ -15,6 +15,7 @@
 //! descriptors the daemon hands to a subscriber it authorized (the topic's
 //! `subscribe` right).
 
+use crate::config::LogConfig;
 use crate::state::{SlotKind, State, Topic};
 use crate::wal::{Log, SegmentWriter};
 use aether::protocol::Start;
@@ -31,10 +32,10 @@ use std::time::{Duration, Instant};
 
 /// The client id that holds a log writer's subscriber slot (real clients start at 2).
 pub(crate) const LOG_WRITER: u64 = 0;
-/// A log segment is rolled over at this size.
-pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
 /// The most log files one subscriber's history may span (descriptors in one reply).
 const MAX_FILES: usize = 200;
+/// How often the writer applies retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(1);
 /// How long the writer waits for a message before it looks at its stop flag.
 const IDLE: Duration = Duration::from_millis(50);
 
@@ -55,6 +56,8 @@ pub(crate) struct Durable {
     /// the topic was deleted and its log goes with it).
     stop: AtomicBool,
     discard: AtomicBool,
+    /// Rolling and retention, as configured (`[log]`; a reload changes it).
+    config: Mutex<LogConfig>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -141,6 +144,7 @@ fn parse_params(text: &str, what: &Path) -> Result<(TopicParams, u64)> {
 /// A new durable topic's directory and log (`Exists` if it has one already:
 /// a log the daemon could not recover at start, which it keeps for a human).
 pub(crate) fn create(s: &mut State, name: &str, params: &TopicParams) -> Result<Log> {
+    let segment_bytes = s.config.log.segment_bytes;
     let state_dir = claim_state_dir(s)?;
     private_dir(&state_dir.join("topics"))?;
     let state_dir = state_dir.as_path();
@@ -171,7 +175,7 @@ pub(crate) fn create(s: &mut State, name: &str, params: &TopicParams) -> Result<
             .and_then(|_| f.sync_all())
             .and_then(|_| std::fs::rename(&tmp, dir.join("topic")))
             .map_err(|e| Error::io(&format!("write {}", tmp.display()), e))?;
-        Log::open(&dir, log_id, SEGMENT_BYTES).map(|(log, _)| log)
+        Log::open(&dir, log_id, segment_bytes).map(|(log, _)| log)
     })();
     if made.is_err() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -181,12 +185,12 @@ pub(crate) fn create(s: &mut State, name: &str, params: &TopicParams) -> Result<
 
 /// A durable topic's parameters and log, found in `dir` at start: the log
 /// recovered (a torn tail cut), numbering to go on from its end.
-pub(crate) fn reopen(dir: &Path) -> Result<(TopicParams, Log)> {
+pub(crate) fn reopen(dir: &Path, segment_bytes: u64) -> Result<(TopicParams, Log)> {
     private_dir(dir)?;
     let path = dir.join("topic");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
     let (params, log_id) = parse_params(&text, &path)?;
-    let (log, recovery) = Log::open(dir, log_id, SEGMENT_BYTES)?;
+    let (log, recovery) = Log::open(dir, log_id, segment_bytes)?;
     if recovery.cut > 0 {
         log::warn!(
             "log {}: cut a torn tail of {} bytes; numbering goes on at {}",
@@ -213,7 +217,14 @@ pub(crate) fn saved_topics(state_dir: &Path) -> Vec<String> {
 
 /// Starts `t`'s log writer (`name`, made with `log`): it takes a subscriber
 /// slot, which it holds as long as the topic lives.
-pub(crate) fn start(t: &mut Topic, name: &str, dir: PathBuf, fsync: Fsync, log: Log) -> Result<Arc<Durable>> {
+pub(crate) fn start(
+    t: &mut Topic,
+    name: &str,
+    dir: PathBuf,
+    fsync: Fsync,
+    log: Log,
+    config: LogConfig,
+) -> Result<Arc<Durable>> {
     let i = t.free_slot(SlotKind::Subscriber, name)?;
     let (page, _) = t.join(i as u32, std::process::id(), name, None)?;
     t.take_slot(SlotKind::Subscriber, i, LOG_WRITER);
@@ -234,6 +245,7 @@ pub(crate) fn start(t: &mut Topic, name: &str, dir: PathBuf, fsync: Fsync, log: 
         bytes: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         discard: AtomicBool::new(false),
+        config: Mutex::new(config),
         thread: Mutex::new(None),
     });
     let (w, topic) = (Arc::clone(&d), name.to_string());
@@ -253,6 +265,7 @@ impl Durable {
         let (mut staged, mut staged_bytes) = (0u64, 0usize);
         let mut last_sync = Instant::now();
         let mut last_error: Option<Instant> = None;
+        let mut last_retention = Instant::now();
         self.bytes.store(log.bytes(), Ordering::Relaxed);
         loop {
             if self.discard.load(Ordering::Acquire) {
@@ -322,6 +335,10 @@ impl Durable {
                 }
                 last_sync = Instant::now();
             }
+            if last_retention.elapsed() >= RETENTION_EVERY {
+                self.retain(topic, &mut log);
+                last_retention = Instant::now();
+            }
             if self.stop.load(Ordering::Acquire) && reader.position() >= reader.tail() {
                 match log.sync() {
                     Ok(()) => self.synced_to(reader.segment(), reader.next_seq()),
@@ -329,6 +346,46 @@ impl Durable {
                 }
                 return;
             }
+        }
+    }
+
+    /// Puts `[log]` in force (rolling at the next file, retention at its next pass).
+    pub(crate) fn configure(&self, config: LogConfig) {
+        *self.config.lock().expect("config lock") = config;
+    }
+
+    /// Retention: removes the oldest files while the log is over its size,
+    /// and those whose every message is over its age. Never the file being
+    /// written; a subscriber replaying a removed file holds it open and reads on.
+    fn retain(&self, topic: &str, log: &mut Log) {
+        let c = *self.config.lock().expect("config lock");
+        log.set_segment_bytes(c.segment_bytes);
+        let mut removed = 0;
+        if c.retain_bytes > 0 {
+            while log.bytes() > c.retain_bytes && log.segments() > 1 {
+                match log.remove_before(log.second_first_seq()) {
+                    Ok(n) => removed += n,
+                    Err(e) => {
+                        log::warn!("log {topic:?}: retention: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        if c.retain_seconds > 0 {
+            let cutoff = aether::sys::realtime_ns().saturating_sub(c.retain_seconds.saturating_mul(1_000_000_000));
+            match log.remove_older_than(cutoff) {
+                Ok(n) => removed += n,
+                Err(e) => log::warn!("log {topic:?}: retention: {e}"),
+            }
+        }
+        if removed > 0 {
+            self.oldest.store(log.first_seq(), Ordering::Relaxed);
+            self.bytes.store(log.bytes(), Ordering::Relaxed);
+            log::info!(
+                "log {topic:?}: retention removed {removed} file(s); it now holds from seq {}",
+                log.first_seq()
+            );
         }
     }
 
@@ -420,8 +477,8 @@ pub(crate) fn recover_all(s: &mut State) {
     }
     for name in names {
         let dir = topic_dir(&state_dir, &name);
-        let made =
-            reopen(&dir).and_then(|(params, log)| crate::requests::make_topic(s, &name, &params, None, Some(log)));
+        let made = reopen(&dir, s.config.log.segment_bytes)
+            .and_then(|(params, log)| crate::requests::make_topic(s, &name, &params, None, Some(log)));
         match made {
             Ok(()) => log::info!("durable topic {name:?} recovered from {}", dir.display()),
             Err(e) => log::error!("durable topic {name:?} not recovered: {e}"),

@@ -361,6 +361,47 @@ impl Log {
         Ok(gone)
     }
 
+    /// The first seq of the second-oldest segment (the writer's own if it is the only one).
+    pub fn second_first_seq(&self) -> u64 {
+        self.firsts.get(1).copied().unwrap_or(self.firsts[0])
+    }
+
+    /// Rolls over at `bytes` from the next record on.
+    pub fn set_segment_bytes(&mut self, bytes: u64) {
+        self.segment_bytes = bytes;
+    }
+
+    /// Retention by age: removes the sealed segments whose every record is
+    /// older than `cutoff_ns` (CLOCK_REALTIME), judged by the first record
+    /// of the segment after each (timestamps are the publishers', so this is
+    /// as exact as their clocks agree). Returns how many went.
+    pub fn remove_older_than(&mut self, cutoff_ns: u64) -> Result<usize> {
+        let mut keep_from = self.firsts[0];
+        for w in self.firsts.windows(2) {
+            match self.first_timestamp(w[1])? {
+                Some(ts) if ts < cutoff_ns => keep_from = w[1],
+                _ => break,
+            }
+        }
+        self.remove_before(keep_from)
+    }
+
+    /// The timestamp of the first record of the segment starting at `first`,
+    /// if one is written there.
+    fn first_timestamp(&self, first: u64) -> Result<Option<u64>> {
+        use std::os::unix::fs::FileExt;
+        let path = self.dir.join(SegmentWriter::file_name(first));
+        let f = File::open(&path).map_err(|e| Error::io(&format!("open {}", path.display()), e))?;
+        let mut head = [0u8; SEGMENT_HEADER + 24];
+        match f.read_exact_at(&mut head, 0) {
+            Ok(()) => Ok(Some(u64::from_le_bytes(
+                head[SEGMENT_HEADER + 16..].try_into().expect("8 bytes"),
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(Error::io(&format!("read {}", path.display()), e)),
+        }
+    }
+
     /// Segments in the log, oldest first.
     pub fn segments(&self) -> usize {
         self.firsts.len()

@@ -416,3 +416,43 @@ fn bad_starts_and_bad_durable_topics_are_refused() {
     assert!(!state.exists(), "the log went with the topic");
     c.create_topic("dur", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
 }
+
+/// Retention (`[log]` retain_bytes, small files) removes old log files while
+/// a subscriber replays through them: it reads every message anyway (it
+/// holds the files open). A later subscriber from seq 0 starts at the oldest
+/// message kept and counts the removed ones as lost.
+#[test]
+fn retention_removes_old_files_without_breaking_a_replay() {
+    let dir = TempDir::new("dur-retain");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(&config, "[log]\nsegment_bytes = 4096\nretain_bytes = 16384\n").unwrap();
+    let d = daemon(&socket, &state, &[OsStr::new("--config"), config.as_os_str()]);
+    let c = d.client();
+    c.create_topic("ret", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
+    const N: u64 = 1000;
+    let mut p = c.publisher("ret").unwrap();
+    for i in 0..N {
+        p.publish(&message(i, 100)).unwrap();
+    }
+    let mut s = c.subscriber("ret", &from(Start::Earliest)).unwrap();
+    for i in 0..10 {
+        assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, i);
+    }
+    // Retention runs about once a second: wait until it has cut the log down.
+    wait_for("retention", Duration::from_secs(10), || {
+        log_files(&state, "ret").len() <= 5
+    });
+    d.wait_log("retention removed", 1);
+    for i in 10..N {
+        let m = s.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+        assert_eq!((m.seq, m.data), (i, message(i, 100)));
+    }
+    assert_eq!(s.lost(), 0);
+    let files = log_files(&state, "ret");
+    let oldest: u64 = files[0].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    assert!(oldest > 0);
+    let mut late = c.subscriber("ret", &from(Start::Seq(0))).unwrap();
+    assert_eq!(late.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, oldest);
+    assert_eq!(late.lost(), oldest, "what retention removed is counted lost");
+}
