@@ -539,7 +539,7 @@ fn subscribe(
 ) {
     let client = connect(named, socket);
     let cfg = SubscriberConfig {
-        start: limits.start,
+        start: limits.start.clone(),
         ..SubscriberConfig::default()
     };
     let mut s = open_or_create(&client, socket, topic, topic_args, |c| c.subscriber(topic, &cfg));
@@ -550,6 +550,16 @@ fn subscribe(
     let idle = limits.timeout.map(Duration::from_secs_f64);
     let (mut n, mut first) = (0u64, None);
     let mut timed_out = false;
+    // A durable subscription commits what has reached stdout, whenever the
+    // output is flushed: a message is printed at least once.
+    let durable = matches!(limits.start, aether::Start::Durable(_));
+    let mut committed = 0;
+    let mut commit = |s: &mut aether::Subscriber, n: u64| {
+        if durable && n != committed {
+            s.commit().unwrap_or_else(|e| fail(e, socket));
+            committed = n;
+        }
+    };
     while limits.count.is_none_or(|c| n < c) {
         // What is waiting is taken at once and written in one batch; the
         // output is flushed before waiting, so that each message reaches a
@@ -559,6 +569,7 @@ fn subscribe(
                 if out.flush().is_err() {
                     break;
                 }
+                commit(&mut s, n);
                 s.receive_into(&mut buf, idle)
             }
             r => r,
@@ -585,7 +596,9 @@ fn subscribe(
             }
         }
     }
-    let _ = out.flush();
+    if out.flush().is_ok() {
+        commit(&mut s, n);
+    }
     let secs = first.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
     eprintln!(
         "received {n} messages from {topic} ({} lost) in {secs:.3} s: {} msg/s",

@@ -419,9 +419,50 @@ impl Durable {
         }
     }
 
+    /// The position durable subscription `name` committed, if it exists.
+    pub(crate) fn committed(&self, name: &str) -> Result<Option<u64>> {
+        let path = self.dir.join("subscriptions").join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+                Error::new(
+                    Status::Corrupt,
+                    format!("{}: {text:?} is not a sequence number", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&format!("read {}", path.display()), e)),
+        }
+    }
+
+    /// Records `next_seq` as durable subscription `name`'s position: a new
+    /// file renamed over the old, so a crash leaves one or the other.
+    pub(crate) fn commit(&self, name: &str, next_seq: u64) -> Result<()> {
+        aether::protocol::validate_subscription(name)?;
+        let dir = self.dir.join("subscriptions");
+        private_dir(&dir)?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, format!("{next_seq}\n"))
+            .and_then(|_| std::fs::rename(&tmp, dir.join(name)))
+            .map_err(|e| Error::io(&format!("record durable subscription {name:?}"), e))
+    }
+
+    /// Every durable subscription with its committed position.
+    pub(crate) fn subscriptions(&self) -> Vec<(String, u64)> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("subscriptions")) else {
+            return Vec::new();
+        };
+        let mut v: Vec<(String, u64)> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| aether::protocol::validate_subscription(n).is_ok())
+            .filter_map(|n| Some((n.clone(), self.committed(&n).ok()??)))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Read-only descriptors of the log files that hold `start` and what
     /// follows, oldest first. `Limit` past [`MAX_FILES`].
-    pub(crate) fn files_from(&self, start: Start) -> Result<Vec<OwnedFd>> {
+    pub(crate) fn files_from(&self, start: &Start) -> Result<Vec<OwnedFd>> {
         let mut firsts: Vec<u64> = std::fs::read_dir(&self.dir)
             .map_err(|e| Error::io(&format!("list {}", self.dir.display()), e))?
             .filter_map(|e| {
@@ -431,7 +472,7 @@ impl Durable {
             })
             .collect();
         firsts.sort_unstable();
-        if let Start::Seq(n) = start {
+        if let Start::Seq(n) = *start {
             // Keep the file holding n (the last starting at or before it) and those after.
             let holding = firsts.partition_point(|&f| f <= n).saturating_sub(1);
             firsts.drain(..holding);

@@ -186,6 +186,33 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
             per_subscriber(&s, &topic, client, topic_id, &slots, PerSubscriber::Eventfds, made)
         }
         Request::SubscriberOpenMqueue { topic } => crate::mqueue::open_subscriber(&mut s, &topic, client, made),
+        Request::SubscriberCommit {
+            topic,
+            topic_id,
+            slot,
+            next_seq,
+        } => {
+            same_incarnation(&s, &topic, topic_id)?;
+            let t = s.topics.get(&topic).ok_or_else(|| not_found(&topic))?;
+            if t.slots.get(slot as usize).copied().flatten() != Some(client) {
+                return Err(Error::new(
+                    Status::Permission,
+                    format!("subscriber slot {slot} of {topic:?} is not this client's"),
+                ));
+            }
+            let (Some(d), Some(Some(name))) = (&t.durable, t.names.get(slot as usize)) else {
+                return Err(Error::invalid(format!(
+                    "subscriber slot {slot} of {topic:?} is not a durable subscription"
+                )));
+            };
+            let next = t.seg.tail().hi.load(std::sync::atomic::Ordering::Acquire);
+            if next_seq > next {
+                return Err(Error::invalid(format!(
+                    "commit of seq {next_seq}: {topic:?} has published only up to {next}"
+                )));
+            }
+            d.commit(name, next_seq).map(|_| Reply::Done)
+        }
     }
 }
 
@@ -229,25 +256,52 @@ fn open_slot(
                         "topic {topic:?} is not durable: it has no history to start from (only latest)"
                     ))
                 })?;
-                // The writer's cursor stays put while this one joins there.
-                let held = durable.mark.lock().expect("mark lock");
-                let mark = *held;
+                let next = t.seg.tail().hi.load(std::sync::atomic::Ordering::Acquire);
+                // A durable subscription starts where it committed (a new one: the oldest logged).
+                let start = match &start {
+                    Start::Durable(name) => {
+                        if let Some(other) = t.names.iter().position(|n| n.as_deref() == Some(name)) {
+                            return Err(Error::new(
+                                Status::Exists,
+                                format!("durable subscription {name:?} of {topic:?} is in use (slot {other})"),
+                            ));
+                        }
+                        let from = match durable.committed(name)? {
+                            Some(seq) => seq.min(next),
+                            None => {
+                                let oldest = durable.oldest.load(std::sync::atomic::Ordering::Relaxed);
+                                durable.commit(name, oldest)?;
+                                oldest
+                            }
+                        };
+                        t.names[i] = Some(name.clone());
+                        Start::Seq(from)
+                    }
+                    other => other.clone(),
+                };
                 if let Start::Seq(n) = start {
-                    let next = t.seg.tail().hi.load(std::sync::atomic::Ordering::Acquire);
                     if n > next {
                         return Err(Error::invalid(format!(
                             "seq {n} of {topic:?} is not published yet (the next is {next})"
                         )));
                     }
                 }
-                let files = durable.files_from(start)?;
-                let (_, cursor) = t.join(i as u32, pid, topic, Some(mark))?;
+                // The writer's cursor stays put while this one joins there.
+                let held = durable.mark.lock().expect("mark lock");
+                let (pos, seq) = *held;
+                let files = durable.files_from(&start);
+                let files = files.and_then(|f| t.join(i as u32, pid, topic, Some((pos, seq))).map(|(_, c)| (f, c)));
                 drop(held);
+                let (files, cursor) = files.inspect_err(|_| t.names[i] = None)?;
                 made.extend([seg, control, waiters, cursor]);
                 made.extend(files);
+                let from = match start {
+                    Start::Seq(n) => n,
+                    _ => 0,
+                };
                 Reply::Subscribed {
                     slot: i as u32,
-                    start: Some(mark),
+                    start: Some((pos, seq, from)),
                 }
             }
         }
@@ -495,6 +549,7 @@ pub(crate) fn make_topic(
         activity: vec![(0, Instant::now()); params.max_subscribers as usize],
         creator,
         durable: None,
+        names: vec![None; params.max_subscribers as usize],
     };
     let mut topic_entry = topic_entry;
     if let (Some(log), Some(fsync), Some(state_dir)) = (log, params.wal, s.state_dir.as_deref()) {

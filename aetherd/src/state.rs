@@ -45,6 +45,8 @@ pub(crate) struct Topic {
     pub(crate) creator: Option<u32>,
     /// A durable topic's log and its writer.
     pub(crate) durable: Option<Arc<crate::durable::Durable>>,
+    /// Per subscriber slot: the durable subscription it reads for, if any.
+    pub(crate) names: Vec<Option<String>>,
 }
 
 /// A topic's rates, sampled by the housekeeper about once a second.
@@ -161,6 +163,9 @@ impl Topic {
         match kind {
             SlotKind::Subscriber => {
                 self.seg.leave(i, &self.waiters);
+                if let Some(n) = self.names.get_mut(i as usize) {
+                    *n = None;
+                }
                 if let Some(c) = self.cursors.get_mut(i as usize) {
                     *c = None;
                 }

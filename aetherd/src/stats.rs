@@ -69,6 +69,20 @@ pub struct LogStats {
     /// Everything before this one has been synced to disk (fdatasync).
     pub synced_seq: u64,
     pub dir: String,
+    /// Durable subscriptions, with what each has committed.
+    pub subscriptions: Vec<DurableSubscriptionStats>,
+}
+
+/// A durable subscription of a topic.
+#[derive(Serialize, Debug, Clone)]
+pub struct DurableSubscriptionStats {
+    pub name: String,
+    /// The seq after the last message it committed.
+    pub committed_seq: u64,
+    /// Messages published after that.
+    pub lag_messages: u64,
+    /// Whether a subscriber holds it now.
+    pub connected: bool,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -168,6 +182,16 @@ pub(crate) fn collect(s: &State, socket: &Path) -> Stats {
                 next_seq: d.mark.lock().map_or(0, |m| m.1),
                 synced_seq: d.synced.load(Ordering::Relaxed),
                 dir: d.dir.display().to_string(),
+                subscriptions: d
+                    .subscriptions()
+                    .into_iter()
+                    .map(|(name, committed)| DurableSubscriptionStats {
+                        connected: t.names.iter().any(|n| n.as_deref() == Some(name.as_str())),
+                        name,
+                        committed_seq: committed,
+                        lag_messages: published.saturating_sub(committed),
+                    })
+                    .collect(),
             }),
         });
     }

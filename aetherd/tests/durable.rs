@@ -456,3 +456,61 @@ fn retention_removes_old_files_without_breaking_a_replay() {
     assert_eq!(late.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, oldest);
     assert_eq!(late.lost(), oldest, "what retention removed is counted lost");
 }
+
+/// A named durable subscription: the daemon keeps its committed position
+/// across the subscriber's end and a kill -9 of the daemon; what was read
+/// and not committed comes again (at least once); one holder at a time;
+/// commit is for durable subscriptions only, and only for the slot's holder.
+#[test]
+fn a_durable_subscription_resumes_where_it_committed_across_restarts() {
+    let dir = TempDir::new("dur-named");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let mut d = daemon(&socket, &state, &[]);
+    let c = d.client();
+    c.create_topic("ns", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
+    let mut p = c.publisher("ns").unwrap();
+    for i in 0..100 {
+        p.publish(&message(i, 50)).unwrap();
+    }
+    let billing = || from(Start::Durable("billing".into()));
+    let mut s = c.subscriber("ns", &billing()).unwrap();
+    let e = c.subscriber("ns", &billing()).err().expect("in use");
+    assert_eq!(e.status, Status::Exists, "{e}");
+    for i in 0..40 {
+        assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, i);
+    }
+    s.commit().unwrap();
+    for i in 40..60 {
+        assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, i);
+    }
+    drop(s);
+    // Not committed past 40: the next holder starts there.
+    let mut s = c.subscriber("ns", &billing()).unwrap();
+    assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, 40);
+    for i in 41..100 {
+        assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, i);
+    }
+    s.commit().unwrap();
+    let e = c
+        .subscriber("ns", &SubscriberConfig::default())
+        .unwrap()
+        .commit()
+        .unwrap_err();
+    assert_eq!(e.status, Status::Invalid);
+    drop((s, p, c));
+    kill9(&mut d);
+    let d = daemon(&socket, &state, &[]);
+    let c = d.client();
+    c.publisher("ns").unwrap().publish(b"after the crash").unwrap();
+    let mut s = c.subscriber("ns", &billing()).unwrap();
+    let m = s.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+    assert_eq!((m.seq, m.data.as_slice()), (100, &b"after the crash"[..]));
+    // A new name starts with the oldest message logged.
+    let mut audit = c.subscriber("ns", &from(Start::Durable("audit".into()))).unwrap();
+    assert_eq!(audit.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, 0);
+    let e = c
+        .subscriber("ns", &from(Start::Durable("../escape".into())))
+        .err()
+        .expect("a bad name");
+    assert_eq!(e.status, Status::Invalid);
+}

@@ -565,7 +565,7 @@ impl Client {
         }
         let req = Request::SubscriberOpen {
             topic: topic.into(),
-            start: cfg.start,
+            start: cfg.start.clone(),
         };
         let (slot, seg, waiters, rest, start) = self.open_segment(&req, topic)?;
         let opened = (|| {
@@ -575,18 +575,27 @@ impl Client {
                 .ok_or_else(|| Error::protocol("the daemon sent no cursor page"))?;
             let cursor = Arc::new(Cursor::open(&fd, seg.geometry().salt, slot)?);
             let max_message = seg.geometry().max_message as usize;
-            let history = match (cfg.start, start) {
+            let history = match (&cfg.start, start) {
                 (Start::Latest, _) => None,
-                (_, Some((_, seq))) => Some(History::new(rest.collect(), cfg.start, seq, max_message)),
+                // The daemon resolved the name to the committed position.
+                (Start::Durable(_), Some((_, seq, from))) => {
+                    Some(History::new(rest.collect(), Start::Seq(from), seq, max_message))
+                }
+                (s, Some((_, seq, _))) => Some(History::new(rest.collect(), s.clone(), seq, max_message)),
                 (_, None) => return Err(Error::protocol("the daemon sent no history for a start")),
             };
-            Ok((Reader::new_at(seg, waiters, Some((slot, cursor)), start)?, history))
+            let at = start.map(|(pos, seq, _)| (pos, seq));
+            Ok((Reader::new_at(seg, waiters, Some((slot, cursor)), at)?, history))
         })();
         let (mut reader, history) = self.or_give_back(opened, subscriber_close(topic, slot))?;
         reader.wait = cfg.wait;
         reader.abandon_timeout = cfg.abandon_timeout;
         let mut sub = Subscriber::new(reader, topic, slot, self.clone(), None);
         sub.history = history;
+        if let (Start::Durable(name), Some((_, _, from))) = (&cfg.start, start) {
+            sub.durable = Some(name.clone());
+            sub.position = from;
+        }
         Ok(sub)
     }
 
@@ -628,8 +637,8 @@ impl Client {
 /// What an open request gives: the slot, the segment, the waiters page, and
 /// the descriptors after them.
 /// Slot, segment, waiters page, the descriptors that follow, and where a
-/// replaying subscriber's cursor was put.
-type Opened = (u32, Arc<Segment>, Arc<Waiters>, Vec<OwnedFd>, Option<(u64, u64)>);
+/// replaying subscriber's cursor was put (position, next seq) and its history begins.
+type Opened = (u32, Arc<Segment>, Arc<Waiters>, Vec<OwnedFd>, Option<(u64, u64, u64)>);
 
 /// A publisher's [`SubscriberSource`]: asks the daemon for read-only cursor
 /// pages of gating subscribers (`Cursors`, reliable topics) and for the
@@ -692,7 +701,7 @@ impl SubscriberSource for DaemonSubscribers {
 }
 
 /// Options for a subscriber.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SubscriberConfig {
     /// How a receive waits: spin this many times, then sleep on a futex
     /// (the default), or spin only, or yield.
@@ -892,6 +901,10 @@ pub struct Subscriber {
     from_log: (u64, u64),
     /// A start the log did not reach: ring messages before it are passed over.
     ring_start: Option<Start>,
+    /// A durable subscription's name, and the seq after the last message
+    /// delivered (what [`commit`](Self::commit) records).
+    durable: Option<String>,
+    position: u64,
 }
 
 impl Subscriber {
@@ -909,6 +922,8 @@ impl Subscriber {
             history: None,
             from_log: (0, 0),
             ring_start: None,
+            durable: None,
+            position: 0,
         }
     }
 
@@ -993,12 +1008,14 @@ impl Subscriber {
             })
         })?;
         if let Some(got) = from_log {
+            self.position = got.seq + 1;
             return Ok(got);
         }
         if self.ring_start.is_some() {
             self.pollable(|s| s.pass_before_start(deadline))?;
         }
         let (len, seq, timestamp_ns) = self.pollable(|s| s.reader.receive_into(buf, deadline))?;
+        self.position = seq + 1;
         Ok(Received { len, seq, timestamp_ns })
     }
 
@@ -1073,6 +1090,7 @@ impl Subscriber {
             .held
             .take()
             .ok_or_else(|| Error::invalid("no received view to release"))?;
+        self.position = rec.seq + 1;
         if rec.pos == HISTORY {
             if let Some(h) = &mut self.history {
                 h.advance();
@@ -1224,16 +1242,43 @@ impl Subscriber {
 }
 
 impl Subscriber {
+    /// A durable subscription ([`Start::Durable`]): records with the daemon
+    /// that every message delivered so far is done with, so that the next
+    /// subscriber of that name (after this one closes, crashes, or the
+    /// daemon restarts) begins after it. Messages delivered after the last
+    /// commit come again then: at-least-once. One request to the daemon;
+    /// the daemon writes the position to its state directory (a crash of
+    /// any process keeps it; a power loss may lose the last commits).
+    ///
+    /// Errors: `Invalid` (not a durable subscription), `Unavailable`.
+    pub fn commit(&mut self) -> Result<()> {
+        owned_by_this_process(self.client.conn.owner)?;
+        if self.durable.is_none() {
+            return Err(Error::invalid(
+                "commit is for durable subscriptions (start durable=NAME)",
+            ));
+        }
+        self.client
+            .conn
+            .call(&Request::SubscriberCommit {
+                topic: self.topic.clone(),
+                topic_id: self.reader.segment().geometry().salt,
+                slot: self.slot,
+                next_seq: self.position,
+            })
+            .map(drop)
+    }
+
     /// Passes over the ring's messages before a start the log did not reach
     /// (published before this subscriber joined, not yet logged then),
     /// neither delivered nor lost, up to the first at or after it.
     fn pass_before_start(&mut self, deadline: &Deadline) -> Result<()> {
-        while let Some(start) = self.ring_start {
+        while let Some(start) = self.ring_start.clone() {
             let rec = self.reader.next(deadline)?;
             let wanted = match start {
                 Start::Seq(n) => rec.seq >= n,
                 Start::Time(t) => rec.timestamp_ns >= t,
-                Start::Latest | Start::Earliest => true,
+                Start::Latest | Start::Earliest | Start::Durable(_) => true,
             };
             if wanted {
                 self.ring_start = None;

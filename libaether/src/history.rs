@@ -89,7 +89,7 @@ impl History {
     /// when the log held the start (the ring's first message follows it).
     pub(crate) fn ring_start(&self) -> Option<Start> {
         match self.start {
-            Start::Seq(_) | Start::Time(_) if !self.found_start => Some(self.start),
+            Start::Seq(_) | Start::Time(_) if !self.found_start => Some(self.start.clone()),
             _ => None,
         }
     }
@@ -159,12 +159,17 @@ impl History {
     /// `None` once the ring takes over.
     pub(crate) fn peek(&mut self) -> Result<Option<Logged<'_>>> {
         while self.peeked.is_none() {
-            if self.next_seq >= self.end_seq && self.file.is_some() {
+            // The ring has the rest (the files may already hold more: the
+            // writer goes on after the subscriber joined).
+            if self.opened > 0 && self.next_seq >= self.end_seq {
                 self.finish();
                 return Ok(None);
             }
-            if self.file.is_none() && !self.open_next()? {
-                if self.opened == 0 || self.next_seq >= self.end_seq {
+            if self.file.is_none() {
+                if self.open_next()? {
+                    continue;
+                }
+                if self.opened == 0 {
                     self.finish();
                     return Ok(None);
                 }

@@ -48,6 +48,7 @@ pub enum Op {
     SubscriberFd = 11,
     /// A publisher asks for the eventfds of armed pollable subscribers.
     Notifiers = 12,
+    SubscriberCommit = 13,
 }
 
 impl Op {
@@ -65,13 +66,14 @@ impl Op {
             10 => Op::Cursors,
             11 => Op::SubscriberFd,
             12 => Op::Notifiers,
+            13 => Op::SubscriberCommit,
             _ => return None,
         })
     }
 }
 
 /// Where a subscriber begins.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Start {
     /// With the next message published (the default).
     #[default]
@@ -83,6 +85,11 @@ pub enum Start {
     /// With the first message published at or after this CLOCK_REALTIME
     /// time, in nanoseconds since the epoch.
     Time(u64),
+    /// After the last message the durable subscription of this name
+    /// committed (`Subscriber::commit`), kept by the daemon across client
+    /// and daemon restarts; a new name starts with the oldest message
+    /// logged. One subscriber at a time per name and topic.
+    Durable(String),
 }
 
 impl Start {
@@ -94,6 +101,8 @@ impl Start {
             _ => {
                 if let Some(n) = s.strip_prefix("seq=") {
                     n.parse().ok().map(Start::Seq)
+                } else if let Some(name) = s.strip_prefix("durable=") {
+                    validate_subscription(name).ok().map(|_| Start::Durable(name.into()))
                 } else {
                     s.strip_prefix("time=")?.parse().ok().map(Start::Time)
                 }
@@ -101,24 +110,53 @@ impl Start {
         }
     }
 
-    fn encode(self) -> (u8, u64) {
-        match self {
+    fn encode(&self, e: &mut Enc) {
+        let (kind, v) = match self {
             Start::Latest => (0, 0),
             Start::Earliest => (1, 0),
-            Start::Seq(n) => (2, n),
-            Start::Time(t) => (3, t),
+            Start::Seq(n) => (2, *n),
+            Start::Time(t) => (3, *t),
+            Start::Durable(_) => (4, 0),
+        };
+        e.u8(kind);
+        e.u64(v);
+        if let Start::Durable(name) = self {
+            e.str(name);
         }
     }
 
-    fn decode(kind: u8, v: u64) -> Result<Start> {
+    fn decode(d: &mut Dec) -> Result<Start> {
+        let (kind, v) = (d.u8()?, d.u64()?);
         Ok(match kind {
             0 => Start::Latest,
             1 => Start::Earliest,
             2 => Start::Seq(v),
             3 => Start::Time(v),
+            4 => {
+                let name = d.str()?;
+                validate_subscription(&name)?;
+                Start::Durable(name)
+            }
             _ => return Err(Error::protocol(format!("unknown subscriber start {kind}"))),
         })
     }
+}
+
+/// A durable subscription's name: 1 to 64 of letters, digits, '.', '_' and
+/// '-', not starting with '.' (it names a file in the daemon's state).
+pub fn validate_subscription(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || name.starts_with('.')
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err(Error::invalid(format!(
+            "invalid durable subscription name {name:?}: 1 to 64 letters, digits, '.', '_' and '-', not starting with '.'"
+        )));
+    }
+    Ok(())
 }
 
 /// A request from a client.
@@ -183,6 +221,15 @@ pub enum Request {
         topic_id: u64,
         slots: Vec<(u32, u64)>,
     },
+    /// Records that the durable subscription holding subscriber slot `slot`
+    /// of the topic incarnation `topic_id` has read everything before
+    /// `next_seq`. Only for the slot's holder.
+    SubscriberCommit {
+        topic: String,
+        topic_id: u64,
+        slot: u32,
+        next_seq: u64,
+    },
 }
 
 impl Request {
@@ -200,6 +247,7 @@ impl Request {
             Request::Cursors { .. } => Op::Cursors,
             Request::SubscriberFd { .. } => Op::SubscriberFd,
             Request::Notifiers { .. } => Op::Notifiers,
+            Request::SubscriberCommit { .. } => Op::SubscriberCommit,
         }
     }
 }
@@ -223,6 +271,11 @@ impl std::fmt::Display for Request {
             }
             Request::Notifiers { topic, slots, .. } => {
                 write!(f, "{} pollable subscribers' descriptors of {topic:?}", slots.len())
+            }
+            Request::SubscriberCommit {
+                topic, slot, next_seq, ..
+            } => {
+                write!(f, "commit seq {next_seq} for subscriber slot {slot} of {topic:?}")
             }
         }
     }
@@ -249,10 +302,12 @@ pub enum Reply {
         slot: u32,
     },
     /// `start`: for a subscriber that asked for history, where its cursor
-    /// was put (position, next seq); the log's files follow the cursor page.
+    /// was put (position, next seq) and the seq its history begins at (a
+    /// durable subscription's committed position); the log's files follow
+    /// the cursor page.
     Subscribed {
         slot: u32,
-        start: Option<(u64, u64)>,
+        start: Option<(u64, u64, u64)>,
     },
     /// A message queue: at most `maxmsg` messages of at most `msgsize` bytes.
     ControlQueue {
@@ -436,9 +491,7 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
         Request::SubscriberOpen { topic, start } => {
             e.str(topic);
             if *start != Start::Latest {
-                let (kind, v) = start.encode();
-                e.u8(kind);
-                e.u64(v);
+                start.encode(&mut e);
             }
         }
         Request::ControlQueue => {}
@@ -456,6 +509,17 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
             e.str(topic);
             e.u64(*topic_id);
             e.u32(*slot);
+        }
+        Request::SubscriberCommit {
+            topic,
+            topic_id,
+            slot,
+            next_seq,
+        } => {
+            e.str(topic);
+            e.u64(*topic_id);
+            e.u32(*slot);
+            e.u64(*next_seq);
         }
     }
     e.finish()
@@ -507,7 +571,7 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                 let start = if d.0.is_empty() {
                     Start::Latest
                 } else {
-                    Start::decode(d.u8()?, d.u64()?)?
+                    Start::decode(&mut d)?
                 };
                 Request::SubscriberOpen { topic, start }
             }
@@ -537,6 +601,12 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                 topic: d.str()?,
                 topic_id: d.u64()?,
                 slots: d.slots()?,
+            },
+            Op::SubscriberCommit => Request::SubscriberCommit {
+                topic: d.str()?,
+                topic_id: d.u64()?,
+                slot: d.u32()?,
+                next_seq: d.u64()?,
             },
         };
         d.end()?;
@@ -569,9 +639,10 @@ pub fn encode_reply(op: u16, id: u32, reply: &Result<Reply>) -> Vec<u8> {
                 Reply::Publishing { slot } => e.u32(*slot),
                 Reply::Subscribed { slot, start } => {
                     e.u32(*slot);
-                    if let Some((pos, seq)) = start {
+                    if let Some((pos, seq, from)) = start {
                         e.u64(*pos);
                         e.u64(*seq);
+                        e.u64(*from);
                     }
                 }
                 Reply::ControlQueue { maxmsg, msgsize } => {
@@ -610,14 +681,19 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
             pid: d.u32()?,
             instance_id: d.u64()?,
         },
-        Op::TopicCreate | Op::TopicDelete | Op::SubscriberClose | Op::PublisherClose | Op::SubscriberFd => Reply::Done,
+        Op::TopicCreate
+        | Op::TopicDelete
+        | Op::SubscriberClose
+        | Op::PublisherClose
+        | Op::SubscriberFd
+        | Op::SubscriberCommit => Reply::Done,
         Op::PublisherOpen => Reply::Publishing { slot: d.u32()? },
         Op::SubscriberOpen => {
             let slot = d.u32()?;
             let start = if d.0.is_empty() {
                 None
             } else {
-                Some((d.u64()?, d.u64()?))
+                Some((d.u64()?, d.u64()?, d.u64()?))
             };
             Reply::Subscribed { slot, start }
         }
@@ -705,18 +781,29 @@ mod tests {
                 topic_id: 7,
                 slots: vec![(3, 2)],
             },
+            Request::SubscriberCommit {
+                topic: "t".into(),
+                topic_id: 7,
+                slot: 2,
+                next_seq: 1 << 40,
+            },
         ]
     }
 
     /// Requests with their optional trailing fields (starts, durability).
     fn with_options() -> Vec<Request> {
-        let mut v: Vec<Request> = [Start::Earliest, Start::Seq(7), Start::Time(1 << 60)]
-            .into_iter()
-            .map(|start| Request::SubscriberOpen {
-                topic: "t".into(),
-                start,
-            })
-            .collect();
+        let mut v: Vec<Request> = [
+            Start::Earliest,
+            Start::Seq(7),
+            Start::Time(1 << 60),
+            Start::Durable("billing-1".into()),
+        ]
+        .into_iter()
+        .map(|start| Request::SubscriberOpen {
+            topic: "t".into(),
+            start,
+        })
+        .collect();
         for wal in [Fsync::Never, Fsync::Interval(5), Fsync::Always] {
             v.push(Request::TopicCreate {
                 topic: "t".into(),
@@ -754,7 +841,7 @@ mod tests {
                 Op::SubscriberOpen,
                 Ok(Reply::Subscribed {
                     slot: 5,
-                    start: Some((4096, 77)),
+                    start: Some((4096, 77, 70)),
                 }),
             ),
             (
