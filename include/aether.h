@@ -56,6 +56,42 @@ typedef enum aether_delivery {
 } aether_delivery;
 
 /**
+ * Whether a topic is logged to disk (`aether_topic_config.durability`).
+ */
+typedef enum aether_durability {
+  /**
+   * In memory only (default).
+   */
+  AETHER_DURABILITY_NONE = 0,
+  /**
+   * The daemon logs every message to a write-ahead log under its state
+   * directory: subscribers may start in the past, and the topic comes
+   * back numbered on after a daemon restart. Reliable topics only.
+   */
+  AETHER_DURABILITY_WAL = 1,
+} aether_durability;
+
+/**
+ * When a durable topic's log is synced to disk (`aether_topic_config.fsync`).
+ */
+typedef enum aether_fsync {
+  /**
+   * Never: the kernel writes back when it likes (default). Survives a
+   * crash of any process, the daemon's included; not a power loss.
+   */
+  AETHER_FSYNC_NEVER = 0,
+  /**
+   * Every `fsync_interval_ms`: a power loss loses at most about that much.
+   */
+  AETHER_FSYNC_INTERVAL = 1,
+  /**
+   * Before a publish returns (publishers waiting together share one
+   * sync): a publish that returned `AETHER_OK` survives a power loss.
+   */
+  AETHER_FSYNC_ALWAYS = 2,
+} aether_fsync;
+
+/**
  * What an `aether_notice` says.
  */
 typedef enum aether_notice_kind {
@@ -97,6 +133,34 @@ typedef enum aether_policy {
    */
   AETHER_POLICY_RELIABLE = 1,
 } aether_policy;
+
+/**
+ * Where a subscriber begins (`aether_subscriber_config.start`).
+ */
+typedef enum aether_start {
+  /**
+   * With the next message published (default).
+   */
+  AETHER_START_LATEST = 0,
+  /**
+   * With the oldest message a durable topic's log holds.
+   */
+  AETHER_START_EARLIEST = 1,
+  /**
+   * With message number `start_value` (the oldest logged, if older).
+   */
+  AETHER_START_SEQ = 2,
+  /**
+   * With the first message published at or after `start_value`
+   * (CLOCK_REALTIME nanoseconds).
+   */
+  AETHER_START_TIME = 3,
+  /**
+   * After what the durable subscription `durable_name` last committed
+   * (`aether_subscriber_commit`); a new name: the oldest logged.
+   */
+  AETHER_START_DURABLE = 4,
+} aether_start;
 
 /**
  * Status codes returned by every `int`-returning call: `AETHER_OK` (0) or negative.
@@ -179,6 +243,20 @@ typedef struct aether_topic_config {
    * Most subscribers at once, 1 to 1024 (default 64).
    */
   uint32_t max_subscribers;
+  /**
+   * An `aether_durability` value (default `AETHER_DURABILITY_NONE`). Added
+   * after the first layout: a struct_size of 40 (without this field and
+   * the next two) is still accepted and means not durable.
+   */
+  uint32_t durability;
+  /**
+   * A durable topic's `aether_fsync` value (default `AETHER_FSYNC_NEVER`).
+   */
+  uint32_t fsync;
+  /**
+   * `AETHER_FSYNC_INTERVAL`: milliseconds between syncs, 1 to 60000.
+   */
+  uint32_t fsync_interval_ms;
 } aether_topic_config;
 
 /**
@@ -207,6 +285,22 @@ typedef struct aether_subscriber_config {
    * accepted and means `AETHER_DELIVERY_SHM`.
    */
   uint32_t delivery;
+  /**
+   * An `aether_start` value (default `AETHER_START_LATEST`); anything
+   * else reads a durable topic's log first, then passes to the live
+   * ring with no gap and no duplicate (`AETHER_DELIVERY_SHM` only).
+   * Added after the second layout (struct_size 32: latest).
+   */
+  uint32_t start;
+  /**
+   * `AETHER_START_SEQ`: the seq; `AETHER_START_TIME`: the time (ns).
+   */
+  uint64_t start_value;
+  /**
+   * `AETHER_START_DURABLE`: the subscription's name (1 to 64 letters,
+   * digits, '.', '_', '-'); read during `aether_subscriber_open` only.
+   */
+  const char *durable_name;
 } aether_subscriber_config;
 
 /**
@@ -404,12 +498,17 @@ void aether_publisher_close(struct aether_publisher *p);
 
 /**
  * Opens a subscriber on an existing topic; it receives messages published
- * from now on. `cfg` NULL: defaults. Free with `aether_subscriber_close`.
+ * from now on, or with a `start` (a durable topic) the topic's logged
+ * history from there first. `cfg` NULL: defaults. Free with
+ * `aether_subscriber_close`.
  * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers,
- * or this uid's or client's slot quota, or its message-queue quota),
- * `AETHER_E_PERMISSION` (no `subscribe` right), `AETHER_E_INVALID` (NULL,
- * a config not from `aether_subscriber_config_default`, an unknown
- * delivery or wait), `AETHER_E_CORRUPT`, `AETHER_E_SHUTDOWN`,
+ * or this uid's or client's slot quota, or its message-queue quota; a
+ * history spanning more than 200 log files), `AETHER_E_PERMISSION` (no
+ * `subscribe` right), `AETHER_E_INVALID` (NULL, a config not from
+ * `aether_subscriber_config_default`, an unknown delivery, wait or start,
+ * a start on a topic that is not durable, a seq not published yet, a bad
+ * durable name), `AETHER_E_EXISTS` (that durable subscription is in use),
+ * `AETHER_E_CORRUPT` (also: a damaged log file, when the history reaches it), `AETHER_E_SHUTDOWN`,
  * `AETHER_E_UNAVAILABLE`, `AETHER_E_IO` (a message queue could not be made).
  */
 int aether_subscriber_open(struct aether_client *c,
@@ -455,6 +554,20 @@ int aether_receive_view(struct aether_subscriber *s,
  * held, and is counted lost), `AETHER_E_INVALID` (not the view held).
  */
 int aether_release(struct aether_subscriber *s, struct aether_message *msg);
+
+/**
+ * A durable subscription (`AETHER_START_DURABLE`): records with the broker
+ * that every message this subscriber delivered (received, or viewed and
+ * released) is done with, so that the next subscriber of that name (after
+ * this one closes or crashes, or the broker restarts) begins after it.
+ * Messages delivered after the last commit come again then: at least once.
+ * One request to the broker.
+ * Errors: `AETHER_E_INVALID` (NULL, not a durable subscription, a handle of
+ * the parent process after fork), `AETHER_E_NOT_FOUND` (the topic was
+ * deleted), `AETHER_E_UNAVAILABLE` (the daemon died), `AETHER_E_IO` (the
+ * broker could not write its state).
+ */
+int aether_subscriber_commit(struct aether_subscriber *s);
 
 /**
  * Messages this subscriber missed so far (lapped on a lossy topic, or left

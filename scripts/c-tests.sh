@@ -90,7 +90,7 @@ linked() { # linked NAME: needs libaether.so.0, found in the prefix
     readelf -d "$BIN/$1" | grep -F 'Shared library: [libaether.so.0]'
     LD_LIBRARY_PATH=$PREFIX/lib ldd "$BIN/$1" | grep -F "libaether.so.0 => $PREFIX/lib/libaether.so.0"
 }
-for t in layout publisher subscriber errors mqueue fork poll; do
+for t in layout publisher subscriber errors mqueue fork poll durable; do
     check "compile $t.c with pkg-config" compile "$t"
     check "$t links libaether.so.0 from the prefix" linked "$t"
 done
@@ -120,7 +120,7 @@ check "layout.c linked statically with Libs.private" static_layout
 # --- a private daemon ------------------------------------------------------------
 export LD_LIBRARY_PATH=$PREFIX/lib AETHER_NO_AUTOSTART=1
 unset AETHER_SOCKET
-"$PREFIX/bin/aetherd" --socket "$SOCK" 2>"$LOGS/aetherd.log" &
+"$PREFIX/bin/aetherd" --socket "$SOCK" --state-dir "$TMP/state" 2>"$LOGS/aetherd.log" &
 DAEMON_PID=$!
 if wait_for 10 test -S "$SOCK"; then rc=0; else rc=1; fi
 report "aetherd listens on a private socket" "$rc" "$LOGS/aetherd.log"
@@ -191,6 +191,7 @@ pubsub "pubsub 1->$SUBSCRIBERS" "$TAG-pubsub" "$COUNT" "$SUBSCRIBERS"
 check "C publisher -> aether-cli sub, 1000 messages" cli_interop "$TAG-pubsub" 1000
 check "mqueue: delivery=mqueue subscriber in poll(), control-queue notices" "$BIN/mqueue" "$SOCK" "$TAG-mqueue"
 check "fork: a child cannot use its parent's handles, reopens its own; the parent keeps its slots" "$BIN/fork" "$SOCK" "$TAG-fork"
+check "durable: a logged topic read back from earliest, a seq and a committed durable subscription; old config layouts keep their meaning" "$BIN/durable" "$SOCK" "$TAG-durable"
 check "poll: a shm subscriber in epoll_wait on aether_subscriber_fd gets 20000 messages from another process" "$BIN/poll" "$SOCK" "$TAG-poll"
 example_hello() {
     local out
@@ -225,6 +226,7 @@ pubsub "valgrind pubsub 1->1" "$TAG-valgrind" "$VG_COUNT" 1 "${VALGRIND[@]}"
 check "valgrind mqueue" "${VALGRIND[@]}" "$BIN/mqueue" "$SOCK" "$TAG-mqueue-vg" 50
 check "valgrind fork" "${VALGRIND[@]}" --trace-children=yes "$BIN/fork" "$SOCK" "$TAG-fork-vg"
 check "valgrind poll" "${VALGRIND[@]}" "$BIN/poll" "$SOCK" "$TAG-poll-vg" 500
+check "valgrind durable" "${VALGRIND[@]}" "$BIN/durable" "$SOCK" "$TAG-durable-vg"
 
 delete_topics() {
     "${CLI[@]}" delete "$TAG-pubsub"

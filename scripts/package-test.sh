@@ -284,7 +284,7 @@ unset AETHER_SOCKET AETHER_CONFIG
 CLI=("$PKGROOT/usr/bin/aether-cli" --socket "$SOCK")
 check "packaged aetherd and aether-cli report version $VERSION" \
     bash -c "'$PKGROOT/usr/bin/aetherd' --version | grep -qx 'aetherd $VERSION' && '${CLI[0]}' --version | grep -qx 'aether-cli $VERSION'"
-"$PKGROOT/usr/bin/aetherd" --socket "$SOCK" 2>"$LOGS/aetherd.log" &
+"$PKGROOT/usr/bin/aetherd" --socket "$SOCK" --state-dir "$TMP/state" 2>"$LOGS/aetherd.log" &
 DAEMON_PID=$!
 if wait_for 10 test -S "$SOCK"; then rc=0; else rc=1; fi
 report "packaged aetherd listens on a private socket" "$rc" "$LOGS/aetherd.log"

@@ -49,7 +49,7 @@ shm_before=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
 mq_before=$(ls /dev/mqueue 2>/dev/null | grep -c '^aether' || true)
 
 start_daemon() {
-    "$RELEASE/aetherd" --socket "$SOCK" 2>>"$TMP/aetherd.log" &
+    "$RELEASE/aetherd" --socket "$SOCK" --state-dir "$TMP/state" 2>>"$TMP/aetherd.log" &
     DAEMON_PID=$!
     local i
     for i in $(seq 1 500); do

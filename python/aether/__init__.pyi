@@ -103,12 +103,14 @@ class InternalError(Error):
 def create_topic(
     topic: str,
     *,
-    policy: _Policy = "lossy",
+    policy: _Policy | None = None,
     ring_size: int | None = None,
     max_message: int | None = None,
     max_subscribers: int | None = None,
     socket: _Socket = None,
     exist_ok: bool = False,
+    durability: Literal["none", "wal"] = "none",
+    fsync: str | None = None,
 ) -> None: ...
 def delete_topic(topic: str, *, socket: _Socket = None) -> None: ...
 
@@ -208,7 +210,7 @@ class Subscriber:
         cls,
         topic: str,
         *,
-        from_: Literal["latest"] | None = None,
+        from_: str | int | None = None,
         delivery: Literal["shm", "mqueue"] = "shm",
         socket: _Socket = None,
         create: bool = True,
@@ -222,6 +224,7 @@ class Subscriber:
     async def areceive(self, timeout: float | None = None) -> Message | None: ...
     def reopen(self) -> None: ...
     def close(self) -> None: ...
+    def commit(self) -> None: ...
     def stats(self) -> _Stats: ...
     def mapping_range(self) -> tuple[int, int]: ...
     @property

@@ -86,20 +86,43 @@ pub(crate) fn create(
 
 /// Creates a topic. Raises `Exists` if it exists (unless `exist_ok`).
 /// Sizes default to the core's (4 MiB ring, 64 KiB messages, 64 subscribers).
+/// `durability="wal"` makes it durable: the daemon logs every message, with
+/// `fsync` "never" (default), "always" or "interval=MS"; such a topic must be
+/// reliable (the policy defaults to reliable then).
 #[pyfunction]
-#[pyo3(signature = (topic, *, policy = "lossy", ring_size = None, max_message = None, max_subscribers = None, socket = None, exist_ok = false))]
+#[pyo3(signature = (topic, *, policy = None, ring_size = None, max_message = None, max_subscribers = None, socket = None, exist_ok = false, durability = "none", fsync = None))]
 #[allow(clippy::too_many_arguments)]
 fn create_topic(
     py: Python<'_>,
     topic: &str,
-    policy: &str,
+    policy: Option<&str>,
     ring_size: Option<u64>,
     max_message: Option<u64>,
     max_subscribers: Option<u32>,
     socket: Option<PathBuf>,
     exist_ok: bool,
+    durability: &str,
+    fsync: Option<&str>,
 ) -> PyResult<()> {
-    let params = topic_params(py, policy, ring_size, max_message, max_subscribers)?;
+    let wal = match (durability, fsync) {
+        ("none", None) => None,
+        ("none", Some(_)) => return Err(errors::invalid(py, "fsync needs durability=\"wal\"")),
+        ("wal", f) => Some(aether::Fsync::parse(f.unwrap_or("never")).ok_or_else(|| {
+            errors::invalid(
+                py,
+                format!("fsync must be \"never\", \"always\" or \"interval=MS\", not {f:?}"),
+            )
+        })?),
+        (d, _) => {
+            return Err(errors::invalid(
+                py,
+                format!("durability must be \"none\" or \"wal\", not {d:?}"),
+            ))
+        }
+    };
+    let policy = policy.unwrap_or(if wal.is_some() { "reliable" } else { "lossy" });
+    let mut params = topic_params(py, policy, ring_size, max_message, max_subscribers)?;
+    params.wal = wal;
     let client = connect(py, socket)?;
     create(py, &client, topic, &params, exist_ok)
 }

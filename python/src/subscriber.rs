@@ -288,17 +288,23 @@ impl Subscriber {
         max_message: Option<u64>,
         max_subscribers: Option<u32>,
     ) -> PyResult<Self> {
-        // None is the default, "latest".
-        if let Some(from_) = from_.filter(|f| !f.extract::<String>().is_ok_and(|s| s == "latest")) {
-            return Err(invalid(
-                py,
-                format!(
-                    "from_={} is not supported: only from_=\"latest\" (messages published from now on) \
-                     exists in this version; history needs the broker's write-ahead log, not built yet",
-                    from_.repr()?
-                ),
-            ));
-        }
+        // None is the default, "latest"; an int is a seq.
+        let start = match from_ {
+            None => aether::Start::Latest,
+            Some(f) => match (f.extract::<u64>(), f.extract::<String>()) {
+                (Ok(seq), _) => aether::Start::Seq(seq),
+                (_, Ok(s)) => aether::Start::parse(&s).ok_or_else(|| {
+                    invalid(
+                        py,
+                        format!(
+                            "from_={s:?}: use \"latest\", \"earliest\", a seq (int or \"seq=N\"), \
+                             \"time=NS\" or \"durable=NAME\""
+                        ),
+                    )
+                })?,
+                _ => return Err(invalid(py, format!("from_={}: use a str or an int", f.repr()?))),
+            },
+        };
         let delivery = match delivery {
             "shm" => aether::Delivery::Shm,
             "mqueue" => aether::Delivery::Mqueue,
@@ -311,6 +317,7 @@ impl Subscriber {
         };
         let config = SubscriberConfig {
             delivery,
+            start,
             ..SubscriberConfig::default()
         };
         let params = crate::topic_params(py, policy, ring_size, max_message, max_subscribers)?;
@@ -488,6 +495,22 @@ impl Subscriber {
     #[getter]
     fn lost(&self) -> u64 {
         self.counters.lost.load(Ordering::Relaxed)
+    }
+
+    /// commit() -> None
+    ///
+    /// A durable subscription (from_="durable=NAME"): ends the current
+    /// message (as the next receive would) and records with the daemon that
+    /// everything received so far is done with; the next subscriber of that
+    /// name starts after it. What is received after the last commit comes
+    /// again then (at least once). Raises InvalidError when this is not a
+    /// durable subscription, BufferError while the current message has
+    /// exported buffers.
+    fn commit(&self, py: Python<'_>) -> PyResult<()> {
+        let mut st = lock(py, &self.state);
+        st.release_held(&self.counters)?;
+        let inner = st.inner.as_mut().ok_or_else(|| self.closed_error(py))?;
+        inner.0.commit().map_err(errors::to_py)
     }
 
     /// Messages received so far (counted when released).

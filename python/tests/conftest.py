@@ -62,7 +62,7 @@ class Broker:
         self.log = os.path.join(self.dir, "aetherd.log")
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [exe, "--socket", self.socket],
+                [exe, "--socket", self.socket, "--state-dir", os.path.join(self.dir, "state")],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 import aether
 
@@ -112,3 +113,36 @@ def test_record_abandoned_by_a_killed_publisher_is_skipped(sock, topic):
         assert msg is not None and msg.bytes() == b"next"
         assert time.monotonic() - t0 < 2
         assert sub.lost == 1
+
+
+DURABLE_READER = """
+import sys, aether
+sock, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with aether.Subscriber(topic, socket=sock, create=False, from_="durable=py") as sub:
+    got = [sub.receive(timeout=5) for _ in range(n)]
+    print(" ".join(str(m.seq) for m in got))
+    sub.commit()
+"""
+
+
+def test_durable_topic_history_and_a_durable_subscription_across_processes(sock, topic):
+    aether.create_topic(topic, socket=sock, durability="wal", fsync="always")
+    with aether.Publisher(topic, socket=sock, create=False) as pub:
+        for i in range(10):
+            assert pub.publish(b"m%d" % i) == i
+    # History from the log, then the live ring.
+    with aether.Subscriber(topic, socket=sock, create=False, from_="earliest") as sub:
+        assert [sub.receive(timeout=5).bytes() for _ in range(10)] == [b"m%d" % i for i in range(10)]
+    with aether.Subscriber(topic, socket=sock, create=False, from_=7) as sub:
+        assert [sub.receive(timeout=5).seq for _ in range(3)] == [7, 8, 9]
+    # A durable subscription in two child processes: the second resumes where the first committed.
+    first = run_python(DURABLE_READER, sock, topic, "4")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == ["0", "1", "2", "3"]
+    second = run_python(DURABLE_READER, sock, topic, "6")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split() == ["4", "5", "6", "7", "8", "9"]
+    with pytest.raises(ValueError, match="durable"):
+        with aether.Subscriber(topic, socket=sock, create=False) as plain:
+            plain.commit()
+    aether.delete_topic(topic, socket=sock)

@@ -331,10 +331,17 @@ def test_properties_and_stats(sock, topic):
 
 
 def test_unsupported_options(sock, topic):
-    with pytest.raises(ValueError, match="latest"):
+    # History needs a durable topic; a start that is no start is refused.
+    with pytest.raises(ValueError, match="not durable"):
         aether.Subscriber(topic, socket=sock, from_="earliest")
-    with pytest.raises(ValueError, match="latest"):
+    with pytest.raises(ValueError, match="not durable"):
         aether.Subscriber(topic, socket=sock, from_=0)
+    with pytest.raises(ValueError, match="earliest"):
+        aether.Subscriber(topic, socket=sock, from_="yesterday")
+    with pytest.raises(ValueError, match="fsync needs"):
+        aether.create_topic(topic + "-x", socket=sock, fsync="always")
+    with pytest.raises(ValueError, match="durability"):
+        aether.create_topic(topic + "-x", socket=sock, durability="disk")
     with pytest.raises(ValueError, match="shm"):
         aether.Subscriber(topic, socket=sock, delivery="tcp")
     with pytest.raises(ValueError, match="policy"):

@@ -25,8 +25,9 @@ use crate::client::{Client, Publisher, Subscriber, SubscriberConfig};
 use crate::delivery::Delivery;
 use crate::error::{Error, Status};
 use crate::notice::Notice;
+use crate::protocol::Start;
 use crate::ring::{Deadline, WaitConfig, WaitStrategy};
-use crate::segment::{Policy, TopicParams};
+use crate::segment::{Fsync, Policy, TopicParams};
 use std::ffi::{c_char, c_int, c_void};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -83,6 +84,50 @@ pub enum aether_delivery {
     AETHER_DELIVERY_MQUEUE = 1,
 }
 
+/// Whether a topic is logged to disk (`aether_topic_config.durability`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aether_durability {
+    /// In memory only (default).
+    AETHER_DURABILITY_NONE = 0,
+    /// The daemon logs every message to a write-ahead log under its state
+    /// directory: subscribers may start in the past, and the topic comes
+    /// back numbered on after a daemon restart. Reliable topics only.
+    AETHER_DURABILITY_WAL = 1,
+}
+
+/// When a durable topic's log is synced to disk (`aether_topic_config.fsync`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aether_fsync {
+    /// Never: the kernel writes back when it likes (default). Survives a
+    /// crash of any process, the daemon's included; not a power loss.
+    AETHER_FSYNC_NEVER = 0,
+    /// Every `fsync_interval_ms`: a power loss loses at most about that much.
+    AETHER_FSYNC_INTERVAL = 1,
+    /// Before a publish returns (publishers waiting together share one
+    /// sync): a publish that returned `AETHER_OK` survives a power loss.
+    AETHER_FSYNC_ALWAYS = 2,
+}
+
+/// Where a subscriber begins (`aether_subscriber_config.start`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aether_start {
+    /// With the next message published (default).
+    AETHER_START_LATEST = 0,
+    /// With the oldest message a durable topic's log holds.
+    AETHER_START_EARLIEST = 1,
+    /// With message number `start_value` (the oldest logged, if older).
+    AETHER_START_SEQ = 2,
+    /// With the first message published at or after `start_value`
+    /// (CLOCK_REALTIME nanoseconds).
+    AETHER_START_TIME = 3,
+    /// After what the durable subscription `durable_name` last committed
+    /// (`aether_subscriber_commit`); a new name: the oldest logged.
+    AETHER_START_DURABLE = 4,
+}
+
 /// What an `aether_notice` says.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +179,21 @@ pub struct aether_topic_config {
     pub max_message: u64,
     /// Most subscribers at once, 1 to 1024 (default 64).
     pub max_subscribers: u32,
+    /// An `aether_durability` value (default `AETHER_DURABILITY_NONE`). Added
+    /// after the first layout: a struct_size of 40 (without this field and
+    /// the next two) is still accepted and means not durable.
+    pub durability: u32,
+    /// A durable topic's `aether_fsync` value (default `AETHER_FSYNC_NEVER`).
+    pub fsync: u32,
+    /// `AETHER_FSYNC_INTERVAL`: milliseconds between syncs, 1 to 60000.
+    pub fsync_interval_ms: u32,
 }
+
+/// `struct_size` of the first `aether_topic_config` layout (before `durability`).
+const TOPIC_CONFIG_V1_SIZE: usize = 40;
+
+/// `struct_size` of the second `aether_subscriber_config` layout (before `start`).
+const SUBSCRIBER_CONFIG_V2_SIZE: usize = 32;
 
 /// `struct_size` of the first `aether_subscriber_config` layout (before `delivery`).
 const SUBSCRIBER_CONFIG_V1_SIZE: usize = 24;
@@ -155,6 +214,16 @@ pub struct aether_subscriber_config {
     /// the first layout: a struct_size of 24 (without this field) is still
     /// accepted and means `AETHER_DELIVERY_SHM`.
     pub delivery: u32,
+    /// An `aether_start` value (default `AETHER_START_LATEST`); anything
+    /// else reads a durable topic's log first, then passes to the live
+    /// ring with no gap and no duplicate (`AETHER_DELIVERY_SHM` only).
+    /// Added after the second layout (struct_size 32: latest).
+    pub start: u32,
+    /// `AETHER_START_SEQ`: the seq; `AETHER_START_TIME`: the time (ns).
+    pub start_value: u64,
+    /// `AETHER_START_DURABLE`: the subscription's name (1 to 64 letters,
+    /// digits, '.', '_', '-'); read during `aether_subscriber_open` only.
+    pub durable_name: *const c_char,
 }
 
 /// A received message. For `aether_receive_view`, `data` points into shared
@@ -172,8 +241,10 @@ pub struct aether_message {
 }
 
 const _: () = {
-    assert!(std::mem::size_of::<aether_topic_config>() == 40);
-    assert!(std::mem::size_of::<aether_subscriber_config>() == 32);
+    assert!(std::mem::size_of::<aether_topic_config>() == 48);
+    assert!(std::mem::offset_of!(aether_topic_config, durability) == TOPIC_CONFIG_V1_SIZE - 4);
+    assert!(std::mem::size_of::<aether_subscriber_config>() == 48);
+    assert!(std::mem::offset_of!(aether_subscriber_config, start_value) == SUBSCRIBER_CONFIG_V2_SIZE);
     assert!(std::mem::offset_of!(aether_subscriber_config, delivery) == SUBSCRIBER_CONFIG_V1_SIZE);
     assert!(std::mem::size_of::<aether_message>() == 32);
     assert!(std::mem::offset_of!(aether_notice, topic) == 4);
@@ -187,6 +258,7 @@ const _: () = {
     assert!(aether_wait::AETHER_WAIT_FUTEX as u32 == WaitStrategy::Futex as u32);
     assert!(aether_delivery::AETHER_DELIVERY_SHM as u32 == Delivery::Shm as u32);
     assert!(aether_delivery::AETHER_DELIVERY_MQUEUE as u32 == Delivery::Mqueue as u32);
+    assert!(std::mem::offset_of!(aether_subscriber_config, start) == SUBSCRIBER_CONFIG_V2_SIZE - 4);
 };
 
 /// The library version, e.g. "0.1.0" (the library loaded at run time, which
@@ -206,6 +278,9 @@ pub extern "C" fn aether_topic_config_default() -> aether_topic_config {
         ring_size: d.ring_size,
         max_message: d.max_message,
         max_subscribers: d.max_subscribers,
+        durability: aether_durability::AETHER_DURABILITY_NONE as u32,
+        fsync: aether_fsync::AETHER_FSYNC_NEVER as u32,
+        fsync_interval_ms: 0,
     }
 }
 
@@ -219,6 +294,9 @@ pub extern "C" fn aether_subscriber_config_default() -> aether_subscriber_config
         spin: d.wait.spin,
         abandon_timeout_ns: d.abandon_timeout.as_nanos() as u64,
         delivery: d.delivery as u32,
+        start: aether_start::AETHER_START_LATEST as u32,
+        start_value: 0,
+        durable_name: std::ptr::null(),
     }
 }
 
@@ -285,14 +363,40 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
     }
     // SAFETY: non-null and, per the contract, a config from
     // aether_topic_config_default() with struct_size readable bytes.
-    let c = unsafe { read_config(cfg, aether_topic_config_default(), &[], "aether_topic_config")? };
+    // (The first layout, without `durability`, is a prefix: not durable.)
+    let mut c = unsafe {
+        read_config(
+            cfg,
+            aether_topic_config_default(),
+            &[TOPIC_CONFIG_V1_SIZE],
+            "aether_topic_config",
+        )?
+    };
+    // `durability` sits in the first layout's tail padding: there it was never set.
+    if c.struct_size == TOPIC_CONFIG_V1_SIZE {
+        c.durability = aether_durability::AETHER_DURABILITY_NONE as u32;
+    }
     let policy = Policy::from_u32(c.policy).ok_or_else(|| Error::invalid(format!("unknown policy {}", c.policy)))?;
+    use {aether_durability as D, aether_fsync as F};
+    const NONE: u32 = D::AETHER_DURABILITY_NONE as u32;
+    const WAL: u32 = D::AETHER_DURABILITY_WAL as u32;
+    const NEVER: u32 = F::AETHER_FSYNC_NEVER as u32;
+    const INTERVAL: u32 = F::AETHER_FSYNC_INTERVAL as u32;
+    const ALWAYS: u32 = F::AETHER_FSYNC_ALWAYS as u32;
+    let wal = match (c.durability, c.fsync) {
+        (NONE, _) => None,
+        (WAL, NEVER) => Some(Fsync::Never),
+        (WAL, INTERVAL) => Some(Fsync::Interval(c.fsync_interval_ms)),
+        (WAL, ALWAYS) => Some(Fsync::Always),
+        (WAL, f) => return Err(Error::invalid(format!("unknown fsync {f}"))),
+        (d, _) => return Err(Error::invalid(format!("unknown durability {d}"))),
+    };
     let p = TopicParams {
         policy,
         ring_size: c.ring_size,
         max_message: c.max_message,
         max_subscribers: c.max_subscribers,
-        wal: None,
+        wal,
     };
     p.validate()?;
     Ok(p)
@@ -465,12 +569,17 @@ pub unsafe extern "C" fn aether_publisher_close(p: *mut aether_publisher) {
 }
 
 /// Opens a subscriber on an existing topic; it receives messages published
-/// from now on. `cfg` NULL: defaults. Free with `aether_subscriber_close`.
+/// from now on, or with a `start` (a durable topic) the topic's logged
+/// history from there first. `cfg` NULL: defaults. Free with
+/// `aether_subscriber_close`.
 /// Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers,
-/// or this uid's or client's slot quota, or its message-queue quota),
-/// `AETHER_E_PERMISSION` (no `subscribe` right), `AETHER_E_INVALID` (NULL,
-/// a config not from `aether_subscriber_config_default`, an unknown
-/// delivery or wait), `AETHER_E_CORRUPT`, `AETHER_E_SHUTDOWN`,
+/// or this uid's or client's slot quota, or its message-queue quota; a
+/// history spanning more than 200 log files), `AETHER_E_PERMISSION` (no
+/// `subscribe` right), `AETHER_E_INVALID` (NULL, a config not from
+/// `aether_subscriber_config_default`, an unknown delivery, wait or start,
+/// a start on a topic that is not durable, a seq not published yet, a bad
+/// durable name), `AETHER_E_EXISTS` (that durable subscription is in use),
+/// `AETHER_E_CORRUPT` (also: a damaged log file, when the history reaches it), `AETHER_E_SHUTDOWN`,
 /// `AETHER_E_UNAVAILABLE`, `AETHER_E_IO` (a message queue could not be made).
 #[no_mangle]
 pub unsafe extern "C" fn aether_subscriber_open(
@@ -494,9 +603,34 @@ pub unsafe extern "C" fn aether_subscriber_open(
                 read_config(
                     cfg,
                     aether_subscriber_config_default(),
-                    &[SUBSCRIBER_CONFIG_V1_SIZE],
+                    &[SUBSCRIBER_CONFIG_V1_SIZE, SUBSCRIBER_CONFIG_V2_SIZE],
                     "aether_subscriber_config",
                 )?
+            };
+            // `start` sits in the second layout's tail padding: there it was never set.
+            let start = if c.struct_size <= SUBSCRIBER_CONFIG_V2_SIZE {
+                0
+            } else {
+                c.start
+            };
+            use aether_start as S;
+            const LATEST: u32 = S::AETHER_START_LATEST as u32;
+            const EARLIEST: u32 = S::AETHER_START_EARLIEST as u32;
+            const SEQ: u32 = S::AETHER_START_SEQ as u32;
+            const TIME: u32 = S::AETHER_START_TIME as u32;
+            const DURABLE: u32 = S::AETHER_START_DURABLE as u32;
+            conf.start = match start {
+                LATEST => Start::Latest,
+                EARLIEST => Start::Earliest,
+                SEQ => Start::Seq(c.start_value),
+                TIME => Start::Time(c.start_value),
+                DURABLE => {
+                    // SAFETY: per the contract, a NUL-terminated string when start is durable.
+                    let name = unsafe { str_arg(c.durable_name, "durable_name")? };
+                    crate::protocol::validate_subscription(name)?;
+                    Start::Durable(name.to_string())
+                }
+                s => return Err(Error::invalid(format!("unknown start {s}"))),
             };
             let (wait, spin, abandon_ns, delivery) = (c.wait, c.spin, c.abandon_timeout_ns, c.delivery);
             let strategy =
@@ -615,6 +749,25 @@ pub unsafe extern "C" fn aether_release(s: *mut aether_subscriber, msg: *mut aet
             _ => return Err(Error::invalid("msg is not the view this subscriber holds")),
         }
         s.inner.release_view().map(drop)
+    })
+}
+
+/// A durable subscription (`AETHER_START_DURABLE`): records with the broker
+/// that every message this subscriber delivered (received, or viewed and
+/// released) is done with, so that the next subscriber of that name (after
+/// this one closes or crashes, or the broker restarts) begins after it.
+/// Messages delivered after the last commit come again then: at least once.
+/// One request to the broker.
+/// Errors: `AETHER_E_INVALID` (NULL, not a durable subscription, a handle of
+/// the parent process after fork), `AETHER_E_NOT_FOUND` (the topic was
+/// deleted), `AETHER_E_UNAVAILABLE` (the daemon died), `AETHER_E_IO` (the
+/// broker could not write its state).
+#[no_mangle]
+pub unsafe extern "C" fn aether_subscriber_commit(s: *mut aether_subscriber) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live subscriber handle, per the API contract.
+        let s = unsafe { handle_mut(s, "subscriber")? };
+        s.inner.commit()
     })
 }
 
