@@ -171,7 +171,7 @@ static void names_and_configs(aether_client *c) {
     EXPECT(aether_topic_delete(c, longest), AETHER_OK);
 
     aether_topic_config cfg = aether_topic_config_default();
-    cfg.struct_size = sizeof cfg - 8;
+    cfg.struct_size = sizeof cfg - 4; /* no layout has that size (40, the first's, is valid) */
     EXPECT(aether_topic_create(c, bad, &cfg), AETHER_E_INVALID);
     /* A program built against a newer header passes a bigger struct: accepted
      * while the fields this library does not know are zero (their defaults). */

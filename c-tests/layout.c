@@ -10,19 +10,27 @@
 
 #define OFFSET(T, f, n) _Static_assert(offsetof(T, f) == (n), #T "." #f " at offset " #n)
 
-_Static_assert(sizeof(aether_topic_config) == 40, "aether_topic_config is 40 bytes");
+_Static_assert(sizeof(aether_topic_config) == 48, "aether_topic_config is 48 bytes");
 OFFSET(aether_topic_config, struct_size, 0);
 OFFSET(aether_topic_config, policy, 8);
 OFFSET(aether_topic_config, ring_size, 16);
 OFFSET(aether_topic_config, max_message, 24);
 OFFSET(aether_topic_config, max_subscribers, 32);
+/* Added in the second layout (the first was 40 bytes, this in its padding). */
+OFFSET(aether_topic_config, durability, 36);
+OFFSET(aether_topic_config, fsync, 40);
+OFFSET(aether_topic_config, fsync_interval_ms, 44);
 
-_Static_assert(sizeof(aether_subscriber_config) == 32, "aether_subscriber_config is 32 bytes");
+_Static_assert(sizeof(aether_subscriber_config) == 48, "aether_subscriber_config is 48 bytes");
 OFFSET(aether_subscriber_config, struct_size, 0);
 OFFSET(aether_subscriber_config, wait, 8);
 OFFSET(aether_subscriber_config, spin, 12);
 OFFSET(aether_subscriber_config, abandon_timeout_ns, 16);
 OFFSET(aether_subscriber_config, delivery, 24);
+/* Added in the third layout (the second was 32 bytes, `start` in its padding). */
+OFFSET(aether_subscriber_config, start, 28);
+OFFSET(aether_subscriber_config, start_value, 32);
+OFFSET(aether_subscriber_config, durable_name, 40);
 
 _Static_assert(sizeof(aether_notice) == 152, "aether_notice is 152 bytes");
 OFFSET(aether_notice, kind, 0);
@@ -59,6 +67,12 @@ _Static_assert(AETHER_POLICY_LOSSY == 0 && AETHER_POLICY_RELIABLE == 1, "aether_
 _Static_assert(AETHER_WAIT_SPIN == 0 && AETHER_WAIT_YIELD == 1 && AETHER_WAIT_FUTEX == 2,
                "aether_wait values");
 _Static_assert(AETHER_DELIVERY_SHM == 0 && AETHER_DELIVERY_MQUEUE == 1, "aether_delivery values");
+_Static_assert(AETHER_DURABILITY_NONE == 0 && AETHER_DURABILITY_WAL == 1, "aether_durability values");
+_Static_assert(AETHER_FSYNC_NEVER == 0 && AETHER_FSYNC_INTERVAL == 1 && AETHER_FSYNC_ALWAYS == 2,
+               "aether_fsync values");
+_Static_assert(AETHER_START_LATEST == 0 && AETHER_START_EARLIEST == 1 && AETHER_START_SEQ == 2 &&
+                   AETHER_START_TIME == 3 && AETHER_START_DURABLE == 4,
+               "aether_start values");
 _Static_assert(AETHER_NOTICE_TOPIC_DELETED == 1 && AETHER_NOTICE_DRAINING == 2 &&
                    AETHER_NOTICE_LAGGED == 3 && AETHER_NOTICE_TOO_LARGE == 4 &&
                    AETHER_NOTICE_DROPPED == 5,

@@ -203,13 +203,16 @@ unit() {
     grep -qx 'socket_group = "aether"' "$PKGROOT/etc/aether/aetherd.toml"
     grep -q '^Documentation=man:aetherd(8)' "$u" && ! grep -q 'example.invalid' "$u" || { echo "Documentation= of the unit"; return 1; }
     grep -qx 'RuntimeDirectoryPreserve=yes' "$u"
+    # Durable topics' logs: /var/lib/aether, private, made by systemd.
+    grep -qx 'StateDirectory=aether' "$u" && grep -qx 'StateDirectoryMode=0700' "$u" &&
+        grep -qx 'Environment=AETHER_STATE_DIR=/var/lib/aether' "$u" || { echo "the unit's state directory"; return 1; }
     # The socket unit makes the same socket, as the conffile sets it up.
     local s=$PKGROOT/usr/lib/systemd/system/aetherd.socket
     grep -qx 'ListenSequentialPacket=/run/aether/aetherd.sock' "$s" && grep -qx 'SocketMode=0660' "$s" &&
         grep -qx 'SocketGroup=aether' "$s" && grep -qx 'SocketUser=aether' "$s" || { echo "aetherd.socket:"; cat "$s"; return 1; }
     grep -qx 'd /run/aether 0755 aether aether -' "$PKGROOT/usr/lib/tmpfiles.d/aetherd.conf"
 }
-check "unit runs the packaged aetherd as aether with the conffile; aetherd.socket and the conffile: /run/aether/aetherd.sock 0660 group aether; tmpfiles.d makes /run/aether" unit
+check "unit runs the packaged aetherd as aether with the conffile and /var/lib/aether for logs; aetherd.socket and the conffile: /run/aether/aetherd.sock 0660 group aether; tmpfiles.d makes /run/aether" unit
 completions() {
     local c=$PKGROOT/usr/share
     bash -n "$c/bash-completion/completions/aether-cli"

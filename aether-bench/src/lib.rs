@@ -5,6 +5,7 @@
 //! separate processes: this binary re-executed in a role (see `roles`). The
 //! broker runs inside the parent process on a private socket.
 
+mod durable;
 #[cfg(feature = "peers")]
 mod peers;
 mod roles;
@@ -36,7 +37,8 @@ pub struct Args {
     /// second, fan-out subscribers round-robin over all but the first
     #[arg(long, value_delimiter = ',')]
     pub cpus: Vec<usize>,
-    /// Which benchmarks to run
+    /// Which benchmarks to run: latency, throughput, fanout; durable (the
+    /// write-ahead log, under TMPDIR) only when asked
     #[arg(long, value_delimiter = ',', default_values_t = vec!["latency".to_string(), "throughput".into(), "fanout".into()])]
     pub only: Vec<String>,
     /// Round trips measured per latency system (after a 10% warm-up)
@@ -298,6 +300,9 @@ impl Bench {
         }
         if only.iter().any(|o| o == "throughput") {
             self.throughput()?;
+        }
+        if only.iter().any(|o| o == "durable") {
+            self.durable()?;
         }
         if only.iter().any(|o| o == "fanout") {
             self.fanout()?;

@@ -263,15 +263,32 @@ impl Durable {
     fn run(&self, topic: &str, mut log: Log, mut reader: Reader) {
         let batch_limit = (reader.geometry().ring_size / 4).clamp(4096, 1 << 20) as usize;
         let (mut staged, mut staged_bytes) = (0u64, 0usize);
-        let mut last_sync = Instant::now();
         let mut last_error: Option<Instant> = None;
         let mut last_retention = Instant::now();
+        // Since when something written waits for a sync.
+        let mut unsynced_since = None::<Instant>;
         self.bytes.store(log.bytes(), Ordering::Relaxed);
         loop {
             if self.discard.load(Ordering::Acquire) {
                 return;
             }
-            let deadline = Deadline::after(Some(if staged > 0 { Duration::ZERO } else { IDLE }));
+            // When the next sync is due, if something waits for one.
+            let sync_in = unsynced_since.map(|t| {
+                let after = match self.fsync {
+                    Fsync::Never => IDLE,
+                    Fsync::Interval(ms) => Duration::from_millis(ms.into()),
+                    // At once: what publishers wrote during the last sync makes
+                    // the next one's group (a delay to gather more lost here).
+                    Fsync::Always => Duration::ZERO,
+                };
+                after.saturating_sub(t.elapsed())
+            });
+            let wait = match (staged, sync_in) {
+                (1.., _) => Duration::ZERO,
+                (0, Some(d)) => d.min(IDLE),
+                (0, None) => IDLE,
+            };
+            let deadline = Deadline::after(Some(wait));
             let got = if staged_bytes >= batch_limit {
                 None
             } else {
@@ -308,6 +325,9 @@ impl Durable {
                     Ok(()) => {
                         (staged, staged_bytes) = (0, 0);
                         last_error = None;
+                        if self.fsync != Fsync::Never {
+                            unsynced_since.get_or_insert_with(Instant::now);
+                        }
                     }
                     Err(e) => {
                         // Disk full, an I/O error: the cursor stays (publishers
@@ -321,19 +341,18 @@ impl Durable {
                     }
                 }
             }
-            let due = match self.fsync {
-                Fsync::Never => false,
-                Fsync::Interval(ms) => last_sync.elapsed() >= Duration::from_millis(ms.into()),
-                // Group commit: one sync for the batch, whoever waits on it.
-                Fsync::Always => true,
-            };
+            // Group commit: one sync for everything written, whoever waits on it.
+            let due = self.fsync != Fsync::Never && sync_in.is_some_and(|d| d.is_zero());
             let next = reader.next_seq();
-            if due && self.synced.load(Ordering::Relaxed) != next {
+            let synced = self.synced.load(Ordering::Relaxed);
+            if due && synced != next {
                 match log.sync() {
-                    Ok(()) => self.synced_to(reader.segment(), next),
+                    Ok(()) => {
+                        self.synced_to(reader.segment(), next);
+                        unsynced_since = None;
+                    }
                     Err(e) => log::error!("log writer {topic:?}: {e}"),
                 }
-                last_sync = Instant::now();
             }
             if last_retention.elapsed() >= RETENTION_EVERY {
                 self.retain(topic, &mut log);
