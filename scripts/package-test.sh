@@ -112,6 +112,7 @@ split() { # each file in the package Debian users look for it in, and only there
     local f
     CONTENTS=$TMP/contents.libaether0 has_files "$LIBDIR/libaether.so.$VERSION" "$LIBDIR/libaether.so.0" usr/share/doc/libaether0/copyright
     CONTENTS=$TMP/contents.libaether-dev has_files "$LIBDIR/libaether.so" usr/include/aether.h "$LIBDIR/pkgconfig/aether.pc" \
+        usr/include/aether.hpp "$LIBDIR/cmake/aether/aetherConfig.cmake" "$LIBDIR/cmake/aether/aetherConfigVersion.cmake" \
         usr/share/doc/libaether-dev/examples/hello.c usr/share/doc/libaether-dev/examples/event_loop.c
     for f in libaether aether.h aether.pc; do
         ! grep -F "$f" "$TMP/contents.aether" | grep -v '^usr/share/' || { echo "the daemon's package holds $f"; return 1; }
@@ -119,7 +120,7 @@ split() { # each file in the package Debian users look for it in, and only there
     ! grep -Fx -f "$TMP/contents.libaether0" "$TMP/contents.libaether-dev" | grep -v -e '/$' -e '^$' ||
         { echo "a file in both library packages"; return 1; }
 }
-check "dpkg -c: libaether0 the runtime library, libaether-dev header, link, aether.pc and examples; aether none of them" split
+check "dpkg -c: libaether0 the runtime library, libaether-dev headers (C, C++), link, aether.pc, CMake package and examples; aether none of them" split
 links() {
     dpkg -c "$LIB_DEB" | grep -F " ./$LIBDIR/libaether.so.0 -> libaether.so.$VERSION"
     dpkg -c "$DEV_DEB" | grep -F " ./$LIBDIR/libaether.so -> libaether.so.0"
@@ -268,6 +269,18 @@ resolved() { # the programs need libaether.so.0 and ldd finds it in the extracte
     done
 }
 check "ldd: libaether.so.0 => the extracted root's $LIBDIR/libaether.so.0" resolved
+cmake_consumer() { # find_package(aether 0.1) in the extracted root builds the C++ consumer
+    cmake -S c-tests/cmake-consumer -B "$TMP/cmake-consumer" -DCMAKE_PREFIX_PATH="$PKGROOT/usr" >"$TMP/cmake.log" 2>&1 ||
+        { cat "$TMP/cmake.log"; return 1; }
+    cmake --build "$TMP/cmake-consumer" >>"$TMP/cmake.log" 2>&1 || { cat "$TMP/cmake.log"; return 1; }
+    # The package ships no static library: no aether::aether_static, no consumer_static.
+    [[ ! -e $TMP/cmake-consumer/consumer_static ]]
+}
+if command -v cmake >/dev/null && command -v g++ >/dev/null; then
+    check "find_package(aether 0.1) against the extracted root (CMake package of libaether-dev) builds c-tests/cmake-consumer" cmake_consumer
+else
+    skip "find_package(aether) against the extracted root" "cmake or g++ is not installed"
+fi
 shlibdeps() { # a package of a program built against libaether depends on libaether0
     # (as a package build would: the library package unpacked with its
     # DEBIAN/shlibs, and a source tree for dpkg-shlibdeps to stand in)
@@ -295,6 +308,15 @@ report "packaged aetherd listens on a private socket" "$rc" "$LOGS/aetherd.log"
 INSTANCE=$(sed -n 's/.*instance \([0-9a-f]\{16\}\).*/\1/p' "$LOGS/aetherd.log" | head -n 1)
 TOPIC=$TAG-exchange
 check "aether-cli create $TOPIC --policy reliable" "${CLI[@]}" create "$TOPIC" --policy reliable --max-message 4096
+consumer_runs() { # the C++ consumer built with find_package talks to the packaged daemon
+    local out
+    out=$("$TMP/cmake-consumer/consumer" "$SOCK" "$TAG-cmake")
+    echo "$out"
+    [[ $out == "got hello from CMake (libaether $VERSION)" ]]
+}
+if [[ -x $TMP/cmake-consumer/consumer ]]; then
+    check "the CMake consumer (aether.hpp, aether::aether from the package) publishes and receives" consumer_runs
+fi
 
 c_to_cli() { # the C publisher's messages reach aether-cli sub
     local log=$TMP/cli-sub.log pid rc=0

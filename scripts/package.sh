@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # package.sh — builds the Debian packages, split as Debian splits a library:
 #   libaether0_<version>_<arch>.deb     the runtime library, libaether.so.0
-#   libaether-dev_<version>_<arch>.deb  aether.h, libaether.so, aether.pc, examples
+#   libaether-dev_<version>_<arch>.deb  aether.h, aether.hpp, libaether.so, aether.pc,
+#                                       aetherConfig.cmake (find_package), examples
 #   aether_<version>_<arch>.deb         aetherd (system broker: unit, socket,
 #                                       conffile, user), aether-cli, man pages
 # Steps:
@@ -90,6 +91,8 @@ make --no-print-directory -s install PREFIX=/usr LIBDIR="/usr/lib/$MULTIARCH" DE
 # The package ships no static library: its aether.pc has no Libs.private.
 sed '/^Libs.private:/d' "$STAGE/root/usr/lib/$MULTIARCH/pkgconfig/aether.pc" >"$STAGE/aether.pc"
 rm -rf "$STAGE/root"
+# find_package(aether): the version file names this version.
+sed "s/@AETHER_VERSION@/$VERSION/g" cmake/aetherConfigVersion.cmake.in >"$STAGE/aetherConfigVersion.cmake"
 "$RELEASE/aether-mangen" "$STAGE/man" >/dev/null
 "$RELEASE/aether-cli" completions bash >"$STAGE/completions/aether-cli.bash"
 "$RELEASE/aether-cli" completions zsh >"$STAGE/completions/_aether-cli"

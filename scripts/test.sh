@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test: Rust (unit, loom model, cross-process, stress, the security
 # suite), the committed header's freshness, the C programs built against an
-# installed prefix (plain and under valgrind), the Python bindings (pytest in
+# installed prefix (plain and under valgrind), CMake's build, ctest (C and
+# C++ under sanitizers) and find_package consumer (scripts/cmake-tests.sh),
+# the Python bindings (pytest in
 # a virtualenv), 20 daemon SIGKILL-and-restart rounds under C, Rust and Python
 # clients (scripts/restart-loop.sh), and the
 # Debian package (scripts/package-test.sh: built with cargo-deb, checked with
@@ -49,6 +51,9 @@ bash scripts/rust-examples.sh
 
 echo "== C tests"
 bash scripts/c-tests.sh
+
+echo "== CMake and C++ (aether.hpp, find_package)"
+bash scripts/cmake-tests.sh
 
 echo "== Python tests"
 bash scripts/python-tests.sh

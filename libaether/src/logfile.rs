@@ -1,6 +1,6 @@
 //! The write-ahead log's on-disk format, defined once: the daemon writes
 //! it (`aetherd::wal`), and subscribers replaying history read the files
-//! the daemon hands them ([`crate::history`]). Every reader checks every
+//! the daemon hands them (`history`). Every reader checks every
 //! record: a log file is untrusted input like the segment.
 //!
 //! A log segment is one file, `<first seq, 20 digits>.wal`, mode 0600 (the
