@@ -4,8 +4,10 @@
  * Each check prints the line, the call, what it returned and what was
  * expected when it fails; the program goes on and exits 1 if any failed.
  * Topics are named errors-<pid>-* and deleted at the end. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_getcpu, CPU_* */
 #include <aether.h>
+
+#include <sched.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -397,6 +399,23 @@ static void no_broker(void) {
     }
 }
 
+/* aether_set_thread_affinity: a bad list is refused and changes nothing;
+ * the CPU this thread runs on is accepted and becomes its only one. */
+static void thread_affinity(void) {
+    cpu_set_t before, after;
+    CHECK(sched_getaffinity(0, sizeof before, &before) == 0);
+    uint32_t impossible = 100000, here = (uint32_t)sched_getcpu();
+    EXPECT(aether_set_thread_affinity(NULL, 1), AETHER_E_INVALID);
+    EXPECT(aether_set_thread_affinity(&here, 0), AETHER_E_INVALID);
+    EXPECT(aether_set_thread_affinity(&impossible, 1), AETHER_E_INVALID);
+    CHECK(strstr(aether_last_error(), "may use") != NULL);
+    CHECK(sched_getaffinity(0, sizeof after, &after) == 0 && CPU_EQUAL(&before, &after));
+    EXPECT(aether_set_thread_affinity(&here, 1), AETHER_OK);
+    CHECK(sched_getaffinity(0, sizeof after, &after) == 0 && CPU_COUNT(&after) == 1 &&
+          CPU_ISSET(here, &after));
+    CHECK(sched_setaffinity(0, sizeof before, &before) == 0);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: errors SOCKET\n");
@@ -433,6 +452,7 @@ int main(int argc, char **argv) {
     EXPECT(aether_subscriber_open(c, topic, NULL, &s), AETHER_OK);
     if (p != NULL && s != NULL) {
         null_arguments(c, p, s);
+        thread_affinity();
         names_and_configs(c);
         data_path(p, s);
         publish_timeout(c, timed);

@@ -368,6 +368,15 @@ struct aether_topic_config aether_topic_config_default(void);
 struct aether_subscriber_config aether_subscriber_config_default(void);
 
 /**
+ * Pins the calling thread to the `n` CPUs at `cpus` (sched_setaffinity):
+ * a publisher's or subscriber's thread kept on its core.
+ * Errors: `AETHER_E_INVALID` (`cpus` NULL or `n` 0, or a CPU this process
+ * may not use: the message names those it may; the thread's affinity is
+ * left as it was), `AETHER_E_IO`.
+ */
+int aether_set_thread_affinity(const uint32_t *cpus, size_t n);
+
+/**
  * This thread's last error message (empty if none). Valid until the next
  * failing call on this thread; never NULL.
  */

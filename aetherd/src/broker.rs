@@ -167,6 +167,7 @@ impl Broker {
                 loaded: None,
                 state_dir: None,
                 state_lock: None,
+                affinity: Default::default(),
             })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
@@ -235,23 +236,37 @@ impl Broker {
             .map_or(crate::config::DEFAULT_DRAIN_TIMEOUT, |l| l.settings.drain_timeout)
     }
 
+    /// Pins each kind of thread to its CPUs from now on (`[daemon]
+    /// cpu_affinity`); call before [`spawn_threads`](Self::spawn_threads)
+    /// and [`set_state_dir`](Self::set_state_dir).
+    pub fn set_affinity(&self, affinity: crate::config::Affinity) {
+        self.state.lock().expect("state lock").affinity = affinity;
+    }
+
     /// Starts the acceptor, admin and housekeeper threads. They run until the process exits.
     pub fn spawn_threads(&self) -> std::io::Result<()> {
+        let affinity = self.state.lock().expect("state lock").affinity.clone();
         let listener = Arc::clone(&self.listener);
         let state = Arc::clone(&self.state);
-        std::thread::Builder::new()
-            .name("aetherd-accept".into())
-            .spawn(move || accept_loop(&state, &listener))?;
+        let cpus = affinity.accept.clone();
+        std::thread::Builder::new().name("aetherd-accept".into()).spawn(move || {
+            crate::config::pin(&cpus, "accept");
+            accept_loop(&state, &listener)
+        })?;
         let (state, pipe, socket) = (Arc::clone(&self.state), self.admin_pipe.clone(), self.socket.clone());
         if let Some(fd) = self.admin_reader.lock().expect("admin reader lock").take() {
-            std::thread::Builder::new()
-                .name("aetherd-admin".into())
-                .spawn(move || admin::server::run(&state, fd, &pipe, &socket))?;
+            let cpus = affinity.admin.clone();
+            std::thread::Builder::new().name("aetherd-admin".into()).spawn(move || {
+                crate::config::pin(&cpus, "admin");
+                admin::server::run(&state, fd, &pipe, &socket)
+            })?;
         }
         let (state, socket) = (Arc::clone(&self.state), self.socket.clone());
-        std::thread::Builder::new()
-            .name("aetherd-housekeep".into())
-            .spawn(move || housekeeper::run(&state, &socket))?;
+        let cpus = affinity.housekeep;
+        std::thread::Builder::new().name("aetherd-housekeep".into()).spawn(move || {
+            crate::config::pin(&cpus, "housekeep");
+            housekeeper::run(&state, &socket)
+        })?;
         Ok(())
     }
 
@@ -392,7 +407,7 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
         let conn = Arc::new(conn);
         // Read /proc and open the pidfd before taking the lock every request waits on.
         let (who, pidfd) = (Identity::of(cred), pidfd_open(cred.pid));
-        let id = {
+        let (id, cpus) = {
             let mut s = state.lock().expect("state lock");
             if s.draining {
                 return;
@@ -422,7 +437,7 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
                 notices: Default::default(),
             };
             s.clients.insert(id, client);
-            id
+            (id, s.affinity.client.clone())
         };
         log::debug!(
             "client {id} connected: pid {} uid {} gid {}",
@@ -434,6 +449,7 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
         let spawned = std::thread::Builder::new()
             .name("aetherd-client".into())
             .spawn(move || {
+                crate::config::pin(&cpus, "client");
                 requests::serve(&st, id, &conn);
                 release_client(&st, id);
             });

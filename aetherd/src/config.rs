@@ -174,6 +174,43 @@ pub struct GroupRef {
     pub gid: u32,
 }
 
+/// Which CPUs each kind of daemon thread runs on (`[daemon] cpu_affinity`;
+/// empty: not pinned). Applied as each thread starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Affinity {
+    /// The thread accepting connections.
+    pub accept: Vec<usize>,
+    /// The thread serving each client's requests.
+    pub client: Vec<usize>,
+    /// The admin pipe's thread.
+    pub admin: Vec<usize>,
+    /// The housekeeper (dead clients, rates, lag notices).
+    pub housekeep: Vec<usize>,
+    /// The threads feeding `delivery=mqueue` subscribers.
+    pub dispatch: Vec<usize>,
+    /// Durable topics' log writers.
+    pub log: Vec<usize>,
+}
+
+/// Pins the calling thread to `cpus`, or with none to every CPU the process
+/// may use (a thread inherits its creator's affinity: one started by a
+/// pinned client thread must not keep that). A failure is logged, never
+/// fatal (the lists were checked when the configuration was read).
+pub fn pin(cpus: &[usize], what: &str) {
+    use aether::sys::affinity;
+    let r = if cpus.is_empty() {
+        affinity::available().and_then(|all| match affinity::current() {
+            Ok(now) if now != all => affinity::set_current(all),
+            other => other.map(drop),
+        })
+    } else {
+        affinity::set_current(cpus)
+    };
+    if let Err(e) = r {
+        log::warn!("cpu_affinity.{what}: {e}");
+    }
+}
+
 /// The daemon's own settings as one source gives them (`None`: not given there).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
@@ -186,6 +223,7 @@ pub struct Settings {
     pub drain_timeout: Option<Duration>,
     /// Where durable topics keep their logs.
     pub state_dir: Option<PathBuf>,
+    pub cpu_affinity: Option<Affinity>,
 }
 
 impl Settings {
@@ -198,6 +236,7 @@ impl Settings {
             log_level: self.log_level.or(lower.log_level),
             drain_timeout: self.drain_timeout.or(lower.drain_timeout),
             state_dir: self.state_dir.clone().or_else(|| lower.state_dir.clone()),
+            cpu_affinity: self.cpu_affinity.clone().or_else(|| lower.cpu_affinity.clone()),
         }
     }
 
@@ -230,6 +269,7 @@ impl Settings {
                 .transpose()
                 .map_err(|r| err("--drain-timeout", r))?,
             state_dir: None,
+            cpu_affinity: None,
         })
     }
 
@@ -260,6 +300,7 @@ impl Settings {
             log_level,
             drain_timeout,
             state_dir: get("AETHER_STATE_DIR").map(PathBuf::from),
+            cpu_affinity: None,
         })
     }
 }
@@ -275,6 +316,7 @@ pub struct Resolved {
     pub drain_timeout: Duration,
     /// `None`: the default for the daemon's user (`aetherd::durable::default_state_dir`).
     pub state_dir: Option<PathBuf>,
+    pub cpu_affinity: Affinity,
 }
 
 /// The order of precedence: `flags` > `env` > `file` > built-in defaults
@@ -288,6 +330,7 @@ pub fn resolve(flags: &Settings, env: &Settings, file: &Settings, default_socket
         log_level: s.log_level.unwrap_or(Level::Info),
         drain_timeout: s.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         state_dir: s.state_dir,
+        cpu_affinity: s.cpu_affinity.unwrap_or_default(),
     }
 }
 
@@ -436,6 +479,18 @@ struct DaemonToml {
     /// Seconds, an integer or a float.
     drain_timeout: Option<f64>,
     state_dir: Option<String>,
+    cpu_affinity: Option<AffinityToml>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AffinityToml {
+    accept: Option<Vec<i64>>,
+    client: Option<Vec<i64>>,
+    admin: Option<Vec<i64>>,
+    housekeep: Option<Vec<i64>>,
+    dispatch: Option<Vec<i64>>,
+    log: Option<Vec<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -660,6 +715,30 @@ fn daemon_settings(t: &Table, d: DaemonToml) -> Result<Settings, ConfigError> {
         Some("") => return Err(t.err("state_dir", "must not be empty")),
         s => s.map(PathBuf::from),
     };
+    let cpu_affinity = match d.cpu_affinity {
+        None => None,
+        Some(a) => {
+            // Checked against this machine's CPUs now, not when a thread starts.
+            let cpus = |k: &str, v: Option<Vec<i64>>| -> Result<Vec<usize>, ConfigError> {
+                let key = format!("cpu_affinity.{k}");
+                let Some(v) = v else { return Ok(Vec::new()) };
+                let v: Vec<usize> = v
+                    .iter()
+                    .map(|&c| usize::try_from(c).map_err(|_| t.err(&key, format!("{c} is not a CPU number"))))
+                    .collect::<Result<_, _>>()?;
+                aether::sys::affinity::check(&v).map_err(|e| t.err(&key, e.message))?;
+                Ok(v)
+            };
+            Some(Affinity {
+                accept: cpus("accept", a.accept)?,
+                client: cpus("client", a.client)?,
+                admin: cpus("admin", a.admin)?,
+                housekeep: cpus("housekeep", a.housekeep)?,
+                dispatch: cpus("dispatch", a.dispatch)?,
+                log: cpus("log", a.log)?,
+            })
+        }
+    };
     Ok(Settings {
         socket,
         socket_mode,
@@ -667,6 +746,7 @@ fn daemon_settings(t: &Table, d: DaemonToml) -> Result<Settings, ConfigError> {
         log_level,
         drain_timeout,
         state_dir,
+        cpu_affinity,
     })
 }
 
@@ -1176,6 +1256,16 @@ mod tests {
         let f = p("[daemon]\ndrain_timeout = 0\nsocket_group = 0\n").unwrap();
         assert_eq!(f.settings.drain_timeout, Some(Duration::ZERO));
         assert_eq!(f.settings.socket_group.map(|g| g.gid), Some(0));
+        // CPU affinity: per kind of thread, checked against this machine's CPUs.
+        let cpu = *aether::sys::affinity::current().unwrap().last().unwrap();
+        let f = p(&format!("[daemon]\ncpu_affinity = {{ housekeep = [{cpu}], log = [{cpu}] }}\n")).unwrap();
+        let a = f.settings.cpu_affinity.unwrap();
+        assert_eq!((a.housekeep, a.log, a.accept), (vec![cpu], vec![cpu], vec![]));
+        let e = err("[daemon.cpu_affinity]\naccept = [100000]\n", "daemon.cpu_affinity.accept");
+        assert!(e.reason.contains("may use"), "{e}");
+        err("[daemon.cpu_affinity]\nclient = [-1]\n", "daemon.cpu_affinity.client");
+        err("[daemon.cpu_affinity]\nclient = []\n", "daemon.cpu_affinity.client");
+        err("[daemon.cpu_affinity]\nworkers = [0]\n", "daemon.cpu_affinity.workers");
     }
 
     #[test]
@@ -1298,6 +1388,7 @@ mod tests {
             log_level: Some(level),
             drain_timeout: Some(Duration::from_secs(secs)),
             state_dir: Some(PathBuf::from(format!("/{tag}.state"))),
+            cpu_affinity: None,
         };
         let flags = full("flag", Level::Debug, 1, 0o600);
         let env = full("env", Level::Warn, 2, 0o660);
@@ -1326,6 +1417,7 @@ mod tests {
                 log_level: Level::Info,
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
                 state_dir: None,
+                cpu_affinity: Affinity::default(),
             }
         );
         // Per setting, not per source: a flag for one setting leaves the others to lower sources.

@@ -224,6 +224,7 @@ pub(crate) fn start(
     fsync: Fsync,
     log: Log,
     config: LogConfig,
+    cpus: Vec<usize>,
 ) -> Result<Arc<Durable>> {
     let i = t.free_slot(SlotKind::Subscriber, name)?;
     let (page, _) = t.join(i as u32, std::process::id(), name, None)?;
@@ -251,7 +252,10 @@ pub(crate) fn start(
     let (w, topic) = (Arc::clone(&d), name.to_string());
     let handle = std::thread::Builder::new()
         .name(format!("aetherd-log-{}", &name[..name.len().min(4)]))
-        .spawn(move || w.run(&topic, log, reader))
+        .spawn(move || {
+            crate::config::pin(&cpus, "log");
+            w.run(&topic, log, reader)
+        })
         .map_err(|e| Error::io("spawn a log writer", e))?;
     *d.thread.lock().expect("thread lock") = Some(handle);
     Ok(d)

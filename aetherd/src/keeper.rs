@@ -93,6 +93,8 @@ fn spawn() -> Result<Thread> {
     std::thread::Builder::new()
         .name("aetherd-keeper".into())
         .spawn(move || {
+            // Not the affinity of whichever thread started it.
+            crate::config::pin(&[], "keeper");
             for r in rx {
                 match r {
                     Request::Lock(addr, done) => {

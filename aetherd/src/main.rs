@@ -210,6 +210,7 @@ fn main() {
         .state_dir
         .clone()
         .or_else(|| aetherd::durable::default_state_dir(|k| std::env::var(k).ok()));
+    broker.set_affinity(loaded.settings.cpu_affinity.clone());
     broker.set_loaded(loaded);
     // After detaching (the log writers are threads, which a fork leaves behind).
     match state_dir {

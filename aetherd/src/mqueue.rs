@@ -199,6 +199,7 @@ pub(crate) fn delivery_of(s: &State, t: &Topic, slot: u32) -> &'static str {
 /// slot's cursor page (read-only: the client reads its counts there).
 pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut Vec<OwnedFd>) -> Result<Reply> {
     let instance = s.instance_id;
+    let cpus = s.affinity.dispatch.clone();
     let notices = s.clients.get(&client).map(|c| Arc::clone(&c.notices));
     s.mq.dispatchers
         .retain(|d| !d.thread.as_ref().is_some_and(|h| h.is_finished()));
@@ -248,7 +249,10 @@ pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
     };
     let thread = match std::thread::Builder::new()
         .name("aetherd-dispatch".into())
-        .spawn(move || job.run())
+        .spawn(move || {
+            crate::config::pin(&cpus, "dispatch");
+            job.run()
+        })
     {
         Ok(h) => h,
         Err(e) => {

@@ -554,8 +554,8 @@ pub(crate) fn make_topic(
     let mut topic_entry = topic_entry;
     if let (Some(log), Some(fsync), Some(state_dir)) = (log, params.wal, s.state_dir.as_deref()) {
         let dir = crate::durable::topic_dir(state_dir, topic);
-        let config = s.config.log;
-        topic_entry.durable = Some(crate::durable::start(&mut topic_entry, topic, dir, fsync, log, config)?);
+        let (config, cpus) = (s.config.log, s.affinity.log.clone());
+        topic_entry.durable = Some(crate::durable::start(&mut topic_entry, topic, dir, fsync, log, config, cpus)?);
     }
     s.topics.insert(topic.to_string(), topic_entry);
     log::info!("topic {topic:?} created: {params}");

@@ -238,6 +238,8 @@ pub(crate) struct State {
     pub(crate) state_dir: Option<std::path::PathBuf>,
     /// The state directory's lock, once durable topics use it: one daemon at a time.
     pub(crate) state_lock: Option<nix::fcntl::Flock<std::fs::File>>,
+    /// Which CPUs each kind of thread runs on (`[daemon] cpu_affinity`).
+    pub(crate) affinity: crate::config::Affinity,
 }
 
 /// The error for a topic that does not exist.

@@ -58,5 +58,15 @@ pub mod segment;
 #[doc(hidden)]
 pub mod sys;
 
+/// Pins the calling thread to `cpus` (sched_setaffinity): a publisher's or
+/// subscriber's thread kept on its core, away from the others.
+///
+/// Errors: `Invalid` (an empty list, or a CPU this process may not use: the
+/// message names those it may; the thread's affinity is left as it was),
+/// `Io`.
+pub fn set_thread_affinity(cpus: &[usize]) -> Result<()> {
+    sys::affinity::set_current(cpus)
+}
+
 /// This library's version (the workspace's): sent to the daemon in `Hello`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -34,6 +34,7 @@ from ._aether import (
     __version__,
     create_topic,
     delete_topic,
+    set_thread_affinity,
 )
 
 __all__ = [
@@ -60,4 +61,5 @@ __all__ = [
     "__version__",
     "create_topic",
     "delete_topic",
+    "set_thread_affinity",
 ]

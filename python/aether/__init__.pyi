@@ -2,7 +2,7 @@
 
 import builtins
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Literal, Protocol, TypedDict, final
 
@@ -42,6 +42,7 @@ __all__ = [
     "__version__",
     "create_topic",
     "delete_topic",
+    "set_thread_affinity",
 ]
 
 __version__: str
@@ -113,6 +114,7 @@ def create_topic(
     fsync: str | None = None,
 ) -> None: ...
 def delete_topic(topic: str, *, socket: _Socket = None) -> None: ...
+def set_thread_affinity(cpus: Sequence[int]) -> None: ...
 
 @final
 class Loan:

@@ -127,6 +127,14 @@ fn create_topic(
     create(py, &client, topic, &params, exist_ok)
 }
 
+/// Pins the calling thread to `cpus` (sched_setaffinity). Raises
+/// InvalidArgument (a ValueError) for an empty list or a CPU this process
+/// may not use; the thread's affinity is then left as it was.
+#[pyfunction]
+fn set_thread_affinity(py: Python<'_>, cpus: Vec<usize>) -> PyResult<()> {
+    py.detach(|| aether::set_thread_affinity(&cpus)).map_err(errors::to_py)
+}
+
 /// Deletes a topic. Raises `NotFound` if there is none of that name.
 #[pyfunction]
 #[pyo3(signature = (topic, *, socket = None))]
@@ -144,6 +152,7 @@ fn _aether(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<subscriber::Message>()?;
     m.add_function(wrap_pyfunction!(create_topic, m)?)?;
     m.add_function(wrap_pyfunction!(delete_topic, m)?)?;
+    m.add_function(wrap_pyfunction!(set_thread_affinity, m)?)?;
     bench::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

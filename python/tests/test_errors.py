@@ -190,3 +190,26 @@ def test_corrupt_segment(broker, sock, topic):
         assert ei.value.status == -9
         pub.publish(b"after")
         assert sub.receive(2).bytes() == b"after"  # it skipped past
+
+
+def test_set_thread_affinity_pins_the_calling_thread_and_refuses_a_bad_list():
+    import os
+    import threading
+
+    result = {}
+
+    def body():
+        before = os.sched_getaffinity(0)
+        with pytest.raises(ValueError, match="may use"):
+            aether.set_thread_affinity([100_000])
+        with pytest.raises(ValueError, match="empty"):
+            aether.set_thread_affinity([])
+        result["unchanged"] = os.sched_getaffinity(0) == before
+        cpu = max(before)
+        aether.set_thread_affinity([cpu])
+        result["pinned"] = os.sched_getaffinity(0) == {cpu}
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert result == {"unchanged": True, "pinned": True}

@@ -300,6 +300,27 @@ pub extern "C" fn aether_subscriber_config_default() -> aether_subscriber_config
     }
 }
 
+/// Pins the calling thread to the `n` CPUs at `cpus` (sched_setaffinity):
+/// a publisher's or subscriber's thread kept on its core.
+/// Errors: `AETHER_E_INVALID` (`cpus` NULL or `n` 0, or a CPU this process
+/// may not use: the message names those it may; the thread's affinity is
+/// left as it was), `AETHER_E_IO`.
+#[no_mangle]
+pub unsafe extern "C" fn aether_set_thread_affinity(cpus: *const u32, n: usize) -> c_int {
+    guard(|| {
+        if cpus.is_null() || n == 0 {
+            return Err(Error::invalid("cpus is NULL or n is 0"));
+        }
+        if n > 65536 {
+            return Err(Error::invalid(format!("{n} CPUs: more than any machine has")));
+        }
+        // SAFETY: per the contract, `n` readable u32 at `cpus` (non-null, checked).
+        let list = unsafe { std::slice::from_raw_parts(cpus, n) };
+        let list: Vec<usize> = list.iter().map(|&c| c as usize).collect();
+        crate::set_thread_affinity(&list)
+    })
+}
+
 /// This thread's last error message (empty if none). Valid until the next
 /// failing call on this thread; never NULL.
 #[no_mangle]

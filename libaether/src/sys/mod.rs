@@ -26,6 +26,7 @@ use nix::sys::time::TimeSpec;
 use nix::time::ClockId;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+pub mod affinity;
 pub mod atomic128;
 pub mod eventfd;
 pub mod futex;
