@@ -89,9 +89,26 @@ int main(int argc, char **argv) {
         CHECK(aether_publish(p, msg, (size_t)n) == AETHER_OK);
     }
 
+    /* The topic's figures from the broker (fsync always: everything is logged). */
+    aether_topic_statistics ts;
+    memset(&ts, 0xff, sizeof ts);
+    ts.struct_size = sizeof ts;
+    CHECK(aether_topic_stats(c, topic, &ts) == AETHER_OK);
+    CHECK(ts.published == 10 && ts.publishers == 1 && ts.durable == 1 && ts.log_next_seq == 10);
+    CHECK(ts.struct_size == sizeof ts && ts._reserved == 0);
+    ts.struct_size = 8;
+    CHECK(aether_topic_stats(c, topic, &ts) == AETHER_E_INVALID);
+    CHECK(aether_topic_stats(c, topic, NULL) == AETHER_E_INVALID);
+
     aether_subscriber_config sc = aether_subscriber_config_default();
     sc.start = AETHER_START_EARLIEST;
-    aether_subscriber_close(read_from(c, topic, &sc, 0, 10));
+    aether_subscriber *all = read_from(c, topic, &sc, 0, 10);
+    aether_subscriber_statistics ss;
+    memset(&ss, 0, sizeof ss);
+    ss.struct_size = sizeof ss;
+    CHECK(aether_subscriber_stats(all, &ss) == AETHER_OK);
+    CHECK(ss.published == 10 && ss.delivered == 10 && ss.lag == 0 && ss.lost == 0);
+    aether_subscriber_close(all);
     sc.start = AETHER_START_SEQ;
     sc.start_value = 7;
     aether_subscriber_close(read_from(c, topic, &sc, 7, 3));

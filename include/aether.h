@@ -322,6 +322,113 @@ typedef struct aether_message {
 } aether_message;
 
 /**
+ * A topic's figures (`aether_topic_stats`). Set `struct_size` to
+ * `sizeof(aether_topic_statistics)` before the call: a later library fills
+ * what this header knows of.
+ */
+typedef struct aether_topic_statistics {
+  /**
+   * Set by the caller to `sizeof(aether_topic_statistics)`.
+   */
+  size_t struct_size;
+  /**
+   * Messages published so far (the next sequence number).
+   */
+  uint64_t published;
+  /**
+   * Publishers open now.
+   */
+  uint32_t publishers;
+  /**
+   * Subscribers open now (a durable topic's log writer counts as one).
+   */
+  uint32_t subscribers;
+  /**
+   * What its current subscribers lost, summed.
+   */
+  uint64_t lost;
+  /**
+   * Loans given up.
+   */
+  uint64_t aborted;
+  /**
+   * Reliable claims written over space a just-joined subscriber had not read.
+   */
+  uint64_t overruns;
+  /**
+   * Subscribers' sleeps waiting for messages.
+   */
+  uint64_t waits;
+  /**
+   * Publishers' sleeps waiting for space.
+   */
+  uint64_t space_waits;
+  /**
+   * Futex wake calls.
+   */
+  uint64_t wakes;
+  /**
+   * Messages per second over the broker's last sample (about a second).
+   */
+  double rate_msgs_per_s;
+  /**
+   * Ring bytes (records with headers) per second, likewise.
+   */
+  double rate_bytes_per_s;
+  /**
+   * 1 for a durable topic (then the log figures below mean something).
+   */
+  uint32_t durable;
+  /**
+   * Zero (padding, named so that it is never garbage).
+   */
+  uint32_t _reserved;
+  /**
+   * Bytes of its log's files on disk.
+   */
+  uint64_t log_bytes;
+  /**
+   * The oldest message its log holds.
+   */
+  uint64_t log_oldest_seq;
+  /**
+   * The next message its log will write.
+   */
+  uint64_t log_next_seq;
+} aether_topic_statistics;
+
+/**
+ * A subscriber's figures (`aether_subscriber_stats`). Set `struct_size` to
+ * `sizeof(aether_subscriber_statistics)` before the call.
+ */
+typedef struct aether_subscriber_statistics {
+  /**
+   * Set by the caller to `sizeof(aether_subscriber_statistics)`.
+   */
+  size_t struct_size;
+  /**
+   * Messages the topic has published so far.
+   */
+  uint64_t published;
+  /**
+   * Messages this subscriber received.
+   */
+  uint64_t delivered;
+  /**
+   * Messages it missed.
+   */
+  uint64_t lost;
+  /**
+   * Messages published that it has not read yet.
+   */
+  uint64_t lag;
+  /**
+   * `AETHER_DELIVERY_MQUEUE`: messages skipped as too large for its queue.
+   */
+  uint64_t too_large;
+} aether_subscriber_statistics;
+
+/**
  * A notice from the broker, filled by `aether_client_next_notice`.
  */
 typedef struct aether_notice {
@@ -577,6 +684,26 @@ int aether_release(struct aether_subscriber *s, struct aether_message *msg);
  * broker could not write its state).
  */
 int aether_subscriber_commit(struct aether_subscriber *s);
+
+/**
+ * Fills `*out` with `topic`'s figures as the broker keeps them (one
+ * request): `out->struct_size` must be set to `sizeof(aether_topic_statistics)`.
+ * Errors: `AETHER_E_INVALID` (NULL, a bad name or struct_size),
+ * `AETHER_E_NOT_FOUND`, `AETHER_E_PERMISSION` (no right on the topic:
+ * publish, subscribe or monitor), `AETHER_E_UNAVAILABLE`.
+ */
+int aether_topic_stats(struct aether_client *c,
+                       const char *topic,
+                       struct aether_topic_statistics *out);
+
+/**
+ * Fills `*out` with this subscriber's figures, read from the topic's
+ * segment (no request): `out->struct_size` must be set to
+ * `sizeof(aether_subscriber_statistics)`.
+ * Errors: `AETHER_E_INVALID` (NULL, a bad struct_size).
+ */
+int aether_subscriber_stats(const struct aether_subscriber *s,
+                            struct aether_subscriber_statistics *out);
 
 /**
  * Messages this subscriber missed so far (lapped on a lossy topic, or left

@@ -377,6 +377,13 @@ class Subscriber {
         detail::check(rc);
         return len;
     }
+    /// This subscriber's figures (published, delivered, lost, lag), from the segment.
+    aether_subscriber_statistics stats() const {
+        aether_subscriber_statistics st{};
+        st.struct_size = sizeof st;
+        detail::check(aether_subscriber_stats(h_.live("subscriber"), &st));
+        return st;
+    }
     /// A durable subscription: records that every message delivered so far is done with.
     void commit() { detail::check(aether_subscriber_commit(h_.live("subscriber"))); }
     uint64_t lost() const noexcept { return aether_subscriber_lost(h_.get()); }
@@ -421,6 +428,13 @@ class Client {
         int rc = aether_topic_create(h_.live("client"), topic.c_str(), &cfg.c);
         if (rc != AETHER_E_EXISTS)
             detail::check(rc);
+    }
+    /// `topic`'s figures as the broker keeps them (one request).
+    aether_topic_statistics topic_stats(const std::string &topic) {
+        aether_topic_statistics st{};
+        st.struct_size = sizeof st;
+        detail::check(aether_topic_stats(h_.live("client"), topic.c_str(), &st));
+        return st;
     }
     void delete_topic(const std::string &topic) {
         detail::check(aether_topic_delete(h_.live("client"), topic.c_str()));

@@ -249,24 +249,30 @@ impl Broker {
         let listener = Arc::clone(&self.listener);
         let state = Arc::clone(&self.state);
         let cpus = affinity.accept.clone();
-        std::thread::Builder::new().name("aetherd-accept".into()).spawn(move || {
-            crate::config::pin(&cpus, "accept");
-            accept_loop(&state, &listener)
-        })?;
+        std::thread::Builder::new()
+            .name("aetherd-accept".into())
+            .spawn(move || {
+                crate::config::pin(&cpus, "accept");
+                accept_loop(&state, &listener)
+            })?;
         let (state, pipe, socket) = (Arc::clone(&self.state), self.admin_pipe.clone(), self.socket.clone());
         if let Some(fd) = self.admin_reader.lock().expect("admin reader lock").take() {
             let cpus = affinity.admin.clone();
-            std::thread::Builder::new().name("aetherd-admin".into()).spawn(move || {
-                crate::config::pin(&cpus, "admin");
-                admin::server::run(&state, fd, &pipe, &socket)
-            })?;
+            std::thread::Builder::new()
+                .name("aetherd-admin".into())
+                .spawn(move || {
+                    crate::config::pin(&cpus, "admin");
+                    admin::server::run(&state, fd, &pipe, &socket)
+                })?;
         }
         let (state, socket) = (Arc::clone(&self.state), self.socket.clone());
         let cpus = affinity.housekeep;
-        std::thread::Builder::new().name("aetherd-housekeep".into()).spawn(move || {
-            crate::config::pin(&cpus, "housekeep");
-            housekeeper::run(&state, &socket)
-        })?;
+        std::thread::Builder::new()
+            .name("aetherd-housekeep".into())
+            .spawn(move || {
+                crate::config::pin(&cpus, "housekeep");
+                housekeeper::run(&state, &socket)
+            })?;
         Ok(())
     }
 

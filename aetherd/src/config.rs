@@ -1258,10 +1258,16 @@ mod tests {
         assert_eq!(f.settings.socket_group.map(|g| g.gid), Some(0));
         // CPU affinity: per kind of thread, checked against this machine's CPUs.
         let cpu = *aether::sys::affinity::current().unwrap().last().unwrap();
-        let f = p(&format!("[daemon]\ncpu_affinity = {{ housekeep = [{cpu}], log = [{cpu}] }}\n")).unwrap();
+        let f = p(&format!(
+            "[daemon]\ncpu_affinity = {{ housekeep = [{cpu}], log = [{cpu}] }}\n"
+        ))
+        .unwrap();
         let a = f.settings.cpu_affinity.unwrap();
         assert_eq!((a.housekeep, a.log, a.accept), (vec![cpu], vec![cpu], vec![]));
-        let e = err("[daemon.cpu_affinity]\naccept = [100000]\n", "daemon.cpu_affinity.accept");
+        let e = err(
+            "[daemon.cpu_affinity]\naccept = [100000]\n",
+            "daemon.cpu_affinity.accept",
+        );
         assert!(e.reason.contains("may use"), "{e}");
         err("[daemon.cpu_affinity]\nclient = [-1]\n", "daemon.cpu_affinity.client");
         err("[daemon.cpu_affinity]\nclient = []\n", "daemon.cpu_affinity.client");

@@ -252,8 +252,7 @@ pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
         .spawn(move || {
             crate::config::pin(&cpus, "dispatch");
             job.run()
-        })
-    {
+        }) {
         Ok(h) => h,
         Err(e) => {
             t.free(SlotKind::Subscriber, i as u32);

@@ -123,6 +123,21 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
         .who
         .clone();
     let uid = who.cred.uid;
+    // Statistics: for a party with any right on the topic.
+    if let Request::TopicStats { topic } = &req {
+        protocol::validate_topic(topic)?;
+        let granted = [Action::Monitor, Action::Subscribe, Action::Publish]
+            .into_iter()
+            .any(|a| access::authorize(&s.config, &who, a, Some(topic)).is_ok());
+        if !granted {
+            let e = Error::new(
+                Status::Permission,
+                format!("uid {uid} has no right on topic {topic:?} (publish, subscribe or monitor)"),
+            );
+            log::info!("client {client}: {e}");
+            return Err(e);
+        }
+    }
     if let Some((action, topic)) = action {
         protocol::validate_topic(&topic)?;
         if let Err(e) = access::authorize(&s.config, &who, action, Some(&topic)) {
@@ -186,6 +201,28 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
             per_subscriber(&s, &topic, client, topic_id, &slots, PerSubscriber::Eventfds, made)
         }
         Request::SubscriberOpenMqueue { topic } => crate::mqueue::open_subscriber(&mut s, &topic, client, made),
+        Request::TopicStats { topic } => {
+            let t = s.topics.get(&topic).ok_or_else(|| not_found(&topic))?;
+            let (st, _) = crate::stats::topic_stats(&s, &topic, t);
+            let log = st.log.as_ref();
+            Ok(Reply::TopicStats(protocol::TopicStats {
+                published: st.published,
+                publishers: st.publishers as u32,
+                subscribers: st.subscribers as u32,
+                lost: st.lost,
+                aborted: st.aborted,
+                overruns: st.overruns,
+                waits: st.waits,
+                space_waits: st.space_waits,
+                wakes: st.wakes,
+                rate_msgs_per_s: st.rate_msgs_per_s,
+                rate_bytes_per_s: st.rate_bytes_per_s,
+                durable: log.is_some(),
+                log_bytes: log.map_or(0, |l| l.bytes),
+                log_oldest_seq: log.map_or(0, |l| l.oldest_seq),
+                log_next_seq: log.map_or(0, |l| l.next_seq),
+            }))
+        }
         Request::SubscriberCommit {
             topic,
             topic_id,
@@ -555,7 +592,15 @@ pub(crate) fn make_topic(
     if let (Some(log), Some(fsync), Some(state_dir)) = (log, params.wal, s.state_dir.as_deref()) {
         let dir = crate::durable::topic_dir(state_dir, topic);
         let (config, cpus) = (s.config.log, s.affinity.log.clone());
-        topic_entry.durable = Some(crate::durable::start(&mut topic_entry, topic, dir, fsync, log, config, cpus)?);
+        topic_entry.durable = Some(crate::durable::start(
+            &mut topic_entry,
+            topic,
+            dir,
+            fsync,
+            log,
+            config,
+            cpus,
+        )?);
     }
     s.topics.insert(topic.to_string(), topic_entry);
     log::info!("topic {topic:?} created: {params}");

@@ -120,80 +120,10 @@ pub(crate) fn collect(s: &State, socket: &Path) -> Stats {
     names.sort();
     for name in names {
         let t = &s.topics[name];
-        let g = t.seg.geometry();
-        segment_bytes += g.total_size();
-        let (tail, published) = (
-            t.seg.tail().lo.load(Ordering::Acquire),
-            t.seg.tail().hi.load(Ordering::Acquire),
-        );
-        let mut lost: u64 = 0;
-        for (i, owner) in t.slots.iter().enumerate() {
-            let (Some(client), Some(Some(c))) = (owner, t.cursors.get(i)) else {
-                continue;
-            };
-            let slot = c.page.line();
-            let who = s.clients.get(client).map(|c| &c.who.cred);
-            let cursor = slot.cursor.load(Ordering::Acquire);
-            let l = slot.lost.load(Ordering::Relaxed);
-            lost = lost.saturating_add(l);
-            subscribers.push(SubscriberStats {
-                topic: name.clone(),
-                slot: i as u32,
-                client: *client,
-                pid: who.map_or(0, |c| c.pid),
-                uid: who.map_or(0, |c| c.uid),
-                delivery: crate::mqueue::delivery_of(s, t, i as u32).into(),
-                delivered: slot.delivered.load(Ordering::Relaxed),
-                lost: l,
-                lag_messages: published.saturating_sub(slot.next_seq.load(Ordering::Relaxed)),
-                lag_bytes: if cursor == aether::segment::SLOT_FREE {
-                    0
-                } else {
-                    tail.saturating_sub(cursor)
-                },
-                idle_s: t.activity.get(i).map_or(0.0, |a| a.1.elapsed().as_secs_f64()),
-            });
-        }
-        let st = t.seg.stats();
-        let sub_stats = &t.waiters.page().stats;
-        topics.push(TopicStats {
-            name: name.clone(),
-            policy: g.policy.name().to_string(),
-            ring_size: g.ring_size,
-            max_message: g.max_message,
-            publishers: t.pub_slots.iter().filter(|o| o.is_some()).count(),
-            subscribers: t.slots.iter().filter(|o| o.is_some()).count(),
-            published,
-            rate_msgs_per_s: t.rate.msgs_per_s,
-            rate_bytes_per_s: t.rate.bytes_per_s,
-            lost,
-            aborted: st.aborted.load(Ordering::Relaxed),
-            overruns: st.overruns.load(Ordering::Relaxed),
-            waits: sub_stats.waits.load(Ordering::Relaxed),
-            space_waits: st.space_waits.load(Ordering::Relaxed),
-            wakes: st.wakes.load(Ordering::Relaxed) + sub_stats.wakes.load(Ordering::Relaxed),
-            durability: t
-                .durable
-                .as_ref()
-                .map_or("none".into(), |d| format!("wal (fsync {})", d.fsync)),
-            log: t.durable.as_ref().map(|d| LogStats {
-                bytes: d.bytes.load(Ordering::Relaxed),
-                oldest_seq: d.oldest.load(Ordering::Relaxed),
-                next_seq: d.mark.lock().map_or(0, |m| m.1),
-                synced_seq: d.synced.load(Ordering::Relaxed),
-                dir: d.dir.display().to_string(),
-                subscriptions: d
-                    .subscriptions()
-                    .into_iter()
-                    .map(|(name, committed)| DurableSubscriptionStats {
-                        connected: t.names.iter().any(|n| n.as_deref() == Some(name.as_str())),
-                        name,
-                        committed_seq: committed,
-                        lag_messages: published.saturating_sub(committed),
-                    })
-                    .collect(),
-            }),
-        });
+        segment_bytes += t.seg.geometry().total_size();
+        let (topic, subs) = topic_stats(s, name, t);
+        topics.push(topic);
+        subscribers.extend(subs);
     }
     let mut clients: Vec<ClientStats> = s
         .clients
@@ -258,4 +188,83 @@ impl Stats {
         }
         out
     }
+}
+
+/// One topic's figures, with its subscribers'.
+pub(crate) fn topic_stats(s: &State, name: &str, t: &crate::state::Topic) -> (TopicStats, Vec<SubscriberStats>) {
+    let mut subscribers = Vec::new();
+    let g = t.seg.geometry();
+    let (tail, published) = (
+        t.seg.tail().lo.load(Ordering::Acquire),
+        t.seg.tail().hi.load(Ordering::Acquire),
+    );
+    let mut lost: u64 = 0;
+    for (i, owner) in t.slots.iter().enumerate() {
+        let (Some(client), Some(Some(c))) = (owner, t.cursors.get(i)) else {
+            continue;
+        };
+        let slot = c.page.line();
+        let who = s.clients.get(client).map(|c| &c.who.cred);
+        let cursor = slot.cursor.load(Ordering::Acquire);
+        let l = slot.lost.load(Ordering::Relaxed);
+        lost = lost.saturating_add(l);
+        subscribers.push(SubscriberStats {
+            topic: name.to_string(),
+            slot: i as u32,
+            client: *client,
+            pid: who.map_or(0, |c| c.pid),
+            uid: who.map_or(0, |c| c.uid),
+            delivery: crate::mqueue::delivery_of(s, t, i as u32).into(),
+            delivered: slot.delivered.load(Ordering::Relaxed),
+            lost: l,
+            lag_messages: published.saturating_sub(slot.next_seq.load(Ordering::Relaxed)),
+            lag_bytes: if cursor == aether::segment::SLOT_FREE {
+                0
+            } else {
+                tail.saturating_sub(cursor)
+            },
+            idle_s: t.activity.get(i).map_or(0.0, |a| a.1.elapsed().as_secs_f64()),
+        });
+    }
+    let st = t.seg.stats();
+    let sub_stats = &t.waiters.page().stats;
+    let topic = TopicStats {
+        name: name.to_string(),
+        policy: g.policy.name().to_string(),
+        ring_size: g.ring_size,
+        max_message: g.max_message,
+        publishers: t.pub_slots.iter().filter(|o| o.is_some()).count(),
+        subscribers: t.slots.iter().filter(|o| o.is_some()).count(),
+        published,
+        rate_msgs_per_s: t.rate.msgs_per_s,
+        rate_bytes_per_s: t.rate.bytes_per_s,
+        lost,
+        aborted: st.aborted.load(Ordering::Relaxed),
+        overruns: st.overruns.load(Ordering::Relaxed),
+        waits: sub_stats.waits.load(Ordering::Relaxed),
+        space_waits: st.space_waits.load(Ordering::Relaxed),
+        wakes: st.wakes.load(Ordering::Relaxed) + sub_stats.wakes.load(Ordering::Relaxed),
+        durability: t
+            .durable
+            .as_ref()
+            .map_or("none".into(), |d| format!("wal (fsync {})", d.fsync)),
+        log: t.durable.as_ref().map(|d| LogStats {
+            bytes: d.bytes.load(Ordering::Relaxed),
+            oldest_seq: d.oldest.load(Ordering::Relaxed),
+            next_seq: d.mark.lock().map_or(0, |m| m.1),
+            synced_seq: d.synced.load(Ordering::Relaxed),
+            dir: d.dir.display().to_string(),
+            subscriptions: d
+                .subscriptions()
+                .into_iter()
+                .map(|(name, committed)| DurableSubscriptionStats {
+                    connected: t.names.iter().any(|n| n.as_deref() == Some(name.as_str())),
+                    name,
+                    committed_seq: committed,
+                    lag_messages: published.saturating_sub(committed),
+                })
+                .collect(),
+        }),
+    };
+    (topic, subscribers)
 }

@@ -46,6 +46,7 @@ fn child_main() {
             ["connect"] => outcome(Client::connect_with(Some(&socket), false).map(|c| client = Some(c))),
             ["create", t] => outcome(c().create_topic(t, &small_topic())),
             ["delete", t] => outcome(c().delete_topic(t)),
+            ["stats", t] => outcome(c().topic_stats(t)),
             ["sub", t] => outcome(c().subscriber(t, &SubscriberConfig::default()).map(|s| subs.push(s))),
             ["pub", t] => outcome(c().publisher(t).map(|p| pubs.push(p))),
             ["pub", t, msg] => outcome(c().publisher(t).and_then(|mut p| {
@@ -219,6 +220,11 @@ allow = ["subscribe", "admin"]
     assert_eq!(b.ask("connect"), "Ok");
     assert_eq!(status(&b.ask("sub group.t")), "Permission");
     assert_eq!(b.ask("sub granted.t"), "Ok");
+    // A topic's statistics: for a party with some right on it, no one else.
+    assert_eq!(b.ask("stats granted.t"), "Ok");
+    assert_eq!(status(&b.ask("stats group.t")), "Permission");
+    assert_eq!(status(&b.ask("stats private")), "Permission");
+    assert_eq!(a.ask("stats group.t"), "Ok");
 
     // Segments are anonymous sealed memfds: there is no name to open at all;
     // the only way in is a descriptor the daemon hands to an authorised client.

@@ -36,7 +36,9 @@ fn each_kind_of_daemon_thread_runs_on_its_cpus() {
     let (socket, config) = (dir.0.join("aetherd.sock"), dir.0.join("aetherd.toml"));
     std::fs::write(
         &config,
-        format!("[daemon]\ncpu_affinity = {{ accept = [{cpu}], client = [{cpu}], housekeep = [{cpu}], log = [{cpu}] }}\n"),
+        format!(
+            "[daemon]\ncpu_affinity = {{ accept = [{cpu}], client = [{cpu}], housekeep = [{cpu}], log = [{cpu}] }}\n"
+        ),
     )
     .unwrap();
     let d = Daemon::start_with(
@@ -69,16 +71,27 @@ fn each_kind_of_daemon_thread_runs_on_its_cpus() {
         let want = if pinned { cpu.to_string() } else { everything.clone() };
         assert_eq!(cpus, &want, "thread {name}: {seen:?}");
     }
-    assert!(seen.contains_key("aetherd-houseke") && seen.contains_key("aetherd-accept"), "{seen:?}");
+    assert!(
+        seen.contains_key("aetherd-houseke") && seen.contains_key("aetherd-accept"),
+        "{seen:?}"
+    );
 
     // A CPU this machine does not have: the daemon does not start, and says which key.
     std::fs::write(&config, "[daemon]\ncpu_affinity = { dispatch = [100000] }\n").unwrap();
     let out = Command::new(AETHERD)
-        .args([OsStr::new("--socket"), dir.0.join("other.sock").as_os_str(), OsStr::new("--config"), config.as_os_str()])
+        .args([
+            OsStr::new("--socket"),
+            dir.0.join("other.sock").as_os_str(),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ])
         .env("AETHER_NO_AUTOSTART", "1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("cpu_affinity.dispatch") && stderr.contains("100000"), "{stderr}");
+    assert!(
+        stderr.contains("cpu_affinity.dispatch") && stderr.contains("100000"),
+        "{stderr}"
+    );
 }

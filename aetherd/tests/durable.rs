@@ -514,3 +514,31 @@ fn a_durable_subscription_resumes_where_it_committed_across_restarts() {
         .expect("a bad name");
     assert_eq!(e.status, Status::Invalid);
 }
+
+/// The statistics API: a topic's figures from the broker (one request) and a
+/// subscriber's own from the segment, as a program sees them.
+#[test]
+fn topic_and_subscriber_statistics() {
+    let d = Daemon::start();
+    let c = d.client();
+    c.create_topic("st", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
+    let mut s = c.subscriber("st", &SubscriberConfig::default()).unwrap();
+    let mut p = c.publisher("st").unwrap();
+    for i in 0..10 {
+        p.publish(&message(i, 50)).unwrap();
+    }
+    for _ in 0..4 {
+        s.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+    }
+    let st = s.stats();
+    assert_eq!((st.published, st.delivered, st.lost, st.lag), (10, 4, 0, 6));
+    let mut t = c.topic_stats("st").unwrap();
+    wait_for("the log writer", Duration::from_secs(5), || {
+        t = c.topic_stats("st").unwrap();
+        t.log_next_seq == 10
+    });
+    assert_eq!((t.published, t.publishers, t.subscribers), (10, 1, 2), "{t:?}");
+    assert!(t.durable && t.log_bytes > 10 * 50 && t.log_oldest_seq == 0, "{t:?}");
+    assert_eq!(c.topic_stats("nope").unwrap_err().status, Status::NotFound);
+    assert_eq!(c.topic_stats("bad name").unwrap_err().status, Status::Invalid);
+}

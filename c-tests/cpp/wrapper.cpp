@@ -118,6 +118,9 @@ int main(int argc, char **argv) {
             last = m->seq();
         } // each view released at the end of its iteration
         CHECK(!sub.receive(10ms).has_value());
+        CHECK(sub.stats().delivered == 100 && sub.stats().lag == 0);
+        CHECK(client.topic_stats(topic).published == 100);
+        CHECK(status_of([&] { client.topic_stats(prefix + "-missing"); }) == AETHER_E_NOT_FOUND);
 
         // Loans: committed short, aborted, aborted by an exception.
         auto pub = client.publisher(topic);

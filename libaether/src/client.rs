@@ -410,6 +410,18 @@ impl Client {
         self.conn.call(&Request::TopicDelete { topic: topic.into() }).map(drop)
     }
 
+    /// `topic`'s figures as the broker keeps them (one request).
+    ///
+    /// Errors: `NotFound`, `Permission` (no right on the topic: publish,
+    /// subscribe, monitor or admin), `Unavailable`.
+    pub fn topic_stats(&self, topic: &str) -> Result<protocol::TopicStats> {
+        protocol::validate_topic(topic)?;
+        match self.conn.call(&Request::TopicStats { topic: topic.into() })?.0 {
+            Reply::TopicStats(t) => Ok(t),
+            _ => Err(Error::protocol("unexpected reply to a statistics request")),
+        }
+    }
+
     /// Sends an open request; returns the slot the daemon gave, the mapped
     /// segment (with its control page), the waiters page, and the descriptors that follow them (a
     /// subscriber's cursor page). If anything cannot be mapped, the slot is given back.
@@ -1241,7 +1253,40 @@ impl Subscriber {
     }
 }
 
+/// A subscriber's own figures ([`Subscriber::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// Messages the topic has published so far (its next sequence number).
+    pub published: u64,
+    /// Messages this subscriber received.
+    pub delivered: u64,
+    /// Messages it missed (see [`Subscriber::lost`]).
+    pub lost: u64,
+    /// Messages published that it has not read yet.
+    pub lag: u64,
+    /// `delivery=mqueue`: messages skipped as too large for its queue.
+    pub too_large: u64,
+}
+
 impl Subscriber {
+    /// This subscriber's figures, read from the topic's segment (no request).
+    pub fn stats(&self) -> SubscriberStats {
+        let published = self.reader.segment().tail().hi.load(Ordering::Acquire);
+        let next = match (&self.mq, &self.history) {
+            (Some(_), _) => self.slot_counter(|c| &c.next_seq),
+            // Replaying history: what the history has reached.
+            (None, Some(h)) => h.position().min(published),
+            (None, None) => self.reader.next_seq(),
+        };
+        SubscriberStats {
+            published,
+            delivered: self.delivered(),
+            lost: self.lost(),
+            lag: published.saturating_sub(next),
+            too_large: self.too_large(),
+        }
+    }
+
     /// A durable subscription ([`Start::Durable`]): records with the daemon
     /// that every message delivered so far is done with, so that the next
     /// subscriber of that name (after this one closes, crashes, or the

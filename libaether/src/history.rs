@@ -246,6 +246,11 @@ impl History {
         self.next_seq = p.seq + 1;
     }
 
+    /// The seq of the next message to deliver (or passed over).
+    pub(crate) fn position(&self) -> u64 {
+        self.peeked.map_or(self.next_seq, |p| p.seq)
+    }
+
     /// Moves past the message [`peek`](Self::peek) returned.
     pub(crate) fn advance(&mut self) {
         if let Some(p) = self.peeked.take() {

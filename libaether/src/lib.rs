@@ -30,11 +30,11 @@ mod error;
 mod ffi;
 mod history;
 
-pub use client::{Client, Message, Publisher, Subscriber, SubscriberConfig};
+pub use client::{Client, Message, Publisher, Subscriber, SubscriberConfig, SubscriberStats};
 pub use delivery::{Delivery, Received};
 pub use error::{Error, Result, Status};
 pub use notice::Notice;
-pub use protocol::Start;
+pub use protocol::{Start, TopicStats};
 pub use ring::{Deadline, Record, WaitConfig, WaitStrategy};
 pub use segment::{Fsync, Policy, TopicParams};
 

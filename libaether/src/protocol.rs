@@ -49,6 +49,7 @@ pub enum Op {
     /// A publisher asks for the eventfds of armed pollable subscribers.
     Notifiers = 12,
     SubscriberCommit = 13,
+    TopicStats = 14,
 }
 
 impl Op {
@@ -67,6 +68,7 @@ impl Op {
             11 => Op::SubscriberFd,
             12 => Op::Notifiers,
             13 => Op::SubscriberCommit,
+            14 => Op::TopicStats,
             _ => return None,
         })
     }
@@ -230,6 +232,46 @@ pub enum Request {
         slot: u32,
         next_seq: u64,
     },
+    /// The topic's figures, for a client with some right on it.
+    TopicStats {
+        topic: String,
+    },
+}
+
+/// A topic's figures as the broker keeps them (`Client::topic_stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TopicStats {
+    /// Messages published so far (the next sequence number).
+    pub published: u64,
+    /// Publishers open now.
+    pub publishers: u32,
+    /// Subscribers open now (a durable topic's log writer counts as one).
+    pub subscribers: u32,
+    /// What its current subscribers lost, summed.
+    pub lost: u64,
+    /// Loans given up.
+    pub aborted: u64,
+    /// Reliable claims written over space a just-joined subscriber had not
+    /// read (after the publish timeout).
+    pub overruns: u64,
+    /// Subscribers' sleeps waiting for messages.
+    pub waits: u64,
+    /// Publishers' sleeps waiting for space.
+    pub space_waits: u64,
+    /// Futex wake calls.
+    pub wakes: u64,
+    /// Messages per second over the broker's last sample (about a second).
+    pub rate_msgs_per_s: f64,
+    /// Ring bytes (records with their headers) per second, likewise.
+    pub rate_bytes_per_s: f64,
+    /// Whether the topic is durable (the fields below are 0 if not).
+    pub durable: bool,
+    /// Bytes of its log's files on disk.
+    pub log_bytes: u64,
+    /// The oldest message its log holds.
+    pub log_oldest_seq: u64,
+    /// The next message its log will write.
+    pub log_next_seq: u64,
 }
 
 impl Request {
@@ -248,6 +290,7 @@ impl Request {
             Request::SubscriberFd { .. } => Op::SubscriberFd,
             Request::Notifiers { .. } => Op::Notifiers,
             Request::SubscriberCommit { .. } => Op::SubscriberCommit,
+            Request::TopicStats { .. } => Op::TopicStats,
         }
     }
 }
@@ -277,6 +320,7 @@ impl std::fmt::Display for Request {
             } => {
                 write!(f, "commit seq {next_seq} for subscriber slot {slot} of {topic:?}")
             }
+            Request::TopicStats { topic } => write!(f, "statistics of {topic:?}"),
         }
     }
 }
@@ -290,7 +334,7 @@ impl std::fmt::Display for Request {
 /// (read-only), the queue, the cursor page (read-only); `Cursors`: one
 /// read-only cursor page per slot listed; `SubscriberFd`: the eventfd;
 /// `Notifiers`: one eventfd per slot listed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
     Hello {
         daemon_version: String,
@@ -328,6 +372,7 @@ pub enum Reply {
     Notifiers {
         slots: Vec<(u32, u64)>,
     },
+    TopicStats(TopicStats),
 }
 
 struct Enc(Vec<u8>);
@@ -485,9 +530,10 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
                 e.u32(ms);
             }
         }
-        Request::TopicDelete { topic } | Request::PublisherOpen { topic } | Request::SubscriberOpenMqueue { topic } => {
-            e.str(topic)
-        }
+        Request::TopicDelete { topic }
+        | Request::TopicStats { topic }
+        | Request::PublisherOpen { topic }
+        | Request::SubscriberOpenMqueue { topic } => e.str(topic),
         Request::SubscriberOpen { topic, start } => {
             e.str(topic);
             if *start != Start::Latest {
@@ -602,6 +648,7 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                 topic_id: d.u64()?,
                 slots: d.slots()?,
             },
+            Op::TopicStats => Request::TopicStats { topic: d.str()? },
             Op::SubscriberCommit => Request::SubscriberCommit {
                 topic: d.str()?,
                 topic_id: d.u64()?,
@@ -655,6 +702,27 @@ pub fn encode_reply(op: u16, id: u32, reply: &Result<Reply>) -> Vec<u8> {
                     e.u32(*msgsize);
                 }
                 Reply::Cursors { slots } | Reply::Notifiers { slots } => e.slots(slots),
+                Reply::TopicStats(t) => {
+                    for x in [
+                        t.published,
+                        t.lost,
+                        t.aborted,
+                        t.overruns,
+                        t.waits,
+                        t.space_waits,
+                        t.wakes,
+                    ] {
+                        e.u64(x);
+                    }
+                    e.u32(t.publishers);
+                    e.u32(t.subscribers);
+                    e.u64(t.rate_msgs_per_s.to_bits());
+                    e.u64(t.rate_bytes_per_s.to_bits());
+                    e.u8(t.durable as u8);
+                    e.u64(t.log_bytes);
+                    e.u64(t.log_oldest_seq);
+                    e.u64(t.log_next_seq);
+                }
             }
         }
     }
@@ -708,6 +776,27 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
         },
         Op::Cursors => Reply::Cursors { slots: d.slots()? },
         Op::Notifiers => Reply::Notifiers { slots: d.slots()? },
+        Op::TopicStats => {
+            let mut t = TopicStats {
+                published: d.u64()?,
+                lost: d.u64()?,
+                aborted: d.u64()?,
+                overruns: d.u64()?,
+                waits: d.u64()?,
+                space_waits: d.u64()?,
+                wakes: d.u64()?,
+                ..TopicStats::default()
+            };
+            t.publishers = d.u32()?;
+            t.subscribers = d.u32()?;
+            t.rate_msgs_per_s = f64::from_bits(d.u64()?);
+            t.rate_bytes_per_s = f64::from_bits(d.u64()?);
+            t.durable = d.u8()? != 0;
+            t.log_bytes = d.u64()?;
+            t.log_oldest_seq = d.u64()?;
+            t.log_next_seq = d.u64()?;
+            Reply::TopicStats(t)
+        }
     };
     d.end()?;
     Ok(Ok(r))
@@ -787,6 +876,7 @@ mod tests {
                 slot: 2,
                 next_seq: 1 << 40,
             },
+            Request::TopicStats { topic: "t".into() },
         ]
     }
 

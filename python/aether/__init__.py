@@ -35,6 +35,7 @@ from ._aether import (
     create_topic,
     delete_topic,
     set_thread_affinity,
+    topic_stats,
 )
 
 __all__ = [
@@ -62,4 +63,5 @@ __all__ = [
     "create_topic",
     "delete_topic",
     "set_thread_affinity",
+    "topic_stats",
 ]

@@ -43,6 +43,7 @@ __all__ = [
     "create_topic",
     "delete_topic",
     "set_thread_affinity",
+    "topic_stats",
 ]
 
 __version__: str
@@ -115,6 +116,25 @@ def create_topic(
 ) -> None: ...
 def delete_topic(topic: str, *, socket: _Socket = None) -> None: ...
 def set_thread_affinity(cpus: Sequence[int]) -> None: ...
+
+class _TopicStats(TypedDict):
+    published: int
+    publishers: int
+    subscribers: int
+    lost: int
+    aborted: int
+    overruns: int
+    waits: int
+    space_waits: int
+    wakes: int
+    rate_msgs_per_s: float
+    rate_bytes_per_s: float
+    durable: bool
+    log_bytes: int
+    log_oldest_seq: int
+    log_next_seq: int
+
+def topic_stats(topic: str, *, socket: _Socket = None) -> _TopicStats: ...
 
 @final
 class Loan:
@@ -205,6 +225,8 @@ class _Stats(TypedDict):
     max_message: int
     holding: bool
     closed: bool
+    published: int | None
+    lag: int | None
 
 @final
 class Subscriber:

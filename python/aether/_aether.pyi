@@ -28,13 +28,14 @@ from aether import (
     create_topic as create_topic,
     delete_topic as delete_topic,
     set_thread_affinity as set_thread_affinity,
+    topic_stats as topic_stats,
 )
 
 __all__ = [
     "BrokerShutdown", "BrokerUnavailable", "Corrupt", "Error", "Exists", "InternalError",
     "InvalidArgument", "IoError", "LimitReached", "Loan", "Message", "MessageTooLarge", "NotFound",
     "OutOfMemory", "Overwritten", "PermissionDenied", "ProtocolError", "Publisher", "Subscriber",
-    "Timeout", "__version__", "create_topic", "delete_topic", "set_thread_affinity",
+    "Timeout", "__version__", "create_topic", "delete_topic", "set_thread_affinity", "topic_stats",
     "_noop", "_rust_echo", "_rust_ping", "_rust_publish", "_rust_receive",
 ]
 

@@ -135,6 +135,43 @@ fn set_thread_affinity(py: Python<'_>, cpus: Vec<usize>) -> PyResult<()> {
     py.detach(|| aether::set_thread_affinity(&cpus)).map_err(errors::to_py)
 }
 
+/// topic_stats(topic, *, socket=None) -> dict: the topic's figures as the
+/// broker keeps them (published, publishers, subscribers, lost, aborted,
+/// overruns, waits, space_waits, wakes, rate_msgs_per_s, rate_bytes_per_s,
+/// durable, log_bytes, log_oldest_seq, log_next_seq). Raises NotFound, or
+/// PermissionDenied without a right on the topic.
+#[pyfunction]
+#[pyo3(signature = (topic, *, socket = None))]
+fn topic_stats<'py>(
+    py: Python<'py>,
+    topic: &str,
+    socket: Option<PathBuf>,
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let client = connect(py, socket)?;
+    let t = py.detach(|| client.topic_stats(topic)).map_err(errors::to_py)?;
+    let d = pyo3::types::PyDict::new(py);
+    for (k, v) in [
+        ("published", t.published),
+        ("publishers", t.publishers.into()),
+        ("subscribers", t.subscribers.into()),
+        ("lost", t.lost),
+        ("aborted", t.aborted),
+        ("overruns", t.overruns),
+        ("waits", t.waits),
+        ("space_waits", t.space_waits),
+        ("wakes", t.wakes),
+        ("log_bytes", t.log_bytes),
+        ("log_oldest_seq", t.log_oldest_seq),
+        ("log_next_seq", t.log_next_seq),
+    ] {
+        d.set_item(k, v)?;
+    }
+    d.set_item("rate_msgs_per_s", t.rate_msgs_per_s)?;
+    d.set_item("rate_bytes_per_s", t.rate_bytes_per_s)?;
+    d.set_item("durable", t.durable)?;
+    Ok(d)
+}
+
 /// Deletes a topic. Raises `NotFound` if there is none of that name.
 #[pyfunction]
 #[pyo3(signature = (topic, *, socket = None))]
@@ -153,6 +190,7 @@ fn _aether(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create_topic, m)?)?;
     m.add_function(wrap_pyfunction!(delete_topic, m)?)?;
     m.add_function(wrap_pyfunction!(set_thread_affinity, m)?)?;
+    m.add_function(wrap_pyfunction!(topic_stats, m)?)?;
     bench::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -519,7 +519,9 @@ impl Subscriber {
         self.counters.delivered.load(Ordering::Relaxed)
     }
 
-    /// stats() -> dict: topic, policy, delivered, lost, max_message, holding, closed.
+    /// stats() -> dict: topic, policy, delivered, lost, max_message, holding,
+    /// closed, and (None while another thread is receiving) published (the
+    /// topic's messages so far) and lag (those not read yet).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         d.set_item("topic", self.topic.bind(py))?;
@@ -527,11 +529,13 @@ impl Subscriber {
         d.set_item("delivered", self.delivered())?;
         d.set_item("lost", self.lost())?;
         d.set_item("max_message", self.max_message)?;
-        let holding = match self.state.try_lock() {
-            Ok(st) => st.held.is_some(),
-            Err(_) => false,
+        let (holding, figures) = match self.state.try_lock() {
+            Ok(st) => (st.held.is_some(), st.inner.as_ref().map(|i| i.0.stats())),
+            Err(_) => (false, None),
         };
         d.set_item("holding", holding)?;
+        d.set_item("published", figures.map(|f| f.published))?;
+        d.set_item("lag", figures.map(|f| f.lag))?;
         d.set_item("closed", self.closed())?;
         Ok(d)
     }

@@ -130,9 +130,16 @@ def test_durable_topic_history_and_a_durable_subscription_across_processes(sock,
     with aether.Publisher(topic, socket=sock, create=False) as pub:
         for i in range(10):
             assert pub.publish(b"m%d" % i) == i
+    st = aether.topic_stats(topic, socket=sock)
+    assert st["published"] == 10 and st["durable"] and st["log_next_seq"] == 10, st
+    with pytest.raises(aether.NotFound):
+        aether.topic_stats(topic + "-none", socket=sock)
     # History from the log, then the live ring.
     with aether.Subscriber(topic, socket=sock, create=False, from_="earliest") as sub:
-        assert [sub.receive(timeout=5).bytes() for _ in range(10)] == [b"m%d" % i for i in range(10)]
+        assert [sub.receive(timeout=5).bytes() for _ in range(4)] == [b"m%d" % i for i in range(4)]
+        st = sub.stats()
+        assert (st["published"], st["delivered"], st["lag"]) == (10, 3, 7), st  # the 4th is still held
+        assert [sub.receive(timeout=5).bytes() for _ in range(6)] == [b"m%d" % i for i in range(4, 10)]
     with aether.Subscriber(topic, socket=sock, create=False, from_=7) as sub:
         assert [sub.receive(timeout=5).seq for _ in range(3)] == [7, 8, 9]
     # A durable subscription in two child processes: the second resumes where the first committed.

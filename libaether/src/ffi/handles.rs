@@ -109,3 +109,30 @@ pub unsafe fn read_config<T: Copy>(cfg: *const T, defaults: T, older: &[usize], 
     unsafe { std::ptr::copy_nonoverlapping(bytes, (&mut out as *mut T).cast::<u8>(), n) };
     Ok(out)
 }
+
+/// Writes `value` into a caller's versioned out-struct whose first field
+/// is `struct_size` (set by the caller to its `sizeof`): as many bytes as
+/// both know (a program built against an older header gets its prefix, a
+/// newer one finds its extra fields untouched). `Invalid` when the size is
+/// smaller than the first layout's `v1` or beyond any layout.
+///
+/// # Safety
+/// `out` is non-null and points to at least `struct_size` writable bytes.
+pub unsafe fn write_versioned<T: Copy>(out: *mut T, value: T, v1: usize, what: &str) -> Result<()> {
+    // SAFETY: every versioned struct starts with a size_t struct_size (asserted by callers' layouts).
+    let size = unsafe { out.cast::<usize>().read_unaligned() };
+    if size < v1 || size > MAX_CONFIG_SIZE {
+        return Err(Error::invalid(format!(
+            "{what}->struct_size is {size}: set it to sizeof({what}) before the call"
+        )));
+    }
+    let n = size.min(std::mem::size_of::<T>());
+    // SAFETY: `n` bytes are readable in `value` (at most its size) and
+    // writable at `out` (at most the caller's size); T is plain C data. The
+    // copy rewrites struct_size with ours, so it is put back after.
+    unsafe {
+        std::ptr::copy_nonoverlapping((&value as *const T).cast::<u8>(), out.cast::<u8>(), n);
+        out.cast::<usize>().write_unaligned(size);
+    }
+    Ok(())
+}

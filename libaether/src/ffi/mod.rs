@@ -19,7 +19,9 @@ pub mod error;
 pub mod handles;
 pub mod panic;
 
-use self::handles::{free_handle, handle_mut, handle_ref, into_handle, read_config, str_arg, write_out};
+use self::handles::{
+    free_handle, handle_mut, handle_ref, into_handle, read_config, str_arg, write_out, write_versioned,
+};
 use self::panic::{guard, guard_void, null_arg};
 use crate::client::{Client, Publisher, Subscriber, SubscriberConfig};
 use crate::delivery::Delivery;
@@ -226,6 +228,67 @@ pub struct aether_subscriber_config {
     pub durable_name: *const c_char,
 }
 
+/// A topic's figures (`aether_topic_stats`). Set `struct_size` to
+/// `sizeof(aether_topic_statistics)` before the call: a later library fills
+/// what this header knows of.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct aether_topic_statistics {
+    /// Set by the caller to `sizeof(aether_topic_statistics)`.
+    pub struct_size: usize,
+    /// Messages published so far (the next sequence number).
+    pub published: u64,
+    /// Publishers open now.
+    pub publishers: u32,
+    /// Subscribers open now (a durable topic's log writer counts as one).
+    pub subscribers: u32,
+    /// What its current subscribers lost, summed.
+    pub lost: u64,
+    /// Loans given up.
+    pub aborted: u64,
+    /// Reliable claims written over space a just-joined subscriber had not read.
+    pub overruns: u64,
+    /// Subscribers' sleeps waiting for messages.
+    pub waits: u64,
+    /// Publishers' sleeps waiting for space.
+    pub space_waits: u64,
+    /// Futex wake calls.
+    pub wakes: u64,
+    /// Messages per second over the broker's last sample (about a second).
+    pub rate_msgs_per_s: f64,
+    /// Ring bytes (records with headers) per second, likewise.
+    pub rate_bytes_per_s: f64,
+    /// 1 for a durable topic (then the log figures below mean something).
+    pub durable: u32,
+    /// Zero (padding, named so that it is never garbage).
+    pub _reserved: u32,
+    /// Bytes of its log's files on disk.
+    pub log_bytes: u64,
+    /// The oldest message its log holds.
+    pub log_oldest_seq: u64,
+    /// The next message its log will write.
+    pub log_next_seq: u64,
+}
+
+/// A subscriber's figures (`aether_subscriber_stats`). Set `struct_size` to
+/// `sizeof(aether_subscriber_statistics)` before the call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct aether_subscriber_statistics {
+    /// Set by the caller to `sizeof(aether_subscriber_statistics)`.
+    pub struct_size: usize,
+    /// Messages the topic has published so far.
+    pub published: u64,
+    /// Messages this subscriber received.
+    pub delivered: u64,
+    /// Messages it missed.
+    pub lost: u64,
+    /// Messages published that it has not read yet.
+    pub lag: u64,
+    /// `AETHER_DELIVERY_MQUEUE`: messages skipped as too large for its queue.
+    pub too_large: u64,
+}
+
 /// A received message. For `aether_receive_view`, `data` points into shared
 /// memory and stays valid until `aether_release`.
 #[repr(C)]
@@ -242,6 +305,8 @@ pub struct aether_message {
 
 const _: () = {
     assert!(std::mem::size_of::<aether_topic_config>() == 48);
+    assert!(std::mem::size_of::<aether_topic_statistics>() == 120);
+    assert!(std::mem::size_of::<aether_subscriber_statistics>() == 48);
     assert!(std::mem::offset_of!(aether_topic_config, durability) == TOPIC_CONFIG_V1_SIZE - 4);
     assert!(std::mem::size_of::<aether_subscriber_config>() == 48);
     assert!(std::mem::offset_of!(aether_subscriber_config, start_value) == SUBSCRIBER_CONFIG_V2_SIZE);
@@ -789,6 +854,91 @@ pub unsafe extern "C" fn aether_subscriber_commit(s: *mut aether_subscriber) -> 
         // SAFETY: NULL or a live subscriber handle, per the API contract.
         let s = unsafe { handle_mut(s, "subscriber")? };
         s.inner.commit()
+    })
+}
+
+/// Fills `*out` with `topic`'s figures as the broker keeps them (one
+/// request): `out->struct_size` must be set to `sizeof(aether_topic_statistics)`.
+/// Errors: `AETHER_E_INVALID` (NULL, a bad name or struct_size),
+/// `AETHER_E_NOT_FOUND`, `AETHER_E_PERMISSION` (no right on the topic:
+/// publish, subscribe or monitor), `AETHER_E_UNAVAILABLE`.
+#[no_mangle]
+pub unsafe extern "C" fn aether_topic_stats(
+    c: *mut aether_client,
+    topic: *const c_char,
+    out: *mut aether_topic_statistics,
+) -> c_int {
+    guard(|| {
+        // SAFETY: pointers per the API contract (checked for NULL inside).
+        let (c, topic) = unsafe { (handle_ref(c, "client")?, str_arg(topic, "topic")?) };
+        if out.is_null() {
+            return Err(null_arg("out"));
+        }
+        let t = c.inner.topic_stats(topic)?;
+        let v = aether_topic_statistics {
+            struct_size: std::mem::size_of::<aether_topic_statistics>(),
+            published: t.published,
+            publishers: t.publishers,
+            subscribers: t.subscribers,
+            lost: t.lost,
+            aborted: t.aborted,
+            overruns: t.overruns,
+            waits: t.waits,
+            space_waits: t.space_waits,
+            wakes: t.wakes,
+            rate_msgs_per_s: t.rate_msgs_per_s,
+            rate_bytes_per_s: t.rate_bytes_per_s,
+            durable: t.durable as u32,
+            _reserved: 0,
+            log_bytes: t.log_bytes,
+            log_oldest_seq: t.log_oldest_seq,
+            log_next_seq: t.log_next_seq,
+        };
+        // SAFETY: non-null; per the contract struct_size writable bytes.
+        unsafe {
+            write_versioned(
+                out,
+                v,
+                std::mem::size_of::<aether_topic_statistics>(),
+                "aether_topic_statistics",
+            )
+        }
+    })
+}
+
+/// Fills `*out` with this subscriber's figures, read from the topic's
+/// segment (no request): `out->struct_size` must be set to
+/// `sizeof(aether_subscriber_statistics)`.
+/// Errors: `AETHER_E_INVALID` (NULL, a bad struct_size).
+#[no_mangle]
+pub unsafe extern "C" fn aether_subscriber_stats(
+    s: *const aether_subscriber,
+    out: *mut aether_subscriber_statistics,
+) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live subscriber handle, per the API contract.
+        let s = unsafe { handle_ref(s.cast_mut(), "subscriber")? };
+        if out.is_null() {
+            return Err(null_arg("out"));
+        }
+        let st = s.inner.stats();
+        let v = aether_subscriber_statistics {
+            struct_size: std::mem::size_of::<aether_subscriber_statistics>(),
+            published: st.published,
+            delivered: st.delivered,
+            lost: st.lost,
+            lag: st.lag,
+            too_large: st.too_large,
+        };
+        // SAFETY: non-null; per the contract struct_size writable bytes.
+        unsafe {
+            write_versioned(
+                out,
+                v,
+                std::mem::size_of::<aether_subscriber_statistics>(),
+                "aether_subscriber_statistics",
+            )
+        }
     })
 }
 

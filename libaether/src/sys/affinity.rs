@@ -9,7 +9,9 @@ use nix::unistd::Pid;
 /// The CPUs the calling thread may run on now.
 pub fn current() -> Result<Vec<usize>> {
     let set = sched_getaffinity(Pid::from_raw(0)).map_err(|e| Error::io("sched_getaffinity", e.into()))?;
-    Ok((0..CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect())
+    Ok((0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect())
 }
 
 /// The CPUs this process was started with (its main thread's, at the first
@@ -21,7 +23,9 @@ pub fn available() -> Result<&'static [usize]> {
     }
     let pid = std::process::id() as i32;
     let set = sched_getaffinity(Pid::from_raw(pid)).map_err(|e| Error::io("sched_getaffinity", e.into()))?;
-    let v = (0..CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect();
+    let v = (0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect();
     Ok(AVAILABLE.get_or_init(|| v))
 }
 
