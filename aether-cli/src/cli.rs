@@ -87,6 +87,11 @@ pub(crate) enum Cmd {
         /// Refresh in place until Ctrl-C (JSON lines with --json)
         #[arg(long)]
         watch: bool,
+        /// In the Prometheus text format (e.g. for node-exporter's textfile
+        /// collector: `aether-cli stats --prometheus > DIR/aether.prom.tmp &&
+        /// mv DIR/aether.prom.tmp DIR/aether.prom`)
+        #[arg(long, conflicts_with = "watch")]
+        prometheus: bool,
         /// Seconds between refreshes
         #[arg(long, default_value_t = 1.0)]
         interval: f64,

@@ -130,7 +130,20 @@ fn main() {
             watch: true,
             interval,
             wait,
+            ..
         } => watch(&socket, interval, wait, cli.json),
+        Cmd::Stats {
+            prometheus: true, wait, ..
+        } => {
+            admin::interrupt_on_signals();
+            let v = admin::call(&socket, Command::Stats, Duration::from_secs_f64(wait.timeout.max(0.0)))
+                .unwrap_or_else(|e| fail(e, &socket));
+            let stats: aetherd::stats::Stats = serde_json::from_value(v).unwrap_or_else(|e| {
+                eprintln!("aether-cli: the daemon's statistics do not parse ({e}): is it another version?");
+                std::process::exit(1);
+            });
+            print!("{}", aetherd::metrics::render(&stats));
+        }
         ref cmd => {
             let (command, wait) = admin_command(cmd);
             admin::interrupt_on_signals();
@@ -391,6 +404,7 @@ fn watch(socket: &Path, interval: f64, wait: Wait, json: bool) {
                 human(
                     &Cmd::Stats {
                         watch: true,
+                        prometheus: false,
                         interval: 0.0,
                         wait
                     },

@@ -50,6 +50,8 @@ impl Daemon {
         let child = Command::new(aetherd())
             .arg("--socket")
             .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -449,6 +451,52 @@ fn stats_watch_prints_json_lines_until_interrupted() {
     assert!(lines.len() >= 3, "{} lines", lines.len());
     assert!(lines.iter().all(|l| l["topics"][0]["name"] == "w"));
     assert!(d.reply_dirs().is_empty());
+}
+
+/// Prometheus: `stats --prometheus` prints the text format; the daemon's
+/// optional listener serves the same at /metrics (and 404 elsewhere).
+#[test]
+fn metrics_for_prometheus_from_the_cli_and_the_listener() {
+    use std::io::{Read, Write};
+    let d = Daemon::start_with(&["--metrics-listen", "127.0.0.1:0", "--log-file", "{dir}/d.log"]);
+    let client = d.client();
+    client.create_topic("metered", &TopicParams::default()).unwrap();
+    let mut publ = client.publisher("metered").unwrap();
+    for _ in 0..7 {
+        publ.publish(b"x").unwrap();
+    }
+    let out = d.cli(&["stats", "--prometheus"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "aether_topic_published_total{topic=\"metered\"} 7"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l == "# TYPE aether_topic_published_total counter"),
+        "{text}"
+    );
+    let log = std::fs::read_to_string(d.dir.join("d.log")).unwrap();
+    let port: u16 = log
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    };
+    let r = get("/metrics");
+    assert!(r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("text/plain; version=0.0.4"), "{r}");
+    assert!(r.contains("aether_topic_published_total{topic=\"metered\"} 7"), "{r}");
+    let r = get("/");
+    assert!(r.contains(" 404 "), "{r}");
 }
 
 #[test]

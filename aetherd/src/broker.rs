@@ -276,6 +276,12 @@ impl Broker {
         Ok(())
     }
 
+    /// What takes a snapshot of every statistic from another thread (the metrics listener).
+    pub fn stats_source(&self) -> impl Fn() -> stats::Stats + Send + 'static {
+        let (state, socket) = (Arc::clone(&self.state), self.socket.clone());
+        move || stats::collect(&state.lock().expect("state lock"), &socket)
+    }
+
     /// A snapshot of every statistic (SIGUSR1, the admin interface).
     pub fn stats(&self) -> stats::Stats {
         stats::collect(&self.state.lock().expect("state lock"), &self.socket)

@@ -47,6 +47,12 @@ pub(crate) struct Args {
     /// On SIGTERM/SIGINT, how long subscribers get to read what is left, in seconds [env: AETHER_DRAIN_TIMEOUT] [file: daemon.drain_timeout] [default: 5]
     #[arg(long, value_name = "SECONDS")]
     pub(crate) drain_timeout: Option<f64>,
+    /// Serve the statistics in the Prometheus text format at
+    /// http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0: any free one, logged).
+    /// No authentication: anyone who reaches ADDR reads topic names and
+    /// counts [file: daemon.metrics_listen] [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<String>,
     /// Where durable topics keep their write-ahead logs (made 0700 on first
     /// use) [env: AETHER_STATE_DIR] [file: daemon.state_dir] [default: /var/lib/aether for root, else $XDG_STATE_HOME/aether or ~/.local/state/aether]
     #[arg(long, value_name = "DIR")]

@@ -224,6 +224,8 @@ pub struct Settings {
     /// Where durable topics keep their logs.
     pub state_dir: Option<PathBuf>,
     pub cpu_affinity: Option<Affinity>,
+    /// Where to serve Prometheus metrics (`--metrics-listen`).
+    pub metrics_listen: Option<String>,
 }
 
 impl Settings {
@@ -237,6 +239,7 @@ impl Settings {
             drain_timeout: self.drain_timeout.or(lower.drain_timeout),
             state_dir: self.state_dir.clone().or_else(|| lower.state_dir.clone()),
             cpu_affinity: self.cpu_affinity.clone().or_else(|| lower.cpu_affinity.clone()),
+            metrics_listen: self.metrics_listen.clone().or_else(|| lower.metrics_listen.clone()),
         }
     }
 
@@ -270,6 +273,7 @@ impl Settings {
                 .map_err(|r| err("--drain-timeout", r))?,
             state_dir: None,
             cpu_affinity: None,
+            metrics_listen: None,
         })
     }
 
@@ -301,6 +305,7 @@ impl Settings {
             drain_timeout,
             state_dir: get("AETHER_STATE_DIR").map(PathBuf::from),
             cpu_affinity: None,
+            metrics_listen: None,
         })
     }
 }
@@ -317,6 +322,7 @@ pub struct Resolved {
     /// `None`: the default for the daemon's user (`aetherd::durable::default_state_dir`).
     pub state_dir: Option<PathBuf>,
     pub cpu_affinity: Affinity,
+    pub metrics_listen: Option<String>,
 }
 
 /// The order of precedence: `flags` > `env` > `file` > built-in defaults
@@ -331,6 +337,7 @@ pub fn resolve(flags: &Settings, env: &Settings, file: &Settings, default_socket
         drain_timeout: s.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         state_dir: s.state_dir,
         cpu_affinity: s.cpu_affinity.unwrap_or_default(),
+        metrics_listen: s.metrics_listen,
     }
 }
 
@@ -480,6 +487,7 @@ struct DaemonToml {
     drain_timeout: Option<f64>,
     state_dir: Option<String>,
     cpu_affinity: Option<AffinityToml>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -747,6 +755,7 @@ fn daemon_settings(t: &Table, d: DaemonToml) -> Result<Settings, ConfigError> {
         drain_timeout,
         state_dir,
         cpu_affinity,
+        metrics_listen: d.metrics_listen.filter(|a| !a.is_empty()),
     })
 }
 
@@ -1395,6 +1404,7 @@ mod tests {
             drain_timeout: Some(Duration::from_secs(secs)),
             state_dir: Some(PathBuf::from(format!("/{tag}.state"))),
             cpu_affinity: None,
+            metrics_listen: None,
         };
         let flags = full("flag", Level::Debug, 1, 0o600);
         let env = full("env", Level::Warn, 2, 0o660);
@@ -1424,6 +1434,7 @@ mod tests {
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
                 state_dir: None,
                 cpu_affinity: Affinity::default(),
+                metrics_listen: None,
             }
         );
         // Per setting, not per source: a flag for one setting leaves the others to lower sources.

@@ -32,6 +32,7 @@ pub mod durable;
 mod housekeeper;
 mod keeper;
 pub mod logger;
+pub mod metrics;
 mod mqueue;
 mod quota;
 mod requests;

@@ -120,6 +120,7 @@ fn main() {
     )
     .map(|f| Settings {
         state_dir: args.state_dir.clone().filter(|d| !d.as_os_str().is_empty()),
+        metrics_listen: args.metrics_listen.clone().filter(|a| !a.is_empty()),
         ..f
     });
     let loaded = flags.and_then(|f| Loaded::load(f, args.config.as_deref(), |k| std::env::var(k).ok()));
@@ -211,6 +212,7 @@ fn main() {
         .clone()
         .or_else(|| aetherd::durable::default_state_dir(|k| std::env::var(k).ok()));
     broker.set_affinity(loaded.settings.cpu_affinity.clone());
+    let metrics_listen = loaded.settings.metrics_listen.clone();
     broker.set_loaded(loaded);
     // After detaching (the log writers are threads, which a fork leaves behind).
     match state_dir {
@@ -220,6 +222,15 @@ fn main() {
     if let Err(e) = broker.spawn_threads() {
         log::error!("cannot start the daemon's threads: {e}");
         std::process::exit(1);
+    }
+    if let Some(addr) = metrics_listen {
+        match aetherd::metrics::serve(&addr, broker.stats_source()) {
+            Ok(at) => log::info!("metrics on http://{at}/metrics (no authentication: anyone reaching it reads them)"),
+            Err(e) => {
+                log::error!("cannot serve metrics on {addr}: {e}");
+                std::process::exit(1);
+            }
+        }
     }
     let stats_file = socket.with_file_name("aetherd.stats.json");
     loop {

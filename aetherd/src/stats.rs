@@ -2,11 +2,11 @@
 //! clients, read from the segments' counters (SIGUSR1, the admin interface).
 
 use crate::state::{SlotKind, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Stats {
     pub daemon: DaemonStats,
     pub topics: Vec<TopicStats>,
@@ -14,7 +14,7 @@ pub struct Stats {
     pub clients: Vec<ClientStats>,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct DaemonStats {
     pub version: String,
     pub pid: u32,
@@ -28,7 +28,7 @@ pub struct DaemonStats {
     pub draining: bool,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct TopicStats {
     pub name: String,
     pub policy: String,
@@ -58,7 +58,7 @@ pub struct TopicStats {
 }
 
 /// A durable topic's write-ahead log.
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct LogStats {
     /// Bytes of its files on disk.
     pub bytes: u64,
@@ -74,7 +74,7 @@ pub struct LogStats {
 }
 
 /// A durable subscription of a topic.
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct DurableSubscriptionStats {
     pub name: String,
     /// The seq after the last message it committed.
@@ -85,7 +85,7 @@ pub struct DurableSubscriptionStats {
     pub connected: bool,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct SubscriberStats {
     pub topic: String,
     pub slot: u32,
@@ -101,7 +101,7 @@ pub struct SubscriberStats {
     pub idle_s: f64,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct ClientStats {
     pub id: u64,
     pub pid: u32,
