@@ -956,6 +956,17 @@ mod tests {
                 }),
             ),
             (Op::Notifiers, Ok(Reply::Notifiers { slots: vec![(5, 6)] })),
+            (
+                Op::TopicStats,
+                Ok(Reply::TopicStats(TopicStats {
+                    published: 9,
+                    publishers: 2,
+                    rate_msgs_per_s: 1.5,
+                    durable: true,
+                    log_next_seq: 9,
+                    ..TopicStats::default()
+                })),
+            ),
             (Op::SubscriberFd, Ok(Reply::Done)),
             (Op::TopicCreate, Err(Error::new(Status::Exists, "topic exists"))),
         ];
@@ -1000,8 +1011,14 @@ mod tests {
                 f[12..16].copy_from_slice(&((len - 16) as u32).to_le_bytes());
             }
             let _ = decode_request(&f);
-            let _ = decode_reply(Op::SubscriberOpen, 0, &f);
-            let _ = decode_reply(Op::SubscriberOpenMqueue, 0, &f);
+            // Every op's reply decoder, the reply bit set as a reply has it.
+            for op in (1..=14).filter_map(Op::from_u16) {
+                if len >= 12 {
+                    f[6..8].copy_from_slice(&(op as u16 | REPLY_BIT).to_le_bytes());
+                    f[8..12].copy_from_slice(&0u32.to_le_bytes());
+                }
+                let _ = decode_reply(op, 0, &f);
+            }
         }
     }
 
