@@ -619,7 +619,7 @@ void aether_publisher_close(struct aether_publisher *p);
  * `aether_subscriber_close`.
  * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers,
  * or this uid's or client's slot quota, or its message-queue quota; a
- * history spanning more than 200 log files), `AETHER_E_PERMISSION` (no
+ * history spanning more than 28 log files), `AETHER_E_PERMISSION` (no
  * `subscribe` right), `AETHER_E_INVALID` (NULL, a config not from
  * `aether_subscriber_config_default`, an unknown delivery, wait or start,
  * a start on a topic that is not durable, a seq not published yet, a bad

@@ -32,8 +32,11 @@ use std::time::{Duration, Instant};
 
 /// The client id that holds a log writer's subscriber slot (real clients start at 2).
 pub(crate) const LOG_WRITER: u64 = 0;
-/// The most log files one subscriber's history may span (descriptors in one reply).
-const MAX_FILES: usize = 200;
+/// The most log files one subscriber's history may span: the descriptors
+/// one reply carries, less the segment, control, waiters and cursor pages.
+const MAX_FILES: usize = aether::sys::uds::MAX_FDS - 4;
+/// How long a stopping writer waits for what is still being published.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 /// How often the writer applies retention.
 const RETENTION_EVERY: Duration = Duration::from_secs(1);
 /// How long the writer waits for a message before it looks at its stop flag.
@@ -229,7 +232,9 @@ pub(crate) fn start(
     let i = t.free_slot(SlotKind::Subscriber, name)?;
     let (page, _) = t.join(i as u32, std::process::id(), name, None)?;
     t.take_slot(SlotKind::Subscriber, i, LOG_WRITER);
-    let reader = Reader::new(Arc::clone(&t.seg), Arc::clone(&t.waiters), Some((i as u32, page)))?;
+    let mut reader = Reader::new(Arc::clone(&t.seg), Arc::clone(&t.waiters), Some((i as u32, page)))?;
+    // Publishers may overwrite nothing before it is written (see `write`).
+    reader.hold_cursor();
     let next = log.next_seq();
     if reader.next_seq() != next {
         return Err(Error::new(
@@ -269,8 +274,8 @@ impl Durable {
         let (mut staged, mut staged_bytes) = (0u64, 0usize);
         let mut last_error: Option<Instant> = None;
         let mut last_retention = Instant::now();
-        // Since when something written waits for a sync.
-        let mut unsynced_since = None::<Instant>;
+        // Since when something written waits for a sync; since when asked to stop.
+        let (mut unsynced_since, mut stop_seen) = (None::<Instant>, None::<Instant>);
         self.bytes.store(log.bytes(), Ordering::Relaxed);
         loop {
             if self.discard.load(Ordering::Acquire) {
@@ -299,27 +304,53 @@ impl Durable {
                 match reader.next(&deadline) {
                     Ok(rec) => Some(rec),
                     Err(e) if e.status == Status::Timeout => None,
-                    Err(e) => {
+                    Err(e) if matches!(e.status, Status::NotFound | Status::Shutdown | Status::Unavailable) => {
                         // Deleted or closed: write what is staged and end.
                         log::debug!("log writer {topic:?}: the ring ends ({e})");
                         let _ = self.write(&mut log, &mut reader).and_then(|_| log.sync());
                         return;
+                    }
+                    Err(e) => {
+                        // Damage a publisher left in the ring: say so (once a
+                        // second), back off, and go on; the writer never dies
+                        // with its cursor still holding the publishers.
+                        if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                            log::warn!("log writer {topic:?}: {e}");
+                            last_error = Some(Instant::now());
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                        None
                     }
                 }
             };
             if let Some(rec) = got {
                 // SAFETY: rec.data..+rec.len lies in the ring (validated by
                 // `next`), and the topic is reliable with this reader gating
-                // at or before rec.pos (consume_held does not publish its
-                // cursor), so no publisher writes those bytes meanwhile.
-                let appended = log.append_with(rec.timestamp_ns, rec.len, |dst| unsafe {
+                // at or before rec.pos (its cursor is held until the batch is
+                // written), so no publisher writes those bytes meanwhile.
+                let appended = log.append_seq(rec.seq, rec.timestamp_ns, rec.len, |dst| unsafe {
                     std::ptr::copy_nonoverlapping(rec.data, dst.as_mut_ptr(), rec.len)
                 });
-                if let Err(e) = appended {
-                    log::error!("log writer {topic:?}: {e}");
-                    return;
+                match appended {
+                    Ok(_) => {}
+                    // Numbers going back: damage in the ring. Not logged, passed over.
+                    Err(e) if e.status == Status::Invalid => {
+                        log::warn!("log writer {topic:?}: {e}: record passed over");
+                        reader.pass(&rec, true);
+                        continue;
+                    }
+                    Err(e) => {
+                        // A roll that failed (disk full, I/O): the record stays
+                        // in the ring, unread; try again.
+                        if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                            log::error!("log writer {topic:?}: {e}; retrying");
+                            last_error = Some(Instant::now());
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
                 }
-                reader.consume_held(&rec);
+                reader.consume(&rec);
                 staged += 1;
                 staged_bytes += rec.len + 24;
                 continue;
@@ -362,7 +393,14 @@ impl Durable {
                 self.retain(topic, &mut log);
                 last_retention = Instant::now();
             }
-            if self.stop.load(Ordering::Acquire) && reader.position() >= reader.tail() {
+            // Stopping: once everything published is written, or after
+            // STOP_WAIT (a client that keeps a claim open must not hold the
+            // daemon's exit).
+            let stopping = self.stop.load(Ordering::Acquire);
+            if stopping {
+                stop_seen.get_or_insert_with(Instant::now);
+            }
+            if stopping && (reader.position() >= reader.tail() || stop_seen.is_some_and(|t| t.elapsed() >= STOP_WAIT)) {
                 match log.sync() {
                     Ok(()) => self.synced_to(reader.segment(), reader.next_seq()),
                     Err(e) => log::error!("log writer {topic:?}: {e}"),
@@ -464,9 +502,14 @@ impl Durable {
         let dir = self.dir.join("subscriptions");
         private_dir(&dir)?;
         let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, format!("{next_seq}\n"))
-            .and_then(|_| std::fs::rename(&tmp, dir.join(name)))
-            .map_err(|e| Error::io(&format!("record durable subscription {name:?}"), e))
+        // Synced before the rename: a crash leaves the old position or the new, never an empty file.
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, format!("{next_seq}\n").as_bytes())?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, dir.join(name))
+        };
+        write().map_err(|e| Error::io(&format!("record durable subscription {name:?}"), e))
     }
 
     /// Every durable subscription with its committed position.
@@ -509,18 +552,22 @@ impl Durable {
                 ),
             ));
         }
-        firsts
-            .iter()
-            .map(|&f| {
-                let path = self.dir.join(SegmentWriter::file_name(f));
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(&path)
-                    .map(OwnedFd::from)
-                    .map_err(|e| Error::io(&format!("open {}", path.display()), e))
-            })
-            .collect()
+        let mut files = Vec::new();
+        for &f in &firsts {
+            let path = self.dir.join(SegmentWriter::file_name(f));
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+            {
+                Ok(file) => files.push(OwnedFd::from(file)),
+                // Retention removed it since the listing: the history starts later
+                // (counted lost, as for any start retention passed).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && files.is_empty() => continue,
+                Err(e) => return Err(Error::io(&format!("open {}", path.display()), e)),
+            }
+        }
+        Ok(files)
     }
 }
 

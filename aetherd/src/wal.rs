@@ -49,7 +49,11 @@ impl SegmentWriter {
             .open(&path)
             .map_err(|e| Error::io(&format!("create {}", path.display()), e))?;
         let h = encode_header(topic_id, first_seq);
+        // The file and its name made durable before any record goes in: a
+        // record synced later must not vanish with its file's directory entry.
         file.write_all(&h)
+            .and_then(|_| file.sync_data())
+            .and_then(|_| File::open(dir)?.sync_all())
             .map_err(|e| Error::io(&format!("write {}", path.display()), e))?;
         Ok(SegmentWriter {
             file,
@@ -73,8 +77,22 @@ impl SegmentWriter {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
-        let (first, records, off) = scan(&bytes, path, topic_id)?;
-        let seq = first + records.len() as u64;
+        if bytes.len() < SEGMENT_HEADER {
+            // A crash just after the file was made, before its header was
+            // whole: an empty segment, its first seq in its name.
+            let first = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| Error::new(Status::Corrupt, format!("{}: not a segment's name", path.display())))?;
+            let h = encode_header(topic_id, first);
+            nix::sys::uio::pwrite(&file, &h, 0)
+                .map_err(|e| Error::io(&format!("rewrite the header of {}", path.display()), e.into()))?;
+            file.sync_data()
+                .map_err(|e| Error::io(&format!("fdatasync {}", path.display()), e))?;
+            bytes = h.to_vec();
+        }
+        let (seq, records, off) = scan(&bytes, path, topic_id)?;
         if off < bytes.len() {
             if let Some(at) = valid_record_after(&bytes, off + 8, seq + 1) {
                 return Err(Error::new(
@@ -91,7 +109,7 @@ impl SegmentWriter {
                 .map_err(|e| Error::io(&format!("cut the torn tail of {}", path.display()), e))?;
         }
         let recovery = Recovery {
-            records: seq - first,
+            records: records.len() as u64,
             cut: (bytes.len() - off) as u64,
             next_seq: seq,
         };
@@ -113,15 +131,26 @@ impl SegmentWriter {
 
     /// [`append`](Self::append) of `len` bytes that `fill` writes in place.
     pub fn append_with(&mut self, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64> {
+        self.append_seq(self.next_seq, timestamp_ns, len, fill)
+    }
+
+    /// Appends the record numbered `seq`, at least the next number (the
+    /// ring's numbering may skip some: a loan given up, a dead publisher's claim).
+    pub fn append_seq(&mut self, seq: u64, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64> {
         if len > MAX_PAYLOAD {
             return Err(Error::new(
                 Status::TooLarge,
                 format!("a log record of {len} bytes (at most {MAX_PAYLOAD})"),
             ));
         }
-        let seq = self.next_seq;
+        if seq < self.next_seq {
+            return Err(Error::invalid(format!(
+                "record {seq} after {}: the log's numbers only go up",
+                self.next_seq - 1
+            )));
+        }
         encode_record_with(&mut self.buf, seq, timestamp_ns, len, fill);
-        self.next_seq += 1;
+        self.next_seq = seq + 1;
         Ok(seq)
     }
 
@@ -240,15 +269,15 @@ impl Log {
         // Each sealed segment must end where the next begins.
         for w in firsts.windows(2) {
             let path = dir.join(SegmentWriter::file_name(w[0]));
-            let n = read_segment(&path, topic_id, true)?.len() as u64;
-            if w[0] + n != w[1] {
+            let due = read_segment(&path, topic_id, true)?.last().map_or(w[0], |r| r.0 + 1);
+            if due != w[1] {
                 return Err(Error::new(
                     Status::Corrupt,
                     format!(
                         "{}: holds records {} to {}, but the next segment starts at {}",
                         path.display(),
                         w[0],
-                        (w[0] + n).wrapping_sub(1),
+                        due.wrapping_sub(1),
                         w[1]
                     ),
                 ));
@@ -278,16 +307,31 @@ impl Log {
 
     /// [`append`](Self::append) of `len` bytes that `fill` writes in place.
     pub fn append_with(&mut self, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64> {
+        let seq = self.writer.next_seq();
+        self.append_seq(seq, timestamp_ns, len, fill)
+    }
+
+    /// Appends the record numbered `seq` (at least the next number: see
+    /// [`SegmentWriter::append_seq`]); rolls to a new segment first when the
+    /// current one has reached `segment_bytes`. A failed roll changes
+    /// nothing, so the same call may be tried again.
+    pub fn append_seq(&mut self, seq: u64, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64> {
         if self.writer.len() >= self.segment_bytes && !self.writer.is_empty() {
             // The old segment's records are made durable before a new file
             // names a first seq after them.
             self.writer.sync()?;
-            self.sealed_bytes += self.writer.len();
             let next = self.writer.next_seq();
-            self.writer = SegmentWriter::create(&self.dir, self.topic_id, next)?;
+            let path = self.dir.join(SegmentWriter::file_name(next));
+            // Left by a roll that failed after making the file (nothing in it yet).
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() <= SEGMENT_HEADER as u64) {
+                let _ = std::fs::remove_file(&path);
+            }
+            let fresh = SegmentWriter::create(&self.dir, self.topic_id, next)?;
+            self.sealed_bytes += self.writer.len();
+            self.writer = fresh;
             self.firsts.push(next);
         }
-        self.writer.append_with(timestamp_ns, len, fill)
+        self.writer.append_seq(seq, timestamp_ns, len, fill)
     }
 
     /// Writes what was appended (readers of the files see it from then on).

@@ -305,6 +305,10 @@ fn a_flipped_byte_in_the_log_is_reported_never_delivered() {
         e.message.contains("offset 6432") && e.message.contains("record 50"),
         "{e}"
     );
+    // Reported once: the subscriber then goes on with the live ring, what the
+    // log could not give counted lost (its cursor must not hold publishers forever).
+    assert_eq!(s.receive(Some(Duration::from_millis(100))).unwrap(), None);
+    assert_eq!(s.lost(), 50);
     drop((s, p, c));
     d.stop();
     let d = daemon(&socket, &state, &[]);
@@ -541,4 +545,47 @@ fn topic_and_subscriber_statistics() {
     assert!(t.durable && t.log_bytes > 10 * 50 && t.log_oldest_seq == 0, "{t:?}");
     assert_eq!(c.topic_stats("nope").unwrap_err().status, Status::NotFound);
     assert_eq!(c.topic_stats("bad name").unwrap_err().status, Status::Invalid);
+}
+
+/// The ring's numbering has holes (a loan given up takes a number): the log
+/// keeps the ring's numbers, history and ring agree on them, and a
+/// restarted daemon numbers on after the last.
+#[test]
+fn holes_in_the_numbering_are_kept_across_log_ring_and_restart() {
+    let dir = TempDir::new("dur-holes");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let mut d = daemon(&socket, &state, &[]);
+    let c = d.client();
+    c.create_topic("holes", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
+    let mut p = c.publisher("holes").unwrap();
+    p.loan(8).unwrap();
+    p.abort().unwrap(); // seq 0 given up
+    assert_eq!(p.publish(b"a").unwrap(), 1);
+    p.loan(8).unwrap();
+    p.abort().unwrap(); // seq 2
+    assert_eq!(p.publish(b"b").unwrap(), 3);
+    let seqs = |c: &aether::Client| {
+        let mut s = c.subscriber("holes", &from(Start::Earliest)).unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = s.receive(Some(Duration::from_millis(300))).unwrap() {
+            got.push((m.seq, m.data));
+        }
+        got
+    };
+    wait_for("the log writer", Duration::from_secs(5), || {
+        c.topic_stats("holes").unwrap().log_next_seq == 4
+    });
+    assert_eq!(seqs(&c), vec![(1, b"a".to_vec()), (3, b"b".to_vec())]);
+    // From seq 2 (a hole): the next one there is.
+    let mut s = c.subscriber("holes", &from(Start::Seq(2))).unwrap();
+    assert_eq!(s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq, 3);
+    drop((s, p, c));
+    d.stop();
+    let d = daemon(&socket, &state, &[]);
+    let c = d.client();
+    assert_eq!(c.publisher("holes").unwrap().publish(b"c").unwrap(), 4);
+    assert_eq!(
+        seqs(&c),
+        vec![(1, b"a".to_vec()), (3, b"b".to_vec()), (4, b"c".to_vec())]
+    );
 }

@@ -1227,6 +1227,15 @@ impl Subscriber {
         let Some(h) = &mut self.history else {
             return Ok(None);
         };
+        // Damage in the log is reported once; then the subscriber goes on
+        // with the ring (what the log could not give counted lost), rather
+        // than failing forever while its cursor holds the publishers back.
+        if let Err(e) = h.peek() {
+            self.from_log = (h.delivered, h.lost + h.unread());
+            self.history = None;
+            return Err(e);
+        }
+        let h = self.history.as_mut().expect("kept above");
         let Some(m) = h.peek()? else {
             self.from_log = (h.delivered, h.lost);
             self.ring_start = h.ring_start();

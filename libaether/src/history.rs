@@ -182,6 +182,11 @@ impl History {
                 ));
             }
             match decode_at(&self.buf, self.off, self.next_seq) {
+                Found::Record(r, _) if r.seq >= self.end_seq => {
+                    // (Past a hole in the numbering: the ring has this one.)
+                    self.finish();
+                    return Ok(None);
+                }
                 Found::Record(r, next) => {
                     let p = Peeked {
                         seq: r.seq,
@@ -244,6 +249,11 @@ impl History {
     fn step(&mut self, p: Peeked) {
         self.off = p.next;
         self.next_seq = p.seq + 1;
+    }
+
+    /// Messages between where history stands and where the ring starts.
+    pub(crate) fn unread(&self) -> u64 {
+        self.end_seq.saturating_sub(self.position())
     }
 
     /// The seq of the next message to deliver (or passed over).

@@ -123,7 +123,9 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Decodes the record at `off` of `bytes`, which must be numbered `seq`.
+/// Decodes the record at `off` of `bytes`, which must be numbered `seq` or
+/// later (the ring's numbering has holes where a loan was given up or a
+/// dead publisher's claim skipped; the log keeps the ring's numbers).
 /// Any input gives an answer, never a panic.
 pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
     if off == bytes.len() {
@@ -145,12 +147,12 @@ pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
     if crc(len as u32, got_seq, ts, payload) != stored {
         return Found::Bad("CRC mismatch".into());
     }
-    if got_seq != seq {
-        return Found::Bad(format!("sequence number {got_seq} where {seq} was due"));
+    if got_seq < seq {
+        return Found::Bad(format!("sequence number {got_seq} where {seq} or later was due"));
     }
     Found::Record(
         LogRecord {
-            seq,
+            seq: got_seq,
             timestamp_ns: ts,
             payload,
         },
@@ -159,8 +161,9 @@ pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
 }
 
 /// A segment's bytes, checked: its header (for `topic_id`), then its
-/// records from the start while they pass. Returns the first seq, those
-/// records, and the offset where they end (the file's length if all pass).
+/// records from the start while they pass. Returns the number the next
+/// record must have at least (after the last, or the header's first seq),
+/// those records, and the offset where they end (the file's length if all pass).
 pub fn scan<'a>(bytes: &'a [u8], path: &Path, topic_id: u64) -> Result<(u64, Vec<LogRecord<'a>>, usize)> {
     let what = path.display().to_string();
     let (id, first) = decode_header(bytes, &what)?;
@@ -170,12 +173,13 @@ pub fn scan<'a>(bytes: &'a [u8], path: &Path, topic_id: u64) -> Result<(u64, Vec
             format!("{what}: belongs to topic id {id:#x}, not {topic_id:#x}"),
         ));
     }
-    let (mut records, mut off) = (Vec::new(), SEGMENT_HEADER);
-    while let Found::Record(r, next) = decode_at(bytes, off, first + records.len() as u64) {
+    let (mut records, mut off, mut due) = (Vec::new(), SEGMENT_HEADER, first);
+    while let Found::Record(r, next) = decode_at(bytes, off, due) {
+        due = r.seq + 1;
         records.push(r);
         off = next;
     }
-    Ok((first, records, off))
+    Ok((due, records, off))
 }
 
 /// Where a valid record numbered `min_seq` or later starts in
@@ -196,8 +200,7 @@ pub fn valid_record_after(bytes: &[u8], from: usize, min_seq: u64) -> Option<usi
 /// ends the list.
 pub fn read_segment(path: &Path, topic_id: u64, sealed: bool) -> Result<Vec<(u64, u64, Vec<u8>)>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
-    let (first, records, off) = scan(&bytes, path, topic_id)?;
-    let seq = first + records.len() as u64;
+    let (seq, records, off) = scan(&bytes, path, topic_id)?;
     if off < bytes.len() && (sealed || valid_record_after(&bytes, off + 8, seq + 1).is_some()) {
         let Found::Bad(why) = decode_at(&bytes, off, seq) else {
             unreachable!("scan stopped at a record that does not pass")

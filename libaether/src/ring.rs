@@ -1001,6 +1001,8 @@ pub struct Reader {
     /// Since when (monotonic ns) the record at a position (the first field)
     /// has been claimed but not committed: what the abandon timeout measures.
     pending_since: Option<(u64, u64)>,
+    /// The shared cursor moves only at `store_position` (see `hold_cursor`).
+    hold: bool,
     pub wait: WaitConfig,
     pub abandon_timeout: Duration,
 }
@@ -1078,6 +1080,7 @@ impl Reader {
             delivered: 0,
             too_large_len: 0,
             pending_since: None,
+            hold: false,
             wait: WaitConfig::default(),
             abandon_timeout: Duration::from_millis(100),
         };
@@ -1117,6 +1120,12 @@ impl Reader {
     }
 
     fn store_cursor(&self) {
+        if !self.hold {
+            self.publish_cursor();
+        }
+    }
+
+    fn publish_cursor(&self) {
         if let Some(s) = self.cursor_slot.as_ref().map(InSegment::get) {
             s.cursor.store(self.pos, Ordering::Release);
             s.delivered.store(self.delivered, Ordering::Relaxed);
@@ -1478,19 +1487,18 @@ impl Reader {
         self.advance(rec.pos + rec.stride, rec.seq, 1, 0);
     }
 
-    /// [`consume`](Self::consume), but the shared cursor stays where it was
-    /// (publishers may not overwrite `rec` yet) until [`store_position`](Self::store_position):
-    /// the daemon's log writer keeps a batch in the ring until it is written.
-    pub fn consume_held(&mut self, rec: &Record) {
-        self.pos = rec.pos + rec.stride;
-        self.lost = self.lost.saturating_add(rec.seq.saturating_sub(self.next_seq));
-        self.next_seq = rec.seq.wrapping_add(1);
-        self.delivered += 1;
+    /// From now on the shared cursor moves only at
+    /// [`store_position`](Self::store_position): not when a record is
+    /// consumed, nor when [`next`](Self::next) skips an abandoned claim or
+    /// damage (the daemon's log writer: nothing it has not written is given
+    /// back to publishers).
+    pub fn hold_cursor(&mut self) {
+        self.hold = true;
     }
 
-    /// Publishes the position [`consume_held`](Self::consume_held) reached.
+    /// Publishes the position reached (see [`hold_cursor`](Self::hold_cursor)).
     pub fn store_position(&self) {
-        self.store_cursor();
+        self.publish_cursor();
     }
 
     /// The ring's tail: where the next claim goes.
