@@ -52,6 +52,9 @@ bash scripts/rust-examples.sh
 echo "== C tests"
 bash scripts/c-tests.sh
 
+echo "== USDT probes (notes; live with bpftrace as root)"
+bash scripts/usdt-tests.sh
+
 echo "== CMake and C++ (aether.hpp, find_package)"
 bash scripts/cmake-tests.sh
 

@@ -451,6 +451,7 @@ fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
             s.clients.insert(id, client);
             (id, s.affinity.client.clone())
         };
+        probe::probe!(aetherd, client_connect, id, cred.pid, cred.uid);
         log::debug!(
             "client {id} connected: pid {} uid {} gid {}",
             cred.pid,

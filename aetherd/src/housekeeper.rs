@@ -38,6 +38,7 @@ pub(crate) fn run(state: &Mutex<State>, socket: &std::path::Path) {
                 c.conn.shutdown();
                 s.dead_clients += 1;
                 log::info!("client {id} (pid {pid}) died; releasing what it held");
+                probe::probe!(aetherd, client_dead, id, pid);
             }
         }
         // Rates: messages per second since the last sample, about once a second.

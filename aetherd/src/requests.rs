@@ -57,6 +57,12 @@ pub(crate) fn refuse(conn: &Arc<SeqPacket>, e: Error) {
     }
 }
 
+/// USDT `aetherd:refused`: client, request op, status, why (a C string).
+fn probe_refused(client: u64, op: u16, e: &Error) {
+    let why = std::ffi::CString::new(e.message.replace('\0', " ")).unwrap_or_default();
+    probe::probe!(aetherd, refused, client, op, e.status as i32, why.as_ptr());
+}
+
 /// Serves `client`'s requests until it hangs up (or is shut down).
 pub(crate) fn serve(state: &Mutex<State>, client: u64, conn: &SeqPacket) {
     let mut buf = vec![0u8; protocol::MAX_FRAME + 1];
@@ -80,11 +86,13 @@ pub(crate) fn serve(state: &Mutex<State>, client: u64, conn: &SeqPacket) {
                 let r = handle(state, client, req, &mut made);
                 if let Err(e) = &r {
                     log::debug!("client {client}: refused: {e}");
+                    probe_refused(client, op as u16, e);
                 }
                 protocol::encode_reply(op as u16, id, &r)
             }
             Err((id, op, e)) => {
                 log::debug!("client {client}: malformed request: {e}");
+                probe_refused(client, op, &e);
                 protocol::encode_reply(op, id, &Err(e))
             }
         };
@@ -483,6 +491,8 @@ pub(crate) fn delete_topic(s: &mut State, topic: &str) -> Result<()> {
     }
     crate::mqueue::topic_deleted(s, topic, &t);
     log::info!("topic {topic:?} deleted");
+    let name = std::ffi::CString::new(topic).unwrap_or_default();
+    probe::probe!(aetherd, topic_delete, name.as_ptr());
     Ok(())
 }
 
@@ -604,5 +614,7 @@ pub(crate) fn make_topic(
     }
     s.topics.insert(topic.to_string(), topic_entry);
     log::info!("topic {topic:?} created: {params}");
+    let name = std::ffi::CString::new(topic).unwrap_or_default();
+    probe::probe!(aetherd, topic_create, name.as_ptr(), params.wal.is_some() as u32);
     Ok(())
 }

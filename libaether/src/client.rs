@@ -12,6 +12,7 @@ use crate::ring::{Claim, Deadline, Reader, Record, SubscriberSource, WaitConfig,
 use crate::segment::{Cursor, CursorLine, Policy, Segment, TopicParams, Waiters};
 use crate::sys::{mqueue as mq, uds::SeqPacket};
 use nix::poll::PollFlags;
+use probe::probe_lazy;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -338,6 +339,8 @@ impl Client {
             return Err(Error::protocol("unexpected reply to hello"));
         };
         conn.daemon_pid.store(pid, Ordering::Relaxed);
+        // USDT: connected to the daemon `pid`.
+        probe_lazy!(aether, connect, pid);
         Ok(Client {
             conn,
             daemon_pid: pid,
@@ -487,6 +490,7 @@ impl Client {
         let synced = seg.durable().always.load(Ordering::Acquire) == 1;
         Ok(Publisher {
             synced,
+            topic_c: probe_name(topic),
             writer: Writer::new(seg, waiters, Some(slot), Some(source)),
             loan: None,
             topic: topic.into(),
@@ -750,6 +754,8 @@ pub struct Publisher {
     /// A durable topic with `fsync = always`: a publish returns once its
     /// message is on disk.
     synced: bool,
+    /// The topic's name for the USDT probes (a C string).
+    topic_c: std::ffi::CString,
     writer: Writer,
     loan: Option<Claim>,
     topic: String,
@@ -765,6 +771,7 @@ impl Publisher {
             return Err(Error::invalid("a loan is outstanding: commit or abort it first"));
         }
         let seq = self.writer.publish(data)?;
+        probe_lazy!(aether, publish, self.topic_c.as_ptr(), seq, data.len());
         self.synced(seq)
     }
 
@@ -800,6 +807,7 @@ impl Publisher {
             .ok_or_else(|| Error::invalid("no loan to commit: loan first"))?;
         self.writer.commit(claim, len)?;
         self.loan = None;
+        probe_lazy!(aether, publish, self.topic_c.as_ptr(), claim.seq, len);
         self.synced(claim.seq)
     }
 
@@ -909,6 +917,10 @@ pub struct Subscriber {
     notify: Option<OwnedFd>,
     /// A durable topic's logged messages still to deliver before the ring's.
     history: Option<History>,
+    /// The topic's name for the USDT probes (a C string), and the lost
+    /// count the `lost` probe last reported.
+    topic_c: std::ffi::CString,
+    lost_seen: u64,
     /// Messages the finished history delivered, and lost (retention had removed them).
     from_log: (u64, u64),
     /// A start the log did not reach: ring messages before it are passed over.
@@ -924,6 +936,8 @@ impl Subscriber {
         Subscriber {
             reader,
             held: None,
+            topic_c: probe_name(topic),
+            lost_seen: 0,
             topic: topic.into(),
             slot,
             client,
@@ -1021,6 +1035,7 @@ impl Subscriber {
         })?;
         if let Some(got) = from_log {
             self.position = got.seq + 1;
+            self.probe_received(got.seq, got.len, got.timestamp_ns);
             return Ok(got);
         }
         if self.ring_start.is_some() {
@@ -1028,6 +1043,7 @@ impl Subscriber {
         }
         let (len, seq, timestamp_ns) = self.pollable(|s| s.reader.receive_into(buf, deadline))?;
         self.position = seq + 1;
+        self.probe_received(seq, len, timestamp_ns);
         Ok(Received { len, seq, timestamp_ns })
     }
 
@@ -1077,6 +1093,7 @@ impl Subscriber {
         })?;
         if let Some(rec) = from_log {
             self.held = Some(rec);
+            self.probe_received(rec.seq, rec.len, rec.timestamp_ns);
             return Ok(rec);
         }
         if self.ring_start.is_some() {
@@ -1091,6 +1108,7 @@ impl Subscriber {
             return Ok(rec);
         })?;
         self.held = Some(rec);
+        self.probe_received(rec.seq, rec.len, rec.timestamp_ns);
         Ok(rec)
     }
 
@@ -1277,7 +1295,35 @@ pub struct SubscriberStats {
     pub too_large: u64,
 }
 
+/// A topic name as the probes pass it (names never hold a NUL: validated).
+fn probe_name(topic: &str) -> std::ffi::CString {
+    std::ffi::CString::new(topic).unwrap_or_default()
+}
+
 impl Subscriber {
+    /// The `receive` USDT probe (topic, seq, len, latency from the
+    /// publisher's timestamp in ns) and `lost` (topic, messages lost since
+    /// the last receive: usually 0). Arguments are computed only while a
+    /// tracer is attached (each probe's semaphore): otherwise a probe costs
+    /// a load and a branch.
+    #[inline(always)]
+    fn probe_received(&mut self, seq: u64, len: usize, timestamp_ns: u64) {
+        probe_lazy!(
+            aether,
+            receive,
+            self.topic_c.as_ptr(),
+            seq,
+            len,
+            crate::sys::realtime_ns().saturating_sub(timestamp_ns)
+        );
+        probe_lazy!(aether, lost, self.topic_c.as_ptr(), {
+            let lost = self.lost();
+            let new = lost.saturating_sub(self.lost_seen);
+            self.lost_seen = lost;
+            new
+        });
+    }
+
     /// This subscriber's figures, read from the topic's segment (no request).
     pub fn stats(&self) -> SubscriberStats {
         let published = self.reader.segment().tail().hi.load(Ordering::Acquire);

@@ -284,7 +284,11 @@ fn wait_once(
             if !ready() {
                 sleeps.fetch_add(1, Ordering::Relaxed);
                 let left = deadline.remaining().unwrap_or(u64::MAX).min(cap_ns);
+                // USDT: the word slept on (a subscriber's data word, a
+                // publisher's space or sync word), around the sleep.
+                probe::probe!(aether, wait_begin, word.as_ptr());
                 futex::wait(word, w, Some(Duration::from_nanos(left)));
+                probe::probe!(aether, wait_end, word.as_ptr());
             }
             waiters.fetch_sub(1, Ordering::SeqCst);
         }
@@ -298,6 +302,7 @@ fn wake(word: &AtomicU32, waiters: &AtomicU32, wakes: &AtomicU64) {
     if waiters.load(Ordering::Relaxed) != 0 {
         wake_all(word);
         wakes.fetch_add(1, Ordering::Relaxed);
+        probe::probe!(aether, wake, word.as_ptr());
     }
 }
 
