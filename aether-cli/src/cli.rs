@@ -82,6 +82,17 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Topics and subscribers with their rates, redrawn in place until q, Esc or Ctrl-C
+    Top {
+        /// Seconds between refreshes
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many redraws
+        #[arg(long)]
+        iterations: Option<u64>,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Every statistic the daemon keeps (what SIGUSR1 dumps)
     Stats {
         /// Refresh in place until Ctrl-C (JSON lines with --json)

@@ -5,6 +5,7 @@
 
 mod cli;
 mod fmt;
+mod top;
 
 use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
 use aetherd::admin::{self, Command};
@@ -132,6 +133,16 @@ fn main() {
             wait,
             ..
         } => watch(&socket, interval, wait, cli.json),
+        Cmd::Top {
+            interval,
+            iterations,
+            wait,
+        } => {
+            if let Err(e) = top::run(&socket, interval, iterations, wait.timeout) {
+                eprintln!("aether-cli: {e}");
+                std::process::exit(1);
+            }
+        }
         Cmd::Stats {
             prometheus: true, wait, ..
         } => {

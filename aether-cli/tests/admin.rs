@@ -499,6 +499,81 @@ fn metrics_for_prometheus_from_the_cli_and_the_listener() {
     assert!(r.contains(" 404 "), "{r}");
 }
 
+/// `top` in a pseudo-terminal (util-linux's `script`): it draws the topics
+/// and subscribers, stops after `--iterations`, and on `q` from the keyboard.
+#[test]
+fn top_draws_topics_and_subscribers_in_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no script(1) to make a pseudo-terminal");
+        return;
+    }
+    let d = Daemon::start();
+    let client = d.client();
+    client.create_topic("watched", &TopicParams::default()).unwrap();
+    let _sub = client.subscriber("watched", &SubscriberConfig::default()).unwrap();
+    let mut publ = client.publisher("watched").unwrap();
+    for _ in 0..12 {
+        publ.publish(b"x").unwrap();
+    }
+    let top = |extra: &str, input: &[u8]| {
+        let cmd = format!(
+            "stty cols 120 rows 30; {CLI} --socket {} top --interval 0.2 {extra}",
+            d.socket.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("AETHER_NO_AUTOSTART", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            stdin.write_all(input).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        // The screen without its escape sequences, blanks squeezed.
+        let raw = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut text = String::new();
+        let mut chars = raw.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                while let Some(&n) = chars.peek() {
+                    chars.next();
+                    if n.is_ascii_alphabetic() && n != '[' {
+                        break;
+                    }
+                }
+                text.push(' ');
+            } else {
+                text.push(c);
+            }
+        }
+        (
+            out.status.success(),
+            text.split_whitespace().collect::<Vec<_>>().join(" "),
+        )
+    };
+    let (ok, screen) = top("--iterations 2", b"");
+    assert!(ok, "{screen}");
+    for want in [
+        "TOPIC POLICY PUBS SUBS PUBLISHED",
+        "watched lossy 1 1 12",
+        "subscribers",
+        "DELIVERED LAG",
+    ] {
+        assert!(screen.contains(want), "no {want:?} in: {screen}");
+    }
+    // No --iterations: it runs until q.
+    let started = std::time::Instant::now();
+    let (ok, screen) = top("", b"q");
+    assert!(ok && started.elapsed() < std::time::Duration::from_secs(10), "{screen}");
+    assert!(screen.contains("watched"), "{screen}");
+}
+
 #[test]
 fn no_daemon_is_one_clear_line() {
     let dir = std::env::temp_dir().join(format!("aether-cli-none-{}", std::process::id()));
