@@ -311,14 +311,15 @@ impl Durable {
                         return;
                     }
                     Err(e) => {
-                        // Damage a publisher left in the ring: say so (once a
-                        // second), back off, and go on; the writer never dies
-                        // with its cursor still holding the publishers.
-                        if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                            log::warn!("log writer {topic:?}: {e}");
-                            last_error = Some(Instant::now());
-                        }
-                        std::thread::sleep(Duration::from_millis(10));
+                        // Damage a publisher left in the ring: say so, back
+                        // off, and go on; the writer never dies with its
+                        // cursor still holding the publishers.
+                        complain(
+                            &mut last_error,
+                            log::Level::Warn,
+                            format_args!("log writer {topic:?}: {e}"),
+                            10,
+                        );
                         None
                     }
                 }
@@ -333,7 +334,7 @@ impl Durable {
                 });
                 match appended {
                     Ok(_) => {}
-                    // Numbers going back: damage in the ring. Not logged, passed over.
+                    // Numbers going back: damage in the ring, passed over.
                     Err(e) if e.status == Status::Invalid => {
                         log::warn!("log writer {topic:?}: {e}: record passed over");
                         reader.pass(&rec, true);
@@ -342,17 +343,14 @@ impl Durable {
                     Err(e) => {
                         // A roll that failed (disk full, I/O): the record stays
                         // in the ring, unread; try again.
-                        if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                            log::error!("log writer {topic:?}: {e}; retrying");
-                            last_error = Some(Instant::now());
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
+                        let what = format_args!("log writer {topic:?}: {e}; retrying");
+                        complain(&mut last_error, log::Level::Error, what, 100);
                         continue;
                     }
                 }
                 reader.consume(&rec);
                 staged += 1;
-                staged_bytes += rec.len + 24;
+                staged_bytes += aether::logfile::record_size(rec.len);
                 continue;
             }
             if staged > 0 {
@@ -367,11 +365,8 @@ impl Durable {
                     Err(e) => {
                         // Disk full, an I/O error: the cursor stays (publishers
                         // wait, then time out); try again.
-                        if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                            log::error!("log writer {topic:?}: {e}; retrying");
-                            last_error = Some(Instant::now());
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
+                        let what = format_args!("log writer {topic:?}: {e}; retrying");
+                        complain(&mut last_error, log::Level::Error, what, 100);
                         continue;
                     }
                 }
@@ -529,15 +524,7 @@ impl Durable {
     /// Read-only descriptors of the log files that hold `start` and what
     /// follows, oldest first. `Limit` past [`MAX_FILES`].
     pub(crate) fn files_from(&self, start: &Start) -> Result<Vec<OwnedFd>> {
-        let mut firsts: Vec<u64> = std::fs::read_dir(&self.dir)
-            .map_err(|e| Error::io(&format!("list {}", self.dir.display()), e))?
-            .filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                let first = name.strip_suffix(".wal")?;
-                (first.len() == 20).then(|| first.parse().ok()).flatten()
-            })
-            .collect();
-        firsts.sort_unstable();
+        let mut firsts = crate::wal::segment_firsts(&self.dir)?;
         if let Start::Seq(n) = *start {
             // Keep the file holding n (the last starting at or before it) and those after.
             let holding = firsts.partition_point(|&f| f <= n).saturating_sub(1);
@@ -569,6 +556,16 @@ impl Durable {
         }
         Ok(files)
     }
+}
+
+/// Logs `what` at most once a second (`last`: when it last did; a fault
+/// that repeats must not flood the log), then waits `pause_ms`.
+fn complain(last: &mut Option<Instant>, level: log::Level, what: std::fmt::Arguments, pause_ms: u64) {
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        log::log!(level, "{what}");
+        *last = Some(Instant::now());
+    }
+    std::thread::sleep(Duration::from_millis(pause_ms));
 }
 
 /// Makes every durable topic saved under the state directory again, each

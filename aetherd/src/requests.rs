@@ -237,14 +237,7 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
             slot,
             next_seq,
         } => {
-            same_incarnation(&s, &topic, topic_id)?;
-            let t = s.topics.get(&topic).ok_or_else(|| not_found(&topic))?;
-            if t.slots.get(slot as usize).copied().flatten() != Some(client) {
-                return Err(Error::new(
-                    Status::Permission,
-                    format!("subscriber slot {slot} of {topic:?} is not this client's"),
-                ));
-            }
+            let t = own_subscriber_slot(&mut s, &topic, topic_id, slot, client)?;
             let (Some(d), Some(Some(name))) = (&t.durable, t.names.get(slot as usize)) else {
                 return Err(Error::invalid(format!(
                     "subscriber slot {slot} of {topic:?} is not a durable subscription"
@@ -414,6 +407,26 @@ fn per_subscriber(
     })
 }
 
+/// `topic` (the incarnation `topic_id`), whose subscriber slot `slot`
+/// `client` must hold: `Permission` otherwise.
+fn own_subscriber_slot<'a>(
+    s: &'a mut State,
+    topic: &str,
+    topic_id: u64,
+    slot: u32,
+    client: u64,
+) -> Result<&'a mut Topic> {
+    same_incarnation(s, topic, topic_id)?;
+    let t = s.topics.get_mut(topic).ok_or_else(|| not_found(topic))?;
+    if t.slots.get(slot as usize).copied().flatten() != Some(client) {
+        return Err(Error::new(
+            Status::Permission,
+            format!("subscriber slot {slot} of {topic:?} is not this client's"),
+        ));
+    }
+    Ok(t)
+}
+
 /// `SubscriberFd`: the eventfd of subscriber slot `slot`, made on first
 /// request, for the client that holds that slot (on this incarnation).
 fn subscriber_fd(
@@ -424,14 +437,7 @@ fn subscriber_fd(
     slot: u32,
     made: &mut Vec<std::os::fd::OwnedFd>,
 ) -> Result<Reply> {
-    same_incarnation(s, topic, topic_id)?;
-    let t = s.topics.get_mut(topic).ok_or_else(|| not_found(topic))?;
-    if t.slots.get(slot as usize).copied().flatten() != Some(client) {
-        return Err(Error::new(
-            Status::Permission,
-            format!("subscriber slot {slot} of {topic:?} is not this client's"),
-        ));
-    }
+    let t = own_subscriber_slot(s, topic, topic_id, slot, client)?;
     let entry = t
         .cursors
         .get_mut(slot as usize)

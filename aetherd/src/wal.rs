@@ -209,6 +209,21 @@ impl SegmentWriter {
     }
 }
 
+/// The first seqs of the segments in `dir` (files named by
+/// [`SegmentWriter::file_name`]), ascending.
+pub fn segment_firsts(dir: &Path) -> Result<Vec<u64>> {
+    let mut firsts: Vec<u64> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(&format!("list {}", dir.display()), e))?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let first = name.strip_suffix(".wal")?;
+            (first.len() == 20).then(|| first.parse().ok()).flatten()
+        })
+        .collect();
+    firsts.sort_unstable();
+    Ok(firsts)
+}
+
 /// One topic's log: a directory of segments numbered without gaps, the
 /// last one appended to and rolled over at `segment_bytes`.
 pub struct Log {
@@ -238,15 +253,7 @@ impl Log {
         if !meta.is_dir() {
             return Err(Error::invalid(format!("{} is not a directory", dir.display())));
         }
-        let mut firsts: Vec<u64> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(&format!("list {}", dir.display()), e))?
-            .filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                let first = name.strip_suffix(".wal")?;
-                (first.len() == 20).then(|| first.parse().ok()).flatten()
-            })
-            .collect();
-        firsts.sort_unstable();
+        let firsts = segment_firsts(dir)?;
         let Some(&last) = firsts.last() else {
             let writer = SegmentWriter::create(dir, topic_id, 0)?;
             let log = Log {

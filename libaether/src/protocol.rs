@@ -147,13 +147,7 @@ impl Start {
 /// A durable subscription's name: 1 to 64 of letters, digits, '.', '_' and
 /// '-', not starting with '.' (it names a file in the daemon's state).
 pub fn validate_subscription(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 64
-        || name.starts_with('.')
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
+    if name.is_empty() || name.len() > 64 || !safe_name(name) {
         return Err(Error::invalid(format!(
             "invalid durable subscription name {name:?}: 1 to 64 letters, digits, '.', '_' and '-', not starting with '.'"
         )));
@@ -804,6 +798,16 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
 
 /// Topic names: 1..=120 bytes of `[A-Za-z0-9._-]`, not starting with '.'.
 /// (So no '/', no NUL, no "..", and every name is a valid shm name component.)
+/// Letters, digits, '.', '_' and '-', not starting with '.': a name that is
+/// also a safe file name (topics and durable subscriptions name directories
+/// and files in the daemon's state).
+fn safe_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
 pub fn validate_topic(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > crate::segment::MAX_TOPIC_LEN {
         return Err(Error::new(
@@ -811,11 +815,7 @@ pub fn validate_topic(name: &str) -> Result<()> {
             format!("topic name must be 1 to {} bytes long", crate::segment::MAX_TOPIC_LEN),
         ));
     }
-    if name.starts_with('.')
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
+    if !safe_name(name) {
         return Err(Error::new(
             Status::Invalid,
             format!("invalid topic name {name:?}: use letters, digits, '.', '_' and '-', not starting with '.'"),
