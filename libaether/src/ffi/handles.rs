@@ -65,16 +65,26 @@ pub unsafe fn free_handle<T>(p: *mut T) {
 /// will grow to, so that a garbage `struct_size` is refused, not read.
 const MAX_CONFIG_SIZE: usize = 4096;
 
+/// An older layout of a versioned struct: its `struct_size`, and the bytes
+/// its fields cover (less when it ends in padding, which a newer layout may
+/// fill with a field: bytes an older program never set).
+#[derive(Clone, Copy)]
+pub struct Layout {
+    pub size: usize,
+    pub fields: usize,
+}
+
 /// Reads a versioned config struct `T` whose first field is `struct_size`,
 /// into a copy of `defaults`. Accepted sizes: one of `older` (a program
-/// built against an older header: the fields it has are a prefix, the rest
-/// keep their defaults), `T`'s own size, or a bigger one (a newer header)
-/// whose bytes past `T` are all zero: fields this version does not know,
-/// left at their defaults. Anything else is `Invalid`, naming `what`.
+/// built against an older header: the bytes of that layout's fields are
+/// read, everything after keeps its default), `T`'s own size, or a bigger
+/// one (a newer header) whose bytes past `T` are all zero: fields this
+/// version does not know, left at their defaults. Anything else is
+/// `Invalid`, naming `what`.
 ///
 /// # Safety
 /// `cfg` is non-null and points to at least `struct_size` readable bytes.
-pub unsafe fn read_config<T: Copy>(cfg: *const T, defaults: T, older: &[usize], what: &str) -> Result<T> {
+pub unsafe fn read_config<T: Copy>(cfg: *const T, defaults: T, older: &[Layout], what: &str) -> Result<T> {
     let ours = std::mem::size_of::<T>();
     // SAFETY: every config starts with a size_t struct_size (asserted by callers' layouts).
     let size = unsafe { cfg.cast::<usize>().read_unaligned() };
@@ -83,7 +93,8 @@ pub unsafe fn read_config<T: Copy>(cfg: *const T, defaults: T, older: &[usize], 
             "{what}->struct_size is {size}: {why}; initialise it with {what}_default()"
         ))
     };
-    if size < ours && !older.contains(&size) {
+    let older_fields = older.iter().find(|l| l.size == size).map(|l| l.fields);
+    if size < ours && older_fields.is_none() {
         return Err(invalid(format!(
             "no version of this struct has that size (this library's: {ours})"
         )));
@@ -103,7 +114,7 @@ pub unsafe fn read_config<T: Copy>(cfg: *const T, defaults: T, older: &[usize], 
         }
     }
     let mut out = defaults;
-    let n = size.min(ours);
+    let n = older_fields.unwrap_or(size.min(ours));
     // SAFETY: `n` bytes are readable at `cfg` (the caller's size) and writable
     // in `out` (at most its size); `T` is plain C data, any bytes are valid.
     unsafe { std::ptr::copy_nonoverlapping(bytes, (&mut out as *mut T).cast::<u8>(), n) };

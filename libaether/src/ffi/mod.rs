@@ -20,7 +20,7 @@ pub mod handles;
 pub mod panic;
 
 use self::handles::{
-    free_handle, handle_mut, handle_ref, into_handle, read_config, str_arg, write_out, write_versioned,
+    free_handle, handle_mut, handle_ref, into_handle, read_config, str_arg, write_out, write_versioned, Layout,
 };
 use self::panic::{guard, guard_void, null_arg};
 use crate::client::{Client, Publisher, Subscriber, SubscriberConfig};
@@ -191,14 +191,28 @@ pub struct aether_topic_config {
     pub fsync_interval_ms: u32,
 }
 
-/// `struct_size` of the first `aether_topic_config` layout (before `durability`).
+/// `struct_size` of the first `aether_topic_config` layout (before
+/// `durability`, which fills its tail padding).
 const TOPIC_CONFIG_V1_SIZE: usize = 40;
+const TOPIC_CONFIG_V1: Layout = Layout {
+    size: TOPIC_CONFIG_V1_SIZE,
+    fields: TOPIC_CONFIG_V1_SIZE - 4,
+};
 
-/// `struct_size` of the second `aether_subscriber_config` layout (before `start`).
+/// `struct_size` of the second `aether_subscriber_config` layout (before
+/// `start`, which fills its tail padding).
 const SUBSCRIBER_CONFIG_V2_SIZE: usize = 32;
+const SUBSCRIBER_CONFIG_V2: Layout = Layout {
+    size: SUBSCRIBER_CONFIG_V2_SIZE,
+    fields: SUBSCRIBER_CONFIG_V2_SIZE - 4,
+};
 
 /// `struct_size` of the first `aether_subscriber_config` layout (before `delivery`).
 const SUBSCRIBER_CONFIG_V1_SIZE: usize = 24;
+const SUBSCRIBER_CONFIG_V1: Layout = Layout {
+    size: SUBSCRIBER_CONFIG_V1_SIZE,
+    fields: SUBSCRIBER_CONFIG_V1_SIZE,
+};
 
 /// Subscriber settings. Start from `aether_subscriber_config_default()` and edit.
 #[repr(C)]
@@ -450,18 +464,14 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
     // SAFETY: non-null and, per the contract, a config from
     // aether_topic_config_default() with struct_size readable bytes.
     // (The first layout, without `durability`, is a prefix: not durable.)
-    let mut c = unsafe {
+    let c = unsafe {
         read_config(
             cfg,
             aether_topic_config_default(),
-            &[TOPIC_CONFIG_V1_SIZE],
+            &[TOPIC_CONFIG_V1],
             "aether_topic_config",
         )?
     };
-    // `durability` sits in the first layout's tail padding: there it was never set.
-    if c.struct_size == TOPIC_CONFIG_V1_SIZE {
-        c.durability = aether_durability::AETHER_DURABILITY_NONE as u32;
-    }
     let policy = Policy::from_u32(c.policy).ok_or_else(|| Error::invalid(format!("unknown policy {}", c.policy)))?;
     use {aether_durability as D, aether_fsync as F};
     const NONE: u32 = D::AETHER_DURABILITY_NONE as u32;
@@ -689,15 +699,9 @@ pub unsafe extern "C" fn aether_subscriber_open(
                 read_config(
                     cfg,
                     aether_subscriber_config_default(),
-                    &[SUBSCRIBER_CONFIG_V1_SIZE, SUBSCRIBER_CONFIG_V2_SIZE],
+                    &[SUBSCRIBER_CONFIG_V1, SUBSCRIBER_CONFIG_V2],
                     "aether_subscriber_config",
                 )?
-            };
-            // `start` sits in the second layout's tail padding: there it was never set.
-            let start = if c.struct_size <= SUBSCRIBER_CONFIG_V2_SIZE {
-                0
-            } else {
-                c.start
             };
             use aether_start as S;
             const LATEST: u32 = S::AETHER_START_LATEST as u32;
@@ -705,7 +709,7 @@ pub unsafe extern "C" fn aether_subscriber_open(
             const SEQ: u32 = S::AETHER_START_SEQ as u32;
             const TIME: u32 = S::AETHER_START_TIME as u32;
             const DURABLE: u32 = S::AETHER_START_DURABLE as u32;
-            conf.start = match start {
+            conf.start = match c.start {
                 LATEST => Start::Latest,
                 EARLIEST => Start::Earliest,
                 SEQ => Start::Seq(c.start_value),
