@@ -608,9 +608,8 @@ impl Client {
         reader.abandon_timeout = cfg.abandon_timeout;
         let mut sub = Subscriber::new(reader, topic, slot, self.clone(), None);
         sub.history = history;
-        if let (Start::Durable(name), Some((_, _, from))) = (&cfg.start, start) {
+        if let Start::Durable(name) = &cfg.start {
             sub.durable = Some(name.clone());
-            sub.position = from;
         }
         Ok(sub)
     }
@@ -925,10 +924,8 @@ pub struct Subscriber {
     from_log: (u64, u64),
     /// A start the log did not reach: ring messages before it are passed over.
     ring_start: Option<Start>,
-    /// A durable subscription's name, and the seq after the last message
-    /// delivered (what [`commit`](Self::commit) records).
+    /// A durable subscription's name.
     durable: Option<String>,
-    position: u64,
 }
 
 impl Subscriber {
@@ -949,7 +946,6 @@ impl Subscriber {
             from_log: (0, 0),
             ring_start: None,
             durable: None,
-            position: 0,
         }
     }
 
@@ -1023,26 +1019,26 @@ impl Subscriber {
         if self.held.is_some() {
             return Err(Error::invalid("a received view is outstanding: release it first"));
         }
-        let from_log = self.take_history(true, |m| {
-            let len = m.payload.len();
-            let dst = buf.get_mut(..len).ok_or(len)?;
-            dst.copy_from_slice(m.payload);
-            Ok(Received {
-                len,
-                seq: m.seq,
-                timestamp_ns: m.timestamp_ns,
-            })
-        })?;
-        if let Some(got) = from_log {
-            self.position = got.seq + 1;
-            self.probe_received(got.seq, got.len, got.timestamp_ns);
-            return Ok(got);
-        }
-        if self.ring_start.is_some() {
-            self.pollable(|s| s.pass_before_start(deadline))?;
+        if self.replaying() {
+            let from_log = self.take_history(true, |m| {
+                let len = m.payload.len();
+                let dst = buf.get_mut(..len).ok_or(len)?;
+                dst.copy_from_slice(m.payload);
+                Ok(Received {
+                    len,
+                    seq: m.seq,
+                    timestamp_ns: m.timestamp_ns,
+                })
+            })?;
+            if let Some(got) = from_log {
+                self.probe_received(got.seq, got.len, got.timestamp_ns);
+                return Ok(got);
+            }
+            if self.ring_start.is_some() {
+                self.pollable(|s| s.pass_before_start(deadline))?;
+            }
         }
         let (len, seq, timestamp_ns) = self.pollable(|s| s.reader.receive_into(buf, deadline))?;
-        self.position = seq + 1;
         self.probe_received(seq, len, timestamp_ns);
         Ok(Received { len, seq, timestamp_ns })
     }
@@ -1080,24 +1076,26 @@ impl Subscriber {
         if self.held.is_some() {
             return Err(Error::invalid("a received view is outstanding: release it first"));
         }
-        // Not advanced: the view stays in the history's buffer until released.
-        let from_log = self.take_history(false, |m| {
-            Ok(Record {
-                pos: HISTORY,
-                stride: 0,
-                seq: m.seq,
-                timestamp_ns: m.timestamp_ns,
-                len: m.payload.len(),
-                data: m.payload.as_ptr(),
-            })
-        })?;
-        if let Some(rec) = from_log {
-            self.held = Some(rec);
-            self.probe_received(rec.seq, rec.len, rec.timestamp_ns);
-            return Ok(rec);
-        }
-        if self.ring_start.is_some() {
-            self.pollable(|s| s.pass_before_start(deadline))?;
+        if self.replaying() {
+            // Not advanced: the view stays in the history's buffer until released.
+            let from_log = self.take_history(false, |m| {
+                Ok(Record {
+                    pos: HISTORY,
+                    stride: 0,
+                    seq: m.seq,
+                    timestamp_ns: m.timestamp_ns,
+                    len: m.payload.len(),
+                    data: m.payload.as_ptr(),
+                })
+            })?;
+            if let Some(rec) = from_log {
+                self.held = Some(rec);
+                self.probe_received(rec.seq, rec.len, rec.timestamp_ns);
+                return Ok(rec);
+            }
+            if self.ring_start.is_some() {
+                self.pollable(|s| s.pass_before_start(deadline))?;
+            }
         }
         let rec = self.pollable(|s| loop {
             let rec = s.reader.next(deadline)?;
@@ -1120,7 +1118,6 @@ impl Subscriber {
             .held
             .take()
             .ok_or_else(|| Error::invalid("no received view to release"))?;
-        self.position = rec.seq + 1;
         if rec.pos == HISTORY {
             if let Some(h) = &mut self.history {
                 h.advance();
@@ -1234,9 +1231,17 @@ impl Subscriber {
             .is_some_and(|rec| rec.pos != HISTORY && self.reader.overwritten(rec.pos))
     }
 
+    /// Whether history remains, or a start the ring has not reached: one
+    /// check on the receive paths, which otherwise go straight to the ring.
+    #[inline(always)]
+    fn replaying(&self) -> bool {
+        self.history.is_some() || self.ring_start.is_some()
+    }
+
     /// While history remains: `take` of its next message (`Err(len)`: the
     /// caller's buffer is too small: `TooLarge`, nothing consumed), and the
     /// message consumed when `advance`. `None` once the ring takes over.
+    #[inline(never)]
     fn take_history<T>(
         &mut self,
         advance: bool,
@@ -1324,14 +1329,24 @@ impl Subscriber {
         });
     }
 
+    /// The seq of the next message this subscriber will deliver (those
+    /// before it are delivered, or released if viewed): from the history
+    /// while it lasts, from the start the ring has not reached yet, else
+    /// from the ring's cursor. What `commit` records.
+    fn next_to_deliver(&self) -> u64 {
+        match (&self.history, &self.ring_start) {
+            (Some(h), _) => h.position(),
+            (None, Some(Start::Seq(n))) => *n,
+            _ => self.reader.next_seq(),
+        }
+    }
+
     /// This subscriber's figures, read from the topic's segment (no request).
     pub fn stats(&self) -> SubscriberStats {
         let published = self.reader.segment().tail().hi.load(Ordering::Acquire);
-        let next = match (&self.mq, &self.history) {
-            (Some(_), _) => self.slot_counter(|c| &c.next_seq),
-            // Replaying history: what the history has reached.
-            (None, Some(h)) => h.position().min(published),
-            (None, None) => self.reader.next_seq(),
+        let next = match &self.mq {
+            Some(_) => self.slot_counter(|c| &c.next_seq),
+            None => self.next_to_deliver().min(published),
         };
         SubscriberStats {
             published,
@@ -1364,7 +1379,7 @@ impl Subscriber {
                 topic: self.topic.clone(),
                 topic_id: self.reader.segment().geometry().salt,
                 slot: self.slot,
-                next_seq: self.position,
+                next_seq: self.next_to_deliver(),
             })
             .map(drop)
     }

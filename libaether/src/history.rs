@@ -256,9 +256,14 @@ impl History {
         self.end_seq.saturating_sub(self.position())
     }
 
-    /// The seq of the next message to deliver (or passed over).
+    /// The seq of the next message to deliver (or passed over); before the
+    /// first file is read, where the history starts.
     pub(crate) fn position(&self) -> u64 {
-        self.peeked.map_or(self.next_seq, |p| p.seq)
+        match (self.peeked, self.opened, &self.start) {
+            (Some(p), _, _) => p.seq,
+            (None, 0, Start::Seq(n)) => *n,
+            _ => self.next_seq,
+        }
     }
 
     /// Moves past the message [`peek`](Self::peek) returned.
