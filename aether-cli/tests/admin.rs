@@ -497,6 +497,16 @@ fn metrics_for_prometheus_from_the_cli_and_the_listener() {
     assert!(r.contains("aether_topic_published_total{topic=\"metered\"} 7"), "{r}");
     let r = get("/");
     assert!(r.contains(" 404 "), "{r}");
+    // A party sending junk, or connecting and saying nothing, gets nothing and
+    // stops no one: the next scrape is served, and so is the control socket.
+    {
+        let mut junk = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = junk.write_all(b"\x00\xffNOT HTTP AT ALL\r\n\r\n");
+        let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(get("/metrics").contains("aether_topic_published_total{topic=\"metered\"} 7"));
+    }
+    publ.publish(b"x").unwrap();
+    assert!(get("/metrics").contains("aether_topic_published_total{topic=\"metered\"} 8"));
 }
 
 /// `top` in a pseudo-terminal (util-linux's `script`): it draws the topics

@@ -589,3 +589,31 @@ fn holes_in_the_numbering_are_kept_across_log_ring_and_restart() {
         vec![(1, b"a".to_vec()), (3, b"b".to_vec()), (4, b"c".to_vec())]
     );
 }
+
+/// One daemon per state directory: a second daemon on the same directory
+/// (another socket) refuses durable topics and says why, and touches
+/// nothing of the first's logs; topics in memory it still serves.
+#[test]
+fn a_second_daemon_on_the_same_state_directory_makes_no_durable_topic() {
+    let dir = TempDir::new("dur-lock");
+    let state = dir.0.join("state");
+    let first = daemon(&dir.0.join("a.sock"), &state, &[]);
+    first
+        .client()
+        .create_topic("mine", &durable(Fsync::Never, 1 << 16, 256))
+        .unwrap();
+    let second = daemon(&dir.0.join("b.sock"), &state, &[]);
+    let c = second.client();
+    let e = c
+        .create_topic("theirs", &durable(Fsync::Never, 1 << 16, 256))
+        .unwrap_err();
+    assert_eq!(e.status, Status::Exists, "{e}");
+    assert!(e.message.contains("another aetherd"), "{e}");
+    assert!(!state.join("topics/theirs").exists());
+    assert!(log_files(&state, "mine").len() == 1);
+    let memory = TopicParams {
+        wal: None,
+        ..durable(Fsync::Never, 1 << 16, 256)
+    };
+    c.create_topic("plain", &memory).unwrap();
+}
