@@ -10,7 +10,7 @@
 
 #define OFFSET(T, f, n) _Static_assert(offsetof(T, f) == (n), #T "." #f " at offset " #n)
 
-_Static_assert(sizeof(aether_topic_config) == 48, "aether_topic_config is 48 bytes");
+_Static_assert(sizeof(aether_topic_config) == 56, "aether_topic_config is 56 bytes");
 OFFSET(aether_topic_config, struct_size, 0);
 OFFSET(aether_topic_config, policy, 8);
 OFFSET(aether_topic_config, ring_size, 16);
@@ -20,6 +20,7 @@ OFFSET(aether_topic_config, max_subscribers, 32);
 OFFSET(aether_topic_config, durability, 36);
 OFFSET(aether_topic_config, fsync, 40);
 OFFSET(aether_topic_config, fsync_interval_ms, 44);
+OFFSET(aether_topic_config, huge_pages, 48);
 
 _Static_assert(sizeof(aether_subscriber_config) == 48, "aether_subscriber_config is 48 bytes");
 OFFSET(aether_subscriber_config, struct_size, 0);

@@ -257,6 +257,13 @@ typedef struct aether_topic_config {
    * `AETHER_FSYNC_INTERVAL`: milliseconds between syncs, 1 to 60000.
    */
   uint32_t fsync_interval_ms;
+  /**
+   * 1: put the ring on 2 MiB huge pages, which must be reserved
+   * (`sysctl vm.nr_hugepages=N`; too few free: `AETHER_ERR_LIMIT`).
+   * Default 0. Added after `fsync_interval_ms`: a struct_size of 48
+   * (without it) is still accepted and means normal pages.
+   */
+  uint32_t huge_pages;
 } aether_topic_config;
 
 /**

@@ -155,6 +155,8 @@ struct TopicConfig {
     TopicConfig &ring_size(uint64_t bytes) noexcept { return c.ring_size = bytes, *this; }
     TopicConfig &max_message(uint64_t bytes) noexcept { return c.max_message = bytes, *this; }
     TopicConfig &max_subscribers(uint32_t n) noexcept { return c.max_subscribers = n, *this; }
+    /// The ring on 2 MiB huge pages (reserved with `sysctl vm.nr_hugepages`).
+    TopicConfig &huge_pages(bool on = true) noexcept { return c.huge_pages = on ? 1 : 0, *this; }
     /// A durable topic (docs/DURABILITY.md): reliable, logged with `fsync`
     /// (`AETHER_FSYNC_*`; `interval_ms` for `AETHER_FSYNC_INTERVAL`).
     TopicConfig &durable(aether_fsync fsync = AETHER_FSYNC_NEVER, uint32_t interval_ms = 0) noexcept {

@@ -142,6 +142,7 @@ impl Bench {
             max_message: size,
             max_subscribers: 4,
             wal,
+            huge_pages: false,
         };
         self.client.create_topic(topic, &params).map_err(|e| e.to_string())?;
         let gate = Arc::new(Barrier::new(publishers + 1 + usize::from(wal.is_none())));

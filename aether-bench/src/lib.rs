@@ -38,7 +38,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub cpus: Vec<usize>,
     /// Which benchmarks to run: latency, throughput, fanout; durable (the
-    /// write-ahead log, under TMPDIR) only when asked
+    /// write-ahead log, under TMPDIR) and pages (normal against huge pages)
+    /// only when asked
     #[arg(long, value_delimiter = ',', default_values_t = vec!["latency".to_string(), "throughput".into(), "fanout".into()])]
     pub only: Vec<String>,
     /// Round trips measured per latency system (after a 10% warm-up)
@@ -72,6 +73,10 @@ pub struct Args {
     /// sample just released while it is still in cache
     #[arg(long, default_value_t = 2)]
     pub iceoryx2_buffer: u64,
+    /// Ring size of the `pages` benchmark (normal against huge pages; it
+    /// needs this much in reserved 2 MiB pages, `sysctl vm.nr_hugepages`)
+    #[arg(long, default_value_t = 64 << 20)]
+    pub pages_ring: u64,
 }
 
 /// The latency systems: (system, how the receiver waits).
@@ -273,6 +278,11 @@ impl Bench {
     }
 
     fn topic(&self, name: &str, policy: Policy, max_message: u64, ring_size: u64) -> Result<()> {
+        self.topic_on(name, policy, max_message, ring_size, false)
+    }
+
+    /// As `topic`, on huge pages or not.
+    fn topic_on(&self, name: &str, policy: Policy, max_message: u64, ring_size: u64, huge_pages: bool) -> Result<()> {
         let _ = self.client.delete_topic(name);
         let ring_size = ring_bytes(max_message, ring_size);
         let params = TopicParams {
@@ -281,6 +291,7 @@ impl Bench {
             max_message,
             max_subscribers: 16,
             wal: None,
+            huge_pages,
         };
         self.client.create_topic(name, &params).map_err(|e| e.to_string())
     }
@@ -303,6 +314,9 @@ impl Bench {
         }
         if only.iter().any(|o| o == "durable") {
             self.durable()?;
+        }
+        if only.iter().any(|o| o == "pages") {
+            self.pages()?;
         }
         if only.iter().any(|o| o == "fanout") {
             self.fanout()?;
@@ -415,7 +429,7 @@ impl Bench {
                 for (system, sum) in systems.iter().zip(sums.iter_mut()) {
                     let (msgs, secs, lost) = match *system {
                         "memcpy" | "memset" => local_bandwidth(system, size as usize, per_round),
-                        _ => self.pipe(system, size, per_round)?,
+                        _ => self.pipe(system, size, per_round, self.args.throughput_ring, false)?,
                     };
                     *sum = (sum.0 + msgs, sum.1 + secs, sum.2 + lost);
                 }
@@ -437,11 +451,11 @@ impl Bench {
     }
 
     /// One source, one sink: returns (intervals measured, seconds, lost).
-    fn pipe(&self, system: &str, size: u64, count: u64) -> Result<(f64, f64, u64)> {
+    fn pipe(&self, system: &str, size: u64, count: u64, ring: u64, huge_pages: bool) -> Result<(f64, f64, u64)> {
         let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
         // The hand-off area is as big as the ring.
         let stride = size.div_ceil(64) * 64;
-        let slots = ring_bytes(size, self.args.throughput_ring) / stride;
+        let slots = ring_bytes(size, ring) / stride;
         let area = if system == "handoff" {
             Some(
                 shared::SharedPage::create_sized(shared::PAGE + (slots * stride) as usize)
@@ -451,7 +465,7 @@ impl Bench {
             None
         };
         if system.starts_with("aether") {
-            self.topic("tput", Policy::Reliable, size, self.args.throughput_ring)?;
+            self.topic_on("tput", Policy::Reliable, size, ring, huge_pages)?;
         }
         let env = |fd: i32| {
             vec![
@@ -482,6 +496,62 @@ impl Bench {
         source.result()?;
         let r = sink.result()?;
         Ok((r["intervals"], r["secs"], r["lost"] as u64))
+    }
+
+    /// Throughput through a big ring on normal pages and on huge pages, in
+    /// alternating rounds: what the TLB costs when the ring is far beyond
+    /// its reach (4 KiB pages: a few MiB; 2 MiB pages: gigabytes).
+    fn pages(&mut self) -> Result<()> {
+        let ring = self.args.pages_ring;
+        let need = (ring + (1 << 20)).div_ceil(2 << 20);
+        let free = aether::sys::shm::huge_pages_free().unwrap_or(0);
+        if free < need {
+            return Err(format!(
+                "pages: a {} ring needs {need} free 2 MiB huge pages and {free} are free: reserve them with `sysctl vm.nr_hugepages={need}` (as root), or pass a smaller --pages-ring",
+                fmt_size(ring)
+            ));
+        }
+        if !self.args.json {
+            println!(
+                "pages: {} ring, normal (4 KiB) against huge (2 MiB) pages, reliable topic, receivers read {} of each message",
+                fmt_size(ring),
+                if self.args.touch == "all" { "every byte" } else { "the head and tail" }
+            );
+            println!(
+                "{:<10} {:<6} {:>8} {:>14} {:>14}",
+                "system", "pages", "size", "msgs/s", "bytes/s"
+            );
+        }
+        let budget: u64 = if self.args.quick { 256 << 20 } else { 4 << 30 };
+        let rounds = self.rounds();
+        let runs = [
+            ("aether", false),
+            ("aether", true),
+            ("aether-zc", false),
+            ("aether-zc", true),
+        ];
+        for size in self.args.sizes.clone().into_iter().filter(|&s| s * 8 <= ring) {
+            let count = self.args.messages.unwrap_or((budget / size).clamp(200, 20_000_000));
+            let per_round = count.div_ceil(rounds).max(2);
+            let mut sums = [(0f64, 0f64); 4];
+            for _ in 0..rounds {
+                for (&(system, huge), sum) in runs.iter().zip(sums.iter_mut()) {
+                    let (msgs, secs, _) = self.pipe(system, size, per_round, ring, huge)?;
+                    *sum = (sum.0 + msgs, sum.1 + secs);
+                }
+            }
+            for (&(system, huge), (msgs, secs)) in runs.iter().zip(sums) {
+                let rate = msgs / secs.max(1e-9);
+                let bytes = rate * size as f64;
+                let pages = if huge { "huge" } else { "normal" };
+                self.emit(
+                    format!(r#"{{"bench":"pages","system":"{system}","pages":"{pages}","ring":{ring},"size":{size},"msgs_per_s":{rate:.0},"bytes_per_s":{bytes:.0}}}"#),
+                    format!("{system:<10} {pages:<6} {:>8} {:>12}/s {:>12}B/s", fmt_size(size), fmt_rate(rate), fmt_rate(bytes)),
+                );
+            }
+        }
+        let _ = self.client.delete_topic("tput");
+        Ok(())
     }
 
     fn fanout(&mut self) -> Result<()> {

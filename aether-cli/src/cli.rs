@@ -124,6 +124,10 @@ pub(crate) enum Cmd {
         /// returns once its message is on disk) [default: never]
         #[arg(long, value_name = "POLICY")]
         fsync: Option<String>,
+        /// Put the ring on 2 MiB huge pages (fewer TLB misses for big
+        /// rings); they must be reserved (`sysctl vm.nr_hugepages=N`)
+        #[arg(long)]
+        huge_pages: bool,
         #[command(flatten)]
         wait: Wait,
     },

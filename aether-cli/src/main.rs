@@ -180,6 +180,7 @@ fn admin_command(cmd: &Cmd) -> (Command, Wait) {
             topic_args,
             durability,
             fsync,
+            huge_pages,
             wait,
         } => (
             Command::Create {
@@ -195,6 +196,7 @@ fn admin_command(cmd: &Cmd) -> (Command, Wait) {
                         std::process::exit(2);
                     }
                 },
+                huge_pages: huge_pages.then_some(true),
             },
             *wait,
         ),
@@ -250,7 +252,10 @@ fn topics_table(topics: &Value) -> String {
                     vec![
                         text(t, "name"),
                         text(t, "policy"),
-                        fmt::bytes(num(t, "ring_size") as u64),
+                        match t["huge_pages"] {
+                            Value::Bool(true) => format!("{} (huge)", fmt::bytes(num(t, "ring_size") as u64)),
+                            _ => fmt::bytes(num(t, "ring_size") as u64),
+                        },
                         fmt::bytes(num(t, "max_message") as u64),
                         text(t, "publishers"),
                         text(t, "subscribers"),

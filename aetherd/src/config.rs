@@ -533,6 +533,7 @@ struct TopicToml {
     ring_size: Option<i64>,
     max_message: Option<i64>,
     max_subscribers: Option<i64>,
+    huge_pages: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -825,6 +826,7 @@ fn topic_defaults(t: &Table, d: TopicToml) -> Result<TopicParams, ConfigError> {
     if let Some(v) = t.int("max_subscribers", d.max_subscribers, 1, MAX_SUBSCRIBERS.into())? {
         p.max_subscribers = v as u32;
     }
+    p.huge_pages = d.huge_pages.unwrap_or(false);
     // Together (max_message against the ring size): reported on the table.
     p.validate().map_err(|e| t.whole(e.message))?;
     Ok(p)
@@ -1064,6 +1066,7 @@ mod tests {
                 max_message: 1024,
                 max_subscribers: 4,
                 wal: None,
+                huge_pages: false,
             }
         );
         assert_eq!(

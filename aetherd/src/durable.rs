@@ -110,12 +110,13 @@ fn private_dir(dir: &Path) -> Result<()> {
 /// The `topic` file: what the topic was made with, one `key=value` a line.
 fn params_text(p: &TopicParams, log_id: u64) -> String {
     format!(
-        "log_id={log_id}\npolicy={}\nring_size={}\nmax_message={}\nmax_subscribers={}\nfsync={}\n",
+        "log_id={log_id}\npolicy={}\nring_size={}\nmax_message={}\nmax_subscribers={}\nfsync={}\nhuge_pages={}\n",
         p.policy.name(),
         p.ring_size,
         p.max_message,
         p.max_subscribers,
-        p.wal.unwrap_or(Fsync::Never)
+        p.wal.unwrap_or(Fsync::Never),
+        u8::from(p.huge_pages)
     )
 }
 
@@ -136,6 +137,7 @@ fn parse_params(text: &str, what: &Path) -> Result<(TopicParams, u64)> {
             "max_message" => p.max_message = num()?,
             "max_subscribers" => p.max_subscribers = num()?.try_into().map_err(|_| bad("max_subscribers".into()))?,
             "fsync" => fsync = Some(Fsync::parse(v).ok_or_else(|| bad(format!("unknown fsync {v:?}")))?),
+            "huge_pages" => p.huge_pages = num()? != 0,
             _ => return Err(bad(format!("unknown key {k:?}"))),
         }
     }

@@ -79,9 +79,9 @@ fn used(s: &State, uid: u32, client: u64, q: Quota) -> u64 {
             .topics
             .values()
             .filter(|t| t.creator == Some(uid))
-            .map(|t| t.seg.geometry().total_size())
+            .map(|t| t.seg.geometry().file_size())
             .sum(),
-        Quota::TotalSegmentBytes => s.topics.values().map(|t| t.seg.geometry().total_size()).sum(),
+        Quota::TotalSegmentBytes => s.topics.values().map(|t| t.seg.geometry().file_size()).sum(),
     }
 }
 

@@ -52,6 +52,9 @@ pub struct TopicStats {
     pub wakes: u64,
     /// `none`, or `wal (fsync POLICY)` for a durable topic.
     pub durability: String,
+    /// The ring is on 2 MiB huge pages. (Absent from an older daemon's document.)
+    #[serde(default)]
+    pub huge_pages: bool,
     /// A durable topic's log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<LogStats>,
@@ -120,7 +123,7 @@ pub(crate) fn collect(s: &State, socket: &Path) -> Stats {
     names.sort();
     for name in names {
         let t = &s.topics[name];
-        segment_bytes += t.seg.geometry().total_size();
+        segment_bytes += t.seg.geometry().file_size();
         let (topic, subs) = topic_stats(s, name, t);
         topics.push(topic);
         subscribers.extend(subs);
@@ -248,6 +251,7 @@ pub(crate) fn topic_stats(s: &State, name: &str, t: &crate::state::Topic) -> (To
             .durable
             .as_ref()
             .map_or("none".into(), |d| format!("wal (fsync {})", d.fsync)),
+        huge_pages: t.seg.geometry().huge_pages,
         log: t.durable.as_ref().map(|d| LogStats {
             bytes: d.bytes.load(Ordering::Relaxed),
             oldest_seq: d.oldest.load(Ordering::Relaxed),

@@ -17,6 +17,7 @@ fn topic(policy: Policy, ring_size: u64, max_message: u64) -> TopicParams {
         max_message,
         max_subscribers: 8,
         wal: None,
+        huge_pages: false,
     }
 }
 
@@ -382,6 +383,7 @@ fn a_killed_subscriber_stops_holding_back_a_reliable_publisher() {
                 max_message: 512,
                 max_subscribers: 4,
                 wal: None,
+                huge_pages: false,
             },
         )
         .unwrap();

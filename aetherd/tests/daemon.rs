@@ -203,6 +203,7 @@ fn a_dead_client_is_released_even_if_a_child_keeps_its_socket() {
         max_message: 512,
         max_subscribers: 4,
         wal: None,
+        huge_pages: false,
     };
     client.create_topic("held", &params).unwrap();
     let mut forker = Role::spawn("forker", &role_env(&d, "held"));
@@ -318,6 +319,7 @@ fn closing_a_handle_of_a_deleted_topic_does_not_touch_its_successor() {
         max_message: 100,
         max_subscribers: 4,
         wal: None,
+        huge_pages: false,
     };
     client.create_topic("again", &reliable).unwrap();
     let old = client.subscriber("again", &SubscriberConfig::default()).unwrap();

@@ -20,6 +20,7 @@ fn small(policy: Policy) -> TopicParams {
         max_message: 1024,
         max_subscribers: 4,
         wal: None,
+        huge_pages: false,
     }
 }
 

@@ -21,6 +21,7 @@ fn durable(fsync: Fsync, ring_size: u64, max_message: u64) -> TopicParams {
         max_message,
         max_subscribers: 4,
         wal: Some(fsync),
+        huge_pages: false,
     }
 }
 

@@ -639,6 +639,7 @@ fn a_kicked_client_is_fenced_from_its_slots() {
         max_message: 256,
         max_subscribers: 1,
         wal: None,
+        huge_pages: false,
     };
     c.create_topic("k", &one).unwrap();
     let mut p = c.publisher("k").unwrap();
@@ -732,6 +733,7 @@ fn a_subscribe_only_client_can_write_nothing_others_read() {
             max_message: 256,
             max_subscribers: 8,
             wal: None,
+            huge_pages: false,
         },
     )
     .unwrap();

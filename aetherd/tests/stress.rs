@@ -132,6 +132,7 @@ fn run_4x4(policy: Policy, per_publisher: u64) {
         max_message: max as u64,
         max_subscribers: 8,
         wal: None,
+        huge_pages: false,
     };
     d.client().create_topic("stress", &params).unwrap();
     let total = PUBLISHERS * per_publisher;
@@ -199,6 +200,7 @@ fn publishers_killed_mid_write_do_not_wedge_subscribers() {
         max_message: 512,
         max_subscribers: 8,
         wal: None,
+        huge_pages: false,
     };
     client.create_topic("crashy", &params).unwrap();
     let total = CRASHES * (PER_ROUND + 1);

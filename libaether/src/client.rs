@@ -362,6 +362,7 @@ impl Client {
             max_message: geo.max_message,
             max_subscribers: geo.max_subscribers,
             wal: None,
+            huge_pages: false,
         };
         match self.create_topic(topic, &params) {
             Err(e) if e.status != Status::Exists => Err(e),

@@ -502,6 +502,9 @@ pub fn frame_id(frame: &[u8]) -> Option<u32> {
     parse_header(frame).ok().map(|(_, id, _)| id)
 }
 
+/// `TopicCreate`'s flags byte: the topic's ring is on huge pages.
+const TOPIC_FLAG_HUGE_PAGES: u8 = 1;
+
 pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
     let mut e = Enc::new(req.op() as u16, id);
     match req {
@@ -513,15 +516,21 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
             e.u64(params.max_message);
             e.u32(params.max_subscribers);
             // Trailing, so that an older daemon's decoder sees extra bytes
-            // and refuses rather than making a topic that is not logged.
-            if let Some(fsync) = params.wal {
-                let (kind, ms) = match fsync {
-                    Fsync::Never => (1, 0),
-                    Fsync::Interval(ms) => (2, ms),
-                    Fsync::Always => (3, 0),
+            // and refuses rather than making a topic that is not logged, or
+            // not on huge pages. Then: fsync kind (0: none) and interval,
+            // then flags (bit 0: huge pages) when any is set.
+            if params.wal.is_some() || params.huge_pages {
+                let (kind, ms) = match params.wal {
+                    None => (0, 0),
+                    Some(Fsync::Never) => (1, 0),
+                    Some(Fsync::Interval(ms)) => (2, ms),
+                    Some(Fsync::Always) => (3, 0),
                 };
                 e.u8(kind);
                 e.u32(ms);
+            }
+            if params.huge_pages {
+                e.u8(TOPIC_FLAG_HUGE_PAGES);
             }
         }
         Request::TopicDelete { topic }
@@ -587,18 +596,25 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                     max_message: d.u64()?,
                     max_subscribers: d.u32()?,
                     wal: None,
+                    huge_pages: false,
                 };
                 let params = if d.0.is_empty() {
                     params
                 } else {
                     let wal = match (d.u8()?, d.u32()?) {
-                        (1, _) => Fsync::Never,
-                        (2, ms) => Fsync::Interval(ms),
-                        (3, _) => Fsync::Always,
+                        (0, _) => None,
+                        (1, _) => Some(Fsync::Never),
+                        (2, ms) => Some(Fsync::Interval(ms)),
+                        (3, _) => Some(Fsync::Always),
                         (k, _) => return Err(Error::protocol(format!("unknown fsync policy {k}"))),
                     };
+                    let flags = if d.0.is_empty() { 0 } else { d.u8()? };
+                    if flags & !TOPIC_FLAG_HUGE_PAGES != 0 {
+                        return Err(Error::protocol(format!("unknown topic flags {flags:#x}")));
+                    }
                     TopicParams {
-                        wal: Some(wal),
+                        wal,
+                        huge_pages: flags & TOPIC_FLAG_HUGE_PAGES != 0,
                         ..params
                     }
                 };
@@ -894,17 +910,47 @@ mod tests {
             start,
         })
         .collect();
-        for wal in [Fsync::Never, Fsync::Interval(5), Fsync::Always] {
-            v.push(Request::TopicCreate {
-                topic: "t".into(),
-                params: TopicParams {
-                    policy: Policy::Reliable,
-                    wal: Some(wal),
-                    ..TopicParams::default()
-                },
-            });
+        for wal in [None, Some(Fsync::Never), Some(Fsync::Interval(5)), Some(Fsync::Always)] {
+            for huge_pages in [false, true] {
+                v.push(Request::TopicCreate {
+                    topic: "t".into(),
+                    params: TopicParams {
+                        policy: Policy::Reliable,
+                        wal,
+                        huge_pages,
+                        ..TopicParams::default()
+                    },
+                });
+            }
         }
         v
+    }
+
+    /// A durable topic's request from before the flags byte still decodes;
+    /// a flag this library does not know is refused, not ignored.
+    #[test]
+    fn topic_create_flags() {
+        let durable = Request::TopicCreate {
+            topic: "t".into(),
+            params: TopicParams {
+                policy: Policy::Reliable,
+                wal: Some(Fsync::Always),
+                ..TopicParams::default()
+            },
+        };
+        let f = encode_request(&durable, 1);
+        assert_eq!(decode_request(&f).unwrap().1, durable);
+        let huge = Request::TopicCreate {
+            topic: "t".into(),
+            params: TopicParams {
+                huge_pages: true,
+                ..TopicParams::default()
+            },
+        };
+        let mut f = encode_request(&huge, 2);
+        *f.last_mut().unwrap() |= 2;
+        let err = decode_request(&f).unwrap_err().2;
+        assert!(err.message.contains("unknown topic flags"), "{}", err.message);
     }
 
     #[test]

@@ -42,7 +42,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
 /// 6: the waiters page has the pollable subscribers' line ([`PollLine`]).
-pub const LAYOUT_VERSION: u32 = 7;
+/// (The `unpadded` benchmark build's segments are another layout: its own version.)
+pub const LAYOUT_VERSION: u32 = if cfg!(feature = "unpadded") { 0x8000_0007 } else { 7 };
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
 pub const MAX_RING: u64 = 1 << 30;
@@ -115,14 +116,16 @@ pub struct TopicName {
     pub bytes: [u8; MAX_TOPIC_LEN],
 }
 
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct TailLine {
     /// `lo`: byte position of the next claim; `hi`: sequence number of the next message.
     pub pair: atomic128::Pair,
 }
 
 /// The word subscribers sleep on while there is nothing to read.
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct DataLine {
     /// Bumped by a publisher before FUTEX_WAKE (and by the daemon to wake
     /// everyone), so that a sleeper about to wait on the old value does not.
@@ -131,7 +134,8 @@ pub struct DataLine {
 
 /// Publishers waiting for space (reliable topics, or a stalled peer): they
 /// sleep on the waiters page's `space_word`.
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct SpaceLine {
     /// Publishers asleep or about to sleep on the space word.
     pub waiters: AtomicU32,
@@ -148,7 +152,8 @@ pub fn wake_all(word: &AtomicU32) {
 /// of a 64th of the ring) before a claim's bytes are written. Lossy readers
 /// check it after a copy, instead of the tail that every claim writes; it
 /// changes about 64 times per ring, so the line stays cached.
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct HorizonLine {
     pub horizon: AtomicU64,
 }
@@ -195,7 +200,8 @@ pub const TOPIC_CLOSED: u32 = 2;
 /// The topic was deleted.
 pub const TOPIC_DELETED: u32 = 3;
 
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct StatsLine {
     /// Loans given up (`Writer::abort`).
     pub aborted: AtomicU64,
@@ -225,7 +231,8 @@ pub struct SubscriberEntry {
 
 /// Where a publisher announces the claim it is writing, so that no other
 /// publisher laps it mid-write (docs/ARCHITECTURE.md, "Publisher gating").
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct PubSlot {
     /// A lower bound of the position this publisher is writing at, or [`SLOT_FREE`].
     pub claim: AtomicU64,
@@ -248,7 +255,8 @@ pub struct Header {
 /// sync (see [`DurableLine`]). In the segment, which publishers may write:
 /// a publisher that meddles here only wakes others early (they re-check) or
 /// makes them sleep in slices until the sync they wait for.
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct SyncedLine {
     /// Bumped by the daemon after each sync, before FUTEX_WAKE.
     pub word: AtomicU32,
@@ -267,6 +275,7 @@ pub struct DurableLine {
     pub always: AtomicU32,
 }
 
+#[cfg(not(feature = "unpadded"))]
 const _: () = {
     assert!(std::mem::size_of::<Meta>() == 64);
     assert!(std::mem::size_of::<TopicName>() == 128);
@@ -282,6 +291,19 @@ const _: () = {
     assert!(std::mem::size_of::<WaitersPage>() == 6 * LINE && std::mem::offset_of!(WaitersPage, poll) == 4 * LINE);
     assert!(std::mem::size_of::<CursorPage>() == 2 * LINE);
     assert!(std::mem::size_of::<PubSlot>() == LINE);
+};
+
+/// The `unpadded` build really shares lines: the tail with the horizon, the
+/// publisher slots four to a line, the waiters page's hot words in one line.
+#[cfg(feature = "unpadded")]
+const _: () = {
+    assert!(std::mem::offset_of!(Header, tail) / LINE == std::mem::offset_of!(Header, horizon) / LINE);
+    assert!(std::mem::offset_of!(Header, tail) / LINE == std::mem::offset_of!(Header, stats) / LINE);
+    assert!(std::mem::size_of::<PubSlot>() == 16);
+    assert!(std::mem::offset_of!(WaitersPage, data) / LINE == std::mem::offset_of!(WaitersPage, stats) / LINE);
+};
+
+const _: () = {
     assert!(std::mem::size_of::<GateLine>() == LINE);
     assert!(std::mem::offset_of!(GateLine, keeper) == 24);
     assert!(std::mem::size_of::<ControlHead>() == CONTROL_DIRECTORY);
@@ -300,11 +322,23 @@ pub struct Geometry {
     pub ring_offset: usize,
     pub salt: u64,
     pub instance_id: u64,
+    /// Backed by huge pages (`TopicParams::huge_pages`).
+    pub huge_pages: bool,
 }
 
 impl Geometry {
     pub fn total_size(&self) -> u64 {
         self.ring_offset as u64 + self.ring_size
+    }
+
+    /// Bytes of the segment's file: the total size, rounded up to whole huge
+    /// pages when it has them (hugetlbfs sizes are).
+    pub fn file_size(&self) -> u64 {
+        if self.huge_pages {
+            self.total_size().next_multiple_of(shm::HUGE_PAGE)
+        } else {
+            self.total_size()
+        }
     }
 }
 
@@ -320,9 +354,12 @@ pub fn max_message_limit(ring_size: u64) -> u64 {
 
 /// The ring starts after the header and the publisher slots, page aligned.
 fn ring_offset() -> usize {
-    let raw = pub_slots_offset() + MAX_PUBLISHERS as usize * LINE;
+    let raw = pub_slots_offset() + MAX_PUBLISHERS as usize * PUB_SLOT_STRIDE;
     raw.div_ceil(PAGE) * PAGE
 }
+
+/// Bytes between publisher slots: a line each (less with `unpadded`).
+const PUB_SLOT_STRIDE: usize = std::mem::size_of::<PubSlot>();
 
 fn pub_slots_offset() -> usize {
     std::mem::size_of::<Header>()
@@ -336,7 +373,13 @@ fn control_size(max_subscribers: u32) -> usize {
 /// Bytes of shared memory a topic with `params` takes, cursor pages aside
 /// (segment, control page and waiters page).
 pub fn segment_size(params: &TopicParams) -> u64 {
-    (ring_offset() + control_size(params.max_subscribers) + PAGE) as u64 + params.ring_size
+    let segment = ring_offset() as u64 + params.ring_size;
+    let segment = if params.huge_pages {
+        segment.next_multiple_of(shm::HUGE_PAGE)
+    } else {
+        segment
+    };
+    segment + (control_size(params.max_subscribers) + PAGE) as u64
 }
 
 /// Parameters a topic is created with.
@@ -355,6 +398,12 @@ pub struct TopicParams {
     /// log it replays from), with this fsync policy. `None` (default): the
     /// topic lives in memory only. Only reliable topics can be durable.
     pub wal: Option<Fsync>,
+    /// Back the ring with 2 MiB huge pages (a `MFD_HUGETLB` memfd): one TLB
+    /// entry covers 512 times the bytes, for rings far bigger than the TLB
+    /// reaches. The pages must be reserved beforehand (`vm.nr_hugepages`);
+    /// creating the topic fails with `Limit` when too few are free. The
+    /// segment is rounded up to whole huge pages.
+    pub huge_pages: bool,
 }
 
 /// When the daemon's log writer makes what it wrote durable (fdatasync).
@@ -404,6 +453,7 @@ impl Default for TopicParams {
             max_message: 64 << 10,
             max_subscribers: 64,
             wal: None,
+            huge_pages: false,
         }
     }
 }
@@ -423,10 +473,13 @@ impl std::fmt::Display for TopicParams {
             self.max_message,
             self.max_subscribers
         )?;
-        match self.wal {
-            Some(fsync) => write!(f, ", logged (fsync {fsync})"),
-            None => Ok(()),
+        if let Some(fsync) = self.wal {
+            write!(f, ", logged (fsync {fsync})")?;
         }
+        if self.huge_pages {
+            write!(f, ", huge pages")?;
+        }
+        Ok(())
     }
 }
 
@@ -538,12 +591,29 @@ impl Segment {
             ring_offset,
             salt: sys::random_u64() | 1,
             instance_id,
+            huge_pages: params.huge_pages,
         };
         let label = format!("aether:{topic}");
-        let fd = shm::create_sealed(&label, geo.total_size()).map_err(|e| Error::io("memfd_create segment", e))?;
-        // Not populated: a topic nobody uses takes (almost) no memory.
-        let map =
-            Mapping::shared(fd.as_fd(), geo.total_size() as usize, false).map_err(|e| Error::io("mmap segment", e))?;
+        let size = geo.file_size();
+        let fd = if geo.huge_pages {
+            shm::create_sealed_huge(&label, size)
+        } else {
+            shm::create_sealed(&label, size)
+        }
+        .map_err(|e| Error::io("memfd_create segment", e))?;
+        // Not populated: a topic nobody uses takes (almost) no memory. (Huge
+        // pages are reserved for the file here all the same.)
+        let map = Mapping::shared(fd.as_fd(), size as usize, false).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOMEM) if geo.huge_pages => Error::new(
+                crate::error::Status::Limit,
+                format!(
+                    "too few huge pages: the topic needs {} of 2 MiB and {} are free (reserve more with `sysctl vm.nr_hugepages=N`)",
+                    size / shm::HUGE_PAGE,
+                    shm::huge_pages_free().map_or("?".to_string(), |n| n.to_string())
+                ),
+            ),
+            _ => Error::io("mmap segment", e),
+        })?;
         let control_len = control_size(params.max_subscribers);
         let control_fd = shm::create_sealed(&format!("{label}:control"), control_len as u64)
             .map_err(|e| Error::io("memfd_create control page", e))?;
@@ -643,6 +713,7 @@ impl Segment {
             max_message: meta.max_message,
             max_subscribers: meta.max_subscribers,
             wal: None,
+            huge_pages: false,
         };
         params
             .validate()
@@ -655,8 +726,9 @@ impl Segment {
             ring_offset: ring_offset(),
             salt: meta.salt,
             instance_id: meta.instance_id,
+            huge_pages: shm::is_huge(fd),
         };
-        if meta.ring_offset as usize != geo.ring_offset || geo.total_size() != size {
+        if meta.ring_offset as usize != geo.ring_offset || geo.file_size() != size {
             return Err(Error::corrupt("segment size does not match its header"));
         }
         // The control page: its size follows from the validated slot count.
@@ -766,8 +838,8 @@ impl Segment {
         if i >= MAX_PUBLISHERS {
             return None;
         }
-        let off = pub_slots_offset() + i as usize * LINE;
-        debug_assert!(off + LINE <= self.geo.ring_offset);
+        let off = pub_slots_offset() + i as usize * PUB_SLOT_STRIDE;
+        debug_assert!(off + PUB_SLOT_STRIDE <= self.geo.ring_offset);
         // SAFETY: i < MAX_PUBLISHERS, so the slot lies between the header and
         // ring_offset, inside the mapping; PubSlot is atomics only.
         Some(unsafe { &*self.map.as_ptr().add(off).cast::<PubSlot>() })
@@ -869,7 +941,8 @@ const PAGE: usize = 4096;
 /// Subscribers asleep on the segment's data word, and pollable subscribers
 /// waiting for a signal on their descriptor: a publisher reads both (one
 /// line) after every commit, and does nothing more while both are 0.
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct DataWaitLine {
     pub waiters: AtomicU32,
     /// Bits set in [`PollLine::armed`].
@@ -878,12 +951,14 @@ pub struct DataWaitLine {
 
 /// The word publishers sleep on while waiting for space, bumped by
 /// subscribers (and the daemon) before FUTEX_WAKE.
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct SpaceWakeLine {
     pub word: AtomicU32,
 }
 
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct SubscriberStatsLine {
     /// Times a subscriber went to sleep on the data futex.
     pub waits: AtomicU64,
@@ -898,7 +973,8 @@ pub struct SubscriberStatsLine {
 /// the eventfd of each slot whose bit is set (they map this page read-only).
 /// The subscriber clears its bit and uncounts itself at its next receive;
 /// the daemon does so when it takes the slot back.
-#[repr(C, align(64))]
+#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded", repr(C))]
 pub struct PollLine {
     /// One bit per subscriber slot.
     pub armed: [AtomicU64; MAX_SUBSCRIBERS as usize / 64],

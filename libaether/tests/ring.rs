@@ -18,6 +18,7 @@ fn segment(policy: Policy, ring_size: u64, max_message: u64) -> Arc<LocalTopic> 
         max_message,
         max_subscribers: 8,
         wal: None,
+        huge_pages: false,
     };
     Arc::new(LocalTopic::create("t", &params).expect("create the topic"))
 }

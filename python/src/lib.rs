@@ -61,6 +61,7 @@ pub(crate) fn topic_params(
         max_message: max_message.unwrap_or(d.max_message),
         max_subscribers: max_subscribers.unwrap_or(d.max_subscribers),
         wal: None,
+        huge_pages: false,
     })
 }
 
@@ -88,9 +89,11 @@ pub(crate) fn create(
 /// Sizes default to the core's (4 MiB ring, 64 KiB messages, 64 subscribers).
 /// `durability="wal"` makes it durable: the daemon logs every message, with
 /// `fsync` "never" (default), "always" or "interval=MS"; such a topic must be
-/// reliable (the policy defaults to reliable then).
+/// reliable (the policy defaults to reliable then). `huge_pages=True` puts
+/// the ring on 2 MiB huge pages, which must be reserved (`sysctl
+/// vm.nr_hugepages=N`; too few free raises `LimitReached`).
 #[pyfunction]
-#[pyo3(signature = (topic, *, policy = None, ring_size = None, max_message = None, max_subscribers = None, socket = None, exist_ok = false, durability = "none", fsync = None))]
+#[pyo3(signature = (topic, *, policy = None, ring_size = None, max_message = None, max_subscribers = None, socket = None, exist_ok = false, durability = "none", fsync = None, huge_pages = false))]
 #[allow(clippy::too_many_arguments)]
 fn create_topic(
     py: Python<'_>,
@@ -103,6 +106,7 @@ fn create_topic(
     exist_ok: bool,
     durability: &str,
     fsync: Option<&str>,
+    huge_pages: bool,
 ) -> PyResult<()> {
     let wal = match (durability, fsync) {
         ("none", None) => None,
@@ -123,6 +127,7 @@ fn create_topic(
     let policy = policy.unwrap_or(if wal.is_some() { "reliable" } else { "lossy" });
     let mut params = topic_params(py, policy, ring_size, max_message, max_subscribers)?;
     params.wal = wal;
+    params.huge_pages = huge_pages;
     let client = connect(py, socket)?;
     create(py, &client, topic, &params, exist_ok)
 }

@@ -70,6 +70,10 @@ pub struct Request {
     /// `create`: a durable topic with this fsync policy (`never`, `always`, `interval=MS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fsync: Option<String>,
+    /// `create`: the ring on huge pages (true) or not (false); absent: the
+    /// daemon's topic defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub huge_pages: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<u64>,
 }
@@ -90,6 +94,8 @@ pub enum Command {
         max_message: Option<u64>,
         /// A durable topic (write-ahead log) with this fsync policy.
         fsync: Option<String>,
+        /// The ring on huge pages; `None`: the daemon's topic defaults.
+        huge_pages: Option<bool>,
     },
     Delete {
         topic: String,
@@ -153,9 +159,10 @@ impl Request {
                 ring_size,
                 max_message,
                 fsync,
+                huge_pages,
             } => {
                 (r.topic, r.policy, r.ring_size, r.max_message) = (Some(topic), policy, ring_size, max_message);
-                r.fsync = fsync;
+                (r.fsync, r.huge_pages) = (fsync, huge_pages);
                 "create"
             }
             Command::Delete { topic } => {
@@ -188,6 +195,7 @@ impl Request {
                 ("ring_size", self.ring_size.is_some()),
                 ("max_message", self.max_message.is_some()),
                 ("fsync", self.fsync.is_some()),
+                ("huge_pages", self.huge_pages.is_some()),
                 ("client", self.client.is_some()),
             ];
             match present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
@@ -217,13 +225,14 @@ impl Request {
                 Command::Delete { topic: need_topic()? }
             }
             "create" => {
-                extra(&["topic", "policy", "ring_size", "max_message", "fsync"])?;
+                extra(&["topic", "policy", "ring_size", "max_message", "fsync", "huge_pages"])?;
                 Command::Create {
                     topic: need_topic()?,
                     policy: self.policy.clone(),
                     ring_size: self.ring_size,
                     max_message: self.max_message,
                     fsync: self.fsync.clone(),
+                    huge_pages: self.huge_pages,
                 }
             }
             "kick" => {
@@ -282,6 +291,7 @@ mod tests {
             ring_size: None,
             max_message: Some(64),
             fsync: Some("interval=10".into()),
+            huge_pages: Some(true),
         };
         let r = Request::new("/tmp/x/reply".into(), cmd.clone());
         let s = serde_json::to_string(&r).unwrap();

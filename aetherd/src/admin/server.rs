@@ -176,8 +176,10 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
             ring_size,
             max_message,
             fsync,
+            huge_pages,
         } => {
             let mut p: TopicParams = s.config.topic_defaults;
+            p.huge_pages = huge_pages.unwrap_or(p.huge_pages);
             if let Some(f) = fsync {
                 p.wal = Some(Fsync::parse(f).ok_or_else(|| {
                     Error::invalid(format!("unknown fsync policy {f:?} (never, always or interval=MS)"))

@@ -12,6 +12,7 @@ pub fn small_segment(name: &str, policy: Policy) -> Arc<LocalTopic> {
         max_message: 64,
         max_subscribers: 8,
         wal: None,
+        huge_pages: false,
     };
     Arc::new(LocalTopic::create(name, &params).expect("create the topic"))
 }

@@ -189,6 +189,11 @@ pub struct aether_topic_config {
     pub fsync: u32,
     /// `AETHER_FSYNC_INTERVAL`: milliseconds between syncs, 1 to 60000.
     pub fsync_interval_ms: u32,
+    /// 1: put the ring on 2 MiB huge pages, which must be reserved
+    /// (`sysctl vm.nr_hugepages=N`; too few free: `AETHER_ERR_LIMIT`).
+    /// Default 0. Added after `fsync_interval_ms`: a struct_size of 48
+    /// (without it) is still accepted and means normal pages.
+    pub huge_pages: u32,
 }
 
 /// `struct_size` of the first `aether_topic_config` layout (before
@@ -197,6 +202,12 @@ const TOPIC_CONFIG_V1_SIZE: usize = 40;
 const TOPIC_CONFIG_V1: Layout = Layout {
     size: TOPIC_CONFIG_V1_SIZE,
     fields: TOPIC_CONFIG_V1_SIZE - 4,
+};
+/// `struct_size` of the second layout (before `huge_pages`).
+const TOPIC_CONFIG_V2_SIZE: usize = 48;
+const TOPIC_CONFIG_V2: Layout = Layout {
+    size: TOPIC_CONFIG_V2_SIZE,
+    fields: TOPIC_CONFIG_V2_SIZE,
 };
 
 /// `struct_size` of the second `aether_subscriber_config` layout (before
@@ -318,7 +329,8 @@ pub struct aether_message {
 }
 
 const _: () = {
-    assert!(std::mem::size_of::<aether_topic_config>() == 48);
+    assert!(std::mem::size_of::<aether_topic_config>() == 56);
+    assert!(std::mem::offset_of!(aether_topic_config, huge_pages) == TOPIC_CONFIG_V2_SIZE);
     assert!(std::mem::size_of::<aether_topic_statistics>() == 120);
     assert!(std::mem::size_of::<aether_subscriber_statistics>() == 48);
     assert!(std::mem::offset_of!(aether_topic_config, durability) == TOPIC_CONFIG_V1_SIZE - 4);
@@ -360,6 +372,7 @@ pub extern "C" fn aether_topic_config_default() -> aether_topic_config {
         durability: aether_durability::AETHER_DURABILITY_NONE as u32,
         fsync: aether_fsync::AETHER_FSYNC_NEVER as u32,
         fsync_interval_ms: 0,
+        huge_pages: 0,
     }
 }
 
@@ -468,7 +481,7 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
         read_config(
             cfg,
             aether_topic_config_default(),
-            &[TOPIC_CONFIG_V1],
+            &[TOPIC_CONFIG_V1, TOPIC_CONFIG_V2],
             "aether_topic_config",
         )?
     };
@@ -493,6 +506,11 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
         max_message: c.max_message,
         max_subscribers: c.max_subscribers,
         wal,
+        huge_pages: match c.huge_pages {
+            0 => false,
+            1 => true,
+            h => return Err(Error::invalid(format!("huge_pages must be 0 or 1, not {h}"))),
+        },
     };
     p.validate()?;
     Ok(p)

@@ -31,9 +31,24 @@ pub const SIZE_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | li
 /// cannot be resized once sealed. `name` only labels it in /proc/PID/fd.
 /// Mode 0600, so that only its owner (and root) can reopen it.
 pub fn create_sealed(name: &str, size: u64) -> io::Result<OwnedFd> {
+    create(name, size, MFdFlags::empty())
+}
+
+/// Size of the huge pages [`create_sealed_huge`] asks for.
+pub const HUGE_PAGE: u64 = 2 << 20;
+
+/// As [`create_sealed`], backed by 2 MiB huge pages (`MFD_HUGETLB`); `size`
+/// must be a multiple of [`HUGE_PAGE`]. The pages are taken from the reserved
+/// pool when the file is first mapped: that mapping fails with `ENOMEM` when
+/// too few are free.
+pub fn create_sealed_huge(name: &str, size: u64) -> io::Result<OwnedFd> {
+    create(name, size, MFdFlags::MFD_HUGETLB | MFdFlags::MFD_HUGE_2MB)
+}
+
+fn create(name: &str, size: u64, extra: MFdFlags) -> io::Result<OwnedFd> {
     let fd = memfd_create(
         cname(name)?.as_c_str(),
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING | extra,
     )?;
     // A memfd starts 0777: another user holding a descriptor could reopen it
     // through /proc for more than the descriptor allows.
@@ -42,6 +57,23 @@ pub fn create_sealed(name: &str, size: u64) -> io::Result<OwnedFd> {
     nix::unistd::ftruncate(&fd, len)?;
     fcntl(&fd, FcntlArg::F_ADD_SEALS(SealFlag::from_bits_truncate(SIZE_SEALS)))?;
     Ok(fd)
+}
+
+/// Whether `fd` is a file of huge pages (hugetlbfs, as [`create_sealed_huge`] makes).
+pub fn is_huge(fd: &OwnedFd) -> bool {
+    nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::HUGETLBFS_MAGIC)
+}
+
+/// 2 MiB huge pages of the pool that a new mapping can still have: free
+/// (`HugePages_Free`) and not promised to a mapping already made
+/// (`HugePages_Rsvd`).
+pub fn huge_pages_free() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |k: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.starts_with(k))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some(field("HugePages_Free:")?.saturating_sub(field("HugePages_Rsvd:")?))
 }
 
 /// Whether `fd`'s size is sealed (see [`SIZE_SEALS`]).
