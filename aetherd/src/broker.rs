@@ -168,6 +168,7 @@ impl Broker {
                 state_dir: None,
                 state_lock: None,
                 affinity: Default::default(),
+                bridge: None,
             })),
             listener: Arc::new(listener),
             socket: socket.to_path_buf(),
@@ -274,6 +275,25 @@ impl Broker {
                 housekeeper::run(&state, &socket)
             })?;
         Ok(())
+    }
+
+    /// Starts the bridge to other brokers (after `spawn_threads`: its
+    /// threads are clients of this broker's socket). `name`: this broker's
+    /// name in the origin tag.
+    #[cfg(feature = "bridge")]
+    pub fn start_bridge(
+        &self,
+        cfg: &crate::config::BridgeConfig,
+        name: String,
+    ) -> std::result::Result<crate::bridge::Bridge, String> {
+        let counters = Arc::new(crate::bridge::Counters {
+            name,
+            ..Default::default()
+        });
+        let bridge =
+            crate::bridge::Bridge::start(Arc::clone(&self.state), self.socket.clone(), cfg, Arc::clone(&counters))?;
+        self.state.lock().expect("state lock").bridge = Some(counters);
+        Ok(bridge)
     }
 
     /// What takes a snapshot of every statistic from another thread (the metrics listener).

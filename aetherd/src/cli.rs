@@ -68,6 +68,24 @@ pub(crate) struct Args {
     /// error, warn, info or debug [env: AETHER_LOG, else RUST_LOG when it is a bare level] [file: daemon.log_level] [default: info]
     #[arg(long, value_name = "LEVEL")]
     pub(crate) log_level: Option<String>,
+    /// Bridge: listen for other brokers on this Zenoh endpoint, e.g.
+    /// tcp/0.0.0.0:7447 (repeatable; added to the file's bridge.listen)
+    #[arg(long, value_name = "ENDPOINT")]
+    pub(crate) bridge_listen: Vec<String>,
+    /// Bridge: connect to another broker at this Zenoh endpoint, e.g.
+    /// tcp/192.0.2.7:7447, retried until it answers (repeatable; added to
+    /// bridge.connect)
+    #[arg(long, value_name = "ENDPOINT")]
+    pub(crate) bridge_connect: Vec<String>,
+    /// Bridge: topics that cross, PATTERN[:in|:out|:both] (a name, or a
+    /// prefix ending in *; default both directions; repeatable; added to
+    /// bridge.topics)
+    #[arg(long, value_name = "PATTERN")]
+    pub(crate) bridge_topics: Vec<String>,
+    /// Bridge: this broker's name in the origin of what it sends [file:
+    /// bridge.name] [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) bridge_name: Option<String>,
 }
 
 /// `--log-format`.

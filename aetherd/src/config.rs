@@ -365,6 +365,69 @@ pub fn config_file(flag: Option<&Path>, get: impl Fn(&str) -> Option<String>) ->
 pub struct FileConfig {
     pub settings: Settings,
     pub config: Config,
+    /// `[bridge]`, if the file has one.
+    pub bridge: Option<BridgeConfig>,
+}
+
+/// `[bridge]`: topics carried to and from other brokers over Zenoh
+/// (docs/BRIDGE.md). Read at start only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// This broker's name in the origin tag of what it sends [default: the host name].
+    pub name: Option<String>,
+    /// Zenoh endpoints to listen on (`tcp/0.0.0.0:7447`).
+    pub listen: Vec<String>,
+    /// Zenoh endpoints of other brokers to connect to (retried until they answer).
+    pub connect: Vec<String>,
+    /// Which topics cross, in which direction; none: no topic.
+    pub topics: Vec<BridgeTopic>,
+    /// The uid whose rights remote messages have on the local topics;
+    /// `None`: the daemon's own (every right).
+    pub identity: Option<u32>,
+    /// Zenoh's TLS: the endpoints are then `tls/HOST:PORT`.
+    pub tls: Option<BridgeTls>,
+}
+
+/// A topic pattern (`name`, or a prefix ending in `*`) and its direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeTopic {
+    pub pattern: String,
+    /// Local messages go out to other brokers.
+    pub out: bool,
+    /// Other brokers' messages come in.
+    pub inbound: bool,
+}
+
+impl BridgeTopic {
+    /// `PATTERN` (both directions), or `PATTERN:in`, `:out`, `:both`.
+    pub fn parse(s: &str) -> Result<BridgeTopic, String> {
+        let (pattern, dir) = s.rsplit_once(':').unwrap_or((s, "both"));
+        let (out, inbound) = match dir {
+            "both" => (true, true),
+            "in" => (false, true),
+            "out" => (true, false),
+            d => return Err(format!("{d:?} is not a direction (in, out or both)")),
+        };
+        let name = pattern.strip_suffix('*').unwrap_or(pattern);
+        if !(name.is_empty() && pattern == "*") && aether::protocol::validate_topic(name).is_err() {
+            return Err(format!("{pattern:?} is not a topic name or a prefix ending in *"));
+        }
+        Ok(BridgeTopic {
+            pattern: pattern.to_string(),
+            out,
+            inbound,
+        })
+    }
+}
+
+/// The files of the bridge's TLS (PEM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeTls {
+    /// The authority whose certificates this broker accepts from its peers.
+    pub root_ca: PathBuf,
+    /// This broker's certificate and key, shown to every peer (mutual TLS).
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
 }
 
 /// Reads and parses the file at `path` (it must exist).
@@ -388,6 +451,8 @@ pub struct Loaded {
     pub env: Settings,
     pub settings: Resolved,
     pub config: Config,
+    /// The file's `[bridge]`; the daemon's flags add to it (read at start only).
+    pub bridge: Option<BridgeConfig>,
 }
 
 impl Loaded {
@@ -403,6 +468,7 @@ impl Loaded {
         let FileConfig {
             settings: file_settings,
             config,
+            bridge,
         } = file.as_deref().map(load_file).transpose()?.unwrap_or_default();
         let settings = resolve(&flags, &env, &file_settings, builtin_socket(&get));
         Ok(Loaded {
@@ -411,6 +477,7 @@ impl Loaded {
             env,
             settings,
             config,
+            bridge,
         })
     }
 
@@ -422,9 +489,13 @@ impl Loaded {
         let FileConfig {
             settings: file_settings,
             config,
+            bridge,
         } = self.file.as_deref().map(load_file).transpose()?.unwrap_or_default();
-        let mut settings = resolve(&self.flags, &self.env, &file_settings, self.settings.socket.clone());
         let mut notes = Vec::new();
+        if bridge != self.bridge {
+            notes.push("[bridge] changes ignored until restart".to_string());
+        }
+        let mut settings = resolve(&self.flags, &self.env, &file_settings, self.settings.socket.clone());
         if settings.socket != self.settings.socket {
             notes.push(format!(
                 "socket {} ignored until restart (still listening on {})",
@@ -453,6 +524,7 @@ impl Loaded {
             env: self.env.clone(),
             settings,
             config,
+            bridge: self.bridge.clone(),
         };
         Ok((loaded, notes))
     }
@@ -472,6 +544,30 @@ struct FileToml {
     log: Option<LogToml>,
     #[serde(default)]
     access: Vec<RuleToml>,
+    bridge: Option<BridgeToml>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BridgeToml {
+    name: Option<String>,
+    #[serde(default)]
+    listen: Vec<String>,
+    #[serde(default)]
+    connect: Vec<String>,
+    #[serde(default)]
+    topics: Vec<String>,
+    /// A user name, or a uid.
+    identity: Option<toml::Value>,
+    tls: Option<BridgeTlsToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BridgeTlsToml {
+    root_ca: String,
+    certificate: String,
+    private_key: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -620,7 +716,49 @@ pub fn parse(text: &str, origin: &Path) -> Result<FileConfig, ConfigError> {
     for (i, r) in file.access.into_iter().enumerate() {
         out.config.rules.push(rule(&table(&format!("access[{}]", i + 1)), r)?);
     }
+    if let Some(b) = file.bridge {
+        out.bridge = Some(bridge(&table("bridge"), b)?);
+    }
     Ok(out)
+}
+
+fn bridge(t: &Table, b: BridgeToml) -> Result<BridgeConfig, ConfigError> {
+    if let Some(n) = &b.name {
+        if !crate::bridge::envelope::valid_name(n) {
+            return Err(t.err(
+                "name",
+                format!("{n:?} is not a broker name (1 to 64 letters, digits, '.', '_', '-')"),
+            ));
+        }
+    }
+    let mut topics = Vec::new();
+    for p in &b.topics {
+        topics.push(BridgeTopic::parse(p).map_err(|e| t.err("topics", e))?);
+    }
+    let identity = match b.identity {
+        None => None,
+        Some(toml::Value::Integer(uid)) => {
+            Some(u32::try_from(uid).map_err(|_| t.err("identity", format!("{uid} is not a uid")))?)
+        }
+        Some(toml::Value::String(name)) => match lookup_user(&name) {
+            Ok(Some(uid)) => Some(uid),
+            Ok(None) => return Err(t.err("identity", format!("no user named {name:?}"))),
+            Err(e) => return Err(t.err("identity", format!("cannot look up user {name:?}: {e}"))),
+        },
+        Some(v) => return Err(t.err("identity", format!("{v} is not a user name or uid"))),
+    };
+    Ok(BridgeConfig {
+        name: b.name,
+        listen: b.listen,
+        connect: b.connect,
+        topics,
+        identity,
+        tls: b.tls.map(|x| BridgeTls {
+            root_ca: x.root_ca.into(),
+            certificate: x.certificate.into(),
+            private_key: x.private_key.into(),
+        }),
+    })
 }
 
 /// The key and reason of an error in the file's shape (an unknown key, a

@@ -26,6 +26,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod bridge;
 pub mod broker;
 pub mod config;
 pub mod durable;

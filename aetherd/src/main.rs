@@ -109,6 +109,60 @@ fn raise_descriptor_limit() {
     }
 }
 
+/// The bridge's configuration: the file's `[bridge]` with the flags added,
+/// and this broker's name; `None` when nothing asks for a bridge.
+fn bridge_config(
+    args: &Args,
+    file: Option<aetherd::config::BridgeConfig>,
+) -> Result<Option<(aetherd::config::BridgeConfig, String)>, String> {
+    use aetherd::config::BridgeTopic;
+    let flags = !args.bridge_listen.is_empty() || !args.bridge_connect.is_empty() || !args.bridge_topics.is_empty();
+    if file.is_none() && !flags && args.bridge_name.is_none() {
+        return Ok(None);
+    }
+    let mut cfg = file.unwrap_or_default();
+    cfg.listen.extend(args.bridge_listen.iter().cloned());
+    cfg.connect.extend(args.bridge_connect.iter().cloned());
+    for t in &args.bridge_topics {
+        cfg.topics
+            .push(BridgeTopic::parse(t).map_err(|e| format!("--bridge-topics: {e}"))?);
+    }
+    let name = match args.bridge_name.clone().or_else(|| cfg.name.clone()) {
+        Some(n) => n,
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "aetherd".into()),
+    };
+    if !aetherd::bridge::envelope::valid_name(&name) {
+        return Err(format!(
+            "bridge name {name:?}: 1 to 64 letters, digits, '.', '_' and '-' (set it with --bridge-name or bridge.name)"
+        ));
+    }
+    if cfg.listen.is_empty() && cfg.connect.is_empty() {
+        return Err("bridge: neither listen nor connect endpoints (--bridge-listen, --bridge-connect)".into());
+    }
+    Ok(Some((cfg, name)))
+}
+
+#[cfg(feature = "bridge")]
+fn start_bridge(
+    broker: &aetherd::Broker,
+    cfg: &aetherd::config::BridgeConfig,
+    name: String,
+) -> aetherd::bridge::Bridge {
+    broker.start_bridge(cfg, name).unwrap_or_else(|e| {
+        log::error!("bridge: {e}");
+        std::process::exit(1);
+    })
+}
+
+#[cfg(not(feature = "bridge"))]
+fn start_bridge(_: &aetherd::Broker, _: &aetherd::config::BridgeConfig, _: String) {
+    log::error!("bridge: this aetherd was built without the bridge (cargo feature `bridge`)");
+    std::process::exit(2);
+}
+
 fn main() {
     let args = Args::parse();
     let flags = Settings::from_flags(
@@ -213,6 +267,7 @@ fn main() {
         .or_else(|| aetherd::durable::default_state_dir(|k| std::env::var(k).ok()));
     broker.set_affinity(loaded.settings.cpu_affinity.clone());
     let metrics_listen = loaded.settings.metrics_listen.clone();
+    let bridge_file = loaded.bridge.clone();
     broker.set_loaded(loaded);
     // After detaching (the log writers are threads, which a fork leaves behind).
     match state_dir {
@@ -223,6 +278,13 @@ fn main() {
         log::error!("cannot start the daemon's threads: {e}");
         std::process::exit(1);
     }
+    let bridge = match bridge_config(&args, bridge_file) {
+        Ok(cfg) => cfg.map(|(cfg, name)| start_bridge(&broker, &cfg, name)),
+        Err(e) => {
+            log::error!("{e}");
+            std::process::exit(2);
+        }
+    };
     if let Some(addr) = metrics_listen {
         match aetherd::metrics::serve(&addr, broker.stats_source()) {
             Ok(at) => log::info!("metrics on http://{at}/metrics (no authentication: anyone reaching it reads them)"),
@@ -257,6 +319,8 @@ fn main() {
     if !broker.drain(drain_timeout) {
         log::warn!("drain timeout: some subscribers had not read everything");
     }
+    // After the drain: the bridge's subscribers have read what was left.
+    drop(bridge);
     let _ = std::fs::remove_file(&stats_file);
     drop(broker);
     log::info!("shut down");

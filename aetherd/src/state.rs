@@ -240,6 +240,8 @@ pub(crate) struct State {
     pub(crate) state_lock: Option<nix::fcntl::Flock<std::fs::File>>,
     /// Which CPUs each kind of thread runs on (`[daemon] cpu_affinity`).
     pub(crate) affinity: crate::config::Affinity,
+    /// The bridge's counters, while one runs.
+    pub(crate) bridge: Option<Arc<crate::bridge::Counters>>,
 }
 
 /// The error for a topic that does not exist.

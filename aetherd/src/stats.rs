@@ -12,6 +12,9 @@ pub struct Stats {
     pub topics: Vec<TopicStats>,
     pub subscribers: Vec<SubscriberStats>,
     pub clients: Vec<ClientStats>,
+    /// The bridge to other brokers, when one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<crate::bridge::BridgeStats>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -161,6 +164,7 @@ pub(crate) fn collect(s: &State, socket: &Path) -> Stats {
         topics,
         subscribers,
         clients,
+        bridge: s.bridge.as_ref().map(|b| b.snapshot()),
     }
 }
 
@@ -188,6 +192,26 @@ impl Stats {
                 t.waits,
                 t.wakes
             ));
+        }
+        if let Some(b) = &self.bridge {
+            out.push_str(&format!(
+                "\n  bridge {:?}: {} sent ({} bytes), {} unsent, {} refused, {} echoes",
+                b.name, b.sent, b.sent_bytes, b.unsent, b.refused, b.echoes
+            ));
+            for (name, l) in &b.links {
+                out.push_str(&format!(
+                    "\n    link {name:?}: {}, {} received ({} bytes), {} dropped, {} up / {} down{}",
+                    if l.up { "up" } else { "down" },
+                    l.received,
+                    l.received_bytes,
+                    l.dropped,
+                    l.ups,
+                    l.downs,
+                    l.last_error
+                        .as_ref()
+                        .map_or(String::new(), |e| format!(", last error: {e}"))
+                ));
+            }
         }
         out
     }

@@ -819,6 +819,12 @@ impl Publisher {
         Ok(())
     }
 
+    /// The sequence number the outstanding loan will be published under
+    /// (it is fixed when the loan is made); `None` without a loan.
+    pub fn loan_seq(&self) -> Option<u64> {
+        self.loan.map(|c| c.seq)
+    }
+
     /// Whether a loan is outstanding.
     pub fn has_loan(&self) -> bool {
         self.loan.is_some()

@@ -817,7 +817,7 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
 /// Letters, digits, '.', '_' and '-', not starting with '.': a name that is
 /// also a safe file name (topics and durable subscriptions name directories
 /// and files in the daemon's state).
-fn safe_name(name: &str) -> bool {
+pub fn safe_name(name: &str) -> bool {
     !name.starts_with('.')
         && name
             .bytes()

@@ -1,0 +1,555 @@
+//! The bridge's engine: a Zenoh peer inside the daemon.
+//!
+//! - Outbound: for each local topic an `out` pattern matches, a thread is a
+//!   subscriber of its ring (through the daemon's own socket, like any
+//!   client) and puts each message on the Zenoh key `aether/<topic>`, with
+//!   an [`Envelope`] as attachment. Reliable topics put with congestion
+//!   control `Block` (a slow remote broker slows local publishers, as a
+//!   slow local subscriber does), lossy ones with `Drop`.
+//! - Inbound: one subscriber per `in` pattern, remote samples only
+//!   (`Locality::Remote`), handed to one thread that publishes them into
+//!   the local ring (the topic made with the configured defaults when it
+//!   does not exist), under the configured identity's rights.
+//! - No loops: a message is sent only from the broker it was published on.
+//!   The inbound side notes the sequence number of each message it
+//!   publishes here (before committing it); the outbound side of the same
+//!   topic skips those. A sample whose origin is this broker is dropped.
+//! - Links: each bridge holds a liveliness token `aether-bridge/<name>`, so
+//!   every bridge sees the others come and go.
+
+use super::envelope::Envelope;
+use super::Counters;
+use crate::access::{self, Identity};
+use crate::config::{Action, BridgeConfig, BridgeTopic};
+use crate::state::State;
+use aether::{Client, Policy, Publisher, Status, SubscriberConfig};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use zenoh::qos::CongestionControl;
+use zenoh::sample::{Locality, Sample, SampleKind};
+use zenoh::{Session, Wait};
+
+const KEY_PREFIX: &str = "aether/";
+const ALIVE_PREFIX: &str = "aether-bridge/";
+/// How often the bridge looks for new local topics to send out.
+const DISCOVER_EVERY: Duration = Duration::from_millis(200);
+/// How long a bridge thread waits before it looks at its stop flag.
+const IDLE: Duration = Duration::from_millis(100);
+/// Remote samples waiting for the inbound thread; when full, Zenoh's
+/// receiving threads wait (back-pressure to the sending broker).
+const INBOUND_QUEUE: usize = 4096;
+
+type Echoes = Arc<Mutex<VecDeque<u64>>>;
+
+/// A running bridge; [`Bridge::stop`] (or drop) ends it.
+pub struct Bridge {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    // Declarations live as long as these handles.
+    _inbound: Vec<zenoh::pubsub::Subscriber<()>>,
+    _token: zenoh::liveliness::LivelinessToken,
+    _peers: zenoh::pubsub::Subscriber<()>,
+    session: Session,
+}
+
+struct Shared {
+    name: String,
+    topics: Vec<BridgeTopic>,
+    socket: PathBuf,
+    state: Arc<Mutex<State>>,
+    identity: Option<Identity>,
+    counters: Arc<Counters>,
+    stop: AtomicBool,
+    /// Per topic: the sequence numbers the inbound side published here,
+    /// oldest first, which the outbound side must not send back.
+    echoes: Mutex<HashMap<String, Echoes>>,
+}
+
+impl Shared {
+    fn echoes(&self, topic: &str) -> Echoes {
+        let mut m = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(m.entry(topic.to_string()).or_default())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// The Zenoh key expression of a topic pattern (`t`, `prefix*`, `*`).
+fn key_of(pattern: &str) -> String {
+    match pattern.strip_suffix('*') {
+        Some("") => format!("{KEY_PREFIX}*"),
+        Some(prefix) => format!("{KEY_PREFIX}{prefix}$*"),
+        None => format!("{KEY_PREFIX}{pattern}"),
+    }
+}
+
+fn zenoh_config(cfg: &BridgeConfig) -> Result<zenoh::Config, String> {
+    let mut c = zenoh::Config::default();
+    let mut set = |k: &str, v: String| c.insert_json5(k, &v).map_err(|e| format!("zenoh setting {k}: {e}"));
+    let list = |v: &[String]| serde_json::to_string(v).expect("strings serialize");
+    set("mode", r#""peer""#.into())?;
+    // Only the brokers named: no multicast discovery on the networks around.
+    set("scouting/multicast/enabled", "false".into())?;
+    set("listen/endpoints", list(&cfg.listen))?;
+    set("connect/endpoints", list(&cfg.connect))?;
+    // Keep trying a broker that is not (yet, or any more) there.
+    set(
+        "connect/retry",
+        "{ period_init_ms: 250, period_max_ms: 2000, period_increase_factor: 2.0 }".into(),
+    )?;
+    // A reliable topic's receiver may hold the link back while its local
+    // subscribers are slow; Zenoh's default closes it after 5 s of that.
+    set(
+        "transport/link/tx/queue/congestion_control/block/wait_before_close",
+        "60000000".into(),
+    )?;
+    if let Some(tls) = &cfg.tls {
+        let path = |p: &PathBuf| serde_json::to_string(&p.display().to_string()).expect("a string serializes");
+        set("transport/link/tls/root_ca_certificate", path(&tls.root_ca))?;
+        set("transport/link/tls/listen_certificate", path(&tls.certificate))?;
+        set("transport/link/tls/listen_private_key", path(&tls.private_key))?;
+        set("transport/link/tls/connect_certificate", path(&tls.certificate))?;
+        set("transport/link/tls/connect_private_key", path(&tls.private_key))?;
+        set("transport/link/tls/enable_mtls", "true".into())?;
+    }
+    Ok(c)
+}
+
+impl Bridge {
+    /// Starts the bridge of the broker whose state is `state` and socket
+    /// `socket` (which must already accept connections).
+    pub(crate) fn start(
+        state: Arc<Mutex<State>>,
+        socket: PathBuf,
+        cfg: &BridgeConfig,
+        counters: Arc<Counters>,
+    ) -> Result<Bridge, String> {
+        let name = counters.name.clone();
+        let identity = cfg.identity.map(|uid| {
+            let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map_or(uid, |u| u.gid.as_raw());
+            Identity::of_owner(uid, gid)
+        });
+        let session = zenoh::open(zenoh_config(cfg)?)
+            .wait()
+            .map_err(|e| format!("cannot start Zenoh: {e}"))?;
+        let shared = Arc::new(Shared {
+            name: name.clone(),
+            topics: cfg.topics.clone(),
+            socket,
+            state,
+            identity,
+            counters,
+            stop: AtomicBool::new(false),
+            echoes: Mutex::new(HashMap::new()),
+        });
+        // Links: every bridge's token, ours included (skipped).
+        let token = session
+            .liveliness()
+            .declare_token(format!("{ALIVE_PREFIX}{name}"))
+            .wait()
+            .map_err(|e| format!("zenoh liveliness token: {e}"))?;
+        let s = Arc::clone(&shared);
+        let peers = session
+            .liveliness()
+            .declare_subscriber(format!("{ALIVE_PREFIX}*"))
+            .history(true)
+            .callback(move |sample: Sample| {
+                let Some(peer) = sample.key_expr().as_str().strip_prefix(ALIVE_PREFIX) else {
+                    return;
+                };
+                if peer == s.name {
+                    return;
+                }
+                let up = sample.kind() == SampleKind::Put;
+                s.counters.link(peer, |l| {
+                    if up && !l.up {
+                        l.ups += 1;
+                    } else if !up && l.up {
+                        l.downs += 1;
+                    }
+                    l.up = up;
+                });
+                log::info!("bridge: broker {peer:?} {}", if up { "up" } else { "down" });
+            })
+            .wait()
+            .map_err(|e| format!("zenoh liveliness subscriber: {e}"))?;
+        // Inbound: one Zenoh subscriber per `in` pattern, one thread.
+        let (tx, rx) = sync_channel::<Sample>(INBOUND_QUEUE);
+        let mut inbound = Vec::new();
+        for t in shared.topics.iter().filter(|t| t.inbound) {
+            let tx: SyncSender<Sample> = tx.clone();
+            let sub = session
+                .declare_subscriber(key_of(&t.pattern))
+                .allowed_origin(Locality::Remote)
+                .callback(move |sample| {
+                    let _ = tx.send(sample);
+                })
+                .wait()
+                .map_err(|e| format!("zenoh subscriber for {:?}: {e}", t.pattern))?;
+            inbound.push(sub);
+        }
+        drop(tx);
+        let mut threads = Vec::new();
+        let s = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("aetherd-bridge-in".into())
+                .spawn(move || Inbound::new(s).run(rx))
+                .map_err(|e| format!("spawn the bridge's inbound thread: {e}"))?,
+        );
+        let (s, z) = (Arc::clone(&shared), session.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("aetherd-bridge".into())
+                .spawn(move || discover(s, z))
+                .map_err(|e| format!("spawn the bridge's thread: {e}"))?,
+        );
+        log::info!(
+            "bridge {name:?}: zenoh peer {} listening on {:?}, connecting to {:?}; topics {}",
+            session.zid(),
+            cfg.listen,
+            cfg.connect,
+            cfg.topics
+                .iter()
+                .map(|t| format!(
+                    "{}:{}",
+                    t.pattern,
+                    match (t.out, t.inbound) {
+                        (true, true) => "both",
+                        (true, false) => "out",
+                        _ => "in",
+                    }
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(Bridge {
+            shared,
+            threads,
+            _inbound: inbound,
+            _token: token,
+            _peers: peers,
+            session,
+        })
+    }
+
+    /// Stops every bridge thread and leaves the Zenoh network.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = self.session.close().wait();
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.halt();
+        }
+    }
+}
+
+/// Starts an outbound thread for each local topic an `out` pattern matches
+/// (and again when one ended: the topic was deleted and made again).
+fn discover(s: Arc<Shared>, session: Session) {
+    let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
+    while !s.stopping() {
+        let topics: Vec<(String, Policy)> = {
+            let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.topics
+                .iter()
+                .filter(|(name, _)| {
+                    s.topics
+                        .iter()
+                        .any(|t| t.out && access::topic_matches(&t.pattern, name))
+                })
+                .map(|(name, t)| (name.clone(), t.seg.geometry().policy))
+                .collect()
+        };
+        running.retain(|_, h| !h.is_finished());
+        for (topic, policy) in topics {
+            if running.contains_key(&topic) {
+                continue;
+            }
+            let (s2, z, t) = (Arc::clone(&s), session.clone(), topic.clone());
+            match std::thread::Builder::new()
+                .name(format!("aetherd-bridge-{}", &topic[..topic.len().min(3)]))
+                .spawn(move || outbound(&s2, &z, &t, policy))
+            {
+                Ok(h) => {
+                    running.insert(topic, h);
+                }
+                Err(e) => log::error!("bridge: cannot start a thread for {topic:?}: {e}"),
+            }
+        }
+        std::thread::sleep(DISCOVER_EVERY);
+    }
+    for (_, h) in running {
+        let _ = h.join();
+    }
+}
+
+/// Sends `topic`'s local messages to the other brokers until the topic ends
+/// or the bridge stops.
+fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy) {
+    let setup = || -> Result<_, String> {
+        let client = Client::connect_with(Some(&s.socket), false).map_err(|e| e.to_string())?;
+        let sub = client
+            .subscriber(topic, &SubscriberConfig::default())
+            .map_err(|e| e.to_string())?;
+        let publisher = session
+            .declare_publisher(format!("{KEY_PREFIX}{topic}"))
+            .congestion_control(match policy {
+                Policy::Reliable => CongestionControl::Block,
+                Policy::Lossy => CongestionControl::Drop,
+            })
+            .allowed_destination(Locality::Remote)
+            .wait()
+            .map_err(|e| e.to_string())?;
+        Ok((client, sub, publisher))
+    };
+    let (_client, mut sub, publisher) = match setup() {
+        Ok(x) => x,
+        Err(e) => {
+            log::warn!("bridge: cannot send {topic:?} out: {e}");
+            return;
+        }
+    };
+    let matched = Arc::new(AtomicBool::new(
+        publisher.matching_status().wait().is_ok_and(|m| m.matching()),
+    ));
+    let m = Arc::clone(&matched);
+    let _listener = publisher
+        .matching_listener()
+        .callback(move |st| m.store(st.matching(), Ordering::Release))
+        .wait();
+    let echoes = s.echoes(topic);
+    let (mut link_seq, mut lost_seen, mut since_stats) = (0u64, sub.stats().lost, 0u32);
+    log::debug!("bridge: sending {topic:?} out");
+    while !s.stopping() {
+        match sub.receive(Some(IDLE)) {
+            Ok(Some(msg)) => {
+                since_stats += 1;
+                if is_echo(&echoes, msg.seq) {
+                    continue;
+                }
+                if !matched.load(Ordering::Acquire) {
+                    // Nobody remote listens: the message cannot cross.
+                    s.counters.unsent.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let env = Envelope {
+                    origin: s.name.clone(),
+                    seq: msg.seq,
+                    timestamp_ns: msg.timestamp_ns,
+                    link_seq,
+                };
+                let len = msg.data.len() as u64;
+                match publisher.put(msg.data).attachment(env.encode()).wait() {
+                    Ok(()) => {
+                        link_seq += 1;
+                        s.counters.sent.fetch_add(1, Ordering::Relaxed);
+                        s.counters.sent_bytes.fetch_add(len, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        s.counters.unsent.fetch_add(1, Ordering::Relaxed);
+                        log::warn!("bridge: {topic:?}: {e}");
+                    }
+                }
+            }
+            Ok(None) => since_stats = u32::MAX,
+            Err(e) if matches!(e.status, Status::NotFound | Status::Shutdown | Status::Unavailable) => {
+                log::debug!("bridge: {topic:?} ends ({e})");
+                break;
+            }
+            Err(e) => {
+                log::warn!("bridge: receiving {topic:?}: {e}");
+                std::thread::sleep(IDLE);
+            }
+        }
+        // What a lossy ring lapped before the bridge read it never left.
+        if since_stats >= 256 {
+            let lost = sub.stats().lost;
+            s.counters
+                .unsent
+                .fetch_add(lost.saturating_sub(lost_seen), Ordering::Relaxed);
+            (lost_seen, since_stats) = (lost, 0);
+        }
+    }
+}
+
+/// Whether `seq` is a message the inbound side published (and forgets
+/// those before it: the outbound side reads in order).
+fn is_echo(echoes: &Echoes, seq: u64) -> bool {
+    let mut q = echoes.lock().unwrap_or_else(|p| p.into_inner());
+    while q.front().is_some_and(|&f| f < seq) {
+        q.pop_front();
+    }
+    if q.front() == Some(&seq) {
+        q.pop_front();
+        return true;
+    }
+    false
+}
+
+/// Publishes remote messages into local topics.
+struct Inbound {
+    s: Arc<Shared>,
+    client: Option<Client>,
+    publishers: HashMap<String, Publisher>,
+    /// The next link sequence number expected from each (broker, topic).
+    expected: HashMap<(String, String), u64>,
+}
+
+impl Inbound {
+    fn new(s: Arc<Shared>) -> Inbound {
+        Inbound {
+            s,
+            client: None,
+            publishers: HashMap::new(),
+            expected: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Sample>) {
+        while !self.s.stopping() {
+            match rx.recv_timeout(IDLE) {
+                Ok(sample) => self.one(&sample),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    fn refuse(&self, broker: &str, why: String) {
+        self.s.counters.refused.fetch_add(1, Ordering::Relaxed);
+        log::debug!("bridge: refused a message from {broker:?}: {why}");
+        self.s.counters.link(broker, |l| l.last_error = Some(why));
+    }
+
+    fn one(&mut self, sample: &Sample) {
+        let env = match sample.attachment().map(|a| Envelope::decode(&a.to_bytes())) {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => return self.refuse("?", e.message),
+            None => return self.refuse("?", "a sample without an Aether envelope".into()),
+        };
+        if env.origin == self.s.name {
+            self.s.counters.echoes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let key = sample.key_expr().as_str();
+        let topic = match key.strip_prefix(KEY_PREFIX) {
+            Some(t) if aether::protocol::validate_topic(t).is_ok() => t,
+            _ => return self.refuse(&env.origin, format!("{key:?} names no topic")),
+        };
+        if !self
+            .s
+            .topics
+            .iter()
+            .any(|t| t.inbound && access::topic_matches(&t.pattern, topic))
+        {
+            return self.refuse(&env.origin, format!("topic {topic:?} does not come in"));
+        }
+        // Exact loss: the origin numbers what it sent on each topic.
+        let expected = self
+            .expected
+            .entry((env.origin.clone(), topic.to_string()))
+            .or_insert(env.link_seq);
+        let gap = env.link_seq.saturating_sub(*expected);
+        // (A smaller number: the origin's bridge started again, from 0.)
+        *expected = env.link_seq + 1;
+        if gap > 0 {
+            self.s.counters.link(&env.origin, |l| l.dropped += gap);
+        }
+        if let Some(who) = &self.s.identity {
+            let st = self.s.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = access::authorize(&st.config, who, Action::Publish, Some(topic)) {
+                drop(st);
+                return self.refuse(&env.origin, e.message);
+            }
+        }
+        let payload = sample.payload().to_bytes();
+        match self.publish(topic, &payload) {
+            Ok(()) => self.s.counters.link(&env.origin, |l| {
+                l.received += 1;
+                l.received_bytes += payload.len() as u64;
+            }),
+            Err(e) => self.refuse(&env.origin, format!("topic {topic:?}: {e}")),
+        }
+    }
+
+    /// Publishes `data` on `topic` (made with the configured defaults when
+    /// missing), noting its sequence number as an echo before it is visible.
+    fn publish(&mut self, topic: &str, data: &[u8]) -> aether::Result<()> {
+        let (s, echoes) = (Arc::clone(&self.s), self.s.echoes(topic));
+        for attempt in 0..2 {
+            let p = self.publisher(topic)?;
+            let result = loop {
+                match p.loan(data.len()) {
+                    Ok(buf) => buf.copy_from_slice(data),
+                    // A full reliable ring: wait on, unless the bridge stops.
+                    Err(e) if e.status == Status::Timeout && !s.stopping() => continue,
+                    Err(e) => break Err(e),
+                }
+                let seq = p.loan_seq().expect("a loan is outstanding");
+                echoes.lock().unwrap_or_else(|p| p.into_inner()).push_back(seq);
+                break p.commit(data.len()).map(|_| ());
+            };
+            match result {
+                // The topic was deleted (or made again): a fresh publisher once.
+                Err(e) if attempt == 0 && matches!(e.status, Status::NotFound | Status::Unavailable) => {
+                    self.publishers.remove(topic);
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    fn publisher(&mut self, topic: &str) -> aether::Result<&mut Publisher> {
+        if !self.publishers.contains_key(topic) {
+            if self.client.is_none() {
+                self.client = Some(Client::connect_with(Some(&self.s.socket), false)?);
+            }
+            let client = self.client.as_ref().expect("connected");
+            let p = match client.publisher(topic) {
+                Err(e) if e.status == Status::NotFound => {
+                    let defaults = self
+                        .s
+                        .state
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .config
+                        .topic_defaults;
+                    match client.create_topic(topic, &defaults) {
+                        Ok(()) => log::info!("bridge: made topic {topic:?} ({defaults}) for remote messages"),
+                        Err(e) if e.status == Status::Exists => {}
+                        Err(e) => return Err(e),
+                    }
+                    client.publisher(topic)?
+                }
+                other => other?,
+            };
+            let mut p = p;
+            p.set_timeout(Some(IDLE));
+            self.publishers.insert(topic.to_string(), p);
+        }
+        Ok(self.publishers.get_mut(topic).expect("inserted"))
+    }
+}

@@ -1,0 +1,83 @@
+//! Topics bridged between brokers over Zenoh (docs/BRIDGE.md). The engine
+//! (`engine`, cargo feature `bridge`) embeds a Zenoh peer; what every build
+//! has is the envelope format and the counters the statistics show.
+
+#[cfg(feature = "bridge")]
+mod engine;
+pub mod envelope;
+
+#[cfg(feature = "bridge")]
+pub use engine::Bridge;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The bridge's counters, shared by its threads and read by the statistics.
+#[derive(Default)]
+pub struct Counters {
+    pub name: String,
+    /// Local messages sent to other brokers, and their payload bytes.
+    pub sent: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    /// Local messages that never left: lapped in a lossy ring before the
+    /// bridge read them, or published while no remote broker listened.
+    pub unsent: AtomicU64,
+    /// Remote messages not published here: refused by the local access
+    /// rules, addressed to a topic outside the patterns, or malformed.
+    pub refused: AtomicU64,
+    /// Messages that came back to their origin (dropped: never re-published).
+    pub echoes: AtomicU64,
+    pub links: Mutex<BTreeMap<String, Link>>,
+}
+
+/// What the bridge knows of one remote broker, by its name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Link {
+    /// Whether its bridge is reachable now.
+    pub up: bool,
+    /// Its messages published here, and their payload bytes.
+    pub received: u64,
+    pub received_bytes: u64,
+    /// Its messages that the network lost on the way (counted exactly, from
+    /// gaps in the link sequence numbers).
+    pub dropped: u64,
+    /// Times the link went up and down.
+    pub ups: u64,
+    pub downs: u64,
+    pub last_error: Option<String>,
+}
+
+/// The bridge in the statistics (`aether-cli stats --json`, SIGUSR1).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BridgeStats {
+    pub name: String,
+    pub sent: u64,
+    pub sent_bytes: u64,
+    pub unsent: u64,
+    pub refused: u64,
+    pub echoes: u64,
+    pub links: BTreeMap<String, Link>,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> BridgeStats {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BridgeStats {
+            name: self.name.clone(),
+            sent: n(&self.sent),
+            sent_bytes: n(&self.sent_bytes),
+            unsent: n(&self.unsent),
+            refused: n(&self.refused),
+            echoes: n(&self.echoes),
+            links: self.links.lock().map(|l| l.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Runs `f` on the link to `broker` (made on first mention).
+    pub fn link<R>(&self, broker: &str, f: impl FnOnce(&mut Link) -> R) -> R {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        f(links.entry(broker.to_string()).or_default())
+    }
+}

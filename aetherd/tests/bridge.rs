@@ -1,0 +1,289 @@
+//! The bridge between brokers (docs/BRIDGE.md), across real daemons joined
+//! over Zenoh on loopback TCP: messages cross in order and intact, only
+//! topics the patterns name cross, nothing comes back (two brokers sending
+//! both ways, and a triangle), a remote broker without the right is
+//! refused and counted, and a broker killed and started again is rejoined
+//! without restarting the other.
+//!
+//! (Hosts in network namespaces joined by veth pairs, and a cut link, are
+//! scripts/bridge-netns.sh's, as root.)
+
+#![cfg(feature = "bridge")]
+
+mod common;
+
+use aether::{Client, Policy, Status, SubscriberConfig, TopicParams};
+use common::*;
+use std::ffi::OsStr;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (free when asked; tests do not race for it
+/// long: the daemon binds it at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn endpoint(port: u16) -> String {
+    format!("tcp/127.0.0.1:{port}")
+}
+
+/// A daemon named `name`, bridging `topics`, listening on `listen` and
+/// connecting to each of `connect`.
+fn broker(name: &str, listen: Option<u16>, connect: &[u16], topics: &[&str], extra: &[&str]) -> Daemon {
+    let dir = TempDir::new(&format!("bridge-{name}"));
+    let socket = dir.0.join("aetherd.sock");
+    let mut args: Vec<String> = vec![
+        "--socket".into(),
+        socket.display().to_string(),
+        "--bridge-name".into(),
+        name.into(),
+        "--log-level".into(),
+        "debug".into(),
+    ];
+    if let Some(p) = listen {
+        args.extend(["--bridge-listen".into(), endpoint(p)]);
+    }
+    for p in connect {
+        args.extend(["--bridge-connect".into(), endpoint(*p)]);
+    }
+    for t in topics {
+        args.extend(["--bridge-topics".into(), t.to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    Daemon::start_with(dir, socket, &args, &[])
+}
+
+/// The daemon's statistics document (SIGUSR1 writes it beside the socket).
+fn stats(d: &Daemon) -> serde_json::Value {
+    let file = d.socket.with_file_name("aetherd.stats.json");
+    let _ = std::fs::remove_file(&file);
+    d.signal(libc::SIGUSR1);
+    let mut text = String::new();
+    wait_for("the statistics file", Duration::from_secs(10), || {
+        text = std::fs::read_to_string(&file).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text).is_ok()
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+fn link_up(d: &Daemon, peer: &str) -> bool {
+    stats(d)["bridge"]["links"][peer]["up"] == serde_json::Value::Bool(true)
+}
+
+fn reliable(c: &Client, topic: &str) {
+    let p = TopicParams {
+        policy: Policy::Reliable,
+        ring_size: 1 << 20,
+        max_message: 4096,
+        ..TopicParams::default()
+    };
+    match c.create_topic(topic, &p) {
+        Ok(()) => {}
+        Err(e) if e.status == Status::Exists => {}
+        Err(e) => panic!("create {topic}: {e}"),
+    }
+}
+
+/// Publishes a probe on `from` every 50 ms until `sub` (on another broker)
+/// gets one: the route is open. Returns how many probes went.
+fn wait_route(from: &Client, topic: &str, sub: &mut aether::Subscriber) -> u64 {
+    let mut p = from.publisher(topic).unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    for n in 1.. {
+        assert!(Instant::now() < end, "no route for {topic} after 20 s");
+        p.publish(b"probe").unwrap();
+        if let Some(m) = sub.receive(Some(Duration::from_millis(50))).unwrap() {
+            assert_eq!(m.data, b"probe");
+            // Drain the probes still on the way.
+            while let Some(m) = sub.receive(Some(Duration::from_millis(300))).unwrap() {
+                assert_eq!(m.data, b"probe");
+            }
+            return n;
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn messages_cross_in_order_and_only_named_topics_cross() {
+    let port = free_port();
+    let a = broker("a", Some(port), &[], &["br.*:out"], &[]);
+    let b = broker("b", None, &[port], &["br.*:in"], &[]);
+    let (ca, cb) = (a.client(), b.client());
+    reliable(&ca, "br.data");
+    reliable(&cb, "br.data");
+    let mut sub = cb.subscriber("br.data", &SubscriberConfig::default()).unwrap();
+    wait_route(&ca, "br.data", &mut sub);
+
+    let count = 100_000u64;
+    let publisher = std::thread::spawn({
+        let socket = a.socket.clone();
+        move || {
+            let c = Client::connect_with(Some(&socket), false).unwrap();
+            let mut p = c.publisher("br.data").unwrap();
+            p.set_timeout(Some(Duration::from_secs(30)));
+            for i in 0..count {
+                p.publish(&message(i, size_of_msg(i, 1000))).unwrap();
+            }
+        }
+    });
+    for i in 0..count {
+        let m = sub
+            .receive(Some(Duration::from_secs(30)))
+            .unwrap()
+            .unwrap_or_else(|| panic!("message {i} did not arrive; b's log:\n{}", b.log()));
+        assert_eq!(m.data, message(i, size_of_msg(i, 1000)), "message {i}");
+    }
+    publisher.join().unwrap();
+
+    // A topic no pattern names never leaves; a remote one is counted.
+    reliable(&ca, "private");
+    ca.publisher("private").unwrap().publish(b"secret").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cb.topic_stats("private").unwrap_err().status, Status::NotFound);
+    let sa = stats(&a)["bridge"].clone();
+    assert!(sa["sent"].as_u64().unwrap() >= count, "{sa}");
+    let sb = stats(&b)["bridge"].clone();
+    assert!(sb["links"]["a"]["received"].as_u64().unwrap() >= count, "{sb}");
+    assert_eq!(sb["links"]["a"]["dropped"], 0, "{sb}");
+    assert_eq!(sb["links"]["a"]["up"], true, "{sb}");
+}
+
+/// Each of `brokers` publishes `n` messages `NAME i` on `topic`; each must
+/// receive exactly every broker's messages, each once, in each origin's order.
+fn everyone_gets_everything_once(brokers: &[(&str, &Daemon)], topic: &str, n: u64) {
+    let clients: Vec<Client> = brokers.iter().map(|(_, d)| d.client()).collect();
+    for c in &clients {
+        reliable(c, topic);
+    }
+    let mut subs: Vec<aether::Subscriber> = clients
+        .iter()
+        .map(|c| c.subscriber(topic, &SubscriberConfig::default()).unwrap())
+        .collect();
+    // Every route open before counting (probes are not counted).
+    for (i, c) in clients.iter().enumerate() {
+        for (j, sub) in subs.iter_mut().enumerate() {
+            if i != j {
+                wait_route(c, topic, sub);
+            }
+        }
+    }
+    for s in subs.iter_mut() {
+        while s.receive(Some(Duration::from_millis(500))).unwrap().is_some() {}
+    }
+    for ((name, _), c) in brokers.iter().zip(&clients) {
+        let mut p = c.publisher(topic).unwrap();
+        for i in 0..n {
+            p.publish(format!("{name} {i}").as_bytes()).unwrap();
+        }
+    }
+    for ((me, _), s) in brokers.iter().zip(subs.iter_mut()) {
+        let mut next: std::collections::HashMap<String, u64> = Default::default();
+        let mut total = 0;
+        while let Some(m) = s.receive(Some(Duration::from_secs(2))).unwrap() {
+            let text = String::from_utf8(m.data).unwrap();
+            if text == "probe" {
+                continue;
+            }
+            let (origin, i) = text.split_once(' ').unwrap();
+            let want = next.entry(origin.to_string()).or_default();
+            assert_eq!(
+                i.parse::<u64>().unwrap(),
+                *want,
+                "{me} got {text:?} out of order or twice"
+            );
+            *want += 1;
+            total += 1;
+        }
+        assert_eq!(total, n * brokers.len() as u64, "{me} got {next:?}");
+    }
+}
+
+#[test]
+fn nothing_comes_back_between_two_brokers_or_around_a_triangle() {
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let a = broker("a", Some(pa), &[], &["loop.*"], &[]);
+    let b = broker("b", Some(pb), &[pa], &["loop.*"], &[]);
+    everyone_gets_everything_once(&[("a", &a), ("b", &b)], "loop.pair", 2000);
+    // c joins both: a full triangle.
+    let c = broker("c", Some(pc), &[pa, pb], &["loop.*"], &[]);
+    everyone_gets_everything_once(&[("a", &a), ("b", &b), ("c", &c)], "loop.tri", 2000);
+    for d in [&a, &b, &c] {
+        let s = stats(d)["bridge"].clone();
+        assert_eq!(s["refused"], 0, "{s}");
+    }
+}
+
+#[test]
+fn a_remote_broker_without_the_right_is_refused_and_counted() {
+    let port = free_port();
+    let dir = TempDir::new("bridge-identity");
+    let config = dir.0.join("aetherd.toml");
+    // Remote messages act as uid 65534, whom no rule lets publish.
+    std::fs::write(&config, "[bridge]\nidentity = 65534\n").unwrap();
+    let a = broker("a", Some(port), &[], &["guarded"], &[]);
+    let b = broker(
+        "b",
+        None,
+        &[port],
+        &["guarded"],
+        &["--config", config.to_str().unwrap()],
+    );
+    let (ca, cb) = (a.client(), b.client());
+    reliable(&ca, "guarded");
+    reliable(&cb, "guarded");
+    let mut sub = cb.subscriber("guarded", &SubscriberConfig::default()).unwrap();
+    wait_for("the link", Duration::from_secs(20), || {
+        link_up(&a, "b") && link_up(&b, "a")
+    });
+    // The route: a's outbound side matches b's inbound subscriber.
+    let mut p = ca.publisher("guarded").unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        p.publish(b"forbidden").unwrap();
+        let s = stats(&b)["bridge"].clone();
+        if s["refused"].as_u64().unwrap() > 0 {
+            assert!(
+                s["links"]["a"]["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("uid 65534 may not publish"),
+                "{s}"
+            );
+            break;
+        }
+        assert!(Instant::now() < end, "nothing refused: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(sub.receive(Some(Duration::from_millis(300))).unwrap().is_none());
+    assert_eq!(cb.topic_stats("guarded").unwrap().published, 0);
+}
+
+#[test]
+fn a_broker_killed_and_started_again_is_rejoined() {
+    let port = free_port();
+    let mut a = broker("a", Some(port), &[], &["re.*"], &[]);
+    let b = broker("b", None, &[port], &["re.*"], &[]);
+    let cb = b.client();
+    reliable(&cb, "re.t");
+    let mut sub = cb.subscriber("re.t", &SubscriberConfig::default()).unwrap();
+    reliable(&a.client(), "re.t");
+    wait_route(&a.client(), "re.t", &mut sub);
+    // a dies at once (no goodbye); b notices, and keeps trying.
+    a.signal(libc::SIGKILL);
+    let _ = a.child.wait();
+    wait_for("b to see a down", Duration::from_secs(20), || !link_up(&b, "a"));
+    let a2 = broker("a", Some(port), &[], &["re.*"], &[]);
+    reliable(&a2.client(), "re.t");
+    wait_route(&a2.client(), "re.t", &mut sub);
+    let l = stats(&b)["bridge"]["links"]["a"].clone();
+    assert!(
+        l["ups"].as_u64().unwrap() >= 2 && l["downs"].as_u64().unwrap() >= 1,
+        "{l}"
+    );
+}
