@@ -367,17 +367,58 @@ fn clients_table(clients: &Value) -> String {
     fmt::table(&["CLIENT", "PID", "UID", "GID", "PUBS", "SUBS", "CONNECTED"], &rows)
 }
 
+/// The bridge's links (nothing when the daemon runs no bridge).
+fn bridge_table(b: &Value) -> String {
+    if b.is_null() {
+        return String::new();
+    }
+    let mut rows: Vec<Vec<String>> = b["links"]
+        .as_object()
+        .map(|links| {
+            links
+                .iter()
+                .map(|(name, l)| {
+                    vec![
+                        name.clone(),
+                        if l["up"] == Value::Bool(true) { "up" } else { "down" }.into(),
+                        fmt::count(num(l, "received")),
+                        fmt::bytes(num(l, "received_bytes") as u64),
+                        fmt::count(num(l, "dropped")),
+                        text(l, "last_error"),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort();
+    format!(
+        "\n\nbridge {}: {} sent ({}), {} unsent, {} refused, {} echoes dropped\n{}",
+        text(b, "name"),
+        fmt::count(num(b, "sent")),
+        fmt::bytes(num(b, "sent_bytes") as u64),
+        fmt::count(num(b, "unsent")),
+        fmt::count(num(b, "refused")),
+        fmt::count(num(b, "echoes")),
+        if rows.is_empty() {
+            "no other broker seen".to_string()
+        } else {
+            fmt::table(&["BROKER", "LINK", "RECEIVED", "BYTES", "DROPPED", "LAST ERROR"], &rows)
+        }
+    )
+}
+
 fn human(cmd: &Cmd, v: &Value) -> String {
     match cmd {
         Cmd::Status { .. } => status_text(v),
         Cmd::Topics { .. } => topics_table(v),
         Cmd::Subscribers { .. } => subscribers_table(v),
         Cmd::Stats { .. } => format!(
-            "{}\n\n{}\n\n{}\n\n{}",
+            "{}\n\n{}\n\n{}\n\n{}{}",
             status_text(&v["daemon"]),
             topics_table(&v["topics"]),
             subscribers_table(&v["subscribers"]),
-            clients_table(&v["clients"])
+            clients_table(&v["clients"]),
+            bridge_table(&v["bridge"])
         ),
         Cmd::Create { topic, .. } => format!("created topic {topic}"),
         Cmd::Delete { topic, .. } => format!("deleted topic {topic}"),

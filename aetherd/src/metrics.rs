@@ -150,6 +150,28 @@ pub fn render(stats: &Stats) -> String {
         sub_lost.with_label_values(&l).inc_by(sub.lost);
         lag.with_label_values(&l).set(sub.lag_messages as i64);
     }
+    if let Some(b) = &stats.bridge {
+        let name = [b.name.as_str()];
+        let n = ["bridge"];
+        for (metric, help, v) in [
+            ("aether_bridge_sent_total", "Local messages sent to other brokers", b.sent),
+            ("aether_bridge_sent_bytes_total", "Payload bytes sent to other brokers", b.sent_bytes),
+            ("aether_bridge_unsent_total", "Local messages that could not leave (lapped, or nobody listened)", b.unsent),
+            ("aether_bridge_refused_total", "Remote messages refused (access, patterns, malformed)", b.refused),
+        ] {
+            counter(metric, help, &n).with_label_values(&name).inc_by(v);
+        }
+        let l = ["bridge", "broker"];
+        let up = gauge("aether_bridge_link_up", "1 while the remote broker is reachable", &l);
+        let received = counter("aether_bridge_received_total", "Remote messages published here", &l);
+        let dropped = counter("aether_bridge_dropped_total", "Remote messages the network lost", &l);
+        for (broker, link) in &b.links {
+            let labels = [b.name.as_str(), broker.as_str()];
+            up.with_label_values(&labels).set(i64::from(link.up));
+            received.with_label_values(&labels).inc_by(link.received);
+            dropped.with_label_values(&labels).inc_by(link.dropped);
+        }
+    }
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&registry.gather(), &mut out)
@@ -202,7 +224,10 @@ mod tests {
                                                    "connected": true}]}}],
             "subscribers": [{"topic": "orders", "slot": 1, "client": 7, "pid": 4141, "uid": 4242, "delivery": "shm",
                              "delivered": 40, "lost": 0, "lag_messages": 2, "lag_bytes": 128, "idle_s": 0.1}],
-            "clients": []
+            "clients": [],
+            "bridge": {"name": "a", "sent": 5, "sent_bytes": 320, "unsent": 1, "refused": 2, "echoes": 0,
+                       "links": {"b": {"up": true, "received": 3, "received_bytes": 30, "dropped": 1,
+                                       "ups": 1, "downs": 0, "last_error": null}}}
         }))
         .expect("a stats document");
         let text = render(&stats);
@@ -215,6 +240,9 @@ mod tests {
             "aether_subscriber_lag_messages{client=\"7\",delivery=\"shm\",slot=\"1\",topic=\"orders\"} 2",
             "aether_clients 3",
             "aether_up 1",
+            "aether_bridge_sent_total{bridge=\"a\"} 5",
+            "aether_bridge_link_up{bridge=\"a\",broker=\"b\"} 1",
+            "aether_bridge_dropped_total{bridge=\"a\",broker=\"b\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }
