@@ -154,10 +154,26 @@ pub fn render(stats: &Stats) -> String {
         let name = [b.name.as_str()];
         let n = ["bridge"];
         for (metric, help, v) in [
-            ("aether_bridge_sent_total", "Local messages sent to other brokers", b.sent),
-            ("aether_bridge_sent_bytes_total", "Payload bytes sent to other brokers", b.sent_bytes),
-            ("aether_bridge_unsent_total", "Local messages that could not leave (lapped, or nobody listened)", b.unsent),
-            ("aether_bridge_refused_total", "Remote messages refused (access, patterns, malformed)", b.refused),
+            (
+                "aether_bridge_sent_total",
+                "Local messages sent to other brokers",
+                b.sent,
+            ),
+            (
+                "aether_bridge_sent_bytes_total",
+                "Payload bytes sent to other brokers",
+                b.sent_bytes,
+            ),
+            (
+                "aether_bridge_unsent_total",
+                "Local messages that could not leave (lapped, or nobody listened)",
+                b.unsent,
+            ),
+            (
+                "aether_bridge_refused_total",
+                "Remote messages refused (access, patterns, malformed)",
+                b.refused,
+            ),
         ] {
             counter(metric, help, &n).with_label_values(&name).inc_by(v);
         }

@@ -287,3 +287,179 @@ fn a_broker_killed_and_started_again_is_rejoined() {
         "{l}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Hosts in network namespaces (as root): each daemon in its own namespace,
+// joined by veth pairs the test makes and removes; traffic only inside them.
+
+/// Network namespaces (and the veth pairs in them), removed on drop.
+struct Hosts {
+    names: Vec<String>,
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = std::process::Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether this process may make network namespaces (root, `ip` present, a
+/// kernel that allows it); says why not.
+fn can_make_hosts() -> bool {
+    if nix::unistd::geteuid().as_raw() != 0 {
+        eprintln!("not root: the namespace test is skipped (the loopback tests above ran)");
+        return false;
+    }
+    let probe = format!("aeth-probe-{}", std::process::id());
+    let ok = std::process::Command::new("ip")
+        .args(["netns", "add", &probe])
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = std::process::Command::new("ip").args(["netns", "del", &probe]).status();
+    if !ok {
+        eprintln!("cannot make network namespaces here (no `ip`, or the kernel refuses): skipped");
+    }
+    ok
+}
+
+/// Namespaces `a` and `b` joined by one veth pair: 10.77.N.1 and 10.77.N.2.
+fn two_hosts() -> (Hosts, [String; 2], [String; 2], String) {
+    let id = std::process::id();
+    let (na, nb) = (format!("aeth-a-{id}"), format!("aeth-b-{id}"));
+    let hosts = Hosts {
+        names: vec![na.clone(), nb.clone()],
+    };
+    for n in &hosts.names {
+        ip(&["netns", "add", n]);
+        ip(&["-n", n, "link", "set", "lo", "up"]);
+    }
+    let net = id % 250;
+    let (va, vb) = (format!("va{}", id % 100_000), format!("vb{}", id % 100_000));
+    ip(&[
+        "link", "add", &va, "netns", &na, "type", "veth", "peer", "name", &vb, "netns", &nb,
+    ]);
+    let addr = |h: u32| format!("10.77.{net}.{h}");
+    ip(&["-n", &na, "addr", "add", &format!("{}/24", addr(1)), "dev", &va]);
+    ip(&["-n", &nb, "addr", "add", &format!("{}/24", addr(2)), "dev", &vb]);
+    ip(&["-n", &na, "link", "set", &va, "up"]);
+    ip(&["-n", &nb, "link", "set", &vb, "up"]);
+    (hosts, [na, nb], [addr(1), addr(2)], va)
+}
+
+/// A daemon inside namespace `ns` (its socket, a path, reachable from here).
+fn broker_in(ns: &str, name: &str, args: &[String]) -> Daemon {
+    let dir = TempDir::new(&format!("bridge-ns-{name}"));
+    let socket = dir.0.join("aetherd.sock");
+    let log = std::fs::File::create(dir.0.join("aetherd.log")).unwrap();
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, AETHERD, "--socket"])
+        .arg(&socket)
+        .args(["--bridge-name", name, "--log-level", "debug"])
+        .args(args)
+        .env("AETHER_STATE_DIR", dir.0.join("state"))
+        .env_remove("AETHER_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start aetherd in a namespace");
+    let mut d = Daemon {
+        child,
+        socket,
+        instance_id: 0,
+        dir,
+    };
+    let mut client = None;
+    wait_for("aetherd in its namespace to listen", Duration::from_secs(10), || {
+        client = Client::connect_with(Some(&d.socket), false).ok();
+        client.is_some()
+    });
+    d.instance_id = client.unwrap().instance_id();
+    d
+}
+
+#[test]
+fn hosts_joined_by_veth_carry_a_topic_through_a_cut_link() {
+    if !can_make_hosts() {
+        return;
+    }
+    let (_hosts, [na, nb], [addr_a, _], veth_a) = two_hosts();
+    let a = broker_in(
+        &na,
+        "a",
+        &[
+            "--bridge-listen".into(),
+            format!("tcp/{addr_a}:7447"),
+            "--bridge-topics".into(),
+            "net.*".into(),
+        ],
+    );
+    let b = broker_in(
+        &nb,
+        "b",
+        &[
+            "--bridge-connect".into(),
+            format!("tcp/{addr_a}:7447"),
+            "--bridge-topics".into(),
+            "net.*".into(),
+        ],
+    );
+    let (ca, cb) = (a.client(), b.client());
+    reliable(&ca, "net.data");
+    reliable(&cb, "net.data");
+    let mut sub = cb.subscriber("net.data", &SubscriberConfig::default()).unwrap();
+    wait_route(&ca, "net.data", &mut sub);
+    let mut p = ca.publisher("net.data").unwrap();
+    p.set_timeout(Some(Duration::from_secs(30)));
+    let count = 100_000u64;
+    let mut i = 0u64;
+    let mut expect = 0u64;
+    let mut check = |sub: &mut aether::Subscriber, upto: u64| {
+        while expect < upto {
+            let m = sub
+                .receive(Some(Duration::from_secs(30)))
+                .unwrap()
+                .unwrap_or_else(|| panic!("message {expect} did not arrive; b's log:\n{}", b.log()));
+            assert_eq!(m.data, message(expect, size_of_msg(expect, 1000)), "message {expect}");
+            expect += 1;
+        }
+    };
+    while i < count / 2 {
+        p.publish(&message(i, size_of_msg(i, 1000))).unwrap();
+        i += 1;
+        if i % 1000 == 0 {
+            check(&mut sub, i);
+        }
+    }
+    // The cable is pulled for 3 s (shorter than Zenoh's 10 s lease): what is
+    // published meanwhile waits in TCP and arrives once it is back.
+    ip(&["-n", &na, "link", "set", &veth_a, "down"]);
+    for _ in 0..1000 {
+        p.publish(&message(i, size_of_msg(i, 1000))).unwrap();
+        i += 1;
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    ip(&["-n", &na, "link", "set", &veth_a, "up"]);
+    while i < count {
+        p.publish(&message(i, size_of_msg(i, 1000))).unwrap();
+        i += 1;
+        if i % 1000 == 0 {
+            check(&mut sub, i);
+        }
+    }
+    check(&mut sub, count);
+    let s = stats(&b)["bridge"]["links"]["a"].clone();
+    assert_eq!(s["dropped"], 0, "{s}");
+    assert_eq!(stats(&a)["bridge"]["unsent"], 0);
+}
