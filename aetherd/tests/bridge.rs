@@ -438,7 +438,7 @@ fn hosts_joined_by_veth_carry_a_topic_through_a_cut_link() {
     while i < count / 2 {
         p.publish(&message(i, size_of_msg(i, 1000))).unwrap();
         i += 1;
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             check(&mut sub, i);
         }
     }
@@ -454,7 +454,7 @@ fn hosts_joined_by_veth_carry_a_topic_through_a_cut_link() {
     while i < count {
         p.publish(&message(i, size_of_msg(i, 1000))).unwrap();
         i += 1;
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             check(&mut sub, i);
         }
     }
