@@ -23,7 +23,8 @@ unpadded_dir=target/unpadded
 cargo build --release -q -p aether-bench
 CARGO_TARGET_DIR=$unpadded_dir cargo build --release -q -p aether-bench --features unpadded
 out=$(mktemp -d "${TMPDIR:-/tmp}/false-sharing.XXXXXX")
-trap 'rm -rf "$out"' EXIT
+# KEEP=1 keeps each run's JSON lines.
+trap 'if [ -n "${KEEP:-}" ]; then echo "runs kept in $out" >&2; else rm -rf "$out"; fi' EXIT
 
 cpus=0,1
 [ "$(nproc)" -lt 2 ] && cpus=0
@@ -37,25 +38,46 @@ for r in $(seq 1 "$rounds"); do
 done
 
 python3 - "$out" "$rounds" <<'EOF'
+# Per figure: the median over rounds of each build, their ratio, and the
+# ratio once each run's figure is divided by a baseline of the same run
+# that the padding cannot touch (latency: the bare cache line or futex;
+# throughput: memcpy), which takes out a change of the machine between runs
+# (a VM's vCPUs landing on other cores moves every figure alike).
 import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
+METRICS = ("p50_ns", "p99_ns", "msgs_per_s", "pub_msgs_per_s", "min_sub_msgs_per_s")
+def key_of(d):
+    return tuple((k, d[k]) for k in ("bench", "system", "wait", "size", "subscribers") if k in d)
+def baseline_of(d):
+    if d["bench"] == "latency":
+        base = "cacheline" if d["wait"] == "spin" else "futex"
+        return (("bench", "latency"), ("system", base), ("wait", d["wait"]), ("size", d["size"]))
+    if d["bench"] == "throughput":
+        return (("bench", "throughput"), ("system", "memcpy"), ("size", d["size"]))
+    return None
 def load(build):
-    runs = {}
+    raw, norm = {}, {}
     for r in range(1, rounds + 1):
-        for line in open(f"{out}/{build}.{r}.json"):
-            d = json.loads(line)
-            key = tuple((k, d[k]) for k in ("bench", "system", "wait", "size", "subscribers") if k in d)
-            for metric in ("p50_ns", "p99_ns", "msgs_per_s", "pub_msgs_per_s", "min_sub_msgs_per_s"):
-                if metric in d:
-                    runs.setdefault((key, metric), []).append(d[metric])
-    return {k: statistics.median(v) for k, v in runs.items()}
-padded, unpadded = load("padded"), load("unpadded")
-print(f"{'figure':<58} {'padded':>12} {'unpadded':>12} {'unpadded/padded':>16}")
+        lines = [json.loads(l) for l in open(f"{out}/{build}.{r}.json")]
+        run = {(key_of(d), m): d[m] for d in lines for m in METRICS if m in d}
+        for d in lines:
+            for m in METRICS:
+                if m not in d:
+                    continue
+                raw.setdefault((key_of(d), m), []).append(d[m])
+                b = baseline_of(d)
+                if b is not None and run.get((b, m)):
+                    norm.setdefault((key_of(d), m), []).append(d[m] / run[(b, m)])
+    med = lambda x: {k: statistics.median(v) for k, v in x.items()}
+    return med(raw), med(norm)
+(padded, padded_n), (unpadded, unpadded_n) = load("padded"), load("unpadded")
+print(f"{'figure':<48} {'padded':>11} {'unpadded':>11} {'ratio':>7} {'vs baseline':>12}")
 for (key, metric), p in padded.items():
     u = unpadded.get((key, metric))
     if u is None:
         continue
     name = " ".join(str(v) for _, v in key) + " " + metric
-    ratio = u / p if p else float("nan")
-    print(f"{name:<58} {p:>12.0f} {u:>12.0f} {ratio:>16.2f}")
+    pn, un = padded_n.get((key, metric)), unpadded_n.get((key, metric))
+    norm = f"{un / pn:12.2f}" if pn and un else f"{'-':>12}"
+    print(f"{name:<48} {p:>11.0f} {u:>11.0f} {u / p if p else float('nan'):>7.2f} {norm}")
 EOF

@@ -26,7 +26,6 @@ use aether::{Client, Policy, Publisher, Status, SubscriberConfig};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -40,9 +39,6 @@ const ALIVE_PREFIX: &str = "aether-bridge/";
 const DISCOVER_EVERY: Duration = Duration::from_millis(200);
 /// How long a bridge thread waits before it looks at its stop flag.
 const IDLE: Duration = Duration::from_millis(100);
-/// Remote samples waiting for the inbound thread; when full, Zenoh's
-/// receiving threads wait (back-pressure to the sending broker).
-const INBOUND_QUEUE: usize = 4096;
 
 type Echoes = Arc<Mutex<VecDeque<u64>>>;
 
@@ -73,7 +69,10 @@ struct Shared {
 impl Shared {
     fn echoes(&self, topic: &str) -> Echoes {
         let mut m = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(m.entry(topic.to_string()).or_default())
+        match m.get(topic) {
+            Some(q) => Arc::clone(q),
+            None => Arc::clone(m.entry(topic.to_string()).or_default()),
+        }
     }
 
     fn stopping(&self) -> bool {
@@ -183,30 +182,23 @@ impl Bridge {
             })
             .wait()
             .map_err(|e| format!("zenoh liveliness subscriber: {e}"))?;
-        // Inbound: one Zenoh subscriber per `in` pattern, one thread.
-        let (tx, rx) = sync_channel::<Sample>(INBOUND_QUEUE);
+        // Inbound: one Zenoh subscriber per `in` pattern, publishing from
+        // Zenoh's receiving thread (no hand-off to wake: latency). While a
+        // reliable ring is full it waits there, and Zenoh stops reading the
+        // link: back-pressure to the sending broker.
+        let handler = Arc::new(Mutex::new(Inbound::new(Arc::clone(&shared))));
         let mut inbound = Vec::new();
         for t in shared.topics.iter().filter(|t| t.inbound) {
-            let tx: SyncSender<Sample> = tx.clone();
+            let h = Arc::clone(&handler);
             let sub = session
                 .declare_subscriber(key_of(&t.pattern))
                 .allowed_origin(Locality::Remote)
-                .callback(move |sample| {
-                    let _ = tx.send(sample);
-                })
+                .callback(move |sample| h.lock().unwrap_or_else(|p| p.into_inner()).one(&sample))
                 .wait()
                 .map_err(|e| format!("zenoh subscriber for {:?}: {e}", t.pattern))?;
             inbound.push(sub);
         }
-        drop(tx);
         let mut threads = Vec::new();
-        let s = Arc::clone(&shared);
-        threads.push(
-            std::thread::Builder::new()
-                .name("aetherd-bridge-in".into())
-                .spawn(move || Inbound::new(s).run(rx))
-                .map_err(|e| format!("spawn the bridge's inbound thread: {e}"))?,
-        );
         let (s, z) = (Arc::clone(&shared), session.clone());
         threads.push(
             std::thread::Builder::new()
@@ -413,8 +405,8 @@ struct Inbound {
     s: Arc<Shared>,
     client: Option<Client>,
     publishers: HashMap<String, Publisher>,
-    /// The next link sequence number expected from each (broker, topic).
-    expected: HashMap<(String, String), u64>,
+    /// The next link sequence number expected on each topic from each broker.
+    expected: HashMap<String, HashMap<String, u64>>,
 }
 
 impl Inbound {
@@ -424,16 +416,6 @@ impl Inbound {
             client: None,
             publishers: HashMap::new(),
             expected: HashMap::new(),
-        }
-    }
-
-    fn run(mut self, rx: Receiver<Sample>) {
-        while !self.s.stopping() {
-            match rx.recv_timeout(IDLE) {
-                Ok(sample) => self.one(&sample),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
         }
     }
 
@@ -466,14 +448,19 @@ impl Inbound {
         {
             return self.refuse(&env.origin, format!("topic {topic:?} does not come in"));
         }
-        // Exact loss: the origin numbers what it sent on each topic.
-        let expected = self
-            .expected
-            .entry((env.origin.clone(), topic.to_string()))
-            .or_insert(env.link_seq);
-        let gap = env.link_seq.saturating_sub(*expected);
-        // (A smaller number: the origin's bridge started again, from 0.)
-        *expected = env.link_seq + 1;
+        // Exact loss: the origin numbers what it sent on each topic. (A
+        // smaller number: the origin's bridge started again, from 0.)
+        let next = match self.expected.get_mut(topic).and_then(|m| m.get_mut(&env.origin)) {
+            Some(n) => n,
+            None => self
+                .expected
+                .entry(topic.to_string())
+                .or_default()
+                .entry(env.origin.clone())
+                .or_insert(env.link_seq),
+        };
+        let gap = env.link_seq.saturating_sub(*next);
+        *next = env.link_seq + 1;
         if gap > 0 {
             self.s.counters.link(&env.origin, |l| l.dropped += gap);
         }

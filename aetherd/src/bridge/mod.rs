@@ -78,6 +78,9 @@ impl Counters {
     /// Runs `f` on the link to `broker` (made on first mention).
     pub fn link<R>(&self, broker: &str, f: impl FnOnce(&mut Link) -> R) -> R {
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        f(links.entry(broker.to_string()).or_default())
+        match links.get_mut(broker) {
+            Some(l) => f(l),
+            None => f(links.entry(broker.to_string()).or_default()),
+        }
     }
 }
