@@ -6,10 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q -p aether-examples -p aetherd -p aether-cli
-target=${CARGO_TARGET_DIR:-target}/debug
+target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug
 dir=$(mktemp -d "${TMPDIR:-/tmp}/aether-rust-examples.XXXXXX")
 mkdir -m 0700 "$dir/run"
-export XDG_RUNTIME_DIR=$dir/run AETHER_DAEMON=$PWD/$target/aetherd
+export XDG_RUNTIME_DIR=$dir/run AETHER_DAEMON=$target/aetherd
 unset AETHER_SOCKET AETHER_NO_AUTOSTART AETHER_CONFIG
 stop() {
     "$target/aether-cli" drain >/dev/null 2>&1 || true
