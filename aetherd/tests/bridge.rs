@@ -463,3 +463,98 @@ fn hosts_joined_by_veth_carry_a_topic_through_a_cut_link() {
     assert_eq!(s["dropped"], 0, "{s}");
     assert_eq!(stats(&a)["bridge"]["unsent"], 0);
 }
+
+// ---------------------------------------------------------------------------
+// TLS: only brokers whose certificates the configured authority signed.
+
+/// A certificate authority: its certificate (PEM file `ca.pem` in `dir`) and key.
+fn authority(dir: &std::path::Path) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    (ca, key)
+}
+
+/// A configuration file for broker `name` whose TLS certificate `ca` signed.
+fn tls_config(dir: &std::path::Path, name: &str, ca: &(rcgen::Certificate, rcgen::KeyPair)) -> std::path::PathBuf {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca.0, &ca.1)
+        .unwrap();
+    let (cert_file, key_file) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[bridge]\ntls = {{ root_ca = {:?}, certificate = {:?}, private_key = {:?} }}\n",
+            dir.join("ca.pem"),
+            cert_file,
+            key_file
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn with_tls_a_broker_the_authority_did_not_sign_is_kept_out() {
+    let (trusted, stranger) = (TempDir::new("bridge-tls-ca"), TempDir::new("bridge-tls-other-ca"));
+    let ca = authority(&trusted.0);
+    let other = authority(&stranger.0);
+    let (ca_a, ca_b) = (tls_config(&trusted.0, "a", &ca), tls_config(&trusted.0, "b", &ca));
+    let ca_c = tls_config(&stranger.0, "c", &other);
+    let port = free_port();
+    let tls = |p: u16| format!("tls/localhost:{p}");
+    let a = broker(
+        "a",
+        None,
+        &[],
+        &["sec.*"],
+        &["--config", ca_a.to_str().unwrap(), "--bridge-listen", &tls(port)],
+    );
+    let b = broker(
+        "b",
+        None,
+        &[],
+        &["sec.*"],
+        &["--config", ca_b.to_str().unwrap(), "--bridge-connect", &tls(port)],
+    );
+    let c = broker(
+        "c",
+        None,
+        &[],
+        &["sec.*"],
+        &["--config", ca_c.to_str().unwrap(), "--bridge-connect", &tls(port)],
+    );
+    let (ca_client, cb, cc) = (a.client(), b.client(), c.client());
+    for cl in [&ca_client, &cb, &cc] {
+        reliable(cl, "sec.data");
+    }
+    let mut sub_b = cb.subscriber("sec.data", &SubscriberConfig::default()).unwrap();
+    let mut sub_c = cc.subscriber("sec.data", &SubscriberConfig::default()).unwrap();
+    let mut sub_a = ca_client.subscriber("sec.data", &SubscriberConfig::default()).unwrap();
+    // a and b, signed by the same authority, talk.
+    wait_route(&ca_client, "sec.data", &mut sub_b);
+    // c, signed by another, neither hears a nor is heard.
+    let mut pa = ca_client.publisher("sec.data").unwrap();
+    let mut pc = cc.publisher("sec.data").unwrap();
+    for _ in 0..20 {
+        pa.publish(b"for the trusted").unwrap();
+        pc.publish(b"from a stranger").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while let Some(m) = sub_c.receive(Some(Duration::from_millis(200))).unwrap() {
+        assert_eq!(m.data, b"from a stranger", "c got a message from a");
+    }
+    while let Some(m) = sub_a.receive(Some(Duration::from_millis(200))).unwrap() {
+        assert_ne!(m.data, b"from a stranger", "a got c's message");
+    }
+    assert!(stats(&a)["bridge"]["links"]["c"].is_null(), "a saw c: {}", stats(&a));
+    assert!(stats(&c)["bridge"]["links"]["a"].is_null(), "c saw a: {}", stats(&c));
+    assert_eq!(stats(&a)["bridge"]["links"]["b"]["up"], true);
+}
