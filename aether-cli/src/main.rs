@@ -235,6 +235,7 @@ fn status_text(d: &Value) -> String {
         ),
         ("segments", fmt::bytes(num(d, "segment_bytes") as u64)),
         ("draining", text(d, "draining")),
+        ("bridge", bridge_summary(&d["bridge"])),
     ];
     rows.iter()
         .filter(|(_, v)| v != "-")
@@ -365,6 +366,15 @@ fn clients_table(clients: &Value) -> String {
         return "no clients".into();
     }
     fmt::table(&["CLIENT", "PID", "UID", "GID", "PUBS", "SUBS", "CONNECTED"], &rows)
+}
+
+/// `NAME, N of M brokers up` (`-`, which the status leaves out, without a bridge).
+fn bridge_summary(b: &Value) -> String {
+    let Some(links) = b["links"].as_object() else {
+        return "-".into();
+    };
+    let up = links.values().filter(|l| l["up"] == Value::Bool(true)).count();
+    format!("{}, {up} of {} brokers up", text(b, "name"), links.len())
 }
 
 /// The bridge's links (nothing when the daemon runs no bridge).

@@ -152,6 +152,9 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
             let st = crate::stats::collect(&s, socket);
             let mut v = to_json(&st.daemon)?;
             v["admin_pipe"] = pipe.display().to_string().into();
+            if let Some(b) = &st.bridge {
+                v["bridge"] = to_json(b)?;
+            }
             Ok(v)
         }
         Command::Topics => to_json(&crate::stats::collect(&s, socket).topics),
