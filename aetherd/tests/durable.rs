@@ -289,7 +289,11 @@ fn a_flipped_byte_in_the_log_is_reported_never_delivered() {
     }
     drop(s);
     // Record 50's payload: after the 32-byte file header, records of 24 + 100 bytes padded to 128.
+    // (A replay may have had the last ones from the ring: wait for the writer.)
     let file = log_files(&state, "fl").remove(0);
+    wait_for("the hundred in the file", Duration::from_secs(10), || {
+        std::fs::metadata(&file).map_or(0, |m| m.len()) >= 32 + 100 * 128
+    });
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[32 + 50 * 128 + 24 + 10] ^= 0x40;
     std::fs::write(&file, &bytes).unwrap();
