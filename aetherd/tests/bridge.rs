@@ -34,8 +34,21 @@ fn endpoint(port: u16) -> String {
 /// A daemon named `name`, bridging `topics`, listening on `listen` and
 /// connecting to each of `connect`.
 fn broker(name: &str, listen: Option<u16>, connect: &[u16], topics: &[&str], extra: &[&str]) -> Daemon {
+    broker_in_home(None, name, listen, connect, topics, extra)
+}
+
+/// As [`broker`]; with `home`, its socket and state directory are there, so
+/// that a daemon started again there finds its durable topics.
+fn broker_in_home(
+    home: Option<&std::path::Path>,
+    name: &str,
+    listen: Option<u16>,
+    connect: &[u16],
+    topics: &[&str],
+    extra: &[&str],
+) -> Daemon {
     let dir = TempDir::new(&format!("bridge-{name}"));
-    let socket = dir.0.join("aetherd.sock");
+    let socket = home.unwrap_or(&dir.0).join("aetherd.sock");
     let mut args: Vec<String> = vec![
         "--socket".into(),
         socket.display().to_string(),
@@ -52,6 +65,9 @@ fn broker(name: &str, listen: Option<u16>, connect: &[u16], topics: &[&str], ext
     }
     for t in topics {
         args.extend(["--bridge-topics".into(), t.to_string()]);
+    }
+    if let Some(h) = home {
+        args.extend(["--state-dir".into(), h.join("state").display().to_string()]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
@@ -557,4 +573,72 @@ fn with_tls_a_broker_the_authority_did_not_sign_is_kept_out() {
     assert!(stats(&a)["bridge"]["links"]["c"].is_null(), "a saw c: {}", stats(&a));
     assert!(stats(&c)["bridge"]["links"]["a"].is_null(), "c saw a: {}", stats(&c));
     assert_eq!(stats(&a)["bridge"]["links"]["b"]["up"], true);
+}
+
+#[test]
+fn a_durable_topic_delivers_what_was_published_while_the_link_was_down() {
+    let port = free_port();
+    let (home_a, home_b) = (TempDir::new("bridge-dur-a"), TempDir::new("bridge-dur-b"));
+    let durable = TopicParams {
+        policy: Policy::Reliable,
+        ring_size: 1 << 20,
+        max_message: 4096,
+        wal: Some(aether::Fsync::Never),
+        ..TopicParams::default()
+    };
+    let a = broker_in_home(Some(&home_a.0), "a", Some(port), &[], &["dur.*"], &[]);
+    let mut b = broker_in_home(Some(&home_b.0), "b", None, &[port], &["dur.*"], &[]);
+    let (ca, cb) = (a.client(), b.client());
+    ca.create_topic("dur.t", &durable).unwrap();
+    cb.create_topic("dur.t", &durable).unwrap();
+    let mut sub = cb.subscriber("dur.t", &SubscriberConfig::default()).unwrap();
+    wait_route(&ca, "dur.t", &mut sub);
+    let mut p = ca.publisher("dur.t").unwrap();
+    for i in 0..100u64 {
+        p.publish(format!("before {i}").as_bytes()).unwrap();
+    }
+    for i in 0..100u64 {
+        let m = sub
+            .receive(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("before the cut");
+        assert_eq!(m.data, format!("before {i}").as_bytes());
+    }
+    let next_on_b = cb.topic_stats("dur.t").unwrap().published;
+    drop((sub, cb));
+    // b dies; a sees it go, and publishing there goes on, into a's log.
+    b.signal(libc::SIGKILL);
+    let _ = b.child.wait();
+    wait_for("a to see b down", Duration::from_secs(20), || !link_up(&a, "b"));
+    for i in 0..1000u64 {
+        p.publish(format!("during {i}").as_bytes()).unwrap();
+    }
+    // b again, on its state: its topic is back, numbered on; the link returns
+    // and a sends what b missed, from its log.
+    let b2 = broker_in_home(Some(&home_b.0), "b", None, &[port], &["dur.*"], &[]);
+    let cb = b2.client();
+    let mut sub = cb
+        .subscriber(
+            "dur.t",
+            &SubscriberConfig {
+                start: aether::Start::Seq(next_on_b),
+                ..SubscriberConfig::default()
+            },
+        )
+        .unwrap();
+    let mut during = 0u64;
+    while during < 1000 {
+        let m = sub
+            .receive(Some(Duration::from_secs(20)))
+            .unwrap()
+            .unwrap_or_else(|| panic!("only {during} of the 1000 came; a: {}", stats(&a)["bridge"]));
+        let text = String::from_utf8(m.data).unwrap();
+        if text == "probe" || text.starts_with("before ") {
+            continue;
+        }
+        assert_eq!(text, format!("during {during}"), "in order, none twice");
+        during += 1;
+    }
+    let sa = stats(&a)["bridge"].clone();
+    assert_eq!(sa["unsent"], 0, "{sa}");
 }

@@ -22,7 +22,7 @@ use super::Counters;
 use crate::access::{self, Identity};
 use crate::config::{Action, BridgeConfig, BridgeTopic};
 use crate::state::State;
-use aether::{Client, Policy, Publisher, Status, SubscriberConfig};
+use aether::{Client, Policy, Publisher, Start, Status, SubscriberConfig};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +39,9 @@ const ALIVE_PREFIX: &str = "aether-bridge/";
 const DISCOVER_EVERY: Duration = Duration::from_millis(200);
 /// How long a bridge thread waits before it looks at its stop flag.
 const IDLE: Duration = Duration::from_millis(100);
+/// A durable topic's bridge commits its progress after this many messages
+/// sent (and whenever it is idle).
+const COMMIT_EVERY: u32 = 1000;
 
 type Echoes = Arc<Mutex<VecDeque<u64>>>;
 
@@ -262,7 +265,7 @@ impl Drop for Bridge {
 fn discover(s: Arc<Shared>, session: Session) {
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
     while !s.stopping() {
-        let topics: Vec<(String, Policy)> = {
+        let topics: Vec<(String, Policy, bool)> = {
             let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
             st.topics
                 .iter()
@@ -271,18 +274,18 @@ fn discover(s: Arc<Shared>, session: Session) {
                         .iter()
                         .any(|t| t.out && access::topic_matches(&t.pattern, name))
                 })
-                .map(|(name, t)| (name.clone(), t.seg.geometry().policy))
+                .map(|(name, t)| (name.clone(), t.seg.geometry().policy, t.durable.is_some()))
                 .collect()
         };
         running.retain(|_, h| !h.is_finished());
-        for (topic, policy) in topics {
+        for (topic, policy, durable) in topics {
             if running.contains_key(&topic) {
                 continue;
             }
             let (s2, z, t) = (Arc::clone(&s), session.clone(), topic.clone());
             match std::thread::Builder::new()
                 .name(format!("aetherd-bridge-{}", &topic[..topic.len().min(3)]))
-                .spawn(move || outbound(&s2, &z, &t, policy))
+                .spawn(move || outbound(&s2, &z, &t, policy, durable))
             {
                 Ok(h) => {
                     running.insert(topic, h);
@@ -298,30 +301,36 @@ fn discover(s: Arc<Shared>, session: Session) {
 }
 
 /// Sends `topic`'s local messages to the other brokers until the topic ends
-/// or the bridge stops.
-fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy) {
-    let setup = || -> Result<_, String> {
-        let client = Client::connect_with(Some(&s.socket), false).map_err(|e| e.to_string())?;
-        let sub = client
-            .subscriber(topic, &SubscriberConfig::default())
-            .map_err(|e| e.to_string())?;
-        let publisher = session
-            .declare_publisher(format!("{KEY_PREFIX}{topic}"))
-            .congestion_control(match policy {
-                Policy::Reliable => CongestionControl::Block,
-                Policy::Lossy => CongestionControl::Drop,
-            })
-            .allowed_destination(Locality::Remote)
-            .wait()
-            .map_err(|e| e.to_string())?;
-        Ok((client, sub, publisher))
+/// or the bridge stops. A durable topic is read through a durable
+/// subscription (`bridge.<name>`), committed every [`COMMIT_EVERY`] sent
+/// messages and when idle: while no remote broker listens the bridge lets go
+/// of the ring (so it holds no publisher back) and, when one listens again,
+/// resumes from the last commit, so what was published meanwhile is
+/// delivered from the log. (What it sends twice, receivers drop by seq.)
+fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable: bool) {
+    let client = match Client::connect_with(Some(&s.socket), false) {
+        Ok(c) => c,
+        Err(e) => return log::warn!("bridge: cannot send {topic:?} out: {e}"),
     };
-    let (_client, mut sub, publisher) = match setup() {
-        Ok(x) => x,
-        Err(e) => {
-            log::warn!("bridge: cannot send {topic:?} out: {e}");
-            return;
-        }
+    let cfg = SubscriberConfig {
+        start: if durable {
+            Start::Durable(format!("bridge.{}", s.name))
+        } else {
+            Start::Latest
+        },
+        ..SubscriberConfig::default()
+    };
+    let publisher = match session
+        .declare_publisher(format!("{KEY_PREFIX}{topic}"))
+        .congestion_control(match policy {
+            Policy::Reliable => CongestionControl::Block,
+            Policy::Lossy => CongestionControl::Drop,
+        })
+        .allowed_destination(Locality::Remote)
+        .wait()
+    {
+        Ok(p) => p,
+        Err(e) => return log::warn!("bridge: cannot send {topic:?} out: {e}"),
     };
     let matched = Arc::new(AtomicBool::new(
         publisher.matching_status().wait().is_ok_and(|m| m.matching()),
@@ -332,18 +341,47 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy) {
         .callback(move |st| m.store(st.matching(), Ordering::Release))
         .wait();
     let echoes = s.echoes(topic);
-    let (mut link_seq, mut lost_seen, mut since_stats) = (0u64, sub.stats().lost, 0u32);
+    let mut sub: Option<aether::Subscriber> = None;
+    let (mut link_seq, mut lost_seen, mut since_stats, mut uncommitted) = (0u64, 0u64, 0u32, 0u32);
     log::debug!("bridge: sending {topic:?} out");
     while !s.stopping() {
-        match sub.receive(Some(IDLE)) {
+        if durable && !matched.load(Ordering::Acquire) {
+            // Nobody listens: let the ring go; the log keeps the rest.
+            if sub.take().is_some() {
+                log::debug!("bridge: {topic:?}: no remote listener; resuming from the log later");
+            }
+            std::thread::sleep(IDLE);
+            continue;
+        }
+        let sb = match &mut sub {
+            Some(sb) => sb,
+            None => match client.subscriber(topic, &cfg) {
+                Ok(sb) => {
+                    lost_seen = sb.stats().lost;
+                    sub.insert(sb)
+                }
+                Err(e) if matches!(e.status, Status::NotFound | Status::Shutdown | Status::Unavailable) => break,
+                Err(e) => {
+                    log::warn!("bridge: cannot send {topic:?} out: {e}");
+                    std::thread::sleep(IDLE * 10);
+                    continue;
+                }
+            },
+        };
+        match sb.receive(Some(IDLE)) {
             Ok(Some(msg)) => {
                 since_stats += 1;
                 if is_echo(&echoes, msg.seq) {
                     continue;
                 }
                 if !matched.load(Ordering::Acquire) {
-                    // Nobody remote listens: the message cannot cross.
-                    s.counters.unsent.fetch_add(1, Ordering::Relaxed);
+                    if durable {
+                        // Not committed: sent again from the log once someone listens.
+                        sub = None;
+                    } else {
+                        // Nobody remote listens: the message cannot cross.
+                        s.counters.unsent.fetch_add(1, Ordering::Relaxed);
+                    }
                     continue;
                 }
                 let env = Envelope {
@@ -356,6 +394,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy) {
                 match publisher.put(msg.data).attachment(env.encode()).wait() {
                     Ok(()) => {
                         link_seq += 1;
+                        uncommitted += 1;
                         s.counters.sent.fetch_add(1, Ordering::Relaxed);
                         s.counters.sent_bytes.fetch_add(len, Ordering::Relaxed);
                     }
@@ -364,8 +403,16 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy) {
                         log::warn!("bridge: {topic:?}: {e}");
                     }
                 }
+                if durable && uncommitted >= COMMIT_EVERY {
+                    commit(sb, topic, &mut uncommitted);
+                }
             }
-            Ok(None) => since_stats = u32::MAX,
+            Ok(None) => {
+                since_stats = u32::MAX;
+                if durable && uncommitted > 0 {
+                    commit(sb, topic, &mut uncommitted);
+                }
+            }
             Err(e) if matches!(e.status, Status::NotFound | Status::Shutdown | Status::Unavailable) => {
                 log::debug!("bridge: {topic:?} ends ({e})");
                 break;
@@ -377,12 +424,27 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy) {
         }
         // What a lossy ring lapped before the bridge read it never left.
         if since_stats >= 256 {
-            let lost = sub.stats().lost;
-            s.counters
-                .unsent
-                .fetch_add(lost.saturating_sub(lost_seen), Ordering::Relaxed);
-            (lost_seen, since_stats) = (lost, 0);
+            if let Some(sb) = &sub {
+                let lost = sb.stats().lost;
+                s.counters
+                    .unsent
+                    .fetch_add(lost.saturating_sub(lost_seen), Ordering::Relaxed);
+                (lost_seen, since_stats) = (lost, 0);
+            }
         }
+    }
+    if let Some(sb) = &mut sub {
+        if durable && uncommitted > 0 {
+            commit(sb, topic, &mut uncommitted);
+        }
+    }
+}
+
+/// Records a durable topic's progress (everything received so far was sent).
+fn commit(sub: &mut aether::Subscriber, topic: &str, uncommitted: &mut u32) {
+    match sub.commit() {
+        Ok(()) => *uncommitted = 0,
+        Err(e) => log::warn!("bridge: {topic:?}: commit: {e}"),
     }
 }
 
@@ -405,8 +467,9 @@ struct Inbound {
     s: Arc<Shared>,
     client: Option<Client>,
     publishers: HashMap<String, Publisher>,
-    /// The next link sequence number expected on each topic from each broker.
-    expected: HashMap<String, HashMap<String, u64>>,
+    /// On each topic from each broker: the next link sequence number
+    /// expected, and the next message sequence number not yet published.
+    expected: HashMap<String, HashMap<String, (u64, u64)>>,
 }
 
 impl Inbound {
@@ -448,8 +511,10 @@ impl Inbound {
         {
             return self.refuse(&env.origin, format!("topic {topic:?} does not come in"));
         }
-        // Exact loss: the origin numbers what it sent on each topic. (A
-        // smaller number: the origin's bridge started again, from 0.)
+        // Exact loss: the origin numbers what it sent on each topic; and
+        // what it sent again (a durable topic's, from its log after a link
+        // came back) has a seq already seen. (A smaller link number: the
+        // origin's bridge of the topic started again, from 0.)
         let next = match self.expected.get_mut(topic).and_then(|m| m.get_mut(&env.origin)) {
             Some(n) => n,
             None => self
@@ -457,10 +522,21 @@ impl Inbound {
                 .entry(topic.to_string())
                 .or_default()
                 .entry(env.origin.clone())
-                .or_insert(env.link_seq),
+                .or_insert((env.link_seq, env.seq)),
         };
-        let gap = env.link_seq.saturating_sub(*next);
-        *next = env.link_seq + 1;
+        if env.link_seq < next.0 {
+            *next = (env.link_seq, env.seq);
+        }
+        let gap = env.link_seq - next.0;
+        next.0 = env.link_seq + 1;
+        if env.seq < next.1 {
+            self.s.counters.link(&env.origin, |l| {
+                l.dropped += gap;
+                l.duplicates += 1;
+            });
+            return;
+        }
+        next.1 = env.seq + 1;
         if gap > 0 {
             self.s.counters.link(&env.origin, |l| l.dropped += gap);
         }

@@ -43,6 +43,10 @@ pub struct Link {
     /// Its messages that the network lost on the way (counted exactly, from
     /// gaps in the link sequence numbers).
     pub dropped: u64,
+    /// Its messages received twice (a durable topic's, sent again from its
+    /// log after the link came back), dropped.
+    #[serde(default)]
+    pub duplicates: u64,
     /// Times the link went up and down.
     pub ups: u64,
     pub downs: u64,
