@@ -104,6 +104,14 @@ static void null_arguments(aether_client *c, aether_publisher *p, aether_subscri
     EXPECT(aether_receive_view(s, NULL, 0), AETHER_E_INVALID);
     EXPECT(aether_release(NULL, &m), AETHER_E_INVALID);
     EXPECT(aether_release(s, NULL), AETHER_E_INVALID);
+    uint64_t broker = 7, oseq = 7;
+    EXPECT(aether_subscriber_origin(NULL, &broker, &oseq), AETHER_E_INVALID);
+    EXPECT(aether_subscriber_origin(s, NULL, &oseq), AETHER_E_INVALID);
+    EXPECT(aether_subscriber_origin(s, &broker, NULL), AETHER_E_INVALID);
+    CHECK(broker == 7 && oseq == 7);
+    CHECK(aether_broker_id(NULL) == 0);
+    /* 64-bit FNV-1a of "a" with the low bit set (aether::broker_id). */
+    CHECK(aether_broker_id("a") == (0xaf63dc4c8601ec8cULL | 1));
 
     /* Closing NULL is harmless; lost of NULL is 0. */
     aether_client_close(NULL);
@@ -267,6 +275,10 @@ static void data_path(aether_publisher *p, aether_subscriber *s) {
     EXPECT(aether_publish(p, big, 1024), AETHER_OK);
     EXPECT(aether_receive(s, in, sizeof in, &len, 1000000000), AETHER_OK);
     CHECK(len == 1024 && memcmp(in, big, 1024) == 0);
+    /* Published here: no origin elsewhere. */
+    uint64_t broker = 7, oseq = 7;
+    EXPECT(aether_subscriber_origin(s, &broker, &oseq), AETHER_OK);
+    CHECK(broker == 0 && oseq == 0);
 
     /* Nothing to read: timeout 0 returns at once. */
     double t0 = now_s();

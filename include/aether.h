@@ -693,6 +693,21 @@ int aether_release(struct aether_subscriber *s, struct aether_message *msg);
 int aether_subscriber_commit(struct aether_subscriber *s);
 
 /**
+ * Where the message this subscriber received (or viewed) last was first
+ * published: for one another broker's bridge brought here
+ * (docs/BRIDGE.md), `*broker` is that broker's id (`aether_broker_id` of
+ * its name, never 0) and `*seq` its sequence number there; for one
+ * published here, both are 0. Errors: `AETHER_E_INVALID` (a NULL argument).
+ */
+int aether_subscriber_origin(const struct aether_subscriber *s, uint64_t *broker, uint64_t *seq);
+
+/**
+ * The id of the broker named `name` in message origins
+ * (`aether_subscriber_origin`); 0 for a NULL or non-UTF-8 name.
+ */
+uint64_t aether_broker_id(const char *name);
+
+/**
  * Fills `*out` with `topic`'s figures as the broker keeps them (one
  * request): `out->struct_size` must be set to `sizeof(aether_topic_statistics)`.
  * Errors: `AETHER_E_INVALID` (NULL, a bad name or struct_size),

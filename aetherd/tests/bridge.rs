@@ -134,7 +134,7 @@ fn messages_cross_in_order_and_only_named_topics_cross() {
     reliable(&ca, "br.data");
     reliable(&cb, "br.data");
     let mut sub = cb.subscriber("br.data", &SubscriberConfig::default()).unwrap();
-    wait_route(&ca, "br.data", &mut sub);
+    let probes = wait_route(&ca, "br.data", &mut sub);
 
     let count = 100_000u64;
     let publisher = std::thread::spawn({
@@ -154,8 +154,15 @@ fn messages_cross_in_order_and_only_named_topics_cross() {
             .unwrap()
             .unwrap_or_else(|| panic!("message {i} did not arrive; b's log:\n{}", b.log()));
         assert_eq!(m.data, message(i, size_of_msg(i, 1000)), "message {i}");
+        // Its origin: broker a, and its seq there (after the probes).
+        let o = m.origin.expect("a remote message says so");
+        assert_eq!((o.broker, o.seq), (aether::broker_id("a"), probes + i));
     }
     publisher.join().unwrap();
+    // One published on b itself has no origin.
+    cb.publisher("br.data").unwrap().publish(b"local").unwrap();
+    let m = sub.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+    assert_eq!((m.data.as_slice(), m.origin), (&b"local"[..], None));
 
     // A topic no pattern names never leaves; a remote one is counted.
     reliable(&ca, "private");

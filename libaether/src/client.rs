@@ -8,7 +8,7 @@ use crate::error::{Error, Result, Status};
 use crate::history::History;
 use crate::notice::{self, Notice};
 use crate::protocol::{self, Reply, Request, Start};
-use crate::ring::{Claim, Deadline, Reader, Record, SubscriberSource, WaitConfig, WaitStrategy, Writer};
+use crate::ring::{Claim, Deadline, Origin, Reader, Record, SubscriberSource, WaitConfig, WaitStrategy, Writer};
 use crate::segment::{Cursor, CursorLine, Policy, Segment, TopicParams, Waiters};
 use crate::sys::{mqueue as mq, uds::SeqPacket};
 use nix::poll::PollFlags;
@@ -811,6 +811,21 @@ impl Publisher {
         self.synced(claim.seq)
     }
 
+    /// Publishes the first `len` bytes of the outstanding loan as a message
+    /// another broker published first (the daemon's bridge does): `origin`
+    /// and the origin's `timestamp_ns` go with it, so subscribers can tell.
+    /// The loan must hold `len + ORIGIN_BYTES`.
+    pub fn commit_from(&mut self, len: usize, timestamp_ns: u64, origin: Origin) -> Result<u64> {
+        owned_by_this_process(self.client.conn.owner)?;
+        let claim = self
+            .loan
+            .ok_or_else(|| Error::invalid("no loan to commit: loan first"))?;
+        self.writer.commit_remote(claim, len, timestamp_ns, origin)?;
+        self.loan = None;
+        probe_lazy!(aether, publish, self.topic_c.as_ptr(), claim.seq, len);
+        self.synced(claim.seq)
+    }
+
     /// Gives the outstanding loan up without publishing it.
     pub fn abort(&mut self) -> Result<()> {
         owned_by_this_process(self.client.conn.owner)?;
@@ -900,6 +915,9 @@ pub struct Message {
     pub seq: u64,
     /// When it was published: CLOCK_REALTIME, nanoseconds since the epoch.
     pub timestamp_ns: u64,
+    /// For a message another broker's bridge brought here: the broker and
+    /// its seq there (docs/BRIDGE.md); `None` for one published here.
+    pub origin: Option<Origin>,
 }
 
 /// Receives from one topic, in publication order.
@@ -1050,6 +1068,12 @@ impl Subscriber {
         Ok(Received { len, seq, timestamp_ns })
     }
 
+    /// Where the message received last was first published, if another
+    /// broker's bridge brought it here (`None` for one published here).
+    pub fn last_origin(&self) -> Option<Origin> {
+        self.reader.last_origin()
+    }
+
     /// Receives the next message as an owned copy; `Ok(None)` on timeout.
     pub fn receive(&mut self, timeout: Option<Duration>) -> Result<Option<Message>> {
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -1063,6 +1087,7 @@ impl Subscriber {
                 data,
                 seq: r.seq,
                 timestamp_ns: r.timestamp_ns,
+                origin: self.last_origin(),
             })),
             Err(e) if e.status == Status::Timeout => Ok(None),
             Err(e) => Err(e),
@@ -1093,6 +1118,7 @@ impl Subscriber {
                     timestamp_ns: m.timestamp_ns,
                     len: m.payload.len(),
                     data: m.payload.as_ptr(),
+                    origin: None,
                 })
             })?;
             if let Some(rec) = from_log {

@@ -35,7 +35,7 @@ pub use delivery::{Delivery, Received};
 pub use error::{Error, Result, Status};
 pub use notice::Notice;
 pub use protocol::{Start, TopicStats};
-pub use ring::{Deadline, Record, WaitConfig, WaitStrategy};
+pub use ring::{broker_id, Deadline, Origin, Record, WaitConfig, WaitStrategy, ORIGIN_BYTES};
 pub use segment::{Fsync, Policy, TopicParams};
 
 // The parts the daemon, the CLI, the benchmark and the tests share with the

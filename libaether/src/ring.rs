@@ -129,6 +129,32 @@ const KIND_CLAIMED: u64 = 1;
 const KIND_MESSAGE: u64 = 2;
 const KIND_PADDING: u64 = 3;
 const KIND_ABORTED: u64 = 4;
+/// A message published for another broker (the daemon's bridge): an
+/// [`Origin`] of [`ORIGIN_BYTES`] follows its payload, inside the stride.
+const KIND_REMOTE: u64 = 5;
+
+/// Bytes of the origin a remote message carries after its payload: the
+/// origin broker's id and the message's seq there. A remote message may
+/// therefore be at most `max_message - ORIGIN_BYTES` long.
+pub const ORIGIN_BYTES: usize = 16;
+
+/// Where a message bridged from another broker was first published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The origin broker's id: [`broker_id`] of its name.
+    pub broker: u64,
+    /// The message's sequence number on the origin broker.
+    pub seq: u64,
+}
+
+/// The id of the broker named `name` in an [`Origin`]: 64-bit FNV-1a of the
+/// name's bytes with the lowest bit set, so never 0 (`aether-cli stats
+/// --json` shows each linked broker's).
+pub fn broker_id(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) | 1
+}
 
 #[repr(C)]
 struct RecordHeader {
@@ -801,9 +827,39 @@ impl Writer {
         Ok(())
     }
 
+    /// Publishes the first `len` bytes of `claim` as a message from another
+    /// broker: `origin` goes after them (the claim must have room for both:
+    /// claim `len + ORIGIN_BYTES`), and `timestamp_ns` is the origin's.
+    pub fn commit_remote(&mut self, claim: Claim, len: usize, timestamp_ns: u64, origin: Origin) -> Result<()> {
+        if len + ORIGIN_BYTES > claim.capacity || (RECORD_HEADER + len + ORIGIN_BYTES) as u64 > claim.stride {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!(
+                    "a remote message of {len} bytes and its origin exceed the loan of {}",
+                    claim.capacity
+                ),
+            ));
+        }
+        let payload = self.payload(&claim);
+        // SAFETY: [payload, + len + ORIGIN_BYTES) is inside the claim (checked
+        // above), which is ours until the stamp publishes it.
+        unsafe {
+            let t = payload.add(len).cast::<u64>();
+            t.write_unaligned(origin.broker);
+            t.add(1).write_unaligned(origin.seq);
+        }
+        self.commit_kind(claim, len, timestamp_ns, KIND_REMOTE);
+        Ok(())
+    }
+
     /// Publishes a claim of at least `len` bytes (checked by the caller).
     #[inline(always)]
     fn commit_at(&mut self, claim: Claim, len: usize, timestamp_ns: u64) {
+        self.commit_kind(claim, len, timestamp_ns, KIND_MESSAGE)
+    }
+
+    #[inline(always)]
+    fn commit_kind(&mut self, claim: Claim, len: usize, timestamp_ns: u64, kind: u64) {
         let h = self.header_at(claim.pos);
         // The whole header, then the stamp, in one burst: the reader spinning on
         // this line pulls it away between stores that are further apart.
@@ -814,7 +870,7 @@ impl Writer {
             std::ptr::addr_of_mut!((*h).seq).write_volatile(claim.seq);
             std::ptr::addr_of_mut!((*h).timestamp_ns).write_volatile(timestamp_ns);
             (*h).stamp
-                .store(stamp(self.geo.salt, claim.pos, KIND_MESSAGE), Ordering::Release);
+                .store(stamp(self.geo.salt, claim.pos, kind), Ordering::Release);
         }
         self.release_slot();
         self.wake_readers();
@@ -958,6 +1014,8 @@ pub struct Record {
     pub len: usize,
     /// The payload, in the shared mapping.
     pub data: *const u8,
+    /// Where it was first published, for a message from another broker.
+    pub origin: Option<Origin>,
 }
 
 /// What the reader found at its position.
@@ -1008,6 +1066,8 @@ pub struct Reader {
     pending_since: Option<(u64, u64)>,
     /// The shared cursor moves only at `store_position` (see `hold_cursor`).
     hold: bool,
+    /// The last remote message consumed: its seq here, and its origin.
+    remote: Option<(u64, Origin)>,
     pub wait: WaitConfig,
     pub abandon_timeout: Duration,
 }
@@ -1086,6 +1146,7 @@ impl Reader {
             too_large_len: 0,
             pending_since: None,
             hold: false,
+            remote: None,
             wait: WaitConfig::default(),
             abandon_timeout: Duration::from_millis(100),
         };
@@ -1238,6 +1299,42 @@ impl Reader {
                     };
                     return Ok(Found::Message(self.record(self.pos, header)));
                 }
+                KIND_REMOTE => {
+                    let Some(header) = self.read_header_unless_lapped(self.pos)? else {
+                        return Ok(Found::Pending {
+                            claimed: false,
+                            stamp: raw,
+                        });
+                    };
+                    let (stride, len) = (header.0, header.1);
+                    if (RECORD_HEADER + len + ORIGIN_BYTES) as u64 > stride {
+                        if self.overwritten(self.pos) {
+                            return Ok(Found::Pending {
+                                claimed: false,
+                                stamp: raw,
+                            });
+                        }
+                        return Err(Error::corrupt(format!(
+                            "remote record at {} has no room for its origin",
+                            self.pos
+                        )));
+                    }
+                    let mut rec = self.record(self.pos, header);
+                    // SAFETY: the trailer lies inside the record's stride,
+                    // which read_header checked is inside the ring; plain
+                    // integers, read volatile (a lossy publisher may be
+                    // overwriting them: the reader's overwrite check after
+                    // reading the payload covers them too).
+                    let origin = unsafe {
+                        let t = rec.data.add(len).cast::<u64>();
+                        Origin {
+                            broker: t.read_unaligned(),
+                            seq: t.add(1).read_unaligned(),
+                        }
+                    };
+                    rec.origin = Some(origin);
+                    return Ok(Found::Message(rec));
+                }
                 KIND_PADDING => {
                     let off = self.pos & (self.geo.ring_size - 1);
                     self.pos += self.geo.ring_size - off;
@@ -1298,7 +1395,7 @@ impl Reader {
             let h = self.header_at(u);
             // SAFETY: in bounds (header_at); the stamp is an atomic.
             let (p, kind) = decode(self.geo.salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
-            if p == u && (KIND_CLAIMED..=KIND_ABORTED).contains(&kind) {
+            if p == u && (KIND_CLAIMED..=KIND_REMOTE).contains(&kind) {
                 break;
             }
             u += ALIGN;
@@ -1489,7 +1586,17 @@ impl Reader {
     /// Messages skipped before it (lapped, abandoned) are added to `lost`.
     #[inline(always)]
     pub fn consume(&mut self, rec: &Record) {
+        if let Some(o) = rec.origin {
+            self.remote = Some((rec.seq, o));
+        }
         self.advance(rec.pos + rec.stride, rec.seq, 1, 0);
+    }
+
+    /// The origin of the last message consumed, if it came from another broker.
+    pub fn last_origin(&self) -> Option<Origin> {
+        self.remote
+            .filter(|(seq, _)| seq.wrapping_add(1) == self.next_seq)
+            .map(|(_, o)| o)
     }
 
     /// From now on the shared cursor moves only at
@@ -1659,6 +1766,7 @@ impl Reader {
             timestamp_ns,
             len,
             data: self.header_at(pos).cast::<u8>().wrapping_add(RECORD_HEADER),
+            origin: None,
         }
     }
 

@@ -714,3 +714,68 @@ fn no_poll_wake_up_is_lost() {
     publisher.join().unwrap();
     assert!(polls > 0, "the reader never had to wait");
 }
+
+/// Messages from another broker (the bridge's `commit_remote`) carry their
+/// origin after the payload; local ones carry none; a remote stamp on a
+/// record with no room for the origin is corruption, never a read past it.
+#[test]
+fn remote_messages_carry_their_origin() {
+    use aether::ring::{Origin, ORIGIN_BYTES};
+    let seg = segment(Policy::Reliable, 8192, 1000);
+    let mut w = seg.writer(None);
+    let mut r = seg.reader(0).unwrap();
+    let mut buf = vec![0u8; 1000];
+    for i in 0..3000u64 {
+        let m = message(i, size_of_msg(i, 1000 - ORIGIN_BYTES));
+        let remote = i % 3 == 1;
+        if remote {
+            let c = w.claim(m.len() + ORIGIN_BYTES).unwrap();
+            // SAFETY: the claim holds m.len() + ORIGIN_BYTES bytes, ours until commit.
+            unsafe { std::ptr::copy_nonoverlapping(m.as_ptr(), w.payload(&c), m.len()) };
+            let o = Origin {
+                broker: aether::broker_id("b"),
+                seq: 1000 + i,
+            };
+            w.commit_remote(c, m.len(), 77, o).unwrap();
+        } else {
+            w.publish(&m).unwrap();
+        }
+        if i % 2 == 0 {
+            let (len, seq, ts) = r.receive_into(&mut buf, &soon()).unwrap();
+            assert_eq!((seq, &buf[..len]), (i, &m[..]));
+            assert_eq!(r.last_origin().map(|o| o.seq), remote.then_some(1000 + i));
+            assert_eq!(ts == 77, remote);
+        } else {
+            let rec = r.next(&soon()).unwrap();
+            // SAFETY: rec.data..+len is in the ring, and the topic is reliable.
+            let got = unsafe { std::slice::from_raw_parts(rec.data, rec.len) };
+            assert_eq!(got, &m[..]);
+            assert_eq!(rec.origin.map(|o| o.broker), remote.then(|| aether::broker_id("b")));
+            r.consume(&rec);
+        }
+    }
+    // The claim must hold the origin too (20 + 16 bytes do not fit the 32
+    // after a one-line record's header): nothing is published otherwise.
+    let c = w.claim(20).unwrap();
+    let e = w.commit_remote(c, 20, 0, Origin { broker: 1, seq: 1 }).unwrap_err();
+    assert_eq!(e.status, Status::TooLarge);
+    w.abort(c);
+    // A hostile party stamps a one-line record remote (kind 5) with a
+    // payload that leaves no room for the origin.
+    w.publish(b"x").unwrap();
+    r.receive_into(&mut buf, &soon()).unwrap();
+    let tail = seg.tail().lo.load(Ordering::SeqCst);
+    forge_message(&seg, tail, 3001, 30);
+    let geo = *seg.geometry();
+    let off = (tail & (geo.ring_size - 1)) as usize;
+    // SAFETY: the stamp word of the forged header, inside the ring.
+    unsafe {
+        (*seg.ring_ptr().add(off).cast::<std::sync::atomic::AtomicU64>())
+            .store((tail | 5) ^ geo.salt, Ordering::Release)
+    };
+    let e = r
+        .receive_into(&mut buf, &Deadline::after(Some(Duration::from_millis(200))))
+        .unwrap_err();
+    assert_eq!(e.status, Status::Corrupt, "{e}");
+    assert!(e.message.contains("origin"), "{e}");
+}

@@ -132,6 +132,12 @@ fn create_topic(
     create(py, &client, topic, &params, exist_ok)
 }
 
+/// The id of the broker named `name` in `Message.origin` (never 0).
+#[pyfunction]
+fn broker_id(name: &str) -> u64 {
+    aether::broker_id(name)
+}
+
 /// Pins the calling thread to `cpus` (sched_setaffinity). Raises
 /// InvalidArgument (a ValueError) for an empty list or a CPU this process
 /// may not use; the thread's affinity is then left as it was.
@@ -195,6 +201,7 @@ fn _aether(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create_topic, m)?)?;
     m.add_function(wrap_pyfunction!(delete_topic, m)?)?;
     m.add_function(wrap_pyfunction!(set_thread_affinity, m)?)?;
+    m.add_function(wrap_pyfunction!(broker_id, m)?)?;
     m.add_function(wrap_pyfunction!(topic_stats, m)?)?;
     bench::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -102,6 +102,7 @@ struct Got {
     /// `delivery="mqueue"`: the bytes, copied out of the queue (`ptr` points
     /// into them); `None`: `ptr` points into the ring.
     owned: Option<Box<[u8]>>,
+    origin: Option<aether::Origin>,
 }
 
 enum Outcome {
@@ -161,6 +162,7 @@ impl Subscriber {
                 topic: self.topic.clone_ref(py),
                 seq: g.seq,
                 timestamp_ns: g.timestamp_ns,
+                origin: g.origin.map(|o| (o.broker, o.seq)),
                 len: g.len,
                 ptr: g.ptr,
                 view: g.view,
@@ -174,15 +176,15 @@ impl Subscriber {
     /// (`delivery="mqueue"`), registered as the held view either way.
     fn take(st: &mut State, deadline: &Deadline, max_message: usize) -> aether::Result<Got> {
         let inner = &mut st.inner.as_mut().expect("the caller checked").0;
-        let (ptr, len, seq, timestamp_ns, owned) = match inner.delivery() {
+        let (ptr, len, seq, timestamp_ns, owned, origin) = match inner.delivery() {
             aether::Delivery::Shm => {
                 let rec = inner.receive_view(deadline)?;
-                (rec.data as usize, rec.len, rec.seq, rec.timestamp_ns, None)
+                (rec.data as usize, rec.len, rec.seq, rec.timestamp_ns, None, rec.origin)
             }
             aether::Delivery::Mqueue => {
                 let mut buf = vec![0u8; max_message].into_boxed_slice();
                 let r = inner.receive_into_deadline(&mut buf, deadline)?;
-                (buf.as_ptr() as usize, r.len, r.seq, r.timestamp_ns, Some(buf))
+                (buf.as_ptr() as usize, r.len, r.seq, r.timestamp_ns, Some(buf), None)
             }
         };
         let view = Arc::new(ViewState {
@@ -198,6 +200,7 @@ impl Subscriber {
             timestamp_ns,
             view,
             owned,
+            origin,
         })
     }
 
@@ -578,6 +581,7 @@ pub struct Message {
     topic: Py<PyString>,
     seq: u64,
     timestamp_ns: u64,
+    origin: Option<(u64, u64)>,
     len: usize,
     ptr: usize,
     view: Arc<ViewState>,
@@ -666,6 +670,14 @@ impl Message {
     #[getter]
     fn timestamp_ns(&self) -> u64 {
         self.timestamp_ns
+    }
+
+    /// For a message another broker's bridge brought here: `(broker, seq)`,
+    /// the broker's id (`aether.broker_id(name)`) and the message's sequence
+    /// number there; `None` for one published here.
+    #[getter]
+    fn origin(&self) -> Option<(u64, u64)> {
+        self.origin
     }
 
     #[getter]

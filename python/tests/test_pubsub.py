@@ -415,3 +415,14 @@ def test_huge_pages(sock, topic):
         with aether.Subscriber(topic, socket=sock) as sub, aether.Publisher(topic, socket=sock) as pub:
             pub.publish(b"on huge pages")
             assert bytes(sub.receive(timeout=5.0)) == b"on huge pages"
+
+
+def test_origin_of_a_local_message(sock, topic):
+    # Published here: no origin elsewhere (bridged messages carry one:
+    # aetherd/tests/bridge.rs checks them across brokers).
+    with aether.Subscriber(topic, socket=sock) as sub, aether.Publisher(topic, socket=sock) as pub:
+        pub.publish(b"here")
+        m = sub.receive(timeout=5.0)
+        assert bytes(m) == b"here" and m.origin is None
+    assert aether.broker_id("a") == 0xAF63DC4C8601EC8C | 1
+    assert aether.broker_id("b") != aether.broker_id("a")

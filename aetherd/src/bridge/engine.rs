@@ -22,7 +22,7 @@ use super::Counters;
 use crate::access::{self, Identity};
 use crate::config::{Action, BridgeConfig, BridgeTopic};
 use crate::state::State;
-use aether::{Client, Policy, Publisher, Start, Status, SubscriberConfig};
+use aether::{broker_id, Client, Origin, Policy, Publisher, Start, Status, SubscriberConfig, ORIGIN_BYTES};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -548,7 +548,7 @@ impl Inbound {
             }
         }
         let payload = sample.payload().to_bytes();
-        match self.publish(topic, &payload) {
+        match self.publish(topic, &payload, &env) {
             Ok(()) => self.s.counters.link(&env.origin, |l| {
                 l.received += 1;
                 l.received_bytes += payload.len() as u64;
@@ -559,20 +559,24 @@ impl Inbound {
 
     /// Publishes `data` on `topic` (made with the configured defaults when
     /// missing), noting its sequence number as an echo before it is visible.
-    fn publish(&mut self, topic: &str, data: &[u8]) -> aether::Result<()> {
+    fn publish(&mut self, topic: &str, data: &[u8], env: &Envelope) -> aether::Result<()> {
         let (s, echoes) = (Arc::clone(&self.s), self.s.echoes(topic));
+        let origin = Origin {
+            broker: broker_id(&env.origin),
+            seq: env.seq,
+        };
         for attempt in 0..2 {
             let p = self.publisher(topic)?;
             let result = loop {
-                match p.loan(data.len()) {
-                    Ok(buf) => buf.copy_from_slice(data),
+                match p.loan(data.len() + ORIGIN_BYTES) {
+                    Ok(buf) => buf[..data.len()].copy_from_slice(data),
                     // A full reliable ring: wait on, unless the bridge stops.
                     Err(e) if e.status == Status::Timeout && !s.stopping() => continue,
                     Err(e) => break Err(e),
                 }
                 let seq = p.loan_seq().expect("a loan is outstanding");
                 echoes.lock().unwrap_or_else(|p| p.into_inner()).push_back(seq);
-                break p.commit(data.len()).map(|_| ());
+                break p.commit_from(data.len(), env.timestamp_ns, origin).map(|_| ());
             };
             match result {
                 // The topic was deleted (or made again): a fresh publisher once.

@@ -35,6 +35,10 @@ pub struct Counters {
 /// What the bridge knows of one remote broker, by its name.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Link {
+    /// The broker's id in the origin of its messages here
+    /// (`aether::broker_id` of its name; `Message::origin`).
+    #[serde(default)]
+    pub id: u64,
     /// Whether its bridge is reachable now.
     pub up: bool,
     /// Its messages published here, and their payload bytes.
@@ -84,7 +88,10 @@ impl Counters {
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         match links.get_mut(broker) {
             Some(l) => f(l),
-            None => f(links.entry(broker.to_string()).or_default()),
+            None => f(links.entry(broker.to_string()).or_insert_with(|| Link {
+                id: aether::broker_id(broker),
+                ..Link::default()
+            })),
         }
     }
 }

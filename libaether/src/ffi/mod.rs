@@ -879,6 +879,48 @@ pub unsafe extern "C" fn aether_subscriber_commit(s: *mut aether_subscriber) -> 
     })
 }
 
+/// Where the message this subscriber received (or viewed) last was first
+/// published: for one another broker's bridge brought here
+/// (docs/BRIDGE.md), `*broker` is that broker's id (`aether_broker_id` of
+/// its name, never 0) and `*seq` its sequence number there; for one
+/// published here, both are 0. Errors: `AETHER_E_INVALID` (a NULL argument).
+#[no_mangle]
+pub unsafe extern "C" fn aether_subscriber_origin(
+    s: *const aether_subscriber,
+    broker: *mut u64,
+    seq: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or a live subscriber handle, per the API contract.
+        let s = unsafe { handle_ref(s.cast_mut(), "subscriber")? };
+        if broker.is_null() {
+            return Err(null_arg("broker"));
+        }
+        if seq.is_null() {
+            return Err(null_arg("seq"));
+        }
+        let o = s.inner.last_origin().unwrap_or(crate::Origin { broker: 0, seq: 0 });
+        // SAFETY: both non-null, and per the contract writable u64s.
+        unsafe {
+            write_out(broker, o.broker);
+            write_out(seq, o.seq);
+        }
+        Ok(())
+    })
+}
+
+/// The id of the broker named `name` in message origins
+/// (`aether_subscriber_origin`); 0 for a NULL or non-UTF-8 name.
+#[no_mangle]
+pub unsafe extern "C" fn aether_broker_id(name: *const c_char) -> u64 {
+    if name.is_null() {
+        return 0;
+    }
+    // SAFETY: non-null and, per the contract, a NUL-terminated string.
+    let name = unsafe { std::ffi::CStr::from_ptr(name) };
+    name.to_str().map_or(0, crate::broker_id)
+}
+
 /// Fills `*out` with `topic`'s figures as the broker keeps them (one
 /// request): `out->struct_size` must be set to `sizeof(aether_topic_statistics)`.
 /// Errors: `AETHER_E_INVALID` (NULL, a bad name or struct_size),
