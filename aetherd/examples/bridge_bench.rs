@@ -48,7 +48,8 @@ fn topic(c: &Client, name: &str, size: u64) -> Res<()> {
     let p = TopicParams {
         policy: Policy::Reliable,
         ring_size: (size * 64).next_power_of_two().max(1 << 20),
-        max_message: size.max(64),
+        // Room for the origin a bridged message carries.
+        max_message: size.max(64) + aether::ORIGIN_BYTES as u64,
         ..TopicParams::default()
     };
     match c.create_topic(name, &p) {

@@ -163,6 +163,12 @@ fn messages_cross_in_order_and_only_named_topics_cross() {
     cb.publisher("br.data").unwrap().publish(b"local").unwrap();
     let m = sub.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
     assert_eq!((m.data.as_slice(), m.origin), (&b"local"[..], None));
+    // A message of the topic's max_message leaves no room for its origin: it
+    // crosses without one.
+    let full = message(7, 4096);
+    ca.publisher("br.data").unwrap().publish(&full).unwrap();
+    let m = sub.receive(Some(Duration::from_secs(10))).unwrap().unwrap();
+    assert_eq!((&m.data, m.origin), (&full, None));
 
     // A topic no pattern names never leaves; a remote one is counted.
     reliable(&ca, "private");

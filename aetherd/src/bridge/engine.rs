@@ -567,8 +567,11 @@ impl Inbound {
         };
         for attempt in 0..2 {
             let p = self.publisher(topic)?;
+            // A message that leaves no room for its origin crosses without it.
+            let marked = data.len() + ORIGIN_BYTES <= p.max_message();
+            let room = if marked { data.len() + ORIGIN_BYTES } else { data.len() };
             let result = loop {
-                match p.loan(data.len() + ORIGIN_BYTES) {
+                match p.loan(room) {
                     Ok(buf) => buf[..data.len()].copy_from_slice(data),
                     // A full reliable ring: wait on, unless the bridge stops.
                     Err(e) if e.status == Status::Timeout && !s.stopping() => continue,
@@ -576,7 +579,12 @@ impl Inbound {
                 }
                 let seq = p.loan_seq().expect("a loan is outstanding");
                 echoes.lock().unwrap_or_else(|p| p.into_inner()).push_back(seq);
-                break p.commit_from(data.len(), env.timestamp_ns, origin).map(|_| ());
+                break if marked {
+                    p.commit_from(data.len(), env.timestamp_ns, origin)
+                } else {
+                    p.commit(data.len())
+                }
+                .map(|_| ());
             };
             match result {
                 // The topic was deleted (or made again): a fresh publisher once.
