@@ -403,19 +403,7 @@ fn broker_in(ns: &str, name: &str, args: &[String]) -> Daemon {
         .stderr(log)
         .spawn()
         .expect("start aetherd in a namespace");
-    let mut d = Daemon {
-        child,
-        socket,
-        instance_id: 0,
-        dir,
-    };
-    let mut client = None;
-    wait_for("aetherd in its namespace to listen", Duration::from_secs(10), || {
-        client = Client::connect_with(Some(&d.socket), false).ok();
-        client.is_some()
-    });
-    d.instance_id = client.unwrap().instance_id();
-    d
+    Daemon::adopt(child, socket, dir)
 }
 
 #[test]

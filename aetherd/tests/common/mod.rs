@@ -114,6 +114,12 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("start aetherd");
+        Daemon::adopt(child, socket, dir)
+    }
+
+    /// The daemon `child` started (however the test started it), once it
+    /// answers on `socket`.
+    pub fn adopt(child: Child, socket: PathBuf, dir: TempDir) -> Daemon {
         let mut d = Daemon {
             child,
             socket,
