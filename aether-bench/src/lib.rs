@@ -38,8 +38,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub cpus: Vec<usize>,
     /// Which benchmarks to run: latency, throughput, fanout; durable (the
-    /// write-ahead log, under TMPDIR) and pages (normal against huge pages)
-    /// only when asked
+    /// write-ahead log, under TMPDIR), pages (normal against huge pages) and
+    /// publishers (one against two publishers on one topic) only when asked
     #[arg(long, value_delimiter = ',', default_values_t = vec!["latency".to_string(), "throughput".into(), "fanout".into()])]
     pub only: Vec<String>,
     /// Round trips measured per latency system (after a 10% warm-up)
@@ -318,6 +318,9 @@ impl Bench {
         if only.iter().any(|o| o == "pages") {
             self.pages()?;
         }
+        if only.iter().any(|o| o == "publishers") {
+            self.publishers()?;
+        }
         if only.iter().any(|o| o == "fanout") {
             self.fanout()?;
         }
@@ -551,6 +554,50 @@ impl Bench {
             }
         }
         let _ = self.client.delete_topic("tput");
+        Ok(())
+    }
+
+    /// Publishers contending for one lossy topic with nobody subscribed: one
+    /// alone, then two at once (separate processes on the first CPUs),
+    /// their summed rate: what they cost each other (the tail they share,
+    /// and whatever else shares its lines).
+    fn publishers(&mut self) -> Result<()> {
+        let count: u64 = self
+            .args
+            .messages
+            .unwrap_or(if self.args.quick { 2_000_000 } else { 10_000_000 });
+        if !self.args.json {
+            println!("publishers: N publishers (separate processes), one lossy topic, no subscriber, 64 B, {count} messages each");
+            println!("{:<12} {:>16}", "publishers", "summed msgs/s");
+        }
+        for n in [1usize, 2] {
+            let mut sums = (0f64, 0f64);
+            for _ in 0..self.rounds() {
+                self.topic("pubs", Policy::Lossy, 64, 4 << 20)?;
+                let env = vec![
+                    ("AB_SYSTEM", "aether".to_string()),
+                    ("AB_WAIT", "default".to_string()),
+                    ("AB_SIZE", "64".to_string()),
+                    ("AB_COUNT", count.to_string()),
+                    ("AB_TOPIC", "pubs".to_string()),
+                ];
+                let procs = (0..n)
+                    .map(|i| self.spawn("source", self.cpu(i), &env))
+                    .collect::<Result<Vec<_>>>()?;
+                let (mut msgs, mut secs) = (0f64, 0f64);
+                for p in self.start(procs)? {
+                    let r = p.result()?;
+                    msgs += r["msgs"];
+                    secs = f64::max(secs, r["secs"]);
+                }
+                sums = (sums.0 + msgs, sums.1 + secs);
+            }
+            let rate = sums.0 / sums.1.max(1e-9);
+            self.emit(
+                format!(r#"{{"bench":"publishers","publishers":{n},"msgs_per_s":{rate:.0}}}"#),
+                format!("{n:<12} {:>14}/s", fmt_rate(rate)),
+            );
+        }
         Ok(())
     }
 

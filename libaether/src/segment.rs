@@ -42,8 +42,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
 /// 6: the waiters page has the pollable subscribers' line ([`PollLine`]).
-/// (The `unpadded` benchmark build's segments are another layout: its own version.)
-pub const LAYOUT_VERSION: u32 = if cfg!(feature = "unpadded") { 0x8000_0007 } else { 7 };
+/// (The `unpadded-*` benchmark builds' segments are another layout: their own version.)
+pub const LAYOUT_VERSION: u32 = if cfg!(any(
+    feature = "unpadded-header",
+    feature = "unpadded-slots",
+    feature = "unpadded-waiters"
+)) {
+    0x8000_0007
+} else {
+    7
+};
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
 pub const MAX_RING: u64 = 1 << 30;
@@ -116,16 +124,16 @@ pub struct TopicName {
     pub bytes: [u8; MAX_TOPIC_LEN],
 }
 
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-header"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-header", repr(C))]
 pub struct TailLine {
     /// `lo`: byte position of the next claim; `hi`: sequence number of the next message.
     pub pair: atomic128::Pair,
 }
 
 /// The word subscribers sleep on while there is nothing to read.
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-header"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-header", repr(C))]
 pub struct DataLine {
     /// Bumped by a publisher before FUTEX_WAKE (and by the daemon to wake
     /// everyone), so that a sleeper about to wait on the old value does not.
@@ -134,8 +142,8 @@ pub struct DataLine {
 
 /// Publishers waiting for space (reliable topics, or a stalled peer): they
 /// sleep on the waiters page's `space_word`.
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-header"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-header", repr(C))]
 pub struct SpaceLine {
     /// Publishers asleep or about to sleep on the space word.
     pub waiters: AtomicU32,
@@ -152,8 +160,8 @@ pub fn wake_all(word: &AtomicU32) {
 /// of a 64th of the ring) before a claim's bytes are written. Lossy readers
 /// check it after a copy, instead of the tail that every claim writes; it
 /// changes about 64 times per ring, so the line stays cached.
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-header"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-header", repr(C))]
 pub struct HorizonLine {
     pub horizon: AtomicU64,
 }
@@ -200,8 +208,8 @@ pub const TOPIC_CLOSED: u32 = 2;
 /// The topic was deleted.
 pub const TOPIC_DELETED: u32 = 3;
 
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-header"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-header", repr(C))]
 pub struct StatsLine {
     /// Loans given up (`Writer::abort`).
     pub aborted: AtomicU64,
@@ -231,8 +239,8 @@ pub struct SubscriberEntry {
 
 /// Where a publisher announces the claim it is writing, so that no other
 /// publisher laps it mid-write (docs/ARCHITECTURE.md, "Publisher gating").
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-slots"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-slots", repr(C))]
 pub struct PubSlot {
     /// A lower bound of the position this publisher is writing at, or [`SLOT_FREE`].
     pub claim: AtomicU64,
@@ -255,8 +263,8 @@ pub struct Header {
 /// sync (see [`DurableLine`]). In the segment, which publishers may write:
 /// a publisher that meddles here only wakes others early (they re-check) or
 /// makes them sleep in slices until the sync they wait for.
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-header"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-header", repr(C))]
 pub struct SyncedLine {
     /// Bumped by the daemon after each sync, before FUTEX_WAKE.
     pub word: AtomicU32,
@@ -275,7 +283,11 @@ pub struct DurableLine {
     pub always: AtomicU32,
 }
 
-#[cfg(not(feature = "unpadded"))]
+#[cfg(not(any(
+    feature = "unpadded-header",
+    feature = "unpadded-slots",
+    feature = "unpadded-waiters"
+)))]
 const _: () = {
     assert!(std::mem::size_of::<Meta>() == 64);
     assert!(std::mem::size_of::<TopicName>() == 128);
@@ -293,15 +305,19 @@ const _: () = {
     assert!(std::mem::size_of::<PubSlot>() == LINE);
 };
 
-/// The `unpadded` build really shares lines: the tail with the horizon, the
-/// publisher slots four to a line, the waiters page's hot words in one line.
-#[cfg(feature = "unpadded")]
+/// The `unpadded-*` builds really share lines: the tail with the horizon
+/// and stats (`header`), the publisher slots four to a line (`slots`), the
+/// waiters page's hot words in one line (`waiters`).
+#[cfg(feature = "unpadded-header")]
 const _: () = {
     assert!(std::mem::offset_of!(Header, tail) / LINE == std::mem::offset_of!(Header, horizon) / LINE);
     assert!(std::mem::offset_of!(Header, tail) / LINE == std::mem::offset_of!(Header, stats) / LINE);
-    assert!(std::mem::size_of::<PubSlot>() == 16);
-    assert!(std::mem::offset_of!(WaitersPage, data) / LINE == std::mem::offset_of!(WaitersPage, stats) / LINE);
 };
+#[cfg(feature = "unpadded-slots")]
+const _: () = assert!(std::mem::size_of::<PubSlot>() == 16);
+#[cfg(feature = "unpadded-waiters")]
+const _: () =
+    assert!(std::mem::offset_of!(WaitersPage, data) / LINE == std::mem::offset_of!(WaitersPage, stats) / LINE);
 
 const _: () = {
     assert!(std::mem::size_of::<GateLine>() == LINE);
@@ -941,8 +957,8 @@ const PAGE: usize = 4096;
 /// Subscribers asleep on the segment's data word, and pollable subscribers
 /// waiting for a signal on their descriptor: a publisher reads both (one
 /// line) after every commit, and does nothing more while both are 0.
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-waiters"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-waiters", repr(C))]
 pub struct DataWaitLine {
     pub waiters: AtomicU32,
     /// Bits set in [`PollLine::armed`].
@@ -951,14 +967,14 @@ pub struct DataWaitLine {
 
 /// The word publishers sleep on while waiting for space, bumped by
 /// subscribers (and the daemon) before FUTEX_WAKE.
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-waiters"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-waiters", repr(C))]
 pub struct SpaceWakeLine {
     pub word: AtomicU32,
 }
 
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-waiters"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-waiters", repr(C))]
 pub struct SubscriberStatsLine {
     /// Times a subscriber went to sleep on the data futex.
     pub waits: AtomicU64,
@@ -973,8 +989,8 @@ pub struct SubscriberStatsLine {
 /// the eventfd of each slot whose bit is set (they map this page read-only).
 /// The subscriber clears its bit and uncounts itself at its next receive;
 /// the daemon does so when it takes the slot back.
-#[cfg_attr(not(feature = "unpadded"), repr(C, align(64)))]
-#[cfg_attr(feature = "unpadded", repr(C))]
+#[cfg_attr(not(feature = "unpadded-waiters"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-waiters", repr(C))]
 pub struct PollLine {
     /// One bit per subscriber slot.
     pub armed: [AtomicU64; MAX_SUBSCRIBERS as usize / 64],
