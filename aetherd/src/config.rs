@@ -386,6 +386,9 @@ pub struct BridgeConfig {
     pub identity: Option<u32>,
     /// Zenoh's TLS: the endpoints are then `tls/HOST:PORT`.
     pub tls: Option<BridgeTls>,
+    /// Zenoh's multicast scouting: find other brokers on the local network
+    /// by themselves (off: only the endpoints named).
+    pub multicast: bool,
 }
 
 /// A topic pattern (`name`, or a prefix ending in `*`) and its direction.
@@ -560,6 +563,7 @@ struct BridgeToml {
     /// A user name, or a uid.
     identity: Option<toml::Value>,
     tls: Option<BridgeTlsToml>,
+    multicast: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -758,6 +762,7 @@ fn bridge(t: &Table, b: BridgeToml) -> Result<BridgeConfig, ConfigError> {
             certificate: x.certificate.into(),
             private_key: x.private_key.into(),
         }),
+        multicast: b.multicast.unwrap_or(false),
     })
 }
 
@@ -1121,6 +1126,52 @@ mod tests {
     }
 
     /// The error for `text`, checked to name the file and `key`.
+    #[test]
+    fn bridge_table() {
+        let f = p(r#"
+            [bridge]
+            name = "host-a"
+            listen = ["tcp/0.0.0.0:7447"]
+            connect = ["tcp/192.0.2.2:7447", "tls/b.example:7447"]
+            topics = ["sensors.*", "cmd.*:in", "log:out", "*"]
+            identity = 65534
+            multicast = true
+            tls = { root_ca = "/etc/aether/ca.pem", certificate = "/etc/aether/a.pem", private_key = "/etc/aether/a.key" }
+        "#)
+        .unwrap();
+        let b = f.bridge.unwrap();
+        assert_eq!(b.name.as_deref(), Some("host-a"));
+        assert_eq!(b.connect.len(), 2);
+        assert_eq!(
+            b.topics
+                .iter()
+                .map(|t| (t.pattern.as_str(), t.out, t.inbound))
+                .collect::<Vec<_>>(),
+            vec![
+                ("sensors.*", true, true),
+                ("cmd.*", false, true),
+                ("log", true, false),
+                ("*", true, true)
+            ]
+        );
+        assert_eq!(b.identity, Some(65534));
+        assert!(b.multicast && b.tls.unwrap().private_key.ends_with("a.key"));
+        assert!(p("").unwrap().bridge.is_none());
+        assert!(err("[bridge]\ntopics = [\"x:sideways\"]\n", "bridge.topics")
+            .reason
+            .contains("direction"));
+        assert!(err("[bridge]\ntopics = [\"../x\"]\n", "bridge.topics")
+            .reason
+            .contains("not a topic"));
+        assert!(err("[bridge]\nname = \"a b\"\n", "bridge.name")
+            .reason
+            .contains("broker name"));
+        err("[bridge]\nidentity = \"no-such-user-here\"\n", "bridge.identity");
+        err("[bridge]\nidentity = -1\n", "bridge.identity");
+        err("[bridge]\nlisten = \"tcp/x\"\n", "bridge.listen");
+        err("[bridge]\nrelay = true\n", "bridge.relay");
+    }
+
     fn err(text: &str, key: &str) -> ConfigError {
         let e = p(text).expect_err("should be refused");
         assert_eq!(e.origin, "/etc/aether/test.toml");

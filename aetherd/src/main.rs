@@ -139,8 +139,10 @@ fn bridge_config(
             "bridge name {name:?}: 1 to 64 letters, digits, '.', '_' and '-' (set it with --bridge-name or bridge.name)"
         ));
     }
-    if cfg.listen.is_empty() && cfg.connect.is_empty() {
-        return Err("bridge: neither listen nor connect endpoints (--bridge-listen, --bridge-connect)".into());
+    if cfg.listen.is_empty() && cfg.connect.is_empty() && !cfg.multicast {
+        return Err(
+            "bridge: neither listen nor connect endpoints (--bridge-listen, --bridge-connect), nor multicast".into(),
+        );
     }
     Ok(Some((cfg, name)))
 }

@@ -97,8 +97,9 @@ fn zenoh_config(cfg: &BridgeConfig) -> Result<zenoh::Config, String> {
     let mut set = |k: &str, v: String| c.insert_json5(k, &v).map_err(|e| format!("zenoh setting {k}: {e}"));
     let list = |v: &[String]| serde_json::to_string(v).expect("strings serialize");
     set("mode", r#""peer""#.into())?;
-    // Only the brokers named: no multicast discovery on the networks around.
-    set("scouting/multicast/enabled", "false".into())?;
+    // Only the brokers named, unless asked: no multicast discovery on the
+    // networks around.
+    set("scouting/multicast/enabled", cfg.multicast.to_string())?;
     set("listen/endpoints", list(&cfg.listen))?;
     set("connect/endpoints", list(&cfg.connect))?;
     // Keep trying a broker that is not (yet, or any more) there.
