@@ -22,7 +22,7 @@ use super::Counters;
 use crate::access::{self, Identity};
 use crate::config::{Action, BridgeConfig, BridgeTopic};
 use crate::state::State;
-use aether::{broker_id, Client, Origin, Policy, Publisher, Start, Status, SubscriberConfig, ORIGIN_BYTES};
+use aether::{broker_id, Client, Deadline, Origin, Policy, Publisher, Start, Status, SubscriberConfig, ORIGIN_BYTES};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -369,13 +369,17 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                 }
             },
         };
-        match sb.receive(Some(IDLE)) {
-            Ok(Some(msg)) => {
+        // A view, not a copy: most of what an outbound side skips (echoes)
+        // it never copies, and what it sends it copies once.
+        match sb.receive_view(&Deadline::after(Some(IDLE))) {
+            Ok(rec) => {
                 since_stats += 1;
-                if is_echo(&echoes, msg.seq) {
+                if is_echo(&echoes, rec.seq) {
+                    let _ = sb.release_view();
                     continue;
                 }
                 if !matched.load(Ordering::Acquire) {
+                    let _ = sb.release_view();
                     if durable {
                         // Not committed: sent again from the log once someone listens.
                         sub = None;
@@ -385,14 +389,22 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                     }
                     continue;
                 }
+                // SAFETY: the view's bytes lie in the mapped ring until
+                // release_view, which says whether a lossy publisher
+                // overwrote them meanwhile (then the copy is not sent).
+                let data = unsafe { std::slice::from_raw_parts(rec.data, rec.len) }.to_vec();
+                if sb.release_view().is_err() {
+                    s.counters.unsent.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let env = Envelope {
                     origin: s.name.clone(),
-                    seq: msg.seq,
-                    timestamp_ns: msg.timestamp_ns,
+                    seq: rec.seq,
+                    timestamp_ns: rec.timestamp_ns,
                     link_seq,
                 };
-                let len = msg.data.len() as u64;
-                match publisher.put(msg.data).attachment(env.encode()).wait() {
+                let len = data.len() as u64;
+                match publisher.put(data).attachment(env.encode()).wait() {
                     Ok(()) => {
                         link_seq += 1;
                         uncommitted += 1;
@@ -408,7 +420,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                     commit(sb, topic, &mut uncommitted);
                 }
             }
-            Ok(None) => {
+            Err(e) if e.status == Status::Timeout => {
                 since_stats = u32::MAX;
                 if durable && uncommitted > 0 {
                     commit(sb, topic, &mut uncommitted);
