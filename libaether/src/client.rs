@@ -801,14 +801,7 @@ impl Publisher {
 
     /// Publishes the first `len` bytes of the outstanding loan.
     pub fn commit(&mut self, len: usize) -> Result<u64> {
-        owned_by_this_process(self.client.conn.owner)?;
-        let claim = self
-            .loan
-            .ok_or_else(|| Error::invalid("no loan to commit: loan first"))?;
-        self.writer.commit(claim, len)?;
-        self.loan = None;
-        probe_lazy!(aether, publish, self.topic_c.as_ptr(), claim.seq, len);
-        self.synced(claim.seq)
+        self.commit_loan(len, |w, claim| w.commit(claim, len))
     }
 
     /// Publishes the first `len` bytes of the outstanding loan as a message
@@ -816,11 +809,19 @@ impl Publisher {
     /// and the origin's `timestamp_ns` go with it, so subscribers can tell.
     /// The loan must hold `len + ORIGIN_BYTES`.
     pub fn commit_from(&mut self, len: usize, timestamp_ns: u64, origin: Origin) -> Result<u64> {
+        self.commit_loan(len, |w, claim| w.commit_remote(claim, len, timestamp_ns, origin))
+    }
+
+    /// Publishes the outstanding loan with `publish` (a commit of the ring):
+    /// on success the loan is gone, the probe fires, and an `fsync=always`
+    /// topic waits for the log.
+    #[inline(always)]
+    fn commit_loan(&mut self, len: usize, publish: impl FnOnce(&mut Writer, Claim) -> Result<()>) -> Result<u64> {
         owned_by_this_process(self.client.conn.owner)?;
         let claim = self
             .loan
             .ok_or_else(|| Error::invalid("no loan to commit: loan first"))?;
-        self.writer.commit_remote(claim, len, timestamp_ns, origin)?;
+        publish(&mut self.writer, claim)?;
         self.loan = None;
         probe_lazy!(aether, publish, self.topic_c.as_ptr(), claim.seq, len);
         self.synced(claim.seq)

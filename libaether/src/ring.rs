@@ -1290,49 +1290,40 @@ impl Reader {
                 });
             }
             match kind {
-                KIND_MESSAGE => {
+                KIND_MESSAGE | KIND_REMOTE => {
                     let Some(header) = self.read_header_unless_lapped(self.pos)? else {
                         return Ok(Found::Pending {
                             claimed: false,
                             stamp: raw,
                         });
                     };
-                    return Ok(Found::Message(self.record(self.pos, header)));
-                }
-                KIND_REMOTE => {
-                    let Some(header) = self.read_header_unless_lapped(self.pos)? else {
-                        return Ok(Found::Pending {
-                            claimed: false,
-                            stamp: raw,
-                        });
-                    };
-                    let (stride, len) = (header.0, header.1);
-                    if (RECORD_HEADER + len + ORIGIN_BYTES) as u64 > stride {
-                        if self.overwritten(self.pos) {
-                            return Ok(Found::Pending {
-                                claimed: false,
-                                stamp: raw,
-                            });
-                        }
-                        return Err(Error::corrupt(format!(
-                            "remote record at {} has no room for its origin",
-                            self.pos
-                        )));
-                    }
                     let mut rec = self.record(self.pos, header);
-                    // SAFETY: the trailer lies inside the record's stride,
-                    // which read_header checked is inside the ring; plain
-                    // integers, read volatile (a lossy publisher may be
-                    // overwriting them: the reader's overwrite check after
-                    // reading the payload covers them too).
-                    let origin = unsafe {
-                        let t = rec.data.add(len).cast::<u64>();
-                        Origin {
-                            broker: t.read_unaligned(),
-                            seq: t.add(1).read_unaligned(),
+                    if kind == KIND_REMOTE {
+                        if RECORD_HEADER as u64 + (rec.len + ORIGIN_BYTES) as u64 > rec.stride {
+                            if self.overwritten(self.pos) {
+                                return Ok(Found::Pending {
+                                    claimed: false,
+                                    stamp: raw,
+                                });
+                            }
+                            return Err(Error::corrupt(format!(
+                                "remote record at {} has no room for its origin",
+                                self.pos
+                            )));
                         }
-                    };
-                    rec.origin = Some(origin);
+                        // SAFETY: the origin lies inside the record's stride
+                        // (checked above), which read_header checked is inside
+                        // the ring; plain integers, read once, unaligned. A lossy
+                        // publisher may be overwriting them: the reader's
+                        // overwrite check after the payload covers them too.
+                        rec.origin = Some(unsafe {
+                            let t = rec.data.add(rec.len).cast::<u64>();
+                            Origin {
+                                broker: t.read_unaligned(),
+                                seq: t.add(1).read_unaligned(),
+                            }
+                        });
+                    }
                     return Ok(Found::Message(rec));
                 }
                 KIND_PADDING => {
