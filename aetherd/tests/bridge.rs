@@ -239,6 +239,24 @@ fn nothing_comes_back_between_two_brokers_or_around_a_triangle() {
     let a = broker("a", Some(pa), &[], &["loop.*"], &[]);
     let b = broker("b", Some(pb), &[pa], &["loop.*"], &[]);
     everyone_gets_everything_once(&[("a", &a), ("b", &b)], "loop.pair", 2000);
+    // A message of the topic's max_message crosses without its origin (no
+    // room): the noted sequence number keeps it from coming back.
+    let (ca, cb) = (a.client(), b.client());
+    let mut sa = ca.subscriber("loop.pair", &SubscriberConfig::default()).unwrap();
+    let mut sb = cb.subscriber("loop.pair", &SubscriberConfig::default()).unwrap();
+    let full = message(3, 4096);
+    ca.publisher("loop.pair").unwrap().publish(&full).unwrap();
+    for s in [&mut sa, &mut sb] {
+        let m = s
+            .receive(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("the full message");
+        assert_eq!((&m.data, m.origin), (&full, None));
+        assert!(
+            s.receive(Some(Duration::from_secs(1))).unwrap().is_none(),
+            "it came again"
+        );
+    }
     // c joins both: a full triangle.
     let c = broker("c", Some(pc), &[pa, pb], &["loop.*"], &[]);
     everyone_gets_everything_once(&[("a", &a), ("b", &b), ("c", &c)], "loop.tri", 2000);

@@ -7,13 +7,15 @@
 //!   control `Block` (a slow remote broker slows local publishers, as a
 //!   slow local subscriber does), lossy ones with `Drop`.
 //! - Inbound: one subscriber per `in` pattern, remote samples only
-//!   (`Locality::Remote`), handed to one thread that publishes them into
-//!   the local ring (the topic made with the configured defaults when it
-//!   does not exist), under the configured identity's rights.
+//!   (`Locality::Remote`), published into the local ring from Zenoh's
+//!   receiving thread (the topic made with the configured defaults when it
+//!   does not exist), under the configured identity's rights, each as a
+//!   remote record carrying its origin.
 //! - No loops: a message is sent only from the broker it was published on.
-//!   The inbound side notes the sequence number of each message it
-//!   publishes here (before committing it); the outbound side of the same
-//!   topic skips those. A sample whose origin is this broker is dropped.
+//!   The outbound side skips remote records; for the few that cross
+//!   without their origin (no room for it), the inbound side notes their
+//!   sequence numbers before committing them, and the outbound side skips
+//!   those too. A sample whose origin is this broker is dropped.
 //! - Links: each bridge holds a liveliness token `aether-bridge/<name>`, so
 //!   every bridge sees the others come and go.
 
@@ -64,8 +66,9 @@ struct Shared {
     identity: Option<Identity>,
     counters: Arc<Counters>,
     stop: AtomicBool,
-    /// Per topic: the sequence numbers the inbound side published here,
-    /// oldest first, which the outbound side must not send back.
+    /// Per topic: the sequence numbers of the messages the inbound side
+    /// published here without their origin (no room for it), oldest
+    /// first, which the outbound side must not send back.
     echoes: Mutex<HashMap<String, Echoes>>,
 }
 
@@ -374,7 +377,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
         match sb.receive_view(&Deadline::after(Some(IDLE))) {
             Ok(rec) => {
                 since_stats += 1;
-                if is_echo(&echoes, rec.seq) {
+                if rec.origin.is_some() || is_echo(&echoes, rec.seq) {
                     let _ = sb.release_view();
                     continue;
                 }
@@ -571,9 +574,10 @@ impl Inbound {
     }
 
     /// Publishes `data` on `topic` (made with the configured defaults when
-    /// missing), noting its sequence number as an echo before it is visible.
+    /// missing) as a remote record; one without room for its origin goes
+    /// plain, its sequence number noted as an echo before it is visible.
     fn publish(&mut self, topic: &str, data: &[u8], env: &Envelope) -> aether::Result<()> {
-        let (s, echoes) = (Arc::clone(&self.s), self.s.echoes(topic));
+        let s = Arc::clone(&self.s);
         let origin = Origin {
             broker: broker_id(&env.origin),
             seq: env.seq,
@@ -590,8 +594,10 @@ impl Inbound {
                     Err(e) if e.status == Status::Timeout && !s.stopping() => continue,
                     Err(e) => break Err(e),
                 }
-                let seq = p.loan_seq().expect("a loan is outstanding");
-                echoes.lock().unwrap_or_else(|p| p.into_inner()).push_back(seq);
+                if !marked {
+                    let seq = p.loan_seq().expect("a loan is outstanding");
+                    s.echoes(topic).lock().unwrap_or_else(|p| p.into_inner()).push_back(seq);
+                }
                 break if marked {
                     p.commit_from(data.len(), env.timestamp_ns, origin)
                 } else {
