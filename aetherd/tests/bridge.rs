@@ -661,3 +661,67 @@ fn a_durable_topic_delivers_what_was_published_while_the_link_was_down() {
     let sa = stats(&a)["bridge"].clone();
     assert_eq!(sa["unsent"], 0, "{sa}");
 }
+
+/// A hostile Zenoh peer (a plain session, not a broker) puts forged samples
+/// on the keys the bridge listens to: none without an envelope, with junk
+/// for one, or with this broker's own name as origin is published, and
+/// each is counted; keys outside the patterns (one that names no topic,
+/// one of a topic not let in) never reach the bridge (Zenoh routes by
+/// interest) and make no topic. The broker serves on.
+#[test]
+fn forged_samples_from_a_hostile_peer_are_counted_never_published() {
+    use zenoh::Wait;
+    let port = free_port();
+    let a = broker("a", Some(port), &[], &["open.*:in"], &[]);
+    let ca = a.client();
+    reliable(&ca, "open.t");
+    let mut sub = ca.subscriber("open.t", &SubscriberConfig::default()).unwrap();
+    let mut config = zenoh::Config::default();
+    config.insert_json5("mode", r#""peer""#).unwrap();
+    config.insert_json5("scouting/multicast/enabled", "false").unwrap();
+    config
+        .insert_json5("connect/endpoints", &format!(r#"["{}"]"#, endpoint(port)))
+        .unwrap();
+    let z = zenoh::open(config).wait().unwrap();
+    let envelope = |origin: &str| {
+        let mut v = b"AEB\x01".to_vec();
+        v.push(origin.len() as u8);
+        v.extend_from_slice(origin.as_bytes());
+        v.extend_from_slice(&[0u8; 24]);
+        v
+    };
+    let p = z.declare_publisher("aether/open.t").wait().unwrap();
+    wait_for("a's subscription to reach the peer", Duration::from_secs(20), || {
+        p.matching_status().wait().unwrap().matching()
+    });
+    p.put(b"no envelope".to_vec()).wait().unwrap();
+    p.put(b"junk envelope".to_vec())
+        .attachment(b"AEB\x09junk".to_vec())
+        .wait()
+        .unwrap();
+    p.put(b"my own name".to_vec()).attachment(envelope("a")).wait().unwrap();
+    z.put("aether/..", b"no topic".to_vec())
+        .attachment(envelope("x"))
+        .wait()
+        .unwrap();
+    z.put("aether/closed.t", b"outside".to_vec())
+        .attachment(envelope("x"))
+        .wait()
+        .unwrap();
+    // And one well-formed message, to know the others were processed first.
+    p.put(b"fine".to_vec()).attachment(envelope("x")).wait().unwrap();
+    let m = sub
+        .receive(Some(Duration::from_secs(10)))
+        .unwrap()
+        .expect("the well-formed message");
+    assert_eq!(m.data, b"fine", "a forged sample was published");
+    assert!(sub.receive(Some(Duration::from_millis(300))).unwrap().is_none());
+    let s = stats(&a)["bridge"].clone();
+    assert_eq!(s["refused"], 2, "no envelope, junk envelope: {s}");
+    assert_eq!(s["echoes"], 1, "its own name: {s}");
+    assert_eq!(s["links"]["x"]["received"], 1, "{s}");
+    assert_eq!(ca.topic_stats("closed.t").unwrap_err().status, Status::NotFound);
+    drop(z);
+    // Still serving.
+    reliable(&ca, "open.after");
+}
