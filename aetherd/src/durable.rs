@@ -608,3 +608,48 @@ pub fn default_state_dir(get: impl Fn(&str) -> Option<String>) -> Option<PathBuf
     }
     get("HOME").map(|h| PathBuf::from(h).join(".local/state/aether"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a durable topic was made with comes back at start as it was
+    /// (huge pages included); a damaged `topic` file is `Corrupt`, not guessed.
+    #[test]
+    fn topic_file_round_trip_and_damage() {
+        let path = Path::new("/state/topics/t/topic");
+        for (wal, huge_pages) in [
+            (Fsync::Never, false),
+            (Fsync::Interval(20), true),
+            (Fsync::Always, true),
+        ] {
+            let p = TopicParams {
+                policy: Policy::Reliable,
+                ring_size: 1 << 22,
+                max_message: 1000,
+                max_subscribers: 8,
+                wal: Some(wal),
+                huge_pages,
+            };
+            assert_eq!(parse_params(&params_text(&p, 42), path).unwrap(), (p, 42));
+        }
+        let good = params_text(
+            &TopicParams {
+                policy: Policy::Reliable,
+                wal: Some(Fsync::Never),
+                ..TopicParams::default()
+            },
+            1,
+        );
+        for bad in [
+            good.replace("huge_pages=0", "huge_pages=x"),
+            good.replace("fsync=never", "fsync=sometimes"),
+            good.replace("log_id=1\n", ""),
+            good.replace("ring_size=4194304", "ring_size=3"),
+            format!("{good}color=blue\n"),
+        ] {
+            let e = parse_params(&bad, path).unwrap_err();
+            assert_eq!(e.status, Status::Corrupt, "{bad}: {e}");
+        }
+    }
+}
