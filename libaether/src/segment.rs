@@ -350,11 +350,16 @@ impl Geometry {
     /// Bytes of the segment's file: the total size, rounded up to whole huge
     /// pages when it has them (hugetlbfs sizes are).
     pub fn file_size(&self) -> u64 {
-        if self.huge_pages {
-            self.total_size().next_multiple_of(shm::HUGE_PAGE)
-        } else {
-            self.total_size()
-        }
+        file_size(self.total_size(), self.huge_pages)
+    }
+}
+
+/// `total` bytes as a segment file takes them: whole huge pages when it has them.
+fn file_size(total: u64, huge_pages: bool) -> u64 {
+    if huge_pages {
+        total.next_multiple_of(shm::HUGE_PAGE)
+    } else {
+        total
     }
 }
 
@@ -389,13 +394,8 @@ fn control_size(max_subscribers: u32) -> usize {
 /// Bytes of shared memory a topic with `params` takes, cursor pages aside
 /// (segment, control page and waiters page).
 pub fn segment_size(params: &TopicParams) -> u64 {
-    let segment = ring_offset() as u64 + params.ring_size;
-    let segment = if params.huge_pages {
-        segment.next_multiple_of(shm::HUGE_PAGE)
-    } else {
-        segment
-    };
-    segment + (control_size(params.max_subscribers) + PAGE) as u64
+    file_size(ring_offset() as u64 + params.ring_size, params.huge_pages)
+        + (control_size(params.max_subscribers) + PAGE) as u64
 }
 
 /// Parameters a topic is created with.
