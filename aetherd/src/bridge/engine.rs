@@ -28,7 +28,7 @@ use aether::{broker_id, Client, Deadline, Origin, Policy, Publisher, Start, Stat
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use zenoh::qos::CongestionControl;
@@ -193,14 +193,14 @@ impl Bridge {
         // Zenoh's receiving thread (no hand-off to wake: latency). While a
         // reliable ring is full it waits there, and Zenoh stops reading the
         // link: back-pressure to the sending broker.
-        let handler = Arc::new(Mutex::new(Inbound::new(Arc::clone(&shared))));
+        let handler = Arc::new_cyclic(|me| Mutex::new(Inbound::new(Arc::clone(&shared), session.clone(), me.clone())));
         let mut inbound = Vec::new();
         for t in shared.topics.iter().filter(|t| t.inbound) {
             let h = Arc::clone(&handler);
             let sub = session
                 .declare_subscriber(key_of(&t.pattern))
                 .allowed_origin(Locality::Remote)
-                .callback(move |sample| h.lock().unwrap_or_else(|p| p.into_inner()).one(&sample))
+                .callback(move |sample| h.lock().unwrap_or_else(|p| p.into_inner()).from_pattern(&sample))
                 .wait()
                 .map_err(|e| format!("zenoh subscriber for {:?}: {e}", t.pattern))?;
             inbound.push(sub);
@@ -481,6 +481,14 @@ fn is_echo(echoes: &Echoes, seq: u64) -> bool {
 /// Publishes remote messages into local topics.
 struct Inbound {
     s: Arc<Shared>,
+    session: Session,
+    /// Itself, for the callbacks of the subscribers it declares.
+    me: Weak<Mutex<Inbound>>,
+    /// The topics that came in through a pattern's subscriber, each with a
+    /// subscriber of its own that takes its samples from then on: Zenoh
+    /// caches the route of an exact key, but matches every sample of a
+    /// pattern's against every subscription (docs/BRIDGE.md, "Throughput").
+    exact: HashMap<String, zenoh::pubsub::Subscriber<()>>,
     client: Option<Client>,
     publishers: HashMap<String, Publisher>,
     /// On each topic from each broker: the next link sequence number
@@ -489,22 +497,58 @@ struct Inbound {
 }
 
 impl Inbound {
-    fn new(s: Arc<Shared>) -> Inbound {
+    fn new(s: Arc<Shared>, session: Session, me: Weak<Mutex<Inbound>>) -> Inbound {
         Inbound {
             s,
+            session,
+            me,
+            exact: HashMap::new(),
             client: None,
             publishers: HashMap::new(),
             expected: HashMap::new(),
         }
     }
 
-    fn refuse(&self, broker: &str, why: String) {
+    /// Counts a refused message (false: not published).
+    fn refuse(&self, broker: &str, why: String) -> bool {
         self.s.counters.refused.fetch_add(1, Ordering::Relaxed);
         log::debug!("bridge: refused a message from {broker:?}: {why}");
         self.s.counters.link(broker, |l| l.last_error = Some(why));
+        false
     }
 
-    fn one(&mut self, sample: &Sample) {
+    /// A sample through a pattern's subscriber: taken unless its topic has
+    /// a subscriber of its own, which the first one published gets. (Both
+    /// subscribers' callbacks run on the receiving thread, one sample after
+    /// another, under this lock: each sample is taken exactly once.)
+    fn from_pattern(&mut self, sample: &Sample) {
+        let topic = sample.key_expr().as_str().strip_prefix(KEY_PREFIX);
+        if topic.is_some_and(|t| self.exact.contains_key(t)) {
+            return;
+        }
+        if let (true, Some(topic)) = (self.one(sample), topic) {
+            let me = self.me.clone();
+            match self
+                .session
+                .declare_subscriber(format!("{KEY_PREFIX}{topic}"))
+                .allowed_origin(Locality::Remote)
+                .callback(move |sample| {
+                    if let Some(h) = me.upgrade() {
+                        h.lock().unwrap_or_else(|p| p.into_inner()).one(&sample);
+                    }
+                })
+                .wait()
+            {
+                Ok(sub) => {
+                    self.exact.insert(topic.to_string(), sub);
+                }
+                Err(e) => log::warn!("bridge: zenoh subscriber for {topic:?}: {e}"),
+            }
+        }
+    }
+
+    /// Publishes one remote sample here; whether it was.
+    fn one(&mut self, sample: &Sample) -> bool {
         let env = match sample.attachment().map(|a| Envelope::decode(&a.to_bytes())) {
             Some(Ok(e)) => e,
             Some(Err(e)) => return self.refuse("?", e.message),
@@ -512,7 +556,7 @@ impl Inbound {
         };
         if env.origin == self.s.name {
             self.s.counters.echoes.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         let key = sample.key_expr().as_str();
         let topic = match key.strip_prefix(KEY_PREFIX) {
@@ -550,7 +594,7 @@ impl Inbound {
                 l.dropped += gap;
                 l.duplicates += 1;
             });
-            return;
+            return false;
         }
         next.1 = env.seq + 1;
         if gap > 0 {
@@ -565,10 +609,13 @@ impl Inbound {
         }
         let payload = sample.payload().to_bytes();
         match self.publish(topic, &payload, &env) {
-            Ok(()) => self.s.counters.link(&env.origin, |l| {
-                l.received += 1;
-                l.received_bytes += payload.len() as u64;
-            }),
+            Ok(()) => {
+                self.s.counters.link(&env.origin, |l| {
+                    l.received += 1;
+                    l.received_bytes += payload.len() as u64;
+                });
+                true
+            }
             Err(e) => self.refuse(&env.origin, format!("topic {topic:?}: {e}")),
         }
     }
