@@ -8,7 +8,12 @@
 #   local   both on one broker (the ring alone)
 # Latency: ping-pong, one way = round trip / 2. Throughput: reliable
 # (Zenoh: CongestionControl::Block), first message to last at the sink.
-# As root (network namespaces).   ROUNDS=3 LAT_N=5000 TPUT_N=200000 scripts/bridge-bench.sh
+# With STAGES=1, each side of the bridged link is also timed alone, the
+# other side played by plain Zenoh: "send side" a publisher on a broker
+# whose bridge sends to a Zenoh sink; "receive side" a Zenoh source putting
+# envelopes (as a bridge does) to a broker whose bridge publishes them to a
+# subscriber. The slower side bounds the bridged figure.
+# As root (network namespaces).   ROUNDS=3 LAT_N=5000 TPUT_N=200000 [STAGES=1] scripts/bridge-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bridge-bench: needs root (network namespaces)" >&2; exit 1; }
@@ -95,6 +100,36 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
+if [ "${STAGES:-0}" = 1 ]; then
+  for r in $(seq 1 "$rounds"); do
+    for size in 64 65536; do
+      n=$tput_n
+      [ "$size" -gt 4096 ] && n=$((tput_n / 20))
+      port=$((port + 2))
+      echo "stages, round $r/$rounds, $size B" >&2
+      # Send side: this broker's bridge connects to a Zenoh sink.
+      ip netns exec "$nb" "$bin" zenoh-sink "tcp/$net.2:$port" "$n" "$size" "aether/bb.tput-$size" >"$tmp/sink" & sink=$!
+      ip netns exec "$na" "$daemon" --socket "$tmp/s$port.sock" --state-dir "$tmp/ss$port" --log-level warn \
+        --bridge-name s --bridge-connect "tcp/$net.2:$port" --bridge-topics 'bb.*:out' 2>>"$tmp/s.log" & d=$!
+      for _ in $(seq 100); do [ -S "$tmp/s$port.sock" ] && break; sleep 0.1; done
+      "$bin" aether-source "$tmp/s$port.sock" "$n" "$size"
+      wait $sink
+      kill $d; wait $d 2>/dev/null || true
+      echo "throughput send-side $size $(cat "$tmp/sink")" >>"$out"
+      # Receive side: a Zenoh source connects to this broker's bridge.
+      ip netns exec "$nb" "$daemon" --socket "$tmp/r$port.sock" --state-dir "$tmp/sr$port" --log-level warn \
+        --bridge-name r --bridge-listen "tcp/$net.2:$((port + 1))" --bridge-topics 'bb.*:in' 2>>"$tmp/r.log" & d=$!
+      for _ in $(seq 100); do [ -S "$tmp/r$port.sock" ] && break; sleep 0.1; done
+      "$bin" aether-sink "$tmp/r$port.sock" "$n" "$size" >"$tmp/sink" & sink=$!
+      for _ in $(seq 100); do grep -q ready "$tmp/sink" && break; sleep 0.05; done
+      ip netns exec "$na" "$bin" zenoh-source "tcp/$net.2:$((port + 1))" "$n" "$size" "aether/bb.tput-$size" envelope & src=$!
+      wait $sink
+      kill $src $d 2>/dev/null || true; wait $src $d 2>/dev/null || true
+      echo "throughput recv-side $size $(tail -n 1 "$tmp/sink")" >>"$out"
+    done
+  done
+fi
+
 python3 - "$out" <<'EOF'
 import statistics, sys
 rows = {}
@@ -110,4 +145,8 @@ for size in (64, 65536):
         print(f"{k:<10} {size:>6} {z/1e3:>9.1f} us {b/1e3:>9.1f} us {l/1e3:>9.1f} us  +{(b - z)/1e3:.1f} us")
     z, b, l = (med.get(("throughput", s, size, "msgs_per_s"), 0) for s in ("zenoh", "bridged", "local"))
     print(f"{'msgs/s':<10} {size:>6} {z:>12.0f} {b:>12.0f} {l:>12.0f}  x{b / z if z else 0:.2f}")
+    for side in ("send-side", "recv-side"):
+        v = med.get(("throughput", side, size, "msgs_per_s"))
+        if v:
+            print(f"{side:<10} {size:>6} {'':>12} {v:>12.0f} {'':>12}  x{v / z if z else 0:.2f}")
 EOF

@@ -2,13 +2,18 @@
 //! (source/sink) through two brokers bridged over Zenoh, through plain Zenoh
 //! sessions (the floor the bridge is held to), and through one broker's ring.
 //!
-//!   bridge_bench zenoh-pong LISTEN | zenoh-sink LISTEN N SIZE
-//!   bridge_bench zenoh-ping CONNECT N SIZE | zenoh-source CONNECT N SIZE
+//!   bridge_bench zenoh-pong LISTEN | zenoh-sink LISTEN N SIZE [KEY]
+//!   bridge_bench zenoh-ping CONNECT N SIZE | zenoh-source CONNECT N SIZE [KEY [envelope]]
 //!   bridge_bench aether-pong SOCKET | aether-sink SOCKET N SIZE
 //!   bridge_bench aether-ping SOCKET N SIZE | aether-source SOCKET N SIZE
 //!
 //! A ping prints `p50_ns= p99_ns= p999_ns=` (one way: round trip / 2); a
 //! sink prints `msgs_per_s= bytes_per_s=` (first message to last).
+//!
+//! With a KEY (`aether/TOPIC`) the Zenoh roles stand in for one broker's
+//! bridge, to time each side of a bridged link alone: a `zenoh-sink` for
+//! the receiving broker, a `zenoh-source ... envelope` for the sending one
+//! (each sample carries an envelope, as a bridge's do).
 
 use aether::{Client, Policy, SubscriberConfig, TopicParams};
 use std::path::Path;
@@ -117,8 +122,9 @@ fn main() -> Res<()> {
             let s = session(Some(&a[1]), None)?;
             let (tx, rx) = mpsc::sync_channel::<Instant>(2);
             let seen = std::sync::atomic::AtomicU64::new(0);
+            let key = a.get(4).map_or("bench/tput", String::as_str);
             let _sub = s
-                .declare_subscriber("bench/tput")
+                .declare_subscriber(key)
                 .callback(move |_| {
                     let seen = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if seen == 1 || seen == n {
@@ -133,16 +139,29 @@ fn main() -> Res<()> {
         "zenoh-source" => {
             let (n, size) = (num(2), num(3) as usize);
             let s = session(None, Some(&a[1]))?;
+            let key = a.get(4).map_or("bench/tput", String::as_str);
+            let envelope = a.get(5).is_some_and(|e| e == "envelope");
             let p = s
-                .declare_publisher("bench/tput")
+                .declare_publisher(key)
                 .congestion_control(CongestionControl::Block)
                 .wait()?;
             while !p.matching_status().wait()?.matching() {
                 std::thread::sleep(Duration::from_millis(10));
             }
             let buf = vec![7u8; size];
-            for _ in 0..n {
-                p.put(buf.clone()).wait()?;
+            for i in 0..n {
+                let put = p.put(buf.clone());
+                if envelope {
+                    let env = aetherd::bridge::envelope::Envelope {
+                        origin: "zenoh".into(),
+                        seq: i,
+                        timestamp_ns: 0,
+                        link_seq: i,
+                    };
+                    put.attachment(env.encode()).wait()?;
+                } else {
+                    put.wait()?;
+                }
             }
             std::thread::sleep(Duration::from_secs(2));
         }
