@@ -1168,3 +1168,6 @@ pub unsafe extern "C" fn aether_subscriber_close(s: *mut aether_subscriber) {
     // SAFETY: NULL or a handle from aether_subscriber_open, per the API contract.
     guard_void(|| unsafe { free_handle(s) })
 }
+
+#[cfg(test)]
+mod tests;
