@@ -255,7 +255,7 @@ fn kill_9_under_fsync_always_loses_no_acknowledged_publish() {
     let d = daemon(&socket, &state, &[]);
     cuts += d.log().matches("cut a torn tail").count();
     assert!(
-        cuts >= rounds / 2,
+        cuts as u64 >= rounds / 2,
         "every torn tail added was cut ({cuts}):\n{}",
         d.log()
     );

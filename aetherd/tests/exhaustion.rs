@@ -351,7 +351,7 @@ fn the_daemon_out_of_message_queue_bytes() {
         ..SubscriberConfig::default()
     };
     let c2 = d.client();
-    let e = c2.notices_fd().err().expect("no room for a control queue");
+    let e = c2.notices_fd().expect_err("no room for a control queue");
     assert_eq!(e.status, Status::Limit, "{e}");
     assert!(e.message.contains("RLIMIT_MSGQUEUE"), "{e}");
     let e = c.subscriber("t", &mq).err().expect("no room for a subscriber's queue");
