@@ -475,3 +475,56 @@ fn every_configured_limit_reached() {
     c.subscriber("t0", &SubscriberConfig::default()).unwrap();
     println!("exhaustion: every configured limit refused with Limit/TooLarge, and freed ones granted again");
 }
+
+/// A full /dev/shm does not concern the daemon: segments are unnamed
+/// memfds. The daemon runs in a mount namespace of its own (gone with it)
+/// whose /dev/shm is a 64 KiB tmpfs filled to the last byte, and serves
+/// topics whose rings are each 16 times that.
+#[test]
+fn a_full_dev_shm_does_not_concern_segments() {
+    if skip_unless_root("a mount namespace") {
+        return;
+    }
+    let dir = TempDir::new("exh-shm");
+    let socket = dir.0.join("aetherd.sock");
+    let child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o size=64k tmpfs /dev/shm && \
+             { dd if=/dev/zero of=/dev/shm/fill bs=4k 2>/dev/null; true; } && exec \"$0\" \"$@\"",
+        )
+        .arg(AETHERD)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--state-dir")
+        .arg(dir.0.join("state"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("unshare");
+    let pid = child.id();
+    let d = Daemon::adopt(child, socket, dir);
+    // The daemon's /dev/shm, seen through its root: full.
+    let shm = format!("/proc/{pid}/root/dev/shm");
+    let st = nix::sys::statvfs::statvfs(shm.as_str()).expect("statvfs the daemon's /dev/shm");
+    assert_eq!(st.blocks_available(), 0, "the daemon's /dev/shm is full");
+    assert!(std::fs::metadata(format!("{shm}/fill")).is_ok());
+    let c = d.client();
+    let mut subs = Vec::new();
+    for i in 0..3 {
+        let t = format!("big{i}");
+        c.create_topic(&t, &params(Policy::Reliable, 1 << 20, None)).unwrap();
+        subs.push((t.clone(), c.subscriber(&t, &SubscriberConfig::default()).unwrap()));
+    }
+    for (t, s) in &mut subs {
+        let mut p = c.publisher(t).unwrap();
+        for i in 0..1000 {
+            p.publish(&message(i, 1000)).unwrap();
+            assert_eq!(
+                s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data,
+                message(i, 1000)
+            );
+        }
+    }
+    println!("exhaustion: /dev/shm full (64 KiB): 3 topics of 1 MiB made and used");
+}
