@@ -370,7 +370,7 @@ fn the_daemon_out_of_message_queue_bytes() {
         ms.receive(Some(Duration::from_secs(5))).unwrap().unwrap().data,
         b"queued"
     );
-    assert_eq!(mqueue_objects(), Vec::<String>::new());
+    assert_eq!(mqueue_objects(d.instance_id), Vec::<String>::new());
 }
 
 /// Every configured limit a root client is held to, reached: each refusal

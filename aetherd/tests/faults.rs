@@ -149,7 +149,7 @@ fn kill9(child: &mut std::process::Child) {
 /// no reply FIFO.
 fn assert_nothing_left(d: &Daemon) {
     assert_eq!(shm_objects(d.instance_id), Vec::<String>::new(), "/dev/shm");
-    assert_eq!(mqueue_objects(), Vec::<String>::new(), "/dev/mqueue");
+    assert_eq!(mqueue_objects(d.instance_id), Vec::<String>::new(), "/dev/mqueue");
     wait_for("the reply FIFOs to be swept", Duration::from_secs(10), || {
         reply_fifos(&d.socket).is_empty()
     });

@@ -600,14 +600,15 @@ pub fn reply_fifos(socket: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Message queues of this machine named `aether.*` (when /dev/mqueue is
-/// mounted; the daemon unlinks each queue as soon as it is open, so there
-/// should never be any).
-pub fn mqueue_objects() -> Vec<String> {
+/// Message queues of the daemon instance `instance_id` left in /dev/mqueue
+/// (`aether.<id>.q<n>`, when /dev/mqueue is mounted; the daemon unlinks each
+/// queue as soon as it is open, so there should never be any).
+pub fn mqueue_objects(instance_id: u64) -> Vec<String> {
+    let prefix = format!("aether.{instance_id:016x}.");
     std::fs::read_dir("/dev/mqueue")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with("aether."))
+                .filter(|n| n.starts_with(&prefix))
                 .collect()
         })
         .unwrap_or_default()
