@@ -156,12 +156,11 @@ fn assert_nothing_left(d: &Daemon) {
 }
 
 /// A publisher killed between claim (loan) and commit, round after round:
-/// a subscriber in another process... here the test itself, reading a
-/// reliable topic, gets each healthy message within its timeout, counts
-/// each abandoned record lost exactly once, and loses nothing committed;
-/// the publisher slots come back (the topic has 4 subscriber slots, and the
-/// daemon would refuse publishers if they leaked); the daemon's descriptors
-/// return to their baseline.
+/// a subscriber (the test itself) reading the reliable topic gets each
+/// healthy message within its timeout, counts each abandoned record lost
+/// exactly once, and loses nothing committed; the publisher slots come back
+/// (a topic has 64: had they leaked, round 64 would be refused); the
+/// daemon's descriptors return to their baseline.
 #[test]
 fn publisher_killed_between_claim_and_commit() {
     let rounds = fault_rounds(100);
