@@ -413,12 +413,31 @@ pub(crate) fn reload(state: &Mutex<State>) -> std::result::Result<Vec<String>, C
 
 fn accept_loop(state: &Arc<Mutex<State>>, listener: &SeqPacket) {
     let mut last_accept_error: Option<Instant> = None;
+    // A descriptor in reserve: out of descriptors, the acceptor lets go of
+    // it to take the waiting connection and tell the client why (`Limit`),
+    // rather than leave it to time out not knowing.
+    let reserve = || File::open("/dev/null").ok();
+    let mut spare = reserve();
     loop {
         let conn = match listener.accept() {
             Ok(c) => c,
             Err(e) => {
                 if state.lock().expect("state lock").draining {
                     return;
+                }
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) && spare.take().is_some() {
+                    if let Ok(conn) = listener.accept() {
+                        requests::refuse(
+                            &Arc::new(conn),
+                            Error::new(
+                                Status::Limit,
+                                format!("aetherd is out of file descriptors ({e}): try again once clients have left"),
+                            ),
+                        );
+                    }
+                }
+                if spare.is_none() {
+                    spare = reserve();
                 }
                 // Out of descriptors, say: the log says so once per 10 s, not 20 times a second.
                 if last_accept_error.is_none_or(|t| t.elapsed() >= crate::quota::LOG_EVERY) {

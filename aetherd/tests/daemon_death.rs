@@ -188,3 +188,25 @@ fn reopen_carries_on_with_a_restarted_daemon() {
     drop(d);
     gone.reverse();
 }
+
+/// A daemon killed and not yet reaped by its parent (a zombie, which
+/// `kill(pid, 0)` still finds) is gone, not shutting down: a request on
+/// its closed connection fails `Unavailable` (it said `Shutdown`, "the
+/// broker is shutting down", until the client looked at the process state;
+/// found by faults.rs's daemon-killed-mid-request loop).
+#[test]
+fn a_killed_daemon_not_yet_reaped_is_unavailable_not_shutting_down() {
+    let mut d = Daemon::start();
+    let c = d.client();
+    c.create_topic("t", &small(Policy::Lossy)).unwrap();
+    let pid = d.child.id();
+    // SAFETY: signalling our own child; not waiting for it keeps it a zombie.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_for("the daemon to be a zombie", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+    });
+    let e = c.topic_stats("t").unwrap_err();
+    assert_eq!(e.status, Status::Unavailable, "{e}");
+    let _ = d.child.wait();
+}

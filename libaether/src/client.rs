@@ -108,12 +108,38 @@ impl Conn {
     fn gone(&self, e: std::io::Error) -> Error {
         let socket = self.socket.display();
         let pid = self.daemon_pid.load(Ordering::Relaxed);
-        let alive = || {
+        // A killed daemon closes its sockets while it exits, before it is a
+        // zombie (which its parent may leave unreaped): kill(0) still finds
+        // it, but it is gone all the same, not "shutting down". /proc says
+        // so: state Z or X, or PF_EXITING (0x4) in its flags.
+        let zombie = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                // After the command's `)`: state, ppid, pgrp, session, tty, tpgid, flags.
+                let f: Vec<&str> = s.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+                matches!(f.first(), Some(&"Z" | &"X"))
+                    || f.get(6)
+                        .and_then(|x| x.parse::<u64>().ok())
+                        .is_some_and(|fl| fl & 0x4 != 0)
+            })
+        };
+        let present = || {
             pid == 0
-                || !matches!(
+                || (!matches!(
                     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None),
                     Err(nix::errno::Errno::ESRCH)
-                )
+                ) && !zombie())
+        };
+        // And a process in the middle of dying may look present for a moment
+        // after its sockets closed (seen in faults.rs's kill loop): a
+        // draining daemon is still there 100 ms later, a dead one is not.
+        let alive = || {
+            (0..20).all(|_| {
+                let p = present();
+                if p {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                p
+            })
         };
         match e.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {

@@ -528,3 +528,88 @@ pub fn publish_until_blocked(p: &mut aether::Publisher, tries: usize, len: usize
         Err(e) => panic!("publish: {e}"),
     })
 }
+
+// ---------------------------------------------------------------------------
+// Fault loops, exhaustion and soak (aetherd/tests/faults.rs, exhaustion.rs,
+// soak.rs).
+
+/// Rounds of a fault loop: `AETHER_FAULT_ROUNDS` if set (1000 on demand),
+/// else `ci` (what the CI run affords for this kind of round).
+pub fn fault_rounds(ci: u64) -> u64 {
+    match std::env::var("AETHER_FAULT_ROUNDS") {
+        Ok(v) => v.parse().expect("AETHER_FAULT_ROUNDS: a number"),
+        Err(_) => ci,
+    }
+}
+
+/// How many descriptors process `pid` holds (/proc/PID/fd).
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// What process `pid`'s descriptors point at (`socket:[...]`, paths,
+/// `anon_inode:...`), sorted: printed when a count is off.
+pub fn fd_targets(pid: u32) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| Some(std::fs::read_link(e.ok()?.path()).ok()?.display().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Process `pid`'s resident set (VmRSS, in KiB).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until daemon `pid` holds at most `bound` descriptors; on a timeout
+/// the assertion names what it holds.
+pub fn wait_fds_at_most(pid: u32, bound: usize, what: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while fd_count(pid) > bound {
+        assert!(
+            Instant::now() < end,
+            "{what}: pid {pid} holds {} descriptors, more than {bound}: {:?}",
+            fd_count(pid),
+            fd_targets(pid)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The `cli.*` reply FIFOs left in the reply directory of the daemon on `socket`.
+pub fn reply_fifos(socket: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(aetherd::admin::replies_dir(socket))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("cli."))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Message queues of the daemon instance `instance_id` left in /dev/mqueue
+/// (`aether.<id>.q<n>`, when /dev/mqueue is mounted; the daemon unlinks each
+/// queue as soon as it is open, so there should never be any).
+pub fn mqueue_objects(instance_id: u64) -> Vec<String> {
+    let prefix = format!("aether.{instance_id:016x}.");
+    std::fs::read_dir("/dev/mqueue")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
