@@ -157,6 +157,7 @@ fn main() -> Res<()> {
                         seq: i,
                         timestamp_ns: 0,
                         link_seq: i,
+                        numbering: 1,
                     };
                     put.attachment(env.encode()).wait()?;
                 } else {

@@ -45,6 +45,8 @@ const IDLE: Duration = Duration::from_millis(50);
 /// One durable topic's log, as the daemon's threads share it.
 pub(crate) struct Durable {
     pub(crate) dir: PathBuf,
+    /// The log's id: names the topic's numbering, which goes on across restarts.
+    pub(crate) log_id: u64,
     pub(crate) fsync: Fsync,
     /// Where the writer stands: every message before seq `.1` is in the
     /// files; `.0` is that place in the ring. Locked while the writer moves
@@ -246,6 +248,7 @@ pub(crate) fn start(
     }
     let d = Arc::new(Durable {
         dir,
+        log_id: log.id(),
         fsync,
         mark: Mutex::new((reader.position(), next)),
         synced: AtomicU64::new(next),

@@ -238,6 +238,12 @@ pub struct Log {
 }
 
 impl Log {
+    /// The log's id (in every file's header): made with the topic, the same
+    /// across every restart of the daemon that recovers it.
+    pub fn id(&self) -> u64 {
+        self.topic_id
+    }
+
     /// Opens the log in `dir` (made 0700 if missing), checks that its
     /// segments follow each other with no gap, and recovers the last one
     /// (see [`SegmentWriter::recover`]); an empty directory starts at 0.

@@ -487,9 +487,6 @@ mod bridged {
     /// twice (what is sent again `b` drops as a duplicate), before the
     /// round's closing mark.
     #[test]
-    #[ignore = "known bug: a restarted sender's link_seq starts again at 0, and the receiver then forgets \
-                the seqs it saw, so what the sender sends again from its log is delivered twice \
-                (docs/RELIABILITY-faults.md)"]
     fn bridged_daemon_killed_mid_send() {
         // A round restarts a daemon and waits for its link (about a second).
         let rounds = fault_rounds(5);

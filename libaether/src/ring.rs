@@ -312,8 +312,10 @@ fn wait_once(
                 let left = deadline.remaining().unwrap_or(u64::MAX).min(cap_ns);
                 // USDT: the word slept on (a subscriber's data word, a
                 // publisher's space or sync word), around the sleep.
+                #[cfg(not(miri))] // (USDT probes are assembly, which Miri cannot run)
                 probe::probe!(aether, wait_begin, word.as_ptr());
                 futex::wait(word, w, Some(Duration::from_nanos(left)));
+                #[cfg(not(miri))]
                 probe::probe!(aether, wait_end, word.as_ptr());
             }
             waiters.fetch_sub(1, Ordering::SeqCst);
@@ -328,6 +330,7 @@ fn wake(word: &AtomicU32, waiters: &AtomicU32, wakes: &AtomicU64) {
     if waiters.load(Ordering::Relaxed) != 0 {
         wake_all(word);
         wakes.fetch_add(1, Ordering::Relaxed);
+        #[cfg(not(miri))]
         probe::probe!(aether, wake, word.as_ptr());
     }
 }

@@ -38,6 +38,16 @@ fn size_of_msg(i: u64, max: usize) -> usize {
     1 + (i as usize).wrapping_mul(7919) % max
 }
 
+/// `full` rounds, or a few under Miri (`scripts/sanitizers.sh`), which
+/// interprets every step and checks each access.
+fn rounds(full: u64) -> u64 {
+    if cfg!(miri) {
+        (full / 50).max(20)
+    } else {
+        full
+    }
+}
+
 fn soon() -> Deadline {
     Deadline::after(Some(Duration::from_secs(10)))
 }
@@ -48,20 +58,21 @@ fn single_publisher_round_trip_with_wraps() {
     let mut w = seg.writer(None);
     let mut r = seg.reader(0).unwrap();
     let mut buf = vec![0u8; 1000];
-    for i in 0..5000u64 {
+    let n = rounds(5000);
+    for i in 0..n {
         let m = message(i, size_of_msg(i, 1000));
         assert_eq!(w.publish(&m).unwrap(), i);
         let (len, seq, ts) = r.receive_into(&mut buf, &soon()).unwrap();
         assert_eq!((seq, &buf[..len]), (i, &m[..]));
         assert!(ts > 0);
     }
-    assert_eq!((r.delivered(), r.lost()), (5000, 0));
+    assert_eq!((r.delivered(), r.lost()), (n, 0));
 }
 
 #[test]
 fn reliable_many_publisher_threads_gap_free() {
     const PUBS: u64 = 4;
-    const PER: u64 = 20_000;
+    let per = rounds(20_000);
     let seg = segment(Policy::Reliable, 16384, 512);
     let mut r = seg.reader(0).unwrap();
     let handles: Vec<_> = (0..PUBS)
@@ -70,8 +81,8 @@ fn reliable_many_publisher_threads_gap_free() {
             std::thread::spawn(move || {
                 let mut w = seg.writer(Some(p as u32));
                 w.timeout = Some(Duration::from_secs(30));
-                for i in 0..PER {
-                    let id = p * PER + i;
+                for i in 0..per {
+                    let id = p * per + i;
                     w.publish(&message(id, 8 + size_of_msg(id, 504))).unwrap();
                 }
             })
@@ -79,13 +90,13 @@ fn reliable_many_publisher_threads_gap_free() {
         .collect();
     let mut next = vec![0u64; PUBS as usize];
     let mut buf = vec![0u8; 512];
-    for expect_seq in 0..PUBS * PER {
+    for expect_seq in 0..PUBS * per {
         let (len, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
         assert_eq!(seq, expect_seq, "sequence numbers are gap-free and in order");
         let id = u64::from_le_bytes(buf[..8].try_into().unwrap());
-        let p = id / PER;
+        let p = id / per;
         assert_eq!(
-            id % PER,
+            id % per,
             next[p as usize],
             "each publisher's messages arrive in its order"
         );

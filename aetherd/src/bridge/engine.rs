@@ -200,7 +200,7 @@ impl Bridge {
             let sub = session
                 .declare_subscriber(key_of(&t.pattern))
                 .allowed_origin(Locality::Remote)
-                .callback(move |sample| h.lock().unwrap_or_else(|p| p.into_inner()).from_pattern(&sample))
+                .callback(move |sample| h.lock().unwrap_or_else(|p| p.into_inner()).take_from_pattern(&sample))
                 .wait()
                 .map_err(|e| format!("zenoh subscriber for {:?}: {e}", t.pattern))?;
             inbound.push(sub);
@@ -269,7 +269,7 @@ impl Drop for Bridge {
 fn discover(s: Arc<Shared>, session: Session) {
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
     while !s.stopping() {
-        let topics: Vec<(String, Policy, bool)> = {
+        let topics: Vec<(String, Policy, bool, u64)> = {
             let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
             st.topics
                 .iter()
@@ -278,18 +278,22 @@ fn discover(s: Arc<Shared>, session: Session) {
                         .iter()
                         .any(|t| t.out && access::topic_matches(&t.pattern, name))
                 })
-                .map(|(name, t)| (name.clone(), t.seg.geometry().policy, t.durable.is_some()))
+                .map(|(name, t)| {
+                    // What names the topic's numbering (see `Envelope::numbering`).
+                    let numbering = t.durable.as_ref().map_or(t.seg.geometry().salt, |d| d.log_id);
+                    (name.clone(), t.seg.geometry().policy, t.durable.is_some(), numbering)
+                })
                 .collect()
         };
         running.retain(|_, h| !h.is_finished());
-        for (topic, policy, durable) in topics {
+        for (topic, policy, durable, numbering) in topics {
             if running.contains_key(&topic) {
                 continue;
             }
             let (s2, z, t) = (Arc::clone(&s), session.clone(), topic.clone());
             match std::thread::Builder::new()
                 .name(format!("aetherd-bridge-{}", &topic[..topic.len().min(3)]))
-                .spawn(move || outbound(&s2, &z, &t, policy, durable))
+                .spawn(move || outbound(&s2, &z, &t, policy, durable, numbering))
             {
                 Ok(h) => {
                     running.insert(topic, h);
@@ -311,7 +315,7 @@ fn discover(s: Arc<Shared>, session: Session) {
 /// of the ring (so it holds no publisher back) and, when one listens again,
 /// resumes from the last commit, so what was published meanwhile is
 /// delivered from the log. (What it sends twice, receivers drop by seq.)
-fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable: bool) {
+fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable: bool, numbering: u64) {
     let client = match Client::connect_with(Some(&s.socket), false) {
         Ok(c) => c,
         Err(e) => return log::warn!("bridge: cannot send {topic:?} out: {e}"),
@@ -405,6 +409,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                     seq: rec.seq,
                     timestamp_ns: rec.timestamp_ns,
                     link_seq,
+                    numbering,
                 };
                 let len = data.len() as u64;
                 match publisher.put(data).attachment(env.encode()).wait() {
@@ -491,9 +496,10 @@ struct Inbound {
     exact: HashMap<String, zenoh::pubsub::Subscriber<()>>,
     client: Option<Client>,
     publishers: HashMap<String, Publisher>,
-    /// On each topic from each broker: the next link sequence number
-    /// expected, and the next message sequence number not yet published.
-    expected: HashMap<String, HashMap<String, (u64, u64)>>,
+    /// On each topic from each broker: its numbering, the next link
+    /// sequence number expected, and the next message sequence number not
+    /// yet published.
+    expected: HashMap<String, HashMap<String, (u64, u64, u64)>>,
 }
 
 impl Inbound {
@@ -521,7 +527,7 @@ impl Inbound {
     /// a subscriber of its own, which the first one published gets. (Both
     /// subscribers' callbacks run on the receiving thread, one sample after
     /// another, under this lock: each sample is taken exactly once.)
-    fn from_pattern(&mut self, sample: &Sample) {
+    fn take_from_pattern(&mut self, sample: &Sample) {
         let topic = sample.key_expr().as_str().strip_prefix(KEY_PREFIX);
         if topic.is_some_and(|t| self.exact.contains_key(t)) {
             return;
@@ -572,9 +578,11 @@ impl Inbound {
             return self.refuse(&env.origin, format!("topic {topic:?} does not come in"));
         }
         // Exact loss: the origin numbers what it sent on each topic; and
-        // what it sent again (a durable topic's, from its log after a link
-        // came back) has a seq already seen. (A smaller link number: the
-        // origin's bridge of the topic started again, from 0.)
+        // what it sent again (a durable topic's, from its log, after a link
+        // came back or its broker started again) has a seq already seen. A
+        // smaller link number: the origin's bridge of the topic started
+        // again, from 0; with another numbering (a topic made anew, or a
+        // version 1 envelope, which does not say), so did its seqs.
         let next = match self.expected.get_mut(topic).and_then(|m| m.get_mut(&env.origin)) {
             Some(n) => n,
             None => self
@@ -582,21 +590,23 @@ impl Inbound {
                 .entry(topic.to_string())
                 .or_default()
                 .entry(env.origin.clone())
-                .or_insert((env.link_seq, env.seq)),
+                .or_insert((env.numbering, env.link_seq, env.seq)),
         };
-        if env.link_seq < next.0 {
-            *next = (env.link_seq, env.seq);
+        if env.numbering != next.0 || (env.link_seq < next.1 && env.numbering == 0) {
+            *next = (env.numbering, env.link_seq, env.seq);
+        } else if env.link_seq < next.1 {
+            next.1 = env.link_seq;
         }
-        let gap = env.link_seq - next.0;
-        next.0 = env.link_seq + 1;
-        if env.seq < next.1 {
+        let gap = env.link_seq - next.1;
+        next.1 = env.link_seq + 1;
+        if env.seq < next.2 {
             self.s.counters.link(&env.origin, |l| {
                 l.dropped += gap;
                 l.duplicates += 1;
             });
             return false;
         }
-        next.1 = env.seq + 1;
+        next.2 = env.seq + 1;
         if gap > 0 {
             self.s.counters.link(&env.origin, |l| l.dropped += gap);
         }

@@ -4,14 +4,17 @@
 //! network dropped. Bytes from the network are untrusted: [`Envelope::decode`]
 //! checks everything and never panics.
 //!
-//! Layout (little-endian): `b"AEB"`, version (1), name length N (1..=64),
+//! Layout (little-endian): `b"AEB"`, version (2), name length N (1..=64),
 //! the origin's name (N bytes, a broker name: letters, digits, `.`, `_`,
-//! `-`), origin seq (u64), timestamp in ns (u64), link seq (u64).
+//! `-`), origin seq (u64), timestamp in ns (u64), link seq (u64), numbering
+//! (u64). Version 1 (before the numbering) is still read, as numbering 0.
 
 use aether::{Error, Result};
 
 const MAGIC: &[u8; 3] = b"AEB";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The first version, without `numbering`.
+const VERSION_1: u8 = 1;
 /// The longest broker name.
 pub const MAX_NAME: usize = 64;
 
@@ -26,6 +29,12 @@ pub struct Envelope {
     /// Counts the origin's bridged messages of this topic, from 0 with each
     /// bridge start: a receiver that sees it jump knows how many the link lost.
     pub link_seq: u64,
+    /// Names the origin topic's numbering of `seq`: a durable topic's log
+    /// id (its numbering goes on across restarts), else an id of the topic's
+    /// ring, new each time the topic is made (its numbering starts again).
+    /// A receiver that sees the link numbering start again but the same
+    /// numbering here drops what was sent again; 0: unknown (version 1).
+    pub numbering: u64,
 }
 
 /// Whether `name` may name a broker (the origin tag).
@@ -35,12 +44,12 @@ pub fn valid_name(name: &str) -> bool {
 
 impl Envelope {
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(5 + self.origin.len() + 24);
+        let mut v = Vec::with_capacity(5 + self.origin.len() + 32);
         v.extend_from_slice(MAGIC);
         v.push(VERSION);
         v.push(self.origin.len() as u8);
         v.extend_from_slice(self.origin.as_bytes());
-        for n in [self.seq, self.timestamp_ns, self.link_seq] {
+        for n in [self.seq, self.timestamp_ns, self.link_seq, self.numbering] {
             v.extend_from_slice(&n.to_le_bytes());
         }
         v
@@ -51,11 +60,13 @@ impl Envelope {
         if b.len() < 5 || &b[..3] != MAGIC {
             return Err(bad("not an Aether envelope"));
         }
-        if b[3] != VERSION {
-            return Err(bad(&format!("version {} (this broker reads {VERSION})", b[3])));
-        }
+        let numbers = match b[3] {
+            VERSION => 4,
+            VERSION_1 => 3,
+            v => return Err(bad(&format!("version {v} (this broker reads {VERSION_1} and {VERSION})"))),
+        };
         let n = b[4] as usize;
-        if b.len() != 5 + n + 24 {
+        if b.len() != 5 + n + 8 * numbers {
             return Err(bad(&format!("{} bytes for a name of {n}", b.len())));
         }
         let origin = std::str::from_utf8(&b[5..5 + n])
@@ -68,6 +79,7 @@ impl Envelope {
             seq: num(0),
             timestamp_ns: num(1),
             link_seq: num(2),
+            numbering: if numbers == 4 { num(3) } else { 0 },
         })
     }
 }
@@ -83,9 +95,17 @@ mod tests {
             seq: 7,
             timestamp_ns: 1 << 60,
             link_seq: 3,
+            numbering: 9,
         };
         let b = e.encode();
         assert_eq!(Envelope::decode(&b).unwrap(), e);
+        // Version 1, without the numbering: read as numbering 0.
+        let mut v1 = b[..b.len() - 8].to_vec();
+        v1[3] = 1;
+        assert_eq!(Envelope::decode(&v1).unwrap(), Envelope { numbering: 0, ..e.clone() });
+        let mut v3 = b.clone();
+        v3[3] = 3;
+        assert!(Envelope::decode(&v3).is_err());
         // Every truncation and every single-byte change of the header or
         // name is refused or decodes to something valid; none panics.
         for n in 0..b.len() {

@@ -21,7 +21,24 @@ pub struct Pair {
 
 /// Whether this CPU has `cmpxchg16b` (every x86-64 CPU since ~2006 does).
 pub fn supported() -> bool {
-    std::arch::is_x86_feature_detected!("cmpxchg16b")
+    cfg!(miri) || std::arch::is_x86_feature_detected!("cmpxchg16b")
+}
+
+/// Under Miri, which cannot run the assembly below: the same exchange made
+/// of two atomic halves under one process-wide lock. (Readers of `lo`
+/// alone, which take no lock, see it change once, as with the real one.)
+#[cfg(miri)]
+unsafe fn cmpxchg16b(dst: *mut u128, old: u128, new: u128) -> u128 {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: `dst` is a `Pair` (the only caller's), so it is two atomics.
+    let p = unsafe { &*(dst as *const Pair) };
+    let found = join(p.lo.load(std::sync::atomic::Ordering::SeqCst), p.hi.load(std::sync::atomic::Ordering::SeqCst));
+    if found == old {
+        p.hi.store((new >> 64) as u64, std::sync::atomic::Ordering::SeqCst);
+        p.lo.store(new as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+    found
 }
 
 /// `lock cmpxchg16b` in inline assembly: the std intrinsic becomes a libatomic
@@ -30,6 +47,7 @@ pub fn supported() -> bool {
 /// # Safety
 /// `dst` is valid for reads and writes of 16 bytes and 16-byte aligned, and
 /// the CPU supports `cmpxchg16b`.
+#[cfg(not(miri))]
 unsafe fn cmpxchg16b(dst: *mut u128, old: u128, new: u128) -> u128 {
     let (mut lo, mut hi) = (old as u64, (old >> 64) as u64);
     // SAFETY: per the function's contract. rbx is reserved by LLVM, so the new

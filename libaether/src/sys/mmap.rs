@@ -1,7 +1,9 @@
 //! A shared read-write mapping of a file descriptor (`nix`'s mmap), unmapped on drop.
 
+#[cfg(not(miri))]
 use nix::sys::mman::{self, MapFlags, ProtFlags};
 use std::io;
+#[cfg(not(miri))]
 use std::num::NonZeroUsize;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
@@ -33,6 +35,21 @@ impl Mapping {
         Mapping::new(fd, len, populate, false)
     }
 
+    #[cfg(miri)]
+    fn new(_fd: BorrowedFd<'_>, len: usize, _populate: bool, _writable: bool) -> io::Result<Mapping> {
+        // Under Miri: zeroed, page-aligned heap memory (as a fresh memfd reads).
+        let layout = std::alloc::Layout::from_size_align(len, 4096)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mapping size"))?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
+        }
+        // SAFETY: the layout's size is non-zero.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(p).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    #[cfg(not(miri))]
     fn new(fd: BorrowedFd<'_>, len: usize, populate: bool, writable: bool) -> io::Result<Mapping> {
         let len = NonZeroUsize::new(len).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"))?;
         // SAFETY: a fresh mapping at an address the kernel chooses (none given),
@@ -75,6 +92,13 @@ impl Mapping {
 }
 
 impl Drop for Mapping {
+    #[cfg(miri)]
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this size and alignment.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), std::alloc::Layout::from_size_align_unchecked(self.len, 4096)) }
+    }
+
+    #[cfg(not(miri))]
     fn drop(&mut self) {
         // SAFETY: ptr/len are exactly what mmap returned; nothing borrows the
         // mapping past its owner's lifetime.

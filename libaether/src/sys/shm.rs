@@ -1,8 +1,12 @@
 //! Shared memory: segments are sealed memfds (see [`create_sealed`]); the
 //! POSIX shm namespace is only cleaned (`shm_unlink`). The calls are `nix`'s.
 
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-use nix::sys::memfd::{memfd_create, MFdFlags};
+use nix::fcntl::{fcntl, FcntlArg};
+#[cfg(not(miri))]
+use nix::fcntl::SealFlag;
+#[cfg(not(miri))]
+use nix::sys::memfd::memfd_create;
+use nix::sys::memfd::MFdFlags;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -45,6 +49,7 @@ pub fn create_sealed_huge(name: &str, size: u64) -> io::Result<OwnedFd> {
     create(name, size, MFdFlags::MFD_HUGETLB | MFdFlags::MFD_HUGE_2MB)
 }
 
+#[cfg(not(miri))]
 fn create(name: &str, size: u64, extra: MFdFlags) -> io::Result<OwnedFd> {
     let fd = memfd_create(
         cname(name)?.as_c_str(),
@@ -57,6 +62,14 @@ fn create(name: &str, size: u64, extra: MFdFlags) -> io::Result<OwnedFd> {
     nix::unistd::ftruncate(&fd, len)?;
     fcntl(&fd, FcntlArg::F_ADD_SEALS(SealFlag::from_bits_truncate(SIZE_SEALS)))?;
     Ok(fd)
+}
+
+/// Under Miri (no memfd, no file mappings): a descriptor that only stands
+/// for the memory, which [`super::mmap::Mapping`] then allocates. Enough for
+/// one process's topics ([`crate::local::LocalTopic`]), mapped once each.
+#[cfg(miri)]
+fn create(_name: &str, _size: u64, _extra: MFdFlags) -> io::Result<OwnedFd> {
+    super::eventfd::create()
 }
 
 /// Whether `fd` is a file of huge pages (hugetlbfs, as [`create_sealed_huge`] makes).

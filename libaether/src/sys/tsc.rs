@@ -29,6 +29,9 @@ static RATE: AtomicU64 = AtomicU64::new(0);
 pub fn invariant_tsc() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {
+        if cfg!(miri) {
+            return false;
+        }
         use std::arch::x86_64::__cpuid;
         // `__cpuid` became a safe function in Rust 1.88; older compilers want `unsafe`.
         #[allow(unused_unsafe)]
