@@ -360,7 +360,7 @@ fn rng(seed: &mut u64) -> u64 {
 #[test]
 fn garbage_ring_bytes_and_tails_never_crash_the_reader() {
     let mut seed = 0x1234_5678_9abc_def1u64;
-    for round in 0..200 {
+    for round in 0..rounds(200) {
         let seg = segment(Policy::Lossy, 4096, 500);
         let mut w = seg.writer(None);
         let mut r = seg.reader(0).unwrap();
@@ -736,7 +736,7 @@ fn remote_messages_carry_their_origin() {
     let mut w = seg.writer(None);
     let mut r = seg.reader(0).unwrap();
     let mut buf = vec![0u8; 1000];
-    for i in 0..3000u64 {
+    for i in 0..rounds(3000) {
         let m = message(i, size_of_msg(i, 1000 - ORIGIN_BYTES));
         let remote = i % 3 == 1;
         if remote {
