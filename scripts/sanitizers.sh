@@ -66,14 +66,17 @@ for w in $what; do
     for t in $lossy; do skip+=(--skip "$t"); done
     echo "== ThreadSanitizer: the ring (no report allowed)"
     TSAN_OPTIONS="halt_on_error=1" cargo +nightly test -q -Zbuild-std --target "$target" -p aether --test ring -- "${skip[@]}"
-    echo "== ThreadSanitizer: the lossy overwrite tests (races by design, counted)"
-    log=$(mktemp)
+    echo "== ThreadSanitizer: the lossy overwrite tests (races by design, suppressed and counted)"
+    # Suppressed, not printed: symbolizing and printing a report stalls the
+    # racing thread long enough to time the test's reader out.
+    log=$(mktemp) supp=$(mktemp)
+    printf 'race:*Reader*%s*\n' copy_out read_header resync look committed_at_cursor record_at_cursor >"$supp"
     # shellcheck disable=SC2086
-    TSAN_OPTIONS="exitcode=0" cargo +nightly test -q -Zbuild-std --target "$target" -p aether --test ring -- $lossy >"$log" 2>&1 ||
-      { cat "$log"; rm -f "$log"; exit 1; }
-    echo "reports: $(grep -c 'WARNING: ThreadSanitizer' "$log"), in: $(grep -o 'ring::[A-Za-z_:]*Reader>::[a-z_]*\|Reader>::[a-z_]*' "$log" | sort -u | tr '\n' ' ')"
-    grep -q "test result: ok" "$log" || { cat "$log"; rm -f "$log"; exit 1; }
-    rm -f "$log"
+    TSAN_OPTIONS="suppressions=$supp print_suppressions=1" \
+      cargo +nightly test -q -Zbuild-std --target "$target" -p aether --test ring -- $lossy >"$log" 2>&1 ||
+      { cat "$log"; rm -f "$log" "$supp"; exit 1; }
+    grep -A8 "Matched" "$log" | grep -E "Matched|race:" || echo "(no race matched)"
+    rm -f "$log" "$supp"
     unset RUSTFLAGS RUSTDOCFLAGS CARGO_TARGET_DIR
     ;;
   *) echo "sanitizers: unknown $w (miri, tsan)" >&2; exit 2 ;;

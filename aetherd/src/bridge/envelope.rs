@@ -63,7 +63,11 @@ impl Envelope {
         let numbers = match b[3] {
             VERSION => 4,
             VERSION_1 => 3,
-            v => return Err(bad(&format!("version {v} (this broker reads {VERSION_1} and {VERSION})"))),
+            v => {
+                return Err(bad(&format!(
+                    "version {v} (this broker reads {VERSION_1} and {VERSION})"
+                )))
+            }
         };
         let n = b[4] as usize;
         if b.len() != 5 + n + 8 * numbers {
@@ -102,7 +106,13 @@ mod tests {
         // Version 1, without the numbering: read as numbering 0.
         let mut v1 = b[..b.len() - 8].to_vec();
         v1[3] = 1;
-        assert_eq!(Envelope::decode(&v1).unwrap(), Envelope { numbering: 0, ..e.clone() });
+        assert_eq!(
+            Envelope::decode(&v1).unwrap(),
+            Envelope {
+                numbering: 0,
+                ..e.clone()
+            }
+        );
         let mut v3 = b.clone();
         v3[3] = 3;
         assert!(Envelope::decode(&v3).is_err());

@@ -11,7 +11,9 @@ use std::ptr::{null, null_mut};
 
 fn last_error() -> String {
     // SAFETY: aether_last_error never returns NULL and its string is NUL-terminated.
-    unsafe { CStr::from_ptr(aether_last_error()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(aether_last_error()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// A caller's struct of `size` bytes (the first word its struct_size),
@@ -43,7 +45,10 @@ fn null_handles_and_arguments_are_invalid_and_named() {
         assert_eq!(aether_abort(null_mut()), invalid);
         assert_eq!(aether_publisher_reopen(null_mut()), invalid);
         assert_eq!(aether_publisher_set_timeout(null_mut(), 0), invalid);
-        assert_eq!(aether_subscriber_open(null_mut(), c"t".as_ptr(), null(), null_mut()), invalid);
+        assert_eq!(
+            aether_subscriber_open(null_mut(), c"t".as_ptr(), null(), null_mut()),
+            invalid
+        );
         assert_eq!(aether_receive(null_mut(), null_mut(), 0, &mut n, 0), invalid);
         assert!(last_error().contains("subscriber"), "{}", last_error());
         assert_eq!(aether_release(null_mut(), null_mut()), invalid);
@@ -72,7 +77,10 @@ fn strings_are_static_and_terminated() {
     let v = unsafe { CStr::from_ptr(aether_version()) };
     assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
     // SAFETY: a terminated literal.
-    assert_eq!(unsafe { aether_broker_id(c"host-a".as_ptr()) }, crate::broker_id("host-a"));
+    assert_eq!(
+        unsafe { aether_broker_id(c"host-a".as_ptr()) },
+        crate::broker_id("host-a")
+    );
 }
 
 /// Reads the caller's bytes as a topic config (as aether_topic_create does).
@@ -88,11 +96,18 @@ fn topic_config_of_every_size() {
     assert_eq!(topic_params(&d).unwrap(), TopicParams::default());
     // Older layouts: only their fields are read; the bytes after them (here
     // 0xff, which would be invalid settings) are not.
-    for (size, fields) in [(TOPIC_CONFIG_V1_SIZE, TOPIC_CONFIG_V1.fields), (TOPIC_CONFIG_V2_SIZE, TOPIC_CONFIG_V2_SIZE)] {
+    for (size, fields) in [
+        (TOPIC_CONFIG_V1_SIZE, TOPIC_CONFIG_V1.fields),
+        (TOPIC_CONFIG_V2_SIZE, TOPIC_CONFIG_V2_SIZE),
+    ] {
         let mut words = caller_bytes(size, 0xff);
         // SAFETY: `words` has room for `fields` bytes; the default is plain data.
         unsafe {
-            std::ptr::copy_nonoverlapping((&d as *const aether_topic_config).cast::<u8>(), words.as_mut_ptr().cast::<u8>(), fields)
+            std::ptr::copy_nonoverlapping(
+                (&d as *const aether_topic_config).cast::<u8>(),
+                words.as_mut_ptr().cast::<u8>(),
+                fields,
+            )
         };
         words[0] = size as u64;
         assert_eq!(topic_params_of(&words).unwrap(), TopicParams::default(), "size {size}");
@@ -101,7 +116,11 @@ fn topic_config_of_every_size() {
     let mut words = caller_bytes(d.struct_size + 16, 0);
     // SAFETY: as above, `words` is bigger than the default.
     unsafe {
-        std::ptr::copy_nonoverlapping((&d as *const aether_topic_config).cast::<u8>(), words.as_mut_ptr().cast::<u8>(), d.struct_size)
+        std::ptr::copy_nonoverlapping(
+            (&d as *const aether_topic_config).cast::<u8>(),
+            words.as_mut_ptr().cast::<u8>(),
+            d.struct_size,
+        )
     };
     words[0] = (d.struct_size + 16) as u64;
     assert_eq!(topic_params_of(&words).unwrap(), TopicParams::default());
@@ -122,7 +141,11 @@ fn topic_config_of_every_size() {
     for bad in [
         aether_topic_config { policy: 9, ..d },
         aether_topic_config { durability: 7, ..d },
-        aether_topic_config { durability: 1, fsync: 9, ..d },
+        aether_topic_config {
+            durability: 1,
+            fsync: 9,
+            ..d
+        },
         aether_topic_config { huge_pages: 2, ..d },
         aether_topic_config { ring_size: 3, ..d },
     ] {
@@ -139,7 +162,11 @@ fn out_structs_get_what_both_sides_know() {
         a: u64,
         b: u64,
     }
-    let v = Out { struct_size: 24, a: 1, b: 2 };
+    let v = Out {
+        struct_size: 24,
+        a: 1,
+        b: 2,
+    };
     // A caller built against an older, 16-byte layout: `b` is not written
     // (the word after its struct stays as it was).
     let mut words = [16u64, 0, 0xdead];

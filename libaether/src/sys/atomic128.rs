@@ -33,7 +33,10 @@ unsafe fn cmpxchg16b(dst: *mut u128, old: u128, new: u128) -> u128 {
     let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: `dst` is a `Pair` (the only caller's), so it is two atomics.
     let p = unsafe { &*(dst as *const Pair) };
-    let found = join(p.lo.load(std::sync::atomic::Ordering::SeqCst), p.hi.load(std::sync::atomic::Ordering::SeqCst));
+    let found = join(
+        p.lo.load(std::sync::atomic::Ordering::SeqCst),
+        p.hi.load(std::sync::atomic::Ordering::SeqCst),
+    );
     if found == old {
         p.hi.store((new >> 64) as u64, std::sync::atomic::Ordering::SeqCst);
         p.lo.store(new as u64, std::sync::atomic::Ordering::SeqCst);

@@ -95,7 +95,12 @@ impl Drop for Mapping {
     #[cfg(miri)]
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this size and alignment.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), std::alloc::Layout::from_size_align_unchecked(self.len, 4096)) }
+        unsafe {
+            std::alloc::dealloc(
+                self.ptr.as_ptr(),
+                std::alloc::Layout::from_size_align_unchecked(self.len, 4096),
+            )
+        }
     }
 
     #[cfg(not(miri))]

@@ -1,9 +1,9 @@
 //! Shared memory: segments are sealed memfds (see [`create_sealed`]); the
 //! POSIX shm namespace is only cleaned (`shm_unlink`). The calls are `nix`'s.
 
-use nix::fcntl::{fcntl, FcntlArg};
 #[cfg(not(miri))]
 use nix::fcntl::SealFlag;
+use nix::fcntl::{fcntl, FcntlArg};
 #[cfg(not(miri))]
 use nix::sys::memfd::memfd_create;
 use nix::sys::memfd::MFdFlags;
