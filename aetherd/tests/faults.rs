@@ -489,7 +489,7 @@ mod bridged {
     #[test]
     fn bridged_daemon_killed_mid_send() {
         // A round restarts a daemon and waits for its link (about a second).
-        let rounds = fault_rounds(5);
+        let rounds = fault_rounds(100);
         if std::env::var("AETHER_FAULT_ROUNDS").is_err() {
             println!(
                 "faults: bridge: {rounds} rounds (each restarts a bridged daemon); AETHER_FAULT_ROUNDS=N for more"

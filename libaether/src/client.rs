@@ -1427,6 +1427,10 @@ impl Subscriber {
     ///
     /// Errors: `Invalid` (not a durable subscription), `Unavailable`.
     pub fn commit(&mut self) -> Result<()> {
+        self.commit_at(self.next_to_deliver())
+    }
+
+    fn commit_at(&mut self, next_seq: u64) -> Result<()> {
         owned_by_this_process(self.client.conn.owner)?;
         if self.durable.is_none() {
             return Err(Error::invalid(
@@ -1439,9 +1443,24 @@ impl Subscriber {
                 topic: self.topic.clone(),
                 topic_id: self.reader.segment().geometry().salt,
                 slot: self.slot,
-                next_seq: self.next_to_deliver(),
+                next_seq,
             })
             .map(drop)
+    }
+
+    /// As [`commit`](Self::commit), but only up to `next_seq`: every message
+    /// before it is done with, those from it on come again to the next
+    /// subscriber of this name. For a subscriber that hands messages on and
+    /// learns later which of them arrived (the daemon's bridge: what the
+    /// remote broker acknowledged). `Invalid` past what was delivered.
+    pub fn commit_to(&mut self, next_seq: u64) -> Result<()> {
+        if next_seq > self.next_to_deliver() {
+            return Err(Error::invalid(format!(
+                "commit of seq {next_seq}: only messages before {} were delivered",
+                self.next_to_deliver()
+            )));
+        }
+        self.commit_at(next_seq)
     }
 
     /// Passes over the ring's messages before a start the log did not reach

@@ -27,7 +27,7 @@ use crate::state::State;
 use aether::{broker_id, Client, Deadline, Origin, Policy, Publisher, Start, Status, SubscriberConfig, ORIGIN_BYTES};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -37,6 +37,9 @@ use zenoh::{Session, Wait};
 
 const KEY_PREFIX: &str = "aether/";
 const ALIVE_PREFIX: &str = "aether-bridge/";
+/// Acknowledgements: `aether-ack/<origin broker>/<topic>`, a receiver's
+/// next seq not yet published from that origin (8 bytes, little-endian).
+const ACK_PREFIX: &str = "aether-ack/";
 /// How often the bridge looks for new local topics to send out.
 const DISCOVER_EVERY: Duration = Duration::from_millis(200);
 /// How long a bridge thread waits before it looks at its stop flag.
@@ -206,11 +209,11 @@ impl Bridge {
             inbound.push(sub);
         }
         let mut threads = Vec::new();
-        let (s, z) = (Arc::clone(&shared), session.clone());
+        let (s, z, h) = (Arc::clone(&shared), session.clone(), Arc::clone(&handler));
         threads.push(
             std::thread::Builder::new()
                 .name("aetherd-bridge".into())
-                .spawn(move || discover(s, z))
+                .spawn(move || discover(s, z, h))
                 .map_err(|e| format!("spawn the bridge's thread: {e}"))?,
         );
         log::info!(
@@ -266,9 +269,18 @@ impl Drop for Bridge {
 
 /// Starts an outbound thread for each local topic an `out` pattern matches
 /// (and again when one ended: the topic was deleted and made again).
-fn discover(s: Arc<Shared>, session: Session) {
+fn discover(s: Arc<Shared>, session: Session, inbound: Arc<Mutex<Inbound>>) {
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
     while !s.stopping() {
+        // What arrived from each origin, acknowledged to it (its durable
+        // topics' bridges commit only that far).
+        let acks = inbound.lock().unwrap_or_else(|p| p.into_inner()).acks_due();
+        for (topic, origin, next) in acks {
+            let _ = session
+                .put(format!("{ACK_PREFIX}{origin}/{topic}"), next.to_le_bytes().to_vec())
+                .allowed_destination(Locality::Remote)
+                .wait();
+        }
         let topics: Vec<(String, Policy, bool, u64)> = {
             let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
             st.topics
@@ -310,8 +322,10 @@ fn discover(s: Arc<Shared>, session: Session) {
 
 /// Sends `topic`'s local messages to the other brokers until the topic ends
 /// or the bridge stops. A durable topic is read through a durable
-/// subscription (`bridge.<name>`), committed every [`COMMIT_EVERY`] sent
-/// messages and when idle: while no remote broker listens the bridge lets go
+/// subscription (`bridge.<name>`), committed up to what a remote broker
+/// acknowledged, every [`COMMIT_EVERY`] sent messages and when idle (so a
+/// message still in Zenoh's queues when this daemon dies is sent again
+/// after its restart): while no remote broker listens the bridge lets go
 /// of the ring (so it holds no publisher back) and, when one listens again,
 /// resumes from the last commit, so what was published meanwhile is
 /// delivered from the log. (What it sends twice, receivers drop by seq.)
@@ -349,8 +363,26 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
         .callback(move |st| m.store(st.matching(), Ordering::Release))
         .wait();
     let echoes = s.echoes(topic);
+    // A durable topic commits only what a remote broker acknowledged (its
+    // next seq not yet published from here): a message put but still in
+    // Zenoh's queues when this daemon dies is sent again after its restart.
+    let acked = Arc::new(AtomicU64::new(0));
+    let a = Arc::clone(&acked);
+    let _acks = durable.then(|| {
+        session
+            .declare_subscriber(format!("{ACK_PREFIX}{}/{topic}", s.name))
+            .allowed_origin(Locality::Remote)
+            .callback(move |sample| {
+                if let Ok(b) = <[u8; 8]>::try_from(&*sample.payload().to_bytes()) {
+                    a.fetch_max(u64::from_le_bytes(b), Ordering::AcqRel);
+                }
+            })
+            .wait()
+    });
     let mut sub: Option<aether::Subscriber> = None;
     let (mut link_seq, mut lost_seen, mut since_stats, mut uncommitted) = (0u64, 0u64, 0u32, 0u32);
+    // The next seq to receive here, and the position last committed.
+    let (mut received_to, mut committed) = (0u64, 0u64);
     log::debug!("bridge: sending {topic:?} out");
     while !s.stopping() {
         if durable && !matched.load(Ordering::Acquire) {
@@ -381,6 +413,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
         match sb.receive_view(&Deadline::after(Some(IDLE))) {
             Ok(rec) => {
                 since_stats += 1;
+                received_to = rec.seq + 1;
                 if rec.origin.is_some() || is_echo(&echoes, rec.seq) {
                     let _ = sb.release_view();
                     continue;
@@ -425,13 +458,14 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                     }
                 }
                 if durable && uncommitted >= COMMIT_EVERY {
-                    commit(sb, topic, &mut uncommitted);
+                    commit(sb, topic, acked.load(Ordering::Acquire).min(received_to), &mut committed, &mut uncommitted);
                 }
             }
             Err(e) if e.status == Status::Timeout => {
                 since_stats = u32::MAX;
-                if durable && uncommitted > 0 {
-                    commit(sb, topic, &mut uncommitted);
+                // (Acknowledgements come after the messages: look again while idle.)
+                if durable {
+                    commit(sb, topic, acked.load(Ordering::Acquire).min(received_to), &mut committed, &mut uncommitted);
                 }
             }
             Err(e) if matches!(e.status, Status::NotFound | Status::Shutdown | Status::Unavailable) => {
@@ -455,16 +489,21 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
         }
     }
     if let Some(sb) = &mut sub {
-        if durable && uncommitted > 0 {
-            commit(sb, topic, &mut uncommitted);
+        if durable {
+            commit(sb, topic, acked.load(Ordering::Acquire).min(received_to), &mut committed, &mut uncommitted);
         }
     }
 }
 
-/// Records a durable topic's progress (everything received so far was sent).
-fn commit(sub: &mut aether::Subscriber, topic: &str, uncommitted: &mut u32) {
-    match sub.commit() {
-        Ok(()) => *uncommitted = 0,
+/// Records a durable topic's progress: every message before `to` (what a
+/// remote broker acknowledged, of what was received here) crossed.
+fn commit(sub: &mut aether::Subscriber, topic: &str, to: u64, committed: &mut u64, uncommitted: &mut u32) {
+    *uncommitted = 0;
+    if to <= *committed {
+        return;
+    }
+    match sub.commit_to(to) {
+        Ok(()) => *committed = to,
         Err(e) => log::warn!("bridge: {topic:?}: commit: {e}"),
     }
 }
@@ -500,6 +539,8 @@ struct Inbound {
     /// sequence number expected, and the next message sequence number not
     /// yet published.
     expected: HashMap<String, HashMap<String, (u64, u64, u64)>>,
+    /// Per topic and origin: the next seq last acknowledged to the origin.
+    acked: HashMap<(String, String), u64>,
 }
 
 impl Inbound {
@@ -509,10 +550,27 @@ impl Inbound {
             session,
             me,
             exact: HashMap::new(),
+            acked: HashMap::new(),
             client: None,
             publishers: HashMap::new(),
             expected: HashMap::new(),
         }
+    }
+
+    /// (topic, origin, next seq) of every origin whose topic received more
+    /// since its last acknowledgement.
+    fn acks_due(&mut self) -> Vec<(String, String, u64)> {
+        let mut due = Vec::new();
+        for (topic, origins) in &self.expected {
+            for (origin, &(_, _, next)) in origins {
+                let last = self.acked.entry((topic.clone(), origin.clone())).or_insert(u64::MAX);
+                if *last != next {
+                    *last = next;
+                    due.push((topic.clone(), origin.clone(), next));
+                }
+            }
+        }
+        due
     }
 
     /// Counts a refused message (false: not published).
