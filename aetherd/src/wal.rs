@@ -149,6 +149,11 @@ impl SegmentWriter {
                 self.next_seq - 1
             )));
         }
+        if seq == u64::MAX {
+            return Err(Error::invalid(format!(
+                "record {seq}: the log numbers its records below it (readers refuse it)"
+            )));
+        }
         encode_record_with(&mut self.buf, seq, timestamp_ns, len, fill);
         self.next_seq = seq + 1;
         Ok(seq)

@@ -92,7 +92,7 @@ fn check_bytes(f: &[u8], topic_id: u64) -> Option<u64> {
     let header = decode_header(f, "file");
     assert_eq!(
         header.is_ok(),
-        f.len() >= SEGMENT_HEADER && &f[..8] == MAGIC && f[8..12] == 1u32.to_le_bytes(),
+        f.len() >= SEGMENT_HEADER && &f[..8] == MAGIC && f[8..12] == 1u32.to_le_bytes() && f[24..32] != [0xff; 8],
         "decode_header"
     );
     if let Err(e) = &header {
@@ -211,7 +211,7 @@ impl TempDir {
             .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
             .unwrap_or_else(std::env::temp_dir);
         let dir = base.join(format!(
-            "aether-fuzz-wal-{}-{}",
+            "fuzz-aether-wal-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
