@@ -94,7 +94,7 @@ impl SegmentWriter {
         }
         let (seq, records, off) = scan(&bytes, path, topic_id)?;
         if off < bytes.len() {
-            if let Some(at) = valid_record_after(&bytes, off + 8, seq + 1) {
+            if let Some(at) = valid_record_after(&bytes, off + 8, seq.saturating_add(1)) {
                 return Err(Error::new(
                     Status::Corrupt,
                     format!(

@@ -209,7 +209,7 @@ pub fn valid_record_after(bytes: &[u8], from: usize, min_seq: u64) -> Option<usi
 pub fn read_segment(path: &Path, topic_id: u64, sealed: bool) -> Result<Vec<(u64, u64, Vec<u8>)>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
     let (seq, records, off) = scan(&bytes, path, topic_id)?;
-    if off < bytes.len() && (sealed || valid_record_after(&bytes, off + 8, seq + 1).is_some()) {
+    if off < bytes.len() && (sealed || valid_record_after(&bytes, off + 8, seq.saturating_add(1)).is_some()) {
         let Found::Bad(why) = decode_at(&bytes, off, seq) else {
             unreachable!("scan stopped at a record that does not pass")
         };
@@ -239,7 +239,10 @@ mod tests {
         encode_record(&mut v, u64::MAX, 2, b"b");
         let path = Path::new("x.wal");
         let (due, records, off) = scan(&v, path, 9).unwrap();
-        assert_eq!((due, records.len(), off), (u64::MAX, 1, SEGMENT_HEADER + record_size(1)));
+        assert_eq!(
+            (due, records.len(), off),
+            (u64::MAX, 1, SEGMENT_HEADER + record_size(1))
+        );
         assert!(matches!(decode_at(&v, off, due), Found::Bad(why) if why.contains("no number can follow")));
         assert_eq!(valid_record_after(&v, off, due), None);
         let e = decode_header(&encode_header(9, u64::MAX), "x").unwrap_err();
