@@ -94,7 +94,7 @@ impl SegmentWriter {
         }
         let (seq, records, off) = scan(&bytes, path, topic_id)?;
         if off < bytes.len() {
-            if let Some(at) = valid_record_after(&bytes, off + 8, seq + 1) {
+            if let Some(at) = valid_record_after(&bytes, off + 8, seq.saturating_add(1)) {
                 return Err(Error::new(
                     Status::Corrupt,
                     format!(
@@ -147,6 +147,11 @@ impl SegmentWriter {
             return Err(Error::invalid(format!(
                 "record {seq} after {}: the log's numbers only go up",
                 self.next_seq - 1
+            )));
+        }
+        if seq == u64::MAX {
+            return Err(Error::invalid(format!(
+                "record {seq}: the log numbers its records below it (readers refuse it)"
             )));
         }
         encode_record_with(&mut self.buf, seq, timestamp_ns, len, fill);

@@ -282,6 +282,31 @@ impl History {
     }
 }
 
+/// Reads the history in `files` from `start` up to `end_seq` as a
+/// subscriber does, delivering at most `max` messages: the (seq, timestamp,
+/// payload length) of each, and the error that ended it early, if any. For
+/// the fuzz targets (`aether-fuzz`): not an API.
+#[doc(hidden)]
+pub fn replay(
+    files: Vec<OwnedFd>,
+    start: Start,
+    end_seq: u64,
+    max_message: usize,
+    max: usize,
+) -> (Vec<(u64, u64, usize)>, Option<Error>) {
+    let mut h = History::new(files, start, end_seq, max_message);
+    let mut out = Vec::new();
+    while out.len() < max {
+        match h.peek() {
+            Ok(Some(m)) => out.push((m.seq, m.timestamp_ns, m.payload.len())),
+            Ok(None) => break,
+            Err(e) => return (out, Some(e)),
+        }
+        h.advance();
+    }
+    (out, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

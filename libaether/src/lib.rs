@@ -33,6 +33,8 @@ mod history;
 pub use client::{Client, Message, Publisher, Subscriber, SubscriberConfig, SubscriberStats};
 pub use delivery::{Delivery, Received};
 pub use error::{Error, Result, Status};
+#[doc(hidden)]
+pub use history::replay as replay_history;
 pub use notice::Notice;
 pub use protocol::{Start, TopicStats};
 pub use ring::{broker_id, Deadline, Origin, Record, WaitConfig, WaitStrategy, ORIGIN_BYTES};

@@ -112,6 +112,9 @@ pub fn decode_header(bytes: &[u8], what: &str) -> Result<(u64, u64)> {
             u32_at(h, 8)
         )));
     }
+    if u64_at(h, 24) == u64::MAX {
+        return Err(corrupt(format!("first seq {}: no record can follow it", u64::MAX)));
+    }
     Ok((u64_at(h, 16), u64_at(h, 24)))
 }
 
@@ -125,7 +128,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// Decodes the record at `off` of `bytes`, which must be numbered `seq` or
 /// later (the ring's numbering has holes where a loan was given up or a
-/// dead publisher's claim skipped; the log keeps the ring's numbers).
+/// dead publisher's claim skipped; the log keeps the ring's numbers), and
+/// below `u64::MAX` (so that the number after it exists).
 /// Any input gives an answer, never a panic.
 pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
     if off == bytes.len() {
@@ -149,6 +153,10 @@ pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
     }
     if got_seq < seq {
         return Found::Bad(format!("sequence number {got_seq} where {seq} or later was due"));
+    }
+    // Every reader counts on the number after a record's (the next due).
+    if got_seq == u64::MAX {
+        return Found::Bad(format!("sequence number {got_seq}: no number can follow it"));
     }
     Found::Record(
         LogRecord {
@@ -201,7 +209,7 @@ pub fn valid_record_after(bytes: &[u8], from: usize, min_seq: u64) -> Option<usi
 pub fn read_segment(path: &Path, topic_id: u64, sealed: bool) -> Result<Vec<(u64, u64, Vec<u8>)>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
     let (seq, records, off) = scan(&bytes, path, topic_id)?;
-    if off < bytes.len() && (sealed || valid_record_after(&bytes, off + 8, seq + 1).is_some()) {
+    if off < bytes.len() && (sealed || valid_record_after(&bytes, off + 8, seq.saturating_add(1)).is_some()) {
         let Found::Bad(why) = decode_at(&bytes, off, seq) else {
             unreachable!("scan stopped at a record that does not pass")
         };
@@ -214,4 +222,30 @@ pub fn read_segment(path: &Path, topic_id: u64, sealed: bool) -> Result<Vec<(u64
         .iter()
         .map(|r| (r.seq, r.timestamp_ns, r.payload.to_vec()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (aether-fuzz `wal`): a record numbered u64::MAX with
+    /// a valid checksum made `scan` overflow computing the next number due
+    /// (a panic in debug builds, a wrap to 0 in release). Such a record,
+    /// and a header whose first seq is u64::MAX, are refused.
+    #[test]
+    fn the_last_sequence_number_is_refused() {
+        let mut v = encode_header(9, u64::MAX - 1).to_vec();
+        encode_record(&mut v, u64::MAX - 1, 1, b"a");
+        encode_record(&mut v, u64::MAX, 2, b"b");
+        let path = Path::new("x.wal");
+        let (due, records, off) = scan(&v, path, 9).unwrap();
+        assert_eq!(
+            (due, records.len(), off),
+            (u64::MAX, 1, SEGMENT_HEADER + record_size(1))
+        );
+        assert!(matches!(decode_at(&v, off, due), Found::Bad(why) if why.contains("no number can follow")));
+        assert_eq!(valid_record_after(&v, off, due), None);
+        let e = decode_header(&encode_header(9, u64::MAX), "x").unwrap_err();
+        assert_eq!(e.status, Status::Corrupt);
+    }
 }

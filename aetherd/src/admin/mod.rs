@@ -248,6 +248,24 @@ impl Request {
     }
 }
 
+/// Parses one request line read from the pipe (without its newline):
+/// the reply FIFO it names (empty if none can be found) and the request,
+/// or why it is malformed. Junk that at least names a reply FIFO gets told
+/// what is wrong. Any bytes give an answer, never a panic (fuzzed by
+/// `aether-fuzz`'s `admin_request`).
+pub fn parse_request(line: &[u8]) -> (String, Result<Request>) {
+    match serde_json::from_slice::<Request>(line) {
+        Ok(r) => (r.reply.clone(), Ok(r)),
+        Err(e) => (
+            serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("reply").and_then(|r| r.as_str()).map(str::to_string))
+                .unwrap_or_default(),
+            Err(Error::protocol(format!("malformed admin request: {e}"))),
+        ),
+    }
+}
+
 /// The reply: `{"ok":true,"result":...}` or `{"ok":false,"status":N,"error":"..."}`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Reply {

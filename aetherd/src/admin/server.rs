@@ -9,7 +9,7 @@
 //! thread.
 
 use crate::access::{self, Identity};
-use crate::admin::{self, Command, Reply, Request};
+use crate::admin::{self, Command, Reply};
 use crate::config::Action;
 use crate::requests;
 use crate::state::{not_found, State};
@@ -87,17 +87,7 @@ fn serve_line(state: &Mutex<State>, pipe: &Path, socket: &Path, line: &[u8]) {
         );
         return;
     }
-    let (reply_to, req) = match serde_json::from_slice::<Request>(line) {
-        Ok(r) => (r.reply.clone(), Ok(r)),
-        // Junk that at least names a reply FIFO gets told what is wrong.
-        Err(e) => (
-            serde_json::from_slice::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v.get("reply").and_then(|r| r.as_str()).map(str::to_string))
-                .unwrap_or_default(),
-            Err(Error::protocol(format!("malformed admin request: {e}"))),
-        ),
-    };
+    let (reply_to, req) = admin::parse_request(line);
     // Nothing runs for a requester who cannot be answered: its identity is its FIFO's owner.
     let Some(reply) = ReplyTo::open(socket, &reply_to) else {
         return;
