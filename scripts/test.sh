@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Every test: Rust (unit, loom model, cross-process, stress, the security
-# suite), the committed header's freshness, the C programs built against an
+# suite, the fault loops, resource exhaustion and a 60 s soak:
+# docs/RELIABILITY.md), every fuzz target for 60 s (scripts/fuzz.sh), Miri
+# and ThreadSanitizer where nightly is installed (scripts/sanitizers.sh),
+# the committed header's freshness, the C programs built against an
 # installed prefix (plain and under valgrind), CMake's build, ctest (C and
 # C++ under sanitizers) and find_package consumer (scripts/cmake-tests.sh),
 # the Python bindings (pytest in
@@ -42,6 +45,12 @@ if [ "$(id -u)" != 0 ]; then
   echo "(not root: the security suite's cross-uid cases 1, 4, 5, 6 and 8 pass as skipped; run as root to play them)"
 fi
 cargo test --workspace --quiet 2>&1
+
+echo "== Fuzz targets (stable runner: seed corpora, regressions, random mutations; 60 s each)"
+bash scripts/fuzz.sh
+
+echo "== Sanitizers: Miri and ThreadSanitizer (nightly; without it this says so and skips)"
+bash scripts/sanitizers.sh
 
 echo "== The Rust API is documented (missing_docs is denied; rustdoc warnings fail)"
 RUSTDOCFLAGS="-D warnings" cargo doc -p aether --no-deps --quiet

@@ -45,7 +45,9 @@ const IDLE: Duration = Duration::from_millis(50);
 /// One durable topic's log, as the daemon's threads share it.
 pub(crate) struct Durable {
     pub(crate) dir: PathBuf,
-    /// The log's id: names the topic's numbering, which goes on across restarts.
+    /// The log's id: names the topic's numbering, which goes on across
+    /// restarts (the bridge's envelopes carry it).
+    #[cfg_attr(not(feature = "bridge"), allow(dead_code))]
     pub(crate) log_id: u64,
     pub(crate) fsync: Fsync,
     /// Where the writer stands: every message before seq `.1` is in the
@@ -334,7 +336,9 @@ impl Durable {
                 // `next`), and the topic is reliable with this reader gating
                 // at or before rec.pos (its cursor is held until the batch is
                 // written), so no publisher writes those bytes meanwhile.
-                let appended = log.append_seq(rec.seq, rec.timestamp_ns, rec.len, |dst| unsafe {
+                // A remote message keeps its origin in the log (its bridge
+                // must not send it back when it reads history).
+                let appended = log.append_seq(rec.seq, rec.timestamp_ns, rec.len, rec.origin, |dst| unsafe {
                     std::ptr::copy_nonoverlapping(rec.data, dst.as_mut_ptr(), rec.len)
                 });
                 match appended {
@@ -355,7 +359,7 @@ impl Durable {
                 }
                 reader.consume(&rec);
                 staged += 1;
-                staged_bytes += aether::logfile::record_size(rec.len);
+                staged_bytes += aether::logfile::record_size(rec.len + rec.origin.map_or(0, |_| aether::ORIGIN_BYTES));
                 continue;
             }
             if staged > 0 {

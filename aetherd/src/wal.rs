@@ -7,7 +7,7 @@
 use aether::logfile::{
     encode_header, encode_record_with, read_segment, scan, valid_record_after, MAX_PAYLOAD, SEGMENT_HEADER,
 };
-use aether::{Error, Result, Status};
+use aether::{Error, Origin, Result, Status, ORIGIN_BYTES};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -131,13 +131,20 @@ impl SegmentWriter {
 
     /// [`append`](Self::append) of `len` bytes that `fill` writes in place.
     pub fn append_with(&mut self, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64> {
-        self.append_seq(self.next_seq, timestamp_ns, len, fill)
+        self.append_seq(self.next_seq, timestamp_ns, len, None, fill)
     }
 
     /// Appends the record numbered `seq`, at least the next number (the
     /// ring's numbering may skip some: a loan given up, a dead publisher's claim).
-    pub fn append_seq(&mut self, seq: u64, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64> {
-        if len > MAX_PAYLOAD {
+    pub fn append_seq(
+        &mut self,
+        seq: u64,
+        timestamp_ns: u64,
+        len: usize,
+        origin: Option<Origin>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64> {
+        if len + ORIGIN_BYTES > MAX_PAYLOAD {
             return Err(Error::new(
                 Status::TooLarge,
                 format!("a log record of {len} bytes (at most {MAX_PAYLOAD})"),
@@ -154,7 +161,7 @@ impl SegmentWriter {
                 "record {seq}: the log numbers its records below it (readers refuse it)"
             )));
         }
-        encode_record_with(&mut self.buf, seq, timestamp_ns, len, fill);
+        encode_record_with(&mut self.buf, seq, timestamp_ns, len, origin, fill);
         self.next_seq = seq + 1;
         Ok(seq)
     }
@@ -326,14 +333,21 @@ impl Log {
     /// [`append`](Self::append) of `len` bytes that `fill` writes in place.
     pub fn append_with(&mut self, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64> {
         let seq = self.writer.next_seq();
-        self.append_seq(seq, timestamp_ns, len, fill)
+        self.append_seq(seq, timestamp_ns, len, None, fill)
     }
 
     /// Appends the record numbered `seq` (at least the next number: see
     /// [`SegmentWriter::append_seq`]); rolls to a new segment first when the
     /// current one has reached `segment_bytes`. A failed roll changes
     /// nothing, so the same call may be tried again.
-    pub fn append_seq(&mut self, seq: u64, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64> {
+    pub fn append_seq(
+        &mut self,
+        seq: u64,
+        timestamp_ns: u64,
+        len: usize,
+        origin: Option<Origin>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64> {
         if self.writer.len() >= self.segment_bytes && !self.writer.is_empty() {
             // The old segment's records are made durable before a new file
             // names a first seq after them.
@@ -349,7 +363,7 @@ impl Log {
             self.writer = fresh;
             self.firsts.push(next);
         }
-        self.writer.append_seq(seq, timestamp_ns, len, fill)
+        self.writer.append_seq(seq, timestamp_ns, len, origin, fill)
     }
 
     /// Writes what was appended (readers of the files see it from then on).

@@ -624,6 +624,9 @@ fn a_durable_topic_delivers_what_was_published_while_the_link_was_down() {
         assert_eq!(m.data, format!("before {i}").as_bytes());
     }
     let next_on_b = cb.topic_stats("dur.t").unwrap().published;
+    wait_for("b to log what came from a", Duration::from_secs(10), || {
+        cb.topic_stats("dur.t").unwrap().log_next_seq >= next_on_b
+    });
     drop((sub, cb));
     // b dies; a sees it go, and publishing there goes on, into a's log.
     b.signal(libc::SIGKILL);
@@ -660,6 +663,28 @@ fn a_durable_topic_delivers_what_was_published_while_the_link_was_down() {
     }
     let sa = stats(&a)["bridge"].clone();
     assert_eq!(sa["unsent"], 0, "{sa}");
+    // What b logged from a keeps its origin: read back from b's log after
+    // its restart, a's messages still say they came from a (so b's bridge,
+    // reading history, never sends them back as its own).
+    let mut history = cb
+        .subscriber(
+            "dur.t",
+            &SubscriberConfig {
+                start: aether::Start::Earliest,
+                ..SubscriberConfig::default()
+            },
+        )
+        .unwrap();
+    let m = loop {
+        let m = history
+            .receive(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("b's history");
+        if m.data.starts_with(b"before ") {
+            break m;
+        }
+    };
+    assert_eq!(m.origin.map(|o| o.broker), Some(aether::broker_id("a")), "{m:?}");
 }
 
 /// A hostile Zenoh peer (a plain session, not a broker) puts forged samples

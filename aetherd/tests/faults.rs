@@ -488,7 +488,7 @@ mod bridged {
     /// round's closing mark.
     #[test]
     fn bridged_daemon_killed_mid_send() {
-        // A round restarts a daemon and waits for its link (about a second).
+        // A round restarts a daemon and waits for its link (about 0.2 s here).
         let rounds = fault_rounds(100);
         if std::env::var("AETHER_FAULT_ROUNDS").is_err() {
             println!(
@@ -579,6 +579,9 @@ mod bridged {
                     received += 1;
                     if last.is_some_and(|l| (r, i) <= l) {
                         // Out of order or twice: counted, and failed on below.
+                        if again < 5 {
+                            println!("faults: bridge round {round}: ({r}, {i}) after {last:?}");
+                        }
                         again += 1;
                         return;
                     }

@@ -400,6 +400,7 @@ fn envelope() -> Vec<Seed> {
                 seq,
                 timestamp_ns,
                 link_seq,
+                numbering: seq ^ link_seq,
             };
             (name.to_string(), e.encode())
         })
@@ -410,6 +411,7 @@ fn envelope() -> Vec<Seed> {
                 seq: u64::MAX,
                 timestamp_ns: 1,
                 link_seq: u64::MAX,
+                numbering: u64::MAX,
             }
             .encode(),
         )))

@@ -14,11 +14,11 @@
 //! never: the ring "starts" at u64::MAX).
 
 use aether::logfile::{
-    decode_at, decode_header, encode_record, record_size, scan, valid_record_after, Found, MAGIC, MAX_PAYLOAD,
-    RECORD_HEADER, SEGMENT_HEADER,
+    decode_at, decode_header, encode_record_with, record_size, scan, valid_record_after, Found, MAGIC, MAX_PAYLOAD,
+    RECORD_HEADER, REMOTE, SEGMENT_HEADER,
 };
 use aether::protocol::Start;
-use aether::Status;
+use aether::{Origin, Status, ORIGIN_BYTES};
 use aetherd::wal::{Log, SegmentWriter};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -72,15 +72,22 @@ fn split(rest: &[u8]) -> Vec<Vec<u8>> {
 fn fix_crcs(f: &mut [u8]) {
     let mut off = SEGMENT_HEADER;
     while off + RECORD_HEADER <= f.len() {
-        let len = u32::from_le_bytes(f[off..off + 4].try_into().expect("4 bytes")) as usize;
+        let field = u32::from_le_bytes(f[off..off + 4].try_into().expect("4 bytes"));
+        let (len, remote) = ((field & !REMOTE) as usize, field & REMOTE != 0);
         let size = record_size(len.min(MAX_PAYLOAD));
-        if len > MAX_PAYLOAD || off + size > f.len() {
+        if len > MAX_PAYLOAD || off + size > f.len() || remote && len < ORIGIN_BYTES {
             return;
         }
         let seq = u64::from_le_bytes(f[off + 8..off + 16].try_into().expect("8 bytes"));
         let ts = u64::from_le_bytes(f[off + 16..off + 24].try_into().expect("8 bytes"));
         let mut good = Vec::with_capacity(size);
-        encode_record(&mut good, seq, ts, &f[off + RECORD_HEADER..off + RECORD_HEADER + len]);
+        let payload = &f[off + RECORD_HEADER..off + RECORD_HEADER + len];
+        let origin = remote.then(|| Origin {
+            broker: u64::from_le_bytes(payload[len - 16..len - 8].try_into().expect("8 bytes")),
+            seq: u64::from_le_bytes(payload[len - 8..].try_into().expect("8 bytes")),
+        });
+        let data = &payload[..len - if remote { ORIGIN_BYTES } else { 0 }];
+        encode_record_with(&mut good, seq, ts, data.len(), origin, |d| d.copy_from_slice(data));
         f[off + 4..off + 8].copy_from_slice(&good[4..8]);
         off += size;
     }
@@ -131,7 +138,10 @@ fn check_bytes(f: &[u8], topic_id: u64) -> Option<u64> {
         expect = r.seq.wrapping_add(1);
         // Re-encoded, it is the same record of the same size.
         let mut again = Vec::new();
-        encode_record(&mut again, r.seq, r.timestamp_ns, r.payload);
+        let data = r.data();
+        encode_record_with(&mut again, r.seq, r.timestamp_ns, data.len(), r.origin, |d| {
+            d.copy_from_slice(data)
+        });
         assert_eq!(again.len(), record_size(r.payload.len()));
         assert_eq!(
             &again[..RECORD_HEADER],

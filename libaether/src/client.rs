@@ -967,6 +967,8 @@ pub struct Subscriber {
     /// publishers signal while this subscriber is armed (see `PollLine`).
     notify: Option<OwnedFd>,
     /// A durable topic's logged messages still to deliver before the ring's.
+    /// The seq and origin of the last message delivered from the log.
+    log_origin: Option<(u64, Option<Origin>)>,
     history: Option<History>,
     /// The topic's name for the USDT probes (a C string), and the lost
     /// count the `lost` probe last reported.
@@ -995,6 +997,7 @@ impl Subscriber {
             mq_cursor: None,
             notify: None,
             history: None,
+            log_origin: None,
             from_log: (0, 0),
             ring_start: None,
             durable: None,
@@ -1076,13 +1079,17 @@ impl Subscriber {
                 let len = m.payload.len();
                 let dst = buf.get_mut(..len).ok_or(len)?;
                 dst.copy_from_slice(m.payload);
-                Ok(Received {
-                    len,
-                    seq: m.seq,
-                    timestamp_ns: m.timestamp_ns,
-                })
+                Ok((
+                    Received {
+                        len,
+                        seq: m.seq,
+                        timestamp_ns: m.timestamp_ns,
+                    },
+                    m.origin,
+                ))
             })?;
-            if let Some(got) = from_log {
+            if let Some((got, origin)) = from_log {
+                self.log_origin = Some((got.seq, origin));
                 self.probe_received(got.seq, got.len, got.timestamp_ns);
                 return Ok(got);
             }
@@ -1098,7 +1105,11 @@ impl Subscriber {
     /// Where the message received last was first published, if another
     /// broker's bridge brought it here (`None` for one published here).
     pub fn last_origin(&self) -> Option<Origin> {
-        self.reader.last_origin()
+        match self.log_origin {
+            // The last message came from the log.
+            Some((seq, origin)) if seq.wrapping_add(1) == self.next_to_deliver() => origin,
+            _ => self.reader.last_origin(),
+        }
     }
 
     /// Receives the next message as an owned copy; `Ok(None)` on timeout.
@@ -1145,11 +1156,12 @@ impl Subscriber {
                     timestamp_ns: m.timestamp_ns,
                     len: m.payload.len(),
                     data: m.payload.as_ptr(),
-                    origin: None,
+                    origin: m.origin,
                 })
             })?;
             if let Some(rec) = from_log {
                 self.held = Some(rec);
+                self.log_origin = Some((rec.seq, rec.origin));
                 self.probe_received(rec.seq, rec.len, rec.timestamp_ns);
                 return Ok(rec);
             }

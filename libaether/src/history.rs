@@ -5,8 +5,9 @@
 //! log writer had written everything before it, so history and ring meet
 //! with no gap and no duplicate.
 
-use crate::logfile::{decode_at, decode_header, record_size, Found, RECORD_HEADER, SEGMENT_HEADER};
+use crate::logfile::{decode_at, decode_header, record_size, Found, RECORD_HEADER, REMOTE, SEGMENT_HEADER};
 use crate::protocol::Start;
+use crate::ring::Origin;
 use crate::{Error, Result, Status};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -21,6 +22,7 @@ struct Peeked {
     timestamp_ns: u64,
     at: usize,
     len: usize,
+    origin: Option<Origin>,
     next: usize,
 }
 
@@ -29,6 +31,8 @@ pub(crate) struct Logged<'a> {
     pub seq: u64,
     pub timestamp_ns: u64,
     pub payload: &'a [u8],
+    /// Where it was first published, if another broker (its bridge brought it).
+    pub origin: Option<Origin>,
 }
 
 pub(crate) struct History {
@@ -192,7 +196,8 @@ impl History {
                         seq: r.seq,
                         timestamp_ns: r.timestamp_ns,
                         at: next - record_size(r.payload.len()) + RECORD_HEADER,
-                        len: r.payload.len(),
+                        len: r.data().len(),
+                        origin: r.origin,
                         next,
                     };
                     let wanted = match self.start {
@@ -211,7 +216,7 @@ impl History {
                     let rest = &self.buf[self.off.min(self.buf.len())..];
                     let len = rest
                         .get(..4)
-                        .map(|l| u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize);
+                        .map(|l| (u32::from_le_bytes(l.try_into().expect("4 bytes")) & !REMOTE) as usize);
                     if len.is_some_and(|l| l > self.max_message) {
                         return Err(self.corrupt(format!(
                             "record {}: length {} over the topic's max_message {}",
@@ -243,6 +248,7 @@ impl History {
             seq: p.seq,
             timestamp_ns: p.timestamp_ns,
             payload: &self.buf[p.at..p.at + p.len],
+            origin: p.origin,
         }))
     }
 

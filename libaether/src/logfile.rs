@@ -13,7 +13,10 @@
 //!                | payload (len bytes) | zeros to a multiple of 8
 //! ```
 //!
-//! `crc` is CRC32C over len, seq, timestamp and payload. Records are
+//! A message another broker published first (brought by the bridge) keeps
+//! its origin: `len`'s top bit is set ([`REMOTE`]), and the payload's last
+//! 16 bytes are the origin's broker id and seq (u64 each), as in the ring.
+//! `crc` is CRC32C over len (with that bit), seq, timestamp and payload. Records are
 //! numbered without gaps from the header's first seq. A file is append-only,
 //! so what a crash can leave is a prefix of the last write: a torn tail.
 //! Recovery keeps every record up to the first one that fails its checks
@@ -21,6 +24,7 @@
 //! with valid ones after it is damage, not a torn write, and is reported
 //! (`Corrupt`, with the file and offset), never skipped or cut.
 
+use crate::ring::{Origin, ORIGIN_BYTES};
 use crate::{Error, Result, Status};
 use std::path::Path;
 
@@ -32,13 +36,27 @@ pub const SEGMENT_HEADER: usize = 32;
 pub const RECORD_HEADER: usize = 24;
 /// The largest payload a record may hold (a topic's max_message is far below).
 pub const MAX_PAYLOAD: usize = 1 << 30;
+/// The bit of a record's `len` that marks a remote message (its payload
+/// ends with its origin).
+pub const REMOTE: u32 = 1 << 31;
 
 /// One logged message, borrowed from the bytes it was read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogRecord<'a> {
     pub seq: u64,
     pub timestamp_ns: u64,
+    /// The payload as stored: the message, then its origin if it has one.
     pub payload: &'a [u8],
+    /// Where the message was first published, if another broker.
+    pub origin: Option<Origin>,
+}
+
+impl<'a> LogRecord<'a> {
+    /// The message's bytes (the payload without its origin).
+    pub fn data(&self) -> &'a [u8] {
+        let n = self.payload.len() - if self.origin.is_some() { ORIGIN_BYTES } else { 0 };
+        &self.payload[..n]
+    }
 }
 
 /// Bytes a record with `len` payload bytes takes in the file.
@@ -56,20 +74,36 @@ fn crc(len: u32, seq: u64, timestamp_ns: u64, payload: &[u8]) -> u32 {
 
 /// Appends the encoded record to `out`.
 pub fn encode_record(out: &mut Vec<u8>, seq: u64, timestamp_ns: u64, payload: &[u8]) {
-    encode_record_with(out, seq, timestamp_ns, payload.len(), |dst| {
+    encode_record_with(out, seq, timestamp_ns, payload.len(), None, |dst| {
         dst.copy_from_slice(payload)
     });
 }
 
-/// Appends a record of `len` payload bytes to `out`, the payload written
-/// in place by `fill` (the daemon copies it there straight from the ring).
-pub fn encode_record_with(out: &mut Vec<u8>, seq: u64, timestamp_ns: u64, len: usize, fill: impl FnOnce(&mut [u8])) {
+/// Appends a record of a `len`-byte message to `out`, the message written
+/// in place by `fill` (the daemon copies it there straight from the ring),
+/// followed by its `origin` if it has one.
+pub fn encode_record_with(
+    out: &mut Vec<u8>,
+    seq: u64,
+    timestamp_ns: u64,
+    len: usize,
+    origin: Option<Origin>,
+    fill: impl FnOnce(&mut [u8]),
+) {
+    let stored = len + if origin.is_some() { ORIGIN_BYTES } else { 0 };
     let start = out.len();
-    out.resize(start + record_size(len), 0);
+    out.resize(start + record_size(stored), 0);
     let rec = &mut out[start..];
     fill(&mut rec[RECORD_HEADER..RECORD_HEADER + len]);
-    let crc = crc(len as u32, seq, timestamp_ns, &rec[RECORD_HEADER..RECORD_HEADER + len]);
-    rec[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    let mut len_field = stored as u32;
+    if let Some(o) = origin {
+        rec[RECORD_HEADER + len..RECORD_HEADER + len + 8].copy_from_slice(&o.broker.to_le_bytes());
+        rec[RECORD_HEADER + len + 8..RECORD_HEADER + stored].copy_from_slice(&o.seq.to_le_bytes());
+        len_field |= REMOTE;
+    }
+    let len = stored;
+    let crc = crc(len_field, seq, timestamp_ns, &rec[RECORD_HEADER..RECORD_HEADER + len]);
+    rec[..4].copy_from_slice(&len_field.to_le_bytes());
     rec[4..8].copy_from_slice(&crc.to_le_bytes());
     rec[8..16].copy_from_slice(&seq.to_le_bytes());
     rec[16..24].copy_from_slice(&timestamp_ns.to_le_bytes());
@@ -138,7 +172,12 @@ pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
     let Some(head) = bytes.get(off..off.saturating_add(RECORD_HEADER)) else {
         return Found::Bad(format!("{} bytes, less than a record header", bytes.len() - off));
     };
-    let len = u32_at(head, 0) as usize;
+    let len_field = u32_at(head, 0);
+    let len = (len_field & !REMOTE) as usize;
+    let remote = len_field & REMOTE != 0;
+    if remote && len < ORIGIN_BYTES {
+        return Found::Bad(format!("a remote record of {len} bytes, too short for its origin"));
+    }
     if len > MAX_PAYLOAD {
         return Found::Bad(format!("length {len} over the limit of {MAX_PAYLOAD}"));
     }
@@ -148,7 +187,7 @@ pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
     };
     let (stored, got_seq, ts) = (u32_at(rec, 4), u64_at(rec, 8), u64_at(rec, 16));
     let payload = &rec[RECORD_HEADER..RECORD_HEADER + len];
-    if crc(len as u32, got_seq, ts, payload) != stored {
+    if crc(len_field, got_seq, ts, payload) != stored {
         return Found::Bad("CRC mismatch".into());
     }
     if got_seq < seq {
@@ -163,6 +202,10 @@ pub fn decode_at(bytes: &[u8], off: usize, seq: u64) -> Found<'_> {
             seq: got_seq,
             timestamp_ns: ts,
             payload,
+            origin: remote.then(|| Origin {
+                broker: u64_at(payload, len - ORIGIN_BYTES),
+                seq: u64_at(payload, len - 8),
+            }),
         },
         off + size,
     )
@@ -220,7 +263,7 @@ pub fn read_segment(path: &Path, topic_id: u64, sealed: bool) -> Result<Vec<(u64
     }
     Ok(records
         .iter()
-        .map(|r| (r.seq, r.timestamp_ns, r.payload.to_vec()))
+        .map(|r| (r.seq, r.timestamp_ns, r.data().to_vec()))
         .collect())
 }
 
@@ -247,5 +290,35 @@ mod tests {
         assert_eq!(valid_record_after(&v, off, due), None);
         let e = decode_header(&encode_header(9, u64::MAX), "x").unwrap_err();
         assert_eq!(e.status, Status::Corrupt);
+    }
+
+    /// A remote message keeps its origin in the log (the bridge of the
+    /// broker that logged it must not send it back when it reads history);
+    /// the origin is covered by the checksum, and a remote record too
+    /// short to hold one is damage.
+    #[test]
+    fn a_remote_record_keeps_its_origin() {
+        let o = Origin { broker: 0xb0b, seq: 77 };
+        let mut v = encode_header(9, 5).to_vec();
+        encode_record(&mut v, 5, 1, b"here");
+        encode_record_with(&mut v, 6, 2, 3, Some(o), |d| d.copy_from_slice(b"abc"));
+        encode_record(&mut v, 7, 3, b"");
+        let (due, records, _) = scan(&v, Path::new("x.wal"), 9).unwrap();
+        assert_eq!(due, 8);
+        let got: Vec<_> = records.iter().map(|r| (r.seq, r.data(), r.origin)).collect();
+        assert_eq!(
+            got,
+            [(5, &b"here"[..], None), (6, &b"abc"[..], Some(o)), (7, &b""[..], None)]
+        );
+        // The origin's bytes are checked: one flipped is a bad record.
+        let at = SEGMENT_HEADER + record_size(4) + RECORD_HEADER + 3;
+        let mut bad = v.clone();
+        bad[at] ^= 1;
+        assert!(matches!(decode_at(&bad, SEGMENT_HEADER + record_size(4), 6), Found::Bad(why) if why.contains("CRC")));
+        // A remote record of fewer bytes than an origin.
+        let mut short = encode_header(9, 0).to_vec();
+        encode_record(&mut short, 0, 1, b"0123456789");
+        short[SEGMENT_HEADER + 3] |= 0x80;
+        assert!(matches!(decode_at(&short, SEGMENT_HEADER, 0), Found::Bad(why) if why.contains("too short")));
     }
 }

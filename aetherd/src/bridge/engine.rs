@@ -458,14 +458,26 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                     }
                 }
                 if durable && uncommitted >= COMMIT_EVERY {
-                    commit(sb, topic, acked.load(Ordering::Acquire).min(received_to), &mut committed, &mut uncommitted);
+                    commit(
+                        sb,
+                        topic,
+                        acked.load(Ordering::Acquire).min(received_to),
+                        &mut committed,
+                        &mut uncommitted,
+                    );
                 }
             }
             Err(e) if e.status == Status::Timeout => {
                 since_stats = u32::MAX;
                 // (Acknowledgements come after the messages: look again while idle.)
                 if durable {
-                    commit(sb, topic, acked.load(Ordering::Acquire).min(received_to), &mut committed, &mut uncommitted);
+                    commit(
+                        sb,
+                        topic,
+                        acked.load(Ordering::Acquire).min(received_to),
+                        &mut committed,
+                        &mut uncommitted,
+                    );
                 }
             }
             Err(e) if matches!(e.status, Status::NotFound | Status::Shutdown | Status::Unavailable) => {
@@ -490,7 +502,13 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
     }
     if let Some(sb) = &mut sub {
         if durable {
-            commit(sb, topic, acked.load(Ordering::Acquire).min(received_to), &mut committed, &mut uncommitted);
+            commit(
+                sb,
+                topic,
+                acked.load(Ordering::Acquire).min(received_to),
+                &mut committed,
+                &mut uncommitted,
+            );
         }
     }
 }
@@ -651,6 +669,16 @@ impl Inbound {
                 .or_insert((env.numbering, env.link_seq, env.seq)),
         };
         if env.numbering != next.0 || (env.link_seq < next.1 && env.numbering == 0) {
+            log::info!(
+                "bridge: {:?} numbers {topic:?} anew (numbering {:x} -> {:x}, link {} -> {}, seq {} -> {})",
+                env.origin,
+                next.0,
+                env.numbering,
+                next.1,
+                env.link_seq,
+                next.2,
+                env.seq
+            );
             *next = (env.numbering, env.link_seq, env.seq);
         } else if env.link_seq < next.1 {
             next.1 = env.link_seq;

@@ -77,10 +77,8 @@ fn strings_are_static_and_terminated() {
     let v = unsafe { CStr::from_ptr(aether_version()) };
     assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
     // SAFETY: a terminated literal.
-    assert_eq!(
-        unsafe { aether_broker_id(c"host-a".as_ptr()) },
-        crate::broker_id("host-a")
-    );
+    let id = unsafe { aether_broker_id(c"host-a".as_ptr()) };
+    assert_eq!(id, crate::broker_id("host-a"));
 }
 
 /// Reads the caller's bytes as a topic config (as aether_topic_create does).
