@@ -17,16 +17,6 @@ use common::*;
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (free when asked; tests do not race for it
-/// long: the daemon binds it at once).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn endpoint(port: u16) -> String {
     format!("tcp/127.0.0.1:{port}")
 }

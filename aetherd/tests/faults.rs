@@ -427,14 +427,6 @@ fn cli_killed_waiting_on_its_reply() {
 mod bridged {
     use super::*;
 
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
     /// A broker `name` at home `home` (socket and state there) bridging
     /// `fault.*`, listening on `listen` or connecting to `connect`.
     fn broker(home: &Path, name: &str, listen: Option<u16>, connect: Option<u16>) -> Daemon {

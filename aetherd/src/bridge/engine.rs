@@ -380,9 +380,13 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
             .wait()
     });
     let mut sub: Option<aether::Subscriber> = None;
-    let (mut link_seq, mut lost_seen, mut since_stats, mut uncommitted) = (0u64, 0u64, 0u32, 0u32);
-    // The next seq to receive here, and the position last committed.
-    let (mut received_to, mut committed) = (0u64, 0u64);
+    let (mut link_seq, mut lost_seen, mut since_stats) = (0u64, 0u64, 0u32);
+    let mut progress = Progress {
+        acked,
+        received_to: 0,
+        committed: 0,
+        uncommitted: 0,
+    };
     log::debug!("bridge: sending {topic:?} out");
     while !s.stopping() {
         if durable && !matched.load(Ordering::Acquire) {
@@ -413,7 +417,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
         match sb.receive_view(&Deadline::after(Some(IDLE))) {
             Ok(rec) => {
                 since_stats += 1;
-                received_to = rec.seq + 1;
+                progress.received_to = rec.seq + 1;
                 if rec.origin.is_some() || is_echo(&echoes, rec.seq) {
                     let _ = sb.release_view();
                     continue;
@@ -448,7 +452,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                 match publisher.put(data).attachment(env.encode()).wait() {
                     Ok(()) => {
                         link_seq += 1;
-                        uncommitted += 1;
+                        progress.uncommitted += 1;
                         s.counters.sent.fetch_add(1, Ordering::Relaxed);
                         s.counters.sent_bytes.fetch_add(len, Ordering::Relaxed);
                     }
@@ -457,27 +461,15 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                         log::warn!("bridge: {topic:?}: {e}");
                     }
                 }
-                if durable && uncommitted >= COMMIT_EVERY {
-                    commit(
-                        sb,
-                        topic,
-                        acked.load(Ordering::Acquire).min(received_to),
-                        &mut committed,
-                        &mut uncommitted,
-                    );
+                if durable && progress.uncommitted >= COMMIT_EVERY {
+                    progress.commit(sb, topic);
                 }
             }
             Err(e) if e.status == Status::Timeout => {
                 since_stats = u32::MAX;
                 // (Acknowledgements come after the messages: look again while idle.)
                 if durable {
-                    commit(
-                        sb,
-                        topic,
-                        acked.load(Ordering::Acquire).min(received_to),
-                        &mut committed,
-                        &mut uncommitted,
-                    );
+                    progress.commit(sb, topic);
                 }
             }
             Err(e) if matches!(e.status, Status::NotFound | Status::Shutdown | Status::Unavailable) => {
@@ -502,27 +494,34 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
     }
     if let Some(sb) = &mut sub {
         if durable {
-            commit(
-                sb,
-                topic,
-                acked.load(Ordering::Acquire).min(received_to),
-                &mut committed,
-                &mut uncommitted,
-            );
+            progress.commit(sb, topic);
         }
     }
 }
 
-/// Records a durable topic's progress: every message before `to` (what a
-/// remote broker acknowledged, of what was received here) crossed.
-fn commit(sub: &mut aether::Subscriber, topic: &str, to: u64, committed: &mut u64, uncommitted: &mut u32) {
-    *uncommitted = 0;
-    if to <= *committed {
-        return;
-    }
-    match sub.commit_to(to) {
-        Ok(()) => *committed = to,
-        Err(e) => log::warn!("bridge: {topic:?}: commit: {e}"),
+/// Where a durable topic's bridge stands: what a remote broker acknowledged
+/// (its next seq not yet published from here), the next seq received here,
+/// what was last committed, and how many were sent since.
+struct Progress {
+    acked: Arc<AtomicU64>,
+    received_to: u64,
+    committed: u64,
+    uncommitted: u32,
+}
+
+impl Progress {
+    /// Commits every message before the acknowledged one (of those received
+    /// here): they crossed.
+    fn commit(&mut self, sub: &mut aether::Subscriber, topic: &str) {
+        self.uncommitted = 0;
+        let to = self.acked.load(Ordering::Acquire).min(self.received_to);
+        if to <= self.committed {
+            return;
+        }
+        match sub.commit_to(to) {
+            Ok(()) => self.committed = to,
+            Err(e) => log::warn!("bridge: {topic:?}: commit: {e}"),
+        }
     }
 }
 

@@ -613,3 +613,13 @@ pub fn mqueue_objects(instance_id: u64) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// A free TCP port on 127.0.0.1 (free when asked; tests do not race for it
+/// long: the daemon binds it at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
