@@ -967,9 +967,9 @@ pub struct Subscriber {
     /// publishers signal while this subscriber is armed (see `PollLine`).
     notify: Option<OwnedFd>,
     /// A durable topic's logged messages still to deliver before the ring's.
+    history: Option<History>,
     /// The seq and origin of the last message delivered from the log.
     log_origin: Option<(u64, Option<Origin>)>,
-    history: Option<History>,
     /// The topic's name for the USDT probes (a C string), and the lost
     /// count the `lost` probe last reported.
     topic_c: std::ffi::CString,

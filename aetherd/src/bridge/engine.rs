@@ -552,12 +552,18 @@ struct Inbound {
     exact: HashMap<String, zenoh::pubsub::Subscriber<()>>,
     client: Option<Client>,
     publishers: HashMap<String, Publisher>,
-    /// On each topic from each broker: its numbering, the next link
-    /// sequence number expected, and the next message sequence number not
-    /// yet published.
-    expected: HashMap<String, HashMap<String, (u64, u64, u64)>>,
-    /// Per topic and origin: the next seq last acknowledged to the origin.
-    acked: HashMap<(String, String), u64>,
+    /// Where each topic from each broker stands.
+    expected: HashMap<String, HashMap<String, Expected>>,
+}
+
+/// One topic from one broker: its numbering (`Envelope::numbering`), the
+/// next link sequence number expected, the next message sequence number
+/// not yet published, and the one last acknowledged to the origin.
+struct Expected {
+    numbering: u64,
+    link: u64,
+    seq: u64,
+    acked: Option<u64>,
 }
 
 impl Inbound {
@@ -567,7 +573,6 @@ impl Inbound {
             session,
             me,
             exact: HashMap::new(),
-            acked: HashMap::new(),
             client: None,
             publishers: HashMap::new(),
             expected: HashMap::new(),
@@ -578,12 +583,11 @@ impl Inbound {
     /// since its last acknowledgement.
     fn acks_due(&mut self) -> Vec<(String, String, u64)> {
         let mut due = Vec::new();
-        for (topic, origins) in &self.expected {
-            for (origin, &(_, _, next)) in origins {
-                let last = self.acked.entry((topic.clone(), origin.clone())).or_insert(u64::MAX);
-                if *last != next {
-                    *last = next;
-                    due.push((topic.clone(), origin.clone(), next));
+        for (topic, origins) in &mut self.expected {
+            for (origin, e) in origins {
+                if e.acked != Some(e.seq) {
+                    e.acked = Some(e.seq);
+                    due.push((topic.clone(), origin.clone(), e.seq));
                 }
             }
         }
@@ -665,33 +669,38 @@ impl Inbound {
                 .entry(topic.to_string())
                 .or_default()
                 .entry(env.origin.clone())
-                .or_insert((env.numbering, env.link_seq, env.seq)),
+                .or_insert(Expected {
+                    numbering: env.numbering,
+                    link: env.link_seq,
+                    seq: env.seq,
+                    acked: None,
+                }),
         };
-        if env.numbering != next.0 || (env.link_seq < next.1 && env.numbering == 0) {
+        if env.numbering != next.numbering || (env.link_seq < next.link && env.numbering == 0) {
             log::info!(
                 "bridge: {:?} numbers {topic:?} anew (numbering {:x} -> {:x}, link {} -> {}, seq {} -> {})",
                 env.origin,
-                next.0,
+                next.numbering,
                 env.numbering,
-                next.1,
+                next.link,
                 env.link_seq,
-                next.2,
+                next.seq,
                 env.seq
             );
-            *next = (env.numbering, env.link_seq, env.seq);
-        } else if env.link_seq < next.1 {
-            next.1 = env.link_seq;
+            (next.numbering, next.link, next.seq) = (env.numbering, env.link_seq, env.seq);
+        } else if env.link_seq < next.link {
+            next.link = env.link_seq;
         }
-        let gap = env.link_seq - next.1;
-        next.1 = env.link_seq + 1;
-        if env.seq < next.2 {
+        let gap = env.link_seq - next.link;
+        next.link = env.link_seq + 1;
+        if env.seq < next.seq {
             self.s.counters.link(&env.origin, |l| {
                 l.dropped += gap;
                 l.duplicates += 1;
             });
             return false;
         }
-        next.2 = env.seq + 1;
+        next.seq = env.seq + 1;
         if gap > 0 {
             self.s.counters.link(&env.origin, |l| l.dropped += gap);
         }
