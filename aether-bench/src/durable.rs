@@ -4,7 +4,8 @@
 //! without a log, one subscriber thread draining it: the baseline), `never`,
 //! `interval=10` and `always`: the publishers' rate until the log writer has
 //! written everything, and each publish's latency (p50/p99/p99.9); `always`
-//! also with 32 publishers sharing syncs. Last, replay: a subscriber reading
+//! also with 32 and 64 publishers (a topic's most) sharing syncs, each beside a lone-fsync
+//! probe made just before it (the disk's pace drifts). Last, replay: a subscriber reading
 //! the `never` run's log from the page cache, beside a Unix socket carrying
 //! the same bytes (the floor of any design that streams history through
 //! the daemon). Publishers, the writer and the drain are threads of this
@@ -75,21 +76,32 @@ impl Bench {
         for size in [64u64, 4096] {
             let bulk = if quick { 100_000 } else { 1_000_000 } / if size > 64 { 4 } else { 1 };
             let synced = if quick { 300 } else { 2000 };
-            let runs: [(&str, Option<Fsync>, usize, u64); 5] = [
+            let runs: [(&str, Option<Fsync>, usize, u64); 6] = [
                 ("ring", None, 1, bulk),
                 ("never", Some(Fsync::Never), 1, bulk),
                 ("interval=10", Some(Fsync::Interval(10)), 1, bulk),
                 ("always", Some(Fsync::Always), 1, synced),
                 ("always", Some(Fsync::Always), 32, synced * 32),
+                ("always", Some(Fsync::Always), 64, synced * 64),
             ];
             for (name, wal, publishers, count) in runs {
                 let topic = format!("dur-{}-{size}-{publishers}", name.replace('=', ""));
+                // The disk's pace drifts: `always` is compared with a probe just before it.
+                let lone_before = if wal == Some(Fsync::Always) {
+                    lone_fsync_rate(&self.dir)?
+                } else {
+                    lone
+                };
                 let mut run = self.publish_run(&topic, wal, size, publishers, count)?;
                 run.latencies.sort_unstable();
                 let s = &run.latencies;
                 let (p50, p99, p999) = (pct(s, 0.5), pct(s, 0.99), pct(s, 0.999));
                 let vs = match wal {
-                    Some(Fsync::Always) => format!("  {:.1} x lone fsync", run.rate / lone),
+                    Some(Fsync::Always) => format!(
+                        "  {:.1} x lone fsync ({}/s just before)",
+                        run.rate / lone_before,
+                        fmt_rate(lone_before)
+                    ),
                     _ => String::new(),
                 };
                 self.emit(
@@ -165,11 +177,13 @@ impl Bench {
             .map(|_| {
                 let (client, gate, topic) = (self.client.clone(), Arc::clone(&gate), topic.to_string());
                 std::thread::spawn(move || -> Result<Vec<u64>> {
-                    let mut p = client.publisher(&topic).map_err(|e| e.to_string())?;
+                    let p = client.publisher(&topic);
+                    // At the gate even when it failed: the others wait there.
+                    gate.wait();
+                    let mut p = p.map_err(|e| e.to_string())?;
                     p.set_timeout(Some(Duration::from_secs(60)));
                     let payload = vec![7u8; size as usize];
                     let mut lat = Vec::with_capacity(per as usize);
-                    gate.wait();
                     for _ in 0..per {
                         let t = Instant::now();
                         p.publish(&payload).map_err(|e| e.to_string())?;

@@ -456,12 +456,9 @@ impl Durable {
 
     /// Everything below `next` is on disk: says so to publishers waiting for it.
     fn synced_to(&self, seg: &Segment, next: u64) {
-        self.synced.store(next, Ordering::Release);
+        let from = self.synced.swap(next, Ordering::AcqRel);
         seg.durable().synced.store(next, Ordering::SeqCst);
-        let line = seg.synced_notify();
-        if line.waiters.load(Ordering::SeqCst) != 0 {
-            aether::segment::wake_all(&line.word);
-        }
+        seg.synced_notify().wake(from, next);
     }
 
     /// Writes the staged records, then moves the cursor past them.

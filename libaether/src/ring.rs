@@ -265,6 +265,19 @@ impl Deadline {
     }
 }
 
+/// Who wakes a sleeper, which decides how it sleeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Waker {
+    /// A publisher or subscriber on its hot path, which skips its store-load
+    /// fence ([`membarrier::light`]): the sleeper pays with a barrier on
+    /// every CPU, and any wake on the word is for it.
+    Light,
+    /// The daemon's log writer, whose wake is all `SeqCst` (a sync is
+    /// rare: no barrier needed), and which wakes only the sleepers whose
+    /// [`futex::wait_bits`] mask meets `bits` (see [`SyncedLine::bit`](crate::segment::SyncedLine::bit)).
+    Fenced { bits: u32 },
+}
+
 /// Spins, yields or sleeps once, per `cfg` (the caller checks its condition
 /// between calls; a futex sleep on `word`, counted in `waiters`, re-checks
 /// `ready()` after announcing itself). `round` counts calls for the current
@@ -273,6 +286,7 @@ impl Deadline {
 fn wait_once(
     cfg: &WaitConfig,
     word: &AtomicU32,
+    waker: Waker,
     waiters: &AtomicU32,
     sleeps: &AtomicU64,
     round: &mut u32,
@@ -297,11 +311,11 @@ fn wait_once(
         }
         WaitStrategy::Futex => {
             // Announce the sleeper, then re-check: either the waker sees the
-            // count or we see its write (the waker's light fence pairs with
-            // our heavy one, see `sys::membarrier`).
+            // count or we see its write (a publisher's light fence pairs with
+            // our heavy one, see `sys::membarrier`; the log writer fences).
             waiters.fetch_add(1, Ordering::SeqCst);
             // Without the barrier a waker may miss us: sleep in short slices.
-            let cap_ns = if membarrier::heavy() {
+            let cap_ns = if waker != Waker::Light || membarrier::heavy() {
                 cap_ns
             } else {
                 cap_ns.min(1_000_000)
@@ -314,7 +328,10 @@ fn wait_once(
                 // publisher's space or sync word), around the sleep.
                 #[cfg(not(miri))] // (USDT probes are assembly, which Miri cannot run)
                 probe::probe!(aether, wait_begin, word.as_ptr());
-                futex::wait(word, w, Some(Duration::from_nanos(left)));
+                match waker {
+                    Waker::Light => futex::wait(word, w, Some(Duration::from_nanos(left))),
+                    Waker::Fenced { bits } => futex::wait_bits(word, w, Some(Duration::from_nanos(left)), bits),
+                }
                 #[cfg(not(miri))]
                 probe::probe!(aether, wait_end, word.as_ptr());
             }
@@ -625,6 +642,7 @@ impl Writer {
             wait_once(
                 &self.wait,
                 &self.waiters_page.get().space.word,
+                Waker::Light,
                 &self.hdr.space_notify().waiters,
                 sleeps,
                 &mut round,
@@ -658,13 +676,19 @@ impl Writer {
         let synced = || durable.synced.load(Ordering::SeqCst) > seq;
         let deadline = Deadline::after(self.timeout);
         let (mut round, sleeps) = (0, AtomicU64::new(0));
+        // A sync takes hundreds of microseconds: spinning for it only takes
+        // the CPU from the publishers and the writer that would fill the next.
+        let wait = WaitConfig { spin: 0, ..self.wait };
         while !synced() {
             if let Some(e) = gate_error(self.gate_line.get(), false) {
                 return Err(e);
             }
             wait_once(
-                &self.wait,
+                &wait,
                 &line.word,
+                Waker::Fenced {
+                    bits: crate::segment::SyncedLine::bit(seq),
+                },
                 &line.waiters,
                 &sleeps,
                 &mut round,
@@ -1564,6 +1588,7 @@ impl Reader {
                     wait_once(
                         &self.wait,
                         &self.hdr.data_notify().word,
+                        Waker::Light,
                         &w.data.waiters,
                         &w.stats.waits,
                         &mut round,

@@ -272,6 +272,34 @@ pub struct SyncedLine {
     pub waiters: AtomicU32,
 }
 
+impl SyncedLine {
+    /// The futex bit a publisher waiting for message `seq` sleeps with: a
+    /// sync wakes only those whose messages it may have covered, not every
+    /// publisher that waits for a later one.
+    pub fn bit(seq: u64) -> u32 {
+        1 << (seq % 32)
+    }
+
+    /// Says that messages below `to` are synced, those from `from` on being
+    /// new: bumps the word and wakes the publishers waiting for them (by
+    /// their [`bit`](Self::bit)), if any is counted. Call after storing
+    /// [`DurableLine::synced`] `SeqCst`: with these `SeqCst` operations that
+    /// makes the fence the sleepers' re-check pairs with (they issue no
+    /// membarrier for this wake).
+    pub fn wake(&self, from: u64, to: u64) {
+        self.word.fetch_add(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let bits = if to.saturating_sub(from) >= 32 {
+            u32::MAX
+        } else {
+            (from..to).fold(0, |b, seq| b | Self::bit(seq))
+        };
+        sys::futex::wake_bits(&self.word, bits);
+    }
+}
+
 /// A durable topic's log, as far as publishers need it: in the control
 /// page, which only the daemon writes.
 #[repr(C, align(64))]
@@ -1145,6 +1173,76 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sync wakes the publishers whose messages it covers and leaves those
+    /// waiting for later ones asleep (each sleeper counts its returns from
+    /// the futex); a range of 32 or more wakes everyone.
+    #[cfg(not(miri))] // (futex bitsets: Miri has them, but this test sleeps for real)
+    #[test]
+    fn a_sync_wakes_only_the_publishers_it_covers() {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Arc;
+        struct Shared {
+            line: SyncedLine,
+            synced: AtomicU64,
+            returns: [AtomicU32; 3],
+        }
+        let sh = Arc::new(Shared {
+            line: SyncedLine {
+                word: AtomicU32::new(0),
+                waiters: AtomicU32::new(0),
+            },
+            synced: AtomicU64::new(0),
+            returns: [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)],
+        });
+        // Waiters for messages 0, 1 and 33 (33 shares no bit with 0..2).
+        let seqs = [0u64, 1, 33];
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let threads: Vec<_> = (0..3)
+            .map(|i| {
+                let (sh, done) = (Arc::clone(&sh), done_tx.clone());
+                std::thread::spawn(move || {
+                    let seq = seqs[i];
+                    while sh.synced.load(Ordering::SeqCst) <= seq {
+                        sh.line.waiters.fetch_add(1, Ordering::SeqCst);
+                        let w = sh.line.word.load(Ordering::SeqCst);
+                        if sh.synced.load(Ordering::SeqCst) <= seq {
+                            let slice = Some(std::time::Duration::from_secs(20));
+                            sys::futex::wait_bits(&sh.line.word, w, slice, SyncedLine::bit(seq));
+                            sh.returns[i].fetch_add(1, Ordering::SeqCst);
+                        }
+                        sh.line.waiters.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    done.send(i).unwrap();
+                })
+            })
+            .collect();
+        // All three asleep.
+        while sh.line.waiters.load(Ordering::SeqCst) < 3 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let wait = std::time::Duration::from_secs(10);
+        // Synced up to 1 (message 0): its waiter alone wakes.
+        sh.synced.store(1, Ordering::SeqCst);
+        sh.line.wake(0, 1);
+        assert_eq!(done_rx.recv_timeout(wait), Ok(0));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(sh.returns[1].load(Ordering::SeqCst), 0, "the waiter for 1 woke for 0");
+        assert_eq!(sh.returns[2].load(Ordering::SeqCst), 0, "the waiter for 33 woke for 0");
+        // Up to 2: the waiter for 1 wakes; 33 (bit 1 too) wakes, finds it
+        // is not synced and sleeps again.
+        sh.synced.store(2, Ordering::SeqCst);
+        sh.line.wake(1, 2);
+        assert_eq!(done_rx.recv_timeout(wait), Ok(1));
+        // Up to 40, a range of 32 or more: everyone.
+        sh.synced.store(40, Ordering::SeqCst);
+        sh.line.wake(2, 40);
+        assert_eq!(done_rx.recv_timeout(wait), Ok(2));
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
 
     #[test]
     fn an_unsealed_descriptor_is_refused() {

@@ -44,3 +44,49 @@ pub fn wake_all(word: &AtomicU32) {
         );
     }
 }
+
+/// [`wait`], to be woken only by a [`wake_bits`] whose mask shares a bit
+/// with `bits` (or by any [`wake_all`]): waiters on one word that wait for
+/// different things need not all wake for each.
+pub fn wait_bits(word: &AtomicU32, expected: u32, timeout: Option<Duration>, bits: u32) {
+    // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline.
+    let ts = timeout.map(|d| {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(Duration::from)
+            .unwrap_or_default();
+        let at = now.saturating_add(d);
+        libc::timespec {
+            tv_sec: at.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: at.subsec_nanos() as libc::c_long,
+        }
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: as in `wait`; `bits` is a plain value (the kernel rejects 0).
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            expected,
+            ts_ptr,
+            0usize,
+            bits.max(1),
+        );
+    }
+}
+
+/// Wakes the waiters on `word` whose [`wait_bits`] mask shares a bit with `bits`.
+pub fn wake_bits(word: &AtomicU32, bits: u32) {
+    // SAFETY: as in `wake_all`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE_BITSET,
+            i32::MAX,
+            0usize,
+            0usize,
+            bits.max(1),
+        );
+    }
+}
