@@ -32,9 +32,6 @@ use std::time::{Duration, Instant};
 
 /// The client id that holds a log writer's subscriber slot (real clients start at 2).
 pub(crate) const LOG_WRITER: u64 = 0;
-/// The most log files one subscriber's history may span: the descriptors
-/// one reply carries, less the segment, control, waiters and cursor pages.
-const MAX_FILES: usize = aether::sys::uds::MAX_FDS - 4;
 /// How long a stopping writer waits for what is still being published.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 /// How often the writer applies retention.
@@ -528,25 +525,19 @@ impl Durable {
     }
 
     /// Read-only descriptors of the log files that hold `start` and what
-    /// follows, oldest first. `Limit` past [`MAX_FILES`].
-    pub(crate) fn files_from(&self, start: &Start) -> Result<Vec<OwnedFd>> {
+    /// follows, oldest first, at most `max` of them.
+    pub(crate) fn files_from(&self, start: &Start, max: usize) -> Result<Vec<OwnedFd>> {
         let mut firsts = crate::wal::segment_firsts(&self.dir)?;
         if let Start::Seq(n) = *start {
             // Keep the file holding n (the last starting at or before it) and those after.
             let holding = firsts.partition_point(|&f| f <= n).saturating_sub(1);
             firsts.drain(..holding);
         }
-        if firsts.len() > MAX_FILES {
-            return Err(Error::new(
-                Status::Limit,
-                format!(
-                    "that history spans {} log files, more than {MAX_FILES} at once: start later",
-                    firsts.len()
-                ),
-            ));
-        }
         let mut files = Vec::new();
         for &f in &firsts {
+            if files.len() == max {
+                break;
+            }
             let path = self.dir.join(SegmentWriter::file_name(f));
             match std::fs::OpenOptions::new()
                 .read(true)

@@ -119,9 +119,10 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
     let action = match &req {
         Request::TopicCreate { topic, .. } | Request::TopicDelete { topic } => Some((Action::Admin, topic.clone())),
         Request::PublisherOpen { topic } => Some((Action::Publish, topic.clone())),
-        Request::SubscriberOpen { topic, .. } | Request::SubscriberOpenMqueue { topic } => {
-            Some((Action::Subscribe, topic.clone()))
-        }
+        // (Log files: the right is checked again for each further batch.)
+        Request::SubscriberOpen { topic, .. }
+        | Request::SubscriberOpenMqueue { topic }
+        | Request::LogFiles { topic, .. } => Some((Action::Subscribe, topic.clone())),
         _ => None,
     };
     let who = s
@@ -251,6 +252,20 @@ fn handle(state: &Mutex<State>, client: u64, req: Request, made: &mut Vec<std::o
             }
             d.commit(name, next_seq).map(|_| Reply::Done)
         }
+        Request::LogFiles {
+            topic,
+            topic_id,
+            slot,
+            from_seq,
+        } => {
+            let t = own_subscriber_slot(&mut s, &topic, topic_id, slot, client)?;
+            let d = t
+                .durable
+                .as_ref()
+                .ok_or_else(|| Error::invalid(format!("topic {topic:?} is not durable: it has no log files")))?;
+            made.extend(d.files_from(&Start::Seq(from_seq), aether::sys::uds::MAX_FDS)?);
+            Ok(Reply::Done)
+        }
     }
 }
 
@@ -327,7 +342,9 @@ fn open_slot(
                 // The writer's cursor stays put while this one joins there.
                 let held = durable.mark.lock().expect("mark lock");
                 let (pos, seq) = *held;
-                let files = durable.files_from(&start);
+                // As many files as the reply has room for: the client asks
+                // for the rest as it reaches them (`LogFiles`).
+                let files = durable.files_from(&start, aether::sys::uds::MAX_FDS - 4);
                 let files = files.and_then(|f| t.join(i as u32, pid, topic, Some((pos, seq))).map(|(_, c)| (f, c)));
                 drop(held);
                 let (files, cursor) = files.inspect_err(|_| t.names[i] = None)?;

@@ -481,6 +481,74 @@ fn retention_removes_old_files_without_breaking_a_replay() {
     assert_eq!(late.lost(), oldest, "what retention removed is counted lost");
 }
 
+/// A history longer than one reply's descriptors (here about 190 files of
+/// 4 KiB) is read in batches: the subscriber asks for more files as it
+/// reaches the end of those it holds (`LogFiles`) and sees every message
+/// once, in order, from the oldest, from a seq deep in the log and from a
+/// time, then the live stream. A connection that holds no subscriber slot
+/// gets no log file for any slot.
+#[test]
+fn a_history_of_many_files_is_read_in_batches() {
+    let dir = TempDir::new("dur-many");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(&config, "[log]\nsegment_bytes = 4096\n").unwrap();
+    let d = daemon(&socket, &state, &[OsStr::new("--config"), config.as_os_str()]);
+    let c = d.client();
+    c.create_topic("many", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
+    const N: u64 = 6000;
+    let mut p = c.publisher("many").unwrap();
+    for i in 0..N {
+        p.publish(&message(i, 100)).unwrap();
+    }
+    wait_for("the log writer", Duration::from_secs(10), || {
+        c.topic_stats("many").unwrap().log_next_seq == N
+    });
+    let files = log_files(&state, "many").len();
+    assert!(files > 150, "{files} files");
+    let mut stamp_of_4000 = 0;
+    for start in [Start::Earliest, Start::Seq(3000), Start::Time(u64::MAX)] {
+        let start = match start {
+            Start::Time(_) => Start::Time(stamp_of_4000),
+            s => s,
+        };
+        let first = match start {
+            Start::Seq(n) => n,
+            Start::Time(_) => 4000,
+            _ => 0,
+        };
+        let mut s = c.subscriber("many", &from(start.clone())).unwrap();
+        for i in first..N {
+            let m = s.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+            assert_eq!((m.seq, &m.data), (i, &message(i, 100)), "from {start:?}");
+            if i == 4000 {
+                stamp_of_4000 = m.timestamp_ns;
+            }
+        }
+        assert_eq!(s.lost(), 0, "from {start:?}");
+        p.publish(b"live").unwrap();
+        let live = s.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+        assert_eq!(live.data, b"live");
+    }
+    // A connection of its own, holding no slot, asks for the files of each.
+    use aether::protocol::{self, Request};
+    let raw = aether::sys::uds::SeqPacket::connect(&socket).unwrap();
+    for slot in 0..4 {
+        let req = Request::LogFiles {
+            topic: "many".into(),
+            topic_id: 0,
+            slot,
+            from_seq: 0,
+        };
+        raw.send(&protocol::encode_request(&req, slot + 1), None).unwrap();
+        let mut buf = vec![0u8; 8192];
+        let (n, fds) = raw.recv_fds(&mut buf, 8).unwrap();
+        assert!(fds.is_empty(), "slot {slot}: {} files given", fds.len());
+        let reply = protocol::decode_reply(req.op(), slot + 1, &buf[..n]).unwrap();
+        assert_eq!(reply.unwrap_err().status, Status::Permission, "slot {slot}");
+    }
+}
+
 /// A named durable subscription: the daemon keeps its committed position
 /// across the subscriber's end and a kill -9 of the daemon; what was read
 /// and not committed comes again (at least once); one holder at a time;

@@ -83,6 +83,12 @@ fn requests() -> Vec<Request> {
             next_seq: 1 << 40,
         },
         Request::TopicStats { topic: t() },
+        Request::LogFiles {
+            topic: t(),
+            topic_id: 7,
+            slot: 2,
+            from_seq: 1 << 41,
+        },
     ];
     for start in [
         Start::Earliest,

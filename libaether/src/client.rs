@@ -618,6 +618,17 @@ impl Client {
                 .ok_or_else(|| Error::protocol("the daemon sent no cursor page"))?;
             let cursor = Arc::new(Cursor::open(&fd, seg.geometry().salt, slot)?);
             let max_message = seg.geometry().max_message as usize;
+            // Files past those this reply carried, as history reaches them.
+            let (client, name, salt) = (self.clone(), topic.to_string(), seg.geometry().salt);
+            let more = move |from_seq| {
+                let req = Request::LogFiles {
+                    topic: name.clone(),
+                    topic_id: salt,
+                    slot,
+                    from_seq,
+                };
+                client.conn.call(&req).map(|(_, files)| files)
+            };
             let history = match (&cfg.start, start) {
                 (Start::Latest, _) => None,
                 // The daemon resolved the name to the committed position.
@@ -626,7 +637,8 @@ impl Client {
                 }
                 (s, Some((_, seq, _))) => Some(History::new(rest.collect(), s.clone(), seq, max_message)),
                 (_, None) => return Err(Error::protocol("the daemon sent no history for a start")),
-            };
+            }
+            .map(|h| h.with_more(Box::new(more)));
             let at = start.map(|(pos, seq, _)| (pos, seq));
             Ok((Reader::new_at(seg, waiters, Some((slot, cursor)), at)?, history))
         })();

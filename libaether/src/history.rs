@@ -35,9 +35,21 @@ pub(crate) struct Logged<'a> {
     pub origin: Option<Origin>,
 }
 
+/// Asks the daemon for the log files from a seq on (`Request::LogFiles`).
+pub(crate) type MoreFiles = Box<dyn FnMut(u64) -> Result<Vec<OwnedFd>> + Send>;
+
 pub(crate) struct History {
     /// Files not opened yet, oldest first.
     files: VecDeque<OwnedFd>,
+    /// Where the files that follow come from, once these are read (one
+    /// reply carries at most 30), and the seq last asked for (asked once).
+    more: Option<MoreFiles>,
+    asked_more: Option<u64>,
+    /// The next file opened is the first of a further batch: it may start
+    /// after the one read last (retention removed files since: lost) or
+    /// before the next seq (records at or after it only are delivered).
+    joined: bool,
+    skip_below: u64,
     /// The file being read, and how many were opened before it.
     file: Option<OwnedFd>,
     opened: usize,
@@ -71,6 +83,10 @@ impl History {
     pub(crate) fn new(files: Vec<OwnedFd>, start: Start, end_seq: u64, max_message: usize) -> History {
         History {
             files: files.into(),
+            more: None,
+            asked_more: None,
+            joined: false,
+            skip_below: 0,
             file: None,
             opened: 0,
             buf: Vec::new(),
@@ -89,6 +105,13 @@ impl History {
         }
     }
 
+    /// Reads on through the files `more` gives when those at hand end
+    /// before the ring's start.
+    pub(crate) fn with_more(mut self, more: MoreFiles) -> History {
+        self.more = Some(more);
+        self
+    }
+
     /// Where the ring's messages start to count for this subscriber: `None`
     /// when the log held the start (the ring's first message follows it).
     pub(crate) fn ring_start(&self) -> Option<Start> {
@@ -100,7 +123,8 @@ impl History {
 
     /// Whether messages remain before the ring takes over.
     pub(crate) fn pending(&self) -> bool {
-        self.peeked.is_some() || (self.next_seq < self.end_seq && (self.file.is_some() || !self.files.is_empty()))
+        self.peeked.is_some()
+            || (self.next_seq < self.end_seq && (self.file.is_some() || !self.files.is_empty() || self.more.is_some()))
     }
 
     fn corrupt(&self, why: String) -> Error {
@@ -151,9 +175,15 @@ impl History {
             };
             // What retention removed before the first file is lost to us.
             self.lost = first.saturating_sub(wanted).min(self.end_seq.saturating_sub(wanted));
+        } else if self.joined && first > self.next_seq {
+            // Removed by retention between two batches.
+            self.lost += first.min(self.end_seq) - self.next_seq;
+        } else if self.joined && first < self.next_seq {
+            self.skip_below = self.next_seq;
         } else if first != self.next_seq {
             return Err(self.corrupt(format!("starts at seq {first}, {} was due", self.next_seq)));
         }
+        self.joined = false;
         self.next_seq = first;
         self.off = SEGMENT_HEADER;
         Ok(true)
@@ -176,6 +206,15 @@ impl History {
                 if self.opened == 0 {
                     self.finish();
                     return Ok(None);
+                }
+                if let Some(more) = self.more.as_mut().filter(|_| self.asked_more != Some(self.next_seq)) {
+                    self.asked_more = Some(self.next_seq);
+                    let files = more(self.next_seq)?;
+                    if !files.is_empty() {
+                        self.files.extend(files);
+                        self.joined = true;
+                        continue;
+                    }
                 }
                 return Err(Error::new(
                     Status::Corrupt,
@@ -200,11 +239,12 @@ impl History {
                         origin: r.origin,
                         next,
                     };
-                    let wanted = match self.start {
-                        Start::Seq(n) => r.seq >= n,
-                        Start::Time(t) => r.timestamp_ns >= t,
-                        _ => true,
-                    };
+                    let wanted = r.seq >= self.skip_below
+                        && match self.start {
+                            Start::Seq(n) => r.seq >= n,
+                            Start::Time(t) => r.timestamp_ns >= t,
+                            _ => true,
+                        };
                     if wanted {
                         self.found_start = true;
                         self.peeked = Some(p);
@@ -393,6 +433,46 @@ mod tests {
                 .status,
             Status::Corrupt
         );
+    }
+
+    /// A history longer than one batch of files asks for the next batch
+    /// where the first ends: it goes on in order whether that batch starts
+    /// where the last ended, later (retention removed files in between:
+    /// counted lost) or earlier (the file holding the next seq: nothing
+    /// twice); a daemon with nothing more is asked once, and it is damage.
+    #[test]
+    fn further_batches_continue_or_count_what_retention_removed() {
+        // (The next batch's files as (first seq, records); seqs delivered; lost.)
+        type Case = (Vec<(u64, u64)>, Vec<u64>, u64);
+        let cases: [Case; 3] = [
+            (vec![(10, 10), (20, 10)], (0..30).collect(), 0),
+            (vec![(20, 10)], (0..10).chain(20..30).collect(), 10),
+            (vec![(5, 15), (20, 10)], (0..30).collect(), 0),
+        ];
+        for (batch, want, lost) in cases {
+            let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let a = std::sync::Arc::clone(&asked);
+            let more = move |from: u64| {
+                assert_eq!(from, 10);
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(batch.iter().map(|&(first, n)| file(&segment(first, n, 5))).collect())
+            };
+            let mut h = History::new(vec![file(&segment(0, 10, 5))], Start::Earliest, 30, 64).with_more(Box::new(more));
+            let (seqs, e) = drain(&mut h);
+            assert!(e.is_none(), "{e:?}");
+            assert_eq!((seqs, h.lost), (want, lost));
+            assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        }
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let a = std::sync::Arc::clone(&asked);
+        let none = move |_| {
+            a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Vec::new())
+        };
+        let mut h = History::new(vec![file(&segment(0, 10, 5))], Start::Earliest, 30, 64).with_more(Box::new(none));
+        let (seqs, e) = drain(&mut h);
+        assert_eq!((seqs.len(), e.map(|e| e.status)), (10, Some(Status::Corrupt)));
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     /// Any bytes in a log file: the history delivers only records that pass

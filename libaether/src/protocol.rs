@@ -50,6 +50,8 @@ pub enum Op {
     Notifiers = 12,
     SubscriberCommit = 13,
     TopicStats = 14,
+    /// A replaying subscriber asks for more of its topic's log files.
+    LogFiles = 15,
 }
 
 impl Op {
@@ -69,6 +71,7 @@ impl Op {
             12 => Op::Notifiers,
             13 => Op::SubscriberCommit,
             14 => Op::TopicStats,
+            15 => Op::LogFiles,
             _ => return None,
         })
     }
@@ -230,6 +233,17 @@ pub enum Request {
     TopicStats {
         topic: String,
     },
+    /// Read-only descriptors of the log files that hold seq `from_seq` and
+    /// what follows (at most [`MAX_FDS`](crate::sys::uds::MAX_FDS), oldest
+    /// first), for the holder of subscriber slot `slot` of the durable
+    /// topic incarnation `topic_id` who has the `subscribe` right: a history
+    /// longer than one reply carries is read in several.
+    LogFiles {
+        topic: String,
+        topic_id: u64,
+        slot: u32,
+        from_seq: u64,
+    },
 }
 
 /// A topic's figures as the broker keeps them (`Client::topic_stats`).
@@ -285,6 +299,7 @@ impl Request {
             Request::Notifiers { .. } => Op::Notifiers,
             Request::SubscriberCommit { .. } => Op::SubscriberCommit,
             Request::TopicStats { .. } => Op::TopicStats,
+            Request::LogFiles { .. } => Op::LogFiles,
         }
     }
 }
@@ -315,6 +330,12 @@ impl std::fmt::Display for Request {
                 write!(f, "commit seq {next_seq} for subscriber slot {slot} of {topic:?}")
             }
             Request::TopicStats { topic } => write!(f, "statistics of {topic:?}"),
+            Request::LogFiles {
+                topic, slot, from_seq, ..
+            } => write!(
+                f,
+                "log files from seq {from_seq} for subscriber slot {slot} of {topic:?}"
+            ),
         }
     }
 }
@@ -569,12 +590,18 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
             topic,
             topic_id,
             slot,
-            next_seq,
+            next_seq: seq,
+        }
+        | Request::LogFiles {
+            topic,
+            topic_id,
+            slot,
+            from_seq: seq,
         } => {
             e.str(topic);
             e.u64(*topic_id);
             e.u32(*slot);
-            e.u64(*next_seq);
+            e.u64(*seq);
         }
     }
     e.finish()
@@ -670,6 +697,12 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                 topic_id: d.u64()?,
                 slot: d.u32()?,
                 next_seq: d.u64()?,
+            },
+            Op::LogFiles => Request::LogFiles {
+                topic: d.str()?,
+                topic_id: d.u64()?,
+                slot: d.u32()?,
+                from_seq: d.u64()?,
             },
         };
         d.end()?;
@@ -770,7 +803,8 @@ pub fn decode_reply(op: Op, id: u32, frame: &[u8]) -> Result<Result<Reply>> {
         | Op::SubscriberClose
         | Op::PublisherClose
         | Op::SubscriberFd
-        | Op::SubscriberCommit => Reply::Done,
+        | Op::SubscriberCommit
+        | Op::LogFiles => Reply::Done,
         Op::PublisherOpen => Reply::Publishing { slot: d.u32()? },
         Op::SubscriberOpen => {
             let slot = d.u32()?;
@@ -899,6 +933,12 @@ mod tests {
                 next_seq: 1 << 40,
             },
             Request::TopicStats { topic: "t".into() },
+            Request::LogFiles {
+                topic: "t".into(),
+                topic_id: 7,
+                slot: 2,
+                from_seq: 1 << 41,
+            },
         ]
     }
 
