@@ -22,7 +22,7 @@ OFFSET(aether_topic_config, fsync, 40);
 OFFSET(aether_topic_config, fsync_interval_ms, 44);
 OFFSET(aether_topic_config, huge_pages, 48);
 
-_Static_assert(sizeof(aether_subscriber_config) == 48, "aether_subscriber_config is 48 bytes");
+_Static_assert(sizeof(aether_subscriber_config) == 56, "aether_subscriber_config is 56 bytes");
 OFFSET(aether_subscriber_config, struct_size, 0);
 OFFSET(aether_subscriber_config, wait, 8);
 OFFSET(aether_subscriber_config, spin, 12);
@@ -32,6 +32,7 @@ OFFSET(aether_subscriber_config, delivery, 24);
 OFFSET(aether_subscriber_config, start, 28);
 OFFSET(aether_subscriber_config, start_value, 32);
 OFFSET(aether_subscriber_config, durable_name, 40);
+OFFSET(aether_subscriber_config, fill_gaps, 48);
 
 _Static_assert(sizeof(aether_notice) == 152, "aether_notice is 152 bytes");
 OFFSET(aether_notice, kind, 0);

@@ -308,6 +308,13 @@ typedef struct aether_subscriber_config {
    * digits, '.', '_', '-'); read during `aether_subscriber_open` only.
    */
   const char *durable_name;
+  /**
+   * 1: on a durable lossy topic, messages this subscriber was lapped
+   * over are read from the log instead of lost (in order, before the
+   * ring's next). Default 0. Added after `durable_name`: a struct_size of
+   * 48 (without it) is still accepted and means 0.
+   */
+  uint32_t fill_gaps;
 } aether_subscriber_config;
 
 /**
@@ -625,12 +632,11 @@ void aether_publisher_close(struct aether_publisher *p);
  * history from there first. `cfg` NULL: defaults. Free with
  * `aether_subscriber_close`.
  * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers,
- * or this uid's or client's slot quota, or its message-queue quota; a
- * history spanning more than 28 log files), `AETHER_E_PERMISSION` (no
- * `subscribe` right), `AETHER_E_INVALID` (NULL, a config not from
- * `aether_subscriber_config_default`, an unknown delivery, wait or start,
- * a start on a topic that is not durable, a seq not published yet, a bad
- * durable name), `AETHER_E_EXISTS` (that durable subscription is in use),
+ * or this uid's or client's slot quota, or its message-queue quota),
+ * `AETHER_E_PERMISSION` (no `subscribe` right), `AETHER_E_INVALID` (NULL,
+ * a config not from `aether_subscriber_config_default`, an unknown
+ * delivery, wait or start, a start or `fill_gaps` on a topic that is not
+ * durable, a seq not published yet, a bad durable name), `AETHER_E_EXISTS` (that durable subscription is in use),
  * `AETHER_E_CORRUPT` (also: a damaged log file, when the history reaches it), `AETHER_E_SHUTDOWN`,
  * `AETHER_E_UNAVAILABLE`, `AETHER_E_IO` (a message queue could not be made).
  */

@@ -183,6 +183,10 @@ pub(crate) enum Cmd {
         /// the last three read a durable topic's log first
         #[arg(long, value_name = "START", default_value = "latest")]
         from: String,
+        /// On a durable lossy topic: read the messages publishers lapped
+        /// this subscriber over from the log instead of losing them
+        #[arg(long)]
+        fill_gaps: bool,
         #[command(flatten)]
         topic_args: TopicArgs,
     },

@@ -111,6 +111,7 @@ fn main() {
             quiet,
             format,
             ref from,
+            fill_gaps,
             topic_args,
         } => {
             let Some(start) = aether::Start::parse(from) else {
@@ -121,7 +122,12 @@ fn main() {
                 named.as_deref(),
                 &socket,
                 topic,
-                Limits { start, count, timeout },
+                Limits {
+                    start,
+                    fill_gaps,
+                    count,
+                    timeout,
+                },
                 if quiet { None } else { Some(format) },
                 &topic_args,
                 cli.json,
@@ -574,6 +580,7 @@ fn publish(
 /// `timeout` seconds without one.
 struct Limits {
     start: aether::Start,
+    fill_gaps: bool,
     count: Option<u64>,
     timeout: Option<f64>,
 }
@@ -621,6 +628,7 @@ fn subscribe(
     let client = connect(named, socket);
     let cfg = SubscriberConfig {
         start: limits.start.clone(),
+        fill_gaps: limits.fill_gaps,
         ..SubscriberConfig::default()
     };
     let mut s = open_or_create(&client, socket, topic, topic_args, |c| c.subscriber(topic, &cfg));

@@ -2,9 +2,9 @@
 //! `<state>/topics/<name>/`, that outlives the daemon: `topic` (the
 //! parameters it was made with and its log's id, so that the daemon makes
 //! it again on start) and the segments of its write-ahead log ([`crate::wal`]).
-//! A log writer thread is a subscriber of the topic's ring like any other,
-//! gating (the topic is reliable), so nothing is overwritten before it is
-//! logged. It copies a batch of records into the log's buffer, writes them
+//! A log writer thread is a subscriber of the topic's ring whose slot gates
+//! the publishers (on a lossy topic too, where it is the only one that does),
+//! so nothing is overwritten before it is logged. It copies a batch of records into the log's buffer, writes them
 //! with one `pwrite`, and only then moves its cursor on: every message
 //! before the writer's cursor is in the files. A subscriber asking for
 //! history joins the ring at that cursor (under the same lock) and reads
@@ -222,7 +222,9 @@ pub(crate) fn saved_topics(state_dir: &Path) -> Vec<String> {
 }
 
 /// Starts `t`'s log writer (`name`, made with `log`): it takes a subscriber
-/// slot, which it holds as long as the topic lives.
+/// slot, which it holds as long as the topic lives, and which gates the
+/// publishers whatever the topic's policy: on a lossy topic they wait for
+/// the writer alone, never for a subscriber.
 pub(crate) fn start(
     t: &mut Topic,
     name: &str,
@@ -233,7 +235,7 @@ pub(crate) fn start(
     cpus: Vec<usize>,
 ) -> Result<Arc<Durable>> {
     let i = t.free_slot(SlotKind::Subscriber, name)?;
-    let (page, _) = t.join(i as u32, std::process::id(), name, None)?;
+    let (page, _) = t.join(i as u32, std::process::id(), name, None, true)?;
     t.take_slot(SlotKind::Subscriber, i, LOG_WRITER);
     let mut reader = Reader::new(Arc::clone(&t.seg), Arc::clone(&t.waiters), Some((i as u32, page)))?;
     // Publishers may overwrite nothing before it is written (see `write`).
@@ -330,9 +332,10 @@ impl Durable {
             };
             if let Some(rec) = got {
                 // SAFETY: rec.data..+rec.len lies in the ring (validated by
-                // `next`), and the topic is reliable with this reader gating
-                // at or before rec.pos (its cursor is held until the batch is
-                // written), so no publisher writes those bytes meanwhile.
+                // `next`), and this reader's slot gates publishers (on a lossy
+                // topic too: see `start`) at or before rec.pos (its cursor is
+                // held until the batch is written), so no publisher writes
+                // those bytes meanwhile.
                 // A remote message keeps its origin in the log (its bridge
                 // must not send it back when it reads history).
                 let appended = log.append_seq(rec.seq, rec.timestamp_ns, rec.len, rec.origin, |dst| unsafe {

@@ -219,7 +219,7 @@ pub(crate) fn open_subscriber(s: &mut State, topic: &str, client: u64, fds: &mut
     // Registered (gating on reliable topics) before the reply: the subscriber
     // gets every message published after its open returns.
     let pid = s.clients.get(&client).map_or(0, |c| c.who.cred.pid);
-    let (page, cursor_fd) = t.join(i as u32, pid, topic, None)?;
+    let (page, cursor_fd) = t.join(i as u32, pid, topic, None, false)?;
     let opened = (|| {
         let cursor_ro = aether::sys::shm::reopen_readonly(&cursor_fd)
             .map_err(|e| Error::io("reopen the cursor page read-only", e))?;

@@ -297,7 +297,7 @@ fn open_slot(
         SlotKind::Subscriber => {
             let (seg, control, waiters) = (dup(&t.fd_ro)?, dup(&t.control_ro)?, dup(&t.waiters_fd)?);
             if start == Start::Latest {
-                let (_, cursor) = t.join(i as u32, pid, topic, None)?;
+                let (_, cursor) = t.join(i as u32, pid, topic, None, false)?;
                 made.extend([seg, control, waiters, cursor]);
                 Reply::Subscribed {
                     slot: i as u32,
@@ -345,7 +345,10 @@ fn open_slot(
                 // As many files as the reply has room for: the client asks
                 // for the rest as it reaches them (`LogFiles`).
                 let files = durable.files_from(&start, aether::sys::uds::MAX_FDS - 4);
-                let files = files.and_then(|f| t.join(i as u32, pid, topic, Some((pos, seq))).map(|(_, c)| (f, c)));
+                let files = files.and_then(|f| {
+                    t.join(i as u32, pid, topic, Some((pos, seq)), false)
+                        .map(|(_, c)| (f, c))
+                });
                 drop(held);
                 let (files, cursor) = files.inspect_err(|_| t.names[i] = None)?;
                 made.extend([seg, control, waiters, cursor]);

@@ -133,17 +133,20 @@ impl Topic {
 
     /// Makes subscriber slot `i`'s cursor page and registers the slot for
     /// process `pid` (see `Segment::join_at`), its cursor at `start` or at
-    /// the tail. Returns the page and its descriptor.
+    /// the tail, gating publishers on a reliable topic (and when
+    /// `log_writer`). Returns the page and its descriptor.
     pub(crate) fn join(
         &mut self,
         i: u32,
         pid: u32,
         topic: &str,
         start: Option<(u64, u64)>,
+        log_writer: bool,
     ) -> Result<(Arc<Cursor>, OwnedFd)> {
         let (fd, page) = Cursor::create(topic, self.key(), i)?;
         let page = Arc::new(page);
-        let gen = self.seg.join_at(i, pid, &page, start)?;
+        let gating = log_writer || self.seg.geometry().policy == aether::Policy::Reliable;
+        let gen = self.seg.join_at(i, pid, &page, start, gating)?;
         let mine = fd
             .try_clone()
             .map_err(|e| Error::io("duplicate a cursor page descriptor", e))?;

@@ -8,8 +8,8 @@ use crate::error::{Error, Result, Status};
 use crate::history::History;
 use crate::notice::{self, Notice};
 use crate::protocol::{self, Reply, Request, Start};
-use crate::ring::{Claim, Deadline, Origin, Reader, Record, SubscriberSource, WaitConfig, WaitStrategy, Writer};
-use crate::segment::{Cursor, CursorLine, Policy, Segment, TopicParams, Waiters};
+use crate::ring::{Claim, Deadline, Got, Origin, Reader, Record, SubscriberSource, WaitConfig, WaitStrategy, Writer};
+use crate::segment::{Cursor, CursorLine, Segment, TopicParams, Waiters};
 use crate::sys::{mqueue as mq, uds::SeqPacket};
 use nix::poll::PollFlags;
 use probe::probe_lazy;
@@ -511,7 +511,6 @@ impl Client {
             client: self.clone(),
             topic: topic.into(),
             salt: seg.geometry().salt,
-            reliable: seg.geometry().policy == Policy::Reliable,
         });
         // Set when the topic was made, never changed.
         let synced = seg.durable().always.load(Ordering::Acquire) == 1;
@@ -599,12 +598,17 @@ impl Client {
     pub fn subscriber(&self, topic: &str, cfg: &SubscriberConfig) -> Result<Subscriber> {
         protocol::validate_topic(topic)?;
         if cfg.delivery == Delivery::Mqueue {
-            if cfg.start != Start::Latest {
+            if cfg.start != Start::Latest || cfg.fill_gaps {
                 return Err(Error::invalid(
-                    "a subscriber with a start (history) reads the ring: use delivery=shm",
+                    "a subscriber with a start (history) or fill_gaps reads the ring: use delivery=shm",
                 ));
             }
             return self.mqueue_subscriber(topic);
+        }
+        if cfg.fill_gaps && !self.topic_stats(topic)?.durable {
+            return Err(Error::invalid(format!(
+                "topic {topic:?} is not durable: there is no log to fill gaps from"
+            )));
         }
         let req = Request::SubscriberOpen {
             topic: topic.into(),
@@ -619,16 +623,7 @@ impl Client {
             let cursor = Arc::new(Cursor::open(&fd, seg.geometry().salt, slot)?);
             let max_message = seg.geometry().max_message as usize;
             // Files past those this reply carried, as history reaches them.
-            let (client, name, salt) = (self.clone(), topic.to_string(), seg.geometry().salt);
-            let more = move |from_seq| {
-                let req = Request::LogFiles {
-                    topic: name.clone(),
-                    topic_id: salt,
-                    slot,
-                    from_seq,
-                };
-                client.conn.call(&req).map(|(_, files)| files)
-            };
+            let more = self.log_files(topic, seg.geometry().salt, slot);
             let history = match (&cfg.start, start) {
                 (Start::Latest, _) => None,
                 // The daemon resolved the name to the committed position.
@@ -638,7 +633,7 @@ impl Client {
                 (s, Some((_, seq, _))) => Some(History::new(rest.collect(), s.clone(), seq, max_message)),
                 (_, None) => return Err(Error::protocol("the daemon sent no history for a start")),
             }
-            .map(|h| h.with_more(Box::new(more)));
+            .map(|h| h.with_more(more));
             let at = start.map(|(pos, seq, _)| (pos, seq));
             Ok((Reader::new_at(seg, waiters, Some((slot, cursor)), at)?, history))
         })();
@@ -647,10 +642,26 @@ impl Client {
         reader.abandon_timeout = cfg.abandon_timeout;
         let mut sub = Subscriber::new(reader, topic, slot, self.clone(), None);
         sub.history = history;
+        sub.fill_gaps = cfg.fill_gaps;
         if let Start::Durable(name) = &cfg.start {
             sub.durable = Some(name.clone());
         }
         Ok(sub)
+    }
+
+    /// Asks the daemon for the log files of `topic` (the incarnation `salt`)
+    /// from a seq on, for the holder of subscriber slot `slot`.
+    fn log_files(&self, topic: &str, salt: u64, slot: u32) -> crate::history::MoreFiles {
+        let (client, topic) = (self.clone(), topic.to_string());
+        Box::new(move |from_seq| {
+            let req = Request::LogFiles {
+                topic: topic.clone(),
+                topic_id: salt,
+                slot,
+                from_seq,
+            };
+            client.conn.call(&req).map(|(_, files)| files)
+        })
     }
 
     /// A `delivery=mqueue` subscriber: the daemon reads the ring for it and
@@ -695,13 +706,13 @@ impl Client {
 type Opened = (u32, Arc<Segment>, Arc<Waiters>, Vec<OwnedFd>, Option<(u64, u64, u64)>);
 
 /// A publisher's [`SubscriberSource`]: asks the daemon for read-only cursor
-/// pages of gating subscribers (`Cursors`, reliable topics) and for the
-/// eventfds of pollable ones (`Notifiers`), [`protocol::MAX_CURSORS`] at a time.
+/// pages of gating subscribers (`Cursors`: a reliable topic's subscribers,
+/// a durable topic's log writer) and for the eventfds of pollable ones
+/// (`Notifiers`), [`protocol::MAX_CURSORS`] at a time.
 struct DaemonSubscribers {
     client: Client,
     topic: String,
     salt: u64,
-    reliable: bool,
 }
 
 impl DaemonSubscribers {
@@ -729,9 +740,6 @@ impl DaemonSubscribers {
 
 impl SubscriberSource for DaemonSubscribers {
     fn cursors(&mut self, wanted: &[(u32, u64)]) -> Result<Vec<(u32, u64, Arc<Cursor>)>> {
-        if !self.reliable {
-            return Ok(Vec::new());
-        }
         let (topic, topic_id) = (self.topic.clone(), self.salt);
         self.ask(wanted, |slots| Request::Cursors {
             topic: topic.clone(),
@@ -770,6 +778,11 @@ pub struct SubscriberConfig {
     /// Where to begin: `Latest` (default), or on a durable topic, somewhere
     /// in its log (`Earliest`, `Seq`, `Time`). `Delivery::Shm` only.
     pub start: Start,
+    /// A durable lossy topic: when publishers lapped this subscriber, read
+    /// the messages it missed from the log instead of losing them (they come
+    /// in order, before the ring's next). `Delivery::Shm` on a durable topic
+    /// only (`Invalid` otherwise). Default false.
+    pub fill_gaps: bool,
 }
 
 impl Default for SubscriberConfig {
@@ -782,6 +795,7 @@ impl Default for SubscriberConfig {
             abandon_timeout: Duration::from_millis(100),
             delivery: Delivery::Shm,
             start: Start::Latest,
+            fill_gaps: false,
         }
     }
 }
@@ -992,6 +1006,10 @@ pub struct Subscriber {
     ring_start: Option<Start>,
     /// A durable subscription's name.
     durable: Option<String>,
+    /// `SubscriberConfig::fill_gaps`, and the gap being filled from the log
+    /// (`history` holds it): from, to.
+    fill_gaps: bool,
+    filling: Option<(u64, u64)>,
 }
 
 impl Subscriber {
@@ -1013,6 +1031,8 @@ impl Subscriber {
             from_log: (0, 0),
             ring_start: None,
             durable: None,
+            fill_gaps: false,
+            filling: None,
         }
     }
 
@@ -1086,32 +1106,44 @@ impl Subscriber {
         if self.held.is_some() {
             return Err(Error::invalid("a received view is outstanding: release it first"));
         }
-        if self.replaying() {
-            let from_log = self.take_history(true, |m| {
-                let len = m.payload.len();
-                let dst = buf.get_mut(..len).ok_or(len)?;
-                dst.copy_from_slice(m.payload);
-                Ok((
-                    Received {
-                        len,
-                        seq: m.seq,
-                        timestamp_ns: m.timestamp_ns,
-                    },
-                    m.origin,
-                ))
-            })?;
-            if let Some((got, origin)) = from_log {
-                self.log_origin = Some((got.seq, origin));
-                self.probe_received(got.seq, got.len, got.timestamp_ns);
-                return Ok(got);
+        loop {
+            if self.replaying() {
+                let from_log = self.take_history(true, |m| {
+                    let len = m.payload.len();
+                    let dst = buf.get_mut(..len).ok_or(len)?;
+                    dst.copy_from_slice(m.payload);
+                    Ok((
+                        Received {
+                            len,
+                            seq: m.seq,
+                            timestamp_ns: m.timestamp_ns,
+                        },
+                        m.origin,
+                    ))
+                })?;
+                if let Some((got, origin)) = from_log {
+                    self.log_origin = Some((got.seq, origin));
+                    self.probe_received(got.seq, got.len, got.timestamp_ns);
+                    return Ok(got);
+                }
+                if self.ring_start.is_some() {
+                    self.pollable(|s| s.pass_before_start(deadline))?;
+                }
             }
-            if self.ring_start.is_some() {
-                self.pollable(|s| s.pass_before_start(deadline))?;
-            }
+            let (len, seq, timestamp_ns) = if self.fill_gaps {
+                match self.pollable(|s| s.reader.receive_into_or_gap(buf, deadline))? {
+                    Got::Message(len, seq, timestamp_ns) => (len, seq, timestamp_ns),
+                    Got::Gap { from, to } => {
+                        self.fill_gap(from, to)?;
+                        continue;
+                    }
+                }
+            } else {
+                self.pollable(|s| s.reader.receive_into(buf, deadline))?
+            };
+            self.probe_received(seq, len, timestamp_ns);
+            return Ok(Received { len, seq, timestamp_ns });
         }
-        let (len, seq, timestamp_ns) = self.pollable(|s| s.reader.receive_into(buf, deadline))?;
-        self.probe_received(seq, len, timestamp_ns);
-        Ok(Received { len, seq, timestamp_ns })
     }
 
     /// Where the message received last was first published, if another
@@ -1158,40 +1190,48 @@ impl Subscriber {
         if self.held.is_some() {
             return Err(Error::invalid("a received view is outstanding: release it first"));
         }
-        if self.replaying() {
-            // Not advanced: the view stays in the history's buffer until released.
-            let from_log = self.take_history(false, |m| {
-                Ok(Record {
-                    pos: HISTORY,
-                    stride: 0,
-                    seq: m.seq,
-                    timestamp_ns: m.timestamp_ns,
-                    len: m.payload.len(),
-                    data: m.payload.as_ptr(),
-                    origin: m.origin,
-                })
-            })?;
-            if let Some(rec) = from_log {
-                self.held = Some(rec);
-                self.log_origin = Some((rec.seq, rec.origin));
-                self.probe_received(rec.seq, rec.len, rec.timestamp_ns);
+        loop {
+            if self.replaying() {
+                // Not advanced: the view stays in the history's buffer until released.
+                let from_log = self.take_history(false, |m| {
+                    Ok(Record {
+                        pos: HISTORY,
+                        stride: 0,
+                        seq: m.seq,
+                        timestamp_ns: m.timestamp_ns,
+                        len: m.payload.len(),
+                        data: m.payload.as_ptr(),
+                        origin: m.origin,
+                    })
+                })?;
+                if let Some(rec) = from_log {
+                    self.held = Some(rec);
+                    self.log_origin = Some((rec.seq, rec.origin));
+                    self.probe_received(rec.seq, rec.len, rec.timestamp_ns);
+                    return Ok(rec);
+                }
+                if self.ring_start.is_some() {
+                    self.pollable(|s| s.pass_before_start(deadline))?;
+                }
+            }
+            let rec = self.pollable(|s| loop {
+                let rec = s.reader.next(deadline)?;
+                if s.reader.overwritten(rec.pos) {
+                    s.reader.drop_overwritten(&rec)?;
+                    continue;
+                }
                 return Ok(rec);
-            }
-            if self.ring_start.is_some() {
-                self.pollable(|s| s.pass_before_start(deadline))?;
-            }
-        }
-        let rec = self.pollable(|s| loop {
-            let rec = s.reader.next(deadline)?;
-            if s.reader.overwritten(rec.pos) {
-                s.reader.drop_overwritten(&rec)?;
+            })?;
+            // (A view overwritten while held was not consumed either: it
+            // comes again from the log, as part of the next gap.)
+            if self.fill_gaps && rec.seq > self.reader.next_seq() {
+                self.fill_gap(self.reader.next_seq(), rec.seq)?;
                 continue;
             }
+            self.held = Some(rec);
+            self.probe_received(rec.seq, rec.len, rec.timestamp_ns);
             return Ok(rec);
-        })?;
-        self.held = Some(rec);
-        self.probe_received(rec.seq, rec.len, rec.timestamp_ns);
-        Ok(rec)
+        }
     }
 
     /// Ends the outstanding view. `Overwritten` if, on a lossy topic, the
@@ -1322,6 +1362,38 @@ impl Subscriber {
         self.history.is_some() || self.ring_start.is_some()
     }
 
+    /// The history is done (`damaged`: it stopped at damage, what it did not
+    /// read is lost): its counts join the subscriber's, and after a gap
+    /// filled, the ring goes on after the gap.
+    fn end_history(&mut self, damaged: bool) {
+        let Some(h) = self.history.take() else { return };
+        let lost = match self.filling.take() {
+            // Whatever of the gap the log did not give (retention, damage, holes in the numbering).
+            Some((from, to)) => {
+                self.reader.filled_to(to);
+                (to - from).saturating_sub(h.delivered)
+            }
+            None => {
+                self.ring_start = h.ring_start();
+                h.lost + if damaged { h.unread() } else { 0 }
+            }
+        };
+        self.from_log = (self.from_log.0 + h.delivered, self.from_log.1 + lost);
+    }
+
+    /// The ring lapped this subscriber over messages `from..to`: they come
+    /// from the log first (`fill_gaps`).
+    #[cold]
+    fn fill_gap(&mut self, from: u64, to: u64) -> Result<()> {
+        let salt = self.reader.segment().geometry().salt;
+        let mut more = self.client.log_files(&self.topic, salt, self.slot);
+        let files = more(from)?;
+        let max_message = self.max_message();
+        self.history = Some(History::new(files, Start::Seq(from), to, max_message).with_more(more));
+        self.filling = Some((from, to));
+        Ok(())
+    }
+
     /// While history remains: `take` of its next message (`Err(len)`: the
     /// caller's buffer is too small: `TooLarge`, nothing consumed), and the
     /// message consumed when `advance`. `None` once the ring takes over.
@@ -1338,15 +1410,12 @@ impl Subscriber {
         // with the ring (what the log could not give counted lost), rather
         // than failing forever while its cursor holds the publishers back.
         if let Err(e) = h.peek() {
-            self.from_log = (h.delivered, h.lost + h.unread());
-            self.history = None;
+            self.end_history(true);
             return Err(e);
         }
         let h = self.history.as_mut().expect("kept above");
         let Some(m) = h.peek()? else {
-            self.from_log = (h.delivered, h.lost);
-            self.ring_start = h.ring_start();
-            self.history = None;
+            self.end_history(false);
             return Ok(None);
         };
         let seq = m.seq;
@@ -1526,6 +1595,7 @@ impl Subscriber {
             abandon_timeout: self.reader.abandon_timeout,
             delivery: self.delivery(),
             start: Start::Latest,
+            fill_gaps: self.fill_gaps,
         };
         let fresh = client.subscriber(&self.topic, &cfg)?;
         self.held = None;

@@ -543,17 +543,16 @@ impl Writer {
     }
 
     /// Recomputes the gate: one ring past the lowest of the tail (as it is
-    /// now), every other publisher's announced claim, and, on reliable topics,
-    /// every gating subscriber's cursor. Returns the publisher slot that set
-    /// the gate, if one did.
+    /// now), every other publisher's announced claim, and every gating
+    /// subscriber's cursor (a reliable topic's subscribers; a durable
+    /// topic's log writer, lossy topics included). Returns the publisher
+    /// slot that set the gate, if one did.
     fn rescan(&mut self, gen: u64) -> Result<Option<u32>> {
         // The tail first: a claim announced after this scan starts at or above it.
         let mut min = self.hdr.tail().lo.load(Ordering::SeqCst);
         let mut by_publisher = None;
-        if self.geo.policy == Policy::Reliable {
-            self.map_gating_cursors()?;
-            min = min.min(slowest_gating_cursor(&self.seg, &self.cursors));
-        }
+        self.map_gating_cursors()?;
+        min = min.min(slowest_gating_cursor(&self.seg, &self.cursors));
         for i in (0..MAX_PUBLISHERS).filter(|i| Some(*i) != self.slot) {
             let c = self
                 .seg
@@ -1093,6 +1092,9 @@ pub struct Reader {
     pending_since: Option<(u64, u64)>,
     /// The shared cursor moves only at `store_position` (see `hold_cursor`).
     hold: bool,
+    /// Publishers may lap this reader: a lossy topic's, unless its slot
+    /// gates them (a durable lossy topic's log writer).
+    lossy: bool,
     /// The last remote message consumed: its seq here, and its origin.
     remote: Option<(u64, Origin)>,
     pub wait: WaitConfig,
@@ -1130,6 +1132,8 @@ impl Reader {
         };
         let entry = slot.and_then(|i| seg.slot(i));
         let owner_gen = entry.map_or(0, |e| e.owner_gen.load(Ordering::Acquire));
+        let gating = entry.is_some_and(|e| e.flags.load(Ordering::Acquire) & SLOT_GATING != 0);
+        let lossy = geo.policy == Policy::Lossy && !gating;
         let entry = entry.map(InSegment::new);
         let gate_line = InSegment::new(seg.gate());
         let cursor_slot = cursor_page.as_deref().map(|p| InSegment::new(p.line()));
@@ -1173,6 +1177,7 @@ impl Reader {
             too_large_len: 0,
             pending_since: None,
             hold: false,
+            lossy,
             remote: None,
             wait: WaitConfig::default(),
             abandon_timeout: Duration::from_millis(100),
@@ -1224,7 +1229,7 @@ impl Reader {
             s.delivered.store(self.delivered, Ordering::Relaxed);
             s.lost.store(self.lost, Ordering::Relaxed);
             s.next_seq.store(self.next_seq, Ordering::Relaxed);
-            if self.geo.policy == Policy::Reliable {
+            if !self.lossy {
                 self.wake_publishers();
             }
         }
@@ -1250,11 +1255,12 @@ impl Reader {
 
     /// Whether the bytes of a record at `pos` may have been overwritten since
     /// they were read. Call after reading them. Always false on a reliable
-    /// topic (publishers never lap a gating subscriber). The horizon may run
-    /// up to [`horizon_step`] ahead of the claims: a lossy reader that close to
-    /// being lapped counts as lapped.
+    /// topic, and for a durable lossy topic's log writer (publishers never
+    /// lap a gating subscriber). The horizon may run up to [`horizon_step`]
+    /// ahead of the claims: a lossy reader that close to being lapped
+    /// counts as lapped.
     pub fn overwritten(&self, pos: u64) -> bool {
-        if self.geo.policy != Policy::Lossy {
+        if !self.lossy {
             return false;
         }
         fence(Ordering::Acquire);
@@ -1702,6 +1708,59 @@ impl Reader {
             }
         }
     }
+
+    /// [`receive_into`](Self::receive_into) for a subscriber that fills the
+    /// gaps it was lapped over from elsewhere (a durable topic's log): a
+    /// message after a gap is copied, then left unconsumed, and the gap
+    /// (`from..to`, the seqs missed) is returned instead; once the caller has
+    /// delivered them, [`filled_to`](Self::filled_to) moves on to `to`.
+    pub fn receive_into_or_gap(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<Got> {
+        self.still_ours()?;
+        loop {
+            let rec = self.next(deadline)?;
+            if rec.len > buf.len() {
+                if self.overwritten(rec.pos) {
+                    self.drop_overwritten(&rec)?;
+                    continue;
+                }
+                self.too_large_len = rec.len;
+                return Err(Error::new(
+                    Status::TooLarge,
+                    format!("message of {} bytes does not fit a buffer of {}", rec.len, buf.len()),
+                ));
+            }
+            if !self.copy_checked(&rec, buf) {
+                self.drop_overwritten(&rec)?;
+                continue;
+            }
+            if rec.seq > self.next_seq {
+                return Ok(Got::Gap {
+                    from: self.next_seq,
+                    to: rec.seq,
+                });
+            }
+            self.consume(&rec);
+            return Ok(Got::Message(rec.len, rec.seq, rec.timestamp_ns));
+        }
+    }
+
+    /// The messages before `seq` were delivered from elsewhere (see
+    /// [`receive_into_or_gap`](Self::receive_into_or_gap)): not lost.
+    pub fn filled_to(&mut self, seq: u64) {
+        if seq > self.next_seq {
+            self.next_seq = seq;
+            self.store_cursor();
+        }
+    }
+}
+
+/// What [`Reader::receive_into_or_gap`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Got {
+    /// A message consumed: (length, seq, timestamp).
+    Message(usize, u64, u64),
+    /// Messages `from..to` were overwritten before this reader got to them.
+    Gap { from: u64, to: u64 },
 }
 
 impl Reader {
@@ -1742,16 +1801,23 @@ impl Reader {
     /// if a lossy publisher overwrote it meanwhile (the copy may be torn).
     #[inline(always)]
     fn copy_out(&mut self, rec: &Record, buf: &mut [u8]) -> Option<(usize, u64, u64)> {
+        if !self.copy_checked(rec, buf) {
+            return None;
+        }
+        self.consume(rec);
+        Some((rec.len, rec.seq, rec.timestamp_ns))
+    }
+
+    /// Copies `rec` into `buf`, which has room: false if a lossy publisher
+    /// overwrote it meanwhile (the copy may be torn).
+    #[inline(always)]
+    fn copy_checked(&self, rec: &Record, buf: &mut [u8]) -> bool {
         debug_assert!(rec.len <= buf.len());
         // SAFETY: [data, + len) is inside the ring (validated in read_header);
         // `buf` has room (the callers check). The source may be overwritten
         // concurrently in lossy mode, which `overwritten` detects below.
         unsafe { std::ptr::copy_nonoverlapping(rec.data, buf.as_mut_ptr(), rec.len) };
-        if self.overwritten(rec.pos) {
-            return None;
-        }
-        self.consume(rec);
-        Some((rec.len, rec.seq, rec.timestamp_ns))
+        !self.overwritten(rec.pos)
     }
 
     /// Whether the record at the cursor is stamped as a committed message.

@@ -440,7 +440,10 @@ pub struct TopicParams {
     pub max_subscribers: u32,
     /// Durable topics: the daemon logs every message to disk (a write-ahead
     /// log it replays from), with this fsync policy. `None` (default): the
-    /// topic lives in memory only. Only reliable topics can be durable.
+    /// topic lives in memory only. A lossy durable topic's publishers wait
+    /// for the log writer alone (nothing is overwritten before it is
+    /// logged); its subscribers may be lapped, and may fill what they
+    /// missed from the log (`SubscriberConfig::fill_gaps`).
     pub wal: Option<Fsync>,
     /// Back the ring with 2 MiB huge pages (a `MFD_HUGETLB` memfd): one TLB
     /// entry covers 512 times the bytes, for rings far bigger than the TLB
@@ -552,11 +555,6 @@ impl TopicParams {
             if !(1..=60_000).contains(&ms) {
                 return Err(Error::invalid(format!("fsync interval {ms} ms must be 1 to 60000")));
             }
-        }
-        if self.wal.is_some() && self.policy != Policy::Reliable {
-            return Err(Error::invalid(
-                "a durable (logged) topic must be reliable: the log writer may not be overwritten",
-            ));
         }
         Ok(())
     }
@@ -908,13 +906,15 @@ impl Segment {
     /// re-read the directory when `slots_gen` changes). The subscriber moves
     /// its cursor on from there. Returns the slot's owner generation.
     pub fn join(&self, i: u32, pid: u32, cursor: &Cursor) -> Result<u64> {
-        self.join_at(i, pid, cursor, None)
+        self.join_at(i, pid, cursor, None, self.geo.policy == Policy::Reliable)
     }
 
     /// [`join`](Self::join), with the cursor at `start` (position, next seq)
     /// instead of the tail: a place no publisher may have passed by a ring
-    /// (another gating cursor's, which the caller keeps from moving).
-    pub fn join_at(&self, i: u32, pid: u32, cursor: &Cursor, start: Option<(u64, u64)>) -> Result<u64> {
+    /// (another gating cursor's, which the caller keeps from moving); and
+    /// gating publishers when `gating` (every subscriber of a reliable
+    /// topic; a lossy durable topic's log writer alone).
+    pub fn join_at(&self, i: u32, pid: u32, cursor: &Cursor, start: Option<(u64, u64)>, gating: bool) -> Result<u64> {
         let e = self
             .slot(i)
             .ok_or_else(|| Error::invalid(format!("subscriber slot {i} out of range")))?;
@@ -931,7 +931,6 @@ impl Segment {
             None => c.cursor.store(self.tail().lo.load(Ordering::SeqCst), Ordering::SeqCst),
         }
         e.pid.store(pid, Ordering::Relaxed);
-        let gating = self.geo.policy == Policy::Reliable;
         let flags = SLOT_LIVE | if gating { SLOT_GATING } else { 0 };
         e.flags.store(flags, Ordering::SeqCst);
         if gating {

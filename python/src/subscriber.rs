@@ -122,9 +122,13 @@ enum Slice {
 /// Receives from one topic.
 ///
 /// Subscriber(topic, *, from_="latest", delivery="shm", socket=None, create=True,
-///            policy="lossy", ring_size=None, max_message=None, max_subscribers=None)
+///            policy="lossy", ring_size=None, max_message=None, max_subscribers=None,
+///            fill_gaps=False)
 ///
-/// Only `from_="latest"` (messages published from now on) exists so far.
+/// `from_`: "latest" (messages published from now on), or on a durable
+/// topic "earliest", a seq (int or "seq=N"), "time=NS" or "durable=NAME".
+/// `fill_gaps`: on a durable lossy topic, messages publishers lapped this
+/// subscriber over are read from the log instead of lost.
 /// `delivery="shm"` reads straight from the shared-memory ring (zero-copy);
 /// `delivery="mqueue"` through a POSIX message queue a daemon thread fills
 /// (each message copied). `fileno()` gives a descriptor to poll either way.
@@ -277,7 +281,7 @@ impl Subscriber {
 #[pymethods]
 impl Subscriber {
     #[new]
-    #[pyo3(signature = (topic, *, from_ = None, delivery = "shm", socket = None, create = true, policy = "lossy", ring_size = None, max_message = None, max_subscribers = None))]
+    #[pyo3(signature = (topic, *, from_ = None, delivery = "shm", socket = None, create = true, policy = "lossy", ring_size = None, max_message = None, max_subscribers = None, fill_gaps = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -290,6 +294,7 @@ impl Subscriber {
         ring_size: Option<u64>,
         max_message: Option<u64>,
         max_subscribers: Option<u32>,
+        fill_gaps: bool,
     ) -> PyResult<Self> {
         // None is the default, "latest"; an int is a seq.
         let start = match from_ {
@@ -321,6 +326,7 @@ impl Subscriber {
         let config = SubscriberConfig {
             delivery,
             start,
+            fill_gaps,
             ..SubscriberConfig::default()
         };
         let params = crate::topic_params(py, policy, ring_size, max_message, max_subscribers)?;

@@ -177,7 +177,7 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
                 p.wal = Some(Fsync::parse(f).ok_or_else(|| {
                     Error::invalid(format!("unknown fsync policy {f:?} (never, always or interval=MS)"))
                 })?);
-                // A durable topic is reliable unless the request says otherwise (and fails).
+                // A durable topic is reliable unless the request says lossy.
                 p.policy = Policy::Reliable;
             }
             if let Some(pol) = policy {

@@ -218,6 +218,13 @@ const SUBSCRIBER_CONFIG_V2: Layout = Layout {
     fields: SUBSCRIBER_CONFIG_V2_SIZE - 4,
 };
 
+/// `struct_size` of the third `aether_subscriber_config` layout (before `fill_gaps`).
+const SUBSCRIBER_CONFIG_V3_SIZE: usize = 48;
+const SUBSCRIBER_CONFIG_V3: Layout = Layout {
+    size: SUBSCRIBER_CONFIG_V3_SIZE,
+    fields: SUBSCRIBER_CONFIG_V3_SIZE,
+};
+
 /// `struct_size` of the first `aether_subscriber_config` layout (before `delivery`).
 const SUBSCRIBER_CONFIG_V1_SIZE: usize = 24;
 const SUBSCRIBER_CONFIG_V1: Layout = Layout {
@@ -251,6 +258,11 @@ pub struct aether_subscriber_config {
     /// `AETHER_START_DURABLE`: the subscription's name (1 to 64 letters,
     /// digits, '.', '_', '-'); read during `aether_subscriber_open` only.
     pub durable_name: *const c_char,
+    /// 1: on a durable lossy topic, messages this subscriber was lapped
+    /// over are read from the log instead of lost (in order, before the
+    /// ring's next). Default 0. Added after `durable_name`: a struct_size of
+    /// 48 (without it) is still accepted and means 0.
+    pub fill_gaps: u32,
 }
 
 /// A topic's figures (`aether_topic_stats`). Set `struct_size` to
@@ -334,7 +346,8 @@ const _: () = {
     assert!(std::mem::size_of::<aether_topic_statistics>() == 120);
     assert!(std::mem::size_of::<aether_subscriber_statistics>() == 48);
     assert!(std::mem::offset_of!(aether_topic_config, durability) == TOPIC_CONFIG_V1_SIZE - 4);
-    assert!(std::mem::size_of::<aether_subscriber_config>() == 48);
+    assert!(std::mem::size_of::<aether_subscriber_config>() == 56);
+    assert!(std::mem::offset_of!(aether_subscriber_config, fill_gaps) == SUBSCRIBER_CONFIG_V3_SIZE);
     assert!(std::mem::offset_of!(aether_subscriber_config, start_value) == SUBSCRIBER_CONFIG_V2_SIZE);
     assert!(std::mem::offset_of!(aether_subscriber_config, delivery) == SUBSCRIBER_CONFIG_V1_SIZE);
     assert!(std::mem::size_of::<aether_message>() == 32);
@@ -389,6 +402,7 @@ pub extern "C" fn aether_subscriber_config_default() -> aether_subscriber_config
         start: aether_start::AETHER_START_LATEST as u32,
         start_value: 0,
         durable_name: std::ptr::null(),
+        fill_gaps: 0,
     }
 }
 
@@ -687,12 +701,11 @@ pub unsafe extern "C" fn aether_publisher_close(p: *mut aether_publisher) {
 /// history from there first. `cfg` NULL: defaults. Free with
 /// `aether_subscriber_close`.
 /// Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_LIMIT` (topic has max_subscribers,
-/// or this uid's or client's slot quota, or its message-queue quota; a
-/// history spanning more than 28 log files), `AETHER_E_PERMISSION` (no
-/// `subscribe` right), `AETHER_E_INVALID` (NULL, a config not from
-/// `aether_subscriber_config_default`, an unknown delivery, wait or start,
-/// a start on a topic that is not durable, a seq not published yet, a bad
-/// durable name), `AETHER_E_EXISTS` (that durable subscription is in use),
+/// or this uid's or client's slot quota, or its message-queue quota),
+/// `AETHER_E_PERMISSION` (no `subscribe` right), `AETHER_E_INVALID` (NULL,
+/// a config not from `aether_subscriber_config_default`, an unknown
+/// delivery, wait or start, a start or `fill_gaps` on a topic that is not
+/// durable, a seq not published yet, a bad durable name), `AETHER_E_EXISTS` (that durable subscription is in use),
 /// `AETHER_E_CORRUPT` (also: a damaged log file, when the history reaches it), `AETHER_E_SHUTDOWN`,
 /// `AETHER_E_UNAVAILABLE`, `AETHER_E_IO` (a message queue could not be made).
 #[no_mangle]
@@ -717,7 +730,7 @@ pub unsafe extern "C" fn aether_subscriber_open(
                 read_config(
                     cfg,
                     aether_subscriber_config_default(),
-                    &[SUBSCRIBER_CONFIG_V1, SUBSCRIBER_CONFIG_V2],
+                    &[SUBSCRIBER_CONFIG_V1, SUBSCRIBER_CONFIG_V2, SUBSCRIBER_CONFIG_V3],
                     "aether_subscriber_config",
                 )?
             };
@@ -747,6 +760,11 @@ pub unsafe extern "C" fn aether_subscriber_open(
             conf.abandon_timeout = Duration::from_nanos(abandon_ns.max(1));
             conf.delivery =
                 Delivery::from_u32(delivery).ok_or_else(|| Error::invalid(format!("unknown delivery {delivery}")))?;
+            conf.fill_gaps = match c.fill_gaps {
+                0 => false,
+                1 => true,
+                f => return Err(Error::invalid(format!("fill_gaps is 0 or 1, not {f}"))),
+            };
         }
         let s = c.inner.subscriber(topic, &conf)?;
         // SAFETY: `out` is non-null and writable per the API contract.
