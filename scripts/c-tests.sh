@@ -191,7 +191,7 @@ pubsub "pubsub 1->$SUBSCRIBERS" "$TAG-pubsub" "$COUNT" "$SUBSCRIBERS"
 check "C publisher -> aether-cli sub, 1000 messages" cli_interop "$TAG-pubsub" 1000
 check "mqueue: delivery=mqueue subscriber in poll(), control-queue notices" "$BIN/mqueue" "$SOCK" "$TAG-mqueue"
 check "fork: a child cannot use its parent's handles, reopens its own; the parent keeps its slots" "$BIN/fork" "$SOCK" "$TAG-fork"
-check "durable: a logged topic read back from earliest, a seq and a committed durable subscription; old config layouts keep their meaning" "$BIN/durable" "$SOCK" "$TAG-durable"
+check "durable: a logged topic read back from earliest, a seq and a committed durable subscription; a lossy one whose lapped subscriber fills its gaps; old config layouts keep their meaning" "$BIN/durable" "$SOCK" "$TAG-durable"
 check "poll: a shm subscriber in epoll_wait on aether_subscriber_fd gets 20000 messages from another process" "$BIN/poll" "$SOCK" "$TAG-poll"
 example_hello() {
     local out

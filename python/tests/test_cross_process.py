@@ -153,3 +153,39 @@ def test_durable_topic_history_and_a_durable_subscription_across_processes(sock,
         with aether.Subscriber(topic, socket=sock, create=False) as plain:
             plain.commit()
     aether.delete_topic(topic, socket=sock)
+
+
+LOSSY_PUBLISHER = """
+import sys, aether
+sock, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with aether.Publisher(topic, socket=sock, create=False) as pub:
+    for i in range(n):
+        pub.publish(b"%08d" % i)
+"""
+
+
+def test_a_lapped_subscriber_of_a_lossy_durable_topic_fills_its_gaps(sock, topic):
+    # A lossy durable topic with a ring of about 100 messages: a publisher in
+    # another process publishes 5000 while two subscribers read nothing. It
+    # waits for neither; the plain one loses most; the one with fill_gaps
+    # reads every message, from the log then the ring.
+    aether.create_topic(topic, socket=sock, policy="lossy", ring_size=8192, max_message=64, durability="wal")
+    n = 5000
+    with aether.Subscriber(topic, socket=sock, create=False) as plain, aether.Subscriber(
+        topic, socket=sock, create=False, fill_gaps=True
+    ) as filler:
+        r = run_python(LOSSY_PUBLISHER, sock, topic, str(n))
+        assert r.returncode == 0, r.stderr
+        got = []
+        while (m := plain.receive(timeout=0.2)) is not None:
+            got.append(m.seq)
+        assert got == sorted(got) and plain.lost > n // 2 and len(got) + plain.lost == n
+        seqs = []
+        for _ in range(n):
+            m = filler.receive(timeout=5)
+            seqs.append((m.seq, m.bytes()))  # (a message's bytes last until the next receive)
+        assert seqs == [(i, b"%08d" % i) for i in range(n)]
+        assert filler.lost == 0
+    with pytest.raises(ValueError, match="not durable"):
+        aether.Subscriber(topic + "-mem", socket=sock, fill_gaps=True)
+    aether.delete_topic(topic, socket=sock)
