@@ -2,6 +2,7 @@
 //! ring, in one run. First the disk's lone-fsync rate (write 64 bytes,
 //! fdatasync, again). Then per size and per policy, `ring` (a reliable topic
 //! without a log, one subscriber thread draining it: the baseline), `never`,
+//! `lossy-never` (a lossy durable topic: publishers wait for the writer alone),
 //! `interval=10` and `always`: the publishers' rate until the log writer has
 //! written everything, and each publish's latency (p50/p99/p99.9); `always`
 //! also with 32 and 64 publishers (a topic's most) sharing syncs, each beside a lone-fsync
@@ -76,9 +77,11 @@ impl Bench {
         for size in [64u64, 4096] {
             let bulk = if quick { 100_000 } else { 1_000_000 } / if size > 64 { 4 } else { 1 };
             let synced = if quick { 300 } else { 2000 };
-            let runs: [(&str, Option<Fsync>, usize, u64); 6] = [
+            let runs: [(&str, Option<Fsync>, usize, u64); 7] = [
                 ("ring", None, 1, bulk),
                 ("never", Some(Fsync::Never), 1, bulk),
+                // A lossy durable topic: publishers wait for the log writer alone.
+                ("lossy-never", Some(Fsync::Never), 1, bulk),
                 ("interval=10", Some(Fsync::Interval(10)), 1, bulk),
                 ("always", Some(Fsync::Always), 1, synced),
                 ("always", Some(Fsync::Always), 32, synced * 32),
@@ -92,7 +95,12 @@ impl Bench {
                 } else {
                     lone
                 };
-                let mut run = self.publish_run(&topic, wal, size, publishers, count)?;
+                let policy = if name.starts_with("lossy") {
+                    Policy::Lossy
+                } else {
+                    Policy::Reliable
+                };
+                let mut run = self.publish_run(&topic, policy, wal, size, publishers, count)?;
                 run.latencies.sort_unstable();
                 let s = &run.latencies;
                 let (p50, p99, p999) = (pct(s, 0.5), pct(s, 0.99), pct(s, 0.999));
@@ -146,10 +154,18 @@ impl Bench {
     /// `publishers` threads publish `count` messages of `size` bytes in all to
     /// a new reliable topic, logged with `wal` (else drained by a subscriber
     /// thread); returns the rate until the log (or the drain) has them all.
-    fn publish_run(&self, topic: &str, wal: Option<Fsync>, size: u64, publishers: usize, count: u64) -> Result<Run> {
+    fn publish_run(
+        &self,
+        topic: &str,
+        policy: Policy,
+        wal: Option<Fsync>,
+        size: u64,
+        publishers: usize,
+        count: u64,
+    ) -> Result<Run> {
         let _ = self.client.delete_topic(topic);
         let params = TopicParams {
-            policy: Policy::Reliable,
+            policy,
             ring_size: 4 << 20,
             max_message: size,
             max_subscribers: 4,
