@@ -340,6 +340,9 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
         } else {
             Start::Latest
         },
+        // A durable lossy topic's publishers may lap the bridge: it sends
+        // what it missed from the log rather than nothing.
+        fill_gaps: durable,
         ..SubscriberConfig::default()
     };
     let publisher = match session
