@@ -1691,16 +1691,8 @@ impl Reader {
         loop {
             let rec = self.next(deadline)?;
             if rec.len > buf.len() {
-                // On a lossy topic the length may come from a torn header.
-                if self.overwritten(rec.pos) {
-                    self.drop_overwritten(&rec)?;
-                    continue;
-                }
-                self.too_large_len = rec.len;
-                return Err(Error::new(
-                    Status::TooLarge,
-                    format!("message of {} bytes does not fit a buffer of {}", rec.len, buf.len()),
-                ));
+                self.too_large(&rec, buf.len())?;
+                continue;
             }
             match self.copy_out(&rec, buf) {
                 Some(got) => return Ok(got),
@@ -1719,15 +1711,8 @@ impl Reader {
         loop {
             let rec = self.next(deadline)?;
             if rec.len > buf.len() {
-                if self.overwritten(rec.pos) {
-                    self.drop_overwritten(&rec)?;
-                    continue;
-                }
-                self.too_large_len = rec.len;
-                return Err(Error::new(
-                    Status::TooLarge,
-                    format!("message of {} bytes does not fit a buffer of {}", rec.len, buf.len()),
-                ));
+                self.too_large(&rec, buf.len())?;
+                continue;
             }
             if !self.copy_checked(&rec, buf) {
                 self.drop_overwritten(&rec)?;
@@ -1742,6 +1727,21 @@ impl Reader {
             self.consume(&rec);
             return Ok(Got::Message(rec.len, rec.seq, rec.timestamp_ns));
         }
+    }
+
+    /// `rec` is longer than the caller's buffer of `room` bytes: `TooLarge`
+    /// (unread), unless a lossy publisher overwrote it (its length may be
+    /// torn): then it is passed over, and the caller looks again.
+    #[cold]
+    fn too_large(&mut self, rec: &Record, room: usize) -> Result<()> {
+        if self.overwritten(rec.pos) {
+            return self.drop_overwritten(rec);
+        }
+        self.too_large_len = rec.len;
+        Err(Error::new(
+            Status::TooLarge,
+            format!("message of {} bytes does not fit a buffer of {room}", rec.len),
+        ))
     }
 
     /// The messages before `seq` were delivered from elsewhere (see
