@@ -62,6 +62,8 @@ pub(crate) fn topic_params(
         max_subscribers: max_subscribers.unwrap_or(d.max_subscribers),
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     })
 }
 

@@ -511,6 +511,8 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
             1 => true,
             h => return Err(Error::invalid(format!("huge_pages must be 0 or 1, not {h}"))),
         },
+        retain_bytes: None,
+        retain_seconds: None,
     };
     p.validate()?;
     Ok(p)
