@@ -8,7 +8,10 @@
  * at 4). A lossy durable topic: a subscriber with fill_gaps gets what it
  * was lapped over from the log. Configs of the older layouts, whose tail
  * padding now holds the new fields, keep their old meaning whatever that
- * padding holds.
+ * padding holds. Per-topic retention: TOPIC-retained (retain_bytes,
+ * retain_seconds set) is made; retention on a topic that is not durable is
+ * refused, and a config of the third layout (struct_size 56, before
+ * retain_*) means the daemon's [log] values whatever follows it.
  * Deletes TOPIC (and its log) at the end. */
 #include <aether.h>
 
@@ -207,6 +210,44 @@ int main(int argc, char **argv) {
     tc.durability = AETHER_DURABILITY_WAL;
     tc.fsync = 9;
     CHECK(aether_topic_create(c, "durable-c-bad", &tc) == AETHER_E_INVALID);
+
+    /* Per-topic retention: 0 is "no limit", AETHER_RETAIN_DEFAULT "the
+     * daemon's [log] value" (what the default config holds). */
+    char retained[200];
+    snprintf(retained, sizeof retained, "%s-retained", topic);
+    tc = aether_topic_config_default();
+    CHECK(tc.retain_bytes == AETHER_RETAIN_DEFAULT && tc.retain_seconds == AETHER_RETAIN_DEFAULT);
+    tc.retain_bytes = 1 << 20;
+    CHECK(aether_topic_create(c, "durable-c-retain-memory", &tc) == AETHER_E_INVALID);
+    CHECK(strstr(aether_last_error(), "not durable") != NULL);
+    tc.retain_bytes = 0;
+    CHECK(aether_topic_create(c, "durable-c-retain-memory", &tc) == AETHER_E_INVALID);
+    tc.retain_bytes = AETHER_RETAIN_DEFAULT;
+    tc.retain_seconds = 0;
+    CHECK(aether_topic_create(c, "durable-c-retain-memory", &tc) == AETHER_E_INVALID);
+    CHECK(aether_topic_delete(c, "durable-c-retain-memory") == AETHER_E_NOT_FOUND);
+    tc.policy = AETHER_POLICY_RELIABLE;
+    tc.durability = AETHER_DURABILITY_WAL;
+    tc.retain_bytes = 1 << 20;
+    tc.retain_seconds = 0; /* kept forever, whatever [log] says */
+    CHECK(aether_topic_create(c, retained, &tc) == AETHER_OK);
+    aether_publisher *rp = NULL;
+    CHECK(aether_publisher_open(c, retained, &rp) == AETHER_OK);
+    CHECK(rp != NULL && aether_publish(rp, "message 0", 9) == AETHER_OK);
+    aether_publisher_close(rp);
+    sc = aether_subscriber_config_default();
+    sc.start = AETHER_START_EARLIEST;
+    aether_subscriber_close(read_from(c, retained, &sc, 0, 1));
+    CHECK(aether_topic_delete(c, retained) == AETHER_OK);
+    /* The third layout (struct_size 56) ends before retain_bytes: what
+     * follows is not read (here 0, which would be "no limit"), and the topic
+     * not being durable is no error. */
+    tc = aether_topic_config_default();
+    tc.struct_size = 56;
+    tc.retain_bytes = 0;
+    tc.retain_seconds = 0;
+    CHECK(aether_topic_create(c, retained, &tc) == AETHER_OK);
+    CHECK(aether_topic_delete(c, retained) == AETHER_OK);
 
     aether_publisher_close(p);
     CHECK(aether_topic_delete(c, topic) == AETHER_OK);

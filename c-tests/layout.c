@@ -5,12 +5,13 @@
 #include <aether.h>
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #define OFFSET(T, f, n) _Static_assert(offsetof(T, f) == (n), #T "." #f " at offset " #n)
 
-_Static_assert(sizeof(aether_topic_config) == 56, "aether_topic_config is 56 bytes");
+_Static_assert(sizeof(aether_topic_config) == 72, "aether_topic_config is 72 bytes");
 OFFSET(aether_topic_config, struct_size, 0);
 OFFSET(aether_topic_config, policy, 8);
 OFFSET(aether_topic_config, ring_size, 16);
@@ -21,6 +22,10 @@ OFFSET(aether_topic_config, durability, 36);
 OFFSET(aether_topic_config, fsync, 40);
 OFFSET(aether_topic_config, fsync_interval_ms, 44);
 OFFSET(aether_topic_config, huge_pages, 48);
+/* Added in the fourth layout (the third was 56 bytes: huge_pages, 4 of padding). */
+OFFSET(aether_topic_config, retain_bytes, 56);
+OFFSET(aether_topic_config, retain_seconds, 64);
+_Static_assert(AETHER_RETAIN_DEFAULT == UINT64_MAX, "AETHER_RETAIN_DEFAULT is UINT64_MAX");
 
 _Static_assert(sizeof(aether_subscriber_config) == 56, "aether_subscriber_config is 56 bytes");
 OFFSET(aether_subscriber_config, struct_size, 0);
@@ -86,6 +91,11 @@ int main(void) {
     if (t.struct_size != sizeof(aether_topic_config)) {
         fprintf(stderr, "layout: aether_topic_config_default().struct_size is %zu, expected %zu\n",
                 t.struct_size, sizeof(aether_topic_config));
+        failed = 1;
+    }
+    if (t.retain_bytes != AETHER_RETAIN_DEFAULT || t.retain_seconds != AETHER_RETAIN_DEFAULT) {
+        fprintf(stderr, "layout: aether_topic_config_default() sets retain_* to %llu, %llu, not AETHER_RETAIN_DEFAULT\n",
+                (unsigned long long)t.retain_bytes, (unsigned long long)t.retain_seconds);
         failed = 1;
     }
     aether_subscriber_config s = aether_subscriber_config_default();

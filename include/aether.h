@@ -35,6 +35,11 @@
 /* For #if: MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define AETHER_VERSION_NUMBER 100
 
+/* aether_topic_config.retain_bytes, .retain_seconds: not set, the daemon's
+ * [log] value applies (what aether_topic_config_default() puts there);
+ * 0 means no limit for the topic. */
+#define AETHER_RETAIN_DEFAULT UINT64_MAX
+
 
 /**
  * How a subscriber gets its messages (`aether_subscriber_config.delivery`).
@@ -264,6 +269,24 @@ typedef struct aether_topic_config {
    * (without it) is still accepted and means normal pages.
    */
   uint32_t huge_pages;
+  /**
+   * A durable topic's own log size limit: its oldest log files are
+   * removed while the log is bigger. `AETHER_RETAIN_DEFAULT` (UINT64_MAX,
+   * what `aether_topic_config_default()` sets): the daemon's `[log]
+   * retain_bytes` applies, and follows its reloads; 0: no limit for this
+   * topic, whatever `[log]` says; else bytes. Anything but
+   * `AETHER_RETAIN_DEFAULT` on a topic that is not durable is
+   * `AETHER_E_INVALID`. Added after `huge_pages`: a struct_size of 56
+   * (without this field and the next) is still accepted and means
+   * `AETHER_RETAIN_DEFAULT` for both.
+   */
+  uint64_t retain_bytes;
+  /**
+   * A durable topic's own log age limit, in seconds: log files whose
+   * every message is older are removed. `AETHER_RETAIN_DEFAULT`: the
+   * daemon's `[log] retain_seconds`; 0: kept forever; as `retain_bytes`.
+   */
+  uint64_t retain_seconds;
 } aether_topic_config;
 
 /**

@@ -166,6 +166,10 @@ struct TopicConfig {
         c.fsync_interval_ms = interval_ms;
         return *this;
     }
+    /// A durable topic's own log limits (0: none), over the daemon's `[log]`
+    /// ones; `AETHER_RETAIN_DEFAULT` (the default): `[log]`'s.
+    TopicConfig &retain_bytes(uint64_t bytes) noexcept { return c.retain_bytes = bytes, *this; }
+    TopicConfig &retain_seconds(uint64_t seconds) noexcept { return c.retain_seconds = seconds, *this; }
 };
 
 /// Subscriber settings (`aether_subscriber_config`); defaults: futex wait

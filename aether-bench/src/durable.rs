@@ -171,6 +171,8 @@ impl Bench {
             max_subscribers: 4,
             wal,
             huge_pages: false,
+            retain_bytes: None,
+            retain_seconds: None,
         };
         self.client.create_topic(topic, &params).map_err(|e| e.to_string())?;
         let gate = Arc::new(Barrier::new(publishers + 1 + usize::from(wal.is_none())));

@@ -292,6 +292,8 @@ impl Bench {
             max_subscribers: 16,
             wal: None,
             huge_pages,
+            retain_bytes: None,
+            retain_seconds: None,
         };
         self.client.create_topic(name, &params).map_err(|e| e.to_string())
     }

@@ -128,6 +128,16 @@ pub(crate) enum Cmd {
         /// rings); they must be reserved (`sysctl vm.nr_hugepages=N`)
         #[arg(long)]
         huge_pages: bool,
+        /// With --durability wal: keep this topic's log to about this many
+        /// bytes, removing its oldest files (0: no limit) [default: the
+        /// daemon's `[log] retain_bytes`]
+        #[arg(long, value_name = "BYTES")]
+        retain_bytes: Option<u64>,
+        /// With --durability wal: remove this topic's log files whose every
+        /// message is older than this many seconds (0: keep them) [default:
+        /// the daemon's `[log] retain_seconds`]
+        #[arg(long, value_name = "SECONDS")]
+        retain_seconds: Option<u64>,
         #[command(flatten)]
         wait: Wait,
     },

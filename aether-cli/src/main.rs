@@ -187,6 +187,8 @@ fn admin_command(cmd: &Cmd) -> (Command, Wait) {
             durability,
             fsync,
             huge_pages,
+            retain_bytes,
+            retain_seconds,
             wait,
         } => (
             Command::Create {
@@ -203,6 +205,9 @@ fn admin_command(cmd: &Cmd) -> (Command, Wait) {
                     }
                 },
                 huge_pages: huge_pages.then_some(true),
+                // Without --durability wal the daemon refuses them (Invalid).
+                retain_bytes: *retain_bytes,
+                retain_seconds: *retain_seconds,
             },
             *wait,
         ),
@@ -211,6 +216,29 @@ fn admin_command(cmd: &Cmd) -> (Command, Wait) {
         Cmd::Drain { wait } => (Command::Drain, *wait),
         Cmd::Reload { wait } => (Command::Reload, *wait),
         _ => unreachable!("not an admin command"),
+    }
+}
+
+/// A durable topic's retention in force, for `topics`: `keeps 16 KiB (topic), 7d 0h`;
+/// "" when it keeps everything.
+fn retention_text(log: &Value) -> String {
+    let from = |k: &str| match log[k].as_str() {
+        Some("topic") => " (topic)",
+        _ => "",
+    };
+    let mut parts = Vec::new();
+    match num(log, "retain_bytes") as u64 {
+        0 => {}
+        b => parts.push(format!("{}{}", fmt::bytes(b), from("retain_bytes_from"))),
+    }
+    match num(log, "retain_seconds") as u64 {
+        0 => {}
+        s => parts.push(format!("{}{}", fmt::duration(s as f64), from("retain_seconds_from"))),
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(", keeps {}", parts.join(", "))
     }
 }
 
@@ -273,11 +301,12 @@ fn topics_table(topics: &Value) -> String {
                         match &t["log"] {
                             Value::Null => text(t, "durability"),
                             l => format!(
-                                "{}, {}, seq {}..{}",
+                                "{}, {}, seq {}..{}{}",
                                 text(t, "durability"),
                                 fmt::bytes(num(l, "bytes") as u64),
                                 num(l, "oldest_seq"),
-                                num(l, "next_seq")
+                                num(l, "next_seq"),
+                                retention_text(l)
                             ),
                         },
                     ]

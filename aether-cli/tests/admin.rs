@@ -227,6 +227,50 @@ fn every_command_reports_what_the_traffic_did() {
     );
 }
 
+/// `create --retain-bytes/--retain-seconds`: a durable topic's own log
+/// limits, shown in force by `topics` (human and JSON) beside one that
+/// follows the daemon's `[log]`; refused by the daemon on a topic that is
+/// not durable, which is then not made.
+#[test]
+fn create_gives_a_durable_topic_its_own_retention() {
+    let d = Daemon::start();
+    let out = d.cli(&[
+        "create",
+        "audit",
+        "--durability",
+        "wal",
+        "--retain-bytes",
+        "1048576",
+        "--retain-seconds",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = d.cli(&["create", "plain", "--durability", "wal", "--retain-seconds", "3600"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let topics = d.json(&["topics"]);
+    let log = |name: &str| topics.as_array().unwrap().iter().find(|t| t["name"] == name).unwrap()["log"].clone();
+    let (audit, plain) = (log("audit"), log("plain"));
+    assert_eq!(audit["retain_bytes"].as_u64(), Some(1 << 20), "{audit}");
+    assert_eq!(audit["retain_bytes_from"].as_str(), Some("topic"), "{audit}");
+    assert_eq!(audit["retain_seconds"].as_u64(), Some(0), "{audit}");
+    assert_eq!(audit["retain_seconds_from"].as_str(), Some("topic"), "{audit}");
+    assert_eq!(plain["retain_bytes"].as_u64(), Some(0), "{plain}");
+    assert_eq!(plain["retain_bytes_from"].as_str(), Some("log"), "{plain}");
+    assert_eq!(plain["retain_seconds"].as_u64(), Some(3600), "{plain}");
+    let stats = d.json(&["stats"]);
+    assert_eq!(stats["topics"][0]["log"]["retain_bytes"].as_u64(), Some(1 << 20));
+    let human = String::from_utf8(d.cli(&["topics"]).stdout).unwrap();
+    assert!(human.contains("keeps 1 MiB (topic)"), "{human}");
+    assert!(human.contains("keeps 1h 0m 0s (topic)"), "{human}");
+    for flag in ["--retain-bytes", "--retain-seconds"] {
+        let out = d.cli(&["create", "memory", flag, "0"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not durable"), "{err}");
+    }
+    assert_eq!(d.json(&["topics"]).as_array().map(Vec::len), Some(2));
+}
+
 #[test]
 fn sixteen_concurrent_clis_get_their_own_replies() {
     let d = Daemon::start();

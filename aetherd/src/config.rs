@@ -1256,6 +1256,8 @@ mod tests {
                 max_subscribers: 4,
                 wal: None,
                 huge_pages: false,
+                retain_bytes: None,
+                retain_seconds: None,
             }
         );
         assert_eq!(

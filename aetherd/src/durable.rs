@@ -62,6 +62,9 @@ pub(crate) struct Durable {
     discard: AtomicBool,
     /// Rolling and retention, as configured (`[log]`; a reload changes it).
     config: Mutex<LogConfig>,
+    /// The topic's own retention (`TopicParams::retain_bytes`,
+    /// `retain_seconds`), over `[log]`'s where set (0: no limit).
+    own_retain: (Option<u64>, Option<u64>),
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -108,9 +111,11 @@ fn private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The `topic` file: what the topic was made with, one `key=value` a line.
+/// The `topic` file: what the topic was made with, one `key=value` a line
+/// (`retain_bytes` and `retain_seconds` only when the topic set them; a file
+/// without them, as older daemons wrote, means `[log]`'s).
 fn params_text(p: &TopicParams, log_id: u64) -> String {
-    format!(
+    let mut text = format!(
         "log_id={log_id}\npolicy={}\nring_size={}\nmax_message={}\nmax_subscribers={}\nfsync={}\nhuge_pages={}\n",
         p.policy.name(),
         p.ring_size,
@@ -118,7 +123,13 @@ fn params_text(p: &TopicParams, log_id: u64) -> String {
         p.max_subscribers,
         p.wal.unwrap_or(Fsync::Never),
         u8::from(p.huge_pages)
-    )
+    );
+    for (k, v) in [("retain_bytes", p.retain_bytes), ("retain_seconds", p.retain_seconds)] {
+        if let Some(v) = v {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+    }
+    text
 }
 
 fn parse_params(text: &str, what: &Path) -> Result<(TopicParams, u64)> {
@@ -139,6 +150,8 @@ fn parse_params(text: &str, what: &Path) -> Result<(TopicParams, u64)> {
             "max_subscribers" => p.max_subscribers = num()?.try_into().map_err(|_| bad("max_subscribers".into()))?,
             "fsync" => fsync = Some(Fsync::parse(v).ok_or_else(|| bad(format!("unknown fsync {v:?}")))?),
             "huge_pages" => p.huge_pages = num()? != 0,
+            "retain_bytes" => p.retain_bytes = Some(num()?),
+            "retain_seconds" => p.retain_seconds = Some(num()?),
             _ => return Err(bad(format!("unknown key {k:?}"))),
         }
     }
@@ -229,11 +242,14 @@ pub(crate) fn start(
     t: &mut Topic,
     name: &str,
     dir: PathBuf,
-    fsync: Fsync,
+    params: &TopicParams,
     log: Log,
     config: LogConfig,
     cpus: Vec<usize>,
 ) -> Result<Arc<Durable>> {
+    let fsync = params
+        .wal
+        .ok_or_else(|| Error::invalid(format!("topic {name:?} is not durable: it has no log writer")))?;
     let i = t.free_slot(SlotKind::Subscriber, name)?;
     let (page, _) = t.join(i as u32, std::process::id(), name, None, true)?;
     t.take_slot(SlotKind::Subscriber, i, LOG_WRITER);
@@ -258,6 +274,7 @@ pub(crate) fn start(
         stop: AtomicBool::new(false),
         discard: AtomicBool::new(false),
         config: Mutex::new(config),
+        own_retain: (params.retain_bytes, params.retain_seconds),
         thread: Mutex::new(None),
     });
     let (w, topic) = (Arc::clone(&d), name.to_string());
@@ -419,15 +436,27 @@ impl Durable {
         *self.config.lock().expect("config lock") = config;
     }
 
+    /// The retention in force: (bytes, seconds, each 0 for no limit), and
+    /// whether each is the topic's own (else `[log]`'s).
+    pub(crate) fn retention(&self) -> ((u64, u64), (bool, bool)) {
+        let c = *self.config.lock().expect("config lock");
+        let (bytes, seconds) = self.own_retain;
+        (
+            (bytes.unwrap_or(c.retain_bytes), seconds.unwrap_or(c.retain_seconds)),
+            (bytes.is_some(), seconds.is_some()),
+        )
+    }
+
     /// Retention: removes the oldest files while the log is over its size,
-    /// and those whose every message is over its age. Never the file being
+    /// and those whose every message is over its age (the topic's own
+    /// limits where it set them, `[log]`'s otherwise). Never the file being
     /// written; a subscriber replaying a removed file holds it open and reads on.
     fn retain(&self, topic: &str, log: &mut Log) {
-        let c = *self.config.lock().expect("config lock");
-        log.set_segment_bytes(c.segment_bytes);
+        log.set_segment_bytes(self.config.lock().expect("config lock").segment_bytes);
+        let ((retain_bytes, retain_seconds), _) = self.retention();
         let mut removed = 0;
-        if c.retain_bytes > 0 {
-            while log.bytes() > c.retain_bytes && log.segments() > 1 {
+        if retain_bytes > 0 {
+            while log.bytes() > retain_bytes && log.segments() > 1 {
                 match log.remove_before(log.second_first_seq()) {
                     Ok(n) => removed += n,
                     Err(e) => {
@@ -437,8 +466,8 @@ impl Durable {
                 }
             }
         }
-        if c.retain_seconds > 0 {
-            let cutoff = aether::sys::realtime_ns().saturating_sub(c.retain_seconds.saturating_mul(1_000_000_000));
+        if retain_seconds > 0 {
+            let cutoff = aether::sys::realtime_ns().saturating_sub(retain_seconds.saturating_mul(1_000_000_000));
             match log.remove_older_than(cutoff) {
                 Ok(n) => removed += n,
                 Err(e) => log::warn!("log {topic:?}: retention: {e}"),
@@ -616,10 +645,12 @@ mod tests {
     #[test]
     fn topic_file_round_trip_and_damage() {
         let path = Path::new("/state/topics/t/topic");
-        for (wal, huge_pages) in [
-            (Fsync::Never, false),
-            (Fsync::Interval(20), true),
-            (Fsync::Always, true),
+        for (wal, huge_pages, retain_bytes, retain_seconds) in [
+            (Fsync::Never, false, None, None),
+            (Fsync::Interval(20), true, Some(0), None),
+            (Fsync::Always, true, None, Some(0)),
+            (Fsync::Never, false, Some(1 << 30), Some(86_400)),
+            (Fsync::Never, false, Some(u64::MAX), Some(u64::MAX)),
         ] {
             let p = TopicParams {
                 policy: Policy::Reliable,
@@ -628,9 +659,26 @@ mod tests {
                 max_subscribers: 8,
                 wal: Some(wal),
                 huge_pages,
+                retain_bytes,
+                retain_seconds,
             };
             assert_eq!(parse_params(&params_text(&p, 42), path).unwrap(), (p, 42));
         }
+        // A file from before per-topic retention (no retain_* keys): [log]'s.
+        let old = "log_id=7\npolicy=reliable\nring_size=65536\nmax_message=256\nmax_subscribers=4\nfsync=never\nhuge_pages=0\n";
+        let (p, _) = parse_params(old, path).unwrap();
+        assert_eq!((p.retain_bytes, p.retain_seconds), (None, None));
+        let own = params_text(
+            &TopicParams {
+                policy: Policy::Reliable,
+                wal: Some(Fsync::Never),
+                retain_bytes: Some(4096),
+                retain_seconds: Some(60),
+                ..TopicParams::default()
+            },
+            1,
+        );
+        assert!(own.ends_with("retain_bytes=4096\nretain_seconds=60\n"), "{own}");
         let good = params_text(
             &TopicParams {
                 policy: Policy::Reliable,
@@ -645,6 +693,11 @@ mod tests {
             good.replace("log_id=1\n", ""),
             good.replace("ring_size=4194304", "ring_size=3"),
             format!("{good}color=blue\n"),
+            format!("{good}retain_bytes=-1\n"),
+            format!("{good}retain_bytes=\n"),
+            format!("{good}retain_seconds=1h\n"),
+            format!("{good}retain_seconds=18446744073709551616\n"),
+            own.replace("retain_bytes=4096", "retain_bytes=4k"),
         ] {
             let e = parse_params(&bad, path).unwrap_err();
             assert_eq!(e.status, Status::Corrupt, "{bad}: {e}");

@@ -625,14 +625,14 @@ pub(crate) fn make_topic(
         names: vec![None; params.max_subscribers as usize],
     };
     let mut topic_entry = topic_entry;
-    if let (Some(log), Some(fsync), Some(state_dir)) = (log, params.wal, s.state_dir.as_deref()) {
+    if let (Some(log), Some(_), Some(state_dir)) = (log, params.wal, s.state_dir.as_deref()) {
         let dir = crate::durable::topic_dir(state_dir, topic);
         let (config, cpus) = (s.config.log, s.affinity.log.clone());
         topic_entry.durable = Some(crate::durable::start(
             &mut topic_entry,
             topic,
             dir,
-            fsync,
+            params,
             log,
             config,
             cpus,

@@ -75,6 +75,19 @@ pub struct LogStats {
     /// Everything before this one has been synced to disk (fdatasync).
     pub synced_seq: u64,
     pub dir: String,
+    /// The retention in force: the log is kept to about this many bytes,
+    /// and files whose every message is older than this many seconds are
+    /// removed (0: no limit). (Absent from an older daemon's document.)
+    #[serde(default)]
+    pub retain_bytes: u64,
+    #[serde(default)]
+    pub retain_seconds: u64,
+    /// Where each comes from: `topic` (set when it was created) or `log`
+    /// (the daemon's `[log]`, which a reload changes).
+    #[serde(default)]
+    pub retain_bytes_from: String,
+    #[serde(default)]
+    pub retain_seconds_from: String,
     /// Durable subscriptions, with what each has committed.
     pub subscriptions: Vec<DurableSubscriptionStats>,
 }
@@ -276,22 +289,30 @@ pub(crate) fn topic_stats(s: &State, name: &str, t: &crate::state::Topic) -> (To
             .as_ref()
             .map_or("none".into(), |d| format!("wal (fsync {})", d.fsync)),
         huge_pages: t.seg.geometry().huge_pages,
-        log: t.durable.as_ref().map(|d| LogStats {
-            bytes: d.bytes.load(Ordering::Relaxed),
-            oldest_seq: d.oldest.load(Ordering::Relaxed),
-            next_seq: d.mark.lock().map_or(0, |m| m.1),
-            synced_seq: d.synced.load(Ordering::Relaxed),
-            dir: d.dir.display().to_string(),
-            subscriptions: d
-                .subscriptions()
-                .into_iter()
-                .map(|(name, committed)| DurableSubscriptionStats {
-                    connected: t.names.iter().any(|n| n.as_deref() == Some(name.as_str())),
-                    name,
-                    committed_seq: committed,
-                    lag_messages: published.saturating_sub(committed),
-                })
-                .collect(),
+        log: t.durable.as_ref().map(|d| {
+            let ((retain_bytes, retain_seconds), (own_bytes, own_seconds)) = d.retention();
+            let from = |own: bool| if own { "topic" } else { "log" }.to_string();
+            LogStats {
+                bytes: d.bytes.load(Ordering::Relaxed),
+                oldest_seq: d.oldest.load(Ordering::Relaxed),
+                next_seq: d.mark.lock().map_or(0, |m| m.1),
+                synced_seq: d.synced.load(Ordering::Relaxed),
+                dir: d.dir.display().to_string(),
+                retain_bytes,
+                retain_seconds,
+                retain_bytes_from: from(own_bytes),
+                retain_seconds_from: from(own_seconds),
+                subscriptions: d
+                    .subscriptions()
+                    .into_iter()
+                    .map(|(name, committed)| DurableSubscriptionStats {
+                        connected: t.names.iter().any(|n| n.as_deref() == Some(name.as_str())),
+                        name,
+                        committed_seq: committed,
+                        lag_messages: published.saturating_sub(committed),
+                    })
+                    .collect(),
+            }
         }),
     };
     (topic, subscribers)

@@ -18,6 +18,8 @@ fn topic(policy: Policy, ring_size: u64, max_message: u64) -> TopicParams {
         max_subscribers: 8,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     }
 }
 
@@ -384,6 +386,8 @@ fn a_killed_subscriber_stops_holding_back_a_reliable_publisher() {
                 max_subscribers: 4,
                 wal: None,
                 huge_pages: false,
+                retain_bytes: None,
+                retain_seconds: None,
             },
         )
         .unwrap();

@@ -204,6 +204,8 @@ fn a_dead_client_is_released_even_if_a_child_keeps_its_socket() {
         max_subscribers: 4,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     };
     client.create_topic("held", &params).unwrap();
     let mut forker = Role::spawn("forker", &role_env(&d, "held"));
@@ -320,6 +322,8 @@ fn closing_a_handle_of_a_deleted_topic_does_not_touch_its_successor() {
         max_subscribers: 4,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     };
     client.create_topic("again", &reliable).unwrap();
     let old = client.subscriber("again", &SubscriberConfig::default()).unwrap();

@@ -21,6 +21,8 @@ fn small(policy: Policy) -> TopicParams {
         max_subscribers: 4,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     }
 }
 

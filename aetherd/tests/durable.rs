@@ -22,6 +22,8 @@ fn durable(fsync: Fsync, ring_size: u64, max_message: u64) -> TopicParams {
         max_subscribers: 4,
         wal: Some(fsync),
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     }
 }
 
@@ -661,6 +663,225 @@ fn a_history_of_many_files_is_read_in_batches() {
         let reply = protocol::decode_reply(req.op(), slot + 1, &buf[..n]).unwrap();
         assert_eq!(reply.unwrap_err().status, Status::Permission, "slot {slot}");
     }
+}
+
+/// The first seq of `topic`'s oldest log file.
+fn oldest_file(state: &Path, topic: &str) -> u64 {
+    let files = log_files(state, topic);
+    files[0].file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// `n` messages of 100 bytes to `topic`, numbered on from `from`.
+fn publish_n(c: &Client, topic: &str, from: u64, n: u64) {
+    let mut p = c.publisher(topic).unwrap();
+    for i in from..from + n {
+        assert_eq!(p.publish(&message(i, 100)).unwrap(), i);
+    }
+}
+
+/// `topic`'s retention in force, as `aether-cli topics` shows it: (bytes,
+/// where from), (seconds, where from).
+fn retention_of(socket: &Path, topic: &str) -> ((u64, String), (u64, String)) {
+    let topics = aetherd::admin::call(socket, aetherd::admin::Command::Topics, Duration::from_secs(5)).unwrap();
+    let t = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == topic)
+        .unwrap_or_else(|| panic!("no {topic} in {topics}"));
+    let l = &t["log"];
+    let (num, text) = (
+        |k: &str| l[k].as_u64().unwrap(),
+        |k: &str| l[k].as_str().unwrap().to_string(),
+    );
+    (
+        (num("retain_bytes"), text("retain_bytes_from")),
+        (num("retain_seconds"), text("retain_seconds_from")),
+    )
+}
+
+/// Per-topic retention across processes: three durable topics on one daemon
+/// with small log files. `own` keeps about 16 KiB of its own, `plain` sets
+/// nothing (the daemon's `[log]`), `keep` sets 0 (no limit, whatever `[log]`
+/// says). First `[log]` sets no limit: only `own` is trimmed. A reload that
+/// gives `[log]` a 32 KiB limit trims `plain` to it and leaves `own` at its
+/// own and `keep` whole. After a restart the saved limits still apply, and
+/// `aether-cli topics` shows each in force with where it comes from.
+#[test]
+fn a_topic_with_its_own_retention_beside_ones_that_follow_the_daemons() {
+    let dir = TempDir::new("dur-own-retain");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(&config, "[log]\nsegment_bytes = 4096\n").unwrap();
+    let args = [OsStr::new("--config"), config.as_os_str()];
+    let mut d = daemon(&socket, &state, &args);
+    let c = d.client();
+    let with = |retain_bytes| TopicParams {
+        retain_bytes,
+        ..durable(Fsync::Never, 1 << 16, 256)
+    };
+    c.create_topic("own", &with(Some(16 << 10))).unwrap();
+    c.create_topic("plain", &with(None)).unwrap();
+    c.create_topic("keep", &with(Some(0))).unwrap();
+    const N: u64 = 1000; // about 136 KiB of log each: 34 files of 4 KiB
+    for t in ["own", "plain", "keep"] {
+        publish_n(&c, t, 0, N);
+    }
+    // At most the limit, plus the file being written.
+    let files_within = |t: &str, limit: u64| log_files(&state, t).len() as u64 <= limit / 4096 + 1;
+    wait_for("own trimmed to its 16 KiB", Duration::from_secs(10), || {
+        files_within("own", 16 << 10)
+    });
+    // Each writer applies retention about once a second: give the others two passes.
+    std::thread::sleep(Duration::from_millis(2500));
+    for t in ["plain", "keep"] {
+        assert_eq!(oldest_file(&state, t), 0, "{t} keeps everything");
+        assert!(log_files(&state, t).len() > 30, "{t}: {:?}", log_files(&state, t));
+    }
+    assert!(oldest_file(&state, "own") > 0);
+    assert_eq!(
+        retention_of(&socket, "own"),
+        ((16 << 10, "topic".into()), (0, "log".into()))
+    );
+    assert_eq!(retention_of(&socket, "plain"), ((0, "log".into()), (0, "log".into())));
+    assert_eq!(retention_of(&socket, "keep"), ((0, "topic".into()), (0, "log".into())));
+
+    // [log] gets a limit: the topic that set none follows it at once.
+    std::fs::write(&config, "[log]\nsegment_bytes = 4096\nretain_bytes = 32768\n").unwrap();
+    aetherd::admin::call(&socket, aetherd::admin::Command::Reload, Duration::from_secs(5)).unwrap();
+    wait_for("plain trimmed to [log]'s 32 KiB", Duration::from_secs(10), || {
+        files_within("plain", 32 << 10)
+    });
+    assert!(
+        log_files(&state, "plain").len() > 5,
+        "plain keeps [log]'s 32 KiB, not own's 16"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        oldest_file(&state, "keep"),
+        0,
+        "keep: 0 is no limit, whatever [log] says"
+    );
+    assert!(files_within("own", 16 << 10));
+    assert_eq!(
+        retention_of(&socket, "plain"),
+        ((32 << 10, "log".into()), (0, "log".into()))
+    );
+    assert_eq!(retention_of(&socket, "own").0, (16 << 10, "topic".into()));
+
+    // Restart: the limits were saved with the topics.
+    drop(c);
+    assert!(d.stop().success());
+    let topic_file = std::fs::read_to_string(state.join("topics/own/topic")).unwrap();
+    assert!(topic_file.contains("retain_bytes=16384\n"), "{topic_file}");
+    let d = daemon(&socket, &state, &args);
+    let c = d.client();
+    for t in ["own", "plain", "keep"] {
+        publish_n(&c, t, N, N);
+    }
+    wait_for("own trimmed again after the restart", Duration::from_secs(10), || {
+        files_within("own", 16 << 10) && oldest_file(&state, "own") > N
+    });
+    wait_for("plain trimmed again after the restart", Duration::from_secs(10), || {
+        files_within("plain", 32 << 10) && oldest_file(&state, "plain") > N
+    });
+    assert!(log_files(&state, "plain").len() > 5);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(oldest_file(&state, "keep"), 0);
+    assert_eq!(
+        retention_of(&socket, "own"),
+        ((16 << 10, "topic".into()), (0, "log".into()))
+    );
+    assert_eq!(retention_of(&socket, "keep").0, (0, "topic".into()));
+    // What is kept still reads back whole, through the log into the ring.
+    let mut s = c.subscriber("own", &from(Start::Earliest)).unwrap();
+    let first = s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq;
+    assert!(first > N, "own starts at its oldest kept, {first}");
+    for i in first + 1..2 * N {
+        let m = s.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+        assert_eq!((m.seq, m.data), (i, message(i, 100)));
+    }
+}
+
+/// `retain_seconds` of its own: a topic keeping 1 s of log loses its older
+/// files within seconds while one without (the daemon's `[log]`: forever)
+/// keeps them; the same after a restart.
+#[test]
+fn a_topic_with_its_own_age_limit() {
+    let dir = TempDir::new("dur-own-age");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(&config, "[log]\nsegment_bytes = 4096\n").unwrap();
+    let args = [OsStr::new("--config"), config.as_os_str()];
+    let mut d = daemon(&socket, &state, &args);
+    let mut c = d.client();
+    let aged = TopicParams {
+        retain_seconds: Some(1),
+        ..durable(Fsync::Never, 1 << 16, 256)
+    };
+    c.create_topic("aged", &aged).unwrap();
+    c.create_topic("all", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
+    const N: u64 = 300; // about 10 files each
+    for round in 0..2 {
+        for t in ["aged", "all"] {
+            publish_n(&c, t, round * N, N);
+        }
+        // Both logs have it all (else "aged" may still show its one file of before).
+        wait_for("the log writers", Duration::from_secs(10), || {
+            ["aged", "all"]
+                .iter()
+                .all(|t| c.topic_stats(t).unwrap().log_next_seq == (round + 1) * N)
+        });
+        // Every file but the one being written is over a second old within ~2 s.
+        wait_for("aged's old files removed", Duration::from_secs(10), || {
+            log_files(&state, "aged").len() == 1
+        });
+        assert_eq!(oldest_file(&state, "all"), 0, "all keeps everything");
+        let all = log_files(&state, "all").len() as u64;
+        assert!(all >= (round + 1) * 8, "all has {all} files");
+        assert_eq!(retention_of(&socket, "aged").1, (1, "topic".into()));
+        assert_eq!(retention_of(&socket, "all").1, (0, "log".into()));
+        if round == 0 {
+            assert!(d.stop().success());
+            d = daemon(&socket, &state, &args);
+            c = d.client();
+        }
+    }
+}
+
+/// Retention is a durable topic's: asked of one that is not (through the
+/// library, which checks first, and through the admin interface, where the
+/// daemon does), it is `Invalid` with a clear message and nothing is made.
+#[test]
+fn retention_on_a_topic_that_is_not_durable_is_refused() {
+    let d = Daemon::start();
+    let c = d.client();
+    for (retain_bytes, retain_seconds) in [(Some(4096), None), (None, Some(0)), (Some(0), Some(60))] {
+        let p = TopicParams {
+            wal: None,
+            retain_bytes,
+            retain_seconds,
+            ..durable(Fsync::Never, 1 << 16, 256)
+        };
+        let e = c.create_topic("mem", &p).unwrap_err();
+        assert_eq!(e.status, Status::Invalid, "{e}");
+        assert!(e.message.contains("not durable"), "{e}");
+        let admin = aetherd::admin::Command::Create {
+            topic: "mem".into(),
+            policy: None,
+            ring_size: None,
+            max_message: None,
+            fsync: None,
+            huge_pages: None,
+            retain_bytes,
+            retain_seconds,
+        };
+        let e = aetherd::admin::call(&d.socket, admin, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(e.status, Status::Invalid, "{e}");
+        assert!(e.message.contains("not durable"), "{e}");
+        assert_eq!(c.topic_stats("mem").unwrap_err().status, Status::NotFound);
+    }
+    assert!(!d.dir.0.join("state/topics/mem").exists());
 }
 
 /// A named durable subscription: the daemon keeps its committed position

@@ -39,6 +39,8 @@ fn params(policy: Policy, ring_size: u64, wal: Option<Fsync>) -> TopicParams {
         max_subscribers: 8,
         wal,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     }
 }
 

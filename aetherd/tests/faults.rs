@@ -38,6 +38,8 @@ fn reliable(ring_size: u64, max_subscribers: u32) -> TopicParams {
         max_subscribers,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     }
 }
 
@@ -496,6 +498,8 @@ mod bridged {
             max_subscribers: 8,
             wal: Some(aether::Fsync::Always),
             huge_pages: false,
+            retain_bytes: None,
+            retain_seconds: None,
         };
         let b = broker(&home_b.0, "b", Some(port), None);
         let mut a = broker(&home_a.0, "a", None, Some(port));

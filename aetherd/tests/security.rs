@@ -640,6 +640,8 @@ fn a_kicked_client_is_fenced_from_its_slots() {
         max_subscribers: 1,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     };
     c.create_topic("k", &one).unwrap();
     let mut p = c.publisher("k").unwrap();
@@ -734,6 +736,8 @@ fn a_subscribe_only_client_can_write_nothing_others_read() {
             max_subscribers: 8,
             wal: None,
             huge_pages: false,
+            retain_bytes: None,
+            retain_seconds: None,
         },
     )
     .unwrap();

@@ -228,6 +228,8 @@ fn four_by_four_on_reliable_lossy_and_durable_topics() {
             max_subscribers: 8,
             wal,
             huge_pages: false,
+            retain_bytes: None,
+            retain_seconds: None,
         };
         c.create_topic(t, &p).unwrap();
     }

@@ -133,6 +133,8 @@ fn run_4x4(policy: Policy, per_publisher: u64) {
         max_subscribers: 8,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     };
     d.client().create_topic("stress", &params).unwrap();
     let total = PUBLISHERS * per_publisher;
@@ -201,6 +203,8 @@ fn publishers_killed_mid_write_do_not_wedge_subscribers() {
         max_subscribers: 8,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     };
     client.create_topic("crashy", &params).unwrap();
     let total = CRASHES * (PER_ROUND + 1);

@@ -114,6 +114,18 @@ fn requests() -> Vec<Request> {
             },
         });
     }
+    for (retain_bytes, retain_seconds) in [(Some(1 << 30), None), (None, Some(0)), (Some(0), Some(86_400))] {
+        v.push(Request::TopicCreate {
+            topic: t(),
+            params: TopicParams {
+                policy: Policy::Reliable,
+                wal: Some(Fsync::Never),
+                retain_bytes,
+                retain_seconds,
+                ..TopicParams::default()
+            },
+        });
+    }
     v
 }
 
@@ -222,6 +234,21 @@ fn admin_request() -> Vec<Seed> {
                 max_message: Some(64),
                 fsync: Some("interval=10".into()),
                 huge_pages: Some(true),
+                retain_bytes: None,
+                retain_seconds: None,
+            },
+        ),
+        (
+            "create-retention",
+            Command::Create {
+                topic: "t".into(),
+                policy: None,
+                ring_size: None,
+                max_message: None,
+                fsync: Some("never".into()),
+                huge_pages: None,
+                retain_bytes: Some(1 << 30),
+                retain_seconds: Some(0),
             },
         ),
         ("delete", Command::Delete { topic: "t".into() }),

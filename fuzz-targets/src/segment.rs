@@ -47,6 +47,8 @@ pub fn params(policy: Policy) -> TopicParams {
         max_subscribers: 4,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     }
 }
 

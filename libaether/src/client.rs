@@ -389,6 +389,8 @@ impl Client {
             max_subscribers: geo.max_subscribers,
             wal: None,
             huge_pages: false,
+            retain_bytes: None,
+            retain_seconds: None,
         };
         match self.create_topic(topic, &params) {
             Err(e) if e.status != Status::Exists => Err(e),

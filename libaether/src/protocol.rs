@@ -531,6 +531,26 @@ pub fn frame_id(frame: &[u8]) -> Option<u32> {
 
 /// `TopicCreate`'s flags byte: the topic's ring is on huge pages.
 const TOPIC_FLAG_HUGE_PAGES: u8 = 1;
+/// `TopicCreate`'s flags byte: a u64 `retain_bytes` follows.
+const TOPIC_FLAG_RETAIN_BYTES: u8 = 2;
+/// `TopicCreate`'s flags byte: a u64 `retain_seconds` follows (after `retain_bytes`'s).
+const TOPIC_FLAG_RETAIN_SECONDS: u8 = 4;
+const TOPIC_FLAGS: u8 = TOPIC_FLAG_HUGE_PAGES | TOPIC_FLAG_RETAIN_BYTES | TOPIC_FLAG_RETAIN_SECONDS;
+
+/// The flags byte of a `TopicCreate` with `params` (0: none is sent).
+fn topic_flags(params: &TopicParams) -> u8 {
+    let mut flags = 0;
+    if params.huge_pages {
+        flags |= TOPIC_FLAG_HUGE_PAGES;
+    }
+    if params.retain_bytes.is_some() {
+        flags |= TOPIC_FLAG_RETAIN_BYTES;
+    }
+    if params.retain_seconds.is_some() {
+        flags |= TOPIC_FLAG_RETAIN_SECONDS;
+    }
+    flags
+}
 
 pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
     let mut e = Enc::new(req.op() as u16, id);
@@ -544,9 +564,12 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
             e.u32(params.max_subscribers);
             // Trailing, so that an older daemon's decoder sees extra bytes
             // and refuses rather than making a topic that is not logged, or
-            // not on huge pages. Then: fsync kind (0: none) and interval,
-            // then flags (bit 0: huge pages) when any is set.
-            if params.wal.is_some() || params.huge_pages {
+            // not on huge pages, or not trimmed as asked. Then: fsync kind
+            // (0: none) and interval, then flags (bit 0: huge pages, bit 1:
+            // retain_bytes follows, bit 2: retain_seconds follows) when any
+            // is set, then the u64 of each retain_* flagged, in that order.
+            let flags = topic_flags(params);
+            if params.wal.is_some() || flags != 0 {
                 let (kind, ms) = match params.wal {
                     None => (0, 0),
                     Some(Fsync::Never) => (1, 0),
@@ -556,8 +579,11 @@ pub fn encode_request(req: &Request, id: u32) -> Vec<u8> {
                 e.u8(kind);
                 e.u32(ms);
             }
-            if params.huge_pages {
-                e.u8(TOPIC_FLAG_HUGE_PAGES);
+            if flags != 0 {
+                e.u8(flags);
+            }
+            for v in [params.retain_bytes, params.retain_seconds].into_iter().flatten() {
+                e.u64(v);
             }
         }
         Request::TopicDelete { topic }
@@ -630,6 +656,8 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                     max_subscribers: d.u32()?,
                     wal: None,
                     huge_pages: false,
+                    retain_bytes: None,
+                    retain_seconds: None,
                 };
                 let params = if d.0.is_empty() {
                     params
@@ -642,12 +670,23 @@ pub fn decode_request(frame: &[u8]) -> std::result::Result<(u32, Request), (u32,
                         (k, _) => return Err(Error::protocol(format!("unknown fsync policy {k}"))),
                     };
                     let flags = if d.0.is_empty() { 0 } else { d.u8()? };
-                    if flags & !TOPIC_FLAG_HUGE_PAGES != 0 {
+                    if flags & !TOPIC_FLAGS != 0 {
                         return Err(Error::protocol(format!("unknown topic flags {flags:#x}")));
                     }
+                    let mut flagged = |f: u8| -> Result<Option<u64>> {
+                        if flags & f != 0 {
+                            d.u64().map(Some)
+                        } else {
+                            Ok(None)
+                        }
+                    };
+                    let retain_bytes = flagged(TOPIC_FLAG_RETAIN_BYTES)?;
+                    let retain_seconds = flagged(TOPIC_FLAG_RETAIN_SECONDS)?;
                     TopicParams {
                         wal,
                         huge_pages: flags & TOPIC_FLAG_HUGE_PAGES != 0,
+                        retain_bytes,
+                        retain_seconds,
                         ..params
                     }
                 };
@@ -969,7 +1008,68 @@ mod tests {
                 });
             }
         }
+        // Retention, each set or not, 0 (unlimited) apart from unset.
+        let retain = [None, Some(0), Some(1 << 20), Some(u64::MAX)];
+        for (retain_bytes, retain_seconds) in retain.iter().flat_map(|&b| retain.iter().map(move |&s| (b, s))) {
+            for huge_pages in [false, true] {
+                v.push(Request::TopicCreate {
+                    topic: "t".into(),
+                    params: TopicParams {
+                        policy: Policy::Reliable,
+                        wal: Some(Fsync::Interval(7)),
+                        huge_pages,
+                        retain_bytes,
+                        retain_seconds,
+                        ..TopicParams::default()
+                    },
+                });
+            }
+        }
         v
+    }
+
+    /// A create request from before retention (flags byte without the
+    /// retain bits, or no flags byte at all) decodes with neither set; a
+    /// retain bit without its value is refused, not read as unset.
+    #[test]
+    fn topic_create_retention_is_optional() {
+        let mut f = encode_request(
+            &Request::TopicCreate {
+                topic: "t".into(),
+                params: TopicParams {
+                    policy: Policy::Reliable,
+                    wal: Some(Fsync::Never),
+                    huge_pages: true,
+                    ..TopicParams::default()
+                },
+            },
+            3,
+        );
+        // The old encoder's exact bytes: ..., fsync kind 1, interval 0, flags 1.
+        assert_eq!(&f[f.len() - 6..], &[1, 0, 0, 0, 0, TOPIC_FLAG_HUGE_PAGES]);
+        let Request::TopicCreate { params, .. } = decode_request(&f).unwrap().1 else {
+            panic!("not a create")
+        };
+        assert_eq!(
+            (params.retain_bytes, params.retain_seconds, params.huge_pages),
+            (None, None, true)
+        );
+        // The same with retain_seconds flagged but its value missing.
+        *f.last_mut().unwrap() |= TOPIC_FLAG_RETAIN_SECONDS;
+        assert_eq!(decode_request(&f).unwrap_err().2.status, crate::Status::Protocol);
+        // Only retention set: the fsync kind and flags bytes carry it.
+        let r = Request::TopicCreate {
+            topic: "t".into(),
+            params: TopicParams {
+                policy: Policy::Reliable,
+                wal: Some(Fsync::Always),
+                retain_seconds: Some(0),
+                ..TopicParams::default()
+            },
+        };
+        let f = encode_request(&r, 4);
+        assert_eq!(&f[f.len() - 9..], &[TOPIC_FLAG_RETAIN_SECONDS, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode_request(&f).unwrap().1, r);
     }
 
     /// A durable topic's request from before the flags byte still decodes;
@@ -994,7 +1094,7 @@ mod tests {
             },
         };
         let mut f = encode_request(&huge, 2);
-        *f.last_mut().unwrap() |= 2;
+        *f.last_mut().unwrap() |= 8;
         let err = decode_request(&f).unwrap_err().2;
         assert!(err.message.contains("unknown topic flags"), "{}", err.message);
     }

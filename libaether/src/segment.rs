@@ -451,6 +451,15 @@ pub struct TopicParams {
     /// creating the topic fails with `Limit` when too few are free. The
     /// segment is rounded up to whole huge pages.
     pub huge_pages: bool,
+    /// A durable topic's log is kept to at most about this many bytes (the
+    /// oldest files removed first). `None` (default): the daemon's `[log]
+    /// retain_bytes` applies (and follows its reloads); `Some(0)`: no limit
+    /// for this topic, whatever `[log]` says. Only with `wal`.
+    pub retain_bytes: Option<u64>,
+    /// A durable topic's log files whose every message is older than this
+    /// many seconds are removed. `None` (default): the daemon's `[log]
+    /// retain_seconds`; `Some(0)`: kept forever. Only with `wal`.
+    pub retain_seconds: Option<u64>,
 }
 
 /// When the daemon's log writer makes what it wrote durable (fdatasync).
@@ -501,6 +510,8 @@ impl Default for TopicParams {
             max_subscribers: 64,
             wal: None,
             huge_pages: false,
+            retain_bytes: None,
+            retain_seconds: None,
         }
     }
 }
@@ -525,6 +536,16 @@ impl std::fmt::Display for TopicParams {
         }
         if self.huge_pages {
             write!(f, ", huge pages")?;
+        }
+        match self.retain_bytes {
+            Some(0) => write!(f, ", log size unlimited")?,
+            Some(b) => write!(f, ", log kept to {b} bytes")?,
+            None => {}
+        }
+        match self.retain_seconds {
+            Some(0) => write!(f, ", log kept forever")?,
+            Some(s) => write!(f, ", log kept {s} s")?,
+            None => {}
         }
         Ok(())
     }
@@ -554,6 +575,18 @@ impl TopicParams {
         if let Some(Fsync::Interval(ms)) = self.wal {
             if !(1..=60_000).contains(&ms) {
                 return Err(Error::invalid(format!("fsync interval {ms} ms must be 1 to 60000")));
+            }
+        }
+        if self.wal.is_none() {
+            for (name, v) in [
+                ("retain_bytes", self.retain_bytes),
+                ("retain_seconds", self.retain_seconds),
+            ] {
+                if v.is_some() {
+                    return Err(Error::invalid(format!(
+                        "{name} limits a durable topic's log: this topic is not durable (it has no log)"
+                    )));
+                }
             }
         }
         Ok(())
@@ -756,6 +789,8 @@ impl Segment {
             max_subscribers: meta.max_subscribers,
             wal: None,
             huge_pages: false,
+            retain_bytes: None,
+            retain_seconds: None,
         };
         params
             .validate()

@@ -19,6 +19,8 @@ fn segment(policy: Policy, ring_size: u64, max_message: u64) -> Arc<LocalTopic> 
         max_subscribers: 8,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     };
     Arc::new(LocalTopic::create("t", &params).expect("create the topic"))
 }

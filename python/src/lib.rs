@@ -62,6 +62,8 @@ pub(crate) fn topic_params(
         max_subscribers: max_subscribers.unwrap_or(d.max_subscribers),
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     })
 }
 
@@ -91,9 +93,13 @@ pub(crate) fn create(
 /// `fsync` "never" (default), "always" or "interval=MS"; such a topic must be
 /// reliable (the policy defaults to reliable then). `huge_pages=True` puts
 /// the ring on 2 MiB huge pages, which must be reserved (`sysctl
-/// vm.nr_hugepages=N`; too few free raises `LimitReached`).
+/// vm.nr_hugepages=N`; too few free raises `LimitReached`). A durable
+/// topic's log is trimmed by the daemon's `[log]` retain_bytes and
+/// retain_seconds unless `retain_bytes` / `retain_seconds` give the topic its
+/// own (0: no limit for it); on a topic that is not durable they raise
+/// `InvalidArgument`.
 #[pyfunction]
-#[pyo3(signature = (topic, *, policy = None, ring_size = None, max_message = None, max_subscribers = None, socket = None, exist_ok = false, durability = "none", fsync = None, huge_pages = false))]
+#[pyo3(signature = (topic, *, policy = None, ring_size = None, max_message = None, max_subscribers = None, socket = None, exist_ok = false, durability = "none", fsync = None, huge_pages = false, retain_bytes = None, retain_seconds = None))]
 #[allow(clippy::too_many_arguments)]
 fn create_topic(
     py: Python<'_>,
@@ -107,6 +113,8 @@ fn create_topic(
     durability: &str,
     fsync: Option<&str>,
     huge_pages: bool,
+    retain_bytes: Option<u64>,
+    retain_seconds: Option<u64>,
 ) -> PyResult<()> {
     let wal = match (durability, fsync) {
         ("none", None) => None,
@@ -128,6 +136,7 @@ fn create_topic(
     let mut params = topic_params(py, policy, ring_size, max_message, max_subscribers)?;
     params.wal = wal;
     params.huge_pages = huge_pages;
+    (params.retain_bytes, params.retain_seconds) = (retain_bytes, retain_seconds);
     let client = connect(py, socket)?;
     create(py, &client, topic, &params, exist_ok)
 }

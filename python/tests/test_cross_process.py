@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -189,3 +190,32 @@ def test_a_lapped_subscriber_of_a_lossy_durable_topic_fills_its_gaps(sock, topic
     with pytest.raises(ValueError, match="not durable"):
         aether.Subscriber(topic + "-mem", socket=sock, fill_gaps=True)
     aether.delete_topic(topic, socket=sock)
+
+
+def test_durable_topic_retention_of_its_own(cli_bin, sock, topic):
+    own, default = topic + "-own", topic + "-default"
+    aether.create_topic(own, socket=sock, durability="wal", retain_bytes=1 << 20, retain_seconds=0)
+    aether.create_topic(default, socket=sock, durability="wal")
+    with aether.Publisher(own, socket=sock, create=False) as pub:
+        assert pub.publish(b"kept") == 0
+    # What the daemon applies (aether-cli, another process): the topic's own
+    # limits, else the daemon's [log] ones (none here).
+    r = subprocess.run([cli_bin, "--socket", sock, "--json", "topics"], capture_output=True, timeout=10, text=True)
+    assert r.returncode == 0, r.stderr
+    logs = {t["name"]: t["log"] for t in json.loads(r.stdout)}
+    assert (logs[own]["retain_bytes"], logs[own]["retain_bytes_from"]) == (1 << 20, "topic"), logs[own]
+    assert (logs[own]["retain_seconds"], logs[own]["retain_seconds_from"]) == (0, "topic"), logs[own]
+    assert (logs[default]["retain_bytes"], logs[default]["retain_bytes_from"]) == (0, "log"), logs[default]
+    assert logs[default]["retain_seconds_from"] == "log", logs[default]
+    with aether.Subscriber(own, socket=sock, create=False, from_="earliest") as sub:
+        assert sub.receive(timeout=5).bytes() == b"kept"
+    # Retention is for a durable topic's log: refused on any other, nothing made.
+    for kw in ({"retain_bytes": 4096}, {"retain_seconds": 0}):
+        with pytest.raises(aether.InvalidArgument, match="not durable"):
+            aether.create_topic(topic + "-memory", socket=sock, **kw)
+        with pytest.raises(aether.NotFound):
+            aether.topic_stats(topic + "-memory", socket=sock)
+    with pytest.raises(OverflowError):
+        aether.create_topic(topic + "-neg", socket=sock, durability="wal", retain_bytes=-1)
+    aether.delete_topic(own, socket=sock)
+    aether.delete_topic(default, socket=sock)

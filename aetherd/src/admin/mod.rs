@@ -74,6 +74,14 @@ pub struct Request {
     /// daemon's topic defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub huge_pages: Option<bool>,
+    /// `create`: the durable topic's own log size limit (0: none); absent:
+    /// the daemon's `[log] retain_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_bytes: Option<u64>,
+    /// `create`: the durable topic's own log age limit in seconds (0: none);
+    /// absent: the daemon's `[log] retain_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<u64>,
 }
@@ -96,6 +104,9 @@ pub enum Command {
         fsync: Option<String>,
         /// The ring on huge pages; `None`: the daemon's topic defaults.
         huge_pages: Option<bool>,
+        /// A durable topic's own retention (0: no limit); `None`: `[log]`'s.
+        retain_bytes: Option<u64>,
+        retain_seconds: Option<u64>,
     },
     Delete {
         topic: String,
@@ -160,9 +171,12 @@ impl Request {
                 max_message,
                 fsync,
                 huge_pages,
+                retain_bytes,
+                retain_seconds,
             } => {
                 (r.topic, r.policy, r.ring_size, r.max_message) = (Some(topic), policy, ring_size, max_message);
                 (r.fsync, r.huge_pages) = (fsync, huge_pages);
+                (r.retain_bytes, r.retain_seconds) = (retain_bytes, retain_seconds);
                 "create"
             }
             Command::Delete { topic } => {
@@ -196,6 +210,8 @@ impl Request {
                 ("max_message", self.max_message.is_some()),
                 ("fsync", self.fsync.is_some()),
                 ("huge_pages", self.huge_pages.is_some()),
+                ("retain_bytes", self.retain_bytes.is_some()),
+                ("retain_seconds", self.retain_seconds.is_some()),
                 ("client", self.client.is_some()),
             ];
             match present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
@@ -225,7 +241,16 @@ impl Request {
                 Command::Delete { topic: need_topic()? }
             }
             "create" => {
-                extra(&["topic", "policy", "ring_size", "max_message", "fsync", "huge_pages"])?;
+                extra(&[
+                    "topic",
+                    "policy",
+                    "ring_size",
+                    "max_message",
+                    "fsync",
+                    "huge_pages",
+                    "retain_bytes",
+                    "retain_seconds",
+                ])?;
                 Command::Create {
                     topic: need_topic()?,
                     policy: self.policy.clone(),
@@ -233,6 +258,8 @@ impl Request {
                     max_message: self.max_message,
                     fsync: self.fsync.clone(),
                     huge_pages: self.huge_pages,
+                    retain_bytes: self.retain_bytes,
+                    retain_seconds: self.retain_seconds,
                 }
             }
             "kick" => {
@@ -310,6 +337,8 @@ mod tests {
             max_message: Some(64),
             fsync: Some("interval=10".into()),
             huge_pages: Some(true),
+            retain_bytes: Some(0),
+            retain_seconds: Some(3600),
         };
         let r = Request::new("/tmp/x/reply".into(), cmd.clone());
         let s = serde_json::to_string(&r).unwrap();
@@ -321,6 +350,7 @@ mod tests {
             r#"{"v":2,"reply":"/x","cmd":"status","topic":"t"}"#,
             r#"{"v":1,"reply":"/x","cmd":"status"}"#,
             r#"{"v":2,"reply":"/x","cmd":"kick"}"#,
+            r#"{"v":2,"reply":"/x","cmd":"delete","topic":"t","retain_bytes":1}"#,
         ] {
             let r: Request = serde_json::from_str(bad).unwrap();
             assert!(r.command().is_err(), "{bad}");
@@ -329,6 +359,7 @@ mod tests {
             r#"{}"#,
             r#"{"v":1,"cmd":"status"}"#,
             r#"{"v":2,"reply":"/x","cmd":"status","extra":1}"#,
+            r#"{"v":2,"reply":"/x","cmd":"create","topic":"t","retain_seconds":-1}"#,
             "not json",
         ] {
             assert!(serde_json::from_str::<Request>(junk).is_err(), "{junk}");

@@ -170,9 +170,12 @@ fn execute(state: &Mutex<State>, socket: &Path, pipe: &Path, cmd: &Command) -> R
             max_message,
             fsync,
             huge_pages,
+            retain_bytes,
+            retain_seconds,
         } => {
             let mut p: TopicParams = s.config.topic_defaults;
             p.huge_pages = huge_pages.unwrap_or(p.huge_pages);
+            (p.retain_bytes, p.retain_seconds) = (*retain_bytes, *retain_seconds);
             if let Some(f) = fsync {
                 p.wal = Some(Fsync::parse(f).ok_or_else(|| {
                     Error::invalid(format!("unknown fsync policy {f:?} (never, always or interval=MS)"))

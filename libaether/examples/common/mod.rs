@@ -13,6 +13,8 @@ pub fn small_segment(name: &str, policy: Policy) -> Arc<LocalTopic> {
         max_subscribers: 8,
         wal: None,
         huge_pages: false,
+        retain_bytes: None,
+        retain_seconds: None,
     };
     Arc::new(LocalTopic::create(name, &params).expect("create the topic"))
 }

@@ -194,7 +194,26 @@ pub struct aether_topic_config {
     /// Default 0. Added after `fsync_interval_ms`: a struct_size of 48
     /// (without it) is still accepted and means normal pages.
     pub huge_pages: u32,
+    /// A durable topic's own log size limit: its oldest log files are
+    /// removed while the log is bigger. `AETHER_RETAIN_DEFAULT` (UINT64_MAX,
+    /// what `aether_topic_config_default()` sets): the daemon's `[log]
+    /// retain_bytes` applies, and follows its reloads; 0: no limit for this
+    /// topic, whatever `[log]` says; else bytes. Anything but
+    /// `AETHER_RETAIN_DEFAULT` on a topic that is not durable is
+    /// `AETHER_E_INVALID`. Added after `huge_pages`: a struct_size of 56
+    /// (without this field and the next) is still accepted and means
+    /// `AETHER_RETAIN_DEFAULT` for both.
+    pub retain_bytes: u64,
+    /// A durable topic's own log age limit, in seconds: log files whose
+    /// every message is older are removed. `AETHER_RETAIN_DEFAULT`: the
+    /// daemon's `[log] retain_seconds`; 0: kept forever; as `retain_bytes`.
+    pub retain_seconds: u64,
 }
+
+/// `aether_topic_config.retain_bytes` and `.retain_seconds`: not set, the
+/// daemon's `[log]` value applies (`#define AETHER_RETAIN_DEFAULT UINT64_MAX`
+/// in the header, from cbindgen.toml: cbindgen exports no constants here).
+pub const AETHER_RETAIN_DEFAULT: u64 = u64::MAX;
 
 /// `struct_size` of the first `aether_topic_config` layout (before
 /// `durability`, which fills its tail padding).
@@ -208,6 +227,13 @@ const TOPIC_CONFIG_V2_SIZE: usize = 48;
 const TOPIC_CONFIG_V2: Layout = Layout {
     size: TOPIC_CONFIG_V2_SIZE,
     fields: TOPIC_CONFIG_V2_SIZE,
+};
+/// `struct_size` of the third layout (before `retain_bytes`; `huge_pages`
+/// is followed by 4 bytes of padding, whatever they hold).
+const TOPIC_CONFIG_V3_SIZE: usize = 56;
+const TOPIC_CONFIG_V3: Layout = Layout {
+    size: TOPIC_CONFIG_V3_SIZE,
+    fields: TOPIC_CONFIG_V3_SIZE - 4,
 };
 
 /// `struct_size` of the second `aether_subscriber_config` layout (before
@@ -341,8 +367,10 @@ pub struct aether_message {
 }
 
 const _: () = {
-    assert!(std::mem::size_of::<aether_topic_config>() == 56);
+    assert!(std::mem::size_of::<aether_topic_config>() == 72);
     assert!(std::mem::offset_of!(aether_topic_config, huge_pages) == TOPIC_CONFIG_V2_SIZE);
+    assert!(std::mem::offset_of!(aether_topic_config, huge_pages) + 4 == TOPIC_CONFIG_V3_SIZE - 4);
+    assert!(std::mem::offset_of!(aether_topic_config, retain_bytes) == TOPIC_CONFIG_V3_SIZE);
     assert!(std::mem::size_of::<aether_topic_statistics>() == 120);
     assert!(std::mem::size_of::<aether_subscriber_statistics>() == 48);
     assert!(std::mem::offset_of!(aether_topic_config, durability) == TOPIC_CONFIG_V1_SIZE - 4);
@@ -386,6 +414,8 @@ pub extern "C" fn aether_topic_config_default() -> aether_topic_config {
         fsync: aether_fsync::AETHER_FSYNC_NEVER as u32,
         fsync_interval_ms: 0,
         huge_pages: 0,
+        retain_bytes: AETHER_RETAIN_DEFAULT,
+        retain_seconds: AETHER_RETAIN_DEFAULT,
     }
 }
 
@@ -495,7 +525,7 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
         read_config(
             cfg,
             aether_topic_config_default(),
-            &[TOPIC_CONFIG_V1, TOPIC_CONFIG_V2],
+            &[TOPIC_CONFIG_V1, TOPIC_CONFIG_V2, TOPIC_CONFIG_V3],
             "aether_topic_config",
         )?
     };
@@ -525,6 +555,8 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
             1 => true,
             h => return Err(Error::invalid(format!("huge_pages must be 0 or 1, not {h}"))),
         },
+        retain_bytes: (c.retain_bytes != AETHER_RETAIN_DEFAULT).then_some(c.retain_bytes),
+        retain_seconds: (c.retain_seconds != AETHER_RETAIN_DEFAULT).then_some(c.retain_seconds),
     };
     p.validate()?;
     Ok(p)

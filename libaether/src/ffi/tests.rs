@@ -92,13 +92,16 @@ fn topic_config_of_every_size() {
     assert_eq!(d.struct_size, std::mem::size_of::<aether_topic_config>());
     assert_eq!(topic_params(null()).unwrap(), TopicParams::default());
     assert_eq!(topic_params(&d).unwrap(), TopicParams::default());
-    // Older layouts: only their fields are read; the bytes after them (here
-    // 0xff, which would be invalid settings) are not.
-    for (size, fields) in [
-        (TOPIC_CONFIG_V1_SIZE, TOPIC_CONFIG_V1.fields),
-        (TOPIC_CONFIG_V2_SIZE, TOPIC_CONFIG_V2_SIZE),
+    // Older layouts: only their fields are read; the bytes after them (0xff,
+    // which would be invalid settings; 0, which would be retain_* 0 on a
+    // topic that is not durable) are not.
+    for (size, fields, fill) in [
+        (TOPIC_CONFIG_V1_SIZE, TOPIC_CONFIG_V1.fields, 0xff),
+        (TOPIC_CONFIG_V2_SIZE, TOPIC_CONFIG_V2_SIZE, 0xff),
+        (TOPIC_CONFIG_V3_SIZE, TOPIC_CONFIG_V3.fields, 0xff),
+        (TOPIC_CONFIG_V3_SIZE, TOPIC_CONFIG_V3.fields, 0),
     ] {
-        let mut words = caller_bytes(size, 0xff);
+        let mut words = caller_bytes(size, fill);
         // SAFETY: `words` has room for `fields` bytes; the default is plain data.
         unsafe {
             std::ptr::copy_nonoverlapping(
@@ -146,8 +149,35 @@ fn topic_config_of_every_size() {
         },
         aether_topic_config { huge_pages: 2, ..d },
         aether_topic_config { ring_size: 3, ..d },
+        // Retention is for durable topics only.
+        aether_topic_config { retain_bytes: 0, ..d },
+        aether_topic_config {
+            retain_seconds: 3600,
+            ..d
+        },
     ] {
         assert_eq!(topic_params(&bad).unwrap_err().status, Status::Invalid, "{bad:?}");
+    }
+    // AETHER_RETAIN_DEFAULT: not set; 0: no limit; else the limit.
+    let durable = aether_topic_config {
+        policy: Policy::Reliable as u32,
+        durability: aether_durability::AETHER_DURABILITY_WAL as u32,
+        ..d
+    };
+    for (bytes, seconds, want) in [
+        (AETHER_RETAIN_DEFAULT, AETHER_RETAIN_DEFAULT, (None, None)),
+        (0, AETHER_RETAIN_DEFAULT, (Some(0), None)),
+        (AETHER_RETAIN_DEFAULT, 0, (None, Some(0))),
+        (1 << 20, 60, (Some(1 << 20), Some(60))),
+    ] {
+        let p = topic_params(&aether_topic_config {
+            retain_bytes: bytes,
+            retain_seconds: seconds,
+            ..durable
+        })
+        .unwrap();
+        assert_eq!((p.retain_bytes, p.retain_seconds), want);
+        assert_eq!(p.wal, Some(Fsync::Never));
     }
 }
 
