@@ -9,8 +9,12 @@
 //! probe made just before it (the disk's pace drifts). Last, replay: a subscriber reading
 //! the `never` run's log from the page cache, beside a Unix socket carrying
 //! the same bytes (the floor of any design that streams history through
-//! the daemon). Publishers, the writer and the drain are threads of this
-//! process (the broker is embedded), so rates compare within the run.
+//! the daemon). Then seeking: the time to the first message of a `time=`
+//! start near the end of a 256 MiB log (`--quick`: 64 MiB) and of a `seq=`
+//! start in the middle of a segment, with the log's index files and with
+//! them moved away (the linear read the index replaces). Publishers, the
+//! writer and the drain are threads of this process (the broker is
+//! embedded), so rates compare within the run.
 
 use super::{fmt_rate, fmt_size, Bench, Result};
 use aether::{Fsync, Policy, Start, SubscriberConfig, TopicParams};
@@ -148,7 +152,119 @@ impl Bench {
                 fmt_rate(uds)
             ),
         );
+        self.seek(&state)
+    }
+
+    /// Time to the first message from a `time=` start near the end of a
+    /// big log and a `seq=` start mid-segment, with the index and without
+    /// (its files moved away, then back): the median of a few opens each,
+    /// the page cache warm for both.
+    fn seek(&mut self, state: &std::path::Path) -> Result<()> {
+        const SIZE: usize = 1000;
+        let topic = "dur-seek";
+        let log_bytes: u64 = if self.args.quick { 64 << 20 } else { 256 << 20 };
+        let count = log_bytes / aether::logfile::record_size(SIZE) as u64;
+        let _ = self.client.delete_topic(topic);
+        let params = TopicParams {
+            policy: Policy::Reliable,
+            ring_size: 4 << 20,
+            max_message: SIZE as u64,
+            max_subscribers: 4,
+            wal: Some(Fsync::Never),
+            ..TopicParams::default()
+        };
+        self.client.create_topic(topic, &params).map_err(|e| e.to_string())?;
+        let mut p = self.client.publisher(topic).map_err(|e| e.to_string())?;
+        p.set_timeout(Some(Duration::from_secs(60)));
+        let payload = vec![7u8; SIZE];
+        // The time start: stamped just before the last 100 messages.
+        let mut t = 0;
+        for i in 0..count {
+            if i == count - 100 {
+                t = aether::sys::realtime_ns();
+            }
+            p.publish(&payload).map_err(|e| e.to_string())?;
+        }
+        let end = Instant::now() + Duration::from_secs(120);
+        let broker = self.broker.as_ref().expect("the embedded broker");
+        while broker
+            .stats()
+            .topics
+            .iter()
+            .find(|x| x.name == topic)
+            .and_then(|x| x.log.as_ref())
+            .is_none_or(|l| l.next_seq < count)
+        {
+            if Instant::now() > end {
+                return Err(format!("{topic}: the log writer did not catch up"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Mid-segment: half a default segment (64 MiB) into the last whole one.
+        let segment = (64u64 << 20) / aether::logfile::record_size(SIZE) as u64;
+        let mid = (count / segment).saturating_sub(1) * segment + segment / 2;
+        let dir = state.join("topics").join(topic);
+        let rounds = 5;
+        // The floor: the first message of the log, nothing to pass over.
+        let floor = self.first_message(topic, &Start::Earliest, rounds)?.0.as_nanos();
+        for (name, start) in [("time=end", Start::Time(t)), ("seq=mid", Start::Seq(mid))] {
+            let indexed = self.first_message(topic, &start, rounds)?;
+            move_indexes(&dir, "idx", "idx.away")?;
+            let linear = self.first_message(topic, &start, rounds);
+            move_indexes(&dir, "idx.away", "idx")?;
+            let linear = linear?;
+            if indexed.1 != linear.1 {
+                return Err(format!(
+                    "{name}: first message {} with the index, {} without",
+                    indexed.1, linear.1
+                ));
+            }
+            let (i, l) = (indexed.0.as_nanos(), linear.0.as_nanos());
+            self.emit(
+                format!(
+                    r#"{{"bench":"durable","system":"seek","start":"{name}","log_bytes":{log_bytes},"first_seq":{},"indexed_ns":{i},"linear_ns":{l},"earliest_ns":{floor}}}"#,
+                    indexed.1
+                ),
+                format!(
+                    "{:<14} {:>6} {:>5} first message (seq {}) of a {} log in {:.1} us with the index, {:.1} us without: {:.0}x (from earliest: {:.1} us)",
+                    "seek",
+                    name,
+                    "",
+                    indexed.1,
+                    fmt_size(log_bytes),
+                    i as f64 / 1e3,
+                    l as f64 / 1e3,
+                    l as f64 / i.max(1) as f64,
+                    floor as f64 / 1e3
+                ),
+            );
+        }
+        drop(p);
+        let _ = self.client.delete_topic(topic);
         Ok(())
+    }
+
+    /// The median time, of `rounds` tries, from opening a subscriber from
+    /// `start` to its first message; and that message's seq.
+    fn first_message(&self, topic: &str, start: &Start, rounds: usize) -> Result<(Duration, u64)> {
+        let cfg = SubscriberConfig {
+            start: start.clone(),
+            ..SubscriberConfig::default()
+        };
+        let mut times = Vec::new();
+        let mut seq = 0;
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let mut sub = self.client.subscriber(topic, &cfg).map_err(|e| e.to_string())?;
+            let m = sub
+                .receive_view(&aether::Deadline::after(Some(Duration::from_secs(30))))
+                .map_err(|e| e.to_string())?;
+            seq = m.seq;
+            times.push(t.elapsed());
+            sub.release_view().map_err(|e| e.to_string())?;
+        }
+        times.sort_unstable();
+        Ok((times[rounds / 2], seq))
     }
 
     /// `publishers` threads publish `count` messages of `size` bytes in all to
@@ -295,4 +411,19 @@ fn uds_stream(bytes: u64) -> Result<f64> {
     let rate = got as f64 / start.elapsed().as_secs_f64();
     let _ = writer.join();
     Ok(rate)
+}
+
+/// Renames the files `*.<from>` in `dir` to `*.<to>`.
+fn move_indexes(dir: &std::path::Path, from: &str, to: &str) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    for path in entries.filter_map(|e| Some(e.ok()?.path())) {
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str()?.strip_suffix(&format!(".{from}")).map(str::to_string))
+        else {
+            continue;
+        };
+        std::fs::rename(&path, dir.join(format!("{stem}.{to}"))).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -44,7 +44,6 @@ pub(crate) struct Durable {
     pub(crate) dir: PathBuf,
     /// The log's id: names the topic's numbering, which goes on across
     /// restarts (the bridge's envelopes carry it).
-    #[cfg_attr(not(feature = "bridge"), allow(dead_code))]
     pub(crate) log_id: u64,
     pub(crate) fsync: Fsync,
     /// Where the writer stands: every message before seq `.1` is in the
@@ -557,14 +556,21 @@ impl Durable {
     }
 
     /// Read-only descriptors of the log files that hold `start` and what
-    /// follows, oldest first, at most `max` of them.
+    /// follows, oldest first, at most `max` of them. A `time=` start
+    /// begins at the file where a record at or after the time may first
+    /// be (the files' indexes), a `seq=` start at the file holding it; the
+    /// first file's offset is set to where reading it may start (the last
+    /// index entry at or before the start; a hint to the client, which
+    /// checks the record there, see `aether::history`).
     pub(crate) fn files_from(&self, start: &Start, max: usize) -> Result<Vec<OwnedFd>> {
         let mut firsts = crate::wal::segment_firsts(&self.dir)?;
-        if let Start::Seq(n) = *start {
-            // Keep the file holding n (the last starting at or before it) and those after.
-            let holding = firsts.partition_point(|&f| f <= n).saturating_sub(1);
-            firsts.drain(..holding);
-        }
+        let from = match *start {
+            // The file holding n (the last starting at or before it) and those after.
+            Start::Seq(n) => firsts.partition_point(|&f| f <= n).saturating_sub(1),
+            Start::Time(t) => self.first_file_at(&firsts, t),
+            _ => 0,
+        };
+        firsts.drain(..from);
         let mut files = Vec::new();
         for &f in &firsts {
             if files.len() == max {
@@ -576,7 +582,12 @@ impl Durable {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&path)
             {
-                Ok(file) => files.push(OwnedFd::from(file)),
+                Ok(mut file) => {
+                    if files.is_empty() {
+                        self.seek(&mut file, f, start);
+                    }
+                    files.push(OwnedFd::from(file))
+                }
                 // Retention removed it since the listing: the history starts later
                 // (counted lost, as for any start retention passed).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && files.is_empty() => continue,
@@ -584,6 +595,46 @@ impl Durable {
             }
         }
         Ok(files)
+    }
+
+    /// Of the segments `firsts` (ascending), the index of the last whose
+    /// index's first entry says every record up to it is older than `t`
+    /// (0 if none): the files before it hold nothing at or after `t`. A
+    /// binary search on the entries' running maximum; a file without a
+    /// usable index counts as one that may hold `t` (the search then
+    /// settles earlier: slower, never wrong).
+    fn first_file_at(&self, firsts: &[u64], t: u64) -> usize {
+        let older =
+            |f: u64| crate::wal::first_index_entry(&self.dir, self.log_id, f).is_some_and(|e| e.max_timestamp_ns < t);
+        let (mut lo, mut hi) = (0, firsts.len());
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if older(firsts[mid]) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Sets `file`'s offset (segment `first`) to the record its index
+    /// names last at or before `start` (by seq, or by time: every record
+    /// up to it older), if that is past the first record.
+    fn seek(&self, file: &mut std::fs::File, first: u64, start: &Start) {
+        use aether::logfile::{seek_seq, seek_time, SEGMENT_HEADER};
+        use std::io::{Seek, SeekFrom};
+        let Some(entries) = crate::wal::read_index(&self.dir, self.log_id, first) else {
+            return;
+        };
+        let entry = match *start {
+            Start::Seq(n) => seek_seq(&entries, n),
+            Start::Time(t) => seek_time(&entries, t),
+            _ => None,
+        };
+        if let Some(e) = entry.filter(|e| e.offset > SEGMENT_HEADER as u64) {
+            let _ = file.seek(SeekFrom::Start(e.offset));
+        }
     }
 }
 

@@ -1,16 +1,19 @@
 //! The write-ahead log's files: appending to a log segment, the recovery
 //! scan that repairs a torn tail, and [`Log`], one topic's directory of
-//! segments (rolling, reading across them, retention). The on-disk format
-//! is defined once, in `aether::logfile` (clients read logs the daemon hands
-//! them).
+//! segments (rolling, reading across them, retention), and each segment's
+//! index (`<first>.idx`: where records are, by seq and by time). The
+//! on-disk format is defined once, in `aether::logfile` (clients read logs
+//! the daemon hands them).
 
 use aether::logfile::{
-    encode_header, encode_record_with, read_segment, scan, valid_record_after, MAX_PAYLOAD, SEGMENT_HEADER,
+    check_segment, decode_index, encode_header, encode_index_entry, encode_index_header, encode_record_with,
+    read_segment, record_offsets, scan, valid_record_after, IndexEntry, Indexer, INDEX_ENTRY, INDEX_HEADER,
+    MAX_PAYLOAD, SEGMENT_HEADER,
 };
 use aether::{Error, Origin, Result, Status, ORIGIN_BYTES};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 #[derive(Debug, PartialEq, Eq)]
 pub struct Recovery {
@@ -20,15 +23,125 @@ pub struct Recovery {
     pub cut: u64,
     /// The number the next record gets.
     pub next_seq: u64,
+    /// Segment indexes rebuilt (missing, damaged, or behind their segment).
+    pub indexes_rebuilt: usize,
 }
 
-/// Appends records to one segment file.
+/// Appends records to one segment file, and entries to its index.
 pub struct SegmentWriter {
     file: File,
     path: PathBuf,
     len: u64,
     next_seq: u64,
     buf: Vec<u8>,
+    indexer: Indexer,
+    /// The index being appended to (none: it could not be written; the
+    /// segment is then read without, from its start).
+    index: Option<IndexFile>,
+}
+
+/// A segment's index as its writer appends to it: entries are written
+/// after the records they name, and never synced (a hint).
+struct IndexFile {
+    file: File,
+    len: u64,
+    buf: Vec<u8>,
+}
+
+/// The index file of the segment at `segment`.
+pub fn index_path(segment: &Path) -> PathBuf {
+    segment.with_extension("idx")
+}
+
+/// Makes the index file at `path` (0600, replacing any) holding `bytes`.
+fn write_index_file(path: &Path, bytes: &[u8]) -> std::io::Result<File> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    f.write_all(bytes)?;
+    Ok(f)
+}
+
+/// The index entries of segment `first` of log `topic_id` in `dir`, if
+/// it has a usable index (a torn or damaged tail ignored).
+pub fn read_index(dir: &Path, topic_id: u64, first: u64) -> Option<Vec<IndexEntry>> {
+    let path = index_path(&dir.join(SegmentWriter::file_name(first)));
+    let bytes = std::fs::read(path).ok()?;
+    decode_index(&bytes, topic_id, first).ok()
+}
+
+/// The first entry of that index (one small read).
+pub fn first_index_entry(dir: &Path, topic_id: u64, first: u64) -> Option<IndexEntry> {
+    let path = index_path(&dir.join(SegmentWriter::file_name(first)));
+    let f = File::open(path).ok()?;
+    let mut b = [0u8; INDEX_HEADER + INDEX_ENTRY];
+    f.read_exact_at(&mut b, 0).ok()?;
+    decode_index(&b, topic_id, first).ok()?.first().copied()
+}
+
+/// Checks the index of the segment at `path` (of log `topic_id`, from
+/// `first`; its records `(seq, timestamp, offset)`) against the entries
+/// the writer makes for them after timestamps up to `max_before`, and
+/// rewrites it if it differs: missing, damaged, not as long, entries
+/// elsewhere or with a smaller maximum. Returns the indexer as it stands
+/// after the segment, the index's length, and why it was rewritten. An
+/// index that cannot be written is left out (warned): never fatal.
+fn check_index(
+    path: &Path,
+    topic_id: u64,
+    first: u64,
+    records: impl Iterator<Item = (u64, u64, u64)>,
+    max_before: u64,
+) -> (Indexer, Option<u64>, Option<String>) {
+    let mut indexer = Indexer::new(max_before);
+    let want: Vec<IndexEntry> = records.filter_map(|(s, t, o)| indexer.record(s, t, o)).collect();
+    let ipath = index_path(path);
+    let len = (INDEX_HEADER + want.len() * INDEX_ENTRY) as u64;
+    let why =
+        match std::fs::read(&ipath) {
+            Err(e) => format!("{e}"),
+            Ok(bytes) => match decode_index(&bytes, topic_id, first) {
+                Err(e) => e.message,
+                Ok(have) if have.len() != want.len() || bytes.len() as u64 != len => {
+                    format!("{} entries where {} were due", have.len(), want.len())
+                }
+                Ok(have) => match have.iter().zip(&want).position(|(h, w)| {
+                    (h.seq, h.offset) != (w.seq, w.offset) || h.max_timestamp_ns < w.max_timestamp_ns
+                }) {
+                    Some(i) => format!("entry {i} is not record {} at {}", want[i].seq, want[i].offset),
+                    None => {
+                        // Kept: its maxima may say more than the records now
+                        // present (retention removed older ones), never less.
+                        if let Some(h) = have.last() {
+                            indexer.raise(h.max_timestamp_ns);
+                        }
+                        return (indexer, Some(len), None);
+                    }
+                },
+            },
+        };
+    let mut bytes = encode_index_header(topic_id, first).to_vec();
+    for e in &want {
+        bytes.extend_from_slice(&encode_index_entry(e));
+    }
+    match write_index_file(&ipath, &bytes) {
+        Ok(_) => (indexer, Some(len), Some(why)),
+        Err(e) => {
+            log::warn!(
+                "{}: cannot rebuild the index ({e}): the segment is read from its start",
+                ipath.display()
+            );
+            let _ = std::fs::remove_file(&ipath);
+            (indexer, None, Some(why))
+        }
+    }
 }
 
 impl SegmentWriter {
@@ -38,8 +151,15 @@ impl SegmentWriter {
     }
 
     /// Makes a new segment in `dir` (which must exist) for records from
-    /// `first_seq` on; fails if it exists.
+    /// `first_seq` on, the first of its log; fails if it exists.
     pub fn create(dir: &Path, topic_id: u64, first_seq: u64) -> Result<SegmentWriter> {
+        Self::create_after(dir, topic_id, first_seq, 0)
+    }
+
+    /// [`create`](Self::create) of a segment after others whose records
+    /// are stamped `max_timestamp_ns` at most (the running maximum its
+    /// index goes on from).
+    pub fn create_after(dir: &Path, topic_id: u64, first_seq: u64, max_timestamp_ns: u64) -> Result<SegmentWriter> {
         let path = dir.join(Self::file_name(first_seq));
         let mut file = OpenOptions::new()
             .write(true)
@@ -55,19 +175,42 @@ impl SegmentWriter {
             .and_then(|_| file.sync_data())
             .and_then(|_| File::open(dir)?.sync_all())
             .map_err(|e| Error::io(&format!("write {}", path.display()), e))?;
+        // The index: a hint, not synced; without one the segment is read
+        // from its start.
+        let ipath = index_path(&path);
+        let index = match write_index_file(&ipath, &encode_index_header(topic_id, first_seq)) {
+            Ok(file) => Some(IndexFile {
+                file,
+                len: INDEX_HEADER as u64,
+                buf: Vec::new(),
+            }),
+            Err(e) => {
+                log::warn!("{}: {e}: the segment goes without an index", ipath.display());
+                None
+            }
+        };
         Ok(SegmentWriter {
             file,
             path,
             len: SEGMENT_HEADER as u64,
             next_seq: first_seq,
             buf: Vec::new(),
+            indexer: Indexer::new(max_timestamp_ns),
+            index,
         })
     }
 
     /// Opens the last segment of a log after a restart: keeps every valid
-    /// record, cuts a torn tail, and appends after it. `Corrupt` (nothing
+    /// record, cuts a torn tail, checks its index against what is kept
+    /// (rebuilt if it differs), and appends after it. `Corrupt` (nothing
     /// cut) when a bad record has valid ones after it.
     pub fn recover(path: &Path, topic_id: u64) -> Result<(SegmentWriter, Recovery)> {
+        Self::recover_after(path, topic_id, 0)
+    }
+
+    /// [`recover`](Self::recover) of a segment after others whose records
+    /// are stamped `max_timestamp_ns` at most.
+    pub fn recover_after(path: &Path, topic_id: u64, max_timestamp_ns: u64) -> Result<(SegmentWriter, Recovery)> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -93,6 +236,7 @@ impl SegmentWriter {
             bytes = h.to_vec();
         }
         let (seq, records, off) = scan(&bytes, path, topic_id)?;
+        let first = aether::logfile::decode_header(&bytes, "")?.1;
         if off < bytes.len() {
             if let Some(at) = valid_record_after(&bytes, off + 8, seq.saturating_add(1)) {
                 return Err(Error::new(
@@ -108,10 +252,30 @@ impl SegmentWriter {
                 .and_then(|_| file.sync_data())
                 .map_err(|e| Error::io(&format!("cut the torn tail of {}", path.display()), e))?;
         }
+        let (indexer, index_len, rebuilt) =
+            check_index(path, topic_id, first, record_offsets(&records), max_timestamp_ns);
+        if let Some(why) = &rebuilt {
+            log::info!("{}: index rebuilt ({why})", index_path(path).display());
+        }
+        let index = index_len.and_then(|len| {
+            let ipath = index_path(path);
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&ipath)
+                .inspect_err(|e| log::warn!("{}: {e}: the segment goes on without an index", ipath.display()))
+                .ok()
+                .map(|file| IndexFile {
+                    file,
+                    len,
+                    buf: Vec::new(),
+                })
+        });
         let recovery = Recovery {
             records: records.len() as u64,
             cut: (bytes.len() - off) as u64,
             next_seq: seq,
+            indexes_rebuilt: usize::from(rebuilt.is_some()),
         };
         let writer = SegmentWriter {
             file,
@@ -119,6 +283,8 @@ impl SegmentWriter {
             len: off as u64,
             next_seq: seq,
             buf: Vec::new(),
+            indexer,
+            index,
         };
         Ok((writer, recovery))
     }
@@ -161,8 +327,14 @@ impl SegmentWriter {
                 "record {seq}: the log numbers its records below it (readers refuse it)"
             )));
         }
+        let offset = self.len();
         encode_record_with(&mut self.buf, seq, timestamp_ns, len, origin, fill);
         self.next_seq = seq + 1;
+        if let Some(e) = self.indexer.record(seq, timestamp_ns, offset) {
+            if let Some(index) = &mut self.index {
+                index.buf.extend_from_slice(&encode_index_entry(&e));
+            }
+        }
         Ok(seq)
     }
 
@@ -189,7 +361,31 @@ impl SegmentWriter {
         }
         self.len += self.buf.len() as u64;
         self.buf.clear();
+        self.flush_index();
         Ok(())
+    }
+
+    /// Writes the index entries of the records written (after them: an
+    /// entry never names a record a reader cannot read yet). A failure
+    /// ends the index there (what it holds stays right).
+    fn flush_index(&mut self) {
+        let Some(index) = self.index.as_mut().filter(|i| !i.buf.is_empty()) else {
+            return;
+        };
+        match index.file.write_all_at(&index.buf, index.len) {
+            Ok(()) => {
+                index.len += index.buf.len() as u64;
+                index.buf.clear();
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: {e}: its index ends here (seeks go to its last entry, then read on)",
+                    self.path.display()
+                );
+                // A partial entry fails its CRC: readers stop before it.
+                self.index = None;
+            }
+        }
     }
 
     /// Makes every appended record durable (write, then fdatasync).
@@ -219,6 +415,11 @@ impl SegmentWriter {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// At least every timestamp appended to the log so far.
+    pub fn max_timestamp_ns(&self) -> u64 {
+        self.indexer.max_timestamp_ns()
+    }
 }
 
 /// The first seqs of the segments in `dir` (files named by
@@ -234,6 +435,23 @@ pub fn segment_firsts(dir: &Path) -> Result<Vec<u64>> {
         .collect();
     firsts.sort_unstable();
     Ok(firsts)
+}
+
+/// Removes the index files in `dir` whose segments (`firsts`) are gone
+/// (retention removes the segment, then its index: a crash between leaves one).
+fn remove_stray_indexes(dir: &Path, firsts: &[u64]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+        let first = name
+            .strip_suffix(".idx")
+            .filter(|f| f.len() == 20)
+            .and_then(|f| f.parse().ok());
+        if first.is_some_and(|f| firsts.binary_search(&f).is_err()) {
+            let _ = std::fs::remove_file(dir.join(&name));
+        }
+    }
 }
 
 /// One topic's log: a directory of segments numbered without gaps, the
@@ -272,6 +490,7 @@ impl Log {
             return Err(Error::invalid(format!("{} is not a directory", dir.display())));
         }
         let firsts = segment_firsts(dir)?;
+        remove_stray_indexes(dir, &firsts);
         let Some(&last) = firsts.last() else {
             let writer = SegmentWriter::create(dir, topic_id, 0)?;
             let log = Log {
@@ -288,13 +507,25 @@ impl Log {
                     records: 0,
                     cut: 0,
                     next_seq: 0,
+                    indexes_rebuilt: 0,
                 },
             ));
         };
-        // Each sealed segment must end where the next begins.
+        // Each sealed segment must end where the next begins; its index
+        // must name its records (else it is rebuilt), the timestamps'
+        // running maximum going on from segment to segment.
+        let (mut max_timestamp_ns, mut rebuilt) = (0, 0);
         for w in firsts.windows(2) {
             let path = dir.join(SegmentWriter::file_name(w[0]));
-            let due = read_segment(&path, topic_id, true)?.last().map_or(w[0], |r| r.0 + 1);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
+            let (_, records) = check_segment(&bytes, &path, topic_id, true)?;
+            let due = records.last().map_or(w[0], |r| r.seq + 1);
+            let (indexer, _, why) = check_index(&path, topic_id, w[0], record_offsets(&records), max_timestamp_ns);
+            max_timestamp_ns = indexer.max_timestamp_ns();
+            if let Some(why) = why {
+                log::info!("{}: index rebuilt ({why})", index_path(&path).display());
+                rebuilt += 1;
+            }
             if due != w[1] {
                 return Err(Error::new(
                     Status::Corrupt,
@@ -308,7 +539,9 @@ impl Log {
                 ));
             }
         }
-        let (writer, recovery) = SegmentWriter::recover(&dir.join(SegmentWriter::file_name(last)), topic_id)?;
+        let last_path = dir.join(SegmentWriter::file_name(last));
+        let (writer, mut recovery) = SegmentWriter::recover_after(&last_path, topic_id, max_timestamp_ns)?;
+        recovery.indexes_rebuilt += rebuilt;
         let log = Log {
             dir: dir.into(),
             topic_id,
@@ -358,7 +591,7 @@ impl Log {
             if std::fs::metadata(&path).is_ok_and(|m| m.len() <= SEGMENT_HEADER as u64) {
                 let _ = std::fs::remove_file(&path);
             }
-            let fresh = SegmentWriter::create(&self.dir, self.topic_id, next)?;
+            let fresh = SegmentWriter::create_after(&self.dir, self.topic_id, next, self.writer.max_timestamp_ns())?;
             self.sealed_bytes += self.writer.len();
             self.writer = fresh;
             self.firsts.push(next);
@@ -430,6 +663,8 @@ impl Log {
             let path = self.dir.join(SegmentWriter::file_name(self.firsts[0]));
             let len = std::fs::metadata(&path).map_or(0, |m| m.len());
             std::fs::remove_file(&path).map_err(|e| Error::io(&format!("remove {}", path.display()), e))?;
+            // Its index goes with it (one left by a crash here goes at the next start).
+            let _ = std::fs::remove_file(index_path(&path));
             self.firsts.remove(0);
             self.sealed_bytes = self.sealed_bytes.saturating_sub(len);
             gone += 1;
@@ -543,7 +778,8 @@ mod tests {
             Recovery {
                 records: 500,
                 cut: 0,
-                next_seq: 1500
+                next_seq: 1500,
+                indexes_rebuilt: 0,
             }
         );
         assert_eq!(w.append(1, b"after").expect("append"), 1500);
@@ -721,6 +957,115 @@ mod tests {
         let e = Log::open(&dir, TOPIC, 2048).err().expect("a gap");
         assert_eq!(e.status, Status::Corrupt);
         assert!(e.message.contains("but the next segment starts at"), "{}", e.message);
+    }
+
+    /// Every index file of the log in `dir`, by first seq, checked to name
+    /// records of its segment (seq and offset) with a running maximum at
+    /// least every timestamp up to them, across the segments.
+    fn indexes(dir: &Path) -> Vec<(u64, Vec<u8>)> {
+        let mut max = 0;
+        let mut out = Vec::new();
+        for first in segment_firsts(dir).expect("list") {
+            let path = dir.join(SegmentWriter::file_name(first));
+            let bytes = std::fs::read(&path).expect("read");
+            let (_, records) = check_segment(&bytes, &path, TOPIC, false).expect("valid");
+            let ibytes = std::fs::read(index_path(&path)).expect("every segment has an index");
+            let mode = std::fs::metadata(index_path(&path)).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the daemon's alone");
+            let entries = decode_index(&ibytes, TOPIC, first).expect("decodes");
+            assert_eq!(
+                ibytes.len(),
+                INDEX_HEADER + entries.len() * INDEX_ENTRY,
+                "no torn entry"
+            );
+            let mut e = entries.iter().peekable();
+            for (seq, ts, off) in record_offsets(&records) {
+                max = max.max(ts);
+                if let Some(en) = e.next_if(|en| en.offset == off) {
+                    assert_eq!(en.seq, seq);
+                    assert!(en.max_timestamp_ns >= max, "{en:?} below {max}");
+                }
+            }
+            assert!(e.next().is_none(), "entries name records of the segment");
+            assert_eq!(
+                entries.first().map(|e| e.offset),
+                records.first().map(|_| SEGMENT_HEADER as u64)
+            );
+            out.push((first, ibytes));
+        }
+        out
+    }
+
+    /// The writer keeps an index beside each segment as it appends (entries
+    /// every 64 KiB, the timestamps' running maximum going on across
+    /// segments even when stamps go back); reopening keeps good indexes
+    /// and rebuilds a missing, damaged or torn one as it was; retention
+    /// removes a segment's index with it, and a stray index goes at start.
+    #[test]
+    fn indexes_are_written_checked_rebuilt_and_removed_with_their_segments() {
+        let d = TempDir::new("index");
+        let dir = d.0.join("topic");
+        let (mut log, _) = Log::open(&dir, TOPIC, 1 << 20).expect("open");
+        let stamp = |i: u64| if i % 7 == 3 { i * 100 - 250 } else { i * 100 };
+        let mut i = 1;
+        while log.segments() < 4 || log.writer.len() < 600_000 {
+            log.append(stamp(i), &payload(i)).expect("append");
+            i += 1;
+        }
+        log.flush().expect("flush");
+        let written = indexes(&dir);
+        assert!(written.iter().all(|(_, b)| b.len() >= INDEX_HEADER + 8 * INDEX_ENTRY));
+        drop(log);
+        let (log, r) = Log::open(&dir, TOPIC, 1 << 20).expect("reopen");
+        assert_eq!(r.indexes_rebuilt, 0);
+        assert_eq!(indexes(&dir), written);
+        drop(log);
+
+        // One missing, one with a flipped byte, the last one torn.
+        let ipath = |f: u64| index_path(&dir.join(SegmentWriter::file_name(f)));
+        let (a, b, c) = (written[0].0, written[1].0, written.last().expect("some").0);
+        std::fs::remove_file(ipath(a)).expect("remove");
+        let mut bad = written[1].1.clone();
+        bad[INDEX_HEADER + 2 * INDEX_ENTRY + 5] ^= 1;
+        std::fs::write(ipath(b), bad).expect("write");
+        let torn = &written.last().expect("some").1;
+        std::fs::write(ipath(c), &torn[..torn.len() - 40]).expect("write");
+        let (log, r) = Log::open(&dir, TOPIC, 1 << 20).expect("reopen");
+        assert_eq!(r.indexes_rebuilt, 3);
+        assert_eq!(indexes(&dir), written, "rebuilt as written");
+        drop(log);
+
+        // The last segment cut before its last entries (a torn write of a
+        // whole batch): their entries go too, and appending goes on.
+        let last = dir.join(SegmentWriter::file_name(c));
+        let entries = decode_index(torn, TOPIC, c).expect("decodes");
+        let cut_at = entries[entries.len() - 2].offset + 3;
+        let f = OpenOptions::new().write(true).open(&last).expect("open");
+        f.set_len(cut_at).expect("truncate");
+        let (mut log, r) = Log::open(&dir, TOPIC, 1 << 20).expect("reopen");
+        assert!(r.cut > 0 && r.indexes_rebuilt == 1, "{r:?}");
+        let after = indexes(&dir);
+        let kept = decode_index(&after.last().expect("some").1, TOPIC, c).expect("decodes");
+        assert_eq!(kept, entries[..entries.len() - 2]);
+        for i in 0..3000 {
+            log.append(5, &payload(i)).expect("append");
+        }
+        log.flush().expect("flush");
+        indexes(&dir);
+        drop(log);
+        let (mut log, r) = Log::open(&dir, TOPIC, 1 << 20).expect("reopen");
+        assert_eq!(r.indexes_rebuilt, 0, "what the writer appended is what recovery makes");
+
+        // Retention takes the index with the segment; a stray index goes at start.
+        assert!(log.remove_before(b).expect("retention") == 1);
+        assert!(!ipath(a).exists());
+        std::fs::write(ipath(a), &written[0].1).expect("write");
+        drop(log);
+        let (_log, r) = Log::open(&dir, TOPIC, 1 << 20).expect("reopen");
+        assert_eq!(r.indexes_rebuilt, 0);
+        assert!(!ipath(a).exists(), "a stray index is removed");
+        // The running maximum of the first segment kept goes on from the removed ones.
+        assert_eq!(&indexes(&dir)[0].1, &written[1].1);
     }
 
     #[test]

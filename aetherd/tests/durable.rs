@@ -884,6 +884,175 @@ fn retention_on_a_topic_that_is_not_durable_is_refused() {
     assert!(!d.dir.0.join("state/topics/mem").exists());
 }
 
+/// (seq, timestamp, origin) of every message a subscriber from `start`
+/// receives: until the topic's last (`last`), or 300 ms with none.
+fn received(c: &aether::Client, topic: &str, start: &Start, last: u64) -> Vec<(u64, u64, bool)> {
+    let mut s = c.subscriber(topic, &from(start.clone())).unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = s.receive(Some(Duration::from_millis(300))).unwrap() {
+        assert_eq!(m.data, message(m.seq, 100), "from {start:?}");
+        got.push((m.seq, m.timestamp_ns, m.origin.is_some()));
+        if m.seq == last {
+            break;
+        }
+    }
+    assert_eq!(s.lost(), 0, "from {start:?}");
+    got
+}
+
+/// The record where the daemon set the first log file's offset for a
+/// subscriber from `start` (its index's seek), with that file's first seq:
+/// from the descriptors of a raw open on a connection of its own.
+fn seek_point(socket: &Path, topic: &str, start: &Start) -> (u64, Option<(u64, u64)>) {
+    use aether::logfile::{decode_at, decode_header, Found, SEGMENT_HEADER};
+    use aether::protocol::{self, Reply, Request};
+    use std::os::unix::fs::FileExt;
+    let raw = aether::sys::uds::SeqPacket::connect(socket).unwrap();
+    let req = Request::SubscriberOpen {
+        topic: topic.into(),
+        start: start.clone(),
+    };
+    raw.send(&protocol::encode_request(&req, 1), None).unwrap();
+    let mut buf = vec![0u8; 8192];
+    let (n, mut fds) = raw.recv_fds(&mut buf, 32).unwrap();
+    let reply = protocol::decode_reply(req.op(), 1, &buf[..n]).unwrap().unwrap();
+    assert!(matches!(reply, Reply::Subscribed { start: Some(_), .. }), "{reply:?}");
+    let fd = fds.drain(..).nth(4).expect("a log file");
+    let at = nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekCur).unwrap() as u64;
+    let f = std::fs::File::from(fd);
+    let mut bytes = vec![0u8; f.metadata().unwrap().len() as usize];
+    f.read_exact_at(&mut bytes, 0).unwrap();
+    let first = decode_header(&bytes, "log").unwrap().1;
+    if at <= SEGMENT_HEADER as u64 {
+        return (first, None);
+    }
+    match decode_at(&bytes, at as usize, first) {
+        Found::Record(r, _) => (first, Some((r.seq, r.timestamp_ns))),
+        other => panic!("offset {at} of the file from {first}: {other:?}"),
+    }
+}
+
+/// The index (`<first>.idx` beside each log file): `seq=` and `time=`
+/// starts deliver exactly what reading the whole log delivers, in a log
+/// whose timestamps go back (every 50th message is published as a
+/// bridge does, with its origin's older clock), before and after a
+/// restart that rebuilds a missing, a damaged and a torn index; and the
+/// daemon hands the file and the place in it that the start needs (the
+/// descriptor's offset), not the oldest file's start.
+#[test]
+fn seq_and_time_starts_seek_by_the_index_and_deliver_what_a_linear_read_does() {
+    let dir = TempDir::new("dur-index");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(&config, "[log]\nsegment_bytes = 1048576\n").unwrap();
+    let args = [OsStr::new("--config"), config.as_os_str()];
+    let mut d = daemon(&socket, &state, &args);
+    let c = d.client();
+    let params = TopicParams {
+        max_subscribers: 16,
+        ..durable(Fsync::Never, 1 << 20, 256)
+    };
+    c.create_topic("idx", &params).unwrap();
+    const N: u64 = 20_000;
+    let mut p = c.publisher("idx").unwrap();
+    for i in 0..N {
+        let data = message(i, 100);
+        if i % 50 == 25 {
+            let buf = p.loan(data.len() + aether::ORIGIN_BYTES).unwrap();
+            buf[..data.len()].copy_from_slice(&data);
+            let past = aether::sys::realtime_ns() - 1_000_000_000;
+            p.commit_from(data.len(), past, aether::Origin { broker: 7, seq: i })
+                .unwrap();
+        } else {
+            assert_eq!(p.publish(&data).unwrap(), i);
+        }
+    }
+    drop(p);
+    wait_for("the log writer", Duration::from_secs(10), || {
+        c.topic_stats("idx").unwrap().log_next_seq == N
+    });
+    let files = log_files(&state, "idx");
+    assert!(files.len() >= 3, "{} files", files.len());
+    let second: u64 = files[1].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let all = received(&c, "idx", &Start::Earliest, N - 1);
+    assert_eq!(all.len() as u64, N);
+    assert!(all.windows(2).any(|w| w[1].1 < w[0].1), "timestamps go back");
+    let ts = |i: usize| all[i].1;
+    let starts = [
+        Start::Seq(0),
+        Start::Seq(1),
+        Start::Seq(7_777),
+        Start::Seq(second - 1),
+        Start::Seq(second),
+        Start::Seq(15_000),
+        Start::Seq(N - 1),
+        Start::Seq(N),
+        Start::Time(0),
+        Start::Time(ts(0)),
+        Start::Time(ts(9_000)),
+        Start::Time(ts(15_025)), // a message stamped 1 s back
+        Start::Time(ts(15_026)),
+        Start::Time(ts(19_000)),
+        Start::Time(ts(N as usize - 1)),
+        Start::Time(ts(N as usize - 1) + 1),
+    ];
+    let check = |c: &aether::Client| {
+        for start in &starts {
+            let want: Vec<_> = all
+                .iter()
+                .filter(|m| match *start {
+                    Start::Seq(n) => m.0 >= n,
+                    Start::Time(t) => m.1 >= t,
+                    _ => unreachable!(),
+                })
+                .copied()
+                .collect();
+            assert_eq!(received(c, "idx", start, N - 1), want, "from {start:?}");
+        }
+        // The seek happens: a seq deep in a file is found from a record
+        // less than an index step (64 KiB, ~512 records here) before it...
+        let (first, at) = seek_point(&socket, "idx", &Start::Seq(15_000));
+        let (seq, _) = at.expect("an offset past the file's first record");
+        assert!(
+            first <= seq && seq <= 15_000 && 15_000 - seq <= 600,
+            "seq {seq} in the file from {first}"
+        );
+        // ...and a time near the end from the file and place where a
+        // record at or after it may first be, every record before older.
+        let t = ts(19_000);
+        let (first, at) = seek_point(&socket, "idx", &Start::Time(t));
+        assert!(first > 0, "not the oldest file");
+        let (seq, _) = at.expect("an offset past the file's first record");
+        assert!(all[..seq as usize].iter().all(|m| m.1 < t));
+        // (Within two index steps: an entry's maximum may equal t.)
+        assert!(19_000 - seq <= 1200, "seq {seq}");
+    };
+    check(&c);
+
+    // A restart: one index missing, one damaged, the last torn; rebuilt.
+    drop(c);
+    d.stop();
+    let idx = |f: &PathBuf| f.with_extension("idx");
+    std::fs::remove_file(idx(&files[0])).unwrap();
+    let mut bad = std::fs::read(idx(&files[1])).unwrap();
+    bad[32 + 3 * 32 + 9] ^= 0x20;
+    std::fs::write(idx(&files[1]), bad).unwrap();
+    let last = idx(files.last().unwrap());
+    let len = std::fs::metadata(&last).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 20)
+        .unwrap();
+    let d = daemon(&socket, &state, &args);
+    d.wait_log("index rebuilt", 3);
+    let c = d.client();
+    check(&c);
+    c.publisher("idx").unwrap().publish(&message(N, 100)).unwrap();
+    assert_eq!(received(&c, "idx", &Start::Seq(N), N).len(), 1);
+}
+
 /// A named durable subscription: the daemon keeps its committed position
 /// across the subscriber's end and a kill -9 of the daemon; what was read
 /// and not committed comes again (at least once); one holder at a time;

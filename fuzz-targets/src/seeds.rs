@@ -5,7 +5,7 @@
 //! the committed files are what the runners read.
 
 use crate::segment::{params, RING};
-use aether::logfile::{encode_header, encode_record};
+use aether::logfile::{encode_header, encode_index_entry, encode_index_header, encode_record, record_size, IndexEntry};
 use aether::protocol::{self, Reply, Request, Start, TopicStats};
 use aether::ring::{Origin, Writer};
 use aether::segment::{Fsync, Policy, Segment, TopicParams, Waiters};
@@ -393,8 +393,39 @@ fn log_file(topic_id: u64, first: u64, seqs: impl IntoIterator<Item = u64>) -> V
     v
 }
 
+/// An index of `log_file(topic_id, first, seqs)` with an entry for each
+/// record whose seq is in `at` (the writer's rule would give one entry
+/// for so small a file: these give seeks something to skip).
+fn index_file(topic_id: u64, first: u64, seqs: impl IntoIterator<Item = u64>, at: &[u64]) -> Vec<u8> {
+    let mut v = encode_index_header(topic_id, first).to_vec();
+    let (mut offset, mut max) = (32u64, 0);
+    for s in seqs {
+        max = max.max(s * 10);
+        if at.contains(&s) {
+            let e = IndexEntry {
+                seq: s,
+                max_timestamp_ns: max,
+                offset,
+            };
+            v.extend_from_slice(&encode_index_entry(&e));
+        }
+        offset += record_size((s as usize * 7) % 50) as u64;
+    }
+    v
+}
+
 fn wal() -> Vec<Seed> {
     let one = log_file(9, 0, 0..6);
+    let indexed = [one.clone(), index_file(9, 0, 0..6, &[0, 2, 4])].concat();
+    let mut torn_index = indexed.clone();
+    torn_index.truncate(torn_index.len() - 7);
+    let two_indexed = [
+        log_file(9, 0, 0..3),
+        index_file(9, 0, 0..3, &[0]),
+        log_file(9, 3, 3..7),
+        index_file(9, 3, 3..7, &[3]),
+    ]
+    .concat();
     let mut torn = one.clone();
     torn.extend_from_slice(&log_file(9, 0, [6])[32..50]);
     let mut damaged = one.clone();
@@ -405,7 +436,7 @@ fn wal() -> Vec<Seed> {
         ("one", 0u8, one.clone()),
         ("one-fix-crc", 1, one.clone()),
         ("one-from-seq", 2 | 8, one.clone()),
-        ("one-from-time", 4, one),
+        ("one-from-time", 4, one.clone()),
         ("gaps", 0, log_file(9, 0, [0, 1, 5, 9])),
         ("torn-tail", 0, torn),
         ("damaged", 1, damaged),
@@ -413,6 +444,12 @@ fn wal() -> Vec<Seed> {
         ("three-files-last-empty", 0, three),
         ("header-only", 0, encode_header(9, 100).to_vec()),
         ("short", 0, encode_header(9, 0)[..20].to_vec()),
+        ("indexed-from-seq", 2 | 16, indexed.clone()),
+        ("indexed-from-time", 4 | 16, indexed),
+        ("indexed-torn", 2 | 8 | 16, torn_index),
+        ("two-files-indexed", 2 | 8 | 16, two_indexed),
+        ("offset-at-record-3", 2 | 16 | (3 << 5), one.clone()),
+        ("offset-in-a-record", 2 | 16 | (7 << 5), one.clone()),
     ];
     seeds
         .into_iter()

@@ -1,25 +1,34 @@
-//! The `wal` target: arbitrary bytes as a durable topic's log files, read
-//! by every reader of them: `aether::logfile` (header, record decoder,
-//! scan, the search for a valid record after damage, `read_segment`), the
-//! daemon's recovery of a log directory (`aetherd::wal::Log::open`, which
-//! cuts a torn tail) and appending after it, and a subscriber's history
-//! (`aether::replay_history`, over memfds as the daemon hands files over).
+//! The `wal` target: arbitrary bytes as a durable topic's log files and
+//! their indexes, read by every reader of them: `aether::logfile` (header,
+//! record decoder, scan, the search for a valid record after damage,
+//! `read_segment`, the index decoder and seeks), the daemon's recovery of
+//! a log directory (`aetherd::wal::Log::open`, which cuts a torn tail and
+//! checks or rebuilds every index) and appending after it, and a
+//! subscriber's history (`aether::replay_history`, over memfds as the
+//! daemon hands files over, the first one's offset set as the daemon's
+//! seek sets it).
 //!
 //! Input: `flags (1) | files`. The files are split at each occurrence of
-//! the log magic after the first byte, each named after its header's first
-//! seq (or its index, when it has no header). Flags: bit 0: the record
-//! checksums are made right first (so that the fuzzer gets past the CRC to
-//! lengths and numbering); bits 1-2: where the history starts (earliest,
-//! seq, time, latest); bit 3: the history ends at the log's end (else
-//! never: the ring "starts" at u64::MAX).
+//! the log magic or the index magic after the first byte. A log file is
+//! named after its header's first seq (or its place, when it has no
+//! header); an index file (starting with the index magic) after its
+//! header's first seq, or the log file before it. Flags: bit 0: the record
+//! and index entry checksums are made right first (so that the fuzzer gets
+//! past the CRC to lengths and numbering); bits 1-2: where the history
+//! starts (earliest, seq, time, latest); bit 3: the history ends at the
+//! log's end (else never: the ring "starts" at u64::MAX); bit 4: the first
+//! file's offset is set, to where its index seeks for the start if the
+//! input has one that answers, else to the start of its record `k` (bits
+//! 5-7), else to `8 (k + 5)`.
 
 use aether::logfile::{
-    decode_at, decode_header, encode_record_with, record_size, scan, valid_record_after, Found, MAGIC, MAX_PAYLOAD,
-    RECORD_HEADER, REMOTE, SEGMENT_HEADER,
+    check_segment, decode_at, decode_header, decode_index, encode_index_entry, encode_record_with, record_offsets,
+    record_size, scan, seek_seq, seek_time, valid_record_after, Found, IndexEntry, Indexer, INDEX_ENTRY, INDEX_HEADER,
+    INDEX_MAGIC, MAGIC, MAX_PAYLOAD, RECORD_HEADER, REMOTE, SEGMENT_HEADER,
 };
 use aether::protocol::Start;
 use aether::{Origin, Status, ORIGIN_BYTES};
-use aetherd::wal::{Log, SegmentWriter};
+use aetherd::wal::{index_path, read_index, segment_firsts, Log, SegmentWriter};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -33,10 +42,13 @@ pub fn wal(data: &[u8]) {
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
-    let mut files = split(rest);
+    let (mut files, mut indexes) = split(rest);
     if flags & 1 != 0 {
         for f in &mut files {
             fix_crcs(f);
+        }
+        for (_, ix) in &mut indexes {
+            fix_index_crcs(ix);
         }
     }
     let topic_id = files
@@ -47,24 +59,90 @@ pub fn wal(data: &[u8]) {
     for f in &files {
         log_end = check_bytes(f, topic_id).or(log_end);
     }
-    history(&files, flags, log_end);
-    directory(&files, topic_id);
+    for (first, ix) in &indexes {
+        check_index_bytes(ix, topic_id, *first);
+    }
+    history(&files, &indexes, topic_id, flags, log_end);
+    directory(&files, &indexes, topic_id);
 }
 
-/// The files in `rest`: split before each magic after its first byte.
-fn split(rest: &[u8]) -> Vec<Vec<u8>> {
-    let mut files = Vec::new();
+/// The name (first seq) of the log file `f`, the `i`th.
+fn first_of(f: &[u8], i: usize) -> u64 {
+    decode_header(f, "file").map_or(i as u64, |(_, first)| first)
+}
+
+/// Index files, each with the first seq it is named by.
+type Indexes = Vec<(u64, Vec<u8>)>;
+
+/// The files in `rest`, split before each magic after its first byte:
+/// the log files, and the index files.
+fn split(rest: &[u8]) -> (Vec<Vec<u8>>, Indexes) {
+    let mut pieces = Vec::new();
     let mut from = 0;
     let mut at = 1;
-    while at + MAGIC.len() <= rest.len() && files.len() + 1 < MAX_FILES {
-        if &rest[at..at + MAGIC.len()] == MAGIC {
-            files.push(rest[from..at].to_vec());
+    while at + MAGIC.len() <= rest.len() && pieces.len() + 1 < MAX_FILES {
+        let m = &rest[at..at + MAGIC.len()];
+        if m == MAGIC || m == INDEX_MAGIC {
+            pieces.push(rest[from..at].to_vec());
             from = at;
         }
         at += 1;
     }
-    files.push(rest[from..].to_vec());
-    files
+    pieces.push(rest[from..].to_vec());
+    let (mut files, mut indexes) = (Vec::new(), Vec::new());
+    for p in pieces {
+        if p.starts_with(INDEX_MAGIC) {
+            let named = p
+                .get(24..32)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+            let before = files.last().map(|f: &Vec<u8>| first_of(f, files.len() - 1));
+            indexes.push((named.or(before).unwrap_or(0), p));
+        } else {
+            files.push(p);
+        }
+    }
+    (files, indexes)
+}
+
+/// Rewrites the checksum of each whole entry of an index.
+fn fix_index_crcs(ix: &mut [u8]) {
+    if ix.len() < INDEX_HEADER {
+        return;
+    }
+    for e in ix[INDEX_HEADER..].chunks_exact_mut(INDEX_ENTRY) {
+        let u = |at: usize| u64::from_le_bytes(e[at..at + 8].try_into().expect("8 bytes"));
+        let good = encode_index_entry(&IndexEntry {
+            seq: u(0),
+            max_timestamp_ns: u(8),
+            offset: u(16),
+        });
+        e[28..].copy_from_slice(&good[28..]);
+    }
+}
+
+/// The index decoder and seeks over one index's bytes: the entries go
+/// up, each re-encodes to its bytes, and a seek answers one of them.
+fn check_index_bytes(ix: &[u8], topic_id: u64, first: u64) {
+    let Ok(entries) = decode_index(ix, topic_id, first) else {
+        return;
+    };
+    assert!(entries.len() <= (ix.len() - INDEX_HEADER) / INDEX_ENTRY);
+    for (i, e) in entries.iter().enumerate() {
+        let at = INDEX_HEADER + i * INDEX_ENTRY;
+        assert_eq!(&encode_index_entry(e)[..], &ix[at..at + INDEX_ENTRY], "entry {i}");
+        assert!(e.seq >= first && e.offset >= SEGMENT_HEADER as u64);
+    }
+    assert!(entries
+        .windows(2)
+        .all(|w| w[0].seq < w[1].seq && w[0].offset < w[1].offset && w[0].max_timestamp_ns <= w[1].max_timestamp_ns));
+    for probe in [0, first, first.saturating_add(3), 30, u64::MAX] {
+        if let Some(e) = seek_seq(&entries, probe) {
+            assert!(e.seq <= probe && entries.contains(&e));
+        }
+        if let Some(e) = seek_time(&entries, probe) {
+            assert!(e.max_timestamp_ns < probe && entries.contains(&e));
+        }
+    }
 }
 
 /// Rewrites the checksum of each record from the header on, as far as the
@@ -175,8 +253,40 @@ fn memfd(bytes: &[u8]) -> OwnedFd {
     f.into()
 }
 
+/// Where the first file's offset is set for `start` (flag bit 4), and
+/// whether a reader from there must deliver what one from the header
+/// does: the offset is a record of the file's valid prefix, at or before
+/// the start (every record before it older, for a time).
+fn hint(files: &[Vec<u8>], indexes: &[(u64, Vec<u8>)], topic_id: u64, flags: u8, start: &Start) -> Option<(u64, bool)> {
+    let f = files.first().filter(|_| flags & 16 != 0)?;
+    let first = first_of(f, 0);
+    let from_index = indexes
+        .iter()
+        .find(|(n, _)| *n == first)
+        .and_then(|(_, ix)| decode_index(ix, topic_id, first).ok())
+        .and_then(|entries| match *start {
+            Start::Seq(n) => seek_seq(&entries, n),
+            Start::Time(t) => seek_time(&entries, t),
+            _ => None,
+        })
+        .map(|e| e.offset);
+    let records = scan(f, Path::new("hint"), topic_id).map(|r| r.1).unwrap_or_default();
+    let placed: Vec<_> = record_offsets(&records).collect();
+    let k = usize::from(flags >> 5);
+    let at = from_index.unwrap_or_else(|| placed.get(k).map_or(8 * (k as u64 + 5), |r| r.2));
+    let truthful = match placed.iter().position(|r| r.2 == at) {
+        None => false,
+        Some(i) => match *start {
+            Start::Seq(n) => placed[i].0 <= n,
+            Start::Time(t) => placed[..i].iter().all(|r| r.1 < t),
+            _ => true,
+        },
+    };
+    Some((at, truthful))
+}
+
 /// A subscriber's history over the files, from where `flags` say.
-fn history(files: &[Vec<u8>], flags: u8, log_end: Option<u64>) {
+fn history(files: &[Vec<u8>], indexes: &[(u64, Vec<u8>)], topic_id: u64, flags: u8, log_end: Option<u64>) {
     let start = match (flags >> 1) & 3 {
         0 => Start::Earliest,
         1 => Start::Seq(3),
@@ -187,14 +297,45 @@ fn history(files: &[Vec<u8>], flags: u8, log_end: Option<u64>) {
         Some(end) if flags & 8 != 0 => end,
         _ => u64::MAX,
     };
-    let fds = files.iter().map(|f| memfd(f)).collect();
-    let (got, err) = aether::replay_history(fds, start.clone(), end_seq, MAX_MESSAGE, 100_000);
+    let fds = || files.iter().map(|f| memfd(f)).collect::<Vec<_>>();
+    let (got, err) = aether::replay_history(fds(), start.clone(), end_seq, MAX_MESSAGE, 100_000);
+    if let Some((at, truthful)) = hint(files, indexes, topic_id, flags, &start) {
+        let fds = fds();
+        let _ = set_offset(&fds[0], at);
+        let (hinted, herr) = aether::replay_history(fds, start.clone(), end_seq, MAX_MESSAGE, 100_000);
+        if truthful {
+            assert_eq!(hinted, got, "from offset {at}");
+            assert_eq!(
+                herr.map(|e| e.status),
+                err.as_ref().map(|e| e.status),
+                "from offset {at}"
+            );
+        } else {
+            check_history(&hinted, herr, &start, end_seq);
+        }
+    }
+    check_history(&got, err, &start, end_seq);
+}
+
+/// Sets `fd`'s offset (as the daemon's seek does).
+fn set_offset(fd: &OwnedFd, at: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: lseek on a descriptor this function borrows; no memory is passed.
+    let r = unsafe { libc::lseek(fd.as_raw_fd(), at.min(i64::MAX as u64) as i64, libc::SEEK_SET) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// What any history delivers: in order, inside its bounds; errors `Corrupt` or `Io`.
+fn check_history(got: &[(u64, u64, usize)], err: Option<aether::Error>, start: &Start, end_seq: u64) {
     let mut prev = None;
-    for &(seq, ts, len) in &got {
+    for &(seq, ts, len) in got {
         assert!(prev.is_none_or(|p| seq > p), "history seq {seq} after {prev:?}");
         assert!(seq < end_seq, "history seq {seq} at or past the ring's {end_seq}");
         assert!(len <= MAX_MESSAGE, "a message of {len} bytes");
-        match start {
+        match *start {
             Start::Seq(n) => assert!(seq >= n, "seq {seq} before the start {n}"),
             Start::Time(t) => assert!(ts >= t, "timestamp {ts} before the start {t}"),
             _ => {}
@@ -237,23 +378,33 @@ impl Drop for TempDir {
     }
 }
 
-/// The files as a log directory: the daemon's recovery, reads across the
-/// segments, and an append after recovery that survives reopening.
-fn directory(files: &[Vec<u8>], topic_id: u64) {
+/// The files as a log directory: the daemon's recovery (index files never
+/// make it fail, and it leaves every segment an index that is right), reads
+/// across the segments, and an append after recovery that survives reopening.
+fn directory(files: &[Vec<u8>], indexes: &[(u64, Vec<u8>)], topic_id: u64) {
     let tmp = TempDir::new();
     let dir = tmp.0.join("log");
     std::fs::create_dir(&dir).expect("make the log directory");
     for (i, f) in files.iter().enumerate() {
-        let first = decode_header(f, "file").map_or(i as u64, |(_, first)| first);
-        std::fs::write(dir.join(SegmentWriter::file_name(first)), f).expect("write a log file");
+        std::fs::write(dir.join(SegmentWriter::file_name(first_of(f, i))), f).expect("write a log file");
+    }
+    for (first, ix) in indexes {
+        std::fs::write(index_path(&dir.join(SegmentWriter::file_name(*first))), ix).expect("write an index");
     }
     let (mut log, recovery) = match Log::open(&dir, topic_id, 1 << 20) {
         Ok(l) => l,
         Err(e) => {
             assert!(matches!(e.status, Status::Corrupt | Status::Io), "Log::open: {e}");
+            // Not because of an index: without them, it fails the same.
+            for (first, _) in indexes {
+                let _ = std::fs::remove_file(index_path(&dir.join(SegmentWriter::file_name(*first))));
+            }
+            let again = Log::open(&dir, topic_id, 1 << 20).err().map(|e| e.status);
+            assert_eq!(again, Some(e.status), "Log::open failed for an index: {e}");
             return;
         }
     };
+    indexes_are_right(&dir, topic_id);
     assert_eq!(recovery.next_seq, log.next_seq());
     let first = log.first_seq();
     let read = log
@@ -282,8 +433,39 @@ fn directory(files: &[Vec<u8>], topic_id: u64) {
     let (log, again) = Log::open(&dir, topic_id, 1 << 20).unwrap_or_else(|e| panic!("reopening after an append: {e}"));
     assert_eq!(again.next_seq, seq + 1);
     assert_eq!(again.cut, 0, "a clean log had a tail cut");
+    assert_eq!(again.indexes_rebuilt, 0, "the writer's index is what recovery makes");
+    indexes_are_right(&dir, topic_id);
     let back = log
         .read_from(seq, 1)
         .unwrap_or_else(|e| panic!("reading the appended record: {e}"));
     assert_eq!(back, vec![(seq, 7, b"fuzz".to_vec())]);
+}
+
+/// Every segment in `dir` has an index naming the records the writer's
+/// rule picks (seq and offset), each with a running maximum at least every
+/// timestamp up to it, across the segments.
+fn indexes_are_right(dir: &Path, topic_id: u64) {
+    let mut ix = Indexer::new(0);
+    for first in segment_firsts(dir).expect("list the log") {
+        let path = dir.join(SegmentWriter::file_name(first));
+        let bytes = std::fs::read(&path).expect("read a segment");
+        let (_, records) = check_segment(&bytes, &path, topic_id, false).expect("a recovered segment reads");
+        let have = read_index(dir, topic_id, first).unwrap_or_else(|| panic!("segment {first} has no index"));
+        let max_before = ix.max_timestamp_ns();
+        ix = Indexer::new(max_before);
+        let want: Vec<_> = record_offsets(&records)
+            .filter_map(|(s, t, o)| ix.record(s, t, o))
+            .collect();
+        assert_eq!(have.len(), want.len(), "segment {first}: {have:?} for {want:?}");
+        for (h, w) in have.iter().zip(&want) {
+            assert_eq!((h.seq, h.offset), (w.seq, w.offset), "segment {first}");
+            assert!(
+                h.max_timestamp_ns >= w.max_timestamp_ns,
+                "segment {first}: {h:?} below {w:?}"
+            );
+        }
+        if let Some(h) = have.last() {
+            ix.raise(h.max_timestamp_ns);
+        }
+    }
 }

@@ -76,6 +76,9 @@ pub(crate) struct History {
     pub(crate) found_start: bool,
     /// Length of the message the last `TooLarge` left unread (0: none).
     pub(crate) too_large_len: usize,
+    /// Records read and passed over (before the start).
+    #[cfg(test)]
+    skipped: u64,
 }
 
 impl History {
@@ -102,6 +105,8 @@ impl History {
             lost: 0,
             too_large_len: 0,
             found_start: false,
+            #[cfg(test)]
+            skipped: 0,
         }
     }
 
@@ -164,6 +169,14 @@ impl History {
         let Some(fd) = self.files.pop_front() else {
             return Ok(false);
         };
+        // The first file of a batch may come with a place to start in it:
+        // at or before the start, or the seq asked for (`LogFiles`).
+        let limit = match (self.opened, self.joined, &self.start) {
+            (0, _, Start::Seq(n)) => Some(*n),
+            (0, _, Start::Time(_)) => Some(u64::MAX),
+            (_, true, _) => Some(self.next_seq),
+            _ => None,
+        };
         self.file = Some(fd);
         self.opened += 1;
         self.fill(0, SEGMENT_HEADER)?;
@@ -186,7 +199,42 @@ impl History {
         self.joined = false;
         self.next_seq = first;
         self.off = SEGMENT_HEADER;
+        if let Some(limit) = limit {
+            self.seek_hint(limit)?;
+        }
         Ok(true)
+    }
+
+    /// The daemon sets the first file's offset (`lseek`) to a record where
+    /// reading may start (its index: the last entry at or before the
+    /// start); reads with `pread` leave it alone. Starts there if the
+    /// record there is whole, of this file, and numbered `limit` or below;
+    /// else (no hint, an older daemon, any damage) reads from the header.
+    fn seek_hint(&mut self, limit: u64) -> Result<()> {
+        let fd = self.file.as_ref().expect("a file is open");
+        let at = match nix::unistd::lseek(fd, 0, nix::unistd::Whence::SeekCur) {
+            Ok(at) if at > SEGMENT_HEADER as i64 && at % 8 == 0 => at as u64,
+            _ => return Ok(()),
+        };
+        let first = self.next_seq;
+        self.fill(at, RECORD_HEADER)?;
+        let len = self.buf.get(..4).map_or(0, |l| {
+            (u32::from_le_bytes(l.try_into().expect("4 bytes")) & !REMOTE) as usize
+        });
+        if len <= self.max_message && record_size(len) > self.buf.len() {
+            self.fill(at, record_size(len))?;
+        }
+        match decode_at(&self.buf, 0, first) {
+            Found::Record(r, _) if r.seq <= limit => {
+                self.next_seq = r.seq;
+                self.off = 0;
+            }
+            _ => {
+                self.fill(0, SEGMENT_HEADER)?;
+                self.off = SEGMENT_HEADER;
+            }
+        }
+        Ok(())
     }
 
     /// The next message to deliver, left in place until [`advance`](Self::advance);
@@ -249,6 +297,10 @@ impl History {
                         self.found_start = true;
                         self.peeked = Some(p);
                     } else {
+                        #[cfg(test)]
+                        {
+                            self.skipped += 1;
+                        }
                         self.step(p);
                     }
                 }
@@ -473,6 +525,97 @@ mod tests {
         let (seqs, e) = drain(&mut h);
         assert_eq!((seqs.len(), e.map(|e| e.status)), (10, Some(Status::Corrupt)));
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// `fd` with its offset set to `at`, as the daemon hands a first file.
+    fn at(fd: OwnedFd, at: u64) -> OwnedFd {
+        nix::unistd::lseek(&fd, at as i64, nix::unistd::Whence::SeekSet).expect("lseek");
+        fd
+    }
+
+    /// Where record `seq` of `segment(first, _, len)` starts.
+    fn offset_of(first: u64, seq: u64, len: usize) -> u64 {
+        (SEGMENT_HEADER + (seq - first) as usize * record_size(len)) as u64
+    }
+
+    /// A first file whose offset the daemon set (its index) is read from
+    /// there: the records before it are never read. An offset that is no
+    /// record of the file at or before the start (inside a record, past
+    /// the start, past the end, not on a record's boundary) is ignored:
+    /// the file is read from its header, and the same messages come.
+    #[test]
+    fn a_first_file_is_read_from_the_offset_the_daemon_set_if_it_checks_out() {
+        // (start, hint: the record there or a raw offset, records skipped)
+        let len = 3000;
+        let seg = || file(&segment(0, 1000, len));
+        for (start, hint, skipped) in [
+            (Start::Seq(700), Some(offset_of(0, 500, len)), 200),
+            (Start::Seq(700), Some(offset_of(0, 700, len)), 0),
+            (Start::Seq(700), None, 700),
+            (Start::Seq(700), Some(offset_of(0, 701, len)), 700),
+            (Start::Seq(700), Some(offset_of(0, 500, len) + 16), 700),
+            (Start::Seq(700), Some(offset_of(0, 500, len) + 4), 700),
+            (Start::Seq(700), Some(offset_of(0, 1000, len) + 800), 700),
+            (Start::Seq(700), Some(8), 700),
+            (Start::Time(7000), Some(offset_of(0, 600, len)), 100),
+            (Start::Time(7000), Some(offset_of(0, 699, len) + 8), 700),
+        ] {
+            let fd = match hint {
+                Some(h) => at(seg(), h),
+                None => seg(),
+            };
+            let mut h = History::new(vec![fd], start.clone(), 1000, 4096);
+            let (seqs, e) = drain(&mut h);
+            assert!(e.is_none(), "{e:?}");
+            assert_eq!(seqs, (700..1000).collect::<Vec<_>>(), "{start:?} {hint:?}");
+            assert_eq!((h.skipped, h.lost), (skipped, 0), "{start:?} {hint:?}");
+        }
+        // Retention removed 0..40: the hint cannot be at or before seq 5;
+        // the 35 removed are lost as without one.
+        let fd = at(file(&segment(40, 40, 3)), offset_of(40, 50, 3));
+        let mut h = History::new(vec![fd], Start::Seq(5), 80, 4096);
+        assert_eq!(drain(&mut h).0, (40..80).collect::<Vec<_>>());
+        assert_eq!((h.lost, h.skipped), (35, 0));
+        // Only a batch's first file: another's offset is not read.
+        let files = vec![
+            file(&segment(0, 10, 5)),
+            at(file(&segment(10, 10, 5)), offset_of(10, 15, 5)),
+        ];
+        assert_eq!(
+            drain(&mut History::new(files, Start::Earliest, 20, 64)).0,
+            (0..20).collect::<Vec<_>>()
+        );
+        // A record larger than a read at the offset.
+        let big = 1536 << 10;
+        let fd = at(file(&segment(0, 5, big)), offset_of(0, 3, big));
+        let mut h = History::new(vec![fd], Start::Seq(4), 5, 2 << 20);
+        assert_eq!(drain(&mut h).0, vec![4]);
+        assert_eq!(h.skipped, 1);
+    }
+
+    /// A further batch's first file may come with an offset too (`LogFiles`
+    /// from the next seq): read from there when at or before the next seq,
+    /// nothing twice; ignored when past it.
+    #[test]
+    fn a_further_batch_starts_at_its_offset_nothing_twice() {
+        for (hint, skipped) in [(10, 0), (8, 2), (11, 5), (13, 5)] {
+            let more = move |from: u64| {
+                assert_eq!(from, 10);
+                Ok(vec![
+                    at(file(&segment(5, 15, 5)), offset_of(5, hint, 5)),
+                    file(&segment(20, 10, 5)),
+                ])
+            };
+            let first = vec![file(&segment(0, 10, 5))];
+            let mut h = History::new(first, Start::Earliest, 30, 64).with_more(Box::new(more));
+            let (seqs, e) = drain(&mut h);
+            assert!(e.is_none(), "{e:?}");
+            assert_eq!(
+                (seqs, h.lost, h.skipped),
+                ((0..30).collect(), 0, skipped),
+                "hint {hint}"
+            );
+        }
     }
 
     /// Any bytes in a log file: the history delivers only records that pass

@@ -23,6 +23,29 @@
 //! and cuts the rest, but only when nothing valid follows it; a bad record
 //! with valid ones after it is damage, not a torn write, and is reported
 //! (`Corrupt`, with the file and offset), never skipped or cut.
+//!
+//! Beside each segment, the daemon keeps an index, `<first seq>.idx`
+//! (0600 too), for seeking by sequence number and by time:
+//!
+//! ```text
+//! header (32 B)  magic "AETHIDX1" | version u32 (1) | reserved u32 (0)
+//!                | topic id u64 | first seq u64        (the segment's)
+//! entry (32 B)   seq u64 | max_timestamp_ns u64 | offset u64
+//!                | reserved u32 (0) | crc u32
+//! ```
+//!
+//! An entry names a record of the segment (its seq and byte offset): the
+//! first record, then the first at least [`INDEX_EVERY`] bytes after the
+//! last entry's. `max_timestamp_ns` is at least every timestamp of the
+//! log up to and including that record (a running maximum across the
+//! segments): timestamps are the publishers' clocks, nearly but not
+//! strictly in order, and with the maximum a search for the first place a
+//! record at or after a time may be is still a binary search. `crc` is
+//! CRC32C over the entry's first 28 bytes. The index is a hint written
+//! without a sync (the log is the truth): a reader takes the entries from
+//! the start while each passes its checks and numbers, offsets and
+//! maxima go up, and ignores the rest (a torn tail), and every record it
+//! reads from an offset found there is checked as any other.
 
 use crate::ring::{Origin, ORIGIN_BYTES};
 use crate::{Error, Result, Status};
@@ -251,9 +274,25 @@ pub fn valid_record_after(bytes: &[u8], from: usize, min_seq: u64) -> Option<usi
 /// ends the list.
 pub fn read_segment(path: &Path, topic_id: u64, sealed: bool) -> Result<Vec<(u64, u64, Vec<u8>)>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(&format!("read {}", path.display()), e))?;
-    let (seq, records, off) = scan(&bytes, path, topic_id)?;
-    if off < bytes.len() && (sealed || valid_record_after(&bytes, off + 8, seq.saturating_add(1)).is_some()) {
-        let Found::Bad(why) = decode_at(&bytes, off, seq) else {
+    let (_, records) = check_segment(&bytes, path, topic_id, sealed)?;
+    Ok(records
+        .iter()
+        .map(|r| (r.seq, r.timestamp_ns, r.data().to_vec()))
+        .collect())
+}
+
+/// [`read_segment`] of a segment's bytes (read from `path`), its records
+/// borrowed: also the number the next record must have at least. Records
+/// lie end to end from [`SEGMENT_HEADER`] (see [`record_offsets`]).
+pub fn check_segment<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+    topic_id: u64,
+    sealed: bool,
+) -> Result<(u64, Vec<LogRecord<'a>>)> {
+    let (seq, records, off) = scan(bytes, path, topic_id)?;
+    if off < bytes.len() && (sealed || valid_record_after(bytes, off + 8, seq.saturating_add(1)).is_some()) {
+        let Found::Bad(why) = decode_at(bytes, off, seq) else {
             unreachable!("scan stopped at a record that does not pass")
         };
         return Err(Error::new(
@@ -261,10 +300,159 @@ pub fn read_segment(path: &Path, topic_id: u64, sealed: bool) -> Result<Vec<(u64
             format!("{}: record {seq} at offset {off}: {why}", path.display()),
         ));
     }
-    Ok(records
-        .iter()
-        .map(|r| (r.seq, r.timestamp_ns, r.data().to_vec()))
-        .collect())
+    Ok((seq, records))
+}
+
+/// (seq, timestamp, offset) of each of a segment's records as [`scan`]
+/// returns them (end to end from the header).
+pub fn record_offsets<'a>(records: &'a [LogRecord<'_>]) -> impl Iterator<Item = (u64, u64, u64)> + 'a {
+    records.iter().scan(SEGMENT_HEADER as u64, |off, r| {
+        let at = *off;
+        *off += record_size(r.payload.len()) as u64;
+        Some((r.seq, r.timestamp_ns, at))
+    })
+}
+
+pub const INDEX_MAGIC: &[u8; 8] = b"AETHIDX1";
+pub const INDEX_VERSION: u32 = 1;
+/// Bytes of an index's header.
+pub const INDEX_HEADER: usize = 32;
+/// Bytes of an index entry.
+pub const INDEX_ENTRY: usize = 32;
+/// Bytes of log at least between two index entries of a segment.
+pub const INDEX_EVERY: u64 = 64 << 10;
+
+/// One entry of a segment's index: a record, and the largest timestamp
+/// of the log up to and including it (at least).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub seq: u64,
+    pub max_timestamp_ns: u64,
+    /// Where the record starts in its segment.
+    pub offset: u64,
+}
+
+/// The header of the index of the segment of log `topic_id` from `first_seq`.
+pub fn encode_index_header(topic_id: u64, first_seq: u64) -> [u8; INDEX_HEADER] {
+    let mut h = [0u8; INDEX_HEADER];
+    h[..8].copy_from_slice(INDEX_MAGIC);
+    h[8..12].copy_from_slice(&INDEX_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&topic_id.to_le_bytes());
+    h[24..32].copy_from_slice(&first_seq.to_le_bytes());
+    h
+}
+
+/// An index entry's bytes.
+pub fn encode_index_entry(e: &IndexEntry) -> [u8; INDEX_ENTRY] {
+    let mut b = [0u8; INDEX_ENTRY];
+    b[..8].copy_from_slice(&e.seq.to_le_bytes());
+    b[8..16].copy_from_slice(&e.max_timestamp_ns.to_le_bytes());
+    b[16..24].copy_from_slice(&e.offset.to_le_bytes());
+    let crc = crc32c::crc32c(&b[..28]);
+    b[28..].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// The entries of an index's bytes, for the segment of log `topic_id`
+/// from `first_seq`: those from the start while each passes (its CRC; a
+/// seq at or after `first_seq` and below `u64::MAX`, an offset past the
+/// segment's header on an 8-byte boundary; seq and offset above the last
+/// entry's, the maximum timestamp not below it); the rest is ignored (a
+/// torn tail, damage). `Corrupt` if the header is not this segment's
+/// index's. Any input gives an answer, never a panic.
+pub fn decode_index(bytes: &[u8], topic_id: u64, first_seq: u64) -> Result<Vec<IndexEntry>> {
+    let h = bytes.get(..INDEX_HEADER);
+    if h != Some(&encode_index_header(topic_id, first_seq)[..]) {
+        return Err(Error::new(
+            Status::Corrupt,
+            format!("not the index of segment {first_seq} of log {topic_id:#x} (header)"),
+        ));
+    }
+    let mut out: Vec<IndexEntry> = Vec::new();
+    for b in bytes[INDEX_HEADER..].chunks_exact(INDEX_ENTRY) {
+        let e = IndexEntry {
+            seq: u64_at(b, 0),
+            max_timestamp_ns: u64_at(b, 8),
+            offset: u64_at(b, 16),
+        };
+        let fits = crc32c::crc32c(&b[..28]) == u32_at(b, 28)
+            && u32_at(b, 24) == 0
+            && e.seq >= first_seq
+            && e.seq < u64::MAX
+            && e.offset >= SEGMENT_HEADER as u64
+            && e.offset.is_multiple_of(8)
+            && out
+                .last()
+                .is_none_or(|p| e.seq > p.seq && e.offset > p.offset && e.max_timestamp_ns >= p.max_timestamp_ns);
+        if !fits {
+            break;
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Which records of a log get an index entry, and the running maximum of
+/// their timestamps: the writer's rule, also what recovery checks an
+/// index against and rebuilds it with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Indexer {
+    max_timestamp_ns: u64,
+    /// Offset of the segment's last entry (none yet: the next record gets one).
+    last: Option<u64>,
+}
+
+impl Indexer {
+    /// For a new segment, after records whose timestamps are at most
+    /// `max_before` (those of the segments before it).
+    pub fn new(max_before: u64) -> Indexer {
+        Indexer {
+            max_timestamp_ns: max_before,
+            last: None,
+        }
+    }
+
+    /// The record `seq` stamped `timestamp_ns` at `offset` of the segment,
+    /// after those given before: its entry, if it gets one.
+    pub fn record(&mut self, seq: u64, timestamp_ns: u64, offset: u64) -> Option<IndexEntry> {
+        self.max_timestamp_ns = self.max_timestamp_ns.max(timestamp_ns);
+        if self.last.is_some_and(|l| offset < l.saturating_add(INDEX_EVERY)) {
+            return None;
+        }
+        self.last = Some(offset);
+        Some(IndexEntry {
+            seq,
+            max_timestamp_ns: self.max_timestamp_ns,
+            offset,
+        })
+    }
+
+    /// At least every timestamp given so far.
+    pub fn max_timestamp_ns(&self) -> u64 {
+        self.max_timestamp_ns
+    }
+
+    /// Counts `timestamp_ns` in the maximum (an entry kept from an older
+    /// index may say more than the records now present: later entries
+    /// must not say less).
+    pub fn raise(&mut self, timestamp_ns: u64) {
+        self.max_timestamp_ns = self.max_timestamp_ns.max(timestamp_ns);
+    }
+}
+
+/// The entry of `entries` (a decoded index) to start reading at for the
+/// first record numbered `seq` or later: the last at or before it.
+pub fn seek_seq(entries: &[IndexEntry], seq: u64) -> Option<IndexEntry> {
+    let i = entries.partition_point(|e| e.seq <= seq);
+    i.checked_sub(1).map(|i| entries[i])
+}
+
+/// The entry of `entries` to start reading at for the records stamped
+/// `timestamp_ns` or later: the last before which, and at which, every
+/// record of the log is older.
+pub fn seek_time(entries: &[IndexEntry], timestamp_ns: u64) -> Option<IndexEntry> {
+    let i = entries.partition_point(|e| e.max_timestamp_ns < timestamp_ns);
+    i.checked_sub(1).map(|i| entries[i])
 }
 
 #[cfg(test)]
@@ -320,5 +508,125 @@ mod tests {
         encode_record(&mut short, 0, 1, b"0123456789");
         short[SEGMENT_HEADER + 3] |= 0x80;
         assert!(matches!(decode_at(&short, SEGMENT_HEADER, 0), Found::Bad(why) if why.contains("too short")));
+    }
+
+    fn index_bytes(topic_id: u64, first: u64, entries: &[IndexEntry]) -> Vec<u8> {
+        let mut v = encode_index_header(topic_id, first).to_vec();
+        for e in entries {
+            v.extend_from_slice(&encode_index_entry(e));
+        }
+        v
+    }
+
+    fn entry(seq: u64, max_timestamp_ns: u64, offset: u64) -> IndexEntry {
+        IndexEntry {
+            seq,
+            max_timestamp_ns,
+            offset,
+        }
+    }
+
+    /// An index's entries come back as written; a torn tail (any cut) and
+    /// a damaged entry end the list there, the entries before it kept; a
+    /// header of another segment or log is no index of this one.
+    #[test]
+    fn an_index_round_trips_and_a_torn_or_damaged_tail_is_ignored() {
+        let entries: Vec<_> = (0..10)
+            .map(|i| entry(100 + i * 50, 1000 + i * 7, 32 + i * 65_536))
+            .collect();
+        let v = index_bytes(9, 100, &entries);
+        assert_eq!(v.len(), INDEX_HEADER + 10 * INDEX_ENTRY);
+        assert_eq!(decode_index(&v, 9, 100).unwrap(), entries);
+        for cut in 0..v.len() - INDEX_HEADER {
+            let got = decode_index(&v[..v.len() - cut], 9, 100).unwrap();
+            assert_eq!(
+                got,
+                entries[..(v.len() - cut - INDEX_HEADER) / INDEX_ENTRY],
+                "cut {cut}"
+            );
+        }
+        for byte in [
+            INDEX_HEADER + 3 * INDEX_ENTRY,
+            INDEX_HEADER + 3 * INDEX_ENTRY + 17,
+            v.len() - 1,
+        ] {
+            let mut bad = v.clone();
+            bad[byte] ^= 0x10;
+            let kept = (byte - INDEX_HEADER) / INDEX_ENTRY;
+            assert_eq!(decode_index(&bad, 9, 100).unwrap(), entries[..kept], "byte {byte}");
+        }
+        // Entries that pass their CRC but do not go up end it too.
+        for wrong in [
+            entry(90, 2000, 1 << 20),          // before the segment's first seq
+            entry(600, 1000, 1 << 20),         // a maximum that went down
+            entry(600, 2000, 32 + 9 * 65_536), // an offset not past the last
+            entry(600, 2000, (1 << 20) + 4),   // not on a record's boundary
+            entry(u64::MAX, 2000, 1 << 20),    // no number follows it
+        ] {
+            let mut more = entries.clone();
+            more.push(wrong);
+            assert_eq!(
+                decode_index(&index_bytes(9, 100, &more), 9, 100).unwrap(),
+                entries,
+                "{wrong:?}"
+            );
+        }
+        for (id, first) in [(8, 100), (9, 101)] {
+            assert_eq!(decode_index(&v, id, first).unwrap_err().status, Status::Corrupt);
+        }
+        assert!(decode_index(&v[..INDEX_HEADER - 1], 9, 100).is_err());
+        assert_eq!(decode_index(&v[..INDEX_HEADER], 9, 100).unwrap(), []);
+    }
+
+    /// Timestamps out of order (several publishers, a clock stepped back):
+    /// an entry's running maximum still lets a binary search find a place
+    /// before every record at or after any time, and the entries for a seq
+    /// name the last record at or before it. Checked against every record.
+    #[test]
+    fn a_seek_by_time_or_seq_never_passes_a_record_it_should_deliver() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // (seq, timestamp, offset) of a segment's records: stamps mostly
+        // rising, some going back by up to 2000, one clock step back by 10^6.
+        let mut records = Vec::new();
+        let (mut ts, mut off) = (1_000_000u64, SEGMENT_HEADER as u64);
+        for seq in 0..20_000u64 {
+            ts += next() % 100;
+            let stamp = match seq {
+                12_000 => ts - 1_000_000,
+                _ if next() % 10 == 0 => ts - next() % 2000,
+                _ => ts,
+            };
+            records.push((seq * 2, stamp, off));
+            off += (record_size((next() % 40) as usize * 8)) as u64;
+        }
+        let mut ix = Indexer::new(0);
+        let entries: Vec<_> = records.iter().filter_map(|&(s, t, o)| ix.record(s, t, o)).collect();
+        assert!(entries.len() > 10 && entries[0].offset == SEGMENT_HEADER as u64);
+        assert!(entries.windows(2).all(|w| w[1].offset - w[0].offset >= INDEX_EVERY));
+        assert_eq!(decode_index(&index_bytes(1, 0, &entries), 1, 0).unwrap(), entries);
+        for _ in 0..2000 {
+            let t = (records[next() as usize % records.len()].1 + next() % 3).saturating_sub(1);
+            let at = seek_time(&entries, t).map_or(SEGMENT_HEADER as u64, |e| e.offset);
+            // Nothing before the seek point is at or after t.
+            assert!(records.iter().take_while(|r| r.2 < at).all(|r| r.1 < t), "t {t}");
+            let n = next() % 40_002;
+            let e = seek_seq(&entries, n).expect("the first record has an entry");
+            assert!(e.seq <= n && entries.iter().all(|f| f.seq <= e.seq || f.seq > n));
+        }
+        // The record stamped before the step back is found from its own time.
+        let stepped = records[12_000];
+        let at = seek_time(&entries, stepped.1).map_or(SEGMENT_HEADER as u64, |e| e.offset);
+        assert!(
+            at <= stepped.2 && at < records[11_000].2,
+            "settles before the stamps it undercuts"
+        );
+        assert_eq!(seek_time(&entries, 0), None);
+        assert_eq!(seek_seq(&entries, 0).map(|e| e.seq), Some(0));
     }
 }
