@@ -185,21 +185,7 @@ impl Bench {
             }
             p.publish(&payload).map_err(|e| e.to_string())?;
         }
-        let end = Instant::now() + Duration::from_secs(120);
-        let broker = self.broker.as_ref().expect("the embedded broker");
-        while broker
-            .stats()
-            .topics
-            .iter()
-            .find(|x| x.name == topic)
-            .and_then(|x| x.log.as_ref())
-            .is_none_or(|l| l.next_seq < count)
-        {
-            if Instant::now() > end {
-                return Err(format!("{topic}: the log writer did not catch up"));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        self.wait_logged(topic, count, Duration::from_secs(120))?;
         // Mid-segment: half a default segment (64 MiB) into the last whole one.
         let segment = (64u64 << 20) / aether::logfile::record_size(SIZE) as u64;
         let mid = (count / segment).saturating_sub(1) * segment + segment / 2;
@@ -337,28 +323,34 @@ impl Bench {
             d.join().map_err(|_| "the drain thread panicked")??;
         } else {
             // Until the log writer has written the last message.
-            let total = per * publishers as u64;
-            let end = Instant::now() + Duration::from_secs(60);
-            let broker = self.broker.as_ref().expect("the embedded broker");
-            while broker
-                .stats()
-                .topics
-                .iter()
-                .find(|t| t.name == topic)
-                .and_then(|t| t.log.as_ref())
-                .is_none_or(|l| l.next_seq < total)
-            {
-                if Instant::now() > end {
-                    return Err(format!("{topic}: the log writer did not catch up"));
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
+            self.wait_logged(topic, per * publishers as u64, Duration::from_secs(60))?;
         }
         let secs = start.elapsed().as_secs_f64();
         Ok(Run {
             rate: latencies.len() as f64 / secs,
             latencies,
         })
+    }
+
+    /// Waits until `topic`'s log writer has written its first `count`
+    /// messages (the embedded broker's figures, looked at every 200 us).
+    fn wait_logged(&self, topic: &str, count: u64, timeout: Duration) -> Result<()> {
+        let end = Instant::now() + timeout;
+        let broker = self.broker.as_ref().expect("the embedded broker");
+        while broker
+            .stats()
+            .topics
+            .iter()
+            .find(|t| t.name == topic)
+            .and_then(|t| t.log.as_ref())
+            .is_none_or(|l| l.next_seq < count)
+        {
+            if Instant::now() > end {
+                return Err(format!("{topic}: the log writer did not catch up"));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
     }
 
     /// Reads `count` messages of `topic` from its log's start; returns the

@@ -623,9 +623,7 @@ impl Client {
                 .next()
                 .ok_or_else(|| Error::protocol("the daemon sent no cursor page"))?;
             let cursor = Arc::new(Cursor::open(&fd, seg.geometry().salt, slot)?);
-            let max_message = seg.geometry().max_message as usize;
-            // Files past those this reply carried, as history reaches them.
-            let more = self.log_files(topic, seg.geometry().salt, slot);
+            let (max_message, salt) = (seg.geometry().max_message as usize, seg.geometry().salt);
             let history = match (&cfg.start, start) {
                 (Start::Latest, _) => None,
                 // The daemon resolved the name to the committed position.
@@ -635,7 +633,8 @@ impl Client {
                 (s, Some((_, seq, _))) => Some(History::new(rest.collect(), s.clone(), seq, max_message)),
                 (_, None) => return Err(Error::protocol("the daemon sent no history for a start")),
             }
-            .map(|h| h.with_more(more));
+            // Files past those this reply carried, as history reaches them.
+            .map(|h| h.with_more(self.log_files(topic, salt, slot)));
             let at = start.map(|(pos, seq, _)| (pos, seq));
             Ok((Reader::new_at(seg, waiters, Some((slot, cursor)), at)?, history))
         })();

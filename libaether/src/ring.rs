@@ -1688,16 +1688,9 @@ impl Reader {
         if let Some(r) = self.receive_fast(buf) {
             return Ok(r);
         }
-        loop {
-            let rec = self.next(deadline)?;
-            if rec.len > buf.len() {
-                self.too_large(&rec, buf.len())?;
-                continue;
-            }
-            match self.copy_out(&rec, buf) {
-                Some(got) => return Ok(got),
-                None => self.drop_overwritten(&rec)?,
-            }
+        match self.receive_general(buf, deadline, false)? {
+            Got::Message(len, seq, timestamp_ns) => Ok((len, seq, timestamp_ns)),
+            Got::Gap { .. } => unreachable!("not asked to stop at gaps"),
         }
     }
 
@@ -1708,6 +1701,14 @@ impl Reader {
     /// delivered them, [`filled_to`](Self::filled_to) moves on to `to`.
     pub fn receive_into_or_gap(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<Got> {
         self.still_ours()?;
+        self.receive_general(buf, deadline, true)
+    }
+
+    /// The receives' general way (past the fast path): waits for the next
+    /// message, copies it into `buf` (a copy a lossy publisher overwrote is
+    /// dropped and the next looked for) and consumes it; with `stop_at_gap`
+    /// a message after a gap is left unconsumed and the gap returned.
+    fn receive_general(&mut self, buf: &mut [u8], deadline: &Deadline, stop_at_gap: bool) -> Result<Got> {
         loop {
             let rec = self.next(deadline)?;
             if rec.len > buf.len() {
@@ -1718,7 +1719,7 @@ impl Reader {
                 self.drop_overwritten(&rec)?;
                 continue;
             }
-            if rec.seq > self.next_seq {
+            if stop_at_gap && rec.seq > self.next_seq {
                 return Ok(Got::Gap {
                     from: self.next_seq,
                     to: rec.seq,

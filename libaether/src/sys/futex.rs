@@ -8,41 +8,12 @@ use std::time::Duration;
 /// Returns when woken, on a value mismatch, on a signal or on timeout; the caller
 /// re-checks its condition in every case.
 pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a valid, aligned 32-bit location for the duration of the
-    // call; FUTEX_WAIT only reads it. `ts_ptr` is null or points to `ts`.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            ts_ptr,
-            0usize,
-            0u32,
-        );
-    }
+    futex_wait(word, libc::FUTEX_WAIT, expected, timeout.map(timespec), 0);
 }
 
 /// Wakes every waiter sleeping on `word`.
 pub fn wake_all(word: &AtomicU32) {
-    // SAFETY: `word` is a valid, aligned 32-bit location; FUTEX_WAKE does not
-    // access memory beyond looking up the futex by address.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            i32::MAX,
-            0usize,
-            0usize,
-            0u32,
-        );
-    }
+    futex_wake(word, libc::FUTEX_WAKE, 0);
 }
 
 /// [`wait`], to be woken only by a [`wake_bits`] whose mask shares a bit
@@ -50,43 +21,42 @@ pub fn wake_all(word: &AtomicU32) {
 /// different things need not all wake for each.
 pub fn wait_bits(word: &AtomicU32, expected: u32, timeout: Option<Duration>, bits: u32) {
     // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline.
-    let ts = timeout.map(|d| {
+    let at = timeout.map(|d| {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
             .map(Duration::from)
             .unwrap_or_default();
-        let at = now.saturating_add(d);
-        libc::timespec {
-            tv_sec: at.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: at.subsec_nanos() as libc::c_long,
-        }
+        timespec(now.saturating_add(d))
     });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: as in `wait`; `bits` is a plain value (the kernel rejects 0).
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT_BITSET,
-            expected,
-            ts_ptr,
-            0usize,
-            bits.max(1),
-        );
-    }
+    // (The kernel rejects a mask of 0.)
+    futex_wait(word, libc::FUTEX_WAIT_BITSET, expected, at, bits.max(1));
 }
 
 /// Wakes the waiters on `word` whose [`wait_bits`] mask shares a bit with `bits`.
 pub fn wake_bits(word: &AtomicU32, bits: u32) {
-    // SAFETY: as in `wake_all`.
+    futex_wake(word, libc::FUTEX_WAKE_BITSET, bits.max(1));
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+fn futex_wait(word: &AtomicU32, op: libc::c_int, expected: u32, ts: Option<libc::timespec>, bits: u32) {
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned 32-bit location for the duration of the
+    // call; FUTEX_WAIT(_BITSET) only reads it. `ts_ptr` is null or points to
+    // `ts`; `bits` is a plain value (ignored by FUTEX_WAIT).
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE_BITSET,
-            i32::MAX,
-            0usize,
-            0usize,
-            bits.max(1),
-        );
+        libc::syscall(libc::SYS_futex, word.as_ptr(), op, expected, ts_ptr, 0usize, bits);
+    }
+}
+
+fn futex_wake(word: &AtomicU32, op: libc::c_int, bits: u32) {
+    // SAFETY: `word` is a valid, aligned 32-bit location; FUTEX_WAKE(_BITSET)
+    // does not access memory beyond looking up the futex by address.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), op, i32::MAX, 0usize, 0usize, bits);
     }
 }
