@@ -77,6 +77,10 @@ pub struct Args {
     /// needs this much in reserved 2 MiB pages, `sysctl vm.nr_hugepages`)
     #[arg(long, default_value_t = 64 << 20)]
     pub pages_ring: u64,
+    /// Only these systems in the latency and throughput runs, e.g.
+    /// `aether-zc,handoff` (default: all), to profile or compare a few quickly
+    #[arg(long, value_delimiter = ',')]
+    pub systems: Vec<String>,
 }
 
 /// The latency systems: (system, how the receiver waits).
@@ -346,7 +350,10 @@ impl Bench {
         let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
         let rounds = self.rounds();
         let per_round = count.div_ceil(rounds);
-        let systems = latency_systems();
+        let systems: Vec<_> = latency_systems()
+            .into_iter()
+            .filter(|(s, _)| self.wanted(s))
+            .collect();
         let mut samples: Vec<Vec<u64>> = vec![Vec::new(); systems.len()];
         let samples_file = self.dir.join("latency-samples");
         for _ in 0..rounds {
@@ -411,6 +418,11 @@ impl Bench {
         Ok(())
     }
 
+    /// Whether `--systems` lets `system` run.
+    fn wanted(&self, system: &str) -> bool {
+        self.args.systems.is_empty() || self.args.systems.iter().any(|s| s == system)
+    }
+
     fn throughput(&mut self) -> Result<()> {
         if !self.args.json {
             println!(
@@ -424,7 +436,7 @@ impl Bench {
         let budget: u64 = if self.args.quick { 64 << 20 } else { 1 << 31 };
         let cap: u64 = if self.args.quick { 300_000 } else { 5_000_000 };
         let rounds = self.rounds();
-        let systems = throughput_systems();
+        let systems: Vec<_> = throughput_systems().into_iter().filter(|s| self.wanted(s)).collect();
         for size in self.args.sizes.clone() {
             let count = self.args.messages.unwrap_or((budget / size).clamp(200, cap));
             let per_round = count.div_ceil(rounds).max(2);
