@@ -39,7 +39,8 @@ pub struct Args {
     pub cpus: Vec<usize>,
     /// Which benchmarks to run: latency, throughput, fanout; durable (the
     /// write-ahead log, under TMPDIR), pages (normal against huge pages) and
-    /// publishers (one against two publishers on one topic) only when asked
+    /// publishers (one against two publishers on one topic) and path (the
+    /// client's own cost per message, one thread) only when asked
     #[arg(long, value_delimiter = ',', default_values_t = vec!["latency".to_string(), "throughput".into(), "fanout".into()])]
     pub only: Vec<String>,
     /// Round trips measured per latency system (after a 10% warm-up)
@@ -330,6 +331,124 @@ impl Bench {
         if only.iter().any(|o| o == "fanout") {
             self.fanout()?;
         }
+        if only.iter().any(|o| o == "path") {
+            self.path()?;
+        }
+        Ok(())
+    }
+
+    /// What the client library itself costs per 64 B message, without the
+    /// cross-core traffic: one thread publishes a batch (that fits the ring),
+    /// then receives it. ns per message, the best and the median batch.
+    /// Baseline `slots`: the same bytes written to and read from slots of
+    /// an array, with a stamp each (no protocol at all).
+    fn path(&mut self) -> Result<()> {
+        const BATCH: usize = 200;
+        const SIZE: usize = 64;
+        let batches = if self.args.quick { 20_000 } else { 100_000 };
+        if !self.args.json {
+            println!("path: one thread, {SIZE} B, batches of {BATCH} published then received; ns per message");
+            println!(
+                "{:<10} {:>14} {:>14} {:>14} {:>14}",
+                "system", "send best", "send median", "receive best", "receive median"
+            );
+        }
+        for system in ["aether", "aether-zc", "slots"].into_iter().filter(|s| self.wanted(s)) {
+            let (mut send, mut recv) = (Vec::with_capacity(batches), Vec::with_capacity(batches));
+            let mut timed = |send_batch: &mut dyn FnMut(), recv_batch: &mut dyn FnMut()| {
+                for _ in 0..batches {
+                    let t0 = aether::sys::monotonic_ns();
+                    send_batch();
+                    let t1 = aether::sys::monotonic_ns();
+                    recv_batch();
+                    let t2 = aether::sys::monotonic_ns();
+                    send.push(t1 - t0);
+                    recv.push(t2 - t1);
+                }
+            };
+            if system == "slots" {
+                // 128 B slots, as the ring's records of 64 B are.
+                let area = std::cell::RefCell::new(vec![0u64; BATCH * 16]);
+                let mut sum = 0u64;
+                timed(
+                    &mut || {
+                        let mut a = area.borrow_mut();
+                        for (i, slot) in a.chunks_exact_mut(16).enumerate() {
+                            slot[4..12].fill(i as u64);
+                            slot[0] = i as u64 + 1;
+                        }
+                        std::hint::black_box(&mut *a);
+                    },
+                    &mut || {
+                        let a = area.borrow();
+                        for slot in std::hint::black_box(&*a).chunks_exact(16) {
+                            sum = sum.wrapping_add(slot[0]).wrapping_add(slot[4]);
+                        }
+                    },
+                );
+                std::hint::black_box(sum);
+            } else {
+                self.topic("path", Policy::Reliable, 1024, 1 << 16)?;
+                let p = std::cell::RefCell::new(self.client.publisher("path").map_err(|e| e.to_string())?);
+                let s = std::cell::RefCell::new(
+                    self.client
+                        .subscriber("path", &aether::SubscriberConfig::default())
+                        .map_err(|e| e.to_string())?,
+                );
+                let msg = [0x5au8; SIZE];
+                let deadline = aether::ring::Deadline::after(Some(std::time::Duration::from_secs(10)));
+                let zc = system == "aether-zc";
+                let failed = std::cell::Cell::new(None);
+                let fail = |what: &str, e: aether::Error| {
+                    failed.set(Some(format!("path {system}: {what}: {e}")));
+                };
+                timed(
+                    &mut || {
+                        let mut p = p.borrow_mut();
+                        for i in 0..BATCH {
+                            let r = if zc {
+                                p.loan(SIZE).map(|b| b.fill(i as u8)).and_then(|()| p.commit(SIZE))
+                            } else {
+                                p.publish(&msg)
+                            };
+                            if let Err(e) = r {
+                                fail("publish", e);
+                            }
+                        }
+                    },
+                    &mut || {
+                        let mut s = s.borrow_mut();
+                        let mut buf = [0u8; SIZE];
+                        for _ in 0..BATCH {
+                            let r = if zc {
+                                s.receive_view(&deadline).and_then(|rec| {
+                                    // SAFETY: the view's bytes stay in the ring until release_view.
+                                    std::hint::black_box(unsafe { *rec.data });
+                                    s.release_view().map(|_| ())
+                                })
+                            } else {
+                                s.receive_into_deadline(&mut buf, &deadline).map(|_| ())
+                            };
+                            if let Err(e) = r {
+                                fail("receive", e);
+                            }
+                        }
+                    },
+                );
+                if let Some(e) = failed.take() {
+                    return Err(e);
+                }
+            }
+            let stats = |v: &mut Vec<u64>| {
+                v.sort_unstable();
+                (v[0] as f64 / BATCH as f64, v[v.len() / 2] as f64 / BATCH as f64)
+            };
+            let ((sb, sm), (rb, rm)) = (stats(&mut send), stats(&mut recv));
+            self.emit(
+                format!(r#"{{"bench":"path","system":"{system}","size":{SIZE},"send_best_ns":{sb:.1},"send_median_ns":{sm:.1},"receive_best_ns":{rb:.1},"receive_median_ns":{rm:.1}}}"#),
+                format!("{system:<10} {sb:>11.1} ns {sm:>11.1} ns {rb:>11.1} ns {rm:>11.1} ns"),
+            );
+        }
         Ok(())
     }
 
@@ -350,10 +469,7 @@ impl Bench {
         let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
         let rounds = self.rounds();
         let per_round = count.div_ceil(rounds);
-        let systems: Vec<_> = latency_systems()
-            .into_iter()
-            .filter(|(s, _)| self.wanted(s))
-            .collect();
+        let systems: Vec<_> = latency_systems().into_iter().filter(|(s, _)| self.wanted(s)).collect();
         let mut samples: Vec<Vec<u64>> = vec![Vec::new(); systems.len()];
         let samples_file = self.dir.join("latency-samples");
         for _ in 0..rounds {

@@ -818,6 +818,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// Copies `data` into the ring as one message; returns its sequence number.
+    #[inline]
     pub fn publish(&mut self, data: &[u8]) -> Result<u64> {
         owned_by_this_process(self.client.conn.owner)?;
         if self.loan.is_some() {
@@ -837,6 +838,7 @@ impl Publisher {
     }
 
     /// Loans `len` bytes of the ring to write a message in place.
+    #[inline]
     pub fn loan(&mut self, len: usize) -> Result<&mut [u8]> {
         owned_by_this_process(self.client.conn.owner)?;
         if self.loan.is_some() {
@@ -853,6 +855,7 @@ impl Publisher {
     }
 
     /// Publishes the first `len` bytes of the outstanding loan.
+    #[inline]
     pub fn commit(&mut self, len: usize) -> Result<u64> {
         self.commit_loan(len, |w, claim| w.commit(claim, len))
     }
@@ -1098,8 +1101,22 @@ impl Subscriber {
 
     /// [`receive_into`](Self::receive_into) with an absolute deadline (one
     /// deadline for several calls).
+    #[inline]
     pub fn receive_into_deadline(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<Received> {
         owned_by_this_process(self.client.conn.owner)?;
+        // The common case, inline: the next message is in the ring, committed and fits.
+        if self.mq.is_none() && self.held.is_none() && !self.replaying() && !self.fill_gaps {
+            self.reader.disarm_poll();
+            if let Some((len, seq, timestamp_ns)) = self.reader.receive_into_fast(buf) {
+                self.probe_received(seq, len, timestamp_ns);
+                return Ok(Received { len, seq, timestamp_ns });
+            }
+        }
+        self.receive_into_general(buf, deadline)
+    }
+
+    #[inline(never)]
+    fn receive_into_general(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<Received> {
         if let Some(mq) = &mut self.mq {
             let conn = &self.client.conn;
             return mq.receive_into(buf, deadline, &|| conn.hung_up());
@@ -1180,8 +1197,34 @@ impl Subscriber {
     /// Borrows the next message in place (zero-copy). The view stays valid
     /// until [`release`](Self::release_view); on a lossy topic it may be
     /// overwritten meanwhile, which `release` then reports as `Overwritten`.
+    #[inline]
     pub fn receive_view(&mut self, deadline: &Deadline) -> Result<Record> {
         owned_by_this_process(self.client.conn.owner)?;
+        if self.mq.is_none() && self.held.is_none() && !self.replaying() {
+            if let Some(rec) = self.view_fast() {
+                return Ok(rec);
+            }
+        }
+        self.receive_view_general(deadline)
+    }
+
+    /// The common case of [`receive_view`](Self::receive_view), kept short
+    /// (it inlines into the caller): the next message is in the ring,
+    /// committed, in sequence and not overwritten. `None`: the general way.
+    #[inline(always)]
+    fn view_fast(&mut self) -> Option<Record> {
+        self.reader.disarm_poll();
+        let rec = self.reader.next_fast()?;
+        if self.reader.overwritten(rec.pos) || (self.fill_gaps && rec.seq != self.reader.next_seq()) {
+            return None;
+        }
+        self.held = Some(rec);
+        self.probe_received(rec.seq, rec.len, rec.timestamp_ns);
+        Some(rec)
+    }
+
+    #[inline(never)]
+    fn receive_view_general(&mut self, deadline: &Deadline) -> Result<Record> {
         if self.mq.is_some() {
             return Err(Error::invalid(
                 "receive_view is not available with delivery=mqueue (messages arrive copied through the \
@@ -1237,12 +1280,38 @@ impl Subscriber {
 
     /// Ends the outstanding view. `Overwritten` if, on a lossy topic, the
     /// publisher lapped it while it was held (its bytes may be torn; it is counted lost).
+    #[inline]
     pub fn release_view(&mut self) -> Result<Record> {
         owned_by_this_process(self.client.conn.owner)?;
-        let rec = self
-            .held
-            .take()
-            .ok_or_else(|| Error::invalid("no received view to release"))?;
+        match &self.held {
+            // The common case, inline: a view of the ring, not lapped. Field
+            // by field: `receive_view` has just stored them one by one, and a
+            // wider load spanning two of those stores would stall (the
+            // store-to-load forwarding failure cost a third of this path).
+            Some(h) if h.pos != HISTORY && !self.reader.overwritten(h.pos) => {
+                let rec = Record {
+                    pos: h.pos,
+                    stride: h.stride,
+                    seq: h.seq,
+                    timestamp_ns: h.timestamp_ns,
+                    len: h.len,
+                    data: h.data,
+                    origin: h.origin,
+                };
+                self.held = None;
+                self.reader.consume(&rec);
+                Ok(rec)
+            }
+            _ => {
+                let held = self.held.take();
+                self.release_general(held)
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn release_general(&mut self, held: Option<Record>) -> Result<Record> {
+        let rec = held.ok_or_else(|| Error::invalid("no received view to release"))?;
         if rec.pos == HISTORY {
             if let Some(h) = &mut self.history {
                 h.advance();

@@ -14,6 +14,12 @@ use std::os::fd::OwnedFd;
 
 /// Bytes read from a log file at a time (a record larger is read whole).
 const CHUNK: usize = 1 << 20;
+/// How many times, a millisecond apart, the files are asked for again when
+/// they end before the ring starts. The daemon's log writer may be just
+/// behind: a lossy subscriber counts itself lapped up to a horizon step
+/// early (`ring::horizon_step`), before the writer has logged what it
+/// missed. Past this (a second), the log is taken to lack them: `Corrupt`.
+const MORE_TRIES: u32 = 1000;
 
 /// The record `peek` found, as offsets into the buffer.
 #[derive(Clone, Copy)]
@@ -42,9 +48,10 @@ pub(crate) struct History {
     /// Files not opened yet, oldest first.
     files: VecDeque<OwnedFd>,
     /// Where the files that follow come from, once these are read (one
-    /// reply carries at most 30), and the seq last asked for (asked once).
+    /// reply carries at most 30), and the seq last asked for with how many
+    /// times it was (see `MORE_TRIES`).
     more: Option<MoreFiles>,
-    asked_more: Option<u64>,
+    asked_more: Option<(u64, u32)>,
     /// The next file opened is the first of a further batch: it may start
     /// after the one read last (retention removed files since: lost) or
     /// before the next seq (records at or after it only are delivered).
@@ -255,14 +262,21 @@ impl History {
                     self.finish();
                     return Ok(None);
                 }
-                if let Some(more) = self.more.as_mut().filter(|_| self.asked_more != Some(self.next_seq)) {
-                    self.asked_more = Some(self.next_seq);
+                let tries = match self.asked_more {
+                    Some((seq, n)) if seq == self.next_seq => n,
+                    _ => 0,
+                };
+                if let (Some(more), true) = (self.more.as_mut(), tries < MORE_TRIES) {
+                    if tries > 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    self.asked_more = Some((self.next_seq, tries + 1));
                     let files = more(self.next_seq)?;
                     if !files.is_empty() {
                         self.files.extend(files);
                         self.joined = true;
-                        continue;
                     }
+                    continue;
                 }
                 return Err(Error::new(
                     Status::Corrupt,

@@ -708,6 +708,7 @@ impl Writer {
     /// Claims room for a message of `len` bytes, to be written in place and
     /// committed or aborted. The record is stamped CLAIMED at once, so that if
     /// this process dies before commit, readers skip it after the abandon timeout.
+    #[inline]
     pub fn claim(&mut self, len: usize) -> Result<Claim> {
         self.claim_marked(len, true)
     }
@@ -839,6 +840,7 @@ impl Writer {
     }
 
     /// Publishes `len` bytes (at most the claimed capacity and max_message) of `claim`.
+    #[inline]
     pub fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
         // `capacity` is public (a caller may lower it, or raise it by mistake):
         // the claimed stride and max_message bound what is written.
@@ -1001,6 +1003,7 @@ impl Writer {
     /// MESSAGE stamp, without the intermediate CLAIMED stamp: a reader spinning
     /// on the stamp's line would otherwise pull it away mid-write. The clock is
     /// read before the claim for the same reason.
+    #[inline]
     pub fn publish(&mut self, data: &[u8]) -> Result<u64> {
         let timestamp_ns = self.clock.now_ns();
         let claim = self.claim_marked(data.len(), data.len() > SMALL_COPY)?;
@@ -1259,6 +1262,7 @@ impl Reader {
     /// lap a gating subscriber). The horizon may run up to [`horizon_step`]
     /// ahead of the claims: a lossy reader that close to being lapped
     /// counts as lapped.
+    #[inline]
     pub fn overwritten(&self, pos: u64) -> bool {
         if !self.lossy {
             return false;
@@ -1771,6 +1775,36 @@ impl Reader {
     /// general way, which also redoes a copy found torn here.
     #[inline(always)]
     fn receive_fast(&mut self, buf: &mut [u8]) -> Option<(usize, u64, u64)> {
+        let rec = self.committed_soon()?;
+        if rec.len > buf.len() {
+            return None;
+        }
+        self.copy_out(&rec, buf)
+    }
+
+    /// [`receive_into`](Self::receive_into)'s common case alone (see
+    /// `receive_fast`), for callers that inline it; `None`: call `receive_into`.
+    #[inline(always)]
+    pub fn receive_into_fast(&mut self, buf: &mut [u8]) -> Option<(usize, u64, u64)> {
+        self.still_ours().ok()?;
+        self.receive_fast(buf)
+    }
+
+    /// The common case of [`next`](Self::next), for a zero-copy view: as
+    /// `receive_fast`, the record at the cursor is, or within a few spins
+    /// becomes, a committed message; anything else (`None`) goes the
+    /// general way. A lossy caller checks [`overwritten`](Self::overwritten)
+    /// after reading the bytes, as after `next`.
+    #[inline(always)]
+    pub fn next_fast(&mut self) -> Option<Record> {
+        self.still_ours().ok()?;
+        self.committed_soon()
+    }
+
+    /// The record at the cursor, once it is (within a few spins) a
+    /// committed message in sequence; `None` otherwise.
+    #[inline(always)]
+    fn committed_soon(&self) -> Option<Record> {
         let pos = self.pos;
         let spins = if self.wait.strategy == WaitStrategy::Spin {
             FAST_SPINS
@@ -1790,11 +1824,7 @@ impl Reader {
             std::hint::spin_loop();
             turns += 1;
         }
-        let rec = self.record_at_cursor()?;
-        if rec.len > buf.len() {
-            return None;
-        }
-        self.copy_out(&rec, buf)
+        self.record_at_cursor()
     }
 
     /// Copies `rec` (from `next`, or the fast path) into `buf`, which has room,
