@@ -237,7 +237,9 @@ typedef struct aether_topic_config {
    */
   uint32_t policy;
   /**
-   * Bytes in the ring, a power of two from 4096 to 2^30 (default 4 MiB).
+   * Bytes in the ring, a power of two from 4096 to 2^30; 0 (the default):
+   * sized for `max_message`, the smallest ring that takes it and at
+   * least 1 MiB (64 KiB messages: 1 MiB; 1 MiB messages: 4 MiB).
    */
   uint64_t ring_size;
   /**
@@ -502,7 +504,8 @@ extern "C" {
 const char *aether_version(void);
 
 /**
- * Default topic settings: lossy, 4 MiB ring, 64 KiB messages, 64 subscribers.
+ * Default topic settings: lossy, a ring sized for its messages (0: see
+ * `ring_size`), 64 KiB messages, 64 subscribers.
  */
 struct aether_topic_config aether_topic_config_default(void);
 

@@ -146,8 +146,9 @@ class Handle {
 // ---------------------------------------------------------------------------
 // Configurations: the C structs, from their defaults, with chainable setters.
 
-/// Topic settings (`aether_topic_config`); defaults: lossy, 4 MiB ring, 64 KiB
-/// messages, 64 subscribers, in memory.
+/// Topic settings (`aether_topic_config`); defaults: lossy, 64 KiB messages,
+/// a ring sized for them (`ring_size` 0: 1 MiB, or the smallest that takes
+/// one message), 64 subscribers, in memory.
 struct TopicConfig {
     aether_topic_config c = aether_topic_config_default();
     TopicConfig &reliable() noexcept { return c.policy = AETHER_POLICY_RELIABLE, *this; }

@@ -55,8 +55,10 @@ pub struct Args {
     /// Ring size of the latency topics
     #[arg(long, default_value_t = 65536)]
     pub latency_ring: u64,
-    /// Ring size of the throughput topic (at least 8 messages of the size run)
-    #[arg(long, default_value_t = 4 << 20)]
+    /// Ring size of the throughput topic (at least 8 messages of the size
+    /// run); 0: the ring a topic gets by default, sized for the message
+    /// (1 MiB, or the smallest that takes one: `TopicParams::ring_for`)
+    #[arg(long, default_value_t = 0)]
     pub throughput_ring: u64,
     /// Latency and throughput runs are split in this many rounds, each system
     /// taking its turn in every round, so that a change in the machine (a VM's
@@ -775,9 +777,13 @@ impl Bench {
 }
 
 /// The ring size of a topic for messages up to `max_message`: `ring_size`,
-/// or more, to hold at least eight messages.
+/// or more, to hold at least eight messages; for `ring_size` 0, the ring a
+/// topic gets by default.
 fn ring_bytes(max_message: u64, ring_size: u64) -> u64 {
-    (max_message * 8).next_power_of_two().max(ring_size)
+    match ring_size {
+        0 => TopicParams::ring_for(max_message),
+        r => (max_message * 8).next_power_of_two().max(r),
+    }
 }
 
 /// Single-thread copy or fill bandwidth, the physical limit for the copy and

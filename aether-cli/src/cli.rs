@@ -41,7 +41,7 @@ pub(crate) struct TopicArgs {
     /// Delivery policy [default: create: the daemon's topic default; pub/sub: the library's]
     #[arg(long, value_enum)]
     pub(crate) policy: Option<PolicyArg>,
-    /// Ring size in bytes, a power of two [default: create: the daemon's topic default; pub/sub: the library's]
+    /// Ring size in bytes, a power of two [default: create: the daemon's topic default; pub/sub: the library's, sized for max_message: 1 MiB, or the smallest ring that takes one]
     #[arg(long)]
     pub(crate) ring_size: Option<u64>,
     /// Largest message in bytes [default: create: the daemon's topic default; pub/sub: the library's]

@@ -971,7 +971,8 @@ fn topic_defaults(t: &Table, d: TopicToml) -> Result<TopicParams, ConfigError> {
     }
     p.huge_pages = d.huge_pages.unwrap_or(false);
     // Together (max_message against the ring size): reported on the table.
-    p.validate().map_err(|e| t.whole(e.message))?;
+    // A ring left unset stays sized for each topic's max_message.
+    p.sized().validate().map_err(|e| t.whole(e.message))?;
     Ok(p)
 }
 

@@ -526,6 +526,7 @@ pub(crate) fn delete_topic(s: &mut State, topic: &str) -> Result<()> {
 /// charged). A durable one gets a new log under the state directory.
 pub(crate) fn create_topic(s: &mut State, topic: &str, params: &TopicParams, creator: Option<u32>) -> Result<()> {
     protocol::validate_topic(topic)?;
+    let params = &params.sized();
     params.validate()?;
     let log = match params.wal {
         None => None,
@@ -554,6 +555,7 @@ pub(crate) fn make_topic(
     log: Option<crate::wal::Log>,
 ) -> Result<()> {
     protocol::validate_topic(topic)?;
+    let params = &params.sized();
     params.validate()?;
     let limits = &s.config.limits;
     if params.ring_size > limits.max_segment_bytes {

@@ -416,7 +416,8 @@ impl Client {
 
     /// Makes `topic` (a name of 1 to 120 bytes of letters, digits, `.`, `_`
     /// and `-`, not starting with `.`) with `params` ([`TopicParams::default`]: a
-    /// lossy 4 MiB ring, messages up to 64 KiB, 64 subscribers).
+    /// lossy ring sized for its messages, messages up to 64 KiB, 64
+    /// subscribers; see [`TopicParams::ring_for`]).
     ///
     /// Errors: `Exists` (with whatever parameters it has: fine when several
     /// programs make the same topic), `Invalid` (a bad name or parameters),
@@ -424,11 +425,13 @@ impl Client {
     /// or this user's quota), `NoMem` (no shared memory for the ring).
     pub fn create_topic(&self, topic: &str, params: &TopicParams) -> Result<()> {
         protocol::validate_topic(topic)?;
+        // Sized here, so that a daemon older than sized rings gets a size.
+        let params = params.sized();
         params.validate()?;
         self.conn
             .call(&Request::TopicCreate {
                 topic: topic.into(),
-                params: *params,
+                params,
             })
             .map(drop)
     }

@@ -38,7 +38,7 @@ pub use history::replay as replay_history;
 pub use notice::Notice;
 pub use protocol::{Start, TopicStats};
 pub use ring::{broker_id, Deadline, Origin, Record, WaitConfig, WaitStrategy, ORIGIN_BYTES};
-pub use segment::{Fsync, Policy, TopicParams};
+pub use segment::{Fsync, Policy, TopicParams, RING_SIZED};
 
 // The parts the daemon, the CLI, the benchmark and the tests share with the
 // client (one definition of each layout and wire format). Public for them,

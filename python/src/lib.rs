@@ -88,7 +88,8 @@ pub(crate) fn create(
 }
 
 /// Creates a topic. Raises `Exists` if it exists (unless `exist_ok`).
-/// Sizes default to the core's (4 MiB ring, 64 KiB messages, 64 subscribers).
+/// Sizes default to the core's (64 KiB messages, a ring sized for them:
+/// 1 MiB, or the smallest that takes one max_message; 64 subscribers).
 /// `durability="wal"` makes it durable: the daemon logs every message, with
 /// `fsync` "never" (default), "always" or "interval=MS"; such a topic must be
 /// reliable (the policy defaults to reliable then). `huge_pages=True` puts

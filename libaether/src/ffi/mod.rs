@@ -175,7 +175,9 @@ pub struct aether_topic_config {
     pub struct_size: usize,
     /// An `aether_policy` value (default `AETHER_POLICY_LOSSY`).
     pub policy: u32,
-    /// Bytes in the ring, a power of two from 4096 to 2^30 (default 4 MiB).
+    /// Bytes in the ring, a power of two from 4096 to 2^30; 0 (the default):
+    /// sized for `max_message`, the smallest ring that takes it and at
+    /// least 1 MiB (64 KiB messages: 1 MiB; 1 MiB messages: 4 MiB).
     pub ring_size: u64,
     /// Largest message in bytes, at most ring_size / 2 - 32 (default 64 KiB).
     pub max_message: u64,
@@ -400,7 +402,8 @@ pub extern "C" fn aether_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
-/// Default topic settings: lossy, 4 MiB ring, 64 KiB messages, 64 subscribers.
+/// Default topic settings: lossy, a ring sized for its messages (0: see
+/// `ring_size`), 64 KiB messages, 64 subscribers.
 #[no_mangle]
 pub extern "C" fn aether_topic_config_default() -> aether_topic_config {
     let d = TopicParams::default();
@@ -558,7 +561,7 @@ fn topic_params(cfg: *const aether_topic_config) -> crate::error::Result<TopicPa
         retain_bytes: (c.retain_bytes != AETHER_RETAIN_DEFAULT).then_some(c.retain_bytes),
         retain_seconds: (c.retain_seconds != AETHER_RETAIN_DEFAULT).then_some(c.retain_seconds),
     };
-    p.validate()?;
+    p.sized().validate()?;
     Ok(p)
 }
 
