@@ -538,7 +538,8 @@ mod tests {
         let mut h = History::new(vec![file(&segment(0, 10, 5))], Start::Earliest, 30, 64).with_more(Box::new(none));
         let (seqs, e) = drain(&mut h);
         assert_eq!((seqs.len(), e.map(|e| e.status)), (10, Some(Status::Corrupt)));
-        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // (Asked again a millisecond apart first: the log writer may be behind.)
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), MORE_TRIES);
     }
 
     /// `fd` with its offset set to `at`, as the daemon hands a first file.

@@ -687,6 +687,7 @@ impl Segment {
         instance_id: u64,
         first_seq: u64,
     ) -> Result<(OwnedFd, OwnedFd, Segment)> {
+        let params = &params.sized();
         params.validate()?;
         if topic.len() > MAX_TOPIC_LEN {
             return Err(Error::invalid("topic name too long"));
