@@ -10,7 +10,11 @@
 //!   (`Locality::Remote`), published into the local ring from Zenoh's
 //!   receiving thread (the topic made with the configured defaults when it
 //!   does not exist), under the configured identity's rights, each as a
-//!   remote record carrying its origin.
+//!   remote record carrying its origin. A topic's first message published
+//!   gives it a subscriber of its own key and a `TopicIn` holding what
+//!   each message needs (its publisher, the rights decided once per
+//!   configuration, each origin's numbering and counters), so that a
+//!   message costs no lookup by name, lock or allocation of ours.
 //! - No loops: a message is sent only from the broker it was published on.
 //!   The outbound side skips remote records; for the few that cross
 //!   without their origin (no room for it), the inbound side notes their
