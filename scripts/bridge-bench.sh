@@ -14,15 +14,19 @@
 # envelopes (as a bridge does) to a broker whose bridge publishes them to a
 # subscriber. The slower side bounds the bridged figure.
 # As root (network namespaces).   ROUNDS=3 LAT_N=5000 TPUT_N=200000 [STAGES=1] scripts/bridge-bench.sh
+# The binaries come from $CARGO_TARGET_DIR (default target/), built first unless BUILD=0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bridge-bench: needs root (network namespaces)" >&2; exit 1; }
 rounds=${ROUNDS:-3}
 lat_n=${LAT_N:-5000}
 tput_n=${TPUT_N:-200000}
-cargo build --release -q -p aetherd --bin aetherd --example bridge_bench
-bin=target/release/examples/bridge_bench
-daemon=target/release/aetherd
+# BUILD=0 runs the binaries already there (an older build kept aside, for A/B).
+[ "${BUILD:-1}" = 0 ] || cargo build --release -q -p aetherd --bin aetherd --example bridge_bench
+# Where cargo put them (CARGO_TARGET_DIR when set, as cargo reads it).
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release/examples/bridge_bench
+daemon=$target/release/aetherd
 
 id=$$
 na=aeth-bench-a-$id

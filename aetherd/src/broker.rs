@@ -155,6 +155,7 @@ impl Broker {
             state: Arc::new(Mutex::new(State {
                 instance_id,
                 config,
+                config_epoch: Default::default(),
                 topics: HashMap::new(),
                 clients: HashMap::new(),
                 next_client: 1,
@@ -212,14 +213,14 @@ impl Broker {
 
     /// Replaces the configuration (SIGHUP); clients stay connected.
     pub fn set_config(&self, config: Config) {
-        self.state.lock().expect("state lock").config = config;
+        self.state.lock().expect("state lock").set_config(config);
     }
 
     /// Keeps where the configuration came from (flags, environment, file),
     /// for [`reload`](Self::reload), and puts it in force.
     pub fn set_loaded(&self, loaded: Loaded) {
         let mut s = self.state.lock().expect("state lock");
-        s.config = loaded.config.clone();
+        s.set_config(loaded.config.clone());
         s.loaded = Some(loaded);
     }
 
@@ -397,7 +398,7 @@ pub(crate) fn reload(state: &Mutex<State>) -> std::result::Result<Vec<String>, C
                 Some(f) => log::info!("reload: configuration re-read from {}", f.display()),
                 None => log::info!("reload: no configuration file (none named); flags and environment re-applied"),
             }
-            s.config = new.config.clone();
+            s.set_config(new.config.clone());
             for d in s.topics.values().filter_map(|t| t.durable.as_ref()) {
                 d.configure(s.config.log);
             }

@@ -9,7 +9,7 @@ use aether::sys::uds::SeqPacket;
 use aether::{Error, Result, Status};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -220,7 +220,12 @@ pub(crate) struct Client {
 
 pub(crate) struct State {
     pub(crate) instance_id: u64,
+    /// Replaced only through [`State::set_config`].
     pub(crate) config: Config,
+    /// Moves on each time `config` is replaced: what was decided from the
+    /// configuration can be kept until then without this lock (the bridge
+    /// keeps whether its identity may publish to each topic).
+    pub(crate) config_epoch: Arc<AtomicU64>,
     pub(crate) topics: HashMap<String, Topic>,
     pub(crate) clients: HashMap<u64, Client>,
     pub(crate) next_client: u64,
@@ -245,6 +250,16 @@ pub(crate) struct State {
     pub(crate) affinity: crate::config::Affinity,
     /// The bridge's counters, while one runs.
     pub(crate) bridge: Option<Arc<crate::bridge::Counters>>,
+}
+
+impl State {
+    /// Puts `config` in force (a reload), moving `config_epoch` on.
+    pub(crate) fn set_config(&mut self, config: Config) {
+        self.config = config;
+        // (Under the state lock, as the configuration: who finds the epoch
+        // moved reads both again under that lock.)
+        self.config_epoch.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// The error for a topic that does not exist.

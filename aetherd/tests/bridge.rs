@@ -299,6 +299,39 @@ fn a_remote_broker_without_the_right_is_refused_and_counted() {
     }
     assert!(sub.receive(Some(Duration::from_millis(300))).unwrap().is_none());
     assert_eq!(cb.topic_stats("guarded").unwrap().published, 0);
+    // A reload that grants the right lets the next messages in: what the
+    // bridge decided for the topic lasts only as long as the configuration.
+    std::fs::write(
+        &config,
+        "[bridge]\nidentity = 65534\n\n[[access]]\ntopics = [\"guarded\"]\nuids = [65534]\nallow = [\"publish\"]\n",
+    )
+    .unwrap();
+    b.signal(libc::SIGHUP);
+    let (mut got, mut bytes) = (0u64, 0u64);
+    let end = Instant::now() + Duration::from_secs(20);
+    'granted: loop {
+        p.publish(b"allowed").unwrap();
+        // (A "forbidden" still on the way when the reload came is let in too.)
+        while let Some(m) = sub.receive(Some(Duration::from_millis(50))).unwrap() {
+            assert!(m.data == b"allowed" || m.data == b"forbidden", "{:?}", m.data);
+            (got, bytes) = (got + 1, bytes + m.data.len() as u64);
+            if m.data == b"allowed" {
+                break 'granted;
+            }
+        }
+        assert!(Instant::now() < end, "nothing let in after the reload: {}", b.log());
+    }
+    // Every message let in is counted on its link, with its bytes.
+    while let Some(m) = sub.receive(Some(Duration::from_millis(500))).unwrap() {
+        (got, bytes) = (got + 1, bytes + m.data.len() as u64);
+    }
+    let l = stats(&b)["bridge"]["links"]["a"].clone();
+    assert_eq!(
+        (l["received"].as_u64(), l["received_bytes"].as_u64()),
+        (Some(got), Some(bytes)),
+        "{l}"
+    );
+    assert_eq!(cb.topic_stats("guarded").unwrap().published, got);
 }
 
 #[test]

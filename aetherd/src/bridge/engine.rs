@@ -10,7 +10,11 @@
 //!   (`Locality::Remote`), published into the local ring from Zenoh's
 //!   receiving thread (the topic made with the configured defaults when it
 //!   does not exist), under the configured identity's rights, each as a
-//!   remote record carrying its origin.
+//!   remote record carrying its origin. A topic's first message published
+//!   gives it a subscriber of its own key and a `TopicIn` holding what
+//!   each message needs (its publisher, the rights decided once per
+//!   configuration, each origin's numbering and counters), so that a
+//!   message costs no lookup by name, lock or allocation of ours.
 //! - No loops: a message is sent only from the broker it was published on.
 //!   The outbound side skips remote records; for the few that cross
 //!   without their origin (no room for it), the inbound side notes their
@@ -19,8 +23,8 @@
 //! - Links: each bridge holds a liveliness token `aether-bridge/<name>`, so
 //!   every bridge sees the others come and go.
 
-use super::envelope::Envelope;
-use super::Counters;
+use super::envelope::EnvelopeRef;
+use super::{Counters, Received};
 use crate::access::{self, Identity};
 use crate::config::{Action, BridgeConfig, BridgeTopic};
 use crate::state::State;
@@ -31,9 +35,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use zenoh::bytes::ZBytes;
 use zenoh::qos::CongestionControl;
 use zenoh::sample::{Locality, Sample, SampleKind};
 use zenoh::{Session, Wait};
+use zenoh_buffers::{ZBuf, ZSlice, ZSliceBuffer};
 
 const KEY_PREFIX: &str = "aether/";
 const ALIVE_PREFIX: &str = "aether-bridge/";
@@ -68,6 +74,9 @@ struct Shared {
     state: Arc<Mutex<State>>,
     identity: Option<Identity>,
     counters: Arc<Counters>,
+    /// The state's `config_epoch`: whether the configuration changed since
+    /// the inbound side last consulted it.
+    config_epoch: Arc<AtomicU64>,
     stop: AtomicBool,
     /// Per topic: the sequence numbers of the messages the inbound side
     /// published here without their origin (no room for it), oldest
@@ -151,12 +160,14 @@ impl Bridge {
         let session = zenoh::open(zenoh_config(cfg)?)
             .wait()
             .map_err(|e| format!("cannot start Zenoh: {e}"))?;
+        let config_epoch = Arc::clone(&state.lock().unwrap_or_else(|p| p.into_inner()).config_epoch);
         let shared = Arc::new(Shared {
             name: name.clone(),
             topics: cfg.topics.clone(),
             socket,
             state,
             identity,
+            config_epoch,
             counters,
             stop: AtomicBool::new(false),
             echoes: Mutex::new(HashMap::new()),
@@ -383,6 +394,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
             .wait()
     });
     let mut sub: Option<aether::Subscriber> = None;
+    let mut buf = Arc::new(Vec::new());
     let (mut link_seq, mut lost_seen, mut since_stats) = (0u64, 0u64, 0u32);
     let mut progress = Progress {
         acked,
@@ -436,23 +448,34 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                     }
                     continue;
                 }
+                // The message and its envelope, one after the other in one
+                // buffer, put as two slices of it: the buffer is written
+                // again for the next message once Zenoh dropped them (it
+                // copies what it sends into its batches), else a new one.
+                if Arc::get_mut(&mut buf).is_none() {
+                    buf = Arc::new(Vec::new());
+                }
+                let v = Arc::get_mut(&mut buf).expect("just made");
+                v.clear();
                 // SAFETY: the view's bytes lie in the mapped ring until
                 // release_view, which says whether a lossy publisher
                 // overwrote them meanwhile (then the copy is not sent).
-                let data = unsafe { std::slice::from_raw_parts(rec.data, rec.len) }.to_vec();
+                v.extend_from_slice(unsafe { std::slice::from_raw_parts(rec.data, rec.len) });
                 if sb.release_view().is_err() {
                     s.counters.unsent.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let env = Envelope {
-                    origin: s.name.clone(),
+                EnvelopeRef {
+                    origin: &s.name,
                     seq: rec.seq,
                     timestamp_ns: rec.timestamp_ns,
                     link_seq,
                     numbering,
-                };
-                let len = data.len() as u64;
-                match publisher.put(data).attachment(env.encode()).wait() {
+                }
+                .encode_into(v);
+                let (data, env) = (part(&buf, 0..rec.len), part(&buf, rec.len..buf.len()));
+                let len = rec.len as u64;
+                match publisher.put(data).attachment(env).wait() {
                     Ok(()) => {
                         link_seq += 1;
                         progress.uncommitted += 1;
@@ -502,6 +525,14 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
     }
 }
 
+/// The bytes `range` of `buf`, as Zenoh takes them (sharing `buf`).
+fn part(buf: &Arc<Vec<u8>>, range: std::ops::Range<usize>) -> ZBytes {
+    let shared: Arc<dyn ZSliceBuffer> = Arc::clone(buf) as _;
+    ZBytes::from(ZBuf::from(
+        ZSlice::new(shared, range.start, range.end).expect("a range within the buffer"),
+    ))
+}
+
 /// Where a durable topic's bridge stands: what a remote broker acknowledged
 /// (its next seq not yet published from here), the next seq received here,
 /// what was last committed, and how many were sent since.
@@ -548,15 +579,44 @@ struct Inbound {
     session: Session,
     /// Itself, for the callbacks of the subscribers it declares.
     me: Weak<Mutex<Inbound>>,
-    /// The topics that came in through a pattern's subscriber, each with a
-    /// subscriber of its own that takes its samples from then on: Zenoh
-    /// caches the route of an exact key, but matches every sample of a
-    /// pattern's against every subscription (docs/BRIDGE.md, "Throughput").
-    exact: HashMap<String, zenoh::pubsub::Subscriber<()>>,
     client: Option<Client>,
-    publishers: HashMap<String, Publisher>,
-    /// Where each topic from each broker stands.
-    expected: HashMap<String, HashMap<String, Expected>>,
+    /// Each topic that came in (a valid name an `in` pattern names): its
+    /// index in `topics`.
+    index: HashMap<String, usize>,
+    topics: Vec<TopicIn>,
+}
+
+/// A topic that comes in, with all its messages need: one lookup by name
+/// reaches it from a pattern's subscriber, none from its own subscriber
+/// (which knows its index).
+struct TopicIn {
+    name: String,
+    /// A subscriber of its own, once one of its messages was published,
+    /// that takes its samples from then on: Zenoh caches the route of an
+    /// exact key, but matches every sample of a pattern's against every
+    /// subscription (docs/BENCHMARKS.md, "each side of the bridge alone").
+    exact: Option<zenoh::pubsub::Subscriber<()>>,
+    publisher: Option<Publisher>,
+    /// Whether the configured identity may publish here, as the
+    /// configuration of that epoch (`State::config_epoch`) said.
+    allowed: Option<(u64, Result<(), String>)>,
+    /// Its messages published without their origin (`Shared::echoes`),
+    /// once there was one.
+    echoes: Option<Echoes>,
+    /// Each broker it came from; the one of the last message tried first.
+    origins: Vec<FromOrigin>,
+    by_name: HashMap<String, usize>,
+    last: usize,
+}
+
+/// One topic from one broker.
+struct FromOrigin {
+    name: String,
+    /// `broker_id(name)`, its messages' origin here.
+    id: u64,
+    expected: Expected,
+    /// Where its messages published here are counted, from the first one.
+    received: Option<Arc<Received>>,
 }
 
 /// One topic from one broker: its numbering (`Envelope::numbering`), the
@@ -569,16 +629,63 @@ struct Expected {
     acked: Option<u64>,
 }
 
+impl TopicIn {
+    fn new(name: &str) -> TopicIn {
+        TopicIn {
+            name: name.to_string(),
+            exact: None,
+            publisher: None,
+            allowed: None,
+            echoes: None,
+            origins: Vec::new(),
+            by_name: HashMap::new(),
+            last: 0,
+        }
+    }
+
+    /// The index of `env`'s origin in `origins`, added (expecting `env`) when new.
+    fn origin(&mut self, env: &EnvelopeRef) -> usize {
+        if self.origins.get(self.last).is_some_and(|o| o.name == env.origin) {
+            return self.last;
+        }
+        self.last = match self.by_name.get(env.origin) {
+            Some(&i) => i,
+            None => {
+                self.origins.push(FromOrigin {
+                    name: env.origin.to_string(),
+                    id: broker_id(env.origin),
+                    expected: Expected {
+                        numbering: env.numbering,
+                        link: env.link_seq,
+                        seq: env.seq,
+                        acked: None,
+                    },
+                    received: None,
+                });
+                self.by_name.insert(env.origin.to_string(), self.origins.len() - 1);
+                self.origins.len() - 1
+            }
+        };
+        self.last
+    }
+}
+
+/// Counts a refused message.
+fn refuse(s: &Shared, broker: &str, why: String) {
+    s.counters.refused.fetch_add(1, Ordering::Relaxed);
+    log::debug!("bridge: refused a message from {broker:?}: {why}");
+    s.counters.link(broker, |l| l.last_error = Some(why));
+}
+
 impl Inbound {
     fn new(s: Arc<Shared>, session: Session, me: Weak<Mutex<Inbound>>) -> Inbound {
         Inbound {
             s,
             session,
             me,
-            exact: HashMap::new(),
             client: None,
-            publishers: HashMap::new(),
-            expected: HashMap::new(),
+            index: HashMap::new(),
+            topics: Vec::new(),
         }
     }
 
@@ -586,23 +693,16 @@ impl Inbound {
     /// since its last acknowledgement.
     fn acks_due(&mut self) -> Vec<(String, String, u64)> {
         let mut due = Vec::new();
-        for (topic, origins) in &mut self.expected {
-            for (origin, e) in origins {
+        for t in &mut self.topics {
+            for o in &mut t.origins {
+                let e = &mut o.expected;
                 if e.acked != Some(e.seq) {
                     e.acked = Some(e.seq);
-                    due.push((topic.clone(), origin.clone(), e.seq));
+                    due.push((t.name.clone(), o.name.clone(), e.seq));
                 }
             }
         }
         due
-    }
-
-    /// Counts a refused message (false: not published).
-    fn refuse(&self, broker: &str, why: String) -> bool {
-        self.s.counters.refused.fetch_add(1, Ordering::Relaxed);
-        log::debug!("bridge: refused a message from {broker:?}: {why}");
-        self.s.counters.link(broker, |l| l.last_error = Some(why));
-        false
     }
 
     /// A sample through a pattern's subscriber: taken unless its topic has
@@ -610,79 +710,98 @@ impl Inbound {
     /// subscribers' callbacks run on the receiving thread, one sample after
     /// another, under this lock: each sample is taken exactly once.)
     fn take_from_pattern(&mut self, sample: &Sample) {
-        let topic = sample.key_expr().as_str().strip_prefix(KEY_PREFIX);
-        if topic.is_some_and(|t| self.exact.contains_key(t)) {
+        let known = (sample.key_expr().as_str().strip_prefix(KEY_PREFIX)).and_then(|t| self.index.get(t).copied());
+        if known.is_some_and(|i| self.topics[i].exact.is_some()) {
             return;
         }
-        if let (true, Some(topic)) = (self.one(sample), topic) {
-            let me = self.me.clone();
-            match self
-                .session
-                .declare_subscriber(format!("{KEY_PREFIX}{topic}"))
-                .allowed_origin(Locality::Remote)
-                .callback(move |sample| {
-                    if let Some(h) = me.upgrade() {
-                        h.lock().unwrap_or_else(|p| p.into_inner()).one(&sample);
-                    }
-                })
-                .wait()
-            {
-                Ok(sub) => {
-                    self.exact.insert(topic.to_string(), sub);
+        let Some(i) = self.one(known, sample) else {
+            return;
+        };
+        let (me, topic) = (self.me.clone(), &self.topics[i].name);
+        match self
+            .session
+            .declare_subscriber(format!("{KEY_PREFIX}{topic}"))
+            .allowed_origin(Locality::Remote)
+            .callback(move |sample| {
+                if let Some(h) = me.upgrade() {
+                    h.lock().unwrap_or_else(|p| p.into_inner()).one(Some(i), &sample);
                 }
-                Err(e) => log::warn!("bridge: zenoh subscriber for {topic:?}: {e}"),
-            }
+            })
+            .wait()
+        {
+            Ok(sub) => self.topics[i].exact = Some(sub),
+            Err(e) => log::warn!("bridge: zenoh subscriber for {topic:?}: {e}"),
         }
     }
 
-    /// Publishes one remote sample here; whether it was.
-    fn one(&mut self, sample: &Sample) -> bool {
-        let env = match sample.attachment().map(|a| Envelope::decode(&a.to_bytes())) {
-            Some(Ok(e)) => e,
-            Some(Err(e)) => return self.refuse("?", e.message),
-            None => return self.refuse("?", "a sample without an Aether envelope".into()),
-        };
-        if env.origin == self.s.name {
-            self.s.counters.echoes.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        let key = sample.key_expr().as_str();
+    /// The index of the topic `key` names, made on its first message;
+    /// `None` (refused, counted) when it names none that comes in.
+    fn topic_of(&mut self, key: &str, origin: &str) -> Option<usize> {
         let topic = match key.strip_prefix(KEY_PREFIX) {
             Some(t) if aether::protocol::validate_topic(t).is_ok() => t,
-            _ => return self.refuse(&env.origin, format!("{key:?} names no topic")),
+            _ => {
+                refuse(&self.s, origin, format!("{key:?} names no topic"));
+                return None;
+            }
         };
+        if let Some(&i) = self.index.get(topic) {
+            return Some(i);
+        }
+        // (Only a topic that comes in is kept: what a peer names outside
+        // the patterns costs nothing here.)
         if !self
             .s
             .topics
             .iter()
             .any(|t| t.inbound && access::topic_matches(&t.pattern, topic))
         {
-            return self.refuse(&env.origin, format!("topic {topic:?} does not come in"));
+            refuse(&self.s, origin, format!("topic {topic:?} does not come in"));
+            return None;
         }
+        self.topics.push(TopicIn::new(topic));
+        self.index.insert(topic.to_string(), self.topics.len() - 1);
+        Some(self.topics.len() - 1)
+    }
+
+    /// Publishes one remote sample here (`known`: its topic's index, when
+    /// known); the index of its topic when it was published.
+    fn one(&mut self, known: Option<usize>, sample: &Sample) -> Option<usize> {
+        // (Borrowed when the attachment is one slice, as it is from the network.)
+        let attachment = sample.attachment().map(|a| a.to_bytes());
+        let env = match attachment.as_deref().map(EnvelopeRef::decode) {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
+                refuse(&self.s, "?", e.message);
+                return None;
+            }
+            None => {
+                refuse(&self.s, "?", "a sample without an Aether envelope".into());
+                return None;
+            }
+        };
+        if env.origin == self.s.name {
+            self.s.counters.echoes.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let i = match known {
+            Some(i) => i,
+            None => self.topic_of(sample.key_expr().as_str(), env.origin)?,
+        };
+        let Inbound { s, client, topics, .. } = self;
+        let t = &mut topics[i];
         // Exact loss: the origin numbers what it sent on each topic; and
         // what it sent again (a durable topic's, from its log, after a link
         // came back or its broker started again) has a seq already seen. A
         // smaller link number: the origin's bridge of the topic started
         // again, from 0; with another numbering (a topic made anew, or a
         // version 1 envelope, which does not say), so did its seqs.
-        let next = match self.expected.get_mut(topic).and_then(|m| m.get_mut(&env.origin)) {
-            Some(n) => n,
-            None => self
-                .expected
-                .entry(topic.to_string())
-                .or_default()
-                .entry(env.origin.clone())
-                .or_insert(Expected {
-                    numbering: env.numbering,
-                    link: env.link_seq,
-                    seq: env.seq,
-                    acked: None,
-                }),
-        };
+        let o = t.origin(&env);
+        let next = &mut t.origins[o].expected;
         if env.numbering != next.numbering || (env.link_seq < next.link && env.numbering == 0) {
             log::info!(
-                "bridge: {:?} numbers {topic:?} anew (numbering {:x} -> {:x}, link {} -> {}, seq {} -> {})",
+                "bridge: {:?} numbers {:?} anew (numbering {:x} -> {:x}, link {} -> {}, seq {} -> {})",
                 env.origin,
+                t.name,
                 next.numbering,
                 env.numbering,
                 next.link,
@@ -697,107 +816,132 @@ impl Inbound {
         let gap = env.link_seq - next.link;
         next.link = env.link_seq + 1;
         if env.seq < next.seq {
-            self.s.counters.link(&env.origin, |l| {
+            s.counters.link(env.origin, |l| {
                 l.dropped += gap;
                 l.duplicates += 1;
             });
-            return false;
+            return None;
         }
         next.seq = env.seq + 1;
         if gap > 0 {
-            self.s.counters.link(&env.origin, |l| l.dropped += gap);
+            s.counters.link(env.origin, |l| l.dropped += gap);
         }
-        if let Some(who) = &self.s.identity {
-            let st = self.s.state.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = access::authorize(&st.config, who, Action::Publish, Some(topic)) {
-                drop(st);
-                return self.refuse(&env.origin, e.message);
+        if let Some(who) = &s.identity {
+            // Decided once per topic and configuration: a reload moves the epoch on.
+            let epoch = s.config_epoch.load(Ordering::Acquire);
+            if t.allowed.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
+                let allowed = access::authorize(&st.config, who, Action::Publish, Some(&t.name)).map_err(|e| e.message);
+                // (The epoch of the configuration just read.)
+                t.allowed = Some((st.config_epoch.load(Ordering::Acquire), allowed));
+            }
+            if let Some((_, Err(why))) = &t.allowed {
+                refuse(s, env.origin, why.clone());
+                return None;
             }
         }
-        let payload = sample.payload().to_bytes();
-        match self.publish(topic, &payload, &env) {
+        let payload = sample.payload();
+        let broker = t.origins[o].id;
+        match publish(s, client, t, payload, &env, broker) {
             Ok(()) => {
-                self.s.counters.link(&env.origin, |l| {
-                    l.received += 1;
-                    l.received_bytes += payload.len() as u64;
-                });
-                true
+                let from = &mut t.origins[o];
+                let r = from.received.get_or_insert_with(|| s.counters.received(&from.name));
+                r.messages.fetch_add(1, Ordering::Relaxed);
+                r.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                Some(i)
             }
-            Err(e) => self.refuse(&env.origin, format!("topic {topic:?}: {e}")),
-        }
-    }
-
-    /// Publishes `data` on `topic` (made with the configured defaults when
-    /// missing) as a remote record; one without room for its origin goes
-    /// plain, its sequence number noted as an echo before it is visible.
-    fn publish(&mut self, topic: &str, data: &[u8], env: &Envelope) -> aether::Result<()> {
-        let s = Arc::clone(&self.s);
-        let origin = Origin {
-            broker: broker_id(&env.origin),
-            seq: env.seq,
-        };
-        for attempt in 0..2 {
-            let p = self.publisher(topic)?;
-            // A message that leaves no room for its origin crosses without it.
-            let marked = data.len() + ORIGIN_BYTES <= p.max_message();
-            let room = if marked { data.len() + ORIGIN_BYTES } else { data.len() };
-            let result = loop {
-                match p.loan(room) {
-                    Ok(buf) => buf[..data.len()].copy_from_slice(data),
-                    // A full reliable ring: wait on, unless the bridge stops.
-                    Err(e) if e.status == Status::Timeout && !s.stopping() => continue,
-                    Err(e) => break Err(e),
-                }
-                if !marked {
-                    let seq = p.loan_seq().expect("a loan is outstanding");
-                    s.echoes(topic).lock().unwrap_or_else(|p| p.into_inner()).push_back(seq);
-                }
-                break if marked {
-                    p.commit_from(data.len(), env.timestamp_ns, origin)
-                } else {
-                    p.commit(data.len())
-                }
-                .map(|_| ());
-            };
-            match result {
-                // The topic was deleted (or made again): a fresh publisher once.
-                Err(e) if attempt == 0 && matches!(e.status, Status::NotFound | Status::Unavailable) => {
-                    self.publishers.remove(topic);
-                }
-                other => return other,
+            Err(e) => {
+                refuse(s, env.origin, format!("topic {:?}: {e}", t.name));
+                None
             }
         }
-        unreachable!("the second attempt returns")
     }
+}
 
-    fn publisher(&mut self, topic: &str) -> aether::Result<&mut Publisher> {
-        if !self.publishers.contains_key(topic) {
-            if self.client.is_none() {
-                self.client = Some(Client::connect_with(Some(&self.s.socket), false)?);
-            }
-            let client = self.client.as_ref().expect("connected");
-            let p = match client.publisher(topic) {
-                Err(e) if e.status == Status::NotFound => {
-                    let defaults = self
-                        .s
-                        .state
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .config
-                        .topic_defaults;
-                    match client.create_topic(topic, &defaults) {
-                        Ok(()) => log::info!("bridge: made topic {topic:?} ({defaults}) for remote messages"),
-                        Err(e) if e.status == Status::Exists => {}
-                        Err(e) => return Err(e),
+/// Publishes `data` on `t` (made with the configured defaults when
+/// missing) as a remote record from `broker`; one without room for its
+/// origin goes plain, its sequence number noted as an echo before it is
+/// visible.
+fn publish(
+    s: &Shared,
+    client: &mut Option<Client>,
+    t: &mut TopicIn,
+    data: &ZBytes,
+    env: &EnvelopeRef,
+    broker: u64,
+) -> aether::Result<()> {
+    let len = data.len();
+    let origin = Origin { broker, seq: env.seq };
+    for attempt in 0..2 {
+        let p = publisher(s, client, &mut t.publisher, &t.name)?;
+        // A message that leaves no room for its origin crosses without it.
+        let marked = len + ORIGIN_BYTES <= p.max_message();
+        let room = if marked { len + ORIGIN_BYTES } else { len };
+        let result = loop {
+            match p.loan(room) {
+                // Straight from Zenoh's buffers into the ring.
+                Ok(buf) => {
+                    let mut at = 0;
+                    for part in data.slices() {
+                        buf[at..at + part.len()].copy_from_slice(part);
+                        at += part.len();
                     }
-                    client.publisher(topic)?
                 }
-                other => other?,
-            };
-            let mut p = p;
-            p.set_timeout(Some(IDLE));
-            self.publishers.insert(topic.to_string(), p);
+                // A full reliable ring: wait on, unless the bridge stops.
+                Err(e) if e.status == Status::Timeout && !s.stopping() => continue,
+                Err(e) => break Err(e),
+            }
+            if !marked {
+                let seq = p.loan_seq().expect("a loan is outstanding");
+                let echoes = t.echoes.get_or_insert_with(|| s.echoes(&t.name));
+                echoes.lock().unwrap_or_else(|p| p.into_inner()).push_back(seq);
+            }
+            break if marked {
+                p.commit_from(len, env.timestamp_ns, origin)
+            } else {
+                p.commit(len)
+            }
+            .map(|_| ());
+        };
+        match result {
+            // The topic was deleted (or made again): a fresh publisher once.
+            Err(e) if attempt == 0 && matches!(e.status, Status::NotFound | Status::Unavailable) => {
+                t.publisher = None;
+            }
+            other => return other,
         }
-        Ok(self.publishers.get_mut(topic).expect("inserted"))
     }
+    unreachable!("the second attempt returns")
+}
+
+/// The publisher in `slot`, made (and the topic too, with the configured
+/// defaults) when there is none.
+fn publisher<'a>(
+    s: &Shared,
+    client: &mut Option<Client>,
+    slot: &'a mut Option<Publisher>,
+    topic: &str,
+) -> aether::Result<&'a mut Publisher> {
+    if let Some(p) = slot {
+        return Ok(p);
+    }
+    if client.is_none() {
+        *client = Some(Client::connect_with(Some(&s.socket), false)?);
+    }
+    let client = client.as_ref().expect("connected");
+    let p = match client.publisher(topic) {
+        Err(e) if e.status == Status::NotFound => {
+            let defaults = s.state.lock().unwrap_or_else(|p| p.into_inner()).config.topic_defaults;
+            match client.create_topic(topic, &defaults) {
+                Ok(()) => log::info!("bridge: made topic {topic:?} ({defaults}) for remote messages"),
+                Err(e) if e.status == Status::Exists => {}
+                Err(e) => return Err(e),
+            }
+            client.publisher(topic)?
+        }
+        other => other?,
+    };
+    let mut p = p;
+    p.set_timeout(Some(IDLE));
+    Ok(slot.insert(p))
 }

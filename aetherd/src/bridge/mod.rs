@@ -12,7 +12,7 @@ pub use engine::Bridge;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The bridge's counters, shared by its threads and read by the statistics.
 #[derive(Default)]
@@ -30,6 +30,18 @@ pub struct Counters {
     /// Messages that came back to their origin (dropped: never re-published).
     pub echoes: AtomicU64,
     pub links: Mutex<BTreeMap<String, Link>>,
+    /// Per remote broker, its messages published here and their bytes,
+    /// counted by the receiving thread without `links`' lock (once per
+    /// message) and added to its link's `received`, `received_bytes` by
+    /// [`Counters::snapshot`].
+    pub received: Mutex<BTreeMap<String, Arc<Received>>>,
+}
+
+/// One remote broker's messages published here, and their payload bytes.
+#[derive(Default)]
+pub struct Received {
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
 }
 
 /// What the bridge knows of one remote broker, by its name.
@@ -72,6 +84,14 @@ pub struct BridgeStats {
 impl Counters {
     pub fn snapshot(&self) -> BridgeStats {
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut links = self.links.lock().map(|l| l.clone()).unwrap_or_default();
+        for (broker, r) in self.received.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            // (Its link was made with it: `received`.)
+            if let Some(l) = links.get_mut(broker) {
+                l.received += n(&r.messages);
+                l.received_bytes += n(&r.bytes);
+            }
+        }
         BridgeStats {
             name: self.name.clone(),
             sent: n(&self.sent),
@@ -79,7 +99,7 @@ impl Counters {
             unsent: n(&self.unsent),
             refused: n(&self.refused),
             echoes: n(&self.echoes),
-            links: self.links.lock().map(|l| l.clone()).unwrap_or_default(),
+            links,
         }
     }
 
@@ -92,6 +112,17 @@ impl Counters {
                 id: aether::broker_id(broker),
                 ..Link::default()
             })),
+        }
+    }
+
+    /// Where to count `broker`'s messages published here (its link made on
+    /// first mention, as by [`link`](Self::link)).
+    pub fn received(&self, broker: &str) -> Arc<Received> {
+        self.link(broker, |_| ());
+        let mut r = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        match r.get(broker) {
+            Some(r) => Arc::clone(r),
+            None => Arc::clone(r.entry(broker.to_string()).or_default()),
         }
     }
 }
