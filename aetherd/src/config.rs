@@ -12,7 +12,7 @@
 //!   flag > `AETHER_*` environment variable > configuration file > built-in
 //!   default. [`Loaded`] keeps the sources so a reload redoes the same merge.
 
-use aether::segment::{Policy, TopicParams, MAX_RING, MAX_SUBSCRIBERS, MIN_RING};
+use aether::segment::{Policy, TopicParams, MAX_RING, MAX_SUBSCRIBERS, MIN_RING, RING_SIZED};
 use log::LevelFilter as Level;
 use nix::unistd::{Group, User};
 use serde::Deserialize;
@@ -957,9 +957,13 @@ fn topic_defaults(t: &Table, d: TopicToml) -> Result<TopicParams, ConfigError> {
             )
         })?;
     }
-    if let Some(v) = t.int("ring_size", d.ring_size, MIN_RING, MAX_RING)? {
-        if !v.is_power_of_two() {
-            return Err(t.err("ring_size", format!("{v} is not a power of two")));
+    // 0: sized for max_message (`TopicParams::ring_for`), the default.
+    if let Some(v) = t.int("ring_size", d.ring_size, RING_SIZED, MAX_RING)? {
+        if v != RING_SIZED && (v < MIN_RING || !v.is_power_of_two()) {
+            return Err(t.err(
+                "ring_size",
+                format!("{v} is not a power of two from {MIN_RING} (or 0: sized for max_message)"),
+            ));
         }
         p.ring_size = v;
     }
@@ -1364,6 +1368,10 @@ mod tests {
         let e = err("[topic_defaults]\npolicy = \"fast\"\n", "topic_defaults.policy");
         assert!(e.reason.contains("lossy"), "{e}");
         err("[topic_defaults]\nring_size = 5000\n", "topic_defaults.ring_size");
+        err("[topic_defaults]\nring_size = 2048\n", "topic_defaults.ring_size");
+        // 0: each topic's ring sized for its max_message.
+        let f = p("[topic_defaults]\nring_size = 0\nmax_message = 1048576\n").unwrap();
+        assert_eq!(f.config.topic_defaults.sized().ring_size, 4 << 20);
         // max_message too large for the ring: reported on the table.
         err(
             "[topic_defaults]\nring_size = 4096\nmax_message = 4000\n",
