@@ -1289,8 +1289,8 @@ impl Subscriber {
         match &self.held {
             // The common case, inline: a view of the ring, not lapped. Field
             // by field: `receive_view` has just stored them one by one, and a
-            // wider load spanning two of those stores would stall (the
-            // store-to-load forwarding failure cost a third of this path).
+            // wider load spanning two of those stores stalls (store-to-load
+            // forwarding fails: a quarter of this function's samples in perf).
             Some(h) if h.pos != HISTORY && !self.reader.overwritten(h.pos) => {
                 let rec = Record {
                     pos: h.pos,
