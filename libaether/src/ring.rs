@@ -220,11 +220,14 @@ pub struct WaitConfig {
     pub spin: u32,
 }
 
+/// Rounds a waiter spins before it sleeps, by default.
+const DEFAULT_SPIN: u32 = 2000;
+
 impl Default for WaitConfig {
     fn default() -> Self {
         WaitConfig {
             strategy: WaitStrategy::Futex,
-            spin: 2000,
+            spin: DEFAULT_SPIN,
         }
     }
 }
@@ -605,20 +608,37 @@ impl Writer {
     /// subscriber has yet to read. A peer's announcement holds until its owner
     /// commits or aborts, or the daemon clears the slot of a client that is
     /// gone: a live but stalled peer is never lapped (this times out instead).
-    fn wait_for_space(&mut self, end: u64, deadline: &Deadline) -> Result<()> {
+    ///
+    /// Once it has had to wait, while it spins it holds out for `slack`
+    /// bytes more than it needs: a publisher that goes on at the first
+    /// record freed is back at once for the next, and each of its rescans
+    /// pulls the subscribers' cursor lines away from them, message after
+    /// message (a full ring ran at half its rate so). Never when it would
+    /// sleep: then the claim's own room is enough, as without slack.
+    fn wait_for_space(&mut self, end: u64, slack: u64, deadline: &Deadline) -> Result<()> {
         let mut round = 0;
+        let hold_out = match self.wait.strategy {
+            WaitStrategy::Spin => DEFAULT_SPIN,
+            _ => self.wait.spin,
+        };
+        let mut want = end;
         loop {
             let gen = self.gate_line.get().slots_gen.load(Ordering::SeqCst);
-            if end <= self.gate && gen == self.gate_gen {
+            if want <= self.gate && gen == self.gate_gen {
                 return Ok(());
             }
             if let Some(e) = gate_error(self.gate_line.get(), true) {
                 return Err(e);
             }
             let blocker = self.rescan(gen)?;
-            if end <= self.gate {
+            if want <= self.gate {
                 return Ok(());
             }
+            want = if round < hold_out {
+                end.saturating_add(slack)
+            } else {
+                end
+            };
             let seg = &*self.seg;
             let cursors = &self.cursors;
             let ring = self.geo.ring_size;
@@ -757,7 +777,10 @@ impl Writer {
             let gen = self.gate_line.get().slots_gen.load(Ordering::SeqCst);
             if end > self.gate || gen != self.gate_gen {
                 let timeout = self.timeout;
-                self.wait_for_space(end, deadline.get_or_insert_with(|| Deadline::after(timeout)))?;
+                // Room to hold out for past the claim (see wait_for_space), as
+                // much as the ring can ever give it: at most a horizon step.
+                let slack = horizon_step(ring).min(ring.saturating_sub(end - pos));
+                self.wait_for_space(end, slack, deadline.get_or_insert_with(|| Deadline::after(timeout)))?;
             }
             let announce = self.announce.as_ref().map(InSegment::get);
             // Announce the claim before making it (docs/ARCHITECTURE.md, "Publisher gating"); withdraw
@@ -783,7 +806,7 @@ impl Writer {
         if self.geo.policy == Policy::Reliable && self.gate_line.get().slots_gen.load(Ordering::SeqCst) != gen_before {
             // A gating subscriber joined while we claimed: do not write over
             // what it may still read. Past the timeout, write anyway and count it.
-            if self.wait_for_space(end, &Deadline::after(self.timeout)).is_err() {
+            if self.wait_for_space(end, 0, &Deadline::after(self.timeout)).is_err() {
                 self.hdr.stats().overruns.fetch_add(1, Ordering::Relaxed);
             }
         }
