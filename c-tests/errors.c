@@ -230,6 +230,21 @@ static void names_and_configs(aether_client *c) {
     cfg = aether_topic_config_default();
     cfg.max_subscribers = 0;
     EXPECT(aether_topic_create(c, bad, &cfg), AETHER_E_INVALID);
+    /* A ring left at 0 (the default) is sized for max_message: a 3 MiB
+       message, past what the old fixed 4 MiB default allowed, is taken. */
+    cfg = aether_topic_config_default();
+    CHECK(cfg.ring_size == 0);
+    cfg.max_message = (uint64_t)3 << 20;
+    EXPECT(aether_topic_create(c, bad, &cfg), AETHER_OK);
+    {
+        aether_publisher *big = NULL;
+        EXPECT(aether_publisher_open(c, bad, &big), AETHER_OK);
+        static unsigned char msg[(3 << 20) + 1];
+        EXPECT(aether_publish(big, msg, 3 << 20), AETHER_OK);
+        EXPECT(aether_publish(big, msg, sizeof msg), AETHER_E_TOO_LARGE);
+        aether_publisher_close(big);
+    }
+    EXPECT(aether_topic_delete(c, bad), AETHER_OK);
 
     aether_subscriber_config sc = aether_subscriber_config_default();
     sc.struct_size = 16;

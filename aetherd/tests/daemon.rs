@@ -350,3 +350,71 @@ fn closing_a_handle_of_a_deleted_topic_does_not_touch_its_successor() {
     );
     drop(new);
 }
+
+/// The ring of `topic` as `aether-cli topics` shows it.
+fn ring_of(socket: &std::path::Path, topic: &str) -> u64 {
+    let topics = aetherd::admin::call(socket, aetherd::admin::Command::Topics, Duration::from_secs(5)).unwrap();
+    let t = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == topic)
+        .unwrap_or_else(|| panic!("no {topic} in {topics}"));
+    t["ring_size"].as_u64().unwrap()
+}
+
+/// A topic that leaves its ring to the library gets one sized for its
+/// messages: 1 MiB for 64 B and for 64 KiB, 4 MiB for 1 MiB, 8 MiB for
+/// 3 MiB (which the old fixed 4 MiB default refused), through the client
+/// library and through `aether-cli create` with no ring given (the
+/// daemon's defaults); a ring given stays as given; and a 3 MiB message
+/// crosses between processes' handles.
+#[test]
+fn a_topic_left_to_the_default_ring_gets_one_sized_for_its_messages() {
+    let d = Daemon::start();
+    let c = d.client();
+    for (topic, max_message, ring) in [
+        ("s64", 64, 1 << 20),
+        ("s64k", 64 << 10, 1 << 20),
+        ("s1m", 1 << 20, 4 << 20),
+        ("s3m", 3 << 20, 8 << 20),
+    ] {
+        let params = TopicParams {
+            max_message,
+            ..TopicParams::default()
+        };
+        c.create_topic(topic, &params).unwrap();
+        assert_eq!(ring_of(&d.socket, topic), ring, "{topic}");
+    }
+    let create = |topic: &str, ring_size, max_message| aetherd::admin::Command::Create {
+        topic: topic.into(),
+        policy: None,
+        ring_size,
+        max_message,
+        fsync: None,
+        huge_pages: None,
+        retain_bytes: None,
+        retain_seconds: None,
+    };
+    let admin = |cmd| aetherd::admin::call(&d.socket, cmd, Duration::from_secs(5)).unwrap();
+    admin(create("cli-default", None, None));
+    admin(create("cli-2m", None, Some(2 << 20)));
+    admin(create("cli-set", Some(1 << 16), Some(1000)));
+    assert_eq!(ring_of(&d.socket, "cli-default"), 1 << 20);
+    assert_eq!(ring_of(&d.socket, "cli-2m"), 8 << 20);
+    assert_eq!(ring_of(&d.socket, "cli-set"), 1 << 16);
+    let set = TopicParams {
+        ring_size: 1 << 16,
+        max_message: 1000,
+        ..TopicParams::default()
+    };
+    c.create_topic("set", &set).unwrap();
+    assert_eq!(ring_of(&d.socket, "set"), 1 << 16);
+    // The largest message of the biggest one, published and received.
+    let mut s = c.subscriber("s3m", &SubscriberConfig::default()).unwrap();
+    let mut p = c.publisher("s3m").unwrap();
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| i as u8).collect();
+    p.publish(&big).unwrap();
+    let m = s.receive(Some(Duration::from_secs(10))).unwrap().expect("the message");
+    assert_eq!(m.data, big);
+}

@@ -426,3 +426,18 @@ def test_origin_of_a_local_message(sock, topic):
         assert bytes(m) == b"here" and m.origin is None
     assert aether.broker_id("a") == 0xAF63DC4C8601EC8C | 1
     assert aether.broker_id("b") != aether.broker_id("a")
+
+
+def test_a_ring_left_unset_is_sized_for_max_message(sock, topic):
+    """Without ring_size the ring takes one max_message record: 3 MiB
+    messages (refused by the old fixed 4 MiB default) cross; an explicit 0
+    means the same."""
+    size = 3 << 20
+    with aether.Publisher(topic, socket=sock, max_message=size) as pub, aether.Subscriber(topic, socket=sock) as sub:
+        assert pub.max_message == size
+        data = bytes(range(256)) * (size // 256)
+        pub.publish(data)
+        assert sub.receive(10).bytes() == data
+    aether.create_topic(topic + "-0", socket=sock, ring_size=0, max_message=size)
+    with aether.Publisher(topic + "-0", socket=sock, create=False) as pub:
+        assert pub.max_message == size
