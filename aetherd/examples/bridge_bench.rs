@@ -153,7 +153,7 @@ fn main() -> Res<()> {
                 let put = p.put(buf.clone());
                 if envelope {
                     let env = aetherd::bridge::envelope::Envelope {
-                        origin: "zenoh".into(),
+                        origin: "zenoh",
                         seq: i,
                         timestamp_ns: 0,
                         link_seq: i,

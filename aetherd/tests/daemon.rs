@@ -353,14 +353,7 @@ fn closing_a_handle_of_a_deleted_topic_does_not_touch_its_successor() {
 
 /// The ring of `topic` as `aether-cli topics` shows it.
 fn ring_of(socket: &std::path::Path, topic: &str) -> u64 {
-    let topics = aetherd::admin::call(socket, aetherd::admin::Command::Topics, Duration::from_secs(5)).unwrap();
-    let t = topics
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == topic)
-        .unwrap_or_else(|| panic!("no {topic} in {topics}"));
-    t["ring_size"].as_u64().unwrap()
+    topic_row(socket, topic)["ring_size"].as_u64().unwrap()
 }
 
 /// A topic that leaves its ring to the library gets one sized for its
@@ -417,4 +410,44 @@ fn a_topic_left_to_the_default_ring_gets_one_sized_for_its_messages() {
     p.publish(&big).unwrap();
     let m = s.receive(Some(Duration::from_secs(10))).unwrap().expect("the message");
     assert_eq!(m.data, big);
+}
+
+/// A client that speaks the protocol itself may send `ring_size` 0: the
+/// daemon sizes the ring as the library would; with a `max_message` no
+/// ring can take (0 or past 2^30), it is refused as `Invalid` and nothing
+/// is made.
+#[test]
+fn a_raw_create_with_ring_zero_is_sized_or_refused() {
+    use aether::protocol::{self, Op, Request};
+    let d = Daemon::start();
+    let c = d.client();
+    let raw = aether::sys::uds::SeqPacket::connect(&d.socket).unwrap();
+    let create = |id: u32, topic: &str, max_message: u64| {
+        let params = TopicParams {
+            ring_size: 0,
+            max_message,
+            ..TopicParams::default()
+        };
+        let req = Request::TopicCreate {
+            topic: topic.into(),
+            params,
+        };
+        raw.send(&protocol::encode_request(&req, id), None).unwrap();
+        let mut buf = vec![0u8; 8192];
+        let (n, _) = raw.recv_fds(&mut buf, 8).unwrap();
+        protocol::decode_reply(Op::TopicCreate, id, &buf[..n])
+            .unwrap()
+            .map(drop)
+            .map_err(|e| e.status)
+    };
+    assert_eq!(create(1, "raw-sized", 1 << 20), Ok(()));
+    assert_eq!(ring_of(&d.socket, "raw-sized"), 4 << 20);
+    for (id, max_message) in [(2, 0), (3, 1 << 30), (4, u64::MAX)] {
+        assert_eq!(
+            create(id, "raw-refused", max_message),
+            Err(Status::Invalid),
+            "{max_message}"
+        );
+        assert_eq!(c.topic_stats("raw-refused").unwrap_err().status, Status::NotFound);
+    }
 }

@@ -682,13 +682,7 @@ fn publish_n(c: &Client, topic: &str, from: u64, n: u64) {
 /// `topic`'s retention in force, as `aether-cli topics` shows it: (bytes,
 /// where from), (seconds, where from).
 fn retention_of(socket: &Path, topic: &str) -> ((u64, String), (u64, String)) {
-    let topics = aetherd::admin::call(socket, aetherd::admin::Command::Topics, Duration::from_secs(5)).unwrap();
-    let t = topics
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == topic)
-        .unwrap_or_else(|| panic!("no {topic} in {topics}"));
+    let t = topic_row(socket, topic);
     let l = &t["log"];
     let (num, text) = (
         |k: &str| l[k].as_u64().unwrap(),

@@ -204,7 +204,7 @@ pub fn config(data: &[u8]) {
 /// back to exactly the bytes given (the format has one encoding per value).
 pub fn envelope(data: &[u8]) {
     if let Ok(e) = Envelope::decode(data) {
-        assert!(envelope::valid_name(&e.origin), "{:?}", e.origin);
+        assert!(envelope::valid_name(e.origin), "{:?}", e.origin);
         if data[3] == 1 {
             // Version 1 (no numbering) is read as numbering 0 and written as version 2.
             assert_eq!(e.numbering, 0);

@@ -466,7 +466,7 @@ fn envelope() -> Vec<Seed> {
         .into_iter()
         .map(|(name, origin, seq, timestamp_ns, link_seq)| {
             let e = Envelope {
-                origin: origin.into(),
+                origin,
                 seq,
                 timestamp_ns,
                 link_seq,
@@ -477,7 +477,7 @@ fn envelope() -> Vec<Seed> {
         .chain(std::iter::once((
             "longest-name".to_string(),
             Envelope {
-                origin: "x".repeat(64),
+                origin: &"x".repeat(64),
                 seq: u64::MAX,
                 timestamp_ns: 1,
                 link_seq: u64::MAX,

@@ -1160,7 +1160,9 @@ impl Subscriber {
                     }
                 }
             } else {
-                self.pollable(|s| s.reader.receive_into(buf, deadline))?
+                // (The fast path was tried in receive_into_deadline, or does
+                // not apply; next() looks at the cursor first anyway.)
+                self.pollable(|s| s.reader.receive_into_waiting(buf, deadline))?
             };
             self.probe_received(seq, len, timestamp_ns);
             return Ok(Received { len, seq, timestamp_ns });

@@ -564,8 +564,9 @@ impl TopicParams {
     /// the smallest that takes a `max_message` record (one may fill at
     /// most half the ring), and at least 1 MiB. Large messages then cycle
     /// through memory that stays in cache, not through a ring many times
-    /// their size (64 KiB messages: 1.3-1.8x the rate of a 4 MiB ring,
-    /// docs/BENCHMARKS.md), and small ones still get thousands of records
+    /// their size (64 KiB messages to a reader of their head: 1.6-1.9x the
+    /// rate of a 4 MiB ring, docs/BENCHMARKS.md, session 10), and small
+    /// ones still get thousands of records
     /// (8192 of 64 B). The ring is the topic's memory (plus a few pages).
     pub fn ring_for(max_message: u64) -> u64 {
         let record = max_message.saturating_add(RECORD_HEADER as u64);

@@ -792,3 +792,34 @@ fn remote_messages_carry_their_origin() {
     assert_eq!(e.status, Status::Corrupt, "{e}");
     assert!(e.message.contains("origin"), "{e}");
 }
+
+/// A publisher at a full reliable ring holds out for a horizon step more
+/// than it needs only while it spins: a subscriber that frees one record
+/// (far less than the step) and stops still lets exactly one more publish
+/// through, long before the timeout, and the next times out as before.
+#[test]
+fn a_full_ring_lets_one_through_for_one_record_freed() {
+    let seg = segment(Policy::Reliable, 1 << 16, 64);
+    let mut w = seg.writer(None);
+    let mut r = seg.reader(0).unwrap();
+    w.timeout = Some(Duration::from_millis(50));
+    let mut published = 0u64;
+    while w.publish(&message(published, 64)).is_ok() {
+        published += 1;
+    }
+    assert_eq!(published, (1 << 16) / 128, "64 B records take 128 B");
+    let mut buf = [0u8; 64];
+    assert_eq!(r.receive_into(&mut buf, &soon()).unwrap().1, 0);
+    w.timeout = Some(Duration::from_secs(10));
+    let took = within(Duration::from_secs(20), move || {
+        let t = std::time::Instant::now();
+        w.publish(&message(published, 64)).unwrap();
+        w.timeout = Some(Duration::from_millis(50));
+        assert_eq!(
+            w.publish(&message(published + 1, 64)).unwrap_err().status,
+            Status::Timeout
+        );
+        t.elapsed()
+    });
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}

@@ -23,7 +23,7 @@
 //! - Links: each bridge holds a liveliness token `aether-bridge/<name>`, so
 //!   every bridge sees the others come and go.
 
-use super::envelope::EnvelopeRef;
+use super::envelope::Envelope;
 use super::{Counters, Received};
 use crate::access::{self, Identity};
 use crate::config::{Action, BridgeConfig, BridgeTopic};
@@ -465,7 +465,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                     s.counters.unsent.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                EnvelopeRef {
+                Envelope {
                     origin: &s.name,
                     seq: rec.seq,
                     timestamp_ns: rec.timestamp_ns,
@@ -644,7 +644,7 @@ impl TopicIn {
     }
 
     /// The index of `env`'s origin in `origins`, added (expecting `env`) when new.
-    fn origin(&mut self, env: &EnvelopeRef) -> usize {
+    fn origin(&mut self, env: &Envelope) -> usize {
         if self.origins.get(self.last).is_some_and(|o| o.name == env.origin) {
             return self.last;
         }
@@ -768,7 +768,7 @@ impl Inbound {
     fn one(&mut self, known: Option<usize>, sample: &Sample) -> Option<usize> {
         // (Borrowed when the attachment is one slice, as it is from the network.)
         let attachment = sample.attachment().map(|a| a.to_bytes());
-        let env = match attachment.as_deref().map(EnvelopeRef::decode) {
+        let env = match attachment.as_deref().map(Envelope::decode) {
             Some(Ok(e)) => e,
             Some(Err(e)) => {
                 refuse(&self.s, "?", e.message);
@@ -867,7 +867,7 @@ fn publish(
     client: &mut Option<Client>,
     t: &mut TopicIn,
     data: &ZBytes,
-    env: &EnvelopeRef,
+    env: &Envelope,
     broker: u64,
 ) -> aether::Result<()> {
     let len = data.len();

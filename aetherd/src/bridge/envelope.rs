@@ -18,10 +18,12 @@ const VERSION_1: u8 = 1;
 /// The longest broker name.
 pub const MAX_NAME: usize = 64;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Envelope {
+/// The origin is borrowed (from the bytes decoded, or the sender's name):
+/// the bridge handles one per message, with nothing to allocate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Envelope<'a> {
     /// The broker the message was first published on.
-    pub origin: String,
+    pub origin: &'a str,
     /// Its sequence number in the origin's ring.
     pub seq: u64,
     /// Its timestamp there (CLOCK_REALTIME, ns).
@@ -37,46 +39,18 @@ pub struct Envelope {
     pub numbering: u64,
 }
 
-/// An [`Envelope`] whose origin is borrowed from the bytes it was decoded
-/// from (or from the sender's name): what the bridge handles per message,
-/// with nothing to allocate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EnvelopeRef<'a> {
-    pub origin: &'a str,
-    pub seq: u64,
-    pub timestamp_ns: u64,
-    pub link_seq: u64,
-    pub numbering: u64,
-}
-
 /// Whether `name` may name a broker (the origin tag).
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_NAME && aether::protocol::safe_name(name)
 }
 
-impl Envelope {
+impl<'a> Envelope<'a> {
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::new();
-        self.view().encode_into(&mut v);
+        self.encode_into(&mut v);
         v
     }
 
-    pub fn decode(b: &[u8]) -> Result<Envelope> {
-        EnvelopeRef::decode(b).map(|e| e.to_envelope())
-    }
-
-    pub fn view(&self) -> EnvelopeRef<'_> {
-        EnvelopeRef {
-            origin: &self.origin,
-            seq: self.seq,
-            timestamp_ns: self.timestamp_ns,
-            link_seq: self.link_seq,
-            numbering: self.numbering,
-        }
-    }
-}
-
-impl<'a> EnvelopeRef<'a> {
     /// How many bytes [`encode_into`](Self::encode_into) appends.
     pub fn encoded_len(&self) -> usize {
         5 + self.origin.len() + 32
@@ -98,7 +72,7 @@ impl<'a> EnvelopeRef<'a> {
         out.extend_from_slice(&numbers);
     }
 
-    pub fn decode(b: &'a [u8]) -> Result<EnvelopeRef<'a>> {
+    pub fn decode(b: &'a [u8]) -> Result<Envelope<'a>> {
         let bad = |why: &str| Error::protocol(format!("bridge envelope: {why}"));
         if b.len() < 5 || &b[..3] != MAGIC {
             return Err(bad("not an Aether envelope"));
@@ -121,23 +95,13 @@ impl<'a> EnvelopeRef<'a> {
             .filter(|s| valid_name(s))
             .ok_or_else(|| bad("the origin is not a broker name"))?;
         let num = |i: usize| u64::from_le_bytes(b[5 + n + 8 * i..][..8].try_into().expect("8 bytes"));
-        Ok(EnvelopeRef {
+        Ok(Envelope {
             origin,
             seq: num(0),
             timestamp_ns: num(1),
             link_seq: num(2),
             numbering: if numbers == 4 { num(3) } else { 0 },
         })
-    }
-
-    pub fn to_envelope(&self) -> Envelope {
-        Envelope {
-            origin: self.origin.to_string(),
-            seq: self.seq,
-            timestamp_ns: self.timestamp_ns,
-            link_seq: self.link_seq,
-            numbering: self.numbering,
-        }
     }
 }
 
@@ -148,7 +112,7 @@ mod tests {
     #[test]
     fn round_trip_and_junk() {
         let e = Envelope {
-            origin: "host-a".into(),
+            origin: "host-a",
             seq: 7,
             timestamp_ns: 1 << 60,
             link_seq: 3,
@@ -156,22 +120,15 @@ mod tests {
         };
         let b = e.encode();
         assert_eq!(Envelope::decode(&b).unwrap(), e);
-        assert_eq!(b.len(), e.view().encoded_len());
-        // The borrowed form reads the same, and appends after what is there.
-        assert_eq!(EnvelopeRef::decode(&b).unwrap(), e.view());
+        assert_eq!(b.len(), e.encoded_len());
+        // It appends after what is there.
         let mut after = vec![1, 2, 3];
-        e.view().encode_into(&mut after);
+        e.encode_into(&mut after);
         assert_eq!((&after[..3], &after[3..]), (&[1u8, 2, 3][..], &b[..]));
         // Version 1, without the numbering: read as numbering 0.
         let mut v1 = b[..b.len() - 8].to_vec();
         v1[3] = 1;
-        assert_eq!(
-            Envelope::decode(&v1).unwrap(),
-            Envelope {
-                numbering: 0,
-                ..e.clone()
-            }
-        );
+        assert_eq!(Envelope::decode(&v1).unwrap(), Envelope { numbering: 0, ..e });
         let mut v3 = b.clone();
         v3[3] = 3;
         assert!(Envelope::decode(&v3).is_err());
@@ -185,7 +142,7 @@ mod tests {
                 let mut c = b.clone();
                 c[i] = x;
                 if let Ok(d) = Envelope::decode(&c) {
-                    assert!(valid_name(&d.origin));
+                    assert!(valid_name(d.origin));
                 }
             }
         }

@@ -623,3 +623,15 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `topic`'s row of `aether-cli topics` (the admin pipe's `Topics`).
+pub fn topic_row(socket: &std::path::Path, topic: &str) -> serde_json::Value {
+    let topics = aetherd::admin::call(socket, aetherd::admin::Command::Topics, Duration::from_secs(5)).unwrap();
+    topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == topic)
+        .unwrap_or_else(|| panic!("no {topic} in {topics}"))
+        .clone()
+}
