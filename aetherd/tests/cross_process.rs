@@ -274,6 +274,47 @@ fn reliable_one_publisher_three_subscribers_100k_messages() {
     }
 }
 
+/// Messages up to 64 KiB, half of them large (32 KiB and up), from a
+/// publisher process whose large records keep to short laps, to whole ones,
+/// or to whichever it measures faster (`AETHER_LARGE_LAPS`), reach a
+/// subscriber that keeps up and one that falls behind (the publisher waits
+/// for it), each intact and in order.
+#[test]
+fn large_messages_cross_in_short_and_whole_laps() {
+    let d = Daemon::start();
+    // Ring 0: sized for the messages (1 MiB for 64 KiB).
+    let params = topic(Policy::Reliable, 0, 65536);
+    for laps in ["short", "whole", "measured"] {
+        let topic = format!("large-{laps}");
+        d.client().create_topic(&topic, &params).unwrap();
+        let mut env = stream_env(&d, &topic, 5_000, 65536);
+        let mut fast = Role::spawn("subscriber", &env);
+        env.push(("AETHER_TEST_SLOW", "1".into()));
+        let mut slow = Role::spawn("subscriber", &env);
+        fast.expect("ready");
+        slow.expect("ready");
+        env.retain(|(k, _)| *k != "AETHER_TEST_SLOW");
+        env.push(("AETHER_LARGE_LAPS", laps.into()));
+        let mut publ = Role::spawn("publisher", &env);
+        publ.expect("done");
+        publ.wait_ok();
+        for mut s in [fast, slow] {
+            let r = s.line();
+            assert_eq!(
+                (
+                    field(&r, "delivered"),
+                    field(&r, "lost"),
+                    field(&r, "bad"),
+                    field(&r, "errors")
+                ),
+                (5_000, 0, 0, 0),
+                "{laps}: {r}"
+            );
+            s.wait_ok();
+        }
+    }
+}
+
 #[test]
 fn lossy_topic_reports_every_loss_exactly() {
     let d = Daemon::start();

@@ -8,7 +8,9 @@
 //!   number `seq` with one 128-bit compare-and-swap on the tail pair
 //!   `(position, next seq)`. Records are 64-byte aligned and never straddle the
 //!   end of the ring: a claim that would is preceded, in the same CAS, by a
-//!   padding record up to the end.
+//!   padding record up to the end. Large records (32 KiB and up) are padded
+//!   to the next lap once past its first 256 KiB, so that their publisher
+//!   writes lines still in its cache ([`pad_before`]).
 //! * **Stamp.** Each record starts with a 64-bit stamp `(pos | kind) ^ salt`:
 //!   the absolute position tells the current record from one a lap older, the
 //!   kind says claimed / message / padding / aborted, and the per-segment salt
@@ -180,6 +182,156 @@ fn decode(salt: u64, v: u64) -> (u64, u64) {
 /// verdicts it causes (a reader within this distance of being lapped) are rare.
 pub fn horizon_step(ring_size: u64) -> u64 {
     (ring_size / 64).max(ALIGN)
+}
+
+/// Records from this size up are large: they keep to the start of each lap
+/// ([`pad_before`]).
+pub const LARGE_RECORD: u64 = 32 * 1024;
+/// The bytes of each lap that large records keep to, at least (four records
+/// when that is more): small enough that a publisher's writes stay in its
+/// core's L2 cache (512 KiB and up on current server cores), so that it
+/// writes lines it already holds instead of streaming through the ring.
+pub const LARGE_LAP: u64 = 256 * 1024;
+
+/// Padding a record of `stride` bytes claimed at offset `off` of a ring of
+/// `ring` bytes takes first, to the end of the lap: when it would straddle
+/// the end, and, with `short_laps`, when it is large and past the part of
+/// the lap large records keep to. A large message then goes back to lines
+/// its publisher wrote a few messages earlier and still has in cache; the
+/// ring's size is unchanged, but a lap holds only a few large records
+/// (docs/ARCHITECTURE.md, "Large messages"). A reader steps over padding to
+/// the end of the lap whatever its length, so readers need not know this
+/// rule.
+#[inline(always)]
+pub fn pad_before(off: u64, stride: u64, ring: u64, short_laps: bool) -> u64 {
+    if off + stride > ring || (short_laps && stride >= LARGE_RECORD && off >= (4 * stride).max(LARGE_LAP)) {
+        ring - off
+    } else {
+        0
+    }
+}
+
+/// A reliable publisher's choice between short laps for its large records
+/// (`pad_before`) and whole ones. Short laps keep its writes in its own
+/// cache: fastest when subscribers read little of each message (64 KiB,
+/// head and tail read: 1.3-1.4x). But a subscriber that reads every byte
+/// still holds the lines of a lap of a few records when the publisher comes
+/// back to them, and each store then waits for its line to be taken back:
+/// whole laps let them age out (64 KiB, every byte read: a large record
+/// takes twice as long to write in short laps). What subscribers read is
+/// not visible here, so the publisher measures: the median time from claim
+/// to commit over [`LAP_TRIAL`] large records in each (after a lap in it:
+/// the first lap after a change finds lines nobody touched for a while),
+/// then keeps the faster for [`LAP_KEEP`] large records (or 16 whole laps,
+/// if more), and tries again (docs/ARCHITECTURE.md, "Large messages").
+/// `AETHER_LARGE_LAPS=short` or `whole` fixes the choice instead, as does
+/// [`Writer::set_large_laps`].
+#[derive(Debug)]
+struct LapChoice {
+    short: bool,
+    /// Fixed by `AETHER_LARGE_LAPS`: never tried.
+    fixed: bool,
+    /// Large records left before the next trial; 0 while trying.
+    keep: u64,
+    /// While trying: no timing until a record at or past this position.
+    warm_from: u64,
+    /// The median of each kind tried in this trial (whole, short).
+    tried: [Option<u64>; 2],
+    samples: [u64; LAP_TRIAL],
+    n: usize,
+    /// When the large record being written was claimed (TSC ticks).
+    claimed_at: u64,
+}
+
+/// Where a reliable publisher puts its large records (32 KiB and up):
+/// [`Writer::set_large_laps`], `AETHER_LARGE_LAPS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LargeLaps {
+    /// Short laps or whole ones, whichever it measures faster (the default).
+    Measured,
+    /// Each lap only to its first 256 KiB (or four records): best when
+    /// subscribers read little of each message.
+    Short,
+    /// Every lap whole, as small records: best when subscribers read every byte.
+    Whole,
+}
+
+/// Large records timed in each kind of lap per trial.
+const LAP_TRIAL: usize = 32;
+/// Large records between trials.
+const LAP_KEEP: u64 = 4096;
+/// Large records in whole laps before the first trial: a topic's first
+/// records find its pages not yet mapped, and its subscribers starting.
+const LAP_FIRST: u64 = 64;
+
+impl LapChoice {
+    /// As `AETHER_LARGE_LAPS` says: `short`, `whole`, or (unset, or
+    /// anything else) measured.
+    fn from_env() -> LapChoice {
+        LapChoice::new(match std::env::var("AETHER_LARGE_LAPS").as_deref() {
+            Ok("short") => LargeLaps::Short,
+            Ok("whole") => LargeLaps::Whole,
+            _ => LargeLaps::Measured,
+        })
+    }
+
+    fn new(laps: LargeLaps) -> LapChoice {
+        LapChoice {
+            short: laps == LargeLaps::Short,
+            fixed: laps != LargeLaps::Measured,
+            keep: LAP_FIRST,
+            warm_from: 0,
+            tried: [None; 2],
+            samples: [0; LAP_TRIAL],
+            n: 0,
+            claimed_at: 0,
+        }
+    }
+
+    #[inline]
+    fn claimed(&mut self) {
+        if !self.fixed {
+            self.claimed_at = sys::tsc::rdtsc();
+        }
+    }
+
+    #[inline]
+    fn committed(&mut self, pos: u64, stride: u64, ring: u64) {
+        if !self.fixed {
+            let took = sys::tsc::rdtsc().wrapping_sub(self.claimed_at);
+            self.record(took, pos, stride, ring);
+        }
+    }
+
+    /// Counts a large record at `pos` that took `took` ticks from claim to commit.
+    fn record(&mut self, took: u64, pos: u64, stride: u64, ring: u64) {
+        if self.keep > 0 {
+            self.keep -= 1;
+            return;
+        }
+        if pos < self.warm_from {
+            return;
+        }
+        self.samples[self.n] = took;
+        self.n += 1;
+        if self.n < LAP_TRIAL {
+            return;
+        }
+        self.n = 0;
+        self.samples.sort_unstable();
+        self.tried[usize::from(self.short)] = Some(self.samples[LAP_TRIAL / 2]);
+        match self.tried {
+            [Some(whole), Some(short)] => {
+                self.short = short < whole;
+                self.keep = LAP_KEEP.max(16 * (ring / stride));
+                self.tried = [None; 2];
+            }
+            _ => {
+                self.short = !self.short;
+                self.warm_from = pos.saturating_add(ring);
+            }
+        }
+    }
 }
 
 /// Bytes a message of `len` bytes takes in the ring.
@@ -477,6 +629,10 @@ pub struct Writer {
     /// The segment's horizon as last seen: claims ending at or below it need not raise it.
     horizon: u64,
     gate_gen: u64,
+    /// Reliable topics: whether large records keep to short laps, measured
+    /// as it goes. Lossy topics keep whole laps, so that a lossy subscriber
+    /// is not lapped sooner.
+    laps: Option<LapChoice>,
     /// How long a claim (reliable topics: the slowest subscriber) may hold this publisher up.
     pub timeout: Option<Duration>,
     pub wait: WaitConfig,
@@ -528,6 +684,7 @@ impl Writer {
             gate: 0,
             horizon: 0,
             gate_gen: u64::MAX,
+            laps: (geo.policy == Policy::Reliable).then(LapChoice::from_env),
             timeout: Some(Duration::from_secs(5)),
             wait: WaitConfig::default(),
             clock: WallClock::new(),
@@ -536,6 +693,15 @@ impl Writer {
 
     pub fn segment(&self) -> &Arc<Segment> {
         &self.seg
+    }
+
+    /// Where this publisher puts its large records from now on (by default
+    /// as `AETHER_LARGE_LAPS` says, else measured). Lossy topics keep whole
+    /// laps whatever is asked, so that their subscribers are not lapped sooner.
+    pub fn set_large_laps(&mut self, laps: LargeLaps) {
+        if self.laps.is_some() {
+            self.laps = Some(LapChoice::new(laps));
+        }
     }
 
     fn header_at(&self, pos: u64) -> *mut RecordHeader {
@@ -755,6 +921,11 @@ impl Writer {
         }
         let ring = self.geo.ring_size;
         let stride = stride_for(len);
+        if stride >= LARGE_RECORD {
+            if let Some(l) = &mut self.laps {
+                l.claimed();
+            }
+        }
         // Built at the first wait (rare), kept across CAS retries. Not built
         // up front although `Deadline` is lazy itself: building one costs 16
         // instructions per publish (callgrind), a tenth of the path.
@@ -769,7 +940,7 @@ impl Writer {
                 return Err(Error::corrupt(format!("ring tail {pos:#x} is not 64-byte aligned")));
             }
             let off = pos & (ring - 1);
-            let pad = if off + stride > ring { ring - off } else { 0 };
+            let pad = pad_before(off, stride, ring, self.laps.as_ref().is_some_and(|l| l.short));
             let end = pos
                 .checked_add(pad + stride)
                 .ok_or_else(|| Error::corrupt("ring tail is at the end of the position space"));
@@ -912,6 +1083,11 @@ impl Writer {
 
     #[inline(always)]
     fn commit_kind(&mut self, claim: Claim, len: usize, timestamp_ns: u64, kind: u64) {
+        if claim.stride >= LARGE_RECORD {
+            if let Some(l) = &mut self.laps {
+                l.committed(claim.pos, claim.stride, self.geo.ring_size);
+            }
+        }
         let h = self.header_at(claim.pos);
         // The whole header, then the stamp, in one burst: the reader spinning on
         // this line pulls it away between stores that are further apart.
@@ -2002,5 +2178,105 @@ impl Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         self.leave_slot();
+    }
+}
+
+#[cfg(test)]
+mod lap_tests {
+    use super::*;
+
+    const RING: u64 = 1 << 20;
+    const STRIDE: u64 = 65_600;
+
+    /// Feeds `l` records of `took` ticks each, one stride apart from `*pos`.
+    fn feed(l: &mut LapChoice, pos: &mut u64, count: u64, took: impl Fn(u64) -> u64) {
+        for i in 0..count {
+            l.record(took(i), *pos, STRIDE, RING);
+            *pos += STRIDE;
+        }
+    }
+
+    /// Runs a trial where whole laps take `whole` and short ones `short`
+    /// ticks (every 5th sample of each 40 times slower: the median ignores
+    /// it); returns the choice and the records it took.
+    fn trial(whole: u64, short: u64) -> (bool, u64) {
+        let mut l = LapChoice::new(LargeLaps::Measured);
+        let mut pos = 0;
+        feed(&mut l, &mut pos, LAP_FIRST, |_| 1);
+        assert!(!l.short, "whole laps until the first trial");
+        let mut n = 0;
+        while l.keep == 0 {
+            let t = if l.short { short } else { whole };
+            l.record(if n % 5 == 0 { 40 * t } else { t }, pos, STRIDE, RING);
+            pos += STRIDE;
+            n += 1;
+        }
+        (l.short, n)
+    }
+
+    #[test]
+    fn the_faster_kind_of_lap_is_kept() {
+        let (short, n) = trial(6_000, 3_000);
+        assert!(short);
+        // Both kinds timed, the second after a lap of warm-up.
+        assert_eq!(n, 2 * LAP_TRIAL as u64 + RING / STRIDE);
+        assert!(!trial(6_000, 12_000).0);
+        assert!(!trial(6_000, 6_000).0, "a tie keeps whole laps");
+    }
+
+    #[test]
+    fn the_choice_is_tried_again_after_its_keep() {
+        let mut l = LapChoice::new(LargeLaps::Measured);
+        let mut pos = 0;
+        feed(&mut l, &mut pos, LAP_FIRST, |_| 1);
+        // Short laps faster: chosen.
+        while l.keep == 0 {
+            let t = if l.short { 100 } else { 200 };
+            l.record(t, pos, STRIDE, RING);
+            pos += STRIDE;
+        }
+        assert!(l.short);
+        feed(&mut l, &mut pos, LAP_KEEP, |_| 1_000_000);
+        assert_eq!(l.keep, 0, "kept for LAP_KEEP records, whatever they took");
+        // Now the subscribers read every byte: whole laps are faster.
+        while l.keep == 0 {
+            let t = if l.short { 200 } else { 100 };
+            l.record(t, pos, STRIDE, RING);
+            pos += STRIDE;
+        }
+        assert!(!l.short);
+    }
+
+    #[test]
+    fn a_fixed_choice_is_never_tried() {
+        for (laps, short) in [(LargeLaps::Short, true), (LargeLaps::Whole, false)] {
+            let mut l = LapChoice::new(laps);
+            for i in 0..10_000 {
+                l.committed(i * STRIDE, STRIDE, RING);
+                assert_eq!(l.short, short);
+            }
+        }
+    }
+
+    #[test]
+    fn padding_before_a_claim() {
+        // A straddling claim pads to the end, with or without short laps.
+        assert_eq!(pad_before(RING - 64, 128, RING, false), 64);
+        assert_eq!(pad_before(RING - 64, 128, RING, true), 64);
+        // A small record goes anywhere.
+        assert_eq!(pad_before(RING / 2, 4160, RING, true), 0);
+        // A large one in short laps: four records, then the next lap.
+        for k in 0..4 {
+            assert_eq!(pad_before(k * STRIDE, STRIDE, RING, true), 0);
+        }
+        assert_eq!(pad_before(4 * STRIDE, STRIDE, RING, true), RING - 4 * STRIDE);
+        assert_eq!(pad_before(4 * STRIDE, STRIDE, RING, false), 0);
+        // 32 KiB records: the first 256 KiB of the lap.
+        let s = stride_for(32 * 1024);
+        assert_eq!(pad_before(LARGE_LAP - ALIGN, s, RING, true), 0);
+        assert_eq!(pad_before(LARGE_LAP, s, RING, true), RING - LARGE_LAP);
+        // Records too large for four in a ring never pad early.
+        let s = stride_for(1 << 20);
+        assert_eq!(pad_before(s, s, 4 * RING, true), 0);
     }
 }

@@ -3,7 +3,7 @@
 //! (Cross-process tests live in aetherd/tests.)
 
 use aether::local::LocalTopic;
-use aether::ring::{Deadline, WaitConfig, WaitStrategy};
+use aether::ring::{Deadline, LargeLaps, WaitConfig, WaitStrategy, LARGE_LAP, LARGE_RECORD};
 use aether::segment::{wake_all, Policy, Segment, TopicParams};
 use aether::Status;
 use std::sync::atomic::Ordering;
@@ -69,6 +69,91 @@ fn single_publisher_round_trip_with_wraps() {
         assert!(ts > 0);
     }
     assert_eq!((r.delivered(), r.lost()), (n, 0));
+}
+
+/// Large records (32 KiB and up) in short laps keep to the start of each
+/// lap, small ones go anywhere, and every message arrives intact and in
+/// order to a subscriber slower than its publisher (which waits for it at
+/// the lap's end as anywhere else); in whole laps large records use the
+/// whole ring, as they do when the publisher measures which is faster.
+#[test]
+fn large_records_in_short_laps_keep_to_the_lap_start_and_arrive_intact() {
+    let (ring, max) = (1u64 << 20, 65536usize);
+    for laps in [LargeLaps::Short, LargeLaps::Whole, LargeLaps::Measured] {
+        let seg = segment(Policy::Reliable, ring, max as u64);
+        let mut r = seg.reader(0).unwrap();
+        let n = rounds(3000);
+        // Mostly large, one in three small; the sizes vary within each kind.
+        let len = move |i: u64| {
+            if i % 3 == 0 {
+                1 + (i as usize * 37) % 900
+            } else {
+                max - (i as usize * 131) % 20_000
+            }
+        };
+        let publisher = {
+            let seg = Arc::clone(&seg);
+            std::thread::spawn(move || {
+                let mut w = seg.writer(None);
+                w.set_large_laps(laps);
+                w.timeout = Some(Duration::from_secs(30));
+                for i in 0..n {
+                    assert_eq!(w.publish(&message(i, len(i))).unwrap(), i);
+                }
+            })
+        };
+        let (mut buf, mut farthest) = (vec![0u8; max], 0);
+        for i in 0..n {
+            let pos = r.next(&soon()).unwrap().pos;
+            let (got, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+            assert_eq!((seq, &buf[..got]), (i, &message(i, len(i))[..]), "{laps:?}");
+            let stride = aether::ring::stride_for(got);
+            if stride >= LARGE_RECORD {
+                farthest = farthest.max(pos % ring);
+                if laps == LargeLaps::Short {
+                    assert!(
+                        pos % ring < (4 * stride).max(LARGE_LAP),
+                        "{laps:?}: message {i} of {got} bytes at {} into its lap",
+                        pos % ring
+                    );
+                }
+            }
+            if i % 50 == 0 {
+                // Slower than the publisher: it waits for room now and then.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        publisher.join().unwrap();
+        assert_eq!((r.delivered(), r.lost()), (n, 0), "{laps:?}");
+        if laps == LargeLaps::Whole {
+            assert!(
+                farthest >= ring / 2,
+                "whole laps: large records reached only {farthest}"
+            );
+        }
+    }
+}
+
+/// A lossy topic keeps whole laps whatever its publisher asks: a
+/// subscriber that has read nothing yet still finds as many large messages
+/// as the whole ring holds, none lost.
+#[test]
+fn a_lossy_topic_keeps_whole_laps_for_large_records() {
+    let (ring, max) = (1u64 << 20, 65536usize);
+    let seg = segment(Policy::Lossy, ring, max as u64);
+    let mut r = seg.reader(0).unwrap();
+    let mut w = seg.writer(None);
+    w.set_large_laps(LargeLaps::Short);
+    let fits = ring / aether::ring::stride_for(max) - 1;
+    for i in 0..fits {
+        w.publish(&message(i, max)).unwrap();
+    }
+    let mut buf = vec![0u8; max];
+    for i in 0..fits {
+        let (got, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!((seq, &buf[..got]), (i, &message(i, max)[..]));
+    }
+    assert_eq!(r.lost(), 0);
 }
 
 #[test]
