@@ -85,7 +85,7 @@ fn large_records_in_short_laps_keep_to_the_lap_start_and_arrive_intact() {
         let n = rounds(3000);
         // Mostly large, one in three small; the sizes vary within each kind.
         let len = move |i: u64| {
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 1 + (i as usize * 37) % 900
             } else {
                 max - (i as usize * 131) % 20_000
