@@ -65,15 +65,38 @@ pub(crate) fn topic_matches(pattern: &str, topic: &str) -> bool {
     }
 }
 
-fn rule_grants(rule: &Rule, who: &Identity, action: Action, topic: Option<&str>) -> bool {
+/// Whether `rule` names `who` and grants `action` (on whatever topics it names).
+fn rule_grants_action(rule: &Rule, who: &Identity, action: Action) -> bool {
     let person = rule.uids.contains(&who.cred.uid) || who.gids.iter().any(|g| rule.gids.contains(g));
+    let granted = rule.allow.contains(&action) || (action == Action::Monitor && rule.allow.contains(&Action::Admin));
+    person && granted
+}
+
+fn rule_grants(rule: &Rule, who: &Identity, action: Action, topic: Option<&str>) -> bool {
     let topic_ok = match topic {
         Some(t) => rule.topics.is_empty() || rule.topics.iter().any(|p| topic_matches(p, t)),
         // Broker-wide actions: rules for every topic (no patterns, or `*`).
         None => rule.topics.is_empty() || rule.topics.iter().any(|p| p == "*"),
     };
-    let granted = rule.allow.contains(&action) || (action == Action::Monitor && rule.allow.contains(&Action::Admin));
-    person && topic_ok && granted
+    topic_ok && rule_grants_action(rule, who, action)
+}
+
+/// The topic patterns on which [`authorize`] lets `who` do `action`
+/// (`None`: every topic), for a filter that must decide ahead of it (the
+/// bridge's Zenoh access control, docs/BRIDGE.md).
+pub fn granted_patterns(config: &Config, who: &Identity, action: Action) -> Option<Vec<String>> {
+    let own = nix::unistd::geteuid().as_raw();
+    if who.cred.uid == 0 || who.cred.uid == own {
+        return None;
+    }
+    let mut patterns = Vec::new();
+    for r in config.rules.iter().filter(|r| rule_grants_action(r, who, action)) {
+        if r.topics.is_empty() {
+            return None;
+        }
+        patterns.extend(r.topics.iter().cloned());
+    }
+    Some(patterns)
 }
 
 /// `Ok` if `who` may do `action` (on `topic`, when the action concerns one).
@@ -288,6 +311,52 @@ mod tests {
         assert!(authorize(&c, &stranger, Action::Admin, Some("any")).is_ok());
         assert!(authorize(&c, &stranger, Action::Admin, None).is_ok());
         assert!(authorize(&c, &who(4243, &[4243]), Action::Admin, None).is_err());
+    }
+
+    /// `granted_patterns` says what `authorize` says, topic by topic.
+    #[test]
+    fn granted_patterns_agree_with_authorize() {
+        let rule = |topics: &[&str], uids: &[u32], gids: &[u32], allow: &[Action]| Rule {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            uids: uids.to_vec(),
+            gids: gids.to_vec(),
+            allow: allow.to_vec(),
+        };
+        let mut c = Config::default();
+        c.rules
+            .push(rule(&["sensors.*", "cmd"], &[], &[50], &[Action::Publish]));
+        c.rules.push(rule(&["log.*"], &[4242], &[], &[Action::Subscribe]));
+        c.rules.push(rule(&["stats"], &[4242], &[], &[Action::Admin]));
+        c.rules.push(rule(&[], &[4244], &[], &[Action::Publish]));
+        let topics = ["sensors.t", "sensors", "cmd", "cmd2", "log.a", "stats", "other"];
+        let own = nix::unistd::geteuid().as_raw();
+        for w in [
+            who(4242, &[50]),
+            who(4243, &[4243]),
+            who(4244, &[4244]),
+            who(0, &[0]),
+            who(own, &[own]),
+        ] {
+            for action in [Action::Publish, Action::Subscribe, Action::Monitor] {
+                let patterns = granted_patterns(&c, &w, action);
+                for t in topics {
+                    let by_patterns = patterns
+                        .as_ref()
+                        .is_none_or(|ps| ps.iter().any(|p| topic_matches(p, t)));
+                    assert_eq!(
+                        by_patterns,
+                        authorize(&c, &w, action, Some(t)).is_ok(),
+                        "uid {} {action:?} {t}: {patterns:?}",
+                        w.cred.uid
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            granted_patterns(&c, &who(4242, &[50]), Action::Publish),
+            Some(vec!["sensors.*".to_string(), "cmd".to_string()])
+        );
+        assert_eq!(granted_patterns(&c, &who(4243, &[4243]), Action::Publish), Some(vec![]));
     }
 
     #[test]

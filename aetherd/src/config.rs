@@ -16,6 +16,7 @@ use aether::segment::{Policy, TopicParams, MAX_RING, MAX_SUBSCRIBERS, MIN_RING, 
 use log::LevelFilter as Level;
 use nix::unistd::{Group, User};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -384,6 +385,9 @@ pub struct BridgeConfig {
     /// The uid whose rights remote messages have on the local topics;
     /// `None`: the daemon's own (every right).
     pub identity: Option<u32>,
+    /// Per remote broker (by name): the uid whose rights its messages
+    /// have, instead of `identity`.
+    pub identities: BTreeMap<String, u32>,
     /// Zenoh's TLS: the endpoints are then `tls/HOST:PORT`.
     pub tls: Option<BridgeTls>,
     /// Zenoh's multicast scouting: find other brokers on the local network
@@ -562,6 +566,9 @@ struct BridgeToml {
     topics: Vec<String>,
     /// A user name, or a uid.
     identity: Option<toml::Value>,
+    /// Broker name = user name or uid.
+    #[serde(default)]
+    identities: BTreeMap<String, toml::Value>,
     tls: Option<BridgeTlsToml>,
     multicast: Option<bool>,
 }
@@ -739,24 +746,25 @@ fn bridge(t: &Table, b: BridgeToml) -> Result<BridgeConfig, ConfigError> {
     for p in &b.topics {
         topics.push(BridgeTopic::parse(p).map_err(|e| t.err("topics", e))?);
     }
-    let identity = match b.identity {
-        None => None,
-        Some(toml::Value::Integer(uid)) => {
-            Some(u32::try_from(uid).map_err(|_| t.err("identity", format!("{uid} is not a uid")))?)
+    let identity = b.identity.map(|v| bridge_identity(t, "identity", v)).transpose()?;
+    let mut identities = BTreeMap::new();
+    for (broker, v) in b.identities {
+        let key = format!("identities.{broker}");
+        if !crate::bridge::envelope::valid_name(&broker) {
+            return Err(t.err(
+                &key,
+                format!("{broker:?} is not a broker name (1 to 64 letters, digits, '.', '_', '-')"),
+            ));
         }
-        Some(toml::Value::String(name)) => match lookup_user(&name) {
-            Ok(Some(uid)) => Some(uid),
-            Ok(None) => return Err(t.err("identity", format!("no user named {name:?}"))),
-            Err(e) => return Err(t.err("identity", format!("cannot look up user {name:?}: {e}"))),
-        },
-        Some(v) => return Err(t.err("identity", format!("{v} is not a user name or uid"))),
-    };
+        identities.insert(broker, bridge_identity(t, &key, v)?);
+    }
     Ok(BridgeConfig {
         name: b.name,
         listen: b.listen,
         connect: b.connect,
         topics,
         identity,
+        identities,
         tls: b.tls.map(|x| BridgeTls {
             root_ca: x.root_ca.into(),
             certificate: x.certificate.into(),
@@ -764,6 +772,19 @@ fn bridge(t: &Table, b: BridgeToml) -> Result<BridgeConfig, ConfigError> {
         }),
         multicast: b.multicast.unwrap_or(false),
     })
+}
+
+/// A bridge identity: a user name, or a uid.
+fn bridge_identity(t: &Table, key: &str, v: toml::Value) -> Result<u32, ConfigError> {
+    match v {
+        toml::Value::Integer(uid) => u32::try_from(uid).map_err(|_| t.err(key, format!("{uid} is not a uid"))),
+        toml::Value::String(name) => match lookup_user(&name) {
+            Ok(Some(uid)) => Ok(uid),
+            Ok(None) => Err(t.err(key, format!("no user named {name:?}"))),
+            Err(e) => Err(t.err(key, format!("cannot look up user {name:?}: {e}"))),
+        },
+        v => Err(t.err(key, format!("{v} is not a user name or uid"))),
+    }
 }
 
 /// The key and reason of an error in the file's shape (an unknown key, a
@@ -1142,6 +1163,10 @@ mod tests {
             identity = 65534
             multicast = true
             tls = { root_ca = "/etc/aether/ca.pem", certificate = "/etc/aether/a.pem", private_key = "/etc/aether/a.key" }
+
+            [bridge.identities]
+            host-b = 65533
+            "c.lab" = "root"
         "#)
         .unwrap();
         let b = f.bridge.unwrap();
@@ -1160,6 +1185,34 @@ mod tests {
             ]
         );
         assert_eq!(b.identity, Some(65534));
+        assert_eq!(
+            b.identities.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(),
+            vec![("c.lab", 0), ("host-b", 65533)]
+        );
+        assert!(err(
+            "[bridge.identities]
+\"b c\" = 1
+",
+            "bridge.identities.b c"
+        )
+        .reason
+        .contains("not a broker name"));
+        assert!(err(
+            "[bridge.identities]
+b = \"no-such-user-here\"
+",
+            "bridge.identities.b"
+        )
+        .reason
+        .contains("no user named"));
+        assert!(err(
+            "[bridge.identities]
+b = -1
+",
+            "bridge.identities.b"
+        )
+        .reason
+        .contains("not a uid"));
         assert!(b.multicast && b.tls.unwrap().private_key.ends_with("a.key"));
         assert!(p("").unwrap().bridge.is_none());
         assert!(err("[bridge]\ntopics = [\"x:sideways\"]\n", "bridge.topics")

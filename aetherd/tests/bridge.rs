@@ -334,6 +334,72 @@ fn a_remote_broker_without_the_right_is_refused_and_counted() {
     assert_eq!(cb.topic_stats("guarded").unwrap().published, got);
 }
 
+/// `[bridge.identities]`: each remote broker's messages have its own
+/// identity's rights, the others the default `identity`'s. Of two brokers
+/// sending the same topic, the one whose identity may publish it gets in;
+/// the other's messages are refused and counted on its own link.
+#[test]
+fn each_remote_broker_has_its_own_identity() {
+    let port = free_port();
+    let dir = TempDir::new("bridge-identities");
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(
+        &config,
+        "[bridge]\nidentity = 65534\n\n[bridge.identities]\na = 65533\n\n\
+         [[access]]\ntopics = [\"guarded\"]\nuids = [65533]\nallow = [\"publish\"]\n",
+    )
+    .unwrap();
+    let r = broker(
+        "r",
+        Some(port),
+        &[],
+        &["guarded"],
+        &["--config", config.to_str().unwrap()],
+    );
+    let a = broker("a", None, &[port], &["guarded"], &[]);
+    let c = broker("c", None, &[port], &["guarded"], &[]);
+    let (ca, cc, cr) = (a.client(), c.client(), r.client());
+    for cl in [&ca, &cc, &cr] {
+        reliable(cl, "guarded");
+    }
+    let mut sub = cr.subscriber("guarded", &SubscriberConfig::default()).unwrap();
+    wait_for("the links", Duration::from_secs(20), || {
+        link_up(&r, "a") && link_up(&r, "c")
+    });
+    // c's messages are refused, each counted, on c's link.
+    let mut pc = cc.publisher("guarded").unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        pc.publish(b"from c").unwrap();
+        let s = stats(&r)["bridge"].clone();
+        if s["refused"].as_u64().unwrap() > 0 {
+            let why = s["links"]["c"]["last_error"].as_str().unwrap_or_default();
+            assert!(why.contains("uid 65534 may not publish"), "{s}");
+            assert!(s["links"]["a"]["last_error"].is_null(), "{s}");
+            break;
+        }
+        assert!(Instant::now() < end, "nothing refused: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // a's come in, with their origin; none of c's ever does.
+    let mut pa = ca.publisher("guarded").unwrap();
+    let mut got = 0u64;
+    let end = Instant::now() + Duration::from_secs(20);
+    while got < 100 {
+        assert!(Instant::now() < end, "only {got} of a's messages came in: {}", r.log());
+        pa.publish(b"from a").unwrap();
+        pc.publish(b"from c").unwrap();
+        while let Some(m) = sub.receive(Some(Duration::from_millis(20))).unwrap() {
+            assert_eq!(m.data, b"from a");
+            assert_eq!(m.origin.map(|o| o.broker), Some(aether::broker_id("a")));
+            got += 1;
+        }
+    }
+    let s = stats(&r)["bridge"].clone();
+    assert_eq!(s["links"]["c"]["received"], 0, "{s}");
+    assert!(s["links"]["a"]["received"].as_u64().unwrap() >= got, "{s}");
+}
+
 #[test]
 fn a_broker_killed_and_started_again_is_rejoined() {
     let port = free_port();
@@ -535,13 +601,18 @@ fn authority(dir: &std::path::Path) -> (rcgen::Certificate, rcgen::KeyPair) {
     (ca, key)
 }
 
-/// A configuration file for broker `name` whose TLS certificate `ca` signed.
-fn tls_config(dir: &std::path::Path, name: &str, ca: &(rcgen::Certificate, rcgen::KeyPair)) -> std::path::PathBuf {
+/// A configuration file for broker `name` whose TLS certificate (common
+/// name `name`) `ca` signed; `more` follows in `[bridge]`.
+fn tls_config(
+    dir: &std::path::Path,
+    name: &str,
+    ca: &(rcgen::Certificate, rcgen::KeyPair),
+    more: &str,
+) -> std::path::PathBuf {
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca.0, &ca.1)
-        .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    let cert = params.signed_by(&key, &ca.0, &ca.1).unwrap();
     let (cert_file, key_file) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
     std::fs::write(&cert_file, cert.pem()).unwrap();
     std::fs::write(&key_file, key.serialize_pem()).unwrap();
@@ -549,7 +620,7 @@ fn tls_config(dir: &std::path::Path, name: &str, ca: &(rcgen::Certificate, rcgen
     std::fs::write(
         &config,
         format!(
-            "[bridge]\ntls = {{ root_ca = {:?}, certificate = {:?}, private_key = {:?} }}\n",
+            "[bridge]\ntls = {{ root_ca = {:?}, certificate = {:?}, private_key = {:?} }}\n{more}",
             dir.join("ca.pem"),
             cert_file,
             key_file
@@ -564,8 +635,11 @@ fn with_tls_a_broker_the_authority_did_not_sign_is_kept_out() {
     let (trusted, stranger) = (TempDir::new("bridge-tls-ca"), TempDir::new("bridge-tls-other-ca"));
     let ca = authority(&trusted.0);
     let other = authority(&stranger.0);
-    let (ca_a, ca_b) = (tls_config(&trusted.0, "a", &ca), tls_config(&trusted.0, "b", &ca));
-    let ca_c = tls_config(&stranger.0, "c", &other);
+    let (ca_a, ca_b) = (
+        tls_config(&trusted.0, "a", &ca, ""),
+        tls_config(&trusted.0, "b", &ca, ""),
+    );
+    let ca_c = tls_config(&stranger.0, "c", &other, "");
     let port = free_port();
     let tls = |p: u16| format!("tls/localhost:{p}");
     let a = broker(
@@ -615,6 +689,69 @@ fn with_tls_a_broker_the_authority_did_not_sign_is_kept_out() {
     assert!(stats(&a)["bridge"]["links"]["c"].is_null(), "a saw c: {}", stats(&a));
     assert!(stats(&c)["bridge"]["links"]["a"].is_null(), "c saw a: {}", stats(&c));
     assert_eq!(stats(&a)["bridge"]["links"]["b"]["up"], true);
+}
+
+/// With TLS and `[bridge.identities]`, a broker's certificate (its common
+/// name) bounds what it may put: broker c, certified as "c" but calling
+/// itself "a" in its envelopes to borrow a's right to publish, is dropped
+/// by Zenoh's access control, while the real a gets in.
+#[test]
+fn with_tls_a_broker_cannot_borrow_anothers_identity() {
+    let dir = TempDir::new("bridge-tls-ids");
+    let ca = authority(&dir.0);
+    let rights = "identity = 65534\n\n[bridge.identities]\na = 65533\n\n\
+                  [[access]]\ntopics = [\"guarded\"]\nuids = [65533]\nallow = [\"publish\"]\n";
+    let config_r = tls_config(&dir.0, "r", &ca, rights);
+    let (config_a, config_c) = (tls_config(&dir.0, "a", &ca, ""), tls_config(&dir.0, "c", &ca, ""));
+    let port = free_port();
+    let tls = format!("tls/localhost:{port}");
+    let r = broker(
+        "r",
+        None,
+        &[],
+        &["guarded"],
+        &["--config", config_r.to_str().unwrap(), "--bridge-listen", &tls],
+    );
+    let a = broker(
+        "a",
+        None,
+        &[],
+        &["guarded"],
+        &["--config", config_a.to_str().unwrap(), "--bridge-connect", &tls],
+    );
+    // c's certificate says "c"; its bridge says "a".
+    let c = broker(
+        "a",
+        None,
+        &[],
+        &["guarded"],
+        &["--config", config_c.to_str().unwrap(), "--bridge-connect", &tls],
+    );
+    let (ca_client, cc, cr) = (a.client(), c.client(), r.client());
+    for cl in [&ca_client, &cc, &cr] {
+        reliable(cl, "guarded");
+    }
+    let mut sub = cr.subscriber("guarded", &SubscriberConfig::default()).unwrap();
+    wait_route(&ca_client, "guarded", &mut sub);
+    let (mut pa, mut pc) = (
+        ca_client.publisher("guarded").unwrap(),
+        cc.publisher("guarded").unwrap(),
+    );
+    let mut got = 0u64;
+    for _ in 0..40 {
+        pa.publish(b"from a").unwrap();
+        pc.publish(b"from c").unwrap();
+        std::thread::sleep(Duration::from_millis(25));
+        while let Some(m) = sub.receive(Some(Duration::from_millis(1))).unwrap() {
+            assert_eq!(m.data, b"from a", "c's message came in under a's name");
+            got += 1;
+        }
+    }
+    while let Some(m) = sub.receive(Some(Duration::from_millis(500))).unwrap() {
+        assert_eq!(m.data, b"from a", "c's message came in under a's name");
+        got += 1;
+    }
+    assert!(got >= 30, "only {got} of a's 40 messages: {}", r.log());
 }
 
 #[test]

@@ -9,8 +9,10 @@
 //! - Inbound: one subscriber per `in` pattern, remote samples only
 //!   (`Locality::Remote`), published into the local ring from Zenoh's
 //!   receiving thread (the topic made with the configured defaults when it
-//!   does not exist), under the configured identity's rights, each as a
-//!   remote record carrying its origin. A topic's first message published
+//!   does not exist), under the rights of the identity configured for its
+//!   origin broker (else the default identity), each as a remote record
+//!   carrying its origin. With TLS, Zenoh's access control bounds what
+//!   each certified broker may put ([`access_control`]). A topic's first message published
 //!   gives it a subscriber of its own key and a `TopicIn` holding what
 //!   each message needs (its publisher, the rights decided once per
 //!   configuration, each origin's numbering and counters), so that a
@@ -26,7 +28,7 @@
 use super::envelope::Envelope;
 use super::{Counters, Received};
 use crate::access::{self, Identity};
-use crate::config::{Action, BridgeConfig, BridgeTopic};
+use crate::config::{Action, BridgeConfig, BridgeTopic, Config};
 use crate::state::State;
 use aether::{broker_id, Client, Deadline, Origin, Policy, Publisher, Start, Status, SubscriberConfig, ORIGIN_BYTES};
 use std::collections::{HashMap, VecDeque};
@@ -72,7 +74,10 @@ struct Shared {
     topics: Vec<BridgeTopic>,
     socket: PathBuf,
     state: Arc<Mutex<State>>,
+    /// Whose rights remote messages have: their origin broker's own
+    /// identity, else the default one, else (neither) the daemon's.
     identity: Option<Identity>,
+    identities: HashMap<String, Identity>,
     counters: Arc<Counters>,
     /// The state's `config_epoch`: whether the configuration changed since
     /// the inbound side last consulted it.
@@ -107,7 +112,75 @@ fn key_of(pattern: &str) -> String {
     }
 }
 
-fn zenoh_config(cfg: &BridgeConfig) -> Result<zenoh::Config, String> {
+/// Zenoh's access control for a bridge with TLS and per-broker identities
+/// (docs/BRIDGE.md, "Who may do what"): a peer may put messages only on
+/// the topics the identity of the broker its certificate names (its common
+/// name) may publish, or the default identity's; anything else Zenoh
+/// drops before it reaches the bridge. So a certified broker that claims
+/// another's name in its envelopes gets no further than its own rights.
+/// Fixed at start: Zenoh's access control does not change while it runs.
+fn access_control(
+    config: &Config,
+    identity: Option<&Identity>,
+    identities: &HashMap<String, Identity>,
+) -> serde_json::Value {
+    let keys = |who: Option<&Identity>| -> Vec<String> {
+        match who.and_then(|w| access::granted_patterns(config, w, Action::Publish)) {
+            Some(patterns) => patterns.iter().map(|p| key_of(p)).collect(),
+            // The daemon's rights (no identity), or every topic.
+            None => vec![key_of("*")],
+        }
+    };
+    let rule = |id: String, flows: &[&str], messages: &[&str], keys: Vec<String>| serde_json::json!({ "id": id, "permission": "allow", "flows": flows, "messages": messages, "key_exprs": keys });
+    let mut rules = vec![
+        rule(
+            "declarations".into(),
+            &["ingress", "egress"],
+            &[
+                "declare_subscriber",
+                "declare_queryable",
+                "query",
+                "reply",
+                "liveliness_token",
+                "declare_liveliness_subscriber",
+                "liveliness_query",
+            ],
+            vec!["**".into()],
+        ),
+        rule("sent".into(), &["egress"], &["put"], vec!["**".into()]),
+        rule("acks".into(), &["ingress"], &["put"], vec![format!("{ACK_PREFIX}**")]),
+    ];
+    let mut peers = vec!["declarations", "sent", "acks"];
+    let default = keys(identity);
+    if !default.is_empty() {
+        rules.push(rule("in-default".into(), &["ingress"], &["put"], default));
+        peers.push("in-default");
+    }
+    let mut subjects = vec![serde_json::json!({
+        "id": "peers",
+        "link_protocols": ["tcp", "udp", "tls", "quic", "serial", "unixpipe", "unixsock-stream", "vsock", "ws"],
+    })];
+    let mut policies = vec![serde_json::json!({ "rules": peers, "subjects": ["peers"] })];
+    for (broker, who) in identities {
+        let keys = keys(Some(who));
+        if keys.is_empty() {
+            continue;
+        }
+        rules.push(rule(format!("in-{broker}"), &["ingress"], &["put"], keys));
+        subjects.push(serde_json::json!({ "id": format!("broker-{broker}"), "cert_common_names": [broker] }));
+        policies
+            .push(serde_json::json!({ "rules": [format!("in-{broker}")], "subjects": [format!("broker-{broker}")] }));
+    }
+    serde_json::json!({
+        "enabled": true,
+        "default_permission": "deny",
+        "rules": rules,
+        "subjects": subjects,
+        "policies": policies,
+    })
+}
+
+fn zenoh_config(cfg: &BridgeConfig, acl: Option<serde_json::Value>) -> Result<zenoh::Config, String> {
     let mut c = zenoh::Config::default();
     let mut set = |k: &str, v: String| c.insert_json5(k, &v).map_err(|e| format!("zenoh setting {k}: {e}"));
     let list = |v: &[String]| serde_json::to_string(v).expect("strings serialize");
@@ -137,6 +210,9 @@ fn zenoh_config(cfg: &BridgeConfig) -> Result<zenoh::Config, String> {
         set("transport/link/tls/connect_private_key", path(&tls.private_key))?;
         set("transport/link/tls/enable_mtls", "true".into())?;
     }
+    if let Some(acl) = acl {
+        set("access_control", acl.to_string())?;
+    }
     Ok(c)
 }
 
@@ -150,14 +226,28 @@ impl Bridge {
         counters: Arc<Counters>,
     ) -> Result<Bridge, String> {
         let name = counters.name.clone();
-        let identity = cfg.identity.map(|uid| {
+        let of_uid = |uid: u32| {
             let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
                 .ok()
                 .flatten()
                 .map_or(uid, |u| u.gid.as_raw());
             Identity::of_owner(uid, gid)
+        };
+        let identity = cfg.identity.map(of_uid);
+        let identities: HashMap<String, Identity> = cfg
+            .identities
+            .iter()
+            .map(|(b, &uid)| (b.clone(), of_uid(uid)))
+            .collect();
+        // With TLS, each broker's certificate bounds what it may put.
+        let acl = (cfg.tls.is_some() && !identities.is_empty()).then(|| {
+            let st = state.lock().unwrap_or_else(|p| p.into_inner());
+            access_control(&st.config, identity.as_ref(), &identities)
         });
-        let session = zenoh::open(zenoh_config(cfg)?)
+        if acl.is_some() {
+            log::info!("bridge: each certified broker may put only on the topics its identity may publish");
+        }
+        let session = zenoh::open(zenoh_config(cfg, acl)?)
             .wait()
             .map_err(|e| format!("cannot start Zenoh: {e}"))?;
         let config_epoch = Arc::clone(&state.lock().unwrap_or_else(|p| p.into_inner()).config_epoch);
@@ -167,6 +257,7 @@ impl Bridge {
             socket,
             state,
             identity,
+            identities,
             config_epoch,
             counters,
             stop: AtomicBool::new(false),
@@ -597,9 +688,6 @@ struct TopicIn {
     /// subscription (docs/BENCHMARKS.md, "each side of the bridge alone").
     exact: Option<zenoh::pubsub::Subscriber<()>>,
     publisher: Option<Publisher>,
-    /// Whether the configured identity may publish here, as the
-    /// configuration of that epoch (`State::config_epoch`) said.
-    allowed: Option<(u64, Result<(), String>)>,
     /// Its messages published without their origin (`Shared::echoes`),
     /// once there was one.
     echoes: Option<Echoes>,
@@ -617,6 +705,9 @@ struct FromOrigin {
     expected: Expected,
     /// Where its messages published here are counted, from the first one.
     received: Option<Arc<Received>>,
+    /// Whether its identity may publish here, as the configuration of that
+    /// epoch (`State::config_epoch`) said.
+    allowed: Option<(u64, Result<(), String>)>,
 }
 
 /// One topic from one broker: its numbering (`Envelope::numbering`), the
@@ -635,7 +726,6 @@ impl TopicIn {
             name: name.to_string(),
             exact: None,
             publisher: None,
-            allowed: None,
             echoes: None,
             origins: Vec::new(),
             by_name: HashMap::new(),
@@ -661,6 +751,7 @@ impl TopicIn {
                         acked: None,
                     },
                     received: None,
+                    allowed: None,
                 });
                 self.by_name.insert(env.origin.to_string(), self.origins.len() - 1);
                 self.origins.len() - 1
@@ -826,16 +917,18 @@ impl Inbound {
         if gap > 0 {
             s.counters.link(env.origin, |l| l.dropped += gap);
         }
-        if let Some(who) = &s.identity {
-            // Decided once per topic and configuration: a reload moves the epoch on.
+        if let Some(who) = s.identities.get(env.origin).or(s.identity.as_ref()) {
+            // Decided once per topic, origin and configuration: a reload
+            // moves the epoch on.
             let epoch = s.config_epoch.load(Ordering::Acquire);
-            if t.allowed.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let from = &mut t.origins[o];
+            if from.allowed.as_ref().is_none_or(|(e, _)| *e != epoch) {
                 let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
                 let allowed = access::authorize(&st.config, who, Action::Publish, Some(&t.name)).map_err(|e| e.message);
                 // (The epoch of the configuration just read.)
-                t.allowed = Some((st.config_epoch.load(Ordering::Acquire), allowed));
+                from.allowed = Some((st.config_epoch.load(Ordering::Acquire), allowed));
             }
-            if let Some((_, Err(why))) = &t.allowed {
+            if let Some((_, Err(why))) = &from.allowed {
                 refuse(s, env.origin, why.clone());
                 return None;
             }
