@@ -852,7 +852,8 @@ fn a_durable_topic_delivers_what_was_published_while_the_link_was_down() {
 /// for one, or with this broker's own name as origin is published, and
 /// each is counted; keys outside the patterns (one that names no topic,
 /// one of a topic not let in) never reach the bridge (Zenoh routes by
-/// interest) and make no topic. The broker serves on.
+/// interest) and make no topic; made-up origin names past 256 are refused,
+/// and add nothing to the statistics. The broker serves on.
 #[test]
 fn forged_samples_from_a_hostile_peer_are_counted_never_published() {
     use zenoh::Wait;
@@ -906,6 +907,40 @@ fn forged_samples_from_a_hostile_peer_are_counted_never_published() {
     assert_eq!(s["echoes"], 1, "its own name: {s}");
     assert_eq!(s["links"]["x"]["received"], 1, "{s}");
     assert_eq!(ca.topic_stats("closed.t").unwrap_err().status, Status::NotFound);
+    // Made-up origin names, one per message: the bridge keeps state for
+    // 256 brokers (x and 255 of these) and refuses the rest, counted
+    // under "?", so that names cost it no memory past that.
+    for i in 0..300 {
+        p.put(format!("from f{i}").into_bytes())
+            .attachment(envelope(&format!("f{i}")))
+            .wait()
+            .unwrap();
+    }
+    p.put(b"fine again".to_vec()).attachment(envelope("x")).wait().unwrap();
+    let mut got = 0;
+    loop {
+        let m = sub
+            .receive(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("the well-formed messages");
+        if m.data == b"fine again" {
+            break;
+        }
+        assert_eq!(m.data, format!("from f{got}").into_bytes());
+        got += 1;
+    }
+    assert_eq!(got, 255);
+    let s = stats(&a)["bridge"].clone();
+    assert_eq!(s["refused"], 2 + 45, "{s}");
+    assert_eq!(
+        s["links"].as_object().unwrap().len(),
+        1 + 1 + 255,
+        "?, x and 255 made-up names: {s}"
+    );
+    assert!(
+        s["links"]["?"]["last_error"].as_str().unwrap().contains("256 brokers"),
+        "{s}"
+    );
     drop(z);
     // Still serving.
     reliable(&ca, "open.after");

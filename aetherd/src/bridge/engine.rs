@@ -31,7 +31,7 @@ use crate::access::{self, Identity};
 use crate::config::{Action, BridgeConfig, BridgeTopic, Config};
 use crate::state::State;
 use aether::{broker_id, Client, Deadline, Origin, Policy, Publisher, Start, Status, SubscriberConfig, ORIGIN_BYTES};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -55,6 +55,13 @@ const IDLE: Duration = Duration::from_millis(100);
 /// A durable topic's bridge commits its progress after this many messages
 /// sent (and whenever it is idle).
 const COMMIT_EVERY: u32 = 1000;
+/// Remote brokers (origin names) the inbound side keeps state for; a
+/// message from one more is refused. Names are whatever envelopes say,
+/// so without this a peer could make the daemon's memory grow with each
+/// name it makes up.
+const MAX_BROKERS: usize = 256;
+/// What a refusal is counted under when its origin is not one kept.
+const UNKNOWN_BROKER: &str = "?";
 
 type Echoes = Arc<Mutex<VecDeque<u64>>>;
 
@@ -672,9 +679,11 @@ struct Inbound {
     me: Weak<Mutex<Inbound>>,
     client: Option<Client>,
     /// Each topic that came in (a valid name an `in` pattern names): its
-    /// index in `topics`.
+    /// index in `topics`; at most `limits.max_topics`.
     index: HashMap<String, usize>,
     topics: Vec<TopicIn>,
+    /// The origin names messages came from, at most [`MAX_BROKERS`].
+    brokers: HashSet<String>,
 }
 
 /// A topic that comes in, with all its messages need: one lookup by name
@@ -733,14 +742,22 @@ impl TopicIn {
         }
     }
 
-    /// The index of `env`'s origin in `origins`, added (expecting `env`) when new.
-    fn origin(&mut self, env: &Envelope) -> usize {
+    /// The index of `env`'s origin in `origins`, added (expecting `env`)
+    /// when new; `None` when new here and not among the `brokers` the
+    /// bridge keeps, which are [`MAX_BROKERS`] already.
+    fn origin(&mut self, env: &Envelope, brokers: &mut HashSet<String>) -> Option<usize> {
         if self.origins.get(self.last).is_some_and(|o| o.name == env.origin) {
-            return self.last;
+            return Some(self.last);
         }
         self.last = match self.by_name.get(env.origin) {
             Some(&i) => i,
             None => {
+                if !brokers.contains(env.origin) {
+                    if brokers.len() >= MAX_BROKERS {
+                        return None;
+                    }
+                    brokers.insert(env.origin.to_string());
+                }
                 self.origins.push(FromOrigin {
                     name: env.origin.to_string(),
                     id: broker_id(env.origin),
@@ -757,7 +774,7 @@ impl TopicIn {
                 self.origins.len() - 1
             }
         };
-        self.last
+        Some(self.last)
     }
 }
 
@@ -777,6 +794,7 @@ impl Inbound {
             client: None,
             index: HashMap::new(),
             topics: Vec::new(),
+            brokers: HashSet::new(),
         }
     }
 
@@ -828,6 +846,12 @@ impl Inbound {
     /// The index of the topic `key` names, made on its first message;
     /// `None` (refused, counted) when it names none that comes in.
     fn topic_of(&mut self, key: &str, origin: &str) -> Option<usize> {
+        // (Counted under a name only once it is kept: made-up names add no links.)
+        let origin = if self.brokers.contains(origin) {
+            origin
+        } else {
+            UNKNOWN_BROKER
+        };
         let topic = match key.strip_prefix(KEY_PREFIX) {
             Some(t) if aether::protocol::validate_topic(t).is_ok() => t,
             _ => {
@@ -849,6 +873,23 @@ impl Inbound {
             refuse(&self.s, origin, format!("topic {topic:?} does not come in"));
             return None;
         }
+        // (Names a peer makes up cost nothing past the broker's own limit.)
+        let max_topics = self
+            .s
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .limits
+            .max_topics;
+        if self.topics.len() >= max_topics {
+            refuse(
+                &self.s,
+                origin,
+                format!("topic {topic:?}: {max_topics} topics already come in (limits.max_topics)"),
+            );
+            return None;
+        }
         self.topics.push(TopicIn::new(topic));
         self.index.insert(topic.to_string(), self.topics.len() - 1);
         Some(self.topics.len() - 1)
@@ -862,11 +903,11 @@ impl Inbound {
         let env = match attachment.as_deref().map(Envelope::decode) {
             Some(Ok(e)) => e,
             Some(Err(e)) => {
-                refuse(&self.s, "?", e.message);
+                refuse(&self.s, UNKNOWN_BROKER, e.message);
                 return None;
             }
             None => {
-                refuse(&self.s, "?", "a sample without an Aether envelope".into());
+                refuse(&self.s, UNKNOWN_BROKER, "a sample without an Aether envelope".into());
                 return None;
             }
         };
@@ -874,11 +915,18 @@ impl Inbound {
             self.s.counters.echoes.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+
         let i = match known {
             Some(i) => i,
             None => self.topic_of(sample.key_expr().as_str(), env.origin)?,
         };
-        let Inbound { s, client, topics, .. } = self;
+        let Inbound {
+            s,
+            client,
+            topics,
+            brokers,
+            ..
+        } = self;
         let t = &mut topics[i];
         // Exact loss: the origin numbers what it sent on each topic; and
         // what it sent again (a durable topic's, from its log, after a link
@@ -886,7 +934,14 @@ impl Inbound {
         // smaller link number: the origin's bridge of the topic started
         // again, from 0; with another numbering (a topic made anew, or a
         // version 1 envelope, which does not say), so did its seqs.
-        let o = t.origin(&env);
+        let Some(o) = t.origin(&env, brokers) else {
+            let why = format!(
+                "a message from {:?}: {MAX_BROKERS} brokers already send here",
+                env.origin
+            );
+            refuse(s, UNKNOWN_BROKER, why);
+            return None;
+        };
         let next = &mut t.origins[o].expected;
         if env.numbering != next.numbering || (env.link_seq < next.link && env.numbering == 0) {
             log::info!(
