@@ -1129,7 +1129,7 @@ impl Subscriber {
         }
         loop {
             if self.replaying() {
-                let from_log = self.take_history(true, |m| {
+                let from_log = self.take_history(true, deadline, |m| {
                     let len = m.payload.len();
                     let dst = buf.get_mut(..len).ok_or(len)?;
                     dst.copy_from_slice(m.payload);
@@ -1242,7 +1242,7 @@ impl Subscriber {
         loop {
             if self.replaying() {
                 // Not advanced: the view stays in the history's buffer until released.
-                let from_log = self.take_history(false, |m| {
+                let from_log = self.take_history(false, deadline, |m| {
                     Ok(Record {
                         pos: HISTORY,
                         stride: 0,
@@ -1476,6 +1476,7 @@ impl Subscriber {
     fn take_history<T>(
         &mut self,
         advance: bool,
+        deadline: &Deadline,
         take: impl FnOnce(&crate::history::Logged<'_>) -> std::result::Result<T, usize>,
     ) -> Result<Option<T>> {
         let Some(h) = &mut self.history else {
@@ -1484,9 +1485,15 @@ impl Subscriber {
         // Damage in the log is reported once; then the subscriber goes on
         // with the ring (what the log could not give counted lost), rather
         // than failing forever while its cursor holds the publishers back.
-        if let Err(e) = h.peek() {
-            self.end_history(true);
-            return Err(e);
+        // A deadline that passed while the log writer was waited for is
+        // not damage: the next receive goes on.
+        match h.peek_until(Some(deadline)) {
+            Err(e) if e.status == Status::Timeout => return Err(e),
+            Err(e) => {
+                self.end_history(true);
+                return Err(e);
+            }
+            Ok(_) => {}
         }
         let h = self.history.as_mut().expect("kept above");
         let Some(m) = h.peek()? else {

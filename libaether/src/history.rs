@@ -7,19 +7,21 @@
 
 use crate::logfile::{decode_at, decode_header, record_size, Found, RECORD_HEADER, REMOTE, SEGMENT_HEADER};
 use crate::protocol::Start;
-use crate::ring::Origin;
-use crate::{Error, Result, Status};
+use crate::ring::{Deadline, Origin};
+use crate::{sys, Error, Result, Status};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
 /// Bytes read from a log file at a time (a record larger is read whole).
 const CHUNK: usize = 1 << 20;
-/// How many times, a millisecond apart, the files are asked for again when
-/// they end before the ring starts. The daemon's log writer may be just
-/// behind: a lossy subscriber counts itself lapped up to a horizon step
-/// early (`ring::horizon_step`), before the writer has logged what it
-/// missed. Past this (a second), the log is taken to lack them: `Corrupt`.
-const MORE_TRIES: u32 = 1000;
+/// How long the files are asked for again (a millisecond apart while a
+/// receive waits) when they end before the ring starts. The daemon's log
+/// writer may be just behind: a lossy subscriber counts itself lapped up
+/// to a horizon step early (`ring::horizon_step`), before the writer has
+/// logged what it missed. Past this, the log is taken to lack them:
+/// `Corrupt`. A receive whose deadline comes first asks once more, then
+/// returns `Timeout`; the next receive goes on where it left off.
+const MORE_FOR_NS: u64 = 1_000_000_000;
 
 /// The record `peek` found, as offsets into the buffer.
 #[derive(Clone, Copy)]
@@ -48,10 +50,10 @@ pub(crate) struct History {
     /// Files not opened yet, oldest first.
     files: VecDeque<OwnedFd>,
     /// Where the files that follow come from, once these are read (one
-    /// reply carries at most 30), and the seq last asked for with how many
-    /// times it was (see `MORE_TRIES`).
+    /// reply carries at most 30), and the seq last asked for with when it
+    /// first was (see `MORE_FOR_NS`).
     more: Option<MoreFiles>,
-    asked_more: Option<(u64, u32)>,
+    asked_more: Option<(u64, u64)>,
     /// The next file opened is the first of a further batch: it may start
     /// after the one read last (retention removed files since: lost) or
     /// before the next seq (records at or after it only are delivered).
@@ -247,6 +249,13 @@ impl History {
     /// The next message to deliver, left in place until [`advance`](Self::advance);
     /// `None` once the ring takes over.
     pub(crate) fn peek(&mut self) -> Result<Option<Logged<'_>>> {
+        self.peek_until(None)
+    }
+
+    /// As [`peek`](Self::peek), but `Timeout` once `deadline` has passed
+    /// while it waits for the log writer (see `MORE_FOR_NS`); nothing is
+    /// lost by that, the next call goes on.
+    pub(crate) fn peek_until(&mut self, deadline: Option<&Deadline>) -> Result<Option<Logged<'_>>> {
         while self.peeked.is_none() {
             // The ring has the rest (the files may already hold more: the
             // writer goes on after the subscriber joined).
@@ -262,19 +271,32 @@ impl History {
                     self.finish();
                     return Ok(None);
                 }
-                let tries = match self.asked_more {
-                    Some((seq, n)) if seq == self.next_seq => n,
-                    _ => 0,
+                let since = match self.asked_more {
+                    Some((seq, t)) if seq == self.next_seq => Some(t),
+                    _ => None,
                 };
-                if let (Some(more), true) = (self.more.as_mut(), tries < MORE_TRIES) {
-                    if tries > 0 {
+                let now = sys::monotonic_ns();
+                if let Some(more) = self
+                    .more
+                    .as_mut()
+                    .filter(|_| since.is_none_or(|t| now - t < MORE_FOR_NS))
+                {
+                    // Asked before: the writer is behind; once more, after
+                    // a millisecond unless the deadline has passed.
+                    let out_of_time = since.is_some() && deadline.is_some_and(|d| d.remaining() == Some(0));
+                    if since.is_some() && !out_of_time {
                         std::thread::sleep(std::time::Duration::from_millis(1));
                     }
-                    self.asked_more = Some((self.next_seq, tries + 1));
+                    self.asked_more = Some((self.next_seq, since.unwrap_or(now)));
                     let files = more(self.next_seq)?;
                     if !files.is_empty() {
                         self.files.extend(files);
                         self.joined = true;
+                    } else if out_of_time {
+                        return Err(Error::new(
+                            Status::Timeout,
+                            format!("timed out waiting for the log to reach seq {}", self.next_seq),
+                        ));
                     }
                     continue;
                 }
@@ -538,8 +560,46 @@ mod tests {
         let mut h = History::new(vec![file(&segment(0, 10, 5))], Start::Earliest, 30, 64).with_more(Box::new(none));
         let (seqs, e) = drain(&mut h);
         assert_eq!((seqs.len(), e.map(|e| e.status)), (10, Some(Status::Corrupt)));
-        // (Asked again a millisecond apart first: the log writer may be behind.)
-        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), MORE_TRIES);
+        // (Asked again a millisecond apart for a second first: the log
+        // writer may be behind.)
+        assert!(asked.load(std::sync::atomic::Ordering::SeqCst) > 100);
+    }
+
+    /// A receive whose deadline has passed while the log writer is behind
+    /// gets `Timeout` (after asking once more, at once), not a second's
+    /// wait; the next goes on, and takes the files once they come.
+    #[test]
+    fn a_deadline_ends_the_wait_for_the_log_writer_not_the_history() {
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let a = std::sync::Arc::clone(&asked);
+        let late = move |from: u64| {
+            assert_eq!(from, 10);
+            // The writer catches up at the fourth ask.
+            Ok(if a.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3 {
+                Vec::new()
+            } else {
+                vec![file(&segment(10, 20, 5))]
+            })
+        };
+        let mut h = History::new(vec![file(&segment(0, 10, 5))], Start::Earliest, 30, 64).with_more(Box::new(late));
+        for seq in 0..10 {
+            assert_eq!(h.peek().unwrap().unwrap().seq, seq);
+            h.advance();
+        }
+        let now = Deadline::after(Some(std::time::Duration::ZERO));
+        let started = std::time::Instant::now();
+        // Asks 1 and 2 (the first is no wait yet), then ask 3: each call
+        // asks, and times out, at once.
+        for call in 1..=2 {
+            let got = h.peek_until(Some(&now)).map(|m| m.map(|m| m.seq));
+            assert_eq!(got.unwrap_err().status, Status::Timeout, "call {call}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        assert_eq!(h.peek_until(Some(&now)).unwrap().unwrap().seq, 10);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 4);
+        let (seqs, e) = drain(&mut h);
+        assert!(e.is_none(), "{e:?}");
+        assert_eq!(seqs, (10..30).collect::<Vec<_>>());
     }
 
     /// `fd` with its offset set to `at`, as the daemon hands a first file.
