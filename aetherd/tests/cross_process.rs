@@ -275,8 +275,8 @@ fn reliable_one_publisher_three_subscribers_100k_messages() {
 }
 
 /// Messages up to 64 KiB, half of them large (32 KiB and up), from a
-/// publisher process whose large records keep to short laps, to whole ones,
-/// or to whichever it measures faster (`AETHER_LARGE_LAPS`), reach a
+/// publisher process whose large records keep to short laps, to whole ones
+/// (the default), or to whichever it measures faster (`AETHER_LARGE_LAPS`), reach a
 /// subscriber that keeps up and one that falls behind (the publisher waits
 /// for it), each intact and in order.
 #[test]

@@ -8,9 +8,10 @@
 //!   number `seq` with one 128-bit compare-and-swap on the tail pair
 //!   `(position, next seq)`. Records are 64-byte aligned and never straddle the
 //!   end of the ring: a claim that would is preceded, in the same CAS, by a
-//!   padding record up to the end. Large records (32 KiB and up) are padded
-//!   to the next lap once past its first 256 KiB, so that their publisher
-//!   writes lines still in its cache ([`pad_before`]).
+//!   padding record up to the end. A publisher that asks for short laps
+//!   (off by default) pads large records (32 KiB and up) to the next lap
+//!   once past its first 256 KiB, so that it writes lines still in its
+//!   cache ([`pad_before`], [`LargeLaps`]).
 //! * **Stamp.** Each record starts with a 64-bit stamp `(pos | kind) ^ salt`:
 //!   the absolute position tells the current record from one a lap older, the
 //!   kind says claimed / message / padding / aborted, and the per-segment salt
@@ -198,10 +199,11 @@ pub const LARGE_LAP: u64 = 256 * 1024;
 /// the end, and, with `short_laps`, when it is large and past the part of
 /// the lap large records keep to. A large message then goes back to lines
 /// its publisher wrote a few messages earlier and still has in cache; the
-/// ring's size is unchanged, but a lap holds only a few large records
-/// (docs/ARCHITECTURE.md, "Large messages"). A reader steps over padding to
-/// the end of the lap whatever its length, so readers need not know this
-/// rule.
+/// ring's size is unchanged, but a lap holds only a few large records, and
+/// so does the ring while a subscriber has not yet passed the padding
+/// (docs/ARCHITECTURE.md, "Large messages"). A reader steps over padding
+/// to the end of the lap whatever its length, so readers need not know
+/// this rule.
 #[inline(always)]
 pub fn pad_before(off: u64, stride: u64, ring: u64, short_laps: bool) -> u64 {
     if off + stride > ring || (short_laps && stride >= LARGE_RECORD && off >= (4 * stride).max(LARGE_LAP)) {
@@ -212,28 +214,31 @@ pub fn pad_before(off: u64, stride: u64, ring: u64, short_laps: bool) -> u64 {
 }
 
 /// A reliable publisher's choice between short laps for its large records
-/// (`pad_before`) and whole ones. Short laps keep its writes in its own
+/// (`pad_before`) and whole ones, when it asked to choose
+/// ([`LargeLaps::Measured`]; whole laps otherwise). Short laps keep its writes in its own
 /// cache: fastest when subscribers read little of each message (64 KiB,
 /// head and tail read: 1.3-1.4x). But a subscriber that reads every byte
 /// still holds the lines of a lap of a few records when the publisher comes
 /// back to them, and each store then waits for its line to be taken back:
 /// whole laps let them age out (64 KiB, every byte read: a large record
 /// takes twice as long to write in short laps). What subscribers read is
-/// not visible here, so the publisher measures: the median time from claim
-/// to commit over [`LAP_TRIAL`] large records in each (after a lap in it:
-/// the first lap after a change finds lines nobody touched for a while),
-/// then keeps the faster for [`LAP_KEEP`] large records (or 16 whole laps,
-/// if more), and tries again (docs/ARCHITECTURE.md, "Large messages").
-/// `AETHER_LARGE_LAPS=short` or `whole` fixes the choice instead, as does
-/// [`Writer::set_large_laps`].
+/// not visible here, so the publisher measures: after a first lap in whole
+/// laps (its writes find the topic's pages not yet mapped), the median
+/// time from claim to commit over [`LAP_TRIAL`] large records in each kind
+/// (after a lap in it: the first lap after a change finds lines nobody
+/// touched for a while), then keeps the faster for [`LAP_KEEP`] large
+/// records (or 16 whole laps, if more), and tries again
+/// (docs/ARCHITECTURE.md, "Large messages").
+/// `AETHER_LARGE_LAPS` or [`Writer::set_large_laps`] asks for it.
 #[derive(Debug)]
 struct LapChoice {
     short: bool,
-    /// Fixed by `AETHER_LARGE_LAPS`: never tried.
+    /// Short or whole laps as asked: never tried.
     fixed: bool,
     /// Large records left before the next trial; 0 while trying.
     keep: u64,
-    /// While trying: no timing until a record at or past this position.
+    /// While trying: no timing until a record at or past this position
+    /// (`u64::MAX`: until a lap past the first large record).
     warm_from: u64,
     /// The median of each kind tried in this trial (whole, short).
     tried: [Option<u64>; 2],
@@ -244,34 +249,41 @@ struct LapChoice {
 }
 
 /// Where a reliable publisher puts its large records (32 KiB and up):
-/// [`Writer::set_large_laps`], `AETHER_LARGE_LAPS`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// [`Writer::set_large_laps`], `AETHER_LARGE_LAPS`. Short laps cost
+/// buffering: while a subscriber has not passed a lap's padding, the ring
+/// holds only the four large records (or 256 KiB) at its start, not the
+/// ring's size of them, so a publisher can wait for a subscriber only four
+/// messages behind (as iceoryx2's publisher, whose subscriber's buffer holds
+/// two by default). That is why they are not the default: code that
+/// publishes a batch the ring holds before reading it (one thread doing
+/// both, say) would wait for itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LargeLaps {
-    /// Short laps or whole ones, whichever it measures faster (the default).
-    Measured,
-    /// Each lap only to its first 256 KiB (or four records): best when
-    /// subscribers read little of each message.
-    Short,
-    /// Every lap whole, as small records: best when subscribers read every byte.
+    /// Every lap whole, as small records (the default): a ring holds its
+    /// size of messages; best when subscribers read every byte.
+    #[default]
     Whole,
+    /// Each lap only to its first 256 KiB (or four records): best when
+    /// subscribers read little of each message (and keep up).
+    Short,
+    /// Short laps or whole ones, whichever it measures faster, tried again
+    /// now and then (with the buffering of short laps while in them).
+    Measured,
 }
 
 /// Large records timed in each kind of lap per trial.
 const LAP_TRIAL: usize = 32;
 /// Large records between trials.
 const LAP_KEEP: u64 = 4096;
-/// Large records in whole laps before the first trial: a topic's first
-/// records find its pages not yet mapped, and its subscribers starting.
-const LAP_FIRST: u64 = 64;
 
 impl LapChoice {
-    /// As `AETHER_LARGE_LAPS` says: `short`, `whole`, or (unset, or
-    /// anything else) measured.
+    /// As `AETHER_LARGE_LAPS` says: `short`, `measured`, or (unset, or
+    /// anything else) whole.
     fn from_env() -> LapChoice {
         LapChoice::new(match std::env::var("AETHER_LARGE_LAPS").as_deref() {
             Ok("short") => LargeLaps::Short,
-            Ok("whole") => LargeLaps::Whole,
-            _ => LargeLaps::Measured,
+            Ok("measured") => LargeLaps::Measured,
+            _ => LargeLaps::Whole,
         })
     }
 
@@ -279,8 +291,8 @@ impl LapChoice {
         LapChoice {
             short: laps == LargeLaps::Short,
             fixed: laps != LargeLaps::Measured,
-            keep: LAP_FIRST,
-            warm_from: 0,
+            keep: 0,
+            warm_from: u64::MAX,
             tried: [None; 2],
             samples: [0; LAP_TRIAL],
             n: 0,
@@ -308,6 +320,9 @@ impl LapChoice {
         if self.keep > 0 {
             self.keep -= 1;
             return;
+        }
+        if self.warm_from == u64::MAX {
+            self.warm_from = pos.saturating_add(ring);
         }
         if pos < self.warm_from {
             return;
@@ -696,8 +711,9 @@ impl Writer {
     }
 
     /// Where this publisher puts its large records from now on (by default
-    /// as `AETHER_LARGE_LAPS` says, else measured). Lossy topics keep whole
-    /// laps whatever is asked, so that their subscribers are not lapped sooner.
+    /// as `AETHER_LARGE_LAPS` says, else whole laps). Lossy topics keep
+    /// whole laps whatever is asked, so that their subscribers are not
+    /// lapped sooner.
     pub fn set_large_laps(&mut self, laps: LargeLaps) {
         if self.laps.is_some() {
             self.laps = Some(LapChoice::new(laps));
@@ -767,6 +783,17 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Whether a claim ending at `end` fits without waiting (the slots read
+    /// again if the cached gate says it does not).
+    fn fits_now(&mut self, end: u64) -> Result<bool> {
+        let gen = self.gate_line.get().slots_gen.load(Ordering::SeqCst);
+        if end <= self.gate && gen == self.gate_gen {
+            return Ok(true);
+        }
+        self.rescan(gen)?;
+        Ok(end <= self.gate)
     }
 
     /// Waits until a claim ending at `end` overwrites nothing that another
@@ -940,7 +967,13 @@ impl Writer {
                 return Err(Error::corrupt(format!("ring tail {pos:#x} is not 64-byte aligned")));
             }
             let off = pos & (ring - 1);
-            let pad = pad_before(off, stride, ring, self.laps.as_ref().is_some_and(|l| l.short));
+            let short = self.laps.as_ref().is_some_and(|l| l.short);
+            let mut pad = pad_before(off, stride, ring, short);
+            // A short lap's padding only where the ring has room for it now:
+            // padding never makes the claim itself wait.
+            if short && pad > 0 && off + stride <= ring && !self.fits_now(pos + pad + stride)? {
+                pad = 0;
+            }
             let end = pos
                 .checked_add(pad + stride)
                 .ok_or_else(|| Error::corrupt("ring tail is at the end of the position space"));
@@ -2202,8 +2235,8 @@ mod lap_tests {
     fn trial(whole: u64, short: u64) -> (bool, u64) {
         let mut l = LapChoice::new(LargeLaps::Measured);
         let mut pos = 0;
-        feed(&mut l, &mut pos, LAP_FIRST, |_| 1);
-        assert!(!l.short, "whole laps until the first trial");
+        feed(&mut l, &mut pos, RING / STRIDE + 1, |_| 1);
+        assert!(!l.short && l.n == 0, "a lap in whole laps, untimed, first");
         let mut n = 0;
         while l.keep == 0 {
             let t = if l.short { short } else { whole };
@@ -2228,7 +2261,7 @@ mod lap_tests {
     fn the_choice_is_tried_again_after_its_keep() {
         let mut l = LapChoice::new(LargeLaps::Measured);
         let mut pos = 0;
-        feed(&mut l, &mut pos, LAP_FIRST, |_| 1);
+        feed(&mut l, &mut pos, RING / STRIDE + 1, |_| 1);
         // Short laps faster: chosen.
         while l.keep == 0 {
             let t = if l.short { 100 } else { 200 };

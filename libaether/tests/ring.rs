@@ -71,26 +71,56 @@ fn single_publisher_round_trip_with_wraps() {
     assert_eq!((r.delivered(), r.lost()), (n, 0));
 }
 
+/// Message `i` of the large-record tests: mostly large, one in three
+/// small; the sizes vary within each kind.
+fn large_or_small(i: u64, max: usize) -> usize {
+    if i.is_multiple_of(3) {
+        1 + (i as usize * 37) % 900
+    } else {
+        max - (i as usize * 131) % 20_000
+    }
+}
+
 /// Large records (32 KiB and up) in short laps keep to the start of each
-/// lap, small ones go anywhere, and every message arrives intact and in
-/// order to a subscriber slower than its publisher (which waits for it at
-/// the lap's end as anywhere else); in whole laps large records use the
-/// whole ring, as they do when the publisher measures which is faster.
+/// lap while their subscriber keeps up; small ones go anywhere; all arrive
+/// intact and in order.
 #[test]
-fn large_records_in_short_laps_keep_to_the_lap_start_and_arrive_intact() {
+fn large_records_in_short_laps_keep_to_the_lap_start() {
+    let (ring, max) = (1u64 << 20, 65536usize);
+    let seg = segment(Policy::Reliable, ring, max as u64);
+    let mut r = seg.reader(0).unwrap();
+    let mut w = seg.writer(None);
+    w.set_large_laps(LargeLaps::Short);
+    let mut buf = vec![0u8; max];
+    let n = rounds(300);
+    for i in 0..n {
+        let m = message(i, large_or_small(i, max));
+        w.publish(&m).unwrap();
+        let pos = r.next(&soon()).unwrap().pos;
+        let (got, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!((seq, &buf[..got]), (i, &m[..]));
+        let stride = aether::ring::stride_for(got);
+        if stride >= LARGE_RECORD {
+            assert!(
+                pos % ring < (4 * stride).max(LARGE_LAP),
+                "message {i} of {got} bytes at {} into its lap",
+                pos % ring
+            );
+        }
+    }
+    assert_eq!((r.delivered(), r.lost()), (n, 0));
+}
+
+/// Whatever the laps, messages reach a subscriber slower than their
+/// publisher (which waits for it, at a lap's end as anywhere else) intact
+/// and in order; in whole laps large records use the whole ring.
+#[test]
+fn large_records_reach_a_slow_subscriber_intact_in_any_laps() {
     let (ring, max) = (1u64 << 20, 65536usize);
     for laps in [LargeLaps::Short, LargeLaps::Whole, LargeLaps::Measured] {
         let seg = segment(Policy::Reliable, ring, max as u64);
         let mut r = seg.reader(0).unwrap();
         let n = rounds(3000);
-        // Mostly large, one in three small; the sizes vary within each kind.
-        let len = move |i: u64| {
-            if i.is_multiple_of(3) {
-                1 + (i as usize * 37) % 900
-            } else {
-                max - (i as usize * 131) % 20_000
-            }
-        };
         let publisher = {
             let seg = Arc::clone(&seg);
             std::thread::spawn(move || {
@@ -98,7 +128,7 @@ fn large_records_in_short_laps_keep_to_the_lap_start_and_arrive_intact() {
                 w.set_large_laps(laps);
                 w.timeout = Some(Duration::from_secs(30));
                 for i in 0..n {
-                    assert_eq!(w.publish(&message(i, len(i))).unwrap(), i);
+                    assert_eq!(w.publish(&message(i, large_or_small(i, max))).unwrap(), i);
                 }
             })
         };
@@ -106,17 +136,13 @@ fn large_records_in_short_laps_keep_to_the_lap_start_and_arrive_intact() {
         for i in 0..n {
             let pos = r.next(&soon()).unwrap().pos;
             let (got, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
-            assert_eq!((seq, &buf[..got]), (i, &message(i, len(i))[..]), "{laps:?}");
-            let stride = aether::ring::stride_for(got);
-            if stride >= LARGE_RECORD {
+            assert_eq!(
+                (seq, &buf[..got]),
+                (i, &message(i, large_or_small(i, max))[..]),
+                "{laps:?}"
+            );
+            if aether::ring::stride_for(got) >= LARGE_RECORD {
                 farthest = farthest.max(pos % ring);
-                if laps == LargeLaps::Short {
-                    assert!(
-                        pos % ring < (4 * stride).max(LARGE_LAP),
-                        "{laps:?}: message {i} of {got} bytes at {} into its lap",
-                        pos % ring
-                    );
-                }
             }
             if i % 50 == 0 {
                 // Slower than the publisher: it waits for room now and then.
@@ -130,6 +156,44 @@ fn large_records_in_short_laps_keep_to_the_lap_start_and_arrive_intact() {
                 farthest >= ring / 2,
                 "whole laps: large records reached only {farthest}"
             );
+        }
+    }
+}
+
+/// By default (whole laps) a reliable ring holds its size in large
+/// messages, batch after batch: a publisher that publishes what fits
+/// before anyone reads never waits (as one thread doing both would need).
+/// In short laps it holds at least the four at a lap's start.
+#[test]
+fn a_reliable_ring_holds_its_size_in_large_messages_by_default() {
+    let (ring, max) = (1u64 << 20, 65536usize);
+    let fits = ring / aether::ring::stride_for(max);
+    for (laps, holds) in [(None, fits), (Some(LargeLaps::Short), 4)] {
+        let seg = segment(Policy::Reliable, ring, max as u64);
+        let mut r = seg.reader(0).unwrap();
+        let mut w = seg.writer(None);
+        if let Some(l) = laps {
+            w.set_large_laps(l);
+        }
+        w.timeout = Some(Duration::ZERO);
+        let mut buf = vec![0u8; max];
+        let mut seq = 0;
+        for batch in 0..20 {
+            let mut n = 0;
+            while w.publish(&message(seq + n, max)).is_ok() {
+                n += 1;
+            }
+            assert!(n >= holds, "{laps:?}, batch {batch}: only {n} of {holds} fit");
+            if laps.is_none() {
+                // (The padding where a record would straddle the ring's
+                // end can take up to one record's room.)
+                assert!(n >= fits - 1, "batch {batch}: {n} of {fits}");
+            }
+            for _ in 0..n {
+                let (got, s, _) = r.receive_into(&mut buf, &soon()).unwrap();
+                assert_eq!((s, &buf[..got]), (seq, &message(seq, max)[..]));
+                seq += 1;
+            }
         }
     }
 }
