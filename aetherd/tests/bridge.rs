@@ -256,6 +256,21 @@ fn nothing_comes_back_between_two_brokers_or_around_a_triangle() {
     }
 }
 
+/// Publishes `data` with `p` every 50 ms until broker `d` has refused a
+/// message (once the route is open); its bridge statistics then.
+fn publish_until_refused(p: &mut aether::Publisher, data: &[u8], d: &Daemon) -> serde_json::Value {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        p.publish(data).unwrap();
+        let s = stats(d)["bridge"].clone();
+        if s["refused"].as_u64().unwrap() > 0 {
+            return s;
+        }
+        assert!(Instant::now() < end, "nothing refused: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_remote_broker_without_the_right_is_refused_and_counted() {
     let port = free_port();
@@ -280,23 +295,14 @@ fn a_remote_broker_without_the_right_is_refused_and_counted() {
     });
     // The route: a's outbound side matches b's inbound subscriber.
     let mut p = ca.publisher("guarded").unwrap();
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        p.publish(b"forbidden").unwrap();
-        let s = stats(&b)["bridge"].clone();
-        if s["refused"].as_u64().unwrap() > 0 {
-            assert!(
-                s["links"]["a"]["last_error"]
-                    .as_str()
-                    .unwrap()
-                    .contains("uid 65534 may not publish"),
-                "{s}"
-            );
-            break;
-        }
-        assert!(Instant::now() < end, "nothing refused: {s}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let s = publish_until_refused(&mut p, b"forbidden", &b);
+    assert!(
+        s["links"]["a"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("uid 65534 may not publish"),
+        "{s}"
+    );
     assert!(sub.receive(Some(Duration::from_millis(300))).unwrap().is_none());
     assert_eq!(cb.topic_stats("guarded").unwrap().published, 0);
     // A reload that grants the right lets the next messages in: what the
@@ -368,19 +374,10 @@ fn each_remote_broker_has_its_own_identity() {
     });
     // c's messages are refused, each counted, on c's link.
     let mut pc = cc.publisher("guarded").unwrap();
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        pc.publish(b"from c").unwrap();
-        let s = stats(&r)["bridge"].clone();
-        if s["refused"].as_u64().unwrap() > 0 {
-            let why = s["links"]["c"]["last_error"].as_str().unwrap_or_default();
-            assert!(why.contains("uid 65534 may not publish"), "{s}");
-            assert!(s["links"]["a"]["last_error"].is_null(), "{s}");
-            break;
-        }
-        assert!(Instant::now() < end, "nothing refused: {s}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let s = publish_until_refused(&mut pc, b"from c", &r);
+    let why = s["links"]["c"]["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("uid 65534 may not publish"), "{s}");
+    assert!(s["links"]["a"]["last_error"].is_null(), "{s}");
     // a's come in, with their origin; none of c's ever does.
     let mut pa = ca.publisher("guarded").unwrap();
     let mut got = 0u64;
@@ -630,6 +627,18 @@ fn tls_config(
     config
 }
 
+/// Broker `name` bridging `topic` with the TLS configuration `config`,
+/// listening (`--bridge-listen`) or connecting (`--bridge-connect`) at `tls`.
+fn tls_broker(name: &str, topic: &str, config: &std::path::Path, how: &str, tls: &str) -> Daemon {
+    broker(
+        name,
+        None,
+        &[],
+        &[topic],
+        &["--config", config.to_str().unwrap(), how, tls],
+    )
+}
+
 #[test]
 fn with_tls_a_broker_the_authority_did_not_sign_is_kept_out() {
     let (trusted, stranger) = (TempDir::new("bridge-tls-ca"), TempDir::new("bridge-tls-other-ca"));
@@ -641,28 +650,10 @@ fn with_tls_a_broker_the_authority_did_not_sign_is_kept_out() {
     );
     let ca_c = tls_config(&stranger.0, "c", &other, "");
     let port = free_port();
-    let tls = |p: u16| format!("tls/localhost:{p}");
-    let a = broker(
-        "a",
-        None,
-        &[],
-        &["sec.*"],
-        &["--config", ca_a.to_str().unwrap(), "--bridge-listen", &tls(port)],
-    );
-    let b = broker(
-        "b",
-        None,
-        &[],
-        &["sec.*"],
-        &["--config", ca_b.to_str().unwrap(), "--bridge-connect", &tls(port)],
-    );
-    let c = broker(
-        "c",
-        None,
-        &[],
-        &["sec.*"],
-        &["--config", ca_c.to_str().unwrap(), "--bridge-connect", &tls(port)],
-    );
+    let tls = format!("tls/localhost:{port}");
+    let a = tls_broker("a", "sec.*", &ca_a, "--bridge-listen", &tls);
+    let b = tls_broker("b", "sec.*", &ca_b, "--bridge-connect", &tls);
+    let c = tls_broker("c", "sec.*", &ca_c, "--bridge-connect", &tls);
     let (ca_client, cb, cc) = (a.client(), b.client(), c.client());
     for cl in [&ca_client, &cb, &cc] {
         reliable(cl, "sec.data");
@@ -705,28 +696,10 @@ fn with_tls_a_broker_cannot_borrow_anothers_identity() {
     let (config_a, config_c) = (tls_config(&dir.0, "a", &ca, ""), tls_config(&dir.0, "c", &ca, ""));
     let port = free_port();
     let tls = format!("tls/localhost:{port}");
-    let r = broker(
-        "r",
-        None,
-        &[],
-        &["guarded"],
-        &["--config", config_r.to_str().unwrap(), "--bridge-listen", &tls],
-    );
-    let a = broker(
-        "a",
-        None,
-        &[],
-        &["guarded"],
-        &["--config", config_a.to_str().unwrap(), "--bridge-connect", &tls],
-    );
+    let r = tls_broker("r", "guarded", &config_r, "--bridge-listen", &tls);
+    let a = tls_broker("a", "guarded", &config_a, "--bridge-connect", &tls);
     // c's certificate says "c"; its bridge says "a".
-    let c = broker(
-        "a",
-        None,
-        &[],
-        &["guarded"],
-        &["--config", config_c.to_str().unwrap(), "--bridge-connect", &tls],
-    );
+    let c = tls_broker("a", "guarded", &config_c, "--bridge-connect", &tls);
     let (ca_client, cc, cr) = (a.client(), c.client(), r.client());
     for cl in [&ca_client, &cc, &cr] {
         reliable(cl, "guarded");

@@ -258,20 +258,26 @@ fn reliable_one_publisher_three_subscribers_100k_messages() {
     let mut publ = Role::spawn("publisher", &env);
     publ.expect("done");
     publ.wait_ok();
-    for mut s in subs {
-        let r = s.line();
-        assert_eq!(
-            (
-                field(&r, "delivered"),
-                field(&r, "lost"),
-                field(&r, "bad"),
-                field(&r, "errors")
-            ),
-            (100_000, 0, 0, 0),
-            "{r}"
-        );
-        s.wait_ok();
+    for s in subs {
+        got_all(s, 100_000, "");
     }
+}
+
+/// A subscriber role's result: every one of `count` messages delivered,
+/// intact and in order, none lost, no error; then it exits cleanly.
+fn got_all(mut s: Role, count: u64, what: &str) {
+    let r = s.line();
+    assert_eq!(
+        (
+            field(&r, "delivered"),
+            field(&r, "lost"),
+            field(&r, "bad"),
+            field(&r, "errors")
+        ),
+        (count, 0, 0, 0),
+        "{what}: {r}"
+    );
+    s.wait_ok();
 }
 
 /// Messages up to 64 KiB, half of them large (32 KiB and up), from a
@@ -298,19 +304,8 @@ fn large_messages_cross_in_short_and_whole_laps() {
         let mut publ = Role::spawn("publisher", &env);
         publ.expect("done");
         publ.wait_ok();
-        for mut s in [fast, slow] {
-            let r = s.line();
-            assert_eq!(
-                (
-                    field(&r, "delivered"),
-                    field(&r, "lost"),
-                    field(&r, "bad"),
-                    field(&r, "errors")
-                ),
-                (5_000, 0, 0, 0),
-                "{laps}: {r}"
-            );
-            s.wait_ok();
+        for s in [fast, slow] {
+            got_all(s, 5_000, laps);
         }
     }
 }

@@ -81,16 +81,23 @@ fn large_or_small(i: u64, max: usize) -> usize {
     }
 }
 
+/// A 1 MiB ring of messages up to 64 KiB, its reader, and a writer asking
+/// for short laps.
+fn short_laps(policy: Policy) -> (Arc<LocalTopic>, aether::ring::Reader, aether::ring::Writer) {
+    let seg = segment(policy, 1 << 20, 65536);
+    let r = seg.reader(0).unwrap();
+    let mut w = seg.writer(None);
+    w.set_large_laps(LargeLaps::Short);
+    (seg, r, w)
+}
+
 /// Large records (32 KiB and up) in short laps keep to the start of each
 /// lap while their subscriber keeps up; small ones go anywhere; all arrive
 /// intact and in order.
 #[test]
 fn large_records_in_short_laps_keep_to_the_lap_start() {
     let (ring, max) = (1u64 << 20, 65536usize);
-    let seg = segment(Policy::Reliable, ring, max as u64);
-    let mut r = seg.reader(0).unwrap();
-    let mut w = seg.writer(None);
-    w.set_large_laps(LargeLaps::Short);
+    let (_seg, mut r, mut w) = short_laps(Policy::Reliable);
     let mut buf = vec![0u8; max];
     let n = rounds(300);
     for i in 0..n {
@@ -204,10 +211,7 @@ fn a_reliable_ring_holds_its_size_in_large_messages_by_default() {
 #[test]
 fn a_lossy_topic_keeps_whole_laps_for_large_records() {
     let (ring, max) = (1u64 << 20, 65536usize);
-    let seg = segment(Policy::Lossy, ring, max as u64);
-    let mut r = seg.reader(0).unwrap();
-    let mut w = seg.writer(None);
-    w.set_large_laps(LargeLaps::Short);
+    let (_seg, mut r, mut w) = short_laps(Policy::Lossy);
     let fits = ring / aether::ring::stride_for(max) - 1;
     for i in 0..fits {
         w.publish(&message(i, max)).unwrap();
