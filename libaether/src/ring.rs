@@ -213,11 +213,11 @@ pub fn pad_before(off: u64, stride: u64, ring: u64, short_laps: bool) -> u64 {
     }
 }
 
-/// A reliable publisher's choice between short laps for its large records
-/// (`pad_before`) and whole ones, when it asked to choose
-/// ([`LargeLaps::Measured`]; whole laps otherwise). Short laps keep its writes in its own
-/// cache: fastest when subscribers read little of each message (64 KiB,
-/// head and tail read: 1.3-1.4x). But a subscriber that reads every byte
+/// A reliable publisher's short or whole laps for its large records
+/// (`pad_before`), as asked, or chosen when asked to choose
+/// ([`LargeLaps::Measured`]). Short laps keep its writes in its own cache:
+/// fastest when subscribers read little of each message (64 KiB, head and
+/// tail read: 1.2-1.6x). But a subscriber that reads every byte
 /// still holds the lines of a lap of a few records when the publisher comes
 /// back to them, and each store then waits for its line to be taken back:
 /// whole laps let them age out (64 KiB, every byte read: a large record
@@ -644,9 +644,10 @@ pub struct Writer {
     /// The segment's horizon as last seen: claims ending at or below it need not raise it.
     horizon: u64,
     gate_gen: u64,
-    /// Reliable topics: whether large records keep to short laps, measured
-    /// as it goes. Lossy topics keep whole laps, so that a lossy subscriber
-    /// is not lapped sooner.
+    /// Reliable topics: whether large records keep to short laps (whole
+    /// laps unless asked: `set_large_laps`, `AETHER_LARGE_LAPS`). Lossy
+    /// topics keep whole laps, so that a lossy subscriber is not lapped
+    /// sooner.
     laps: Option<LapChoice>,
     /// How long a claim (reliable topics: the slowest subscriber) may hold this publisher up.
     pub timeout: Option<Duration>,
