@@ -310,6 +310,44 @@ fn large_messages_cross_in_short_and_whole_laps() {
     }
 }
 
+/// `Publisher::set_large_laps` through the public API. A subscriber two
+/// 64 KiB messages behind in a reliable 1 MiB ring, that then stops
+/// reading: in whole laps (the default) the publisher fits 12 or more
+/// messages more before it must wait; in short laps, having padded to the
+/// next lap while the subscriber was close, only the two whose room that
+/// subscriber has freed (the padding counts until it passes it).
+#[test]
+fn a_publisher_asks_for_short_laps() {
+    let d = Daemon::start();
+    let c = d.client();
+    for (laps, room) in [(None, 12..16), (Some(aether::LargeLaps::Short), 1..4)] {
+        let name = format!("laps-{}", laps.is_some());
+        c.create_topic(&name, &topic(Policy::Reliable, 1 << 20, 65536)).unwrap();
+        let mut sub = c.subscriber(&name, &SubscriberConfig::default()).unwrap();
+        let mut p = c.publisher(&name).unwrap();
+        if let Some(l) = laps {
+            p.set_large_laps(l);
+        }
+        let (data, mut buf) = (vec![5u8; 65536], vec![0u8; 65536]);
+        for _ in 0..4 {
+            p.publish(&data).unwrap();
+        }
+        for _ in 0..2 {
+            sub.receive_into(&mut buf, Some(Duration::from_secs(5))).unwrap();
+        }
+        p.set_timeout(Some(Duration::ZERO));
+        let mut n = 0;
+        while p.publish(&data).is_ok() {
+            n += 1;
+        }
+        assert!(room.contains(&n), "{laps:?}: {n} more fitted, not {room:?}");
+        // And every message arrives.
+        for _ in 0..2 + n {
+            sub.receive_into(&mut buf, Some(Duration::from_secs(5))).unwrap();
+        }
+    }
+}
+
 #[test]
 fn lossy_topic_reports_every_loss_exactly() {
     let d = Daemon::start();

@@ -8,7 +8,9 @@ use crate::error::{Error, Result, Status};
 use crate::history::History;
 use crate::notice::{self, Notice};
 use crate::protocol::{self, Reply, Request, Start};
-use crate::ring::{Claim, Deadline, Got, Origin, Reader, Record, SubscriberSource, WaitConfig, WaitStrategy, Writer};
+use crate::ring::{
+    Claim, Deadline, Got, LargeLaps, Origin, Reader, Record, SubscriberSource, WaitConfig, WaitStrategy, Writer,
+};
 use crate::segment::{Cursor, CursorLine, Segment, TopicParams, Waiters};
 use crate::sys::{mqueue as mq, uds::SeqPacket};
 use nix::poll::PollFlags;
@@ -916,11 +918,21 @@ impl Publisher {
         self.writer.timeout = timeout;
     }
 
+    /// Where messages of 32 KiB and up go in the ring from now on (by
+    /// default as `AETHER_LARGE_LAPS` says, else [`LargeLaps::Whole`]):
+    /// short laps are faster to subscribers that read little of each
+    /// message and keep up, but hold only about four such messages for a
+    /// subscriber that falls behind (docs/ARCHITECTURE.md, "Large
+    /// messages"). Lossy topics keep whole laps whatever is asked.
+    pub fn set_large_laps(&mut self, laps: LargeLaps) {
+        self.writer.set_large_laps(laps);
+    }
+
     /// Carries on after the daemon died (calls fail with `Unavailable`) or
     /// the topic was deleted (`NotFound`): connects again to the same socket
     /// (starting a daemon if its client was allowed to), makes the topic again
     /// with this one's parameters if it does not exist, and takes a new
-    /// publisher slot, keeping this handle's timeout. An outstanding loan is
+    /// publisher slot, keeping this handle's timeout and laps. An outstanding loan is
     /// given up. The library never does this by itself: the caller decides
     /// when, with this one call. On error the handle is left as it was.
     pub fn reopen(&mut self) -> Result<()> {
@@ -929,6 +941,7 @@ impl Publisher {
         let mut fresh = client.publisher(&self.topic)?;
         fresh.writer.timeout = self.writer.timeout;
         fresh.writer.wait = self.writer.wait;
+        fresh.writer.set_large_laps(self.writer.large_laps());
         // Dropping the old handle aborts its loan and tells its daemon, if alive.
         *self = fresh;
         Ok(())

@@ -721,6 +721,16 @@ impl Writer {
         }
     }
 
+    /// Where this publisher puts its large records, as asked (lossy
+    /// topics: whole laps).
+    pub fn large_laps(&self) -> LargeLaps {
+        match &self.laps {
+            Some(l) if !l.fixed => LargeLaps::Measured,
+            Some(l) if l.short => LargeLaps::Short,
+            _ => LargeLaps::Whole,
+        }
+    }
+
     fn header_at(&self, pos: u64) -> *mut RecordHeader {
         let off = pos & (self.geo.ring_size - 1);
         // SAFETY: off < ring_size and every record start is 64-aligned with at
