@@ -233,8 +233,8 @@ pub fn pad_before(off: u64, stride: u64, ring: u64, short_laps: bool) -> u64 {
 #[derive(Debug)]
 struct LapChoice {
     short: bool,
-    /// Short or whole laps as asked: never tried.
-    fixed: bool,
+    /// What was asked: short or whole laps are never tried.
+    asked: LargeLaps,
     /// Large records left before the next trial; 0 while trying.
     keep: u64,
     /// While trying: no timing until a record at or past this position
@@ -290,7 +290,7 @@ impl LapChoice {
     fn new(laps: LargeLaps) -> LapChoice {
         LapChoice {
             short: laps == LargeLaps::Short,
-            fixed: laps != LargeLaps::Measured,
+            asked: laps,
             keep: 0,
             warm_from: u64::MAX,
             tried: [None; 2],
@@ -302,14 +302,14 @@ impl LapChoice {
 
     #[inline]
     fn claimed(&mut self) {
-        if !self.fixed {
+        if self.asked == LargeLaps::Measured {
             self.claimed_at = sys::tsc::rdtsc();
         }
     }
 
     #[inline]
     fn committed(&mut self, pos: u64, stride: u64, ring: u64) {
-        if !self.fixed {
+        if self.asked == LargeLaps::Measured {
             let took = sys::tsc::rdtsc().wrapping_sub(self.claimed_at);
             self.record(took, pos, stride, ring);
         }
@@ -724,11 +724,7 @@ impl Writer {
     /// Where this publisher puts its large records, as asked (lossy
     /// topics: whole laps).
     pub fn large_laps(&self) -> LargeLaps {
-        match &self.laps {
-            Some(l) if !l.fixed => LargeLaps::Measured,
-            Some(l) if l.short => LargeLaps::Short,
-            _ => LargeLaps::Whole,
-        }
+        self.laps.as_ref().map_or(LargeLaps::Whole, |l| l.asked)
     }
 
     fn header_at(&self, pos: u64) -> *mut RecordHeader {
@@ -978,6 +974,8 @@ impl Writer {
                 return Err(Error::corrupt(format!("ring tail {pos:#x} is not 64-byte aligned")));
             }
             let off = pos & (ring - 1);
+            // (Read here, not once before the loop: hoisted, it cost the
+            // 64 B copying publish 26.7 -> 30.4 ns, docs/BENCHMARKS.md.)
             let short = self.laps.as_ref().is_some_and(|l| l.short);
             let mut pad = pad_before(off, stride, ring, short);
             // A short lap's padding only where the ring has room for it now:

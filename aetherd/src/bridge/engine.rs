@@ -972,21 +972,27 @@ impl Inbound {
         if gap > 0 {
             s.counters.link(env.origin, |l| l.dropped += gap);
         }
-        if let Some(who) = s.identities.get(env.origin).or(s.identity.as_ref()) {
-            // Decided once per topic, origin and configuration: a reload
-            // moves the epoch on.
-            let epoch = s.config_epoch.load(Ordering::Acquire);
-            let from = &mut t.origins[o];
-            if from.allowed.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
-                let allowed = access::authorize(&st.config, who, Action::Publish, Some(&t.name)).map_err(|e| e.message);
-                // (The epoch of the configuration just read.)
-                from.allowed = Some((st.config_epoch.load(Ordering::Acquire), allowed));
-            }
-            if let Some((_, Err(why))) = &from.allowed {
-                refuse(s, env.origin, why.clone());
-                return None;
-            }
+        // Whose rights, and the answer, decided once per topic, origin and
+        // configuration (a reload moves the epoch on): no lookup by name
+        // per message.
+        let epoch = s.config_epoch.load(Ordering::Acquire);
+        let from = &mut t.origins[o];
+        if from.allowed.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            from.allowed = Some(match s.identities.get(env.origin).or(s.identity.as_ref()) {
+                Some(who) => {
+                    let st = s.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let allowed =
+                        access::authorize(&st.config, who, Action::Publish, Some(&t.name)).map_err(|e| e.message);
+                    // (The epoch of the configuration just read.)
+                    (st.config_epoch.load(Ordering::Acquire), allowed)
+                }
+                // No identity: the daemon's own rights.
+                None => (epoch, Ok(())),
+            });
+        }
+        if let Some((_, Err(why))) = &from.allowed {
+            refuse(s, env.origin, why.clone());
+            return None;
         }
         let payload = sample.payload();
         let broker = t.origins[o].id;
