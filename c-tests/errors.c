@@ -59,7 +59,7 @@ static double now_s(void) {
 }
 
 /* Names of every topic this program may have created, deleted at the end. */
-static char topic[128], small[128], bad[128], longest[128], missing[128], grown_topic[128], timed[128];
+static char topic[128], small[128], bad[128], longest[128], missing[128], grown_topic[128], timed[128], laps[128];
 
 static void null_arguments(aether_client *c, aether_publisher *p, aether_subscriber *s) {
     /* Out-parameters are written only on success: sentinels must survive. */
@@ -95,6 +95,9 @@ static void null_arguments(aether_client *c, aether_publisher *p, aether_subscri
     EXPECT(aether_commit(NULL, 0), AETHER_E_INVALID);
     EXPECT(aether_abort(NULL), AETHER_E_INVALID);
     EXPECT(aether_publisher_set_timeout(NULL, 0), AETHER_E_INVALID);
+    EXPECT(aether_publisher_set_large_laps(NULL, AETHER_LARGE_LAPS_SHORT), AETHER_E_INVALID);
+    EXPECT(aether_publisher_set_large_laps(p, 3), AETHER_E_INVALID);
+    CHECK(strstr(aether_last_error(), "unknown large_laps value 3") != NULL);
 
     EXPECT(aether_receive(NULL, buf, sizeof buf, &len, 0), AETHER_E_INVALID);
     EXPECT(aether_receive(s, buf, sizeof buf, NULL, 0), AETHER_E_INVALID);
@@ -154,6 +157,59 @@ static void publish_timeout(aether_client *c, const char *name) {
     aether_publisher_close(p);
     aether_subscriber_close(s);
     EXPECT(aether_topic_delete(c, name), AETHER_OK);
+}
+
+/* Where large messages go, through aether_publisher_set_large_laps: a
+ * subscriber two 64 KiB messages behind stops reading. In whole laps (the
+ * default) the publisher fits 12 or more messages more before it must
+ * wait; in short laps, having padded to the next lap while the subscriber
+ * was close, only 1 to 3 (the padding counts until the subscriber passes
+ * it). Every message still arrives, intact. */
+static void large_laps(aether_client *c, const char *name) {
+    static uint8_t msg[65536], in[65536];
+    const uint32_t choices[] = {AETHER_LARGE_LAPS_WHOLE, AETHER_LARGE_LAPS_SHORT};
+    const int least[] = {12, 1}, most[] = {15, 3};
+    for (int i = 0; i < 2; i++) {
+        aether_topic_config cfg = aether_topic_config_default();
+        cfg.policy = AETHER_POLICY_RELIABLE;
+        cfg.ring_size = 1 << 20;
+        cfg.max_message = sizeof msg;
+        aether_publisher *p = NULL;
+        aether_subscriber *s = NULL;
+        EXPECT(aether_topic_create(c, name, &cfg), AETHER_OK);
+        EXPECT(aether_subscriber_open(c, name, NULL, &s), AETHER_OK);
+        EXPECT(aether_publisher_open(c, name, &p), AETHER_OK);
+        if (p != NULL && s != NULL) {
+            EXPECT(aether_publisher_set_large_laps(p, choices[i]), AETHER_OK);
+            size_t len = 0;
+            int sent = 0, got = 0;
+            for (; sent < 4; sent++) {
+                msg[0] = (uint8_t)sent;
+                EXPECT(aether_publish(p, msg, sizeof msg), AETHER_OK);
+            }
+            for (; got < 2; got++)
+                EXPECT(aether_receive(s, in, sizeof in, &len, 5000000000), AETHER_OK);
+            EXPECT(aether_publisher_set_timeout(p, 0), AETHER_OK);
+            int more = 0;
+            for (;; more++) {
+                msg[0] = (uint8_t)(sent + more);
+                if (aether_publish(p, msg, sizeof msg) != AETHER_OK)
+                    break;
+            }
+            if (more < least[i] || more > most[i]) {
+                fprintf(stderr, "errors.c:%d: large laps %u: %d more fitted, not %d to %d\n", __LINE__,
+                        choices[i], more, least[i], most[i]);
+                failures++;
+            }
+            for (; got < sent + more; got++) {
+                EXPECT(aether_receive(s, in, sizeof in, &len, 5000000000), AETHER_OK);
+                CHECK(len == sizeof msg && in[0] == (uint8_t)got);
+            }
+        }
+        aether_publisher_close(p);
+        aether_subscriber_close(s);
+        EXPECT(aether_topic_delete(c, name), AETHER_OK);
+    }
 }
 
 static void names_and_configs(aether_client *c) {
@@ -454,6 +510,7 @@ int main(int argc, char **argv) {
     snprintf(bad, sizeof bad, "errors-%d-bad", pid);
     snprintf(grown_topic, sizeof grown_topic, "errors-%d-grown", pid);
     snprintf(timed, sizeof timed, "errors-%d-timed", pid);
+    snprintf(laps, sizeof laps, "errors-%d-laps", pid);
     snprintf(missing, sizeof missing, "errors-%d-missing", pid);
     snprintf(longest, sizeof longest, "errors-%d-", pid);
     memset(longest + strlen(longest), 'L', 120 - strlen(longest));
@@ -483,6 +540,7 @@ int main(int argc, char **argv) {
         names_and_configs(c);
         data_path(p, s);
         publish_timeout(c, timed);
+        large_laps(c, laps);
 
         /* After delete, open handles see it: publishing fails, a subscriber
          * reads what is left and then gets NOT_FOUND; new opens fail. */
@@ -500,7 +558,7 @@ int main(int argc, char **argv) {
         EXPECT(aether_topic_delete(c, topic), AETHER_E_NOT_FOUND);
     }
     /* Clean up whatever a failed check may have left behind. */
-    const char *created[] = {topic, small, bad, longest, timed};
+    const char *created[] = {topic, small, bad, longest, timed, laps};
     for (size_t i = 0; i < sizeof created / sizeof created[0]; i++)
         aether_topic_delete(c, created[i]);
     aether_subscriber_close(s);

@@ -97,6 +97,32 @@ typedef enum aether_fsync {
 } aether_fsync;
 
 /**
+ * Where a reliable publisher puts its large messages, 32 KiB and up
+ * (`aether_publisher_set_large_laps`).
+ */
+typedef enum aether_large_laps {
+  /**
+   * Every lap of the ring whole (default): the ring holds its size of
+   * messages; best when subscribers read every byte.
+   */
+  AETHER_LARGE_LAPS_WHOLE = 0,
+  /**
+   * Each lap only to its first 256 KiB (or four messages), so that the
+   * publisher writes memory still in its cache: best when subscribers
+   * read little of each message and keep up. Costs buffering: until a
+   * subscriber passes a lap's end, the ring holds only the messages at
+   * the next lap's start, so code that publishes a batch before reading
+   * it (in one thread, say) may wait for itself.
+   */
+  AETHER_LARGE_LAPS_SHORT = 1,
+  /**
+   * Short laps or whole ones, whichever the publisher measures faster,
+   * tried again now and then.
+   */
+  AETHER_LARGE_LAPS_MEASURED = 2,
+} aether_large_laps;
+
+/**
  * What an `aether_notice` says.
  */
 typedef enum aether_notice_kind {
@@ -646,6 +672,17 @@ int aether_publisher_reopen(struct aether_publisher *p);
  * Errors: `AETHER_E_INVALID` (NULL).
  */
 int aether_publisher_set_timeout(struct aether_publisher *p, int64_t timeout_ns);
+
+/**
+ * Sets where this publisher puts messages of 32 KiB and up on a reliable
+ * topic: an `aether_large_laps` value (`AETHER_LARGE_LAPS_WHOLE`, the
+ * default unless the `AETHER_LARGE_LAPS` environment variable says
+ * `short` or `measured`). Kept across `aether_publisher_reopen`. Lossy
+ * topics always use whole laps (accepted, no effect). Readers need
+ * nothing: any subscriber reads either.
+ * Errors: `AETHER_E_INVALID` (an unknown value, NULL).
+ */
+int aether_publisher_set_large_laps(struct aether_publisher *p, uint32_t laps);
 
 /**
  * Closes a publisher (an outstanding loan is aborted). NULL is ignored.

@@ -302,6 +302,10 @@ class Publisher {
     void set_timeout(std::optional<std::chrono::nanoseconds> timeout) {
         detail::check(aether_publisher_set_timeout(h_.live("publisher"), detail::nanos(timeout)));
     }
+    /// Where messages of 32 KiB and up go in the ring (default: whole laps).
+    void set_large_laps(aether_large_laps laps) {
+        detail::check(aether_publisher_set_large_laps(h_.live("publisher"), static_cast<std::uint32_t>(laps)));
+    }
     /// After the daemon died or the topic was deleted: reconnect and go on.
     void reopen() { detail::check(aether_publisher_reopen(h_.live("publisher"))); }
     void close() noexcept { h_.reset(); }

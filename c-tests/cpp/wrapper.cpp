@@ -168,6 +168,8 @@ int main(int argc, char **argv) {
         }
         pub.set_timeout(50ms);
         pub.set_timeout(std::nullopt);
+        pub.set_large_laps(AETHER_LARGE_LAPS_MEASURED);
+        pub.set_large_laps(AETHER_LARGE_LAPS_WHOLE);
         CHECK(sub.fd() >= 0);
 
         // Moves: the moved-to handle works, the moved-from one says so.

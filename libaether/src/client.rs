@@ -928,6 +928,12 @@ impl Publisher {
         self.writer.set_large_laps(laps);
     }
 
+    /// Where messages of 32 KiB and up go, as last asked (lossy topics:
+    /// always [`LargeLaps::Whole`]).
+    pub fn large_laps(&self) -> LargeLaps {
+        self.writer.large_laps()
+    }
+
     /// Carries on after the daemon died (calls fail with `Unavailable`) or
     /// the topic was deleted (`NotFound`): connects again to the same socket
     /// (starting a daemon if its client was allowed to), makes the topic again

@@ -262,13 +262,42 @@ pub enum LargeLaps {
     /// Every lap whole, as small records (the default): a ring holds its
     /// size of messages; best when subscribers read every byte.
     #[default]
-    Whole,
+    Whole = 0,
     /// Each lap only to its first 256 KiB (or four records): best when
     /// subscribers read little of each message (and keep up).
-    Short,
+    Short = 1,
     /// Short laps or whole ones, whichever it measures faster, tried again
     /// now and then (with the buffering of short laps while in them).
-    Measured,
+    Measured = 2,
+}
+
+impl LargeLaps {
+    /// The choice of a C `aether_large_laps` value; `None` for an unknown one.
+    pub fn from_u32(v: u32) -> Option<LargeLaps> {
+        match v {
+            0 => Some(LargeLaps::Whole),
+            1 => Some(LargeLaps::Short),
+            2 => Some(LargeLaps::Measured),
+            _ => None,
+        }
+    }
+
+    /// "whole", "short" or "measured": the name in `AETHER_LARGE_LAPS` and
+    /// in Python.
+    pub fn name(self) -> &'static str {
+        match self {
+            LargeLaps::Whole => "whole",
+            LargeLaps::Short => "short",
+            LargeLaps::Measured => "measured",
+        }
+    }
+
+    /// The choice named `name` (see [`name`](Self::name)).
+    pub fn from_name(name: &str) -> Option<LargeLaps> {
+        [LargeLaps::Whole, LargeLaps::Short, LargeLaps::Measured]
+            .into_iter()
+            .find(|l| l.name() == name)
+    }
 }
 
 /// Large records timed in each kind of lap per trial.
@@ -280,11 +309,8 @@ impl LapChoice {
     /// As `AETHER_LARGE_LAPS` says: `short`, `measured`, or (unset, or
     /// anything else) whole.
     fn from_env() -> LapChoice {
-        LapChoice::new(match std::env::var("AETHER_LARGE_LAPS").as_deref() {
-            Ok("short") => LargeLaps::Short,
-            Ok("measured") => LargeLaps::Measured,
-            _ => LargeLaps::Whole,
-        })
+        let asked = std::env::var("AETHER_LARGE_LAPS").ok();
+        LapChoice::new(asked.as_deref().and_then(LargeLaps::from_name).unwrap_or_default())
     }
 
     fn new(laps: LargeLaps) -> LapChoice {

@@ -359,6 +359,34 @@ impl Publisher {
         self.max_message
     }
 
+    /// Where messages of 32 KiB and up go in the ring on a reliable topic:
+    /// "whole" (the default unless AETHER_LARGE_LAPS says otherwise: the
+    /// ring holds its size of messages), "short" (each lap only to its
+    /// first 256 KiB or four messages, so the publisher writes memory still
+    /// in its cache: faster to subscribers that read little of each message
+    /// and keep up, but a subscriber that stops reading leaves room for
+    /// only a few; code that publishes a batch before reading it may wait
+    /// for itself) or "measured" (whichever the publisher measures faster).
+    /// Lossy topics always use whole laps. Kept across reopen().
+    #[getter]
+    fn large_laps(&self, py: Python<'_>) -> PyResult<&'static str> {
+        let mut st = lock(py, &self.state);
+        Ok(st.publisher(py)?.large_laps().name())
+    }
+
+    #[setter]
+    fn set_large_laps(&self, py: Python<'_>, laps: &str) -> PyResult<()> {
+        let laps = aether::LargeLaps::from_name(laps).ok_or_else(|| {
+            errors::invalid(
+                py,
+                format!("large_laps must be 'whole', 'short' or 'measured', not {laps:?}"),
+            )
+        })?;
+        let mut st = lock(py, &self.state);
+        st.publisher(py)?.set_large_laps(laps);
+        Ok(())
+    }
+
     /// Whether a loan is outstanding.
     #[getter]
     fn has_loan(&self, py: Python<'_>) -> bool {

@@ -441,3 +441,41 @@ def test_a_ring_left_unset_is_sized_for_max_message(sock, topic):
     aether.create_topic(topic + "-0", socket=sock, ring_size=0, max_message=size)
     with aether.Publisher(topic + "-0", socket=sock, create=False) as pub:
         assert pub.max_message == size
+
+
+@pytest.mark.parametrize("laps, room", [(None, range(12, 16)), ("short", range(1, 4))])
+def test_large_laps(sock, topic, laps, room):
+    """Where 64 KiB messages go: a subscriber two behind stops reading. In
+    whole laps (the default) the publisher fits 12 or more more before it
+    must wait; in short laps only 1 to 3 (the lap's padding counts until the
+    subscriber passes it). Every message still arrives, in order."""
+    with aether.Publisher(
+        topic, socket=sock, policy="reliable", ring_size=1 << 20, max_message=65536, timeout=0
+    ) as pub, aether.Subscriber(topic, socket=sock) as sub:
+        assert pub.large_laps == "whole"
+        if laps is not None:
+            pub.large_laps = laps
+            assert pub.large_laps == laps
+        for i in range(4):
+            pub.publish(bytes([i]) * 65536)
+        for i in range(2):
+            msg = sub.receive(5)
+            assert msg.bytes()[0] == i
+            msg.release()
+        more = 0
+        with pytest.raises(aether.Timeout):
+            while True:
+                pub.publish(bytes([4 + more]) * 65536)
+                more += 1
+        assert more in room, f"{laps}: {more} more fitted, not {room}"
+        for i in range(2, 4 + more):
+            msg = sub.receive(5)
+            assert len(msg) == 65536 and msg.bytes()[0] == i
+            msg.release()
+
+
+def test_large_laps_bad_value(sock, topic):
+    with aether.Publisher(topic, socket=sock) as pub:
+        with pytest.raises(aether.InvalidArgument, match="'whole', 'short' or 'measured'"):
+            pub.large_laps = "tiny"
+        assert pub.large_laps == "whole"

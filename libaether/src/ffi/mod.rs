@@ -28,7 +28,7 @@ use crate::delivery::Delivery;
 use crate::error::{Error, Status};
 use crate::notice::Notice;
 use crate::protocol::Start;
-use crate::ring::{Deadline, WaitConfig, WaitStrategy};
+use crate::ring::{Deadline, LargeLaps, WaitConfig, WaitStrategy};
 use crate::segment::{Fsync, Policy, TopicParams};
 use std::ffi::{c_char, c_int, c_void};
 use std::os::fd::AsRawFd;
@@ -84,6 +84,26 @@ pub enum aether_delivery {
     /// is skipped, counted (`aether_subscriber_too_large`) and reported with an
     /// `AETHER_NOTICE_TOO_LARGE` notice.
     AETHER_DELIVERY_MQUEUE = 1,
+}
+
+/// Where a reliable publisher puts its large messages, 32 KiB and up
+/// (`aether_publisher_set_large_laps`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aether_large_laps {
+    /// Every lap of the ring whole (default): the ring holds its size of
+    /// messages; best when subscribers read every byte.
+    AETHER_LARGE_LAPS_WHOLE = 0,
+    /// Each lap only to its first 256 KiB (or four messages), so that the
+    /// publisher writes memory still in its cache: best when subscribers
+    /// read little of each message and keep up. Costs buffering: until a
+    /// subscriber passes a lap's end, the ring holds only the messages at
+    /// the next lap's start, so code that publishes a batch before reading
+    /// it (in one thread, say) may wait for itself.
+    AETHER_LARGE_LAPS_SHORT = 1,
+    /// Short laps or whole ones, whichever the publisher measures faster,
+    /// tried again now and then.
+    AETHER_LARGE_LAPS_MEASURED = 2,
 }
 
 /// Whether a topic is logged to disk (`aether_topic_config.durability`).
@@ -392,6 +412,9 @@ const _: () = {
     assert!(aether_wait::AETHER_WAIT_FUTEX as u32 == WaitStrategy::Futex as u32);
     assert!(aether_delivery::AETHER_DELIVERY_SHM as u32 == Delivery::Shm as u32);
     assert!(aether_delivery::AETHER_DELIVERY_MQUEUE as u32 == Delivery::Mqueue as u32);
+    assert!(aether_large_laps::AETHER_LARGE_LAPS_WHOLE as u32 == LargeLaps::Whole as u32);
+    assert!(aether_large_laps::AETHER_LARGE_LAPS_SHORT as u32 == LargeLaps::Short as u32);
+    assert!(aether_large_laps::AETHER_LARGE_LAPS_MEASURED as u32 == LargeLaps::Measured as u32);
     assert!(std::mem::offset_of!(aether_subscriber_config, start) == SUBSCRIBER_CONFIG_V2_SIZE - 4);
 };
 
@@ -720,6 +743,24 @@ pub unsafe extern "C" fn aether_publisher_set_timeout(p: *mut aether_publisher, 
         let p = unsafe { handle_mut(p, "publisher")? };
         p.inner
             .set_timeout((timeout_ns >= 0).then(|| Duration::from_nanos(timeout_ns as u64)));
+        Ok(())
+    })
+}
+
+/// Sets where this publisher puts messages of 32 KiB and up on a reliable
+/// topic: an `aether_large_laps` value (`AETHER_LARGE_LAPS_WHOLE`, the
+/// default unless the `AETHER_LARGE_LAPS` environment variable says
+/// `short` or `measured`). Kept across `aether_publisher_reopen`. Lossy
+/// topics always use whole laps (accepted, no effect). Readers need
+/// nothing: any subscriber reads either.
+/// Errors: `AETHER_E_INVALID` (an unknown value, NULL).
+#[no_mangle]
+pub unsafe extern "C" fn aether_publisher_set_large_laps(p: *mut aether_publisher, laps: u32) -> c_int {
+    guard(|| {
+        let laps =
+            LargeLaps::from_u32(laps).ok_or_else(|| Error::invalid(format!("unknown large_laps value {laps}")))?;
+        // SAFETY: NULL or a live publisher handle, per the API contract.
+        unsafe { handle_mut(p, "publisher")? }.inner.set_large_laps(laps);
         Ok(())
     })
 }
