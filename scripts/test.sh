@@ -29,6 +29,14 @@ fi
 
 shm_before=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
 
+# Every build here is one-shot: no incremental caches (a GB in target/).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# The builds need a few GB (docs/RELIABILITY.md, "Disk"); a full disk
+# fails a stage with a confusing message, so say how much there was.
+disk() { df -Pk . | awk 'NR == 2 { printf "%.1f GiB free", $4 / 1048576 }'; }
+echo "== disk: $(disk) at the start"
+trap 'rc=$?; if [ "$rc" != 0 ]; then echo "scripts/test.sh failed (exit $rc); disk: $(disk)" >&2; fi' EXIT
+
 echo "== The client library links nothing of the daemon's"
 # libaether (crate aether) is every client's dependency: configuration
 # parsing, JSON, logging and the daemon itself belong to aetherd.
@@ -82,4 +90,4 @@ if [ "$shm_after" -gt "$shm_before" ]; then
   ls /dev/shm | grep '^aether' >&2
   exit 1
 fi
-echo "== all tests passed"
+echo "== all tests passed (disk: $(disk) at the end)"
