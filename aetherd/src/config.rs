@@ -393,6 +393,10 @@ pub struct BridgeConfig {
     /// Zenoh's multicast scouting: find other brokers on the local network
     /// by themselves (off: only the endpoints named).
     pub multicast: bool,
+    /// Forward other brokers' messages between the brokers joined to this
+    /// one (Zenoh's router mode), so that a line `a - b - c` carries `a`'s
+    /// messages to `c` through `b`; off: only to brokers joined directly.
+    pub relay: bool,
 }
 
 /// A topic pattern (`name`, or a prefix ending in `*`) and its direction.
@@ -571,6 +575,7 @@ struct BridgeToml {
     identities: BTreeMap<String, toml::Value>,
     tls: Option<BridgeTlsToml>,
     multicast: Option<bool>,
+    relay: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -771,6 +776,7 @@ fn bridge(t: &Table, b: BridgeToml) -> Result<BridgeConfig, ConfigError> {
             private_key: x.private_key.into(),
         }),
         multicast: b.multicast.unwrap_or(false),
+        relay: b.relay.unwrap_or(false),
     })
 }
 
@@ -1162,6 +1168,7 @@ mod tests {
             topics = ["sensors.*", "cmd.*:in", "log:out", "*"]
             identity = 65534
             multicast = true
+            relay = true
             tls = { root_ca = "/etc/aether/ca.pem", certificate = "/etc/aether/a.pem", private_key = "/etc/aether/a.key" }
 
             [bridge.identities]
@@ -1213,7 +1220,7 @@ b = -1
         )
         .reason
         .contains("not a uid"));
-        assert!(b.multicast && b.tls.unwrap().private_key.ends_with("a.key"));
+        assert!(b.multicast && b.relay && b.tls.unwrap().private_key.ends_with("a.key"));
         assert!(p("").unwrap().bridge.is_none());
         assert!(err("[bridge]\ntopics = [\"x:sideways\"]\n", "bridge.topics")
             .reason
@@ -1227,7 +1234,8 @@ b = -1
         err("[bridge]\nidentity = \"no-such-user-here\"\n", "bridge.identity");
         err("[bridge]\nidentity = -1\n", "bridge.identity");
         err("[bridge]\nlisten = \"tcp/x\"\n", "bridge.listen");
-        err("[bridge]\nrelay = true\n", "bridge.relay");
+        err("[bridge]\nrelay = \"yes\"\n", "bridge.relay");
+        err("[bridge]\nroute = true\n", "bridge.route");
     }
 
     fn err(text: &str, key: &str) -> ConfigError {

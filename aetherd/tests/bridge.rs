@@ -256,6 +256,59 @@ fn nothing_comes_back_between_two_brokers_or_around_a_triangle() {
     }
 }
 
+/// A line `a - b - c`: `c` is joined only to `b`, `b` only to `a`. Plain
+/// bridges do not relay: `b` gets `a`'s messages, `c` none (nor does `c`
+/// connect to `a`, which `b` could tell it of). With `relay = true` (Zenoh's
+/// router mode) `b` forwards: each broker gets every other's messages once
+/// and in order, `a`'s reaching `c` through `b`; and a triangle of relays
+/// still gets each message once.
+#[test]
+fn relays_carry_messages_along_a_line() {
+    let (pa, pb) = (free_port(), free_port());
+    {
+        let a = broker("a", Some(pa), &[], &["line.*"], &[]);
+        let b = broker("b", Some(pb), &[pa], &["line.*"], &[]);
+        let c = broker("c", None, &[pb], &["line.*"], &[]);
+        let (ca, cb, cc) = (a.client(), b.client(), c.client());
+        for cl in [&ca, &cb, &cc] {
+            reliable(cl, "line.plain");
+        }
+        // (b's subscriber made after b's probes to c.)
+        let mut sc = cc.subscriber("line.plain", &SubscriberConfig::default()).unwrap();
+        wait_route(&cb, "line.plain", &mut sc);
+        let mut sb = cb.subscriber("line.plain", &SubscriberConfig::default()).unwrap();
+        wait_route(&ca, "line.plain", &mut sb);
+        let mut p = ca.publisher("line.plain").unwrap();
+        for i in 0..100u32 {
+            p.publish(&i.to_le_bytes()).unwrap();
+        }
+        for i in 0..100u32 {
+            let m = sb
+                .receive(Some(Duration::from_secs(10)))
+                .unwrap()
+                .expect("b gets a's message");
+            assert_eq!(m.data, i.to_le_bytes());
+        }
+        assert!(
+            sc.receive(Some(Duration::from_secs(2))).unwrap().is_none(),
+            "c got a's message through a bridge that does not relay"
+        );
+        assert!(!link_up(&c, "a"), "c reached a: {}", stats(&c)["bridge"]);
+    }
+    let dir = TempDir::new("bridge-relay");
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(&config, "[bridge]\nrelay = true\n").unwrap();
+    let relay = ["--config", config.to_str().unwrap()];
+    let a = broker("a", Some(pa), &[], &["line.*"], &relay);
+    let b = broker("b", Some(pb), &[pa], &["line.*"], &relay);
+    let c = broker("c", None, &[pb], &["line.*"], &relay);
+    everyone_gets_everything_once(&[("a", &a), ("b", &b), ("c", &c)], "line.x", 1000);
+    // c joins a too: a triangle of relays, every message still once.
+    drop(c);
+    let c = broker("c", None, &[pa, pb], &["line.*"], &relay);
+    everyone_gets_everything_once(&[("a", &a), ("b", &b), ("c", &c)], "line.tri", 1000);
+}
+
 /// Publishes `data` with `p` every 50 ms until broker `d` has refused a
 /// message (once the route is open); its bridge statistics then.
 fn publish_until_refused(p: &mut aether::Publisher, data: &[u8], d: &Daemon) -> serde_json::Value {
