@@ -201,7 +201,7 @@ fn everyone_gets_everything_once(brokers: &[(&str, &Daemon)], topic: &str, n: u6
             p.publish(format!("{name} {i}").as_bytes()).unwrap();
         }
     }
-    for ((me, _), s) in brokers.iter().zip(subs.iter_mut()) {
+    for ((me, d), s) in brokers.iter().zip(subs.iter_mut()) {
         let mut next: std::collections::HashMap<String, u64> = Default::default();
         let mut total = 0;
         while let Some(m) = s.receive(Some(Duration::from_secs(2))).unwrap() {
@@ -219,7 +219,12 @@ fn everyone_gets_everything_once(brokers: &[(&str, &Daemon)], topic: &str, n: u6
             *want += 1;
             total += 1;
         }
-        assert_eq!(total, n * brokers.len() as u64, "{me} got {next:?}");
+        assert_eq!(
+            total,
+            n * brokers.len() as u64,
+            "{me} got {next:?}; its bridge: {}",
+            stats(d)["bridge"]
+        );
     }
 }
 
@@ -542,6 +547,35 @@ fn two_hosts() -> (Hosts, [String; 2], [String; 2], String) {
     ip(&["-n", &na, "link", "set", &va, "up"]);
     ip(&["-n", &nb, "link", "set", &vb, "up"]);
     (hosts, [na, nb], [addr(1), addr(2)], va)
+}
+
+/// Namespaces `a`, `b` and `c` in a line: a veth pair joins `a` to `b`
+/// (10.78.N.1 and .2), another `b` to `c` (10.79.N.1 and .2); `a` and `c`
+/// have no route to each other. Returns `a`'s and `b`'s listening addresses.
+fn hosts_in_a_line() -> (Hosts, [String; 3], [String; 2]) {
+    let id = std::process::id();
+    let names = ["a", "b", "c"].map(|h| format!("aeth-l{h}-{id}"));
+    let hosts = Hosts { names: names.to_vec() };
+    for n in &names {
+        ip(&["netns", "add", n]);
+        ip(&["-n", n, "link", "set", "lo", "up"]);
+    }
+    let net = id % 250;
+    let mut listen = Vec::new();
+    for (k, (l, r)) in [(0, 1), (1, 2)].into_iter().enumerate() {
+        let (vl, vr) = (format!("l{k}a{}", id % 100_000), format!("l{k}b{}", id % 100_000));
+        ip(&[
+            "link", "add", &vl, "netns", &names[l], "type", "veth", "peer", "name", &vr, "netns", &names[r],
+        ]);
+        let addr = |h: u32| format!("10.{}.{net}.{h}", 78 + k);
+        ip(&["-n", &names[l], "addr", "add", &format!("{}/24", addr(1)), "dev", &vl]);
+        ip(&["-n", &names[r], "addr", "add", &format!("{}/24", addr(2)), "dev", &vr]);
+        ip(&["-n", &names[l], "link", "set", &vl, "up"]);
+        ip(&["-n", &names[r], "link", "set", &vr, "up"]);
+        listen.push(addr(1));
+    }
+    let [la, lb]: [String; 2] = listen.try_into().unwrap();
+    (hosts, names, [la, lb])
 }
 
 /// A daemon inside namespace `ns` (its socket, a path, reachable from here).
@@ -970,4 +1004,39 @@ fn forged_samples_from_a_hostile_peer_are_counted_never_published() {
     drop(z);
     // Still serving.
     reliable(&ca, "open.after");
+}
+
+/// Three hosts in a line, `a - b - c`, where `c` has no route to `a`: with
+/// relays, every broker gets every other's messages once and in order,
+/// `a`'s reaching `c` (and `c`'s `a`) through `b`.
+#[test]
+fn relays_carry_messages_across_hosts_in_a_line() {
+    if !can_make_hosts() {
+        return;
+    }
+    let (_hosts, [na, nb, nc], [addr_a, addr_b]) = hosts_in_a_line();
+    let dir = TempDir::new("bridge-ns-relay");
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(&config, "[bridge]\nrelay = true\n").unwrap();
+    let args = |listen: Option<&str>, connect: Option<&str>| {
+        let mut v = vec![
+            "--config".to_string(),
+            config.display().to_string(),
+            "--bridge-topics".into(),
+            "net.*".into(),
+        ];
+        if let Some(a) = listen {
+            v.extend(["--bridge-listen".into(), format!("tcp/{a}:7447")]);
+        }
+        if let Some(a) = connect {
+            v.extend(["--bridge-connect".into(), format!("tcp/{a}:7447")]);
+        }
+        v
+    };
+    let a = broker_in(&na, "a", &args(Some(&addr_a), None));
+    let b = broker_in(&nb, "b", &args(Some(&addr_b), Some(&addr_a)));
+    let c = broker_in(&nc, "c", &args(None, Some(&addr_b)));
+    // (Each ring takes all 9,000 before its subscriber reads: a relay
+    // whose ring is full holds what it forwards too, docs/BRIDGE.md.)
+    everyone_gets_everything_once(&[("a", &a), ("b", &b), ("c", &c)], "net.line", 3000);
 }
