@@ -437,8 +437,13 @@ fn bridge_table(b: &Value) -> String {
         .unwrap_or_default();
     rows.sort();
     format!(
-        "\n\nbridge {}: {} sent ({}), {} unsent, {} refused, {} echoes dropped\n{}",
+        "\n\nbridge {}{}: {} sent ({}), {} unsent, {} refused, {} echoes dropped\n{}",
         text(b, "name"),
+        if b["relay"] == Value::Bool(true) {
+            " (relay)"
+        } else {
+            ""
+        },
         fmt::count(num(b, "sent")),
         fmt::bytes(num(b, "sent_bytes") as u64),
         fmt::count(num(b, "unsent")),

@@ -289,6 +289,7 @@ impl Broker {
     ) -> std::result::Result<crate::bridge::Bridge, String> {
         let counters = Arc::new(crate::bridge::Counters {
             name,
+            relay: cfg.relay,
             ..Default::default()
         });
         let bridge =

@@ -299,6 +299,7 @@ fn relays_carry_messages_along_a_line() {
             "c got a's message through a bridge that does not relay"
         );
         assert!(!link_up(&c, "a"), "c reached a: {}", stats(&c)["bridge"]);
+        assert_eq!(stats(&b)["bridge"]["relay"], false);
     }
     let dir = TempDir::new("bridge-relay");
     let config = dir.0.join("aetherd.toml");
@@ -308,6 +309,8 @@ fn relays_carry_messages_along_a_line() {
     let b = broker("b", Some(pb), &[pa], &["line.*"], &relay);
     let c = broker("c", None, &[pb], &["line.*"], &relay);
     everyone_gets_everything_once(&[("a", &a), ("b", &b), ("c", &c)], "line.x", 1000);
+    let s = stats(&c)["bridge"].clone();
+    assert!(s["relay"] == true && s["links"]["a"]["up"] == true, "{s}");
     // c joins a too: a triangle of relays, every message still once.
     drop(c);
     let c = broker("c", None, &[pa, pb], &["line.*"], &relay);

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Default)]
 pub struct Counters {
     pub name: String,
+    /// Whether this broker forwards between others (`relay = true`).
+    pub relay: bool,
     /// Local messages sent to other brokers, and their payload bytes.
     pub sent: AtomicU64,
     pub sent_bytes: AtomicU64,
@@ -73,6 +75,10 @@ pub struct Link {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct BridgeStats {
     pub name: String,
+    /// Whether this broker forwards between others (`relay = true`): its
+    /// links then include the brokers it reaches through others.
+    #[serde(default)]
+    pub relay: bool,
     pub sent: u64,
     pub sent_bytes: u64,
     pub unsent: u64,
@@ -94,6 +100,7 @@ impl Counters {
         }
         BridgeStats {
             name: self.name.clone(),
+            relay: self.relay,
             sent: n(&self.sent),
             sent_bytes: n(&self.sent_bytes),
             unsent: n(&self.unsent),
