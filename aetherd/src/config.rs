@@ -393,9 +393,10 @@ pub struct BridgeConfig {
     /// Zenoh's multicast scouting: find other brokers on the local network
     /// by themselves (off: only the endpoints named).
     pub multicast: bool,
-    /// Forward other brokers' messages between the brokers joined to this
-    /// one (Zenoh's router mode), so that a line `a - b - c` carries `a`'s
-    /// messages to `c` through `b`; off: only to brokers joined directly.
+    /// Forward other brokers' messages (Zenoh's router mode): a line of
+    /// relays `a - b - c` carries `a`'s messages to `c` through `b` (every
+    /// broker of the line relays: a router does not forward between two
+    /// plain peers); off: only to brokers joined directly.
     pub relay: bool,
 }
 

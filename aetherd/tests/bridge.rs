@@ -1043,3 +1043,69 @@ fn relays_carry_messages_across_hosts_in_a_line() {
     // whose ring is full holds what it forwards too, docs/BRIDGE.md.)
     everyone_gets_everything_once(&[("a", &a), ("b", &b), ("c", &c)], "net.line", 3000);
 }
+
+/// With TLS and identities, each hop's certificate bounds what it may put:
+/// in a line of relays `a - b - r`, `a`'s messages reach `r` through `b` on
+/// a topic `b`'s identity may publish at `r`, and on one only `a`'s may,
+/// not until `r` grants `b`'s identity that right too.
+#[test]
+fn with_tls_a_relay_forwards_only_what_its_identity_may_publish() {
+    for relay_trusted in [false, true] {
+        let dir = TempDir::new("bridge-tls-relay");
+        let ca = authority(&dir.0);
+        let b_is = if relay_trusted { 65533 } else { 65534 };
+        let rights = format!(
+            "identity = 65534\n\n[bridge.identities]\na = 65533\nb = {b_is}\n\n\
+             [[access]]\ntopics = [\"guarded\"]\nuids = [65533]\nallow = [\"publish\"]\n\n\
+             [[access]]\ntopics = [\"open\"]\nuids = [65533, 65534]\nallow = [\"publish\"]\n"
+        );
+        let config_r = tls_config(&dir.0, "r", &ca, &format!("relay = true\n{rights}"));
+        let config_b = tls_config(&dir.0, "b", &ca, "relay = true\n");
+        let config_a = tls_config(&dir.0, "a", &ca, "relay = true\n");
+        let (port_r, port_b) = (free_port(), free_port());
+        let (tls_r, tls_b) = (format!("tls/localhost:{port_r}"), format!("tls/localhost:{port_b}"));
+        let r = tls_broker("r", "*", &config_r, "--bridge-listen", &tls_r);
+        let b = broker(
+            "b",
+            None,
+            &[],
+            &["*"],
+            &[
+                "--config",
+                config_b.to_str().unwrap(),
+                "--bridge-listen",
+                &tls_b,
+                "--bridge-connect",
+                &tls_r,
+            ],
+        );
+        let a = tls_broker("a", "*", &config_a, "--bridge-connect", &tls_b);
+        let (cr, cb, ca_client) = (r.client(), b.client(), a.client());
+        for cl in [&cr, &cb, &ca_client] {
+            reliable(cl, "open");
+            reliable(cl, "guarded");
+        }
+        let mut open = cr.subscriber("open", &SubscriberConfig::default()).unwrap();
+        let mut guarded = cr.subscriber("guarded", &SubscriberConfig::default()).unwrap();
+        // a's messages reach r (through b: a is joined to b alone).
+        wait_route(&ca_client, "open", &mut open);
+        let mut pg = ca_client.publisher("guarded").unwrap();
+        for i in 0..20u8 {
+            pg.publish(&[i]).unwrap();
+        }
+        // A message on the open topic after them: once it is in, they
+        // would have been too.
+        ca_client.publisher("open").unwrap().publish(b"after").unwrap();
+        let m = open
+            .receive(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("the open message");
+        assert_eq!(m.data, b"after");
+        let mut got = 0;
+        while guarded.receive(Some(Duration::from_millis(500))).unwrap().is_some() {
+            got += 1;
+        }
+        let want = if relay_trusted { 20 } else { 0 };
+        assert_eq!(got, want, "relay trusted: {relay_trusted}; r's log:\n{}", r.log());
+    }
+}

@@ -191,8 +191,9 @@ fn zenoh_config(cfg: &BridgeConfig, acl: Option<serde_json::Value>) -> Result<ze
     let mut c = zenoh::Config::default();
     let mut set = |k: &str, v: String| c.insert_json5(k, &v).map_err(|e| format!("zenoh setting {k}: {e}"));
     let list = |v: &[String]| serde_json::to_string(v).expect("strings serialize");
-    // A relay is a Zenoh router: it forwards between the brokers joined to
-    // it (routers find their routes by link state). A peer does not.
+    // A relay is a Zenoh router: relays forward for each other (routers
+    // find their routes by link state). A peer does not, and a router does
+    // not forward between two peers (it takes them for a mesh).
     set("mode", if cfg.relay { r#""router""# } else { r#""peer""# }.into())?;
     // Neither connects to brokers that others tell it of (Zenoh's gossip
     // would, for peers): a bridge's transports are the endpoints named.
