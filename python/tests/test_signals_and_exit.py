@@ -10,7 +10,10 @@ import time
 from conftest import run_python
 
 BLOCKED = """
-import sys, time, aether
+import signal, sys, time, aether
+# Python leaves SIGINT ignored if it started so (a shell's background job
+# does that): Ctrl-C's default handler, as any interactive Python has it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sock, topic, how = sys.argv[1], sys.argv[2], sys.argv[3]
 sub = aether.Subscriber(topic, socket=sock)
 print("ready", flush=True)
