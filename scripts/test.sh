@@ -31,7 +31,7 @@ shm_before=$(ls /dev/shm 2>/dev/null | grep -c '^aether' || true)
 
 # Every build here is one-shot: no incremental caches (a GB in target/).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-# The builds need a few GB (docs/RELIABILITY.md, "Disk"); a full disk
+# The builds need about 4 GB (README); a full disk
 # fails a stage with a confusing message, so say how much there was.
 disk() { df -Pk . | awk 'NR == 2 { printf "%.1f GiB free", $4 / 1048576 }'; }
 echo "== disk: $(disk) at the start"
