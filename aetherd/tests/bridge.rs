@@ -261,6 +261,15 @@ fn nothing_comes_back_between_two_brokers_or_around_a_triangle() {
     }
 }
 
+/// A configuration file that makes a broker a relay (its directory, removed
+/// on drop, and its path).
+fn relay_config() -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new("bridge-relay");
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(&config, "[bridge]\nrelay = true\n").unwrap();
+    (dir, config)
+}
+
 /// A line `a - b - c`: `c` is joined only to `b`, `b` only to `a`. Plain
 /// bridges do not relay: `b` gets `a`'s messages, `c` none (nor does `c`
 /// connect to `a`, which `b` could tell it of). With `relay = true` (Zenoh's
@@ -301,9 +310,7 @@ fn relays_carry_messages_along_a_line() {
         assert!(!link_up(&c, "a"), "c reached a: {}", stats(&c)["bridge"]);
         assert_eq!(stats(&b)["bridge"]["relay"], false);
     }
-    let dir = TempDir::new("bridge-relay");
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(&config, "[bridge]\nrelay = true\n").unwrap();
+    let (_dir, config) = relay_config();
     let relay = ["--config", config.to_str().unwrap()];
     let a = broker("a", Some(pa), &[], &["line.*"], &relay);
     let b = broker("b", Some(pb), &[pa], &["line.*"], &relay);
@@ -1018,9 +1025,7 @@ fn relays_carry_messages_across_hosts_in_a_line() {
         return;
     }
     let (_hosts, [na, nb, nc], [addr_a, addr_b]) = hosts_in_a_line();
-    let dir = TempDir::new("bridge-ns-relay");
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(&config, "[bridge]\nrelay = true\n").unwrap();
+    let (_dir, config) = relay_config();
     let args = |listen: Option<&str>, connect: Option<&str>| {
         let mut v = vec![
             "--config".to_string(),
