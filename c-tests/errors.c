@@ -96,8 +96,8 @@ static void null_arguments(aether_client *c, aether_publisher *p, aether_subscri
     EXPECT(aether_abort(NULL), AETHER_E_INVALID);
     EXPECT(aether_publisher_set_timeout(NULL, 0), AETHER_E_INVALID);
     EXPECT(aether_publisher_set_large_laps(NULL, AETHER_LARGE_LAPS_SHORT), AETHER_E_INVALID);
-    EXPECT(aether_publisher_set_large_laps(p, 3), AETHER_E_INVALID);
-    CHECK(strstr(aether_last_error(), "unknown large_laps value 3") != NULL);
+    EXPECT(aether_publisher_set_large_laps(p, 4), AETHER_E_INVALID);
+    CHECK(strstr(aether_last_error(), "unknown large_laps value 4") != NULL);
 
     EXPECT(aether_receive(NULL, buf, sizeof buf, &len, 0), AETHER_E_INVALID);
     EXPECT(aether_receive(s, buf, sizeof buf, NULL, 0), AETHER_E_INVALID);
@@ -160,55 +160,64 @@ static void publish_timeout(aether_client *c, const char *name) {
 }
 
 /* Where large messages go, through aether_publisher_set_large_laps: a
- * subscriber two 64 KiB messages behind stops reading. In whole laps (the
- * default) the publisher fits 12 or more messages more before it must
- * wait; in short laps, having padded to the next lap while the subscriber
- * was close, only 1 to 3 (the padding counts until the subscriber passes
- * it). Every message still arrives, intact. */
+ * subscriber reads two or all of four 64 KiB messages, then stops. Two
+ * behind, the publisher fits 12 or more messages more before it must wait
+ * in whole laps, and in caught-up laps (the default: no lap is cut short
+ * while a subscriber is behind); in short laps, having padded to the next
+ * lap while the subscriber was close, only 1 to 3 (the padding counts
+ * until the subscriber passes it). Caught up, 14 or 15 in whole and
+ * caught-up laps (a subscriber at a lap cut short counts as past it), 3
+ * or 4 in short laps. Every message still arrives, intact and in order. */
 static void large_laps(aether_client *c, const char *name) {
     static uint8_t msg[65536], in[65536];
-    const uint32_t choices[] = {AETHER_LARGE_LAPS_WHOLE, AETHER_LARGE_LAPS_SHORT};
-    const int least[] = {12, 1}, most[] = {15, 3};
-    for (int i = 0; i < 2; i++) {
-        aether_topic_config cfg = aether_topic_config_default();
-        cfg.policy = AETHER_POLICY_RELIABLE;
-        cfg.ring_size = 1 << 20;
-        cfg.max_message = sizeof msg;
-        aether_publisher *p = NULL;
-        aether_subscriber *s = NULL;
-        EXPECT(aether_topic_create(c, name, &cfg), AETHER_OK);
-        EXPECT(aether_subscriber_open(c, name, NULL, &s), AETHER_OK);
-        EXPECT(aether_publisher_open(c, name, &p), AETHER_OK);
-        if (p != NULL && s != NULL) {
-            EXPECT(aether_publisher_set_large_laps(p, choices[i]), AETHER_OK);
-            size_t len = 0;
-            int sent = 0, got = 0;
-            for (; sent < 4; sent++) {
-                msg[0] = (uint8_t)sent;
-                EXPECT(aether_publish(p, msg, sizeof msg), AETHER_OK);
+    /* -1: the default, not set. */
+    const int64_t choices[] = {AETHER_LARGE_LAPS_WHOLE, AETHER_LARGE_LAPS_SHORT, AETHER_LARGE_LAPS_CAUGHT_UP, -1};
+    /* Fitted after reading two of four, then all four: least, most. */
+    const int room[4][2][2] = {{{12, 15}, {14, 15}}, {{1, 3}, {3, 4}}, {{12, 15}, {14, 15}}, {{12, 15}, {14, 15}}};
+    for (int i = 0; i < 4; i++) {
+        for (int caught_up = 0; caught_up < 2; caught_up++) {
+            aether_topic_config cfg = aether_topic_config_default();
+            cfg.policy = AETHER_POLICY_RELIABLE;
+            cfg.ring_size = 1 << 20;
+            cfg.max_message = sizeof msg;
+            aether_publisher *p = NULL;
+            aether_subscriber *s = NULL;
+            EXPECT(aether_topic_create(c, name, &cfg), AETHER_OK);
+            EXPECT(aether_subscriber_open(c, name, NULL, &s), AETHER_OK);
+            EXPECT(aether_publisher_open(c, name, &p), AETHER_OK);
+            if (p != NULL && s != NULL) {
+                if (choices[i] >= 0)
+                    EXPECT(aether_publisher_set_large_laps(p, (uint32_t)choices[i]), AETHER_OK);
+                size_t len = 0;
+                int sent = 0, got = 0;
+                for (; sent < 4; sent++) {
+                    msg[0] = (uint8_t)sent;
+                    EXPECT(aether_publish(p, msg, sizeof msg), AETHER_OK);
+                }
+                for (; got < (caught_up ? 4 : 2); got++)
+                    EXPECT(aether_receive(s, in, sizeof in, &len, 5000000000), AETHER_OK);
+                EXPECT(aether_publisher_set_timeout(p, 0), AETHER_OK);
+                int more = 0;
+                for (;; more++) {
+                    msg[0] = (uint8_t)(sent + more);
+                    if (aether_publish(p, msg, sizeof msg) != AETHER_OK)
+                        break;
+                }
+                const int *r = room[i][caught_up];
+                if (more < r[0] || more > r[1]) {
+                    fprintf(stderr, "errors.c:%d: large laps %lld, %s: %d more fitted, not %d to %d\n", __LINE__,
+                            (long long)choices[i], caught_up ? "caught up" : "two behind", more, r[0], r[1]);
+                    failures++;
+                }
+                for (; got < sent + more; got++) {
+                    EXPECT(aether_receive(s, in, sizeof in, &len, 5000000000), AETHER_OK);
+                    CHECK(len == sizeof msg && in[0] == (uint8_t)got);
+                }
             }
-            for (; got < 2; got++)
-                EXPECT(aether_receive(s, in, sizeof in, &len, 5000000000), AETHER_OK);
-            EXPECT(aether_publisher_set_timeout(p, 0), AETHER_OK);
-            int more = 0;
-            for (;; more++) {
-                msg[0] = (uint8_t)(sent + more);
-                if (aether_publish(p, msg, sizeof msg) != AETHER_OK)
-                    break;
-            }
-            if (more < least[i] || more > most[i]) {
-                fprintf(stderr, "errors.c:%d: large laps %u: %d more fitted, not %d to %d\n", __LINE__,
-                        choices[i], more, least[i], most[i]);
-                failures++;
-            }
-            for (; got < sent + more; got++) {
-                EXPECT(aether_receive(s, in, sizeof in, &len, 5000000000), AETHER_OK);
-                CHECK(len == sizeof msg && in[0] == (uint8_t)got);
-            }
+            aether_publisher_close(p);
+            aether_subscriber_close(s);
+            EXPECT(aether_topic_delete(c, name), AETHER_OK);
         }
-        aether_publisher_close(p);
-        aether_subscriber_close(s);
-        EXPECT(aether_topic_delete(c, name), AETHER_OK);
     }
 }
 

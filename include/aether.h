@@ -102,8 +102,7 @@ typedef enum aether_fsync {
  */
 typedef enum aether_large_laps {
   /**
-   * Every lap of the ring whole (default): the ring holds its size of
-   * messages; best when subscribers read every byte.
+   * Every lap of the ring whole: the ring holds its size of messages.
    */
   AETHER_LARGE_LAPS_WHOLE = 0,
   /**
@@ -120,6 +119,14 @@ typedef enum aether_large_laps {
    * tried again now and then.
    */
   AETHER_LARGE_LAPS_MEASURED = 2,
+  /**
+   * A lap cut short past its first 256 KiB (or four messages) only when
+   * every subscriber has read everything before (default): subscribers
+   * that keep up get the short laps' speed, those behind get whole laps,
+   * and the ring still holds its size of messages (a subscriber at the
+   * cut counts as past it).
+   */
+  AETHER_LARGE_LAPS_CAUGHT_UP = 3,
 } aether_large_laps;
 
 /**
@@ -675,11 +682,11 @@ int aether_publisher_set_timeout(struct aether_publisher *p, int64_t timeout_ns)
 
 /**
  * Sets where this publisher puts messages of 32 KiB and up on a reliable
- * topic: an `aether_large_laps` value (`AETHER_LARGE_LAPS_WHOLE`, the
+ * topic: an `aether_large_laps` value (`AETHER_LARGE_LAPS_CAUGHT_UP`, the
  * default unless the `AETHER_LARGE_LAPS` environment variable says
- * `short` or `measured`). Kept across `aether_publisher_reopen`. Lossy
- * topics always use whole laps (accepted, no effect). Readers need
- * nothing: any subscriber reads either.
+ * `whole`, `short` or `measured`). Kept across `aether_publisher_reopen`.
+ * Lossy topics always use whole laps (accepted, no effect). Subscribers
+ * need nothing: any subscriber reads every kind.
  * Errors: `AETHER_E_INVALID` (an unknown value, NULL).
  */
 int aether_publisher_set_large_laps(struct aether_publisher *p, uint32_t laps);

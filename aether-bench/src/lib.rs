@@ -81,7 +81,9 @@ pub struct Args {
     #[arg(long, default_value_t = 64 << 20)]
     pub pages_ring: u64,
     /// Only these systems in the latency and throughput runs, e.g.
-    /// `aether-zc,handoff` (default: all), to profile or compare a few quickly
+    /// `aether-zc,handoff` (default: all), to profile or compare a few quickly;
+    /// `aether-zc-whole` (throughput, only when named): aether-zc with its
+    /// publisher in whole laps, the alternative to the default's large laps
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
 }
@@ -554,7 +556,12 @@ impl Bench {
         let budget: u64 = if self.args.quick { 64 << 20 } else { 1 << 31 };
         let cap: u64 = if self.args.quick { 300_000 } else { 5_000_000 };
         let rounds = self.rounds();
-        let systems: Vec<_> = throughput_systems().into_iter().filter(|s| self.wanted(s)).collect();
+        let mut systems: Vec<_> = throughput_systems().into_iter().filter(|s| self.wanted(s)).collect();
+        if self.args.systems.iter().any(|s| s == "aether-zc-whole") {
+            // Only when named: aether-zc with its publisher in whole laps
+            // (`LargeLaps::Whole`), beside the default in the same rounds.
+            systems.push("aether-zc-whole");
+        }
         for size in self.args.sizes.clone() {
             let count = self.args.messages.unwrap_or((budget / size).clamp(200, cap));
             let per_round = count.div_ceil(rounds).max(2);

@@ -391,10 +391,14 @@ fn source() {
     let system = env("AB_SYSTEM");
     let start;
     match system.as_str() {
-        "aether" | "aether-zc" => {
+        "aether" | "aether-zc" | "aether-zc-whole" => {
             let c = client();
             let mut p = c.publisher(&env("AB_TOPIC")).unwrap_or_else(|e| fail("publisher", e));
             p.set_timeout(Some(Duration::from_secs(60)));
+            if system == "aether-zc-whole" {
+                // The default's alternative, for comparison in one run.
+                p.set_large_laps(aether::LargeLaps::Whole);
+            }
             let msg = vec![0x5au8; size];
             ready_then_wait_for_go();
             start = now();
@@ -461,7 +465,7 @@ fn sink() {
     let (mut first, mut last, mut got, mut lost, mut sum) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let touch_mode = Touch::from_env();
     match system.as_str() {
-        "aether" | "aether-zc" => {
+        "aether" | "aether-zc" | "aether-zc-whole" => {
             let c = client();
             let mut s = c
                 .subscriber(&env("AB_TOPIC"), &sub_config())

@@ -281,16 +281,17 @@ fn got_all(mut s: Role, count: u64, what: &str) {
 }
 
 /// Messages up to 64 KiB, half of them large (32 KiB and up), from a
-/// publisher process whose large records keep to short laps, to whole ones
-/// (the default), or to whichever it measures faster (`AETHER_LARGE_LAPS`), reach a
-/// subscriber that keeps up and one that falls behind (the publisher waits
-/// for it), each intact and in order.
+/// publisher process whose large records keep to short laps, to whole ones,
+/// to whichever it measures faster, or to short laps only when both
+/// subscribers have read everything (`AETHER_LARGE_LAPS`; the last is the
+/// default), reach a subscriber that keeps up and one that falls behind
+/// (the publisher waits for it), each intact and in order.
 #[test]
 fn large_messages_cross_in_short_and_whole_laps() {
     let d = Daemon::start();
     // Ring 0: sized for the messages (1 MiB for 64 KiB).
     let params = topic(Policy::Reliable, 0, 65536);
-    for laps in ["short", "whole", "measured"] {
+    for laps in ["short", "whole", "measured", "caught-up"] {
         let topic = format!("large-{laps}");
         d.client().create_topic(&topic, &params).unwrap();
         let mut env = stream_env(&d, &topic, 5_000, 65536);
@@ -310,18 +311,25 @@ fn large_messages_cross_in_short_and_whole_laps() {
     }
 }
 
-/// `Publisher::set_large_laps` through the public API. A subscriber two
-/// 64 KiB messages behind in a reliable 1 MiB ring, that then stops
-/// reading: in whole laps (the default) the publisher fits 12 or more
-/// messages more before it must wait; in short laps, having padded to the
-/// next lap while the subscriber was close, only the two whose room that
-/// subscriber has freed (the padding counts until it passes it).
+/// `Publisher::set_large_laps` through the public API. A subscriber that
+/// reads two or all four 64 KiB messages in a reliable 1 MiB ring, then
+/// stops. Two behind, the publisher fits 12 or more messages more before
+/// it must wait in caught-up laps (the default: no lap is cut short while
+/// a subscriber is behind); in short laps, having padded to the next lap
+/// while the subscriber was close, only the two whose room that subscriber
+/// has freed (the padding counts until it passes it). Caught up, 14 or 15
+/// by default (a subscriber at a lap cut short counts as past it), 3 or 4
+/// in short laps.
 #[test]
 fn a_publisher_asks_for_short_laps() {
     let d = Daemon::start();
     let c = d.client();
-    for (laps, room) in [(None, 12..16), (Some(aether::LargeLaps::Short), 1..4)] {
-        let name = format!("laps-{}", laps.is_some());
+    let short = Some(aether::LargeLaps::Short);
+    for (i, (laps, read, room)) in [(None, 2, 12..16), (short, 2, 1..4), (None, 4, 14..16), (short, 4, 3..5)]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("laps-{i}");
         c.create_topic(&name, &topic(Policy::Reliable, 1 << 20, 65536)).unwrap();
         let mut sub = c.subscriber(&name, &SubscriberConfig::default()).unwrap();
         let mut p = c.publisher(&name).unwrap();
@@ -332,7 +340,7 @@ fn a_publisher_asks_for_short_laps() {
         for _ in 0..4 {
             p.publish(&data).unwrap();
         }
-        for _ in 0..2 {
+        for _ in 0..read {
             sub.receive_into(&mut buf, Some(Duration::from_secs(5))).unwrap();
         }
         p.set_timeout(Some(Duration::ZERO));
@@ -340,9 +348,12 @@ fn a_publisher_asks_for_short_laps() {
         while p.publish(&data).is_ok() {
             n += 1;
         }
-        assert!(room.contains(&n), "{laps:?}: {n} more fitted, not {room:?}");
+        assert!(
+            room.contains(&n),
+            "{laps:?}, {read} read: {n} more fitted, not {room:?}"
+        );
         // And every message arrives.
-        for _ in 0..2 + n {
+        for _ in 0..4 - read + n {
             sub.receive_into(&mut buf, Some(Duration::from_secs(5))).unwrap();
         }
     }

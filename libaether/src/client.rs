@@ -919,10 +919,11 @@ impl Publisher {
     }
 
     /// Where messages of 32 KiB and up go in the ring from now on (by
-    /// default as `AETHER_LARGE_LAPS` says, else [`LargeLaps::Whole`]):
+    /// default as `AETHER_LARGE_LAPS` says, else [`LargeLaps::CaughtUp`]):
     /// short laps are faster to subscribers that read little of each
-    /// message and keep up, but hold only about four such messages for a
-    /// subscriber that falls behind (docs/ARCHITECTURE.md, "Large
+    /// message and keep up; always short, they hold only about four such
+    /// messages for a subscriber that falls behind; caught-up laps are cut
+    /// short only when that costs no room (docs/ARCHITECTURE.md, "Large
     /// messages"). Lossy topics keep whole laps whatever is asked.
     pub fn set_large_laps(&mut self, laps: LargeLaps) {
         self.writer.set_large_laps(laps);

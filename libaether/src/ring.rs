@@ -8,10 +8,13 @@
 //!   number `seq` with one 128-bit compare-and-swap on the tail pair
 //!   `(position, next seq)`. Records are 64-byte aligned and never straddle the
 //!   end of the ring: a claim that would is preceded, in the same CAS, by a
-//!   padding record up to the end. A publisher that asks for short laps
-//!   (off by default) pads large records (32 KiB and up) to the next lap
-//!   once past its first 256 KiB, so that it writes lines still in its
-//!   cache ([`pad_before`], [`LargeLaps`]).
+//!   padding record up to the end. A reliable publisher pads large records
+//!   (32 KiB and up) to the next lap once past its first 256 KiB when every
+//!   subscriber has read all there is (by default; always or never if asked),
+//!   so that it writes lines still in its cache ([`pad_before`],
+//!   [`LargeLaps`]). A subscriber found at such a padding is as good as past
+//!   it, so the ring still holds its size of messages
+//!   ([`LapLine`](crate::segment::LapLine)).
 //! * **Stamp.** Each record starts with a 64-bit stamp `(pos | kind) ^ salt`:
 //!   the absolute position tells the current record from one a lap older, the
 //!   kind says claimed / message / padding / aborted, and the per-segment salt
@@ -104,6 +107,10 @@ impl InSegment<Header> {
     fn stats(&self) -> &StatsLine {
         // SAFETY: as for `tail`.
         unsafe { &(*self.ptr()).stats }
+    }
+    fn lap_padded_at(&self) -> &AtomicU64 {
+        // SAFETY: as for `tail`.
+        unsafe { &(*self.ptr()).lap.padded_at }
     }
 }
 
@@ -203,7 +210,7 @@ pub const LARGE_LAP: u64 = 256 * 1024;
 /// so does the ring while a subscriber has not yet passed the padding
 /// (docs/ARCHITECTURE.md, "Large messages"). A reader steps over padding
 /// to the end of the lap whatever its length, so readers need not know
-/// this rule.
+/// this rule (only the lap line's, [`LargeLaps::CaughtUp`]).
 #[inline(always)]
 pub fn pad_before(off: u64, stride: u64, ring: u64, short_laps: bool) -> u64 {
     if off + stride > ring || (short_laps && stride >= LARGE_RECORD && off >= (4 * stride).max(LARGE_LAP)) {
@@ -232,6 +239,8 @@ pub fn pad_before(off: u64, stride: u64, ring: u64, short_laps: bool) -> u64 {
 /// `AETHER_LARGE_LAPS` or [`Writer::set_large_laps`] asks for it.
 #[derive(Debug)]
 struct LapChoice {
+    /// Large records past a lap's first 256 KiB go to the next lap (with
+    /// [`LargeLaps::CaughtUp`], only when every gating subscriber is there).
     short: bool,
     /// What was asked: short or whole laps are never tried.
     asked: LargeLaps,
@@ -249,19 +258,19 @@ struct LapChoice {
 }
 
 /// Where a reliable publisher puts its large records (32 KiB and up):
-/// [`Writer::set_large_laps`], `AETHER_LARGE_LAPS`. Short laps cost
-/// buffering: while a subscriber has not passed a lap's padding, the ring
-/// holds only the four large records (or 256 KiB) at its start, not the
-/// ring's size of them, so a publisher can wait for a subscriber only four
-/// messages behind (as iceoryx2's publisher, whose subscriber's buffer holds
-/// two by default). That is why they are not the default: code that
-/// publishes a batch the ring holds before reading it (one thread doing
-/// both, say) would wait for itself.
+/// [`Writer::set_large_laps`], `AETHER_LARGE_LAPS`.
+///
+/// A lap cut short ([`Short`](Self::Short), [`Measured`](Self::Measured)
+/// while in short laps) costs buffering: while a subscriber has not passed
+/// the lap's padding, the ring holds only the four large records (or 256
+/// KiB) at its start, not the ring's size of them, so code that publishes a
+/// batch the ring holds before reading it (one thread doing both, say)
+/// would wait for itself. [`CaughtUp`](Self::CaughtUp), the default, cuts a
+/// lap short only where that costs nothing: when every subscriber has read
+/// everything, a subscriber at the padding counts as past it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LargeLaps {
-    /// Every lap whole, as small records (the default): a ring holds its
-    /// size of messages; best when subscribers read every byte.
-    #[default]
+    /// Every lap whole, as small records: a ring holds its size of messages.
     Whole = 0,
     /// Each lap only to its first 256 KiB (or four records): best when
     /// subscribers read little of each message (and keep up).
@@ -269,6 +278,15 @@ pub enum LargeLaps {
     /// Short laps or whole ones, whichever it measures faster, tried again
     /// now and then (with the buffering of short laps while in them).
     Measured = 2,
+    /// A lap cut short past its first 256 KiB (or four records) when every
+    /// gating subscriber has read everything there (waiting a moment, once
+    /// a lap, for one that is reading the last record), else whole (the
+    /// default). Subscribers that keep up with large messages they read
+    /// little of get short laps, the fast kind for them; those that fall
+    /// behind (or read every byte, which takes longer than writing it) get
+    /// whole laps; and a ring still holds its size of messages.
+    #[default]
+    CaughtUp = 3,
 }
 
 impl LargeLaps {
@@ -278,25 +296,32 @@ impl LargeLaps {
             0 => Some(LargeLaps::Whole),
             1 => Some(LargeLaps::Short),
             2 => Some(LargeLaps::Measured),
+            3 => Some(LargeLaps::CaughtUp),
             _ => None,
         }
     }
 
-    /// "whole", "short" or "measured": the name in `AETHER_LARGE_LAPS` and
-    /// in Python.
+    /// "whole", "short", "measured" or "caught-up": the name in
+    /// `AETHER_LARGE_LAPS` and in Python.
     pub fn name(self) -> &'static str {
         match self {
             LargeLaps::Whole => "whole",
             LargeLaps::Short => "short",
             LargeLaps::Measured => "measured",
+            LargeLaps::CaughtUp => "caught-up",
         }
     }
 
     /// The choice named `name` (see [`name`](Self::name)).
     pub fn from_name(name: &str) -> Option<LargeLaps> {
-        [LargeLaps::Whole, LargeLaps::Short, LargeLaps::Measured]
-            .into_iter()
-            .find(|l| l.name() == name)
+        [
+            LargeLaps::Whole,
+            LargeLaps::Short,
+            LargeLaps::Measured,
+            LargeLaps::CaughtUp,
+        ]
+        .into_iter()
+        .find(|l| l.name() == name)
     }
 }
 
@@ -306,8 +331,8 @@ const LAP_TRIAL: usize = 32;
 const LAP_KEEP: u64 = 4096;
 
 impl LapChoice {
-    /// As `AETHER_LARGE_LAPS` says: `short`, `measured`, or (unset, or
-    /// anything else) whole.
+    /// As `AETHER_LARGE_LAPS` says: `whole`, `short`, `measured`, or
+    /// (unset, or anything else) `caught-up`.
     fn from_env() -> LapChoice {
         let asked = std::env::var("AETHER_LARGE_LAPS").ok();
         LapChoice::new(asked.as_deref().and_then(LargeLaps::from_name).unwrap_or_default())
@@ -315,7 +340,7 @@ impl LapChoice {
 
     fn new(laps: LargeLaps) -> LapChoice {
         LapChoice {
-            short: laps == LargeLaps::Short,
+            short: matches!(laps, LargeLaps::Short | LargeLaps::CaughtUp),
             asked: laps,
             keep: 0,
             warm_from: u64::MAX,
@@ -374,6 +399,17 @@ impl LapChoice {
         }
     }
 }
+
+/// Where the lap after the one holding `pos` starts.
+fn next_lap(pos: u64, ring: u64) -> u64 {
+    (pos | (ring - 1)).saturating_add(1)
+}
+
+/// How long a publisher about to cut a lap short waits, once a lap, for a
+/// subscriber reading the last record to finish ([`LargeLaps::CaughtUp`]):
+/// long enough for one that reads a little of a large message (hundreds of
+/// nanoseconds), little beside writing the lap's records.
+const CATCH_UP_NS: u64 = 1_000;
 
 /// Bytes a message of `len` bytes takes in the ring.
 pub fn stride_for(len: usize) -> u64 {
@@ -551,8 +587,14 @@ fn wake(word: &AtomicU32, waiters: &AtomicU32, wakes: &AtomicU64) {
 /// The lowest cursor of the subscribers that hold reliable publishers back
 /// (`u64::MAX` if none does), from the pages in `cursors`. A gating slot
 /// whose page is not mapped (under its current owner generation) holds the
-/// publisher back entirely: it is treated as unread from position 0.
+/// publisher back entirely: it is treated as unread from position 0. A
+/// cursor at the padding of the lap line counts as at the next lap: it was
+/// made while every gating subscriber was there, and whoever reads there
+/// next goes on at the next lap whatever is written over it
+/// ([`LargeLaps::CaughtUp`]).
 fn slowest_gating_cursor(seg: &Segment, cursors: &[Option<(u64, Arc<Cursor>)>]) -> u64 {
+    let padded_at = seg.lap_padded_at().load(Ordering::Acquire);
+    let ring = seg.geometry().ring_size;
     let mut min = u64::MAX;
     for (i, mapped) in cursors.iter().enumerate() {
         let Some(e) = seg.slot(i as u32) else { break };
@@ -564,6 +606,7 @@ fn slowest_gating_cursor(seg: &Segment, cursors: &[Option<(u64, Arc<Cursor>)>]) 
             Some((g, page)) if *g == gen => page.line().cursor.load(Ordering::SeqCst),
             _ => 0,
         };
+        let c = if c == padded_at && c != 0 { next_lap(c, ring) } else { c };
         min = min.min(c);
     }
     min
@@ -675,6 +718,14 @@ pub struct Writer {
     /// topics keep whole laps, so that a lossy subscriber is not lapped
     /// sooner.
     laps: Option<LapChoice>,
+    /// The lap (position / ring size) before which this writer does not
+    /// wait for a subscriber to catch up again ([`LargeLaps::CaughtUp`]):
+    /// once a lap at most, less after waiting in vain (`wait_laps`).
+    wait_from_lap: u64,
+    /// Laps to skip after the next wait in vain: doubled each time (to 64),
+    /// 1 again after a wait that sees the subscriber catch up. A subscriber
+    /// one record behind that reads every byte takes longer than the wait.
+    wait_laps: u64,
     /// How long a claim (reliable topics: the slowest subscriber) may hold this publisher up.
     pub timeout: Option<Duration>,
     pub wait: WaitConfig,
@@ -727,6 +778,8 @@ impl Writer {
             horizon: 0,
             gate_gen: u64::MAX,
             laps: (geo.policy == Policy::Reliable).then(LapChoice::from_env),
+            wait_from_lap: 0,
+            wait_laps: 1,
             timeout: Some(Duration::from_secs(5)),
             wait: WaitConfig::default(),
             clock: WallClock::new(),
@@ -738,9 +791,9 @@ impl Writer {
     }
 
     /// Where this publisher puts its large records from now on (by default
-    /// as `AETHER_LARGE_LAPS` says, else whole laps). Lossy topics keep
-    /// whole laps whatever is asked, so that their subscribers are not
-    /// lapped sooner.
+    /// as `AETHER_LARGE_LAPS` says, else [`LargeLaps::CaughtUp`]). Lossy
+    /// topics keep whole laps whatever is asked, so that their subscribers
+    /// are not lapped sooner.
     pub fn set_large_laps(&mut self, laps: LargeLaps) {
         if self.laps.is_some() {
             self.laps = Some(LapChoice::new(laps));
@@ -994,7 +1047,7 @@ impl Writer {
             let tail = self.hdr.tail();
             (tail.lo.load(Ordering::Acquire), tail.hi.load(Ordering::Acquire))
         };
-        let (pos, pad, end, gen_before) = loop {
+        let (pos, pad, end, gen_before, caught_up) = loop {
             let (pos, seq) = cur;
             if pos % ALIGN != 0 {
                 return Err(Error::corrupt(format!("ring tail {pos:#x} is not 64-byte aligned")));
@@ -1004,10 +1057,20 @@ impl Writer {
             // 64 B copying publish 26.7 -> 30.4 ns, docs/BENCHMARKS.md.)
             let short = self.laps.as_ref().is_some_and(|l| l.short);
             let mut pad = pad_before(off, stride, ring, short);
-            // A short lap's padding only where the ring has room for it now:
-            // padding never makes the claim itself wait.
-            if short && pad > 0 && off + stride <= ring && !self.fits_now(pos + pad + stride)? {
-                pad = 0;
+            let mut caught_up = false;
+            if short && pad > 0 && off + stride <= ring {
+                // A short lap's padding only where the ring has room for it now:
+                // padding never makes the claim itself wait. Asked to, only
+                // where every gating subscriber has read all before it.
+                if self.laps.as_ref().is_some_and(|l| l.asked == LargeLaps::CaughtUp) {
+                    caught_up = self.caught_up(pos, stride)?;
+                    if !caught_up {
+                        pad = 0;
+                    }
+                }
+                if pad > 0 && !self.fits_now(pos + pad + stride)? {
+                    pad = 0;
+                }
             }
             let end = pos
                 .checked_add(pad + stride)
@@ -1032,7 +1095,7 @@ impl Writer {
                 a.claim.store(pos, Ordering::Release);
             }
             match self.hdr.tail().compare_exchange((pos, seq), (end, seq.wrapping_add(1))) {
-                Ok(()) => break (pos, pad, end, self.gate_gen),
+                Ok(()) => break (pos, pad, end, self.gate_gen, caught_up),
                 Err(found) => {
                     if let Some(a) = announce {
                         a.claim.store(SLOT_FREE, Ordering::Relaxed);
@@ -1043,6 +1106,13 @@ impl Writer {
         };
         let rec = pos + pad;
         let seq = cur.1;
+        if caught_up && pad > 0 {
+            // Before the padding's stamp: a reader that finds its position
+            // written over learns here that it was this padding (see
+            // `Reader::look`). Every gating subscriber is at `pos`, so no
+            // padding at a lower position still counts (slowest_gating_cursor).
+            self.hdr.lap_padded_at().fetch_max(pos, Ordering::Release);
+        }
         if self.geo.policy == Policy::Reliable && self.gate_line.get().slots_gen.load(Ordering::SeqCst) != gen_before {
             // A gating subscriber joined while we claimed: do not write over
             // what it may still read. Past the timeout, write anyway and count it.
@@ -1094,6 +1164,40 @@ impl Writer {
             capacity: (stride as usize) - RECORD_HEADER,
             stride,
         })
+    }
+
+    /// Whether every gating subscriber has read all before `pos` (a claim
+    /// of `stride` bytes): at once, or, once a lap, within
+    /// [`CATCH_UP_NS`] when the slowest is one record behind (most likely
+    /// reading the record just committed).
+    #[cold]
+    fn caught_up(&mut self, pos: u64, stride: u64) -> Result<bool> {
+        self.map_gating_cursors()?;
+        let (seg, cursors) = (&*self.seg, &self.cursors);
+        let slowest = || slowest_gating_cursor(seg, cursors);
+        let behind = pos.saturating_sub(slowest());
+        if behind == 0 {
+            return Ok(true);
+        }
+        let lap = pos / self.geo.ring_size;
+        if behind > stride_for(self.geo.max_message as usize).max(stride) || lap < self.wait_from_lap {
+            return Ok(false);
+        }
+        self.wait_from_lap = lap.saturating_add(self.wait_laps);
+        self.wait_laps = (self.wait_laps * 2).min(64);
+        let until = sys::monotonic_ns().saturating_add(CATCH_UP_NS);
+        loop {
+            for _ in 0..16 {
+                if slowest() >= pos {
+                    self.wait_laps = 1;
+                    return Ok(true);
+                }
+                std::hint::spin_loop();
+            }
+            if sys::monotonic_ns() >= until {
+                return Ok(false);
+            }
+        }
     }
 
     /// Where the payload of `claim` is written. Valid until commit or abort.
@@ -1589,6 +1693,10 @@ impl Reader {
             let raw = unsafe { (*h).stamp.load(Ordering::Acquire) };
             let (p, kind) = decode(self.geo.salt, raw);
             if p != self.pos {
+                if self.at_lap_padding() {
+                    self.pos = next_lap(self.pos, self.geo.ring_size);
+                    continue;
+                }
                 return Ok(Found::Pending {
                     claimed: false,
                     stamp: raw,
@@ -1668,6 +1776,22 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Whether the cursor is at the lap line's padding, which a publisher
+    /// may have written over since: every gating subscriber was there when
+    /// it was made, so publishers count a subscriber there as past it
+    /// (`slowest_gating_cursor`, [`LargeLaps::CaughtUp`]).
+    /// Read after a tail more than a ring past the cursor, the answer is
+    /// sure: claims that far ahead were made by publishers that had read
+    /// the line (acquire) and then moved the tail (release), so the line
+    /// read here is at least as new. Read before (`look`), it is a shortcut
+    /// that may miss a padding just made; `next` asks again after the tail.
+    #[inline]
+    fn at_lap_padding(&self) -> bool {
+        fence(Ordering::Acquire);
+        let at = self.hdr.lap_padded_at().load(Ordering::Acquire);
+        at != 0 && at == self.pos
     }
 
     /// After being lapped or finding garbage: move to the first record stamp in
@@ -1783,6 +1907,15 @@ impl Reader {
                     }
                     let tail = self.tail_pos();
                     if tail > self.pos.saturating_add(self.geo.ring_size) {
+                        // At the lap line's padding, written over: look
+                        // again now, after the tail (`look` read the line
+                        // before it, and a line read before a tail a ring
+                        // ahead may be older than the padding: the loom
+                        // model finds that interleaving).
+                        if self.at_lap_padding() {
+                            self.pos = next_lap(self.pos, self.geo.ring_size);
+                            continue;
+                        }
                         // Lapped: what we wanted is gone.
                         self.resync(self.pos)?;
                         continue;

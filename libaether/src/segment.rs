@@ -11,11 +11,10 @@
 //! 192     3     tail: (position, next seq) pair             publishers (CAS)
 //! 256     4     data: futex word subscribers sleep on       publishers
 //! 320     5     space: publishers asleep on the space word  publishers
-//! 384     6     gate: slots generation, horizon, state,     daemon, publishers (horizon),
-//!               keeper (robust mutex: daemon alive)         the kernel (daemon died)
+//! 384     6     horizon: no write reaches past it           publishers
 //! 448     7     stats: aborted, overruns, wakes, space_waits publishers
-//! 512     8..   subscriber directory, one line per slot:    daemon
-//!               owner generation, live/gating flags, pid
+//! 512     8     synced: publishers waiting for the log's sync publishers, daemon
+//! 576     9     lap: where a lap was last padded short       publishers
 //! then          64 publisher slots, one line each           publishers, daemon (owner generation)
 //! ring_offset   the ring: ring_size bytes, page aligned     publishers
 //! ```
@@ -42,15 +41,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
 /// 6: the waiters page has the pollable subscribers' line ([`PollLine`]).
+/// 8: the header has the lap line ([`LapLine`]).
 /// (The `unpadded-*` benchmark builds' segments are another layout: their own version.)
 pub const LAYOUT_VERSION: u32 = if cfg!(any(
     feature = "unpadded-header",
     feature = "unpadded-slots",
     feature = "unpadded-waiters"
 )) {
-    0x8000_0007
+    0x8000_0008
 } else {
-    7
+    8
 };
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
@@ -166,6 +166,19 @@ pub struct HorizonLine {
     pub horizon: AtomicU64,
 }
 
+/// Where a reliable publisher last padded a lap short while every gating
+/// subscriber was there ([`crate::ring::LargeLaps::CaughtUp`]): such a
+/// subscriber is as good as past the padding, so publishers may write over
+/// it, and a reader that finds its position written over goes on at the
+/// next lap. Written once per short lap, read by readers only when they
+/// find no record where they are.
+#[cfg_attr(not(feature = "unpadded-header"), repr(C, align(64)))]
+#[cfg_attr(feature = "unpadded-header", repr(C))]
+pub struct LapLine {
+    /// The padding's position (0: none yet; a lap is never padded at its start).
+    pub padded_at: AtomicU64,
+}
+
 /// The daemon's word on the topic, in the control page (which only the
 /// daemon writes): publishers read it on every claim.
 #[repr(C, align(64))]
@@ -257,6 +270,7 @@ pub struct Header {
     pub horizon: HorizonLine,
     pub stats: StatsLine,
     pub synced_notify: SyncedLine,
+    pub lap: LapLine,
 }
 
 /// Publishers of an `fsync = always` topic waiting for the log writer's
@@ -325,7 +339,8 @@ const _: () = {
     assert!(std::mem::offset_of!(Header, horizon) == 384);
     assert!(std::mem::offset_of!(Header, stats) == 448);
     assert!(std::mem::offset_of!(Header, synced_notify) == 512);
-    assert!(std::mem::size_of::<Header>() == 576);
+    assert!(std::mem::offset_of!(Header, lap) == 576);
+    assert!(std::mem::size_of::<Header>() == 640);
     assert!(std::mem::size_of::<SubscriberEntry>() == LINE);
     assert!(std::mem::size_of::<PageMeta>() == LINE);
     assert!(std::mem::size_of::<WaitersPage>() == 6 * LINE && std::mem::offset_of!(WaitersPage, poll) == 4 * LINE);
@@ -900,6 +915,12 @@ impl Segment {
     pub fn horizon(&self) -> &AtomicU64 {
         // SAFETY: as for `tail`: in bounds, atomics only.
         unsafe { &(*self.header()).horizon.horizon }
+    }
+
+    /// See [`LapLine`].
+    pub fn lap_padded_at(&self) -> &AtomicU64 {
+        // SAFETY: as for `tail`: in bounds, atomics only.
+        unsafe { &(*self.header()).lap.padded_at }
     }
 
     fn control_head(&self) -> &ControlHead {

@@ -124,7 +124,12 @@ fn large_records_in_short_laps_keep_to_the_lap_start() {
 #[test]
 fn large_records_reach_a_slow_subscriber_intact_in_any_laps() {
     let (ring, max) = (1u64 << 20, 65536usize);
-    for laps in [LargeLaps::Short, LargeLaps::Whole, LargeLaps::Measured] {
+    for laps in [
+        LargeLaps::Short,
+        LargeLaps::Whole,
+        LargeLaps::Measured,
+        LargeLaps::CaughtUp,
+    ] {
         let seg = segment(Policy::Reliable, ring, max as u64);
         let mut r = seg.reader(0).unwrap();
         let n = rounds(3000);
@@ -203,6 +208,104 @@ fn a_reliable_ring_holds_its_size_in_large_messages_by_default() {
             }
         }
     }
+}
+
+/// By default a publisher cuts a lap short for a large record when its
+/// subscriber has read everything: one that keeps up finds large records
+/// at each lap's start, as in short laps.
+#[test]
+fn by_default_large_records_keep_to_the_lap_start_while_the_subscriber_keeps_up() {
+    let (ring, max) = (1u64 << 20, 65536usize);
+    let seg = segment(Policy::Reliable, ring, max as u64);
+    let mut r = seg.reader(0).unwrap();
+    let mut w = seg.writer(None);
+    assert_eq!(w.large_laps(), LargeLaps::CaughtUp);
+    let mut buf = vec![0u8; max];
+    for i in 0..rounds(300) {
+        let m = message(i, large_or_small(i, max));
+        w.publish(&m).unwrap();
+        let pos = r.next(&soon()).unwrap().pos;
+        let (got, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!((seq, &buf[..got]), (i, &m[..]));
+        let stride = aether::ring::stride_for(got);
+        if stride >= LARGE_RECORD {
+            assert!(
+                pos % ring < (4 * stride).max(LARGE_LAP),
+                "message {i} at {}",
+                pos % ring
+            );
+        }
+    }
+}
+
+/// A lap cut short while its subscriber had read everything costs no
+/// room: the subscriber, at the padding, counts as past it, so the
+/// publisher fills the whole next lap, writing over the padding itself;
+/// the subscriber then goes on at the next lap and gets every message.
+/// (Without the lap line the ring would hold four of them, and the
+/// subscriber, finding its position written over, would skip ahead.)
+#[test]
+fn a_lap_cut_short_for_a_caught_up_subscriber_still_holds_the_ring() {
+    // Records of 64 KiB exactly, so that the next lap fills to its end.
+    let (ring, max, len) = (1u64 << 20, 65536usize, 65536 - aether::segment::RECORD_HEADER);
+    let fits = ring / aether::ring::stride_for(len);
+    assert_eq!(fits, 16);
+    let seg = segment(Policy::Reliable, ring, max as u64);
+    let mut r = seg.reader(0).unwrap();
+    let mut w = seg.writer(None);
+    w.timeout = Some(Duration::ZERO);
+    let mut buf = vec![0u8; max];
+    let mut seq = 0;
+    // Four records, read: the next claim, just past the lap's first 256
+    // KiB, finds the subscriber caught up.
+    for _ in 0..4 {
+        w.publish(&message(seq, len)).unwrap();
+        r.receive_into(&mut buf, &soon()).unwrap();
+        seq += 1;
+    }
+    let padded_at = seg.tail().lo.load(Ordering::SeqCst);
+    let mut n = 0;
+    while w.publish(&message(seq + n, len)).is_ok() {
+        n += 1;
+    }
+    assert_eq!(
+        seg.lap_padded_at().load(Ordering::SeqCst),
+        padded_at,
+        "the lap was cut short there"
+    );
+    assert!(n >= fits - 1, "{n} of {fits} fit after the padding");
+    for _ in 0..n {
+        let (got, s, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!(s, seq);
+        assert!(buf[..got] == message(seq, len)[..], "message {seq} intact");
+        seq += 1;
+    }
+    assert_eq!(r.lost(), 0);
+}
+
+/// The lap line is publishers' to write, so a hostile one can forge it.
+/// A subscriber trusts it only where it finds no record: a message at its
+/// position is still delivered; a forged line where none is makes it skip
+/// to the next lap and report the ring's tail behind it (Corrupt) rather
+/// than wait forever or read outside the ring.
+#[test]
+fn a_forged_lap_line_costs_messages_at_most() {
+    let seg = segment(Policy::Reliable, 1 << 20, 65536);
+    let mut r = seg.reader(0).unwrap();
+    let mut w = seg.writer(None);
+    let mut buf = vec![0u8; 65536];
+    w.publish(b"one").unwrap();
+    let at = seg.tail().lo.load(Ordering::SeqCst) - aether::ring::stride_for(3);
+    seg.lap_padded_at().store(at, Ordering::SeqCst);
+    let (n, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
+    assert_eq!(&buf[..n], b"one");
+    let tail = seg.tail().lo.load(Ordering::SeqCst);
+    seg.lap_padded_at().store(tail, Ordering::SeqCst);
+    let e = within(Duration::from_secs(5), move || {
+        r.receive_into(&mut buf, &Deadline::after(Some(Duration::from_secs(2))))
+            .unwrap_err()
+    });
+    assert_eq!(e.status, Status::Corrupt, "{e}");
 }
 
 /// A lossy topic keeps whole laps whatever its publisher asks: a

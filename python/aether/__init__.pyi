@@ -51,7 +51,7 @@ __version__: str
 
 _Socket = str | os.PathLike[str] | None
 _Policy = Literal["lossy", "reliable"]
-_LargeLaps = Literal["whole", "short", "measured"]
+_LargeLaps = Literal["caught-up", "whole", "short", "measured"]
 
 class Error(Exception):
     """Base class of every aether error."""

@@ -360,14 +360,15 @@ impl Publisher {
     }
 
     /// Where messages of 32 KiB and up go in the ring on a reliable topic:
-    /// "whole" (the default unless AETHER_LARGE_LAPS says otherwise: the
-    /// ring holds its size of messages), "short" (each lap only to its
-    /// first 256 KiB or four messages, so the publisher writes memory still
-    /// in its cache: faster to subscribers that read little of each message
-    /// and keep up, but a subscriber that stops reading leaves room for
-    /// only a few; code that publishes a batch before reading it may wait
-    /// for itself) or "measured" (whichever the publisher measures faster).
-    /// Lossy topics always use whole laps. Kept across reopen().
+    /// "caught-up" (the default unless AETHER_LARGE_LAPS says otherwise: a
+    /// lap is cut short past its first 256 KiB or four messages, so that
+    /// the publisher writes memory still in its cache, only when every
+    /// subscriber has read everything; the ring still holds its size of
+    /// messages), "whole" (every lap whole), "short" (every lap cut short:
+    /// a subscriber that stops reading leaves room for only a few; code
+    /// that publishes a batch before reading it may wait for itself) or
+    /// "measured" (short or whole, whichever the publisher measures
+    /// faster). Lossy topics always use whole laps. Kept across reopen().
     #[getter]
     fn large_laps(&self, py: Python<'_>) -> PyResult<&'static str> {
         let mut st = lock(py, &self.state);
@@ -379,7 +380,7 @@ impl Publisher {
         let laps = aether::LargeLaps::from_name(laps).ok_or_else(|| {
             errors::invalid(
                 py,
-                format!("large_laps must be 'whole', 'short' or 'measured', not {laps:?}"),
+                format!("large_laps must be 'caught-up', 'whole', 'short' or 'measured', not {laps:?}"),
             )
         })?;
         let mut st = lock(py, &self.state);

@@ -91,8 +91,7 @@ pub enum aether_delivery {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum aether_large_laps {
-    /// Every lap of the ring whole (default): the ring holds its size of
-    /// messages; best when subscribers read every byte.
+    /// Every lap of the ring whole: the ring holds its size of messages.
     AETHER_LARGE_LAPS_WHOLE = 0,
     /// Each lap only to its first 256 KiB (or four messages), so that the
     /// publisher writes memory still in its cache: best when subscribers
@@ -104,6 +103,12 @@ pub enum aether_large_laps {
     /// Short laps or whole ones, whichever the publisher measures faster,
     /// tried again now and then.
     AETHER_LARGE_LAPS_MEASURED = 2,
+    /// A lap cut short past its first 256 KiB (or four messages) only when
+    /// every subscriber has read everything before (default): subscribers
+    /// that keep up get the short laps' speed, those behind get whole laps,
+    /// and the ring still holds its size of messages (a subscriber at the
+    /// cut counts as past it).
+    AETHER_LARGE_LAPS_CAUGHT_UP = 3,
 }
 
 /// Whether a topic is logged to disk (`aether_topic_config.durability`).
@@ -415,6 +420,7 @@ const _: () = {
     assert!(aether_large_laps::AETHER_LARGE_LAPS_WHOLE as u32 == LargeLaps::Whole as u32);
     assert!(aether_large_laps::AETHER_LARGE_LAPS_SHORT as u32 == LargeLaps::Short as u32);
     assert!(aether_large_laps::AETHER_LARGE_LAPS_MEASURED as u32 == LargeLaps::Measured as u32);
+    assert!(aether_large_laps::AETHER_LARGE_LAPS_CAUGHT_UP as u32 == LargeLaps::CaughtUp as u32);
     assert!(std::mem::offset_of!(aether_subscriber_config, start) == SUBSCRIBER_CONFIG_V2_SIZE - 4);
 };
 
@@ -748,11 +754,11 @@ pub unsafe extern "C" fn aether_publisher_set_timeout(p: *mut aether_publisher, 
 }
 
 /// Sets where this publisher puts messages of 32 KiB and up on a reliable
-/// topic: an `aether_large_laps` value (`AETHER_LARGE_LAPS_WHOLE`, the
+/// topic: an `aether_large_laps` value (`AETHER_LARGE_LAPS_CAUGHT_UP`, the
 /// default unless the `AETHER_LARGE_LAPS` environment variable says
-/// `short` or `measured`). Kept across `aether_publisher_reopen`. Lossy
-/// topics always use whole laps (accepted, no effect). Readers need
-/// nothing: any subscriber reads either.
+/// `whole`, `short` or `measured`). Kept across `aether_publisher_reopen`.
+/// Lossy topics always use whole laps (accepted, no effect). Subscribers
+/// need nothing: any subscriber reads every kind.
 /// Errors: `AETHER_E_INVALID` (an unknown value, NULL).
 #[no_mangle]
 pub unsafe extern "C" fn aether_publisher_set_large_laps(p: *mut aether_publisher, laps: u32) -> c_int {
