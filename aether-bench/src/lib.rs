@@ -82,8 +82,9 @@ pub struct Args {
     pub pages_ring: u64,
     /// Only these systems in the latency and throughput runs, e.g.
     /// `aether-zc,handoff` (default: all), to profile or compare a few quickly;
-    /// `aether-zc-whole` (throughput, only when named): aether-zc with its
-    /// publisher in whole laps, the alternative to the default's large laps
+    /// `aether-zc-whole`, `aether-zc-short`, `aether-zc-measured` (throughput,
+    /// only when named): aether-zc with its publisher in those large laps
+    /// rather than the default's (`caught-up`)
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
 }
@@ -557,11 +558,10 @@ impl Bench {
         let cap: u64 = if self.args.quick { 300_000 } else { 5_000_000 };
         let rounds = self.rounds();
         let mut systems: Vec<_> = throughput_systems().into_iter().filter(|s| self.wanted(s)).collect();
-        if self.args.systems.iter().any(|s| s == "aether-zc-whole") {
-            // Only when named: aether-zc with its publisher in whole laps
-            // (`LargeLaps::Whole`), beside the default in the same rounds.
-            systems.push("aether-zc-whole");
-        }
+        // Only when named: aether-zc with its publisher in other large laps
+        // (`aether-zc-whole`, `-short`, `-measured`), beside the default.
+        let laps = self.args.systems.iter().filter(|s| s.starts_with("aether-zc-"));
+        systems.extend(laps.map(|s| s.as_str()));
         for size in self.args.sizes.clone() {
             let count = self.args.messages.unwrap_or((budget / size).clamp(200, cap));
             let per_round = count.div_ceil(rounds).max(2);

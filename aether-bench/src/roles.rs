@@ -391,13 +391,14 @@ fn source() {
     let system = env("AB_SYSTEM");
     let start;
     match system.as_str() {
-        "aether" | "aether-zc" | "aether-zc-whole" => {
+        s if s == "aether" || s.starts_with("aether-zc") => {
             let c = client();
             let mut p = c.publisher(&env("AB_TOPIC")).unwrap_or_else(|e| fail("publisher", e));
             p.set_timeout(Some(Duration::from_secs(60)));
-            if system == "aether-zc-whole" {
-                // The default's alternative, for comparison in one run.
-                p.set_large_laps(aether::LargeLaps::Whole);
+            if let Some(laps) = system.strip_prefix("aether-zc-") {
+                // Another kind of large laps than the default's, to compare in one run.
+                let laps = aether::LargeLaps::from_name(laps).unwrap_or_else(|| fail("large laps", laps));
+                p.set_large_laps(laps);
             }
             let msg = vec![0x5au8; size];
             ready_then_wait_for_go();
@@ -465,7 +466,7 @@ fn sink() {
     let (mut first, mut last, mut got, mut lost, mut sum) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let touch_mode = Touch::from_env();
     match system.as_str() {
-        "aether" | "aether-zc" | "aether-zc-whole" => {
+        s if s == "aether" || s.starts_with("aether-zc") => {
             let c = client();
             let mut s = c
                 .subscriber(&env("AB_TOPIC"), &sub_config())
