@@ -91,31 +91,40 @@ fn short_laps(policy: Policy) -> (Arc<LocalTopic>, aether::ring::Reader, aether:
     (seg, r, w)
 }
 
-/// Large records (32 KiB and up) in short laps keep to the start of each
-/// lap while their subscriber keeps up; small ones go anywhere; all arrive
-/// intact and in order.
+/// Large records (32 KiB and up) keep to the start of each lap while their
+/// subscriber keeps up, in short laps and by default (caught-up laps: the
+/// subscriber has read everything at each claim here); small ones go
+/// anywhere; all arrive intact and in order.
 #[test]
-fn large_records_in_short_laps_keep_to_the_lap_start() {
+fn large_records_keep_to_the_lap_start_while_the_subscriber_keeps_up() {
     let (ring, max) = (1u64 << 20, 65536usize);
-    let (_seg, mut r, mut w) = short_laps(Policy::Reliable);
-    let mut buf = vec![0u8; max];
-    let n = rounds(300);
-    for i in 0..n {
-        let m = message(i, large_or_small(i, max));
-        w.publish(&m).unwrap();
-        let pos = r.next(&soon()).unwrap().pos;
-        let (got, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
-        assert_eq!((seq, &buf[..got]), (i, &m[..]));
-        let stride = aether::ring::stride_for(got);
-        if stride >= LARGE_RECORD {
-            assert!(
-                pos % ring < (4 * stride).max(LARGE_LAP),
-                "message {i} of {got} bytes at {} into its lap",
-                pos % ring
-            );
+    for laps in [LargeLaps::Short, LargeLaps::CaughtUp] {
+        let seg = segment(Policy::Reliable, ring, max as u64);
+        let mut r = seg.reader(0).unwrap();
+        let mut w = seg.writer(None);
+        if laps == LargeLaps::Short {
+            w.set_large_laps(laps);
         }
+        assert_eq!(w.large_laps(), laps, "caught-up laps are the default");
+        let mut buf = vec![0u8; max];
+        let n = rounds(300);
+        for i in 0..n {
+            let m = message(i, large_or_small(i, max));
+            w.publish(&m).unwrap();
+            let pos = r.next(&soon()).unwrap().pos;
+            let (got, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+            assert_eq!((seq, &buf[..got]), (i, &m[..]));
+            let stride = aether::ring::stride_for(got);
+            if stride >= LARGE_RECORD {
+                assert!(
+                    pos % ring < (4 * stride).max(LARGE_LAP),
+                    "{laps:?}: message {i} of {got} bytes at {} into its lap",
+                    pos % ring
+                );
+            }
+        }
+        assert_eq!((r.delivered(), r.lost()), (n, 0));
     }
-    assert_eq!((r.delivered(), r.lost()), (n, 0));
 }
 
 /// Whatever the laps, messages reach a subscriber slower than their
@@ -206,34 +215,6 @@ fn a_reliable_ring_holds_its_size_in_large_messages_by_default() {
                 assert_eq!((s, &buf[..got]), (seq, &message(seq, max)[..]));
                 seq += 1;
             }
-        }
-    }
-}
-
-/// By default a publisher cuts a lap short for a large record when its
-/// subscriber has read everything: one that keeps up finds large records
-/// at each lap's start, as in short laps.
-#[test]
-fn by_default_large_records_keep_to_the_lap_start_while_the_subscriber_keeps_up() {
-    let (ring, max) = (1u64 << 20, 65536usize);
-    let seg = segment(Policy::Reliable, ring, max as u64);
-    let mut r = seg.reader(0).unwrap();
-    let mut w = seg.writer(None);
-    assert_eq!(w.large_laps(), LargeLaps::CaughtUp);
-    let mut buf = vec![0u8; max];
-    for i in 0..rounds(300) {
-        let m = message(i, large_or_small(i, max));
-        w.publish(&m).unwrap();
-        let pos = r.next(&soon()).unwrap().pos;
-        let (got, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
-        assert_eq!((seq, &buf[..got]), (i, &m[..]));
-        let stride = aether::ring::stride_for(got);
-        if stride >= LARGE_RECORD {
-            assert!(
-                pos % ring < (4 * stride).max(LARGE_LAP),
-                "message {i} at {}",
-                pos % ring
-            );
         }
     }
 }
