@@ -73,11 +73,17 @@ fn child_main() {
                 .expect("subscriber");
             println!("AETHER:ready");
             let mut buf = vec![0u8; s.max_message()];
+            // A subscriber that stops now and then (every n-th message, 2 ms):
+            // publishers then wait for it, and find it at a lap's padding.
+            let stall_every = std::env::var("AETHER_TEST_STALL").map_or(0, |v| v.parse::<u64>().expect("number"));
             let mut next_idx = std::collections::HashMap::<u64, u64>::new();
             let (mut bad, mut gaps, mut last_seq, mut lost_before) = (0u64, 0u64, None::<u64>, 0u64);
             while s.delivered() + s.lost() < total {
                 match s.receive_into(&mut buf, Some(Duration::from_secs(10))) {
                     Ok(r) => {
+                        if stall_every > 0 && (s.delivered() % stall_every) == 0 {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
                         let m = &buf[..r.len];
                         let id = u64::from_le_bytes(m[..8].try_into().unwrap());
                         let idx = u64::from_le_bytes(m[8..16].try_into().unwrap());
@@ -124,11 +130,17 @@ fn child_main() {
 }
 
 fn run_4x4(policy: Policy, per_publisher: u64) {
+    run_4x4_sized(policy, per_publisher, 512, 1 << 16, &[]);
+}
+
+/// Four publishers and four subscribers of messages up to `max` bytes in a
+/// ring of `ring` bytes; the subscribers numbered in `stalling` stop for
+/// 2 ms every 97 messages.
+fn run_4x4_sized(policy: Policy, per_publisher: u64, max: usize, ring: u64, stalling: &[usize]) {
     let d = Daemon::start();
-    let max = 512usize;
     let params = TopicParams {
         policy,
-        ring_size: 1 << 16,
+        ring_size: ring,
         max_message: max as u64,
         max_subscribers: 8,
         wal: None,
@@ -146,7 +158,15 @@ fn run_4x4(policy: Policy, per_publisher: u64) {
         ("AETHER_TEST_COUNT", per_publisher.to_string()),
         ("AETHER_TEST_MAX", max.to_string()),
     ];
-    let mut subs: Vec<Role> = (0..SUBSCRIBERS).map(|_| Role::spawn("subscriber", &base)).collect();
+    let mut subs: Vec<Role> = (0..SUBSCRIBERS)
+        .map(|i| {
+            let mut env = base.clone();
+            if stalling.contains(&i) {
+                env.push(("AETHER_TEST_STALL", "97".to_string()));
+            }
+            Role::spawn("subscriber", &env)
+        })
+        .collect();
     for s in &mut subs {
         s.expect("ready");
     }
@@ -183,6 +203,17 @@ fn run_4x4(policy: Policy, per_publisher: u64) {
 #[test]
 fn reliable_4_publishers_4_subscribers_gap_free() {
     run_4x4(Policy::Reliable, 250_000);
+}
+
+/// Large messages (up to 64 KiB, so about half are 32 KiB and up) in a
+/// 1 MiB ring, by default in caught-up laps: while all four subscribers
+/// keep up, publishers cut laps short and may write over the padding where
+/// subscribers sit (the lap line); two subscribers stop now and then, so
+/// laps are also whole, and publishers wait. Every subscriber gets every
+/// message, intact, each publisher's in order.
+#[test]
+fn reliable_large_messages_4_publishers_4_subscribers_gap_free() {
+    run_4x4_sized(Policy::Reliable, 3_000, 65536, 1 << 20, &[1, 3]);
 }
 
 #[test]
