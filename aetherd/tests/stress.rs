@@ -81,7 +81,7 @@ fn child_main() {
             while s.delivered() + s.lost() < total {
                 match s.receive_into(&mut buf, Some(Duration::from_secs(10))) {
                     Ok(r) => {
-                        if stall_every > 0 && (s.delivered() % stall_every) == 0 {
+                        if stall_every > 0 && s.delivered().is_multiple_of(stall_every) {
                             std::thread::sleep(Duration::from_millis(2));
                         }
                         let m = &buf[..r.len];
