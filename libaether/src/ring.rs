@@ -400,6 +400,16 @@ impl LapChoice {
     }
 }
 
+/// A gating cursor as publishers count it: at the lap line's padding
+/// (`padded_at`), as at the next lap (see [`slowest_gating_cursor`]).
+fn counted_cursor(c: u64, padded_at: u64, ring: u64) -> u64 {
+    if c == padded_at && c != 0 {
+        next_lap(c, ring)
+    } else {
+        c
+    }
+}
+
 /// Where the lap after the one holding `pos` starts.
 fn next_lap(pos: u64, ring: u64) -> u64 {
     (pos | (ring - 1)).saturating_add(1)
@@ -606,8 +616,7 @@ fn slowest_gating_cursor(seg: &Segment, cursors: &[Option<(u64, Arc<Cursor>)>]) 
             Some((g, page)) if *g == gen => page.line().cursor.load(Ordering::SeqCst),
             _ => 0,
         };
-        let c = if c == padded_at && c != 0 { next_lap(c, ring) } else { c };
-        min = min.min(c);
+        min = min.min(counted_cursor(c, padded_at, ring));
     }
     min
 }
@@ -1172,9 +1181,24 @@ impl Writer {
     /// reading the record just committed).
     #[cold]
     fn caught_up(&mut self, pos: u64, stride: u64) -> Result<bool> {
-        self.map_gating_cursors()?;
-        let (seg, cursors) = (&*self.seg, &self.cursors);
-        let slowest = || slowest_gating_cursor(seg, cursors);
+        // The pages mapped under the current slots generation are those of
+        // every gating subscriber (a join or leave bumps it): read only
+        // those, not the whole directory, at each look.
+        let gen = self.gate_line.get().slots_gen.load(Ordering::SeqCst);
+        if gen != self.gate_gen {
+            self.rescan(gen)?;
+        }
+        let (padded_at, ring) = (self.hdr.lap_padded_at(), self.geo.ring_size);
+        let cursors = &self.cursors;
+        let slowest = || {
+            let padded_at = padded_at.load(Ordering::Acquire);
+            cursors
+                .iter()
+                .flatten()
+                .map(|(_, page)| counted_cursor(page.line().cursor.load(Ordering::SeqCst), padded_at, ring))
+                .min()
+                .unwrap_or(u64::MAX)
+        };
         let behind = pos.saturating_sub(slowest());
         if behind == 0 {
             return Ok(true);
