@@ -400,16 +400,6 @@ impl LapChoice {
     }
 }
 
-/// A gating cursor as publishers count it: at the lap line's padding
-/// (`padded_at`), as at the next lap (see [`slowest_gating_cursor`]).
-fn counted_cursor(c: u64, padded_at: u64, ring: u64) -> u64 {
-    if c == padded_at && c != 0 {
-        next_lap(c, ring)
-    } else {
-        c
-    }
-}
-
 /// Where the lap after the one holding `pos` starts.
 fn next_lap(pos: u64, ring: u64) -> u64 {
     (pos | (ring - 1)).saturating_add(1)
@@ -616,7 +606,8 @@ fn slowest_gating_cursor(seg: &Segment, cursors: &[Option<(u64, Arc<Cursor>)>]) 
             Some((g, page)) if *g == gen => page.line().cursor.load(Ordering::SeqCst),
             _ => 0,
         };
-        min = min.min(counted_cursor(c, padded_at, ring));
+        let c = if c == padded_at && c != 0 { next_lap(c, ring) } else { c };
+        min = min.min(c);
     }
     min
 }
@@ -1181,24 +1172,9 @@ impl Writer {
     /// reading the record just committed).
     #[cold]
     fn caught_up(&mut self, pos: u64, stride: u64) -> Result<bool> {
-        // The pages mapped under the current slots generation are those of
-        // every gating subscriber (a join or leave bumps it): read only
-        // those, not the whole directory, at each look.
-        let gen = self.gate_line.get().slots_gen.load(Ordering::SeqCst);
-        if gen != self.gate_gen {
-            self.rescan(gen)?;
-        }
-        let (padded_at, ring) = (self.hdr.lap_padded_at(), self.geo.ring_size);
-        let cursors = &self.cursors;
-        let slowest = || {
-            let padded_at = padded_at.load(Ordering::Acquire);
-            cursors
-                .iter()
-                .flatten()
-                .map(|(_, page)| counted_cursor(page.line().cursor.load(Ordering::SeqCst), padded_at, ring))
-                .min()
-                .unwrap_or(u64::MAX)
-        };
+        self.map_gating_cursors()?;
+        let (seg, cursors) = (&*self.seg, &self.cursors);
+        let slowest = || slowest_gating_cursor(seg, cursors);
         let behind = pos.saturating_sub(slowest());
         if behind == 0 {
             return Ok(true);
@@ -1717,8 +1693,7 @@ impl Reader {
             let raw = unsafe { (*h).stamp.load(Ordering::Acquire) };
             let (p, kind) = decode(self.geo.salt, raw);
             if p != self.pos {
-                if self.at_lap_padding() {
-                    self.pos = next_lap(self.pos, self.geo.ring_size);
+                if self.skip_lap_padding() {
                     continue;
                 }
                 return Ok(Found::Pending {
@@ -1803,19 +1778,24 @@ impl Reader {
     }
 
     /// Whether the cursor is at the lap line's padding, which a publisher
-    /// may have written over since: every gating subscriber was there when
-    /// it was made, so publishers count a subscriber there as past it
-    /// (`slowest_gating_cursor`, [`LargeLaps::CaughtUp`]).
+    /// may have written over since (every gating subscriber was there when
+    /// it was made, so publishers count a subscriber there as past it:
+    /// `slowest_gating_cursor`, [`LargeLaps::CaughtUp`]); if so, moves it to
+    /// the next lap.
     /// Read after a tail more than a ring past the cursor, the answer is
     /// sure: claims that far ahead were made by publishers that had read
     /// the line (acquire) and then moved the tail (release), so the line
     /// read here is at least as new. Read before (`look`), it is a shortcut
     /// that may miss a padding just made; `next` asks again after the tail.
     #[inline]
-    fn at_lap_padding(&self) -> bool {
+    fn skip_lap_padding(&mut self) -> bool {
         fence(Ordering::Acquire);
         let at = self.hdr.lap_padded_at().load(Ordering::Acquire);
-        at != 0 && at == self.pos
+        if at == 0 || at != self.pos {
+            return false;
+        }
+        self.pos = next_lap(self.pos, self.geo.ring_size);
+        true
     }
 
     /// After being lapped or finding garbage: move to the first record stamp in
@@ -1936,8 +1916,7 @@ impl Reader {
                         // before it, and a line read before a tail a ring
                         // ahead may be older than the padding: the loom
                         // model finds that interleaving).
-                        if self.at_lap_padding() {
-                            self.pos = next_lap(self.pos, self.geo.ring_size);
+                        if self.skip_lap_padding() {
                             continue;
                         }
                         // Lapped: what we wanted is gone.

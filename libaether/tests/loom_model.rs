@@ -220,7 +220,7 @@ impl<'a> Reader<'a> {
         }
         if s != enc(self.pos, MSG) {
             // At the lap line's padding, perhaps written over: on at the
-            // next lap (`Reader::at_lap_padding`). The tail first: a tail a
+            // next lap (`Reader::skip_lap_padding`). The tail first: a tail a
             // ring ahead was claimed after the padding was made, so the lap
             // line read after it says so (read before it, loom finds it stale).
             let tail = r.tail_pos();

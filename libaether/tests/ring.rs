@@ -264,6 +264,44 @@ fn a_lap_cut_short_for_a_caught_up_subscriber_still_holds_the_ring() {
     assert_eq!(r.lost(), 0);
 }
 
+/// A publisher killed at the worst moment for a caught-up lap: right after
+/// cutting the lap short, its large record claimed at the next lap's start
+/// and never committed. Another publisher fills the rest of that lap, over
+/// the padding where the subscriber sits; the subscriber goes on at the
+/// next lap, skips the dead record after the abandon timeout (counted
+/// lost), and gets every other message, intact and in order. (Fails with
+/// the publishers' lap-line rule removed: the live one times out.)
+#[test]
+fn a_publisher_killed_after_cutting_a_lap_short_holds_no_one_up() {
+    let (ring, len) = (1u64 << 20, 65536 - aether::segment::RECORD_HEADER);
+    let seg = segment(Policy::Reliable, ring, 65536);
+    let mut r = seg.reader(0).unwrap();
+    r.abandon_timeout = Duration::from_millis(20);
+    let mut buf = vec![0u8; 65536];
+    let mut dying = seg.writer(None);
+    for i in 0..4 {
+        dying.publish(&message(i, len)).unwrap();
+        r.receive_into(&mut buf, &soon()).unwrap();
+    }
+    let cut_at = seg.tail().lo.load(Ordering::SeqCst);
+    let dead = dying.claim(len).unwrap();
+    assert_eq!((dead.pos % ring, dead.seq), (0, 4), "the claim opened the next lap");
+    assert_eq!(seg.lap_padded_at().load(Ordering::SeqCst), cut_at);
+    let mut w = seg.writer(None);
+    w.timeout = Some(Duration::from_secs(5));
+    // Fifteen more: with the dead record, the whole lap, the fifth over
+    // the padding.
+    for i in 5..20 {
+        w.publish(&message(i, len)).unwrap();
+    }
+    for i in 5..20 {
+        let (got, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!(seq, i);
+        assert!(buf[..got] == message(i, len)[..], "message {i} intact");
+    }
+    assert_eq!(r.lost(), 1);
+}
+
 /// The lap line is publishers' to write, so a hostile one can forge it.
 /// A subscriber trusts it only where it finds no record: a message at its
 /// position is still delivered; a forged line where none is makes it skip
