@@ -437,7 +437,7 @@ fn bridge_table(b: &Value) -> String {
         .unwrap_or_default();
     rows.sort();
     format!(
-        "\n\nbridge {}{}: {} sent ({}), {} unsent, {} refused, {} echoes dropped\n{}",
+        "\n\nbridge {}{}: {} sent ({}, {} samples), {} unsent, {} refused, {} echoes dropped\n{}",
         text(b, "name"),
         if b["relay"] == Value::Bool(true) {
             " (relay)"
@@ -446,6 +446,7 @@ fn bridge_table(b: &Value) -> String {
         },
         fmt::count(num(b, "sent")),
         fmt::bytes(num(b, "sent_bytes") as u64),
+        fmt::count(num(b, "sent_samples")),
         fmt::count(num(b, "unsent")),
         fmt::count(num(b, "refused")),
         fmt::count(num(b, "echoes")),

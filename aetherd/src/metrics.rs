@@ -165,6 +165,11 @@ pub fn render(stats: &Stats) -> String {
                 b.sent_bytes,
             ),
             (
+                "aether_bridge_sent_samples_total",
+                "Zenoh samples the sent messages went in (a batch counts once)",
+                b.sent_samples,
+            ),
+            (
                 "aether_bridge_unsent_total",
                 "Local messages that could not leave (lapped, or nobody listened)",
                 b.unsent,

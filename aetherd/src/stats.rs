@@ -208,8 +208,8 @@ impl Stats {
         }
         if let Some(b) = &self.bridge {
             out.push_str(&format!(
-                "\n  bridge {:?}: {} sent ({} bytes), {} unsent, {} refused, {} echoes",
-                b.name, b.sent, b.sent_bytes, b.unsent, b.refused, b.echoes
+                "\n  bridge {:?}: {} sent ({} bytes, {} samples), {} unsent, {} refused, {} echoes",
+                b.name, b.sent, b.sent_bytes, b.sent_samples, b.unsent, b.refused, b.echoes
             ));
             for (name, l) in &b.links {
                 out.push_str(&format!(

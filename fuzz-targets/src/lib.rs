@@ -199,10 +199,27 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// The bridge's envelope decoder (`Envelope::decode`: bytes from the
-/// network). Invariants: what decodes has a valid origin name and encodes
-/// back to exactly the bytes given (the format has one encoding per value).
+/// The bridge's envelope decoder (`Sent::decode`: an envelope or a batch's,
+/// bytes from the network). Invariants: what decodes has a valid origin
+/// name and encodes back to exactly the bytes given (the format has one
+/// encoding per value); a batch's seqs rise and its messages' ranges tile
+/// its payload.
 pub fn envelope(data: &[u8]) {
+    if let Ok(envelope::Sent::Batch(b)) = envelope::Sent::decode(data) {
+        assert!(envelope::valid_name(b.origin), "{:?}", b.origin);
+        let entries: Vec<_> = b.entries().collect();
+        assert!(entries.windows(2).all(|w| w[0].seq < w[1].seq));
+        let mut again = Vec::new();
+        envelope::Batch::encode_into(b.origin, b.link_seq, b.numbering, &entries, &mut again);
+        assert_eq!(again, data, "batch is not canonical");
+        let mut at = 0;
+        for (i, (e, range)) in b.messages().enumerate() {
+            assert_eq!((range.start, e.link_seq), (at, b.link_seq + i as u64));
+            at = range.end;
+        }
+        assert_eq!(at as u64, b.payload_len());
+        return;
+    }
     if let Ok(e) = Envelope::decode(data) {
         assert!(envelope::valid_name(e.origin), "{:?}", e.origin);
         if data[3] == 1 {

@@ -11,7 +11,7 @@ use aether::ring::{Origin, Writer};
 use aether::segment::{Fsync, Policy, Segment, TopicParams, Waiters};
 use aether::{Error, Status};
 use aetherd::admin::{self, Command};
-use aetherd::bridge::envelope::Envelope;
+use aetherd::bridge::envelope::{self, Envelope};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -485,5 +485,17 @@ fn envelope() -> Vec<Seed> {
             }
             .encode(),
         )))
+        .chain([1usize, 3].into_iter().map(|n| {
+            let entries: Vec<_> = (0..n as u64)
+                .map(|i| envelope::Entry {
+                    seq: 10 + 2 * i,
+                    timestamp_ns: 1 << 40,
+                    len: 64 * i as u32,
+                })
+                .collect();
+            let mut v = Vec::new();
+            envelope::Batch::encode_into("host-b", 5, 9, &entries, &mut v);
+            (format!("batch-{n}"), v)
+        }))
         .collect()
 }

@@ -25,7 +25,7 @@
 //! - Links: each bridge holds a liveliness token `aether-bridge/<name>`, so
 //!   every bridge sees the others come and go.
 
-use super::envelope::Envelope;
+use super::envelope::{Batch, Entry, Envelope, Sent, MAX_BATCH};
 use super::{Counters, Received};
 use crate::access::{self, Identity};
 use crate::config::{Action, BridgeConfig, BridgeTopic, Config};
@@ -55,6 +55,10 @@ const IDLE: Duration = Duration::from_millis(100);
 /// A durable topic's bridge commits its progress after this many messages
 /// sent (and whenever it is idle).
 const COMMIT_EVERY: u32 = 1000;
+/// An outbound side puts the messages already waiting in its ring together,
+/// as one [`Batch`], up to this many payload bytes (a message that would
+/// take a batch past it goes in the next) or [`MAX_BATCH`] messages.
+const BATCH_BYTES: usize = 16 * 1024;
 /// Remote brokers (origin names) the inbound side keeps state for; a
 /// message from one more is refused. Names are whatever envelopes say,
 /// so without this a peer could make the daemon's memory grow with each
@@ -498,18 +502,26 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
             .wait()
     });
     let mut sub: Option<aether::Subscriber> = None;
-    let mut buf = Arc::new(Vec::new());
-    let (mut link_seq, mut lost_seen, mut since_stats) = (0u64, 0u64, 0u32);
+    let mut out = Outgoing::default();
+    let (mut lost_seen, mut since_stats) = (0u64, 0u32);
     let mut progress = Progress {
         acked,
         received_to: 0,
         committed: 0,
         uncommitted: 0,
     };
+    let sender = Sender {
+        publisher: &publisher,
+        origin: &s.name,
+        numbering,
+        counters: &s.counters,
+        topic,
+    };
     log::debug!("bridge: sending {topic:?} out");
     while !s.stopping() {
         if durable && !matched.load(Ordering::Acquire) {
             // Nobody listens: let the ring go; the log keeps the rest.
+            progress.uncommitted += out.put(&sender);
             if sub.take().is_some() {
                 log::debug!("bridge: {topic:?}: no remote listener; resuming from the log later");
             }
@@ -531,9 +543,15 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                 }
             },
         };
+        // With messages in hand, only what is already waiting joins them.
+        let wait = if out.entries.is_empty() {
+            Deadline::after(Some(IDLE))
+        } else {
+            Deadline::from_timeout_ns(0)
+        };
         // A view, not a copy: most of what an outbound side skips (echoes)
         // it never copies, and what it sends it copies once.
-        match sb.receive_view(&Deadline::after(Some(IDLE))) {
+        match sb.receive_view(&wait) {
             Ok(rec) => {
                 since_stats += 1;
                 progress.received_to = rec.seq + 1;
@@ -543,6 +561,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                 }
                 if !matched.load(Ordering::Acquire) {
                     let _ = sb.release_view();
+                    progress.uncommitted += out.put(&sender);
                     if durable {
                         // Not committed: sent again from the log once someone listens.
                         sub = None;
@@ -552,45 +571,31 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
                     }
                     continue;
                 }
-                // The message and its envelope, one after the other in one
-                // buffer, put as two slices of it: the buffer is written
-                // again for the next message once Zenoh dropped them (it
-                // copies what it sends into its batches), else a new one.
-                if Arc::get_mut(&mut buf).is_none() {
-                    buf = Arc::new(Vec::new());
+                // A large message goes alone (as one does that nothing follows).
+                if !out.entries.is_empty() && out.bytes() + rec.len > BATCH_BYTES {
+                    progress.uncommitted += out.put(&sender);
                 }
-                let v = Arc::get_mut(&mut buf).expect("just made");
-                v.clear();
                 // SAFETY: the view's bytes lie in the mapped ring until
                 // release_view, which says whether a lossy publisher
                 // overwrote them meanwhile (then the copy is not sent).
-                v.extend_from_slice(unsafe { std::slice::from_raw_parts(rec.data, rec.len) });
+                out.add(rec.seq, rec.timestamp_ns, unsafe {
+                    std::slice::from_raw_parts(rec.data, rec.len)
+                });
                 if sb.release_view().is_err() {
+                    out.take_back_last();
                     s.counters.unsent.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                Envelope {
-                    origin: &s.name,
-                    seq: rec.seq,
-                    timestamp_ns: rec.timestamp_ns,
-                    link_seq,
-                    numbering,
+                if out.bytes() >= BATCH_BYTES || out.entries.len() == MAX_BATCH {
+                    progress.uncommitted += out.put(&sender);
                 }
-                .encode_into(v);
-                let (data, env) = (part(&buf, 0..rec.len), part(&buf, rec.len..buf.len()));
-                let len = rec.len as u64;
-                match publisher.put(data).attachment(env).wait() {
-                    Ok(()) => {
-                        link_seq += 1;
-                        progress.uncommitted += 1;
-                        s.counters.sent.fetch_add(1, Ordering::Relaxed);
-                        s.counters.sent_bytes.fetch_add(len, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        s.counters.unsent.fetch_add(1, Ordering::Relaxed);
-                        log::warn!("bridge: {topic:?}: {e}");
-                    }
+                if durable && progress.uncommitted >= COMMIT_EVERY {
+                    progress.commit(sb, topic);
                 }
+            }
+            // Nothing more waiting: what is in hand goes now.
+            Err(e) if e.status == Status::Timeout && !out.entries.is_empty() => {
+                progress.uncommitted += out.put(&sender);
                 if durable && progress.uncommitted >= COMMIT_EVERY {
                     progress.commit(sb, topic);
                 }
@@ -608,6 +613,7 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
             }
             Err(e) => {
                 log::warn!("bridge: receiving {topic:?}: {e}");
+                progress.uncommitted += out.put(&sender);
                 std::thread::sleep(IDLE);
             }
         }
@@ -622,9 +628,107 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
             }
         }
     }
+    out.put(&sender);
     if let Some(sb) = &mut sub {
         if durable {
             progress.commit(sb, topic);
+        }
+    }
+}
+
+/// Where an outbound side puts what it read: its topic's Zenoh publisher,
+/// and what each sample's envelope says.
+struct Sender<'a> {
+    publisher: &'a zenoh::pubsub::Publisher<'a>,
+    origin: &'a str,
+    numbering: u64,
+    counters: &'a Counters,
+    topic: &'a str,
+}
+
+/// Messages read from the ring and not yet put: their bytes one after
+/// another in `buf`, what each batch entry says of them in `entries`.
+#[derive(Default)]
+struct Outgoing {
+    buf: Arc<Vec<u8>>,
+    entries: Vec<Entry>,
+    /// The next link seq: counts the topic's messages put, from 0.
+    link_seq: u64,
+}
+
+impl Outgoing {
+    /// The payload bytes in hand.
+    fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Copies in one more message.
+    fn add(&mut self, seq: u64, timestamp_ns: u64, data: &[u8]) {
+        if self.entries.is_empty() {
+            // The buffer is written again once Zenoh dropped the slices of
+            // the last sample (it copies what it sends into its batches),
+            // else a new one.
+            if Arc::get_mut(&mut self.buf).is_none() {
+                self.buf = Arc::new(Vec::new());
+            }
+            Arc::get_mut(&mut self.buf).expect("just made").clear();
+        }
+        Arc::get_mut(&mut self.buf)
+            .expect("not shared while filling")
+            .extend_from_slice(data);
+        self.entries.push(Entry {
+            seq,
+            timestamp_ns,
+            len: data.len() as u32,
+        });
+    }
+
+    /// Forgets the message added last (lapped while it was copied).
+    fn take_back_last(&mut self) {
+        if let Some(e) = self.entries.pop() {
+            let v = Arc::get_mut(&mut self.buf).expect("not shared while filling");
+            v.truncate(v.len() - e.len as usize);
+        }
+    }
+
+    /// Puts what is in hand as one sample: a lone message with its
+    /// envelope, several as a [`Batch`] (payload, then the attachment,
+    /// in one buffer put as two slices of it). Returns how many messages
+    /// were put (0 when none were in hand).
+    fn put(&mut self, to: &Sender) -> u32 {
+        let n = self.entries.len();
+        if n == 0 {
+            return 0;
+        }
+        let v = Arc::get_mut(&mut self.buf).expect("not shared while filling");
+        let len = v.len();
+        if let [e] = self.entries[..] {
+            Envelope {
+                origin: to.origin,
+                seq: e.seq,
+                timestamp_ns: e.timestamp_ns,
+                link_seq: self.link_seq,
+                numbering: to.numbering,
+            }
+            .encode_into(v);
+        } else {
+            Batch::encode_into(to.origin, self.link_seq, to.numbering, &self.entries, v);
+        }
+        self.entries.clear();
+        let (data, env) = (part(&self.buf, 0..len), part(&self.buf, len..self.buf.len()));
+        match to.publisher.put(data).attachment(env).wait() {
+            Ok(()) => {
+                self.link_seq += n as u64;
+                to.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                to.counters.sent_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                to.counters.sent_samples.fetch_add(1, Ordering::Relaxed);
+                n as u32
+            }
+            Err(e) => {
+                to.counters.unsent.fetch_add(n as u64, Ordering::Relaxed);
+                log::warn!("bridge: {:?}: {e}", to.topic);
+                0
+            }
         }
     }
 }
@@ -901,12 +1005,12 @@ impl Inbound {
         Some(self.topics.len() - 1)
     }
 
-    /// Publishes one remote sample here (`known`: its topic's index, when
-    /// known); the index of its topic when it was published.
+    /// Publishes one remote sample's messages here (`known`: its topic's
+    /// index, when known); the index of its topic when one was published.
     fn one(&mut self, known: Option<usize>, sample: &Sample) -> Option<usize> {
         // (Borrowed when the attachment is one slice, as it is from the network.)
         let attachment = sample.attachment().map(|a| a.to_bytes());
-        let env = match attachment.as_deref().map(Envelope::decode) {
+        let sent = match attachment.as_deref().map(Sent::decode) {
             Some(Ok(e)) => e,
             Some(Err(e)) => {
                 refuse(&self.s, UNKNOWN_BROKER, e.message);
@@ -917,15 +1021,47 @@ impl Inbound {
                 return None;
             }
         };
-        if env.origin == self.s.name {
-            self.s.counters.echoes.fetch_add(1, Ordering::Relaxed);
+        if sent.origin() == self.s.name {
+            self.s.counters.echoes.fetch_add(sent.count() as u64, Ordering::Relaxed);
             return None;
         }
-
         let i = match known {
             Some(i) => i,
-            None => self.topic_of(sample.key_expr().as_str(), env.origin)?,
+            None => self.topic_of(sample.key_expr().as_str(), sent.origin())?,
         };
+        let payload = sample.payload();
+        match sent {
+            Sent::One(env) => self.message(i, &env, Payload::Zenoh(payload)),
+            Sent::Batch(batch) => {
+                if batch.payload_len() != payload.len() as u64 {
+                    let why = format!(
+                        "a batch of {} messages, {} bytes, in a payload of {}",
+                        batch.len(),
+                        batch.payload_len(),
+                        payload.len()
+                    );
+                    let origin = if self.brokers.contains(batch.origin) {
+                        batch.origin
+                    } else {
+                        UNKNOWN_BROKER
+                    };
+                    refuse(&self.s, origin, why);
+                    return None;
+                }
+                // (One slice as it comes from the network, unless Zenoh
+                // split the sample: then copied once, here.)
+                let bytes = payload.to_bytes();
+                let mut published = None;
+                for (env, range) in batch.messages() {
+                    published = self.message(i, &env, Payload::Bytes(&bytes[range])).or(published);
+                }
+                published
+            }
+        }
+    }
+
+    /// Publishes one remote message of topic `i` here; `Some(i)` when it was.
+    fn message(&mut self, i: usize, env: &Envelope, payload: Payload) -> Option<usize> {
         let Inbound {
             s,
             client,
@@ -940,7 +1076,7 @@ impl Inbound {
         // smaller link number: the origin's bridge of the topic started
         // again, from 0; with another numbering (a topic made anew, or a
         // version 1 envelope, which does not say), so did its seqs.
-        let Some(o) = t.origin(&env, brokers) else {
+        let Some(o) = t.origin(env, brokers) else {
             let why = format!(
                 "a message from {:?}: {MAX_BROKERS} brokers already send here",
                 env.origin
@@ -1000,9 +1136,8 @@ impl Inbound {
             refuse(s, env.origin, why.clone());
             return None;
         }
-        let payload = sample.payload();
         let broker = t.origins[o].id;
-        match publish(s, client, t, payload, &env, broker) {
+        match publish(s, client, t, &payload, env, broker) {
             Ok(()) => {
                 let from = &mut t.origins[o];
                 let r = from.received.get_or_insert_with(|| s.counters.received(&from.name));
@@ -1018,6 +1153,36 @@ impl Inbound {
     }
 }
 
+/// A remote message's bytes: a sample's payload, or one message's part of a batch's.
+enum Payload<'a> {
+    Zenoh(&'a ZBytes),
+    Bytes(&'a [u8]),
+}
+
+impl Payload<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Zenoh(z) => z.len(),
+            Payload::Bytes(b) => b.len(),
+        }
+    }
+
+    /// Copies the bytes to the start of `to` (at least as long).
+    fn copy_to(&self, to: &mut [u8]) {
+        match self {
+            // Straight from Zenoh's buffers, however many.
+            Payload::Zenoh(z) => {
+                let mut at = 0;
+                for part in z.slices() {
+                    to[at..at + part.len()].copy_from_slice(part);
+                    at += part.len();
+                }
+            }
+            Payload::Bytes(b) => to[..b.len()].copy_from_slice(b),
+        }
+    }
+}
+
 /// Publishes `data` on `t` (made with the configured defaults when
 /// missing) as a remote record from `broker`; one without room for its
 /// origin goes plain, its sequence number noted as an echo before it is
@@ -1026,7 +1191,7 @@ fn publish(
     s: &Shared,
     client: &mut Option<Client>,
     t: &mut TopicIn,
-    data: &ZBytes,
+    data: &Payload,
     env: &Envelope,
     broker: u64,
 ) -> aether::Result<()> {
@@ -1040,13 +1205,7 @@ fn publish(
         let result = loop {
             match p.loan(room) {
                 // Straight from Zenoh's buffers into the ring.
-                Ok(buf) => {
-                    let mut at = 0;
-                    for part in data.slices() {
-                        buf[at..at + part.len()].copy_from_slice(part);
-                        at += part.len();
-                    }
-                }
+                Ok(buf) => data.copy_to(buf),
                 // A full reliable ring: wait on, unless the bridge stops.
                 Err(e) if e.status == Status::Timeout && !s.stopping() => continue,
                 Err(e) => break Err(e),

@@ -23,6 +23,9 @@ pub struct Counters {
     /// Local messages sent to other brokers, and their payload bytes.
     pub sent: AtomicU64,
     pub sent_bytes: AtomicU64,
+    /// The Zenoh samples those went in: fewer than `sent` where the
+    /// outbound side put messages waiting together, as one batch.
+    pub sent_samples: AtomicU64,
     /// Local messages that never left: lapped in a lossy ring before the
     /// bridge read them, or published while no remote broker listened.
     pub unsent: AtomicU64,
@@ -81,6 +84,9 @@ pub struct BridgeStats {
     pub relay: bool,
     pub sent: u64,
     pub sent_bytes: u64,
+    /// The samples `sent` went in (batches count once).
+    #[serde(default)]
+    pub sent_samples: u64,
     pub unsent: u64,
     pub refused: u64,
     pub echoes: u64,
@@ -103,6 +109,7 @@ impl Counters {
             relay: self.relay,
             sent: n(&self.sent),
             sent_bytes: n(&self.sent_bytes),
+            sent_samples: n(&self.sent_samples),
             unsent: n(&self.unsent),
             refused: n(&self.refused),
             echoes: n(&self.echoes),
