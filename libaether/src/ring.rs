@@ -2224,7 +2224,11 @@ impl Reader {
         };
         let mut turns = 0;
         while !self.committed_at_cursor() {
-            if turns == spins {
+            // Committed as something else (a remote message, padding, an
+            // aborted record) goes the general way at once: spinning for a
+            // message stamp that never comes cost a bridged topic's
+            // subscribers ~3 us per remote message (docs/BENCHMARKS.md).
+            if turns == spins || self.settled_otherwise() {
                 return None;
             }
             // A message over 32 B goes on in the record's second line, which
@@ -2260,6 +2264,16 @@ impl Reader {
         // concurrently in lossy mode, which `overwritten` detects below.
         unsafe { std::ptr::copy_nonoverlapping(rec.data, buf.as_mut_ptr(), rec.len) };
         !self.overwritten(rec.pos)
+    }
+
+    /// Whether the record at the cursor is stamped for this lap as anything
+    /// but a message or a claim (which a commit will follow).
+    #[inline(always)]
+    fn settled_otherwise(&self) -> bool {
+        let h = self.header_at(self.pos);
+        // SAFETY: in bounds (header_at); the stamp is an atomic.
+        let (at, kind) = decode(self.geo.salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
+        at == self.pos && kind != KIND_CLAIMED && kind != KIND_MESSAGE
     }
 
     /// Whether the record at the cursor is stamped as a committed message.

@@ -30,7 +30,10 @@ use super::{Counters, Received};
 use crate::access::{self, Identity};
 use crate::config::{Action, BridgeConfig, BridgeTopic, Config};
 use crate::state::State;
-use aether::{broker_id, Client, Deadline, Origin, Policy, Publisher, Start, Status, SubscriberConfig, ORIGIN_BYTES};
+use aether::{
+    broker_id, Client, Deadline, Origin, Policy, Publisher, Start, Status, SubscriberConfig, WaitConfig, WaitStrategy,
+    ORIGIN_BYTES,
+};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,6 +58,17 @@ const IDLE: Duration = Duration::from_millis(100);
 /// A durable topic's bridge commits its progress after this many messages
 /// sent (and whenever it is idle).
 const COMMIT_EVERY: u32 = 1000;
+/// How many times an outbound side looks at an empty ring before it sleeps
+/// (a client's default is 2,000). It sleeps almost at once: it reads in
+/// bursts (a Zenoh sample's batch, a local publisher's run), and its spin
+/// between them took the CPU that the receiving broker's other threads
+/// needed (of a `both` topic, every message the inbound side publishes is
+/// read, and skipped, by the outbound side): 64 B through two brokers
+/// bridged on loopback, 226-236 k msgs/s with 2,000, 301-334 k with 0 to
+/// 20 (docs/BENCHMARKS.md). (The inbound side's publisher keeps the
+/// default spin: one that slept at a full ring made its subscribers wake
+/// it, 434-455 k -> 327-336 k msgs/s one way.)
+const OUTBOUND_SPIN: u32 = 20;
 /// An outbound side puts the messages already waiting in its ring together,
 /// as one [`Batch`], up to this many payload bytes (a message that would
 /// take a batch past it goes in the next) or [`MAX_BATCH`] messages.
@@ -462,6 +476,10 @@ fn outbound(s: &Shared, session: &Session, topic: &str, policy: Policy, durable:
         // A durable lossy topic's publishers may lap the bridge: it sends
         // what it missed from the log rather than nothing.
         fill_gaps: durable,
+        wait: WaitConfig {
+            strategy: WaitStrategy::Futex,
+            spin: OUTBOUND_SPIN,
+        },
         ..SubscriberConfig::default()
     };
     let publisher = match session
