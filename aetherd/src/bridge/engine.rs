@@ -64,10 +64,10 @@ const COMMIT_EVERY: u32 = 1000;
 /// between them took the CPU that the receiving broker's other threads
 /// needed (of a `both` topic, every message the inbound side publishes is
 /// read, and skipped, by the outbound side): 64 B through two brokers
-/// bridged on loopback, 226-236 k msgs/s with 2,000, 301-334 k with 0 to
-/// 20 (docs/BENCHMARKS.md). (The inbound side's publisher keeps the
+/// bridged on loopback, on 2 vCPUs, 505-546 k msgs/s with 2,000, 743-894 k
+/// with 20 (docs/BENCHMARKS.md). (The inbound side's publisher keeps the
 /// default spin: one that slept at a full ring made its subscribers wake
-/// it, 434-455 k -> 327-336 k msgs/s one way.)
+/// it, one way 434-455 k -> 327-336 k msgs/s.)
 const OUTBOUND_SPIN: u32 = 20;
 /// An outbound side puts the messages already waiting in its ring together,
 /// as one [`Batch`], up to this many payload bytes (a message that would
