@@ -2223,19 +2223,26 @@ impl Reader {
             self.wait.spin.min(FAST_SPINS)
         };
         let mut turns = 0;
-        while !self.committed_at_cursor() {
+        loop {
+            let h = self.header_at(pos);
+            // SAFETY: in bounds (header_at); the stamp is an atomic.
+            let s = unsafe { (*h).stamp.load(Ordering::Acquire) };
+            if s == stamp(self.geo.salt, pos, KIND_MESSAGE) {
+                break;
+            }
             // Committed as something else (a remote message, padding, an
             // aborted record) goes the general way at once: spinning for a
             // message stamp that never comes cost a bridged topic's
             // subscribers ~3 us per remote message (docs/BENCHMARKS.md).
-            if turns == spins || self.settled_otherwise() {
+            let (at, kind) = decode(self.geo.salt, s);
+            if turns == spins || (at == pos && kind != KIND_CLAIMED) {
                 return None;
             }
             // A message over 32 B goes on in the record's second line, which
             // the publisher writes before the stamp: fetching it while we spin
             // overlaps its transfer with the stamp's instead of following it
             // (a prefetch past the ring's end is harmless).
-            sys::prefetch(self.header_at(pos).cast::<u8>().wrapping_add(ALIGN as usize));
+            sys::prefetch(h.cast::<u8>().wrapping_add(ALIGN as usize));
             std::hint::spin_loop();
             turns += 1;
         }
@@ -2264,16 +2271,6 @@ impl Reader {
         // concurrently in lossy mode, which `overwritten` detects below.
         unsafe { std::ptr::copy_nonoverlapping(rec.data, buf.as_mut_ptr(), rec.len) };
         !self.overwritten(rec.pos)
-    }
-
-    /// Whether the record at the cursor is stamped for this lap as anything
-    /// but a message or a claim (which a commit will follow).
-    #[inline(always)]
-    fn settled_otherwise(&self) -> bool {
-        let h = self.header_at(self.pos);
-        // SAFETY: in bounds (header_at); the stamp is an atomic.
-        let (at, kind) = decode(self.geo.salt, unsafe { (*h).stamp.load(Ordering::Acquire) });
-        at == self.pos && kind != KIND_CLAIMED && kind != KIND_MESSAGE
     }
 
     /// Whether the record at the cursor is stamped as a committed message.
