@@ -125,9 +125,13 @@ fn main() -> Res<()> {
             let key = a.get(4).map_or("bench/tput", String::as_str);
             let _sub = s
                 .declare_subscriber(key)
-                .callback(move |_| {
-                    let seen = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    if seen == 1 || seen == n {
+                .callback(move |sample| {
+                    // A bridge's sample may carry a batch of messages: each counts.
+                    let count = sample.attachment().map_or(1, |a| {
+                        aetherd::bridge::envelope::Sent::decode(&a.to_bytes()).map_or(1, |s| s.count() as u64)
+                    });
+                    let before = seen.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                    if before == 0 || (before < n && before + count >= n) {
                         let _ = tx.send(Instant::now());
                     }
                 })
