@@ -1794,8 +1794,15 @@ impl Reader {
         if at == 0 || at != self.pos {
             return false;
         }
-        self.pos = next_lap(self.pos, self.geo.ring_size);
-        true
+        // (A forged line in the last lap below 2^64 has no next lap: the
+        // saturated position would not be aligned, and nothing is there.)
+        match (self.pos | (self.geo.ring_size - 1)).checked_add(1) {
+            Some(next) => {
+                self.pos = next;
+                true
+            }
+            None => false,
+        }
     }
 
     /// After being lapped or finding garbage: move to the first record stamp in
