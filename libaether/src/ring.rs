@@ -513,13 +513,17 @@ enum Waker {
 /// Spins, yields or sleeps once, per `cfg` (the caller checks its condition
 /// between calls; a futex sleep on `word`, counted in `waiters`, re-checks
 /// `ready()` after announcing itself). `round` counts calls for the current
-/// wait. `cap_ns` bounds one sleep.
+/// wait. `cap_ns` bounds one sleep. With `announce`, a sleeper bumps it
+/// after reading the word it sleeps on (see [`DataWaitLine::sleeps`]).
+///
+/// [`DataWaitLine::sleeps`]: crate::segment::DataWaitLine::sleeps
 #[allow(clippy::too_many_arguments)]
 fn wait_once(
     cfg: &WaitConfig,
     word: &AtomicU32,
     waker: Waker,
     waiters: &AtomicU32,
+    announce: Option<&AtomicU64>,
     sleeps: &AtomicU64,
     round: &mut u32,
     deadline: &Deadline,
@@ -546,13 +550,18 @@ fn wait_once(
             // count or we see its write (a publisher's light fence pairs with
             // our heavy one, see `sys::membarrier`; the log writer fences).
             waiters.fetch_add(1, Ordering::SeqCst);
+            // The word before the announcement: a waker that sees the
+            // announcement bumps the word after, so we cannot sleep through it.
+            let w = word.load(Ordering::SeqCst);
+            if let Some(a) = announce {
+                a.fetch_add(1, Ordering::SeqCst);
+            }
             // Without the barrier a waker may miss us: sleep in short slices.
             let cap_ns = if waker != Waker::Light || membarrier::heavy() {
                 cap_ns
             } else {
                 cap_ns.min(1_000_000)
             };
-            let w = word.load(Ordering::SeqCst);
             if !ready() {
                 sleeps.fetch_add(1, Ordering::Relaxed);
                 let left = deadline.remaining().unwrap_or(u64::MAX).min(cap_ns);
@@ -713,6 +722,12 @@ pub struct Writer {
     /// The segment's horizon as last seen: claims ending at or below it need not raise it.
     horizon: u64,
     gate_gen: u64,
+    /// The subscribers' sleeps ([`DataWaitLine::sleeps`]) when this writer
+    /// last woke them: until the count moves on, nobody sleeps on the word
+    /// it bumped then, so it need not wake anyone again.
+    ///
+    /// [`DataWaitLine::sleeps`]: crate::segment::DataWaitLine::sleeps
+    woke_at_sleeps: u64,
     /// Reliable topics: whether large records keep to short laps (whole
     /// laps unless asked: `set_large_laps`, `AETHER_LARGE_LAPS`). Lossy
     /// topics keep whole laps, so that a lossy subscriber is not lapped
@@ -777,6 +792,7 @@ impl Writer {
             gate: 0,
             horizon: 0,
             gate_gen: u64::MAX,
+            woke_at_sleeps: u64::MAX,
             laps: (geo.policy == Policy::Reliable).then(LapChoice::from_env),
             wait_from_lap: 0,
             wait_laps: 1,
@@ -943,6 +959,7 @@ impl Writer {
                 &self.waiters_page.get().space.word,
                 Waker::Light,
                 &self.hdr.space_notify().waiters,
+                None,
                 sleeps,
                 &mut round,
                 deadline,
@@ -989,6 +1006,7 @@ impl Writer {
                     bits: crate::segment::SyncedLine::bit(seq),
                 },
                 &line.waiters,
+                None,
                 &sleeps,
                 &mut round,
                 &deadline,
@@ -1285,8 +1303,15 @@ impl Writer {
         membarrier::light();
         let data = &self.waiters_page.get().data;
         if data.waiters.load(Ordering::Relaxed) != 0 {
-            wake_all(&self.hdr.data_notify().word);
-            self.hdr.stats().wakes.fetch_add(1, Ordering::Relaxed);
+            // Once per sleep: a subscriber woken but not yet running is
+            // still counted, and would cost a FUTEX_WAKE per commit (on a
+            // busy machine, dozens) until it runs.
+            let sleeps = data.sleeps.load(Ordering::Relaxed);
+            if sleeps != self.woke_at_sleeps {
+                self.woke_at_sleeps = sleeps;
+                wake_all(&self.hdr.data_notify().word);
+                self.hdr.stats().wakes.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if data.pollers.load(Ordering::Relaxed) != 0 {
             self.signal_pollers();
@@ -2011,6 +2036,7 @@ impl Reader {
                         &self.hdr.data_notify().word,
                         Waker::Light,
                         &w.data.waiters,
+                        Some(&w.data.sleeps),
                         &w.stats.waits,
                         &mut round,
                         deadline,

@@ -42,15 +42,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
 /// 6: the waiters page has the pollable subscribers' line ([`PollLine`]).
 /// 8: the header has the lap line ([`LapLine`]).
+/// 9: the waiters page's data line counts sleeps ([`DataWaitLine::sleeps`]).
 /// (The `unpadded-*` benchmark builds' segments are another layout: their own version.)
 pub const LAYOUT_VERSION: u32 = if cfg!(any(
     feature = "unpadded-header",
     feature = "unpadded-slots",
     feature = "unpadded-waiters"
 )) {
-    0x8000_0008
+    0x8000_0009
 } else {
-    8
+    9
 };
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
@@ -1082,6 +1083,12 @@ pub struct DataWaitLine {
     pub waiters: AtomicU32,
     /// Bits set in [`PollLine::armed`].
     pub pollers: AtomicU32,
+    /// Bumped by each subscriber about to sleep, after it read the data
+    /// word: a publisher that already woke the sleepers since it last saw
+    /// this change wakes no one again (they are not asleep on the word it
+    /// bumped), where it made one FUTEX_WAKE per commit until a woken
+    /// subscriber ran (docs/ARCHITECTURE.md, "Waiting").
+    pub sleeps: AtomicU64,
 }
 
 /// The word publishers sleep on while waiting for space, bumped by

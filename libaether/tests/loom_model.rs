@@ -448,3 +448,87 @@ fn caught_up_laps_lose_nothing() {
 fn reliable_gating_loses_nothing() {
     model(3, || assert_eq!(one_publisher(2, true, 4, 1), (4, 0)));
 }
+
+/// The data word's sleepers and a publisher that wakes them once per sleep
+/// (`wake_readers`, `wait_once`): the publisher stores a message, fences,
+/// and bumps the word (and wakes every sleeper) only when the sleeps count
+/// moved since its last bump; a subscriber counts itself, reads the word,
+/// counts its sleep, fences, looks for the message once more, and sleeps
+/// unless the word moved. FUTEX_WAIT and FUTEX_WAKE are a lock and a
+/// condition variable, as the kernel's bucket lock makes them: the word is
+/// compared under the lock, and a wake made before the sleep is lost. The
+/// real fences are asymmetric (the publisher's compiler fence pairs with
+/// the sleeper's `membarrier`, a full fence on every CPU): both are
+/// `SeqCst` fences here. A subscriber that slept through the last message
+/// would leave the model deadlocked (as it does with the sleep counted
+/// before the word is read).
+struct DataWait {
+    published: AtomicU64,
+    word: AtomicU64,
+    waiters: AtomicU64,
+    sleeps: AtomicU64,
+    bucket: loom::sync::Mutex<()>,
+    futex: loom::sync::Condvar,
+}
+
+fn sleeper_sees(w: &DataWait, want: u64) {
+    loop {
+        if w.published.load(Ordering::Acquire) >= want {
+            return;
+        }
+        w.waiters.fetch_add(1, Ordering::SeqCst);
+        let word = w.word.load(Ordering::SeqCst);
+        w.sleeps.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if w.published.load(Ordering::Acquire) < want {
+            let bucket = w.bucket.lock().unwrap();
+            if w.word.load(Ordering::SeqCst) == word {
+                drop(w.futex.wait(bucket).unwrap());
+            }
+        }
+        w.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn publish_and_wake(w: &DataWait, messages: u64) {
+    let mut woke_at = u64::MAX;
+    for m in 1..=messages {
+        w.published.store(m, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if w.waiters.load(Ordering::Relaxed) != 0 {
+            let sleeps = w.sleeps.load(Ordering::Relaxed);
+            if sleeps != woke_at {
+                woke_at = sleeps;
+                w.word.fetch_add(1, Ordering::SeqCst);
+                let _bucket = w.bucket.lock().unwrap();
+                w.futex.notify_all();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_publisher_wakes_once_per_sleep_and_no_sleeper_is_missed() {
+    for (sleepers, messages) in [(1, 3), (2, 2)] {
+        model(3, move || {
+            let w = Arc::new(DataWait {
+                published: AtomicU64::new(0),
+                word: AtomicU64::new(0),
+                waiters: AtomicU64::new(0),
+                sleeps: AtomicU64::new(0),
+                bucket: loom::sync::Mutex::new(()),
+                futex: loom::sync::Condvar::new(),
+            });
+            let subs: Vec<_> = (0..sleepers)
+                .map(|_| {
+                    let w = Arc::clone(&w);
+                    thread::spawn(move || sleeper_sees(&w, messages))
+                })
+                .collect();
+            publish_and_wake(&w, messages);
+            for s in subs {
+                s.join().unwrap();
+            }
+        });
+    }
+}
