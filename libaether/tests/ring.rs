@@ -626,6 +626,52 @@ fn no_wake_up_is_lost_when_sleeper_and_waker_race() {
     }
 }
 
+/// A subscriber killed while asleep stays counted in `waiters` with its
+/// sleep counted: publishers wake the word once for it, not at every
+/// commit, and a live subscriber that sleeps afterwards is still woken by
+/// the next message (not by its 200 ms cap: each receive here has 100 ms).
+#[test]
+fn a_dead_sleeper_costs_one_wake_and_live_sleepers_are_still_woken() {
+    let seg = segment(Policy::Lossy, 1 << 20, 64);
+    let data = &seg.waiters.page().data;
+    // The dead subscriber's leftovers, as `wait_once` leaves them while asleep.
+    data.waiters.fetch_add(1, Ordering::SeqCst);
+    data.sleeps.fetch_add(1, Ordering::SeqCst);
+    let wakes = || seg.stats().wakes.load(Ordering::Relaxed);
+    let mut w = seg.writer(None);
+    for i in 0..1000u64 {
+        w.publish(&i.to_le_bytes()).unwrap();
+    }
+    assert_eq!(wakes(), 1, "one wake for the dead sleeper, not one per commit");
+    let mut r = seg.reader(0).unwrap();
+    r.wait = WaitConfig {
+        strategy: WaitStrategy::Futex,
+        spin: 0,
+    };
+    let s2 = Arc::clone(&seg);
+    let h = std::thread::spawn(move || {
+        let mut w = s2.writer(None);
+        for i in 0..20u64 {
+            // Long enough for the subscriber to be asleep again.
+            std::thread::sleep(Duration::from_millis(5));
+            w.publish(&i.to_le_bytes()).unwrap();
+        }
+    });
+    let mut buf = [0u8; 64];
+    for i in 0..20u64 {
+        let deadline = Deadline::after(Some(Duration::from_millis(100)));
+        let (len, _, _) = r
+            .receive_into(&mut buf, &deadline)
+            .unwrap_or_else(|e| panic!("message {i}: {e} (a wake was skipped)"));
+        assert_eq!(buf[..len], i.to_le_bytes());
+    }
+    h.join().unwrap();
+    assert!(
+        seg.waiters.page().stats.waits.load(Ordering::Relaxed) > 0,
+        "the subscriber never slept"
+    );
+}
+
 /// Simple xorshift for reproducible garbage.
 fn rng(seed: &mut u64) -> u64 {
     *seed ^= *seed << 13;
