@@ -74,32 +74,35 @@ fn write_seed_corpus() {
     }
 }
 
-/// The segment seeds are of the segment layout this build opens: a seed of
-/// an older layout is refused at once, and the target fuzzes nothing past
-/// `Segment::open` (as happened from layout 7 to 8: the lap line's reader
-/// code went unfuzzed until the seeds were written again, which found a
-/// crash). After a layout change: `cargo test -p aether-fuzz --test corpus
-/// -- --ignored write_seed_corpus`.
+/// The segment seeds and regressions are of the segment layout this build
+/// opens: an input of an older layout is refused at once, and the target
+/// fuzzes (or replays) nothing past `Segment::open` (as happened from layout
+/// 7 to 8: the lap line's reader code went unfuzzed until the seeds were
+/// written again, which found a crash). After a layout change: `cargo test
+/// -p aether-fuzz --test corpus -- --ignored write_seed_corpus`, and set the
+/// regressions' layout version (the 4 bytes this test reads) to the new one.
 #[test]
-fn the_segment_seeds_are_of_this_layout() {
-    let dir = fuzz_dir().join("corpus").join("segment");
+fn the_segment_seeds_and_regressions_are_of_this_layout() {
     // The input: flags (1), back (2), then the segment image.
     let at = 3 + std::mem::offset_of!(aether::segment::Meta, layout_version);
+    let seeds = std::fs::read_dir(fuzz_dir().join("corpus").join("segment"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("seed-"));
+    let regressions = std::fs::read_dir(fuzz_dir().join("regressions").join("segment"))
+        .unwrap()
+        .map(|e| e.unwrap());
     let mut seen = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("seed-") {
-            continue;
-        }
+    for e in seeds.chain(regressions) {
+        let name = e.path().display().to_string();
         let b = std::fs::read(e.path()).unwrap();
         let version = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
         assert_eq!(
             version,
             aether::segment::LAYOUT_VERSION,
-            "{name}: layout {version}; write the seeds again (see this test)"
+            "{name}: layout {version}; write it again for this layout (see this test)"
         );
         seen += 1;
     }
-    assert!(seen > 0, "no segment seeds in {}", dir.display());
+    assert!(seen > 1, "no segment seeds or regressions");
 }
