@@ -400,9 +400,10 @@ impl LapChoice {
     }
 }
 
-/// Where the lap after the one holding `pos` starts.
-fn next_lap(pos: u64, ring: u64) -> u64 {
-    (pos | (ring - 1)).saturating_add(1)
+/// Where the lap after the one holding `pos` starts; `None` in the last lap
+/// below 2^64 (only a forged position is there), which has no next.
+fn next_lap(pos: u64, ring: u64) -> Option<u64> {
+    (pos | (ring - 1)).checked_add(1)
 }
 
 /// How long a publisher about to cut a lap short waits, once a lap, for a
@@ -513,8 +514,9 @@ enum Waker {
 /// Spins, yields or sleeps once, per `cfg` (the caller checks its condition
 /// between calls; a futex sleep on `word`, counted in `waiters`, re-checks
 /// `ready()` after announcing itself). `round` counts calls for the current
-/// wait. `cap_ns` bounds one sleep. With `announce`, a sleeper bumps it
-/// after reading the word it sleeps on (see [`DataWaitLine::sleeps`]).
+/// wait. `cap_ns` bounds one sleep, and `slept` counts them (statistics).
+/// With `announce`, a sleeper bumps it after reading the word it sleeps on,
+/// before its re-check (see [`DataWaitLine::sleeps`]).
 ///
 /// [`DataWaitLine::sleeps`]: crate::segment::DataWaitLine::sleeps
 #[allow(clippy::too_many_arguments)]
@@ -524,7 +526,7 @@ fn wait_once(
     waker: Waker,
     waiters: &AtomicU32,
     announce: Option<&AtomicU64>,
-    sleeps: &AtomicU64,
+    slept: &AtomicU64,
     round: &mut u32,
     deadline: &Deadline,
     cap_ns: u64,
@@ -563,7 +565,7 @@ fn wait_once(
                 cap_ns.min(1_000_000)
             };
             if !ready() {
-                sleeps.fetch_add(1, Ordering::Relaxed);
+                slept.fetch_add(1, Ordering::Relaxed);
                 let left = deadline.remaining().unwrap_or(u64::MAX).min(cap_ns);
                 // USDT: the word slept on (a subscriber's data word, a
                 // publisher's space or sync word), around the sleep.
@@ -615,7 +617,11 @@ fn slowest_gating_cursor(seg: &Segment, cursors: &[Option<(u64, Arc<Cursor>)>]) 
             Some((g, page)) if *g == gen => page.line().cursor.load(Ordering::SeqCst),
             _ => 0,
         };
-        let c = if c == padded_at && c != 0 { next_lap(c, ring) } else { c };
+        let c = if c == padded_at && c != 0 {
+            next_lap(c, ring).unwrap_or(u64::MAX)
+        } else {
+            c
+        };
         min = min.min(c);
     }
     min
@@ -1764,8 +1770,8 @@ impl Reader {
                     return Ok(Found::Message(rec));
                 }
                 KIND_PADDING => {
-                    let off = self.pos & (self.geo.ring_size - 1);
-                    self.pos += self.geo.ring_size - off;
+                    self.pos = next_lap(self.pos, self.geo.ring_size)
+                        .ok_or_else(|| Error::corrupt(format!("padding at {} has no next lap", self.pos)))?;
                 }
                 KIND_ABORTED => {
                     let Some((stride, _, seq, _)) = self.read_header_unless_lapped(self.pos)? else {
@@ -1819,9 +1825,7 @@ impl Reader {
         if at == 0 || at != self.pos {
             return false;
         }
-        // (A forged line in the last lap below 2^64 has no next lap: the
-        // saturated position would not be aligned, and nothing is there.)
-        match (self.pos | (self.geo.ring_size - 1)).checked_add(1) {
+        match next_lap(self.pos, self.geo.ring_size) {
             Some(next) => {
                 self.pos = next;
                 true
@@ -1893,7 +1897,7 @@ impl Reader {
                 Ok(f) => f,
                 Err(e) => {
                     // A corrupt header: report it, and step past so the next call can go on.
-                    let from = self.pos + ALIGN;
+                    let from = self.pos.saturating_add(ALIGN);
                     self.resync(from)?;
                     self.store_cursor();
                     return Err(e);
@@ -1902,7 +1906,7 @@ impl Reader {
             match found {
                 Found::Message(rec) => {
                     if rec.seq < self.next_seq {
-                        let from = self.pos + ALIGN;
+                        let from = self.pos.saturating_add(ALIGN);
                         if self.overwritten(rec.pos) {
                             self.resync(from)?;
                             continue;
