@@ -971,15 +971,21 @@ impl Inbound {
         }
     }
 
-    /// The index of the topic `key` names, made on its first message;
-    /// `None` (refused, counted) when it names none that comes in.
-    fn topic_of(&mut self, key: &str, origin: &str) -> Option<usize> {
-        // (Counted under a name only once it is kept: made-up names add no links.)
-        let origin = if self.brokers.contains(origin) {
+    /// The name a refusal of `origin`'s message is counted under: its own
+    /// once the bridge keeps it, else [`UNKNOWN_BROKER`] (made-up names add
+    /// no links).
+    fn counted_as<'a>(&self, origin: &'a str) -> &'a str {
+        if self.brokers.contains(origin) {
             origin
         } else {
             UNKNOWN_BROKER
-        };
+        }
+    }
+
+    /// The index of the topic `key` names, made on its first message;
+    /// `None` (refused, counted) when it names none that comes in.
+    fn topic_of(&mut self, key: &str, origin: &str) -> Option<usize> {
+        let origin = self.counted_as(origin);
         let topic = match key.strip_prefix(KEY_PREFIX) {
             Some(t) if aether::protocol::validate_topic(t).is_ok() => t,
             _ => {
@@ -1051,19 +1057,8 @@ impl Inbound {
         match sent {
             Sent::One(env) => self.message(i, &env, Payload::Zenoh(payload)),
             Sent::Batch(batch) => {
-                if batch.payload_len() != payload.len() as u64 {
-                    let why = format!(
-                        "a batch of {} messages, {} bytes, in a payload of {}",
-                        batch.len(),
-                        batch.payload_len(),
-                        payload.len()
-                    );
-                    let origin = if self.brokers.contains(batch.origin) {
-                        batch.origin
-                    } else {
-                        UNKNOWN_BROKER
-                    };
-                    refuse(&self.s, origin, why);
+                if let Err(e) = batch.check_payload(payload.len()) {
+                    refuse(&self.s, self.counted_as(batch.origin), e.message);
                     return None;
                 }
                 // (One slice as it comes from the network, unless Zenoh

@@ -54,6 +54,12 @@ pub struct Envelope<'a> {
     pub numbering: u64,
 }
 
+/// The origin name of an encoded envelope or batch (`n` bytes from byte
+/// 5), if it is one.
+fn origin_at(b: &[u8], n: usize) -> Option<&str> {
+    std::str::from_utf8(b.get(5..5 + n)?).ok().filter(|s| valid_name(s))
+}
+
 /// Whether `name` may name a broker (the origin tag).
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_NAME && aether::protocol::safe_name(name)
@@ -97,7 +103,7 @@ impl<'a> Envelope<'a> {
             VERSION_1 => 3,
             v => {
                 return Err(bad(&format!(
-                    "version {v} (this broker reads {VERSION_1} and {VERSION})"
+                    "version {v} (this broker reads {VERSION_1}, {VERSION} and batches, {VERSION_BATCH})"
                 )))
             }
         };
@@ -105,10 +111,7 @@ impl<'a> Envelope<'a> {
         if b.len() != 5 + n + 8 * numbers {
             return Err(bad(&format!("{} bytes for a name of {n}", b.len())));
         }
-        let origin = std::str::from_utf8(&b[5..5 + n])
-            .ok()
-            .filter(|s| valid_name(s))
-            .ok_or_else(|| bad("the origin is not a broker name"))?;
+        let origin = origin_at(b, n).ok_or_else(|| bad("the origin is not a broker name"))?;
         let num = |i: usize| u64::from_le_bytes(b[5 + n + 8 * i..][..8].try_into().expect("8 bytes"));
         Ok(Envelope {
             origin,
@@ -176,10 +179,7 @@ impl<'a> Batch<'a> {
         if b.len() < fixed {
             return Err(bad(&format!("{} bytes for a name of {n}", b.len())));
         }
-        let origin = std::str::from_utf8(&b[5..5 + n])
-            .ok()
-            .filter(|s| valid_name(s))
-            .ok_or_else(|| bad("the origin is not a broker name"))?;
+        let origin = origin_at(b, n).ok_or_else(|| bad("the origin is not a broker name"))?;
         let u64_at = |at: usize| u64::from_le_bytes(b[at..][..8].try_into().expect("8 bytes"));
         let count = u32::from_le_bytes(b[5 + n + 16..][..4].try_into().expect("4 bytes")) as usize;
         if !(1..=MAX_BATCH).contains(&count) {
@@ -225,10 +225,22 @@ impl<'a> Batch<'a> {
         })
     }
 
-    /// The payload bytes its messages take together: a sample whose payload
-    /// is not this long is refused whole.
+    /// The payload bytes its messages take together.
     pub fn payload_len(&self) -> u64 {
         self.entries().map(|e| e.len as u64).sum()
+    }
+
+    /// Whether a payload of `len` bytes is this batch's: one that is not is
+    /// refused whole (its messages' bounds are not to be trusted).
+    pub fn check_payload(&self, len: usize) -> Result<()> {
+        if self.payload_len() == len as u64 {
+            return Ok(());
+        }
+        Err(Error::protocol(format!(
+            "bridge batch: {} messages of {} bytes in a payload of {len}",
+            self.len(),
+            self.payload_len()
+        )))
     }
 
     /// Each message's envelope and where its bytes lie in the payload.
@@ -375,6 +387,10 @@ mod tests {
         assert_eq!((d.origin, d.link_seq, d.numbering, d.len()), ("host-a", 40, 9, 3));
         assert_eq!(d.entries().collect::<Vec<_>>(), entries);
         assert_eq!(d.payload_len(), 70_003);
+        assert!(d.check_payload(70_003).is_ok());
+        for short_or_long in [0, 70_002, 70_004] {
+            assert!(d.check_payload(short_or_long).is_err());
+        }
         let m: Vec<_> = d.messages().collect();
         assert_eq!(m[0].1, 0..3);
         assert_eq!(m[1].1, 3..3);
