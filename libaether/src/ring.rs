@@ -595,25 +595,38 @@ fn wake(word: &AtomicU32, waiters: &AtomicU32, wakes: &AtomicU64) {
     }
 }
 
+/// The cursor pages of the subscribers that hold a reliable publisher back,
+/// as of one `slots_gen`: a spinning publisher reads them again and again,
+/// and the directory changes only with that count (a slot that starts or
+/// stops gating bumps it).
+struct GatingCursors {
+    /// The `slots_gen` they were listed under (`u64::MAX`: never).
+    gen: u64,
+    /// The slots that gated then.
+    slots: Vec<u32>,
+    /// By slot: the page, with the owner generation it was handed out under.
+    pages: Vec<Option<(u64, Arc<Cursor>)>>,
+}
+
 /// The lowest cursor of the subscribers that hold reliable publishers back
-/// (`u64::MAX` if none does), from the pages in `cursors`. A gating slot
+/// (`u64::MAX` if none does), from the pages in `gating`. A gating slot
 /// whose page is not mapped (under its current owner generation) holds the
 /// publisher back entirely: it is treated as unread from position 0. A
 /// cursor at the padding of the lap line counts as at the next lap: it was
 /// made while every gating subscriber was there, and whoever reads there
 /// next goes on at the next lap whatever is written over it
 /// ([`LargeLaps::CaughtUp`]).
-fn slowest_gating_cursor(seg: &Segment, cursors: &[Option<(u64, Arc<Cursor>)>]) -> u64 {
+fn slowest_gating_cursor(seg: &Segment, gating: &GatingCursors) -> u64 {
     let padded_at = seg.lap_padded_at().load(Ordering::Acquire);
     let ring = seg.geometry().ring_size;
     let mut min = u64::MAX;
-    for (i, mapped) in cursors.iter().enumerate() {
-        let Some(e) = seg.slot(i as u32) else { break };
+    for &i in &gating.slots {
+        let Some(e) = seg.slot(i) else { break };
         if e.flags.load(Ordering::SeqCst) & SLOT_GATING == 0 {
             continue;
         }
         let gen = e.owner_gen.load(Ordering::SeqCst);
-        let c = match mapped {
+        let c = match &gating.pages[i as usize] {
             Some((g, page)) if *g == gen => page.line().cursor.load(Ordering::SeqCst),
             _ => 0,
         };
@@ -716,9 +729,8 @@ pub struct Writer {
     /// and the space word this publisher sleeps on. The `Arc` keeps it mapped.
     _waiters: Arc<Waiters>,
     waiters_page: InSegment<WaitersPage>,
-    /// Reliable topics: the cursor pages of gating subscribers, by slot, with
-    /// the owner generation they were handed out under; and where to get more.
-    cursors: Vec<Option<(u64, Arc<Cursor>)>>,
+    /// Reliable topics: the cursor pages of gating subscribers; and where to get more.
+    cursors: GatingCursors,
     /// Pollable subscribers' eventfds, by slot, with the owner generation
     /// they were handed out under (asked for when a slot is first armed).
     notifiers: Vec<Option<(u64, OwnedFd)>>,
@@ -781,7 +793,11 @@ impl Writer {
         let (hdr, ring) = in_segment(&seg);
         let waiters_page = InSegment::new(waiters.page());
         Writer {
-            cursors: (0..geo.max_subscribers).map(|_| None).collect(),
+            cursors: GatingCursors {
+                gen: u64::MAX,
+                slots: Vec::new(),
+                pages: (0..geo.max_subscribers).map(|_| None).collect(),
+            },
             notifiers: (0..geo.max_subscribers).map(|_| None).collect(),
             seg,
             geo,
@@ -865,30 +881,45 @@ impl Writer {
 
     /// Maps the cursor page of every gating subscriber the directory lists
     /// that this writer has not mapped under its current owner generation,
-    /// and forgets pages of slots taken back.
+    /// and forgets pages of slots taken back. Reads the directory only when
+    /// `slots_gen` moved since it last did: a publisher waiting for space
+    /// calls this every turn of its spin, and the directory is
+    /// `max_subscribers` lines.
     fn map_gating_cursors(&mut self) -> Result<()> {
+        // Before the flags: a slot that changes after this load bumps it again.
+        let slots_gen = self.gate_line.get().slots_gen.load(Ordering::SeqCst);
+        if slots_gen == self.cursors.gen {
+            return Ok(());
+        }
         let mut wanted = Vec::new();
+        self.cursors.slots.clear();
         for i in 0..self.geo.max_subscribers {
             let e = self.seg.slot(i).expect("index below max_subscribers");
             let gating = e.flags.load(Ordering::SeqCst) & SLOT_GATING != 0;
             let gen = e.owner_gen.load(Ordering::SeqCst);
-            let have = &mut self.cursors[i as usize];
+            let have = &mut self.cursors.pages[i as usize];
             match have {
                 Some((g, _)) if gating && *g == gen => {}
                 _ if gating => wanted.push((i, gen)),
                 _ => *have = None,
             }
-        }
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let Some(source) = self.source.as_mut() else {
-            return Ok(());
-        };
-        for (i, gen, page) in source.cursors(&wanted)? {
-            if let Some(c) = self.cursors.get_mut(i as usize) {
-                *c = Some((gen, page));
+            if gating {
+                self.cursors.slots.push(i);
             }
+        }
+        let mut all = true;
+        if let (false, Some(source)) = (wanted.is_empty(), self.source.as_mut()) {
+            let got = source.cursors(&wanted)?;
+            // A slot left out (taken back meanwhile) is asked for again next time.
+            all = got.len() == wanted.len();
+            for (i, gen, page) in got {
+                if let Some(c) = self.cursors.pages.get_mut(i as usize) {
+                    *c = Some((gen, page));
+                }
+            }
+        }
+        if all {
+            self.cursors.gen = slots_gen;
         }
         Ok(())
     }
@@ -950,29 +981,39 @@ impl Writer {
                     seg.pub_slot(i).expect("index below max").claim.load(Ordering::SeqCst),
                 )
             });
-            let space_ok = || {
+            let space_for = |target: u64| {
                 if let Some((i, c)) = stalled {
                     // A peer does not wake us: wait (timed) for its announcement to change.
                     return seg.pub_slot(i).expect("index below max").claim.load(Ordering::SeqCst) != c;
                 }
-                end <= slowest_gating_cursor(seg, cursors).saturating_add(ring)
+                target <= slowest_gating_cursor(seg, cursors).saturating_add(ring)
                     || seg.gate().slots_gen.load(Ordering::SeqCst) != gen
             };
             let cap = if blocker.is_some() { 1_000_000 } else { 10_000_000 };
             let sleeps = &self.hdr.stats().space_waits;
-            wait_once(
-                &self.wait,
-                &self.waiters_page.get().space.word,
-                Waker::Light,
-                &self.hdr.space_notify().waiters,
-                None,
-                sleeps,
-                &mut round,
-                deadline,
-                cap,
-                space_ok,
-            )
-            .map_err(|_| match stalled {
+            // While spinning, only the cheap test (the gating cursors' lines,
+            // or the blocking peer's slot) each turn: the rescan above reads
+            // every publisher slot, 64 lines, and a publisher waiting on a
+            // slow subscriber spent most of its time there (docs/BENCHMARKS.md,
+            // session 14). The rescan follows once the test passes.
+            let waited = loop {
+                let w = wait_once(
+                    &self.wait,
+                    &self.waiters_page.get().space.word,
+                    Waker::Light,
+                    &self.hdr.space_notify().waiters,
+                    None,
+                    sleeps,
+                    &mut round,
+                    deadline,
+                    cap,
+                    || space_for(end),
+                );
+                if w.is_err() || round > hold_out || space_for(want) {
+                    break w;
+                }
+            };
+            waited.map_err(|_| match stalled {
                 Some((i, _)) => Error::new(
                     Status::Timeout,
                     format!(

@@ -1144,3 +1144,57 @@ fn a_full_ring_lets_one_through_for_one_record_freed() {
     });
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+/// A publisher waiting at a full ring reads the subscriber directory only
+/// when `slots_gen` moves (ring.rs, `map_gating_cursors`): a subscriber
+/// that joins while it waits, spinning or asleep, is still waited for
+/// (never lapped), and one that leaves stops holding it up.
+#[test]
+fn a_subscriber_that_joins_while_the_publisher_waits_is_never_lapped() {
+    use std::sync::atomic::AtomicBool;
+    let seg = segment(Policy::Reliable, 4096, 64);
+    let mut w = seg.writer(None);
+    w.timeout = Some(Duration::from_secs(20));
+    let mut fast = seg.reader(0).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = Arc::clone(&stop);
+    // Until told to stop, then one short message that ends the drain.
+    let publisher = std::thread::spawn(move || {
+        let mut i = 0;
+        while !publishing.load(Ordering::Relaxed) {
+            w.publish(&message(i, 64)).unwrap();
+            i += 1;
+        }
+        w.publish(b"end").unwrap();
+    });
+    let drain = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        for i in 0.. {
+            let (len, seq, _) = fast.receive_into(&mut buf, &soon()).unwrap();
+            if len == 3 {
+                break;
+            }
+            assert_eq!((seq, &buf[..len]), (i, &message(i, 64)[..]));
+        }
+    });
+    // Mid-stream: the publisher keeps meeting a full ring (32 records).
+    std::thread::sleep(Duration::from_millis(5));
+    let mut late = seg.reader(1).unwrap();
+    let mut buf = [0u8; 64];
+    let (_, first, _) = late.receive_into(&mut buf, &soon()).unwrap();
+    for k in 1..rounds(300) {
+        if k % 30 == 0 {
+            // Slower than the publisher: it fills the ring and waits for us.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let (len, seq, _) = late.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!((seq, &buf[..len]), (first + k, &message(first + k, 64)[..]));
+    }
+    assert_eq!(late.lost(), 0);
+    drop(late); // leaves: the publisher goes on without it
+    stop.store(true, Ordering::Relaxed);
+    within(Duration::from_secs(30), move || {
+        publisher.join().unwrap();
+        drain.join().unwrap();
+    });
+}
