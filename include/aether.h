@@ -337,7 +337,9 @@ typedef struct aether_subscriber_config {
    */
   uint32_t wait;
   /**
-   * Checks made by spinning before yielding or sleeping (default 2000).
+   * Checks made by spinning before yielding or sleeping (default 2000;
+   * with `AETHER_WAIT_FUTEX`, fewer, down to 16, while sleeps outlast a
+   * whole spin).
    */
   uint32_t spin;
   /**

@@ -446,7 +446,9 @@ impl WaitStrategy {
 pub struct WaitConfig {
     /// What to do once the spins are spent (default: futex sleep).
     pub strategy: WaitStrategy,
-    /// Checks made by spinning before yielding or sleeping.
+    /// Checks made by spinning before yielding or sleeping. A futex waiter
+    /// spins less (down to 16) while its sleeps outlast a whole spin, and
+    /// all of it again once one would have paid (`SpinBudget`).
     pub spin: u32,
 }
 
@@ -511,10 +513,78 @@ enum Waker {
     Fenced { bits: u32 },
 }
 
+/// The fewest turns an adaptive spin keeps (or `WaitConfig::spin`, if fewer).
+const MIN_SPIN: u32 = 16;
+
+/// How much of its `WaitConfig::spin` a futex waiter spins this time.
+/// Spinning saves a sleep and a wake-up only when what is waited for
+/// comes within the spin; on a loaded machine, a spin that never pays
+/// takes the CPU the waited-for party needs (a bridged 64 KiB subscriber
+/// and publisher, waiting ~150 us a message, spent a fifth of two CPUs
+/// spinning: docs/BENCHMARKS.md, session 14). So, after each wait that
+/// slept: if it lasted longer than a whole spin would have (the full
+/// spin would not have caught it either), spin half as long next time,
+/// down to [`MIN_SPIN`] turns; if not, the full spin again. After a wait
+/// that ended while spinning, twice as long (up to the full spin). Other
+/// strategies spin in full.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SpinBudget {
+    /// At most this many turns (`u32::MAX`: the configured spin).
+    turns: u32,
+}
+
+impl SpinBudget {
+    pub(crate) const FULL: SpinBudget = SpinBudget { turns: u32::MAX };
+
+    /// The turns to spin this wait, under `cfg`.
+    #[inline(always)]
+    fn limit(self, cfg: &WaitConfig) -> u32 {
+        match cfg.strategy {
+            WaitStrategy::Futex => self.turns.min(cfg.spin),
+            _ => cfg.spin,
+        }
+    }
+
+    /// After a wait that spun `spun` turns and slept `slept_ns` (0: it
+    /// did not sleep), with each turn taking about `ns_per_turn()`.
+    fn after_wait(&mut self, cfg: &WaitConfig, spun: u32, slept_ns: u64, ns_per_turn: impl FnOnce() -> u64) {
+        let limit = self.limit(cfg);
+        self.turns = if slept_ns == 0 {
+            limit.saturating_mul(2)
+        } else {
+            let ns_per_turn = ns_per_turn();
+            let waited = (spun as u64).saturating_mul(ns_per_turn).saturating_add(slept_ns);
+            if waited <= (cfg.spin as u64).saturating_mul(ns_per_turn) {
+                u32::MAX
+            } else {
+                (limit / 2).max(MIN_SPIN)
+            }
+        };
+        if self.turns >= cfg.spin {
+            self.turns = u32::MAX;
+        }
+    }
+}
+
+/// About how long one turn of a spin takes here (a `PAUSE` is ~30 ns on
+/// some CPUs, a few on others), measured once per process, the first time
+/// a waiter sleeps.
+fn ns_per_turn() -> u64 {
+    static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| {
+        let t = sys::monotonic_ns();
+        for _ in 0..1000 {
+            std::hint::spin_loop();
+        }
+        (sys::monotonic_ns().saturating_sub(t) / 1000).max(1)
+    })
+}
+
 /// Spins, yields or sleeps once, per `cfg` (the caller checks its condition
 /// between calls; a futex sleep on `word`, counted in `waiters`, re-checks
 /// `ready()` after announcing itself). `round` counts calls for the current
 /// wait. `cap_ns` bounds one sleep, and `slept` counts them (statistics).
+/// Returns how long it slept on the futex (0: it did not).
 /// With `announce`, a sleeper bumps it after reading the word it sleeps on,
 /// before its re-check (see [`DataWaitLine::sleeps`]).
 ///
@@ -531,7 +601,7 @@ fn wait_once(
     deadline: &Deadline,
     cap_ns: u64,
     ready: impl Fn() -> bool,
-) -> Result<()> {
+) -> Result<u64> {
     *round = round.saturating_add(1);
     let spinning = *round <= cfg.spin || cfg.strategy == WaitStrategy::Spin;
     // Reading the clock costs ~20 ns: while spinning, look at it only now and then.
@@ -540,8 +610,9 @@ fn wait_once(
     }
     if spinning {
         std::hint::spin_loop();
-        return Ok(());
+        return Ok(0);
     }
+    let mut slept_ns = 0;
     match cfg.strategy {
         WaitStrategy::Spin => unreachable!(),
         WaitStrategy::Yield => {
@@ -571,17 +642,19 @@ fn wait_once(
                 // publisher's space or sync word), around the sleep.
                 #[cfg(not(miri))] // (USDT probes are assembly, which Miri cannot run)
                 probe::probe!(aether, wait_begin, word.as_ptr());
+                let t = sys::monotonic_ns();
                 match waker {
                     Waker::Light => futex::wait(word, w, Some(Duration::from_nanos(left))),
                     Waker::Fenced { bits } => futex::wait_bits(word, w, Some(Duration::from_nanos(left)), bits),
                 }
+                slept_ns = sys::monotonic_ns().saturating_sub(t).max(1);
                 #[cfg(not(miri))]
                 probe::probe!(aether, wait_end, word.as_ptr());
             }
             waiters.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    Ok(())
+    Ok(slept_ns)
 }
 
 /// Wakes sleepers on `word` if `waiters` counts any. Call after the write they wait for.
@@ -762,6 +835,8 @@ pub struct Writer {
     /// How long a claim (reliable topics: the slowest subscriber) may hold this publisher up.
     pub timeout: Option<Duration>,
     pub wait: WaitConfig,
+    /// How much of `wait.spin` the next wait for space spins.
+    spin: SpinBudget,
     /// Where message timestamps come from.
     clock: WallClock,
 }
@@ -820,6 +895,7 @@ impl Writer {
             wait_laps: 1,
             timeout: Some(Duration::from_secs(5)),
             wait: WaitConfig::default(),
+            spin: SpinBudget::FULL,
             clock: WallClock::new(),
         }
     }
@@ -949,10 +1025,33 @@ impl Writer {
     /// session 10). Never when it would sleep: then the claim's own room
     /// is enough, as without slack.
     fn wait_for_space(&mut self, end: u64, slack: u64, deadline: &Deadline) -> Result<()> {
-        let mut round = 0;
-        let hold_out = match self.wait.strategy {
+        let cfg = WaitConfig {
+            spin: self.spin.limit(&self.wait),
+            ..self.wait
+        };
+        let (mut round, mut slept) = (0, 0);
+        let waited = self.wait_for_space_with(&cfg, end, slack, deadline, &mut round, &mut slept);
+        if waited.is_ok() && round > 0 {
+            self.spin
+                .after_wait(&self.wait, round.min(cfg.spin), slept, ns_per_turn);
+        }
+        waited
+    }
+
+    /// [`wait_for_space`](Self::wait_for_space) under `cfg`, counting the
+    /// turns it spun in `round` and the nanoseconds it slept in `slept`.
+    fn wait_for_space_with(
+        &mut self,
+        cfg: &WaitConfig,
+        end: u64,
+        slack: u64,
+        deadline: &Deadline,
+        round: &mut u32,
+        slept: &mut u64,
+    ) -> Result<()> {
+        let hold_out = match cfg.strategy {
             WaitStrategy::Spin => DEFAULT_SPIN,
-            _ => self.wait.spin,
+            _ => cfg.spin,
         };
         let mut want = end;
         loop {
@@ -967,7 +1066,7 @@ impl Writer {
             if want <= self.gate {
                 return Ok(());
             }
-            want = if round < hold_out {
+            want = if *round < hold_out {
                 end.saturating_add(slack)
             } else {
                 end
@@ -998,22 +1097,22 @@ impl Writer {
             // session 14). The rescan follows once the test passes.
             let waited = loop {
                 let w = wait_once(
-                    &self.wait,
+                    cfg,
                     &self.waiters_page.get().space.word,
                     Waker::Light,
                     &self.hdr.space_notify().waiters,
                     None,
                     sleeps,
-                    &mut round,
+                    round,
                     deadline,
                     cap,
                     || space_for(end),
                 );
-                if w.is_err() || round > hold_out || space_for(want) {
+                if w.is_err() || *round > hold_out || space_for(want) {
                     break w;
                 }
             };
-            waited.map_err(|_| match stalled {
+            *slept += waited.map_err(|_| match stalled {
                 Some((i, _)) => Error::new(
                     Status::Timeout,
                     format!(
@@ -1545,6 +1644,8 @@ pub struct Reader {
     /// The last remote message consumed: its seq here, and its origin.
     remote: Option<(u64, Origin)>,
     pub wait: WaitConfig,
+    /// How much of `wait.spin` the next wait for a message spins.
+    spin: SpinBudget,
     pub abandon_timeout: Duration,
 }
 
@@ -1627,6 +1728,7 @@ impl Reader {
             lossy,
             remote: None,
             wait: WaitConfig::default(),
+            spin: SpinBudget::FULL,
             abandon_timeout: Duration::from_millis(100),
         };
         r.store_cursor();
@@ -1927,6 +2029,11 @@ impl Reader {
         }
         let mut round = 0u32;
         let mut turns = 0u32;
+        let cfg = WaitConfig {
+            spin: self.spin.limit(&self.wait),
+            ..self.wait
+        };
+        let mut slept = 0;
         loop {
             // Whatever the segment holds, this loop ends by its deadline: every
             // path that goes round without waiting passes here.
@@ -1959,6 +2066,10 @@ impl Reader {
                             rec.pos, rec.seq, self.next_seq
                         )));
                     }
+                    if round > 0 {
+                        self.spin
+                            .after_wait(&self.wait, round.min(cfg.spin), slept, ns_per_turn);
+                    }
                     // Gaps are counted when the record is consumed: until the
                     // caller's copy is checked, a lossy header may be torn.
                     return Ok(rec);
@@ -1967,7 +2078,11 @@ impl Reader {
                     // While spinning, watch only the stamp, the line a commit writes:
                     // reading the tail (a line every claim writes) on each turn
                     // would pull it away from publishers. Full checks every 256 turns.
-                    if self.wait.strategy == WaitStrategy::Spin || round < self.wait.spin {
+                    let spin_left = match cfg.strategy {
+                        WaitStrategy::Spin => 255,
+                        _ => cfg.spin.saturating_sub(round).min(255),
+                    };
+                    if spin_left > 0 {
                         let h = self.header_at(self.pos);
                         // SAFETY: in bounds (header_at); the stamp is an atomic.
                         let stamp_now = || unsafe { (*h).stamp.load(Ordering::Acquire) };
@@ -1977,12 +2092,12 @@ impl Reader {
                         // be waited for as a change that already happened (255 turns
                         // of PAUSE: microseconds, the zero-copy path's old p99).
                         let mut turns = 0;
-                        while turns < 255 && stamp_now() == seen {
+                        while turns < spin_left && stamp_now() == seen {
                             std::hint::spin_loop();
                             turns += 1;
                         }
                         round = round.saturating_add(turns);
-                        if turns < 255 {
+                        if turns < spin_left {
                             continue;
                         }
                     }
@@ -2076,8 +2191,8 @@ impl Reader {
                         LOOK_AGAIN_NS
                     };
                     let w = self.waiters_page.get();
-                    wait_once(
-                        &self.wait,
+                    slept += wait_once(
+                        &cfg,
                         &self.hdr.data_notify().word,
                         Waker::Light,
                         &w.data.waiters,
@@ -2571,5 +2686,64 @@ mod lap_tests {
         // Records too large for four in a ring never pad early.
         let s = stride_for(1 << 20);
         assert_eq!(pad_before(s, s, 4 * RING, true), 0);
+    }
+}
+
+#[cfg(test)]
+mod spin_tests {
+    use super::*;
+
+    const FUTEX: WaitConfig = WaitConfig {
+        strategy: WaitStrategy::Futex,
+        spin: 2000,
+    };
+    /// 1 turn = 10 ns here: the full spin is 20 us.
+    const NS: fn() -> u64 = || 10;
+
+    #[test]
+    fn sleeps_longer_than_a_spin_halve_it_down_to_the_floor() {
+        let mut b = SpinBudget::FULL;
+        assert_eq!(b.limit(&FUTEX), 2000);
+        // Spun it all, then slept 100 us: the full spin would not have caught it.
+        b.after_wait(&FUTEX, 2000, 100_000, NS);
+        assert_eq!(b.limit(&FUTEX), 1000);
+        for _ in 0..20 {
+            let spun = b.limit(&FUTEX);
+            b.after_wait(&FUTEX, spun, 100_000, NS);
+        }
+        assert_eq!(b.limit(&FUTEX), MIN_SPIN);
+    }
+
+    #[test]
+    fn a_sleep_the_full_spin_would_have_saved_restores_it() {
+        let mut b = SpinBudget { turns: MIN_SPIN };
+        // 16 turns (160 ns) and 15 us asleep: within the 20 us full spin.
+        b.after_wait(&FUTEX, MIN_SPIN, 15_000, NS);
+        assert_eq!(b.limit(&FUTEX), 2000);
+    }
+
+    #[test]
+    fn a_wait_that_ended_while_spinning_doubles_it() {
+        let mut b = SpinBudget { turns: 100 };
+        b.after_wait(&FUTEX, 40, 0, || unreachable!("no clock without a sleep"));
+        assert_eq!(b.limit(&FUTEX), 200);
+        b.turns = 1500;
+        b.after_wait(&FUTEX, 40, 0, NS);
+        assert_eq!(b.limit(&FUTEX), 2000);
+    }
+
+    #[test]
+    fn other_strategies_and_small_spins_keep_what_is_asked() {
+        let mut b = SpinBudget { turns: MIN_SPIN };
+        for strategy in [WaitStrategy::Spin, WaitStrategy::Yield] {
+            assert_eq!(b.limit(&WaitConfig { strategy, spin: 2000 }), 2000);
+        }
+        // Never more than asked, nor a floor above it.
+        let few = WaitConfig { spin: 4, ..FUTEX };
+        b.after_wait(&few, 4, 1_000_000, NS);
+        assert_eq!(b.limit(&few), 4);
+        let none = WaitConfig { spin: 0, ..FUTEX };
+        b.after_wait(&none, 0, 1_000_000, NS);
+        assert_eq!(b.limit(&none), 0);
     }
 }

@@ -293,7 +293,9 @@ pub struct aether_subscriber_config {
     pub struct_size: usize,
     /// An `aether_wait` value (default `AETHER_WAIT_FUTEX`).
     pub wait: u32,
-    /// Checks made by spinning before yielding or sleeping (default 2000).
+    /// Checks made by spinning before yielding or sleeping (default 2000;
+    /// with `AETHER_WAIT_FUTEX`, fewer, down to 16, while sleeps outlast a
+    /// whole spin).
     pub spin: u32,
     /// After how long a record left half-written by a dead publisher is skipped (default 100 ms).
     pub abandon_timeout_ns: u64,
