@@ -657,14 +657,21 @@ fn wait_once(
     Ok(slept_ns)
 }
 
-/// Wakes sleepers on `word` if `waiters` counts any. Call after the write they wait for.
-fn wake(word: &AtomicU32, waiters: &AtomicU32, wakes: &AtomicU64) {
+/// Wakes sleepers on `word` if `waiters` counts any and one announced a
+/// sleep (`sleeps`) since this waker's last wake (`woke_at`, this waker's
+/// own): a sleeper woken but not yet running stays counted, and would cost
+/// a FUTEX_WAKE per call until it runs. Call after the write they wait for.
+fn wake(word: &AtomicU32, waiters: &AtomicU32, sleeps: &AtomicU64, woke_at: &AtomicU64, wakes: &AtomicU64) {
     membarrier::light();
     if waiters.load(Ordering::Relaxed) != 0 {
-        wake_all(word);
-        wakes.fetch_add(1, Ordering::Relaxed);
-        #[cfg(not(miri))]
-        probe::probe!(aether, wake, word.as_ptr());
+        let s = sleeps.load(Ordering::Relaxed);
+        if s != woke_at.load(Ordering::Relaxed) {
+            woke_at.store(s, Ordering::Relaxed);
+            wake_all(word);
+            wakes.fetch_add(1, Ordering::Relaxed);
+            #[cfg(not(miri))]
+            probe::probe!(aether, wake, word.as_ptr());
+        }
     }
 }
 
@@ -1101,7 +1108,7 @@ impl Writer {
                     &self.waiters_page.get().space.word,
                     Waker::Light,
                     &self.hdr.space_notify().waiters,
-                    None,
+                    Some(&self.hdr.space_notify().sleeps),
                     sleeps,
                     round,
                     deadline,
@@ -1646,6 +1653,11 @@ pub struct Reader {
     pub wait: WaitConfig,
     /// How much of `wait.spin` the next wait for a message spins.
     spin: SpinBudget,
+    /// The publishers' space sleeps ([`SpaceLine::sleeps`]) when this
+    /// reader last woke them (only this reader writes it).
+    ///
+    /// [`SpaceLine::sleeps`]: crate::segment::SpaceLine::sleeps
+    woke_publishers_at: AtomicU64,
     pub abandon_timeout: Duration,
 }
 
@@ -1729,6 +1741,7 @@ impl Reader {
             remote: None,
             wait: WaitConfig::default(),
             spin: SpinBudget::FULL,
+            woke_publishers_at: AtomicU64::new(u64::MAX),
             abandon_timeout: Duration::from_millis(100),
         };
         r.store_cursor();
@@ -1788,7 +1801,14 @@ impl Reader {
     /// waiters page, which subscribers may write; the count in the segment).
     fn wake_publishers(&self) {
         let w = self.waiters_page.get();
-        wake(&w.space.word, &self.hdr.space_notify().waiters, &w.stats.wakes);
+        let space = self.hdr.space_notify();
+        wake(
+            &w.space.word,
+            &space.waiters,
+            &space.sleeps,
+            &self.woke_publishers_at,
+            &w.stats.wakes,
+        );
     }
 
     fn header_at(&self, pos: u64) -> *const RecordHeader {

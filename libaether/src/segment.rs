@@ -43,15 +43,16 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
 /// 6: the waiters page has the pollable subscribers' line ([`PollLine`]).
 /// 8: the header has the lap line ([`LapLine`]).
 /// 9: the waiters page's data line counts sleeps ([`DataWaitLine::sleeps`]).
+/// 10: the header's space line counts sleeps too ([`SpaceLine::sleeps`]).
 /// (The `unpadded-*` benchmark builds' segments are another layout: their own version.)
 pub const LAYOUT_VERSION: u32 = if cfg!(any(
     feature = "unpadded-header",
     feature = "unpadded-slots",
     feature = "unpadded-waiters"
 )) {
-    0x8000_0009
+    0x8000_000a
 } else {
-    9
+    10
 };
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
@@ -148,6 +149,12 @@ pub struct DataLine {
 pub struct SpaceLine {
     /// Publishers asleep or about to sleep on the space word.
     pub waiters: AtomicU32,
+    /// Bumped by each publisher about to sleep for space, after it read
+    /// the space word: a subscriber that already woke the sleepers since
+    /// it last saw this change wakes no one again, where it made one
+    /// FUTEX_WAKE per message read until a woken publisher ran (a bridged
+    /// 64 B run: 167,758 wakes for 1,342 sleeps). As [`DataWaitLine::sleeps`].
+    pub sleeps: AtomicU64,
 }
 
 /// Bumps `word` (so that a sleeper about to wait on the old value does not)

@@ -672,6 +672,58 @@ fn a_dead_sleeper_costs_one_wake_and_live_sleepers_are_still_woken() {
     );
 }
 
+/// The same for publishers asleep waiting for space: one that died asleep
+/// (or was woken and has not run yet) leaves its sleep counted in the
+/// header's space line; a subscriber wakes the space word once for it, not
+/// at every message it reads, and a live publisher that sleeps for space
+/// afterwards is still woken by the next read (not by its 10 ms cap: each
+/// publish here waits 2 s at most, and the reader reads every 5 ms).
+#[test]
+fn a_dead_space_sleeper_costs_one_wake_and_live_ones_are_still_woken() {
+    let seg = segment(Policy::Reliable, 4096, 64);
+    let space = seg.space_notify();
+    space.waiters.fetch_add(1, Ordering::SeqCst);
+    space.sleeps.fetch_add(1, Ordering::SeqCst);
+    let wakes = || seg.waiters.page().stats.wakes.load(Ordering::Relaxed);
+    let mut r = seg.reader(0).unwrap();
+    let mut w = seg.writer(None);
+    let mut buf = [0u8; 64];
+    for i in 0..1000u64 {
+        w.publish(&i.to_le_bytes()).unwrap();
+        r.receive_into(&mut buf, &soon()).unwrap();
+    }
+    assert_eq!(wakes(), 1, "one wake for the dead sleeper, not one per message read");
+    space.waiters.fetch_sub(1, Ordering::SeqCst);
+    // A live publisher, sleeping at a full ring (32 records) at once.
+    let s2 = Arc::clone(&seg);
+    let h = std::thread::spawn(move || {
+        let mut w = s2.writer(None);
+        w.wait = WaitConfig {
+            strategy: WaitStrategy::Futex,
+            spin: 0,
+        };
+        w.timeout = Some(Duration::from_secs(2));
+        for i in 0..200u64 {
+            w.publish(&i.to_le_bytes())
+                .unwrap_or_else(|e| panic!("message {i}: {e} (a wake was skipped)"));
+        }
+    });
+    for i in 0..200u64 {
+        if i % 20 == 0 {
+            // Long enough for the publisher to be asleep on a full ring.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (len, _, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!(buf[..len], i.to_le_bytes());
+    }
+    h.join().unwrap();
+    assert!(
+        seg.stats().space_waits.load(Ordering::Relaxed) > 0,
+        "the publisher never slept"
+    );
+    assert!(wakes() > 1, "the live publisher was never woken");
+}
+
 /// Simple xorshift for reproducible garbage.
 fn rng(seed: &mut u64) -> u64 {
     *seed ^= *seed << 13;
