@@ -462,8 +462,13 @@ fn reliable_gating_loses_nothing() {
 /// `SeqCst` fences here. A subscriber that slept through the last message
 /// would leave the model deadlocked (as it does with the sleep counted
 /// before the word is read).
+///
+/// The space word has the same protocol the other way round: publishers
+/// asleep for space, and every subscriber of the topic a waker with its own
+/// count of its last wake (`Reader::wake_publishers`); the sleeper then
+/// waits for the slowest of them. `progress` holds one count per waker.
 struct DataWait {
-    published: AtomicU64,
+    progress: Vec<AtomicU64>,
     word: AtomicU64,
     waiters: AtomicU64,
     sleeps: AtomicU64,
@@ -471,16 +476,38 @@ struct DataWait {
     futex: loom::sync::Condvar,
 }
 
+impl DataWait {
+    fn new(wakers: usize) -> DataWait {
+        DataWait {
+            progress: (0..wakers).map(|_| AtomicU64::new(0)).collect(),
+            word: AtomicU64::new(0),
+            waiters: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
+            bucket: loom::sync::Mutex::new(()),
+            futex: loom::sync::Condvar::new(),
+        }
+    }
+
+    /// How far every waker has got.
+    fn done(&self) -> u64 {
+        self.progress
+            .iter()
+            .map(|p| p.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 fn sleeper_sees(w: &DataWait, want: u64) {
     loop {
-        if w.published.load(Ordering::Acquire) >= want {
+        if w.done() >= want {
             return;
         }
         w.waiters.fetch_add(1, Ordering::SeqCst);
         let word = w.word.load(Ordering::SeqCst);
         w.sleeps.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if w.published.load(Ordering::Acquire) < want {
+        if w.done() < want {
             let bucket = w.bucket.lock().unwrap();
             if w.word.load(Ordering::SeqCst) == word {
                 drop(w.futex.wait(bucket).unwrap());
@@ -490,10 +517,12 @@ fn sleeper_sees(w: &DataWait, want: u64) {
     }
 }
 
-fn publish_and_wake(w: &DataWait, messages: u64) {
+/// Waker `k`: its progress (a publisher's commit, a subscriber's cursor),
+/// then the wake, once per sleep it has not seen.
+fn publish_and_wake(w: &DataWait, k: usize, messages: u64) {
     let mut woke_at = u64::MAX;
     for m in 1..=messages {
-        w.published.store(m, Ordering::Release);
+        w.progress[k].store(m, Ordering::Release);
         fence(Ordering::SeqCst);
         if w.waiters.load(Ordering::Relaxed) != 0 {
             let sleeps = w.sleeps.load(Ordering::Relaxed);
@@ -511,24 +540,39 @@ fn publish_and_wake(w: &DataWait, messages: u64) {
 fn a_publisher_wakes_once_per_sleep_and_no_sleeper_is_missed() {
     for (sleepers, messages) in [(1, 3), (2, 2)] {
         model(3, move || {
-            let w = Arc::new(DataWait {
-                published: AtomicU64::new(0),
-                word: AtomicU64::new(0),
-                waiters: AtomicU64::new(0),
-                sleeps: AtomicU64::new(0),
-                bucket: loom::sync::Mutex::new(()),
-                futex: loom::sync::Condvar::new(),
-            });
+            let w = Arc::new(DataWait::new(1));
             let subs: Vec<_> = (0..sleepers)
                 .map(|_| {
                     let w = Arc::clone(&w);
                     thread::spawn(move || sleeper_sees(&w, messages))
                 })
                 .collect();
-            publish_and_wake(&w, messages);
+            publish_and_wake(&w, 0, messages);
             for s in subs {
                 s.join().unwrap();
             }
         });
     }
+}
+
+/// The space word: two subscribers reading (each waking with its own
+/// count of its last wake) and a publisher asleep until both have read
+/// two messages. A wake skipped by both (each thinking it had woken for
+/// that sleep) would leave the model deadlocked.
+#[test]
+fn subscribers_wake_a_publisher_once_per_sleep_and_it_is_never_missed() {
+    model(3, || {
+        let w = Arc::new(DataWait::new(2));
+        let sleeper = {
+            let w = Arc::clone(&w);
+            thread::spawn(move || sleeper_sees(&w, 2))
+        };
+        let other = {
+            let w = Arc::clone(&w);
+            thread::spawn(move || publish_and_wake(&w, 1, 2))
+        };
+        publish_and_wake(&w, 0, 2);
+        other.join().unwrap();
+        sleeper.join().unwrap();
+    });
 }
