@@ -546,10 +546,24 @@ impl SpinBudget {
         }
     }
 
-    /// After a wait that spun `spun` turns and slept `slept_ns` (0: it
-    /// did not sleep), with each turn taking about `ns_per_turn()`.
-    fn after_wait(&mut self, cfg: &WaitConfig, spun: u32, slept_ns: u64, ns_per_turn: impl FnOnce() -> u64) {
+    /// After a wait under `cfg` that went `round` turns (0: it did not
+    /// wait) and slept `slept_ns` (0: it did not sleep), and then found what
+    /// it waited for (`found`) or timed out; each turn takes about
+    /// `ns_per_turn()`. A timeout counts only after a sleep (nothing came
+    /// in that long); one while spinning says nothing.
+    fn after_wait(
+        &mut self,
+        cfg: &WaitConfig,
+        round: u32,
+        slept_ns: u64,
+        found: bool,
+        ns_per_turn: impl FnOnce() -> u64,
+    ) {
+        if round == 0 || (!found && slept_ns == 0) {
+            return;
+        }
         let limit = self.limit(cfg);
+        let spun = round.min(limit);
         self.turns = if slept_ns == 0 {
             limit.saturating_mul(2)
         } else {
@@ -670,6 +684,9 @@ fn wait_once(
 /// sleep (`sleeps`) since this waker's last wake (`woke_at`, this waker's
 /// own): a sleeper woken but not yet running stays counted, and would cost
 /// a FUTEX_WAKE per call until it runs. Call after the write they wait for.
+/// Both ways: publishers waking subscribers on the data word, subscribers
+/// waking publishers on the space word.
+#[inline(always)]
 fn wake(word: &AtomicU32, waiters: &AtomicU32, sleeps: &AtomicU64, woke_at: &AtomicU64, wakes: &AtomicU64) {
     membarrier::light();
     if waiters.load(Ordering::Relaxed) != 0 {
@@ -831,10 +848,11 @@ pub struct Writer {
     gate_gen: u64,
     /// The subscribers' sleeps ([`DataWaitLine::sleeps`]) when this writer
     /// last woke them: until the count moves on, nobody sleeps on the word
-    /// it bumped then, so it need not wake anyone again.
+    /// it bumped then, so it need not wake anyone again (see `wake`; only
+    /// this writer touches it).
     ///
     /// [`DataWaitLine::sleeps`]: crate::segment::DataWaitLine::sleeps
-    woke_at_sleeps: u64,
+    woke_readers_at: AtomicU64,
     /// Reliable topics: whether large records keep to short laps (whole
     /// laps unless asked: `set_large_laps`, `AETHER_LARGE_LAPS`). Lossy
     /// topics keep whole laps, so that a lossy subscriber is not lapped
@@ -906,7 +924,7 @@ impl Writer {
             gate: 0,
             horizon: 0,
             gate_gen: u64::MAX,
-            woke_at_sleeps: u64::MAX,
+            woke_readers_at: AtomicU64::new(u64::MAX),
             laps: (geo.policy == Policy::Reliable).then(LapChoice::from_env),
             wait_from_lap: 0,
             wait_laps: 1,
@@ -1048,11 +1066,8 @@ impl Writer {
         };
         let (mut round, mut slept) = (0, 0);
         let waited = self.wait_for_space_with(&cfg, end, slack, deadline, &mut round, &mut slept);
-        // (A timeout after sleeping counts too: nothing came in that long.)
-        if round > 0 && (waited.is_ok() || slept > 0) {
-            self.spin
-                .after_wait(&self.wait, round.min(cfg.spin), slept, ns_per_turn);
-        }
+        self.spin
+            .after_wait(&self.wait, round, slept, waited.is_ok(), ns_per_turn);
         waited
     }
 
@@ -1107,7 +1122,7 @@ impl Writer {
                     || seg.gate().slots_gen.load(Ordering::SeqCst) != gen
             };
             let cap = if blocker.is_some() { 1_000_000 } else { 10_000_000 };
-            let sleeps = &self.hdr.stats().space_waits;
+            let space_waits = &self.hdr.stats().space_waits;
             // While spinning, only the cheap test (the gating cursors' lines,
             // or the blocking peer's slot) each turn: the rescan above reads
             // every publisher slot, 64 lines, and a publisher waiting on a
@@ -1120,7 +1135,7 @@ impl Writer {
                     Waker::Light,
                     &self.hdr.space_notify().waiters,
                     Some(&self.hdr.space_notify().sleeps),
-                    sleeps,
+                    space_waits,
                     round,
                     deadline,
                     cap,
@@ -1464,19 +1479,14 @@ impl Writer {
     /// (a compiler fence where membarrier is registered) and one line read.
     #[inline(always)]
     fn wake_readers(&mut self) {
-        membarrier::light();
         let data = &self.waiters_page.get().data;
-        if data.waiters.load(Ordering::Relaxed) != 0 {
-            // Once per sleep: a subscriber woken but not yet running is
-            // still counted, and would cost a FUTEX_WAKE per commit (on a
-            // busy machine, dozens) until it runs.
-            let sleeps = data.sleeps.load(Ordering::Relaxed);
-            if sleeps != self.woke_at_sleeps {
-                self.woke_at_sleeps = sleeps;
-                wake_all(&self.hdr.data_notify().word);
-                self.hdr.stats().wakes.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        wake(
+            &self.hdr.data_notify().word,
+            &data.waiters,
+            &data.sleeps,
+            &self.woke_readers_at,
+            &self.hdr.stats().wakes,
+        );
         if data.pollers.load(Ordering::Relaxed) != 0 {
             self.signal_pollers();
         }
@@ -2066,16 +2076,13 @@ impl Reader {
             ..self.wait
         };
         let mut slept = 0;
-        loop {
+        // The ends that count in the spin budget leave the loop by `break`.
+        let waited = loop {
             // Whatever the segment holds, this loop ends by its deadline: every
             // path that goes round without waiting passes here.
             turns = turns.wrapping_add(1);
             if turns.is_multiple_of(64) && deadline.remaining() == Some(0) {
-                if slept > 0 {
-                    self.spin
-                        .after_wait(&self.wait, round.min(cfg.spin), slept, ns_per_turn);
-                }
-                return Err(Error::new(Status::Timeout, "timed out waiting"));
+                break Err(Error::new(Status::Timeout, "timed out waiting"));
             }
             let found = match self.look() {
                 Ok(f) => f,
@@ -2102,13 +2109,9 @@ impl Reader {
                             rec.pos, rec.seq, self.next_seq
                         )));
                     }
-                    if round > 0 {
-                        self.spin
-                            .after_wait(&self.wait, round.min(cfg.spin), slept, ns_per_turn);
-                    }
                     // Gaps are counted when the record is consumed: until the
                     // caller's copy is checked, a lossy header may be torn.
-                    return Ok(rec);
+                    break Ok(rec);
                 }
                 Found::Pending { claimed, stamp: seen } => {
                     // While spinning, watch only the stamp, the line a commit writes:
@@ -2241,18 +2244,14 @@ impl Reader {
                     );
                     match waited {
                         Ok(ns) => slept += ns,
-                        Err(e) => {
-                            // Nothing came in all that sleep: count it.
-                            if slept > 0 {
-                                self.spin
-                                    .after_wait(&self.wait, round.min(cfg.spin), slept, ns_per_turn);
-                            }
-                            return Err(e);
-                        }
+                        Err(e) => break Err(e),
                     }
                 }
             }
-        }
+        };
+        self.spin
+            .after_wait(&self.wait, round, slept, waited.is_ok(), ns_per_turn);
+        waited
     }
 
     /// Marks `rec` (returned by [`next`](Self::next)) as consumed.
@@ -2752,11 +2751,11 @@ mod spin_tests {
         let mut b = SpinBudget::FULL;
         assert_eq!(b.limit(&FUTEX), 2000);
         // Spun it all, then slept 100 us: the full spin would not have caught it.
-        b.after_wait(&FUTEX, 2000, 100_000, NS);
+        b.after_wait(&FUTEX, 2000, 100_000, true, NS);
         assert_eq!(b.limit(&FUTEX), 1000);
         for _ in 0..20 {
             let spun = b.limit(&FUTEX);
-            b.after_wait(&FUTEX, spun, 100_000, NS);
+            b.after_wait(&FUTEX, spun, 100_000, true, NS);
         }
         assert_eq!(b.limit(&FUTEX), MIN_SPIN);
     }
@@ -2765,17 +2764,17 @@ mod spin_tests {
     fn a_sleep_the_full_spin_would_have_saved_restores_it() {
         let mut b = SpinBudget { turns: MIN_SPIN };
         // 16 turns (160 ns) and 15 us asleep: within the 20 us full spin.
-        b.after_wait(&FUTEX, MIN_SPIN, 15_000, NS);
+        b.after_wait(&FUTEX, MIN_SPIN, 15_000, true, NS);
         assert_eq!(b.limit(&FUTEX), 2000);
     }
 
     #[test]
     fn a_wait_that_ended_while_spinning_doubles_it() {
         let mut b = SpinBudget { turns: 100 };
-        b.after_wait(&FUTEX, 40, 0, || unreachable!("no clock without a sleep"));
+        b.after_wait(&FUTEX, 40, 0, true, || unreachable!("no clock without a sleep"));
         assert_eq!(b.limit(&FUTEX), 200);
         b.turns = 1500;
-        b.after_wait(&FUTEX, 40, 0, NS);
+        b.after_wait(&FUTEX, 40, 0, true, NS);
         assert_eq!(b.limit(&FUTEX), 2000);
     }
 
@@ -2812,6 +2811,17 @@ mod spin_tests {
     }
 
     #[test]
+    fn no_wait_or_a_timeout_while_spinning_changes_nothing() {
+        let mut b = SpinBudget { turns: 100 };
+        b.after_wait(&FUTEX, 0, 0, true, || unreachable!("no wait"));
+        b.after_wait(&FUTEX, 100, 0, false, || unreachable!("no sleep"));
+        assert_eq!(b.limit(&FUTEX), 100);
+        // A timeout after a sleep longer than the full spin halves it.
+        b.after_wait(&FUTEX, 100, 100_000, false, NS);
+        assert_eq!(b.limit(&FUTEX), 50);
+    }
+
+    #[test]
     fn other_strategies_and_small_spins_keep_what_is_asked() {
         let mut b = SpinBudget { turns: MIN_SPIN };
         for strategy in [WaitStrategy::Spin, WaitStrategy::Yield] {
@@ -2819,10 +2829,10 @@ mod spin_tests {
         }
         // Never more than asked, nor a floor above it.
         let few = WaitConfig { spin: 4, ..FUTEX };
-        b.after_wait(&few, 4, 1_000_000, NS);
+        b.after_wait(&few, 4, 1_000_000, true, NS);
         assert_eq!(b.limit(&few), 4);
         let none = WaitConfig { spin: 0, ..FUTEX };
-        b.after_wait(&none, 0, 1_000_000, NS);
+        b.after_wait(&none, 0, 1_000_000, true, NS);
         assert_eq!(b.limit(&none), 0);
     }
 }
