@@ -1203,11 +1203,16 @@ impl Writer {
     }
 
     /// Claims room for a message of `len` bytes, to be written in place and
-    /// committed or aborted. The record is stamped CLAIMED at once, so that if
-    /// this process dies before commit, readers skip it after the abandon timeout.
+    /// committed or aborted. A claim over [`SMALL_COPY`] bytes is stamped
+    /// CLAIMED at once, so that if this process dies before commit, readers
+    /// skip it by its stride after the abandon timeout; a smaller one is not
+    /// (as a small copy is not): its header is written once, at commit, in
+    /// one burst with the stamp, and a reader spinning on that line does not
+    /// pull it away twice. If this process dies before commit, readers scan
+    /// past it after the abandon timeout instead (`Reader::next`).
     #[inline]
     pub fn claim(&mut self, len: usize) -> Result<Claim> {
-        self.claim_marked(len, true)
+        self.claim_marked(len, len > SMALL_COPY)
     }
 
     #[inline(always)]
@@ -1558,8 +1563,13 @@ impl Writer {
     /// Gives a claim up: readers skip it (its sequence number is not a loss).
     pub fn abort(&mut self, claim: Claim) {
         let h = self.header_at(claim.pos);
+        // Readers skip it by its stride and take its seq as not lost: a
+        // small claim has no header yet (`claim`).
         // SAFETY: the record is ours until the stamp below releases it.
         unsafe {
+            std::ptr::addr_of_mut!((*h).len).write_volatile(0);
+            std::ptr::addr_of_mut!((*h).stride).write_volatile(claim.stride as u32);
+            std::ptr::addr_of_mut!((*h).seq).write_volatile(claim.seq);
             (*h).stamp
                 .store(stamp(self.geo.salt, claim.pos, KIND_ABORTED), Ordering::Release)
         };

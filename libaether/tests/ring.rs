@@ -481,21 +481,25 @@ fn abandoned_claim_is_skipped_and_counted() {
     assert_eq!(r.lost(), 1);
 }
 
+/// Small claims (no CLAIMED stamp: the abort writes the header) and large
+/// ones alike.
 #[test]
 fn aborted_claim_is_skipped_without_loss() {
-    let seg = segment(Policy::Reliable, 8192, 100);
-    let mut w = seg.writer(None);
-    let mut r = seg.reader(0).unwrap();
-    let c = w.claim(10).unwrap();
-    w.abort(c);
-    // The aborted claim used sequence number 0 (counted in `aborted`, not lost).
-    assert_eq!(w.publish(b"after").unwrap(), 1);
-    let mut buf = [0u8; 100];
-    let (n, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
-    assert_eq!(&buf[..n], b"after");
-    assert_eq!(seq, 1);
-    assert_eq!(r.lost(), 0);
-    assert_eq!(seg.stats().aborted.load(Ordering::Relaxed), 1);
+    for len in [10, 2000] {
+        let seg = segment(Policy::Reliable, 16384, 2048);
+        let mut w = seg.writer(None);
+        let mut r = seg.reader(0).unwrap();
+        let c = w.claim(len).unwrap();
+        w.abort(c);
+        // The aborted claim used sequence number 0 (counted in `aborted`, not lost).
+        assert_eq!(w.publish(b"after").unwrap(), 1);
+        let mut buf = [0u8; 100];
+        let (n, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!(&buf[..n], b"after", "{len} B");
+        assert_eq!(seq, 1);
+        assert_eq!(r.lost(), 0, "{len} B");
+        assert_eq!(seg.stats().aborted.load(Ordering::Relaxed), 1);
+    }
 }
 
 #[test]
@@ -859,28 +863,38 @@ fn lossy_fast_publisher_never_laps_a_slow_one_mid_write() {
 }
 
 /// The abandon timeout adds up over calls: a subscriber polling with short
-/// timeouts still gets past a record whose publisher died mid-write.
+/// timeouts still gets past a record whose publisher died mid-write, on
+/// either kind of topic, whether the claim was stamped CLAIMED (over 1 KiB:
+/// skipped by its stride) or not (small: passed by scanning ahead).
 #[test]
 fn abandoned_claim_is_skipped_by_short_polls_too() {
-    let seg = segment(Policy::Lossy, 8192, 100);
-    let mut w = seg.writer(None);
-    let mut r = seg.reader(0).unwrap();
-    r.abandon_timeout = Duration::from_millis(30);
-    let _dead = w.claim(10).unwrap();
-    w.publish(b"after").unwrap();
-    let mut buf = [0u8; 100];
-    let mut got = None;
-    for _ in 0..200 {
-        match r.receive_into(&mut buf, &Deadline::after(Some(Duration::from_millis(5)))) {
-            Ok((n, _, _)) => {
-                got = Some(buf[..n].to_vec());
-                break;
+    for policy in [Policy::Lossy, Policy::Reliable] {
+        for len in [10, 2000] {
+            let seg = segment(policy, 16384, 2048);
+            let mut w = seg.writer(None);
+            let mut r = seg.reader(0).unwrap();
+            r.abandon_timeout = Duration::from_millis(30);
+            let _dead = w.claim(len).unwrap();
+            w.publish(b"after").unwrap();
+            let mut buf = [0u8; 2048];
+            let mut got = None;
+            for _ in 0..200 {
+                match r.receive_into(&mut buf, &Deadline::after(Some(Duration::from_millis(5)))) {
+                    Ok((n, seq, _)) => {
+                        got = Some((buf[..n].to_vec(), seq));
+                        break;
+                    }
+                    Err(e) => assert_eq!(e.status, Status::Timeout, "{policy:?}, {len} B"),
+                }
             }
-            Err(e) => assert_eq!(e.status, Status::Timeout),
+            assert_eq!(
+                got,
+                Some((b"after".to_vec(), 1)),
+                "{policy:?}, {len} B: skipped within 200 polls of 5 ms"
+            );
+            assert_eq!(r.lost(), 1, "{policy:?}, {len} B");
         }
     }
-    assert_eq!(got.as_deref(), Some(&b"after"[..]), "skipped within 200 polls of 5 ms");
-    assert_eq!(r.lost(), 1);
 }
 
 /// A publisher that is slow (but alive: it still announces its claim) is
