@@ -2043,7 +2043,12 @@ impl Reader {
                 "ring horizon {horizon} is beyond anything claimed (tail {tail})"
             )));
         }
-        let oldest = horizon.max(tail).saturating_sub(self.geo.ring_size);
+        // What a claim may have written over: on a lossy topic, below the
+        // horizon (up to a horizon step past the tail); on a reliable one
+        // only below the tail, since no claim passes a gating subscriber by
+        // a ring (its horizon step would skip records it has yet to read).
+        let newest = if self.lossy { horizon.max(tail) } else { tail };
+        let oldest = newest.saturating_sub(self.geo.ring_size);
         let lo = from.max(oldest).div_ceil(ALIGN) * ALIGN;
         let mut u = lo;
         while u < tail && u - lo < self.geo.ring_size {

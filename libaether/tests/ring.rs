@@ -1296,3 +1296,36 @@ fn a_subscriber_that_joins_while_the_publisher_waits_is_never_lapped() {
         drain.join().unwrap();
     });
 }
+
+/// A reliable publisher that died before it stamped a small claim (no
+/// CLAIMED stamp: its stride is unknown), with the ring filled behind it
+/// up to the subscriber: once the abandon timeout passes, the subscriber
+/// scans ahead to the next record and gets every later message, the dead
+/// one alone counted lost. (The scan used to start below the horizon,
+/// which runs up to a horizon step past the tail, and skipped the records
+/// there: ~1 KiB of committed messages in a 64 KiB ring.)
+#[test]
+fn a_dead_small_claim_before_a_full_ring_costs_only_itself() {
+    // Message sizes put the horizon's last raise at different points of
+    // the last horizon step: the old scan skipped up to 7 records here.
+    for len in [20, 40, 100, 160, 200, 300] {
+        let seg = segment(Policy::Reliable, 1 << 16, 400);
+        let mut r = seg.reader(0).unwrap();
+        r.abandon_timeout = Duration::from_millis(20);
+        let mut dying = seg.writer(None);
+        let _dead = dying.claim(10).unwrap();
+        let mut w = seg.writer(None);
+        w.timeout = Some(Duration::from_millis(20));
+        let mut published = 0;
+        while w.publish(&message(published, len)).is_ok() {
+            published += 1;
+        }
+        assert!(published > 150, "the ring filled: {published}");
+        let mut buf = [0u8; 400];
+        for i in 0..published {
+            let (n, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+            assert_eq!((&buf[..n], seq), (&message(i, len)[..], i + 1), "{len} B: message {i}");
+        }
+        assert_eq!(r.lost(), 1, "{len} B: the dead claim alone");
+    }
+}
