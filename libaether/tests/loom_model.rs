@@ -576,3 +576,136 @@ fn subscribers_wake_a_publisher_once_per_sleep_and_it_is_never_missed() {
         sleeper.join().unwrap();
     });
 }
+
+/// The claim mode (`GateLine::tail_claims`): a sole publisher moves the
+/// tail with plain stores until the daemon, before it hands out a second
+/// slot, makes claims shared and waits for a claim in flight to land
+/// (`Segment::share_claims`), or takes the slot back
+/// (`Segment::leave_publisher`, an owner generation the publisher reads
+/// after announcing). The publisher's light barrier and the daemon's heavy
+/// one (membarrier) are both SeqCst fences here: the pairing they give.
+struct Claims {
+    /// Next free position (one unit per claim).
+    tail: AtomicU64,
+    sole: AtomicU64,
+    gen: AtomicU64,
+    /// The first publisher's announcement (FREE: none).
+    announce: AtomicU64,
+    /// Per position: how many claims got it.
+    owners: Vec<AtomicU64>,
+}
+
+impl Claims {
+    /// The first publisher: `count` claims, as `Writer::claim_marked` makes
+    /// them; stops at the first refused (its slot taken back).
+    fn first_publisher(&self, count: u64) {
+        for _ in 0..count {
+            loop {
+                let pos = self.tail.load(Ordering::Acquire);
+                self.announce.store(pos, Ordering::Release);
+                fence(Ordering::SeqCst);
+                if self.sole.load(Ordering::Relaxed) == 1 {
+                    if self.gen.load(Ordering::Relaxed) != 0 {
+                        self.announce.store(FREE, Ordering::Relaxed);
+                        return;
+                    }
+                    self.tail.store(pos + 1, Ordering::Release);
+                    self.owners[pos as usize].fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                if self
+                    .tail
+                    .compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.owners[pos as usize].fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                self.announce.store(FREE, Ordering::Relaxed);
+            }
+            self.announce.store(FREE, Ordering::Release);
+        }
+    }
+
+    /// The daemon's barrier and wait (`Segment::settle_claims`), unbounded.
+    fn settle(&self) {
+        fence(Ordering::SeqCst);
+        let a = self.announce.load(Ordering::SeqCst);
+        while a != FREE && self.announce.load(Ordering::SeqCst) == a && self.tail.load(Ordering::SeqCst) <= a {
+            thread::yield_now();
+        }
+    }
+
+    /// A later publisher: `count` claims by CAS.
+    fn cas_publisher(&self, count: u64) {
+        for _ in 0..count {
+            let mut pos = self.tail.load(Ordering::Acquire);
+            while let Err(now) = self
+                .tail
+                .compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                pos = now;
+            }
+            self.owners[pos as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn new(units: usize) -> Claims {
+        Claims {
+            tail: AtomicU64::new(0),
+            sole: AtomicU64::new(1),
+            gen: AtomicU64::new(0),
+            announce: AtomicU64::new(FREE),
+            owners: (0..units).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn no_position_claimed_twice(&self) {
+        for (i, o) in self.owners.iter().enumerate() {
+            assert!(o.load(Ordering::Relaxed) <= 1, "position {i} claimed twice");
+        }
+    }
+}
+
+/// A second publisher comes while the sole one claims by plain stores: no
+/// position is ever claimed twice. (Fails with the daemon's wait removed,
+/// or with the publisher reading the mode before its announcement.)
+#[test]
+fn a_second_publisher_never_claims_beside_a_sole_ones_plain_store() {
+    model(3, || {
+        let c = Arc::new(Claims::new(4));
+        let first = {
+            let c = Arc::clone(&c);
+            thread::spawn(move || c.first_publisher(2))
+        };
+        c.sole.store(0, Ordering::SeqCst);
+        c.settle();
+        c.cas_publisher(2);
+        first.join().unwrap();
+        c.no_position_claimed_twice();
+        assert_eq!(c.tail.load(Ordering::SeqCst), 4);
+    });
+}
+
+/// The sole publisher's slot taken back while it claims, and a new sole
+/// publisher after it: never the same position twice.
+#[test]
+fn a_sole_publisher_taken_back_never_claims_beside_the_next() {
+    model(3, || {
+        let c = Arc::new(Claims::new(4));
+        let first = {
+            let c = Arc::clone(&c);
+            thread::spawn(move || c.first_publisher(2))
+        };
+        c.gen.store(1, Ordering::SeqCst);
+        c.settle();
+        // The next sole publisher (plain stores: nobody else claims now).
+        for _ in 0..2 {
+            let pos = c.tail.load(Ordering::Acquire);
+            c.tail.store(pos + 1, Ordering::Release);
+            c.owners[pos as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        first.join().unwrap();
+        c.no_position_claimed_twice();
+    });
+}
