@@ -1108,12 +1108,7 @@ impl Segment {
     /// position (or withdrawn). With [`CLAIMS_SOLE`] only one publisher
     /// moves the tail, so a tail past the announcement is that claim's.
     fn settle_claims(&self, timeout: Duration) -> bool {
-        if !sys::membarrier::heavy() {
-            // The kernel refused a barrier it supports (a sandbox): no
-            // pairing, only time. A store leaves a store buffer within
-            // microseconds; give it a millisecond.
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        sys::membarrier::heavy();
         let until = sys::monotonic_ns().saturating_add(timeout.as_nanos() as u64);
         (0..MAX_PUBLISHERS).filter_map(|i| self.pub_slot(i)).all(|slot| {
             let a = slot.claim.load(Ordering::SeqCst);
