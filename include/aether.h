@@ -623,9 +623,7 @@ int aether_topic_delete(struct aether_client *c, const char *topic);
  * Errors: `AETHER_E_NOT_FOUND`, `AETHER_E_PERMISSION` (no `publish`
  * right), `AETHER_E_LIMIT` (the topic's 64 publishers, or this uid's or
  * client's slot quota), `AETHER_E_INVALID` (NULL), `AETHER_E_CORRUPT` (a
- * segment that fails its checks), `AETHER_E_TIMEOUT` (the topic's only
- * other publisher has stayed 100 ms between announcing a claim and making
- * it: try again), `AETHER_E_SHUTDOWN`, `AETHER_E_UNAVAILABLE`.
+ * segment that fails its checks), `AETHER_E_SHUTDOWN`, `AETHER_E_UNAVAILABLE`.
  */
 int aether_publisher_open(struct aether_client *c,
                           const char *topic,

@@ -5,7 +5,7 @@ use crate::config::Action;
 use crate::quota::{self, Quota};
 use crate::state::{not_found, SlotKind, State, Topic};
 use aether::protocol::{self, Reply, Request, Start};
-use aether::segment::{Segment, TopicParams, Waiters, CLAIMS_SOLE, MAX_PUBLISHERS, SETTLE_TIMEOUT, TOPIC_DELETED};
+use aether::segment::{Segment, TopicParams, Waiters, MAX_PUBLISHERS, TOPIC_DELETED};
 use aether::sys::shm;
 use aether::sys::uds::SeqPacket;
 use aether::{Error, Result, Status};
@@ -291,22 +291,6 @@ fn open_slot(
     let i = t.free_slot(kind, topic)?;
     let reply = match kind {
         SlotKind::Publisher => {
-            let sole = t.seg.gate().tail_claims.load(Ordering::SeqCst) == CLAIMS_SOLE;
-            if (sole || t.unsettled) && t.pub_slots.iter().any(Option::is_some) {
-                // A second publisher: from now on every claim is a cmpxchg16b,
-                // once the first's claim in flight (by plain stores) has landed.
-                t.unsettled = !t.seg.share_claims(SETTLE_TIMEOUT);
-                if t.unsettled {
-                    return Err(Error::new(
-                        Status::Timeout,
-                        format!(
-                            "topic {topic:?}: its publisher has been between announcing a claim and making it for \
-                             {SETTLE_TIMEOUT:?} (descheduled?): try again"
-                        ),
-                    ));
-                }
-                log::info!("topic {topic:?}: a second publisher; claims are shared from now on");
-            }
             made.extend([dup(&t.fd)?, dup(&t.control_ro)?, dup(&t.waiters_ro)?]);
             Reply::Publishing { slot: i as u32 }
         }
@@ -624,8 +608,6 @@ pub(crate) fn make_topic(
     let (fd_ro, control_ro, waiters_ro) = (readonly(&fd)?, readonly(&control_fd)?, readonly(&waiters_fd)?);
     // Held before anyone gets the segment: its clients can tell if we die.
     let held = s.keeper.hold(&seg)?;
-    // No publisher yet: the first claims by plain stores until a second comes.
-    seg.sole_claims();
     let topic_entry = Topic {
         _held: held,
         fd,
@@ -643,7 +625,6 @@ pub(crate) fn make_topic(
         creator,
         durable: None,
         names: vec![None; params.max_subscribers as usize],
-        unsettled: false,
     };
     let mut topic_entry = topic_entry;
     if let (Some(log), Some(_), Some(state_dir)) = (log, params.wal, s.state_dir.as_deref()) {

@@ -4,7 +4,7 @@
 use crate::access::Identity;
 use crate::config::Config;
 use crate::keeper::{Held, Keeper};
-use aether::segment::{wake_all, Cursor, Segment, Waiters, SETTLE_TIMEOUT, SLOT_FREE};
+use aether::segment::{wake_all, Cursor, Segment, Waiters, SLOT_FREE};
 use aether::sys::uds::SeqPacket;
 use aether::{Error, Result, Status};
 use std::collections::HashMap;
@@ -36,9 +36,6 @@ pub(crate) struct Topic {
     pub(crate) slots: Vec<Option<u64>>,
     /// Which client holds each publisher slot.
     pub(crate) pub_slots: Vec<Option<u64>>,
-    /// A second publisher was refused because the first's claim in flight
-    /// had not landed (`Segment::share_claims`): the next must wait for it too.
-    pub(crate) unsettled: bool,
     /// The last rate sample (about once a second).
     pub(crate) rate: Rate,
     /// Per subscriber slot: its delivered count when last sampled, and when it last changed.
@@ -176,14 +173,7 @@ impl Topic {
                     *c = None;
                 }
             }
-            SlotKind::Publisher => {
-                if self.seg.leave_publisher(i, &self.waiters) {
-                    log::warn!(
-                        "publisher slot {i} was taken back in the middle of a claim, which did not land \
-                         within {SETTLE_TIMEOUT:?}: the topic's claims are shared from now on"
-                    );
-                }
-            }
+            SlotKind::Publisher => self.seg.leave_publisher(i, &self.waiters),
         }
     }
 

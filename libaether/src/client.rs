@@ -507,15 +507,9 @@ impl Client {
     /// A publisher on the existing `topic`; its publishes wait up to 5 s for
     /// space on a reliable topic ([`Publisher::set_timeout`]).
     ///
-    /// While it is the topic's only publisher, its claims move the ring's
-    /// tail with plain stores; the daemon switches the topic to locked
-    /// claims, for good, before it lets a second one in.
-    ///
     /// Errors: `NotFound`, `Permission` (no `publish` right), `Limit` (the
     /// topic's 64 publishers, or this user's slot quota), `Corrupt` (a
-    /// segment that fails its checks), `Timeout` (the topic's only other
-    /// publisher has stayed 100 ms between announcing a claim and making it,
-    /// descheduled: try again).
+    /// segment that fails its checks).
     pub fn publisher(&self, topic: &str) -> Result<Publisher> {
         protocol::validate_topic(topic)?;
         let (slot, seg, waiters, _, _) = self.open_segment(&Request::PublisherOpen { topic: topic.into() }, topic)?;

@@ -45,8 +45,8 @@
 use crate::error::{Error, Result, Status};
 use crate::segment::{
     wake_all, Cursor, CursorLine, DataLine, GateLine, Geometry, Header, Policy, PubSlot, Segment, SpaceLine, StatsLine,
-    SubscriberEntry, Waiters, WaitersPage, CLAIMS_SOLE, MAX_PUBLISHERS, RECORD_HEADER, SLOT_FREE, SLOT_GATING,
-    TOPIC_CLOSED, TOPIC_DELETED, TOPIC_DRAINING, TOPIC_LIVE,
+    SubscriberEntry, Waiters, WaitersPage, MAX_PUBLISHERS, RECORD_HEADER, SLOT_FREE, SLOT_GATING, TOPIC_CLOSED,
+    TOPIC_DELETED, TOPIC_DRAINING, TOPIC_LIVE,
 };
 use crate::sys::{self, atomic128::Pair, futex, membarrier, tsc::WallClock};
 use std::os::fd::OwnedFd;
@@ -1295,17 +1295,6 @@ impl Writer {
             // to any publisher that scans the slots after reading the tail.
             if let Some(a) = announce {
                 a.claim.store(pos, Ordering::Release);
-                if let Some(sole) = self.sole_claim() {
-                    sole?;
-                    // The only publisher: nobody else moves the tail. The
-                    // sequence number first: one that dies between the two
-                    // stores leaves a gap (its message counted lost), never
-                    // a number given twice.
-                    let tail = self.hdr.tail();
-                    tail.hi.store(seq.wrapping_add(1), Ordering::Relaxed);
-                    tail.lo.store(end, Ordering::Release);
-                    break (pos, pad, end, self.gate_gen, caught_up);
-                }
             }
             match self.hdr.tail().compare_exchange((pos, seq), (end, seq.wrapping_add(1))) {
                 Ok(()) => break (pos, pad, end, self.gate_gen, caught_up),
@@ -1377,30 +1366,6 @@ impl Writer {
             capacity: (stride as usize) - RECORD_HEADER,
             stride,
         })
-    }
-
-    /// After announcing a claim: `Some(Ok)` if this publisher may move the
-    /// tail with plain stores, the only one that holds a slot
-    /// ([`CLAIMS_SOLE`]); `Some(Err)` (the announcement withdrawn) if the
-    /// daemon took the slot back meanwhile; `None`: claim by `cmpxchg16b`.
-    /// Read after the announcement, behind a light barrier that pairs with
-    /// the daemon's heavy one (`Segment::share_claims`, `leave_publisher`):
-    /// either the daemon sees the announcement, and waits until the tail
-    /// has moved past it, or this sees the mode or generation it set.
-    #[inline(always)]
-    fn sole_claim(&self) -> Option<Result<()>> {
-        membarrier::light();
-        if self.gate_line.get().tail_claims.load(Ordering::Relaxed) != CLAIMS_SOLE {
-            return None;
-        }
-        let g = self.announce_gen.as_ref()?;
-        if g.get().load(Ordering::Relaxed) != self.owner_gen {
-            if let Some(a) = &self.announce {
-                a.get().claim.store(SLOT_FREE, Ordering::Relaxed);
-            }
-            return Some(Err(slot_taken_back()));
-        }
-        Some(Ok(()))
     }
 
     /// Whether every gating subscriber has read all before `pos` (a claim

@@ -38,24 +38,21 @@ use crate::error::{Error, Result};
 use crate::sys::{self, atomic128, mmap::Mapping, shm};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AETHERSG");
 /// 6: the waiters page has the pollable subscribers' line ([`PollLine`]).
 /// 8: the header has the lap line ([`LapLine`]).
 /// 9: the waiters page's data line counts sleeps ([`DataWaitLine::sleeps`]).
 /// 10: the header's space line counts sleeps too ([`SpaceLine::sleeps`]).
-/// 11: the gate line says whether a sole publisher may store the tail
-/// ([`GateLine::tail_claims`]).
 /// (The `unpadded-*` benchmark builds' segments are another layout: their own version.)
 pub const LAYOUT_VERSION: u32 = if cfg!(any(
     feature = "unpadded-header",
     feature = "unpadded-slots",
     feature = "unpadded-waiters"
 )) {
-    0x8000_000b
+    0x8000_000a
 } else {
-    11
+    10
 };
 pub const LINE: usize = 64;
 pub const MIN_RING: u64 = 4096;
@@ -202,10 +199,7 @@ pub struct GateLine {
     /// Set by the daemon; publishers read it on every claim (same line as
     /// `slots_gen` and `keeper`), subscribers when they find nothing to read.
     pub state: AtomicU32,
-    /// How publishers move the tail: [`CLAIMS_SHARED`] (a `cmpxchg16b`,
-    /// the default) or [`CLAIMS_SOLE`] (two plain stores, by the one
-    /// publisher that holds a slot; see [`Segment::share_claims`]).
-    pub tail_claims: AtomicU32,
+    pub _pad: u32,
     /// A process-shared robust mutex (glibc's `pthread_mutex_t`, 40 bytes)
     /// that the daemon holds for the segment's life. When the daemon dies,
     /// however it dies, the kernel marks its first word [`KEEPER_DIED`]
@@ -214,22 +208,6 @@ pub struct GateLine {
     /// segment made outside a daemon, or one the daemon has let go).
     pub keeper: [AtomicU32; 10],
 }
-
-/// Publishers claim by `cmpxchg16b` on the tail: several may hold slots.
-/// A segment starts so (zeroed); only a daemon, which hands out the
-/// publisher slots, makes it [`CLAIMS_SOLE`].
-pub const CLAIMS_SHARED: u32 = 0;
-/// At most one publisher holds a slot, and it claims with plain stores of
-/// the tail (a locked 16-byte exchange on the claim path cost a round trip
-/// ~15 ns, docs/BENCHMARKS.md, session 15). The daemon turns this back to
-/// [`CLAIMS_SHARED`] for good before it hands out a second slot.
-pub const CLAIMS_SOLE: u32 = 1;
-
-/// How long the daemon waits for a sole publisher's claim in flight to move
-/// the tail ([`Segment::share_claims`], [`Segment::leave_publisher`]): two
-/// plain stores apart, so only a publisher descheduled between them takes
-/// more than microseconds.
-pub const SETTLE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Set by the kernel in the keeper word when the daemon holding it died.
 pub const KEEPER_DIED: u32 = 0x4000_0000;
@@ -1062,67 +1040,13 @@ impl Segment {
     }
 
     /// Daemon: takes publisher slot `i` back: its holder's next claim fails,
-    /// and nobody waits for its announced claim any more. On a topic in
-    /// [`CLAIMS_SOLE`], first waits (up to `SETTLE_TIMEOUT`) for a claim its
-    /// holder announced to move the tail: one still in flight after that
-    /// (its holder stalled there, taken back alive) makes the topic
-    /// [`CLAIMS_SHARED`] for good, so that no later publisher claims by
-    /// plain stores beside a late one. Returns whether it did.
-    pub fn leave_publisher(&self, i: u32, waiters: &Waiters) -> bool {
-        let mut shared = false;
+    /// and nobody waits for its announced claim any more.
+    pub fn leave_publisher(&self, i: u32, waiters: &Waiters) {
         if let (Some(g), Some(slot)) = (self.pub_owner_gen(i), self.pub_slot(i)) {
             g.fetch_add(1, Ordering::SeqCst);
-            if self.gate().tail_claims.load(Ordering::SeqCst) == CLAIMS_SOLE && !self.settle_claims(SETTLE_TIMEOUT) {
-                self.gate().tail_claims.store(CLAIMS_SHARED, Ordering::SeqCst);
-                shared = true;
-            }
             slot.claim.store(SLOT_FREE, Ordering::SeqCst);
         }
         wake_all(&waiters.page().space.word);
-        shared
-    }
-
-    /// Daemon: lets the one publisher that holds a slot claim with plain
-    /// stores of the tail ([`CLAIMS_SOLE`]). Call while no publisher slot
-    /// is handed out (when the topic is made).
-    pub fn sole_claims(&self) {
-        self.gate().tail_claims.store(CLAIMS_SOLE, Ordering::SeqCst);
-    }
-
-    /// Daemon: before it hands out a second publisher slot, makes every
-    /// claim from now on a `cmpxchg16b` ([`CLAIMS_SHARED`], for good), then
-    /// waits up to `timeout` until a claim the sole publisher made by plain
-    /// stores meanwhile has moved the tail. False if one had not (its
-    /// publisher stalled between its announcement and its store): the
-    /// second slot must wait (ask again).
-    pub fn share_claims(&self, timeout: Duration) -> bool {
-        self.gate().tail_claims.store(CLAIMS_SHARED, Ordering::SeqCst);
-        self.settle_claims(timeout)
-    }
-
-    /// After the daemon changed what a publisher reads once it has announced
-    /// a claim (the claim mode, an owner generation): a heavy barrier, which
-    /// pairs with the publishers' light one (`Writer::sole_claim`), so that
-    /// every claim that read the old value is announced here; then waits up
-    /// to `timeout` until each announced claim has moved the tail past its
-    /// position (or withdrawn). With [`CLAIMS_SOLE`] only one publisher
-    /// moves the tail, so a tail past the announcement is that claim's.
-    fn settle_claims(&self, timeout: Duration) -> bool {
-        sys::membarrier::heavy();
-        let until = sys::monotonic_ns().saturating_add(timeout.as_nanos() as u64);
-        (0..MAX_PUBLISHERS).filter_map(|i| self.pub_slot(i)).all(|slot| {
-            let a = slot.claim.load(Ordering::SeqCst);
-            loop {
-                if a == SLOT_FREE || slot.claim.load(Ordering::SeqCst) != a || self.tail().lo.load(Ordering::SeqCst) > a
-                {
-                    return true;
-                }
-                if sys::monotonic_ns() >= until {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_micros(50));
-            }
-        })
     }
 
     /// Daemon: takes subscriber slot `i` back. It stops counting at once

@@ -4,7 +4,7 @@
 
 use aether::local::LocalTopic;
 use aether::ring::{Deadline, LargeLaps, WaitConfig, WaitStrategy, LARGE_LAP, LARGE_RECORD};
-use aether::segment::{wake_all, Policy, Segment, TopicParams, CLAIMS_SHARED, CLAIMS_SOLE};
+use aether::segment::{wake_all, Policy, Segment, TopicParams};
 use aether::Status;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -1295,109 +1295,6 @@ fn a_subscriber_that_joins_while_the_publisher_waits_is_never_lapped() {
         publisher.join().unwrap();
         drain.join().unwrap();
     });
-}
-
-/// A sole publisher claims by plain stores ([`CLAIMS_SOLE`]) until the
-/// daemon's switch for a second one (`share_claims`) while it publishes
-/// flat out; then both publish at once. A reliable subscriber gets every
-/// message of both, intact, each publisher's in its order, numbered
-/// without a gap: no claim made by plain store lands beside a CAS one.
-#[test]
-fn a_sole_publisher_hands_over_to_shared_claims_losing_nothing() {
-    for _ in 0..rounds(20) {
-        hand_over_once(rounds(5_000));
-    }
-}
-
-fn hand_over_once(n: u64) {
-    let seg = segment(Policy::Reliable, 1 << 12, 64);
-    seg.seg.sole_claims();
-    let mut r = seg.reader(0).unwrap();
-    let tagged = |who: u64, i: u64| message(who << 32 | i, 24 + (i % 40) as usize);
-    let publisher = |who: u64| {
-        let seg = Arc::clone(&seg);
-        std::thread::spawn(move || {
-            let mut w = seg.writer(Some(who as u32));
-            w.timeout = Some(Duration::from_secs(10));
-            for i in 0..n {
-                w.publish(&tagged(who, i)).unwrap();
-            }
-        })
-    };
-    let first = publisher(0);
-    let mut buf = [0u8; 64];
-    let mut next = [0u64; 2];
-    let mut second = None;
-    for seq in 0..2 * n {
-        if seq == n / 4 {
-            // The first is publishing: switch under it, as the daemon does.
-            assert!(
-                seg.seg.share_claims(Duration::from_secs(5)),
-                "the claim in flight landed"
-            );
-            assert_eq!(seg.seg.gate().tail_claims.load(Ordering::SeqCst), CLAIMS_SHARED);
-            second = Some(publisher(1));
-        }
-        let (len, got, _) = r.receive_into(&mut buf, &soon()).unwrap();
-        assert_eq!(got, seq, "numbered without a gap");
-        let id = u64::from_le_bytes(buf[..8].try_into().unwrap());
-        let (who, i) = (id >> 32, id & 0xffff_ffff);
-        assert_eq!(i, next[who as usize], "publisher {who}'s messages in order");
-        assert!(
-            buf[..len] == tagged(who, i)[..],
-            "message {i} of publisher {who} intact"
-        );
-        next[who as usize] += 1;
-    }
-    first.join().unwrap();
-    second.expect("started").join().unwrap();
-    assert_eq!(r.lost(), 0);
-}
-
-/// A sole publisher stalled between announcing a claim and storing the
-/// tail (its slot written here as it would leave it) holds a second
-/// publisher back: the daemon's switch reports the claim still in flight
-/// until it lands; taking the stalled one's slot back makes the topic's
-/// claims shared for good (a late plain store must not land beside a
-/// later sole publisher's).
-#[test]
-fn a_claim_stalled_mid_way_holds_the_switch_back() {
-    let seg = segment(Policy::Reliable, 8192, 64);
-    seg.seg.sole_claims();
-    let mut w = seg.writer(Some(0));
-    w.publish(b"one").unwrap();
-    let tail = seg.seg.tail().lo.load(Ordering::SeqCst);
-    let slot = seg.seg.pub_slot(0).unwrap();
-    slot.claim.store(tail, Ordering::SeqCst);
-    assert!(
-        !seg.seg.share_claims(Duration::from_millis(20)),
-        "the stalled claim is seen"
-    );
-    // It lands: the tail moves past its announcement.
-    w.publish(b"two").unwrap();
-    slot.claim.store(tail, Ordering::SeqCst);
-    assert!(
-        seg.seg.share_claims(Duration::from_millis(20)),
-        "a landed claim is not waited for"
-    );
-
-    let seg = segment(Policy::Reliable, 8192, 64);
-    seg.seg.sole_claims();
-    let mut w = seg.writer(Some(0));
-    w.publish(b"one").unwrap();
-    let tail = seg.seg.tail().lo.load(Ordering::SeqCst);
-    seg.seg.pub_slot(0).unwrap().claim.store(tail, Ordering::SeqCst);
-    assert!(seg.seg.leave_publisher(0, &seg.waiters), "taken back mid-claim");
-    assert_eq!(seg.seg.gate().tail_claims.load(Ordering::SeqCst), CLAIMS_SHARED);
-    assert_eq!(w.publish(b"two").unwrap_err().status, Status::Unavailable);
-
-    // Taken back between claims: the topic stays sole.
-    let seg = segment(Policy::Reliable, 8192, 64);
-    seg.seg.sole_claims();
-    let mut w = seg.writer(Some(0));
-    w.publish(b"one").unwrap();
-    assert!(!seg.seg.leave_publisher(0, &seg.waiters));
-    assert_eq!(seg.seg.gate().tail_claims.load(Ordering::SeqCst), CLAIMS_SOLE);
 }
 
 /// A reliable publisher that died before it stamped a small claim (no
