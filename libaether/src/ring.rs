@@ -2031,6 +2031,9 @@ impl Reader {
 
     /// After being lapped or finding garbage: move to the first record stamp in
     /// `[from, tail)`, or to the tail. What was skipped shows up as a sequence gap.
+    /// The scan stops at the lowest claim a publisher announces there: a
+    /// claim of 1 KiB or less carries no stamp until its commit, and a live
+    /// loan may be held for any time (passing it would lose its message).
     /// A horizon beyond anything ever claimed (it is raised at most one step
     /// past a claim's end, and the tail covers every claim) is `Corrupt`: obeyed,
     /// it would make every record look overwritten, and the reader resync forever.
@@ -2050,6 +2053,16 @@ impl Reader {
         let newest = if self.lossy { horizon.max(tail) } else { tail };
         let oldest = newest.saturating_sub(self.geo.ring_size);
         let lo = from.max(oldest).div_ceil(ALIGN) * ALIGN;
+        // After the tail: a claim below it announced itself before moving
+        // it, and withdraws only after its stamp, so every claim in
+        // [lo, tail) is either seen here or stamped.
+        let live = (0..MAX_PUBLISHERS)
+            .filter_map(|i| self.seg.pub_slot(i))
+            .map(|p| p.claim.load(Ordering::Acquire))
+            .filter(|&c| c >= lo)
+            .min()
+            .unwrap_or(u64::MAX);
+        let tail = tail.min(live);
         let mut u = lo;
         while u < tail && u - lo < self.geo.ring_size {
             let h = self.header_at(u);

@@ -1329,3 +1329,33 @@ fn a_dead_small_claim_before_a_full_ring_costs_only_itself() {
         assert_eq!(r.lost(), 1, "{len} B: the dead claim alone");
     }
 }
+
+/// A dead small claim (no CLAIMED stamp), then a live publisher's small
+/// loan, unstamped until it commits, then a committed message: the
+/// subscriber passes the dead claim after the abandon timeout but stops at
+/// the live loan (its announcement bounds the scan ahead) and waits for
+/// it, however long: it gets the loan's message, then the next, the dead
+/// claim alone counted lost. (Without the bound the scan jumped past the
+/// live loan to the committed message, and the loan's was lost.)
+#[test]
+fn passing_a_dead_small_claim_stops_at_a_live_loan() {
+    let seg = segment(Policy::Reliable, 8192, 100);
+    let mut r = seg.reader(0).unwrap();
+    r.abandon_timeout = Duration::from_millis(20);
+    let mut dying = seg.writer(None);
+    let _dead = dying.claim(10).unwrap();
+    let mut live = seg.writer(Some(1));
+    let loan = live.claim(5).unwrap();
+    seg.writer(None).publish(b"after").unwrap();
+    let mut buf = [0u8; 100];
+    let waited = r.receive_into(&mut buf, &Deadline::after(Some(Duration::from_millis(150))));
+    assert_eq!(waited.unwrap_err().status, Status::Timeout, "waits at the live loan");
+    // SAFETY: the loan has room for 5 bytes, ours until commit.
+    unsafe { std::ptr::copy_nonoverlapping(b"loan!".as_ptr(), live.payload(&loan), 5) };
+    live.commit(loan, 5).unwrap();
+    for (want, seq) in [(&b"loan!"[..], 1), (&b"after"[..], 2)] {
+        let (n, got, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!((&buf[..n], got), (want, seq));
+    }
+    assert_eq!(r.lost(), 1, "the dead claim alone");
+}
