@@ -1370,7 +1370,10 @@ impl Subscriber {
 
     /// Messages this subscriber missed (lossy topics: lapped; any topic:
     /// abandoned records; `delivery=mqueue` on a lossy topic: also those that
-    /// found its queue full). For `delivery=mqueue` this is the daemon's count,
+    /// found its queue full). A gap counts once the message after it is
+    /// consumed: received, or its view released (a record abandoned while
+    /// its claim was stamped, over 1 KiB, counts as soon as it is passed).
+    /// For `delivery=mqueue` this is the daemon's count,
     /// read from the subscriber's slot in the segment: up to date as soon as
     /// the daemon has passed a message, even before what precedes it is received.
     pub fn lost(&self) -> u64 {

@@ -500,7 +500,8 @@ impl Subscriber {
     }
 
     /// Messages this subscriber missed (lossy topics: lapped or overwritten
-    /// while held; any topic: records abandoned by a dead publisher).
+    /// while held; any topic: records abandoned by a dead publisher). A gap
+    /// counts once the message after it is released.
     #[getter]
     fn lost(&self) -> u64 {
         self.counters.lost.load(Ordering::Relaxed)
