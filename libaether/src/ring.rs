@@ -1783,11 +1783,15 @@ impl Reader {
     /// Whether some publisher announces a claim at or below `pos` (see
     /// `Writer::wait_for_space`): then the record at `pos` may still be written.
     fn live_writer_at_or_below(&self, pos: u64) -> bool {
-        (0..MAX_PUBLISHERS).any(|i| {
-            self.seg
-                .pub_slot(i)
-                .is_some_and(|p| p.claim.load(Ordering::Acquire) <= pos)
-        })
+        self.announced_claims().any(|c| c <= pos)
+    }
+
+    /// The claims publishers announce now (`SLOT_FREE`, above every
+    /// position, for a slot without one).
+    fn announced_claims(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..MAX_PUBLISHERS)
+            .filter_map(|i| self.seg.pub_slot(i))
+            .map(|p| p.claim.load(Ordering::Acquire))
     }
 
     /// Messages missed so far; a gap is counted when the message after it is consumed.
@@ -2056,12 +2060,7 @@ impl Reader {
         // After the tail: a claim below it announced itself before moving
         // it, and withdraws only after its stamp, so every claim in
         // [lo, tail) is either seen here or stamped.
-        let live = (0..MAX_PUBLISHERS)
-            .filter_map(|i| self.seg.pub_slot(i))
-            .map(|p| p.claim.load(Ordering::Acquire))
-            .filter(|&c| c >= lo)
-            .min()
-            .unwrap_or(u64::MAX);
+        let live = self.announced_claims().filter(|&c| c >= lo).min().unwrap_or(u64::MAX);
         let tail = tail.min(live);
         let mut u = lo;
         while u < tail && u - lo < self.geo.ring_size {

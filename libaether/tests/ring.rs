@@ -1359,3 +1359,37 @@ fn passing_a_dead_small_claim_stops_at_a_live_loan() {
     }
     assert_eq!(r.lost(), 1, "the dead claim alone");
 }
+
+/// Hostile: a publisher (it maps the segment writable) forges a claim
+/// announcement inside a dead small claim, where the subscriber's scan
+/// past the dead claim stops. The subscriber waits there while it stands
+/// (its receives time out: no hang, no error, nothing delivered out of
+/// turn); once it is withdrawn, the subscriber passes the rest of the dead
+/// claim and gets every message, intact and in order, the dead claim
+/// alone counted lost.
+#[test]
+fn a_forged_announcement_inside_a_dead_claim_holds_the_subscriber_until_withdrawn() {
+    let seg = segment(Policy::Reliable, 8192, 600);
+    let mut r = seg.reader(0).unwrap();
+    r.abandon_timeout = Duration::from_millis(20);
+    // 500 B: no CLAIMED stamp, a record of [0, 576).
+    let _dead = seg.writer(None).claim(500).unwrap();
+    let mut w = seg.writer(None);
+    let n = 10;
+    for i in 0..n {
+        w.publish(&message(i, 40)).unwrap();
+    }
+    let forged = seg.seg.pub_slot(7).unwrap();
+    forged.claim.store(128, Ordering::SeqCst);
+    let mut buf = [0u8; 600];
+    for _ in 0..3 {
+        let held = r.receive_into(&mut buf, &Deadline::after(Some(Duration::from_millis(50))));
+        assert_eq!(held.unwrap_err().status, Status::Timeout, "held at the forged claim");
+    }
+    forged.claim.store(aether::segment::SLOT_FREE, Ordering::SeqCst);
+    for i in 0..n {
+        let (len, seq, _) = r.receive_into(&mut buf, &soon()).unwrap();
+        assert_eq!((&buf[..len], seq), (&message(i, 40)[..], i + 1), "message {i}");
+    }
+    assert_eq!(r.lost(), 1, "the dead claim alone");
+}
