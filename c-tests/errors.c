@@ -98,6 +98,9 @@ static void null_arguments(aether_client *c, aether_publisher *p, aether_subscri
     EXPECT(aether_publisher_set_large_laps(NULL, AETHER_LARGE_LAPS_SHORT), AETHER_E_INVALID);
     EXPECT(aether_publisher_set_large_laps(p, 4), AETHER_E_INVALID);
     CHECK(strstr(aether_last_error(), "unknown large_laps value 4") != NULL);
+    EXPECT(aether_publisher_set_timestamps(NULL, 1), AETHER_E_INVALID);
+    EXPECT(aether_publisher_set_timestamps(p, 2), AETHER_E_INVALID);
+    CHECK(strstr(aether_last_error(), "timestamps must be 0 or 1, not 2") != NULL);
 
     EXPECT(aether_receive(NULL, buf, sizeof buf, &len, 0), AETHER_E_INVALID);
     EXPECT(aether_receive(s, buf, sizeof buf, NULL, 0), AETHER_E_INVALID);
@@ -450,6 +453,27 @@ static void data_path(aether_publisher *p, aether_subscriber *s) {
     EXPECT(aether_receive_view(s, &m, 1000000000), AETHER_OK);
     CHECK(m.len == 30);
     EXPECT(aether_release(s, &m), AETHER_OK);
+
+    /* Timestamps: the publish time by default, 0 once the publisher sends
+     * none (copied or loaned), the time again once it does. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t before = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    EXPECT(aether_publish(p, big, 8), AETHER_OK);
+    EXPECT(aether_publisher_set_timestamps(p, 0), AETHER_OK);
+    EXPECT(aether_publish(p, big, 8), AETHER_OK);
+    EXPECT(aether_loan(p, 8, &loan), AETHER_OK);
+    EXPECT(aether_commit(p, 8), AETHER_OK);
+    EXPECT(aether_publisher_set_timestamps(p, 1), AETHER_OK);
+    EXPECT(aether_publish(p, big, 8), AETHER_OK);
+    for (int i = 0; i < 4; i++) {
+        EXPECT(aether_receive_view(s, &m, 1000000000), AETHER_OK);
+        if (i == 1 || i == 2)
+            CHECK(m.timestamp_ns == 0);
+        else
+            CHECK(m.timestamp_ns + 1000000 >= before && m.timestamp_ns < before + 60000000000u);
+        EXPECT(aether_release(s, &m), AETHER_OK);
+    }
     CHECK(aether_subscriber_lost(s) == 0);
 }
 

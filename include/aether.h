@@ -390,7 +390,8 @@ typedef struct aether_message {
   uint64_t seq;
   /**
    * Wall-clock time (CLOCK_REALTIME, ns) of `aether_publish`'s call (before
-   * any wait for space) or of `aether_commit`.
+   * any wait for space) or of `aether_commit`; 0 if the publisher sends
+   * none (`aether_publisher_set_timestamps`).
    */
   uint64_t timestamp_ns;
 } aether_message;
@@ -692,6 +693,16 @@ int aether_publisher_set_timeout(struct aether_publisher *p, int64_t timeout_ns)
  * Errors: `AETHER_E_INVALID` (an unknown value, NULL).
  */
 int aether_publisher_set_large_laps(struct aether_publisher *p, uint32_t laps);
+
+/**
+ * Whether this publisher's messages carry the time they were published
+ * (`on` = 1, the default) or 0 in `aether_message.timestamp_ns` (`on` = 0).
+ * Reading the clock is about a third of a small publish (~10 of ~30 ns).
+ * A subscriber starting at a time (`time=` start) takes a message without
+ * one for reached. Kept across `aether_publisher_reopen`.
+ * Errors: `AETHER_E_INVALID` (`on` neither 0 nor 1, NULL).
+ */
+int aether_publisher_set_timestamps(struct aether_publisher *p, int on);
 
 /**
  * Closes a publisher (an outstanding loan is aborted). NULL is ignored.

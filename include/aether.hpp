@@ -306,6 +306,8 @@ class Publisher {
     void set_large_laps(aether_large_laps laps) {
         detail::check(aether_publisher_set_large_laps(h_.live("publisher"), static_cast<std::uint32_t>(laps)));
     }
+    /// Whether messages carry the time they were published (default) or 0.
+    void set_timestamps(bool on) { detail::check(aether_publisher_set_timestamps(h_.live("publisher"), on ? 1 : 0)); }
     /// After the daemon died or the topic was deleted: reconnect and go on.
     void reopen() { detail::check(aether_publisher_reopen(h_.live("publisher"))); }
     void close() noexcept { h_.reset(); }

@@ -1203,3 +1203,78 @@ fn a_second_daemon_on_the_same_state_directory_makes_no_durable_topic() {
     };
     c.create_topic("plain", &memory).unwrap();
 }
+
+/// A publisher that sends no timestamps (`set_timestamps(false)`, kept
+/// across `reopen`): its messages carry 0, live and from the log, through
+/// `publish` and loan/commit alike. A `time=` start takes them for reached
+/// wherever they are in the log (the index counts them as at or after any
+/// time), so that none is passed over; it delivers exactly what a linear
+/// read keeps, and the timed messages keep their times.
+#[test]
+fn messages_without_timestamps_are_reached_by_any_time_start() {
+    let dir = TempDir::new("dur-untimed");
+    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
+    let config = dir.0.join("aetherd.toml");
+    std::fs::write(&config, "[log]\nsegment_bytes = 1048576\n").unwrap();
+    let d = daemon(&socket, &state, &[OsStr::new("--config"), config.as_os_str()]);
+    let c = d.client();
+    let params = TopicParams {
+        max_subscribers: 8,
+        ..durable(Fsync::Never, 1 << 20, 256)
+    };
+    c.create_topic("untimed", &params).unwrap();
+    const N: u64 = 12_000;
+    let untimed = |i: u64| (3_000..3_010).contains(&i) || i == 9_000;
+    let mut live = c.subscriber("untimed", &SubscriberConfig::default()).unwrap();
+    let mut p = c.publisher("untimed").unwrap();
+    assert!(p.timestamps(), "on by default");
+    let before = aether::sys::realtime_ns();
+    for i in 0..N {
+        p.set_timestamps(!untimed(i));
+        if i == 3_005 {
+            p.reopen().unwrap();
+            assert!(!p.timestamps(), "kept across reopen");
+        }
+        let data = message(i, 100);
+        if i % 2 == 0 {
+            assert_eq!(p.publish(&data).unwrap(), i);
+        } else {
+            p.loan(data.len()).unwrap().copy_from_slice(&data);
+            assert_eq!(p.commit(data.len()).unwrap(), i);
+        }
+        // The live subscriber keeps up (the ring holds ~8000 of them).
+        let m = live.receive(Some(Duration::from_secs(5))).unwrap().unwrap();
+        assert_eq!((m.seq, m.data.as_slice()), (i, data.as_slice()));
+        if untimed(i) {
+            assert_eq!(m.timestamp_ns, 0, "seq {i}");
+        } else {
+            assert!(
+                m.timestamp_ns >= before && m.timestamp_ns <= aether::sys::realtime_ns() + 1_000_000,
+                "seq {i}"
+            );
+        }
+    }
+    drop(p);
+    wait_for("the log writer", Duration::from_secs(10), || {
+        c.topic_stats("untimed").unwrap().log_next_seq == N
+    });
+    assert!(log_files(&state, "untimed").len() >= 2);
+    let all = received(&c, "untimed", &Start::Earliest, N - 1);
+    assert_eq!(all.len() as u64, N);
+    assert!(
+        all.iter().all(|m| (m.1 == 0) == untimed(m.0)),
+        "0 from the log exactly where sent"
+    );
+    let ts = |i: usize| all[i].1;
+    for start in [
+        Start::Time(ts(0)),
+        Start::Time(ts(2_000)),
+        Start::Time(ts(5_000)),
+        Start::Time(ts(10_000)),
+        Start::Time(ts(N as usize - 1) + 1),
+    ] {
+        let want: Vec<_> = all.iter().filter(|m| start.reached_by(m.0, m.1)).copied().collect();
+        assert!(want.iter().any(|m| m.0 == 3_000), "{start:?}");
+        assert_eq!(received(&c, "untimed", &start, N - 1), want, "from {start:?}");
+    }
+}

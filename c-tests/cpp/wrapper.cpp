@@ -170,6 +170,12 @@ int main(int argc, char **argv) {
         pub.set_timeout(std::nullopt);
         pub.set_large_laps(AETHER_LARGE_LAPS_MEASURED);
         pub.set_large_laps(AETHER_LARGE_LAPS_WHOLE);
+        pub.set_timestamps(false);
+        pub.publish(std::string_view("untimed"));
+        auto u = sub.receive(5s);
+        CHECK(u && u->text() == "untimed" && u->timestamp().time_since_epoch().count() == 0);
+        u.reset();
+        pub.set_timestamps(true);
         CHECK(sub.fd() >= 0);
 
         // Moves: the moved-to handle works, the moved-from one says so.

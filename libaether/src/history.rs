@@ -323,12 +323,7 @@ impl History {
                         origin: r.origin,
                         next,
                     };
-                    let wanted = r.seq >= self.skip_below
-                        && match self.start {
-                            Start::Seq(n) => r.seq >= n,
-                            Start::Time(t) => r.timestamp_ns >= t,
-                            _ => true,
-                        };
+                    let wanted = r.seq >= self.skip_below && self.start.reached_by(r.seq, r.timestamp_ns);
                     if wanted {
                         self.found_start = true;
                         self.peeked = Some(p);
@@ -465,7 +460,8 @@ mod tests {
     fn segment(first: u64, n: u64, len: usize) -> Vec<u8> {
         let mut v = encode_header(9, first).to_vec();
         for seq in first..first + n {
-            encode_record(&mut v, seq, seq * 10, &vec![seq as u8; len]);
+            // 0 would be a record without a timestamp.
+            encode_record(&mut v, seq, seq * 10 + 1, &vec![seq as u8; len]);
         }
         v
     }
@@ -485,6 +481,20 @@ mod tests {
             }
         }
         panic!("history did not end");
+    }
+
+    /// A record without a timestamp (its publisher sent none) is at or
+    /// after any time: a `time=` start delivers it wherever it is.
+    #[test]
+    fn a_time_start_delivers_the_records_without_a_timestamp() {
+        let mut v = encode_header(9, 0).to_vec();
+        for seq in 0..80 {
+            let ts = if seq % 20 == 3 { 0 } else { seq * 10 + 1 };
+            encode_record(&mut v, seq, ts, &vec![seq as u8; 16]);
+        }
+        let (seqs, e) = drain(&mut History::new(vec![file(&v)], Start::Time(455), 80, 4096));
+        assert!(e.is_none(), "{e:?}");
+        assert_eq!(seqs, [3, 23, 43].into_iter().chain(46..80).collect::<Vec<_>>());
     }
 
     #[test]

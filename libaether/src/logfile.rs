@@ -40,7 +40,9 @@
 //! log up to and including that record (a running maximum across the
 //! segments): timestamps are the publishers' clocks, nearly but not
 //! strictly in order, and with the maximum a search for the first place a
-//! record at or after a time may be is still a binary search. `crc` is
+//! record at or after a time may be is still a binary search. A record
+//! without a timestamp (0: its publisher sent none) counts as u64::MAX, at
+//! or after any time, as a `time=` start takes it. `crc` is
 //! CRC32C over the entry's first 28 bytes. The index is a hint written
 //! without a sync (the log is the truth): a reader takes the entries from
 //! the start while each passes its checks and numbers, offsets and
@@ -415,7 +417,9 @@ impl Indexer {
     /// The record `seq` stamped `timestamp_ns` at `offset` of the segment,
     /// after those given before: its entry, if it gets one.
     pub fn record(&mut self, seq: u64, timestamp_ns: u64, offset: u64) -> Option<IndexEntry> {
-        self.max_timestamp_ns = self.max_timestamp_ns.max(timestamp_ns);
+        // No timestamp: at or after any time (`Start::reached_by`).
+        let t = if timestamp_ns == 0 { u64::MAX } else { timestamp_ns };
+        self.max_timestamp_ns = self.max_timestamp_ns.max(t);
         if self.last.is_some_and(|l| offset < l.saturating_add(INDEX_EVERY)) {
             return None;
         }
@@ -592,13 +596,15 @@ mod tests {
             x
         };
         // (seq, timestamp, offset) of a segment's records: stamps mostly
-        // rising, some going back by up to 2000, one clock step back by 10^6.
+        // rising, some going back by up to 2000, one clock step back by 10^6,
+        // one record without a timestamp (at or after any time).
         let mut records = Vec::new();
         let (mut ts, mut off) = (1_000_000u64, SEGMENT_HEADER as u64);
         for seq in 0..20_000u64 {
             ts += next() % 100;
             let stamp = match seq {
                 12_000 => ts - 1_000_000,
+                17_000 => 0,
                 _ if next() % 10 == 0 => ts - next() % 2000,
                 _ => ts,
             };
@@ -614,7 +620,14 @@ mod tests {
             let t = (records[next() as usize % records.len()].1 + next() % 3).saturating_sub(1);
             let at = seek_time(&entries, t).map_or(SEGMENT_HEADER as u64, |e| e.offset);
             // Nothing before the seek point is at or after t.
-            assert!(records.iter().take_while(|r| r.2 < at).all(|r| r.1 < t), "t {t}");
+            let start = crate::protocol::Start::Time(t);
+            assert!(
+                records
+                    .iter()
+                    .take_while(|r| r.2 < at)
+                    .all(|r| !start.reached_by(r.0, r.1)),
+                "t {t}"
+            );
             let n = next() % 40_002;
             let e = seek_seq(&entries, n).expect("the first record has an entry");
             assert!(e.seq <= n && entries.iter().all(|f| f.seq <= e.seq || f.seq > n));
@@ -626,6 +639,10 @@ mod tests {
             at <= stepped.2 && at < records[11_000].2,
             "settles before the stamps it undercuts"
         );
+        // Any time after the last stamp: from the record without one.
+        let untimed = records[17_000];
+        let at = seek_time(&entries, u64::MAX).map_or(SEGMENT_HEADER as u64, |e| e.offset);
+        assert!(at <= untimed.2 && untimed.2 - at < 2 * INDEX_EVERY, "{at} {untimed:?}");
         assert_eq!(seek_time(&entries, 0), None);
         assert_eq!(seek_seq(&entries, 0).map(|e| e.seq), Some(0));
     }

@@ -88,7 +88,10 @@ pub enum Start {
     /// With message number `n` (the oldest still logged, if `n` is older).
     Seq(u64),
     /// With the first message published at or after this CLOCK_REALTIME
-    /// time, in nanoseconds since the epoch.
+    /// time, in nanoseconds since the epoch. A message without a timestamp
+    /// (0: its publisher sent none, `Publisher::set_timestamps`) counts as
+    /// at or after any time: it is delivered, not passed over, and the log
+    /// is read from the first such message on.
     Time(u64),
     /// After the last message the durable subscription of this name
     /// committed (`Subscriber::commit`), kept by the daemon across client
@@ -98,6 +101,16 @@ pub enum Start {
 }
 
 impl Start {
+    /// Whether the message `seq`, stamped `timestamp_ns`, is at or after
+    /// this start (`Seq`, `Time`; every message is for the others).
+    pub fn reached_by(&self, seq: u64, timestamp_ns: u64) -> bool {
+        match *self {
+            Start::Seq(n) => seq >= n,
+            Start::Time(t) => timestamp_ns >= t || timestamp_ns == 0,
+            Start::Latest | Start::Earliest | Start::Durable(_) => true,
+        }
+    }
+
     /// `latest`, `earliest`, `seq=N` or `time=NS` (the CLI's spelling).
     pub fn parse(s: &str) -> Option<Start> {
         match s {

@@ -871,8 +871,9 @@ pub struct Writer {
     pub wait: WaitConfig,
     /// How much of `wait.spin` the next wait for space spins.
     spin: SpinBudget,
-    /// Where message timestamps come from.
-    clock: WallClock,
+    /// Where message timestamps come from; `None`: this writer sends none
+    /// (timestamp 0), saving the clock read, ~10 ns of a ~30 ns publish.
+    clock: Option<WallClock>,
 }
 
 impl Writer {
@@ -931,7 +932,7 @@ impl Writer {
             timeout: Some(Duration::from_secs(5)),
             wait: WaitConfig::default(),
             spin: SpinBudget::FULL,
-            clock: WallClock::new(),
+            clock: Some(WallClock::new()),
         }
     }
 
@@ -953,6 +954,25 @@ impl Writer {
     /// topics: whole laps).
     pub fn large_laps(&self) -> LargeLaps {
         self.laps.as_ref().map_or(LargeLaps::Whole, |l| l.asked)
+    }
+
+    /// Whether this writer's messages carry the wall-clock time they were
+    /// published at (the default), or 0.
+    pub fn set_timestamps(&mut self, on: bool) {
+        if on != self.clock.is_some() {
+            self.clock = on.then(WallClock::new);
+        }
+    }
+
+    /// Whether this writer's messages carry timestamps.
+    pub fn timestamps(&self) -> bool {
+        self.clock.is_some()
+    }
+
+    /// The timestamp of a message published now: 0 without timestamps.
+    #[inline(always)]
+    fn timestamp(&mut self) -> u64 {
+        self.clock.as_mut().map_or(0, WallClock::now_ns)
     }
 
     fn header_at(&self, pos: u64) -> *mut RecordHeader {
@@ -1419,7 +1439,7 @@ impl Writer {
                 format!("commit of {len} bytes exceeds the loan of {}", claim.capacity),
             ));
         }
-        let now = self.clock.now_ns();
+        let now = self.timestamp();
         self.commit_at(claim, len, now);
         Ok(())
     }
@@ -1586,7 +1606,7 @@ impl Writer {
     /// read before the claim for the same reason.
     #[inline]
     pub fn publish(&mut self, data: &[u8]) -> Result<u64> {
-        let timestamp_ns = self.clock.now_ns();
+        let timestamp_ns = self.timestamp();
         let claim = self.claim_marked(data.len(), data.len() > SMALL_COPY)?;
         // SAFETY: the payload area holds `capacity >= data.len()` bytes we own.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.payload(&claim), data.len()) };

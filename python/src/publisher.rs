@@ -388,6 +388,23 @@ impl Publisher {
         Ok(())
     }
 
+    /// Whether messages carry the time they were published (True, the
+    /// default) or 0 (False): reading the clock is about a third of a small
+    /// publish. A subscriber starting at a time takes a message without one
+    /// for reached. Kept across reopen().
+    #[getter]
+    fn timestamps(&self, py: Python<'_>) -> PyResult<bool> {
+        let mut st = lock(py, &self.state);
+        Ok(st.publisher(py)?.timestamps())
+    }
+
+    #[setter]
+    fn set_timestamps(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        let mut st = lock(py, &self.state);
+        st.publisher(py)?.set_timestamps(on);
+        Ok(())
+    }
+
     /// Whether a loan is outstanding.
     #[getter]
     fn has_loan(&self, py: Python<'_>) -> bool {

@@ -492,3 +492,24 @@ def test_large_laps_bad_value(sock, topic):
         with pytest.raises(aether.InvalidArgument, match="'caught-up', 'whole', 'short' or 'measured'"):
             pub.large_laps = "tiny"
         assert pub.large_laps == "whole"  # a lossy topic's: always whole laps
+
+
+def test_timestamps_off_and_on(sock, topic):
+    """A publisher that sends no timestamps: its messages carry 0, copied or
+    loaned; turned back on, the publish time again."""
+    with aether.Publisher(topic, socket=sock) as pub, aether.Subscriber(topic, socket=sock) as sub:
+        assert pub.timestamps is True
+        pub.timestamps = False
+        assert pub.timestamps is False
+        pub.publish(b"copied")
+        with pub.loan(6) as buf:
+            buf[:] = b"loaned"
+        pub.timestamps = True
+        pub.publish(b"timed")
+        for want in (b"copied", b"loaned"):
+            msg = sub.receive(5)
+            assert msg.bytes() == want and msg.timestamp_ns == 0
+            msg.release()
+        msg = sub.receive(5)
+        assert msg.bytes() == b"timed" and abs(msg.timestamp_ns - time.time_ns()) < 10e9
+        msg.release()

@@ -46,6 +46,7 @@ fn null_handles_and_arguments_are_invalid_and_named() {
         assert_eq!(aether_publisher_reopen(null_mut()), invalid);
         assert_eq!(aether_publisher_set_timeout(null_mut(), 0), invalid);
         assert_eq!(aether_publisher_set_large_laps(null_mut(), 1), invalid);
+        assert_eq!(aether_publisher_set_timestamps(null_mut(), 1), invalid);
         assert_eq!(
             aether_subscriber_open(null_mut(), c"t".as_ptr(), null(), null_mut()),
             invalid
