@@ -84,7 +84,9 @@ pub struct Args {
     /// `aether-zc,handoff` (default: all), to profile or compare a few quickly;
     /// `aether-zc-whole`, `aether-zc-short`, `aether-zc-measured` (throughput,
     /// only when named): aether-zc with its publisher in those large laps
-    /// rather than the default's (`caught-up`)
+    /// rather than the default's (`caught-up`); `aether-untimed`,
+    /// `aether-zc-untimed` (latency and throughput only when named; path
+    /// always): with publishers that send no timestamps
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
 }
@@ -354,11 +356,12 @@ impl Bench {
         if !self.args.json {
             println!("path: one thread, {SIZE} B, batches of {BATCH} published then received; ns per message");
             println!(
-                "{:<10} {:>14} {:>14} {:>14} {:>14}",
+                "{:<17} {:>14} {:>14} {:>14} {:>14}",
                 "system", "send best", "send median", "receive best", "receive median"
             );
         }
-        for system in ["aether", "aether-zc", "slots"].into_iter().filter(|s| self.wanted(s)) {
+        let systems = ["aether", "aether-zc", "aether-untimed", "aether-zc-untimed", "slots"];
+        for system in systems.into_iter().filter(|s| self.wanted(s)) {
             let (mut send, mut recv) = (Vec::with_capacity(batches), Vec::with_capacity(batches));
             let mut timed = |send_batch: &mut dyn FnMut(), recv_batch: &mut dyn FnMut()| {
                 for _ in 0..batches {
@@ -394,7 +397,10 @@ impl Bench {
                 std::hint::black_box(sum);
             } else {
                 self.topic("path", Policy::Reliable, 1024, 1 << 16)?;
-                let p = std::cell::RefCell::new(self.client.publisher("path").map_err(|e| e.to_string())?);
+                let (base, untimed) = roles::untimed(system);
+                let mut p = self.client.publisher("path").map_err(|e| e.to_string())?;
+                p.set_timestamps(!untimed);
+                let p = std::cell::RefCell::new(p);
                 let s = std::cell::RefCell::new(
                     self.client
                         .subscriber("path", &aether::SubscriberConfig::default())
@@ -402,7 +408,7 @@ impl Bench {
                 );
                 let msg = [0x5au8; SIZE];
                 let deadline = aether::ring::Deadline::after(Some(std::time::Duration::from_secs(10)));
-                let zc = system == "aether-zc";
+                let zc = base == "aether-zc";
                 let failed = std::cell::Cell::new(None);
                 let fail = |what: &str, e: aether::Error| {
                     failed.set(Some(format!("path {system}: {what}: {e}")));
@@ -451,7 +457,7 @@ impl Bench {
             let ((sb, sm), (rb, rm)) = (stats(&mut send), stats(&mut recv));
             self.emit(
                 format!(r#"{{"bench":"path","system":"{system}","size":{SIZE},"send_best_ns":{sb:.1},"send_median_ns":{sm:.1},"receive_best_ns":{rb:.1},"receive_median_ns":{rm:.1}}}"#),
-                format!("{system:<10} {sb:>11.1} ns {sm:>11.1} ns {rb:>11.1} ns {rm:>11.1} ns"),
+                format!("{system:<17} {sb:>11.1} ns {sm:>11.1} ns {rb:>11.1} ns {rm:>11.1} ns"),
             );
         }
         Ok(())
@@ -466,7 +472,7 @@ impl Bench {
         if !self.args.json {
             println!("latency: one-way = round trip / 2, {size} B, {count} round trips (after warm-ups) in rounds that alternate the systems, ping and pong in separate processes");
             println!(
-                "{:<10} {:<6} {:>10} {:>10} {:>10}",
+                "{:<17} {:<6} {:>10} {:>10} {:>10}",
                 "system", "wait", "p50", "p99", "p99.9"
             );
         }
@@ -474,7 +480,13 @@ impl Bench {
         let (s0, s1) = shared::socket_pair().map_err(|e| e.to_string())?;
         let rounds = self.rounds();
         let per_round = count.div_ceil(rounds);
-        let systems: Vec<_> = latency_systems().into_iter().filter(|(s, _)| self.wanted(s)).collect();
+        let mut systems: Vec<_> = latency_systems().into_iter().filter(|(s, _)| self.wanted(s)).collect();
+        // Only when named: publishers without timestamps, beside the default.
+        for untimed in ["aether-untimed", "aether-zc-untimed"] {
+            if self.args.systems.iter().any(|s| s == untimed) {
+                systems.push((untimed, "spin"));
+            }
+        }
         let mut samples: Vec<Vec<u64>> = vec![Vec::new(); systems.len()];
         let samples_file = self.dir.join("latency-samples");
         for _ in 0..rounds {
@@ -533,7 +545,7 @@ impl Bench {
             let (p50, p99, p999) = (pct(0.50), pct(0.99), pct(0.999));
             self.emit(
                 format!(r#"{{"bench":"latency","system":"{system}","wait":"{wait}","size":{size},"p50_ns":{p50},"p99_ns":{p99},"p999_ns":{p999}}}"#),
-                format!("{system:<10} {wait:<6} {:>8} ns {:>7} ns {:>7} ns", p50, p99, p999),
+                format!("{system:<17} {wait:<6} {:>8} ns {:>7} ns {:>7} ns", p50, p99, p999),
             );
         }
         Ok(())
@@ -550,7 +562,7 @@ impl Bench {
                 "throughput: publisher and subscriber in separate processes, reliable topic; memcpy/memset: one thread"
             );
             println!(
-                "{:<10} {:>8} {:>14} {:>14} {:>6}",
+                "{:<18} {:>8} {:>14} {:>14} {:>6}",
                 "system", "size", "msgs/s", "bytes/s", "lost"
             );
         }
@@ -559,9 +571,14 @@ impl Bench {
         let rounds = self.rounds();
         let mut systems: Vec<_> = throughput_systems().into_iter().filter(|s| self.wanted(s)).collect();
         // Only when named: aether-zc with its publisher in other large laps
-        // (`aether-zc-whole`, `-short`, `-measured`), beside the default.
-        let laps = self.args.systems.iter().filter(|s| s.starts_with("aether-zc-"));
-        systems.extend(laps.map(|s| s.as_str()));
+        // (`aether-zc-whole`, `-short`, `-measured`) or without timestamps
+        // (`aether-untimed`, `aether-zc-untimed`), beside the default.
+        let variants = self
+            .args
+            .systems
+            .iter()
+            .filter(|s| s.starts_with("aether-zc-") || *s == "aether-untimed");
+        systems.extend(variants.map(|s| s.as_str()));
         for size in self.args.sizes.clone() {
             let count = self.args.messages.unwrap_or((budget / size).clamp(200, cap));
             let per_round = count.div_ceil(rounds).max(2);
@@ -581,7 +598,7 @@ impl Bench {
                 let bytes = rate * size as f64;
                 self.emit(
                     format!(r#"{{"bench":"throughput","system":"{system}","size":{size},"msgs_per_s":{rate:.0},"bytes_per_s":{bytes:.0},"lost":{lost}}}"#),
-                    format!("{system:<10} {:>8} {:>12}/s {:>12}B/s {lost:>6}", fmt_size(size), fmt_rate(rate), fmt_rate(bytes)),
+                    format!("{system:<18} {:>8} {:>12}/s {:>12}B/s {lost:>6}", fmt_size(size), fmt_rate(rate), fmt_rate(bytes)),
                 );
             }
         }

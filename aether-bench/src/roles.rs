@@ -85,8 +85,18 @@ fn report_latency(samples: Vec<u64>) {
     println!("RESULT n={}", samples.len());
 }
 
+/// An Aether system's name without `-untimed` (its publishers send no
+/// timestamps, `Publisher::set_timestamps`), and whether it had it.
+pub(crate) fn untimed(system: &str) -> (&str, bool) {
+    match system.strip_suffix("-untimed") {
+        Some(base) => (base, true),
+        None => (system, false),
+    }
+}
+
 /// The Aether latency runs' ports: a subscriber on the topic the other side
-/// publishes to, and a publisher on its own.
+/// publishes to, and a publisher on its own (sending no timestamps for an
+/// `-untimed` system).
 fn ping_pong_ports(ping: bool) -> (aether::Subscriber, aether::Publisher) {
     let c = client();
     let (out_topic, in_topic) = if ping {
@@ -97,7 +107,8 @@ fn ping_pong_ports(ping: bool) -> (aether::Subscriber, aether::Publisher) {
     let s = c
         .subscriber(in_topic, &sub_config())
         .unwrap_or_else(|e| fail("subscribe", e));
-    let p = c.publisher(out_topic).unwrap_or_else(|e| fail("publisher", e));
+    let mut p = c.publisher(out_topic).unwrap_or_else(|e| fail("publisher", e));
+    p.set_timestamps(!untimed(&env("AB_SYSTEM")).1);
     (s, p)
 }
 
@@ -120,7 +131,7 @@ fn latency(ping: bool) {
             samples.push(watch.ns_since(t0) / 2);
         }
     };
-    match env("AB_SYSTEM").as_str() {
+    match untimed(&env("AB_SYSTEM")).0 {
         "aether-zc" => {
             // Zero-copy both ways: loan, write in place, commit; a borrowed
             // view, read in place (the pong copies it into its own loan), release.
@@ -388,13 +399,16 @@ impl Handoff {
 /// Publishes AB_COUNT messages of AB_SIZE bytes as fast as it can.
 fn source() {
     let (count, size) = (num("AB_COUNT"), num("AB_SIZE") as usize);
-    let system = env("AB_SYSTEM");
+    let named = env("AB_SYSTEM");
+    let (system, untimed) = untimed(&named);
+    let system = system.to_string();
     let start;
     match system.as_str() {
         s if s == "aether" || s.starts_with("aether-zc") => {
             let c = client();
             let mut p = c.publisher(&env("AB_TOPIC")).unwrap_or_else(|e| fail("publisher", e));
             p.set_timeout(Some(Duration::from_secs(60)));
+            p.set_timestamps(!untimed);
             if let Some(laps) = system.strip_prefix("aether-zc-") {
                 // Another kind of large laps than the default's, to compare in one run.
                 let laps = aether::LargeLaps::from_name(laps).unwrap_or_else(|| fail("large laps", laps));
@@ -460,7 +474,8 @@ fn source() {
 /// stream goes quiet; times from the first message to the last.
 fn sink() {
     let (count, size) = (num("AB_COUNT"), num("AB_SIZE") as usize);
-    let system = env("AB_SYSTEM");
+    // What its publisher sends makes no difference here.
+    let system = untimed(&env("AB_SYSTEM")).0.to_string();
     // Read once a message: the TSC costs less than the clock (a third, here).
     let watch = shared::Stopwatch::new();
     let (mut first, mut last, mut got, mut lost, mut sum) = (0u64, 0u64, 0u64, 0u64, 0u64);
