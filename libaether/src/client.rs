@@ -1582,7 +1582,7 @@ fn probe_name(topic: &str) -> std::ffi::CString {
 
 impl Subscriber {
     /// The `receive` USDT probe (topic, seq, len, latency from the
-    /// publisher's timestamp in ns) and `lost` (topic, messages lost since
+    /// publisher's timestamp in ns, 0 without one) and `lost` (topic, messages lost since
     /// the last receive: usually 0). Arguments are computed only while a
     /// tracer is attached (each probe's semaphore): otherwise a probe costs
     /// a load and a branch.
@@ -1594,7 +1594,12 @@ impl Subscriber {
             self.topic_c.as_ptr(),
             seq,
             len,
-            crate::sys::realtime_ns().saturating_sub(timestamp_ns)
+            // 0 for a message without a timestamp.
+            if timestamp_ns == 0 {
+                0
+            } else {
+                crate::sys::realtime_ns().saturating_sub(timestamp_ns)
+            }
         );
         probe_lazy!(aether, lost, self.topic_c.as_ptr(), {
             let lost = self.lost();
