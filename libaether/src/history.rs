@@ -490,7 +490,7 @@ mod tests {
         let mut v = encode_header(9, 0).to_vec();
         for seq in 0..80 {
             let ts = if seq % 20 == 3 { 0 } else { seq * 10 + 1 };
-            encode_record(&mut v, seq, ts, &vec![seq as u8; 16]);
+            encode_record(&mut v, seq, ts, &[seq as u8; 16]);
         }
         let (seqs, e) = drain(&mut History::new(vec![file(&v)], Start::Time(455), 80, 4096));
         assert!(e.is_none(), "{e:?}");
