@@ -699,7 +699,8 @@ int aether_publisher_set_large_laps(struct aether_publisher *p, uint32_t laps);
  * (`on` = 1, the default) or 0 in `aether_message.timestamp_ns` (`on` = 0).
  * Reading the clock is about a third of a small publish (~10 of ~30 ns).
  * A subscriber starting at a time (`time=` start) takes a message without
- * one for reached. Kept across `aether_publisher_reopen`.
+ * one by those before it: passed over before the first message stamped at
+ * or after the time, delivered after. Kept across `aether_publisher_reopen`.
  * Errors: `AETHER_E_INVALID` (`on` neither 0 nor 1, NULL).
  */
 int aether_publisher_set_timestamps(struct aether_publisher *p, int on);

@@ -685,16 +685,32 @@ impl Log {
     /// Retention by age: removes the sealed segments whose every record is
     /// older than `cutoff_ns` (CLOCK_REALTIME), judged by the first record
     /// of the segment after each (timestamps are the publishers', so this is
-    /// as exact as their clocks agree). Returns how many went.
+    /// as exact as their clocks agree); where that record has no timestamp
+    /// (its publisher sent none), by when the segment was last written
+    /// (its mtime: the daemon's clock, after every record in it was
+    /// published). Returns how many went.
     pub fn remove_older_than(&mut self, cutoff_ns: u64) -> Result<usize> {
         let mut keep_from = self.firsts[0];
         for w in self.firsts.windows(2) {
-            match self.first_timestamp(w[1])? {
+            let age = match self.first_timestamp(w[1])? {
+                Some(0) => self.written_at(w[0]),
+                ts => ts,
+            };
+            match age {
                 Some(ts) if ts < cutoff_ns => keep_from = w[1],
                 _ => break,
             }
         }
         self.remove_before(keep_from)
+    }
+
+    /// When the segment starting at `first` was last written (ns since the
+    /// epoch), if the file system says.
+    fn written_at(&self, first: u64) -> Option<u64> {
+        let path = self.dir.join(SegmentWriter::file_name(first));
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+        let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+        u64::try_from(since.as_nanos()).ok()
     }
 
     /// The timestamp of the first record of the segment starting at `first`,
@@ -1066,6 +1082,47 @@ mod tests {
         assert!(!ipath(a).exists(), "a stray index is removed");
         // The running maximum of the first segment kept goes on from the removed ones.
         assert_eq!(&indexes(&dir)[0].1, &written[1].1);
+    }
+
+    /// Retention by age judges a segment by the first record after it;
+    /// where that record has no timestamp (0: its publisher sent none), by
+    /// the segment's mtime instead: never removed for the 0 alone.
+    #[test]
+    fn age_retention_judges_unstamped_segments_by_when_they_were_written() {
+        let d = TempDir::new("age");
+        let dir = d.0.join("topic");
+        let (mut log, _) = Log::open(&dir, TOPIC, 4096).expect("open");
+        // Stamped 1000 + i, but every record from 100 on without a stamp.
+        let mut i = 0;
+        while log.segments() < 8 {
+            log.append(if i < 100 { 1000 + i } else { 0 }, &payload(i))
+                .expect("append");
+            i += 1;
+        }
+        log.flush().expect("flush");
+        let firsts = log.firsts.clone();
+        let stamped = firsts.iter().filter(|&&f| f > 0 && f < 100).count();
+        assert!(stamped >= 2 && firsts.iter().any(|&f| f > 100), "{firsts:?}");
+        // Every stamp is older than the cutoff: only the segments followed
+        // by a stamped first record go; the mtimes are now.
+        let now = aether::sys::realtime_ns();
+        assert_eq!(log.remove_older_than(1_000_000).expect("retention"), stamped);
+        assert_eq!(log.remove_older_than(now - 60_000_000_000).expect("retention"), 0);
+        // Written an hour ago: those go too, but for the one being written.
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for f in &log.firsts {
+            let file = File::options()
+                .write(true)
+                .open(dir.join(SegmentWriter::file_name(*f)))
+                .expect("open");
+            file.set_modified(hour_ago).expect("set mtime");
+        }
+        let left = log.segments();
+        assert_eq!(
+            log.remove_older_than(now - 60_000_000_000).expect("retention"),
+            left - 1
+        );
+        assert_eq!(log.segments(), 1);
     }
 
     #[test]

@@ -1206,12 +1206,13 @@ fn a_second_daemon_on_the_same_state_directory_makes_no_durable_topic() {
 
 /// A publisher that sends no timestamps (`set_timestamps(false)`, kept
 /// across `reopen`): its messages carry 0, live and from the log, through
-/// `publish` and loan/commit alike. A `time=` start takes them for reached
-/// wherever they are in the log (the index counts them as at or after any
-/// time), so that none is passed over; it delivers exactly what a linear
-/// read keeps, and the timed messages keep their times.
+/// `publish` and loan/commit alike, and the others keep their times. A
+/// `time=` start takes an unstamped message by those before it: passed
+/// over before the first stamped at or after the time, delivered after;
+/// from the log (seeking by the index, across files) exactly what a linear
+/// read keeps by that rule, and from the ring (a start in the future).
 #[test]
-fn messages_without_timestamps_are_reached_by_any_time_start() {
+fn a_time_start_takes_messages_without_timestamps_by_those_before() {
     let dir = TempDir::new("dur-untimed");
     let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
     let config = dir.0.join("aetherd.toml");
@@ -1273,8 +1274,36 @@ fn messages_without_timestamps_are_reached_by_any_time_start() {
         Start::Time(ts(10_000)),
         Start::Time(ts(N as usize - 1) + 1),
     ] {
-        let want: Vec<_> = all.iter().filter(|m| start.reached_by(m.0, m.1)).copied().collect();
-        assert!(want.iter().any(|m| m.0 == 3_000), "{start:?}");
+        let Start::Time(t) = start else { unreachable!() };
+        let mut found = false;
+        let want: Vec<_> = all
+            .iter()
+            .filter(|m| {
+                found |= m.1 >= t;
+                m.1 >= t || (found && m.1 == 0)
+            })
+            .copied()
+            .collect();
         assert_eq!(received(&c, "untimed", &start, N - 1), want, "from {start:?}");
     }
+    // Of the ring, from a time to come: unstamped messages before the first
+    // stamped at or after it are passed over, those after it delivered.
+    let t = aether::sys::realtime_ns() + 100_000_000;
+    let mut s = c.subscriber("untimed", &from(Start::Time(t))).unwrap();
+    let mut p = c.publisher("untimed").unwrap();
+    p.set_timestamps(false);
+    p.publish(&message(N, 100)).unwrap();
+    while aether::sys::realtime_ns() <= t {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p.publish(&message(N + 1, 100)).unwrap();
+    p.set_timestamps(true);
+    p.publish(&message(N + 2, 100)).unwrap();
+    p.set_timestamps(false);
+    p.publish(&message(N + 3, 100)).unwrap();
+    let got: Vec<_> = (0..2)
+        .map(|_| s.receive(Some(Duration::from_secs(5))).unwrap().unwrap().seq)
+        .collect();
+    assert_eq!(got, [N + 2, N + 3]);
+    assert_eq!(s.receive(Some(Duration::from_millis(50))).unwrap(), None);
 }

@@ -328,16 +328,21 @@ fn set_offset(fd: &OwnedFd, at: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What any history delivers: in order, inside its bounds; errors `Corrupt` or `Io`.
+/// What any history delivers: in order, inside its bounds (a record
+/// without a timestamp, 0, only after one stamped at or after a time
+/// start); errors `Corrupt` or `Io`.
 fn check_history(got: &[(u64, u64, usize)], err: Option<aether::Error>, start: &Start, end_seq: u64) {
-    let mut prev = None;
+    let (mut prev, mut found) = (None, false);
     for &(seq, ts, len) in got {
         assert!(prev.is_none_or(|p| seq > p), "history seq {seq} after {prev:?}");
         assert!(seq < end_seq, "history seq {seq} at or past the ring's {end_seq}");
         assert!(len <= MAX_MESSAGE, "a message of {len} bytes");
         match *start {
             Start::Seq(n) => assert!(seq >= n, "seq {seq} before the start {n}"),
-            Start::Time(t) => assert!(ts >= t, "timestamp {ts} before the start {t}"),
+            Start::Time(t) => {
+                found |= ts >= t;
+                assert!(ts >= t || (found && ts == 0), "timestamp {ts} before the start {t}");
+            }
             _ => {}
         }
         prev = Some(seq);

@@ -940,7 +940,7 @@ impl Publisher {
     /// 0 ([`Message::timestamp_ns`]). Reading the clock is about a third of
     /// a small publish (~10 of ~30 ns): a publisher whose subscribers do not
     /// use the time can go without. A subscriber that starts at a time
-    /// ([`Start::Time`]) takes a message without one for reached.
+    /// ([`Start::Time`]) takes a message without one by those before it.
     pub fn set_timestamps(&mut self, on: bool) {
         self.writer.set_timestamps(on);
     }
@@ -1689,7 +1689,8 @@ impl Subscriber {
     fn pass_before_start(&mut self, deadline: &Deadline) -> Result<()> {
         while let Some(start) = self.ring_start.clone() {
             let rec = self.reader.next(deadline)?;
-            if start.reached_by(rec.seq, rec.timestamp_ns) {
+            // The first message this start reaches: the ring's after it all count.
+            if start.reached_by(rec.seq, rec.timestamp_ns, false) {
                 self.ring_start = None;
             } else {
                 self.reader.pass(&rec, false);

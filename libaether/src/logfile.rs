@@ -41,8 +41,8 @@
 //! segments): timestamps are the publishers' clocks, nearly but not
 //! strictly in order, and with the maximum a search for the first place a
 //! record at or after a time may be is still a binary search. A record
-//! without a timestamp (0: its publisher sent none) counts as u64::MAX, at
-//! or after any time, as a `time=` start takes it. `crc` is
+//! without a timestamp (0: its publisher sent none) does not move the
+//! maximum: a `time=` start finds it by the stamped records before it. `crc` is
 //! CRC32C over the entry's first 28 bytes. The index is a hint written
 //! without a sync (the log is the truth): a reader takes the entries from
 //! the start while each passes its checks and numbers, offsets and
@@ -417,9 +417,7 @@ impl Indexer {
     /// The record `seq` stamped `timestamp_ns` at `offset` of the segment,
     /// after those given before: its entry, if it gets one.
     pub fn record(&mut self, seq: u64, timestamp_ns: u64, offset: u64) -> Option<IndexEntry> {
-        // No timestamp: at or after any time (`Start::reached_by`).
-        let t = if timestamp_ns == 0 { u64::MAX } else { timestamp_ns };
-        self.max_timestamp_ns = self.max_timestamp_ns.max(t);
+        self.max_timestamp_ns = self.max_timestamp_ns.max(timestamp_ns);
         if self.last.is_some_and(|l| offset < l.saturating_add(INDEX_EVERY)) {
             return None;
         }
@@ -597,7 +595,7 @@ mod tests {
         };
         // (seq, timestamp, offset) of a segment's records: stamps mostly
         // rising, some going back by up to 2000, one clock step back by 10^6,
-        // one record without a timestamp (at or after any time).
+        // one record without a timestamp (found by the records before it).
         let mut records = Vec::new();
         let (mut ts, mut off) = (1_000_000u64, SEGMENT_HEADER as u64);
         for seq in 0..20_000u64 {
@@ -619,15 +617,9 @@ mod tests {
         for _ in 0..2000 {
             let t = (records[next() as usize % records.len()].1 + next() % 3).saturating_sub(1);
             let at = seek_time(&entries, t).map_or(SEGMENT_HEADER as u64, |e| e.offset);
-            // Nothing before the seek point is at or after t.
-            let start = crate::protocol::Start::Time(t);
-            assert!(
-                records
-                    .iter()
-                    .take_while(|r| r.2 < at)
-                    .all(|r| !start.reached_by(r.0, r.1)),
-                "t {t}"
-            );
+            // Nothing before the seek point is at or after t (an unstamped
+            // record goes with those before it).
+            assert!(records.iter().take_while(|r| r.2 < at).all(|r| r.1 < t), "t {t}");
             let n = next() % 40_002;
             let e = seek_seq(&entries, n).expect("the first record has an entry");
             assert!(e.seq <= n && entries.iter().all(|f| f.seq <= e.seq || f.seq > n));
@@ -639,10 +631,9 @@ mod tests {
             at <= stepped.2 && at < records[11_000].2,
             "settles before the stamps it undercuts"
         );
-        // Any time after the last stamp: from the record without one.
-        let untimed = records[17_000];
-        let at = seek_time(&entries, u64::MAX).map_or(SEGMENT_HEADER as u64, |e| e.offset);
-        assert!(at <= untimed.2 && untimed.2 - at < 2 * INDEX_EVERY, "{at} {untimed:?}");
+        // The record without a timestamp moves no maximum.
+        let max_up_to = |off: u64| records.iter().take_while(|r| r.2 <= off).map(|r| r.1).max();
+        assert!(entries.iter().all(|e| Some(e.max_timestamp_ns) == max_up_to(e.offset)));
         assert_eq!(seek_time(&entries, 0), None);
         assert_eq!(seek_seq(&entries, 0).map(|e| e.seq), Some(0));
     }

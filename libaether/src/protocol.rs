@@ -89,9 +89,10 @@ pub enum Start {
     Seq(u64),
     /// With the first message published at or after this CLOCK_REALTIME
     /// time, in nanoseconds since the epoch. A message without a timestamp
-    /// (0: its publisher sent none, `Publisher::set_timestamps`) counts as
-    /// at or after any time: it is delivered, not passed over, and the log
-    /// is read from the first such message on.
+    /// (0: its publisher sent none, `Publisher::set_timestamps`) goes with
+    /// the messages before it: passed over until a message stamped at or
+    /// after the time comes, delivered after it. On a topic whose
+    /// publishers send no timestamps, such a start waits for one.
     Time(u64),
     /// After the last message the durable subscription of this name
     /// committed (`Subscriber::commit`), kept by the daemon across client
@@ -102,11 +103,13 @@ pub enum Start {
 
 impl Start {
     /// Whether the message `seq`, stamped `timestamp_ns`, is at or after
-    /// this start (`Seq`, `Time`; every message is for the others).
-    pub fn reached_by(&self, seq: u64, timestamp_ns: u64) -> bool {
+    /// this start (`Seq`, `Time`; every message is for the others), once
+    /// one before it was (`found`) or not: a message without a timestamp
+    /// (0) is only after another ([`Start::Time`]).
+    pub fn reached_by(&self, seq: u64, timestamp_ns: u64, found: bool) -> bool {
         match *self {
             Start::Seq(n) => seq >= n,
-            Start::Time(t) => timestamp_ns >= t || timestamp_ns == 0,
+            Start::Time(t) => timestamp_ns >= t || (found && timestamp_ns == 0),
             Start::Latest | Start::Earliest | Start::Durable(_) => true,
         }
     }

@@ -391,7 +391,8 @@ impl Publisher {
     /// Whether messages carry the time they were published (True, the
     /// default) or 0 (False): reading the clock is about a third of a small
     /// publish. A subscriber starting at a time takes a message without one
-    /// for reached. Kept across reopen().
+    /// by those before it (passed over before the first stamped at or after
+    /// the time, delivered after). Kept across reopen().
     #[getter]
     fn timestamps(&self, py: Python<'_>) -> PyResult<bool> {
         let mut st = lock(py, &self.state);

@@ -778,7 +778,8 @@ pub unsafe extern "C" fn aether_publisher_set_large_laps(p: *mut aether_publishe
 /// (`on` = 1, the default) or 0 in `aether_message.timestamp_ns` (`on` = 0).
 /// Reading the clock is about a third of a small publish (~10 of ~30 ns).
 /// A subscriber starting at a time (`time=` start) takes a message without
-/// one for reached. Kept across `aether_publisher_reopen`.
+/// one by those before it: passed over before the first message stamped at
+/// or after the time, delivered after. Kept across `aether_publisher_reopen`.
 /// Errors: `AETHER_E_INVALID` (`on` neither 0 nor 1, NULL).
 #[no_mangle]
 pub unsafe extern "C" fn aether_publisher_set_timestamps(p: *mut aether_publisher, on: c_int) -> c_int {
