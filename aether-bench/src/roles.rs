@@ -401,9 +401,8 @@ fn source() {
     let (count, size) = (num("AB_COUNT"), num("AB_SIZE") as usize);
     let named = env("AB_SYSTEM");
     let (system, untimed) = untimed(&named);
-    let system = system.to_string();
     let start;
-    match system.as_str() {
+    match system {
         s if s == "aether" || s.starts_with("aether-zc") => {
             let c = client();
             let mut p = c.publisher(&env("AB_TOPIC")).unwrap_or_else(|e| fail("publisher", e));
@@ -475,12 +474,13 @@ fn source() {
 fn sink() {
     let (count, size) = (num("AB_COUNT"), num("AB_SIZE") as usize);
     // What its publisher sends makes no difference here.
-    let system = untimed(&env("AB_SYSTEM")).0.to_string();
+    let named = env("AB_SYSTEM");
+    let system = untimed(&named).0;
     // Read once a message: the TSC costs less than the clock (a third, here).
     let watch = shared::Stopwatch::new();
     let (mut first, mut last, mut got, mut lost, mut sum) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let touch_mode = Touch::from_env();
-    match system.as_str() {
+    match system {
         s if s == "aether" || s.starts_with("aether-zc") => {
             let c = client();
             let mut s = c

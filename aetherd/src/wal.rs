@@ -693,7 +693,7 @@ impl Log {
         let mut keep_from = self.firsts[0];
         for w in self.firsts.windows(2) {
             let age = match self.first_timestamp(w[1])? {
-                Some(0) => self.written_at(w[0]),
+                Some(aether::NO_TIMESTAMP) => self.written_at(w[0]),
                 ts => ts,
             };
             match age {

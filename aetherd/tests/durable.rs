@@ -48,6 +48,24 @@ fn daemon(socket: &Path, state: &Path, extra: &[&OsStr]) -> Daemon {
     Daemon::start_with(TempDir::new("dur-log"), socket.to_path_buf(), &args, &[])
 }
 
+/// A test's directory `name`, with aetherd's socket and state paths in it
+/// and a configuration file whose `[log]` table holds `log`.
+fn log_dir(name: &str, log: &str) -> (TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = TempDir::new(name);
+    let (socket, state, config) = (
+        dir.0.join("aetherd.sock"),
+        dir.0.join("state"),
+        dir.0.join("aetherd.toml"),
+    );
+    std::fs::write(&config, format!("[log]\n{log}")).unwrap();
+    (dir, socket, state, config)
+}
+
+/// `daemon` reading the configuration file `config` (reloadable).
+fn config_daemon(socket: &Path, state: &Path, config: &Path) -> Daemon {
+    daemon(socket, state, &[OsStr::new("--config"), config.as_os_str()])
+}
+
 fn kill9(d: &mut Daemon) {
     d.child.kill().expect("SIGKILL aetherd");
     let _ = d.child.wait();
@@ -563,11 +581,8 @@ fn bad_starts_and_bad_durable_topics_are_refused() {
 /// message kept and counts the removed ones as lost.
 #[test]
 fn retention_removes_old_files_without_breaking_a_replay() {
-    let dir = TempDir::new("dur-retain");
-    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(&config, "[log]\nsegment_bytes = 4096\nretain_bytes = 16384\n").unwrap();
-    let d = daemon(&socket, &state, &[OsStr::new("--config"), config.as_os_str()]);
+    let (_dir, socket, state, config) = log_dir("dur-retain", "segment_bytes = 4096\nretain_bytes = 16384\n");
+    let d = config_daemon(&socket, &state, &config);
     let c = d.client();
     c.create_topic("ret", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
     const N: u64 = 1000;
@@ -605,11 +620,8 @@ fn retention_removes_old_files_without_breaking_a_replay() {
 /// gets no log file for any slot.
 #[test]
 fn a_history_of_many_files_is_read_in_batches() {
-    let dir = TempDir::new("dur-many");
-    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(&config, "[log]\nsegment_bytes = 4096\n").unwrap();
-    let d = daemon(&socket, &state, &[OsStr::new("--config"), config.as_os_str()]);
+    let (_dir, socket, state, config) = log_dir("dur-many", "segment_bytes = 4096\n");
+    let d = config_daemon(&socket, &state, &config);
     let c = d.client();
     c.create_topic("many", &durable(Fsync::Never, 1 << 16, 256)).unwrap();
     const N: u64 = 6000;
@@ -703,12 +715,8 @@ fn retention_of(socket: &Path, topic: &str) -> ((u64, String), (u64, String)) {
 /// `aether-cli topics` shows each in force with where it comes from.
 #[test]
 fn a_topic_with_its_own_retention_beside_ones_that_follow_the_daemons() {
-    let dir = TempDir::new("dur-own-retain");
-    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(&config, "[log]\nsegment_bytes = 4096\n").unwrap();
-    let args = [OsStr::new("--config"), config.as_os_str()];
-    let mut d = daemon(&socket, &state, &args);
+    let (_dir, socket, state, config) = log_dir("dur-own-retain", "segment_bytes = 4096\n");
+    let mut d = config_daemon(&socket, &state, &config);
     let c = d.client();
     let with = |retain_bytes| TopicParams {
         retain_bytes,
@@ -768,7 +776,7 @@ fn a_topic_with_its_own_retention_beside_ones_that_follow_the_daemons() {
     assert!(d.stop().success());
     let topic_file = std::fs::read_to_string(state.join("topics/own/topic")).unwrap();
     assert!(topic_file.contains("retain_bytes=16384\n"), "{topic_file}");
-    let d = daemon(&socket, &state, &args);
+    let d = config_daemon(&socket, &state, &config);
     let c = d.client();
     for t in ["own", "plain", "keep"] {
         publish_n(&c, t, N, N);
@@ -802,12 +810,8 @@ fn a_topic_with_its_own_retention_beside_ones_that_follow_the_daemons() {
 /// keeps them; the same after a restart.
 #[test]
 fn a_topic_with_its_own_age_limit() {
-    let dir = TempDir::new("dur-own-age");
-    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(&config, "[log]\nsegment_bytes = 4096\n").unwrap();
-    let args = [OsStr::new("--config"), config.as_os_str()];
-    let mut d = daemon(&socket, &state, &args);
+    let (_dir, socket, state, config) = log_dir("dur-own-age", "segment_bytes = 4096\n");
+    let mut d = config_daemon(&socket, &state, &config);
     let mut c = d.client();
     let aged = TopicParams {
         retain_seconds: Some(1),
@@ -837,7 +841,7 @@ fn a_topic_with_its_own_age_limit() {
         assert_eq!(retention_of(&socket, "all").1, (0, "log".into()));
         if round == 0 {
             assert!(d.stop().success());
-            d = daemon(&socket, &state, &args);
+            d = config_daemon(&socket, &state, &config);
             c = d.client();
         }
     }
@@ -935,12 +939,8 @@ fn seek_point(socket: &Path, topic: &str, start: &Start) -> (u64, Option<(u64, u
 /// descriptor's offset), not the oldest file's start.
 #[test]
 fn seq_and_time_starts_seek_by_the_index_and_deliver_what_a_linear_read_does() {
-    let dir = TempDir::new("dur-index");
-    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(&config, "[log]\nsegment_bytes = 1048576\n").unwrap();
-    let args = [OsStr::new("--config"), config.as_os_str()];
-    let mut d = daemon(&socket, &state, &args);
+    let (_dir, socket, state, config) = log_dir("dur-index", "segment_bytes = 1048576\n");
+    let mut d = config_daemon(&socket, &state, &config);
     let c = d.client();
     let params = TopicParams {
         max_subscribers: 16,
@@ -1039,7 +1039,7 @@ fn seq_and_time_starts_seek_by_the_index_and_deliver_what_a_linear_read_does() {
         .unwrap()
         .set_len(len - 20)
         .unwrap();
-    let d = daemon(&socket, &state, &args);
+    let d = config_daemon(&socket, &state, &config);
     d.wait_log("index rebuilt", 3);
     let c = d.client();
     check(&c);
@@ -1213,11 +1213,8 @@ fn a_second_daemon_on_the_same_state_directory_makes_no_durable_topic() {
 /// read keeps by that rule, and from the ring (a start in the future).
 #[test]
 fn a_time_start_takes_messages_without_timestamps_by_those_before() {
-    let dir = TempDir::new("dur-untimed");
-    let (socket, state) = (dir.0.join("aetherd.sock"), dir.0.join("state"));
-    let config = dir.0.join("aetherd.toml");
-    std::fs::write(&config, "[log]\nsegment_bytes = 1048576\n").unwrap();
-    let d = daemon(&socket, &state, &[OsStr::new("--config"), config.as_os_str()]);
+    let (_dir, socket, state, config) = log_dir("dur-untimed", "segment_bytes = 1048576\n");
+    let d = config_daemon(&socket, &state, &config);
     let c = d.client();
     let params = TopicParams {
         max_subscribers: 8,

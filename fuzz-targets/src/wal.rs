@@ -341,7 +341,10 @@ fn check_history(got: &[(u64, u64, usize)], err: Option<aether::Error>, start: &
             Start::Seq(n) => assert!(seq >= n, "seq {seq} before the start {n}"),
             Start::Time(t) => {
                 found |= ts >= t;
-                assert!(ts >= t || (found && ts == 0), "timestamp {ts} before the start {t}");
+                assert!(
+                    ts >= t || (found && ts == aether::NO_TIMESTAMP),
+                    "timestamp {ts} before the start {t}"
+                );
             }
             _ => {}
         }

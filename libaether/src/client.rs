@@ -1010,7 +1010,8 @@ pub struct Message {
     /// Its sequence number in the topic.
     pub seq: u64,
     /// When it was published: CLOCK_REALTIME, nanoseconds since the epoch;
-    /// 0 if its publisher sends no timestamps ([`Publisher::set_timestamps`]).
+    /// [`NO_TIMESTAMP`](crate::NO_TIMESTAMP) (0) if its publisher sends none
+    /// ([`Publisher::set_timestamps`]).
     pub timestamp_ns: u64,
     /// For a message another broker's bridge brought here: the broker and
     /// its seq there (docs/BRIDGE.md); `None` for one published here.
@@ -1595,7 +1596,7 @@ impl Subscriber {
             seq,
             len,
             // 0 for a message without a timestamp.
-            if timestamp_ns == 0 {
+            if timestamp_ns == crate::NO_TIMESTAMP {
                 0
             } else {
                 crate::sys::realtime_ns().saturating_sub(timestamp_ns)

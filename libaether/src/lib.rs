@@ -37,7 +37,7 @@ pub use error::{Error, Result, Status};
 pub use history::replay as replay_history;
 pub use notice::Notice;
 pub use protocol::{Start, TopicStats};
-pub use ring::{broker_id, Deadline, LargeLaps, Origin, Record, WaitConfig, WaitStrategy, ORIGIN_BYTES};
+pub use ring::{broker_id, Deadline, LargeLaps, Origin, Record, WaitConfig, WaitStrategy, NO_TIMESTAMP, ORIGIN_BYTES};
 pub use segment::{Fsync, Policy, TopicParams, RING_SIZED};
 
 // The parts the daemon, the CLI, the benchmark and the tests share with the

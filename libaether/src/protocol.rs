@@ -105,11 +105,11 @@ impl Start {
     /// Whether the message `seq`, stamped `timestamp_ns`, is at or after
     /// this start (`Seq`, `Time`; every message is for the others), once
     /// one before it was (`found`) or not: a message without a timestamp
-    /// (0) is only after another ([`Start::Time`]).
+    /// ([`NO_TIMESTAMP`](crate::NO_TIMESTAMP)) is only after another ([`Start::Time`]).
     pub fn reached_by(&self, seq: u64, timestamp_ns: u64, found: bool) -> bool {
         match *self {
             Start::Seq(n) => seq >= n,
-            Start::Time(t) => timestamp_ns >= t || (found && timestamp_ns == 0),
+            Start::Time(t) => timestamp_ns >= t || (found && timestamp_ns == crate::NO_TIMESTAMP),
             Start::Latest | Start::Earliest | Start::Durable(_) => true,
         }
     }

@@ -148,6 +148,10 @@ const KIND_REMOTE: u64 = 5;
 /// therefore be at most `max_message - ORIGIN_BYTES` long.
 pub const ORIGIN_BYTES: usize = 16;
 
+/// The timestamp of a message whose publisher sends none
+/// (`Publisher::set_timestamps(false)`): no clock reads 0.
+pub const NO_TIMESTAMP: u64 = 0;
+
 /// Where a message bridged from another broker was first published.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin {
@@ -971,13 +975,13 @@ impl Writer {
         self.timestamps
     }
 
-    /// The timestamp of a message published now: 0 without timestamps.
+    /// The timestamp of a message published now ([`NO_TIMESTAMP`] without).
     #[inline(always)]
     fn timestamp(&mut self) -> u64 {
         if self.timestamps {
             self.clock.now_ns()
         } else {
-            0
+            NO_TIMESTAMP
         }
     }
 
